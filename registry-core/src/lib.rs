@@ -1,0 +1,49 @@
+//! # registry-core
+//!
+//! The pure types an OCI registry speaks, shared by every other crate of the workspace. No async
+//! runtime, no I/O: everything here is a value, a parser or a hash.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`digest`] | [`Digest`] (`algorithm:encoded`, sha256 and sha512) and [`Algorithm`] |
+//! | [`verifier`] | the streaming [`DigestVerifier`], its resumable [`VerifierState`], Stream and AsyncRead adapters |
+//! | [`name`] | [`RepositoryName`], [`Tag`], [`Reference`] |
+//! | [`scope`] | token-auth [`Scope`] and [`Action`], union and intersection |
+//! | [`manifest`] | [`Manifest`] parsing and validation for OCI and Docker schema 2 kinds |
+//! | [`media_type`] | the media types the registry knows |
+//! | [`error`] | the crate's [`Error`], the spec's [`ErrorCode`]s and JSON [`ErrorBody`] |
+//!
+//! Every parser returns a typed [`Error`] on bad input and never panics; [`Error::code`] maps each
+//! error to the distribution spec's code, and [`ErrorCode::status`] to its HTTP status.
+//!
+//! ```
+//! use registry_core::{Digest, DigestVerifier, RepositoryName, Scope};
+//!
+//! let name: RepositoryName = "library/app".parse()?;
+//! let scope: Scope = "repository:library/app:pull,push".parse()?;
+//! assert_eq!(scope.name, name.as_str());
+//!
+//! let expected = Digest::sha256_of(b"hello world");
+//! let mut verifier = DigestVerifier::expecting(&expected, Some(11));
+//! verifier.update(b"hello ")?;
+//! verifier.update(b"world")?;
+//! assert_eq!(verifier.finish()?.digest, expected);
+//! # Ok::<(), registry_core::Error>(())
+//! ```
+
+pub mod digest;
+pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod manifest;
+pub mod media_type;
+pub mod name;
+pub mod scope;
+pub mod verifier;
+
+pub use digest::{Algorithm, Digest};
+pub use error::{Error, ErrorBody, ErrorCode, ErrorInfo};
+pub use manifest::{Descriptor, Manifest, ManifestKind};
+pub use name::{Reference, RepositoryName, Tag};
+pub use scope::{Action, Scope};
+pub use verifier::{DigestVerifier, Verified, VerifierState, VerifyingReader, VerifyingStream};
