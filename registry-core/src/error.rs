@@ -156,11 +156,14 @@ pub enum ErrorCode {
     /// Too many requests.
     #[serde(rename = "TOOMANYREQUESTS")]
     TooManyRequests,
+    /// An unknown error on the server's side (distribution's `UNKNOWN`, status 500): storage
+    /// faults, never bad input.
+    Unknown,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BlobUnknown,
         ErrorCode::BlobUploadInvalid,
         ErrorCode::BlobUploadUnknown,
@@ -175,6 +178,7 @@ impl ErrorCode {
         ErrorCode::Denied,
         ErrorCode::Unsupported,
         ErrorCode::TooManyRequests,
+        ErrorCode::Unknown,
     ];
 
     /// The code as it appears in the JSON body, e.g. `BLOB_UNKNOWN`.
@@ -194,6 +198,7 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::Unknown => "UNKNOWN",
         }
     }
 
@@ -214,6 +219,7 @@ impl ErrorCode {
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
+            ErrorCode::Unknown => 500,
         }
     }
 
@@ -234,6 +240,7 @@ impl ErrorCode {
             ErrorCode::Denied => "requested access to the resource is denied",
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::TooManyRequests => "too many requests",
+            ErrorCode::Unknown => "unknown error",
         }
     }
 }

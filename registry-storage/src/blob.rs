@@ -1,0 +1,149 @@
+//! The blob store: immutable content-addressed bytes, and the uploads that become them.
+//!
+//! A [`BlobStore`] knows nothing of repositories, names or manifests (the metadata store and the
+//! engine do). It holds two kinds of object:
+//!
+//! - **blobs**, addressed by digest, immutable once published, read whole or by range;
+//! - **uploads**, addressed by an opaque [`UploadId`], appendable, invisible to readers until
+//!   [`BlobStore::upload_publish`] moves them to their content address in one atomic step.
+//!
+//! The store never verifies digests: the engine hashes every byte on its way in (one pass,
+//! overlapped with the store's writes) and publishes only verified content. Implementations:
+//! [`MemoryBlobStore`](memory::MemoryBlobStore) and [`FsBlobStore`](fs::FsBlobStore); an
+//! object-storage backend fits the same trait (append = multipart part, publish = complete + copy
+//! or conditional put).
+
+use std::ops::Range;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use registry_core::Digest;
+
+use crate::error::{Error, Result};
+
+pub mod fs;
+pub mod memory;
+
+/// The error a request body yields when it fails mid-stream.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body being streamed into an upload.
+pub type BodyStream<'a> = dyn Stream<Item = std::result::Result<Bytes, BodyError>> + Send + Unpin + 'a;
+
+/// Bytes streamed out of the store.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send>>;
+
+/// The id of an upload: a UUID in canonical lowercase form, checked before it reaches a store (so
+/// it is safe as a path component or object key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadId(String);
+
+impl UploadId {
+    /// A fresh random id.
+    pub fn new_random() -> UploadId {
+        UploadId(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    /// Parses an id from a URL; anything but a canonical UUID is an unknown upload.
+    pub fn parse(input: &str) -> Result<UploadId> {
+        let ok = input.len() == 36
+            && input.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+            });
+        if ok { Ok(UploadId(input.to_owned())) } else { Err(Error::UploadUnknown) }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Storage for content-addressed blobs and in-progress uploads.
+///
+/// Every method is safe to call concurrently; publishing the same digest twice stores one copy.
+/// A conformance suite for implementations is in [`crate::testing`] (feature `testing`).
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// The size of a published blob, or `None`.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Streams a published blob, whole or the byte range `range` (which the caller has checked
+    /// against the size). [`Error::BlobUnknown`] when absent.
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream>;
+
+    /// Stores small, already-verified content (manifests) at its digest, atomically and durably.
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<()>;
+
+    /// Removes a published blob; `false` if it was absent.
+    async fn delete(&self, digest: &Digest) -> Result<bool>;
+
+    /// Creates an empty upload.
+    async fn upload_create(&self, id: &UploadId) -> Result<()>;
+
+    /// Appends `body` at `offset` and returns the new length once the bytes are durable.
+    ///
+    /// `offset` is the length the metadata store recorded for the upload, which is the truth:
+    /// bytes the store holds past it were never acknowledged (the process died before recording
+    /// them) and are discarded; an upload shorter than `offset` is [`Error::RangeInvalid`]. The
+    /// caller serializes appends to one upload (the engine holds a per-upload lock and records
+    /// offsets by compare-and-swap). If the body or the store fails, the upload is left at
+    /// `offset` (nothing half-appended) and the error is returned: [`Error::Body`] for the body's
+    /// own failures, [`Error::Core`] when the body carried a verifier error.
+    async fn upload_append(&self, id: &UploadId, offset: u64, body: &mut BodyStream<'_>) -> Result<u64>;
+
+    /// Streams the upload's bytes so far (used to re-hash with another algorithm).
+    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream>;
+
+    /// Publishes the upload at `digest` in one atomic step and removes the upload. The caller has
+    /// verified the content. If the blob already exists, the upload is simply discarded.
+    async fn upload_publish(&self, id: &UploadId, digest: &Digest) -> Result<()>;
+
+    /// Removes an upload (idempotent).
+    async fn upload_delete(&self, id: &UploadId) -> Result<()>;
+}
+
+/// Turns a failed body item into the store's error: a verifier error stays typed, anything else is
+/// a body failure.
+pub(crate) fn body_error(e: BodyError) -> Error {
+    match e.downcast::<registry_core::Error>() {
+        Ok(core) => Error::Core(*core),
+        Err(other) => match other.downcast::<Error>() {
+            Ok(err) => *err,
+            Err(other) => Error::Body(other.to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_are_canonical_uuids() {
+        let id = UploadId::new_random();
+        assert_eq!(UploadId::parse(id.as_str()).expect("round trip"), id);
+        for bad in
+            ["", "../../etc/passwd", "0000000000000000000000000000000000000", "ABCDEF00-0000-0000-0000-000000000000"]
+        {
+            assert!(matches!(UploadId::parse(bad), Err(Error::UploadUnknown)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn body_errors_keep_verifier_errors_typed() {
+        let e: BodyError = Box::new(registry_core::Error::SizeExceeded { limit: 3 });
+        assert!(matches!(body_error(e), Error::Core(registry_core::Error::SizeExceeded { limit: 3 })));
+        let e: BodyError = "connection reset".into();
+        assert!(matches!(body_error(e), Error::Body(_)));
+    }
+}

@@ -1,0 +1,280 @@
+//! The filesystem [`BlobStore`], the reference server's default.
+//!
+//! # Layout on disk
+//!
+//! ```text
+//! <root>/blobs/<algorithm>/<first two hex>/<hex>   a published blob's bytes, e.g.
+//!                                                  blobs/sha256/e3/e3b0c442…b855
+//! <root>/uploads/<upload id>                       an upload in progress (a UUID)
+//! <root>/tmp/<uuid>                                a small put (manifest) being written
+//! ```
+//!
+//! Only digests' lowercase hex and canonical UUIDs ever form a path: repository names and tags
+//! never touch the filesystem (they live in the metadata store), so no request can reach outside
+//! `<root>`. The layout is stable; operators may back it up with any file tool (copy the metadata
+//! database in the same snapshot).
+//!
+//! # Durability and the fsync order
+//!
+//! An append writes the bytes, then `fsync`s the upload file, and only then returns the new
+//! length, which the engine records in the metadata store: data first, then the metadata that
+//! points at it. If the process dies between the two, the upload file is longer than its recorded
+//! offset; the next append truncates it back to the offset, so the recorded verifier state and the
+//! bytes always agree. A failed body is undone the same way (truncate, fsync) before the error
+//! returns. Publishing renames the upload to its content address and then `fsync`s the
+//! target directory (data, then the directory entry); the engine links the blob to the repository
+//! in the metadata store only after that (then the metadata). A crash at any instant leaves the
+//! old state or the new one; an orphan file at worst, which garbage collection removes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use registry_core::Digest;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+
+use super::{BlobStore, BodyStream, ByteStream, UploadId, body_error};
+use crate::error::{Error, Result};
+
+/// Size of the writer's buffer: request bodies arrive in small frames; disks want large writes.
+const WRITE_BUFFER: usize = 1 << 20;
+/// Size of each read when streaming a blob out.
+const READ_CHUNK: usize = 256 << 10;
+/// Frames in flight between the hashing task and the writing thread (backpressure bound).
+const CHANNEL_DEPTH: usize = 64;
+
+/// Blobs and uploads in a directory tree (see the module docs for the layout).
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// Opens (creating when needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<FsBlobStore> {
+        let root = root.into();
+        for dir in ["blobs", "uploads", "tmp"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        Ok(FsBlobStore { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
+    }
+
+    fn upload_path(&self, id: &UploadId) -> PathBuf {
+        self.root.join("uploads").join(id.as_str())
+    }
+
+    /// Number of uploads in progress on disk (for tests and operators).
+    pub fn upload_count(&self) -> Result<usize> {
+        Ok(std::fs::read_dir(self.root.join("uploads"))?.count())
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Moves `from` to `to` atomically, creating `to`'s directory, and makes the entry durable.
+fn publish_file(from: &Path, to: &Path) -> io::Result<()> {
+    let dir = to.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    if to.exists() {
+        // Same digest, same bytes: keep the one copy.
+        std::fs::remove_file(from)?;
+        return Ok(());
+    }
+    std::fs::rename(from, to)?;
+    sync_dir(dir)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(Error::backend)?.map_err(Error::from)
+}
+
+enum Frame {
+    Data(Bytes),
+    /// The body failed: undo the append.
+    Abort,
+}
+
+/// The writing half of an append, run on a blocking thread.
+/// `Ok(Err(len))` when the file is shorter than `offset`.
+fn write_frames(path: &Path, offset: u64, mut frames: mpsc::Receiver<Frame>) -> io::Result<Result<u64, u64>> {
+    let mut file = OpenOptions::new().write(true).open(path)?;
+    let len = file.metadata()?.len();
+    if len < offset {
+        return Ok(Err(len));
+    }
+    // Bytes past the recorded offset were never acknowledged (a crash before the metadata
+    // update): drop them so the file matches the saved verifier state.
+    file.set_len(offset)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut written = offset;
+    let result = (|| {
+        while let Some(frame) = frames.blocking_recv() {
+            match frame {
+                Frame::Data(bytes) => {
+                    writer.write_all(&bytes)?;
+                    written += bytes.len() as u64;
+                }
+                Frame::Abort => return Ok(None),
+            }
+        }
+        writer.flush()?;
+        writer.get_ref().sync_data()?;
+        Ok(Some(written))
+    })();
+    match result {
+        Ok(Some(n)) => Ok(Ok(n)),
+        other => {
+            // Undo: the upload goes back to `offset`, whatever was written.
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            file.set_len(offset)?;
+            file.sync_data()?;
+            other.map(|_| Ok(offset))
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::BlobUnknown { digest: digest.clone() }),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        let range = range.unwrap_or(0..size);
+        if range.start > range.end || range.end > size {
+            return Err(Error::RangeNotSatisfiable { size });
+        }
+        file.seek(SeekFrom::Start(range.start)).await?;
+        let reader = file.take(range.end - range.start);
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)))
+    }
+
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<()> {
+        let tmp = self.root.join("tmp").join(UploadId::new_random().as_str());
+        let target = self.blob_path(digest);
+        blocking(move || {
+            let write = || -> io::Result<()> {
+                let mut f = File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_data()?;
+                publish_file(&tmp, &target)
+            };
+            let result = write();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        })
+        .await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn upload_create(&self, id: &UploadId) -> Result<()> {
+        let path = self.upload_path(id);
+        let dir = self.root.join("uploads");
+        blocking(move || {
+            File::create_new(&path)?.sync_all()?;
+            sync_dir(&dir)
+        })
+        .await
+    }
+
+    async fn upload_append(&self, id: &UploadId, offset: u64, body: &mut BodyStream<'_>) -> Result<u64> {
+        let path = self.upload_path(id);
+        if !tokio::fs::try_exists(&path).await? {
+            return Err(Error::UploadUnknown);
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let writer = tokio::task::spawn_blocking(move || write_frames(&path, offset, rx));
+        let mut body_failure = None;
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(bytes) => {
+                    if tx.send(Frame::Data(bytes)).await.is_err() {
+                        break; // the writer failed; its error is below
+                    }
+                }
+                Err(e) => {
+                    body_failure = Some(body_error(e));
+                    let _ = tx.send(Frame::Abort).await;
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let written = writer.await.map_err(Error::backend)??;
+        match (body_failure, written) {
+            (Some(e), _) => Err(e),
+            (None, Ok(n)) => Ok(n),
+            (None, Err(len)) => Err(Error::RangeInvalid { offset: len }),
+        }
+    }
+
+    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
+        match tokio::fs::File::open(self.upload_path(id)).await {
+            Ok(f) => Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(f, READ_CHUNK))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::UploadUnknown),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn upload_publish(&self, id: &UploadId, digest: &Digest) -> Result<()> {
+        let from = self.upload_path(id);
+        let to = self.blob_path(digest);
+        blocking(move || match publish_file(&from, &to) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !from.exists() => {
+                Err(io::Error::new(io::ErrorKind::NotFound, "upload unknown"))
+            }
+            other => other,
+        })
+        .await
+    }
+
+    async fn upload_delete(&self, id: &UploadId) -> Result<()> {
+        match tokio::fs::remove_file(self.upload_path(id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

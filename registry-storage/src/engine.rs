@@ -1,0 +1,479 @@
+//! The registry engine: the distribution spec's rules over a [`BlobStore`] and a [`MetadataStore`].
+//!
+//! - Every pushed byte passes once through a [`DigestVerifier`] on its way into the blob store;
+//!   hashing runs in the request's task while the store writes, so the two overlap.
+//! - A chunked upload's verifier state is saved in the metadata store after every acknowledged
+//!   chunk, so an upload survives a restart and may continue on another replica.
+//! - A blob becomes visible (linked into a repository) only after its digest and size are verified
+//!   and it is published at its content address.
+//! - A manifest is parsed and validated, all it references must be in the repository, and its
+//!   record, referrer entry and tag move are one metadata transaction.
+
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use registry_core::verifier::StreamError;
+use registry_core::{Algorithm, Digest, DigestVerifier, Manifest, Reference, RepositoryName, VerifierState};
+
+use crate::blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
+use crate::error::{Error, Result};
+use crate::meta::{ManifestRecord, MetadataStore, Page, UploadRecord};
+
+/// Limits the engine enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest manifest accepted, in bytes (default 4 MiB, as distribution).
+    pub max_manifest_bytes: usize,
+    /// Largest page of tags or repositories (default 1000).
+    pub max_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_manifest_bytes: 4 << 20, max_page: 1000 }
+    }
+}
+
+/// Number of lock stripes serializing requests on the same upload within this process.
+const UPLOAD_LOCK_STRIPES: usize = 64;
+
+/// The state of an upload session, as the HTTP layer reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// The session's id.
+    pub id: UploadId,
+    /// Bytes received so far.
+    pub offset: u64,
+}
+
+/// A blob being read.
+pub struct BlobRead {
+    /// The blob's total size.
+    pub size: u64,
+    /// The bytes streamed: the whole blob, or the requested range.
+    pub range: Range<u64>,
+    /// The bytes.
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for BlobRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobRead").field("size", &self.size).field("range", &self.range).finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedManifest {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its subject, when it has one (the HTTP layer answers `OCI-Subject`).
+    pub subject: Option<Digest>,
+}
+
+/// A referrer, as the referrers API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    /// The referrer's record.
+    pub manifest: ManifestRecord,
+}
+
+/// The registry engine. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetadataStore>,
+    limits: Limits,
+    upload_locks: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Registry {
+    /// An engine over a blob store and a metadata store.
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, limits: Limits) -> Registry {
+        let upload_locks = (0..UPLOAD_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        Registry { blobs, meta, limits, upload_locks }
+    }
+
+    /// An engine on memory stores, for tests and examples.
+    pub fn in_memory() -> Result<Registry> {
+        Ok(Registry::new(
+            Arc::new(crate::MemoryBlobStore::new()),
+            Arc::new(crate::RedbMetadataStore::in_memory()?),
+            Limits::default(),
+        ))
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The blob store.
+    pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// The metadata store.
+    pub fn metadata_store(&self) -> &Arc<dyn MetadataStore> {
+        &self.meta
+    }
+
+    fn upload_lock(&self, id: &UploadId) -> &tokio::sync::Mutex<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        &self.upload_locks[(h.finish() as usize) % UPLOAD_LOCK_STRIPES]
+    }
+
+    // ---- uploads ----
+
+    /// Opens an upload session (`POST /v2/<name>/blobs/uploads/`).
+    pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadStatus> {
+        let id = UploadId::new_random();
+        self.blobs.upload_create(&id).await?;
+        let record = UploadRecord {
+            repository: repository.clone(),
+            offset: 0,
+            verifier_state: DigestVerifier::new(Algorithm::Sha256).save().to_bytes(),
+            started_at: now(),
+        };
+        if let Err(e) = self.meta.create_upload(&id, &record).await {
+            let _ = self.blobs.upload_delete(&id).await;
+            return Err(e);
+        }
+        Ok(UploadStatus { id, offset: 0 })
+    }
+
+    async fn load_upload(&self, repository: &RepositoryName, id: &UploadId) -> Result<UploadRecord> {
+        match self.meta.get_upload(id).await? {
+            Some(r) if &r.repository == repository => Ok(r),
+            _ => Err(Error::UploadUnknown),
+        }
+    }
+
+    /// The state of an upload session (`GET /v2/<name>/blobs/uploads/<id>`).
+    pub async fn upload_status(&self, repository: &RepositoryName, id: &UploadId) -> Result<UploadStatus> {
+        let record = self.load_upload(repository, id).await?;
+        Ok(UploadStatus { id: id.clone(), offset: record.offset })
+    }
+
+    /// Appends a chunk (`PATCH`). `start` is the Content-Range start when the client sent one; it
+    /// must equal the current offset ([`Error::RangeInvalid`] otherwise, nothing written).
+    pub async fn append_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        start: Option<u64>,
+        body: &mut BodyStream<'_>,
+    ) -> Result<UploadStatus> {
+        let _guard = self.upload_lock(id).lock().await;
+        let record = self.load_upload(repository, id).await?;
+        let record = self.append_locked(id, record, start, body).await?;
+        Ok(UploadStatus { id: id.clone(), offset: record.offset })
+    }
+
+    async fn append_locked(
+        &self,
+        id: &UploadId,
+        record: UploadRecord,
+        start: Option<u64>,
+        body: &mut BodyStream<'_>,
+    ) -> Result<UploadRecord> {
+        if let Some(start) = start
+            && start != record.offset
+        {
+            return Err(Error::RangeInvalid { offset: record.offset });
+        }
+        let state = VerifierState::from_bytes(&record.verifier_state)?;
+        let verifier = DigestVerifier::restore(&state)?;
+        let mut verifying = registry_core::VerifyingStream::new(body, verifier);
+        let new_len = {
+            let mut mapped = (&mut verifying).map(|item| {
+                item.map_err(|e| match e {
+                    StreamError::Source(e) => e,
+                    StreamError::Verify(e) => Box::new(e) as BodyError,
+                })
+            });
+            self.blobs.upload_append(id, record.offset, &mut mapped).await?
+        };
+        let verifier = verifying.into_verifier();
+        if verifier.size() != new_len {
+            return Err(Error::Backend(format!(
+                "upload store reports {new_len} bytes, the verifier saw {}",
+                verifier.size()
+            )));
+        }
+        let updated = UploadRecord { offset: new_len, verifier_state: verifier.save().to_bytes(), ..record.clone() };
+        if !self.meta.update_upload(id, record.offset, &updated).await? {
+            return Err(Error::UploadInvalid { reason: "the upload was changed by a concurrent request".into() });
+        }
+        Ok(updated)
+    }
+
+    /// Completes an upload (`PUT ?digest=`), with an optional last chunk: verifies digest and
+    /// size, publishes the blob and links it into the repository. On a digest mismatch the upload
+    /// is cancelled, so nothing of it remains.
+    pub async fn finish_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        digest: &Digest,
+        start: Option<u64>,
+        body: Option<&mut BodyStream<'_>>,
+    ) -> Result<u64> {
+        let _guard = self.upload_lock(id).lock().await;
+        let mut record = self.load_upload(repository, id).await?;
+        if let Some(body) = body {
+            record = self.append_locked(id, record, start, body).await?;
+        }
+        let verified = match self.verify_upload(id, &record, digest).await {
+            Ok(size) => size,
+            Err(e) => {
+                if matches!(e, Error::Core(_)) {
+                    self.discard_upload(id).await;
+                }
+                return Err(e);
+            }
+        };
+        self.blobs.upload_publish(id, digest).await?;
+        self.meta.link_blob(repository, digest, verified).await?;
+        self.meta.delete_upload(id).await?;
+        Ok(verified)
+    }
+
+    /// Checks the upload's bytes against `digest`: from the saved state when the algorithm is the
+    /// one computed while streaming, else by reading the upload once more.
+    async fn verify_upload(&self, id: &UploadId, record: &UploadRecord, digest: &Digest) -> Result<u64> {
+        let state = VerifierState::from_bytes(&record.verifier_state)?;
+        if state.algorithm == digest.algorithm() {
+            let mut verifier = DigestVerifier::restore(&state)?;
+            verifier.expect(digest, None)?;
+            return Ok(verifier.finish()?.size);
+        }
+        let mut verifier = DigestVerifier::expecting(digest, Some(record.offset));
+        let mut stream = self.blobs.upload_read(id).await?;
+        while let Some(chunk) = stream.next().await {
+            verifier.update(&chunk?)?;
+        }
+        Ok(verifier.finish()?.size)
+    }
+
+    async fn discard_upload(&self, id: &UploadId) {
+        if let Err(e) = self.blobs.upload_delete(id).await {
+            tracing::warn!(upload = %id, error = %e, "could not remove a failed upload's bytes");
+        }
+        if let Err(e) = self.meta.delete_upload(id).await {
+            tracing::warn!(upload = %id, error = %e, "could not remove a failed upload's session");
+        }
+    }
+
+    /// Pushes a whole blob in one request (`POST ?digest=`, or `PUT` after an empty `POST`).
+    pub async fn push_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        body: &mut BodyStream<'_>,
+    ) -> Result<u64> {
+        let status = self.start_upload(repository).await?;
+        let result = self.finish_upload(repository, &status.id, digest, Some(0), Some(body)).await;
+        if result.is_err() {
+            self.discard_upload(&status.id).await;
+        }
+        result
+    }
+
+    /// Cancels an upload (`DELETE /v2/<name>/blobs/uploads/<id>`).
+    pub async fn cancel_upload(&self, repository: &RepositoryName, id: &UploadId) -> Result<()> {
+        let _guard = self.upload_lock(id).lock().await;
+        self.load_upload(repository, id).await?;
+        self.blobs.upload_delete(id).await?;
+        self.meta.delete_upload(id).await?;
+        Ok(())
+    }
+
+    // ---- blobs ----
+
+    /// Links a blob of `from` into `repository` (`POST ?mount=&from=`). `None` when `from` does not
+    /// hold it: the caller then opens an upload session instead, as the spec says.
+    pub async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let Some(size) = self.meta.blob_link(from, digest).await? else { return Ok(None) };
+        if self.blobs.stat(digest).await?.is_none() {
+            return Ok(None);
+        }
+        self.meta.link_blob(repository, digest, size).await?;
+        Ok(Some(size))
+    }
+
+    /// The size of a blob in a repository (`HEAD /v2/<name>/blobs/<digest>`).
+    pub async fn stat_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
+        self.meta.blob_link(repository, digest).await?.ok_or_else(|| Error::BlobUnknown { digest: digest.clone() })
+    }
+
+    /// Reads a blob, whole or a byte range given as `(start, inclusive end)` of which the end may be
+    /// open (`GET /v2/<name>/blobs/<digest>`, with `Range: bytes=start-end`).
+    pub async fn read_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<BlobRead> {
+        let size = self.stat_blob(repository, digest).await?;
+        let range = match range {
+            None => 0..size,
+            Some((start, end)) => {
+                let end = end.map(|e| e.saturating_add(1)).unwrap_or(size).min(size);
+                if start >= size || start >= end {
+                    return Err(Error::RangeNotSatisfiable { size });
+                }
+                start..end
+            }
+        };
+        let whole = range.start == 0 && range.end == size;
+        let body = self.blobs.read(digest, (!whole).then(|| range.clone())).await?;
+        Ok(BlobRead { size, range, body })
+    }
+
+    /// Removes a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`). The bytes stay until
+    /// garbage collection finds no repository or manifest using them.
+    pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
+        if self.meta.unlink_blob(repository, digest).await? {
+            Ok(())
+        } else {
+            Err(Error::BlobUnknown { digest: digest.clone() })
+        }
+    }
+
+    // ---- manifests ----
+
+    /// Stores a manifest (`PUT /v2/<name>/manifests/<reference>`).
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PushedManifest> {
+        if bytes.len() > self.limits.max_manifest_bytes {
+            return Err(Error::TooLarge { what: "manifest", limit: self.limits.max_manifest_bytes as u64 });
+        }
+        let manifest = Manifest::parse(&bytes, content_type)?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::compute(expected.algorithm(), &bytes);
+                if &actual != expected {
+                    return Err(Error::ManifestDigestMismatch { expected: expected.clone(), actual });
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256_of(&bytes),
+        };
+        for blob in manifest.blobs() {
+            if self.meta.blob_link(repository, &blob.digest).await?.is_none() {
+                return Err(Error::ManifestBlobUnknown { digest: blob.digest.clone() });
+            }
+        }
+        for child in &manifest.manifests {
+            if self.meta.get_manifest(repository, &child.digest).await?.is_none() {
+                return Err(Error::ManifestBlobUnknown { digest: child.digest.clone() });
+            }
+        }
+        let record = ManifestRecord {
+            digest: digest.clone(),
+            media_type: manifest.media_type().to_owned(),
+            size: bytes.len() as u64,
+            artifact_type: manifest.effective_artifact_type().map(str::to_owned),
+            annotations: manifest.annotations.clone(),
+            subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
+            references: manifest.blobs().chain(manifest.manifests.iter()).map(|d| d.digest.clone()).collect(),
+        };
+        self.blobs.put(&digest, bytes).await?;
+        self.meta.put_manifest(repository, &record, reference.as_tag()).await?;
+        Ok(PushedManifest { digest, subject: record.subject })
+    }
+
+    /// The record of a manifest by tag or digest (`HEAD /v2/<name>/manifests/<reference>`).
+    pub async fn stat_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<ManifestRecord> {
+        let unknown = || Error::ManifestUnknown { reference: reference.to_string() };
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => self.meta.resolve_tag(repository, t).await?.ok_or_else(unknown)?,
+        };
+        self.meta.get_manifest(repository, &digest).await?.ok_or_else(unknown)
+    }
+
+    /// A manifest's record and bytes (`GET /v2/<name>/manifests/<reference>`).
+    pub async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<(ManifestRecord, Bytes)> {
+        let record = self.stat_manifest(repository, reference).await?;
+        let mut stream = self.blobs.read(&record.digest, None).await?;
+        let mut bytes = BytesMut::with_capacity(record.size as usize);
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        Ok((record, bytes.freeze()))
+    }
+
+    /// Deletes a manifest by digest (with its tags and referrer entry), or only a tag
+    /// (`DELETE /v2/<name>/manifests/<reference>`).
+    pub async fn delete_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<()> {
+        let deleted = match reference {
+            Reference::Digest(d) => self.meta.delete_manifest(repository, d).await?,
+            Reference::Tag(t) => self.meta.delete_tag(repository, t).await?,
+        };
+        if deleted { Ok(()) } else { Err(Error::ManifestUnknown { reference: reference.to_string() }) }
+    }
+
+    // ---- listings ----
+
+    /// A page of a repository's tags (`GET /v2/<name>/tags/list?n=&last=`); `n` is capped by the
+    /// page limit.
+    pub async fn tags(&self, repository: &RepositoryName, last: Option<&str>, n: Option<usize>) -> Result<Page> {
+        let limit = n.unwrap_or(self.limits.max_page).min(self.limits.max_page);
+        self.meta
+            .list_tags(repository, last, limit)
+            .await?
+            .ok_or_else(|| Error::NameUnknown { name: repository.to_string() })
+    }
+
+    /// A page of the catalog (`GET /v2/_catalog?n=&last=`).
+    pub async fn catalog(&self, last: Option<&str>, n: Option<usize>) -> Result<Page> {
+        let limit = n.unwrap_or(self.limits.max_page).min(self.limits.max_page);
+        self.meta.list_repositories(last, limit).await
+    }
+
+    /// The manifests whose subject is `subject`, optionally only those of one artifact type
+    /// (`GET /v2/<name>/referrers/<digest>?artifactType=`).
+    pub async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ManifestRecord>> {
+        let mut all = self.meta.referrers(repository, subject).await?;
+        if let Some(filter) = artifact_type {
+            all.retain(|m| m.artifact_type.as_deref() == Some(filter));
+        }
+        Ok(all)
+    }
+}

@@ -1,0 +1,28 @@
+//! # registry-storage
+//!
+//! The registry engine and the storage it runs on.
+//!
+//! | piece | what it is |
+//! |---|---|
+//! | [`BlobStore`] | immutable content-addressed bytes and the uploads that become them: [`MemoryBlobStore`], [`FsBlobStore`] |
+//! | [`MetadataStore`] | blob links, manifests, tags, referrers, upload sessions: [`RedbMetadataStore`] (file or memory) |
+//! | [`Registry`] | the engine over both: uploads, mounts, blobs, manifests, tags, catalog, referrers |
+//!
+//! The engine checks every rule of the distribution spec and hashes every pushed byte; the stores
+//! only keep what they are given. Anything an embedder may replace is a trait object, chosen at
+//! run time.
+
+pub mod blob;
+pub mod engine;
+pub mod error;
+pub mod meta;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use blob::fs::FsBlobStore;
+pub use blob::memory::MemoryBlobStore;
+pub use blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
+pub use engine::{Limits, Registry};
+pub use error::{Error, Result};
+pub use meta::redb::RedbMetadataStore;
+pub use meta::{ManifestRecord, MetadataStore, Page, UploadRecord};

@@ -1,0 +1,127 @@
+//! The metadata store: what the registry knows about repositories. Blob links, manifests, tags,
+//! referrers and upload sessions, each change one transaction.
+//!
+//! The one implementation, [`RedbMetadataStore`](redb::RedbMetadataStore), runs on a file (the
+//! reference server's default) or in memory (tests) with the same code, so tests exercise exactly
+//! what production runs. A PostgreSQL store implements the same trait.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use registry_core::{Digest, RepositoryName, Tag};
+use serde::{Deserialize, Serialize};
+
+use crate::blob::UploadId;
+use crate::error::Result;
+
+pub mod redb;
+
+/// An upload session, saved after every acknowledged chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The repository the upload was started in.
+    pub repository: RepositoryName,
+    /// Bytes received and durable: where the next chunk must start.
+    pub offset: u64,
+    /// The digest verifier's saved state ([`registry_core::VerifierState::to_bytes`]), covering
+    /// exactly `offset` bytes.
+    #[serde(with = "hex_bytes")]
+    pub verifier_state: Vec<u8>,
+    /// When the session started, in seconds since the Unix epoch.
+    pub started_at: u64,
+}
+
+/// What the registry keeps of a manifest, besides its bytes (which are in the blob store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its media type (what GET answers as Content-Type).
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The artifact type the referrers API reports (artifactType, else the config's media type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The manifest's annotations (reported by the referrers API).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// The subject's digest, when the manifest has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+    /// Every blob and child manifest it references (for garbage collection).
+    #[serde(default)]
+    pub references: Vec<Digest>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The entries, in lexical order.
+    pub entries: Vec<String>,
+    /// Whether entries follow the last one of this page.
+    pub more: bool,
+}
+
+/// Storage for the registry's metadata. Every method is one transaction.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Creates an upload session.
+    async fn create_upload(&self, id: &UploadId, record: &UploadRecord) -> Result<()>;
+
+    /// Replaces an upload session if it is still at `expected_offset` (compare and swap); `false`
+    /// when another request moved it first, or it is gone.
+    async fn update_upload(&self, id: &UploadId, expected_offset: u64, record: &UploadRecord) -> Result<bool>;
+
+    /// An upload session.
+    async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>>;
+
+    /// Removes an upload session; `false` if it was absent.
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool>;
+
+    /// Links a published blob into a repository.
+    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()>;
+
+    /// The size of a blob linked into a repository, or `None`.
+    async fn blob_link(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Removes a blob's link from a repository; `false` if it was absent.
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+
+    /// Stores a manifest record and its referrer entry, and points `tag` at it, in one transaction.
+    async fn put_manifest(&self, repository: &RepositoryName, record: &ManifestRecord, tag: Option<&Tag>)
+    -> Result<()>;
+
+    /// A manifest of a repository.
+    async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>>;
+
+    /// Removes a manifest with its tags and its referrer entry; `false` if it was absent.
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+
+    /// The digest a tag points at.
+    async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>>;
+
+    /// Removes a tag (never the manifest); `false` if it was absent.
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;
+
+    /// Up to `limit` tags after `last`, in lexical order; `None` if the repository is unknown.
+    async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>>;
+
+    /// Up to `limit` repositories after `last`, in lexical order.
+    async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Page>;
+
+    /// The manifests of a repository whose subject is `subject`.
+    async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>>;
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}

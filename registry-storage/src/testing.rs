@@ -1,0 +1,187 @@
+//! Conformance suites any [`BlobStore`] or [`MetadataStore`] can run, an embedder's included
+//! (enable the `testing` feature). Each function panics with a message naming the broken rule.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let store = registry_storage::MemoryBlobStore::new();
+//! registry_storage::testing::blob_store_suite(&store).await;
+//! # }
+//! ```
+
+use bytes::Bytes;
+use futures::StreamExt;
+use registry_core::{Digest, RepositoryName, Tag};
+
+use crate::blob::{BlobStore, BodyError, ByteStream, UploadId};
+use crate::error::Error;
+use crate::meta::{ManifestRecord, MetadataStore, UploadRecord};
+
+/// A body stream over fixed chunks.
+pub fn body(chunks: &[&[u8]]) -> impl futures::Stream<Item = Result<Bytes, BodyError>> + Send + Unpin + use<> {
+    let chunks: Vec<Result<Bytes, BodyError>> = chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    futures::stream::iter(chunks)
+}
+
+/// A body stream that yields `chunks` and then fails, as a client that disconnects.
+pub fn failing_body(chunks: &[&[u8]]) -> impl futures::Stream<Item = Result<Bytes, BodyError>> + Send + Unpin + use<> {
+    let mut items: Vec<Result<Bytes, BodyError>> = chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    items.push(Err("client went away".into()));
+    futures::stream::iter(items)
+}
+
+/// Collects a byte stream.
+pub async fn collect(mut stream: ByteStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.expect("stream chunk"));
+    }
+    out
+}
+
+/// The [`BlobStore`] rules.
+pub async fn blob_store_suite(store: &dyn BlobStore) {
+    let data = b"hello, content-addressed world".to_vec();
+    let digest = Digest::sha256_of(&data);
+
+    assert_eq!(store.stat(&digest).await.expect("stat"), None, "absent blob has no size");
+    assert!(matches!(store.read(&digest, None).await, Err(Error::BlobUnknown { .. })), "absent blob is unknown");
+
+    // An upload in two appends, invisible until published.
+    let id = UploadId::new_random();
+    store.upload_create(&id).await.expect("create upload");
+    let n = store.upload_append(&id, 0, &mut body(&[&data[..5], &data[5..10]])).await.expect("append");
+    assert_eq!(n, 10);
+    assert!(
+        matches!(store.upload_append(&id, 11, &mut body(&[b"x"])).await, Err(Error::RangeInvalid { offset: 10 })),
+        "append beyond the upload's end fails"
+    );
+    let failed = store.upload_append(&id, 10, &mut failing_body(&[&data[10..20]])).await;
+    assert!(matches!(failed, Err(Error::Body(_))), "a failing body is a body error: {failed:?}");
+    let n = store.upload_append(&id, 10, &mut body(&[&data[10..]])).await.expect("append after a failed one");
+    assert_eq!(n, data.len() as u64, "a failed append left nothing behind");
+    assert_eq!(collect(store.upload_read(&id).await.expect("read upload")).await, data);
+    assert_eq!(store.stat(&digest).await.expect("stat"), None, "uploads are invisible");
+
+    store.upload_publish(&id, &digest).await.expect("publish");
+    assert_eq!(store.stat(&digest).await.expect("stat"), Some(data.len() as u64));
+    assert_eq!(collect(store.read(&digest, None).await.expect("read")).await, data);
+    assert_eq!(collect(store.read(&digest, Some(7..12)).await.expect("range")).await, &data[7..12]);
+    assert!(store.upload_read(&id).await.is_err(), "a published upload is gone");
+
+    // Publishing the same content again keeps one copy and succeeds.
+    let id2 = UploadId::new_random();
+    store.upload_create(&id2).await.expect("create");
+    store.upload_append(&id2, 0, &mut body(&[&data])).await.expect("append");
+    store.upload_publish(&id2, &digest).await.expect("publish duplicate");
+    assert_eq!(collect(store.read(&digest, None).await.expect("read")).await, data);
+
+    // Bytes past the recorded offset were never acknowledged: the next append replaces them.
+    let id4 = UploadId::new_random();
+    store.upload_create(&id4).await.expect("create");
+    store.upload_append(&id4, 0, &mut body(&[b"abcdef"])).await.expect("append");
+    assert_eq!(store.upload_append(&id4, 3, &mut body(&[b"XY"])).await.expect("append at 3"), 5);
+    assert_eq!(collect(store.upload_read(&id4).await.expect("read")).await, b"abcXY");
+    store.upload_delete(&id4).await.expect("cancel");
+
+    // put, delete, cancel.
+    let small = Bytes::from_static(b"{\"schemaVersion\":2}");
+    let small_digest = Digest::sha256_of(&small);
+    store.put(&small_digest, small.clone()).await.expect("put");
+    assert_eq!(collect(store.read(&small_digest, None).await.expect("read")).await, small.to_vec());
+    assert!(store.delete(&small_digest).await.expect("delete"));
+    assert!(!store.delete(&small_digest).await.expect("delete again"));
+    let id3 = UploadId::new_random();
+    store.upload_create(&id3).await.expect("create");
+    store.upload_delete(&id3).await.expect("cancel");
+    store.upload_delete(&id3).await.expect("cancel is idempotent");
+    assert!(store.upload_read(&id3).await.is_err());
+}
+
+fn name(s: &str) -> RepositoryName {
+    RepositoryName::parse(s).expect("valid name")
+}
+
+fn record(content: &str, subject: Option<&Digest>) -> ManifestRecord {
+    ManifestRecord {
+        digest: Digest::sha256_of(content.as_bytes()),
+        media_type: registry_core::media_type::OCI_MANIFEST.into(),
+        size: content.len() as u64,
+        artifact_type: Some("application/vnd.example".into()),
+        annotations: Default::default(),
+        subject: subject.cloned(),
+        references: vec![],
+    }
+}
+
+/// The [`MetadataStore`] rules.
+pub async fn metadata_store_suite(store: &dyn MetadataStore) {
+    let repo = name("suite/app");
+    let other = name("suite/other");
+
+    // Upload sessions with compare-and-swap.
+    let id = UploadId::new_random();
+    let rec = UploadRecord { repository: repo.clone(), offset: 0, verifier_state: vec![1, 2, 3], started_at: 7 };
+    store.create_upload(&id, &rec).await.expect("create upload");
+    assert_eq!(store.get_upload(&id).await.expect("get"), Some(rec.clone()));
+    let moved = UploadRecord { offset: 10, ..rec.clone() };
+    assert!(store.update_upload(&id, 0, &moved).await.expect("cas"), "swap at the right offset");
+    assert!(!store.update_upload(&id, 0, &moved).await.expect("cas"), "swap at a stale offset fails");
+    assert!(store.delete_upload(&id).await.expect("delete"));
+    assert_eq!(store.get_upload(&id).await.expect("get"), None);
+
+    // Blob links are per repository.
+    let blob = Digest::sha256_of(b"blob");
+    assert_eq!(store.list_tags(&repo, None, 10).await.expect("tags"), None, "unknown repository");
+    store.link_blob(&repo, &blob, 4).await.expect("link");
+    assert_eq!(store.blob_link(&repo, &blob).await.expect("link"), Some(4));
+    assert_eq!(store.blob_link(&other, &blob).await.expect("link"), None);
+    assert!(store.unlink_blob(&repo, &blob).await.expect("unlink"));
+    assert!(!store.unlink_blob(&repo, &blob).await.expect("unlink again"));
+
+    // Manifests, tags, referrers.
+    let image = record("image", None);
+    let sig = record("signature", Some(&image.digest));
+    let latest = Tag::parse("latest").expect("tag");
+    let v1 = Tag::parse("v1").expect("tag");
+    store.put_manifest(&repo, &image, Some(&latest)).await.expect("put");
+    store.put_manifest(&repo, &image, Some(&v1)).await.expect("put again with another tag");
+    store.put_manifest(&repo, &sig, None).await.expect("put referrer");
+    assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), Some(image.digest.clone()));
+    assert_eq!(store.get_manifest(&repo, &image.digest).await.expect("get"), Some(image.clone()));
+    assert_eq!(store.get_manifest(&other, &image.digest).await.expect("get"), None, "per repository");
+    assert_eq!(store.referrers(&repo, &image.digest).await.expect("referrers"), vec![sig.clone()]);
+
+    // Moving a tag leaves the manifest and the other tag alone.
+    let image2 = record("image2", None);
+    store.put_manifest(&repo, &image2, Some(&v1)).await.expect("move v1");
+    assert_eq!(store.resolve_tag(&repo, &v1).await.expect("resolve"), Some(image2.digest.clone()));
+    assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), Some(image.digest.clone()));
+
+    // Pagination.
+    for t in ["a", "b", "c"] {
+        store.put_manifest(&repo, &image2, Some(&Tag::parse(t).expect("tag"))).await.expect("tag");
+    }
+    let page = store.list_tags(&repo, None, 2).await.expect("tags").expect("known repository");
+    assert_eq!(page.entries, vec!["a", "b"]);
+    assert!(page.more);
+    let page = store.list_tags(&repo, Some("b"), 10).await.expect("tags").expect("known");
+    assert_eq!(page.entries, vec!["c", "latest", "v1"]);
+    assert!(!page.more);
+    store.link_blob(&other, &blob, 4).await.expect("link");
+    let repos = store.list_repositories(None, 10).await.expect("catalog");
+    assert_eq!(repos.entries, vec!["suite/app", "suite/other"]);
+    let repos = store.list_repositories(Some("suite/app"), 10).await.expect("catalog");
+    assert_eq!(repos.entries, vec!["suite/other"]);
+
+    // Deleting a tag keeps the manifest; deleting a manifest takes its tags and referrer entry.
+    assert!(store.delete_tag(&repo, &latest).await.expect("delete tag"));
+    assert!(!store.delete_tag(&repo, &latest).await.expect("delete tag again"));
+    assert!(store.get_manifest(&repo, &image.digest).await.expect("get").is_some());
+    assert!(store.delete_manifest(&repo, &sig.digest).await.expect("delete referrer"));
+    assert!(store.referrers(&repo, &image.digest).await.expect("referrers").is_empty());
+    assert!(store.delete_manifest(&repo, &image2.digest).await.expect("delete"));
+    assert_eq!(store.resolve_tag(&repo, &v1).await.expect("resolve"), None, "tags go with the manifest");
+    let page = store.list_tags(&repo, None, 10).await.expect("tags").expect("known");
+    assert!(page.entries.is_empty(), "{:?}", page.entries);
+    assert!(!store.delete_manifest(&repo, &image2.digest).await.expect("delete again"));
+}
