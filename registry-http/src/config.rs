@@ -1,0 +1,145 @@
+//! The reference server's configuration: a TOML file, overridden by environment variables, overridden
+//! by command-line flags (the binary applies the last two).
+//!
+//! ```toml
+//! listen = "127.0.0.1:5000"      # address to serve on
+//! data_dir = "./registry-data"   # blobs, uploads and metadata.redb
+//! log_level = "info"             # tracing filter: error, warn, info, debug, trace or a directive list
+//!
+//! [limits]
+//! max_manifest_bytes = 4194304   # largest manifest accepted (413 beyond)
+//! max_page = 1000                # largest page of tags or repositories
+//! max_header_bytes = 65536       # largest request head
+//! header_read_timeout_secs = 30  # time to send a request's headers
+//! shutdown_grace_secs = 30       # time in-flight requests get on shutdown
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The server's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// Where blobs, uploads and the metadata database live.
+    pub data_dir: PathBuf,
+    /// The tracing filter.
+    pub log_level: String,
+    /// Limits.
+    pub limits: LimitsConfig,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: usize,
+    /// Largest page of tags or repositories.
+    pub max_page: usize,
+    /// Largest request head, in bytes.
+    pub max_header_bytes: usize,
+    /// Seconds a client has to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds in-flight requests get on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            data_dir: PathBuf::from("./registry-data"),
+            log_level: "info".into(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let engine = registry_storage::Limits::default();
+        let server = crate::ServerOptions::default();
+        LimitsConfig {
+            max_manifest_bytes: engine.max_manifest_bytes,
+            max_page: engine.max_page,
+            max_header_bytes: server.max_header_bytes,
+            header_read_timeout_secs: server.header_read_timeout.as_secs(),
+            shutdown_grace_secs: server.shutdown_grace.as_secs(),
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of this schema.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+}
+
+impl Config {
+    /// Parses a configuration from TOML text; missing keys take their defaults, unknown keys are
+    /// errors.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Reads a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text)
+    }
+
+    /// The engine's limits.
+    pub fn engine_limits(&self) -> registry_storage::Limits {
+        registry_storage::Limits {
+            max_manifest_bytes: self.limits.max_manifest_bytes,
+            max_page: self.limits.max_page.max(1),
+        }
+    }
+
+    /// The server's connection options.
+    pub fn server_options(&self) -> crate::ServerOptions {
+        crate::ServerOptions {
+            header_read_timeout: Duration::from_secs(self.limits.header_read_timeout_secs.max(1)),
+            max_header_bytes: self.limits.max_header_bytes,
+            shutdown_grace: Duration::from_secs(self.limits.shutdown_grace_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_toml("").expect("empty is all defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.limits.max_manifest_bytes, 4 << 20);
+        let c = Config::from_toml("listen = \"127.0.0.1:6000\"\n[limits]\nmax_page = 5\n").expect("valid");
+        assert_eq!(c.listen.port(), 6000);
+        assert_eq!(c.engine_limits().max_page, 5);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::from_toml("lisen = \"x\"").is_err());
+        assert!(Config::from_toml("listen = 5").is_err());
+    }
+}

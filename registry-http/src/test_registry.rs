@@ -1,0 +1,140 @@
+//! The in-process test registry: one call starts a registry on an ephemeral port of 127.0.0.1;
+//! dropping it (or [`TestRegistry::stop`]) stops it.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+//! let registry = registry_http::TestRegistry::start().await?;
+//! // The listener is bound before `start` returns: connect right away, no waiting.
+//! let stream = tokio::net::TcpStream::connect(registry.addr()).await?;
+//! # drop(stream);
+//! registry.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use registry_storage::{FsBlobStore, Limits, RedbMetadataStore, Registry};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::server::{ServerOptions, serve};
+use crate::service::RegistryService;
+
+/// A registry serving on `127.0.0.1:<ephemeral port>` for the life of the value.
+#[derive(Debug)]
+pub struct TestRegistry {
+    addr: SocketAddr,
+    registry: Registry,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    data_dir: Option<PathBuf>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestRegistry {
+    /// Starts a registry on memory stores.
+    pub async fn start() -> std::io::Result<TestRegistry> {
+        let registry = Registry::in_memory().map_err(std::io::Error::other)?;
+        Self::start_with(registry, None, None).await
+    }
+
+    /// Starts a registry on the filesystem and embedded-database stores in a fresh temporary
+    /// directory, removed when the registry is dropped.
+    pub async fn start_on_disk() -> std::io::Result<TestRegistry> {
+        let temp = tempfile::tempdir()?;
+        let path = temp.path().to_owned();
+        let registry = open_data_dir(&path, Limits::default()).map_err(std::io::Error::other)?;
+        Self::start_with(registry, Some(path), Some(temp)).await
+    }
+
+    /// Starts a registry on the stores of `data_dir` (kept when the registry stops), e.g. to test
+    /// a restart.
+    pub async fn start_in(data_dir: &Path) -> std::io::Result<TestRegistry> {
+        let registry = open_data_dir(data_dir, Limits::default()).map_err(std::io::Error::other)?;
+        Self::start_with(registry, Some(data_dir.to_owned()), None).await
+    }
+
+    /// Starts a server for an engine the caller assembled.
+    pub async fn start_with_registry(registry: Registry) -> std::io::Result<TestRegistry> {
+        Self::start_with(registry, None, None).await
+    }
+
+    async fn start_with(
+        registry: Registry,
+        data_dir: Option<PathBuf>,
+        temp: Option<tempfile::TempDir>,
+    ) -> std::io::Result<TestRegistry> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel();
+        let service = RegistryService::new(registry.clone());
+        let options = ServerOptions { shutdown_grace: std::time::Duration::from_secs(5), ..ServerOptions::default() };
+        let task = tokio::spawn(serve(listener, service, options, async {
+            let _ = rx.await;
+        }));
+        Ok(TestRegistry { addr, registry, shutdown: Some(tx), task: Some(task), data_dir, _temp: temp })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `127.0.0.1:<port>`, the form clients take as a registry host.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The engine, for assertions on what was stored.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The data directory, when on disk.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
+    }
+
+    /// Stops the server and waits until it has released its stores (so the same data directory
+    /// can be opened again).
+    pub async fn stop(mut self) {
+        self.shutdown_now().await;
+    }
+
+    async fn shutdown_now(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Opens the reference server's default stores in `data_dir`: blobs on the filesystem
+/// (`blobs/`, `uploads/`, `tmp/`) and metadata in `metadata.redb`.
+pub fn open_data_dir(data_dir: &Path, limits: Limits) -> registry_storage::Result<Registry> {
+    std::fs::create_dir_all(data_dir)?;
+    let blobs = FsBlobStore::open(data_dir)?;
+    let meta = RedbMetadataStore::open(data_dir.join("metadata.redb"))?;
+    Ok(Registry::new(Arc::new(blobs), Arc::new(meta), limits))
+}
