@@ -9,7 +9,14 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 pub fn client() -> Client {
+    install_crypto_provider();
     Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// reqwest is built with rustls but no default provider (oci-client's dev-dependency brings it);
+/// every test talks plain HTTP, but building a client needs a provider installed.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Asserts status and the spec's error code in a JSON error body.
@@ -98,4 +105,104 @@ pub async fn raw_request(reg: &TestRegistry, method: &str, path: &str) -> (u16, 
     let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status line");
     let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     (status, body)
+}
+
+/// A ustar archive of regular files.
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in files {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+/// Writes an OCI image layout with one image of `layer_count` tar layers, tagged `tag`; returns
+/// the manifest's digest and the layers' digests.
+pub fn write_oci_layout(dir: &std::path::Path, tag: &str, layer_count: usize) -> (Digest, Vec<Digest>) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let write = |bytes: &[u8]| {
+        let d = Digest::sha256_of(bytes);
+        std::fs::write(blobs.join(d.hex()), bytes).expect("write blob");
+        d
+    };
+    let mut layers = Vec::new();
+    let mut descriptors = Vec::new();
+    for i in 0..layer_count {
+        let content = format!("file {i}\n").repeat(1000 * (i + 1));
+        let tar = tar_of(&[(&format!("layer{i}.txt"), content.as_bytes())]);
+        let d = write(&tar);
+        descriptors.push(format!(
+            r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":{}}}"#,
+            tar.len()
+        ));
+        layers.push(d);
+    }
+    let diff_ids: Vec<String> = layers.iter().map(|d| format!("\"{d}\"")).collect();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/true"]}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+        diff_ids.join(",")
+    );
+    let cd = write(config.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{}]}}"#,
+        config.len(),
+        descriptors.join(",")
+    );
+    let md = write(manifest.as_bytes());
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write layout");
+    let index = format!(
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{md}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}}}}]}}"#,
+        manifest.len()
+    );
+    std::fs::write(dir.join("index.json"), index).expect("write index");
+    (md, layers)
+}
+
+/// Runs a client command to completion; panics with its output when it fails.
+pub async fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} could not start (install it: apt-get install -y {program}): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a client command that must fail.
+pub async fn run_failing(program: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("client starts");
+    assert!(!out.status.success(), "{program} {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

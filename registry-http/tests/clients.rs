@@ -1,0 +1,182 @@
+//! Real clients against the in-process registry: skopeo and podman (installed by the README's test
+//! command; a missing client is a failure, never a skip), and the oci-client crate.
+
+mod common;
+
+use common::*;
+use registry_core::Digest;
+use registry_http::TestRegistry;
+
+fn digest_of_file(path: &std::path::Path) -> Digest {
+    Digest::sha256_of(&std::fs::read(path).expect("read"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_copy_inspect_list_delete() {
+    let reg = TestRegistry::start_on_disk().await.expect("start");
+    let work = tempfile::tempdir().expect("tempdir");
+    let auth = work.path().join("auth.json");
+    std::fs::write(&auth, "{}").expect("auth file");
+    let auth = auth.to_str().expect("utf8");
+    let env = [("REGISTRY_AUTH_FILE", auth)];
+    let src = work.path().join("src");
+    let (manifest_digest, layers) = write_oci_layout(&src, "v1", 3);
+    let host = reg.host();
+    let src_ref = format!("oci:{}:v1", src.display());
+    let dest = format!("docker://{host}/skopeo/app:v1");
+
+    run("skopeo", &["copy", "--dest-tls-verify=false", &src_ref, &dest], &env).await;
+
+    // skopeo compresses the uncompressed layers on the way to a registry, so the stored manifest
+    // is a new one; what skopeo reads back is exactly what the registry serves.
+    let resp = client().get(format!("{}/v2/skopeo/app/manifests/v1", reg.url())).send().await.expect("get");
+    let served_digest = header(&resp, "docker-content-digest");
+    let served = resp.text().await.expect("body");
+    let raw = run("skopeo", &["inspect", "--tls-verify=false", "--raw", &dest], &env).await;
+    assert_eq!(raw.trim_end(), served.trim_end());
+    assert_eq!(Digest::sha256_of(served.as_bytes()).to_string(), served_digest);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&run("skopeo", &["inspect", "--tls-verify=false", &dest], &env).await).expect("json");
+    assert_eq!(inspect["Digest"], served_digest);
+    assert_eq!(inspect["Layers"].as_array().expect("layers").len(), 3);
+    let _ = (manifest_digest, layers);
+
+    // Back out to a fresh layout: the registry's manifest, and every blob hashes to its name.
+    let out = work.path().join("out");
+    run("skopeo", &["copy", "--src-tls-verify=false", &dest, &format!("oci:{}:v1", out.display())], &env).await;
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).expect("index")).expect("json");
+    assert_eq!(index["manifests"][0]["digest"], served_digest);
+    let mut blobs = 0;
+    for entry in std::fs::read_dir(out.join("blobs/sha256")).expect("blobs") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+        assert_eq!(digest_of_file(&path).hex(), name, "blob {name} round-trips intact");
+        blobs += 1;
+    }
+    assert_eq!(blobs, 5, "manifest, config and three layers");
+
+    // Converted to Docker schema 2 on the way in, under another tag.
+    let v2s2 = format!("docker://{host}/skopeo/app:v2s2");
+    run("skopeo", &["copy", "--dest-tls-verify=false", "--format", "v2s2", &src_ref, &v2s2], &env).await;
+    let raw: serde_json::Value =
+        serde_json::from_str(&run("skopeo", &["inspect", "--tls-verify=false", "--raw", &v2s2], &env).await)
+            .expect("json");
+    assert_eq!(raw["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+
+    let tags: serde_json::Value = serde_json::from_str(
+        &run("skopeo", &["list-tags", "--tls-verify=false", &format!("docker://{host}/skopeo/app")], &env).await,
+    )
+    .expect("json");
+    assert_eq!(tags["Tags"], serde_json::json!(["v1", "v2s2"]));
+
+    run("skopeo", &["delete", "--tls-verify=false", &dest], &env).await;
+    run_failing("skopeo", &["inspect", "--tls-verify=false", "--raw", &dest], &env).await;
+    reg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_push_rmi_pull() {
+    let reg = TestRegistry::start_on_disk().await.expect("start");
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let conf = w.join("containers.conf");
+    std::fs::write(&conf, "[engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n").expect("conf");
+    let auth = w.join("auth.json");
+    std::fs::write(&auth, "{}").expect("auth");
+    let rootfs = w.join("rootfs.tar");
+    std::fs::write(&rootfs, tar_of(&[("hello.txt", b"hello from podman\n"), ("etc/os-release", b"ID=test\n")]))
+        .expect("rootfs");
+    let dirs: Vec<String> = ["root", "run", "tmp", "net"].iter().map(|d| w.join(d).display().to_string()).collect();
+    let base = [
+        "--root",
+        &dirs[0],
+        "--runroot",
+        &dirs[1],
+        "--tmpdir",
+        &dirs[2],
+        "--network-config-dir",
+        &dirs[3],
+        "--storage-driver",
+        "vfs",
+    ];
+    let env = [("CONTAINERS_CONF", conf.to_str().expect("utf8")), ("REGISTRY_AUTH_FILE", auth.to_str().expect("utf8"))];
+    let podman = |args: &[&str]| -> Vec<String> { base.iter().chain(args).map(|s| s.to_string()).collect() };
+    let call = |args: Vec<String>| {
+        let env = env;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run("podman", &args, &env).await
+        }
+    };
+
+    call(podman(&["import", rootfs.to_str().expect("utf8"), "localhost/podtest:v1"])).await;
+    let host = reg.host();
+    for (format, tag) in [("oci", "v1"), ("v2s2", "v2s2")] {
+        let target = format!("{host}/pod/app:{tag}");
+        call(podman(&["push", "--tls-verify=false", "--format", format, "localhost/podtest:v1", &target])).await;
+    }
+    call(podman(&["rmi", "localhost/podtest:v1"])).await;
+    for tag in ["v1", "v2s2"] {
+        let target = format!("{host}/pod/app:{tag}");
+        call(podman(&["pull", "--tls-verify=false", &target])).await;
+        let id = call(podman(&["image", "inspect", "--format", "{{.Id}}", &target])).await;
+        assert!(!id.trim().is_empty(), "pulled image {tag} is in local storage");
+    }
+    let resp = client().get(format!("{}/v2/pod/app/tags/list", reg.url())).send().await.expect("tags");
+    assert_eq!(resp.json::<serde_json::Value>().await.expect("json")["tags"], serde_json::json!(["v1", "v2s2"]));
+    let resp = client().get(format!("{}/v2/pod/app/manifests/v2s2", reg.url())).send().await.expect("manifest");
+    assert_eq!(header(&resp, "content-type"), "application/vnd.docker.distribution.manifest.v2+json");
+    reg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_client_artifact_with_subject_and_referrers() {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    use oci_client::manifest::{OciDescriptor, OciImageManifest};
+    use oci_client::{Client, Reference, secrets::RegistryAuth};
+
+    install_crypto_provider();
+    let reg = TestRegistry::start().await.expect("start");
+    let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+    let auth = RegistryAuth::Anonymous;
+
+    // The subject: an image, pushed chunked (oci-client's default).
+    let image: Reference = format!("{}/oci/app:v1", reg.host()).parse().expect("reference");
+    let layer = ImageLayer::new(vec![7u8; 300_000], "application/vnd.oci.image.layer.v1.tar".into(), None);
+    let config = Config::new(
+        br#"{"architecture":"amd64","os":"linux"}"#.to_vec(),
+        "application/vnd.oci.image.config.v1+json".into(),
+        None,
+    );
+    let image_manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, None);
+    let pushed = client.push(&image, &[layer], config, &auth, Some(image_manifest.clone())).await.expect("push image");
+    assert!(pushed.manifest_url.contains("/v2/oci/app/manifests/"));
+    let (_, subject_digest) = client.pull_image_manifest(&image, &auth).await.expect("pull manifest");
+
+    // The artifact: custom artifactType, subject set.
+    let sig = ImageLayer::new(b"signature".to_vec(), "application/vnd.example.sig".into(), None);
+    let empty = Config::new(b"{}".to_vec(), "application/vnd.oci.empty.v1+json".into(), None);
+    let mut artifact = OciImageManifest::build(std::slice::from_ref(&sig), &empty, None);
+    artifact.artifact_type = Some("application/vnd.example.signature.v1".into());
+    artifact.subject = Some(OciDescriptor {
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        digest: subject_digest.clone(),
+        size: serde_json::to_vec(&image_manifest).expect("json").len() as i64,
+        ..Default::default()
+    });
+    let artifact_ref: Reference = format!("{}/oci/app:sig", reg.host()).parse().expect("reference");
+    client.push(&artifact_ref, &[sig], empty, &auth, Some(artifact)).await.expect("push artifact");
+
+    let subject_ref: Reference = format!("{}/oci/app@{subject_digest}", reg.host()).parse().expect("reference");
+    let index = client.pull_referrers(&subject_ref, None).await.expect("referrers");
+    assert_eq!(index.manifests.len(), 1);
+    assert_eq!(index.manifests[0].artifact_type.as_deref(), Some("application/vnd.example.signature.v1"));
+    let filtered = client.pull_referrers(&subject_ref, Some("application/vnd.other")).await.expect("referrers");
+    assert!(filtered.manifests.is_empty());
+
+    // Pull the image back and compare the layer.
+    let data = client.pull(&image, &auth, vec!["application/vnd.oci.image.layer.v1.tar"]).await.expect("pull");
+    assert_eq!(data.layers[0].data.as_ref(), vec![7u8; 300_000].as_slice());
+    reg.stop().await;
+}
