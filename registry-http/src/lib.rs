@@ -33,3 +33,7 @@ pub use route::Route;
 pub use server::{ServerOptions, serve};
 pub use service::RegistryService;
 pub use test_registry::{TestRegistry, open_data_dir};
+
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -102,11 +102,9 @@ async fn podman_push_rmi_pull() {
     ];
     let env = [("CONTAINERS_CONF", conf.to_str().expect("utf8")), ("REGISTRY_AUTH_FILE", auth.to_str().expect("utf8"))];
     let podman = |args: &[&str]| -> Vec<String> { base.iter().chain(args).map(|s| s.to_string()).collect() };
-    let call = |args: Vec<String>| {
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run("podman", &args, &env).await
-        }
+    let call = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("podman", &args, &env).await
     };
 
     call(podman(&["import", rootfs.to_str().expect("utf8"), "localhost/podtest:v1"])).await;

@@ -81,7 +81,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let filter = EnvFilter::try_new(&config.log_level).with_context(|| format!("log level {:?}", config.log_level))?;
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
     if args.log_json {
         subscriber.json().init();
     } else {

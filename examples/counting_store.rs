@@ -1,0 +1,105 @@
+//! Embedding the registry with a custom blob store: a wrapper that counts the bytes stored and
+//! served, around the in-memory store. Any `BlobStore` (an embedder's object storage, say) plugs in
+//! the same way.
+//!
+//! `cargo run -p registry-examples --example counting_store`
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use registry_core::Digest;
+use registry_examples::send;
+use registry_storage::{
+    BlobStore, BodyStream, ByteStream, Limits, MemoryBlobStore, RedbMetadataStore, Registry, Result, UploadId,
+};
+
+/// Counts bytes written into uploads and read out of blobs.
+#[derive(Default)]
+struct CountingStore {
+    inner: MemoryBlobStore,
+    written: Arc<AtomicU64>,
+    read: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl BlobStore for CountingStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.inner.stat(digest).await
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let counter = self.read.clone();
+        let stream = self.inner.read(digest, range).await?;
+        Ok(Box::pin(stream.inspect(move |chunk| {
+            if let Ok(c) = chunk {
+                counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
+        })))
+    }
+
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<()> {
+        self.written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.inner.put(digest, bytes).await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        self.inner.delete(digest).await
+    }
+
+    async fn upload_create(&self, id: &UploadId) -> Result<()> {
+        self.inner.upload_create(id).await
+    }
+
+    async fn upload_append(&self, id: &UploadId, offset: u64, body: &mut BodyStream<'_>) -> Result<u64> {
+        let new_len = self.inner.upload_append(id, offset, body).await?;
+        self.written.fetch_add(new_len - offset, Ordering::Relaxed);
+        Ok(new_len)
+    }
+
+    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
+        self.inner.upload_read(id).await
+    }
+
+    async fn upload_publish(&self, id: &UploadId, digest: &Digest) -> Result<()> {
+        self.inner.upload_publish(id, digest).await
+    }
+
+    async fn upload_delete(&self, id: &UploadId) -> Result<()> {
+        self.inner.upload_delete(id).await
+    }
+}
+
+async fn run() -> std::result::Result<(u64, u64), Box<dyn std::error::Error + Send + Sync>> {
+    let store = Arc::new(CountingStore::default());
+    let (written, read) = (store.written.clone(), store.read.clone());
+    let registry = Registry::new(store, Arc::new(RedbMetadataStore::in_memory()?), Limits::default());
+    let server = registry_http::TestRegistry::start_with_registry(registry).await?;
+
+    let blob = vec![42u8; 10_000];
+    let digest = Digest::sha256_of(&blob);
+    let (status, _, _) =
+        send(server.addr(), "POST", &format!("/v2/counted/blobs/uploads/?digest={digest}"), blob).await?;
+    assert_eq!(status, 201);
+    let (status, _, body) = send(server.addr(), "GET", &format!("/v2/counted/blobs/{digest}"), "").await?;
+    assert_eq!((status.as_u16(), body.len()), (200, 10_000));
+    let counts = (written.load(Ordering::Relaxed), read.load(Ordering::Relaxed));
+    println!("bytes written: {}, bytes read: {}", counts.0, counts.1);
+    Ok(counts)
+}
+
+#[tokio::main]
+async fn main() -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    run().await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn counts_what_passes_through() {
+        assert_eq!(super::run().await.expect("example runs"), (10_000, 10_000));
+    }
+}
