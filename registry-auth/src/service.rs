@@ -1,0 +1,248 @@
+//! The token service, per Docker's token-auth spec: credentials and requested scopes in, a signed
+//! token granting what the policy allows out.
+//!
+//! Asking for more than the policy allows is not an error: the token grants less (possibly
+//! nothing). Only bad credentials fail. With `offline_token=true` (GET) or `access_type=offline`
+//! (POST) the response carries a refresh token: a JWT for the audience `<service>:refresh`, valid
+//! for 30 days, which `grant_type=refresh_token` exchanges for a fresh access token after checking
+//! that the account is still enabled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use registry_core::Scope;
+use serde::Serialize;
+
+use crate::error::AuthError;
+use crate::identity::Identity;
+use crate::token::{TokenIssuer, TokenVerifier};
+use crate::{AccessPolicy, Authenticator};
+
+/// Lifetime of refresh tokens.
+pub const REFRESH_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+
+/// How the client proves who it is.
+#[derive(Clone)]
+pub enum Grant {
+    /// No credentials.
+    Anonymous,
+    /// User or robot name and password or secret.
+    Password {
+        /// The account.
+        username: String,
+        /// The password or secret.
+        password: String,
+    },
+    /// A refresh token from an earlier response.
+    RefreshToken(String),
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Grant::Anonymous => f.write_str("Anonymous"),
+            Grant::Password { username, .. } => write!(f, "Password({username}, <redacted>)"),
+            Grant::RefreshToken(_) => f.write_str("RefreshToken(<redacted>)"),
+        }
+    }
+}
+
+/// A token request.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// The credentials.
+    pub grant: Grant,
+    /// The `service` parameter, which must name this registry when given.
+    pub service: Option<String>,
+    /// The requested scopes.
+    pub scopes: Vec<Scope>,
+    /// Whether a refresh token is wanted.
+    pub offline: bool,
+}
+
+/// The token endpoint's JSON response.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    /// The token (Docker's name).
+    pub token: String,
+    /// The same token (OAuth2's name).
+    pub access_token: String,
+    /// Seconds the token is valid.
+    pub expires_in: u64,
+    /// When it was issued, RFC 3339.
+    pub issued_at: String,
+    /// A refresh token, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// Issues tokens for one registry service.
+#[derive(Clone)]
+pub struct TokenService {
+    issuer: TokenIssuer,
+    refresh_issuer: TokenIssuer,
+    refresh_verifier: TokenVerifier,
+    audience: String,
+    authenticator: Arc<dyn Authenticator>,
+    policy: Arc<dyn AccessPolicy>,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenService {
+    /// A token service for the registry `audience`.
+    pub fn new(
+        issuer: TokenIssuer,
+        audience: impl Into<String>,
+        authenticator: Arc<dyn Authenticator>,
+        policy: Arc<dyn AccessPolicy>,
+    ) -> TokenService {
+        let audience = audience.into();
+        let refresh_issuer = TokenIssuer::new(issuer.key().clone(), issuer.issuer(), REFRESH_LIFETIME);
+        let refresh_verifier =
+            TokenVerifier::new([issuer.key().public_key()], issuer.issuer(), format!("{audience}:refresh"));
+        TokenService { issuer, refresh_issuer, refresh_verifier, audience, authenticator, policy }
+    }
+
+    /// The audience (registry service name).
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &TokenIssuer {
+        &self.issuer
+    }
+
+    /// The authenticator.
+    pub fn authenticator(&self) -> &Arc<dyn Authenticator> {
+        &self.authenticator
+    }
+
+    /// Handles a token request.
+    pub async fn issue(&self, request: TokenRequest) -> Result<TokenResponse, AuthError> {
+        if let Some(service) = &request.service
+            && service != &self.audience
+        {
+            return Err(AuthError::Invalid(format!("unknown service {service:?}")));
+        }
+        let identity = match &request.grant {
+            Grant::Anonymous => Identity::Anonymous,
+            Grant::Password { username, password } => self.authenticator.authenticate(username, password).await?,
+            Grant::RefreshToken(token) => {
+                let verified = self.refresh_verifier.verify(token).map_err(|_| AuthError::InvalidCredentials)?;
+                self.authenticator.lookup(&verified.claims.sub).await?
+            }
+        };
+        let mut granted = Vec::new();
+        for scope in Scope::merge(request.scopes) {
+            granted.push(self.policy.grant(&identity, &scope).await?);
+        }
+        let (token, claims) = self.issuer.issue(identity.subject(), &self.audience, &granted)?;
+        tracing::info!(
+            subject = identity.subject(),
+            granted = %granted.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+            "token issued"
+        );
+        let refresh_token = if request.offline && identity != Identity::Anonymous {
+            Some(self.refresh_issuer.issue(identity.subject(), &format!("{}:refresh", self.audience), &[])?.0)
+        } else {
+            None
+        };
+        Ok(TokenResponse {
+            access_token: token.clone(),
+            token,
+            expires_in: claims.exp - claims.iat,
+            issued_at: rfc3339(claims.iat),
+            refresh_token,
+        })
+    }
+}
+
+/// Formats seconds since the epoch as an RFC 3339 UTC timestamp.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{Accounts, Role};
+    use crate::token::TokenKey;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_910_400), "2026-11-29T00:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn grants_the_intersection_and_refreshes() {
+        let accounts = Accounts::in_memory().expect("db");
+        accounts.create_project("team", false).await.expect("project");
+        accounts.add_user("dev", "password1", false).await.expect("user");
+        accounts.add_member("team", "dev", Role::Developer, None).await.expect("member");
+        let key = TokenKey::generate().expect("key");
+        let verifier = TokenVerifier::new([key.public_key()], "tokens", "registry");
+        let service = TokenService::new(
+            TokenIssuer::new(key, "tokens", Duration::from_secs(300)),
+            "registry",
+            Arc::new(accounts.clone()),
+            Arc::new(accounts.clone()),
+        );
+        let request = |grant: Grant, offline: bool| TokenRequest {
+            grant,
+            service: Some("registry".into()),
+            scopes: vec![Scope::parse("repository:team/app:pull,push,delete").expect("scope")],
+            offline,
+        };
+        let password = Grant::Password { username: "dev".into(), password: "password1".into() };
+        let response = service.issue(request(password.clone(), true)).await.expect("token");
+        assert_eq!(response.token, response.access_token);
+        assert!(response.expires_in >= 60);
+        let token = verifier.verify(&response.token).expect("verifies");
+        assert_eq!(token.claims.access[0].actions, vec!["pull", "push"], "asking for more grants less");
+
+        let refreshed = service
+            .issue(request(Grant::RefreshToken(response.refresh_token.clone().expect("refresh token")), false))
+            .await
+            .expect("refresh");
+        assert!(verifier.verify(&refreshed.token).is_ok());
+        assert!(
+            service.issue(request(Grant::RefreshToken(response.token.clone()), false)).await.is_err(),
+            "an access token is not a refresh token"
+        );
+        accounts.set_user_enabled("dev", false).await.expect("disable");
+        let refresh = Grant::RefreshToken(response.refresh_token.expect("refresh token"));
+        assert!(service.issue(request(refresh, false)).await.is_err(), "disabled users cannot refresh");
+
+        let anonymous = service.issue(request(Grant::Anonymous, true)).await.expect("anonymous token");
+        assert!(verifier.verify(&anonymous.token).expect("verifies").claims.access.is_empty());
+        assert!(anonymous.refresh_token.is_none());
+        let bad = Grant::Password { username: "dev".into(), password: "nope".into() };
+        assert!(matches!(service.issue(request(bad, false)).await, Err(AuthError::InvalidCredentials)));
+        let mut other = request(Grant::Anonymous, false);
+        other.service = Some("elsewhere".into());
+        assert!(service.issue(other).await.is_err());
+    }
+}

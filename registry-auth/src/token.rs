@@ -1,0 +1,491 @@
+//! Docker token-auth JWTs: issuing (the token service) and verifying (the registry).
+//!
+//! Tokens are JWS compact serializations signed with **ES256** (ECDSA P-256 with SHA-256). The
+//! verifier accepts exactly that algorithm: the header's `alg` is compared with the one the
+//! verifier was built for, never used to choose it, so `none` and HMAC-with-a-public-key tokens
+//! are refused before any cryptography runs. The key is chosen by the header's `kid`, the RFC 7638
+//! thumbprint of the public key, among the trusted keys (several may be trusted at once, for
+//! rotation); the public keys are published as a JWKS.
+//!
+//! Claims: `iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti` and `access`, the list of granted
+//! `{type, name, actions}`. The verifier checks signature, algorithm, issuer, audience, `exp` and
+//! `nbf` (with a small leeway for clock skew), and the caller then checks that `access` covers the
+//! request ([`VerifiedToken::allows`]).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use p256::ecdsa::signature::{Signer as _, Verifier as _};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use registry_core::{Action, Scope};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::error::AuthError;
+
+/// The one signing algorithm.
+pub const ALGORITHM: &str = "ES256";
+
+/// A signing key of the token service (ES256).
+#[derive(Clone)]
+pub struct TokenKey {
+    key: SigningKey,
+    kid: String,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl TokenKey {
+    /// A fresh random key.
+    pub fn generate() -> Result<TokenKey, AuthError> {
+        loop {
+            let mut scalar = [0u8; 32];
+            getrandom::fill(&mut scalar).map_err(|e| AuthError::Backend(format!("no randomness: {e}")))?;
+            // A random 32-byte string is a valid scalar except with negligible probability.
+            if let Ok(key) = SigningKey::from_slice(&scalar) {
+                return Ok(TokenKey::from_signing_key(key));
+            }
+        }
+    }
+
+    fn from_signing_key(key: SigningKey) -> TokenKey {
+        let kid = PublicKey { key: *key.verifying_key() }.thumbprint();
+        TokenKey { key, kid }
+    }
+
+    /// Reads a PKCS#8 PEM private key.
+    pub fn from_pem(pem: &str) -> Result<TokenKey, AuthError> {
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| AuthError::Config(format!("signing key: {e}")))?;
+        Ok(TokenKey::from_signing_key(key))
+    }
+
+    /// The key as PKCS#8 PEM (store it with mode 0600).
+    pub fn to_pem(&self) -> Result<String, AuthError> {
+        let pem = self.key.to_pkcs8_pem(LineEnding::LF).map_err(|e| AuthError::Config(format!("signing key: {e}")))?;
+        Ok(pem.to_string())
+    }
+
+    /// The key id: the RFC 7638 thumbprint of the public key.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public half, for verifiers.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey { key: *self.key.verifying_key() }
+    }
+}
+
+/// A trusted public key of a token service.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    key: VerifyingKey,
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({})", self.thumbprint())
+    }
+}
+
+impl PublicKey {
+    fn coordinates(&self) -> (String, String) {
+        let point = self.key.to_sec1_point(false);
+        let x = point.x().map(|x| B64.encode(x)).unwrap_or_default();
+        let y = point.y().map(|y| B64.encode(y)).unwrap_or_default();
+        (x, y)
+    }
+
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url): the `kid` of tokens it verifies.
+    pub fn thumbprint(&self) -> String {
+        let (x, y) = self.coordinates();
+        // Members in lexical order, no whitespace, as RFC 7638 requires.
+        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        B64.encode(sha2::Sha256::digest(canonical.as_bytes()))
+    }
+
+    /// The key as a JWK.
+    pub fn jwk(&self) -> serde_json::Value {
+        let (x, y) = self.coordinates();
+        serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": self.thumbprint(), "alg": ALGORITHM, "use": "sig"})
+    }
+
+    /// Reads a JWK (as [`PublicKey::jwk`] writes it).
+    pub fn from_jwk(jwk: &serde_json::Value) -> Result<PublicKey, AuthError> {
+        let bad = |what: &str| AuthError::Config(format!("JWK: {what}"));
+        if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
+            return Err(bad("only EC P-256 keys are supported"));
+        }
+        let coord = |name: &str| {
+            jwk[name].as_str().and_then(|s| B64.decode(s).ok()).filter(|b| b.len() == 32).ok_or_else(|| bad(name))
+        };
+        let mut sec1 = vec![4u8];
+        sec1.extend(coord("x")?);
+        sec1.extend(coord("y")?);
+        let key = VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| bad("not a point on P-256"))?;
+        Ok(PublicKey { key })
+    }
+}
+
+/// A JWKS document of `keys`.
+pub fn jwks(keys: &[PublicKey]) -> serde_json::Value {
+    serde_json::json!({ "keys": keys.iter().map(PublicKey::jwk).collect::<Vec<_>>() })
+}
+
+/// One entry of a token's `access` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessEntry {
+    /// Resource type, e.g. `repository`.
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// Resource name, e.g. `library/app`.
+    pub name: String,
+    /// Granted actions.
+    pub actions: Vec<String>,
+}
+
+impl AccessEntry {
+    /// The entry of a granted scope (its class, if any, is kept in the type as `type(class)`).
+    pub fn from_scope(scope: &Scope) -> AccessEntry {
+        let resource_type = match &scope.resource_class {
+            Some(class) => format!("{}({class})", scope.resource_type),
+            None => scope.resource_type.clone(),
+        };
+        AccessEntry {
+            resource_type,
+            name: scope.name.clone(),
+            actions: scope.actions.iter().map(|a| a.as_str().to_owned()).collect(),
+        }
+    }
+}
+
+/// The claims of a registry token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer: the token service's name.
+    pub iss: String,
+    /// Subject: the account the token was issued to (empty for anonymous).
+    pub sub: String,
+    /// Audience: the registry service the token is for.
+    pub aud: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Not before, seconds since the epoch.
+    pub nbf: u64,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Unique token id.
+    pub jti: String,
+    /// What the token grants.
+    #[serde(default)]
+    pub access: Vec<AccessEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    typ: Option<String>,
+    alg: String,
+    kid: Option<String>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A random identifier of `bytes` random bytes, base64url.
+pub fn random_id(bytes: usize) -> Result<String, AuthError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| AuthError::Backend(format!("no randomness: {e}")))?;
+    Ok(B64.encode(buf))
+}
+
+/// Signs tokens.
+#[derive(Debug, Clone)]
+pub struct TokenIssuer {
+    key: TokenKey,
+    issuer: String,
+    lifetime: Duration,
+}
+
+impl TokenIssuer {
+    /// An issuer named `issuer` signing with `key`, tokens valid for `lifetime` (at least 60 s, as
+    /// the spec requires of `expires_in`).
+    pub fn new(key: TokenKey, issuer: impl Into<String>, lifetime: Duration) -> TokenIssuer {
+        TokenIssuer { key, issuer: issuer.into(), lifetime: lifetime.max(Duration::from_secs(60)) }
+    }
+
+    /// The issuer's name (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The token lifetime.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// The signing key.
+    pub fn key(&self) -> &TokenKey {
+        &self.key
+    }
+
+    /// Signs a token for `subject` granting `granted` on `audience`.
+    pub fn issue(&self, subject: &str, audience: &str, granted: &[Scope]) -> Result<(String, Claims), AuthError> {
+        let now = now_secs();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: subject.to_owned(),
+            aud: audience.to_owned(),
+            exp: now + self.lifetime.as_secs(),
+            nbf: now.saturating_sub(1),
+            iat: now,
+            jti: random_id(16)?,
+            access: granted.iter().filter(|s| !s.actions.is_empty()).map(AccessEntry::from_scope).collect(),
+        };
+        let header = Header { typ: Some("JWT".into()), alg: ALGORITHM.into(), kid: Some(self.key.kid.clone()) };
+        let signing_input = format!("{}.{}", b64_json(&header)?, b64_json(&claims)?);
+        let signature: Signature = self.key.key.sign(signing_input.as_bytes());
+        Ok((format!("{signing_input}.{}", B64.encode(signature.to_bytes())), claims))
+    }
+}
+
+fn b64_json<T: Serialize>(value: &T) -> Result<String, AuthError> {
+    serde_json::to_vec(value).map(|b| B64.encode(b)).map_err(|e| AuthError::Backend(e.to_string()))
+}
+
+/// Verifies tokens: signature against the trusted keys, algorithm, issuer, audience and times.
+#[derive(Debug, Clone)]
+pub struct TokenVerifier {
+    keys: BTreeMap<String, PublicKey>,
+    issuer: String,
+    audience: String,
+    leeway: u64,
+}
+
+/// A token that passed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// Its claims.
+    pub claims: Claims,
+}
+
+impl VerifiedToken {
+    /// Whether the token grants `action` on the resource `resource_type:name`.
+    pub fn allows(&self, resource_type: &str, name: &str, action: &Action) -> bool {
+        self.claims.access.iter().any(|entry| {
+            entry.resource_type == resource_type
+                && entry.name == name
+                && entry.actions.iter().any(|a| {
+                    Action::parse(a).is_ok_and(|granted| {
+                        &granted == action
+                            || (granted == Action::All
+                                && matches!(action, Action::Pull | Action::Push | Action::Delete))
+                    })
+                })
+        })
+    }
+
+    /// Whether the token grants every action of `scope`.
+    pub fn covers(&self, scope: &Scope) -> bool {
+        scope.actions.iter().all(|a| self.allows(&scope.resource_type, &scope.name, a))
+    }
+}
+
+/// Largest token accepted, in bytes.
+const MAX_TOKEN_LEN: usize = 16 << 10;
+
+impl TokenVerifier {
+    /// A verifier for tokens of `issuer` for `audience`, signed by one of `keys`.
+    pub fn new(
+        keys: impl IntoIterator<Item = PublicKey>,
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Self {
+        TokenVerifier {
+            keys: keys.into_iter().map(|k| (k.thumbprint(), k)).collect(),
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway: 30,
+        }
+    }
+
+    /// Allowed clock skew for `exp` and `nbf` (default 30 s).
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway.as_secs();
+        self
+    }
+
+    /// The audience (the registry's service name).
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// Verifies a token at the current time.
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        self.verify_at(token, now_secs())
+    }
+
+    /// Verifies a token as of `now` (seconds since the epoch).
+    pub fn verify_at(&self, token: &str, now: u64) -> Result<VerifiedToken, AuthError> {
+        let invalid = |reason: &'static str| AuthError::InvalidToken { reason };
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(invalid("too long"));
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid("not a JWS compact serialization"));
+        };
+        let header: Header = B64
+            .decode(h)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(invalid("header does not decode"))?;
+        // The algorithm is the verifier's, never the token's choice.
+        if header.alg != ALGORITHM {
+            return Err(invalid("algorithm not accepted"));
+        }
+        let key = match &header.kid {
+            Some(kid) => self.keys.get(kid).ok_or(invalid("unknown key id"))?,
+            None if self.keys.len() == 1 => self.keys.values().next().ok_or(invalid("no trusted key"))?,
+            None => return Err(invalid("no key id")),
+        };
+        let signature = B64
+            .decode(s)
+            .ok()
+            .and_then(|b| Signature::from_slice(&b).ok())
+            .ok_or(invalid("signature does not decode"))?;
+        let signing_input = &token[..h.len() + 1 + p.len()];
+        key.key.verify(signing_input.as_bytes(), &signature).map_err(|_| invalid("bad signature"))?;
+        let claims: Claims =
+            B64.decode(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or(invalid("claims do not decode"))?;
+        if claims.iss != self.issuer {
+            return Err(invalid("wrong issuer"));
+        }
+        if claims.aud != self.audience {
+            return Err(invalid("wrong audience"));
+        }
+        if now > claims.exp.saturating_add(self.leeway) {
+            return Err(invalid("expired"));
+        }
+        if now.saturating_add(self.leeway) < claims.nbf {
+            return Err(invalid("not yet valid"));
+        }
+        Ok(VerifiedToken { claims })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (TokenIssuer, TokenVerifier) {
+        let key = TokenKey::generate().expect("key");
+        let verifier = TokenVerifier::new([key.public_key()], "issuer", "registry");
+        (TokenIssuer::new(key, "issuer", Duration::from_secs(300)), verifier)
+    }
+
+    fn scope(s: &str) -> Scope {
+        Scope::parse(s).expect("scope")
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_grant_what_they_list() {
+        let (issuer, verifier) = setup();
+        let (token, claims) = issuer.issue("alice", "registry", &[scope("repository:a/b:pull,push")]).expect("issue");
+        assert_eq!(claims.exp - claims.iat, 300);
+        let v = verifier.verify(&token).expect("valid");
+        assert_eq!(v.claims.sub, "alice");
+        assert!(v.allows("repository", "a/b", &Action::Push));
+        assert!(!v.allows("repository", "a/b", &Action::Delete));
+        assert!(!v.allows("repository", "a/c", &Action::Pull), "scope is per repository");
+        assert!(v.covers(&scope("repository:a/b:pull,push")));
+        assert!(!v.covers(&scope("repository:a/b:pull,delete")));
+    }
+
+    #[test]
+    fn refuses_everything_that_is_not_exactly_right() {
+        let (issuer, verifier) = setup();
+        let (token, _) = issuer.issue("alice", "registry", &[scope("repository:a:pull")]).expect("issue");
+        let parts: Vec<&str> = token.split('.').collect();
+
+        // Tampered claims.
+        let mut claims: serde_json::Value = serde_json::from_slice(&B64.decode(parts[1]).expect("b64")).expect("json");
+        claims["access"][0]["actions"] = serde_json::json!(["pull", "push"]);
+        let forged = format!("{}.{}.{}", parts[0], B64.encode(claims.to_string()), parts[2]);
+        assert!(matches!(verifier.verify(&forged), Err(AuthError::InvalidToken { reason: "bad signature" })));
+
+        // alg: none, with and without a signature.
+        let none = B64.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        for t in [format!("{none}.{}.", parts[1]), format!("{none}.{}.{}", parts[1], parts[2])] {
+            assert!(matches!(verifier.verify(&t), Err(AuthError::InvalidToken { .. })), "{t}");
+        }
+        // HS256 "signed" with the public key as the secret: refused on the algorithm alone.
+        let hs = B64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+        assert!(matches!(
+            verifier.verify(&format!("{hs}.{}.{}", parts[1], parts[2])),
+            Err(AuthError::InvalidToken { reason: "algorithm not accepted" })
+        ));
+
+        // Another key, another issuer, another audience.
+        let (other_issuer, _) = setup();
+        let (t, _) = other_issuer.issue("alice", "registry", &[]).expect("issue");
+        assert!(verifier.verify(&t).is_err(), "untrusted key");
+        let key = issuer.key().clone();
+        let (t, _) =
+            TokenIssuer::new(key.clone(), "other", Duration::from_secs(60)).issue("a", "registry", &[]).expect("issue");
+        assert!(matches!(verifier.verify(&t), Err(AuthError::InvalidToken { reason: "wrong issuer" })));
+        let (t, _) = issuer.issue("a", "other-registry", &[]).expect("issue");
+        assert!(matches!(verifier.verify(&t), Err(AuthError::InvalidToken { reason: "wrong audience" })));
+
+        // Time.
+        let (t, claims) = issuer.issue("a", "registry", &[]).expect("issue");
+        assert!(verifier.verify_at(&t, claims.exp + 31).is_err(), "expired beyond the leeway");
+        assert!(verifier.verify_at(&t, claims.exp + 29).is_ok(), "within the leeway");
+        assert!(matches!(
+            verifier.verify_at(&t, claims.nbf - 31),
+            Err(AuthError::InvalidToken { reason: "not yet valid" })
+        ));
+
+        // Garbage.
+        for t in ["", "a.b", "a.b.c.d", "....", &"x".repeat(20_000)] {
+            assert!(verifier.verify(t).is_err());
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_through_pem_and_jwk_and_rotate() {
+        let key = TokenKey::generate().expect("key");
+        let again = TokenKey::from_pem(&key.to_pem().expect("pem")).expect("from pem");
+        assert_eq!(again.kid(), key.kid());
+        let public = PublicKey::from_jwk(&key.public_key().jwk()).expect("from jwk");
+        assert_eq!(public, key.public_key());
+        assert_eq!(jwks(&[public])["keys"][0]["kid"], key.kid());
+
+        // Two trusted keys: tokens of either verify.
+        let new_key = TokenKey::generate().expect("key");
+        let verifier = TokenVerifier::new([key.public_key(), new_key.public_key()], "i", "r");
+        for k in [key, new_key] {
+            let (t, _) = TokenIssuer::new(k, "i", Duration::from_secs(60)).issue("s", "r", &[]).expect("issue");
+            verifier.verify(&t).expect("either key verifies");
+        }
+    }
+
+    #[test]
+    fn rfc7638_thumbprint_example() {
+        // RFC 7638 section 3.1 uses an RSA key; for EC we check the canonical member order and
+        // stability instead: the same key always gives the same kid, different keys differ.
+        let a = TokenKey::generate().expect("key");
+        let b = TokenKey::generate().expect("key");
+        assert_eq!(a.public_key().thumbprint(), a.kid());
+        assert_ne!(a.kid(), b.kid());
+        assert_eq!(a.kid().len(), 43, "base64url of 32 bytes");
+    }
+}
