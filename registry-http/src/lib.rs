@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod config;
 pub mod response;
 pub mod route;
@@ -28,6 +29,7 @@ pub mod server;
 pub mod service;
 pub mod test_registry;
 
+pub use auth::AuthSettings;
 pub use response::{ApiError, ResponseBody};
 pub use route::Route;
 pub use server::{ServerOptions, serve};

@@ -6,7 +6,8 @@
 //! A name that fails the grammar (uppercase, `..`, percent-encoded bytes, …) never reaches the
 //! engine.
 
-use registry_core::{Digest, Reference, RepositoryName};
+use http::Method;
+use registry_core::{Action, Digest, Reference, RepositoryName, Scope};
 use registry_storage::UploadId;
 
 /// An endpoint of the distribution API.
@@ -108,6 +109,34 @@ impl Route {
         }
     }
 
+    /// The scopes a request needs: `pull` to read, `pull,push` to write, `delete` to delete, the
+    /// catalog scope for the catalog, and `pull` on the source of a cross-repository mount
+    /// (`mount_from`). An empty list for `/v2/`, which needs only a valid token.
+    pub fn required_scopes(&self, method: &Method, mount_from: Option<&RepositoryName>) -> Vec<Scope> {
+        let repo =
+            |name: &RepositoryName, actions: &[Action]| Scope::repository(name.as_str(), actions.iter().cloned());
+        let read_or_write = |name: &RepositoryName| match *method {
+            Method::GET | Method::HEAD => vec![repo(name, &[Action::Pull])],
+            Method::DELETE => vec![repo(name, &[Action::Delete])],
+            _ => vec![repo(name, &[Action::Pull, Action::Push])],
+        };
+        match self {
+            Route::Base => vec![],
+            Route::Catalog => vec![Scope::catalog()],
+            Route::Tags { name } | Route::Referrers { name, .. } => vec![repo(name, &[Action::Pull])],
+            Route::Manifest { name, .. } | Route::Blob { name, .. } => read_or_write(name),
+            // Cancelling an upload is part of pushing, not a deletion of content.
+            Route::Upload { name, .. } => vec![repo(name, &[Action::Pull, Action::Push])],
+            Route::StartUpload { name } => {
+                let mut scopes = vec![repo(name, &[Action::Pull, Action::Push])];
+                if let Some(from) = mount_from.filter(|f| *f != name) {
+                    scopes.push(repo(from, &[Action::Pull]));
+                }
+                scopes
+            }
+        }
+    }
+
     /// The repository the route is about, if any.
     pub fn name(&self) -> Option<&RepositoryName> {
         match self {
@@ -172,6 +201,34 @@ mod tests {
             Route::parse("/v2/manifests/blobs/manifests/v1").expect("manifest"),
             Route::Manifest { ref name, .. } if name.as_str() == "manifests/blobs"
         ));
+    }
+
+    #[test]
+    fn every_route_names_its_scopes() {
+        let s = |r: &str, m: Method| {
+            Route::parse(r)
+                .expect("route")
+                .required_scopes(&m, None)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert!(s("/v2/", Method::GET).is_empty());
+        assert_eq!(s("/v2/_catalog", Method::GET), ["registry:catalog:*"]);
+        assert_eq!(s("/v2/a/b/tags/list", Method::GET), ["repository:a/b:pull"]);
+        assert_eq!(s("/v2/a/manifests/v1", Method::HEAD), ["repository:a:pull"]);
+        assert_eq!(s("/v2/a/manifests/v1", Method::PUT), ["repository:a:pull,push"]);
+        assert_eq!(s("/v2/a/manifests/v1", Method::DELETE), ["repository:a:delete"]);
+        assert_eq!(s(&format!("/v2/a/blobs/{D}"), Method::DELETE), ["repository:a:delete"]);
+        assert_eq!(s(&format!("/v2/a/referrers/{D}"), Method::GET), ["repository:a:pull"]);
+        assert_eq!(
+            s(&format!("/v2/a/blobs/uploads/{}", UploadId::new_random()), Method::PATCH),
+            ["repository:a:pull,push"]
+        );
+        let mount =
+            Route::parse("/v2/a/blobs/uploads/").expect("route").required_scopes(&Method::POST, Some(&name("src/x")));
+        let mount: Vec<String> = mount.iter().map(ToString::to_string).collect();
+        assert_eq!(mount, ["repository:a:pull,push", "repository:src/x:pull"]);
     }
 
     #[test]

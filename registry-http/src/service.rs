@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use http_body_util::{BodyExt, StreamBody};
 use registry_core::{Digest, ErrorCode, Reference, RepositoryName, media_type};
 use registry_storage::{BodyError, Registry, UploadId};
 
+use crate::auth::{AuthSettings, JWKS_PATH, TOKEN_PATH};
 use crate::response::{
     API_VERSION, ApiError, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, OCI_FILTERS_APPLIED, OCI_SUBJECT, ResponseBody,
     empty, full, range_value,
@@ -30,6 +32,7 @@ use crate::route::Route;
 pub struct RegistryService {
     registry: Registry,
     prefix: String,
+    auth: Option<Arc<AuthSettings>>,
 }
 
 type HandlerResult = Result<Response<ResponseBody>, ApiError>;
@@ -37,7 +40,14 @@ type HandlerResult = Result<Response<ResponseBody>, ApiError>;
 impl RegistryService {
     /// A service for `registry`, answering at `/v2/`.
     pub fn new(registry: Registry) -> RegistryService {
-        RegistryService { registry, prefix: String::new() }
+        RegistryService { registry, prefix: String::new(), auth: None }
+    }
+
+    /// Requires a valid bearer token granting each route's scopes (see [`crate::auth`]), and serves
+    /// the token endpoint when `auth` carries a token service.
+    pub fn with_auth(mut self, auth: AuthSettings) -> RegistryService {
+        self.auth = Some(Arc::new(auth));
+        self
     }
 
     /// Serves under a path prefix (`/registry` answers `/registry/v2/…`); `Location` and `Link`
@@ -93,11 +103,30 @@ impl RegistryService {
         } else {
             path.strip_prefix(self.prefix.as_str()).ok_or(crate::route::RouteError::NotFound)?
         };
-        let route = Route::parse(path)?;
         let query = Query::parse(req.uri().query().unwrap_or(""));
+        if let Some(auth) = &self.auth {
+            if path == TOKEN_PATH {
+                let method = req.method().clone();
+                let (parts, body) = req.into_parts();
+                let form = if method == Method::POST { Some(read_limited(body, 64 << 10).await?) } else { None };
+                return auth.token_endpoint(&method, &query.0, &parts.headers, form).await;
+            }
+            if path == JWKS_PATH
+                && let Some(r) = auth.jwks()
+            {
+                return Ok(r);
+            }
+        }
+        let route = Route::parse(path)?;
         let method = req.method().clone();
         let (parts, body) = req.into_parts();
         let headers = parts.headers;
+        if let Some(auth) = &self.auth {
+            let from = query.get("from").and_then(|f| RepositoryName::parse(f).ok());
+            let mount_from = if query.get("mount").is_some() { from.as_ref() } else { None };
+            let required = route.required_scopes(&method, mount_from);
+            auth.authorize(&headers, &required, matches!(route, Route::Upload { .. }))?;
+        }
         match (route, method) {
             (Route::Base, Method::GET | Method::HEAD) => Ok(json(StatusCode::OK, b"{}".to_vec())),
             (Route::Catalog, Method::GET) => self.catalog(&query).await,
@@ -279,17 +308,11 @@ impl RegistryService {
         if content_length(headers).is_some_and(|n| n > limit as u64) {
             return Err(too_large().into());
         }
-        let mut stream = body_stream(body);
-        let mut bytes = BytesMut::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| registry_storage::Error::Body(e.to_string()))?;
-            if bytes.len() + chunk.len() > limit {
-                return Err(too_large().into());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_limited(body, limit)
+            .await
+            .map_err(|e| if e.status == StatusCode::PAYLOAD_TOO_LARGE { too_large().into() } else { e })?;
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let pushed = self.registry.put_manifest(name, reference, content_type, bytes.freeze()).await?;
+        let pushed = self.registry.put_manifest(name, reference, content_type, bytes).await?;
         let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::CREATED;
         let h = r.headers_mut();
@@ -511,21 +534,42 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
     !any
 }
 
+/// Reads a small body whole, refusing more than `limit` bytes.
+async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BodyError>,
+{
+    let mut stream = body_stream(body);
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| registry_storage::Error::Body(e.to_string()))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(registry_storage::Error::TooLarge { what: "request body", limit: limit as u64 }.into());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.freeze())
+}
+
+/// Decodes `a=b&c=d` (a query string or an `application/x-www-form-urlencoded` body).
+pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
 /// The decoded query string.
 struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(query: &str) -> Query {
-        Query(
-            query
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|pair| {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    (percent_decode(k), percent_decode(v))
-                })
-                .collect(),
-        )
+        Query(parse_query(query))
     }
 
     fn get(&self, key: &str) -> Option<&str> {

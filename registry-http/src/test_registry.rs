@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use registry_auth::{Accounts, TokenKey};
 use registry_storage::{FsBlobStore, Limits, RedbMetadataStore, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -31,6 +32,7 @@ pub struct TestRegistry {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     data_dir: Option<PathBuf>,
+    accounts: Option<Accounts>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -38,7 +40,15 @@ impl TestRegistry {
     /// Starts a registry on memory stores.
     pub async fn start() -> std::io::Result<TestRegistry> {
         let registry = Registry::in_memory().map_err(std::io::Error::other)?;
-        Self::start_with(registry, None, None).await
+        Self::start_with(registry, None, None, None).await
+    }
+
+    /// Starts a registry on memory stores with token authentication on: it issues tokens at
+    /// `/auth/token` from `accounts` (users, projects, members, robots) and requires them on every
+    /// request, exactly as the reference server does.
+    pub async fn start_with_auth(accounts: Accounts) -> std::io::Result<TestRegistry> {
+        let registry = Registry::in_memory().map_err(std::io::Error::other)?;
+        Self::start_with(registry, None, None, Some(accounts)).await
     }
 
     /// Starts a registry on the filesystem and embedded-database stores in a fresh temporary
@@ -47,35 +57,43 @@ impl TestRegistry {
         let temp = tempfile::tempdir()?;
         let path = temp.path().to_owned();
         let registry = open_data_dir(&path, Limits::default()).map_err(std::io::Error::other)?;
-        Self::start_with(registry, Some(path), Some(temp)).await
+        Self::start_with(registry, Some(path), Some(temp), None).await
     }
 
     /// Starts a registry on the stores of `data_dir` (kept when the registry stops), e.g. to test
     /// a restart.
     pub async fn start_in(data_dir: &Path) -> std::io::Result<TestRegistry> {
         let registry = open_data_dir(data_dir, Limits::default()).map_err(std::io::Error::other)?;
-        Self::start_with(registry, Some(data_dir.to_owned()), None).await
+        Self::start_with(registry, Some(data_dir.to_owned()), None, None).await
     }
 
     /// Starts a server for an engine the caller assembled.
     pub async fn start_with_registry(registry: Registry) -> std::io::Result<TestRegistry> {
-        Self::start_with(registry, None, None).await
+        Self::start_with(registry, None, None, None).await
     }
 
     async fn start_with(
         registry: Registry,
         data_dir: Option<PathBuf>,
         temp: Option<tempfile::TempDir>,
+        accounts: Option<Accounts>,
     ) -> std::io::Result<TestRegistry> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel();
-        let service = RegistryService::new(registry.clone());
+        let mut service = RegistryService::new(registry.clone());
+        if let Some(accounts) = &accounts {
+            let key = TokenKey::generate().map_err(std::io::Error::other)?;
+            let realm = format!("http://{addr}{}", crate::auth::TOKEN_PATH);
+            let lifetime = std::time::Duration::from_secs(300);
+            service =
+                service.with_auth(crate::auth::built_in(accounts.clone(), key, realm, addr.to_string(), lifetime));
+        }
         let options = ServerOptions { shutdown_grace: std::time::Duration::from_secs(5), ..ServerOptions::default() };
         let task = tokio::spawn(serve(listener, service, options, async {
             let _ = rx.await;
         }));
-        Ok(TestRegistry { addr, registry, shutdown: Some(tx), task: Some(task), data_dir, _temp: temp })
+        Ok(TestRegistry { addr, registry, shutdown: Some(tx), task: Some(task), data_dir, accounts, _temp: temp })
     }
 
     /// The address it listens on.
@@ -96,6 +114,11 @@ impl TestRegistry {
     /// The engine, for assertions on what was stored.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The accounts, when authentication is on.
+    pub fn accounts(&self) -> Option<&Accounts> {
+        self.accounts.as_ref()
     }
 
     /// The data directory, when on disk.

@@ -206,3 +206,27 @@ pub async fn run_failing(program: &str, args: &[&str], envs: &[(&str, &str)]) ->
     assert!(!out.status.success(), "{program} {args:?} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Asks the registry's token endpoint for a token (GET, Basic credentials when given).
+pub async fn get_token(c: &Client, base: &str, creds: Option<(&str, &str)>, scopes: &[&str]) -> Response {
+    let host = base.trim_start_matches("http://");
+    let mut url = format!("{base}/auth/token?service={host}");
+    for s in scopes {
+        url.push_str(&format!("&scope={s}"));
+    }
+    let mut req = c.get(url);
+    if let Some((u, p)) = creds {
+        req = req.basic_auth(u, Some(p));
+    }
+    req.send().await.expect("token request")
+}
+
+/// A token string, asserting the endpoint answered 200.
+pub async fn token(c: &Client, base: &str, creds: Option<(&str, &str)>, scopes: &[&str]) -> String {
+    let resp = get_token(c, base, creds, scopes).await;
+    assert_eq!(resp.status(), StatusCode::OK, "token endpoint");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["token"], body["access_token"]);
+    assert!(body["expires_in"].as_u64().expect("expires_in") >= 60);
+    body["token"].as_str().expect("token").to_owned()
+}

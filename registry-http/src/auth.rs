@@ -1,0 +1,208 @@
+//! Token authentication on the HTTP side: the `WWW-Authenticate` challenge, bearer verification
+//! on every request, and the token endpoint's HTTP face (`GET` per Docker's token spec and the
+//! OAuth2 `POST` form that containerd tries first).
+//!
+//! Every auth failure looks the same to the client (401 `UNAUTHORIZED`, with
+//! `error="invalid_token"` or `error="insufficient_scope"` when a token was sent, which tells
+//! containerd to fetch a new one); the reason goes to the log only.
+//!
+//! **Long pushes.** A request on an existing upload session (`PATCH`, `PUT`, `GET`, `DELETE` of
+//! `/blobs/uploads/<id>`) is accepted with a token that expired less than [`UPLOAD_GRACE`] ago,
+//! provided it is otherwise valid and grants push on the repository: the session id is an
+//! unguessable capability obtained under a valid token, so a multi-GB push is not lost to a
+//! 5-minute token. Nothing else gets the grace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use registry_auth::{AuthError, Credentials, Grant, TokenRequest, TokenService, TokenVerifier, token::jwks};
+use registry_core::{ErrorCode, Scope};
+
+use crate::response::{ApiError, ResponseBody, full};
+
+/// How long after expiry a token still authorizes requests on an upload session it could have
+/// started.
+pub const UPLOAD_GRACE: Duration = Duration::from_secs(3600);
+
+/// Path of the token endpoint inside the server (the realm, when the server issues tokens).
+pub const TOKEN_PATH: &str = "/auth/token";
+/// Path of the JWKS with the token service's public keys.
+pub const JWKS_PATH: &str = "/auth/jwks";
+
+/// Token authentication for a [`RegistryService`](crate::RegistryService).
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// The token endpoint clients are sent to (absolute URL).
+    pub realm: String,
+    /// The service name: the tokens' audience.
+    pub service: String,
+    /// Verifies tokens (holds the trusted public keys).
+    pub verifier: TokenVerifier,
+    /// The token service, when this server issues tokens itself.
+    pub token_service: Option<Arc<TokenService>>,
+}
+
+impl AuthSettings {
+    fn challenge(&self, scopes: &[Scope], error: Option<&str>) -> String {
+        let mut value = format!("Bearer realm=\"{}\",service=\"{}\"", self.realm, self.service);
+        if !scopes.is_empty() {
+            let list: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+            value.push_str(&format!(",scope=\"{}\"", list.join(" ")));
+        }
+        if let Some(error) = error {
+            value.push_str(&format!(",error=\"{error}\""));
+        }
+        value
+    }
+
+    fn unauthorized(&self, scopes: &[Scope], error: Option<&str>, message: &str) -> ApiError {
+        ApiError::new(ErrorCode::Unauthorized, message).with_header(WWW_AUTHENTICATE, self.challenge(scopes, error))
+    }
+
+    /// Checks a request's bearer token against the scopes its route needs.
+    pub(crate) fn authorize(
+        &self,
+        headers: &HeaderMap,
+        required: &[Scope],
+        upload_session: bool,
+    ) -> Result<(), ApiError> {
+        let header = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let Credentials::Bearer(token) = Credentials::from_authorization(header) else {
+            return Err(self.unauthorized(required, None, "authentication required"));
+        };
+        let now = registry_auth::token::now_secs();
+        let verified = match self.verifier.verify_at(&token, now) {
+            Ok(v) => v,
+            Err(AuthError::InvalidToken { reason: "expired" }) if upload_session => {
+                self.verifier.verify_at(&token, now.saturating_sub(UPLOAD_GRACE.as_secs())).map_err(|e| {
+                    tracing::info!(reason = %e, "token refused");
+                    self.unauthorized(required, Some("invalid_token"), "authentication required")
+                })?
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "token refused");
+                return Err(self.unauthorized(required, Some("invalid_token"), "authentication required"));
+            }
+        };
+        if let Some(missing) = required.iter().find(|s| !verified.covers(s)) {
+            tracing::info!(subject = %verified.claims.sub, needed = %missing, "insufficient scope");
+            return Err(self.unauthorized(required, Some("insufficient_scope"), "authentication required"));
+        }
+        Ok(())
+    }
+
+    /// The JWKS document of the trusted keys this server issues with.
+    pub(crate) fn jwks(&self) -> Option<Response<ResponseBody>> {
+        let service = self.token_service.as_ref()?;
+        Some(json_response(StatusCode::OK, jwks(&[service.issuer().key().public_key()]).to_string()))
+    }
+
+    /// The token endpoint.
+    pub(crate) async fn token_endpoint(
+        &self,
+        method: &Method,
+        query: &[(String, String)],
+        headers: &HeaderMap,
+        form: Option<Bytes>,
+    ) -> Result<Response<ResponseBody>, ApiError> {
+        let Some(service) = &self.token_service else {
+            return Err(ApiError::new(ErrorCode::Unsupported, "this server issues no tokens")
+                .with_status(StatusCode::NOT_FOUND));
+        };
+        let bad = |m: String| ApiError::new(ErrorCode::Unsupported, m).with_status(StatusCode::BAD_REQUEST);
+        let request = match *method {
+            Method::GET => {
+                let header = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                let grant = match Credentials::from_authorization(header) {
+                    Credentials::Basic { username, password } => Grant::Password { username, password },
+                    _ => Grant::Anonymous,
+                };
+                let mut scopes = Vec::new();
+                for (_, s) in query.iter().filter(|(k, _)| k == "scope") {
+                    scopes.extend(Scope::parse_list(s).map_err(|e| bad(e.to_string()))?);
+                }
+                TokenRequest {
+                    grant,
+                    service: param(query, "service"),
+                    scopes,
+                    offline: param(query, "offline_token").as_deref() == Some("true"),
+                }
+            }
+            Method::POST => {
+                let form = crate::service::parse_query(&String::from_utf8_lossy(&form.unwrap_or_default()));
+                let grant = match param(&form, "grant_type").as_deref() {
+                    Some("password") => Grant::Password {
+                        username: param(&form, "username").unwrap_or_default(),
+                        password: param(&form, "password").unwrap_or_default(),
+                    },
+                    Some("refresh_token") => Grant::RefreshToken(param(&form, "refresh_token").unwrap_or_default()),
+                    other => return Err(bad(format!("unsupported grant_type {other:?}"))),
+                };
+                TokenRequest {
+                    grant,
+                    service: param(&form, "service"),
+                    scopes: Scope::parse_list(&param(&form, "scope").unwrap_or_default())
+                        .map_err(|e| bad(e.to_string()))?,
+                    offline: param(&form, "access_type").as_deref() == Some("offline"),
+                }
+            }
+            _ => return Err(ApiError::new(ErrorCode::Unsupported, "use GET or POST")),
+        };
+        match service.issue(request).await {
+            Ok(response) => {
+                let body =
+                    serde_json::to_string(&response).map_err(|e| ApiError::new(ErrorCode::Unknown, e.to_string()))?;
+                Ok(json_response(StatusCode::OK, body))
+            }
+            Err(AuthError::RateLimited { retry_after_secs }) => {
+                Err(ApiError::new(ErrorCode::TooManyRequests, "too many failed logins; retry later")
+                    .with_header(RETRY_AFTER, retry_after_secs.to_string()))
+            }
+            Err(AuthError::Invalid(m)) => Err(bad(m)),
+            Err(AuthError::Backend(m)) => {
+                tracing::error!(error = %m, "token service fault");
+                Err(ApiError::new(ErrorCode::Unknown, "internal error; retry later"))
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "login refused");
+                Err(ApiError::new(ErrorCode::Unauthorized, "invalid credentials")
+                    .with_header(WWW_AUTHENTICATE, format!("Basic realm=\"{}\"", self.service)))
+            }
+        }
+    }
+}
+
+fn param(pairs: &[(String, String)], key: &str) -> Option<String> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let len = body.len();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+/// Name of the built-in token service (the tokens' `iss`).
+pub const ISSUER: &str = "registry-token-service";
+
+/// Settings for a server that issues its own tokens from `accounts` (authenticator and policy)
+/// with `key`, for the service `service`, sending clients to `realm`.
+pub fn built_in(
+    accounts: registry_auth::Accounts,
+    key: registry_auth::TokenKey,
+    realm: String,
+    service: String,
+    token_lifetime: Duration,
+) -> AuthSettings {
+    let verifier = TokenVerifier::new([key.public_key()], ISSUER, service.clone());
+    let issuer = registry_auth::TokenIssuer::new(key, ISSUER, token_lifetime);
+    let accounts = Arc::new(accounts);
+    let token_service = TokenService::new(issuer, service.clone(), accounts.clone(), accounts);
+    AuthSettings { realm, service, verifier, token_service: Some(Arc::new(token_service)) }
+}

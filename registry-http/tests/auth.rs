@@ -1,0 +1,312 @@
+//! Token authentication over real HTTP: the challenge, the token endpoint, Harbor's roles, and
+//! every way a token can be wrong.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::*;
+use registry_auth::{Accounts, RobotPermission, Role};
+use registry_core::Digest;
+use registry_http::TestRegistry;
+use reqwest::StatusCode;
+
+async fn setup() -> (TestRegistry, String) {
+    let accounts = Accounts::in_memory().expect("accounts");
+    accounts.create_project("library", true).await.expect("project");
+    accounts.create_project("team", false).await.expect("project");
+    accounts.add_user("admin", "adminpassword", true).await.expect("user");
+    for (user, role) in [("dev", Role::Developer), ("guest", Role::Guest), ("ma", Role::Maintainer)] {
+        accounts.add_user(user, "password1", false).await.expect("user");
+        accounts.add_member("team", user, role, None).await.expect("member");
+        accounts.add_member("library", user, role, None).await.expect("member");
+    }
+    accounts.add_user("outsider", "password1", false).await.expect("user");
+    let reg = TestRegistry::start_with_auth(accounts).await.expect("start");
+    let url = reg.url();
+    (reg, url)
+}
+
+fn www_authenticate(resp: &reqwest::Response) -> String {
+    header(resp, "www-authenticate")
+}
+
+#[tokio::test]
+async fn anonymous_requests_get_the_challenge() {
+    let (reg, base) = setup().await;
+    let c = client();
+    let resp = c.get(format!("{base}/v2/")).send().await.expect("get");
+    let challenge = www_authenticate(&resp);
+    assert_eq!(challenge, format!("Bearer realm=\"{base}/auth/token\",service=\"{}\"", reg.host()));
+    assert_error(resp, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+
+    let resp = c.head(format!("{base}/v2/team/app/manifests/v1")).send().await.expect("head");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(www_authenticate(&resp).ends_with(",scope=\"repository:team/app:pull\""), "{}", www_authenticate(&resp));
+
+    let digest = Digest::sha256_of(b"x");
+    let resp = c
+        .post(format!("{base}/v2/team/app/blobs/uploads/?mount={digest}&from=library/base"))
+        .send()
+        .await
+        .expect("post");
+    assert!(
+        www_authenticate(&resp).contains("scope=\"repository:team/app:pull,push repository:library/base:pull\""),
+        "every scope the route needs: {}",
+        www_authenticate(&resp)
+    );
+    // Nothing was created by refused requests.
+    assert!(reg.registry().catalog(None, None).await.expect("catalog").entries.is_empty());
+}
+
+#[tokio::test]
+async fn roles_decide_what_a_token_grants() {
+    let (_reg, base) = setup().await;
+    let c = client();
+    let push_scope = "repository:team/app:pull,push";
+
+    // Developer pushes to the private project.
+    let dev = token(&c, &base, Some(("dev", "password1")), &[push_scope]).await;
+    let data = b"layer pushed by a developer".to_vec();
+    let digest = Digest::sha256_of(&data);
+    let resp = c
+        .post(format!("{base}/v2/team/app/blobs/uploads/?digest={digest}"))
+        .bearer_auth(&dev)
+        .body(data)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (manifest, md) = {
+        let config = b"{}".to_vec();
+        let cd = Digest::sha256_of(&config);
+        c.post(format!("{base}/v2/team/app/blobs/uploads/?digest={cd}"))
+            .bearer_auth(&dev)
+            .body(config)
+            .send()
+            .await
+            .expect("push");
+        let m = image_manifest(&cd, 2, &[(digest.clone(), 27)], "");
+        let resp = c
+            .put(format!("{base}/v2/team/app/manifests/v1"))
+            .bearer_auth(&dev)
+            .header("content-type", OCI_MANIFEST)
+            .body(m.clone())
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        (m.clone(), Digest::sha256_of(m.as_bytes()))
+    };
+
+    // Guest pulls, cannot push; the token simply grants less.
+    let guest = token(&c, &base, Some(("guest", "password1")), &[push_scope]).await;
+    let resp = c.get(format!("{base}/v2/team/app/manifests/v1")).bearer_auth(&guest).send().await.expect("pull");
+    assert_eq!(resp.text().await.expect("body"), manifest);
+    let resp = c.post(format!("{base}/v2/team/app/blobs/uploads/")).bearer_auth(&guest).send().await.expect("push");
+    assert!(www_authenticate(&resp).contains("error=\"insufficient_scope\""));
+    assert_error(resp, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+
+    // Non-member and anonymous: nothing on the private project.
+    for creds in [Some(("outsider", "password1")), None] {
+        let t = token(&c, &base, creds, &["repository:team/app:pull"]).await;
+        let resp = c.get(format!("{base}/v2/team/app/manifests/v1")).bearer_auth(&t).send().await.expect("pull");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{creds:?}");
+    }
+
+    // Delete: refused for the developer, allowed for the maintainer.
+    let dev_delete = token(&c, &base, Some(("dev", "password1")), &["repository:team/app:delete"]).await;
+    let resp =
+        c.delete(format!("{base}/v2/team/app/manifests/{md}")).bearer_auth(&dev_delete).send().await.expect("delete");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let ma = token(&c, &base, Some(("ma", "password1")), &["repository:team/app:delete"]).await;
+    let resp = c.delete(format!("{base}/v2/team/app/manifests/{md}")).bearer_auth(&ma).send().await.expect("delete");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    // Anonymous pull from the public project works; a guest cannot push there.
+    let admin = token(&c, &base, Some(("admin", "adminpassword")), &["repository:library/base:pull,push"]).await;
+    let d = push_blob_with(&c, &base, "library/base", b"public layer", &admin).await;
+    let anon = token(&c, &base, None, &["repository:library/base:pull,push"]).await;
+    assert_eq!(
+        c.head(format!("{base}/v2/library/base/blobs/{d}")).bearer_auth(&anon).send().await.expect("head").status(),
+        StatusCode::OK
+    );
+    let guest = token(&c, &base, Some(("guest", "password1")), &["repository:library/base:push"]).await;
+    assert_eq!(
+        c.post(format!("{base}/v2/library/base/blobs/uploads/"))
+            .bearer_auth(&guest)
+            .send()
+            .await
+            .expect("post")
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The catalog is for system admins.
+    let cat = token(&c, &base, Some(("admin", "adminpassword")), &["registry:catalog:*"]).await;
+    let body: serde_json::Value = c
+        .get(format!("{base}/v2/_catalog"))
+        .bearer_auth(&cat)
+        .send()
+        .await
+        .expect("catalog")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["repositories"], serde_json::json!(["library/base", "team/app"]));
+    let dev_cat = token(&c, &base, Some(("dev", "password1")), &["registry:catalog:*"]).await;
+    assert_eq!(
+        c.get(format!("{base}/v2/_catalog")).bearer_auth(&dev_cat).send().await.expect("catalog").status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn push_blob_with(c: &reqwest::Client, base: &str, repo: &str, data: &[u8], token: &str) -> Digest {
+    let digest = Digest::sha256_of(data);
+    let resp = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
+        .bearer_auth(token)
+        .body(data.to_vec())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    digest
+}
+
+#[tokio::test]
+async fn robot_accounts_push_with_their_secret() {
+    let (reg, base) = setup().await;
+    let accounts = reg.accounts().expect("auth on");
+    let (robot, secret) = accounts
+        .create_robot("team", "ci", vec![RobotPermission::parse("app:pull,push").expect("perm")], None)
+        .await
+        .expect("robot");
+    let c = client();
+    let t = token(
+        &c,
+        &base,
+        Some((&robot.name, &secret)),
+        &["repository:team/app:pull,push", "repository:team/other:push"],
+    )
+    .await;
+    push_blob_with(&c, &base, "team/app", b"from ci", &t).await;
+    let resp = c.post(format!("{base}/v2/team/other/blobs/uploads/")).bearer_auth(&t).send().await.expect("post");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "robot permissions are per repository pattern");
+    assert_eq!(get_token(&c, &base, Some((&robot.name, "wrong")), &[]).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn oauth2_post_and_refresh_tokens() {
+    let (reg, base) = setup().await;
+    let c = client();
+    let service = reg.host();
+    let form = format!(
+        "grant_type=password&username=dev&password=password1&service={service}&scope=repository%3Ateam%2Fapp%3Apull%2Cpush&client_id=test&access_type=offline"
+    );
+    let resp = c
+        .post(format!("{base}/auth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    let refresh = body["refresh_token"].as_str().expect("refresh token").to_owned();
+    push_blob_with(&c, &base, "team/app", b"pushed with a POST token", body["access_token"].as_str().expect("token"))
+        .await;
+
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={refresh}&service={service}&scope=repository%3Ateam%2Fapp%3Apull"
+    );
+    let resp = c.post(format!("{base}/auth/token")).body(form.clone()).send().await.expect("post");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.json::<serde_json::Value>().await.expect("json")["access_token"].is_string());
+
+    // A disabled user's refresh token stops working at once.
+    reg.accounts().expect("auth").set_user_enabled("dev", false).await.expect("disable");
+    let resp = c.post(format!("{base}/auth/token")).body(form).send().await.expect("post");
+    assert_error(resp, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    let resp = c.post(format!("{base}/auth/token")).body("grant_type=magic").send().await.expect("post");
+    assert_error(resp, StatusCode::BAD_REQUEST, "UNSUPPORTED").await;
+    let resp = get_token(&c, &base, None, &["not a scope"]).await;
+    assert_error(resp, StatusCode::BAD_REQUEST, "UNSUPPORTED").await;
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_and_write_nothing() {
+    let (reg, base) = setup().await;
+    let c = client();
+    let good = token(&c, &base, Some(("dev", "password1")), &["repository:team/app:pull"]).await;
+    let parts: Vec<&str> = good.split('.').collect();
+
+    // Tampered claims: pull escalated to push.
+    let mut claims: serde_json::Value = serde_json::from_slice(&B64.decode(parts[1]).expect("b64")).expect("json");
+    claims["access"][0]["actions"] = serde_json::json!(["pull", "push"]);
+    let tampered = format!("{}.{}.{}", parts[0], B64.encode(claims.to_string()), parts[2]);
+    let none = format!("{}.{}.", B64.encode(r#"{"alg":"none","typ":"JWT"}"#), B64.encode(claims.to_string()));
+    let hs256 =
+        format!("{}.{}.{}", B64.encode(r#"{"alg":"HS256","typ":"JWT"}"#), B64.encode(claims.to_string()), parts[2]);
+    // Signed by a key the registry does not trust.
+    let foreign_key = registry_auth::TokenKey::generate().expect("key");
+    let foreign =
+        registry_auth::TokenIssuer::new(foreign_key, registry_http::auth::ISSUER, std::time::Duration::from_secs(300))
+            .issue("dev", &reg.host(), &[registry_core::Scope::parse("repository:team/app:pull,push").expect("scope")])
+            .expect("issue")
+            .0;
+    for bad in [tampered, none, hs256, foreign, "garbage".to_string()] {
+        let resp = c.post(format!("{base}/v2/team/app/blobs/uploads/")).bearer_auth(&bad).send().await.expect("post");
+        assert!(www_authenticate(&resp).contains("error=\"invalid_token\""), "{bad}");
+        assert_error(resp, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    }
+
+    // A pull token cannot push; a token for one repository does not open another.
+    let resp = c.post(format!("{base}/v2/team/app/blobs/uploads/")).bearer_auth(&good).send().await.expect("post");
+    assert!(www_authenticate(&resp).contains("error=\"insufficient_scope\""));
+    let other = token(&c, &base, Some(("dev", "password1")), &["repository:team/other:pull,push"]).await;
+    let resp = c
+        .post(format!("{base}/v2/team/app/blobs/uploads/?digest={}", Digest::sha256_of(b"x")))
+        .bearer_auth(&other)
+        .body("x")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(reg.registry().catalog(None, None).await.expect("catalog").entries.is_empty(), "nothing written");
+
+    // Escalation in the token request grants nothing beyond the role.
+    let t = token(&c, &base, Some(("guest", "password1")), &["repository:team/app:pull,push,delete,*"]).await;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&B64.decode(t.split('.').nth(1).expect("claims")).expect("b64")).expect("json");
+    assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
+
+    // Names that try to leave a project never reach the policy or the store.
+    for path in ["/v2/team/../library/x/blobs/uploads/", "/v2/team/%2e%2e/library/blobs/uploads/"] {
+        let (status, body) = raw_request(&reg, "POST", path).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body.contains("NAME_INVALID"));
+    }
+
+    // Wrong passwords: after five, the account is locked (429), even for the right password.
+    for _ in 0..5 {
+        assert_eq!(get_token(&c, &base, Some(("ma", "wrong")), &[]).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let resp = get_token(&c, &base, Some(("ma", "password1")), &[]).await;
+    assert!(!header(&resp, "retry-after").is_empty());
+    assert_error(resp, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
+}
+
+#[tokio::test]
+async fn jwks_publishes_the_verifying_key() {
+    let (_reg, base) = setup().await;
+    let c = client();
+    let jwks: serde_json::Value =
+        c.get(format!("{base}/auth/jwks")).send().await.expect("jwks").json().await.expect("json");
+    let key = registry_auth::PublicKey::from_jwk(&jwks["keys"][0]).expect("jwk");
+    let t = token(&c, &base, None, &[]).await;
+    let header: serde_json::Value =
+        serde_json::from_slice(&B64.decode(t.split('.').next().expect("header")).expect("b64")).expect("json");
+    assert_eq!(header["kid"], key.thumbprint());
+    assert_eq!(header["alg"], "ES256");
+}
