@@ -6,6 +6,12 @@
 //! data_dir = "./registry-data"   # blobs, uploads and metadata.redb
 //! log_level = "info"             # tracing filter: error, warn, info, debug, trace or a directive list
 //!
+//! [auth]
+//! enabled = true                 # token authentication (false: anyone may do anything; development only)
+//! service = "registry"           # the service name: tokens' audience
+//! realm = ""                     # token endpoint URL; default http://<listen address>/auth/token
+//! token_lifetime_secs = 300      # access token lifetime (at least 60)
+//!
 //! [limits]
 //! max_manifest_bytes = 4194304   # largest manifest accepted (413 beyond)
 //! max_page = 1000                # largest page of tags or repositories
@@ -30,8 +36,30 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The tracing filter.
     pub log_level: String,
+    /// Authentication.
+    pub auth: AuthConfig,
     /// Limits.
     pub limits: LimitsConfig,
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Whether token authentication is on.
+    pub enabled: bool,
+    /// The service name (tokens' audience).
+    pub service: String,
+    /// The token endpoint URL given to clients; empty for `http://<listen address>/auth/token`.
+    pub realm: String,
+    /// Access token lifetime in seconds.
+    pub token_lifetime_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { enabled: true, service: "registry".into(), realm: String::new(), token_lifetime_secs: 300 }
+    }
 }
 
 /// The `[limits]` table.
@@ -56,6 +84,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("./registry-data"),
             log_level: "info".into(),
+            auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
         }
     }
@@ -132,6 +161,7 @@ mod tests {
         let c = Config::from_toml("").expect("empty is all defaults");
         assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
         assert_eq!(c.limits.max_manifest_bytes, 4 << 20);
+        assert!(c.auth.enabled, "secure by default");
         let c = Config::from_toml("listen = \"127.0.0.1:6000\"\n[limits]\nmax_page = 5\n").expect("valid");
         assert_eq!(c.listen.port(), 6000);
         assert_eq!(c.engine_limits().max_page, 5);

@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod data_dir;
 pub mod response;
 pub mod route;
 pub mod server;
@@ -30,11 +31,12 @@ pub mod service;
 pub mod test_registry;
 
 pub use auth::AuthSettings;
+pub use data_dir::open_data_dir;
 pub use response::{ApiError, ResponseBody};
 pub use route::Route;
 pub use server::{ServerOptions, serve};
 pub use service::RegistryService;
-pub use test_registry::{TestRegistry, open_data_dir};
+pub use test_registry::TestRegistry;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

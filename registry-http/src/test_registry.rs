@@ -13,14 +13,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use registry_auth::{Accounts, TokenKey};
-use registry_storage::{FsBlobStore, Limits, RedbMetadataStore, Registry};
+use registry_storage::{Limits, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::data_dir::open_data_dir;
 use crate::server::{ServerOptions, serve};
 use crate::service::RegistryService;
 
@@ -151,13 +151,4 @@ impl Drop for TestRegistry {
             task.abort();
         }
     }
-}
-
-/// Opens the reference server's default stores in `data_dir`: blobs on the filesystem
-/// (`blobs/`, `uploads/`, `tmp/`) and metadata in `metadata.redb`.
-pub fn open_data_dir(data_dir: &Path, limits: Limits) -> registry_storage::Result<Registry> {
-    std::fs::create_dir_all(data_dir)?;
-    let blobs = FsBlobStore::open(data_dir)?;
-    let meta = RedbMetadataStore::open(data_dir.join("metadata.redb"))?;
-    Ok(Registry::new(Arc::new(blobs), Arc::new(meta), limits))
 }

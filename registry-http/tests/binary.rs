@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 struct Server {
     child: Child,
     addr: String,
+    /// What it printed before serving.
+    startup: Vec<String>,
     logs: mpsc::UnboundedReceiver<String>,
 }
 
@@ -34,12 +36,14 @@ impl Server {
             .expect("start the registry binary");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let (tx, logs) = mpsc::unbounded_channel();
+        let mut startup = Vec::new();
         let addr = loop {
             let line = lines.next_line().await.expect("read log").expect("the server exited before serving");
             if line.contains("registry serving") {
                 let addr = line.split("listen=").nth(1).and_then(|s| s.split_whitespace().next()).expect("listen=");
                 break addr.to_owned();
             }
+            startup.push(line);
         };
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -48,7 +52,7 @@ impl Server {
                 }
             }
         });
-        Server { child, addr, logs }
+        Server { child, addr, startup, logs }
     }
 
     fn url(&self) -> String {
@@ -73,29 +77,48 @@ impl Server {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_logs_each_request_and_stops_on_sigterm() {
+async fn secure_by_default_logs_each_request_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = Server::start(&["--data-dir", dir.path().to_str().expect("utf8")], &[]).await;
+    let base = server.url();
     let c = client();
-    let resp = c.get(format!("{}/v2/", server.url())).send().await.expect("get");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let line = server.log_line(&["request", "method=GET", "path=/v2/", "status=200"]).await;
+
+    // No default password: the first start prints a random one, once.
+    let line = server.startup.iter().find(|l| l.contains("created system administrator")).expect("first-start line");
+    let password =
+        line.split("password ").nth(1).and_then(|s| s.split_whitespace().next()).expect("password").to_owned();
+    assert!(password.len() >= 20);
+
+    // Anonymous: the challenge names the built-in token service.
+    let resp = c.get(format!("{base}/v2/")).send().await.expect("get");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&resp, "www-authenticate"), format!("Bearer realm=\"{base}/auth/token\",service=\"registry\""));
+    let line = server.log_line(&["request", "method=GET", "path=/v2/", "status=401"]).await;
     assert!(line.contains("duration_ms="), "{line}");
-    push_image(&c, &server.url(), "bin/app", "v1", "b").await;
-    let line = server.log_line(&["method=PUT", "path=/v2/bin/app/manifests/v1", "status=201"]).await;
+    assert_eq!(get_token(&c, &base, Some(("admin", "not the password")), &[]).await.status(), StatusCode::UNAUTHORIZED);
+
+    // The admin pushes to the public `library` project created at the first start.
+    let t = token(&c, &base, Some(("admin", &password)), &["repository:library/app:pull,push"]).await;
+    push_image_as(&c, &base, "library/app", "v1", "b", Some(&t)).await;
+    let line = server.log_line(&["method=PUT", "path=/v2/library/app/manifests/v1", "status=201"]).await;
     assert!(line.contains("bytes="), "{line}");
+    let anon = token(&c, &base, None, &["repository:library/app:pull"]).await;
+    assert_eq!(
+        c.get(format!("{base}/v2/library/app/manifests/v1")).bearer_auth(&anon).send().await.expect("pull").status(),
+        StatusCode::OK
+    );
 
     // An upload in flight when SIGTERM arrives still completes.
-    let location =
-        header(&c.post(format!("{}/v2/bin/app/blobs/uploads/", server.url())).send().await.expect("post"), "location");
+    let resp = c.post(format!("{base}/v2/library/app/blobs/uploads/")).bearer_auth(&t).send().await.expect("post");
+    let location = header(&resp, "location");
     let mut s = tokio::net::TcpStream::connect(&server.addr).await.expect("connect");
     let head = format!(
-        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n",
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {t}\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n",
         server.addr
     );
     s.write_all(head.as_bytes()).await.expect("write");
     s.write_all(&[1u8; 1000]).await.expect("write");
-    server.log_line(&["path=/v2/bin/app/blobs/uploads/", "status=202"]).await;
+    server.log_line(&["path=/v2/library/app/blobs/uploads/", "status=202"]).await;
     server.terminate();
     server.log_line(&["SIGTERM received"]).await;
     s.write_all(&[1u8; 1000]).await.expect("write the rest after SIGTERM");
@@ -104,10 +127,58 @@ async fn serves_logs_each_request_and_stops_on_sigterm() {
     assert!(response.starts_with("HTTP/1.1 202"), "in-flight request finished: {response}");
     let status = server.child.wait().await.expect("wait");
     assert!(status.success(), "clean exit: {status}");
-    // The data directory holds the documented layout.
-    for entry in ["blobs", "uploads", "tmp", "metadata.redb"] {
+    for entry in ["blobs", "uploads", "tmp", "metadata.redb", "accounts.redb", "token-key.pem"] {
         assert!(dir.path().join(entry).exists(), "{entry}");
     }
+
+    // A restart keeps the accounts and the key: the old password and token still work, and no
+    // new password is printed.
+    let server = Server::start(&["--data-dir", dir.path().to_str().expect("utf8")], &[]).await;
+    assert!(!server.startup.iter().any(|l| l.contains("created system administrator")));
+    let resp =
+        c.get(format!("{}/v2/library/app/manifests/v1", server.url())).bearer_auth(&t).send().await.expect("pull");
+    assert_eq!(resp.status(), StatusCode::OK, "tokens survive a restart (same key)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_subcommands_then_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8");
+    let cli = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(["--data-dir".to_string(), data.to_string()]);
+        let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        async move {
+            let out = Command::new(env!("CARGO_BIN_EXE_registry")).args(&all).envs(envs).output().await.expect("run");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+            )
+        }
+    };
+    assert!(cli(&["user", "add", "dana"], &[("REGISTRY_USER_PASSWORD", "danapassword")]).await.0);
+    assert!(cli(&["project", "create", "team"], &[]).await.0);
+    assert!(cli(&["member", "add", "team", "dana", "developer"], &[]).await.0);
+    let (ok, out) = cli(&["robot", "create", "team", "ci", "--permission", "app:pull"], &[]).await;
+    assert!(ok, "{out}");
+    let secret = out.split("(shown once): ").nth(1).expect("secret").trim().to_owned();
+    let (ok, out) = cli(&["member", "add", "team", "dana", "wizard"], &[]).await;
+    assert!(!ok && out.contains("unknown role"), "{out}");
+    let (ok, out) = cli(&["project", "list"], &[]).await;
+    assert!(ok && out.contains("team\tprivate"), "{out}");
+
+    let server = Server::start(&["--data-dir", data], &[("REGISTRY_ADMIN_PASSWORD", "adminpassword")]).await;
+    let (c, base) = (client(), server.url());
+    let t = token(&c, &base, Some(("dana", "danapassword")), &["repository:team/app:pull,push,delete"]).await;
+    push_image_as(&c, &base, "team/app", "v1", "d", Some(&t)).await;
+    let robot = token(&c, &base, Some(("robot$team+ci", &secret)), &["repository:team/app:pull"]).await;
+    assert_eq!(
+        c.get(format!("{base}/v2/team/app/manifests/v1")).bearer_auth(&robot).send().await.expect("pull").status(),
+        StatusCode::OK
+    );
+    // The server holds the accounts database: the subcommands say so instead of corrupting it.
+    let (ok, out) = cli(&["user", "list"], &[]).await;
+    assert!(!ok && out.contains("stop it first"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +187,10 @@ async fn config_file_environment_and_flags() {
     let config = dir.path().join("registry.toml");
     std::fs::write(
         &config,
-        format!("data_dir = {:?}\n[limits]\nmax_manifest_bytes = 100\nmax_page = 2\n", dir.path().join("data")),
+        format!(
+            "data_dir = {:?}\n[auth]\nenabled = false\n[limits]\nmax_manifest_bytes = 100\nmax_page = 2\n",
+            dir.path().join("data")
+        ),
     )
     .expect("config");
     let config = config.to_str().expect("utf8");

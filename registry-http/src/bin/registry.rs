@@ -1,18 +1,23 @@
 //! `registry`: the reference server.
 //!
 //! `registry serve` runs the registry on its embedded default: blobs on the filesystem and
-//! metadata in an embedded redb database, both under the data directory.
+//! metadata in an embedded redb database, both under the data directory, with token
+//! authentication on. The account subcommands (`user`, `project`, `member`, `robot`) edit the
+//! accounts database of a stopped server.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use registry_auth::{Accounts, RobotPermission, Role};
 use registry_http::config::Config;
+use registry_http::data_dir::{bootstrap, open_accounts, token_key};
 use registry_http::{RegistryService, open_data_dir, serve};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "registry", version, about = "An OCI Distribution registry")]
+#[command(name = "registry", version, about = "An OCI Distribution registry with token authentication")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,19 +27,58 @@ struct Cli {
 enum Command {
     /// Serve the registry.
     Serve(ServeArgs),
+    /// Manage users (server stopped).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage projects (server stopped).
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Manage project members (server stopped).
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Manage robot accounts (server stopped).
+    #[command(subcommand)]
+    Robot(RobotCommand),
 }
 
-#[derive(clap::Args)]
-struct ServeArgs {
+/// Where the configuration and data are.
+#[derive(Args)]
+struct Location {
     /// TOML configuration file (flags and environment variables override it).
-    #[arg(long, env = "REGISTRY_CONFIG")]
+    #[arg(long, env = "REGISTRY_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Data directory [default: ./registry-data].
+    #[arg(long, env = "REGISTRY_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+impl Location {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            config.data_dir = v.clone();
+        }
+        Ok(config)
+    }
+
+    async fn accounts(&self) -> anyhow::Result<Accounts> {
+        let config = self.load()?;
+        open_accounts(&config.data_dir).with_context(|| {
+            format!("opening {}/accounts.redb (is the server running? stop it first)", config.data_dir.display())
+        })
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    location: Location,
     /// Address to listen on [default: 127.0.0.1:5000].
     #[arg(long, env = "REGISTRY_LISTEN")]
     listen: Option<std::net::SocketAddr>,
-    /// Data directory [default: ./registry-data].
-    #[arg(long, env = "REGISTRY_DATA_DIR")]
-    data_dir: Option<PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or tracing directives [default: info].
     #[arg(long, env = "REGISTRY_LOG_LEVEL")]
     log_level: Option<String>,
@@ -47,28 +91,251 @@ struct ServeArgs {
     /// Write logs as JSON lines.
     #[arg(long, env = "REGISTRY_LOG_JSON")]
     log_json: bool,
+    /// The first start's admin password (else a random one is printed once).
+    #[arg(long, env = "REGISTRY_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from REGISTRY_USER_PASSWORD or generated and printed.
+    Add {
+        name: String,
+        /// Make the user a system administrator.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Remove a user and their memberships.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Disable a user: no more logins or token refreshes.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Enable a disabled user.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project (private unless --public).
+    Create {
+        name: String,
+        #[arg(long)]
+        public: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List projects.
+    List {
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Remove a project with its members and robots.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Make a user a member: role is project_admin, maintainer, developer, guest or limited_guest.
+    Add {
+        project: String,
+        user: String,
+        role: String,
+        /// Narrow the membership to repositories matching this pattern inside the project.
+        #[arg(long)]
+        repositories: Option<String>,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List a project's members.
+    List {
+        project: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Remove a membership.
+    Remove {
+        project: String,
+        user: String,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Subcommand)]
+enum RobotCommand {
+    /// Create robot$<project>+<name>; its secret is printed once.
+    Create {
+        project: String,
+        name: String,
+        /// Permission `pattern:actions`, e.g. `*:pull,push` (repeatable).
+        #[arg(long = "permission", required = true)]
+        permissions: Vec<String>,
+        /// Days until it expires [default: 30].
+        #[arg(long, conflicts_with = "never_expires")]
+        expires_days: Option<u64>,
+        /// Never expire.
+        #[arg(long)]
+        never_expires: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List robots (of one project, when given).
+    List {
+        project: Option<String>,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Remove a robot by its full name.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(run_serve(args))
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => run_serve(args).await,
+            Command::User(c) => user(c).await,
+            Command::Project(c) => project(c).await,
+            Command::Member(c) => member(c).await,
+            Command::Robot(c) => robot(c).await,
+        }
+    })
+}
+
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add { name, admin, location } => {
+            let accounts = location.accounts().await?;
+            let (password, generated) = match std::env::var("REGISTRY_USER_PASSWORD") {
+                Ok(p) => (p, false),
+                Err(_) => (registry_auth::token::random_id(18)?, true),
+            };
+            accounts.add_user(&name, &password, admin).await?;
+            if generated {
+                println!("user {name} added; password (shown once): {password}");
+            } else {
+                println!("user {name} added");
+            }
+        }
+        UserCommand::List { location } => {
+            for u in location.accounts().await?.users().await? {
+                println!("{}\tadmin={}\tenabled={}", u.name, u.admin, u.enabled);
+            }
+        }
+        UserCommand::Remove { name, location } => {
+            location.accounts().await?.remove_user(&name).await?;
+            println!("user {name} removed");
+        }
+        UserCommand::Disable { name, location } => {
+            location.accounts().await?.set_user_enabled(&name, false).await?;
+            println!("user {name} disabled");
+        }
+        UserCommand::Enable { name, location } => {
+            location.accounts().await?.set_user_enabled(&name, true).await?;
+            println!("user {name} enabled");
         }
     }
+    Ok(())
+}
+
+async fn project(command: ProjectCommand) -> anyhow::Result<()> {
+    match command {
+        ProjectCommand::Create { name, public, location } => {
+            location.accounts().await?.create_project(&name, public).await?;
+            println!("project {name} created ({})", if public { "public" } else { "private" });
+        }
+        ProjectCommand::List { location } => {
+            for p in location.accounts().await?.projects().await? {
+                println!("{}\t{}", p.name, if p.public { "public" } else { "private" });
+            }
+        }
+        ProjectCommand::Remove { name, location } => {
+            location.accounts().await?.remove_project(&name).await?;
+            println!("project {name} removed");
+        }
+    }
+    Ok(())
+}
+
+async fn member(command: MemberCommand) -> anyhow::Result<()> {
+    match command {
+        MemberCommand::Add { project, user, role, repositories, location } => {
+            let role = Role::parse(&role)?;
+            location.accounts().await?.add_member(&project, &user, role, repositories.as_deref()).await?;
+            println!("{user} is {role:?} of {project}");
+        }
+        MemberCommand::List { project, location } => {
+            for m in location.accounts().await?.members(&project).await? {
+                println!("{}\t{:?}\t{}", m.user, m.role, m.repositories.as_deref().unwrap_or("*"));
+            }
+        }
+        MemberCommand::Remove { project, user, location } => {
+            location.accounts().await?.remove_member(&project, &user).await?;
+            println!("{user} removed from {project}");
+        }
+    }
+    Ok(())
+}
+
+async fn robot(command: RobotCommand) -> anyhow::Result<()> {
+    match command {
+        RobotCommand::Create { project, name, permissions, expires_days, never_expires, location } => {
+            let permissions = permissions.iter().map(|p| RobotPermission::parse(p)).collect::<Result<Vec<_>, _>>()?;
+            let days = if never_expires {
+                None
+            } else {
+                Some(expires_days.unwrap_or(registry_auth::accounts::DEFAULT_ROBOT_DAYS))
+            };
+            let (robot, secret) = location.accounts().await?.create_robot(&project, &name, permissions, days).await?;
+            println!("robot {} created; secret (shown once): {secret}", robot.name);
+        }
+        RobotCommand::List { project, location } => {
+            for r in location.accounts().await?.robots(project.as_deref()).await? {
+                let perms: Vec<String> =
+                    r.permissions.iter().map(|p| format!("{}:{}", p.repositories, p.actions.join(","))).collect();
+                let expiry = r.expires_at.map(|e| registry_auth::service::rfc3339(e)).unwrap_or_else(|| "never".into());
+                println!("{}\t{}\texpires {expiry}", r.name, perms.join(" "));
+            }
+        }
+        RobotCommand::Remove { name, location } => {
+            location.accounts().await?.remove_robot(&name).await?;
+            println!("robot {name} removed");
+        }
+    }
+    Ok(())
 }
 
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let mut config = args.location.load()?;
     if let Some(v) = args.listen {
         config.listen = v;
-    }
-    if let Some(v) = args.data_dir {
-        config.data_dir = v;
     }
     if let Some(v) = args.log_level {
         config.log_level = v;
@@ -93,12 +360,46 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        data_dir = %config.data_dir.display(),
-        "registry serving"
-    );
-    serve(listener, RegistryService::new(registry), config.server_options(), shutdown_signal()).await?;
+    let local = listener.local_addr()?;
+    let mut service = RegistryService::new(registry);
+    if config.auth.enabled {
+        let accounts = open_accounts(&config.data_dir).context("opening the accounts database")?;
+        let first = bootstrap(&accounts, args.admin_password.as_deref()).await?;
+        if let Some(password) = &first.generated_admin_password {
+            // Shown once, never stored in clear: there is no default password.
+            println!(
+                "first start: created system administrator 'admin' with password {password} (shown once; store it now)"
+            );
+        } else if first.created_admin {
+            tracing::info!(
+                "first start: created system administrator 'admin' with the password from REGISTRY_ADMIN_PASSWORD"
+            );
+        }
+        if first.created_library {
+            tracing::info!("first start: created the public project 'library'");
+        }
+        let key = token_key(&config.data_dir)?;
+        let realm = if config.auth.realm.is_empty() {
+            format!("http://{local}{}", registry_http::auth::TOKEN_PATH)
+        } else {
+            config.auth.realm.clone()
+        };
+        let lifetime = Duration::from_secs(config.auth.token_lifetime_secs);
+        service = service.with_auth(registry_http::auth::built_in(
+            accounts,
+            key,
+            realm,
+            config.auth.service.clone(),
+            lifetime,
+        ));
+    } else {
+        if !local.ip().is_loopback() {
+            bail!("refusing to serve without authentication on a non-loopback address ({local}); enable [auth]");
+        }
+        tracing::warn!("authentication is disabled: anyone who can connect may push, pull and delete");
+    }
+    tracing::info!(listen = %local, data_dir = %config.data_dir.display(), auth = config.auth.enabled, "registry serving");
+    serve(listener, service, config.server_options(), shutdown_signal()).await?;
     tracing::info!("registry stopped");
     Ok(())
 }

@@ -50,13 +50,17 @@ pub fn stored(reg: &TestRegistry) -> (usize, usize) {
 
 /// Pushes a blob monolithically and returns its digest.
 pub async fn push_blob(c: &Client, base: &str, repo: &str, data: &[u8]) -> Digest {
+    push_blob_as(c, base, repo, data, None).await
+}
+
+/// Pushes a blob monolithically with an optional bearer token.
+pub async fn push_blob_as(c: &Client, base: &str, repo: &str, data: &[u8], token: Option<&str>) -> Digest {
     let digest = Digest::sha256_of(data);
-    let resp = c
-        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
-        .body(data.to_vec())
-        .send()
-        .await
-        .expect("push");
+    let mut req = c.post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}")).body(data.to_vec());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("push");
     assert_eq!(resp.status(), StatusCode::CREATED, "monolithic push");
     digest
 }
@@ -75,18 +79,29 @@ pub fn image_manifest(config: &Digest, config_size: usize, layers: &[(Digest, us
 
 /// Pushes a config and one layer and a manifest tagged `tag`; returns the manifest's bytes and digest.
 pub async fn push_image(c: &Client, base: &str, repo: &str, tag: &str, seed: &str) -> (String, Digest) {
+    push_image_as(c, base, repo, tag, seed, None).await
+}
+
+/// [`push_image`] with an optional bearer token.
+pub async fn push_image_as(
+    c: &Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    seed: &str,
+    token: Option<&str>,
+) -> (String, Digest) {
     let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
     let layer = format!("layer of {seed}").repeat(100);
-    let cd = push_blob(c, base, repo, config.as_bytes()).await;
-    let ld = push_blob(c, base, repo, layer.as_bytes()).await;
+    let cd = push_blob_as(c, base, repo, config.as_bytes(), token).await;
+    let ld = push_blob_as(c, base, repo, layer.as_bytes(), token).await;
     let manifest = image_manifest(&cd, config.len(), &[(ld, layer.len())], "");
-    let resp = c
-        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .await
-        .expect("put manifest");
+    let mut req =
+        c.put(format!("{base}/v2/{repo}/manifests/{tag}")).header("content-type", OCI_MANIFEST).body(manifest.clone());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("put manifest");
     assert_eq!(resp.status(), StatusCode::CREATED, "manifest push");
     let digest = Digest::sha256_of(manifest.as_bytes());
     (manifest, digest)
@@ -209,8 +224,11 @@ pub async fn run_failing(program: &str, args: &[&str], envs: &[(&str, &str)]) ->
 
 /// Asks the registry's token endpoint for a token (GET, Basic credentials when given).
 pub async fn get_token(c: &Client, base: &str, creds: Option<(&str, &str)>, scopes: &[&str]) -> Response {
-    let host = base.trim_start_matches("http://");
-    let mut url = format!("{base}/auth/token?service={host}");
+    // As real clients do: the service name comes from the registry's challenge.
+    let challenge = c.get(format!("{base}/v2/")).send().await.expect("challenge");
+    let challenge = header(&challenge, "www-authenticate");
+    let service = challenge.split("service=\"").nth(1).and_then(|s| s.split('"').next()).expect("service in challenge");
+    let mut url = format!("{base}/auth/token?service={service}");
     for s in scopes {
         url.push_str(&format!("&scope={s}"));
     }

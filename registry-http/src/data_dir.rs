@@ -1,0 +1,127 @@
+//! The reference server's data directory: what lives where, and the first start.
+//!
+//! ```text
+//! <data_dir>/blobs/ uploads/ tmp/   the filesystem blob store (registry_storage::blob::fs)
+//! <data_dir>/metadata.redb          the registry's metadata (registry_storage::meta::redb)
+//! <data_dir>/accounts.redb          users, projects, members, robots (registry_auth::accounts)
+//! <data_dir>/token-key.pem          the token service's ES256 signing key (PKCS#8, mode 0600)
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use registry_auth::{Accounts, AuthError, TokenKey};
+use registry_storage::{FsBlobStore, Limits, RedbMetadataStore, Registry};
+
+/// Opens the registry's stores in `data_dir`: blobs on the filesystem and metadata in
+/// `metadata.redb`.
+pub fn open_data_dir(data_dir: &Path, limits: Limits) -> registry_storage::Result<Registry> {
+    std::fs::create_dir_all(data_dir)?;
+    let blobs = FsBlobStore::open(data_dir)?;
+    let meta = RedbMetadataStore::open(data_dir.join("metadata.redb"))?;
+    Ok(Registry::new(Arc::new(blobs), Arc::new(meta), limits))
+}
+
+/// Opens the accounts database in `data_dir`. The file is locked while open: account subcommands
+/// of the binary work only while the server is stopped.
+pub fn open_accounts(data_dir: &Path) -> Result<Accounts, AuthError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| AuthError::Config(e.to_string()))?;
+    Accounts::open(data_dir.join("accounts.redb"))
+}
+
+/// What the first start created.
+#[derive(Debug, Default)]
+pub struct Bootstrap {
+    /// The generated admin password, to be shown once (None when it came from the environment
+    /// or the admin already existed).
+    pub generated_admin_password: Option<String>,
+    /// Whether the `admin` account was created now.
+    pub created_admin: bool,
+    /// Whether the public `library` project was created now.
+    pub created_library: bool,
+}
+
+/// On a database with no users, creates the `admin` system administrator with `admin_password`
+/// (or a random one, returned to be shown once: there is no default password); on one with no
+/// projects, creates the public project `library`, as Harbor does.
+pub async fn bootstrap(accounts: &Accounts, admin_password: Option<&str>) -> Result<Bootstrap, AuthError> {
+    let mut out = Bootstrap::default();
+    if accounts.users().await?.is_empty() {
+        let password = match admin_password {
+            Some(p) => p.to_owned(),
+            None => {
+                let p = registry_auth::token::random_id(18)?;
+                out.generated_admin_password = Some(p.clone());
+                p
+            }
+        };
+        accounts.add_user("admin", &password, true).await?;
+        out.created_admin = true;
+    }
+    if accounts.projects().await?.is_empty() {
+        accounts.create_project("library", true).await?;
+        out.created_library = true;
+    }
+    Ok(out)
+}
+
+/// Loads the token signing key from `<data_dir>/token-key.pem`, creating it (mode 0600) on the
+/// first start.
+pub fn token_key(data_dir: &Path) -> Result<TokenKey, AuthError> {
+    let path = data_dir.join("token-key.pem");
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => TokenKey::from_pem(&pem),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = TokenKey::generate()?;
+            write_private(&path, key.to_pem()?.as_bytes())
+                .map_err(|e| AuthError::Config(format!("{}: {e}", path.display())))?;
+            Ok(key)
+        }
+        Err(e) => Err(AuthError::Config(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn first_start_creates_admin_and_library_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let accounts = open_accounts(dir.path()).expect("open");
+        let first = bootstrap(&accounts, None).await.expect("bootstrap");
+        let password = first.generated_admin_password.expect("a random password, shown once");
+        assert!(password.len() >= 20);
+        assert!(first.created_library);
+        use registry_auth::Authenticator;
+        assert!(accounts.authenticate("admin", &password).await.is_ok());
+        let second = bootstrap(&accounts, None).await.expect("bootstrap");
+        assert!(second.generated_admin_password.is_none() && !second.created_admin && !second.created_library);
+        assert!(accounts.project("library").await.expect("project").expect("library").public);
+    }
+
+    #[test]
+    fn token_key_is_created_once_and_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = token_key(dir.path()).expect("create");
+        let b = token_key(dir.path()).expect("load");
+        assert_eq!(a.kid(), b.kid());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("token-key.pem")).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
