@@ -320,7 +320,7 @@ async fn robot(command: RobotCommand) -> anyhow::Result<()> {
             for r in location.accounts().await?.robots(project.as_deref()).await? {
                 let perms: Vec<String> =
                     r.permissions.iter().map(|p| format!("{}:{}", p.repositories, p.actions.join(","))).collect();
-                let expiry = r.expires_at.map(|e| registry_auth::service::rfc3339(e)).unwrap_or_else(|| "never".into());
+                let expiry = r.expires_at.map(registry_auth::service::rfc3339).unwrap_or_else(|| "never".into());
                 println!("{}\t{}\texpires {expiry}", r.name, perms.join(" "));
             }
         }
