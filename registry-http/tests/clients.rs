@@ -78,52 +78,143 @@ async fn skopeo_copy_inspect_list_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_push_rmi_pull() {
     let reg = TestRegistry::start_on_disk().await.expect("start");
-    let work = tempfile::tempdir().expect("tempdir");
-    let w = work.path();
-    let conf = w.join("containers.conf");
-    std::fs::write(&conf, "[engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n").expect("conf");
-    let auth = w.join("auth.json");
-    std::fs::write(&auth, "{}").expect("auth");
-    let rootfs = w.join("rootfs.tar");
-    std::fs::write(&rootfs, tar_of(&[("hello.txt", b"hello from podman\n"), ("etc/os-release", b"ID=test\n")]))
-        .expect("rootfs");
-    let dirs: Vec<String> = ["root", "run", "tmp", "net"].iter().map(|d| w.join(d).display().to_string()).collect();
-    let base = [
-        "--root",
-        &dirs[0],
-        "--runroot",
-        &dirs[1],
-        "--tmpdir",
-        &dirs[2],
-        "--network-config-dir",
-        &dirs[3],
-        "--storage-driver",
-        "vfs",
-    ];
-    let env = [("CONTAINERS_CONF", conf.to_str().expect("utf8")), ("REGISTRY_AUTH_FILE", auth.to_str().expect("utf8"))];
-    let podman = |args: &[&str]| -> Vec<String> { base.iter().chain(args).map(|s| s.to_string()).collect() };
-    let call = |args: Vec<String>| async move {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run("podman", &args, &env).await
-    };
-
-    call(podman(&["import", rootfs.to_str().expect("utf8"), "localhost/podtest:v1"])).await;
+    let podman = Podman::with_test_image().await;
+    let auth = podman.auth_file("anonymous");
     let host = reg.host();
     for (format, tag) in [("oci", "v1"), ("v2s2", "v2s2")] {
         let target = format!("{host}/pod/app:{tag}");
-        call(podman(&["push", "--tls-verify=false", "--format", format, "localhost/podtest:v1", &target])).await;
+        podman.run(&["push", "--tls-verify=false", "--format", format, "localhost/podtest:v1", &target], &auth).await;
     }
-    call(podman(&["rmi", "localhost/podtest:v1"])).await;
+    podman.run(&["rmi", "localhost/podtest:v1"], &auth).await;
     for tag in ["v1", "v2s2"] {
         let target = format!("{host}/pod/app:{tag}");
-        call(podman(&["pull", "--tls-verify=false", &target])).await;
-        let id = call(podman(&["image", "inspect", "--format", "{{.Id}}", &target])).await;
+        podman.run(&["pull", "--tls-verify=false", &target], &auth).await;
+        let id = podman.run(&["image", "inspect", "--format", "{{.Id}}", &target], &auth).await;
         assert!(!id.trim().is_empty(), "pulled image {tag} is in local storage");
     }
     let resp = client().get(format!("{}/v2/pod/app/tags/list", reg.url())).send().await.expect("tags");
     assert_eq!(resp.json::<serde_json::Value>().await.expect("json")["tags"], serde_json::json!(["v1", "v2s2"]));
     let resp = client().get(format!("{}/v2/pod/app/manifests/v2s2", reg.url())).send().await.expect("manifest");
     assert_eq!(header(&resp, "content-type"), "application/vnd.docker.distribution.manifest.v2+json");
+    reg.stop().await;
+}
+
+/// The seed's flow with real clients: `podman login` and `skopeo login`, then Harbor's roles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_and_skopeo_log_in_and_roles_apply() {
+    use registry_auth::{Accounts, RobotPermission, Role};
+    let accounts = Accounts::in_memory().expect("accounts");
+    accounts.create_project("library", true).await.expect("project");
+    accounts.create_project("team", false).await.expect("project");
+    accounts.add_user("admin", "adminpassword", true).await.expect("user");
+    for (user, role) in [("dev", Role::Developer), ("guest", Role::Guest), ("ma", Role::Maintainer)] {
+        accounts.add_user(user, "password1", false).await.expect("user");
+        accounts.add_member("team", user, role, None).await.expect("member");
+        accounts.add_member("library", user, role, None).await.expect("member");
+    }
+    accounts.add_user("outsider", "password1", false).await.expect("user");
+    let (robot, secret) = accounts
+        .create_robot("team", "ci", vec![RobotPermission::parse("*:pull,push").expect("perm")], Some(30))
+        .await
+        .expect("robot");
+    let reg = TestRegistry::start_with_auth(accounts).await.expect("start");
+    let host = reg.host();
+    let podman = Podman::with_test_image().await;
+    let login = |who: &str, password: &str| {
+        let auth = podman.auth_file(who);
+        let (who, password, host) = (who.to_owned(), password.to_owned(), host.clone());
+        let podman = &podman;
+        async move {
+            podman.run(&["login", "--tls-verify=false", "-u", &who, "-p", &password, &host], &auth).await;
+            auth
+        }
+    };
+
+    // A developer pushes to the private project; a wrong password is refused at login.
+    let dev = login("dev", "password1").await;
+    let wrong = podman.auth_file("wrong");
+    podman.fails(&["login", "--tls-verify=false", "-u", "dev", "-p", "nope", &host], &wrong).await;
+    podman.run(&["push", "--tls-verify=false", "localhost/podtest:v1", &format!("{host}/team/app:v1")], &dev).await;
+
+    // skopeo logs in as the guest: pull yes, push no.
+    let work = tempfile::tempdir().expect("tempdir");
+    let skopeo_auth = |who: &str| {
+        let p = work.path().join(format!("skopeo-{who}.json"));
+        std::fs::write(&p, "{}").expect("auth");
+        p
+    };
+    let guest = skopeo_auth("guest");
+    let genv = [("REGISTRY_AUTH_FILE", guest.to_str().expect("utf8"))];
+    run("skopeo", &["login", "--tls-verify=false", "-u", "guest", "-p", "password1", &host], &genv).await;
+    let app = format!("docker://{host}/team/app:v1");
+    run("skopeo", &["inspect", "--tls-verify=false", &app], &genv).await;
+    let src = work.path().join("src");
+    write_oci_layout(&src, "v1", 1);
+    let src_ref = format!("oci:{}:v1", src.display());
+    run_failing(
+        "skopeo",
+        &["copy", "--dest-tls-verify=false", &src_ref, &format!("docker://{host}/team/app:guest")],
+        &genv,
+    )
+    .await;
+    run_failing(
+        "skopeo",
+        &["copy", "--dest-tls-verify=false", &src_ref, &format!("docker://{host}/library/base:guest")],
+        &genv,
+    )
+    .await;
+
+    // Non-member and anonymous see nothing of the private project.
+    for who in ["outsider", "anonymous"] {
+        let auth = skopeo_auth(who);
+        let env = [("REGISTRY_AUTH_FILE", auth.to_str().expect("utf8"))];
+        if who != "anonymous" {
+            run("skopeo", &["login", "--tls-verify=false", "-u", who, "-p", "password1", &host], &env).await;
+        }
+        run_failing("skopeo", &["inspect", "--tls-verify=false", &app], &env).await;
+    }
+
+    // The admin publishes to `library`; anonymous pulls from it.
+    let anon = skopeo_auth("anon-library");
+    let admin = skopeo_auth("admin");
+    let aenv = [("REGISTRY_AUTH_FILE", admin.to_str().expect("utf8"))];
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "admin:adminpassword",
+            &src_ref,
+            &format!("docker://{host}/library/base:v1"),
+        ],
+        &aenv,
+    )
+    .await;
+    run(
+        "skopeo",
+        &["inspect", "--tls-verify=false", &format!("docker://{host}/library/base:v1")],
+        &[("REGISTRY_AUTH_FILE", anon.to_str().expect("utf8"))],
+    )
+    .await;
+
+    // Delete: refused for the developer, allowed for the maintainer.
+    let devs = skopeo_auth("dev");
+    let denv = [("REGISTRY_AUTH_FILE", devs.to_str().expect("utf8"))];
+    run("skopeo", &["login", "--tls-verify=false", "-u", "dev", "-p", "password1", &host], &denv).await;
+    run_failing("skopeo", &["delete", "--tls-verify=false", &app], &denv).await;
+    let mas = skopeo_auth("ma");
+    let menv = [("REGISTRY_AUTH_FILE", mas.to_str().expect("utf8"))];
+    run("skopeo", &["login", "--tls-verify=false", "-u", "ma", "-p", "password1", &host], &menv).await;
+    run("skopeo", &["delete", "--tls-verify=false", &app], &menv).await;
+    run_failing("skopeo", &["inspect", "--tls-verify=false", &app], &menv).await;
+
+    // The robot pushes with its secret.
+    let ci = login(&robot.name, &secret).await;
+    podman
+        .run(&["push", "--tls-verify=false", "localhost/podtest:v1", &format!("{host}/team/built-by-ci:v1")], &ci)
+        .await;
+    podman.run(&["pull", "--tls-verify=false", &format!("{host}/team/built-by-ci:v1")], &ci).await;
     reg.stop().await;
 }
 

@@ -248,3 +248,62 @@ pub async fn token(c: &Client, base: &str, creds: Option<(&str, &str)>, scopes: 
     assert!(body["expires_in"].as_u64().expect("expires_in") >= 60);
     body["token"].as_str().expect("token").to_owned()
 }
+
+/// podman with every state directory private to the test (see TESTING.md): no daemon, vfs storage.
+pub struct Podman {
+    base: Vec<String>,
+    conf: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    /// A private podman, with an image `localhost/podtest:v1` imported from a small rootfs.
+    pub async fn with_test_image() -> Podman {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = dir.path().to_owned();
+        let conf = w.join("containers.conf");
+        std::fs::write(&conf, "[engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n").expect("conf");
+        let mut base = Vec::new();
+        for (flag, sub) in
+            [("--root", "root"), ("--runroot", "run"), ("--tmpdir", "tmp"), ("--network-config-dir", "net")]
+        {
+            base.push(flag.to_owned());
+            base.push(w.join(sub).display().to_string());
+        }
+        base.extend(["--storage-driver".to_owned(), "vfs".to_owned()]);
+        let podman = Podman { base, conf, dir };
+        let rootfs = w.join("rootfs.tar");
+        std::fs::write(&rootfs, tar_of(&[("hello.txt", b"hello from podman\n"), ("etc/os-release", b"ID=test\n")]))
+            .expect("rootfs");
+        let auth = podman.auth_file("import");
+        podman.run(&["import", rootfs.to_str().expect("utf8"), "localhost/podtest:v1"], &auth).await;
+        podman
+    }
+
+    /// An empty auth file of its own for one identity.
+    pub fn auth_file(&self, who: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join(format!("auth-{who}.json"));
+        if !path.exists() {
+            std::fs::write(&path, "{}").expect("auth file");
+        }
+        path
+    }
+
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        self.base.iter().map(String::as_str).chain(args.iter().copied()).collect()
+    }
+
+    fn envs<'a>(&'a self, auth: &'a std::path::Path) -> [(&'a str, &'a str); 2] {
+        [("CONTAINERS_CONF", self.conf.to_str().expect("utf8")), ("REGISTRY_AUTH_FILE", auth.to_str().expect("utf8"))]
+    }
+
+    /// Runs podman; panics on failure.
+    pub async fn run(&self, args: &[&str], auth: &std::path::Path) -> String {
+        run("podman", &self.args(args), &self.envs(auth)).await
+    }
+
+    /// Runs podman expecting failure; returns its stderr.
+    pub async fn fails(&self, args: &[&str], auth: &std::path::Path) -> String {
+        run_failing("podman", &self.args(args), &self.envs(auth)).await
+    }
+}
