@@ -12,6 +12,10 @@
 //! realm = ""                     # token endpoint URL; default http://<listen address>/auth/token
 //! token_lifetime_secs = 300      # access token lifetime (at least 60)
 //!
+//! [tls]                          # serve HTTPS (both or neither)
+//! cert = "/etc/registry/cert.pem" # PEM certificate chain
+//! key = "/etc/registry/key.pem"   # PEM private key
+//!
 //! [limits]
 //! max_manifest_bytes = 4194304   # largest manifest accepted (413 beyond)
 //! max_page = 1000                # largest page of tags or repositories
@@ -38,8 +42,20 @@ pub struct Config {
     pub log_level: String,
     /// Authentication.
     pub auth: AuthConfig,
+    /// HTTPS.
+    pub tls: TlsConfig,
     /// Limits.
     pub limits: LimitsConfig,
+}
+
+/// The `[tls]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
 }
 
 /// The `[auth]` table.
@@ -85,6 +101,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./registry-data"),
             log_level: "info".into(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
         }
     }
@@ -142,13 +159,19 @@ impl Config {
         }
     }
 
-    /// The server's connection options.
-    pub fn server_options(&self) -> crate::ServerOptions {
-        crate::ServerOptions {
+    /// The server's connection options, with the TLS configuration loaded when `[tls]` is set.
+    pub fn server_options(&self) -> Result<crate::ServerOptions, crate::tls::TlsError> {
+        let tls = match (&self.tls.cert, &self.tls.key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config_from_files(cert, key)?),
+            (None, None) => None,
+            _ => return Err(crate::tls::TlsError::new("[tls] needs both cert and key")),
+        };
+        Ok(crate::ServerOptions {
+            tls,
             header_read_timeout: Duration::from_secs(self.limits.header_read_timeout_secs.max(1)),
             max_header_bytes: self.limits.max_header_bytes,
             shutdown_grace: Duration::from_secs(self.limits.shutdown_grace_secs),
-        }
+        })
     }
 }
 

@@ -29,6 +29,7 @@ pub mod route;
 pub mod server;
 pub mod service;
 pub mod test_registry;
+pub mod tls;
 
 pub use auth::AuthSettings;
 pub use data_dir::open_data_dir;
@@ -36,7 +37,7 @@ pub use response::{ApiError, ResponseBody};
 pub use route::Route;
 pub use server::{ServerOptions, serve};
 pub use service::RegistryService;
-pub use test_registry::TestRegistry;
+pub use test_registry::{TestRegistry, TestRegistryBuilder};
 
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -1,6 +1,7 @@
 //! Serving a [`RegistryService`] on a TCP listener with hyper, with graceful shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -12,8 +13,10 @@ use tokio::net::TcpListener;
 use crate::service::RegistryService;
 
 /// Connection-level settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerOptions {
+    /// Serve HTTPS with this rustls configuration (see [`crate::tls`]); plain HTTP when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Time a client has to send a request's headers (slow-header clients are cut off).
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers) accepted, in bytes.
@@ -22,9 +25,21 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
 }
 
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("tls", &self.tls.is_some())
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
+            tls: None,
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 << 10,
             shutdown_grace: Duration::from_secs(30),
@@ -47,6 +62,7 @@ pub async fn serve(
         .header_read_timeout(options.header_read_timeout)
         .max_buf_size(options.max_header_bytes.max(8192))
         .keep_alive(true);
+    let tls = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -61,13 +77,33 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                let hyper_service = TowerToHyperService::new(service.clone());
+                match &tls {
+                    None => {
+                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), hyper_service));
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, bounded like a request head.
+                        let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                        let timeout = options.header_read_timeout;
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => return tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                                Err(_) => return tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                            };
+                            let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), hyper_service));
+                            if let Err(e) = conn.await {
+                                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use registry_auth::{Accounts, TokenKey};
 use registry_storage::{Limits, Registry};
@@ -28,6 +29,7 @@ use crate::service::RegistryService;
 #[derive(Debug)]
 pub struct TestRegistry {
     addr: SocketAddr,
+    scheme: &'static str,
     registry: Registry,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -36,64 +38,134 @@ pub struct TestRegistry {
     _temp: Option<tempfile::TempDir>,
 }
 
-impl TestRegistry {
-    /// Starts a registry on memory stores.
-    pub async fn start() -> std::io::Result<TestRegistry> {
-        let registry = Registry::in_memory().map_err(std::io::Error::other)?;
-        Self::start_with(registry, None, None, None).await
+/// Where a test registry keeps its data.
+#[derive(Debug)]
+enum Storage {
+    Memory,
+    TempDir,
+    Dir(PathBuf),
+    Engine(Registry),
+}
+
+/// Options for a [`TestRegistry`]: storage, authentication, TLS.
+#[derive(Debug)]
+pub struct TestRegistryBuilder {
+    storage: Storage,
+    accounts: Option<Accounts>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl TestRegistryBuilder {
+    /// Filesystem and redb stores in a temporary directory removed on drop.
+    pub fn on_disk(mut self) -> Self {
+        self.storage = Storage::TempDir;
+        self
     }
 
-    /// Starts a registry on memory stores with token authentication on: it issues tokens at
-    /// `/auth/token` from `accounts` (users, projects, members, robots) and requires them on every
-    /// request, exactly as the reference server does.
+    /// Filesystem and redb stores in `dir`, kept when the registry stops (to test a restart).
+    pub fn in_dir(mut self, dir: &Path) -> Self {
+        self.storage = Storage::Dir(dir.to_owned());
+        self
+    }
+
+    /// An engine the caller assembled.
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.storage = Storage::Engine(registry);
+        self
+    }
+
+    /// Token authentication on: tokens issued at `/auth/token` from `accounts` (users, projects,
+    /// members, robots) and required on every request, exactly as the reference server does.
+    pub fn with_auth(mut self, accounts: Accounts) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// Serve HTTPS with this rustls configuration (see [`crate::tls::server_config`]).
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Starts it. The listener is bound before this returns: clients may connect at once.
+    pub async fn start(self) -> std::io::Result<TestRegistry> {
+        let (registry, data_dir, temp) = match self.storage {
+            Storage::Memory => (Registry::in_memory().map_err(std::io::Error::other)?, None, None),
+            Storage::TempDir => {
+                let temp = tempfile::tempdir()?;
+                let path = temp.path().to_owned();
+                (open_data_dir(&path, Limits::default()).map_err(std::io::Error::other)?, Some(path), Some(temp))
+            }
+            Storage::Dir(path) => {
+                (open_data_dir(&path, Limits::default()).map_err(std::io::Error::other)?, Some(path), None)
+            }
+            Storage::Engine(registry) => (registry, None, None),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut service = RegistryService::new(registry.clone());
+        if let Some(accounts) = &self.accounts {
+            let key = TokenKey::generate().map_err(std::io::Error::other)?;
+            let realm = format!("{scheme}://{addr}{}", crate::auth::TOKEN_PATH);
+            let lifetime = std::time::Duration::from_secs(300);
+            service =
+                service.with_auth(crate::auth::built_in(accounts.clone(), key, realm, addr.to_string(), lifetime));
+        }
+        let (tx, rx) = oneshot::channel();
+        let options = ServerOptions {
+            tls: self.tls,
+            shutdown_grace: std::time::Duration::from_secs(5),
+            ..ServerOptions::default()
+        };
+        let task = tokio::spawn(serve(listener, service, options, async {
+            let _ = rx.await;
+        }));
+        Ok(TestRegistry {
+            addr,
+            scheme,
+            registry,
+            shutdown: Some(tx),
+            task: Some(task),
+            data_dir,
+            accounts: self.accounts,
+            _temp: temp,
+        })
+    }
+}
+
+impl TestRegistry {
+    /// A builder: memory stores, no authentication, plain HTTP, unless told otherwise.
+    pub fn builder() -> TestRegistryBuilder {
+        TestRegistryBuilder { storage: Storage::Memory, accounts: None, tls: None }
+    }
+
+    /// Starts a registry on memory stores.
+    pub async fn start() -> std::io::Result<TestRegistry> {
+        Self::builder().start().await
+    }
+
+    /// Starts a registry on memory stores with token authentication on (see
+    /// [`TestRegistryBuilder::with_auth`]).
     pub async fn start_with_auth(accounts: Accounts) -> std::io::Result<TestRegistry> {
-        let registry = Registry::in_memory().map_err(std::io::Error::other)?;
-        Self::start_with(registry, None, None, Some(accounts)).await
+        Self::builder().with_auth(accounts).start().await
     }
 
     /// Starts a registry on the filesystem and embedded-database stores in a fresh temporary
     /// directory, removed when the registry is dropped.
     pub async fn start_on_disk() -> std::io::Result<TestRegistry> {
-        let temp = tempfile::tempdir()?;
-        let path = temp.path().to_owned();
-        let registry = open_data_dir(&path, Limits::default()).map_err(std::io::Error::other)?;
-        Self::start_with(registry, Some(path), Some(temp), None).await
+        Self::builder().on_disk().start().await
     }
 
     /// Starts a registry on the stores of `data_dir` (kept when the registry stops), e.g. to test
     /// a restart.
     pub async fn start_in(data_dir: &Path) -> std::io::Result<TestRegistry> {
-        let registry = open_data_dir(data_dir, Limits::default()).map_err(std::io::Error::other)?;
-        Self::start_with(registry, Some(data_dir.to_owned()), None, None).await
+        Self::builder().in_dir(data_dir).start().await
     }
 
     /// Starts a server for an engine the caller assembled.
     pub async fn start_with_registry(registry: Registry) -> std::io::Result<TestRegistry> {
-        Self::start_with(registry, None, None, None).await
-    }
-
-    async fn start_with(
-        registry: Registry,
-        data_dir: Option<PathBuf>,
-        temp: Option<tempfile::TempDir>,
-        accounts: Option<Accounts>,
-    ) -> std::io::Result<TestRegistry> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel();
-        let mut service = RegistryService::new(registry.clone());
-        if let Some(accounts) = &accounts {
-            let key = TokenKey::generate().map_err(std::io::Error::other)?;
-            let realm = format!("http://{addr}{}", crate::auth::TOKEN_PATH);
-            let lifetime = std::time::Duration::from_secs(300);
-            service =
-                service.with_auth(crate::auth::built_in(accounts.clone(), key, realm, addr.to_string(), lifetime));
-        }
-        let options = ServerOptions { shutdown_grace: std::time::Duration::from_secs(5), ..ServerOptions::default() };
-        let task = tokio::spawn(serve(listener, service, options, async {
-            let _ = rx.await;
-        }));
-        Ok(TestRegistry { addr, registry, shutdown: Some(tx), task: Some(task), data_dir, accounts, _temp: temp })
+        Self::builder().with_registry(registry).start().await
     }
 
     /// The address it listens on.
@@ -106,9 +178,9 @@ impl TestRegistry {
         self.addr.to_string()
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The engine, for assertions on what was stored.

@@ -91,6 +91,12 @@ struct ServeArgs {
     /// Write logs as JSON lines.
     #[arg(long, env = "REGISTRY_LOG_JSON")]
     log_json: bool,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "REGISTRY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "REGISTRY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// The first start's admin password (else a random one is printed once).
     #[arg(long, env = "REGISTRY_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
@@ -346,6 +352,10 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(v) = args.max_page {
         config.limits.max_page = v;
     }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls.cert = Some(cert);
+        config.tls.key = Some(key);
+    }
 
     let filter = EnvFilter::try_new(&config.log_level).with_context(|| format!("log level {:?}", config.log_level))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -356,6 +366,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         subscriber.init();
     }
 
+    let options = config.server_options()?;
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
     let registry = open_data_dir(&config.data_dir, config.engine_limits())
         .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
     let listener =
@@ -380,7 +392,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         let key = token_key(&config.data_dir)?;
         let realm = if config.auth.realm.is_empty() {
-            format!("http://{local}{}", registry_http::auth::TOKEN_PATH)
+            format!("{scheme}://{local}{}", registry_http::auth::TOKEN_PATH)
         } else {
             config.auth.realm.clone()
         };
@@ -398,8 +410,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::warn!("authentication is disabled: anyone who can connect may push, pull and delete");
     }
-    tracing::info!(listen = %local, data_dir = %config.data_dir.display(), auth = config.auth.enabled, "registry serving");
-    serve(listener, service, config.server_options(), shutdown_signal()).await?;
+    tracing::info!(listen = %local, scheme, data_dir = %config.data_dir.display(), auth = config.auth.enabled, "registry serving");
+    serve(listener, service, options, shutdown_signal()).await?;
     tracing::info!("registry stopped");
     Ok(())
 }
