@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Real clients and the reference peer the tests run against (see ../shared/TESTING.md).
 need=()
-for tool in skopeo podman umoci; do
+for tool in skopeo podman umoci docker-registry; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then

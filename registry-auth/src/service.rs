@@ -3,7 +3,7 @@
 //!
 //! Asking for more than the policy allows is not an error: the token grants less (possibly
 //! nothing). Only bad credentials fail. With `offline_token=true` (GET) or `access_type=offline`
-//! (POST) the response carries a refresh token: a JWT for the audience `<service>:refresh`, valid
+//! (POST) the response carries a refresh token: a JWT for the audience `<issuer>:refresh`, valid
 //! for 30 days, which `grant_type=refresh_token` exchanges for a fresh access token after checking
 //! that the account is still enabled.
 
@@ -82,7 +82,8 @@ pub struct TokenService {
     issuer: TokenIssuer,
     refresh_issuer: TokenIssuer,
     refresh_verifier: TokenVerifier,
-    audience: String,
+    /// The services tokens are issued for; the first is the default.
+    audiences: Vec<String>,
     authenticator: Arc<dyn Authenticator>,
     policy: Arc<dyn AccessPolicy>,
 }
@@ -91,7 +92,7 @@ impl std::fmt::Debug for TokenService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenService")
             .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
+            .field("audiences", &self.audiences)
             .finish_non_exhaustive()
     }
 }
@@ -104,16 +105,33 @@ impl TokenService {
         authenticator: Arc<dyn Authenticator>,
         policy: Arc<dyn AccessPolicy>,
     ) -> TokenService {
-        let audience = audience.into();
+        let refresh_audience = format!("{}:refresh", issuer.issuer());
         let refresh_issuer = TokenIssuer::new(issuer.key().clone(), issuer.issuer(), REFRESH_LIFETIME);
-        let refresh_verifier =
-            TokenVerifier::new([issuer.key().public_key()], issuer.issuer(), format!("{audience}:refresh"));
-        TokenService { issuer, refresh_issuer, refresh_verifier, audience, authenticator, policy }
+        let refresh_verifier = TokenVerifier::new([issuer.key().public_key()], issuer.issuer(), refresh_audience);
+        TokenService {
+            issuer,
+            refresh_issuer,
+            refresh_verifier,
+            audiences: vec![audience.into()],
+            authenticator,
+            policy,
+        }
     }
 
-    /// The audience (registry service name).
+    /// Also issues tokens for these services (other registries that trust this token service,
+    /// e.g. a distribution registry configured with this realm).
+    pub fn with_services(mut self, services: impl IntoIterator<Item = String>) -> TokenService {
+        for s in services {
+            if !self.audiences.contains(&s) {
+                self.audiences.push(s);
+            }
+        }
+        self
+    }
+
+    /// The default audience (this registry's service name).
     pub fn audience(&self) -> &str {
-        &self.audience
+        &self.audiences[0]
     }
 
     /// The issuer.
@@ -128,11 +146,11 @@ impl TokenService {
 
     /// Handles a token request.
     pub async fn issue(&self, request: TokenRequest) -> Result<TokenResponse, AuthError> {
-        if let Some(service) = &request.service
-            && service != &self.audience
-        {
-            return Err(AuthError::Invalid(format!("unknown service {service:?}")));
-        }
+        let audience = match &request.service {
+            Some(service) if self.audiences.contains(service) => service.clone(),
+            Some(service) => return Err(AuthError::Invalid(format!("unknown service {service:?}"))),
+            None => self.audiences[0].clone(),
+        };
         let identity = match &request.grant {
             Grant::Anonymous => Identity::Anonymous,
             Grant::Password { username, password } => self.authenticator.authenticate(username, password).await?,
@@ -145,14 +163,14 @@ impl TokenService {
         for scope in Scope::merge(request.scopes) {
             granted.push(self.policy.grant(&identity, &scope).await?);
         }
-        let (token, claims) = self.issuer.issue(identity.subject(), &self.audience, &granted)?;
+        let (token, claims) = self.issuer.issue(identity.subject(), &audience, &granted)?;
         tracing::info!(
             subject = identity.subject(),
             granted = %granted.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
             "token issued"
         );
         let refresh_token = if request.offline && identity != Identity::Anonymous {
-            Some(self.refresh_issuer.issue(identity.subject(), &format!("{}:refresh", self.audience), &[])?.0)
+            Some(self.refresh_issuer.issue(identity.subject(), &format!("{}:refresh", self.issuer.issuer()), &[])?.0)
         } else {
             None
         };

@@ -103,6 +103,11 @@ impl PublicKey {
         (x, y)
     }
 
+    /// The key as an uncompressed SEC1 point (`04 || x || y`), as certificates carry it.
+    pub fn sec1_uncompressed(&self) -> Vec<u8> {
+        self.key.to_sec1_point(false).as_bytes().to_vec()
+    }
+
     /// The RFC 7638 JWK thumbprint (SHA-256, base64url): the `kid` of tokens it verifies.
     pub fn thumbprint(&self) -> String {
         let (x, y) = self.coordinates();
@@ -193,6 +198,10 @@ struct Header {
     typ: Option<String>,
     alg: String,
     kid: Option<String>,
+    /// The signing key's certificate chain (base64 DER), for registries that verify tokens
+    /// against a root bundle (distribution 2.8 and 3.x).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    x5c: Vec<String>,
 }
 
 /// Seconds since the Unix epoch.
@@ -213,13 +222,22 @@ pub struct TokenIssuer {
     key: TokenKey,
     issuer: String,
     lifetime: Duration,
+    x5c: Vec<String>,
 }
 
 impl TokenIssuer {
     /// An issuer named `issuer` signing with `key`, tokens valid for `lifetime` (at least 60 s, as
     /// the spec requires of `expires_in`).
     pub fn new(key: TokenKey, issuer: impl Into<String>, lifetime: Duration) -> TokenIssuer {
-        TokenIssuer { key, issuer: issuer.into(), lifetime: lifetime.max(Duration::from_secs(60)) }
+        TokenIssuer { key, issuer: issuer.into(), lifetime: lifetime.max(Duration::from_secs(60)), x5c: Vec::new() }
+    }
+
+    /// Puts the signing key's certificate chain (DER, leaf first) in every token's `x5c` header,
+    /// so that registries verifying against a root certificate bundle accept the tokens.
+    pub fn with_certificate_chain(mut self, chain_der: &[Vec<u8>]) -> TokenIssuer {
+        use base64::engine::general_purpose::STANDARD;
+        self.x5c = chain_der.iter().map(|der| STANDARD.encode(der)).collect();
+        self
     }
 
     /// The issuer's name (`iss`).
@@ -250,7 +268,12 @@ impl TokenIssuer {
             jti: random_id(16)?,
             access: granted.iter().filter(|s| !s.actions.is_empty()).map(AccessEntry::from_scope).collect(),
         };
-        let header = Header { typ: Some("JWT".into()), alg: ALGORITHM.into(), kid: Some(self.key.kid.clone()) };
+        let header = Header {
+            typ: Some("JWT".into()),
+            alg: ALGORITHM.into(),
+            kid: Some(self.key.kid.clone()),
+            x5c: self.x5c.clone(),
+        };
         let signing_input = format!("{}.{}", b64_json(&header)?, b64_json(&claims)?);
         let signature: Signature = self.key.key.sign(signing_input.as_bytes());
         Ok((format!("{signing_input}.{}", B64.encode(signature.to_bytes())), claims))

@@ -191,18 +191,56 @@ fn json_response(status: StatusCode, body: String) -> Response<ResponseBody> {
 /// Name of the built-in token service (the tokens' `iss`).
 pub const ISSUER: &str = "registry-token-service";
 
-/// Settings for a server that issues its own tokens from `accounts` (authenticator and policy)
-/// with `key`, for the service `service`, sending clients to `realm`.
-pub fn built_in(
-    accounts: registry_auth::Accounts,
-    key: registry_auth::TokenKey,
-    realm: String,
-    service: String,
-    token_lifetime: Duration,
-) -> AuthSettings {
-    let verifier = TokenVerifier::new([key.public_key()], ISSUER, service.clone());
-    let issuer = registry_auth::TokenIssuer::new(key, ISSUER, token_lifetime);
-    let accounts = Arc::new(accounts);
-    let token_service = TokenService::new(issuer, service.clone(), accounts.clone(), accounts);
-    AuthSettings { realm, service, verifier, token_service: Some(Arc::new(token_service)) }
+/// The built-in token service: accounts as authenticator and policy, a signing key, and the
+/// names under which clients reach it.
+#[derive(Debug, Clone)]
+pub struct BuiltInTokenService {
+    /// Users, projects, members, robots.
+    pub accounts: registry_auth::Accounts,
+    /// The signing key.
+    pub key: registry_auth::TokenKey,
+    /// The key's certificate (DER), sent as the tokens' `x5c` so that registries verifying
+    /// against a root bundle (distribution) accept them.
+    pub certificate_der: Option<Vec<u8>>,
+    /// The token endpoint URL given to clients.
+    pub realm: String,
+    /// This registry's service name (the default audience).
+    pub service: String,
+    /// Other registries' service names this token service also issues for.
+    pub also_issue_for: Vec<String>,
+    /// Access token lifetime.
+    pub token_lifetime: Duration,
+}
+
+impl BuiltInTokenService {
+    /// The settings for a server that issues and verifies its own tokens.
+    pub fn into_settings(self) -> AuthSettings {
+        let verifier = TokenVerifier::new([self.key.public_key()], ISSUER, self.service.clone());
+        let mut issuer = registry_auth::TokenIssuer::new(self.key, ISSUER, self.token_lifetime);
+        if let Some(der) = self.certificate_der {
+            issuer = issuer.with_certificate_chain(&[der]);
+        }
+        let accounts = Arc::new(self.accounts);
+        let token_service = TokenService::new(issuer, self.service.clone(), accounts.clone(), accounts)
+            .with_services(self.also_issue_for);
+        AuthSettings {
+            realm: self.realm,
+            service: self.service,
+            verifier,
+            token_service: Some(Arc::new(token_service)),
+        }
+    }
+}
+
+/// A self-signed certificate for the token signing key (PEM and DER), valid for a century: the
+/// root bundle other registries use to verify this service's tokens.
+pub fn token_certificate(key: &registry_auth::TokenKey) -> Result<(String, Vec<u8>), AuthError> {
+    let config = |e: rcgen::Error| AuthError::Config(format!("token certificate: {e}"));
+    let key_pair = rcgen::KeyPair::from_pem(&key.to_pem()?).map_err(config)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(config)?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, ISSUER);
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+    let cert = params.self_signed(&key_pair).map_err(config)?;
+    Ok((cert.pem(), cert.der().to_vec()))
 }

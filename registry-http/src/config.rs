@@ -11,6 +11,7 @@
 //! service = "registry"           # the service name: tokens' audience
 //! realm = ""                     # token endpoint URL; default http://<listen address>/auth/token
 //! token_lifetime_secs = 300      # access token lifetime (at least 60)
+//! also_issue_for = []            # other registries' service names this token service issues for
 //!
 //! [tls]                          # serve HTTPS (both or neither)
 //! cert = "/etc/registry/cert.pem" # PEM certificate chain
@@ -70,11 +71,19 @@ pub struct AuthConfig {
     pub realm: String,
     /// Access token lifetime in seconds.
     pub token_lifetime_secs: u64,
+    /// Other registries' service names the built-in token service also issues tokens for.
+    pub also_issue_for: Vec<String>,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { enabled: true, service: "registry".into(), realm: String::new(), token_lifetime_secs: 300 }
+        AuthConfig {
+            enabled: true,
+            service: "registry".into(),
+            realm: String::new(),
+            token_lifetime_secs: 300,
+            also_issue_for: Vec::new(),
+        }
     }
 }
 

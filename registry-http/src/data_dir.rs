@@ -5,6 +5,7 @@
 //! <data_dir>/metadata.redb          the registry's metadata (registry_storage::meta::redb)
 //! <data_dir>/accounts.redb          users, projects, members, robots (registry_auth::accounts)
 //! <data_dir>/token-key.pem          the token service's ES256 signing key (PKCS#8, mode 0600)
+//! <data_dir>/token-cert.pem         its self-signed certificate: the root bundle for other registries
 //! ```
 
 use std::path::Path;
@@ -79,6 +80,23 @@ pub fn token_key(data_dir: &Path) -> Result<TokenKey, AuthError> {
         }
         Err(e) => Err(AuthError::Config(format!("{}: {e}", path.display()))),
     }
+}
+
+/// The token key's certificate from `<data_dir>/token-cert.pem` (PEM, DER), created on the first
+/// start, and again whenever it no longer matches the key.
+pub fn token_certificate(data_dir: &Path, key: &TokenKey) -> Result<(String, Vec<u8>), AuthError> {
+    use rustls_pki_types::pem::PemObject;
+    let path = data_dir.join("token-cert.pem");
+    let point = key.public_key().sec1_uncompressed();
+    if let Ok(pem) = std::fs::read_to_string(&path)
+        && let Ok(der) = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        && der.as_ref().windows(point.len()).any(|w| w == point.as_slice())
+    {
+        return Ok((pem, der.to_vec()));
+    }
+    let (pem, der) = crate::auth::token_certificate(key)?;
+    std::fs::write(&path, &pem).map_err(|e| AuthError::Config(format!("{}: {e}", path.display())))?;
+    Ok((pem, der))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

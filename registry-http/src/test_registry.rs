@@ -35,6 +35,7 @@ pub struct TestRegistry {
     task: Option<JoinHandle<std::io::Result<()>>>,
     data_dir: Option<PathBuf>,
     accounts: Option<Accounts>,
+    token_certificate: Option<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -52,6 +53,7 @@ enum Storage {
 pub struct TestRegistryBuilder {
     storage: Storage,
     accounts: Option<Accounts>,
+    also_issue_for: Vec<String>,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -81,6 +83,12 @@ impl TestRegistryBuilder {
         self
     }
 
+    /// With auth on, its token service also issues tokens for another registry's service name.
+    pub fn also_issue_for(mut self, service: impl Into<String>) -> Self {
+        self.also_issue_for.push(service.into());
+        self
+    }
+
     /// Serve HTTPS with this rustls configuration (see [`crate::tls::server_config`]).
     pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(config);
@@ -105,12 +113,21 @@ impl TestRegistryBuilder {
         let addr = listener.local_addr()?;
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut service = RegistryService::new(registry.clone());
+        let mut token_certificate = None;
         if let Some(accounts) = &self.accounts {
             let key = TokenKey::generate().map_err(std::io::Error::other)?;
-            let realm = format!("{scheme}://{addr}{}", crate::auth::TOKEN_PATH);
-            let lifetime = std::time::Duration::from_secs(300);
-            service =
-                service.with_auth(crate::auth::built_in(accounts.clone(), key, realm, addr.to_string(), lifetime));
+            let (pem, der) = crate::auth::token_certificate(&key).map_err(std::io::Error::other)?;
+            token_certificate = Some(pem);
+            let built_in = crate::auth::BuiltInTokenService {
+                accounts: accounts.clone(),
+                key,
+                certificate_der: Some(der),
+                realm: format!("{scheme}://{addr}{}", crate::auth::TOKEN_PATH),
+                service: addr.to_string(),
+                also_issue_for: self.also_issue_for,
+                token_lifetime: std::time::Duration::from_secs(300),
+            };
+            service = service.with_auth(built_in.into_settings());
         }
         let (tx, rx) = oneshot::channel();
         let options = ServerOptions {
@@ -129,6 +146,7 @@ impl TestRegistryBuilder {
             task: Some(task),
             data_dir,
             accounts: self.accounts,
+            token_certificate,
             _temp: temp,
         })
     }
@@ -137,7 +155,7 @@ impl TestRegistryBuilder {
 impl TestRegistry {
     /// A builder: memory stores, no authentication, plain HTTP, unless told otherwise.
     pub fn builder() -> TestRegistryBuilder {
-        TestRegistryBuilder { storage: Storage::Memory, accounts: None, tls: None }
+        TestRegistryBuilder { storage: Storage::Memory, accounts: None, also_issue_for: Vec::new(), tls: None }
     }
 
     /// Starts a registry on memory stores.
@@ -191,6 +209,12 @@ impl TestRegistry {
     /// The accounts, when authentication is on.
     pub fn accounts(&self) -> Option<&Accounts> {
         self.accounts.as_ref()
+    }
+
+    /// The token signing key's certificate (PEM), when auth is on: the root bundle for other
+    /// registries that trust this token service.
+    pub fn token_certificate_pem(&self) -> Option<&str> {
+        self.token_certificate.as_deref()
     }
 
     /// The data directory, when on disk.

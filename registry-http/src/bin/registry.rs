@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use registry_auth::{Accounts, RobotPermission, Role};
 use registry_http::config::Config;
-use registry_http::data_dir::{bootstrap, open_accounts, token_key};
+use registry_http::data_dir::{bootstrap, open_accounts, token_certificate, token_key};
 use registry_http::{RegistryService, open_data_dir, serve};
 use tracing_subscriber::EnvFilter;
 
@@ -391,19 +391,22 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("first start: created the public project 'library'");
         }
         let key = token_key(&config.data_dir)?;
+        let (_, certificate_der) = token_certificate(&config.data_dir, &key)?;
         let realm = if config.auth.realm.is_empty() {
             format!("{scheme}://{local}{}", registry_http::auth::TOKEN_PATH)
         } else {
             config.auth.realm.clone()
         };
-        let lifetime = Duration::from_secs(config.auth.token_lifetime_secs);
-        service = service.with_auth(registry_http::auth::built_in(
+        let built_in = registry_http::auth::BuiltInTokenService {
             accounts,
             key,
+            certificate_der: Some(certificate_der),
             realm,
-            config.auth.service.clone(),
-            lifetime,
-        ));
+            service: config.auth.service.clone(),
+            also_issue_for: config.auth.also_issue_for.clone(),
+            token_lifetime: Duration::from_secs(config.auth.token_lifetime_secs),
+        };
+        service = service.with_auth(built_in.into_settings());
     } else {
         if !local.ip().is_loopback() {
             bail!("refusing to serve without authentication on a non-loopback address ({local}); enable [auth]");
