@@ -106,6 +106,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         service: "embedded".into(),
         verifier,
         token_service: Some(Arc::new(tokens)),
+        projects: None,
     };
     let service = RegistryService::new(Registry::in_memory()?).with_auth(auth);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -43,6 +43,17 @@ pub struct AuthSettings {
     pub verifier: TokenVerifier,
     /// The token service, when this server issues tokens itself.
     pub token_service: Option<Arc<TokenService>>,
+    /// The projects, when this server knows them: a token is then refused for a project that no
+    /// longer exists or was created after the token was issued, so a deleted and re-created
+    /// project is never opened by old tokens.
+    pub projects: Option<registry_auth::Accounts>,
+}
+
+/// Whether a token issued at `issued_at` predates a project created at `created_at` (both in
+/// seconds). Tokens carry second precision: one issued within the very second a project was
+/// re-created is accepted.
+pub fn predates(issued_at: u64, created_at: u64) -> bool {
+    issued_at < created_at
 }
 
 impl AuthSettings {
@@ -63,7 +74,7 @@ impl AuthSettings {
     }
 
     /// Checks a request's bearer token against the scopes its route needs.
-    pub(crate) fn authorize(
+    pub(crate) async fn authorize(
         &self,
         headers: &HeaderMap,
         required: &[Scope],
@@ -90,6 +101,19 @@ impl AuthSettings {
         if let Some(missing) = required.iter().find(|s| !verified.covers(s)) {
             tracing::info!(subject = %verified.claims.sub, needed = %missing, "insufficient scope");
             return Err(self.unauthorized(required, Some("insufficient_scope"), "authentication required"));
+        }
+        if let Some(projects) = &self.projects {
+            for scope in required.iter().filter(|s| s.resource_type == "repository") {
+                let name = scope.name.split('/').next().unwrap_or_default();
+                let project = projects.project(name).await.map_err(|e| {
+                    tracing::error!(error = %e, "project lookup failed");
+                    ApiError::new(ErrorCode::Unknown, "internal error; retry later")
+                })?;
+                if project.is_none_or(|p| predates(verified.claims.iat, p.created_at)) {
+                    tracing::info!(subject = %verified.claims.sub, project = name, "token predates the project");
+                    return Err(self.unauthorized(required, Some("invalid_token"), "authentication required"));
+                }
+            }
         }
         Ok(())
     }
@@ -220,6 +244,7 @@ impl BuiltInTokenService {
         if let Some(der) = self.certificate_der {
             issuer = issuer.with_certificate_chain(&[der]);
         }
+        let projects = self.accounts.clone();
         let accounts = Arc::new(self.accounts);
         let token_service = TokenService::new(issuer, self.service.clone(), accounts.clone(), accounts)
             .with_services(self.also_issue_for);
@@ -228,6 +253,7 @@ impl BuiltInTokenService {
             service: self.service,
             verifier,
             token_service: Some(Arc::new(token_service)),
+            projects: Some(projects),
         }
     }
 }
@@ -243,4 +269,16 @@ pub fn token_certificate(key: &registry_auth::TokenKey) -> Result<(String, Vec<u
     params.not_after = rcgen::date_time_ymd(2125, 1, 1);
     let cert = params.self_signed(&key_pair).map_err(config)?;
     Ok((cert.pem(), cert.der().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_older_than_their_project_are_refused() {
+        assert!(predates(1_000, 1_001), "issued before the (re-)creation");
+        assert!(!predates(1_001, 1_001), "same second: accepted");
+        assert!(!predates(2_000, 1_001));
+    }
 }

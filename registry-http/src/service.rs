@@ -125,7 +125,7 @@ impl RegistryService {
             let from = query.get("from").and_then(|f| RepositoryName::parse(f).ok());
             let mount_from = if query.get("mount").is_some() { from.as_ref() } else { None };
             let required = route.required_scopes(&method, mount_from);
-            auth.authorize(&headers, &required, matches!(route, Route::Upload { .. }))?;
+            auth.authorize(&headers, &required, matches!(route, Route::Upload { .. })).await?;
         }
         match (route, method) {
             (Route::Base, Method::GET | Method::HEAD) => Ok(json(StatusCode::OK, b"{}".to_vec())),
