@@ -21,7 +21,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use registry_auth::{AuthError, Credentials, Grant, TokenRequest, TokenService, TokenVerifier, token::jwks};
 use registry_core::{ErrorCode, Scope};
 
-use crate::response::{ApiError, ResponseBody, full};
+use crate::response::{API_VERSION, ApiError, ResponseBody, full};
 
 /// How long after expiry a token still authorizes requests on an upload session it could have
 /// started.
@@ -118,6 +118,37 @@ impl AuthSettings {
         Ok(())
     }
 
+    /// Answers the token service's endpoints ([`TOKEN_PATH`], [`JWKS_PATH`]) for `req`, whose
+    /// path (after any prefix) is `path`; `None` for any other path.
+    pub(crate) async fn token_paths<B>(
+        &self,
+        path: &str,
+        req: http::Request<B>,
+    ) -> Option<Result<Response<ResponseBody>, ApiError>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<registry_storage::BodyError>,
+    {
+        if path == JWKS_PATH {
+            return self.jwks().map(Ok);
+        }
+        if path != TOKEN_PATH {
+            return None;
+        }
+        let query = crate::service::parse_query(req.uri().query().unwrap_or(""));
+        let method = req.method().clone();
+        let (parts, body) = req.into_parts();
+        let form = if method == Method::POST {
+            match crate::service::read_limited(body, 64 << 10).await {
+                Ok(b) => Some(b),
+                Err(e) => return Some(Err(e)),
+            }
+        } else {
+            None
+        };
+        Some(self.token_endpoint(&method, &query, &parts.headers, form).await)
+    }
+
     /// The JWKS document of the trusted keys this server issues with.
     pub(crate) fn jwks(&self) -> Option<Response<ResponseBody>> {
         let service = self.token_service.as_ref()?;
@@ -210,6 +241,84 @@ fn json_response(status: StatusCode, body: String) -> Response<ResponseBody> {
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
     r
+}
+
+/// The token service alone, as its own server (`registry token-server`): `/auth/token`,
+/// `/auth/jwks` and `/healthz`. Registries that trust it need only its public keys.
+#[derive(Clone, Debug)]
+pub struct TokenServer {
+    auth: Arc<AuthSettings>,
+}
+
+impl TokenServer {
+    /// A token server for `auth`, which must carry a token service.
+    pub fn new(auth: AuthSettings) -> TokenServer {
+        TokenServer { auth: Arc::new(auth) }
+    }
+
+    async fn handle<B>(&self, req: http::Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<registry_storage::BodyError>,
+    {
+        let head = req.method() == Method::HEAD;
+        let path = req.uri().path().to_owned();
+        let mut response = if path == "/healthz" {
+            json_response(StatusCode::OK, "{}".into())
+        } else {
+            match self.auth.token_paths(&path, req).await {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => e.into_response(head),
+                None => ApiError::new(ErrorCode::Unsupported, "no such endpoint")
+                    .with_status(StatusCode::NOT_FOUND)
+                    .into_response(head),
+            }
+        };
+        response.headers_mut().insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+        tracing::info!(path = %path, status = response.status().as_u16(), "token service request");
+        response
+    }
+}
+
+impl<B> tower_service::Service<http::Request<B>> for TokenServer
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<registry_storage::BodyError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+/// Settings for a registry that trusts an external token service: it verifies tokens with the
+/// public keys of `jwks` (a JWKS document, e.g. a token server's `/auth/jwks`) and sends clients
+/// to `realm`.
+pub fn external(
+    realm: String,
+    service: String,
+    issuer: &str,
+    jwks: &serde_json::Value,
+) -> Result<AuthSettings, AuthError> {
+    let keys = jwks["keys"]
+        .as_array()
+        .ok_or_else(|| AuthError::Config("JWKS: no \"keys\" array".into()))?
+        .iter()
+        .map(registry_auth::PublicKey::from_jwk)
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(AuthError::Config("JWKS: no keys".into()));
+    }
+    let verifier = TokenVerifier::new(keys, issuer, service.clone());
+    Ok(AuthSettings { realm, service, verifier, token_service: None, projects: None })
 }
 
 /// Name of the built-in token service (the tokens' `iss`).

@@ -12,6 +12,8 @@
 //! realm = ""                     # token endpoint URL; default http://<listen address>/auth/token
 //! token_lifetime_secs = 300      # access token lifetime (at least 60)
 //! also_issue_for = []            # other registries' service names this token service issues for
+//! trusted_keys = ""              # a JWKS file: trust an external token service (set realm too)
+//! issuer = "registry-token-service"  # the external token service's `iss`
 //!
 //! [tls]                          # serve HTTPS (both or neither)
 //! cert = "/etc/registry/cert.pem" # PEM certificate chain
@@ -73,6 +75,11 @@ pub struct AuthConfig {
     pub token_lifetime_secs: u64,
     /// Other registries' service names the built-in token service also issues tokens for.
     pub also_issue_for: Vec<String>,
+    /// A JWKS file with the public keys of an external token service (`registry token-server`);
+    /// when set, this server issues no tokens and holds no accounts.
+    pub trusted_keys: Option<PathBuf>,
+    /// The `iss` of the tokens to accept.
+    pub issuer: String,
 }
 
 impl Default for AuthConfig {
@@ -83,6 +90,8 @@ impl Default for AuthConfig {
             realm: String::new(),
             token_lifetime_secs: 300,
             also_issue_for: Vec::new(),
+            trusted_keys: None,
+            issuer: crate::auth::ISSUER.into(),
         }
     }
 }

@@ -10,7 +10,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::service::RegistryService;
+use std::convert::Infallible;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::response::ResponseBody;
 
 /// Connection-level settings.
 #[derive(Clone)]
@@ -47,14 +52,23 @@ impl Default for ServerOptions {
     }
 }
 
-/// Serves `service` on `listener` until `shutdown` completes, then stops accepting and lets
+/// Serves `service` (a [`RegistryService`](crate::RegistryService), a
+/// [`TokenServer`](crate::auth::TokenServer), or any infallible tower service of ours) on
+/// `listener` until `shutdown` completes, then stops accepting and lets
 /// in-flight requests finish (up to [`ServerOptions::shutdown_grace`]).
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    service: RegistryService,
+    service: S,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder

@@ -103,20 +103,16 @@ impl RegistryService {
         } else {
             path.strip_prefix(self.prefix.as_str()).ok_or(crate::route::RouteError::NotFound)?
         };
-        let query = Query::parse(req.uri().query().unwrap_or(""));
-        if let Some(auth) = &self.auth {
-            if path == TOKEN_PATH {
-                let method = req.method().clone();
-                let (parts, body) = req.into_parts();
-                let form = if method == Method::POST { Some(read_limited(body, 64 << 10).await?) } else { None };
-                return auth.token_endpoint(&method, &query.0, &parts.headers, form).await;
+        if let Some(auth) = &self.auth
+            && (path == TOKEN_PATH || path == JWKS_PATH)
+        {
+            let path = path.to_owned();
+            if let Some(result) = auth.token_paths(&path, req).await {
+                return result;
             }
-            if path == JWKS_PATH
-                && let Some(r) = auth.jwks()
-            {
-                return Ok(r);
-            }
+            return Err(crate::route::RouteError::NotFound.into());
         }
+        let query = Query::parse(req.uri().query().unwrap_or(""));
         let route = Route::parse(path)?;
         let method = req.method().clone();
         let (parts, body) = req.into_parts();
@@ -535,7 +531,7 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
 }
 
 /// Reads a small body whole, refusing more than `limit` bytes.
-async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BodyError>,

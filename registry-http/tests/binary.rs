@@ -23,8 +23,12 @@ impl Server {
     /// Starts the binary on an ephemeral port and waits for its "serving" log line, which it
     /// prints once the listener is bound.
     async fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Self::start_command("serve", args, envs).await
+    }
+
+    async fn start_command(command: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
-            .arg("serve")
+            .arg(command)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .envs(envs.iter().copied())
@@ -39,7 +43,7 @@ impl Server {
         let mut startup = Vec::new();
         let addr = loop {
             let line = lines.next_line().await.expect("read log").expect("the server exited before serving");
-            if line.contains("registry serving") {
+            if line.contains("registry serving") || line.contains("token service serving") {
                 let addr = line.split("listen=").nth(1).and_then(|s| s.split_whitespace().next()).expect("listen=");
                 break addr.to_owned();
             }
@@ -247,4 +251,55 @@ async fn bad_configuration_fails_with_a_message() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_key"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_token_server_and_a_registry_holding_only_public_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens_dir = dir.path().join("tokens");
+    let tokens = Server::start_command(
+        "token-server",
+        &["--data-dir", tokens_dir.to_str().expect("utf8")],
+        &[("REGISTRY_ADMIN_PASSWORD", "adminpassword")],
+    )
+    .await;
+    let c = client();
+    let jwks = c.get(format!("{}/auth/jwks", tokens.url())).send().await.expect("jwks").text().await.expect("body");
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, jwks).expect("jwks file");
+    let config = dir.path().join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[auth]\nrealm = \"{}/auth/token\"\ntrusted_keys = {:?}\n",
+            dir.path().join("registry"),
+            tokens.url(),
+            jwks_file
+        ),
+    )
+    .expect("config");
+    let registry = Server::start(&["--config", config.to_str().expect("utf8")], &[]).await;
+    let base = registry.url();
+
+    // The challenge sends clients to the token server; its tokens open the registry.
+    let resp = c.get(format!("{base}/v2/")).send().await.expect("challenge");
+    assert!(header(&resp, "www-authenticate").contains(&format!("realm=\"{}/auth/token\"", tokens.url())));
+    let t = token(&c, &base, Some(("admin", "adminpassword")), &["repository:library/app:pull,push"]).await;
+    push_image_as(&c, &base, "library/app", "v1", "ext", Some(&t)).await;
+    // A token from another issuer's key is refused.
+    let stranger = registry_auth::TokenIssuer::new(
+        registry_auth::TokenKey::generate().expect("key"),
+        registry_http::auth::ISSUER,
+        std::time::Duration::from_secs(60),
+    )
+    .issue("admin", "registry", &[registry_core::Scope::parse("repository:library/app:pull").expect("scope")])
+    .expect("issue")
+    .0;
+    let resp = c.get(format!("{base}/v2/library/app/manifests/v1")).bearer_auth(&stranger).send().await.expect("get");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // The registry holds no accounts and no signing key: only the public keys.
+    for file in ["accounts.redb", "token-key.pem"] {
+        assert!(!dir.path().join("registry").join(file).exists(), "{file}");
+        assert!(tokens_dir.join(file).exists(), "{file} at the token server");
+    }
 }

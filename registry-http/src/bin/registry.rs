@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Serve the registry.
     Serve(ServeArgs),
+    /// Run the token service alone; registries then trust its public keys (`/auth/jwks`).
+    TokenServer(TokenServerArgs),
     /// Manage users (server stopped).
     #[command(subcommand)]
     User(UserCommand),
@@ -97,6 +99,21 @@ struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "REGISTRY_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The first start's admin password (else a random one is printed once).
+    #[arg(long, env = "REGISTRY_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+}
+
+#[derive(Args)]
+struct TokenServerArgs {
+    #[command(flatten)]
+    location: Location,
+    /// Address to listen on [default: the configuration's listen address].
+    #[arg(long, env = "REGISTRY_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Log filter [default: info].
+    #[arg(long, env = "REGISTRY_LOG_LEVEL")]
+    log_level: Option<String>,
     /// The first start's admin password (else a random one is printed once).
     #[arg(long, env = "REGISTRY_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
@@ -227,6 +244,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => run_serve(args).await,
+            Command::TokenServer(args) => run_token_server(args).await,
             Command::User(c) => user(c).await,
             Command::Project(c) => project(c).await,
             Command::Member(c) => member(c).await,
@@ -357,14 +375,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         config.tls.key = Some(key);
     }
 
-    let filter = EnvFilter::try_new(&config.log_level).with_context(|| format!("log level {:?}", config.log_level))?;
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
-    if args.log_json {
-        subscriber.json().init();
-    } else {
-        subscriber.init();
-    }
+    init_logging(&config.log_level, args.log_json)?;
 
     let options = config.server_options()?;
     let scheme = if options.tls.is_some() { "https" } else { "http" };
@@ -375,38 +386,22 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let mut service = RegistryService::new(registry);
     if config.auth.enabled {
-        let accounts = open_accounts(&config.data_dir).context("opening the accounts database")?;
-        let first = bootstrap(&accounts, args.admin_password.as_deref()).await?;
-        if let Some(password) = &first.generated_admin_password {
-            // Shown once, never stored in clear: there is no default password.
-            println!(
-                "first start: created system administrator 'admin' with password {password} (shown once; store it now)"
-            );
-        } else if first.created_admin {
-            tracing::info!(
-                "first start: created system administrator 'admin' with the password from REGISTRY_ADMIN_PASSWORD"
-            );
-        }
-        if first.created_library {
-            tracing::info!("first start: created the public project 'library'");
-        }
-        let key = token_key(&config.data_dir)?;
-        let (_, certificate_der) = token_certificate(&config.data_dir, &key)?;
-        let realm = if config.auth.realm.is_empty() {
-            format!("{scheme}://{local}{}", registry_http::auth::TOKEN_PATH)
-        } else {
-            config.auth.realm.clone()
+        let default_realm = format!("{scheme}://{local}{}", registry_http::auth::TOKEN_PATH);
+        let realm = if config.auth.realm.is_empty() { default_realm } else { config.auth.realm.clone() };
+        let settings = match &config.auth.trusted_keys {
+            Some(path) => {
+                if config.auth.realm.is_empty() {
+                    bail!("[auth] trusted_keys needs realm: the external token service's /auth/token URL");
+                }
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let jwks: serde_json::Value =
+                    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+                tracing::info!(realm = %realm, "trusting an external token service");
+                registry_http::auth::external(realm, config.auth.service.clone(), &config.auth.issuer, &jwks)?
+            }
+            None => built_in_token_service(&config, args.admin_password.as_deref(), realm).await?.into_settings(),
         };
-        let built_in = registry_http::auth::BuiltInTokenService {
-            accounts,
-            key,
-            certificate_der: Some(certificate_der),
-            realm,
-            service: config.auth.service.clone(),
-            also_issue_for: config.auth.also_issue_for.clone(),
-            token_lifetime: Duration::from_secs(config.auth.token_lifetime_secs),
-        };
-        service = service.with_auth(built_in.into_settings());
+        service = service.with_auth(settings);
     } else {
         if !local.ip().is_loopback() {
             bail!("refusing to serve without authentication on a non-loopback address ({local}); enable [auth]");
@@ -416,6 +411,74 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %local, scheme, data_dir = %config.data_dir.display(), auth = config.auth.enabled, "registry serving");
     serve(listener, service, options, shutdown_signal()).await?;
     tracing::info!("registry stopped");
+    Ok(())
+}
+
+fn init_logging(level: &str, json: bool) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(level).with_context(|| format!("log level {level:?}"))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    if json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+    Ok(())
+}
+
+/// Opens the accounts (creating the admin and `library` on the first start) and the token key,
+/// and describes the built-in token service.
+async fn built_in_token_service(
+    config: &Config,
+    admin_password: Option<&str>,
+    realm: String,
+) -> anyhow::Result<registry_http::auth::BuiltInTokenService> {
+    let accounts = open_accounts(&config.data_dir).context("opening the accounts database")?;
+    let first = bootstrap(&accounts, admin_password).await?;
+    if let Some(password) = &first.generated_admin_password {
+        // Shown once, never stored in clear: there is no default password.
+        println!(
+            "first start: created system administrator 'admin' with password {password} (shown once; store it now)"
+        );
+    } else if first.created_admin {
+        tracing::info!(
+            "first start: created system administrator 'admin' with the password from REGISTRY_ADMIN_PASSWORD"
+        );
+    }
+    if first.created_library {
+        tracing::info!("first start: created the public project 'library'");
+    }
+    let key = token_key(&config.data_dir)?;
+    let (_, certificate_der) = token_certificate(&config.data_dir, &key)?;
+    Ok(registry_http::auth::BuiltInTokenService {
+        accounts,
+        key,
+        certificate_der: Some(certificate_der),
+        realm,
+        service: config.auth.service.clone(),
+        also_issue_for: config.auth.also_issue_for.clone(),
+        token_lifetime: Duration::from_secs(config.auth.token_lifetime_secs),
+    })
+}
+
+async fn run_token_server(args: TokenServerArgs) -> anyhow::Result<()> {
+    let mut config = args.location.load()?;
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.log_level {
+        config.log_level = v;
+    }
+    init_logging(&config.log_level, false)?;
+    let options = config.server_options()?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let built_in = built_in_token_service(&config, args.admin_password.as_deref(), String::new()).await?;
+    let server = registry_http::auth::TokenServer::new(built_in.into_settings());
+    tracing::info!(listen = %local, service = %config.auth.service, "token service serving");
+    serve(listener, server, options, shutdown_signal()).await?;
+    tracing::info!("token service stopped");
     Ok(())
 }
 

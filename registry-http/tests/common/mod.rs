@@ -227,8 +227,11 @@ pub async fn get_token(c: &Client, base: &str, creds: Option<(&str, &str)>, scop
     // As real clients do: the service name comes from the registry's challenge.
     let challenge = c.get(format!("{base}/v2/")).send().await.expect("challenge");
     let challenge = header(&challenge, "www-authenticate");
-    let service = challenge.split("service=\"").nth(1).and_then(|s| s.split('"').next()).expect("service in challenge");
-    let mut url = format!("{base}/auth/token?service={service}");
+    let param =
+        |name: &str| challenge.split(&format!("{name}=\"")).nth(1).and_then(|s| s.split('"').next()).map(str::to_owned);
+    let (realm, service) =
+        (param("realm").expect("realm in challenge"), param("service").expect("service in challenge"));
+    let mut url = format!("{realm}?service={service}");
     for s in scopes {
         url.push_str(&format!("&scope={s}"));
     }
