@@ -447,7 +447,8 @@ impl Accounts {
         .await
     }
 
-    async fn membership(&self, project: &str, user: &str) -> Result<Option<Member>, AuthError> {
+    /// The membership of `user` in `project`, if any.
+    pub async fn membership(&self, project: &str, user: &str) -> Result<Option<Member>, AuthError> {
         let key = format!("{project}\0{user}");
         self.blocking(move |db| Self::get(db, MEMBERS, &key)).await
     }

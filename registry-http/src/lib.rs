@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod data_dir;

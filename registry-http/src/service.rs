@@ -103,6 +103,15 @@ impl RegistryService {
         } else {
             path.strip_prefix(self.prefix.as_str()).ok_or(crate::route::RouteError::NotFound)?
         };
+        if let Some(accounts) = self.auth.as_ref().and_then(|a| a.projects.as_ref())
+            && path.starts_with(crate::api::API_PREFIX)
+        {
+            let path = path.to_owned();
+            let method = req.method().clone();
+            let (parts, body) = req.into_parts();
+            let body = read_limited(body, 1 << 20).await?;
+            return crate::api::handle(accounts, &method, &path, &parts.headers, body).await;
+        }
         if let Some(auth) = &self.auth
             && (path == TOKEN_PATH || path == JWKS_PATH)
         {

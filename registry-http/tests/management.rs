@@ -1,0 +1,242 @@
+//! The management REST API (`/api/v2.0`), authorized by the same model as pushes and pulls.
+
+mod common;
+
+use common::*;
+use registry_auth::Accounts;
+use registry_http::TestRegistry;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn projects_users_members_robots_over_the_api() {
+    let accounts = Accounts::in_memory().expect("accounts");
+    accounts.create_project("library", true).await.expect("project");
+    accounts.create_project("hidden", false).await.expect("project");
+    accounts.add_user("admin", "adminpassword", true).await.expect("admin");
+    let reg = TestRegistry::start_with_auth(accounts).await.expect("start");
+    let (c, base) = (client(), reg.url());
+    let api = |p: &str| format!("{base}/api/v2.0/{p}");
+
+    // Users: system admins only.
+    let resp = c
+        .post(api("users"))
+        .basic_auth("admin", Some("adminpassword"))
+        .json(&json!({"username": "erin", "password": "erinpassword"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    c.post(api("users"))
+        .basic_auth("admin", Some("adminpassword"))
+        .json(&json!({"username": "dev", "password": "devpassword"}))
+        .send()
+        .await
+        .expect("post");
+    assert_error(
+        c.get(api("users")).basic_auth("erin", Some("erinpassword")).send().await.expect("get"),
+        StatusCode::FORBIDDEN,
+        "DENIED",
+    )
+    .await;
+    assert_error(c.get(api("users")).send().await.expect("get"), StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    assert_error(
+        c.get(api("users")).basic_auth("erin", Some("wrong")).send().await.expect("get"),
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    )
+    .await;
+    let users: serde_json::Value = c
+        .get(api("users"))
+        .basic_auth("admin", Some("adminpassword"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(users.as_array().expect("list").len(), 3);
+
+    // Any user creates a project (private by default) and becomes its project admin.
+    let resp = c
+        .post(api("projects"))
+        .basic_auth("erin", Some("erinpassword"))
+        .json(&json!({"project_name": "erin"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(resp.json::<serde_json::Value>().await.expect("json")["metadata"]["public"], "false");
+    let members: serde_json::Value = c
+        .get(api("projects/erin/members"))
+        .basic_auth("erin", Some("erinpassword"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(members, json!([{"entity_name": "erin", "role_id": 1, "repositories": null}]));
+
+    // Visibility: anonymous sees public projects, members see theirs, admins see all.
+    let names = |v: serde_json::Value| {
+        v.as_array().expect("list").iter().map(|p| p["name"].as_str().expect("name").to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(c.get(api("projects")).send().await.expect("get").json().await.expect("json")), ["library"]);
+    assert_eq!(
+        names(
+            c.get(api("projects"))
+                .basic_auth("erin", Some("erinpassword"))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json")
+        ),
+        ["erin", "library"]
+    );
+    assert_eq!(
+        names(
+            c.get(api("projects"))
+                .basic_auth("admin", Some("adminpassword"))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json")
+        )
+        .len(),
+        3
+    );
+    assert_eq!(
+        c.get(api("projects/hidden")).basic_auth("erin", Some("erinpassword")).send().await.expect("get").status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // The project admin adds a developer, who can then push, but not manage the project.
+    let resp = c
+        .post(api("projects/erin/members"))
+        .basic_auth("erin", Some("erinpassword"))
+        .json(&json!({"role_id": 2, "member_user": {"username": "dev"}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let t = token(&c, &base, Some(("dev", "devpassword")), &["repository:erin/app:pull,push"]).await;
+    push_blob_as(&c, &base, "erin/app", b"pushed by a member added over the API", Some(&t)).await;
+    assert_error(
+        c.post(api("projects/erin/members"))
+            .basic_auth("dev", Some("devpassword"))
+            .json(&json!({"role_id": 1, "member_user": {"username": "dev"}}))
+            .send()
+            .await
+            .expect("post"),
+        StatusCode::FORBIDDEN,
+        "DENIED",
+    )
+    .await;
+    assert_error(
+        c.delete(api("projects/erin")).basic_auth("dev", Some("devpassword")).send().await.expect("delete"),
+        StatusCode::FORBIDDEN,
+        "DENIED",
+    )
+    .await;
+
+    // Bad input.
+    assert_error(
+        c.post(api("projects/erin/members"))
+            .basic_auth("erin", Some("erinpassword"))
+            .json(&json!({"role_id": 9, "member_user": {"username": "dev"}}))
+            .send()
+            .await
+            .expect("post"),
+        StatusCode::BAD_REQUEST,
+        "UNSUPPORTED",
+    )
+    .await;
+    assert_error(
+        c.post(api("projects")).basic_auth("erin", Some("erinpassword")).body("{not json").send().await.expect("post"),
+        StatusCode::BAD_REQUEST,
+        "UNSUPPORTED",
+    )
+    .await;
+    assert_error(
+        c.post(api("projects"))
+            .basic_auth("erin", Some("erinpassword"))
+            .json(&json!({"project_name": "Bad/Name"}))
+            .send()
+            .await
+            .expect("post"),
+        StatusCode::BAD_REQUEST,
+        "UNSUPPORTED",
+    )
+    .await;
+    assert_error(
+        c.post(api("projects"))
+            .basic_auth("erin", Some("erinpassword"))
+            .json(&json!({"project_name": "erin"}))
+            .send()
+            .await
+            .expect("post"),
+        StatusCode::BAD_REQUEST,
+        "UNSUPPORTED",
+    )
+    .await;
+
+    // Robots: the secret comes once, in the creation response.
+    let resp = c
+        .post(api("projects/erin/robots"))
+        .basic_auth("erin", Some("erinpassword"))
+        .json(
+            &json!({"name": "ci", "duration": -1, "permissions": [{"repositories": "*", "actions": ["pull", "push"]}]}),
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let robot: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(robot["name"], "robot$erin+ci");
+    let t = token(
+        &c,
+        &base,
+        Some(("robot$erin+ci", robot["secret"].as_str().expect("secret"))),
+        &["repository:erin/app:pull,push"],
+    )
+    .await;
+    push_blob_as(&c, &base, "erin/app", b"pushed by a robot made over the API", Some(&t)).await;
+    let listed: serde_json::Value = c
+        .get(api("projects/erin/robots"))
+        .basic_auth("erin", Some("erinpassword"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(listed[0].get("secret").is_none(), "the secret is never listed");
+    assert_eq!(
+        c.delete(api("projects/erin/robots/robot$erin+ci"))
+            .basic_auth("erin", Some("erinpassword"))
+            .send()
+            .await
+            .expect("delete")
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_token(&c, &base, Some(("robot$erin+ci", robot["secret"].as_str().expect("secret"))), &[]).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The project admin deletes the project.
+    assert_eq!(
+        c.delete(api("projects/erin")).basic_auth("erin", Some("erinpassword")).send().await.expect("delete").status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get(api("projects/erin")).basic_auth("admin", Some("adminpassword")).send().await.expect("get").status(),
+        StatusCode::NOT_FOUND
+    );
+}
