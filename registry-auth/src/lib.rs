@@ -27,7 +27,7 @@ pub use error::AuthError;
 pub use htpasswd::Htpasswd;
 pub use identity::{Credentials, Identity};
 pub use service::{Grant, TokenRequest, TokenResponse, TokenService};
-pub use token::{AccessEntry, Claims, PublicKey, TokenIssuer, TokenKey, TokenVerifier, VerifiedToken};
+pub use token::{AccessEntry, Claims, KidFormat, PublicKey, TokenIssuer, TokenKey, TokenVerifier, VerifiedToken};
 
 /// Turns credentials into an identity.
 #[async_trait]

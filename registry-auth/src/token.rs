@@ -108,6 +108,16 @@ impl PublicKey {
         self.key.to_sec1_point(false).as_bytes().to_vec()
     }
 
+    /// The libtrust key id distribution uses to find a key in its root bundle: base32 of the first
+    /// 240 bits of SHA-256 over the DER SubjectPublicKeyInfo, in 12 colon-separated groups of 4.
+    pub fn libtrust_kid(&self) -> String {
+        use p256::pkcs8::EncodePublicKey;
+        let spki = self.key.to_public_key_der().map(|d| d.as_bytes().to_vec()).unwrap_or_default();
+        let hash = sha2::Sha256::digest(&spki);
+        let encoded = base32(&hash[..30]);
+        encoded.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":")
+    }
+
     /// The RFC 7638 JWK thumbprint (SHA-256, base64url): the `kid` of tokens it verifies.
     pub fn thumbprint(&self) -> String {
         let (x, y) = self.coordinates();
@@ -137,6 +147,35 @@ impl PublicKey {
         let key = VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| bad("not a point on P-256"))?;
         Ok(PublicKey { key })
     }
+}
+
+/// RFC 4648 base32 (standard alphabet, no padding).
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// How a token's `kid` names the signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KidFormat {
+    /// The RFC 7638 JWK thumbprint (default).
+    #[default]
+    Rfc7638,
+    /// The libtrust key id of docker/distribution.
+    Libtrust,
 }
 
 /// A JWKS document of `keys`.
@@ -223,13 +262,30 @@ pub struct TokenIssuer {
     issuer: String,
     lifetime: Duration,
     x5c: Vec<String>,
+    kid: String,
 }
 
 impl TokenIssuer {
     /// An issuer named `issuer` signing with `key`, tokens valid for `lifetime` (at least 60 s, as
     /// the spec requires of `expires_in`).
     pub fn new(key: TokenKey, issuer: impl Into<String>, lifetime: Duration) -> TokenIssuer {
-        TokenIssuer { key, issuer: issuer.into(), lifetime: lifetime.max(Duration::from_secs(60)), x5c: Vec::new() }
+        let kid = key.kid.clone();
+        TokenIssuer {
+            key,
+            issuer: issuer.into(),
+            lifetime: lifetime.max(Duration::from_secs(60)),
+            x5c: Vec::new(),
+            kid,
+        }
+    }
+
+    /// Names the key in the tokens' `kid` in this format (RFC 7638 by default).
+    pub fn with_kid_format(mut self, format: KidFormat) -> TokenIssuer {
+        self.kid = match format {
+            KidFormat::Rfc7638 => self.key.kid.clone(),
+            KidFormat::Libtrust => self.key.public_key().libtrust_kid(),
+        };
+        self
     }
 
     /// Puts the signing key's certificate chain (DER, leaf first) in every token's `x5c` header,
@@ -271,7 +327,7 @@ impl TokenIssuer {
         let header = Header {
             typ: Some("JWT".into()),
             alg: ALGORITHM.into(),
-            kid: Some(self.key.kid.clone()),
+            kid: Some(self.kid.clone()),
             x5c: self.x5c.clone(),
         };
         let signing_input = format!("{}.{}", b64_json(&header)?, b64_json(&claims)?);
@@ -333,7 +389,8 @@ impl TokenVerifier {
         audience: impl Into<String>,
     ) -> Self {
         TokenVerifier {
-            keys: keys.into_iter().map(|k| (k.thumbprint(), k)).collect(),
+            // Each key is found by either form of key id.
+            keys: keys.into_iter().flat_map(|k| [(k.thumbprint(), k.clone()), (k.libtrust_kid(), k)]).collect(),
             issuer: issuer.into(),
             audience: audience.into(),
             leeway: 30,
@@ -377,7 +434,7 @@ impl TokenVerifier {
         }
         let key = match &header.kid {
             Some(kid) => self.keys.get(kid).ok_or(invalid("unknown key id"))?,
-            None if self.keys.len() == 1 => self.keys.values().next().ok_or(invalid("no trusted key"))?,
+            None if self.keys.len() == 2 => self.keys.values().next().ok_or(invalid("no trusted key"))?,
             None => return Err(invalid("no key id")),
         };
         let signature = B64
@@ -499,6 +556,29 @@ mod tests {
             let (t, _) = TokenIssuer::new(k, "i", Duration::from_secs(60)).issue("s", "r", &[]).expect("issue");
             verifier.verify(&t).expect("either key verifies");
         }
+    }
+
+    #[test]
+    fn libtrust_key_ids() {
+        assert_eq!(base32(b"foobar"), "MZXW6YTBOI", "RFC 4648 test vector (unpadded)");
+        let key = TokenKey::generate().expect("key");
+        let kid = key.public_key().libtrust_kid();
+        let groups: Vec<&str> = kid.split(':').collect();
+        assert_eq!(groups.len(), 12);
+        assert!(
+            groups
+                .iter()
+                .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)))
+        );
+        let verifier = TokenVerifier::new([key.public_key()], "i", "r");
+        let (t, _) = TokenIssuer::new(key, "i", Duration::from_secs(60))
+            .with_kid_format(KidFormat::Libtrust)
+            .issue("s", "r", &[])
+            .expect("issue");
+        let header: serde_json::Value =
+            serde_json::from_slice(&B64.decode(t.split('.').next().expect("h")).expect("b64")).expect("json");
+        assert_eq!(header["kid"], kid);
+        verifier.verify(&t).expect("found by its libtrust kid");
     }
 
     #[test]

@@ -343,13 +343,16 @@ pub struct BuiltInTokenService {
     pub also_issue_for: Vec<String>,
     /// Access token lifetime.
     pub token_lifetime: Duration,
+    /// How tokens name the key (`kid`).
+    pub kid_format: registry_auth::KidFormat,
 }
 
 impl BuiltInTokenService {
     /// The settings for a server that issues and verifies its own tokens.
     pub fn into_settings(self) -> AuthSettings {
         let verifier = TokenVerifier::new([self.key.public_key()], ISSUER, self.service.clone());
-        let mut issuer = registry_auth::TokenIssuer::new(self.key, ISSUER, self.token_lifetime);
+        let mut issuer =
+            registry_auth::TokenIssuer::new(self.key, ISSUER, self.token_lifetime).with_kid_format(self.kid_format);
         if let Some(der) = self.certificate_der {
             issuer = issuer.with_certificate_chain(&[der]);
         }

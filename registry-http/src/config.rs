@@ -12,6 +12,8 @@
 //! realm = ""                     # token endpoint URL; default http://<listen address>/auth/token
 //! token_lifetime_secs = 300      # access token lifetime (at least 60)
 //! also_issue_for = []            # other registries' service names this token service issues for
+//! kid_format = "rfc7638"         # how tokens name their key: "rfc7638" or "libtrust"
+//! x5c = true                     # send the key's certificate chain in tokens (distribution verifies it)
 //! trusted_keys = ""              # a JWKS file: trust an external token service (set realm too)
 //! issuer = "registry-token-service"  # the external token service's `iss`
 //!
@@ -61,6 +63,25 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
+/// `auth.kid_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KidFormatConfig {
+    /// RFC 7638 thumbprint.
+    Rfc7638,
+    /// libtrust key id.
+    Libtrust,
+}
+
+impl From<KidFormatConfig> for registry_auth::KidFormat {
+    fn from(c: KidFormatConfig) -> Self {
+        match c {
+            KidFormatConfig::Rfc7638 => registry_auth::KidFormat::Rfc7638,
+            KidFormatConfig::Libtrust => registry_auth::KidFormat::Libtrust,
+        }
+    }
+}
+
 /// The `[auth]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -75,6 +96,10 @@ pub struct AuthConfig {
     pub token_lifetime_secs: u64,
     /// Other registries' service names the built-in token service also issues tokens for.
     pub also_issue_for: Vec<String>,
+    /// How tokens name their key: `rfc7638` (default) or `libtrust`.
+    pub kid_format: KidFormatConfig,
+    /// Whether tokens carry the key's certificate chain (`x5c`).
+    pub x5c: bool,
     /// A JWKS file with the public keys of an external token service (`registry token-server`);
     /// when set, this server issues no tokens and holds no accounts.
     pub trusted_keys: Option<PathBuf>,
@@ -90,6 +115,8 @@ impl Default for AuthConfig {
             realm: String::new(),
             token_lifetime_secs: 300,
             also_issue_for: Vec::new(),
+            kid_format: KidFormatConfig::Rfc7638,
+            x5c: true,
             trusted_keys: None,
             issuer: crate::auth::ISSUER.into(),
         }

@@ -54,6 +54,7 @@ pub struct TestRegistryBuilder {
     storage: Storage,
     accounts: Option<Accounts>,
     also_issue_for: Vec<String>,
+    kid_format: registry_auth::KidFormat,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -89,6 +90,13 @@ impl TestRegistryBuilder {
         self
     }
 
+    /// With auth on, tokens name their key by its libtrust key id and carry no `x5c` chain (how
+    /// older distribution setups find keys in their root bundle).
+    pub fn with_libtrust_kid(mut self) -> Self {
+        self.kid_format = registry_auth::KidFormat::Libtrust;
+        self
+    }
+
     /// Serve HTTPS with this rustls configuration (see [`crate::tls::server_config`]).
     pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(config);
@@ -121,11 +129,12 @@ impl TestRegistryBuilder {
             let built_in = crate::auth::BuiltInTokenService {
                 accounts: accounts.clone(),
                 key,
-                certificate_der: Some(der),
+                certificate_der: (self.kid_format == registry_auth::KidFormat::Rfc7638).then_some(der),
                 realm: format!("{scheme}://{addr}{}", crate::auth::TOKEN_PATH),
                 service: addr.to_string(),
                 also_issue_for: self.also_issue_for,
                 token_lifetime: std::time::Duration::from_secs(300),
+                kid_format: self.kid_format,
             };
             service = service.with_auth(built_in.into_settings());
         }
@@ -155,7 +164,13 @@ impl TestRegistryBuilder {
 impl TestRegistry {
     /// A builder: memory stores, no authentication, plain HTTP, unless told otherwise.
     pub fn builder() -> TestRegistryBuilder {
-        TestRegistryBuilder { storage: Storage::Memory, accounts: None, also_issue_for: Vec::new(), tls: None }
+        TestRegistryBuilder {
+            storage: Storage::Memory,
+            accounts: None,
+            also_issue_for: Vec::new(),
+            kid_format: Default::default(),
+            tls: None,
+        }
     }
 
     /// Starts a registry on memory stores.

@@ -11,14 +11,26 @@ use registry_http::TestRegistry;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn distribution_accepts_our_tokens() {
+async fn distribution_accepts_our_tokens_by_x5c() {
+    distribution_accepts_our_tokens(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distribution_accepts_our_tokens_by_libtrust_kid() {
+    distribution_accepts_our_tokens(true).await;
+}
+
+async fn distribution_accepts_our_tokens(libtrust_kid: bool) {
     let accounts = Accounts::in_memory().expect("accounts");
     accounts.create_project("team", false).await.expect("project");
     accounts.add_user("dev", "password1", false).await.expect("user");
     accounts.add_member("team", "dev", Role::Developer, None).await.expect("member");
     accounts.add_user("outsider", "password1", false).await.expect("user");
-    let tokens =
-        TestRegistry::builder().with_auth(accounts).also_issue_for("distribution-test").start().await.expect("start");
+    let mut builder = TestRegistry::builder().with_auth(accounts).also_issue_for("distribution-test");
+    if libtrust_kid {
+        builder = builder.with_libtrust_kid();
+    }
+    let tokens = builder.start().await.expect("start");
 
     let work = tempfile::tempdir().expect("tempdir");
     let bundle = work.path().join("token-root.pem");

@@ -453,11 +453,12 @@ async fn built_in_token_service(
     Ok(registry_http::auth::BuiltInTokenService {
         accounts,
         key,
-        certificate_der: Some(certificate_der),
+        certificate_der: config.auth.x5c.then_some(certificate_der),
         realm,
         service: config.auth.service.clone(),
         also_issue_for: config.auth.also_issue_for.clone(),
         token_lifetime: Duration::from_secs(config.auth.token_lifetime_secs),
+        kid_format: config.auth.kid_format.into(),
     })
 }
 
