@@ -1,9 +1,10 @@
 //! Docker token-auth JWTs: issuing (the token service) and verifying (the registry).
 //!
-//! Tokens are JWS compact serializations signed with **ES256** (ECDSA P-256 with SHA-256). The
-//! verifier accepts exactly that algorithm: the header's `alg` is compared with the one the
-//! verifier was built for, never used to choose it, so `none` and HMAC-with-a-public-key tokens
-//! are refused before any cryptography runs. The key is chosen by the header's `kid`, the RFC 7638
+//! Tokens are JWS compact serializations signed with **ES256** (ECDSA P-256 with SHA-256) by
+//! default, or **RS256** (RSASSA-PKCS1-v1_5 with SHA-256) with an RSA key. Each trusted key has
+//! exactly one algorithm, fixed by its type: the header's `alg` must equal it and is never used to
+//! choose it, so `none` and HMAC-with-a-public-key tokens are refused before any cryptography
+//! runs. The key is chosen by the header's `kid`, the RFC 7638
 //! thumbprint of the public key, among the trusted keys (several may be trusted at once, for
 //! rotation); the public keys are published as a JWKS.
 //!
@@ -26,50 +27,82 @@ use sha2::Digest as _;
 
 use crate::error::AuthError;
 
-/// The one signing algorithm.
+/// The default signing algorithm.
 pub const ALGORITHM: &str = "ES256";
+/// The RSA signing algorithm.
+pub const RS256: &str = "RS256";
 
-/// A signing key of the token service (ES256).
+#[derive(Clone)]
+enum Signer {
+    Es256(SigningKey),
+    Rs256(Box<rsa::pkcs1v15::SigningKey<sha2::Sha256>>),
+}
+
+/// A signing key of the token service: ES256 (P-256) or RS256 (RSA).
 #[derive(Clone)]
 pub struct TokenKey {
-    key: SigningKey,
+    key: Signer,
     kid: String,
 }
 
 impl std::fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("TokenKey").field("alg", &self.algorithm()).field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
 impl TokenKey {
-    /// A fresh random key.
+    /// A fresh random ES256 key.
     pub fn generate() -> Result<TokenKey, AuthError> {
         loop {
             let mut scalar = [0u8; 32];
             getrandom::fill(&mut scalar).map_err(|e| AuthError::Backend(format!("no randomness: {e}")))?;
             // A random 32-byte string is a valid scalar except with negligible probability.
             if let Ok(key) = SigningKey::from_slice(&scalar) {
-                return Ok(TokenKey::from_signing_key(key));
+                return Ok(TokenKey::from_signer(Signer::Es256(key)));
             }
         }
     }
 
-    fn from_signing_key(key: SigningKey) -> TokenKey {
-        let kid = PublicKey { key: *key.verifying_key() }.thumbprint();
-        TokenKey { key, kid }
+    /// A fresh random RS256 key (RSA, 2048-bit modulus or the rsa crate's larger default).
+    pub fn generate_rs256() -> Result<TokenKey, AuthError> {
+        use rsa::Generate;
+        let key =
+            rsa::PrivateKey::try_generate().map_err(|e| AuthError::Backend(format!("RSA key generation: {e}")))?;
+        Ok(TokenKey::from_signer(Signer::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key)))))
     }
 
-    /// Reads a PKCS#8 PEM private key.
+    fn from_signer(key: Signer) -> TokenKey {
+        let mut token_key = TokenKey { key, kid: String::new() };
+        token_key.kid = token_key.public_key().thumbprint();
+        token_key
+    }
+
+    /// Reads a PKCS#8 PEM private key, P-256 or RSA.
     pub fn from_pem(pem: &str) -> Result<TokenKey, AuthError> {
-        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| AuthError::Config(format!("signing key: {e}")))?;
-        Ok(TokenKey::from_signing_key(key))
+        if let Ok(key) = SigningKey::from_pkcs8_pem(pem) {
+            return Ok(TokenKey::from_signer(Signer::Es256(key)));
+        }
+        let key = rsa::PrivateKey::from_pkcs8_pem(pem)
+            .map_err(|e| AuthError::Config(format!("signing key: neither P-256 nor RSA PKCS#8: {e}")))?;
+        Ok(TokenKey::from_signer(Signer::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key)))))
     }
 
     /// The key as PKCS#8 PEM (store it with mode 0600).
     pub fn to_pem(&self) -> Result<String, AuthError> {
-        let pem = self.key.to_pkcs8_pem(LineEnding::LF).map_err(|e| AuthError::Config(format!("signing key: {e}")))?;
-        Ok(pem.to_string())
+        let pem = match &self.key {
+            Signer::Es256(k) => k.to_pkcs8_pem(LineEnding::LF),
+            Signer::Rs256(k) => k.as_ref().as_ref().to_pkcs8_pem(LineEnding::LF),
+        };
+        pem.map(|p| p.to_string()).map_err(|e| AuthError::Config(format!("signing key: {e}")))
+    }
+
+    /// The JWS algorithm: `ES256` or `RS256`.
+    pub fn algorithm(&self) -> &'static str {
+        match self.key {
+            Signer::Es256(_) => ALGORITHM,
+            Signer::Rs256(_) => RS256,
+        }
     }
 
     /// The key id: the RFC 7638 thumbprint of the public key.
@@ -79,73 +112,149 @@ impl TokenKey {
 
     /// The public half, for verifiers.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey { key: *self.key.verifying_key() }
+        match &self.key {
+            Signer::Es256(k) => PublicKey { key: Verifier::Es256(*k.verifying_key()) },
+            Signer::Rs256(k) => PublicKey { key: Verifier::Rs256(Box::new(k.as_ref().as_ref().to_public_key())) },
+        }
     }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match &self.key {
+            Signer::Es256(k) => {
+                let signature: Signature = k.sign(message);
+                signature.to_bytes().to_vec()
+            }
+            Signer::Rs256(k) => {
+                let signature: rsa::pkcs1v15::Signature = k.sign(message);
+                rsa::signature::SignatureEncoding::to_vec(&signature)
+            }
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Verifier {
+    Es256(VerifyingKey),
+    Rs256(Box<rsa::PublicKey>),
 }
 
 /// A trusted public key of a token service.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
-    key: VerifyingKey,
+    key: Verifier,
 }
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublicKey({})", self.thumbprint())
+        write!(f, "PublicKey({} {})", self.algorithm(), self.thumbprint())
     }
 }
 
+fn trimmed_b64(bytes: &[u8]) -> String {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len().saturating_sub(1));
+    B64.encode(&bytes[start..])
+}
+
 impl PublicKey {
-    fn coordinates(&self) -> (String, String) {
-        let point = self.key.to_sec1_point(false);
-        let x = point.x().map(|x| B64.encode(x)).unwrap_or_default();
-        let y = point.y().map(|y| B64.encode(y)).unwrap_or_default();
-        (x, y)
+    /// The one algorithm this key verifies.
+    pub fn algorithm(&self) -> &'static str {
+        match self.key {
+            Verifier::Es256(_) => ALGORITHM,
+            Verifier::Rs256(_) => RS256,
+        }
     }
 
-    /// The key as an uncompressed SEC1 point (`04 || x || y`), as certificates carry it.
-    pub fn sec1_uncompressed(&self) -> Vec<u8> {
-        self.key.to_sec1_point(false).as_bytes().to_vec()
+    /// The JWK members that identify the key, in RFC 7638's lexical order.
+    fn members(&self) -> Vec<(&'static str, String)> {
+        match &self.key {
+            Verifier::Es256(k) => {
+                let point = k.to_sec1_point(false);
+                let x = point.x().map(|x| B64.encode(x)).unwrap_or_default();
+                let y = point.y().map(|y| B64.encode(y)).unwrap_or_default();
+                vec![("crv", "P-256".into()), ("kty", "EC".into()), ("x", x), ("y", y)]
+            }
+            Verifier::Rs256(k) => {
+                use rsa::traits::PublicKeyParts;
+                let e = trimmed_b64(&k.e().to_be_bytes());
+                let n = trimmed_b64(&k.n().as_ref().to_be_bytes());
+                vec![("e", e), ("kty", "RSA".into()), ("n", n)]
+            }
+        }
+    }
+
+    /// The DER SubjectPublicKeyInfo (as certificates carry it).
+    pub fn spki_der(&self) -> Vec<u8> {
+        use p256::pkcs8::EncodePublicKey;
+        let der = match &self.key {
+            Verifier::Es256(k) => k.to_public_key_der(),
+            Verifier::Rs256(k) => k.as_ref().to_public_key_der(),
+        };
+        der.map(|d| d.as_bytes().to_vec()).unwrap_or_default()
     }
 
     /// The libtrust key id distribution uses to find a key in its root bundle: base32 of the first
     /// 240 bits of SHA-256 over the DER SubjectPublicKeyInfo, in 12 colon-separated groups of 4.
     pub fn libtrust_kid(&self) -> String {
-        use p256::pkcs8::EncodePublicKey;
-        let spki = self.key.to_public_key_der().map(|d| d.as_bytes().to_vec()).unwrap_or_default();
-        let hash = sha2::Sha256::digest(&spki);
+        let hash = sha2::Sha256::digest(self.spki_der());
         let encoded = base32(&hash[..30]);
         encoded.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":")
     }
 
     /// The RFC 7638 JWK thumbprint (SHA-256, base64url): the `kid` of tokens it verifies.
     pub fn thumbprint(&self) -> String {
-        let (x, y) = self.coordinates();
-        // Members in lexical order, no whitespace, as RFC 7638 requires.
-        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        B64.encode(sha2::Sha256::digest(canonical.as_bytes()))
+        // Required members only, in lexical order, no whitespace, as RFC 7638 requires.
+        let body: Vec<String> = self.members().iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
+        B64.encode(sha2::Sha256::digest(format!("{{{}}}", body.join(",")).as_bytes()))
     }
 
     /// The key as a JWK.
     pub fn jwk(&self) -> serde_json::Value {
-        let (x, y) = self.coordinates();
-        serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": self.thumbprint(), "alg": ALGORITHM, "use": "sig"})
+        let mut jwk = serde_json::Map::new();
+        for (k, v) in self.members() {
+            jwk.insert(k.into(), v.into());
+        }
+        jwk.insert("kid".into(), self.thumbprint().into());
+        jwk.insert("alg".into(), self.algorithm().into());
+        jwk.insert("use".into(), "sig".into());
+        serde_json::Value::Object(jwk)
     }
 
-    /// Reads a JWK (as [`PublicKey::jwk`] writes it).
+    /// Reads a JWK (as [`PublicKey::jwk`] writes it): EC P-256 or RSA.
     pub fn from_jwk(jwk: &serde_json::Value) -> Result<PublicKey, AuthError> {
         let bad = |what: &str| AuthError::Config(format!("JWK: {what}"));
-        if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
-            return Err(bad("only EC P-256 keys are supported"));
+        let field = |name: &str| jwk[name].as_str().and_then(|s| B64.decode(s).ok()).ok_or_else(|| bad(name));
+        match jwk["kty"].as_str() {
+            Some("EC") if jwk["crv"] == "P-256" => {
+                let (x, y) = (field("x")?, field("y")?);
+                if x.len() != 32 || y.len() != 32 {
+                    return Err(bad("coordinates are not 32 bytes"));
+                }
+                let mut sec1 = vec![4u8];
+                sec1.extend(x);
+                sec1.extend(y);
+                let key = VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| bad("not a point on P-256"))?;
+                Ok(PublicKey { key: Verifier::Es256(key) })
+            }
+            Some("RSA") => {
+                let (n, e) = (field("n")?, field("e")?);
+                let n = rsa::BoxedUint::from_be_slice_vartime(&n);
+                let e = rsa::BoxedUint::from_be_slice_vartime(&e);
+                let key = rsa::PublicKey::new(n, e).map_err(|e| bad(&format!("RSA key: {e}")))?;
+                Ok(PublicKey { key: Verifier::Rs256(Box::new(key)) })
+            }
+            _ => Err(bad("only EC P-256 and RSA keys are supported")),
         }
-        let coord = |name: &str| {
-            jwk[name].as_str().and_then(|s| B64.decode(s).ok()).filter(|b| b.len() == 32).ok_or_else(|| bad(name))
-        };
-        let mut sec1 = vec![4u8];
-        sec1.extend(coord("x")?);
-        sec1.extend(coord("y")?);
-        let key = VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| bad("not a point on P-256"))?;
-        Ok(PublicKey { key })
+    }
+
+    /// Whether `signature` over `message` verifies with this key.
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.key {
+            Verifier::Es256(k) => Signature::from_slice(signature).is_ok_and(|s| k.verify(message, &s).is_ok()),
+            Verifier::Rs256(k) => {
+                let verifier = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(k.as_ref().clone());
+                rsa::pkcs1v15::Signature::try_from(signature).is_ok_and(|s| verifier.verify(message, &s).is_ok())
+            }
+        }
     }
 }
 
@@ -326,13 +435,13 @@ impl TokenIssuer {
         };
         let header = Header {
             typ: Some("JWT".into()),
-            alg: ALGORITHM.into(),
+            alg: self.key.algorithm().into(),
             kid: Some(self.kid.clone()),
             x5c: self.x5c.clone(),
         };
         let signing_input = format!("{}.{}", b64_json(&header)?, b64_json(&claims)?);
-        let signature: Signature = self.key.key.sign(signing_input.as_bytes());
-        Ok((format!("{signing_input}.{}", B64.encode(signature.to_bytes())), claims))
+        let signature = self.key.sign(signing_input.as_bytes());
+        Ok((format!("{signing_input}.{}", B64.encode(signature)), claims))
     }
 }
 
@@ -428,8 +537,9 @@ impl TokenVerifier {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(invalid("header does not decode"))?;
-        // The algorithm is the verifier's, never the token's choice.
-        if header.alg != ALGORITHM {
+        // Only the algorithms of trusted keys exist here (no `none`, no HMAC): anything else is
+        // refused before a key is even looked up.
+        if header.alg != ALGORITHM && header.alg != RS256 {
             return Err(invalid("algorithm not accepted"));
         }
         let key = match &header.kid {
@@ -437,13 +547,15 @@ impl TokenVerifier {
             None if self.keys.len() == 2 => self.keys.values().next().ok_or(invalid("no trusted key"))?,
             None => return Err(invalid("no key id")),
         };
-        let signature = B64
-            .decode(s)
-            .ok()
-            .and_then(|b| Signature::from_slice(&b).ok())
-            .ok_or(invalid("signature does not decode"))?;
+        // Each key verifies with its own algorithm only: the header cannot choose another.
+        if header.alg != key.algorithm() {
+            return Err(invalid("algorithm not accepted"));
+        }
+        let signature = B64.decode(s).map_err(|_| invalid("signature does not decode"))?;
         let signing_input = &token[..h.len() + 1 + p.len()];
-        key.key.verify(signing_input.as_bytes(), &signature).map_err(|_| invalid("bad signature"))?;
+        if !key.verify(signing_input.as_bytes(), &signature) {
+            return Err(invalid("bad signature"));
+        }
         let claims: Claims =
             B64.decode(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or(invalid("claims do not decode"))?;
         if claims.iss != self.issuer {
@@ -556,6 +668,37 @@ mod tests {
             let (t, _) = TokenIssuer::new(k, "i", Duration::from_secs(60)).issue("s", "r", &[]).expect("issue");
             verifier.verify(&t).expect("either key verifies");
         }
+    }
+
+    #[test]
+    fn rs256_keys_sign_and_verify_only_rs256() {
+        let rsa_key = TokenKey::generate_rs256().expect("rsa key");
+        assert_eq!(rsa_key.algorithm(), "RS256");
+        let again = TokenKey::from_pem(&rsa_key.to_pem().expect("pem")).expect("from pem");
+        assert_eq!(again.kid(), rsa_key.kid());
+        let public = PublicKey::from_jwk(&rsa_key.public_key().jwk()).expect("jwk");
+        assert_eq!(public, rsa_key.public_key());
+        let ec_key = TokenKey::generate().expect("ec key");
+        let verifier = TokenVerifier::new([rsa_key.public_key(), ec_key.public_key()], "i", "r");
+        let (t, _) =
+            TokenIssuer::new(rsa_key.clone(), "i", Duration::from_secs(60)).issue("s", "r", &[]).expect("issue");
+        let parts: Vec<&str> = t.split('.').collect();
+        let header: serde_json::Value = serde_json::from_slice(&B64.decode(parts[0]).expect("b64")).expect("json");
+        assert_eq!(header["alg"], "RS256");
+        verifier.verify(&t).expect("RS256 verifies");
+        // The same signature presented as ES256, or an ES256 token naming the RSA key: refused.
+        let relabeled = B64.encode(serde_json::json!({"alg": "ES256", "kid": rsa_key.kid()}).to_string());
+        assert!(verifier.verify(&format!("{relabeled}.{}.{}", parts[1], parts[2])).is_err());
+        let (ec_token, _) = TokenIssuer::new(ec_key, "i", Duration::from_secs(60)).issue("s", "r", &[]).expect("issue");
+        let ec_parts: Vec<&str> = ec_token.split('.').collect();
+        let forged = B64.encode(serde_json::json!({"alg": "ES256", "kid": rsa_key.kid()}).to_string());
+        assert!(verifier.verify(&format!("{forged}.{}.{}", ec_parts[1], ec_parts[2])).is_err());
+        // HS256 with the RSA public key (PEM or DER) as the HMAC secret: refused on the algorithm.
+        let hs = B64.encode(serde_json::json!({"alg": "HS256", "kid": rsa_key.kid()}).to_string());
+        assert!(matches!(
+            verifier.verify(&format!("{hs}.{}.{}", parts[1], parts[2])),
+            Err(AuthError::InvalidToken { reason: "algorithm not accepted" })
+        ));
     }
 
     #[test]

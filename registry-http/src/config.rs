@@ -12,6 +12,7 @@
 //! realm = ""                     # token endpoint URL; default http://<listen address>/auth/token
 //! token_lifetime_secs = 300      # access token lifetime (at least 60)
 //! also_issue_for = []            # other registries' service names this token service issues for
+//! algorithm = "ES256"           # signing algorithm of the key made on the first start: ES256 or RS256
 //! kid_format = "rfc7638"         # how tokens name their key: "rfc7638" or "libtrust"
 //! x5c = true                     # send the key's certificate chain in tokens (distribution verifies it)
 //! trusted_keys = ""              # a JWKS file: trust an external token service (set realm too)
@@ -63,6 +64,16 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
+/// `auth.algorithm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum AlgorithmConfig {
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+}
+
 /// `auth.kid_format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,6 +107,8 @@ pub struct AuthConfig {
     pub token_lifetime_secs: u64,
     /// Other registries' service names the built-in token service also issues tokens for.
     pub also_issue_for: Vec<String>,
+    /// Algorithm of the signing key created on the first start: `ES256` (default) or `RS256`.
+    pub algorithm: AlgorithmConfig,
     /// How tokens name their key: `rfc7638` (default) or `libtrust`.
     pub kid_format: KidFormatConfig,
     /// Whether tokens carry the key's certificate chain (`x5c`).
@@ -115,6 +128,7 @@ impl Default for AuthConfig {
             realm: String::new(),
             token_lifetime_secs: 300,
             also_issue_for: Vec::new(),
+            algorithm: AlgorithmConfig::ES256,
             kid_format: KidFormatConfig::Rfc7638,
             x5c: true,
             trusted_keys: None,

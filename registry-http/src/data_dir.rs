@@ -67,13 +67,13 @@ pub async fn bootstrap(accounts: &Accounts, admin_password: Option<&str>) -> Res
 }
 
 /// Loads the token signing key from `<data_dir>/token-key.pem`, creating it (mode 0600) on the
-/// first start.
-pub fn token_key(data_dir: &Path) -> Result<TokenKey, AuthError> {
+/// first start: RS256 (RSA) when `rs256`, else ES256 (P-256). An existing key keeps its algorithm.
+pub fn token_key(data_dir: &Path, rs256: bool) -> Result<TokenKey, AuthError> {
     let path = data_dir.join("token-key.pem");
     match std::fs::read_to_string(&path) {
         Ok(pem) => TokenKey::from_pem(&pem),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = TokenKey::generate()?;
+            let key = if rs256 { TokenKey::generate_rs256()? } else { TokenKey::generate()? };
             write_private(&path, key.to_pem()?.as_bytes())
                 .map_err(|e| AuthError::Config(format!("{}: {e}", path.display())))?;
             Ok(key)
@@ -87,10 +87,10 @@ pub fn token_key(data_dir: &Path) -> Result<TokenKey, AuthError> {
 pub fn token_certificate(data_dir: &Path, key: &TokenKey) -> Result<(String, Vec<u8>), AuthError> {
     use rustls_pki_types::pem::PemObject;
     let path = data_dir.join("token-cert.pem");
-    let point = key.public_key().sec1_uncompressed();
+    let spki = key.public_key().spki_der();
     if let Ok(pem) = std::fs::read_to_string(&path)
         && let Ok(der) = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        && der.as_ref().windows(point.len()).any(|w| w == point.as_slice())
+        && der.as_ref().windows(spki.len()).any(|w| w == spki.as_slice())
     {
         return Ok((pem, der.to_vec()));
     }
@@ -130,10 +130,23 @@ mod tests {
     }
 
     #[test]
+    fn certificates_for_both_algorithms() {
+        for rs256 in [false, true] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let key = token_key(dir.path(), rs256).expect("key");
+            let (pem, der) = token_certificate(dir.path(), &key).expect("certificate");
+            assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+            let (_, again) = token_certificate(dir.path(), &key).expect("reuse");
+            assert_eq!(der, again, "kept while it matches the key");
+        }
+    }
+
+    #[test]
     fn token_key_is_created_once_and_private() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let a = token_key(dir.path()).expect("create");
-        let b = token_key(dir.path()).expect("load");
+        let a = token_key(dir.path(), false).expect("create");
+        let b = token_key(dir.path(), true).expect("load: the existing key wins");
+        assert_eq!(b.algorithm(), "ES256");
         assert_eq!(a.kid(), b.kid());
         #[cfg(unix)]
         {

@@ -303,3 +303,29 @@ async fn separate_token_server_and_a_registry_holding_only_public_keys() {
         assert!(tokens_dir.join(file).exists(), "{file} at the token server");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_tokens_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("registry.toml");
+    std::fs::write(&config, format!("data_dir = {:?}\n[auth]\nalgorithm = \"RS256\"\n", dir.path().join("data")))
+        .expect("config");
+    let server =
+        Server::start(&["--config", config.to_str().expect("utf8")], &[("REGISTRY_ADMIN_PASSWORD", "adminpassword")])
+            .await;
+    let (c, base) = (client(), server.url());
+    let t = token(&c, &base, Some(("admin", "adminpassword")), &["repository:library/rsa:pull,push"]).await;
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            t.split('.').next().expect("header"),
+        )
+        .expect("b64"),
+    )
+    .expect("json");
+    assert_eq!(header["alg"], "RS256");
+    push_image_as(&c, &base, "library/rsa", "v1", "rsa", Some(&t)).await;
+    let jwks: serde_json::Value =
+        c.get(format!("{base}/auth/jwks")).send().await.expect("jwks").json().await.expect("json");
+    assert_eq!(jwks["keys"][0]["kty"], "RSA");
+}

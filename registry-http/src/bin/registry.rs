@@ -448,7 +448,7 @@ async fn built_in_token_service(
     if first.created_library {
         tracing::info!("first start: created the public project 'library'");
     }
-    let key = token_key(&config.data_dir)?;
+    let key = token_key(&config.data_dir, config.auth.algorithm == registry_http::config::AlgorithmConfig::RS256)?;
     let (_, certificate_der) = token_certificate(&config.data_dir, &key)?;
     Ok(registry_http::auth::BuiltInTokenService {
         accounts,
