@@ -355,11 +355,17 @@ impl Accounts {
 
     /// Creates a project (private unless `public`).
     pub async fn create_project(&self, name: &str, public: bool) -> Result<Project, AuthError> {
+        self.import_project(name, public, now_secs()).await
+    }
+
+    /// Creates a project with its original creation time (seconds since the epoch), as when
+    /// migrating projects from another registry: tokens issued before that time never open it.
+    pub async fn import_project(&self, name: &str, public: bool, created_at: u64) -> Result<Project, AuthError> {
         let valid = RepositoryName::parse(name).is_ok_and(|n| n.components().count() == 1);
         if !valid {
             return Err(AuthError::Invalid(format!("invalid project name {name:?}")));
         }
-        let project = Project { name: name.to_owned(), public, created_at: now_secs() };
+        let project = Project { name: name.to_owned(), public, created_at };
         let p = project.clone();
         self.blocking(move |db| Self::put(db, PROJECTS, &p.name, &p, true)).await?;
         Ok(project)

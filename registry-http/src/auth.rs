@@ -88,7 +88,7 @@ impl AuthSettings {
         let verified = match self.verifier.verify_at(&token, now) {
             Ok(v) => v,
             Err(AuthError::InvalidToken { reason: "expired" }) if upload_session => {
-                self.verifier.verify_at(&token, now.saturating_sub(UPLOAD_GRACE.as_secs())).map_err(|e| {
+                self.verifier.verify_with_grace(&token, now, UPLOAD_GRACE.as_secs()).map_err(|e| {
                     tracing::info!(reason = %e, "token refused");
                     self.unauthorized(required, Some("invalid_token"), "authentication required")
                 })?

@@ -36,6 +36,7 @@ pub struct TestRegistry {
     data_dir: Option<PathBuf>,
     accounts: Option<Accounts>,
     token_certificate: Option<String>,
+    token_key: Option<TokenKey>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -122,8 +123,10 @@ impl TestRegistryBuilder {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut service = RegistryService::new(registry.clone());
         let mut token_certificate = None;
+        let mut token_key = None;
         if let Some(accounts) = &self.accounts {
             let key = TokenKey::generate().map_err(std::io::Error::other)?;
+            token_key = Some(key.clone());
             let (pem, der) = crate::auth::token_certificate(&key).map_err(std::io::Error::other)?;
             token_certificate = Some(pem);
             let built_in = crate::auth::BuiltInTokenService {
@@ -156,6 +159,7 @@ impl TestRegistryBuilder {
             data_dir,
             accounts: self.accounts,
             token_certificate,
+            token_key,
             _temp: temp,
         })
     }
@@ -230,6 +234,11 @@ impl TestRegistry {
     /// registries that trust this token service.
     pub fn token_certificate_pem(&self) -> Option<&str> {
         self.token_certificate.as_deref()
+    }
+
+    /// The token signing key, when auth is on: tests mint tokens with chosen claims with it.
+    pub fn token_key(&self) -> Option<&TokenKey> {
+        self.token_key.as_ref()
     }
 
     /// The data directory, when on disk.

@@ -328,3 +328,84 @@ async fn tokens_die_with_their_project() {
     let resp = c.post(format!("{base}/v2/team/app/blobs/uploads/")).bearer_auth(&fresh).send().await.expect("post");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "memberships went with the project");
 }
+
+#[tokio::test]
+async fn wrong_times_audiences_and_issuers_are_refused_over_http() {
+    let (reg, base) = setup().await;
+    let c = client();
+    let accounts = reg.accounts().expect("auth on");
+    // A project that existed long before these tokens, so only the checked claim differs.
+    let now = registry_auth::token::now_secs();
+    accounts.import_project("old", false, now - 100_000).await.expect("project");
+    accounts.add_member("old", "dev", Role::Developer, None).await.expect("member");
+    let key = reg.token_key().expect("auth on").clone();
+    let issuer = registry_auth::TokenIssuer::new(key, registry_http::auth::ISSUER, std::time::Duration::from_secs(300));
+    let good = registry_auth::Claims {
+        iss: registry_http::auth::ISSUER.into(),
+        sub: "dev".into(),
+        aud: reg.host(),
+        exp: now + 300,
+        nbf: now - 1,
+        iat: now,
+        jti: "test".into(),
+        access: vec![registry_auth::AccessEntry {
+            resource_type: "repository".into(),
+            name: "old/app".into(),
+            actions: vec!["pull".into(), "push".into()],
+        }],
+    };
+    // The well-formed token works, so each variant below fails for its one difference.
+    let t = issuer.sign_claims(&good).expect("sign");
+    assert_eq!(
+        c.post(format!("{base}/v2/old/app/blobs/uploads/")).bearer_auth(&t).send().await.expect("post").status(),
+        StatusCode::ACCEPTED
+    );
+    let variants = [
+        ("expired", registry_auth::Claims { exp: now - 120, iat: now - 420, nbf: now - 420, ..good.clone() }),
+        ("not yet valid", registry_auth::Claims { nbf: now + 600, ..good.clone() }),
+        ("wrong audience", registry_auth::Claims { aud: "another-registry".into(), ..good.clone() }),
+        ("wrong issuer", registry_auth::Claims { iss: "someone-else".into(), ..good.clone() }),
+    ];
+    for (what, claims) in variants {
+        let t = issuer.sign_claims(&claims).expect("sign");
+        let resp = c
+            .post(format!("{base}/v2/old/app/blobs/uploads/?digest={}", Digest::sha256_of(b"x")))
+            .bearer_auth(&t)
+            .body("x")
+            .send()
+            .await
+            .expect("post");
+        assert!(www_authenticate(&resp).contains("error=\"invalid_token\""), "{what}");
+        assert_error(resp, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    }
+    assert_eq!(
+        reg.registry().stat_blob(&"old/app".parse().expect("name"), &Digest::sha256_of(b"x")).await.ok(),
+        None,
+        "nothing written by refused requests"
+    );
+
+    // An upload session started under a valid token may finish with it after it expired (within
+    // the documented grace), but nothing else accepts the expired token.
+    let location = header(
+        &c.post(format!("{base}/v2/old/app/blobs/uploads/"))
+            .bearer_auth(&t_for(&issuer, &good))
+            .send()
+            .await
+            .expect("post"),
+        "location",
+    );
+    let expired = issuer
+        .sign_claims(&registry_auth::Claims { exp: now - 120, iat: now - 420, nbf: now - 420, ..good.clone() })
+        .expect("sign");
+    let data = b"finished after the token expired".to_vec();
+    let digest = Digest::sha256_of(&data);
+    let resp =
+        c.put(format!("{base}{location}?digest={digest}")).bearer_auth(&expired).body(data).send().await.expect("put");
+    assert_eq!(resp.status(), StatusCode::CREATED, "upload grace");
+    let resp = c.post(format!("{base}/v2/old/app/blobs/uploads/")).bearer_auth(&expired).send().await.expect("post");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "no grace for new sessions");
+}
+
+fn t_for(issuer: &registry_auth::TokenIssuer, claims: &registry_auth::Claims) -> String {
+    issuer.sign_claims(claims).expect("sign")
+}
