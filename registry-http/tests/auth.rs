@@ -388,7 +388,7 @@ async fn wrong_times_audiences_and_issuers_are_refused_over_http() {
     // the documented grace), but nothing else accepts the expired token.
     let location = header(
         &c.post(format!("{base}/v2/old/app/blobs/uploads/"))
-            .bearer_auth(&t_for(&issuer, &good))
+            .bearer_auth(t_for(&issuer, &good))
             .send()
             .await
             .expect("post"),
