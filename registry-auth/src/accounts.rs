@@ -591,11 +591,11 @@ impl Authenticator for Accounts {
 impl AccessPolicy for Accounts {
     async fn grant(&self, who: &Identity, requested: &Scope) -> Result<Scope, AuthError> {
         let nothing = Scope { actions: Default::default(), ..requested.clone() };
-        let is_admin = matches!(who, Identity::User { admin: true, .. });
         match (requested.resource_type.as_str(), requested.resource_class.as_deref()) {
             ("registry", None) if requested.name == "catalog" => {
-                // The catalog lists every repository: system admins only.
-                return Ok(if is_admin { requested.clone() } else { nothing });
+                // Any account may list; the registry then shows it only what it may pull.
+                let granted = Scope { actions: [Action::All].into_iter().collect(), ..requested.clone() };
+                return Ok(if who == &Identity::Anonymous { nothing } else { requested.intersection(&granted) });
             }
             ("repository", None) => {}
             _ => return Ok(nothing),
@@ -699,7 +699,8 @@ mod tests {
             "no project, nothing"
         );
         assert_eq!(grant(root.clone(), scope("registry:catalog:*")).await, "registry:catalog:*");
-        assert_eq!(grant(user("dev").await.expect("login"), scope("registry:catalog:*")).await, "registry:catalog:");
+        assert_eq!(grant(user("dev").await.expect("login"), scope("registry:catalog:*")).await, "registry:catalog:*");
+        assert_eq!(grant(Identity::Anonymous, scope("registry:catalog:*")).await, "registry:catalog:");
         // Names that try to leave the project get nothing.
         assert_eq!(
             grant(user("pa").await.expect("login"), scope("repository:team/../library/x:push")).await,

@@ -79,7 +79,7 @@ impl AuthSettings {
         headers: &HeaderMap,
         required: &[Scope],
         upload_session: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<registry_auth::VerifiedToken, ApiError> {
         let header = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let Credentials::Bearer(token) = Credentials::from_authorization(header) else {
             return Err(self.unauthorized(required, None, "authentication required"));
@@ -115,7 +115,7 @@ impl AuthSettings {
                 }
             }
         }
-        Ok(())
+        Ok(verified)
     }
 
     /// Answers the token service's endpoints ([`TOKEN_PATH`], [`JWKS_PATH`]) for `req`, whose
@@ -147,6 +147,37 @@ impl AuthSettings {
             None
         };
         Some(self.token_endpoint(&method, &query, &parts.headers, form).await)
+    }
+
+    /// Keeps of `names` those the token's subject may pull, when this server knows the accounts
+    /// (the built-in token service); all of them otherwise (the token's catalog scope decided).
+    pub(crate) async fn visible_repositories(
+        &self,
+        token: &registry_auth::VerifiedToken,
+        names: Vec<String>,
+    ) -> Result<Vec<String>, ApiError> {
+        use registry_auth::AccessPolicy;
+        let Some(accounts) = &self.projects else { return Ok(names) };
+        let fault = |e: AuthError| {
+            tracing::error!(error = %e, "catalog filtering failed");
+            ApiError::new(ErrorCode::Unknown, "internal error; retry later")
+        };
+        let who = match accounts.active_identity(&token.claims.sub).await {
+            Ok(who) => who,
+            Err(AuthError::InvalidCredentials) => return Ok(Vec::new()),
+            Err(e) => return Err(fault(e)),
+        };
+        if matches!(who, registry_auth::Identity::User { admin: true, .. }) {
+            return Ok(names);
+        }
+        let mut visible = Vec::with_capacity(names.len());
+        for name in names {
+            let pull = Scope::repository(name.clone(), [registry_core::Action::Pull]);
+            if !accounts.grant(&who, &pull).await.map_err(fault)?.actions.is_empty() {
+                visible.push(name);
+            }
+        }
+        Ok(visible)
     }
 
     /// The JWKS document of the trusted keys this server issues with.

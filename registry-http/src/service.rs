@@ -126,15 +126,16 @@ impl RegistryService {
         let method = req.method().clone();
         let (parts, body) = req.into_parts();
         let headers = parts.headers;
+        let mut token = None;
         if let Some(auth) = &self.auth {
             let from = query.get("from").and_then(|f| RepositoryName::parse(f).ok());
             let mount_from = if query.get("mount").is_some() { from.as_ref() } else { None };
             let required = route.required_scopes(&method, mount_from);
-            auth.authorize(&headers, &required, matches!(route, Route::Upload { .. })).await?;
+            token = Some(auth.authorize(&headers, &required, matches!(route, Route::Upload { .. })).await?);
         }
         match (route, method) {
             (Route::Base, Method::GET | Method::HEAD) => Ok(json(StatusCode::OK, b"{}".to_vec())),
-            (Route::Catalog, Method::GET) => self.catalog(&query).await,
+            (Route::Catalog, Method::GET) => self.catalog(&query, token.as_ref()).await,
             (Route::Tags { name }, Method::GET) => self.tags(&name, &query).await,
             (Route::Manifest { name, reference }, m @ (Method::GET | Method::HEAD)) => {
                 self.get_manifest(&name, &reference, &headers, m == Method::HEAD).await
@@ -346,13 +347,20 @@ impl RegistryService {
         Ok(r)
     }
 
-    async fn catalog(&self, query: &Query) -> HandlerResult {
+    /// The catalog page, filtered to what the token's subject may pull when auth is on. The `Link`
+    /// continues after the last repository examined, so a filtered page may be short.
+    async fn catalog(&self, query: &Query, token: Option<&registry_auth::VerifiedToken>) -> HandlerResult {
         let n = query.page_size()?;
         let page = self.registry.catalog(query.get("last"), n).await?;
-        let body = serde_json::json!({ "repositories": page.entries });
+        let last_examined = page.entries.last().cloned();
+        let entries = match (&self.auth, token) {
+            (Some(auth), Some(token)) => auth.visible_repositories(token, page.entries).await?,
+            _ => page.entries,
+        };
+        let body = serde_json::json!({ "repositories": entries });
         let mut r = json(StatusCode::OK, body.to_string().into_bytes());
         if page.more
-            && let Some(last) = page.entries.last()
+            && let Some(last) = last_examined
         {
             let limit = n.unwrap_or(self.registry.limits().max_page).min(self.registry.limits().max_page);
             let link = format!("<{}>; rel=\"next\"", self.location(format!("/v2/_catalog?n={limit}&last={last}")));

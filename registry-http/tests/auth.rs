@@ -142,23 +142,23 @@ async fn roles_decide_what_a_token_grants() {
         StatusCode::UNAUTHORIZED
     );
 
-    // The catalog is for system admins.
-    let cat = token(&c, &base, Some(("admin", "adminpassword")), &["registry:catalog:*"]).await;
-    let body: serde_json::Value = c
-        .get(format!("{base}/v2/_catalog"))
-        .bearer_auth(&cat)
-        .send()
-        .await
-        .expect("catalog")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(body["repositories"], serde_json::json!(["library/base", "team/app"]));
-    let dev_cat = token(&c, &base, Some(("dev", "password1")), &["registry:catalog:*"]).await;
-    assert_eq!(
-        c.get(format!("{base}/v2/_catalog")).bearer_auth(&dev_cat).send().await.expect("catalog").status(),
-        StatusCode::UNAUTHORIZED
-    );
+    // The catalog lists what the caller may pull: everything for the admin, the public project
+    // for an outsider, nothing for anonymous.
+    let catalog = |who: Option<(&'static str, &'static str)>| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            let t = token(&c, &base, who, &["registry:catalog:*"]).await;
+            let resp = c.get(format!("{base}/v2/_catalog")).bearer_auth(&t).send().await.expect("catalog");
+            if resp.status() != StatusCode::OK {
+                return None;
+            }
+            Some(resp.json::<serde_json::Value>().await.expect("json")["repositories"].clone())
+        }
+    };
+    assert_eq!(catalog(Some(("admin", "adminpassword"))).await, Some(serde_json::json!(["library/base", "team/app"])));
+    assert_eq!(catalog(Some(("outsider", "password1"))).await, Some(serde_json::json!(["library/base"])));
+    assert_eq!(catalog(Some(("guest", "password1"))).await, Some(serde_json::json!(["library/base", "team/app"])));
+    assert_eq!(catalog(None).await, None, "anonymous gets no catalog");
 }
 
 async fn push_blob_with(c: &reqwest::Client, base: &str, repo: &str, data: &[u8], token: &str) -> Digest {
