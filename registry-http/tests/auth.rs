@@ -6,22 +6,13 @@ mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::*;
-use registry_auth::{Accounts, RobotPermission, Role};
+use registry_auth::{RobotPermission, Role};
 use registry_core::Digest;
 use registry_http::TestRegistry;
 use reqwest::StatusCode;
 
 async fn setup() -> (TestRegistry, String) {
-    let accounts = Accounts::in_memory().expect("accounts");
-    accounts.create_project("library", true).await.expect("project");
-    accounts.create_project("team", false).await.expect("project");
-    accounts.add_user("admin", "adminpassword", true).await.expect("user");
-    for (user, role) in [("dev", Role::Developer), ("guest", Role::Guest), ("ma", Role::Maintainer)] {
-        accounts.add_user(user, "password1", false).await.expect("user");
-        accounts.add_member("team", user, role, None).await.expect("member");
-        accounts.add_member("library", user, role, None).await.expect("member");
-    }
-    accounts.add_user("outsider", "password1", false).await.expect("user");
+    let accounts = harbor_accounts().await;
     let reg = TestRegistry::start_with_auth(accounts).await.expect("start");
     let url = reg.url();
     (reg, url)

@@ -102,17 +102,8 @@ async fn podman_push_rmi_pull() {
 /// The seed's flow with real clients: `podman login` and `skopeo login`, then Harbor's roles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_and_skopeo_log_in_and_roles_apply() {
-    use registry_auth::{Accounts, RobotPermission, Role};
-    let accounts = Accounts::in_memory().expect("accounts");
-    accounts.create_project("library", true).await.expect("project");
-    accounts.create_project("team", false).await.expect("project");
-    accounts.add_user("admin", "adminpassword", true).await.expect("user");
-    for (user, role) in [("dev", Role::Developer), ("guest", Role::Guest), ("ma", Role::Maintainer)] {
-        accounts.add_user(user, "password1", false).await.expect("user");
-        accounts.add_member("team", user, role, None).await.expect("member");
-        accounts.add_member("library", user, role, None).await.expect("member");
-    }
-    accounts.add_user("outsider", "password1", false).await.expect("user");
+    use registry_auth::RobotPermission;
+    let accounts = harbor_accounts().await;
     let (robot, secret) = accounts
         .create_robot("team", "ci", vec![RobotPermission::parse("*:pull,push").expect("perm")], Some(30))
         .await

@@ -19,6 +19,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(name = "registry", version, about = "An OCI Distribution registry with token authentication")]
 struct Cli {
+    #[command(flatten)]
+    location: Location,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,8 +78,6 @@ impl Location {
 
 #[derive(Args)]
 struct ServeArgs {
-    #[command(flatten)]
-    location: Location,
     /// Address to listen on [default: 127.0.0.1:5000].
     #[arg(long, env = "REGISTRY_LISTEN")]
     listen: Option<std::net::SocketAddr>,
@@ -106,8 +106,6 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct TokenServerArgs {
-    #[command(flatten)]
-    location: Location,
     /// Address to listen on [default: the configuration's listen address].
     #[arg(long, env = "REGISTRY_LISTEN")]
     listen: Option<std::net::SocketAddr>,
@@ -127,32 +125,15 @@ enum UserCommand {
         /// Make the user a system administrator.
         #[arg(long)]
         admin: bool,
-        #[command(flatten)]
-        location: Location,
     },
     /// List users.
-    List {
-        #[command(flatten)]
-        location: Location,
-    },
+    List {},
     /// Remove a user and their memberships.
-    Remove {
-        name: String,
-        #[command(flatten)]
-        location: Location,
-    },
+    Remove { name: String },
     /// Disable a user: no more logins or token refreshes.
-    Disable {
-        name: String,
-        #[command(flatten)]
-        location: Location,
-    },
+    Disable { name: String },
     /// Enable a disabled user.
-    Enable {
-        name: String,
-        #[command(flatten)]
-        location: Location,
-    },
+    Enable { name: String },
 }
 
 #[derive(Subcommand)]
@@ -162,20 +143,11 @@ enum ProjectCommand {
         name: String,
         #[arg(long)]
         public: bool,
-        #[command(flatten)]
-        location: Location,
     },
     /// List projects.
-    List {
-        #[command(flatten)]
-        location: Location,
-    },
+    List {},
     /// Remove a project with its members and robots.
-    Remove {
-        name: String,
-        #[command(flatten)]
-        location: Location,
-    },
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -188,22 +160,11 @@ enum MemberCommand {
         /// Narrow the membership to repositories matching this pattern inside the project.
         #[arg(long)]
         repositories: Option<String>,
-        #[command(flatten)]
-        location: Location,
     },
     /// List a project's members.
-    List {
-        project: String,
-        #[command(flatten)]
-        location: Location,
-    },
+    List { project: String },
     /// Remove a membership.
-    Remove {
-        project: String,
-        user: String,
-        #[command(flatten)]
-        location: Location,
-    },
+    Remove { project: String, user: String },
 }
 
 #[derive(Subcommand)]
@@ -221,21 +182,11 @@ enum RobotCommand {
         /// Never expire.
         #[arg(long)]
         never_expires: bool,
-        #[command(flatten)]
-        location: Location,
     },
     /// List robots (of one project, when given).
-    List {
-        project: Option<String>,
-        #[command(flatten)]
-        location: Location,
-    },
+    List { project: Option<String> },
     /// Remove a robot by its full name.
-    Remove {
-        name: String,
-        #[command(flatten)]
-        location: Location,
-    },
+    Remove { name: String },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -243,19 +194,19 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => run_serve(args).await,
-            Command::TokenServer(args) => run_token_server(args).await,
-            Command::User(c) => user(c).await,
-            Command::Project(c) => project(c).await,
-            Command::Member(c) => member(c).await,
-            Command::Robot(c) => robot(c).await,
+            Command::Serve(args) => run_serve(&cli.location, args).await,
+            Command::TokenServer(args) => run_token_server(&cli.location, args).await,
+            Command::User(c) => user(&cli.location, c).await,
+            Command::Project(c) => project(&cli.location, c).await,
+            Command::Member(c) => member(&cli.location, c).await,
+            Command::Robot(c) => robot(&cli.location, c).await,
         }
     })
 }
 
-async fn user(command: UserCommand) -> anyhow::Result<()> {
+async fn user(location: &Location, command: UserCommand) -> anyhow::Result<()> {
     match command {
-        UserCommand::Add { name, admin, location } => {
+        UserCommand::Add { name, admin } => {
             let accounts = location.accounts().await?;
             let (password, generated) = match std::env::var("REGISTRY_USER_PASSWORD") {
                 Ok(p) => (p, false),
@@ -268,20 +219,20 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
                 println!("user {name} added");
             }
         }
-        UserCommand::List { location } => {
+        UserCommand::List {} => {
             for u in location.accounts().await?.users().await? {
                 println!("{}\tadmin={}\tenabled={}", u.name, u.admin, u.enabled);
             }
         }
-        UserCommand::Remove { name, location } => {
+        UserCommand::Remove { name } => {
             location.accounts().await?.remove_user(&name).await?;
             println!("user {name} removed");
         }
-        UserCommand::Disable { name, location } => {
+        UserCommand::Disable { name } => {
             location.accounts().await?.set_user_enabled(&name, false).await?;
             println!("user {name} disabled");
         }
-        UserCommand::Enable { name, location } => {
+        UserCommand::Enable { name } => {
             location.accounts().await?.set_user_enabled(&name, true).await?;
             println!("user {name} enabled");
         }
@@ -289,18 +240,18 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn project(command: ProjectCommand) -> anyhow::Result<()> {
+async fn project(location: &Location, command: ProjectCommand) -> anyhow::Result<()> {
     match command {
-        ProjectCommand::Create { name, public, location } => {
+        ProjectCommand::Create { name, public } => {
             location.accounts().await?.create_project(&name, public).await?;
             println!("project {name} created ({})", if public { "public" } else { "private" });
         }
-        ProjectCommand::List { location } => {
+        ProjectCommand::List {} => {
             for p in location.accounts().await?.projects().await? {
                 println!("{}\t{}", p.name, if p.public { "public" } else { "private" });
             }
         }
-        ProjectCommand::Remove { name, location } => {
+        ProjectCommand::Remove { name } => {
             location.accounts().await?.remove_project(&name).await?;
             println!("project {name} removed");
         }
@@ -308,19 +259,19 @@ async fn project(command: ProjectCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn member(command: MemberCommand) -> anyhow::Result<()> {
+async fn member(location: &Location, command: MemberCommand) -> anyhow::Result<()> {
     match command {
-        MemberCommand::Add { project, user, role, repositories, location } => {
+        MemberCommand::Add { project, user, role, repositories } => {
             let role = Role::parse(&role)?;
             location.accounts().await?.add_member(&project, &user, role, repositories.as_deref()).await?;
             println!("{user} is {role:?} of {project}");
         }
-        MemberCommand::List { project, location } => {
+        MemberCommand::List { project } => {
             for m in location.accounts().await?.members(&project).await? {
                 println!("{}\t{:?}\t{}", m.user, m.role, m.repositories.as_deref().unwrap_or("*"));
             }
         }
-        MemberCommand::Remove { project, user, location } => {
+        MemberCommand::Remove { project, user } => {
             location.accounts().await?.remove_member(&project, &user).await?;
             println!("{user} removed from {project}");
         }
@@ -328,9 +279,9 @@ async fn member(command: MemberCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn robot(command: RobotCommand) -> anyhow::Result<()> {
+async fn robot(location: &Location, command: RobotCommand) -> anyhow::Result<()> {
     match command {
-        RobotCommand::Create { project, name, permissions, expires_days, never_expires, location } => {
+        RobotCommand::Create { project, name, permissions, expires_days, never_expires } => {
             let permissions = permissions.iter().map(|p| RobotPermission::parse(p)).collect::<Result<Vec<_>, _>>()?;
             let days = if never_expires {
                 None
@@ -340,7 +291,7 @@ async fn robot(command: RobotCommand) -> anyhow::Result<()> {
             let (robot, secret) = location.accounts().await?.create_robot(&project, &name, permissions, days).await?;
             println!("robot {} created; secret (shown once): {secret}", robot.name);
         }
-        RobotCommand::List { project, location } => {
+        RobotCommand::List { project } => {
             for r in location.accounts().await?.robots(project.as_deref()).await? {
                 let perms: Vec<String> =
                     r.permissions.iter().map(|p| format!("{}:{}", p.repositories, p.actions.join(","))).collect();
@@ -348,7 +299,7 @@ async fn robot(command: RobotCommand) -> anyhow::Result<()> {
                 println!("{}\t{}\texpires {expiry}", r.name, perms.join(" "));
             }
         }
-        RobotCommand::Remove { name, location } => {
+        RobotCommand::Remove { name } => {
             location.accounts().await?.remove_robot(&name).await?;
             println!("robot {name} removed");
         }
@@ -356,8 +307,8 @@ async fn robot(command: RobotCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = args.location.load()?;
+async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = location.load()?;
     if let Some(v) = args.listen {
         config.listen = v;
     }
@@ -462,8 +413,8 @@ async fn built_in_token_service(
     })
 }
 
-async fn run_token_server(args: TokenServerArgs) -> anyhow::Result<()> {
-    let mut config = args.location.load()?;
+async fn run_token_server(location: &Location, args: TokenServerArgs) -> anyhow::Result<()> {
+    let mut config = location.load()?;
     if let Some(v) = args.listen {
         config.listen = v;
     }

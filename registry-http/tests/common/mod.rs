@@ -190,15 +190,19 @@ pub fn write_oci_layout(dir: &std::path::Path, tag: &str, layer_count: usize) ->
     (md, layers)
 }
 
-/// Runs a client command to completion; panics with its output when it fails.
-pub async fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
-    let out = tokio::process::Command::new(program)
+async fn output(program: &str, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    tokio::process::Command::new(program)
         .args(args)
         .envs(envs.iter().copied())
         .kill_on_drop(true)
         .output()
         .await
-        .unwrap_or_else(|e| panic!("{program} could not start (install it: apt-get install -y {program}): {e}"));
+        .unwrap_or_else(|e| panic!("{program} could not start (install it: apt-get install -y {program}): {e}"))
+}
+
+/// Runs a client command to completion; panics with its output when it fails.
+pub async fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = output(program, args, envs).await;
     assert!(
         out.status.success(),
         "{program} {args:?} failed: {}\nstdout: {}\nstderr: {}",
@@ -209,17 +213,29 @@ pub async fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> String 
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs a client command that must fail.
+/// Runs a client command that must fail; returns its stderr.
 pub async fn run_failing(program: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .envs(envs.iter().copied())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("client starts");
+    let out = output(program, args, envs).await;
     assert!(!out.status.success(), "{program} {args:?} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Accounts for Harbor-model tests: public `library`, private `team`, the system admin `admin`
+/// (password `adminpassword`), `dev` (developer), `guest` (guest) and `ma` (maintainer) in both
+/// projects, and `outsider` in none; every user but the admin has the password `password1`.
+pub async fn harbor_accounts() -> registry_auth::Accounts {
+    use registry_auth::Role;
+    let accounts = registry_auth::Accounts::in_memory().expect("accounts");
+    accounts.create_project("library", true).await.expect("project");
+    accounts.create_project("team", false).await.expect("project");
+    accounts.add_user("admin", "adminpassword", true).await.expect("user");
+    for (user, role) in [("dev", Role::Developer), ("guest", Role::Guest), ("ma", Role::Maintainer)] {
+        accounts.add_user(user, "password1", false).await.expect("user");
+        accounts.add_member("team", user, role, None).await.expect("member");
+        accounts.add_member("library", user, role, None).await.expect("member");
+    }
+    accounts.add_user("outsider", "password1", false).await.expect("user");
+    accounts
 }
 
 /// Asks the registry's token endpoint for a token (GET, Basic credentials when given).
