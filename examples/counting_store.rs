@@ -64,8 +64,8 @@ impl BlobStore for CountingStore {
         self.inner.upload_read(id).await
     }
 
-    async fn upload_publish(&self, id: &UploadId, digest: &Digest) -> Result<()> {
-        self.inner.upload_publish(id, digest).await
+    async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()> {
+        self.inner.upload_publish(id, digest, size).await
     }
 
     async fn upload_delete(&self, id: &UploadId) -> Result<()> {

@@ -166,19 +166,19 @@ impl RegistryService {
                 Ok(r)
             }
             (Route::Upload { name, id }, Method::PATCH) => {
-                let start = content_range_start(&headers)?;
+                let range = content_range(&headers)?;
                 let mut stream = body_stream(body);
-                let status = self.registry.append_upload(&name, &id, start, &mut stream).await?;
+                let status = self.registry.append_upload(&name, &id, range, &mut stream).await?;
                 Ok(self.upload_response(StatusCode::ACCEPTED, &name, &id, status.offset))
             }
             (Route::Upload { name, id }, Method::PUT) => {
                 let digest = query.digest()?;
-                let start = content_range_start(&headers)?;
+                let range = content_range(&headers)?;
                 let has_body = !matches!(content_length(&headers), Some(0))
                     && (content_length(&headers).is_some() || headers.contains_key(http::header::TRANSFER_ENCODING));
                 let mut stream = body_stream(body);
                 let last = if has_body { Some(&mut stream as &mut registry_storage::BodyStream<'_>) } else { None };
-                self.registry.finish_upload(&name, &id, &digest, start, last).await?;
+                self.registry.finish_upload(&name, &id, &digest, range, last).await?;
                 Ok(self.blob_created(&name, &digest))
             }
             (Route::Upload { name, id }, Method::DELETE) => {
@@ -478,9 +478,9 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// The start of a PATCH's `Content-Range: <start>-<end>` (also accepted with a `bytes ` prefix).
-/// A malformed header, or one whose length disagrees with Content-Length, is 416.
-fn content_range_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+/// A chunk's `Content-Range: <start>-<end>` (also accepted with a `bytes ` prefix). A malformed
+/// header, or one whose length disagrees with Content-Length, is 416.
+fn content_range(headers: &HeaderMap) -> Result<Option<registry_storage::ChunkRange>, ApiError> {
     let Some(value) = headers.get(CONTENT_RANGE) else { return Ok(None) };
     let bad = || {
         ApiError::new(ErrorCode::BlobUploadInvalid, "malformed Content-Range; expected <start>-<end>")
@@ -494,13 +494,14 @@ fn content_range_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     if end < start {
         return Err(bad());
     }
-    if let Some(len) = content_length(headers)
-        && len != end - start + 1
+    let len = end - start + 1;
+    if let Some(declared) = content_length(headers)
+        && declared != len
     {
         return Err(ApiError::new(ErrorCode::BlobUploadInvalid, "Content-Range and Content-Length disagree")
             .with_status(StatusCode::RANGE_NOT_SATISFIABLE));
     }
-    Ok(Some(start))
+    Ok(Some(registry_storage::ChunkRange { start, len }))
 }
 
 enum ByteRange {

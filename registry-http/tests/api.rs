@@ -780,3 +780,43 @@ async fn chunked_upload_survives_a_restart() {
     assert_eq!(resp.text().await.expect("body"), manifest, "manifests and tags survive a restart");
     reg.stop().await;
 }
+
+/// Sends a PATCH with a chunked body (no Content-Length) and returns the status line.
+async fn chunked_patch(reg: &TestRegistry, location: &str, range: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(reg.addr()).await.expect("connect");
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Range: {range}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        reg.host()
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    if !body.is_empty() {
+        s.write_all(format!("{:x}\r\n", body.len()).as_bytes()).await.expect("write");
+        s.write_all(body).await.expect("write");
+        s.write_all(b"\r\n").await.expect("write");
+    }
+    s.write_all(b"0\r\n\r\n").await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn chunks_must_carry_exactly_their_declared_range() {
+    let reg = TestRegistry::start_on_disk().await.expect("start");
+    let (c, base) = (client(), reg.url());
+    let location = header(&c.post(format!("{base}/v2/a/blobs/uploads/")).send().await.expect("post"), "location");
+    assert!(chunked_patch(&reg, &location, "0-9", b"0123456789").await.contains("202"));
+    // Fewer bytes than the range says, then more: both 416, the upload stays at 10.
+    assert!(chunked_patch(&reg, &location, "10-19", b"short").await.contains("416"));
+    assert!(chunked_patch(&reg, &location, "10-19", b"far too many bytes").await.contains("416"));
+    assert!(chunked_patch(&reg, &location, "10-10", b"").await.contains("416"), "an empty chunk claiming a byte");
+    assert_eq!(header(&c.get(format!("{base}{location}")).send().await.expect("status"), "range"), "0-9");
+    // Completing now publishes exactly the acknowledged bytes, not what the refused chunks left.
+    let digest = Digest::sha256_of(b"0123456789");
+    let resp = c.put(format!("{base}{location}?digest={digest}")).send().await.expect("put");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let got = c.get(format!("{base}/v2/a/blobs/{digest}")).send().await.expect("get").bytes().await.expect("body");
+    assert_eq!(got.as_ref(), b"0123456789");
+    assert_eq!(stored(&reg), (0, 1));
+}

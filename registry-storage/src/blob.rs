@@ -104,9 +104,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Streams the upload's bytes so far (used to re-hash with another algorithm).
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream>;
 
-    /// Publishes the upload at `digest` in one atomic step and removes the upload. The caller has
-    /// verified the content. If the blob already exists, the upload is simply discarded.
-    async fn upload_publish(&self, id: &UploadId, digest: &Digest) -> Result<()>;
+    /// Publishes the first `size` bytes of the upload at `digest` in one atomic step and removes
+    /// the upload. The caller has verified exactly those bytes; anything the upload holds past
+    /// `size` (a chunk that was never acknowledged) is cut off first and never published. If the
+    /// blob already exists, the upload is simply discarded.
+    async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()>;
 
     /// Removes an upload (idempotent).
     async fn upload_delete(&self, id: &UploadId) -> Result<()>;

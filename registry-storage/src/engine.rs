@@ -41,6 +41,15 @@ impl Default for Limits {
 /// Number of lock stripes serializing requests on the same upload within this process.
 const UPLOAD_LOCK_STRIPES: usize = 64;
 
+/// Where a chunk says it goes: `Content-Range: <start>-<end>` as `start` and `len = end - start + 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    /// The offset the chunk starts at; must be the upload's current offset.
+    pub start: u64,
+    /// The number of bytes the chunk declares; the body must carry exactly these.
+    pub len: u64,
+}
+
 /// The state of an upload session, as the HTTP layer reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadStatus {
@@ -170,18 +179,19 @@ impl Registry {
         Ok(UploadStatus { id: id.clone(), offset: record.offset })
     }
 
-    /// Appends a chunk (`PATCH`). `start` is the Content-Range start when the client sent one; it
-    /// must equal the current offset ([`Error::RangeInvalid`] otherwise, nothing written).
+    /// Appends a chunk (`PATCH`). `range` is the chunk's Content-Range when the client sent one:
+    /// it must start at the current offset and the body must carry exactly its length
+    /// ([`Error::RangeInvalid`] otherwise, and the upload stays where it was).
     pub async fn append_upload(
         &self,
         repository: &RepositoryName,
         id: &UploadId,
-        start: Option<u64>,
+        range: Option<ChunkRange>,
         body: &mut BodyStream<'_>,
     ) -> Result<UploadStatus> {
         let _guard = self.upload_lock(id).lock().await;
         let record = self.load_upload(repository, id).await?;
-        let record = self.append_locked(id, record, start, body).await?;
+        let record = self.append_locked(id, record, range, body).await?;
         Ok(UploadStatus { id: id.clone(), offset: record.offset })
     }
 
@@ -189,16 +199,20 @@ impl Registry {
         &self,
         id: &UploadId,
         record: UploadRecord,
-        start: Option<u64>,
+        range: Option<ChunkRange>,
         body: &mut BodyStream<'_>,
     ) -> Result<UploadRecord> {
-        if let Some(start) = start
-            && start != record.offset
+        if let Some(range) = range
+            && range.start != record.offset
         {
             return Err(Error::RangeInvalid { offset: record.offset });
         }
         let state = VerifierState::from_bytes(&record.verifier_state)?;
-        let verifier = DigestVerifier::restore(&state)?;
+        let mut verifier = DigestVerifier::restore(&state)?;
+        if let Some(range) = range {
+            // More bytes than the range declares fail as soon as they arrive.
+            verifier = verifier.with_limit(record.offset + range.len);
+        }
         let mut verifying = registry_core::VerifyingStream::new(body, verifier);
         let new_len = {
             let mut mapped = (&mut verifying).map(|item| {
@@ -207,8 +221,20 @@ impl Registry {
                     StreamError::Verify(e) => Box::new(e) as BodyError,
                 })
             });
-            self.blobs.upload_append(id, record.offset, &mut mapped).await?
+            match self.blobs.upload_append(id, record.offset, &mut mapped).await {
+                Err(Error::Core(registry_core::Error::SizeExceeded { .. })) if range.is_some() => {
+                    return Err(Error::RangeInvalid { offset: record.offset });
+                }
+                other => other?,
+            }
         };
+        // Fewer bytes than declared: the chunk is refused and the recorded offset does not move
+        // (the bytes past it are cut off by the next append, or at publication).
+        if let Some(range) = range
+            && new_len != record.offset + range.len
+        {
+            return Err(Error::RangeInvalid { offset: record.offset });
+        }
         let verifier = verifying.into_verifier();
         if verifier.size() != new_len {
             return Err(Error::Backend(format!(
@@ -231,13 +257,13 @@ impl Registry {
         repository: &RepositoryName,
         id: &UploadId,
         digest: &Digest,
-        start: Option<u64>,
+        range: Option<ChunkRange>,
         body: Option<&mut BodyStream<'_>>,
     ) -> Result<u64> {
         let _guard = self.upload_lock(id).lock().await;
         let mut record = self.load_upload(repository, id).await?;
         if let Some(body) = body {
-            record = self.append_locked(id, record, start, body).await?;
+            record = self.append_locked(id, record, range, body).await?;
         }
         let verified = match self.verify_upload(id, &record, digest).await {
             Ok(size) => size,
@@ -248,7 +274,7 @@ impl Registry {
                 return Err(e);
             }
         };
-        self.blobs.upload_publish(id, digest).await?;
+        self.blobs.upload_publish(id, digest, verified).await?;
         self.meta.link_blob(repository, digest, verified).await?;
         self.meta.delete_upload(id).await?;
         Ok(verified)
@@ -288,7 +314,7 @@ impl Registry {
         body: &mut BodyStream<'_>,
     ) -> Result<u64> {
         let status = self.start_upload(repository).await?;
-        let result = self.finish_upload(repository, &status.id, digest, Some(0), Some(body)).await;
+        let result = self.finish_upload(repository, &status.id, digest, None, Some(body)).await;
         if result.is_err() {
             self.discard_upload(&status.id).await;
         }

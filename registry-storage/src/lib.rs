@@ -22,7 +22,7 @@ pub mod testing;
 pub use blob::fs::FsBlobStore;
 pub use blob::memory::MemoryBlobStore;
 pub use blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
-pub use engine::{Limits, Registry};
+pub use engine::{ChunkRange, Limits, Registry};
 pub use error::{Error, Result};
 pub use meta::redb::RedbMetadataStore;
 pub use meta::{ManifestRecord, MetadataStore, Page, UploadRecord};

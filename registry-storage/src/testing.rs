@@ -62,7 +62,7 @@ pub async fn blob_store_suite(store: &dyn BlobStore) {
     assert_eq!(collect(store.upload_read(&id).await.expect("read upload")).await, data);
     assert_eq!(store.stat(&digest).await.expect("stat"), None, "uploads are invisible");
 
-    store.upload_publish(&id, &digest).await.expect("publish");
+    store.upload_publish(&id, &digest, data.len() as u64).await.expect("publish");
     assert_eq!(store.stat(&digest).await.expect("stat"), Some(data.len() as u64));
     assert_eq!(collect(store.read(&digest, None).await.expect("read")).await, data);
     assert_eq!(collect(store.read(&digest, Some(7..12)).await.expect("range")).await, &data[7..12]);
@@ -72,7 +72,7 @@ pub async fn blob_store_suite(store: &dyn BlobStore) {
     let id2 = UploadId::new_random();
     store.upload_create(&id2).await.expect("create");
     store.upload_append(&id2, 0, &mut body(&[&data])).await.expect("append");
-    store.upload_publish(&id2, &digest).await.expect("publish duplicate");
+    store.upload_publish(&id2, &digest, data.len() as u64).await.expect("publish duplicate");
     assert_eq!(collect(store.read(&digest, None).await.expect("read")).await, data);
 
     // Bytes past the recorded offset were never acknowledged: the next append replaces them.
@@ -81,7 +81,11 @@ pub async fn blob_store_suite(store: &dyn BlobStore) {
     store.upload_append(&id4, 0, &mut body(&[b"abcdef"])).await.expect("append");
     assert_eq!(store.upload_append(&id4, 3, &mut body(&[b"XY"])).await.expect("append at 3"), 5);
     assert_eq!(collect(store.upload_read(&id4).await.expect("read")).await, b"abcXY");
-    store.upload_delete(&id4).await.expect("cancel");
+    // Publishing takes exactly the verified bytes, whatever the upload holds beyond them.
+    let prefix = Digest::sha256_of(b"abc");
+    store.upload_publish(&id4, &prefix, 3).await.expect("publish a prefix");
+    assert_eq!(collect(store.read(&prefix, None).await.expect("read")).await, b"abc");
+    assert!(store.delete(&prefix).await.expect("delete"));
 
     // put, delete, cancel.
     let small = Bytes::from_static(b"{\"schemaVersion\":2}");

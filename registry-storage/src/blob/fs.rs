@@ -21,7 +21,8 @@
 //! points at it. If the process dies between the two, the upload file is longer than its recorded
 //! offset; the next append truncates it back to the offset, so the recorded verifier state and the
 //! bytes always agree. A failed body is undone the same way (truncate, fsync) before the error
-//! returns. Publishing renames the upload to its content address and then `fsync`s the
+//! returns, and publishing cuts the file to the verified size before the rename, so bytes that
+//! were never acknowledged can never become part of a blob. Publishing renames the upload to its content address and then `fsync`s the
 //! target directory (data, then the directory entry); the engine links the blob to the repository
 //! in the metadata store only after that (then the metadata). A crash at any instant leaves the
 //! old state or the new one; an orphan file at worst, which garbage collection removes.
@@ -258,14 +259,28 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn upload_publish(&self, id: &UploadId, digest: &Digest) -> Result<()> {
+    async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()> {
         let from = self.upload_path(id);
         let to = self.blob_path(digest);
-        blocking(move || match publish_file(&from, &to) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !from.exists() => {
-                Err(io::Error::new(io::ErrorKind::NotFound, "upload unknown"))
+        blocking(move || {
+            // Exactly the verified bytes: cut off anything past them, durably, before the rename.
+            let file = match OpenOptions::new().write(true).open(&from) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(io::Error::new(io::ErrorKind::NotFound, "upload unknown"));
+                }
+                Err(e) => return Err(e),
+            };
+            let len = file.metadata()?.len();
+            if len < size {
+                return Err(io::Error::other(format!("upload holds {len} bytes, fewer than the {size} verified")));
             }
-            other => other,
+            if len > size {
+                file.set_len(size)?;
+                file.sync_all()?;
+            }
+            drop(file);
+            publish_file(&from, &to)
         })
         .await
     }

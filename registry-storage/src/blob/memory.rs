@@ -105,8 +105,12 @@ impl BlobStore for MemoryBlobStore {
         Ok(one_chunk(bytes))
     }
 
-    async fn upload_publish(&self, id: &UploadId, digest: &Digest) -> Result<()> {
-        let bytes = lock(&self.uploads).remove(id).ok_or(Error::UploadUnknown)?;
+    async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()> {
+        let mut bytes = lock(&self.uploads).remove(id).ok_or(Error::UploadUnknown)?;
+        if (bytes.len() as u64) < size {
+            return Err(Error::Backend(format!("upload holds {} bytes, fewer than the {size} verified", bytes.len())));
+        }
+        bytes.truncate(size as usize);
         lock(&self.blobs).entry(digest.clone()).or_insert_with(|| bytes.freeze());
         Ok(())
     }
