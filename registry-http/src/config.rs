@@ -250,6 +250,23 @@ mod tests {
     }
 
     #[test]
+    fn tls_needs_both_files_and_loads_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).expect("write");
+        std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write");
+        let text = format!("[tls]\ncert = {cert_path:?}\nkey = {key_path:?}\n");
+        let options = Config::from_toml(&text).expect("valid").server_options().expect("loads");
+        assert!(options.tls.is_some());
+        let only_cert = Config::from_toml(&format!("[tls]\ncert = {cert_path:?}\n")).expect("valid");
+        assert!(only_cert.server_options().is_err(), "cert without key");
+        let wrong = Config::from_toml(&format!("[tls]\ncert = {key_path:?}\nkey = {cert_path:?}\n")).expect("valid");
+        assert!(wrong.server_options().is_err(), "swapped files");
+        assert!(Config::default().server_options().expect("plain").tls.is_none());
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         assert!(Config::from_toml("lisen = \"x\"").is_err());
         assert!(Config::from_toml("listen = 5").is_err());
