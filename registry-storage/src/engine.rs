@@ -84,13 +84,6 @@ pub struct PushedManifest {
     pub subject: Option<Digest>,
 }
 
-/// A referrer, as the referrers API lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Referrer {
-    /// The referrer's record.
-    pub manifest: ManifestRecord,
-}
-
 /// The registry engine. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Registry {
