@@ -17,7 +17,7 @@
 //! A disabled user or a removed robot can no longer log in or refresh a token at once; tokens it
 //! already holds stay valid until they expire (the token lifetime, 5 minutes by default).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -207,6 +207,11 @@ pub struct Accounts {
     failures: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
     /// A hash to verify against when the account does not exist, so both cost the same.
     dummy_hash: Arc<String>,
+    /// All projects in memory (the registry looks one up on every request); replaced after
+    /// each project write, which `project_writes` serializes. Exact, because this process alone
+    /// writes the database (redb locks the file).
+    projects: Arc<std::sync::RwLock<Arc<BTreeMap<String, Project>>>>,
+    project_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -233,7 +238,26 @@ impl Accounts {
         }
         txn.commit().map_err(db_err)?;
         let dummy_hash = bcrypt::hash("not a password", BCRYPT_COST).map_err(|e| AuthError::Backend(e.to_string()))?;
-        Ok(Accounts { db: Arc::new(db), failures: Default::default(), dummy_hash: Arc::new(dummy_hash) })
+        let projects = Self::list::<Project>(&db, PROJECTS)?.into_iter().map(|p| (p.name.clone(), p)).collect();
+        Ok(Accounts {
+            db: Arc::new(db),
+            failures: Default::default(),
+            dummy_hash: Arc::new(dummy_hash),
+            projects: Arc::new(std::sync::RwLock::new(Arc::new(projects))),
+            project_writes: Default::default(),
+        })
+    }
+
+    fn project_snapshot(&self) -> Arc<BTreeMap<String, Project>> {
+        self.projects.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Applies `change` to the in-memory projects (under `project_writes`, after the commit).
+    fn update_projects(&self, change: impl FnOnce(&mut BTreeMap<String, Project>)) {
+        let mut guard = self.projects.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = BTreeMap::clone(&guard);
+        change(&mut next);
+        *guard = Arc::new(next);
     }
 
     async fn blocking<T: Send + 'static>(
@@ -367,42 +391,61 @@ impl Accounts {
         }
         let project = Project { name: name.to_owned(), public, created_at };
         let p = project.clone();
+        let _writing = self.project_writes.lock().await;
         self.blocking(move |db| Self::put(db, PROJECTS, &p.name, &p, true)).await?;
+        self.update_projects(|all| {
+            all.insert(project.name.clone(), project.clone());
+        });
         Ok(project)
     }
 
-    /// A project.
+    /// A project (from memory).
     pub async fn project(&self, name: &str) -> Result<Option<Project>, AuthError> {
-        let name = name.to_owned();
-        self.blocking(move |db| Self::get(db, PROJECTS, &name)).await
+        Ok(self.project_snapshot().get(name).cloned())
     }
 
-    /// All projects.
+    /// All projects, by name.
     pub async fn projects(&self) -> Result<Vec<Project>, AuthError> {
-        self.blocking(|db| Self::list(db, PROJECTS)).await
+        Ok(self.project_snapshot().values().cloned().collect())
     }
 
     /// Removes a project with its members and robots (its repositories' content stays until
     /// deleted or collected).
     pub async fn remove_project(&self, name: &str) -> Result<(), AuthError> {
         let name = name.to_owned();
-        self.blocking(move |db| {
-            if !Self::remove(db, PROJECTS, &name)? {
-                return Err(AuthError::NotFound(format!("project {name}")));
-            }
-            for m in Self::list::<Member>(db, MEMBERS)? {
-                if m.project == name {
-                    Self::remove(db, MEMBERS, &format!("{}\0{}", m.project, m.user))?;
+        let _writing = self.project_writes.lock().await;
+        let removed = name.clone();
+        let result = self
+            .blocking(move |db| {
+                if !Self::remove(db, PROJECTS, &name)? {
+                    return Err(AuthError::NotFound(format!("project {name}")));
                 }
-            }
-            for r in Self::list::<Robot>(db, ROBOTS)? {
-                if r.project == name {
-                    Self::remove(db, ROBOTS, &r.name)?;
+                for m in Self::list::<Member>(db, MEMBERS)? {
+                    if m.project == name {
+                        Self::remove(db, MEMBERS, &format!("{}\0{}", m.project, m.user))?;
+                    }
                 }
+                for r in Self::list::<Robot>(db, ROBOTS)? {
+                    if r.project == name {
+                        Self::remove(db, ROBOTS, &r.name)?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        // The project's row went in the first transaction: memory follows the database whatever
+        // happened after it.
+        let key = removed.clone();
+        let now = self.blocking(move |db| Self::get::<Project>(db, PROJECTS, &key)).await?;
+        self.update_projects(|all| match now {
+            Some(p) => {
+                all.insert(removed, p);
             }
-            Ok(())
-        })
-        .await
+            None => {
+                all.remove(&removed);
+            }
+        });
+        result
     }
 
     // ---- members ----

@@ -14,6 +14,7 @@
 //! request ([`VerifiedToken::allows`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -455,12 +456,37 @@ fn b64_json<T: Serialize>(value: &T) -> Result<String, AuthError> {
 }
 
 /// Verifies tokens: signature against the trusted keys, algorithm, issuer, audience and times.
+///
+/// Tokens that passed the signature, issuer and audience checks are remembered (bounded, by the
+/// whole token text), so a client presenting the same token again costs a look-up instead of a
+/// signature verification; the times are checked on every use. Clones share the cache.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
     keys: BTreeMap<String, PublicKey>,
     issuer: String,
     audience: String,
     leeway: u64,
+    verified: Arc<VerifiedCache>,
+}
+
+/// Bytes of token text the verified-token cache holds.
+const VERIFIED_CACHE_BYTES: u64 = 8 << 20;
+
+#[derive(Clone)]
+struct TokenWeight;
+
+impl quick_cache::Weighter<String, VerifiedToken> for TokenWeight {
+    fn weight(&self, token: &String, _: &VerifiedToken) -> u64 {
+        token.len() as u64 + 256
+    }
+}
+
+struct VerifiedCache(quick_cache::sync::Cache<String, VerifiedToken, TokenWeight>);
+
+impl std::fmt::Debug for VerifiedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedCache").field("entries", &self.0.len()).finish()
+    }
 }
 
 /// A token that passed verification.
@@ -508,6 +534,11 @@ impl TokenVerifier {
             issuer: issuer.into(),
             audience: audience.into(),
             leeway: 30,
+            verified: Arc::new(VerifiedCache(quick_cache::sync::Cache::with_weighter(
+                4096,
+                VERIFIED_CACHE_BYTES,
+                TokenWeight,
+            ))),
         }
     }
 
@@ -535,6 +566,27 @@ impl TokenVerifier {
     /// Verifies a token as of `now`, accepting it up to `grace` seconds after its expiry (every
     /// other check unchanged). For requests on work a valid token started, such as an upload.
     pub fn verify_with_grace(&self, token: &str, now: u64, grace: u64) -> Result<VerifiedToken, AuthError> {
+        let verified = match self.verified.0.get(token) {
+            Some(v) => v,
+            None => {
+                let v = self.verify_signed(token)?;
+                self.verified.0.insert(token.to_owned(), v.clone());
+                v
+            }
+        };
+        let claims = &verified.claims;
+        let invalid = |reason: &'static str| AuthError::InvalidToken { reason };
+        if now > claims.exp.saturating_add(self.leeway).saturating_add(grace) {
+            return Err(invalid("expired"));
+        }
+        if now.saturating_add(self.leeway) < claims.nbf {
+            return Err(invalid("not yet valid"));
+        }
+        Ok(verified)
+    }
+
+    /// The checks that do not depend on time: format, algorithm, key, signature, issuer, audience.
+    fn verify_signed(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         let invalid = |reason: &'static str| AuthError::InvalidToken { reason };
         if token.len() > MAX_TOKEN_LEN {
             return Err(invalid("too long"));
@@ -575,12 +627,6 @@ impl TokenVerifier {
         if claims.aud != self.audience {
             return Err(invalid("wrong audience"));
         }
-        if now > claims.exp.saturating_add(self.leeway).saturating_add(grace) {
-            return Err(invalid("expired"));
-        }
-        if now.saturating_add(self.leeway) < claims.nbf {
-            return Err(invalid("not yet valid"));
-        }
         Ok(VerifiedToken { claims })
     }
 }
@@ -597,6 +643,28 @@ mod tests {
 
     fn scope(s: &str) -> Scope {
         Scope::parse(s).expect("scope")
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_its_signature_opens_nothing_else() {
+        let (issuer, verifier) = setup();
+        let (token, claims) = issuer.issue("alice", "registry", &[scope("repository:a/b:pull")]).expect("issue");
+        verifier.verify_at(&token, claims.iat).expect("valid, and now remembered");
+        assert!(
+            matches!(verifier.verify_at(&token, claims.exp + 31), Err(AuthError::InvalidToken { reason: "expired" })),
+            "the times are checked on every use"
+        );
+        assert!(verifier.clone().verify_at(&token, claims.iat).is_ok(), "clones share what they verified");
+        // The same signature over other claims is not the remembered token.
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = B64.encode(
+            String::from_utf8(B64.decode(parts[1]).expect("b64")).expect("utf8").replace("a/b", "a/c").as_bytes(),
+        );
+        parts[1] = &forged;
+        assert!(matches!(
+            verifier.verify_at(&parts.join("."), claims.iat),
+            Err(AuthError::InvalidToken { reason: "bad signature" })
+        ));
     }
 
     #[test]

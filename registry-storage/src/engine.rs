@@ -8,6 +8,9 @@
 //!   and it is published at its content address.
 //! - A manifest is parsed and validated, all it references must be in the repository, and its
 //!   record, referrer entry and tag move are one metadata transaction.
+//! - Manifest bytes are cached in memory by digest (bounded by [`MANIFEST_CACHE_BYTES`]): content
+//!   addressed bytes never change, so the cache needs no invalidation and is safe with any number
+//!   of replicas. Whether a repository holds a manifest is always the metadata store's answer.
 
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
@@ -35,6 +38,18 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits { max_manifest_bytes: 4 << 20, max_page: 1000 }
+    }
+}
+
+/// Bytes of manifests kept in memory by digest.
+pub const MANIFEST_CACHE_BYTES: u64 = 32 << 20;
+
+#[derive(Clone)]
+struct ByteWeight;
+
+impl quick_cache::Weighter<Digest, Bytes> for ByteWeight {
+    fn weight(&self, _: &Digest, bytes: &Bytes) -> u64 {
+        bytes.len() as u64 + 64
     }
 }
 
@@ -91,6 +106,7 @@ pub struct Registry {
     meta: Arc<dyn MetadataStore>,
     limits: Limits,
     upload_locks: Arc<[tokio::sync::Mutex<()>]>,
+    manifest_bytes: Arc<quick_cache::sync::Cache<Digest, Bytes, ByteWeight>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -107,7 +123,8 @@ impl Registry {
     /// An engine over a blob store and a metadata store.
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, limits: Limits) -> Registry {
         let upload_locks = (0..UPLOAD_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Registry { blobs, meta, limits, upload_locks }
+        let manifest_bytes = Arc::new(quick_cache::sync::Cache::with_weighter(4096, MANIFEST_CACHE_BYTES, ByteWeight));
+        Registry { blobs, meta, limits, upload_locks, manifest_bytes }
     }
 
     /// An engine on memory stores, for tests and examples.
@@ -184,16 +201,21 @@ impl Registry {
     ) -> Result<UploadStatus> {
         let _guard = self.upload_lock(id).lock().await;
         let record = self.load_upload(repository, id).await?;
-        let record = self.append_locked(id, record, range, body).await?;
+        let record = self.append_locked(id, record, range, body, true).await?;
         Ok(UploadStatus { id: id.clone(), offset: record.offset })
     }
 
+    /// Appends `body` to the upload; with `save`, records the new offset and verifier state
+    /// (a chunk the client is told about), else only returns them (the last bytes of an upload
+    /// that completes in the same request: the session ends with it, so recording it would be a
+    /// wasted commit; should the request fail, the next append cuts the file back to the record).
     async fn append_locked(
         &self,
         id: &UploadId,
         record: UploadRecord,
         range: Option<ChunkRange>,
         body: &mut BodyStream<'_>,
+        save: bool,
     ) -> Result<UploadRecord> {
         if let Some(range) = range
             && range.start != record.offset
@@ -236,7 +258,7 @@ impl Registry {
             )));
         }
         let updated = UploadRecord { offset: new_len, verifier_state: verifier.save().to_bytes(), ..record.clone() };
-        if !self.meta.update_upload(id, record.offset, &updated).await? {
+        if save && !self.meta.update_upload(id, record.offset, &updated).await? {
             return Err(Error::UploadInvalid { reason: "the upload was changed by a concurrent request".into() });
         }
         Ok(updated)
@@ -256,7 +278,7 @@ impl Registry {
         let _guard = self.upload_lock(id).lock().await;
         let mut record = self.load_upload(repository, id).await?;
         if let Some(body) = body {
-            record = self.append_locked(id, record, range, body).await?;
+            record = self.append_locked(id, record, range, body, false).await?;
         }
         let verified = match self.verify_upload(id, &record, digest).await {
             Ok(size) => size,
@@ -268,8 +290,7 @@ impl Registry {
             }
         };
         self.blobs.upload_publish(id, digest, verified).await?;
-        self.meta.link_blob(repository, digest, verified).await?;
-        self.meta.delete_upload(id).await?;
+        self.meta.complete_upload(id, repository, digest, verified).await?;
         Ok(verified)
     }
 
@@ -423,8 +444,9 @@ impl Registry {
             subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
             references: manifest.blobs().chain(manifest.manifests.iter()).map(|d| d.digest.clone()).collect(),
         };
-        self.blobs.put(&digest, bytes).await?;
+        self.blobs.put(&digest, bytes.clone()).await?;
         self.meta.put_manifest(repository, &record, reference.as_tag()).await?;
+        self.manifest_bytes.insert(digest.clone(), bytes);
         Ok(PushedManifest { digest, subject: record.subject })
     }
 
@@ -445,12 +467,25 @@ impl Registry {
         reference: &Reference,
     ) -> Result<(ManifestRecord, Bytes)> {
         let record = self.stat_manifest(repository, reference).await?;
+        if let Some(bytes) = self.manifest_bytes.get(&record.digest) {
+            return Ok((record, bytes));
+        }
         let mut stream = self.blobs.read(&record.digest, None).await?;
         let mut bytes = BytesMut::with_capacity(record.size as usize);
         while let Some(chunk) = stream.next().await {
             bytes.extend_from_slice(&chunk?);
         }
-        Ok((record, bytes.freeze()))
+        let bytes = bytes.freeze();
+        if bytes.len() as u64 != record.size {
+            return Err(Error::Corrupt(format!(
+                "manifest {} has {} bytes, not {}",
+                record.digest,
+                bytes.len(),
+                record.size
+            )));
+        }
+        self.manifest_bytes.insert(record.digest.clone(), bytes.clone());
+        Ok((record, bytes))
     }
 
     /// Deletes a manifest by digest (with its tags and referrer entry), or only a tag

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::blob::UploadId;
 use crate::error::Result;
 
+mod cache;
 pub mod redb;
 
 /// An upload session, saved after every acknowledged chunk.
@@ -81,6 +82,20 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Links a published blob into a repository.
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()>;
+
+    /// Completes an upload: links its published blob into `repository` and removes the session,
+    /// in one transaction where the store can (the default does the two steps in that order).
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        self.link_blob(repository, digest, size).await?;
+        self.delete_upload(id).await?;
+        Ok(())
+    }
 
     /// The size of a blob linked into a repository, or `None`.
     async fn blob_link(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;

@@ -141,6 +141,14 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     assert_eq!(store.blob_link(&other, &blob).await.expect("link"), None);
     assert!(store.unlink_blob(&repo, &blob).await.expect("unlink"));
     assert!(!store.unlink_blob(&repo, &blob).await.expect("unlink again"));
+    assert_eq!(store.blob_link(&repo, &blob).await.expect("link"), None, "an unlinked blob is gone at once");
+
+    // Completing an upload links its blob and ends the session.
+    store.create_upload(&id, &rec).await.expect("create upload");
+    store.complete_upload(&id, &repo, &blob, 4).await.expect("complete");
+    assert_eq!(store.get_upload(&id).await.expect("get"), None);
+    assert_eq!(store.blob_link(&repo, &blob).await.expect("link"), Some(4));
+    assert!(store.unlink_blob(&repo, &blob).await.expect("unlink"));
 
     // Manifests, tags, referrers.
     let image = record("image", None);
@@ -180,10 +188,13 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     // Deleting a tag keeps the manifest; deleting a manifest takes its tags and referrer entry.
     assert!(store.delete_tag(&repo, &latest).await.expect("delete tag"));
     assert!(!store.delete_tag(&repo, &latest).await.expect("delete tag again"));
+    assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), None, "a deleted tag is gone at once");
     assert!(store.get_manifest(&repo, &image.digest).await.expect("get").is_some());
     assert!(store.delete_manifest(&repo, &sig.digest).await.expect("delete referrer"));
     assert!(store.referrers(&repo, &image.digest).await.expect("referrers").is_empty());
+    assert!(store.get_manifest(&repo, &image2.digest).await.expect("get").is_some());
     assert!(store.delete_manifest(&repo, &image2.digest).await.expect("delete"));
+    assert_eq!(store.get_manifest(&repo, &image2.digest).await.expect("get"), None);
     assert_eq!(store.resolve_tag(&repo, &v1).await.expect("resolve"), None, "tags go with the manifest");
     let page = store.list_tags(&repo, None, 10).await.expect("tags").expect("known");
     assert!(page.entries.is_empty(), "{:?}", page.entries);

@@ -31,3 +31,58 @@ async fn redb_file_survives_reopen() {
     let repos = registry_storage::MetadataStore::list_repositories(&store, None, 10).await.expect("catalog");
     assert_eq!(repos.entries, vec!["suite/app", "suite/other"], "data survives closing the database");
 }
+
+/// The read cache never keeps a value a write replaced, whatever the interleaving: readers race
+/// a writer that moves a tag and relinks a blob; once the writer is done, every read sees its last
+/// write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_cache_never_serves_a_replaced_value() {
+    use registry_core::{Digest, RepositoryName, Tag};
+    use registry_storage::{ManifestRecord, MetadataStore};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let store = Arc::new(RedbMetadataStore::in_memory().expect("db"));
+    let repo = RepositoryName::parse("race/app").expect("name");
+    let tag = Tag::parse("latest").expect("tag");
+    let blob = Digest::sha256_of(b"blob");
+    let record = |i: u32| ManifestRecord {
+        digest: Digest::sha256_of(&i.to_le_bytes()),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        size: 1,
+        artifact_type: None,
+        annotations: Default::default(),
+        subject: None,
+        references: Vec::new(),
+    };
+    for round in 0..20u32 {
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, repo, tag, blob, done) =
+                    (store.clone(), repo.clone(), tag.clone(), blob.clone(), done.clone());
+                tokio::spawn(async move {
+                    while !done.load(Ordering::SeqCst) {
+                        store.resolve_tag(&repo, &tag).await.expect("resolve");
+                        store.blob_link(&repo, &blob).await.expect("link");
+                    }
+                })
+            })
+            .collect();
+        let last = round * 10 + 9;
+        for i in round * 10..=last {
+            store.put_manifest(&repo, &record(i), Some(&tag)).await.expect("move tag");
+            if i % 2 == 0 {
+                store.link_blob(&repo, &blob, 4).await.expect("link");
+            } else {
+                store.unlink_blob(&repo, &blob).await.expect("unlink");
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.await.expect("reader");
+        }
+        assert_eq!(store.resolve_tag(&repo, &tag).await.expect("resolve"), Some(record(last).digest), "round {round}");
+        assert_eq!(store.blob_link(&repo, &blob).await.expect("link"), None, "round {round}");
+    }
+}

@@ -36,7 +36,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use registry_core::Digest;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 use super::{BlobStore, BodyStream, ByteStream, UploadId, body_error};
@@ -44,8 +43,8 @@ use crate::error::{Error, Result};
 
 /// Size of the writer's buffer: request bodies arrive in small frames; disks want large writes.
 const WRITE_BUFFER: usize = 1 << 20;
-/// Size of each read when streaming a blob out.
-const READ_CHUNK: usize = 256 << 10;
+/// Size of each read when streaming a blob out (one chunk is read ahead while one is sent).
+const READ_CHUNK: usize = 1 << 20;
 /// Frames in flight between the hashing task and the writing thread (backpressure bound).
 const CHANNEL_DEPTH: usize = 64;
 
@@ -111,6 +110,58 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 
     tokio::task::spawn_blocking(f).await.map_err(Error::backend)?.map_err(Error::from)
 }
 
+/// Opens a file with its size; `None` when it does not exist.
+async fn open_sized(path: PathBuf) -> Result<Option<(File, u64)>> {
+    blocking(move || match File::open(&path) {
+        Ok(f) => {
+            let size = f.metadata()?.len();
+            Ok(Some((f, size)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
+}
+
+/// Streams `range` of `file` in [`READ_CHUNK`] reads on blocking threads, the next read running
+/// while the previous chunk is sent. No thread waits on a slow client: a read starts only when the
+/// consumer takes the chunk before it. Reads go into fresh, uninitialized-then-filled buffers
+/// (`read_to_end` into reserved capacity), so no byte is zeroed or copied twice.
+fn read_ahead(file: File, range: Range<u64>) -> ByteStream {
+    type Pending = tokio::task::JoinHandle<(File, io::Result<Bytes>)>;
+    fn start(mut file: File, offset: u64, len: u64) -> Pending {
+        tokio::task::spawn_blocking(move || {
+            let read = (|| {
+                use std::io::Read;
+                file.seek(SeekFrom::Start(offset))?;
+                let mut buf = Vec::with_capacity(len as usize);
+                (&mut file).take(len).read_to_end(&mut buf)?;
+                if (buf.len() as u64) < len {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file is shorter than recorded"));
+                }
+                Ok(Bytes::from(buf))
+            })();
+            (file, read)
+        })
+    }
+    let end = range.end;
+    let chunk = move |offset: u64| (READ_CHUNK as u64).min(end - offset);
+    let first = (range.start < end).then(|| start(file, range.start, chunk(range.start)));
+    Box::pin(futures::stream::unfold((first, range.start), move |(pending, offset)| async move {
+        let (file, read) = match pending?.await {
+            Ok(done) => done,
+            Err(e) => return Some((Err(io::Error::other(e)), (None, end))),
+        };
+        let bytes = match read {
+            Ok(b) => b,
+            Err(e) => return Some((Err(e), (None, end))),
+        };
+        let next = offset + bytes.len() as u64;
+        let pending = (next < end).then(|| start(file, next, chunk(next)));
+        Some((Ok(bytes), (pending, next)))
+    }))
+}
+
 enum Frame {
     Data(Bytes),
     /// The body failed: undo the append.
@@ -168,19 +219,14 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream> {
-        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::BlobUnknown { digest: digest.clone() }),
-            Err(e) => return Err(e.into()),
-        };
-        let size = file.metadata().await?.len();
+        let path = self.blob_path(digest);
+        let opened = open_sized(path).await?;
+        let Some((file, size)) = opened else { return Err(Error::BlobUnknown { digest: digest.clone() }) };
         let range = range.unwrap_or(0..size);
         if range.start > range.end || range.end > size {
             return Err(Error::RangeNotSatisfiable { size });
         }
-        file.seek(SeekFrom::Start(range.start)).await?;
-        let reader = file.take(range.end - range.start);
-        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)))
+        Ok(read_ahead(file, range))
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<()> {
@@ -252,11 +298,10 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
-        match tokio::fs::File::open(self.upload_path(id)).await {
-            Ok(f) => Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(f, READ_CHUNK))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::UploadUnknown),
-            Err(e) => Err(e.into()),
-        }
+        let path = self.upload_path(id);
+        let opened = open_sized(path).await?;
+        let Some((file, size)) = opened else { return Err(Error::UploadUnknown) };
+        Ok(read_ahead(file, 0..size))
     }
 
     async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()> {
