@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use registry_core::Digest;
 use registry_examples::send;
+use registry_storage::blob::StoredObject;
 use registry_storage::{
     BlobStore, BodyStream, ByteStream, Limits, MemoryBlobStore, RedbMetadataStore, Registry, Result, UploadId,
 };
@@ -70,6 +71,28 @@ impl BlobStore for CountingStore {
 
     async fn upload_delete(&self, id: &UploadId) -> Result<()> {
         self.inner.upload_delete(id).await
+    }
+
+    // What garbage collection needs: listings and a deletion that spares fresh copies.
+
+    async fn delete_if_older(&self, digest: &Digest, cutoff: u64) -> Result<Option<u64>> {
+        self.inner.delete_if_older(digest, cutoff).await
+    }
+
+    async fn blob_info(&self, digest: &Digest) -> Result<Option<StoredObject<Digest>>> {
+        self.inner.blob_info(digest).await
+    }
+
+    async fn upload_info(&self, id: &UploadId) -> Result<Option<StoredObject<UploadId>>> {
+        self.inner.upload_info(id).await
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredObject<Digest>>> {
+        self.inner.list_blobs(after, limit).await
+    }
+
+    async fn list_uploads(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<StoredObject<UploadId>>> {
+        self.inner.list_uploads(after, limit).await
     }
 }
 

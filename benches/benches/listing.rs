@@ -29,6 +29,7 @@ fn populated(rt: &tokio::runtime::Runtime, tags: usize, repos: usize) -> Registr
             annotations: Default::default(),
             subject: None,
             references: Vec::new(),
+            pushed_at: 0,
         };
         for i in 0..tags {
             let tag = Tag::parse(&format!("v{i:06}")).expect("tag");

@@ -89,6 +89,7 @@ impl From<registry_storage::Error> for ApiError {
             E::RangeNotSatisfiable { size } => {
                 api = api.with_header(http::header::CONTENT_RANGE, format!("bytes */{size}"))
             }
+            E::Unavailable(_) => api = api.with_header(http::header::RETRY_AFTER, "1".to_owned()),
             E::Backend(_) | E::Corrupt(_) => {
                 tracing::error!(error = %e, "storage fault");
                 api.message = "internal storage error; retry later".into();

@@ -68,6 +68,17 @@ impl std::fmt::Display for UploadId {
     }
 }
 
+/// A stored object as garbage collection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject<K> {
+    /// The blob's digest or the upload's id.
+    pub key: K,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written, in milliseconds since the Unix epoch.
+    pub modified: u64,
+}
+
 /// Storage for content-addressed blobs and in-progress uploads.
 ///
 /// Every method is safe to call concurrently; publishing the same digest twice stores one copy.
@@ -86,6 +97,11 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes a published blob; `false` if it was absent.
     async fn delete(&self, digest: &Digest) -> Result<bool>;
+
+    /// Removes a published blob unless it was written after `cutoff` (milliseconds since the
+    /// epoch); its size if it was removed. Atomic with respect to a concurrent publish of the
+    /// same digest: the publish's copy survives (garbage collection relies on this).
+    async fn delete_if_older(&self, digest: &Digest, cutoff: u64) -> Result<Option<u64>>;
 
     /// Creates an empty upload.
     async fn upload_create(&self, id: &UploadId) -> Result<()>;
@@ -106,12 +122,37 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Publishes the first `size` bytes of the upload at `digest` in one atomic step and removes
     /// the upload. The caller has verified exactly those bytes; anything the upload holds past
-    /// `size` (a chunk that was never acknowledged) is cut off first and never published. If the
-    /// blob already exists, the upload is simply discarded.
+    /// `size` (a chunk that was never acknowledged) is cut off first and never published. The
+    /// published blob counts as written now (replacing an existing copy, same bytes, is fine), so
+    /// a concurrent [`BlobStore::delete_if_older`] leaves it.
     async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()>;
 
     /// Removes an upload (idempotent).
     async fn upload_delete(&self, id: &UploadId) -> Result<()>;
+
+    /// A published blob's size and modification time, or `None`.
+    async fn blob_info(&self, digest: &Digest) -> Result<Option<StoredObject<Digest>>>;
+
+    /// An upload's size and last write time, or `None`.
+    async fn upload_info(&self, id: &UploadId) -> Result<Option<StoredObject<UploadId>>>;
+
+    /// Up to `limit` published blobs whose digest's text comes after `after`, in that order (for
+    /// garbage collection, which pages through the store without holding it in memory).
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredObject<Digest>>>;
+
+    /// Up to `limit` uploads whose id comes after `after`, in id order (for garbage collection of
+    /// abandoned uploads).
+    async fn list_uploads(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<StoredObject<UploadId>>>;
+}
+
+/// Seconds since the Unix epoch of a system time (0 before the epoch).
+pub(crate) fn epoch_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch of a system time (0 before the epoch).
+pub(crate) fn epoch_millis(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Turns a failed body item into the store's error: a verifier error stays typed, anything else is

@@ -107,6 +107,7 @@ pub struct Registry {
     limits: Limits,
     upload_locks: Arc<[tokio::sync::Mutex<()>]>,
     manifest_bytes: Arc<quick_cache::sync::Cache<Digest, Bytes, ByteWeight>>,
+    gc_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -124,7 +125,7 @@ impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, limits: Limits) -> Registry {
         let upload_locks = (0..UPLOAD_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
         let manifest_bytes = Arc::new(quick_cache::sync::Cache::with_weighter(4096, MANIFEST_CACHE_BYTES, ByteWeight));
-        Registry { blobs, meta, limits, upload_locks, manifest_bytes }
+        Registry { blobs, meta, limits, upload_locks, manifest_bytes, gc_lock: Arc::default() }
     }
 
     /// An engine on memory stores, for tests and examples.
@@ -149,6 +150,22 @@ impl Registry {
     /// The metadata store.
     pub fn metadata_store(&self) -> &Arc<dyn MetadataStore> {
         &self.meta
+    }
+
+    pub(crate) fn gc_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.gc_lock
+    }
+
+    pub(crate) fn forget_manifest_bytes(&self, digest: &Digest) {
+        self.manifest_bytes.remove(digest);
+    }
+
+    /// Removes an abandoned upload's bytes and session (garbage collection).
+    pub(crate) async fn abandon_upload(&self, id: &UploadId) -> Result<()> {
+        let _guard = self.upload_lock(id).lock().await;
+        self.blobs.upload_delete(id).await?;
+        self.meta.delete_upload(id).await?;
+        Ok(())
     }
 
     fn upload_lock(&self, id: &UploadId) -> &tokio::sync::Mutex<()> {
@@ -354,12 +371,12 @@ impl Registry {
         from: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
-        let Some(size) = self.meta.blob_link(from, digest).await? else { return Ok(None) };
-        if self.blobs.stat(digest).await?.is_none() {
-            return Ok(None);
+        match self.meta.mount_blob(repository, from, digest).await {
+            Ok(size) => Ok(size),
+            // Being garbage-collected: the client uploads it instead.
+            Err(Error::Unavailable(_)) => Ok(None),
+            Err(e) => Err(e),
         }
-        self.meta.link_blob(repository, digest, size).await?;
-        Ok(Some(size))
     }
 
     /// The size of a blob in a repository (`HEAD /v2/<name>/blobs/<digest>`).
@@ -443,6 +460,7 @@ impl Registry {
             annotations: manifest.annotations.clone(),
             subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
             references: manifest.blobs().chain(manifest.manifests.iter()).map(|d| d.digest.clone()).collect(),
+            pushed_at: now(),
         };
         self.blobs.put(&digest, bytes.clone()).await?;
         self.meta.put_manifest(repository, &record, reference.as_tag()).await?;

@@ -85,6 +85,10 @@ pub enum Error {
     /// A saved record does not decode: the store is corrupt or from an incompatible version.
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// The operation conflicts with work in progress (a blob being garbage-collected); retrying
+    /// shortly succeeds.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -101,7 +105,7 @@ impl Error {
             Error::ManifestDigestMismatch { .. } => ErrorCode::DigestInvalid,
             Error::NameUnknown { .. } => ErrorCode::NameUnknown,
             Error::TooLarge { .. } => ErrorCode::SizeInvalid,
-            Error::Backend(_) | Error::Corrupt(_) => ErrorCode::Unknown,
+            Error::Backend(_) | Error::Corrupt(_) | Error::Unavailable(_) => ErrorCode::Unknown,
         }
     }
 
@@ -110,6 +114,7 @@ impl Error {
         match self {
             Error::RangeInvalid { .. } | Error::RangeNotSatisfiable { .. } => 416,
             Error::TooLarge { .. } => 413,
+            Error::Unavailable(_) => 503,
             // An unsupported digest algorithm, schema 1 or an unknown manifest type: the spec's
             // 400 with the code, rather than the 405 of UNSUPPORTED.
             _ => self.code().status(),

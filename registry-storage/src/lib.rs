@@ -15,6 +15,7 @@
 pub mod blob;
 pub mod engine;
 pub mod error;
+pub mod gc;
 pub mod meta;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -24,5 +25,6 @@ pub use blob::memory::MemoryBlobStore;
 pub use blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
 pub use engine::{ChunkRange, Limits, Registry};
 pub use error::{Error, Result};
+pub use gc::{GcOptions, GcReport};
 pub use meta::redb::RedbMetadataStore;
 pub use meta::{ManifestRecord, MetadataStore, Page, UploadRecord};

@@ -53,6 +53,42 @@ pub struct ManifestRecord {
     /// Every blob and child manifest it references (for garbage collection).
     #[serde(default)]
     pub references: Vec<Digest>,
+    /// When it was pushed, in seconds since the Unix epoch (garbage collection's grace period).
+    #[serde(default)]
+    pub pushed_at: u64,
+}
+
+/// A manifest as garbage collection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcManifest {
+    /// Its record.
+    pub record: ManifestRecord,
+    /// Whether a tag points at it.
+    pub tagged: bool,
+    /// The manifests of the same repository that reference it (an index listing it).
+    pub referenced_by: Vec<Digest>,
+}
+
+/// A blob link as garbage collection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcLink {
+    /// The blob.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// When it was linked into the repository, in seconds since the Unix epoch.
+    pub linked_at: u64,
+    /// The manifests of the same repository that reference it.
+    pub referenced_by: Vec<Digest>,
+}
+
+/// A repository that holds a digest, as a linked blob or as a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The repository.
+    pub repository: String,
+    /// Whether it holds the digest as a manifest (else as a blob link).
+    pub manifest: bool,
 }
 
 /// One page of a listing.
@@ -97,6 +133,16 @@ pub trait MetadataStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Links into `repository` a blob that `from` holds, checking in the same transaction that
+    /// `from` still holds it (so garbage collection cannot have taken it); its size, or `None`
+    /// when `from` does not hold it.
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>>;
+
     /// The size of a blob linked into a repository, or `None`.
     async fn blob_link(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
 
@@ -127,6 +173,58 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// The manifests of a repository whose subject is `subject`.
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>>;
+
+    // ---- garbage collection ----
+    //
+    // The rules that make collection safe while the registry serves live in the store's
+    // transactions: `put_manifest` refuses references the repository does not hold, linking
+    // refuses a digest marked for deletion, and every removal below re-checks its condition in
+    // the transaction that removes.
+
+    /// Up to `limit` manifests of a repository after `after` (digest text order).
+    async fn gc_manifests(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<GcManifest>>;
+
+    /// Up to `limit` blob links of a repository after `after` (digest text order).
+    async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>>;
+
+    /// The holders of each digest.
+    async fn gc_holders(&self, digests: &[Digest]) -> Result<Vec<Vec<Holder>>>;
+
+    /// Deletes those of `digests` that are still untagged, referenced by no manifest of the
+    /// repository, without a subject in it, and pushed at or before `pushed_before`; returns them.
+    async fn gc_delete_manifests(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        pushed_before: u64,
+    ) -> Result<Vec<Digest>>;
+
+    /// Unlinks those of `digests` that no manifest of the repository references and that were
+    /// linked at or before `linked_before`; returns them with their sizes.
+    async fn gc_unlink(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        linked_before: u64,
+    ) -> Result<Vec<(Digest, u64)>>;
+
+    /// Marks for deletion those of `digests` that no repository holds; returns them. While
+    /// marked, a digest cannot be linked or pushed as a manifest ([`crate::Error::Unavailable`]).
+    async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
+
+    /// Removes the marks (after the blobs are deleted, or when a deletion is called off).
+    async fn gc_unmark(&self, digests: &[Digest]) -> Result<()>;
+
+    /// Up to `limit` digests still marked (a collection that stopped half-way).
+    async fn gc_marked(&self, limit: usize) -> Result<Vec<Digest>>;
+
+    /// Up to `limit` upload sessions started at or before `started_before`.
+    async fn expired_uploads(&self, started_before: u64, limit: usize) -> Result<Vec<UploadId>>;
 }
 
 mod hex_bytes {

@@ -114,6 +114,7 @@ fn record(content: &str, subject: Option<&Digest>) -> ManifestRecord {
         annotations: Default::default(),
         subject: subject.cloned(),
         references: vec![],
+        pushed_at: 0,
     }
 }
 
@@ -162,6 +163,12 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     assert_eq!(store.get_manifest(&repo, &image.digest).await.expect("get"), Some(image.clone()));
     assert_eq!(store.get_manifest(&other, &image.digest).await.expect("get"), None, "per repository");
     assert_eq!(store.referrers(&repo, &image.digest).await.expect("referrers"), vec![sig.clone()]);
+
+    // A manifest may reference only what the repository holds (checked in its transaction).
+    let mut dangling = record("dangling", None);
+    dangling.references = vec![Digest::sha256_of(b"never linked")];
+    assert!(matches!(store.put_manifest(&repo, &dangling, None).await, Err(crate::Error::ManifestBlobUnknown { .. })));
+    assert_eq!(store.get_manifest(&repo, &dangling.digest).await.expect("get"), None, "nothing written");
 
     // Moving a tag leaves the manifest and the other tag alone.
     let image2 = record("image2", None);

@@ -54,6 +54,7 @@ async fn redb_cache_never_serves_a_replaced_value() {
         annotations: Default::default(),
         subject: None,
         references: Vec::new(),
+        pushed_at: 0,
     };
     for round in 0..20u32 {
         let done = Arc::new(AtomicBool::new(false));

@@ -38,7 +38,7 @@ use futures::StreamExt;
 use registry_core::Digest;
 use tokio::sync::mpsc;
 
-use super::{BlobStore, BodyStream, ByteStream, UploadId, body_error};
+use super::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId, body_error, epoch_millis};
 use crate::error::{Error, Result};
 
 /// Size of the writer's buffer: request bodies arrive in small frames; disks want large writes.
@@ -97,11 +97,8 @@ fn publish_file(from: &Path, to: &Path) -> io::Result<()> {
             sync_dir(parent)?;
         }
     }
-    if to.exists() {
-        // Same digest, same bytes: keep the one copy.
-        std::fs::remove_file(from)?;
-        return Ok(());
-    }
+    // An existing copy (same digest, same bytes) is replaced atomically: one copy stays, and
+    // it is the fresh one, which garbage collection's `delete_if_older` will not take.
     std::fs::rename(from, to)?;
     sync_dir(dir)
 }
@@ -256,6 +253,32 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    /// Moves the blob aside atomically (so a publish of the same digest from now on creates a new
+    /// file), then deletes it if it is old; a fresh one (published just before) is put back.
+    async fn delete_if_older(&self, digest: &Digest, cutoff: u64) -> Result<Option<u64>> {
+        let path = self.blob_path(digest);
+        let aside = self.root.join("tmp").join(format!("gc-{}", UploadId::new_random()));
+        blocking(move || {
+            match std::fs::rename(&path, &aside) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            let meta = std::fs::metadata(&aside)?;
+            if modified_ms(&meta) > cutoff {
+                // Same bytes as anything published there meanwhile: putting it back is harmless.
+                std::fs::rename(&aside, &path)?;
+                return Ok(None);
+            }
+            std::fs::remove_file(&aside)?;
+            if let Some(dir) = path.parent() {
+                sync_dir(dir)?;
+            }
+            Ok(Some(meta.len()))
+        })
+        .await
+    }
+
     async fn upload_create(&self, id: &UploadId) -> Result<()> {
         let path = self.upload_path(id);
         let dir = self.root.join("uploads");
@@ -324,6 +347,8 @@ impl BlobStore for FsBlobStore {
                 file.set_len(size)?;
                 file.sync_all()?;
             }
+            // Written now, as far as garbage collection is concerned (the last chunk may be old).
+            file.set_modified(std::time::SystemTime::now())?;
             drop(file);
             publish_file(&from, &to)
         })
@@ -337,4 +362,108 @@ impl BlobStore for FsBlobStore {
             Err(e) => Err(e.into()),
         }
     }
+
+    async fn blob_info(&self, digest: &Digest) -> Result<Option<StoredObject<Digest>>> {
+        stored(self.blob_path(digest), digest.clone()).await
+    }
+
+    async fn upload_info(&self, id: &UploadId) -> Result<Option<StoredObject<UploadId>>> {
+        stored(self.upload_path(id), id.clone()).await
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredObject<Digest>>> {
+        let root = self.root.join("blobs");
+        let after = after.map(|d| d.to_string());
+        blocking(move || list_blob_files(&root, after.as_deref(), limit)).await
+    }
+
+    async fn list_uploads(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<StoredObject<UploadId>>> {
+        let dir = self.root.join("uploads");
+        let after = after.map(|id| id.to_string());
+        blocking(move || {
+            let mut names = sorted_names(&dir)?;
+            names.retain(|n| after.as_deref().is_none_or(|a| n.as_str() > a));
+            let mut out = Vec::new();
+            for name in names {
+                if out.len() == limit {
+                    break;
+                }
+                // Anything else in the directory is not ours to judge.
+                let Ok(id) = UploadId::parse(&name) else { continue };
+                match std::fs::metadata(dir.join(&name)) {
+                    Ok(m) => out.push(StoredObject { key: id, size: m.len(), modified: modified_ms(&m) }),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// The size and modification time of the file at `path`, as the object `key`.
+async fn stored<K: Send + 'static>(path: PathBuf, key: K) -> Result<Option<StoredObject<K>>> {
+    blocking(move || match std::fs::metadata(&path) {
+        Ok(m) => Ok(Some(StoredObject { key, size: m.len(), modified: modified_ms(&m) })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
+}
+
+fn modified_ms(m: &std::fs::Metadata) -> u64 {
+    m.modified().map(epoch_millis).unwrap_or(0)
+}
+
+/// The entry names of `dir`, sorted; none when it does not exist.
+fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                if let Some(name) = entry?.file_name().to_str() {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Up to `limit` blobs under `root` (`<algorithm>/<2 hex>/<hex>`) whose digest text comes after
+/// `after`. Reads only the directories at or after `after`'s, so a page costs what it returns.
+fn list_blob_files(root: &Path, after: Option<&str>, limit: usize) -> io::Result<Vec<StoredObject<Digest>>> {
+    let mut out = Vec::new();
+    for algorithm in sorted_names(root)? {
+        if after.is_some_and(|a| a.split(':').next().is_some_and(|alg| algorithm.as_str() < alg)) {
+            continue;
+        }
+        for prefix in sorted_names(&root.join(&algorithm))? {
+            let floor = format!("{algorithm}:{prefix}");
+            if after.is_some_and(|a| floor.as_str() < a && !a.starts_with(&floor)) {
+                continue;
+            }
+            for hex in sorted_names(&root.join(&algorithm).join(&prefix))? {
+                let text = format!("{algorithm}:{hex}");
+                if after.is_some_and(|a| text.as_str() <= a) {
+                    continue;
+                }
+                // Only names that are digests (a stray file is left alone).
+                let Ok(digest) = Digest::parse(&text) else { continue };
+                match std::fs::metadata(root.join(&algorithm).join(&prefix).join(&hex)) {
+                    Ok(m) => out.push(StoredObject { key: digest, size: m.len(), modified: modified_ms(&m) }),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
 }

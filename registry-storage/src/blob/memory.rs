@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use registry_core::Digest;
 
-use super::{BlobStore, BodyStream, ByteStream, UploadId, body_error};
+use super::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId, body_error, epoch_millis};
 use crate::error::{Error, Result};
 
 /// Blobs and uploads held in memory. Cheap to create; everything is lost on drop.
@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 pub struct MemoryBlobStore {
     blobs: Mutex<HashMap<Digest, Bytes>>,
     uploads: Mutex<HashMap<UploadId, BytesMut>>,
+    /// When each blob or upload was last written.
+    modified: Mutex<HashMap<String, u64>>,
 }
 
 impl MemoryBlobStore {
@@ -40,6 +42,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave these maps half-updated (each update is one
     // insert or remove), so a poisoned lock is still consistent.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MemoryBlobStore {
+    fn touch(&self, key: String) {
+        lock(&self.modified).insert(key, epoch_millis(std::time::SystemTime::now()));
+    }
+
+    fn modified(&self, key: &str) -> u64 {
+        lock(&self.modified).get(key).copied().unwrap_or(0)
+    }
+
+    /// Sets an object's modification time in milliseconds since the epoch (tests of garbage
+    /// collection's grace period).
+    pub fn set_modified(&self, key: &str, millis: u64) {
+        lock(&self.modified).insert(key.to_owned(), millis);
+    }
+}
+
+/// A page of `keys` (sorted here) after `after`.
+fn page_after<K: Clone>(mut keys: Vec<(String, K, u64)>, after: Option<&str>, limit: usize) -> Vec<(String, K, u64)> {
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    keys.into_iter().filter(|(k, _, _)| after.is_none_or(|a| k.as_str() > a)).take(limit).collect()
 }
 
 fn one_chunk(bytes: Bytes) -> ByteStream {
@@ -66,17 +90,60 @@ impl BlobStore for MemoryBlobStore {
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<()> {
-        lock(&self.blobs).entry(digest.clone()).or_insert(bytes);
+        let mut blobs = lock(&self.blobs);
+        blobs.entry(digest.clone()).or_insert(bytes);
+        self.touch(digest.to_string());
         Ok(())
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {
+        lock(&self.modified).remove(&digest.to_string());
         Ok(lock(&self.blobs).remove(digest).is_some())
+    }
+
+    async fn delete_if_older(&self, digest: &Digest, cutoff: u64) -> Result<Option<u64>> {
+        let mut blobs = lock(&self.blobs);
+        let key = digest.to_string();
+        if self.modified(&key) > cutoff {
+            return Ok(None);
+        }
+        let removed = blobs.remove(digest).map(|b| b.len() as u64);
+        lock(&self.modified).remove(&key);
+        Ok(removed)
     }
 
     async fn upload_create(&self, id: &UploadId) -> Result<()> {
         lock(&self.uploads).insert(id.clone(), BytesMut::new());
+        self.touch(id.to_string());
         Ok(())
+    }
+
+    async fn blob_info(&self, digest: &Digest) -> Result<Option<StoredObject<Digest>>> {
+        let size = lock(&self.blobs).get(digest).map(|b| b.len() as u64);
+        Ok(size.map(|size| StoredObject { key: digest.clone(), size, modified: self.modified(&digest.to_string()) }))
+    }
+
+    async fn upload_info(&self, id: &UploadId) -> Result<Option<StoredObject<UploadId>>> {
+        let size = lock(&self.uploads).get(id).map(|b| b.len() as u64);
+        Ok(size.map(|size| StoredObject { key: id.clone(), size, modified: self.modified(id.as_str()) }))
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredObject<Digest>>> {
+        let all: Vec<_> = lock(&self.blobs).iter().map(|(d, b)| (d.to_string(), d.clone(), b.len() as u64)).collect();
+        let after = after.map(|d| d.to_string());
+        Ok(page_after(all, after.as_deref(), limit)
+            .into_iter()
+            .map(|(k, key, size)| StoredObject { key, size, modified: self.modified(&k) })
+            .collect())
+    }
+
+    async fn list_uploads(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<StoredObject<UploadId>>> {
+        let all: Vec<_> =
+            lock(&self.uploads).iter().map(|(id, b)| (id.to_string(), id.clone(), b.len() as u64)).collect();
+        Ok(page_after(all, after.map(UploadId::as_str), limit)
+            .into_iter()
+            .map(|(k, key, size)| StoredObject { key, size, modified: self.modified(&k) })
+            .collect())
     }
 
     async fn upload_append(&self, id: &UploadId, offset: u64, body: &mut BodyStream<'_>) -> Result<u64> {
@@ -97,7 +164,10 @@ impl BlobStore for MemoryBlobStore {
         }
         upload.truncate(offset as usize);
         upload.extend_from_slice(&chunk);
-        Ok(upload.len() as u64)
+        let len = upload.len() as u64;
+        drop(uploads);
+        self.touch(id.to_string());
+        Ok(len)
     }
 
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
@@ -111,12 +181,17 @@ impl BlobStore for MemoryBlobStore {
             return Err(Error::Backend(format!("upload holds {} bytes, fewer than the {size} verified", bytes.len())));
         }
         bytes.truncate(size as usize);
-        lock(&self.blobs).entry(digest.clone()).or_insert_with(|| bytes.freeze());
+        let mut blobs = lock(&self.blobs);
+        blobs.entry(digest.clone()).or_insert_with(|| bytes.freeze());
+        lock(&self.modified).remove(id.as_str());
+        self.touch(digest.to_string());
+        drop(blobs);
         Ok(())
     }
 
     async fn upload_delete(&self, id: &UploadId) -> Result<()> {
         lock(&self.uploads).remove(id);
+        lock(&self.modified).remove(id.as_str());
         Ok(())
     }
 }

@@ -16,6 +16,13 @@
 //! | `tags` | repo `\0` tag | digest |
 //! | `manifest_tags` | repo `\0` digest `\0` tag | unused (reverse index of `tags`) |
 //! | `referrers` | repo `\0` subject `\0` referrer | unused |
+//! | `holders` | digest `\0` repo `\0` `b` (blob link) or `m` (manifest) | since (seconds) |
+//! | `blob_refs` | digest `\0` repo `\0` manifest | unused (what references a digest) |
+//! | `collecting` | digest | since (seconds): marked for deletion by garbage collection |
+//! | `schema` | `version` | the layout version (2) |
+//!
+//! `holders` and `blob_refs` index `blob_links` and `manifests` by digest, in the same
+//! transactions; opening a version 1 database builds them.
 //!
 //! Each trait method is one write or read transaction; writes commit durably (fsync) before they
 //! return.
@@ -33,7 +40,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use registry_core::{Digest, RepositoryName, Tag};
 
 use super::cache::{Cached, Generation};
-use super::{ManifestRecord, MetadataStore, Page, UploadRecord};
+use super::{GcLink, GcManifest, Holder, ManifestRecord, MetadataStore, Page, UploadRecord};
 use crate::blob::UploadId;
 use crate::error::{Error, Result};
 
@@ -44,6 +51,11 @@ const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests"
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const MANIFEST_TAGS: TableDefinition<&str, u8> = TableDefinition::new("manifest_tags");
 const REFERRERS: TableDefinition<&str, u8> = TableDefinition::new("referrers");
+const HOLDERS: TableDefinition<&str, u64> = TableDefinition::new("holders");
+const BLOB_REFS: TableDefinition<&str, u8> = TableDefinition::new("blob_refs");
+const COLLECTING: TableDefinition<&str, u64> = TableDefinition::new("collecting");
+const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
+const SCHEMA_VERSION: u64 = 2;
 
 /// The metadata store on a redb database (file or memory).
 #[derive(Clone)]
@@ -120,6 +132,14 @@ impl RedbMetadataStore {
         txn.open_table(TAGS).map_err(db_err)?;
         txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
         txn.open_table(REFERRERS).map_err(db_err)?;
+        txn.open_table(HOLDERS).map_err(db_err)?;
+        txn.open_table(BLOB_REFS).map_err(db_err)?;
+        txn.open_table(COLLECTING).map_err(db_err)?;
+        let version = txn.open_table(SCHEMA).map_err(db_err)?.get("version").map_err(db_err)?.map(|v| v.value());
+        if version.is_none_or(|v| v < SCHEMA_VERSION) {
+            build_indexes(&txn)?;
+            txn.open_table(SCHEMA).map_err(db_err)?.insert("version", SCHEMA_VERSION).map_err(db_err)?;
+        }
         txn.commit().map_err(db_err)?;
         Ok(RedbMetadataStore { db: Arc::new(db), hot: Arc::default() })
     }
@@ -212,11 +232,167 @@ fn page<V: redb::Value + 'static>(
     Ok(Page { entries, more })
 }
 
-/// Links the blob of `link_key` (repo `\0` digest) into `repo`.
-fn link(txn: &redb::WriteTransaction, repo: &str, link_key: &str, size: u64) -> Result<()> {
-    txn.open_table(REPOSITORIES).map_err(db_err)?.insert(repo, 0).map_err(db_err)?;
-    txn.open_table(BLOB_LINKS).map_err(db_err)?.insert(link_key, size).map_err(db_err)?;
+fn now() -> u64 {
+    crate::blob::epoch_secs(std::time::SystemTime::now())
+}
+
+/// Builds `holders` and `blob_refs` from `blob_links` and `manifests` (opening a version 1
+/// database).
+fn build_indexes(txn: &redb::WriteTransaction) -> Result<()> {
+    let links: Vec<String> = {
+        let table = txn.open_table(BLOB_LINKS).map_err(db_err)?;
+        let keys = table.iter().map_err(db_err)?.map(|item| item.map(|(k, _)| k.value().to_owned()).map_err(db_err));
+        keys.collect::<Result<_>>()?
+    };
+    let manifests: Vec<(String, ManifestRecord)> = {
+        let table = txn.open_table(MANIFESTS).map_err(db_err)?;
+        let entries = table.iter().map_err(db_err)?.map(|item| {
+            let (k, v) = item.map_err(db_err)?;
+            Ok((k.value().to_owned(), decode(v.value())?))
+        });
+        entries.collect::<Result<_>>()?
+    };
+    let mut holders = txn.open_table(HOLDERS).map_err(db_err)?;
+    let mut refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
+    for k in links {
+        if let Some((repo, digest)) = k.split_once('\0') {
+            holders.insert(key(&[digest, repo, "b"]).as_str(), 0).map_err(db_err)?;
+        }
+    }
+    for (k, record) in manifests {
+        if let Some((repo, digest)) = k.split_once('\0') {
+            holders.insert(key(&[digest, repo, "m"]).as_str(), record.pushed_at).map_err(db_err)?;
+            for r in &record.references {
+                refs.insert(key(&[&r.to_string(), repo, digest]).as_str(), 0).map_err(db_err)?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// Refuses a digest that garbage collection is deleting.
+fn not_collecting(txn: &redb::WriteTransaction, digest: &str) -> Result<()> {
+    if txn.open_table(COLLECTING).map_err(db_err)?.get(digest).map_err(db_err)?.is_some() {
+        return Err(Error::Unavailable(format!("{digest} is being garbage-collected; retry")));
+    }
+    Ok(())
+}
+
+/// Whether any key of `table` starts with `prefix` `\0`.
+fn any_with_prefix<V: redb::Value + 'static>(
+    table: &impl ReadableTable<&'static str, V>,
+    prefix: &str,
+) -> Result<bool> {
+    let (start, end) = prefix_range(prefix);
+    Ok(table.range::<&str>(start.as_str()..end.as_str()).map_err(db_err)?.next().is_some())
+}
+
+/// The rest of the keys of `table` that start with `prefix` `\0`.
+fn suffixes<V: redb::Value + 'static>(
+    table: &impl ReadableTable<&'static str, V>,
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let (start, end) = prefix_range(prefix);
+    table
+        .range::<&str>(start.as_str()..end.as_str())
+        .map_err(db_err)?
+        .map(|item| item.map(|(k, _)| k.value()[start.len()..].to_owned()).map_err(db_err))
+        .collect()
+}
+
+/// Up to `limit` entries of `table` in repository `repo` after `after` (a digest): full keys and
+/// values as `value` makes them.
+fn repo_range<V: redb::Value + 'static, T>(
+    table: &impl ReadableTable<&'static str, V>,
+    repo: &str,
+    after: Option<&str>,
+    limit: usize,
+    value: impl Fn(redb::AccessGuard<'_, V>) -> T,
+) -> Result<Vec<(String, T)>> {
+    let (start, end) = prefix_range(repo);
+    let after = after.map(|a| key(&[repo, a]));
+    let lower = match &after {
+        Some(a) => Bound::Excluded(a.as_str()),
+        None => Bound::Included(start.as_str()),
+    };
+    let mut out = Vec::new();
+    for item in table.range::<&str>((lower, Bound::Excluded(end.as_str()))).map_err(db_err)?.take(limit) {
+        let (k, v) = item.map_err(db_err)?;
+        out.push((k.value().to_owned(), value(v)));
+    }
+    Ok(out)
+}
+
+/// Parses digests.
+fn digests(texts: Vec<String>) -> Result<Vec<Digest>> {
+    texts.iter().map(|t| Digest::parse(t).map_err(|e| Error::Corrupt(e.to_string()))).collect()
+}
+
+/// The holders of `digest` in the `holders` table.
+fn holders_of(holders: &impl ReadableTable<&'static str, u64>, digest: &str) -> Result<Vec<Holder>> {
+    Ok(suffixes(holders, digest)?
+        .into_iter()
+        .filter_map(|rest| {
+            let (repo, kind) = rest.rsplit_once('\0')?;
+            Some(Holder { repository: repo.to_owned(), manifest: kind == "m" })
+        })
+        .collect())
+}
+
+/// Links `digest` into `repo`.
+fn link(txn: &redb::WriteTransaction, repo: &str, digest: &str, size: u64) -> Result<()> {
+    not_collecting(txn, digest)?;
+    txn.open_table(REPOSITORIES).map_err(db_err)?.insert(repo, 0).map_err(db_err)?;
+    txn.open_table(BLOB_LINKS).map_err(db_err)?.insert(key(&[repo, digest]).as_str(), size).map_err(db_err)?;
+    txn.open_table(HOLDERS).map_err(db_err)?.insert(key(&[digest, repo, "b"]).as_str(), now()).map_err(db_err)?;
+    Ok(())
+}
+
+/// Unlinks `digest` from `repo`; its size if it was linked.
+fn unlink(txn: &redb::WriteTransaction, repo: &str, digest: &str) -> Result<Option<u64>> {
+    let size = {
+        let mut links = txn.open_table(BLOB_LINKS).map_err(db_err)?;
+        links.remove(key(&[repo, digest]).as_str()).map_err(db_err)?.map(|v| v.value())
+    };
+    txn.open_table(HOLDERS).map_err(db_err)?.remove(key(&[digest, repo, "b"]).as_str()).map_err(db_err)?;
+    Ok(size)
+}
+
+/// Removes a manifest with its tags, referrer entry and index entries; its record if it existed.
+fn remove_manifest(txn: &redb::WriteTransaction, repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
+    let mut manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+    let Some(old) = manifests.remove(key(&[repo, digest]).as_str()).map_err(db_err)? else {
+        return Ok(None);
+    };
+    let record: ManifestRecord = decode(old.value())?;
+    drop(old);
+    drop(manifests);
+    if let Some(subject) = &record.subject {
+        txn.open_table(REFERRERS)
+            .map_err(db_err)?
+            .remove(key(&[repo, &subject.to_string(), digest]).as_str())
+            .map_err(db_err)?;
+    }
+    // Every tag pointing at it goes with it.
+    let (start, end) = prefix_range(&key(&[repo, digest]));
+    let mut reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
+    let tags: Vec<String> = reverse
+        .extract_from_if::<&str, _>(start.as_str()..end.as_str(), |_, _| true)
+        .map_err(db_err)?
+        .map(|item| item.map(|(k, _)| k.value()[start.len()..].to_owned()).map_err(db_err))
+        .collect::<Result<_>>()?;
+    drop(reverse);
+    let mut tag_table = txn.open_table(TAGS).map_err(db_err)?;
+    for tag in tags {
+        tag_table.remove(key(&[repo, &tag]).as_str()).map_err(db_err)?;
+    }
+    drop(tag_table);
+    txn.open_table(HOLDERS).map_err(db_err)?.remove(key(&[digest, repo, "m"]).as_str()).map_err(db_err)?;
+    let mut refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
+    for r in &record.references {
+        refs.remove(key(&[&r.to_string(), repo, digest]).as_str()).map_err(db_err)?;
+    }
+    Ok(Some(record))
 }
 
 #[async_trait]
@@ -273,9 +449,9 @@ impl MetadataStore for RedbMetadataStore {
     }
 
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
-        let (repo, k) = (repository.to_string(), key(&[repository.as_str(), &digest.to_string()]));
-        let k2 = k.clone();
-        let result = self.write(move |txn| link(txn, &repo, &k2, size)).await;
+        let (repo, d) = (repository.to_string(), digest.to_string());
+        let k = key(&[&repo, &d]);
+        let result = self.write(move |txn| link(txn, &repo, &d, size)).await;
         self.changed(|hot| hot.blob_links.invalidate(&k));
         result
     }
@@ -287,13 +463,36 @@ impl MetadataStore for RedbMetadataStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let (repo, k) = (repository.to_string(), key(&[repository.as_str(), &digest.to_string()]));
-        let (k2, id) = (k.clone(), id.to_string());
+        let (repo, d, id) = (repository.to_string(), digest.to_string(), id.to_string());
+        let k = key(&[&repo, &d]);
         let result = self
             .write(move |txn| {
-                link(txn, &repo, &k2, size)?;
+                link(txn, &repo, &d, size)?;
                 txn.open_table(UPLOADS).map_err(db_err)?.remove(id.as_str()).map_err(db_err)?;
                 Ok(())
+            })
+            .await;
+        self.changed(|hot| hot.blob_links.invalidate(&k));
+        result
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let (repo, from, d) = (repository.to_string(), from.to_string(), digest.to_string());
+        let k = key(&[&repo, &d]);
+        let result = self
+            .write(move |txn| {
+                let size = {
+                    let links = txn.open_table(BLOB_LINKS).map_err(db_err)?;
+                    links.get(key(&[&from, &d]).as_str()).map_err(db_err)?.map(|v| v.value())
+                };
+                let Some(size) = size else { return Ok(None) };
+                link(txn, &repo, &d, size)?;
+                Ok(Some(size))
             })
             .await;
         self.changed(|hot| hot.blob_links.invalidate(&k));
@@ -311,15 +510,9 @@ impl MetadataStore for RedbMetadataStore {
     }
 
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let k = key(&[repository.as_str(), &digest.to_string()]);
-        let k2 = k.clone();
-        let result = self
-            .write(move |txn| {
-                let removed =
-                    txn.open_table(BLOB_LINKS).map_err(db_err)?.remove(k2.as_str()).map_err(db_err)?.is_some();
-                Ok(removed)
-            })
-            .await;
+        let (repo, d) = (repository.to_string(), digest.to_string());
+        let k = key(&[&repo, &d]);
+        let result = self.write(move |txn| Ok(unlink(txn, &repo, &d)?.is_some())).await;
         self.changed(|hot| hot.blob_links.invalidate(&k));
         result
     }
@@ -333,12 +526,38 @@ impl MetadataStore for RedbMetadataStore {
         let repo = repository.to_string();
         let digest = record.digest.to_string();
         let subject = record.subject.as_ref().map(|s| s.to_string());
+        let references: Vec<String> = record.references.iter().map(Digest::to_string).collect();
+        let pushed_at = record.pushed_at;
         let value = encode(record)?;
         let tag = tag.map(|t| t.to_string());
         let (manifest_key, tag_key) = (key(&[&repo, &digest]), tag.as_ref().map(|t| key(&[&repo, t])));
         let invalidate = (manifest_key.clone(), tag_key.clone());
         let result = self
             .write(move |txn| {
+                not_collecting(txn, &digest)?;
+                // What it references must be in the repository now, in this transaction: checked
+                // only before, a concurrent garbage collection could have removed it since.
+                {
+                    let links = txn.open_table(BLOB_LINKS).map_err(db_err)?;
+                    let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+                    for r in &references {
+                        let k = key(&[&repo, r]);
+                        if links.get(k.as_str()).map_err(db_err)?.is_none()
+                            && manifests.get(k.as_str()).map_err(db_err)?.is_none()
+                        {
+                            let digest = Digest::parse(r).map_err(|e| Error::Corrupt(e.to_string()))?;
+                            return Err(Error::ManifestBlobUnknown { digest });
+                        }
+                    }
+                }
+                {
+                    let mut holders = txn.open_table(HOLDERS).map_err(db_err)?;
+                    holders.insert(key(&[&digest, &repo, "m"]).as_str(), pushed_at).map_err(db_err)?;
+                    let mut refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
+                    for r in &references {
+                        refs.insert(key(&[r, &repo, &digest]).as_str(), 0).map_err(db_err)?;
+                    }
+                }
                 txn.open_table(REPOSITORIES).map_err(db_err)?.insert(repo.as_str(), 0).map_err(db_err)?;
                 txn.open_table(MANIFESTS)
                     .map_err(db_err)?
@@ -394,37 +613,7 @@ impl MetadataStore for RedbMetadataStore {
     async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repository.to_string(), digest.to_string());
         let manifest_key = key(&[&repo, &digest]);
-        let result = self
-            .write(move |txn| {
-                let mut manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
-                let Some(old) = manifests.remove(key(&[&repo, &digest]).as_str()).map_err(db_err)? else {
-                    return Ok(false);
-                };
-                let record: ManifestRecord = decode(old.value())?;
-                drop(old);
-                drop(manifests);
-                if let Some(subject) = &record.subject {
-                    txn.open_table(REFERRERS)
-                        .map_err(db_err)?
-                        .remove(key(&[&repo, &subject.to_string(), &digest]).as_str())
-                        .map_err(db_err)?;
-                }
-                // Every tag pointing at it goes with it.
-                let (start, end) = prefix_range(&key(&[&repo, &digest]));
-                let mut reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
-                let tags: Vec<String> = reverse
-                    .extract_from_if::<&str, _>(start.as_str()..end.as_str(), |_, _| true)
-                    .map_err(db_err)?
-                    .map(|item| item.map(|(k, _)| k.value()[start.len()..].to_owned()).map_err(db_err))
-                    .collect::<Result<_>>()?;
-                drop(reverse);
-                let mut tag_table = txn.open_table(TAGS).map_err(db_err)?;
-                for tag in tags {
-                    tag_table.remove(key(&[&repo, &tag]).as_str()).map_err(db_err)?;
-                }
-                Ok(true)
-            })
-            .await;
+        let result = self.write(move |txn| Ok(remove_manifest(txn, &repo, &digest)?.is_some())).await;
         // The tags that pointed at it are gone too; deletions are rare, so all tags are forgotten.
         self.changed(|hot| {
             hot.manifests.invalidate(&manifest_key);
@@ -512,6 +701,203 @@ impl MetadataStore for RedbMetadataStore {
                 let referrer = &k.value()[start.len()..];
                 if let Some(v) = manifests.get(key(&[&repo, referrer]).as_str()).map_err(db_err)? {
                     out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn gc_manifests(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<GcManifest>> {
+        let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
+        self.read(move |txn| {
+            let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+            let reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
+            let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for (k, v) in repo_range(&manifests, &repo, after.as_deref(), limit, |v| v.value().to_vec())? {
+                let record: ManifestRecord = decode(&v)?;
+                let tagged = any_with_prefix(&reverse, &k)?;
+                let referenced_by = digests(suffixes(&refs, &key(&[&record.digest.to_string(), &repo]))?)?;
+                out.push(GcManifest { record, tagged, referenced_by });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
+        let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
+        self.read(move |txn| {
+            let links = txn.open_table(BLOB_LINKS).map_err(db_err)?;
+            let holders = txn.open_table(HOLDERS).map_err(db_err)?;
+            let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for (k, size) in repo_range(&links, &repo, after.as_deref(), limit, |v| v.value())? {
+                let d = &k[repo.len() + 1..];
+                let digest = Digest::parse(d).map_err(|e| Error::Corrupt(e.to_string()))?;
+                let linked_at = holders.get(key(&[d, &repo, "b"]).as_str()).map_err(db_err)?.map(|v| v.value());
+                let referenced_by = digests(suffixes(&refs, &key(&[d, &repo]))?)?;
+                out.push(GcLink { digest, size, linked_at: linked_at.unwrap_or(0), referenced_by });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn gc_holders(&self, digests: &[Digest]) -> Result<Vec<Vec<Holder>>> {
+        let digests: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        self.read(move |txn| {
+            let holders = txn.open_table(HOLDERS).map_err(db_err)?;
+            digests.iter().map(|d| holders_of(&holders, d)).collect()
+        })
+        .await
+    }
+
+    async fn gc_delete_manifests(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        pushed_before: u64,
+    ) -> Result<Vec<Digest>> {
+        let repo = repository.to_string();
+        let candidates = digests.to_vec();
+        let keys: Vec<String> = digests.iter().map(|d| key(&[&repo, &d.to_string()])).collect();
+        let result = self
+            .write(move |txn| {
+                let mut deleted = Vec::new();
+                for digest in candidates {
+                    let d = digest.to_string();
+                    let record: ManifestRecord = {
+                        let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+                        match manifests.get(key(&[&repo, &d]).as_str()).map_err(db_err)? {
+                            Some(v) => decode(v.value())?,
+                            None => continue,
+                        }
+                    };
+                    let subject_present = match &record.subject {
+                        Some(s) => {
+                            let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+                            manifests.get(key(&[&repo, &s.to_string()]).as_str()).map_err(db_err)?.is_some()
+                        }
+                        None => false,
+                    };
+                    let tagged = any_with_prefix(&txn.open_table(MANIFEST_TAGS).map_err(db_err)?, &key(&[&repo, &d]))?;
+                    let referenced = any_with_prefix(&txn.open_table(BLOB_REFS).map_err(db_err)?, &key(&[&d, &repo]))?;
+                    if tagged || referenced || subject_present || record.pushed_at > pushed_before {
+                        continue;
+                    }
+                    remove_manifest(txn, &repo, &d)?;
+                    deleted.push(digest);
+                }
+                Ok(deleted)
+            })
+            .await;
+        self.changed(|hot| {
+            for k in &keys {
+                hot.manifests.invalidate(k);
+            }
+        });
+        result
+    }
+
+    async fn gc_unlink(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        linked_before: u64,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let repo = repository.to_string();
+        let candidates = digests.to_vec();
+        let keys: Vec<String> = digests.iter().map(|d| key(&[&repo, &d.to_string()])).collect();
+        let result = self
+            .write(move |txn| {
+                let mut removed = Vec::new();
+                for digest in candidates {
+                    let d = digest.to_string();
+                    let referenced = any_with_prefix(&txn.open_table(BLOB_REFS).map_err(db_err)?, &key(&[&d, &repo]))?;
+                    let since = {
+                        let holders = txn.open_table(HOLDERS).map_err(db_err)?;
+                        holders.get(key(&[&d, &repo, "b"]).as_str()).map_err(db_err)?.map(|v| v.value())
+                    };
+                    if referenced || since.is_some_and(|t| t > linked_before) {
+                        continue;
+                    }
+                    if let Some(size) = unlink(txn, &repo, &d)? {
+                        removed.push((digest, size));
+                    }
+                }
+                Ok(removed)
+            })
+            .await;
+        self.changed(|hot| {
+            for k in &keys {
+                hot.blob_links.invalidate(k);
+            }
+        });
+        result
+    }
+
+    async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let candidates = digests.to_vec();
+        self.write(move |txn| {
+            let holders = txn.open_table(HOLDERS).map_err(db_err)?;
+            let mut collecting = txn.open_table(COLLECTING).map_err(db_err)?;
+            let mut marked = Vec::new();
+            for digest in candidates {
+                let d = digest.to_string();
+                if !any_with_prefix(&holders, &d)? {
+                    collecting.insert(d.as_str(), now()).map_err(db_err)?;
+                    marked.push(digest);
+                }
+            }
+            Ok(marked)
+        })
+        .await
+    }
+
+    async fn gc_unmark(&self, digests: &[Digest]) -> Result<()> {
+        let digests: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        self.write(move |txn| {
+            let mut collecting = txn.open_table(COLLECTING).map_err(db_err)?;
+            for d in digests {
+                collecting.remove(d.as_str()).map_err(db_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn gc_marked(&self, limit: usize) -> Result<Vec<Digest>> {
+        self.read(move |txn| {
+            let collecting = txn.open_table(COLLECTING).map_err(db_err)?;
+            let mut out = Vec::new();
+            for item in collecting.iter().map_err(db_err)?.take(limit) {
+                let (k, _) = item.map_err(db_err)?;
+                out.push(Digest::parse(k.value()).map_err(|e| Error::Corrupt(e.to_string()))?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn expired_uploads(&self, started_before: u64, limit: usize) -> Result<Vec<UploadId>> {
+        self.read(move |txn| {
+            let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for item in uploads.iter().map_err(db_err)? {
+                let (k, v) = item.map_err(db_err)?;
+                let record: UploadRecord = decode(v.value())?;
+                if record.started_at <= started_before {
+                    out.push(UploadId::parse(k.value()).map_err(|e| Error::Corrupt(e.to_string()))?);
+                    if out.len() == limit {
+                        break;
+                    }
                 }
             }
             Ok(out)
