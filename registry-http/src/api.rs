@@ -13,6 +13,8 @@
 //! | `GET`/`POST /api/v2.0/projects/{name}/robots` `{"name","duration","permissions":[{"repositories","actions"}]}` | project admins |
 //! | `DELETE /api/v2.0/projects/{name}/robots/{robot name}` | project admins |
 //! | `GET`/`POST /api/v2.0/users` `{"username","password","sysadmin_flag"}`, `DELETE /api/v2.0/users/{name}` | system admins |
+//! | `POST /api/v2.0/system/gc/schedule` `{"schedule":{"type":"Manual"},"parameters":{"delete_untagged","dry_run"}}` | system admins: starts a garbage collection (201, `Location` of the run; 409 while one runs) |
+//! | `GET /api/v2.0/system/gc`, `GET /api/v2.0/system/gc/{id}` | system admins: recent runs with their reports (objects and bytes freed, duration) |
 //!
 //! Role ids are Harbor's: 1 project admin, 2 developer, 3 guest, 4 maintainer, 5 limited guest.
 //! A robot's `duration` is in days, `-1` for never. Its secret is in the creation response only.
@@ -134,9 +136,98 @@ struct NewRobot {
     permissions: Vec<NewPermission>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GcSchedule {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GcParameters {
+    delete_untagged: bool,
+    dry_run: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GcRequest {
+    schedule: GcSchedule,
+    parameters: GcParameters,
+}
+
+/// A garbage collection run in Harbor's shape, with the report.
+fn gc_run_json(run: &crate::gc::GcRun) -> Value {
+    let status = match run.status {
+        crate::gc::Status::Running => "Running",
+        crate::gc::Status::Success => "Success",
+        crate::gc::Status::Error => "Error",
+    };
+    let kind = match run.trigger {
+        crate::gc::Trigger::Manual => "MANUAL",
+        crate::gc::Trigger::Schedule => "SCHEDULE",
+    };
+    let parameters = json!({"delete_untagged": run.options.delete_untagged, "dry_run": run.options.dry_run});
+    json!({
+        "id": run.id,
+        "job_name": "GARBAGE_COLLECTION",
+        "job_kind": kind,
+        "job_parameters": parameters.to_string(),
+        "job_status": status,
+        "creation_time": registry_auth::service::rfc3339(run.created),
+        "report": run.report,
+        "error": run.error,
+    })
+}
+
+/// The garbage collection endpoints (system admins only, checked by the caller).
+fn gc_endpoint(
+    gc: &std::sync::Arc<crate::gc::GarbageCollector>,
+    method: &Method,
+    rest: &[&str],
+    body: &Bytes,
+) -> Result<Response<ResponseBody>, ApiError> {
+    match (method, rest) {
+        (&Method::GET, []) => Ok(json_reply(StatusCode::OK, Value::Array(gc.runs().iter().map(gc_run_json).collect()))),
+        (&Method::GET, [id]) => {
+            let id: u64 =
+                id.parse().map_err(|_| error(StatusCode::NOT_FOUND, ErrorCode::NameUnknown, "no such run"))?;
+            let run = gc.runs().into_iter().find(|r| r.id == id);
+            let run = run.ok_or_else(|| error(StatusCode::NOT_FOUND, ErrorCode::NameUnknown, "no such run"))?;
+            Ok(json_reply(StatusCode::OK, gc_run_json(&run)))
+        }
+        (&Method::POST, ["schedule"]) => {
+            let request: GcRequest = if body.is_empty() { GcRequest::default() } else { parse_body(body)? };
+            if request.schedule.kind.as_deref().is_some_and(|k| k != "Manual") {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::Unsupported,
+                    "only Manual runs are started here; the periodic schedule is the server's [gc] configuration",
+                ));
+            }
+            let options = registry_storage::GcOptions {
+                delete_untagged: request.parameters.delete_untagged,
+                dry_run: request.parameters.dry_run,
+                ..gc.defaults().clone()
+            };
+            let id = gc
+                .start(options, crate::gc::Trigger::Manual)
+                .map_err(|e| error(StatusCode::CONFLICT, ErrorCode::Denied, e.to_string()))?;
+            let mut reply = json_reply(StatusCode::CREATED, json!({"id": id}));
+            if let Ok(location) = http::HeaderValue::from_str(&format!("{API_PREFIX}system/gc/{id}")) {
+                reply.headers_mut().insert(http::header::LOCATION, location);
+            }
+            Ok(reply)
+        }
+        _ => Err(error(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported, "not allowed here")),
+    }
+}
+
 /// Handles a request under [`API_PREFIX`].
 pub(crate) async fn handle(
     accounts: &Accounts,
+    gc: Option<&std::sync::Arc<crate::gc::GarbageCollector>>,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
@@ -343,6 +434,16 @@ pub(crate) async fn handle(
                     Ok(json_reply(StatusCode::OK, json!({})))
                 }
                 _ => Err(error(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported, "not allowed here")),
+            }
+        }
+        (m, ["system", "gc", rest @ ..]) if gc.is_some() => {
+            require_user()?;
+            if !is_admin {
+                return Err(forbidden());
+            }
+            match gc {
+                Some(gc) => gc_endpoint(gc, &m, rest, &body),
+                None => Err(error(StatusCode::NOT_FOUND, ErrorCode::Unsupported, "no such endpoint")),
             }
         }
         _ => Err(error(StatusCode::NOT_FOUND, ErrorCode::Unsupported, "no such endpoint")),

@@ -28,6 +28,12 @@
 //! max_header_bytes = 65536       # largest request head
 //! header_read_timeout_secs = 30  # time to send a request's headers
 //! shutdown_grace_secs = 30       # time in-flight requests get on shutdown
+//!
+//! [gc]                           # online garbage collection (also `registry gc` and the API)
+//! interval_secs = 86400          # run every so often while serving; 0: never on a schedule
+//! grace_secs = 3600              # keep anything younger, referenced or not (uploads in flight)
+//! delete_untagged = false        # scheduled runs also delete untagged manifests
+//! upload_expiry_secs = 86400     # uploads not written to for this long are abandoned
 //! ```
 
 use std::net::SocketAddr;
@@ -52,6 +58,46 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Limits.
     pub limits: LimitsConfig,
+    /// Garbage collection.
+    pub gc: GcConfig,
+}
+
+/// The `[gc]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// Seconds between scheduled runs; 0 for none.
+    pub interval_secs: u64,
+    /// Seconds objects are kept whatever references them.
+    pub grace_secs: u64,
+    /// Whether scheduled runs delete untagged manifests.
+    pub delete_untagged: bool,
+    /// Seconds after which an upload not written to is abandoned.
+    pub upload_expiry_secs: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        let defaults = registry_storage::GcOptions::default();
+        GcConfig {
+            interval_secs: 24 * 3600,
+            grace_secs: defaults.grace.as_secs(),
+            delete_untagged: false,
+            upload_expiry_secs: defaults.upload_expiry.as_secs(),
+        }
+    }
+}
+
+impl GcConfig {
+    /// The options of scheduled runs (and the defaults of the others).
+    pub fn options(&self) -> registry_storage::GcOptions {
+        registry_storage::GcOptions {
+            grace: Duration::from_secs(self.grace_secs),
+            delete_untagged: self.delete_untagged,
+            dry_run: false,
+            upload_expiry: Duration::from_secs(self.upload_expiry_secs),
+        }
+    }
 }
 
 /// The `[tls]` table.
@@ -162,6 +208,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
+            gc: GcConfig::default(),
         }
     }
 }
@@ -247,6 +294,11 @@ mod tests {
         let c = Config::from_toml("listen = \"127.0.0.1:6000\"\n[limits]\nmax_page = 5\n").expect("valid");
         assert_eq!(c.listen.port(), 6000);
         assert_eq!(c.engine_limits().max_page, 5);
+        assert_eq!(c.gc.interval_secs, 86400, "collected daily by default");
+        let c = Config::from_toml("[gc]\ninterval_secs = 0\ngrace_secs = 60\ndelete_untagged = true\n").expect("valid");
+        assert_eq!(c.gc.interval_secs, 0);
+        let options = c.gc.options();
+        assert_eq!((options.grace.as_secs(), options.delete_untagged, options.dry_run), (60, true, false));
     }
 
     #[test]

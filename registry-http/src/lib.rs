@@ -25,6 +25,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod data_dir;
+pub mod gc;
 pub mod response;
 pub mod route;
 pub mod server;
@@ -34,6 +35,7 @@ pub mod tls;
 
 pub use auth::AuthSettings;
 pub use data_dir::open_data_dir;
+pub use gc::GarbageCollector;
 pub use response::{ApiError, ResponseBody};
 pub use route::Route;
 pub use server::{ServerOptions, serve};

@@ -33,6 +33,7 @@ pub struct RegistryService {
     registry: Registry,
     prefix: String,
     auth: Option<Arc<AuthSettings>>,
+    gc: Option<Arc<crate::gc::GarbageCollector>>,
 }
 
 type HandlerResult = Result<Response<ResponseBody>, ApiError>;
@@ -40,13 +41,20 @@ type HandlerResult = Result<Response<ResponseBody>, ApiError>;
 impl RegistryService {
     /// A service for `registry`, answering at `/v2/`.
     pub fn new(registry: Registry) -> RegistryService {
-        RegistryService { registry, prefix: String::new(), auth: None }
+        RegistryService { registry, prefix: String::new(), auth: None, gc: None }
     }
 
     /// Requires a valid bearer token granting each route's scopes (see [`crate::auth`]), and serves
     /// the token endpoint when `auth` carries a token service.
     pub fn with_auth(mut self, auth: AuthSettings) -> RegistryService {
         self.auth = Some(Arc::new(auth));
+        self
+    }
+
+    /// Serves garbage collection through the management API (`/api/v2.0/system/gc`, system
+    /// admins; needs the built-in accounts).
+    pub fn with_gc(mut self, gc: Arc<crate::gc::GarbageCollector>) -> RegistryService {
+        self.gc = Some(gc);
         self
     }
 
@@ -110,7 +118,7 @@ impl RegistryService {
             let method = req.method().clone();
             let (parts, body) = req.into_parts();
             let body = read_limited(body, 1 << 20).await?;
-            return crate::api::handle(accounts, &method, &path, &parts.headers, body).await;
+            return crate::api::handle(accounts, self.gc.as_ref(), &method, &path, &parts.headers, body).await;
         }
         if let Some(auth) = &self.auth
             && (path == TOKEN_PATH || path == JWKS_PATH)

@@ -57,9 +57,17 @@ pub struct TestRegistryBuilder {
     also_issue_for: Vec<String>,
     kid_format: registry_auth::KidFormat,
     tls: Option<Arc<rustls::ServerConfig>>,
+    gc: registry_storage::GcOptions,
 }
 
 impl TestRegistryBuilder {
+    /// The options garbage collection runs started through the management API use (default
+    /// [`registry_storage::GcOptions::default`]; a test may set a zero grace period).
+    pub fn with_gc_options(mut self, options: registry_storage::GcOptions) -> Self {
+        self.gc = options;
+        self
+    }
+
     /// Filesystem and redb stores in a temporary directory removed on drop.
     pub fn on_disk(mut self) -> Self {
         self.storage = Storage::TempDir;
@@ -121,7 +129,9 @@ impl TestRegistryBuilder {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut service = RegistryService::new(registry.clone());
+        // Garbage collection through the management API (no schedule: tests start runs).
+        let mut service =
+            RegistryService::new(registry.clone()).with_gc(crate::GarbageCollector::new(registry.clone(), self.gc));
         let mut token_certificate = None;
         let mut token_key = None;
         if let Some(accounts) = &self.accounts {
@@ -174,6 +184,7 @@ impl TestRegistry {
             also_issue_for: Vec::new(),
             kid_format: Default::default(),
             tls: None,
+            gc: registry_storage::GcOptions::default(),
         }
     }
 

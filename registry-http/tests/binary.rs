@@ -329,3 +329,69 @@ async fn rs256_tokens_when_configured() {
         c.get(format!("{base}/auth/jwks")).send().await.expect("jwks").json().await.expect("json");
     assert_eq!(jwks["keys"][0]["kty"], "RSA");
 }
+
+/// `registry gc` on a stopped server's data directory: the dry run reports, the run frees, and a
+/// running server's directory is refused with a pointer to the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_subcommand_dry_run_then_collect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("registry.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n[auth]\nenabled = false\n[gc]\ngrace_secs = 0\n", dir.path().join("data")),
+    )
+    .expect("config");
+    let config = config.to_str().expect("utf8");
+    let server = Server::start(&["--config", config], &[]).await;
+    let c = client();
+    push_image(&c, &server.url(), "app", "v1", "kept").await;
+    let orphan = push_blob(&c, &server.url(), "app", b"an orphan of eighteen").await;
+    let gc = |extra: &[&str]| {
+        let mut args = vec!["gc", "--config", config];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_registry")).args(args).env_remove("RUST_LOG").output()
+    };
+    let busy = gc(&["--dry-run"]).await.expect("run");
+    assert!(!busy.status.success(), "the running server holds the data directory");
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("/api/v2.0/system/gc"));
+    server.terminate();
+    drop(server);
+
+    let report = |out: std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = text.lines().rev().find(|l| l.starts_with('{')).expect("a JSON report");
+        serde_json::from_str(json).expect("json")
+    };
+    let dry = report(gc(&["--dry-run"]).await.expect("run"));
+    assert_eq!((dry["dry_run"].as_bool(), dry["blobs_deleted"].as_u64()), (Some(true), Some(1)), "{dry}");
+    assert_eq!(dry["bytes_freed"], 21);
+    let done = report(gc(&[]).await.expect("run"));
+    assert_eq!((done["dry_run"].as_bool(), done["blobs_deleted"].as_u64()), (Some(false), Some(1)), "{done}");
+    let again = report(gc(&[]).await.expect("run"));
+    assert_eq!(again["blobs_deleted"], 0, "nothing left to free");
+
+    // The image survived: serve again and pull it.
+    let server = Server::start(&["--config", config], &[]).await;
+    let resp = c
+        .get(format!("{}/v2/app/manifests/v1", server.url()))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let gone = c.head(format!("{}/v2/app/blobs/{orphan}", server.url())).send().await.expect("head");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    drop(server);
+
+    // On a schedule while serving, reported in the log.
+    let scheduled = dir.path().join("scheduled.toml");
+    std::fs::write(
+        &scheduled,
+        format!("data_dir = {:?}\n[auth]\nenabled = false\n[gc]\ninterval_secs = 1\n", dir.path().join("data")),
+    )
+    .expect("config");
+    let mut server = Server::start(&["--config", scheduled.to_str().expect("utf8")], &[]).await;
+    let line = server.log_line(&["garbage collection finished", "blobs_deleted=0"]).await;
+    assert!(line.contains("bytes_freed=0") && line.contains("duration_ms="), "{line}");
+}

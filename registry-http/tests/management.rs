@@ -240,3 +240,111 @@ async fn projects_users_members_robots_over_the_api() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Garbage collection through the management API: system admins start runs (dry or not) and
+/// read their reports; what a run frees is gone over HTTP, and the image it keeps still pulls.
+#[tokio::test]
+async fn garbage_collection_over_the_api() {
+    let accounts = harbor_accounts().await;
+    let no_grace = registry_storage::GcOptions { grace: std::time::Duration::ZERO, ..Default::default() };
+    let reg =
+        TestRegistry::builder().on_disk().with_auth(accounts).with_gc_options(no_grace).start().await.expect("start");
+    let (c, base) = (client(), reg.url());
+    let api = |p: &str| format!("{base}/api/v2.0/{p}");
+    let admin = token(&c, &base, Some(("admin", "adminpassword")), &["repository:library/app:pull,push,delete"]).await;
+    let (_, manifest) = push_image_as(&c, &base, "library/app", "v1", "kept", Some(&admin)).await;
+    let orphan = push_blob_as(&c, &base, "library/app", b"never referenced", Some(&admin)).await;
+
+    // Who may.
+    let start = |user: Option<(&str, &str)>, dry_run: bool| {
+        let mut req = c.post(api("system/gc/schedule")).json(
+            &json!({"schedule": {"type": "Manual"}, "parameters": {"dry_run": dry_run, "delete_untagged": false}}),
+        );
+        if let Some((u, p)) = user {
+            req = req.basic_auth(u, Some(p));
+        }
+        req.send()
+    };
+    assert_error(start(None, true).await.expect("post"), StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    assert_error(start(Some(("dev", "password1")), true).await.expect("post"), StatusCode::FORBIDDEN, "DENIED").await;
+
+    // A run reports when finished; wait on its status.
+    let finished = |location: String| {
+        let c = c.clone();
+        let url = format!("{base}{location}");
+        async move {
+            loop {
+                let run: serde_json::Value = c
+                    .get(&url)
+                    .basic_auth("admin", Some("adminpassword"))
+                    .send()
+                    .await
+                    .expect("get")
+                    .json()
+                    .await
+                    .expect("json");
+                if run["job_status"] != "Running" {
+                    return run;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    let resp = start(Some(("admin", "adminpassword")), true).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let dry = finished(header(&resp, "location")).await;
+    assert_eq!(dry["job_status"], "Success", "{dry}");
+    assert_eq!(dry["report"]["dry_run"], true);
+    assert_eq!(dry["report"]["blobs_deleted"], 1, "{dry}");
+    assert_eq!(dry["report"]["bytes_freed"], b"never referenced".len());
+    let head = |digest: String| {
+        let (c, admin, base) = (c.clone(), admin.clone(), base.clone());
+        async move {
+            c.head(format!("{base}/v2/library/app/blobs/{digest}"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .expect("head")
+                .status()
+        }
+    };
+    assert_eq!(head(orphan.to_string()).await, StatusCode::OK, "a dry run changes nothing");
+
+    let resp = start(Some(("admin", "adminpassword")), false).await.expect("post");
+    let run = finished(header(&resp, "location")).await;
+    assert_eq!(run["job_status"], "Success", "{run}");
+    assert_eq!(run["job_kind"], "MANUAL");
+    assert_eq!(run["report"]["blobs_deleted"], 1, "{run}");
+    assert!(run["report"]["duration_ms"].is_u64());
+    assert_eq!(head(orphan.to_string()).await, StatusCode::NOT_FOUND, "collected");
+    let pulled = c
+        .get(format!("{base}/v2/library/app/manifests/v1"))
+        .bearer_auth(&admin)
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(pulled.status(), StatusCode::OK);
+    assert_eq!(header(&pulled, "docker-content-digest"), manifest.to_string());
+
+    let runs: serde_json::Value = c
+        .get(api("system/gc"))
+        .basic_auth("admin", Some("adminpassword"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let runs = runs.as_array().expect("list");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["id"], run["id"], "newest first");
+    let wrong = c
+        .post(api("system/gc/schedule"))
+        .basic_auth("admin", Some("adminpassword"))
+        .json(&json!({"schedule": {"type": "Daily"}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+}

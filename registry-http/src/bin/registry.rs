@@ -43,6 +43,22 @@ enum Command {
     /// Manage robot accounts (server stopped).
     #[command(subcommand)]
     Robot(RobotCommand),
+    /// Collect garbage now (server stopped; a running server collects on its [gc] schedule and
+    /// through `POST /api/v2.0/system/gc/schedule`).
+    Gc(GcArgs),
+}
+
+#[derive(Args)]
+struct GcArgs {
+    /// Report what would be freed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also delete manifests no tag or index references.
+    #[arg(long)]
+    delete_untagged: bool,
+    /// Keep anything younger than this many seconds [default: the [gc] grace_secs, 3600].
+    #[arg(long)]
+    grace_secs: Option<u64>,
 }
 
 /// Where the configuration and data are.
@@ -200,6 +216,7 @@ fn main() -> anyhow::Result<()> {
             Command::Project(c) => project(&cli.location, c).await,
             Command::Member(c) => member(&cli.location, c).await,
             Command::Robot(c) => robot(&cli.location, c).await,
+            Command::Gc(args) => run_gc(&cli.location, args).await,
         }
     })
 }
@@ -359,9 +376,49 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::warn!("authentication is disabled: anyone who can connect may push, pull and delete");
     }
+    let collector = registry_http::GarbageCollector::new(service.registry().clone(), config.gc.options());
+    service = service.with_gc(collector.clone());
+    let schedule =
+        (config.gc.interval_secs > 0).then(|| collector.schedule(Duration::from_secs(config.gc.interval_secs)));
     tracing::info!(listen = %local, scheme, data_dir = %config.data_dir.display(), auth = config.auth.enabled, "registry serving");
-    serve(listener, service, options, shutdown_signal()).await?;
+    let served = serve(listener, service, options, shutdown_signal()).await;
+    if let Some(task) = schedule {
+        task.abort();
+    }
+    served?;
     tracing::info!("registry stopped");
+    Ok(())
+}
+
+async fn run_gc(location: &Location, args: GcArgs) -> anyhow::Result<()> {
+    let config = location.load()?;
+    init_logging(&config.log_level, false)?;
+    let registry = open_data_dir(&config.data_dir, config.engine_limits()).with_context(|| {
+        format!(
+            "opening data directory {} (is the server running? it collects on its own: POST /api/v2.0/system/gc/schedule)",
+            config.data_dir.display()
+        )
+    })?;
+    let mut options = config.gc.options();
+    options.dry_run = args.dry_run;
+    options.delete_untagged = args.delete_untagged;
+    if let Some(secs) = args.grace_secs {
+        options.grace = Duration::from_secs(secs);
+    }
+    let report = registry.collect_garbage(&options).await?;
+    let verb = if report.dry_run { "would free" } else { "freed" };
+    println!(
+        "{verb} {} blobs ({} bytes), {} links, {} manifests, {} uploads ({} bytes); examined {} objects in {} ms",
+        report.blobs_deleted,
+        report.bytes_freed,
+        report.links_removed,
+        report.manifests_deleted,
+        report.uploads_removed,
+        report.upload_bytes_freed,
+        report.examined,
+        report.duration_ms
+    );
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
