@@ -27,6 +27,10 @@
 //! max_page = 1000                # largest page of tags or repositories
 //! max_header_bytes = 65536       # largest request head
 //! header_read_timeout_secs = 30  # time to send a request's headers
+//! body_read_timeout_secs = 60    # longest silence within a request body (a stalled client)
+//! idle_timeout_secs = 120        # longest a keep-alive connection waits for its next request
+//! write_timeout_secs = 60        # longest wait for a client to take response bytes
+//! max_concurrent_uploads = 256   # upload requests streaming at once (429 TOOMANYREQUESTS beyond)
 //! shutdown_grace_secs = 30       # time in-flight requests get on shutdown
 //!
 //! [gc]                           # online garbage collection (also `registry gc` and the API)
@@ -195,6 +199,14 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Seconds a client has to send a request's headers.
     pub header_read_timeout_secs: u64,
+    /// Seconds a request body may go without a byte.
+    pub body_read_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    pub idle_timeout_secs: u64,
+    /// Seconds a response write may wait for the client.
+    pub write_timeout_secs: u64,
+    /// Upload requests (with a body) streaming at once; 0 for no limit.
+    pub max_concurrent_uploads: usize,
     /// Seconds in-flight requests get on shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -222,6 +234,10 @@ impl Default for LimitsConfig {
             max_page: engine.max_page,
             max_header_bytes: server.max_header_bytes,
             header_read_timeout_secs: server.header_read_timeout.as_secs(),
+            body_read_timeout_secs: server.timeouts.body_read.as_secs(),
+            idle_timeout_secs: server.timeouts.idle.as_secs(),
+            write_timeout_secs: server.timeouts.write.as_secs(),
+            max_concurrent_uploads: crate::service::DEFAULT_MAX_CONCURRENT_UPLOADS,
             shutdown_grace_secs: server.shutdown_grace.as_secs(),
         }
     }
@@ -277,6 +293,11 @@ impl Config {
             header_read_timeout: Duration::from_secs(self.limits.header_read_timeout_secs.max(1)),
             max_header_bytes: self.limits.max_header_bytes,
             shutdown_grace: Duration::from_secs(self.limits.shutdown_grace_secs),
+            timeouts: crate::Timeouts {
+                body_read: Duration::from_secs(self.limits.body_read_timeout_secs.max(1)),
+                idle: Duration::from_secs(self.limits.idle_timeout_secs.max(1)),
+                write: Duration::from_secs(self.limits.write_timeout_secs.max(1)),
+            },
         })
     }
 }

@@ -25,6 +25,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod data_dir;
+pub mod deadline;
 pub mod gc;
 pub mod response;
 pub mod route;
@@ -35,6 +36,7 @@ pub mod tls;
 
 pub use auth::AuthSettings;
 pub use data_dir::open_data_dir;
+pub use deadline::Timeouts;
 pub use gc::GarbageCollector;
 pub use response::{ApiError, ResponseBody};
 pub use route::Route;

@@ -15,6 +15,7 @@ use std::convert::Infallible;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::deadline::{DeadlineIo, InFlight, Timeouts};
 use crate::response::ResponseBody;
 
 /// Connection-level settings.
@@ -28,6 +29,8 @@ pub struct ServerOptions {
     pub max_header_bytes: usize,
     /// How long shutdown waits for in-flight requests before closing their connections.
     pub shutdown_grace: Duration,
+    /// Inactivity limits: request bodies, idle keep-alive connections, response writes.
+    pub timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }
@@ -48,7 +52,40 @@ impl Default for ServerOptions {
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 << 10,
             shutdown_grace: Duration::from_secs(30),
+            timeouts: Timeouts::default(),
         }
+    }
+}
+
+/// A service that marks its connection as inside a request while it handles one (see
+/// [`crate::deadline`]).
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    in_flight: InFlight,
+}
+
+impl<S> tower_service::Service<Request<Incoming>> for Tracked<S>
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let guard = self.in_flight.enter();
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let r = response.await;
+            drop(guard);
+            r
+        })
     }
 }
 
@@ -91,7 +128,9 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let hyper_service = TowerToHyperService::new(service.clone());
+                let in_flight = InFlight::default();
+                let stream = DeadlineIo::new(stream, options.timeouts, in_flight.clone());
+                let hyper_service = TowerToHyperService::new(Tracked { inner: service.clone(), in_flight });
                 match &tls {
                     None => {
                         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), hyper_service));

@@ -34,20 +34,37 @@ pub struct RegistryService {
     prefix: String,
     auth: Option<Arc<AuthSettings>>,
     gc: Option<Arc<crate::gc::GarbageCollector>>,
+    upload_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
+
+/// Upload requests streaming at once, by default.
+pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 256;
 
 type HandlerResult = Result<Response<ResponseBody>, ApiError>;
 
 impl RegistryService {
     /// A service for `registry`, answering at `/v2/`.
     pub fn new(registry: Registry) -> RegistryService {
-        RegistryService { registry, prefix: String::new(), auth: None, gc: None }
+        RegistryService {
+            registry,
+            prefix: String::new(),
+            auth: None,
+            gc: None,
+            upload_slots: Some(Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_UPLOADS))),
+        }
     }
 
     /// Requires a valid bearer token granting each route's scopes (see [`crate::auth`]), and serves
     /// the token endpoint when `auth` carries a token service.
     pub fn with_auth(mut self, auth: AuthSettings) -> RegistryService {
         self.auth = Some(Arc::new(auth));
+        self
+    }
+
+    /// At most `limit` upload requests with a body (monolithic POST, PATCH, PUT) stream at once;
+    /// beyond, 429 `TOOMANYREQUESTS` with `Retry-After` (clients retry). 0 lifts the limit.
+    pub fn with_upload_limit(mut self, limit: usize) -> RegistryService {
+        self.upload_slots = (limit > 0).then(|| Arc::new(tokio::sync::Semaphore::new(limit)));
         self
     }
 
@@ -141,6 +158,20 @@ impl RegistryService {
             let required = route.required_scopes(&method, mount_from);
             token = Some(auth.authorize(&headers, &required, matches!(route, Route::Upload { .. })).await?);
         }
+        let streams_upload = match (&route, &method) {
+            (Route::StartUpload { .. }, &Method::POST) => query.get("digest").is_some(),
+            (Route::Upload { .. }, &Method::PATCH | &Method::PUT) => true,
+            _ => false,
+        };
+        // Held while the body streams in.
+        let _upload_slot = match (&self.upload_slots, streams_upload) {
+            (Some(slots), true) => Some(slots.clone().try_acquire_owned().map_err(|_| {
+                ApiError::new(ErrorCode::TooManyRequests, "too many uploads in progress; retry shortly")
+                    .with_status(StatusCode::TOO_MANY_REQUESTS)
+                    .with_header(http::header::RETRY_AFTER, "1")
+            })?),
+            _ => None,
+        };
         match (route, method) {
             (Route::Base, Method::GET | Method::HEAD) => Ok(json(StatusCode::OK, b"{}".to_vec())),
             (Route::Catalog, Method::GET) => self.catalog(&query, token.as_ref()).await,

@@ -58,9 +58,31 @@ pub struct TestRegistryBuilder {
     kid_format: registry_auth::KidFormat,
     tls: Option<Arc<rustls::ServerConfig>>,
     gc: registry_storage::GcOptions,
+    timeouts: crate::Timeouts,
+    header_read_timeout: std::time::Duration,
+    upload_limit: usize,
 }
 
 impl TestRegistryBuilder {
+    /// Connection inactivity limits (default [`crate::Timeouts::default`]).
+    pub fn with_timeouts(mut self, timeouts: crate::Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Time a client has to send a request's headers (default 30 s).
+    pub fn with_header_read_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// At most `limit` upload requests streaming at once (see
+    /// [`RegistryService::with_upload_limit`]).
+    pub fn with_upload_limit(mut self, limit: usize) -> Self {
+        self.upload_limit = limit;
+        self
+    }
+
     /// The options garbage collection runs started through the management API use (default
     /// [`registry_storage::GcOptions::default`]; a test may set a zero grace period).
     pub fn with_gc_options(mut self, options: registry_storage::GcOptions) -> Self {
@@ -132,6 +154,7 @@ impl TestRegistryBuilder {
         // Garbage collection through the management API (no schedule: tests start runs).
         let mut service =
             RegistryService::new(registry.clone()).with_gc(crate::GarbageCollector::new(registry.clone(), self.gc));
+        service = service.with_upload_limit(self.upload_limit);
         let mut token_certificate = None;
         let mut token_key = None;
         if let Some(accounts) = &self.accounts {
@@ -155,6 +178,8 @@ impl TestRegistryBuilder {
         let options = ServerOptions {
             tls: self.tls,
             shutdown_grace: std::time::Duration::from_secs(5),
+            timeouts: self.timeouts,
+            header_read_timeout: self.header_read_timeout,
             ..ServerOptions::default()
         };
         let task = tokio::spawn(serve(listener, service, options, async {
@@ -185,6 +210,9 @@ impl TestRegistry {
             kid_format: Default::default(),
             tls: None,
             gc: registry_storage::GcOptions::default(),
+            timeouts: crate::Timeouts::default(),
+            header_read_timeout: ServerOptions::default().header_read_timeout,
+            upload_limit: crate::service::DEFAULT_MAX_CONCURRENT_UPLOADS,
         }
     }
 

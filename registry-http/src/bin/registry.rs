@@ -352,7 +352,7 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr()?;
-    let mut service = RegistryService::new(registry);
+    let mut service = RegistryService::new(registry).with_upload_limit(config.limits.max_concurrent_uploads);
     if config.auth.enabled {
         let default_realm = format!("{scheme}://{local}{}", registry_http::auth::TOKEN_PATH);
         let realm = if config.auth.realm.is_empty() { default_realm } else { config.auth.realm.clone() };
