@@ -8,6 +8,8 @@
 //! # }
 //! ```
 
+pub mod faults;
+
 use bytes::Bytes;
 use futures::StreamExt;
 use registry_core::{Digest, RepositoryName, Tag};

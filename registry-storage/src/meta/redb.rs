@@ -58,11 +58,29 @@ const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 const SCHEMA_VERSION: u64 = 2;
 
 /// The metadata store on a redb database (file or memory).
+///
+/// After an I/O error on its file (a full or failing disk), redb refuses every later operation
+/// until the database is reopened. This store then drops its handle and reopens the file on the
+/// next request (which gets a retryable 503 until that succeeds), so the registry works again as
+/// soon as the fault clears, without a restart.
 #[derive(Clone)]
 pub struct RedbMetadataStore {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     hot: Arc<HotReads>,
 }
+
+/// Opens the database again (after an I/O failure).
+type Reopen = Box<dyn Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync>;
+
+/// The database handle, dropped after an I/O failure and reopened on demand.
+struct DbSlot {
+    current: std::sync::RwLock<Option<Arc<Database>>>,
+    reopen: Option<Reopen>,
+    reopening: std::sync::Mutex<()>,
+}
+
+/// How the message of an I/O failure of the database starts.
+const IO_FAILURE: &str = "metadata database I/O failure";
 
 /// The cached reads, keyed by their table keys.
 struct HotReads {
@@ -99,7 +117,15 @@ fn prefix_range(prefix: &str) -> (String, String) {
 }
 
 fn db_err(e: impl Into<redb::Error>) -> Error {
-    Error::Backend(format!("metadata database: {}", e.into()))
+    match e.into() {
+        // Retryable: the store reopens the database (see `RedbMetadataStore`).
+        e @ (redb::Error::Io(_) | redb::Error::PreviousIo) => Error::Unavailable(format!("{IO_FAILURE}: {e}")),
+        e => Error::Backend(format!("metadata database: {e}")),
+    }
+}
+
+fn is_io_failure<T>(result: &Result<T>) -> bool {
+    matches!(result, Err(Error::Unavailable(m)) if m.starts_with(IO_FAILURE))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
@@ -113,17 +139,74 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
 impl RedbMetadataStore {
     /// Opens (creating when needed) the database file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbMetadataStore> {
-        let db = Database::create(path.as_ref()).map_err(db_err)?;
-        Self::init(db)
+        let path = path.as_ref().to_owned();
+        Self::open_with(move || Database::create(&path))
+    }
+
+    /// A database `open` creates or opens (a custom redb storage backend, say); `open` is called
+    /// again to reopen it after an I/O failure.
+    pub fn open_with(
+        open: impl Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync + 'static,
+    ) -> Result<RedbMetadataStore> {
+        let db = open().map_err(db_err)?;
+        Self::init(db, Some(Box::new(open)))
     }
 
     /// A database held in memory, for tests: the same code as the file store.
     pub fn in_memory() -> Result<RedbMetadataStore> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db_err)?;
-        Self::init(db)
+        Self::init(db, None)
     }
 
-    fn init(db: Database) -> Result<RedbMetadataStore> {
+    fn init(db: Database, reopen: Option<Reopen>) -> Result<RedbMetadataStore> {
+        prepare(&db)?;
+        let slot = DbSlot {
+            current: std::sync::RwLock::new(Some(Arc::new(db))),
+            reopen,
+            reopening: std::sync::Mutex::new(()),
+        };
+        Ok(RedbMetadataStore { db: Arc::new(slot), hot: Arc::default() })
+    }
+
+    /// The database handle, reopening it first if an I/O failure dropped it.
+    fn handle(&self) -> Result<Arc<Database>> {
+        if let Some(db) = self.db.current.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(db.clone());
+        }
+        let unavailable = || Error::Unavailable(format!("{IO_FAILURE}: reopening the database; retry"));
+        let Ok(_one) = self.db.reopening.try_lock() else { return Err(unavailable()) };
+        let Some(reopen) = &self.db.reopen else { return Err(unavailable()) };
+        // Fails while requests still hold the old handle (the file is locked): a later request
+        // tries again.
+        let db = reopen().map_err(|e| Error::Unavailable(format!("{IO_FAILURE}: reopening: {e}")))?;
+        prepare(&db)?;
+        let db = Arc::new(db);
+        *self.db.current.write().unwrap_or_else(|p| p.into_inner()) = Some(db.clone());
+        self.changed(|hot| {
+            hot.tags.clear();
+            hot.manifests.clear();
+            hot.blob_links.clear();
+        });
+        tracing::warn!("metadata database reopened after an I/O failure");
+        Ok(db)
+    }
+
+    /// After an I/O failure on `failed`: drops the store's handle so the next request reopens.
+    fn failed(&self, failed: &Arc<Database>) {
+        if self.db.reopen.is_none() {
+            return;
+        }
+        let mut current = self.db.current.write().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|db| Arc::ptr_eq(db, failed)) {
+            tracing::error!("metadata database I/O failure: it will be reopened");
+            *current = None;
+        }
+    }
+}
+
+/// Creates the tables and brings the layout to [`SCHEMA_VERSION`].
+fn prepare(db: &Database) -> Result<()> {
+    {
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(UPLOADS).map_err(db_err)?;
         txn.open_table(REPOSITORIES).map_err(db_err)?;
@@ -141,9 +224,11 @@ impl RedbMetadataStore {
             txn.open_table(SCHEMA).map_err(db_err)?.insert("version", SCHEMA_VERSION).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(RedbMetadataStore { db: Arc::new(db), hot: Arc::default() })
     }
+    Ok(())
+}
 
+impl RedbMetadataStore {
     /// Reads `key` through the cache `pick` chooses, running `f` in a read transaction on a miss.
     async fn cached<V, F>(&self, pick: fn(&HotReads) -> &Cached<V>, key: String, f: F) -> Result<Option<V>>
     where
@@ -183,16 +268,21 @@ impl RedbMetadataStore {
         T: Send + 'static,
         F: FnOnce(&redb::WriteTransaction) -> Result<T> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut txn = db.begin_write().map_err(db_err)?;
+        let db = self.handle()?;
+        let handle = db.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut txn = handle.begin_write().map_err(db_err)?;
             txn.set_durability(durability).map_err(db_err)?;
             let out = f(&txn)?;
             txn.commit().map_err(db_err)?;
             Ok(out)
         })
         .await
-        .map_err(Error::backend)?
+        .map_err(Error::backend)?;
+        if is_io_failure(&result) {
+            self.failed(&db);
+        }
+        result
     }
 
     /// Runs `f` in a read transaction on a blocking thread.
@@ -201,13 +291,18 @@ impl RedbMetadataStore {
         T: Send + 'static,
         F: FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(db_err)?;
+        let db = self.handle()?;
+        let handle = db.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let txn = handle.begin_read().map_err(db_err)?;
             f(&txn)
         })
         .await
-        .map_err(Error::backend)?
+        .map_err(Error::backend)?;
+        if is_io_failure(&result) {
+            self.failed(&db);
+        }
+        result
     }
 }
 

@@ -1,0 +1,374 @@
+//! Fault injection: wrappers around a [`BlobStore`] and a [`MetadataStore`] that fail chosen
+//! operations with `EIO` or `ENOSPC` until the fault is cleared, as a failing or full disk does.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use registry_storage::testing::faults::{FaultKind, FaultPoint, Faults, FaultyBlobStore};
+//! let faults = Faults::default();
+//! let store = FaultyBlobStore::new(registry_storage::MemoryBlobStore::new(), faults.clone());
+//! faults.fail(FaultPoint::BlobWrite, FaultKind::NoSpace);
+//! // ... every write now fails with ENOSPC, until:
+//! faults.clear();
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use registry_core::{Digest, RepositoryName, Tag};
+
+use crate::blob::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId};
+use crate::error::{Error, Result};
+use crate::meta::{GcLink, GcManifest, Holder, ManifestRecord, MetadataStore, Page, UploadRecord};
+
+/// Where a fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultPoint {
+    /// Opening or streaming a blob or an upload.
+    BlobRead,
+    /// Writing: a small put, or an upload's append (after part of the chunk reached the store,
+    /// as a disk filling up mid-write).
+    BlobWrite,
+    /// Publishing an upload at its digest.
+    BlobPublish,
+    /// Deleting blobs or uploads.
+    BlobDelete,
+    /// Every metadata read.
+    MetaRead,
+    /// Every metadata write.
+    MetaWrite,
+}
+
+/// The error a fault raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// `EIO`: the device failed.
+    Io,
+    /// `ENOSPC`: the device is full.
+    NoSpace,
+}
+
+impl FaultKind {
+    fn error(self) -> Error {
+        let code = match self {
+            FaultKind::Io => 5,
+            FaultKind::NoSpace => 28,
+        };
+        Error::from(std::io::Error::from_raw_os_error(code))
+    }
+}
+
+/// The faults in force, shared by the wrappers (cheap to clone).
+#[derive(Debug, Clone, Default)]
+pub struct Faults(Arc<Mutex<HashMap<FaultPoint, FaultKind>>>);
+
+impl Faults {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FaultPoint, FaultKind>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// From now on, operations at `point` fail with `kind`.
+    pub fn fail(&self, point: FaultPoint, kind: FaultKind) {
+        self.lock().insert(point, kind);
+    }
+
+    /// Every fault cleared: the stores work again.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn check(&self, point: FaultPoint) -> Result<()> {
+        match self.lock().get(&point) {
+            Some(kind) => Err(kind.error()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A [`BlobStore`] that fails where [`Faults`] say.
+pub struct FaultyBlobStore<S> {
+    inner: S,
+    faults: Faults,
+}
+
+impl<S> FaultyBlobStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, faults: Faults) -> Self {
+        FaultyBlobStore { inner, faults }
+    }
+}
+
+#[async_trait]
+impl<S: BlobStore> BlobStore for FaultyBlobStore<S> {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.faults.check(FaultPoint::BlobRead)?;
+        self.inner.stat(digest).await
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream> {
+        self.faults.check(FaultPoint::BlobRead)?;
+        self.inner.read(digest, range).await
+    }
+
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<()> {
+        self.faults.check(FaultPoint::BlobWrite)?;
+        self.inner.put(digest, bytes).await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        self.faults.check(FaultPoint::BlobDelete)?;
+        self.inner.delete(digest).await
+    }
+
+    async fn delete_if_older(&self, digest: &Digest, cutoff: u64) -> Result<Option<u64>> {
+        self.faults.check(FaultPoint::BlobDelete)?;
+        self.inner.delete_if_older(digest, cutoff).await
+    }
+
+    async fn upload_create(&self, id: &UploadId) -> Result<()> {
+        self.faults.check(FaultPoint::BlobWrite)?;
+        self.inner.upload_create(id).await
+    }
+
+    /// Under a write fault, the chunk's first frame reaches the store, then the "disk" fails: the
+    /// store must cut the upload back to `offset`, as it does after any failed append.
+    async fn upload_append(&self, id: &UploadId, offset: u64, body: &mut BodyStream<'_>) -> Result<u64> {
+        let Err(fault) = self.faults.check(FaultPoint::BlobWrite) else {
+            return self.inner.upload_append(id, offset, body).await;
+        };
+        let first = body.next().await;
+        let partial: Vec<std::result::Result<Bytes, crate::BodyError>> = first.into_iter().collect();
+        let mut partial = futures::stream::iter(partial);
+        self.inner.upload_append(id, offset, &mut partial).await?;
+        let mut failing = futures::stream::iter([Err::<Bytes, crate::BodyError>(Box::new(fault))]);
+        match self.inner.upload_append(id, offset, &mut failing).await {
+            Err(e) => Err(e),
+            Ok(_) => Err(Error::Backend("injected fault was swallowed".into())),
+        }
+    }
+
+    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
+        self.faults.check(FaultPoint::BlobRead)?;
+        self.inner.upload_read(id).await
+    }
+
+    async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()> {
+        self.faults.check(FaultPoint::BlobPublish)?;
+        self.inner.upload_publish(id, digest, size).await
+    }
+
+    async fn upload_delete(&self, id: &UploadId) -> Result<()> {
+        self.faults.check(FaultPoint::BlobDelete)?;
+        self.inner.upload_delete(id).await
+    }
+
+    async fn blob_info(&self, digest: &Digest) -> Result<Option<StoredObject<Digest>>> {
+        self.faults.check(FaultPoint::BlobRead)?;
+        self.inner.blob_info(digest).await
+    }
+
+    async fn upload_info(&self, id: &UploadId) -> Result<Option<StoredObject<UploadId>>> {
+        self.faults.check(FaultPoint::BlobRead)?;
+        self.inner.upload_info(id).await
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredObject<Digest>>> {
+        self.faults.check(FaultPoint::BlobRead)?;
+        self.inner.list_blobs(after, limit).await
+    }
+
+    async fn list_uploads(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<StoredObject<UploadId>>> {
+        self.faults.check(FaultPoint::BlobRead)?;
+        self.inner.list_uploads(after, limit).await
+    }
+}
+
+/// A [`MetadataStore`] that fails where [`Faults`] say.
+pub struct FaultyMetadataStore<S> {
+    inner: S,
+    faults: Faults,
+}
+
+impl<S> FaultyMetadataStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, faults: Faults) -> Self {
+        FaultyMetadataStore { inner, faults }
+    }
+
+    fn read(&self) -> Result<()> {
+        self.faults.check(FaultPoint::MetaRead)
+    }
+
+    fn write(&self) -> Result<()> {
+        self.faults.check(FaultPoint::MetaWrite)
+    }
+}
+
+#[async_trait]
+impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
+    async fn create_upload(&self, id: &UploadId, record: &UploadRecord) -> Result<()> {
+        self.write()?;
+        self.inner.create_upload(id, record).await
+    }
+
+    async fn update_upload(&self, id: &UploadId, expected_offset: u64, record: &UploadRecord) -> Result<bool> {
+        self.write()?;
+        self.inner.update_upload(id, expected_offset, record).await
+    }
+
+    async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
+        self.read()?;
+        self.inner.get_upload(id).await
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
+        self.write()?;
+        self.inner.delete_upload(id).await
+    }
+
+    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
+        self.write()?;
+        self.inner.link_blob(repository, digest, size).await
+    }
+
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        self.write()?;
+        self.inner.complete_upload(id, repository, digest, size).await
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        self.write()?;
+        self.inner.mount_blob(repository, from, digest).await
+    }
+
+    async fn blob_link(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        self.read()?;
+        self.inner.blob_link(repository, digest).await
+    }
+
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        self.write()?;
+        self.inner.unlink_blob(repository, digest).await
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        record: &ManifestRecord,
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        self.write()?;
+        self.inner.put_manifest(repository, record, tag).await
+    }
+
+    async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>> {
+        self.read()?;
+        self.inner.get_manifest(repository, digest).await
+    }
+
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        self.write()?;
+        self.inner.delete_manifest(repository, digest).await
+    }
+
+    async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
+        self.read()?;
+        self.inner.resolve_tag(repository, tag).await
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+        self.write()?;
+        self.inner.delete_tag(repository, tag).await
+    }
+
+    async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>> {
+        self.read()?;
+        self.inner.list_tags(repository, last, limit).await
+    }
+
+    async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Page> {
+        self.read()?;
+        self.inner.list_repositories(last, limit).await
+    }
+
+    async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
+        self.read()?;
+        self.inner.referrers(repository, subject).await
+    }
+
+    async fn gc_manifests(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<GcManifest>> {
+        self.read()?;
+        self.inner.gc_manifests(repository, after, limit).await
+    }
+
+    async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
+        self.read()?;
+        self.inner.gc_links(repository, after, limit).await
+    }
+
+    async fn gc_holders(&self, digests: &[Digest]) -> Result<Vec<Vec<Holder>>> {
+        self.read()?;
+        self.inner.gc_holders(digests).await
+    }
+
+    async fn gc_delete_manifests(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        pushed_before: u64,
+    ) -> Result<Vec<Digest>> {
+        self.write()?;
+        self.inner.gc_delete_manifests(repository, digests, pushed_before).await
+    }
+
+    async fn gc_unlink(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        linked_before: u64,
+    ) -> Result<Vec<(Digest, u64)>> {
+        self.write()?;
+        self.inner.gc_unlink(repository, digests, linked_before).await
+    }
+
+    async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        self.write()?;
+        self.inner.gc_mark(digests).await
+    }
+
+    async fn gc_unmark(&self, digests: &[Digest]) -> Result<()> {
+        self.write()?;
+        self.inner.gc_unmark(digests).await
+    }
+
+    async fn gc_marked(&self, limit: usize) -> Result<Vec<Digest>> {
+        self.read()?;
+        self.inner.gc_marked(limit).await
+    }
+
+    async fn expired_uploads(&self, started_before: u64, limit: usize) -> Result<Vec<UploadId>> {
+        self.read()?;
+        self.inner.expired_uploads(started_before, limit).await
+    }
+}
