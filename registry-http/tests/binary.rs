@@ -2,83 +2,10 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::*;
 use reqwest::StatusCode;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-
-/// A running `registry serve` with its log lines.
-struct Server {
-    child: Child,
-    addr: String,
-    /// What it printed before serving.
-    startup: Vec<String>,
-    logs: mpsc::UnboundedReceiver<String>,
-}
-
-impl Server {
-    /// Starts the binary on an ephemeral port and waits for its "serving" log line, which it
-    /// prints once the listener is bound.
-    async fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
-        Self::start_command("serve", args, envs).await
-    }
-
-    async fn start_command(command: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
-            .arg(command)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .envs(envs.iter().copied())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the registry binary");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let (tx, logs) = mpsc::unbounded_channel();
-        let mut startup = Vec::new();
-        let addr = loop {
-            let line = lines.next_line().await.expect("read log").expect("the server exited before serving");
-            if line.contains("registry serving") || line.contains("token service serving") {
-                let addr = line.split("listen=").nth(1).and_then(|s| s.split_whitespace().next()).expect("listen=");
-                break addr.to_owned();
-            }
-            startup.push(line);
-        };
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Server { child, addr, startup, logs }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Waits for a log line containing every needle.
-    async fn log_line(&mut self, needles: &[&str]) -> String {
-        loop {
-            let line = self.logs.recv().await.expect("log stream ended");
-            if needles.iter().all(|n| line.contains(n)) {
-                return line;
-            }
-        }
-    }
-
-    fn terminate(&self) {
-        let pid = self.child.id().expect("pid").to_string();
-        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-        assert!(status.success());
-    }
-}
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secure_by_default_logs_each_request_and_stops_on_sigterm() {

@@ -326,3 +326,74 @@ impl Podman {
         run_failing("podman", &self.args(args), &self.envs(auth)).await
     }
 }
+
+/// A running `registry serve` with its log lines.
+pub struct Server {
+    pub child: tokio::process::Child,
+    pub addr: String,
+    /// What it printed before serving.
+    pub startup: Vec<String>,
+    logs: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Server {
+    /// Starts the binary on an ephemeral port and waits for its "serving" log line, which it
+    /// prints once the listener is bound.
+    pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Self::start_command("serve", args, envs).await
+    }
+
+    pub async fn start_command(command: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_registry"))
+            .arg(command)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the registry binary");
+        let mut lines =
+            tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().expect("stdout")));
+        let (tx, logs) = tokio::sync::mpsc::unbounded_channel();
+        let mut startup = Vec::new();
+        let addr = loop {
+            let line = lines.next_line().await.expect("read log").expect("the server exited before serving");
+            if line.contains("registry serving") || line.contains("token service serving") {
+                let addr = line.split("listen=").nth(1).and_then(|s| s.split_whitespace().next()).expect("listen=");
+                break addr.to_owned();
+            }
+            startup.push(line);
+        };
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server { child, addr, startup, logs }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits for a log line containing every needle.
+    pub async fn log_line(&mut self, needles: &[&str]) -> String {
+        loop {
+            let line = self.logs.recv().await.expect("log stream ended");
+            if needles.iter().all(|n| line.contains(n)) {
+                return line;
+            }
+        }
+    }
+
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("pid").to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(status.success());
+    }
+}
