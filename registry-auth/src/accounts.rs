@@ -223,7 +223,8 @@ impl std::fmt::Debug for Accounts {
 impl Accounts {
     /// Opens (creating when needed) the database file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Accounts, AuthError> {
-        Self::init(Database::create(path.as_ref()).map_err(db_err)?)
+        // Users, projects and robots are small: a small page cache (redb's default is 1 GiB).
+        Self::init(Database::builder().set_cache_size(8 << 20).create(path.as_ref()).map_err(db_err)?)
     }
 
     /// An in-memory database, for tests.

@@ -42,7 +42,7 @@ impl Default for Limits {
 }
 
 /// Bytes of manifests kept in memory by digest.
-pub const MANIFEST_CACHE_BYTES: u64 = 32 << 20;
+pub const MANIFEST_CACHE_BYTES: u64 = 16 << 20;
 
 #[derive(Clone)]
 struct ByteWeight;

@@ -24,6 +24,9 @@ use registry_core::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[path = "load/soak.rs"]
+mod soak;
+
 const GIB: usize = 1 << 30;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -40,6 +43,18 @@ impl Conn {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         Ok(Conn { sender, host: addr.to_string() })
+    }
+
+    /// Sends a body-less request; returns status and the body.
+    async fn fetch(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, Bytes)> {
+        self.sender.ready().await?;
+        let mut req = Request::builder().method(method).uri(path).header("host", &self.host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = self.sender.send_request(req.body(Full::new(Bytes::new()))?).await?;
+        let status = response.status().as_u16();
+        Ok((status, response.into_body().collect().await?.to_bytes()))
     }
 
     /// Sends a request; returns status, headers and the body length (the body is drained).
@@ -130,13 +145,13 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn start_ours(binary: &Path, dir: &Path, auth: bool) -> anyhow::Result<Server> {
+async fn start_ours(binary: &Path, dir: &Path, auth: bool, extra_config: &str) -> anyhow::Result<Server> {
     let port = free_port()?;
     let config = dir.join("ours.toml");
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlog_level = \"warn,registry=info\"\n[auth]\nenabled = {auth}\n",
+            "data_dir = {:?}\nlog_level = \"warn,registry=info\"\n[auth]\nenabled = {auth}\n{extra_config}",
             dir.join("ours-data")
         ),
     )?;
@@ -497,9 +512,13 @@ fn ratio(a: &[f64], b: &[f64], lower_is_better: bool) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/registry");
     anyhow::ensure!(binary.exists(), "build it first: cargo build --release -p registry-http --bin registry");
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        let seconds = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(300);
+        return soak::run(&binary, seconds).await;
+    }
+    let runs: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let work = tempfile::Builder::new().prefix("registry-load-").tempdir_in(std::env::temp_dir())?;
     eprintln!("data on {}", work.path().display());
 
@@ -535,7 +554,7 @@ async fn main() -> anyhow::Result<()> {
 
     for which in ["ours", "distribution"] {
         let server = if which == "ours" {
-            start_ours(&binary, work.path(), false).await?
+            start_ours(&binary, work.path(), false, "").await?
         } else {
             start_distribution(work.path()).await?
         };
@@ -578,7 +597,7 @@ async fn main() -> anyhow::Result<()> {
     let mut auth_rates = Vec::new();
     let mut plain_rates = Vec::new();
     for auth in [false, true] {
-        let server = start_ours(&binary, work.path(), auth).await?;
+        let server = start_ours(&binary, work.path(), auth, "").await?;
         let repo = if auth { "library/small" } else { "load/small" };
         push_small_image(&server, repo).await?;
         for _ in 0..runs {

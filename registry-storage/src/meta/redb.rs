@@ -79,6 +79,10 @@ struct DbSlot {
     reopening: std::sync::Mutex<()>,
 }
 
+/// The default page cache of the database file: the hot part of a large registry's metadata, and
+/// a bound on the memory it takes.
+pub const PAGE_CACHE_BYTES: usize = 64 << 20;
+
 /// How the message of an I/O failure of the database starts.
 const IO_FAILURE: &str = "metadata database I/O failure";
 
@@ -94,9 +98,9 @@ impl Default for HotReads {
     fn default() -> Self {
         HotReads {
             generation: Generation::default(),
-            tags: Cached::new(64 << 10),
-            manifests: Cached::new(16 << 10),
-            blob_links: Cached::new(64 << 10),
+            tags: Cached::new(16 << 10),
+            manifests: Cached::new(8 << 10),
+            blob_links: Cached::new(16 << 10),
         }
     }
 }
@@ -137,10 +141,17 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
 }
 
 impl RedbMetadataStore {
-    /// Opens (creating when needed) the database file at `path`.
+    /// Opens (creating when needed) the database file at `path`, with a page cache of
+    /// [`PAGE_CACHE_BYTES`].
     pub fn open(path: impl AsRef<Path>) -> Result<RedbMetadataStore> {
+        Self::open_with_cache(path, PAGE_CACHE_BYTES)
+    }
+
+    /// Opens the database file at `path` with a page cache of `cache_bytes` (redb's own default,
+    /// 1 GiB, would let the server's memory grow with the database).
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<RedbMetadataStore> {
         let path = path.as_ref().to_owned();
-        Self::open_with(move || Database::create(&path))
+        Self::open_with(move || Database::builder().set_cache_size(cache_bytes).create(&path))
     }
 
     /// A database `open` creates or opens (a custom redb storage backend, say); `open` is called
