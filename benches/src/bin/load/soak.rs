@@ -104,7 +104,7 @@ async fn client(addr: std::net::SocketAddr, id: usize, deadline: Instant, counts
             if (roll < 30 || images.is_empty()) && !full {
                 next += 1;
                 let tag = format!("t{next}");
-                let (manifest, layer) = push_image(c, &repo, &tag, x, roll % 2 == 0).await?;
+                let (manifest, layer) = push_image(c, &repo, &tag, x, roll.is_multiple_of(2)).await?;
                 images.push((tag, manifest, layer));
                 counts.pushes.fetch_add(1, Ordering::Relaxed);
             } else if roll < 70 && !full {
