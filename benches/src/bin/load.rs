@@ -507,6 +507,9 @@ fn ratio(a: &[f64], b: &[f64], lower_is_better: bool) -> String {
         return "–".into();
     }
     let (a, b) = (median_spread(a).0, median_spread(b).0);
+    if a < 0.05 || b < 0.05 {
+        return "–".into(); // a ratio to (near) zero says nothing
+    }
     if lower_is_better { format!("{:.2}x less", b / a) } else { format!("{:.2}x", a / b) }
 }
 
