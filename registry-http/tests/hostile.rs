@@ -108,8 +108,9 @@ async fn slow_headers_and_idle_connections_are_closed() {
 
 #[tokio::test]
 async fn uploads_beyond_the_limit_get_429_and_retry_later() {
-    let reg =
-        TestRegistry::builder().with_timeouts(short_timeouts()).with_upload_limit(1).start().await.expect("start");
+    // The stalled upload holds its slot for 3 s: ample time to see the second refused.
+    let timeouts = Timeouts { body_read: Duration::from_secs(3), ..short_timeouts() };
+    let reg = TestRegistry::builder().with_timeouts(timeouts).with_upload_limit(1).start().await.expect("start");
     let base = reg.url();
     let first = start_upload(&base, "hostile/limit").await;
     let second = start_upload(&base, "hostile/limit").await;
@@ -137,4 +138,28 @@ async fn uploads_beyond_the_limit_get_429_and_retry_later() {
     // The stalled upload times out and frees its slot.
     until_closed(&mut holding).await;
     push_blob(&client(), &base, "hostile/limit", b"after the slot freed").await;
+}
+
+/// A chunk carrying more bytes than its Content-Length: the chunk is exactly the declared bytes,
+/// the surplus is not taken as part of the upload (hyper reads it as the next request and refuses
+/// it), and the upload continues consistently.
+#[tokio::test]
+async fn more_bytes_than_content_length_take_only_the_declared_ones() {
+    let reg = TestRegistry::start().await.expect("start");
+    let base = reg.url();
+    let location = start_upload(&base, "hostile/surplus").await;
+    let mut stream = TcpStream::connect(reg.addr()).await.expect("connect");
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: 5\r\n\r\n",
+        reg.addr()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(b"12345surplus bytes that are no request\r\n\r\n").await.expect("body");
+    let answer = until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert_eq!(upload_offset(&base, &location).await, "0-4", "exactly the declared bytes");
+    let digest = registry_core::Digest::sha256_of(b"12345678");
+    let resp =
+        client().put(format!("{base}{location}?digest={digest}")).body(b"678".to_vec()).send().await.expect("put");
+    assert_eq!(resp.status(), StatusCode::CREATED);
 }
