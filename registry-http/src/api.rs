@@ -14,7 +14,7 @@
 //! | `DELETE /api/v2.0/projects/{name}/robots/{robot name}` | project admins |
 //! | `GET`/`POST /api/v2.0/users` `{"username","password","sysadmin_flag"}`, `DELETE /api/v2.0/users/{name}` | system admins |
 //! | `POST /api/v2.0/system/gc/schedule` `{"schedule":{"type":"Manual"},"parameters":{"delete_untagged","dry_run"}}` | system admins: starts a garbage collection (201, `Location` of the run; 409 while one runs) |
-//! | `GET /api/v2.0/system/gc`, `GET /api/v2.0/system/gc/{id}` | system admins: recent runs with their reports (objects and bytes freed, duration) |
+//! | `GET /api/v2.0/system/gc`, `GET /api/v2.0/system/gc/{id}` | system admins: recent runs with their reports (objects and bytes freed, duration; so far, while a run is in progress) |
 //!
 //! Role ids are Harbor's: 1 project admin, 2 developer, 3 guest, 4 maintainer, 5 limited guest.
 //! A robot's `duration` is in days, `-1` for never. Its secret is in the creation response only.

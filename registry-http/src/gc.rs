@@ -43,7 +43,7 @@ pub struct GcRun {
     pub status: Status,
     /// What it was asked to do.
     pub options: GcOptions,
-    /// What it freed, once finished.
+    /// What it freed: so far while it runs, in total once finished.
     pub report: Option<GcReport>,
     /// Why it failed.
     pub error: Option<String>,
@@ -113,6 +113,21 @@ impl GarbageCollector {
         Ok(id)
     }
 
+    /// Runs the collection `id`, its report visible as it progresses.
+    async fn collect(&self, id: u64, options: &GcOptions) -> registry_storage::Result<GcReport> {
+        let progress = |report: &GcReport| {
+            if let Some(run) = self.state().runs.iter_mut().find(|r| r.id == id) {
+                run.report = Some(report.clone());
+            }
+        };
+        let result = self.registry.collect_garbage_with_progress(options, &progress).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "garbage collection failed");
+        }
+        self.end(id, &result);
+        result
+    }
+
     fn end(&self, id: u64, result: &registry_storage::Result<GcReport>) {
         let mut state = self.state();
         state.running = false;
@@ -133,12 +148,7 @@ impl GarbageCollector {
     /// Runs a collection now and waits for it.
     pub async fn run(&self, options: &GcOptions, trigger: Trigger) -> Result<GcReport, RunError> {
         let id = self.begin(options, trigger)?;
-        let result = self.registry.collect_garbage(options).await;
-        self.end(id, &result);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "garbage collection failed");
-        }
-        Ok(result?)
+        Ok(self.collect(id, options).await?)
     }
 
     /// Starts a collection in the background; its id.
@@ -146,11 +156,7 @@ impl GarbageCollector {
         let id = self.begin(&options, trigger)?;
         let this = self.clone();
         tokio::spawn(async move {
-            let result = this.registry.collect_garbage(&options).await;
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "garbage collection failed");
-            }
-            this.end(id, &result);
+            let _ = this.collect(id, &options).await;
         });
         Ok(id)
     }

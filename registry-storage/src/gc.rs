@@ -106,6 +106,22 @@ pub struct GcReport {
     pub examined: u64,
 }
 
+/// A run in progress: its report so far and who wants to hear of it.
+struct Run<'a> {
+    report: GcReport,
+    started: Instant,
+    progress: &'a (dyn Fn(&GcReport) + Send + Sync),
+}
+
+impl Run<'_> {
+    /// A page of `n` objects examined.
+    fn page(&mut self, n: usize) {
+        self.report.examined += n as u64;
+        self.report.duration_ms = self.started.elapsed().as_millis() as u64;
+        (self.progress)(&self.report);
+    }
+}
+
 /// What a dry run has (virtually) removed so far, so later steps see the cascade.
 #[derive(Default)]
 struct Removed {
@@ -129,6 +145,16 @@ impl Registry {
     /// Runs one garbage collection (see the [module docs](crate::gc)). Collections in one process
     /// run one at a time; several processes may collect concurrently (every removal re-checks).
     pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
+        self.collect_garbage_with_progress(options, &|_| {}).await
+    }
+
+    /// [`Registry::collect_garbage`], calling `progress` with the report so far after each page of
+    /// objects (for a long run's status).
+    pub async fn collect_garbage_with_progress(
+        &self,
+        options: &GcOptions,
+        progress: &(dyn Fn(&GcReport) + Send + Sync),
+    ) -> Result<GcReport> {
         let _one_at_a_time = self.gc_lock().lock().await;
         let started = Instant::now();
         let now_ms = now_ms();
@@ -136,7 +162,8 @@ impl Registry {
         let cutoff_ms = now_ms.saturating_sub(options.grace.as_millis() as u64);
         // ... and records made before this second (metadata keeps seconds).
         let cutoff = cutoff_ms / 1000;
-        let mut report = GcReport { dry_run: options.dry_run, started_at: now_ms / 1000, ..GcReport::default() };
+        let report = GcReport { dry_run: options.dry_run, started_at: now_ms / 1000, ..GcReport::default() };
+        let mut run = Run { report, started, progress };
         let mut removed = Removed::default();
         tracing::info!(
             dry_run = options.dry_run,
@@ -144,7 +171,7 @@ impl Registry {
             "garbage collection started"
         );
         if !options.dry_run {
-            self.finish_marked(&mut report).await?;
+            self.finish_marked(&mut run).await?;
         }
         let mut last: Option<String> = None;
         loop {
@@ -152,51 +179,51 @@ impl Registry {
             for name in &page.entries {
                 let Ok(repo) = RepositoryName::parse(name) else { continue };
                 if options.delete_untagged {
-                    self.collect_manifests(&repo, cutoff, options.dry_run, &mut removed, &mut report).await?;
+                    self.collect_manifests(&repo, cutoff, options.dry_run, &mut removed, &mut run).await?;
                 }
-                self.collect_links(&repo, cutoff, options.dry_run, &mut removed, &mut report).await?;
+                self.collect_links(&repo, cutoff, options.dry_run, &mut removed, &mut run).await?;
             }
             last = page.entries.last().cloned();
             if !page.more {
                 break;
             }
         }
-        self.collect_blobs(cutoff_ms, options.dry_run, &removed, &mut report).await?;
-        self.collect_uploads(now_ms, options, &mut report).await?;
-        report.duration_ms = started.elapsed().as_millis() as u64;
+        self.collect_blobs(cutoff_ms, options.dry_run, &removed, &mut run).await?;
+        self.collect_uploads(now_ms, options, &mut run).await?;
+        run.report.duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
-            dry_run = report.dry_run,
-            manifests_deleted = report.manifests_deleted,
-            links_removed = report.links_removed,
-            blobs_deleted = report.blobs_deleted,
-            bytes_freed = report.bytes_freed,
-            uploads_removed = report.uploads_removed,
-            examined = report.examined,
-            duration_ms = report.duration_ms,
+            dry_run = run.report.dry_run,
+            manifests_deleted = run.report.manifests_deleted,
+            links_removed = run.report.links_removed,
+            blobs_deleted = run.report.blobs_deleted,
+            bytes_freed = run.report.bytes_freed,
+            uploads_removed = run.report.uploads_removed,
+            examined = run.report.examined,
+            duration_ms = run.report.duration_ms,
             "garbage collection finished"
         );
-        Ok(report)
+        Ok(run.report)
     }
 
     /// Deletes the blobs a stopped collection had marked, then their marks.
-    async fn finish_marked(&self, report: &mut GcReport) -> Result<()> {
+    async fn finish_marked(&self, run: &mut Run<'_>) -> Result<()> {
         loop {
             let marked = self.metadata_store().gc_marked(PAGE).await?;
             if marked.is_empty() {
                 return Ok(());
             }
             for digest in &marked {
-                self.delete_blob_file(digest, u64::MAX, report).await?;
+                self.delete_blob_file(digest, u64::MAX, run).await?;
             }
             self.metadata_store().gc_unmark(&marked).await?;
         }
     }
 
     /// Deletes a blob file unless written after `cutoff_ms`, counting it.
-    async fn delete_blob_file(&self, digest: &Digest, cutoff_ms: u64, report: &mut GcReport) -> Result<()> {
+    async fn delete_blob_file(&self, digest: &Digest, cutoff_ms: u64, run: &mut Run<'_>) -> Result<()> {
         if let Some(size) = self.blob_store().delete_if_older(digest, cutoff_ms).await? {
-            report.blobs_deleted += 1;
-            report.bytes_freed += size;
+            run.report.blobs_deleted += 1;
+            run.report.bytes_freed += size;
             self.forget_manifest_bytes(digest);
         }
         Ok(())
@@ -208,7 +235,7 @@ impl Registry {
         cutoff: u64,
         dry_run: bool,
         removed: &mut Removed,
-        report: &mut GcReport,
+        run: &mut Run<'_>,
     ) -> Result<()> {
         let name = repo.to_string();
         loop {
@@ -218,7 +245,7 @@ impl Registry {
                 let page = self.metadata_store().gc_manifests(repo, after.as_ref(), PAGE).await?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.record.digest.clone());
-                report.examined += page.len() as u64;
+                run.page(page.len());
                 let mut candidates = Vec::new();
                 for m in &page {
                     let key = (name.clone(), m.record.digest.clone());
@@ -246,7 +273,7 @@ impl Registry {
                     self.metadata_store().gc_delete_manifests(repo, &candidates, cutoff).await?
                 };
                 deleted_this_pass += gone.len();
-                report.manifests_deleted += gone.len() as u64;
+                run.report.manifests_deleted += gone.len() as u64;
                 if dry_run {
                     removed.manifests.extend(gone.into_iter().map(|d| (name.clone(), d)));
                 }
@@ -263,7 +290,7 @@ impl Registry {
         cutoff: u64,
         dry_run: bool,
         removed: &mut Removed,
-        report: &mut GcReport,
+        run: &mut Run<'_>,
     ) -> Result<()> {
         let name = repo.to_string();
         let mut after: Option<Digest> = None;
@@ -271,7 +298,7 @@ impl Registry {
             let page = self.metadata_store().gc_links(repo, after.as_ref(), PAGE).await?;
             let Some(last) = page.last() else { return Ok(()) };
             after = Some(last.digest.clone());
-            report.examined += page.len() as u64;
+            run.page(page.len());
             let candidates: Vec<Digest> = page
                 .iter()
                 .filter(|l| l.linked_at <= cutoff)
@@ -282,34 +309,28 @@ impl Registry {
                 continue;
             }
             if dry_run {
-                report.links_removed += candidates.len() as u64;
+                run.report.links_removed += candidates.len() as u64;
                 removed.links.extend(candidates.into_iter().map(|d| (name.clone(), d)));
             } else {
                 let gone = self.metadata_store().gc_unlink(repo, &candidates, cutoff).await?;
-                report.links_removed += gone.len() as u64;
+                run.report.links_removed += gone.len() as u64;
             }
         }
     }
 
-    async fn collect_blobs(
-        &self,
-        cutoff_ms: u64,
-        dry_run: bool,
-        removed: &Removed,
-        report: &mut GcReport,
-    ) -> Result<()> {
+    async fn collect_blobs(&self, cutoff_ms: u64, dry_run: bool, removed: &Removed, run: &mut Run<'_>) -> Result<()> {
         let mut after: Option<Digest> = None;
         let mut pages = 0u64;
         loop {
             let page = self.blob_store().list_blobs(after.as_ref(), PAGE).await?;
             let Some(last) = page.last() else { return Ok(()) };
             after = Some(last.key.clone());
-            report.examined += page.len() as u64;
+            run.page(page.len());
             pages += 1;
             if pages.is_multiple_of(20) {
                 tracing::info!(
-                    examined = report.examined,
-                    blobs_deleted = report.blobs_deleted,
+                    examined = run.report.examined,
+                    blobs_deleted = run.report.blobs_deleted,
                     "garbage collection progress"
                 );
             }
@@ -326,8 +347,8 @@ impl Registry {
                 continue;
             }
             if dry_run {
-                report.blobs_deleted += free.len() as u64;
-                report.bytes_freed += free.iter().map(|b| b.size).sum::<u64>();
+                run.report.blobs_deleted += free.len() as u64;
+                run.report.bytes_freed += free.iter().map(|b| b.size).sum::<u64>();
                 continue;
             }
             let digests: Vec<Digest> = free.iter().map(|b| b.key.clone()).collect();
@@ -335,7 +356,7 @@ impl Registry {
             let mut result = Ok(());
             for digest in &marked {
                 // Unless written again since it was listed (pushed anew).
-                result = self.delete_blob_file(digest, cutoff_ms, report).await;
+                result = self.delete_blob_file(digest, cutoff_ms, run).await;
                 if result.is_err() {
                     break;
                 }
@@ -347,20 +368,20 @@ impl Registry {
 
     /// Uploads untouched for the expiry time go, with their session if any; so do sessions that
     /// old whose file is gone. Activity is the upload's last write, not its start.
-    async fn collect_uploads(&self, now_ms: u64, options: &GcOptions, report: &mut GcReport) -> Result<()> {
+    async fn collect_uploads(&self, now_ms: u64, options: &GcOptions, run: &mut Run<'_>) -> Result<()> {
         let expired_before = now_ms.saturating_sub(options.upload_expiry.as_millis() as u64);
         let mut after = None;
         loop {
             let page = self.blob_store().list_uploads(after.as_ref(), PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.key.clone());
-            report.examined += page.len() as u64;
+            run.page(page.len());
             for upload in page.iter().filter(|u| u.modified <= expired_before) {
                 if !options.dry_run {
                     self.abandon_upload(&upload.key).await?;
                 }
-                report.uploads_removed += 1;
-                report.upload_bytes_freed += upload.size;
+                run.report.uploads_removed += 1;
+                run.report.upload_bytes_freed += upload.size;
             }
         }
         for id in self.metadata_store().expired_uploads(expired_before / 1000, usize::MAX).await? {
@@ -371,7 +392,7 @@ impl Registry {
                     if !options.dry_run {
                         self.abandon_upload(&id).await?;
                     }
-                    report.uploads_removed += 1;
+                    run.report.uploads_removed += 1;
                 }
             }
         }

@@ -283,3 +283,19 @@ async fn collection_racing_pushes_never_leaves_a_manifest_without_its_blobs() {
         }
     }
 }
+
+#[tokio::test]
+async fn progress_is_reported_page_by_page() {
+    let f = fixture();
+    let repo = name("gc/progress");
+    for i in 0..3u8 {
+        push_image(&f.registry, &repo, &[i; 10], Some(&format!("v{i}")), None).await.expect("push");
+    }
+    let seen = std::sync::Mutex::new(Vec::new());
+    let record = |r: &registry_storage::GcReport| seen.lock().expect("lock").push(r.examined);
+    let report = f.registry.collect_garbage_with_progress(&now_options(), &record).await.expect("gc");
+    let seen = seen.into_inner().expect("lock");
+    assert!(seen.len() >= 2, "links and blob files are separate pages: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert_eq!(seen.last().copied(), Some(report.examined));
+}
