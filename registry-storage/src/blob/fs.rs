@@ -22,10 +22,18 @@
 //! offset; the next append truncates it back to the offset, so the recorded verifier state and the
 //! bytes always agree. A failed body is undone the same way (truncate, fsync) before the error
 //! returns, and publishing cuts the file to the verified size before the rename, so bytes that
-//! were never acknowledged can never become part of a blob. Publishing renames the upload to its content address and then `fsync`s the
+//! were never acknowledged can never become part of a blob. Publishing renames the upload to its
+//! content address (replacing an existing copy of the same bytes atomically) and then `fsync`s the
 //! target directory (data, then the directory entry); the engine links the blob to the repository
 //! in the metadata store only after that (then the metadata). A crash at any instant leaves the
 //! old state or the new one; an orphan file at worst, which garbage collection removes.
+//!
+//! # Garbage collection's side
+//!
+//! A published blob's modification time is its publication (set just before the rename), which
+//! the grace period counts from. [`FsBlobStore::delete_if_older`] first renames the blob aside
+//! (`tmp/gc-<uuid>`), so a publish of the same digest from then on creates a new file, then
+//! deletes the aside copy if it is old or renames it back if a publish had just refreshed it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
