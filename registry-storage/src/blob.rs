@@ -82,7 +82,7 @@ pub struct StoredObject<K> {
 /// Storage for content-addressed blobs and in-progress uploads.
 ///
 /// Every method is safe to call concurrently; publishing the same digest twice stores one copy.
-/// A conformance suite for implementations is in [`crate::testing`] (feature `testing`).
+/// A conformance suite for implementations is in `registry_storage::testing` (feature `testing`).
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// The size of a published blob, or `None`.

@@ -29,7 +29,7 @@
 //!
 //! Tag resolutions, manifest records and blob links are cached in memory (bounded), which is exact
 //! because this store alone writes its file (redb locks it): every write invalidates what it
-//! changed (see [`super::cache`]).
+//! changed (see `meta/cache.rs` for why that is exact).
 
 use std::ops::Bound;
 use std::path::Path;
