@@ -182,8 +182,48 @@ pub fn pattern_matches(pattern: &str, text: &str) -> bool {
     true
 }
 
+/// How the message of an I/O failure of the database starts.
+const IO_FAILURE: &str = "accounts database I/O failure";
+
 fn db_err(e: impl Into<redb::Error>) -> AuthError {
-    AuthError::Backend(format!("accounts database: {}", e.into()))
+    match e.into() {
+        e @ (redb::Error::Io(_) | redb::Error::PreviousIo) => AuthError::Backend(format!("{IO_FAILURE}: {e}")),
+        e => AuthError::Backend(format!("accounts database: {e}")),
+    }
+}
+
+/// Opens the database again (after an I/O failure).
+type Reopen = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
+
+/// The database handle. After an I/O error on its file redb refuses every operation until the
+/// database is reopened: the handle is then dropped, and the next request reopens the file
+/// (failing, retryably, until the disk works again).
+struct Handle {
+    current: std::sync::RwLock<Option<Arc<Database>>>,
+    reopen: Option<Reopen>,
+    reopening: Mutex<()>,
+}
+
+impl Handle {
+    fn get(&self) -> Result<Arc<Database>, AuthError> {
+        if let Some(db) = self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(db.clone());
+        }
+        let unavailable = || AuthError::Backend(format!("{IO_FAILURE}: reopening the database; retry"));
+        let (Ok(_one), Some(reopen)) = (self.reopening.try_lock(), &self.reopen) else { return Err(unavailable()) };
+        let db = Arc::new(reopen().map_err(|e| AuthError::Backend(format!("{IO_FAILURE}: reopening: {e}")))?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(db.clone());
+        tracing::warn!("accounts database reopened after an I/O failure");
+        Ok(db)
+    }
+
+    fn failed(&self, failed: &Arc<Database>) {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if self.reopen.is_some() && current.as_ref().is_some_and(|db| Arc::ptr_eq(db, failed)) {
+            tracing::error!("accounts database I/O failure: it will be reopened");
+            *current = None;
+        }
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, AuthError> {
@@ -203,7 +243,7 @@ fn valid_account_name(name: &str) -> bool {
 /// The accounts database.
 #[derive(Clone)]
 pub struct Accounts {
-    db: Arc<Database>,
+    db: Arc<Handle>,
     failures: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
     /// A hash to verify against when the account does not exist, so both cost the same.
     dummy_hash: Arc<String>,
@@ -223,16 +263,27 @@ impl std::fmt::Debug for Accounts {
 impl Accounts {
     /// Opens (creating when needed) the database file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Accounts, AuthError> {
+        let path = path.as_ref().to_owned();
         // Users, projects and robots are small: a small page cache (redb's default is 1 GiB).
-        Self::init(Database::builder().set_cache_size(8 << 20).create(path.as_ref()).map_err(db_err)?)
+        Self::open_with(move || Database::builder().set_cache_size(8 << 20).create(&path))
+    }
+
+    /// A database `open` creates or opens (a custom redb storage backend, say); `open` is called
+    /// again to reopen it after an I/O failure.
+    pub fn open_with(
+        open: impl Fn() -> Result<Database, redb::DatabaseError> + Send + Sync + 'static,
+    ) -> Result<Accounts, AuthError> {
+        let db = open().map_err(db_err)?;
+        Self::init(db, Some(Box::new(open)))
     }
 
     /// An in-memory database, for tests.
     pub fn in_memory() -> Result<Accounts, AuthError> {
-        Self::init(Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db_err)?)
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db_err)?;
+        Self::init(db, None)
     }
 
-    fn init(db: Database) -> Result<Accounts, AuthError> {
+    fn init(db: Database, reopen: Option<Reopen>) -> Result<Accounts, AuthError> {
         let txn = db.begin_write().map_err(db_err)?;
         for t in [USERS, PROJECTS, MEMBERS, ROBOTS] {
             txn.open_table(t).map_err(db_err)?;
@@ -240,8 +291,9 @@ impl Accounts {
         txn.commit().map_err(db_err)?;
         let dummy_hash = bcrypt::hash("not a password", BCRYPT_COST).map_err(|e| AuthError::Backend(e.to_string()))?;
         let projects = Self::list::<Project>(&db, PROJECTS)?.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let handle = Handle { current: std::sync::RwLock::new(Some(Arc::new(db))), reopen, reopening: Mutex::new(()) };
         Ok(Accounts {
-            db: Arc::new(db),
+            db: Arc::new(handle),
             failures: Default::default(),
             dummy_hash: Arc::new(dummy_hash),
             projects: Arc::new(std::sync::RwLock::new(Arc::new(projects))),
@@ -265,8 +317,14 @@ impl Accounts {
         &self,
         f: impl FnOnce(&Database) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| AuthError::Backend(e.to_string()))?
+        let db = self.db.get()?;
+        let held = db.clone();
+        let result =
+            tokio::task::spawn_blocking(move || f(&held)).await.map_err(|e| AuthError::Backend(e.to_string()))?;
+        if matches!(&result, Err(AuthError::Backend(m)) if m.starts_with(IO_FAILURE)) {
+            self.db.failed(&db);
+        }
+        result
     }
 
     fn get<T: serde::de::DeserializeOwned>(

@@ -289,8 +289,7 @@ async fn gc_subcommand_dry_run_then_collect() {
     let busy = gc(&["--dry-run"]).await.expect("run");
     assert!(!busy.status.success(), "the running server holds the data directory");
     assert!(String::from_utf8_lossy(&busy.stderr).contains("/api/v2.0/system/gc"));
-    server.terminate();
-    drop(server);
+    server.stop().await;
 
     let report = |out: std::process::Output| -> serde_json::Value {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -317,7 +316,7 @@ async fn gc_subcommand_dry_run_then_collect() {
     assert_eq!(resp.status(), StatusCode::OK);
     let gone = c.head(format!("{}/v2/app/blobs/{orphan}", server.url())).send().await.expect("head");
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
-    drop(server);
+    server.stop().await;
 
     // On a schedule while serving, reported in the log.
     let scheduled = dir.path().join("scheduled.toml");

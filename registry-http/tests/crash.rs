@@ -304,8 +304,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     );
     assert!(manifests > 0 && blobs > manifests, "the workload made progress between kills");
     assert!(slowest < MAX_STARTUP, "start-up after a crash took {slowest:?}");
-    server.terminate();
-    drop(server);
+    server.stop().await;
 
     // Collection after all this keeps every acknowledged image whole and clears the leftovers.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_registry"))

@@ -209,3 +209,28 @@ async fn a_real_full_disk_during_a_push_leaves_no_partial_blob() {
     let untag = c.delete(format!("{base}/v2/full/app/manifests/kept")).send().await.expect("delete");
     assert_eq!(untag.status(), StatusCode::ACCEPTED, "metadata writes work again");
 }
+
+/// The accounts database, like the metadata store, reopens its file after an I/O failure (redb
+/// refuses everything until then): logins work again as soon as the disk does.
+#[tokio::test]
+async fn accounts_recover_from_a_failed_disk_without_a_restart() {
+    use registry_auth::{Accounts, Authenticator};
+    use registry_storage::testing::faults::FaultyRedbFile;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("accounts.redb");
+    let failing = Arc::new(AtomicBool::new(false));
+    let flag = failing.clone();
+    let accounts = Accounts::open_with(move || FaultyRedbFile::open(&path, flag.clone())).expect("open");
+    accounts.add_user("erin", "erinpassword", false).await.expect("user");
+
+    failing.store(true, Ordering::SeqCst);
+    assert!(accounts.add_user("dana", "danapassword", false).await.is_err(), "the disk is full");
+    assert!(accounts.authenticate("erin", "erinpassword").await.is_err(), "unavailable meanwhile");
+
+    failing.store(false, Ordering::SeqCst);
+    accounts.authenticate("erin", "erinpassword").await.expect("logins work again");
+    accounts.add_user("dana", "danapassword", false).await.expect("and writes");
+    accounts.authenticate("dana", "danapassword").await.expect("dana");
+}

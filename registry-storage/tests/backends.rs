@@ -88,73 +88,12 @@ async fn redb_cache_never_serves_a_replaced_value() {
     }
 }
 
-/// A redb file backend whose writes fail while `failing` is set, as a full or failing disk.
-#[derive(Debug)]
-struct FlakyFile {
-    inner: redb::backends::FileBackend,
-    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl FlakyFile {
-    fn check(&self) -> std::io::Result<()> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(std::io::Error::from_raw_os_error(28));
-        }
-        Ok(())
-    }
-}
-
-impl redb::StorageBackend for FlakyFile {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.write(offset, data)
-    }
-    fn close(&self) -> std::io::Result<()> {
-        self.inner.close()
-    }
-    fn try_lock_range(&self, s: std::ops::Bound<u64>, e: std::ops::Bound<u64>) -> Result<bool, redb::BackendError> {
-        self.inner.try_lock_range(s, e)
-    }
-    fn try_lock_shared_range(
-        &self,
-        s: std::ops::Bound<u64>,
-        e: std::ops::Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.inner.try_lock_shared_range(s, e)
-    }
-    fn lock_range(&self, s: std::ops::Bound<u64>, e: std::ops::Bound<u64>) -> Result<(), redb::BackendError> {
-        self.inner.lock_range(s, e)
-    }
-    fn lock_shared_range(&self, s: std::ops::Bound<u64>, e: std::ops::Bound<u64>) -> Result<(), redb::BackendError> {
-        self.inner.lock_shared_range(s, e)
-    }
-    fn unlock_range(&self, s: std::ops::Bound<u64>, e: std::ops::Bound<u64>) -> Result<(), redb::BackendError> {
-        self.inner.unlock_range(s, e)
-    }
-    fn query_lock_range(&self, s: std::ops::Bound<u64>, e: std::ops::Bound<u64>) -> Result<bool, redb::BackendError> {
-        self.inner.query_lock_range(s, e)
-    }
-}
-
 /// After a failed commit redb refuses everything until reopened: the store answers "unavailable"
 /// (retryable), reopens the file once the disk works again, and has lost nothing committed.
 #[tokio::test]
 async fn redb_recovers_from_a_failed_disk_without_a_restart() {
     use registry_core::{Digest, RepositoryName};
+    use registry_storage::testing::faults::FaultyRedbFile;
     use registry_storage::{Error, MetadataStore};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -163,12 +102,7 @@ async fn redb_recovers_from_a_failed_disk_without_a_restart() {
     let path = dir.path().join("meta.redb");
     let failing = Arc::new(AtomicBool::new(false));
     let flag = failing.clone();
-    let store = RedbMetadataStore::open_with(move || {
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-        let inner = redb::backends::FileBackend::new(file)?;
-        redb::Database::builder().create_with_backend(FlakyFile { inner, failing: flag.clone() })
-    })
-    .expect("open");
+    let store = RedbMetadataStore::open_with(move || FaultyRedbFile::open(&path, flag.clone())).expect("open");
     let repo = RepositoryName::parse("disk/app").expect("name");
     let (kept, lost, later) = (Digest::sha256_of(b"kept"), Digest::sha256_of(b"lost"), Digest::sha256_of(b"later"));
     store.link_blob(&repo, &kept, 4).await.expect("link");

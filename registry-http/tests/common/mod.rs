@@ -391,6 +391,13 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then waits for the process to exit (its databases are closed after this).
+    pub async fn stop(mut self) {
+        self.terminate();
+        let status = self.child.wait().await.expect("wait for exit");
+        assert!(status.success(), "clean exit: {status}");
+    }
+
     pub fn terminate(&self) {
         let pid = self.child.id().expect("pid").to_string();
         let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
