@@ -340,6 +340,19 @@ mod tests {
     }
 
     #[test]
+    fn connection_timeouts_and_the_upload_limit_load() {
+        let c = Config::from_toml(
+            "[limits]\nbody_read_timeout_secs = 5\nidle_timeout_secs = 7\nwrite_timeout_secs = 9\nmax_concurrent_uploads = 3\n",
+        )
+        .expect("valid");
+        let timeouts = c.server_options().expect("options").timeouts;
+        assert_eq!((timeouts.body_read.as_secs(), timeouts.idle.as_secs(), timeouts.write.as_secs()), (5, 7, 9));
+        assert_eq!(c.limits.max_concurrent_uploads, 3);
+        let defaults = Config::default().server_options().expect("options").timeouts;
+        assert_eq!(defaults, crate::Timeouts::default());
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         assert!(Config::from_toml("lisen = \"x\"").is_err());
         assert!(Config::from_toml("listen = 5").is_err());

@@ -8,6 +8,16 @@ use registry_http::TestRegistry;
 use reqwest::StatusCode;
 use serde_json::json;
 
+/// POSTs a JSON body to the management API with Basic credentials.
+async fn post_json(
+    c: &reqwest::Client,
+    url: String,
+    (user, password): (&str, &str),
+    body: serde_json::Value,
+) -> reqwest::Response {
+    c.post(url).basic_auth(user, Some(password)).json(&body).send().await.expect("post")
+}
+
 #[tokio::test]
 async fn projects_users_members_robots_over_the_api() {
     let accounts = Accounts::in_memory().expect("accounts");
@@ -19,20 +29,16 @@ async fn projects_users_members_robots_over_the_api() {
     let api = |p: &str| format!("{base}/api/v2.0/{p}");
 
     // Users: system admins only.
-    let resp = c
-        .post(api("users"))
-        .basic_auth("admin", Some("adminpassword"))
-        .json(&json!({"username": "erin", "password": "erinpassword"}))
-        .send()
-        .await
-        .expect("post");
+    let resp = post_json(
+        &c,
+        api("users"),
+        ("admin", "adminpassword"),
+        json!({"username": "erin", "password": "erinpassword"}),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
-    c.post(api("users"))
-        .basic_auth("admin", Some("adminpassword"))
-        .json(&json!({"username": "dev", "password": "devpassword"}))
-        .send()
-        .await
-        .expect("post");
+    post_json(&c, api("users"), ("admin", "adminpassword"), json!({"username": "dev", "password": "devpassword"}))
+        .await;
     assert_error(
         c.get(api("users")).basic_auth("erin", Some("erinpassword")).send().await.expect("get"),
         StatusCode::FORBIDDEN,
@@ -58,13 +64,7 @@ async fn projects_users_members_robots_over_the_api() {
     assert_eq!(users.as_array().expect("list").len(), 3);
 
     // Any user creates a project (private by default) and becomes its project admin.
-    let resp = c
-        .post(api("projects"))
-        .basic_auth("erin", Some("erinpassword"))
-        .json(&json!({"project_name": "erin"}))
-        .send()
-        .await
-        .expect("post");
+    let resp = post_json(&c, api("projects"), ("erin", "erinpassword"), json!({"project_name": "erin"})).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     assert_eq!(resp.json::<serde_json::Value>().await.expect("json")["metadata"]["public"], "false");
     let members: serde_json::Value = c
@@ -116,23 +116,24 @@ async fn projects_users_members_robots_over_the_api() {
     );
 
     // The project admin adds a developer, who can then push, but not manage the project.
-    let resp = c
-        .post(api("projects/erin/members"))
-        .basic_auth("erin", Some("erinpassword"))
-        .json(&json!({"role_id": 2, "member_user": {"username": "dev"}}))
-        .send()
-        .await
-        .expect("post");
+    let resp = post_json(
+        &c,
+        api("projects/erin/members"),
+        ("erin", "erinpassword"),
+        json!({"role_id": 2, "member_user": {"username": "dev"}}),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let t = token(&c, &base, Some(("dev", "devpassword")), &["repository:erin/app:pull,push"]).await;
     push_blob_as(&c, &base, "erin/app", b"pushed by a member added over the API", Some(&t)).await;
     assert_error(
-        c.post(api("projects/erin/members"))
-            .basic_auth("dev", Some("devpassword"))
-            .json(&json!({"role_id": 1, "member_user": {"username": "dev"}}))
-            .send()
-            .await
-            .expect("post"),
+        post_json(
+            &c,
+            api("projects/erin/members"),
+            ("dev", "devpassword"),
+            json!({"role_id": 1, "member_user": {"username": "dev"}}),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "DENIED",
     )
@@ -146,12 +147,13 @@ async fn projects_users_members_robots_over_the_api() {
 
     // Bad input.
     assert_error(
-        c.post(api("projects/erin/members"))
-            .basic_auth("erin", Some("erinpassword"))
-            .json(&json!({"role_id": 9, "member_user": {"username": "dev"}}))
-            .send()
-            .await
-            .expect("post"),
+        post_json(
+            &c,
+            api("projects/erin/members"),
+            ("erin", "erinpassword"),
+            json!({"role_id": 9, "member_user": {"username": "dev"}}),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "UNSUPPORTED",
     )
@@ -163,38 +165,26 @@ async fn projects_users_members_robots_over_the_api() {
     )
     .await;
     assert_error(
-        c.post(api("projects"))
-            .basic_auth("erin", Some("erinpassword"))
-            .json(&json!({"project_name": "Bad/Name"}))
-            .send()
-            .await
-            .expect("post"),
+        post_json(&c, api("projects"), ("erin", "erinpassword"), json!({"project_name": "Bad/Name"})).await,
         StatusCode::BAD_REQUEST,
         "UNSUPPORTED",
     )
     .await;
     assert_error(
-        c.post(api("projects"))
-            .basic_auth("erin", Some("erinpassword"))
-            .json(&json!({"project_name": "erin"}))
-            .send()
-            .await
-            .expect("post"),
+        post_json(&c, api("projects"), ("erin", "erinpassword"), json!({"project_name": "erin"})).await,
         StatusCode::BAD_REQUEST,
         "UNSUPPORTED",
     )
     .await;
 
     // Robots: the secret comes once, in the creation response.
-    let resp = c
-        .post(api("projects/erin/robots"))
-        .basic_auth("erin", Some("erinpassword"))
-        .json(
-            &json!({"name": "ci", "duration": -1, "permissions": [{"repositories": "*", "actions": ["pull", "push"]}]}),
-        )
-        .send()
-        .await
-        .expect("post");
+    let resp = post_json(
+        &c,
+        api("projects/erin/robots"),
+        ("erin", "erinpassword"),
+        json!({"name": "ci", "duration": -1, "permissions": [{"repositories": "*", "actions": ["pull", "push"]}]}),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let robot: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(robot["name"], "robot$erin+ci");
@@ -339,12 +329,8 @@ async fn garbage_collection_over_the_api() {
     let runs = runs.as_array().expect("list");
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["id"], run["id"], "newest first");
-    let wrong = c
-        .post(api("system/gc/schedule"))
-        .basic_auth("admin", Some("adminpassword"))
-        .json(&json!({"schedule": {"type": "Daily"}}))
-        .send()
-        .await
-        .expect("post");
+    let wrong =
+        post_json(&c, api("system/gc/schedule"), ("admin", "adminpassword"), json!({"schedule": {"type": "Daily"}}))
+            .await;
     assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
 }

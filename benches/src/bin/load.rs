@@ -181,14 +181,7 @@ async fn admin_token(addr: SocketAddr) -> anyhow::Result<String> {
     let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("admin:load-test-password"));
     let path =
         "/auth/token?service=registry&scope=repository:library/load:pull,push&scope=repository:library/small:pull,push";
-    c.sender.ready().await?;
-    let req = Request::builder()
-        .uri(path)
-        .header("host", addr.to_string())
-        .header("authorization", basic)
-        .body(Full::new(Bytes::new()))?;
-    let resp = c.sender.send_request(req).await?;
-    let body = resp.into_body().collect().await?.to_bytes();
+    let (_, body) = c.fetch("GET", path, &[("authorization", &basic)]).await?;
     let json: serde_json::Value = serde_json::from_slice(&body)?;
     json["token"].as_str().map(str::to_owned).context("no token")
 }
