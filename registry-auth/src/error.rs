@@ -1,9 +1,13 @@
 //! The error type of the auth crate.
 
-/// An authentication or authorization failure, or a fault behind it.
+use registry_core::BackendError;
+
+use crate::token::TokenError;
+
+/// An authentication or authorization failure, a refused account change, or a fault behind them.
 ///
 /// Clients see every credential or token failure the same way (401); the variant and its reason
-/// are for the log only.
+/// are for the log only. Account changes are refused with a message a person can act on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
@@ -11,27 +15,48 @@ pub enum AuthError {
     #[error("invalid credentials")]
     InvalidCredentials,
     /// A bearer token that does not verify.
-    #[error("invalid token: {reason}")]
-    InvalidToken {
-        /// Why (log only).
-        reason: &'static str,
-    },
+    #[error("invalid token: {0}")]
+    InvalidToken(TokenError),
     /// Too many failed attempts for this account: try later.
     #[error("too many failed attempts; retry in {retry_after_secs} s")]
     RateLimited {
         /// Seconds until the next attempt is accepted.
         retry_after_secs: u64,
     },
-    /// A request to the accounts API that breaks a rule (name taken, unknown project, …).
+    /// A request that breaks a rule (an invalid name, a short password, a wrong old password…).
     #[error("{0}")]
     Invalid(String),
-    /// The object of a management request does not exist.
-    #[error("{0} not found")]
-    NotFound(String),
+    /// The object of a request does not exist (`what` names it: "project team").
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The object to create exists already (`what` names it: "user dana").
+    #[error("{what} already exists")]
+    Conflict {
+        /// What exists.
+        what: String,
+    },
+    /// The change is refused in the current state (a project that still holds repositories).
+    #[error("{0}")]
+    Precondition(String),
     /// Unusable configuration (keys, files).
     #[error("auth configuration: {0}")]
     Config(String),
-    /// A storage or system fault.
-    #[error("auth backend failed: {0}")]
-    Backend(String),
+    /// A storage or system fault; [`BackendError::is_retryable`] says whether to retry.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl AuthError {
+    /// `what` was not found.
+    pub fn not_found(what: impl Into<String>) -> AuthError {
+        AuthError::NotFound { what: what.into() }
+    }
+
+    /// `what` exists already.
+    pub fn conflict(what: impl Into<String>) -> AuthError {
+        AuthError::Conflict { what: what.into() }
+    }
 }

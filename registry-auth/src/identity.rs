@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::accounts::RobotPermission;
+use crate::model::RobotPermission;
 
 /// Credentials from an `Authorization` header or a token request.
 #[derive(Clone, PartialEq, Eq)]
@@ -63,12 +63,10 @@ pub enum Identity {
         /// Whether the user is a system administrator.
         admin: bool,
     },
-    /// A robot account of one project.
+    /// A robot account.
     Robot {
-        /// The full name, `robot$<project>+<name>`.
+        /// The full name, `robot$<project>+<name>` or `robot$<name>`.
         name: String,
-        /// Its project.
-        project: String,
         /// What it may do.
         permissions: Vec<RobotPermission>,
     },
@@ -81,6 +79,11 @@ impl Identity {
             Identity::Anonymous => "",
             Identity::User { name, .. } | Identity::Robot { name, .. } => name,
         }
+    }
+
+    /// Whether this is a system administrator.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Identity::User { admin: true, .. })
     }
 }
 

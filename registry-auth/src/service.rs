@@ -178,45 +178,22 @@ impl TokenService {
             access_token: token.clone(),
             token,
             expires_in: claims.exp - claims.iat,
-            issued_at: rfc3339(claims.iat),
+            issued_at: registry_core::time::rfc3339(claims.iat),
             refresh_token,
         })
     }
 }
 
-/// Formats seconds since the epoch as an RFC 3339 UTC timestamp.
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::{Accounts, Role};
+    use crate::accounts::Accounts;
+    use crate::model::Role;
     use crate::token::TokenKey;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_910_400), "2026-11-29T00:00:00Z");
-    }
 
     #[tokio::test]
     async fn grants_the_intersection_and_refreshes() {
-        let accounts = Accounts::in_memory().expect("db");
+        let accounts = Accounts::in_memory();
         accounts.create_project("team", false).await.expect("project");
         accounts.add_user("dev", "password1", false).await.expect("user");
         accounts.add_member("team", "dev", Role::Developer, None).await.expect("member");

@@ -12,6 +12,8 @@
 //! | [`manifest`] | [`Manifest`] parsing and validation for OCI and Docker schema 2 kinds |
 //! | [`media_type`] | the media types the registry knows |
 //! | [`error`] | the crate's [`Error`], the spec's [`ErrorCode`]s and JSON [`ErrorBody`] |
+//! | [`fault`] | [`BackendError`]: a store's failure with its cause and whether a retry can succeed |
+//! | [`time`] | the injectable [`Clock`] and RFC 3339 timestamps |
 //!
 //! Every parser returns a typed [`Error`] on bad input and never panics; [`Error::code`] maps each
 //! error to the distribution spec's code, and [`ErrorCode::status`] to its HTTP status.
@@ -33,17 +35,21 @@
 
 pub mod digest;
 pub mod error;
+pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
 pub mod scope;
+pub mod time;
 pub mod verifier;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, ErrorBody, ErrorCode, ErrorInfo};
+pub use fault::BackendError;
 pub use manifest::{Descriptor, Manifest, ManifestKind};
 pub use name::{Reference, RepositoryName, Tag};
 pub use scope::{Action, Scope};
+pub use time::{Clock, ManualClock, SharedClock, SystemClock};
 pub use verifier::{DigestVerifier, Verified, VerifierState, VerifyingReader, VerifyingStream};

@@ -67,6 +67,7 @@ struct State {
 pub struct GarbageCollector {
     registry: Registry,
     defaults: GcOptions,
+    interval: Option<Duration>,
     state: Mutex<State>,
 }
 
@@ -79,7 +80,17 @@ impl std::fmt::Debug for GarbageCollector {
 impl GarbageCollector {
     /// A collector for `registry`; `defaults` give the grace period and upload expiry of runs.
     pub fn new(registry: Registry, defaults: GcOptions) -> Arc<GarbageCollector> {
-        Arc::new(GarbageCollector { registry, defaults, state: Mutex::default() })
+        Arc::new(GarbageCollector { registry, defaults, interval: None, state: Mutex::default() })
+    }
+
+    /// A collector that will run every `interval` once [`GarbageCollector::schedule`]d.
+    pub fn with_interval(registry: Registry, defaults: GcOptions, interval: Duration) -> Arc<GarbageCollector> {
+        Arc::new(GarbageCollector { registry, defaults, interval: Some(interval), state: Mutex::default() })
+    }
+
+    /// The interval of scheduled runs, if any.
+    pub fn interval(&self) -> Option<Duration> {
+        self.interval
     }
 
     /// The options runs use unless told otherwise.
@@ -99,7 +110,7 @@ impl GarbageCollector {
         state.running = true;
         state.next_id += 1;
         let id = state.next_id;
-        let created = registry_auth::token::now_secs();
+        let created = registry_core::time::now_secs();
         state.runs.push_front(GcRun {
             id,
             trigger,
@@ -166,12 +177,13 @@ impl GarbageCollector {
         self.state().runs.iter().cloned().collect()
     }
 
-    /// Runs a collection every `every` with the default options, until the returned task is
-    /// aborted (the server does at shutdown). A run still in progress when the next is due is not
-    /// doubled.
-    pub fn schedule(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// Runs a collection every [`GarbageCollector::interval`] with the default options, until
+    /// the returned task is aborted (the server does at shutdown); `None` without an interval. A
+    /// run still in progress when the next is due is not doubled.
+    pub fn schedule(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.interval.filter(|i| !i.is_zero())?;
         let this = self.clone();
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -181,7 +193,7 @@ impl GarbageCollector {
                     Err(RunError::Failed(_)) => {} // logged by `run`
                 }
             }
-        })
+        }))
     }
 }
 

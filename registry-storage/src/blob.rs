@@ -145,16 +145,6 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn list_uploads(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<StoredObject<UploadId>>>;
 }
 
-/// Seconds since the Unix epoch of a system time (0 before the epoch).
-pub(crate) fn epoch_secs(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// Milliseconds since the Unix epoch of a system time (0 before the epoch).
-pub(crate) fn epoch_millis(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 /// Turns a failed body item into the store's error: a verifier error stays typed, anything else is
 /// a body failure.
 pub(crate) fn body_error(e: BodyError) -> Error {
@@ -162,7 +152,7 @@ pub(crate) fn body_error(e: BodyError) -> Error {
         Ok(core) => Error::Core(*core),
         Err(other) => match other.downcast::<Error>() {
             Ok(err) => *err,
-            Err(other) => Error::Body(other.to_string()),
+            Err(other) => Error::Body(other),
         },
     }
 }

@@ -15,12 +15,13 @@
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use registry_core::verifier::StreamError;
-use registry_core::{Algorithm, Digest, DigestVerifier, Manifest, Reference, RepositoryName, VerifierState};
+use registry_core::{
+    Algorithm, Digest, DigestVerifier, Manifest, Reference, RepositoryName, SharedClock, VerifierState,
+};
 
 use crate::blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
 use crate::error::{Error, Result};
@@ -108,6 +109,7 @@ pub struct Registry {
     upload_locks: Arc<[tokio::sync::Mutex<()>]>,
     manifest_bytes: Arc<quick_cache::sync::Cache<Digest, Bytes, ByteWeight>>,
     gc_lock: Arc<tokio::sync::Mutex<()>>,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for Registry {
@@ -116,25 +118,43 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 impl Registry {
     /// An engine over a blob store and a metadata store.
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, limits: Limits) -> Registry {
         let upload_locks = (0..UPLOAD_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
         let manifest_bytes = Arc::new(quick_cache::sync::Cache::with_weighter(4096, MANIFEST_CACHE_BYTES, ByteWeight));
-        Registry { blobs, meta, limits, upload_locks, manifest_bytes, gc_lock: Arc::default() }
+        Registry {
+            blobs,
+            meta,
+            limits,
+            upload_locks,
+            manifest_bytes,
+            gc_lock: Arc::default(),
+            clock: registry_core::time::system_clock(),
+        }
+    }
+
+    /// The same engine reading time from `clock` (upload and push times, garbage collection's
+    /// grace period). The filesystem blob store dates blobs by the system clock: inject another
+    /// clock only over stores that date objects by it (the memory stores).
+    pub fn with_clock(mut self, clock: SharedClock) -> Registry {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the engine reads.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// An engine on memory stores, for tests and examples.
-    pub fn in_memory() -> Result<Registry> {
-        Ok(Registry::new(
+    pub fn in_memory() -> Registry {
+        Registry::new(
             Arc::new(crate::MemoryBlobStore::new()),
-            Arc::new(crate::RedbMetadataStore::in_memory()?),
+            Arc::new(crate::MemoryMetadataStore::new()),
             Limits::default(),
-        ))
+        )
     }
 
     /// The limits in force.
@@ -184,7 +204,7 @@ impl Registry {
             repository: repository.clone(),
             offset: 0,
             verifier_state: DigestVerifier::new(Algorithm::Sha256).save().to_bytes(),
-            started_at: now(),
+            started_at: self.clock.now_secs(),
         };
         if let Err(e) = self.meta.create_upload(&id, &record).await {
             let _ = self.blobs.upload_delete(&id).await;
@@ -269,7 +289,7 @@ impl Registry {
         }
         let verifier = verifying.into_verifier();
         if verifier.size() != new_len {
-            return Err(Error::Backend(format!(
+            return Err(Error::invariant(format!(
                 "upload store reports {new_len} bytes, the verifier saw {}",
                 verifier.size()
             )));
@@ -374,7 +394,7 @@ impl Registry {
         match self.meta.mount_blob(repository, from, digest).await {
             Ok(size) => Ok(size),
             // Being garbage-collected: the client uploads it instead.
-            Err(Error::Unavailable(_)) => Ok(None),
+            Err(Error::Collecting { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -460,7 +480,7 @@ impl Registry {
             annotations: manifest.annotations.clone(),
             subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
             references: manifest.blobs().chain(manifest.manifests.iter()).map(|d| d.digest.clone()).collect(),
-            pushed_at: now(),
+            pushed_at: self.clock.now_secs(),
         };
         self.blobs.put(&digest, bytes.clone()).await?;
         self.meta.put_manifest(repository, &record, reference.as_tag()).await?;
@@ -495,12 +515,10 @@ impl Registry {
         }
         let bytes = bytes.freeze();
         if bytes.len() as u64 != record.size {
-            return Err(Error::Corrupt(format!(
-                "manifest {} has {} bytes, not {}",
-                record.digest,
-                bytes.len(),
-                record.size
-            )));
+            return Err(Error::Corrupt {
+                what: format!("manifest {} has {} bytes, not {}", record.digest, bytes.len(), record.size),
+                source: None,
+            });
         }
         self.manifest_bytes.insert(record.digest.clone(), bytes.clone());
         Ok((record, bytes))

@@ -1,6 +1,8 @@
-//! The error type of the storage crate, with its mapping to the spec's codes and statuses.
+//! The error type of the storage crate, with its mapping to the spec's codes. (HTTP statuses are
+//! chosen in one place: `registry-http`'s `error` module.)
 
-use registry_core::{Digest, ErrorCode};
+use registry_core::fault::Cause;
+use registry_core::{BackendError, Digest, ErrorCode};
 
 /// An error from a store or the engine.
 #[derive(Debug, thiserror::Error)]
@@ -78,17 +80,27 @@ pub enum Error {
     },
     /// The request body failed while it was read (client disconnected, stalled or sent a broken body).
     #[error("request body failed: {0}")]
-    Body(String),
-    /// A backend failed: I/O, database. The client may retry.
-    #[error("storage backend failed: {0}")]
-    Backend(String),
+    Body(#[source] crate::blob::BodyError),
+    /// A backend failed: I/O, database, object store. [`BackendError::is_retryable`] says whether
+    /// the client may retry.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     /// A saved record does not decode: the store is corrupt or from an incompatible version.
-    #[error("stored record is corrupt: {0}")]
-    Corrupt(String),
-    /// The operation conflicts with work in progress (a blob being garbage-collected); retrying
-    /// shortly succeeds.
-    #[error("temporarily unavailable: {0}")]
-    Unavailable(String),
+    #[error("stored record is corrupt: {what}")]
+    Corrupt {
+        /// What could not be read.
+        what: String,
+        /// Why, when a decoder said.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The digest is being deleted by garbage collection; linking or pushing it succeeds once the
+    /// collection has passed (retry shortly).
+    #[error("{digest} is being garbage-collected; retry shortly")]
+    Collecting {
+        /// The digest.
+        digest: String,
+    },
 }
 
 impl Error {
@@ -105,35 +117,45 @@ impl Error {
             Error::ManifestDigestMismatch { .. } => ErrorCode::DigestInvalid,
             Error::NameUnknown { .. } => ErrorCode::NameUnknown,
             Error::TooLarge { .. } => ErrorCode::SizeInvalid,
-            Error::Backend(_) | Error::Corrupt(_) | Error::Unavailable(_) => ErrorCode::Unknown,
+            Error::Backend(_) | Error::Corrupt { .. } | Error::Collecting { .. } => ErrorCode::Unknown,
         }
     }
 
-    /// The HTTP status: the code's, except where the spec asks for another.
-    pub fn status(&self) -> u16 {
+    /// Whether the same request may succeed later (a retryable backend fault, a collection in
+    /// progress).
+    pub fn is_retryable(&self) -> bool {
         match self {
-            Error::RangeInvalid { .. } | Error::RangeNotSatisfiable { .. } => 416,
-            Error::TooLarge { .. } => 413,
-            Error::Unavailable(_) => 503,
-            // An unsupported digest algorithm, schema 1 or an unknown manifest type: the spec's
-            // 400 with the code, rather than the 405 of UNSUPPORTED.
-            _ => self.code().status(),
+            Error::Backend(e) => e.is_retryable(),
+            Error::Collecting { .. } => true,
+            _ => false,
         }
     }
 
-    /// Whether this is a fault of the server (5xx), to be logged as such.
+    /// Whether this is a fault of the server rather than of the request.
     pub fn is_server_fault(&self) -> bool {
-        self.status() >= 500
+        matches!(self, Error::Backend(_) | Error::Corrupt { .. } | Error::Collecting { .. })
     }
 
-    pub(crate) fn backend(e: impl std::fmt::Display) -> Error {
-        Error::Backend(e.to_string())
+    /// A record that does not decode.
+    pub fn corrupt(what: impl Into<String>, source: impl Into<Cause>) -> Error {
+        Error::Corrupt { what: what.into(), source: Some(source.into()) }
+    }
+
+    /// A broken invariant of a store (permanent).
+    pub fn invariant(what: impl Into<String>) -> Error {
+        Error::Backend(BackendError::message(what.into(), false))
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Backend(e.to_string())
+        Error::Backend(BackendError::io("storage I/O", e))
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::Backend(BackendError::permanent("a storage task failed", e))
     }
 }
 

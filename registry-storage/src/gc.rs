@@ -136,11 +136,6 @@ impl Removed {
     }
 }
 
-/// The time now in milliseconds since the epoch (blob store times); metadata times are seconds.
-fn now_ms() -> u64 {
-    crate::blob::epoch_millis(std::time::SystemTime::now())
-}
-
 impl Registry {
     /// Runs one garbage collection (see the [module docs](crate::gc)). Collections in one process
     /// run one at a time; several processes may collect concurrently (every removal re-checks).
@@ -157,7 +152,8 @@ impl Registry {
     ) -> Result<GcReport> {
         let _one_at_a_time = self.gc_lock().lock().await;
         let started = Instant::now();
-        let now_ms = now_ms();
+        // Blob store times are milliseconds; metadata times are seconds.
+        let now_ms = self.clock().now_millis();
         // Objects written before this instant are old enough (milliseconds, for blob files)...
         let cutoff_ms = now_ms.saturating_sub(options.grace.as_millis() as u64);
         // ... and records made before this second (metadata keeps seconds).

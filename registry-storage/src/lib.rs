@@ -5,7 +5,7 @@
 //! | piece | what it is |
 //! |---|---|
 //! | [`BlobStore`] | immutable content-addressed bytes and the uploads that become them: [`MemoryBlobStore`], [`FsBlobStore`] |
-//! | [`MetadataStore`] | blob links, manifests, tags, referrers, upload sessions: [`RedbMetadataStore`] (file or memory) |
+//! | [`MetadataStore`] | blob links, manifests, tags, referrers, upload sessions: [`MemoryMetadataStore`] here; redb (`registry-redb`) and PostgreSQL in their crates |
 //! | [`Registry`] | the engine over both: uploads, mounts, blobs, manifests, tags, catalog, referrers |
 //!
 //! The engine checks every rule of the distribution spec and hashes every pushed byte; the stores
@@ -26,5 +26,5 @@ pub use blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
 pub use engine::{ChunkRange, Limits, Registry};
 pub use error::{Error, Result};
 pub use gc::{GcOptions, GcReport};
-pub use meta::redb::RedbMetadataStore;
+pub use meta::memory::MemoryMetadataStore;
 pub use meta::{ManifestRecord, MetadataStore, Page, UploadRecord};

@@ -1,9 +1,9 @@
 //! The metadata store: what the registry knows about repositories. Blob links, manifests, tags,
 //! referrers and upload sessions, each change one transaction.
 //!
-//! The one implementation, [`RedbMetadataStore`](redb::RedbMetadataStore), runs on a file (the
-//! reference server's default) or in memory (tests) with the same code, so tests exercise exactly
-//! what production runs. A PostgreSQL store implements the same trait.
+//! Implementations: [`MemoryMetadataStore`](memory::MemoryMetadataStore) here; the embedded redb
+//! store (`registry-redb`, the reference server's default) and PostgreSQL in their crates. Every one
+//! passes `registry_storage::testing::metadata_store_suite` and the garbage-collection suite.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::blob::UploadId;
 use crate::error::Result;
 
-mod cache;
-pub mod redb;
+pub mod cache;
+pub mod memory;
 
 /// An upload session, saved after every acknowledged chunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +214,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Vec<(Digest, u64)>>;
 
     /// Marks for deletion those of `digests` that no repository holds; returns them. While
-    /// marked, a digest cannot be linked or pushed as a manifest ([`crate::Error::Unavailable`]).
+    /// marked, a digest cannot be linked or pushed as a manifest ([`crate::Error::Collecting`]).
     async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
 
     /// Removes the marks (after the blobs are deleted, or when a deletion is called off).

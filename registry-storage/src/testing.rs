@@ -9,6 +9,7 @@
 //! ```
 
 pub mod faults;
+pub mod gc;
 
 use bytes::Bytes;
 use futures::StreamExt;

@@ -46,7 +46,8 @@ use futures::StreamExt;
 use registry_core::Digest;
 use tokio::sync::mpsc;
 
-use super::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId, body_error, epoch_millis};
+use super::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId, body_error};
+use registry_core::time::epoch_millis;
 use crate::error::{Error, Result};
 
 /// Size of the writer's buffer: request bodies arrive in small frames; disks want large writes.
@@ -112,7 +113,7 @@ fn publish_file(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(Error::backend)?.map_err(Error::from)
+    Ok(tokio::task::spawn_blocking(f).await??)
 }
 
 /// Opens a file with its size; `None` when it does not exist.
@@ -320,7 +321,7 @@ impl BlobStore for FsBlobStore {
             }
         }
         drop(tx);
-        let written = writer.await.map_err(Error::backend)??;
+        let written = writer.await??;
         match (body_failure, written) {
             (Some(e), _) => Err(e),
             (None, Ok(n)) => Ok(n),

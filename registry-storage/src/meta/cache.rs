@@ -1,4 +1,4 @@
-//! The metadata store's read cache: hot look-ups (tag → digest, manifest records, blob links)
+//! A read cache for metadata stores: hot look-ups (tag → digest, manifest records, blob links)
 //! answered from memory, invalidated exactly by the writes of the store that owns them.
 //!
 //! # Why this is exact
@@ -18,38 +18,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A generation counter shared by the caches of one store.
 #[derive(Debug, Default)]
-pub(crate) struct Generation(AtomicU64);
+pub struct Generation(AtomicU64);
 
 impl Generation {
     /// The current generation, taken before reading the store.
-    pub(crate) fn current(&self) -> u64 {
+    pub fn current(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
 
     /// Marks a committed write; call before invalidating what it changed.
-    pub(crate) fn bump(&self) {
+    pub fn bump(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 /// One bounded cache of values by their table key.
-pub(crate) struct Cached<V> {
+pub struct Cached<V> {
     entries: quick_cache::sync::Cache<String, V>,
 }
 
 impl<V: Clone> Cached<V> {
     /// A cache of at most `capacity` entries.
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Cached { entries: quick_cache::sync::Cache::new(capacity) }
     }
 
     /// The cached value of `key`.
-    pub(crate) fn get(&self, key: &str) -> Option<V> {
+    pub fn get(&self, key: &str) -> Option<V> {
         self.entries.get(key)
     }
 
     /// Caches `value`, read from the store when the generation was `seen`.
-    pub(crate) fn fill(&self, generation: &Generation, seen: u64, key: String, value: V) {
+    pub fn fill(&self, generation: &Generation, seen: u64, key: String, value: V) {
         self.entries.insert(key.clone(), value);
         if generation.current() != seen {
             self.entries.remove(key.as_str());
@@ -57,12 +57,12 @@ impl<V: Clone> Cached<V> {
     }
 
     /// Forgets `key` (after [`Generation::bump`]).
-    pub(crate) fn invalidate(&self, key: &str) {
+    pub fn invalidate(&self, key: &str) {
         self.entries.remove(key);
     }
 
     /// Forgets everything (after [`Generation::bump`]).
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.entries.clear();
     }
 }

@@ -148,7 +148,7 @@ impl<S: BlobStore> BlobStore for FaultyBlobStore<S> {
         let mut failing = futures::stream::iter([Err::<Bytes, crate::BodyError>(Box::new(fault))]);
         match self.inner.upload_append(id, offset, &mut failing).await {
             Err(e) => Err(e),
-            Ok(_) => Err(Error::Backend("injected fault was swallowed".into())),
+            Ok(_) => Err(Error::invariant("injected fault was swallowed")),
         }
     }
 
@@ -370,76 +370,5 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
     async fn expired_uploads(&self, started_before: u64, limit: usize) -> Result<Vec<UploadId>> {
         self.read()?;
         self.inner.expired_uploads(started_before, limit).await
-    }
-}
-
-/// A redb file backend whose writes fail with `ENOSPC` while `failing` is set, as a full disk: redb
-/// then refuses every operation until the database is reopened, which a store must do by itself.
-#[derive(Debug)]
-pub struct FaultyRedbFile {
-    inner: redb::backends::FileBackend,
-    failing: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl FaultyRedbFile {
-    /// Opens (creating when needed) the database at `path` over this backend.
-    pub fn open(
-        path: &std::path::Path,
-        failing: Arc<std::sync::atomic::AtomicBool>,
-    ) -> std::result::Result<redb::Database, redb::DatabaseError> {
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-        let inner = redb::backends::FileBackend::new(file)?;
-        redb::Database::builder().create_with_backend(FaultyRedbFile { inner, failing })
-    }
-
-    fn check(&self) -> std::io::Result<()> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(std::io::Error::from_raw_os_error(28));
-        }
-        Ok(())
-    }
-}
-
-type Bound = std::ops::Bound<u64>;
-
-impl redb::StorageBackend for FaultyRedbFile {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.write(offset, data)
-    }
-    fn close(&self) -> std::io::Result<()> {
-        self.inner.close()
-    }
-    fn try_lock_range(&self, s: Bound, e: Bound) -> std::result::Result<bool, redb::BackendError> {
-        self.inner.try_lock_range(s, e)
-    }
-    fn try_lock_shared_range(&self, s: Bound, e: Bound) -> std::result::Result<bool, redb::BackendError> {
-        self.inner.try_lock_shared_range(s, e)
-    }
-    fn lock_range(&self, s: Bound, e: Bound) -> std::result::Result<(), redb::BackendError> {
-        self.inner.lock_range(s, e)
-    }
-    fn lock_shared_range(&self, s: Bound, e: Bound) -> std::result::Result<(), redb::BackendError> {
-        self.inner.lock_shared_range(s, e)
-    }
-    fn unlock_range(&self, s: Bound, e: Bound) -> std::result::Result<(), redb::BackendError> {
-        self.inner.unlock_range(s, e)
-    }
-    fn query_lock_range(&self, s: Bound, e: Bound) -> std::result::Result<bool, redb::BackendError> {
-        self.inner.query_lock_range(s, e)
     }
 }

@@ -1,5 +1,5 @@
-//! The [`MetadataStore`] on [redb](https://docs.rs/redb), an embedded, ACID, crash-safe B-tree
-//! store in pure Rust.
+//! The [`MetadataStore`] half of [`RedbStore`]: blob links, manifests, tags, referrers, upload
+//! sessions and garbage collection's indexes.
 //!
 //! # Tables
 //!
@@ -19,7 +19,7 @@
 //! | `holders` | digest `\0` repo `\0` `b` (blob link) or `m` (manifest) | since (seconds) |
 //! | `blob_refs` | digest `\0` repo `\0` manifest | unused (what references a digest) |
 //! | `collecting` | digest | since (seconds): marked for deletion by garbage collection |
-//! | `schema` | `version` | the layout version (2) |
+//! | `schema` | `version` | the layout version (see the crate docs) |
 //!
 //! `holders` and `blob_refs` index `blob_links` and `manifests` by digest, in the same
 //! transactions; opening a version 1 database builds them.
@@ -32,17 +32,15 @@
 //! changed (see `meta/cache.rs` for why that is exact).
 
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use registry_core::{Digest, RepositoryName, Tag};
+use registry_storage::meta::cache::{Cached, Generation};
+use registry_storage::meta::{GcLink, GcManifest, Holder};
+use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Result, UploadId, UploadRecord};
 
-use super::cache::{Cached, Generation};
-use super::{GcLink, GcManifest, Holder, ManifestRecord, MetadataStore, Page, UploadRecord};
-use crate::blob::UploadId;
-use crate::error::{Error, Result};
+use crate::RedbStore;
 
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const REPOSITORIES: TableDefinition<&str, u8> = TableDefinition::new("repositories");
@@ -54,40 +52,9 @@ const REFERRERS: TableDefinition<&str, u8> = TableDefinition::new("referrers");
 const HOLDERS: TableDefinition<&str, u64> = TableDefinition::new("holders");
 const BLOB_REFS: TableDefinition<&str, u8> = TableDefinition::new("blob_refs");
 const COLLECTING: TableDefinition<&str, u64> = TableDefinition::new("collecting");
-const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
-const SCHEMA_VERSION: u64 = 2;
-
-/// The metadata store on a redb database (file or memory).
-///
-/// After an I/O error on its file (a full or failing disk), redb refuses every later operation
-/// until the database is reopened. This store then drops its handle and reopens the file on the
-/// next request (which gets a retryable 503 until that succeeds), so the registry works again as
-/// soon as the fault clears, without a restart.
-#[derive(Clone)]
-pub struct RedbMetadataStore {
-    db: Arc<DbSlot>,
-    hot: Arc<HotReads>,
-}
-
-/// Opens the database again (after an I/O failure).
-type Reopen = Box<dyn Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync>;
-
-/// The database handle, dropped after an I/O failure and reopened on demand.
-struct DbSlot {
-    current: std::sync::RwLock<Option<Arc<Database>>>,
-    reopen: Option<Reopen>,
-    reopening: std::sync::Mutex<()>,
-}
-
-/// The default page cache of the database file: the hot part of a large registry's metadata, and
-/// a bound on the memory it takes.
-pub const PAGE_CACHE_BYTES: usize = 64 << 20;
-
-/// How the message of an I/O failure of the database starts.
-const IO_FAILURE: &str = "metadata database I/O failure";
 
 /// The cached reads, keyed by their table keys.
-struct HotReads {
+pub(crate) struct HotReads {
     generation: Generation,
     tags: Cached<Digest>,
     manifests: Cached<ManifestRecord>,
@@ -105,9 +72,13 @@ impl Default for HotReads {
     }
 }
 
-impl std::fmt::Debug for RedbMetadataStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbMetadataStore").finish_non_exhaustive()
+impl HotReads {
+    /// Forgets everything (the database was reopened).
+    pub(crate) fn clear(&self) {
+        self.generation.bump();
+        self.tags.clear();
+        self.manifests.clear();
+        self.blob_links.clear();
     }
 }
 
@@ -121,125 +92,40 @@ fn prefix_range(prefix: &str) -> (String, String) {
 }
 
 fn db_err(e: impl Into<redb::Error>) -> Error {
-    match e.into() {
-        // Retryable: the store reopens the database (see `RedbMetadataStore`).
-        e @ (redb::Error::Io(_) | redb::Error::PreviousIo) => Error::Unavailable(format!("{IO_FAILURE}: {e}")),
-        e => Error::Backend(format!("metadata database: {e}")),
-    }
-}
-
-fn is_io_failure<T>(result: &Result<T>) -> bool {
-    matches!(result, Err(Error::Unavailable(m)) if m.starts_with(IO_FAILURE))
+    crate::handle::db_err(e)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| Error::corrupt("a metadata record", e))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::Corrupt(e.to_string()))
+    serde_json::to_vec(value).map_err(|e| Error::corrupt("a metadata record", e))
 }
 
-impl RedbMetadataStore {
-    /// Opens (creating when needed) the database file at `path`, with a page cache of
-    /// [`PAGE_CACHE_BYTES`].
-    pub fn open(path: impl AsRef<Path>) -> Result<RedbMetadataStore> {
-        Self::open_with_cache(path, PAGE_CACHE_BYTES)
-    }
-
-    /// Opens the database file at `path` with a page cache of `cache_bytes` (redb's own default,
-    /// 1 GiB, would let the server's memory grow with the database).
-    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<RedbMetadataStore> {
-        let path = path.as_ref().to_owned();
-        Self::open_with(move || Database::builder().set_cache_size(cache_bytes).create(&path))
-    }
-
-    /// A database `open` creates or opens (a custom redb storage backend, say); `open` is called
-    /// again to reopen it after an I/O failure.
-    pub fn open_with(
-        open: impl Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync + 'static,
-    ) -> Result<RedbMetadataStore> {
-        let db = open().map_err(db_err)?;
-        Self::init(db, Some(Box::new(open)))
-    }
-
-    /// A database held in memory, for tests: the same code as the file store.
-    pub fn in_memory() -> Result<RedbMetadataStore> {
-        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db_err)?;
-        Self::init(db, None)
-    }
-
-    fn init(db: Database, reopen: Option<Reopen>) -> Result<RedbMetadataStore> {
-        prepare(&db)?;
-        let slot = DbSlot {
-            current: std::sync::RwLock::new(Some(Arc::new(db))),
-            reopen,
-            reopening: std::sync::Mutex::new(()),
-        };
-        Ok(RedbMetadataStore { db: Arc::new(slot), hot: Arc::default() })
-    }
-
-    /// The database handle, reopening it first if an I/O failure dropped it.
-    fn handle(&self) -> Result<Arc<Database>> {
-        if let Some(db) = self.db.current.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            return Ok(db.clone());
-        }
-        let unavailable = || Error::Unavailable(format!("{IO_FAILURE}: reopening the database; retry"));
-        let Ok(_one) = self.db.reopening.try_lock() else { return Err(unavailable()) };
-        let Some(reopen) = &self.db.reopen else { return Err(unavailable()) };
-        // Fails while requests still hold the old handle (the file is locked): a later request
-        // tries again.
-        let db = reopen().map_err(|e| Error::Unavailable(format!("{IO_FAILURE}: reopening: {e}")))?;
-        prepare(&db)?;
-        let db = Arc::new(db);
-        *self.db.current.write().unwrap_or_else(|p| p.into_inner()) = Some(db.clone());
-        self.changed(|hot| {
-            hot.tags.clear();
-            hot.manifests.clear();
-            hot.blob_links.clear();
-        });
-        tracing::warn!("metadata database reopened after an I/O failure");
-        Ok(db)
-    }
-
-    /// After an I/O failure on `failed`: drops the store's handle so the next request reopens.
-    fn failed(&self, failed: &Arc<Database>) {
-        if self.db.reopen.is_none() {
-            return;
-        }
-        let mut current = self.db.current.write().unwrap_or_else(|p| p.into_inner());
-        if current.as_ref().is_some_and(|db| Arc::ptr_eq(db, failed)) {
-            tracing::error!("metadata database I/O failure: it will be reopened");
-            *current = None;
-        }
-    }
+fn parse_digest(text: &str) -> Result<Digest> {
+    Digest::parse(text).map_err(|e| Error::corrupt(format!("digest {text:?}"), e))
 }
 
-/// Creates the tables and brings the layout to [`SCHEMA_VERSION`].
-fn prepare(db: &Database) -> Result<()> {
-    {
-        let txn = db.begin_write().map_err(db_err)?;
-        txn.open_table(UPLOADS).map_err(db_err)?;
-        txn.open_table(REPOSITORIES).map_err(db_err)?;
-        txn.open_table(BLOB_LINKS).map_err(db_err)?;
-        txn.open_table(MANIFESTS).map_err(db_err)?;
-        txn.open_table(TAGS).map_err(db_err)?;
-        txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
-        txn.open_table(REFERRERS).map_err(db_err)?;
-        txn.open_table(HOLDERS).map_err(db_err)?;
-        txn.open_table(BLOB_REFS).map_err(db_err)?;
-        txn.open_table(COLLECTING).map_err(db_err)?;
-        let version = txn.open_table(SCHEMA).map_err(db_err)?.get("version").map_err(db_err)?.map(|v| v.value());
-        if version.is_none_or(|v| v < SCHEMA_VERSION) {
-            build_indexes(&txn)?;
-            txn.open_table(SCHEMA).map_err(db_err)?.insert("version", SCHEMA_VERSION).map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)?;
+/// Creates the metadata tables, building the indexes of a version 1 database.
+pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> {
+    txn.open_table(UPLOADS).map_err(db_err)?;
+    txn.open_table(REPOSITORIES).map_err(db_err)?;
+    txn.open_table(BLOB_LINKS).map_err(db_err)?;
+    txn.open_table(MANIFESTS).map_err(db_err)?;
+    txn.open_table(TAGS).map_err(db_err)?;
+    txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
+    txn.open_table(REFERRERS).map_err(db_err)?;
+    txn.open_table(HOLDERS).map_err(db_err)?;
+    txn.open_table(BLOB_REFS).map_err(db_err)?;
+    txn.open_table(COLLECTING).map_err(db_err)?;
+    if version < 2 {
+        build_indexes(txn)?;
     }
     Ok(())
 }
 
-impl RedbMetadataStore {
+impl RedbStore {
     /// Reads `key` through the cache `pick` chooses, running `f` in a read transaction on a miss.
     async fn cached<V, F>(&self, pick: fn(&HotReads) -> &Cached<V>, key: String, f: F) -> Result<Option<V>>
     where
@@ -251,7 +137,7 @@ impl RedbMetadataStore {
         }
         let seen = self.hot.generation.current();
         let k = key.clone();
-        let value = self.read(move |txn| f(txn, &k)).await?;
+        let value = self.db.read(move |txn| f(txn, &k)).await?;
         if let Some(v) = &value {
             pick(&self.hot).fill(&self.hot.generation, seen, key, v.clone());
         }
@@ -264,56 +150,8 @@ impl RedbMetadataStore {
         f(&self.hot);
     }
 
-    /// Runs `f` in a write transaction on a blocking thread and commits it durably.
-    async fn write<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&redb::WriteTransaction) -> Result<T> + Send + 'static,
-    {
-        self.write_with(redb::Durability::Immediate, f).await
-    }
-
-    /// Runs `f` in a write transaction on a blocking thread and commits it with `durability`.
-    async fn write_with<T, F>(&self, durability: redb::Durability, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&redb::WriteTransaction) -> Result<T> + Send + 'static,
-    {
-        let db = self.handle()?;
-        let handle = db.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let mut txn = handle.begin_write().map_err(db_err)?;
-            txn.set_durability(durability).map_err(db_err)?;
-            let out = f(&txn)?;
-            txn.commit().map_err(db_err)?;
-            Ok(out)
-        })
-        .await
-        .map_err(Error::backend)?;
-        if is_io_failure(&result) {
-            self.failed(&db);
-        }
-        result
-    }
-
-    /// Runs `f` in a read transaction on a blocking thread.
-    async fn read<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
-    {
-        let db = self.handle()?;
-        let handle = db.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let txn = handle.begin_read().map_err(db_err)?;
-            f(&txn)
-        })
-        .await
-        .map_err(Error::backend)?;
-        if is_io_failure(&result) {
-            self.failed(&db);
-        }
-        result
+    fn now(&self) -> u64 {
+        self.clock.now_secs()
     }
 }
 
@@ -336,10 +174,6 @@ fn page<V: redb::Value + 'static>(
         entries.push(k.value()[strip..].to_owned());
     }
     Ok(Page { entries, more })
-}
-
-fn now() -> u64 {
-    crate::blob::epoch_secs(std::time::SystemTime::now())
 }
 
 /// Builds `holders` and `blob_refs` from `blob_links` and `manifests` (opening a version 1
@@ -379,7 +213,7 @@ fn build_indexes(txn: &redb::WriteTransaction) -> Result<()> {
 /// Refuses a digest that garbage collection is deleting.
 fn not_collecting(txn: &redb::WriteTransaction, digest: &str) -> Result<()> {
     if txn.open_table(COLLECTING).map_err(db_err)?.get(digest).map_err(db_err)?.is_some() {
-        return Err(Error::Unavailable(format!("{digest} is being garbage-collected; retry")));
+        return Err(Error::Collecting { digest: digest.to_owned() });
     }
     Ok(())
 }
@@ -431,7 +265,7 @@ fn repo_range<V: redb::Value + 'static, T>(
 
 /// Parses digests.
 fn digests(texts: Vec<String>) -> Result<Vec<Digest>> {
-    texts.iter().map(|t| Digest::parse(t).map_err(|e| Error::Corrupt(e.to_string()))).collect()
+    texts.iter().map(|t| parse_digest(t)).collect()
 }
 
 /// The holders of `digest` in the `holders` table.
@@ -446,11 +280,11 @@ fn holders_of(holders: &impl ReadableTable<&'static str, u64>, digest: &str) -> 
 }
 
 /// Links `digest` into `repo`.
-fn link(txn: &redb::WriteTransaction, repo: &str, digest: &str, size: u64) -> Result<()> {
+fn link(txn: &redb::WriteTransaction, repo: &str, digest: &str, size: u64, now: u64) -> Result<()> {
     not_collecting(txn, digest)?;
     txn.open_table(REPOSITORIES).map_err(db_err)?.insert(repo, 0).map_err(db_err)?;
     txn.open_table(BLOB_LINKS).map_err(db_err)?.insert(key(&[repo, digest]).as_str(), size).map_err(db_err)?;
-    txn.open_table(HOLDERS).map_err(db_err)?.insert(key(&[digest, repo, "b"]).as_str(), now()).map_err(db_err)?;
+    txn.open_table(HOLDERS).map_err(db_err)?.insert(key(&[digest, repo, "b"]).as_str(), now).map_err(db_err)?;
     Ok(())
 }
 
@@ -502,14 +336,14 @@ fn remove_manifest(txn: &redb::WriteTransaction, repo: &str, digest: &str) -> Re
 }
 
 #[async_trait]
-impl MetadataStore for RedbMetadataStore {
+impl MetadataStore for RedbStore {
     /// The new session is committed without its own fsync: it becomes durable with the next
     /// durable commit (at the latest the first acknowledged chunk's). A crash before that loses a
     /// session that holds no acknowledged byte; the client's next request on it gets
     /// `BLOB_UPLOAD_UNKNOWN` and it starts over, which every client does.
     async fn create_upload(&self, id: &UploadId, record: &UploadRecord) -> Result<()> {
         let (id, value) = (id.to_string(), encode(record)?);
-        self.write_with(redb::Durability::None, move |txn| {
+        self.db.write_with(redb::Durability::None, move |txn| {
             txn.open_table(UPLOADS).map_err(db_err)?.insert(id.as_str(), value.as_slice()).map_err(db_err)?;
             Ok(())
         })
@@ -518,7 +352,7 @@ impl MetadataStore for RedbMetadataStore {
 
     async fn update_upload(&self, id: &UploadId, expected_offset: u64, record: &UploadRecord) -> Result<bool> {
         let (id, value) = (id.to_string(), encode(record)?);
-        self.write(move |txn| {
+        self.db.write(move |txn| {
             let mut table = txn.open_table(UPLOADS).map_err(db_err)?;
             let current: Option<UploadRecord> = match table.get(id.as_str()).map_err(db_err)? {
                 Some(v) => Some(decode(v.value())?),
@@ -537,7 +371,7 @@ impl MetadataStore for RedbMetadataStore {
 
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
         let id = id.to_string();
-        self.read(move |txn| {
+        self.db.read(move |txn| {
             let table = txn.open_table(UPLOADS).map_err(db_err)?;
             let value = table.get(id.as_str()).map_err(db_err)?;
             value.map(|v| decode(v.value())).transpose()
@@ -547,7 +381,7 @@ impl MetadataStore for RedbMetadataStore {
 
     async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
         let id = id.to_string();
-        self.write(move |txn| {
+        self.db.write(move |txn| {
             let removed = txn.open_table(UPLOADS).map_err(db_err)?.remove(id.as_str()).map_err(db_err)?.is_some();
             Ok(removed)
         })
@@ -557,7 +391,8 @@ impl MetadataStore for RedbMetadataStore {
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
         let (repo, d) = (repository.to_string(), digest.to_string());
         let k = key(&[&repo, &d]);
-        let result = self.write(move |txn| link(txn, &repo, &d, size)).await;
+        let now = self.now();
+        let result = self.db.write(move |txn| link(txn, &repo, &d, size, now)).await;
         self.changed(|hot| hot.blob_links.invalidate(&k));
         result
     }
@@ -570,10 +405,12 @@ impl MetadataStore for RedbMetadataStore {
         size: u64,
     ) -> Result<()> {
         let (repo, d, id) = (repository.to_string(), digest.to_string(), id.to_string());
+        let now = self.now();
         let k = key(&[&repo, &d]);
         let result = self
+            .db
             .write(move |txn| {
-                link(txn, &repo, &d, size)?;
+                link(txn, &repo, &d, size, now)?;
                 txn.open_table(UPLOADS).map_err(db_err)?.remove(id.as_str()).map_err(db_err)?;
                 Ok(())
             })
@@ -589,15 +426,17 @@ impl MetadataStore for RedbMetadataStore {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         let (repo, from, d) = (repository.to_string(), from.to_string(), digest.to_string());
+        let now = self.now();
         let k = key(&[&repo, &d]);
         let result = self
+            .db
             .write(move |txn| {
                 let size = {
                     let links = txn.open_table(BLOB_LINKS).map_err(db_err)?;
                     links.get(key(&[&from, &d]).as_str()).map_err(db_err)?.map(|v| v.value())
                 };
                 let Some(size) = size else { return Ok(None) };
-                link(txn, &repo, &d, size)?;
+                link(txn, &repo, &d, size, now)?;
                 Ok(Some(size))
             })
             .await;
@@ -618,7 +457,7 @@ impl MetadataStore for RedbMetadataStore {
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
         let (repo, d) = (repository.to_string(), digest.to_string());
         let k = key(&[&repo, &d]);
-        let result = self.write(move |txn| Ok(unlink(txn, &repo, &d)?.is_some())).await;
+        let result = self.db.write(move |txn| Ok(unlink(txn, &repo, &d)?.is_some())).await;
         self.changed(|hot| hot.blob_links.invalidate(&k));
         result
     }
@@ -639,6 +478,7 @@ impl MetadataStore for RedbMetadataStore {
         let (manifest_key, tag_key) = (key(&[&repo, &digest]), tag.as_ref().map(|t| key(&[&repo, t])));
         let invalidate = (manifest_key.clone(), tag_key.clone());
         let result = self
+            .db
             .write(move |txn| {
                 not_collecting(txn, &digest)?;
                 // What it references must be in the repository now, in this transaction: checked
@@ -651,7 +491,7 @@ impl MetadataStore for RedbMetadataStore {
                         if links.get(k.as_str()).map_err(db_err)?.is_none()
                             && manifests.get(k.as_str()).map_err(db_err)?.is_none()
                         {
-                            let digest = Digest::parse(r).map_err(|e| Error::Corrupt(e.to_string()))?;
+                            let digest = parse_digest(r)?;
                             return Err(Error::ManifestBlobUnknown { digest });
                         }
                     }
@@ -719,7 +559,7 @@ impl MetadataStore for RedbMetadataStore {
     async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repository.to_string(), digest.to_string());
         let manifest_key = key(&[&repo, &digest]);
-        let result = self.write(move |txn| Ok(remove_manifest(txn, &repo, &digest)?.is_some())).await;
+        let result = self.db.write(move |txn| Ok(remove_manifest(txn, &repo, &digest)?.is_some())).await;
         // The tags that pointed at it are gone too; deletions are rare, so all tags are forgotten.
         self.changed(|hot| {
             hot.manifests.invalidate(&manifest_key);
@@ -736,7 +576,7 @@ impl MetadataStore for RedbMetadataStore {
             |txn, k| {
                 let table = txn.open_table(TAGS).map_err(db_err)?;
                 let value = table.get(k).map_err(db_err)?;
-                value.map(|v| Digest::parse(v.value()).map_err(|e| Error::Corrupt(e.to_string()))).transpose()
+                value.map(|v| parse_digest(v.value())).transpose()
             },
         )
         .await
@@ -746,6 +586,7 @@ impl MetadataStore for RedbMetadataStore {
         let (repo, tag) = (repository.to_string(), tag.to_string());
         let tag_key = key(&[&repo, &tag]);
         let result = self
+            .db
             .write(move |txn| {
                 let mut tags = txn.open_table(TAGS).map_err(db_err)?;
                 let removed = tags.remove(key(&[&repo, &tag]).as_str()).map_err(db_err)?.map(|d| d.value().to_owned());
@@ -765,7 +606,7 @@ impl MetadataStore for RedbMetadataStore {
     async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>> {
         let repo = repository.to_string();
         let last = last.map(str::to_owned);
-        self.read(move |txn| {
+        self.db.read(move |txn| {
             if txn.open_table(REPOSITORIES).map_err(db_err)?.get(repo.as_str()).map_err(db_err)?.is_none() {
                 return Ok(None);
             }
@@ -783,7 +624,7 @@ impl MetadataStore for RedbMetadataStore {
 
     async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Page> {
         let last = last.map(str::to_owned);
-        self.read(move |txn| {
+        self.db.read(move |txn| {
             let table = txn.open_table(REPOSITORIES).map_err(db_err)?;
             let bound = match &last {
                 Some(l) => Bound::Excluded(l.as_str()),
@@ -797,7 +638,7 @@ impl MetadataStore for RedbMetadataStore {
 
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
         let (repo, subject) = (repository.to_string(), subject.to_string());
-        self.read(move |txn| {
+        self.db.read(move |txn| {
             let refs = txn.open_table(REFERRERS).map_err(db_err)?;
             let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
             let (start, end) = prefix_range(&key(&[&repo, &subject]));
@@ -821,7 +662,7 @@ impl MetadataStore for RedbMetadataStore {
         limit: usize,
     ) -> Result<Vec<GcManifest>> {
         let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
-        self.read(move |txn| {
+        self.db.read(move |txn| {
             let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
             let reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
             let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
@@ -839,14 +680,14 @@ impl MetadataStore for RedbMetadataStore {
 
     async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
         let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
-        self.read(move |txn| {
+        self.db.read(move |txn| {
             let links = txn.open_table(BLOB_LINKS).map_err(db_err)?;
             let holders = txn.open_table(HOLDERS).map_err(db_err)?;
             let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
             let mut out = Vec::new();
             for (k, size) in repo_range(&links, &repo, after.as_deref(), limit, |v| v.value())? {
                 let d = &k[repo.len() + 1..];
-                let digest = Digest::parse(d).map_err(|e| Error::Corrupt(e.to_string()))?;
+                let digest = parse_digest(d)?;
                 let linked_at = holders.get(key(&[d, &repo, "b"]).as_str()).map_err(db_err)?.map(|v| v.value());
                 let referenced_by = digests(suffixes(&refs, &key(&[d, &repo]))?)?;
                 out.push(GcLink { digest, size, linked_at: linked_at.unwrap_or(0), referenced_by });
@@ -858,7 +699,7 @@ impl MetadataStore for RedbMetadataStore {
 
     async fn gc_holders(&self, digests: &[Digest]) -> Result<Vec<Vec<Holder>>> {
         let digests: Vec<String> = digests.iter().map(Digest::to_string).collect();
-        self.read(move |txn| {
+        self.db.read(move |txn| {
             let holders = txn.open_table(HOLDERS).map_err(db_err)?;
             digests.iter().map(|d| holders_of(&holders, d)).collect()
         })
@@ -875,6 +716,7 @@ impl MetadataStore for RedbMetadataStore {
         let candidates = digests.to_vec();
         let keys: Vec<String> = digests.iter().map(|d| key(&[&repo, &d.to_string()])).collect();
         let result = self
+            .db
             .write(move |txn| {
                 let mut deleted = Vec::new();
                 for digest in candidates {
@@ -922,6 +764,7 @@ impl MetadataStore for RedbMetadataStore {
         let candidates = digests.to_vec();
         let keys: Vec<String> = digests.iter().map(|d| key(&[&repo, &d.to_string()])).collect();
         let result = self
+            .db
             .write(move |txn| {
                 let mut removed = Vec::new();
                 for digest in candidates {
@@ -951,14 +794,15 @@ impl MetadataStore for RedbMetadataStore {
 
     async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let candidates = digests.to_vec();
-        self.write(move |txn| {
+        let now = self.now();
+        self.db.write(move |txn| {
             let holders = txn.open_table(HOLDERS).map_err(db_err)?;
             let mut collecting = txn.open_table(COLLECTING).map_err(db_err)?;
             let mut marked = Vec::new();
             for digest in candidates {
                 let d = digest.to_string();
                 if !any_with_prefix(&holders, &d)? {
-                    collecting.insert(d.as_str(), now()).map_err(db_err)?;
+                    collecting.insert(d.as_str(), now).map_err(db_err)?;
                     marked.push(digest);
                 }
             }
@@ -969,7 +813,7 @@ impl MetadataStore for RedbMetadataStore {
 
     async fn gc_unmark(&self, digests: &[Digest]) -> Result<()> {
         let digests: Vec<String> = digests.iter().map(Digest::to_string).collect();
-        self.write(move |txn| {
+        self.db.write(move |txn| {
             let mut collecting = txn.open_table(COLLECTING).map_err(db_err)?;
             for d in digests {
                 collecting.remove(d.as_str()).map_err(db_err)?;
@@ -980,12 +824,12 @@ impl MetadataStore for RedbMetadataStore {
     }
 
     async fn gc_marked(&self, limit: usize) -> Result<Vec<Digest>> {
-        self.read(move |txn| {
+        self.db.read(move |txn| {
             let collecting = txn.open_table(COLLECTING).map_err(db_err)?;
             let mut out = Vec::new();
             for item in collecting.iter().map_err(db_err)?.take(limit) {
                 let (k, _) = item.map_err(db_err)?;
-                out.push(Digest::parse(k.value()).map_err(|e| Error::Corrupt(e.to_string()))?);
+                out.push(parse_digest(k.value())?);
             }
             Ok(out)
         })
@@ -993,14 +837,14 @@ impl MetadataStore for RedbMetadataStore {
     }
 
     async fn expired_uploads(&self, started_before: u64, limit: usize) -> Result<Vec<UploadId>> {
-        self.read(move |txn| {
+        self.db.read(move |txn| {
             let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
             let mut out = Vec::new();
             for item in uploads.iter().map_err(db_err)? {
                 let (k, v) = item.map_err(db_err)?;
                 let record: UploadRecord = decode(v.value())?;
                 if record.started_at <= started_before {
-                    out.push(UploadId::parse(k.value()).map_err(|e| Error::Corrupt(e.to_string()))?);
+                    out.push(UploadId::parse(k.value()).map_err(|e| Error::corrupt("an upload id", e))?);
                     if out.len() == limit {
                         break;
                     }

@@ -69,6 +69,10 @@ pub enum RouteError {
     /// The upload id is not one this registry issues.
     #[error(transparent)]
     Storage(#[from] registry_storage::Error),
+    /// `/v2/<name>/manifests/<reference>` with a reference that is neither a tag nor a digest:
+    /// unknown to a reader (404 `MANIFEST_UNKNOWN`), invalid to a writer (400 `TAG_INVALID`).
+    #[error("invalid manifest reference: {0}")]
+    BadReference(registry_core::Error),
 }
 
 /// Decodes the `%3A`/`%3a` some clients write for `:` in a reference; anything else
@@ -98,7 +102,11 @@ impl Route {
         let (head, last) = rest.rsplit_once('/').ok_or(RouteError::NotFound)?;
         let (n, kind) = head.rsplit_once('/').ok_or(RouteError::NotFound)?;
         match kind {
-            "manifests" => Ok(Route::Manifest { name: name(n)?, reference: Reference::parse(&decode_colon(last))? }),
+            "manifests" => {
+                let name = name(n)?;
+                let reference = Reference::parse(&decode_colon(last)).map_err(RouteError::BadReference)?;
+                Ok(Route::Manifest { name, reference })
+            }
             "blobs" => Ok(Route::Blob { name: name(n)?, digest: Digest::parse(&decode_colon(last))? }),
             "referrers" => Ok(Route::Referrers { name: name(n)?, digest: Digest::parse(&decode_colon(last))? }),
             "uploads" => {
@@ -241,5 +249,7 @@ mod tests {
         }
         assert!(matches!(Route::parse("/v2/a/blobs/sha256:abc"), Err(RouteError::Core(_))));
         assert!(matches!(Route::parse("/v2/a/blobs/uploads/not-a-uuid"), Err(RouteError::Storage(_))));
+        assert!(matches!(Route::parse("/v2/a/manifests/.INVALID_MANIFEST_NAME"), Err(RouteError::BadReference(_))));
+        assert!(matches!(Route::parse("/v2/A/manifests/.bad"), Err(RouteError::Core(_))), "the name is checked first");
     }
 }

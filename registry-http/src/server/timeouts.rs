@@ -1,4 +1,4 @@
-//! Connection inactivity timeouts: a read that waits too long for a byte, or a write that waits
+//! Connection inactivity timeouts (the deadlines of streaming requests): a read that waits too long for a byte, or a write that waits
 //! too long for the client to take one, fails the connection, so a stalled or slowloris client
 //! holds nothing for long. How long a read may wait depends on where the connection is: within a
 //! request (its body: [`Timeouts::body_read`]) or between requests (keep-alive:

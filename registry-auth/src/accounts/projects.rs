@@ -1,0 +1,113 @@
+//! Projects: creation, look-up by name or id, settings, removal.
+
+use std::collections::BTreeMap;
+
+use super::{Accounts, valid_project_name};
+use crate::error::AuthError;
+use crate::model::{Id, Project};
+
+impl Accounts {
+    /// Creates a project (private unless `public`) owned by nobody.
+    pub async fn create_project(&self, name: &str, public: bool) -> Result<Project, AuthError> {
+        self.create_project_with(name, public, None, BTreeMap::new()).await
+    }
+
+    /// Creates a project owned by `owner` with Harbor metadata.
+    pub async fn create_project_with(
+        &self,
+        name: &str,
+        public: bool,
+        owner: Option<Id>,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Project, AuthError> {
+        self.insert_project(name, public, owner, metadata, self.now()).await
+    }
+
+    /// Creates a project with its original creation time (seconds since the epoch), as when
+    /// migrating projects from another registry: tokens issued before that time never open it.
+    pub async fn import_project(&self, name: &str, public: bool, created_at: u64) -> Result<Project, AuthError> {
+        self.insert_project(name, public, None, BTreeMap::new(), created_at).await
+    }
+
+    async fn insert_project(
+        &self,
+        name: &str,
+        public: bool,
+        owner_id: Option<Id>,
+        mut metadata: BTreeMap<String, String>,
+        created_at: u64,
+    ) -> Result<Project, AuthError> {
+        if !valid_project_name(name) {
+            return Err(AuthError::Invalid(format!(
+                "invalid project name {name:?}: lowercase letters, digits and '.', '_', '-' between them"
+            )));
+        }
+        metadata.remove("public");
+        let project =
+            Project { id: 0, name: name.to_owned(), public, owner_id, created_at, updated_at: created_at, metadata };
+        self.store.create_project(project).await
+    }
+
+    /// A project by name.
+    pub async fn project(&self, name: &str) -> Result<Option<Project>, AuthError> {
+        self.store.project_by_name(name).await
+    }
+
+    /// A project by id.
+    pub async fn project_by_id(&self, id: Id) -> Result<Option<Project>, AuthError> {
+        self.store.project(id).await
+    }
+
+    /// All projects, by name.
+    pub async fn projects(&self) -> Result<Vec<Project>, AuthError> {
+        self.store.projects().await
+    }
+
+    /// A project that must exist.
+    pub async fn existing_project(&self, name: &str) -> Result<Project, AuthError> {
+        self.project(name).await?.ok_or_else(|| AuthError::not_found(format!("project {name}")))
+    }
+
+    /// Changes a project's publicity and metadata (keys given replace, the rest stay).
+    pub async fn update_project(
+        &self,
+        name: &str,
+        public: Option<bool>,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Project, AuthError> {
+        let mut project = self.existing_project(name).await?;
+        if let Some(public) = public {
+            project.public = public;
+        }
+        for (k, v) in metadata {
+            if k != "public" {
+                project.metadata.insert(k, v);
+            }
+        }
+        project.updated_at = self.now();
+        self.store.update_project(&project).await?;
+        Ok(project)
+    }
+
+    /// Removes one metadata key of a project; `false` if it had none.
+    pub async fn remove_project_metadata(&self, name: &str, key: &str) -> Result<bool, AuthError> {
+        let mut project = self.existing_project(name).await?;
+        if project.metadata.remove(key).is_none() {
+            return Ok(false);
+        }
+        project.updated_at = self.now();
+        self.store.update_project(&project).await?;
+        Ok(true)
+    }
+
+    /// Removes a project with its members and robots (its repositories' content is the caller's
+    /// concern: the management API refuses to remove a project that holds repositories).
+    pub async fn remove_project(&self, name: &str) -> Result<(), AuthError> {
+        let project = self.existing_project(name).await?;
+        if self.store.delete_project(project.id).await? {
+            Ok(())
+        } else {
+            Err(AuthError::not_found(format!("project {name}")))
+        }
+    }
+}

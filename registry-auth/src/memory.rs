@@ -1,0 +1,237 @@
+//! [`MemoryAccountStore`]: the [`AccountStore`] in memory, for tests, examples and embedders
+//! that keep accounts elsewhere. One lock over the whole state makes each method atomic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::error::AuthError;
+use crate::model::{Id, LoginFailures, Member, Project, Robot, User};
+use crate::store::{AccountStore, Result};
+
+#[derive(Default)]
+struct State {
+    next_id: Id,
+    users: BTreeMap<Id, User>,
+    projects: BTreeMap<Id, Project>,
+    members: BTreeMap<Id, Member>,
+    robots: BTreeMap<Id, Robot>,
+    failures: HashMap<String, LoginFailures>,
+}
+
+impl State {
+    fn next(&mut self) -> Id {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+/// Accounts in memory. Clones share the data.
+#[derive(Clone, Default)]
+pub struct MemoryAccountStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for MemoryAccountStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryAccountStore").finish_non_exhaustive()
+    }
+}
+
+impl MemoryAccountStore {
+    /// An empty store.
+    pub fn new() -> MemoryAccountStore {
+        MemoryAccountStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Replaces the record `id` of `map` if `same` holds of the stored one.
+fn replace<T: Clone>(
+    map: &mut BTreeMap<Id, T>,
+    id: Id,
+    value: &T,
+    what: impl FnOnce() -> String,
+    same: impl FnOnce(&T) -> bool,
+) -> Result<()> {
+    match map.get_mut(&id) {
+        Some(current) if same(current) => {
+            *current = value.clone();
+            Ok(())
+        }
+        Some(_) => Err(AuthError::Invalid(format!("{} cannot be renamed or moved", what()))),
+        None => Err(AuthError::not_found(what())),
+    }
+}
+
+#[async_trait]
+impl AccountStore for MemoryAccountStore {
+    async fn create_user(&self, mut user: User) -> Result<User> {
+        let mut state = self.lock();
+        if state.users.values().any(|u| u.name == user.name) {
+            return Err(AuthError::conflict(format!("user {}", user.name)));
+        }
+        user.id = state.next();
+        state.users.insert(user.id, user.clone());
+        Ok(user)
+    }
+
+    async fn user(&self, id: Id) -> Result<Option<User>> {
+        Ok(self.lock().users.get(&id).cloned())
+    }
+
+    async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+        Ok(self.lock().users.values().find(|u| u.name == name).cloned())
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        Ok(self.lock().users.values().cloned().collect())
+    }
+
+    async fn update_user(&self, user: &User) -> Result<()> {
+        let what = || format!("user {}", user.name);
+        replace(&mut self.lock().users, user.id, user, what, |u| u.name == user.name)
+    }
+
+    async fn delete_user(&self, id: Id) -> Result<bool> {
+        let mut state = self.lock();
+        if state.users.remove(&id).is_none() {
+            return Ok(false);
+        }
+        state.members.retain(|_, m| m.user_id != id);
+        Ok(true)
+    }
+
+    async fn create_project(&self, mut project: Project) -> Result<Project> {
+        let mut state = self.lock();
+        if state.projects.values().any(|p| p.name == project.name) {
+            return Err(AuthError::conflict(format!("project {}", project.name)));
+        }
+        project.id = state.next();
+        state.projects.insert(project.id, project.clone());
+        Ok(project)
+    }
+
+    async fn project(&self, id: Id) -> Result<Option<Project>> {
+        Ok(self.lock().projects.get(&id).cloned())
+    }
+
+    async fn project_by_name(&self, name: &str) -> Result<Option<Project>> {
+        Ok(self.lock().projects.values().find(|p| p.name == name).cloned())
+    }
+
+    async fn projects(&self) -> Result<Vec<Project>> {
+        let mut all: Vec<Project> = self.lock().projects.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    async fn update_project(&self, project: &Project) -> Result<()> {
+        let what = || format!("project {}", project.name);
+        replace(&mut self.lock().projects, project.id, project, what, |p| p.name == project.name)
+    }
+
+    async fn delete_project(&self, id: Id) -> Result<bool> {
+        let mut state = self.lock();
+        if state.projects.remove(&id).is_none() {
+            return Ok(false);
+        }
+        state.members.retain(|_, m| m.project_id != id);
+        state.robots.retain(|_, r| r.project_id != Some(id));
+        Ok(true)
+    }
+
+    async fn create_member(&self, mut member: Member) -> Result<Member> {
+        let mut state = self.lock();
+        let Some(project) = state.projects.get(&member.project_id) else {
+            return Err(AuthError::not_found(format!("project {}", member.project_id)));
+        };
+        let project = project.name.clone();
+        let Some(user) = state.users.get(&member.user_id) else {
+            return Err(AuthError::not_found(format!("user {}", member.user_id)));
+        };
+        let user = user.name.clone();
+        if state.members.values().any(|m| m.project_id == member.project_id && m.user_id == member.user_id) {
+            return Err(AuthError::conflict(format!("membership of {user} in {project}")));
+        }
+        member.id = state.next();
+        state.members.insert(member.id, member.clone());
+        Ok(member)
+    }
+
+    async fn members(&self, project_id: Id) -> Result<Vec<Member>> {
+        Ok(self.lock().members.values().filter(|m| m.project_id == project_id).cloned().collect())
+    }
+
+    async fn member(&self, project_id: Id, user_id: Id) -> Result<Option<Member>> {
+        Ok(self.lock().members.values().find(|m| m.project_id == project_id && m.user_id == user_id).cloned())
+    }
+
+    async fn memberships(&self, user_id: Id) -> Result<Vec<Member>> {
+        Ok(self.lock().members.values().filter(|m| m.user_id == user_id).cloned().collect())
+    }
+
+    async fn update_member(&self, member: &Member) -> Result<()> {
+        let what = || format!("member {}", member.id);
+        replace(&mut self.lock().members, member.id, member, what, |m| {
+            m.project_id == member.project_id && m.user_id == member.user_id
+        })
+    }
+
+    async fn delete_member(&self, id: Id) -> Result<bool> {
+        Ok(self.lock().members.remove(&id).is_some())
+    }
+
+    async fn create_robot(&self, mut robot: Robot) -> Result<Robot> {
+        let mut state = self.lock();
+        if state.robots.values().any(|r| r.name == robot.name) {
+            return Err(AuthError::conflict(format!("robot {}", robot.name)));
+        }
+        if let Some(project) = robot.project_id
+            && !state.projects.contains_key(&project)
+        {
+            return Err(AuthError::not_found(format!("project {project}")));
+        }
+        robot.id = state.next();
+        state.robots.insert(robot.id, robot.clone());
+        Ok(robot)
+    }
+
+    async fn robot(&self, id: Id) -> Result<Option<Robot>> {
+        Ok(self.lock().robots.get(&id).cloned())
+    }
+
+    async fn robot_by_name(&self, name: &str) -> Result<Option<Robot>> {
+        Ok(self.lock().robots.values().find(|r| r.name == name).cloned())
+    }
+
+    async fn robots(&self) -> Result<Vec<Robot>> {
+        Ok(self.lock().robots.values().cloned().collect())
+    }
+
+    async fn update_robot(&self, robot: &Robot) -> Result<()> {
+        let what = || format!("robot {}", robot.name);
+        replace(&mut self.lock().robots, robot.id, robot, what, |r| r.name == robot.name)
+    }
+
+    async fn delete_robot(&self, id: Id) -> Result<bool> {
+        Ok(self.lock().robots.remove(&id).is_some())
+    }
+
+    async fn login_failures(&self, name: &str) -> Result<Option<LoginFailures>> {
+        Ok(self.lock().failures.get(name).copied())
+    }
+
+    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>) -> Result<()> {
+        let mut state = self.lock();
+        match failures {
+            Some(f) => state.failures.insert(name.to_owned(), f),
+            None => state.failures.remove(name),
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! [`AccountStore`]: where users, projects, members, robots and login state are kept.
+//!
+//! A store only keeps records; the rules (name grammar, password length, hashing, lockout, who may
+//! do what) live in [`Accounts`](crate::Accounts) above it, so every backend enforces the same
+//! ones. Implementations: [`MemoryAccountStore`](crate::MemoryAccountStore) here, the embedded
+//! redb store and the PostgreSQL store in their crates. The conformance suite any implementation
+//! must pass is `registry_auth::testing::account_store_suite` (feature `testing`).
+//!
+//! Every method is one transaction. Creating assigns the record's id (the one passed is
+//! ignored) and fails with [`AuthError::Conflict`] when the name is taken; deleting a user takes
+//! their memberships, deleting a project its members and project robots, in the same transaction.
+
+use async_trait::async_trait;
+
+use crate::error::AuthError;
+use crate::model::{Id, LoginFailures, Member, Project, Robot, User};
+
+/// The result type of account stores.
+pub type Result<T, E = AuthError> = std::result::Result<T, E>;
+
+/// Storage for accounts.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// Creates a user; the stored record, with its id.
+    async fn create_user(&self, user: User) -> Result<User>;
+    /// A user by id.
+    async fn user(&self, id: Id) -> Result<Option<User>>;
+    /// A user by name.
+    async fn user_by_name(&self, name: &str) -> Result<Option<User>>;
+    /// All users, by id.
+    async fn users(&self) -> Result<Vec<User>>;
+    /// Replaces a user's record (same id and name); [`AuthError::NotFound`] if it is gone.
+    async fn update_user(&self, user: &User) -> Result<()>;
+    /// Deletes a user and their memberships; `false` if absent.
+    async fn delete_user(&self, id: Id) -> Result<bool>;
+
+    /// Creates a project; the stored record, with its id.
+    async fn create_project(&self, project: Project) -> Result<Project>;
+    /// A project by id.
+    async fn project(&self, id: Id) -> Result<Option<Project>>;
+    /// A project by name.
+    async fn project_by_name(&self, name: &str) -> Result<Option<Project>>;
+    /// All projects, by name.
+    async fn projects(&self) -> Result<Vec<Project>>;
+    /// Replaces a project's record (same id and name); [`AuthError::NotFound`] if it is gone.
+    async fn update_project(&self, project: &Project) -> Result<()>;
+    /// Deletes a project with its members and project robots; `false` if absent.
+    async fn delete_project(&self, id: Id) -> Result<bool>;
+
+    /// Creates a membership; [`AuthError::NotFound`] if the project or user is gone,
+    /// [`AuthError::Conflict`] if the user is a member already.
+    async fn create_member(&self, member: Member) -> Result<Member>;
+    /// The members of a project, by id.
+    async fn members(&self, project_id: Id) -> Result<Vec<Member>>;
+    /// The membership of a user in a project.
+    async fn member(&self, project_id: Id, user_id: Id) -> Result<Option<Member>>;
+    /// The memberships of a user.
+    async fn memberships(&self, user_id: Id) -> Result<Vec<Member>>;
+    /// Replaces a membership (same id, project and user); [`AuthError::NotFound`] if it is gone.
+    async fn update_member(&self, member: &Member) -> Result<()>;
+    /// Deletes a membership; `false` if absent.
+    async fn delete_member(&self, id: Id) -> Result<bool>;
+
+    /// Creates a robot; the stored record, with its id.
+    async fn create_robot(&self, robot: Robot) -> Result<Robot>;
+    /// A robot by id.
+    async fn robot(&self, id: Id) -> Result<Option<Robot>>;
+    /// A robot by its full name.
+    async fn robot_by_name(&self, name: &str) -> Result<Option<Robot>>;
+    /// All robots, by id.
+    async fn robots(&self) -> Result<Vec<Robot>>;
+    /// Replaces a robot's record (same id and name); [`AuthError::NotFound`] if it is gone.
+    async fn update_robot(&self, robot: &Robot) -> Result<()>;
+    /// Deletes a robot; `false` if absent.
+    async fn delete_robot(&self, id: Id) -> Result<bool>;
+
+    /// The failed logins in a row of an account name (shared by every replica on the store).
+    async fn login_failures(&self, name: &str) -> Result<Option<LoginFailures>>;
+    /// Sets or clears them.
+    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>) -> Result<()>;
+}

@@ -1,0 +1,181 @@
+//! The management API under `/api/v2.0`, in Harbor's shapes (its `swagger.yaml`): one handler
+//! function per endpoint behind the table-driven [`router`], authorized by the same roles as the
+//! registry.
+//!
+//! | module | endpoints |
+//! |---|---|
+//! | [`system`] | `/ping`, `/health`, `/systeminfo`, `/statistics`, `/system/gc…` |
+//! | [`projects`] | `/projects`, `/projects/{p}`, `…/_deletable`, `…/summary`, `…/metadatas` |
+//! | [`members`] | `/projects/{p}/members…` |
+//! | [`users`] | `/users…`, `/users/current…`, `/users/{id}/password`, `/users/{id}/sysadmin` |
+//! | [`robots`] | `/robots…` (Harbor's v2 robots: system and project level) |
+//!
+//! Shared pieces: [`context`] (who the caller is, what they may do, project look-up by name or
+//! id), [`pages`] (`page`/`page_size`, `X-Total-Count`, `Link`), [`q`] (Harbor's `q=` filters),
+//! [`shapes`] (the JSON of each record).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use registry_auth::{AccessPolicy, Accounts, Authenticator};
+use registry_storage::Registry;
+use tower::ServiceBuilder;
+
+use crate::error::ApiError;
+use crate::gc::GarbageCollector;
+use crate::layers::{Authentication, BoxService, authenticate, deadline, service_fn};
+use crate::request::{Query, RequestBody, read_limited};
+use crate::response::ResponseBody;
+
+pub mod context;
+pub mod members;
+pub mod pages;
+pub mod projects;
+pub mod q;
+pub mod robots;
+pub(crate) mod router;
+pub mod shapes;
+pub mod system;
+pub mod users;
+
+use router::{Endpoint, Match, endpoint};
+
+/// Where the management API lives.
+pub const API_PREFIX: &str = "/api/v2.0";
+
+/// Largest request body the API reads.
+const MAX_BODY: usize = 1 << 20;
+
+/// What the handlers share.
+pub(crate) struct Api {
+    pub(crate) registry: Registry,
+    /// Harbor's accounts, when this server keeps them (the account endpoints need them).
+    pub(crate) accounts: Option<Accounts>,
+    pub(crate) policy: Option<Arc<dyn AccessPolicy>>,
+    pub(crate) gc: Option<Arc<GarbageCollector>>,
+    pub(crate) info: system::Info,
+}
+
+/// One request to a handler.
+pub(crate) struct ApiCall {
+    pub(crate) params: router::Params,
+    pub(crate) query: Query,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) authentication: Authentication,
+    pub(crate) prefix: String,
+}
+
+/// What a handler returns.
+pub(crate) type ApiResult = Result<http::Response<ResponseBody>, ApiError>;
+
+/// Every endpoint.
+fn endpoints() -> &'static [Endpoint] {
+    static TABLE: std::sync::OnceLock<Vec<Endpoint>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        vec![
+            endpoint!(GET "/ping" => system::ping),
+            endpoint!(GET "/health" => system::health),
+            endpoint!(GET "/systeminfo" => system::info),
+            endpoint!(GET "/statistics" => system::statistics),
+            endpoint!(GET "/system/gc" => system::gc_history),
+            endpoint!(GET "/system/gc/schedule" => system::gc_schedule),
+            endpoint!(POST "/system/gc/schedule" => system::gc_start),
+            endpoint!(PUT "/system/gc/schedule" => system::gc_start),
+            endpoint!(GET "/system/gc/{gc_id}" => system::gc_run),
+            endpoint!(GET "/system/gc/{gc_id}/log" => system::gc_log),
+            endpoint!(GET "/projects" => projects::list),
+            endpoint!(HEAD "/projects" => projects::exists),
+            endpoint!(POST "/projects" => projects::create),
+            endpoint!(GET "/projects/{project}" => projects::get),
+            endpoint!(PUT "/projects/{project}" => projects::update),
+            endpoint!(DELETE "/projects/{project}" => projects::delete),
+            endpoint!(GET "/projects/{project}/_deletable" => projects::deletable),
+            endpoint!(GET "/projects/{project}/summary" => projects::summary),
+            endpoint!(GET "/projects/{project}/metadatas" => projects::metadata_list),
+            endpoint!(POST "/projects/{project}/metadatas" => projects::metadata_add),
+            endpoint!(GET "/projects/{project}/metadatas/{name}" => projects::metadata_get),
+            endpoint!(PUT "/projects/{project}/metadatas/{name}" => projects::metadata_add),
+            endpoint!(DELETE "/projects/{project}/metadatas/{name}" => projects::metadata_delete),
+            endpoint!(GET "/projects/{project}/members" => members::list),
+            endpoint!(POST "/projects/{project}/members" => members::add),
+            endpoint!(GET "/projects/{project}/members/{mid}" => members::get),
+            endpoint!(PUT "/projects/{project}/members/{mid}" => members::update),
+            endpoint!(DELETE "/projects/{project}/members/{mid}" => members::delete),
+            endpoint!(GET "/users" => users::list),
+            endpoint!(POST "/users" => users::create),
+            endpoint!(GET "/users/current" => users::current),
+            endpoint!(GET "/users/current/permissions" => users::current_permissions),
+            endpoint!(GET "/users/search" => users::search),
+            endpoint!(GET "/users/{user_id}" => users::get),
+            endpoint!(PUT "/users/{user_id}" => users::update),
+            endpoint!(DELETE "/users/{user_id}" => users::delete),
+            endpoint!(PUT "/users/{user_id}/password" => users::password),
+            endpoint!(PUT "/users/{user_id}/sysadmin" => users::sysadmin),
+            endpoint!(GET "/robots" => robots::list),
+            endpoint!(POST "/robots" => robots::create),
+            endpoint!(GET "/robots/{robot_id}" => robots::get),
+            endpoint!(PUT "/robots/{robot_id}" => robots::update),
+            endpoint!(PATCH "/robots/{robot_id}" => robots::refresh),
+            endpoint!(DELETE "/robots/{robot_id}" => robots::delete),
+        ]
+    })
+}
+
+/// How the API authenticates its callers.
+pub(crate) enum Callers {
+    /// Basic credentials through the authenticator (none: everyone is anonymous).
+    Basic(Option<Arc<dyn Authenticator>>),
+    /// Everyone is this identity (the local admin socket).
+    Assume(registry_auth::Identity),
+}
+
+/// The management API as one service (paths relative to the server root).
+pub(crate) fn service(api: Arc<Api>, callers: Callers, deadline_limit: std::time::Duration) -> BoxService {
+    let handlers = service_fn(move |req: Request<RequestBody>| {
+        let api = api.clone();
+        async move {
+            let head = req.method() == Method::HEAD;
+            dispatch(api, req).await.unwrap_or_else(|e| e.into_response(head))
+        }
+    });
+    let auth = match callers {
+        Callers::Basic(Some(authenticator)) => authenticate::Mode::Basic(authenticator),
+        Callers::Basic(None) => authenticate::Mode::Assume(registry_auth::Identity::Anonymous),
+        Callers::Assume(who) => authenticate::Mode::Assume(who),
+    };
+    ServiceBuilder::new()
+        .layer(deadline::layer(deadline_limit, deadline::always))
+        .layer(authenticate::layer(auth))
+        .service(handlers)
+}
+
+async fn dispatch(api: Arc<Api>, req: Request<RequestBody>) -> ApiResult {
+    let path = req.uri().path().strip_prefix(API_PREFIX).unwrap_or_default().to_owned();
+    let (endpoint, params) = match router::find(endpoints(), req.method(), &path) {
+        Match::Found(endpoint, params) => (endpoint, params),
+        Match::WrongMethod => {
+            return Err(ApiError::harbor(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed here", req.method())));
+        }
+        Match::None => return Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("no such endpoint {API_PREFIX}{path}"))),
+    };
+    let authentication = req.extensions().get::<Authentication>().cloned().unwrap_or(Authentication::Anonymous);
+    if matches!(authentication, Authentication::InvalidCredentials) {
+        return Err(ApiError::harbor(StatusCode::UNAUTHORIZED, "invalid user name or password")
+            .with_header(http::header::WWW_AUTHENTICATE, "Basic realm=\"registry\""));
+    }
+    let prefix = req.extensions().get::<crate::layers::prefix::PathPrefix>().map(|p| p.0.clone()).unwrap_or_default();
+    let query = Query::of(&req);
+    let (parts, body) = req.into_parts();
+    let body = read_limited(body, MAX_BODY).await?;
+    let call = ApiCall {
+        params,
+        query,
+        headers: parts.headers,
+        body,
+        authentication,
+        prefix,
+    };
+    (endpoint.handler)(api, call).await
+}

@@ -1,0 +1,275 @@
+//! Projects: `/projects` (list, exists, create), `/projects/{p}` (get, update, delete),
+//! `_deletable`, `summary`, `metadatas`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::StatusCode;
+use registry_auth::{Identity, Project, Role};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::context::{bad_request, forbidden};
+use super::pages::page_of;
+use super::q::Q;
+use super::shapes::{self, ProjectExtras};
+use super::{Api, ApiCall, ApiResult};
+use crate::error::ApiError;
+use crate::response::{json as json_response, set, status_only};
+
+/// The repositories of a project: its single-component repository and those under `project/`,
+/// in lexical order. Costs grow with the project's repositories, not the registry's.
+pub(crate) async fn repositories(api: &Api, project: &str) -> Result<Vec<String>, ApiError> {
+    let registry = &api.registry;
+    let mut out = Vec::new();
+    if let Ok(name) = registry_core::RepositoryName::parse(project)
+        && registry.tags(&name, None, Some(0)).await.is_ok()
+    {
+        out.push(project.to_owned());
+    }
+    let prefix = format!("{project}/");
+    let mut last = prefix.clone();
+    loop {
+        let page = registry.catalog(Some(&last), None).await?;
+        let mut done = !page.more;
+        for name in page.entries {
+            if !name.starts_with(&prefix) {
+                done = true;
+                break;
+            }
+            last = name.clone();
+            out.push(name);
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// How many repositories a project holds.
+pub(crate) async fn repository_count(api: &Api, project: &str) -> Result<u64, ApiError> {
+    Ok(repositories(api, project).await?.len() as u64)
+}
+
+async fn extras(api: &Api, who: &Identity, p: &Project) -> Result<ProjectExtras, ApiError> {
+    let owner_name = match p.owner_id {
+        Some(id) => api.accounts()?.user_by_id(id).await?.map(|u| u.name).unwrap_or_default(),
+        None => String::new(),
+    };
+    Ok(ProjectExtras { repo_count: repository_count(api, &p.name).await?, owner_name, role: api.role(who, p).await? })
+}
+
+/// `GET /projects`: the projects the caller can see, filtered by `name`, `public`, `owner`, `q`.
+pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let accounts = api.accounts()?;
+    let q = Q::parse(call.query.get("q"), &["name", "public", "owner"])?;
+    let who = call.caller().clone();
+    let mut visible = Vec::new();
+    for p in accounts.projects().await? {
+        if !api.may_see(&who, &p).await? {
+            continue;
+        }
+        let extras = extras(&api, &who, &p).await?;
+        if call.query.get("name").is_some_and(|n| !p.name.contains(n))
+            || call.query.get("public").is_some_and(|v| v != p.public.to_string())
+            || call.query.get("owner").is_some_and(|o| o != extras.owner_name)
+            || !q.accepts("name", &p.name)
+            || !q.accepts("public", &p.public.to_string())
+            || !q.accepts("owner", &extras.owner_name)
+        {
+            continue;
+        }
+        visible.push(shapes::project(&p, &extras));
+    }
+    page_of(&call, "/projects", visible, |v| v)
+}
+
+/// `HEAD /projects?project_name=`: 200 when it exists, 404 otherwise.
+pub(crate) async fn exists(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let name = call.query.get("project_name").ok_or_else(|| bad_request("project_name is required"))?;
+    match api.accounts()?.project(name).await? {
+        Some(_) => Ok(status_only(StatusCode::OK)),
+        None => Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("project {name} not found"))),
+    }
+}
+
+/// `ProjectReq`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ProjectReq {
+    project_name: Option<String>,
+    public: Option<bool>,
+    metadata: BTreeMap<String, Value>,
+    storage_limit: Option<i64>,
+    registry_id: Option<i64>,
+}
+
+impl ProjectReq {
+    /// Metadata as Harbor's strings; `public` apart.
+    fn metadata(&self) -> (Option<bool>, BTreeMap<String, String>) {
+        let mut public = self.public;
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.metadata {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if k == "public" {
+                public = public.or(Some(text == "true"));
+            } else {
+                out.insert(k.clone(), text);
+            }
+        }
+        (public, out)
+    }
+}
+
+/// `POST /projects`: the creator becomes its project admin.
+pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let user = call.user_name()?.to_owned();
+    let accounts = api.accounts()?;
+    let req: ProjectReq = call.json()?;
+    let name = req.project_name.clone().ok_or_else(|| bad_request("project_name is required"))?;
+    if req.registry_id.is_some() {
+        return Err(bad_request("proxy-cache projects (registry_id) are not supported yet"));
+    }
+    if req.storage_limit.is_some_and(|l| l != -1) {
+        return Err(bad_request("storage quotas (storage_limit) are not supported yet; omit it or send -1"));
+    }
+    let (public, metadata) = req.metadata();
+    let owner = accounts.user(&user).await?.map(|u| u.id);
+    let project = accounts.create_project_with(&name, public.unwrap_or(false), owner, metadata).await?;
+    // The admin socket's caller is no account: the project then has no first member.
+    if owner.is_some() {
+        accounts.add_member(&project.name, &user, Role::ProjectAdmin, None).await?;
+    }
+    let mut r = status_only(StatusCode::CREATED);
+    let by_name = call.headers.get("x-resource-name-in-location").and_then(|v| v.to_str().ok()) == Some("true");
+    let key = if by_name { project.name.clone() } else { project.id.to_string() };
+    set(r.headers_mut(), http::header::LOCATION, &call.location(&format!("/projects/{key}")));
+    Ok(r)
+}
+
+/// `GET /projects/{p}`.
+pub(crate) async fn get(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_see(&call, &project).await?;
+    let extras = extras(&api, call.caller(), &project).await?;
+    Ok(json_response(StatusCode::OK, &shapes::project(&project, &extras)))
+}
+
+/// `PUT /projects/{p}`: publicity and metadata (project admins).
+pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_manage(&call, &project).await?;
+    let req: ProjectReq = call.json()?;
+    if req.project_name.as_deref().is_some_and(|n| n != project.name) {
+        return Err(bad_request("a project cannot be renamed"));
+    }
+    let (public, metadata) = req.metadata();
+    api.accounts()?.update_project(&project.name, public, metadata).await?;
+    Ok(status_only(StatusCode::OK))
+}
+
+/// Why a project cannot be deleted, if it cannot.
+async fn undeletable(api: &Api, project: &Project) -> Result<Option<String>, ApiError> {
+    let repos = repository_count(api, &project.name).await?;
+    Ok((repos > 0).then(|| {
+        format!("project {} holds {repos} repositories: delete them before the project", project.name)
+    }))
+}
+
+/// `DELETE /projects/{p}`: refused (412) while it holds repositories.
+pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_manage(&call, &project).await?;
+    if let Some(why) = undeletable(&api, &project).await? {
+        return Err(ApiError::harbor(StatusCode::PRECONDITION_FAILED, why));
+    }
+    api.accounts()?.remove_project(&project.name).await?;
+    Ok(status_only(StatusCode::OK))
+}
+
+/// `GET /projects/{p}/_deletable`.
+pub(crate) async fn deletable(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_manage(&call, &project).await?;
+    let why = undeletable(&api, &project).await?;
+    Ok(json_response(StatusCode::OK, &json!({"deletable": why.is_none(), "message": why.unwrap_or_default()})))
+}
+
+/// `GET /projects/{p}/summary`: repositories and members by role.
+pub(crate) async fn summary(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_see(&call, &project).await?;
+    let members = api.accounts()?.members(&project.name).await?;
+    let count = |role: Role| members.iter().filter(|m| m.member.role == role).count();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "repo_count": repository_count(&api, &project.name).await?,
+            "project_admin_count": count(Role::ProjectAdmin),
+            "maintainer_count": count(Role::Maintainer),
+            "developer_count": count(Role::Developer),
+            "guest_count": count(Role::Guest),
+            "limited_guest_count": count(Role::LimitedGuest),
+        }),
+    ))
+}
+
+fn metadata_map(project: &Project) -> serde_json::Map<String, Value> {
+    let mut map = serde_json::Map::new();
+    map.insert("public".into(), project.public.to_string().into());
+    for (k, v) in &project.metadata {
+        map.insert(k.clone(), v.clone().into());
+    }
+    map
+}
+
+/// `GET /projects/{p}/metadatas`.
+pub(crate) async fn metadata_list(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_see(&call, &project).await?;
+    Ok(json_response(StatusCode::OK, &Value::Object(metadata_map(&project))))
+}
+
+/// `GET /projects/{p}/metadatas/{name}`.
+pub(crate) async fn metadata_get(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_see(&call, &project).await?;
+    let name = call.params.get("name")?;
+    let value = metadata_map(&project)
+        .remove(name)
+        .ok_or_else(|| ApiError::harbor(StatusCode::NOT_FOUND, format!("project {} has no metadata {name}", project.name)))?;
+    Ok(json_response(StatusCode::OK, &json!({ name: value })))
+}
+
+/// `POST /projects/{p}/metadatas` and `PUT …/metadatas/{name}`: sets keys.
+pub(crate) async fn metadata_add(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_manage(&call, &project).await?;
+    let body: BTreeMap<String, Value> = call.json()?;
+    if let Ok(name) = call.params.get("name")
+        && body.keys().any(|k| k != name)
+    {
+        return Err(bad_request(format!("the body may set {name} only")));
+    }
+    let req = ProjectReq { metadata: body, ..ProjectReq::default() };
+    let (public, metadata) = req.metadata();
+    api.accounts()?.update_project(&project.name, public, metadata).await?;
+    Ok(status_only(StatusCode::OK))
+}
+
+/// `DELETE /projects/{p}/metadatas/{name}`.
+pub(crate) async fn metadata_delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_manage(&call, &project).await?;
+    let name = call.params.get("name")?;
+    if name == "public" {
+        return Err(forbidden("public cannot be deleted; set it to \"false\""));
+    }
+    if !api.accounts()?.remove_project_metadata(&project.name, name).await? {
+        return Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("project {} has no metadata {name}", project.name)));
+    }
+    Ok(status_only(StatusCode::OK))
+}

@@ -1,0 +1,48 @@
+//! One log line per request (method, path, status, bytes, duration), the API version header on
+//! every response, and a handler that panics answered with a 500 JSON error instead of a dropped
+//! connection.
+
+use std::time::Instant;
+
+use futures::FutureExt;
+use http::HeaderValue;
+use http::header::CONTENT_LENGTH;
+use registry_core::ErrorCode;
+
+use super::{BoxService, FnLayer, Layer, call, service_fn};
+use crate::error::ApiError;
+use crate::response::API_VERSION;
+
+/// The layer.
+pub fn layer() -> impl Layer<BoxService, Service = BoxService> + Clone {
+    FnLayer(|inner: BoxService| {
+        service_fn(move |req: http::Request<crate::request::RequestBody>| {
+            let inner = inner.clone();
+            async move {
+                let started = Instant::now();
+                let method = req.method().clone();
+                let path = req.uri().path().to_owned();
+                let head = method == http::Method::HEAD;
+                let mut response = match std::panic::AssertUnwindSafe(call(&inner, req)).catch_unwind().await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        tracing::error!(method = %method, path = %path, "a handler panicked");
+                        ApiError::new(ErrorCode::Unknown, "internal error").into_response(head)
+                    }
+                };
+                response.headers_mut().insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+                let bytes =
+                    response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                tracing::info!(
+                    method = %method,
+                    path = %path,
+                    status = response.status().as_u16(),
+                    bytes = %bytes,
+                    duration_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "request"
+                );
+                response
+            }
+        })
+    })
+}

@@ -1,0 +1,118 @@
+//! Authentication: the caller's credentials, verified once, placed in the request's extensions
+//! as an [`Authentication`] for the services behind to authorize against.
+//!
+//! Three modes: bearer tokens (the distribution API), Basic credentials through the
+//! [`Authenticator`] (the management API, as Harbor's), and an identity assumed for every
+//! request (the local admin socket, whose file permissions are the credential). A failed check is
+//! recorded, not answered: the service behind knows which challenge to send. Only a locked
+//! account (429) and a fault of the account store are answered here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use registry_auth::{AuthError, Authenticator, Credentials, Identity, TokenError, TokenVerifier, VerifiedToken};
+
+use super::{BoxService, FnLayer, Layer, call, service_fn};
+use crate::error::ApiError;
+use crate::request::RequestBody;
+
+/// How long after expiry a token still authorizes requests on an upload session it could have
+/// started (see `distribution::access`).
+pub const UPLOAD_GRACE: Duration = Duration::from_secs(3600);
+
+/// Who the caller proved to be.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    /// No credentials (or credentials of a kind this service does not take).
+    Anonymous,
+    /// A valid bearer token.
+    Token(VerifiedToken),
+    /// A bearer token past its expiry by less than [`UPLOAD_GRACE`]: good only on an upload
+    /// session.
+    ExpiredToken(VerifiedToken),
+    /// A bearer token that does not verify (the reason is for the log).
+    InvalidToken(TokenError),
+    /// An identity proved by Basic credentials, a session, or the admin socket.
+    Identity(Identity),
+    /// Basic credentials that do not verify.
+    InvalidCredentials,
+}
+
+impl Authentication {
+    /// The identity, when one was proved.
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Authentication::Identity(who) => Some(who),
+            _ => None,
+        }
+    }
+}
+
+/// How the layer authenticates.
+#[derive(Clone)]
+pub enum Mode {
+    /// Bearer tokens, checked by this verifier.
+    Bearer(TokenVerifier),
+    /// Basic credentials, checked by this authenticator.
+    Basic(Arc<dyn Authenticator>),
+    /// Every request is this identity.
+    Assume(Identity),
+}
+
+fn authorization(req: &http::Request<RequestBody>) -> Credentials {
+    Credentials::from_authorization(req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+}
+
+/// Verifies a bearer token, with the upload grace.
+pub(crate) fn verify_bearer(verifier: &TokenVerifier, token: &str) -> Authentication {
+    let now = registry_core::time::now_secs();
+    match verifier.verify_at(token, now) {
+        Ok(t) => Authentication::Token(t),
+        Err(AuthError::InvalidToken(TokenError::Expired)) => {
+            match verifier.verify_with_grace(token, now, UPLOAD_GRACE.as_secs()) {
+                Ok(t) => Authentication::ExpiredToken(t),
+                Err(AuthError::InvalidToken(reason)) => Authentication::InvalidToken(reason),
+                Err(_) => Authentication::InvalidToken(TokenError::Malformed),
+            }
+        }
+        Err(AuthError::InvalidToken(reason)) => Authentication::InvalidToken(reason),
+        Err(_) => Authentication::InvalidToken(TokenError::Malformed),
+    }
+}
+
+async fn authenticate(mode: &Mode, req: &http::Request<RequestBody>) -> Result<Authentication, ApiError> {
+    Ok(match (mode, authorization(req)) {
+        (Mode::Assume(who), _) => Authentication::Identity(who.clone()),
+        (Mode::Bearer(verifier), Credentials::Bearer(token)) => verify_bearer(verifier, &token),
+        (Mode::Basic(authenticator), Credentials::Basic { username, password }) => {
+            match authenticator.authenticate(&username, &password).await {
+                Ok(who) => Authentication::Identity(who),
+                Err(AuthError::InvalidCredentials) => {
+                    tracing::info!(user = %username, "login refused");
+                    Authentication::InvalidCredentials
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        _ => Authentication::Anonymous,
+    })
+}
+
+/// The layer.
+pub fn layer(mode: Mode) -> impl Layer<BoxService, Service = BoxService> + Clone {
+    FnLayer(move |inner: BoxService| {
+        let mode = mode.clone();
+        service_fn(move |mut req: http::Request<RequestBody>| {
+            let (inner, mode) = (inner.clone(), mode.clone());
+            async move {
+                match authenticate(&mode, &req).await {
+                    Ok(authentication) => {
+                        req.extensions_mut().insert(authentication);
+                        call(&inner, req).await
+                    }
+                    Err(e) => e.into_response(req.method() == http::Method::HEAD),
+                }
+            }
+        })
+    })
+}

@@ -1,0 +1,216 @@
+//! Serving: a [`RegistryService`](crate::RegistryService) on a TCP listener (plain or TLS) or on a
+//! Unix socket, with hyper, connection limits and graceful shutdown.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`timeouts`] | inactivity limits on each connection: request bodies, idle keep-alive, response writes |
+//! | `head_errors` | hyper's own 400/431 answers rewritten with the spec's JSON body |
+//! | [`tls`] | rustls server configuration from PEM |
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use crate::response::ResponseBody;
+use crate::service::RegistryService;
+
+mod head_errors;
+pub mod timeouts;
+pub mod tls;
+
+use head_errors::HeadErrors;
+use timeouts::{DeadlineIo, InFlight, Timeouts};
+
+/// Connection-level settings.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Serve HTTPS with this configuration; plain HTTP when `None`.
+    pub tls: Option<tls::TlsConfig>,
+    /// Time a client has to send a request's headers (slow-header clients are cut off).
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers) accepted, in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// How long shutdown waits for in-flight requests before closing their connections.
+    pub shutdown_grace: Duration,
+    /// Inactivity limits: request bodies, idle keep-alive connections, response writes.
+    pub timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("tls", &self.tls.is_some())
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            tls: None,
+            header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 << 10,
+            shutdown_grace: Duration::from_secs(30),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// The service of one connection: marks the connection as inside a request while it handles
+/// one (see [`timeouts`]).
+#[derive(Clone)]
+struct Tracked {
+    inner: RegistryService,
+    in_flight: InFlight,
+}
+
+impl tower::Service<Request<Incoming>> for Tracked {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let guard = self.in_flight.enter();
+        let service = self.inner.clone();
+        Box::pin(async move {
+            let r = service.handle(req).await;
+            drop(guard);
+            Ok(r)
+        })
+    }
+}
+
+fn http1_builder(options: &ServerOptions) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .max_buf_size(options.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+}
+
+fn connection<I>(
+    io: I,
+    service: &RegistryService,
+    options: &ServerOptions,
+    builder: &http1::Builder,
+    graceful: hyper_util::server::graceful::Watcher,
+) -> impl Future<Output = ()> + Send + 'static + use<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let in_flight = InFlight::default();
+    let io = HeadErrors::new(DeadlineIo::new(io, options.timeouts, in_flight.clone()), options.max_header_bytes);
+    let hyper_service = TowerToHyperService::new(Tracked { inner: service.clone(), in_flight });
+    let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), hyper_service));
+    async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish (up to [`ServerOptions::shutdown_grace`]).
+pub async fn serve(
+    listener: TcpListener,
+    service: RegistryService,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let builder = http1_builder(&options);
+    let tls = options.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.rustls()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                match &tls {
+                    None => {
+                        tokio::spawn(connection(stream, &service, &options, &builder, graceful.watcher()));
+                    }
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, bounded like a request head.
+                        let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                        let (service, options) = (service.clone(), options.clone());
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(options.header_read_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => return tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                                Err(_) => return tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                            };
+                            connection(stream, &service, &options, &builder, watcher).await;
+                        });
+                    }
+                }
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+    Ok(())
+}
+
+/// Serves `service` on a Unix socket until `shutdown` completes (the local admin socket).
+#[cfg(unix)]
+pub async fn serve_unix(
+    listener: tokio::net::UnixListener,
+    service: RegistryService,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let builder = http1_builder(&options);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(connection(stream, &service, &options, &builder, graceful.watcher()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("admin socket: shutdown grace period over");
+    }
+    Ok(())
+}
+

@@ -1,0 +1,178 @@
+//! The embedded store passes every shared suite, on a file and in memory, and keeps its promises
+//! of its own: data survives reopening, the read cache is exact, a failed disk clears without a
+//! restart, old layouts open.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use registry_auth::AccountStore;
+use registry_core::{Digest, RepositoryName, Tag};
+use registry_redb::{RedbStore, open_embedded};
+use registry_storage::testing::gc::{GcFixture, gc_suite};
+use registry_storage::testing::metadata_store_suite;
+use registry_storage::{Limits, ManifestRecord, MetadataStore, Registry};
+
+#[tokio::test]
+async fn metadata_suite_in_memory() {
+    metadata_store_suite(&RedbStore::in_memory()).await;
+}
+
+#[tokio::test]
+async fn account_suite_in_memory() {
+    registry_auth::testing::account_store_suite(&RedbStore::in_memory()).await;
+}
+
+#[tokio::test]
+async fn both_suites_on_a_file_and_the_data_survives_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("metadata.redb");
+    {
+        let store = RedbStore::open(&path).expect("open");
+        metadata_store_suite(&store).await;
+        registry_auth::testing::account_store_suite(&store).await;
+    }
+    let store = RedbStore::open(&path).expect("reopen");
+    let repos = store.list_repositories(None, 10).await.expect("catalog");
+    assert_eq!(repos.entries, vec!["suite/app", "suite/other"], "metadata survives closing the database");
+    assert_eq!(store.projects().await.expect("projects").len(), 1, "projects too (library; team was deleted)");
+    assert!(store.user_by_name("alice").await.expect("user").is_some(), "and users");
+    let again = RedbStore::open(&path);
+    assert!(again.expect_err("locked").is_locked(), "one process at a time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_collection_suite_on_the_embedded_default() {
+    gc_suite(|| async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let embedded = open_embedded(dir.path()).expect("open");
+        let blobs = Arc::new(embedded.blobs);
+        let registry = Registry::new(blobs.clone(), Arc::new(embedded.store), Limits::default());
+        GcFixture { registry, blobs, guard: Box::new(dir) }
+    })
+    .await;
+}
+
+/// The read cache never keeps a value a write replaced, whatever the interleaving: readers race
+/// a writer that moves a tag and relinks a blob; once the writer is done, every read sees its last
+/// write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cache_never_serves_a_replaced_value() {
+    let store = Arc::new(RedbStore::in_memory());
+    let repo = RepositoryName::parse("race/app").expect("name");
+    let tag = Tag::parse("latest").expect("tag");
+    let blob = Digest::sha256_of(b"blob");
+    let record = |i: u32| ManifestRecord {
+        digest: Digest::sha256_of(&i.to_le_bytes()),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        size: 1,
+        artifact_type: None,
+        annotations: Default::default(),
+        subject: None,
+        references: Vec::new(),
+        pushed_at: 0,
+    };
+    for round in 0..20u32 {
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, repo, tag, blob, done) =
+                    (store.clone(), repo.clone(), tag.clone(), blob.clone(), done.clone());
+                tokio::spawn(async move {
+                    while !done.load(Ordering::SeqCst) {
+                        store.resolve_tag(&repo, &tag).await.expect("resolve");
+                        store.blob_link(&repo, &blob).await.expect("link");
+                    }
+                })
+            })
+            .collect();
+        let last = round * 10 + 9;
+        for i in round * 10..=last {
+            store.put_manifest(&repo, &record(i), Some(&tag)).await.expect("move tag");
+            if i % 2 == 0 {
+                store.link_blob(&repo, &blob, 4).await.expect("link");
+            } else {
+                store.unlink_blob(&repo, &blob).await.expect("unlink");
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.await.expect("reader");
+        }
+        assert_eq!(store.resolve_tag(&repo, &tag).await.expect("resolve"), Some(record(last).digest), "round {round}");
+        assert_eq!(store.blob_link(&repo, &blob).await.expect("link"), None, "round {round}");
+    }
+}
+
+/// After a failed commit redb refuses everything until reopened: both halves of the store answer
+/// with a retryable error, the file is reopened once the disk works again, and nothing committed
+/// is lost.
+#[tokio::test]
+async fn a_failed_disk_clears_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let failing = Arc::new(AtomicBool::new(false));
+    let store = RedbStore::open_failing(&dir.path().join("metadata.redb"), failing.clone()).expect("open");
+    let repo = RepositoryName::parse("disk/app").expect("name");
+    let (kept, lost, later) = (Digest::sha256_of(b"kept"), Digest::sha256_of(b"lost"), Digest::sha256_of(b"later"));
+    store.link_blob(&repo, &kept, 4).await.expect("link");
+    let accounts = registry_auth::Accounts::new(Arc::new(store.clone()));
+    accounts.create_project("before", false).await.expect("project");
+
+    failing.store(true, Ordering::SeqCst);
+    let failed = store.link_blob(&repo, &lost, 4).await;
+    assert!(failed.as_ref().is_err_and(registry_storage::Error::is_retryable), "{failed:?}");
+    let still = store.link_blob(&repo, &later, 5).await;
+    assert!(still.as_ref().is_err_and(registry_storage::Error::is_retryable), "while the disk fails: {still:?}");
+    let refused = accounts.create_project("during", false).await;
+    assert!(
+        matches!(&refused, Err(registry_auth::AuthError::Backend(e)) if e.is_retryable()),
+        "accounts share the database and its recovery: {refused:?}"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    store.link_blob(&repo, &later, 5).await.expect("works again once the disk does");
+    assert_eq!(store.blob_link(&repo, &kept).await.expect("read"), Some(4), "committed data kept");
+    assert_eq!(store.blob_link(&repo, &lost).await.expect("read"), None, "the failed write left nothing");
+    assert_eq!(store.blob_link(&repo, &later).await.expect("read"), Some(5));
+    assert!(accounts.project("before").await.expect("read").is_some());
+    assert!(accounts.project("during").await.expect("read").is_none());
+    accounts.create_project("after", false).await.expect("accounts work again");
+}
+
+/// A data directory of the previous layout (metadata and accounts in two files) opens, and its
+/// accounts move into the one database with their passwords and creation times.
+#[tokio::test]
+async fn accounts_of_the_previous_layout_move_in() {
+    use redb::{Database, TableDefinition};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = dir.path().join("accounts.redb");
+    let hash = registry_auth::Accounts::in_memory().add_user("x", "password1", false).await.expect("hash").password_hash;
+    {
+        let db = Database::create(&old).expect("old database");
+        let txn = db.begin_write().expect("txn");
+        let t = |name| TableDefinition::<&str, &[u8]>::new(name);
+        let user = serde_json::json!({"name": "dana", "password_hash": hash.as_str(), "admin": false, "enabled": true});
+        txn.open_table(t("users")).expect("t").insert("dana", user.to_string().as_bytes()).expect("insert");
+        let project = serde_json::json!({"name": "team", "public": false, "created_at": 1_700_000_000u64});
+        txn.open_table(t("projects")).expect("t").insert("team", project.to_string().as_bytes()).expect("insert");
+        let member = serde_json::json!({"user": "dana", "project": "team", "role": "developer", "repositories": null});
+        txn.open_table(t("members")).expect("t").insert("team\0dana", member.to_string().as_bytes()).expect("insert");
+        let robot = serde_json::json!({"name": "robot$team+ci", "project": "team", "secret_hash": hash.as_str(),
+            "permissions": [{"repositories": "app-*", "actions": ["pull", "push"]}], "expires_at": null});
+        txn.open_table(t("robots")).expect("t").insert("robot$team+ci", robot.to_string().as_bytes()).expect("insert");
+        txn.commit().expect("commit");
+    }
+    let store = RedbStore::open(dir.path().join("metadata.redb")).expect("open");
+    let report = store.import_legacy_accounts(&old).await.expect("import");
+    assert_eq!((report.users, report.projects, report.members, report.robots), (1, 1, 1, 1));
+    let accounts = registry_auth::Accounts::new(Arc::new(store.clone()));
+    use registry_auth::{AccessPolicy, Authenticator};
+    let dana = accounts.authenticate("dana", "password1").await.expect("the old password works");
+    let scope = registry_core::Scope::parse("repository:team/app:pull,push").expect("scope");
+    assert_eq!(accounts.grant(&dana, &scope).await.expect("grant").to_string(), "repository:team/app:pull,push");
+    let robot = accounts.authenticate("robot$team+ci", "password1").await.expect("robot");
+    let narrow = registry_core::Scope::parse("repository:team/app-x:push").expect("scope");
+    assert_eq!(accounts.grant(&robot, &narrow).await.expect("grant").to_string(), "repository:team/app-x:push");
+    assert_eq!(accounts.project("team").await.expect("p").expect("team").created_at, 1_700_000_000);
+    let again = store.import_legacy_accounts(&old).await.expect("import twice");
+    assert_eq!(again.users + again.projects, 0, "nothing is imported twice");
+}

@@ -1,0 +1,447 @@
+//! [`MemoryMetadataStore`]: the [`MetadataStore`] in memory, for tests, examples and embedders who
+//! keep nothing across restarts.
+//!
+//! Every method takes one lock over the whole state, so each is one atomic step, exactly as a
+//! transaction of a database store; the same conformance suite checks it and the durable stores.
+//! The maps mirror the redb store's tables (see `registry-redb`), ordered the same way, so pages
+//! list in the same order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use registry_core::{Digest, RepositoryName, SharedClock, Tag};
+
+use super::{GcLink, GcManifest, Holder, ManifestRecord, MetadataStore, Page, UploadRecord};
+use crate::blob::UploadId;
+use crate::error::{Error, Result};
+
+type RepoKey = (String, String);
+
+#[derive(Default)]
+struct State {
+    uploads: HashMap<String, UploadRecord>,
+    repositories: BTreeSet<String>,
+    /// (repository, digest) -> size.
+    blob_links: BTreeMap<RepoKey, u64>,
+    /// (repository, digest) -> record.
+    manifests: BTreeMap<RepoKey, ManifestRecord>,
+    /// (repository, tag) -> digest.
+    tags: BTreeMap<RepoKey, String>,
+    /// (repository, digest, tag).
+    manifest_tags: BTreeSet<(String, String, String)>,
+    /// (repository, subject, referrer).
+    referrers: BTreeSet<(String, String, String)>,
+    /// (digest, repository, is a manifest) -> since (seconds).
+    holders: BTreeMap<(String, String, bool), u64>,
+    /// (digest, repository, referencing manifest).
+    blob_refs: BTreeSet<(String, String, String)>,
+    /// digest -> marked since (seconds).
+    collecting: BTreeMap<String, u64>,
+}
+
+/// The metadata store in memory. Cheap to clone; clones share the data.
+#[derive(Clone)]
+pub struct MemoryMetadataStore {
+    state: Arc<Mutex<State>>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for MemoryMetadataStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryMetadataStore").finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryMetadataStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryMetadataStore {
+    /// An empty store dating links by the system clock.
+    pub fn new() -> MemoryMetadataStore {
+        Self::with_clock(registry_core::time::system_clock())
+    }
+
+    /// An empty store dating links and marks by `clock`.
+    pub fn with_clock(clock: SharedClock) -> MemoryMetadataStore {
+        MemoryMetadataStore { state: Arc::default(), clock }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn rk(repo: &RepositoryName, digest: &Digest) -> RepoKey {
+    (repo.to_string(), digest.to_string())
+}
+
+fn parse_digest(text: &str) -> Result<Digest> {
+    Digest::parse(text).map_err(|e| Error::corrupt(format!("digest {text:?}"), e))
+}
+
+impl State {
+    fn not_collecting(&self, digest: &str) -> Result<()> {
+        if self.collecting.contains_key(digest) {
+            return Err(Error::Collecting { digest: digest.to_owned() });
+        }
+        Ok(())
+    }
+
+    fn link(&mut self, repo: &str, digest: &str, size: u64, now: u64) -> Result<()> {
+        self.not_collecting(digest)?;
+        self.repositories.insert(repo.to_owned());
+        self.blob_links.insert((repo.to_owned(), digest.to_owned()), size);
+        self.holders.insert((digest.to_owned(), repo.to_owned(), false), now);
+        Ok(())
+    }
+
+    fn unlink(&mut self, repo: &str, digest: &str) -> Option<u64> {
+        let size = self.blob_links.remove(&(repo.to_owned(), digest.to_owned()));
+        self.holders.remove(&(digest.to_owned(), repo.to_owned(), false));
+        size
+    }
+
+    fn tags_of(&self, repo: &str, digest: &str) -> Vec<String> {
+        let start = (repo.to_owned(), digest.to_owned(), String::new());
+        self.manifest_tags
+            .range(start..)
+            .take_while(|(r, d, _)| r == repo && d == digest)
+            .map(|(_, _, t)| t.clone())
+            .collect()
+    }
+
+    fn referenced_in(&self, digest: &str, repo: &str) -> Vec<String> {
+        let start = (digest.to_owned(), repo.to_owned(), String::new());
+        self.blob_refs.range(start..).take_while(|(d, r, _)| d == digest && r == repo).map(|(_, _, m)| m.clone()).collect()
+    }
+
+    fn remove_manifest(&mut self, repo: &str, digest: &str) -> Option<ManifestRecord> {
+        let record = self.manifests.remove(&(repo.to_owned(), digest.to_owned()))?;
+        if let Some(subject) = &record.subject {
+            self.referrers.remove(&(repo.to_owned(), subject.to_string(), digest.to_owned()));
+        }
+        for tag in self.tags_of(repo, digest) {
+            self.manifest_tags.remove(&(repo.to_owned(), digest.to_owned(), tag.clone()));
+            self.tags.remove(&(repo.to_owned(), tag));
+        }
+        self.holders.remove(&(digest.to_owned(), repo.to_owned(), true));
+        for r in &record.references {
+            self.blob_refs.remove(&(r.to_string(), repo.to_owned(), digest.to_owned()));
+        }
+        Some(record)
+    }
+
+    fn holds(&self, digest: &str) -> bool {
+        self.holders.range((digest.to_owned(), String::new(), false)..).next().is_some_and(|((d, _, _), _)| d == digest)
+    }
+}
+
+/// Up to `limit` keys after `after` among those of `repo` in a (repository, x) ordered map.
+fn repo_page<'a, V>(
+    map: &'a BTreeMap<RepoKey, V>,
+    repo: &str,
+    after: Option<&str>,
+) -> impl Iterator<Item = (&'a RepoKey, &'a V)> + 'a {
+    let lower = match after {
+        Some(a) => Bound::Excluded((repo.to_owned(), a.to_owned())),
+        None => Bound::Included((repo.to_owned(), String::new())),
+    };
+    let repo = repo.to_owned();
+    map.range((lower, Bound::Unbounded)).take_while(move |((r, _), _)| *r == repo)
+}
+
+#[async_trait]
+impl MetadataStore for MemoryMetadataStore {
+    async fn create_upload(&self, id: &UploadId, record: &UploadRecord) -> Result<()> {
+        self.lock().uploads.insert(id.to_string(), record.clone());
+        Ok(())
+    }
+
+    async fn update_upload(&self, id: &UploadId, expected_offset: u64, record: &UploadRecord) -> Result<bool> {
+        let mut state = self.lock();
+        match state.uploads.get_mut(id.as_str()) {
+            Some(current) if current.offset == expected_offset => {
+                *current = record.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
+        Ok(self.lock().uploads.get(id.as_str()).cloned())
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
+        Ok(self.lock().uploads.remove(id.as_str()).is_some())
+    }
+
+    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
+        let now = self.clock.now_secs();
+        self.lock().link(repository.as_str(), &digest.to_string(), size, now)
+    }
+
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let now = self.clock.now_secs();
+        let mut state = self.lock();
+        state.link(repository.as_str(), &digest.to_string(), size, now)?;
+        state.uploads.remove(id.as_str());
+        Ok(())
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let now = self.clock.now_secs();
+        let mut state = self.lock();
+        let Some(size) = state.blob_links.get(&rk(from, digest)).copied() else { return Ok(None) };
+        state.link(repository.as_str(), &digest.to_string(), size, now)?;
+        Ok(Some(size))
+    }
+
+    async fn blob_link(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.lock().blob_links.get(&rk(repository, digest)).copied())
+    }
+
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        Ok(self.lock().unlink(repository.as_str(), &digest.to_string()).is_some())
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        record: &ManifestRecord,
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        let repo = repository.to_string();
+        let digest = record.digest.to_string();
+        let mut state = self.lock();
+        state.not_collecting(&digest)?;
+        for r in &record.references {
+            let k = (repo.clone(), r.to_string());
+            if !state.blob_links.contains_key(&k) && !state.manifests.contains_key(&k) {
+                return Err(Error::ManifestBlobUnknown { digest: r.clone() });
+            }
+        }
+        state.holders.insert((digest.clone(), repo.clone(), true), record.pushed_at);
+        for r in &record.references {
+            state.blob_refs.insert((r.to_string(), repo.clone(), digest.clone()));
+        }
+        state.repositories.insert(repo.clone());
+        state.manifests.insert((repo.clone(), digest.clone()), record.clone());
+        if let Some(subject) = &record.subject {
+            state.referrers.insert((repo.clone(), subject.to_string(), digest.clone()));
+        }
+        if let Some(tag) = tag {
+            let previous = state.tags.insert((repo.clone(), tag.to_string()), digest.clone());
+            if let Some(previous) = previous {
+                state.manifest_tags.remove(&(repo.clone(), previous, tag.to_string()));
+            }
+            state.manifest_tags.insert((repo, digest, tag.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>> {
+        Ok(self.lock().manifests.get(&rk(repository, digest)).cloned())
+    }
+
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        Ok(self.lock().remove_manifest(repository.as_str(), &digest.to_string()).is_some())
+    }
+
+    async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
+        let state = self.lock();
+        state.tags.get(&(repository.to_string(), tag.to_string())).map(|d| parse_digest(d)).transpose()
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+        let mut state = self.lock();
+        let Some(digest) = state.tags.remove(&(repository.to_string(), tag.to_string())) else { return Ok(false) };
+        state.manifest_tags.remove(&(repository.to_string(), digest, tag.to_string()));
+        Ok(true)
+    }
+
+    async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>> {
+        let state = self.lock();
+        if !state.repositories.contains(repository.as_str()) {
+            return Ok(None);
+        }
+        let mut entries: Vec<String> =
+            repo_page(&state.tags, repository.as_str(), last).take(limit + 1).map(|((_, t), _)| t.clone()).collect();
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        Ok(Some(Page { entries, more }))
+    }
+
+    async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Page> {
+        let state = self.lock();
+        let lower = match last {
+            Some(l) => Bound::Excluded(l.to_owned()),
+            None => Bound::Unbounded,
+        };
+        let mut entries: Vec<String> =
+            state.repositories.range((lower, Bound::Unbounded)).take(limit + 1).cloned().collect();
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        Ok(Page { entries, more })
+    }
+
+    async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
+        let state = self.lock();
+        let (repo, subject) = (repository.to_string(), subject.to_string());
+        let start = (repo.clone(), subject.clone(), String::new());
+        Ok(state
+            .referrers
+            .range(start..)
+            .take_while(|(r, s, _)| *r == repo && *s == subject)
+            .filter_map(|(_, _, referrer)| state.manifests.get(&(repo.clone(), referrer.clone())).cloned())
+            .collect())
+    }
+
+    async fn gc_manifests(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<GcManifest>> {
+        let state = self.lock();
+        let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
+        let mut out = Vec::new();
+        for ((_, digest), record) in repo_page(&state.manifests, &repo, after.as_deref()).take(limit) {
+            let tagged = !state.tags_of(&repo, digest).is_empty();
+            let referenced_by =
+                state.referenced_in(digest, &repo).iter().map(|m| parse_digest(m)).collect::<Result<_>>()?;
+            out.push(GcManifest { record: record.clone(), tagged, referenced_by });
+        }
+        Ok(out)
+    }
+
+    async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
+        let state = self.lock();
+        let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
+        let mut out = Vec::new();
+        for ((_, digest), size) in repo_page(&state.blob_links, &repo, after.as_deref()).take(limit) {
+            let linked_at = state.holders.get(&(digest.clone(), repo.clone(), false)).copied().unwrap_or(0);
+            let referenced_by =
+                state.referenced_in(digest, &repo).iter().map(|m| parse_digest(m)).collect::<Result<_>>()?;
+            out.push(GcLink { digest: parse_digest(digest)?, size: *size, linked_at, referenced_by });
+        }
+        Ok(out)
+    }
+
+    async fn gc_holders(&self, digests: &[Digest]) -> Result<Vec<Vec<Holder>>> {
+        let state = self.lock();
+        Ok(digests
+            .iter()
+            .map(|d| {
+                let d = d.to_string();
+                state
+                    .holders
+                    .range((d.clone(), String::new(), false)..)
+                    .take_while(|((digest, _, _), _)| *digest == d)
+                    .map(|((_, repository, manifest), _)| Holder { repository: repository.clone(), manifest: *manifest })
+                    .collect()
+            })
+            .collect())
+    }
+
+    async fn gc_delete_manifests(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        pushed_before: u64,
+    ) -> Result<Vec<Digest>> {
+        let mut state = self.lock();
+        let repo = repository.to_string();
+        let mut deleted = Vec::new();
+        for digest in digests {
+            let d = digest.to_string();
+            let Some(record) = state.manifests.get(&(repo.clone(), d.clone())) else { continue };
+            let subject_present =
+                record.subject.as_ref().is_some_and(|s| state.manifests.contains_key(&(repo.clone(), s.to_string())));
+            let tagged = !state.tags_of(&repo, &d).is_empty();
+            let referenced = !state.referenced_in(&d, &repo).is_empty();
+            if tagged || referenced || subject_present || record.pushed_at > pushed_before {
+                continue;
+            }
+            state.remove_manifest(&repo, &d);
+            deleted.push(digest.clone());
+        }
+        Ok(deleted)
+    }
+
+    async fn gc_unlink(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        linked_before: u64,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let mut state = self.lock();
+        let repo = repository.to_string();
+        let mut removed = Vec::new();
+        for digest in digests {
+            let d = digest.to_string();
+            let referenced = !state.referenced_in(&d, &repo).is_empty();
+            let since = state.holders.get(&(d.clone(), repo.clone(), false)).copied();
+            if referenced || since.is_some_and(|t| t > linked_before) {
+                continue;
+            }
+            if let Some(size) = state.unlink(&repo, &d) {
+                removed.push((digest.clone(), size));
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let now = self.clock.now_secs();
+        let mut state = self.lock();
+        let mut marked = Vec::new();
+        for digest in digests {
+            let d = digest.to_string();
+            if !state.holds(&d) {
+                state.collecting.insert(d, now);
+                marked.push(digest.clone());
+            }
+        }
+        Ok(marked)
+    }
+
+    async fn gc_unmark(&self, digests: &[Digest]) -> Result<()> {
+        let mut state = self.lock();
+        for d in digests {
+            state.collecting.remove(&d.to_string());
+        }
+        Ok(())
+    }
+
+    async fn gc_marked(&self, limit: usize) -> Result<Vec<Digest>> {
+        self.lock().collecting.keys().take(limit).map(|d| parse_digest(d)).collect()
+    }
+
+    async fn expired_uploads(&self, started_before: u64, limit: usize) -> Result<Vec<UploadId>> {
+        let state = self.lock();
+        let mut ids: Vec<&String> =
+            state.uploads.iter().filter(|(_, r)| r.started_at <= started_before).map(|(id, _)| id).collect();
+        ids.sort();
+        ids.into_iter()
+            .take(limit)
+            .map(|id| UploadId::parse(id).map_err(|e| Error::corrupt(format!("upload id {id:?}"), e)))
+            .collect()
+    }
+}
