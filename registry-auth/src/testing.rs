@@ -75,7 +75,10 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
     let mut gone = user("ghost");
     gone.id = 999_999;
     assert!(matches!(store.update_user(&gone).await, Err(AuthError::NotFound { .. })));
-    assert_eq!(store.users().await.expect("list").iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["alice", "bob"]);
+    assert_eq!(
+        store.users().await.expect("list").iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
 
     // Projects.
     let team = store.create_project(project("team")).await.expect("create project");
@@ -91,7 +94,14 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
     assert!(store.project_by_name("team").await.expect("get").expect("exists").public);
 
     // Members: unique per project and user, both must exist.
-    let member = Member { id: 0, project_id: team.id, user_id: bob.id, role: Role::Developer, repositories: None, created_at: 40 };
+    let member = Member {
+        id: 0,
+        project_id: team.id,
+        user_id: bob.id,
+        role: Role::Developer,
+        repositories: None,
+        created_at: 40,
+    };
     let m = store.create_member(member.clone()).await.expect("create member");
     assert!(matches!(store.create_member(member.clone()).await, Err(AuthError::Conflict { .. })), "once per project");
     let orphan = Member { user_id: 999_999, ..member.clone() };
@@ -104,10 +114,8 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
     let promoted = Member { role: Role::Maintainer, repositories: Some("app-*".into()), ..m.clone() };
     store.update_member(&promoted).await.expect("update member");
     assert_eq!(store.member(team.id, bob.id).await.expect("get"), Some(promoted.clone()));
-    let lib_member = store
-        .create_member(Member { project_id: lib.id, ..member.clone() })
-        .await
-        .expect("member of another project");
+    let lib_member =
+        store.create_member(Member { project_id: lib.id, ..member.clone() }).await.expect("member of another project");
 
     // Robots.
     let r = store.create_robot(robot("robot$team+ci", Some(team.id))).await.expect("create robot");

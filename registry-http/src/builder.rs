@@ -108,10 +108,11 @@ pub struct RegistryBuilder {
     limits: Limits,
     auth: Auth,
     token_key: Option<TokenKey>,
-    certificate_der: Option<Option<Vec<u8>>>,
+    certificate_der: Option<Vec<u8>>,
+    x5c: bool,
     kid_format: KidFormat,
     token_lifetime: Duration,
-    service_name: String,
+    pub(crate) service_name: Option<String>,
     realm: Option<String>,
     also_issue_for: Vec<String>,
     server: ServerOptions,
@@ -146,9 +147,10 @@ impl RegistryBuilder {
             auth: Auth::Off { allowed: false },
             token_key: None,
             certificate_der: None,
+            x5c: true,
             kid_format: KidFormat::Rfc7638,
             token_lifetime: Duration::from_secs(300),
-            service_name: "registry".into(),
+            service_name: None,
             realm: None,
             also_issue_for: Vec::new(),
             server: ServerOptions::default(),
@@ -266,9 +268,16 @@ impl RegistryBuilder {
     }
 
     /// The key's certificate (DER), sent as the tokens' `x5c` (default: a self-signed one made
-    /// from the key); `None` sends none.
-    pub fn token_certificate(mut self, der: Option<Vec<u8>>) -> Self {
+    /// from the key).
+    pub fn token_certificate(mut self, der: Vec<u8>) -> Self {
         self.certificate_der = Some(der);
+        self
+    }
+
+    /// Whether tokens carry the key's certificate as `x5c` (default yes: distribution verifies
+    /// tokens by it; without it, registries find the key by its `kid` in their root bundle).
+    pub fn x5c(mut self, send: bool) -> Self {
+        self.x5c = send;
         self
     }
 
@@ -284,9 +293,10 @@ impl RegistryBuilder {
         self
     }
 
-    /// The service name: the tokens' audience (default `registry`).
+    /// The service name: the tokens' audience (default `registry`; a test registry's default is
+    /// its address).
     pub fn service_name(mut self, service: impl Into<String>) -> Self {
-        self.service_name = service.into();
+        self.service_name = Some(service.into());
         self
     }
 
@@ -321,6 +331,18 @@ impl RegistryBuilder {
     pub fn server_options(mut self, options: ServerOptions) -> Self {
         let tls = self.server.tls.take();
         self.server = ServerOptions { tls: options.tls.or(tls), ..options };
+        self
+    }
+
+    /// Connection inactivity limits (request bodies, idle keep-alive, response writes).
+    pub fn timeouts(mut self, timeouts: crate::Timeouts) -> Self {
+        self.server.timeouts = timeouts;
+        self
+    }
+
+    /// Time a client has to send a request's head (default 30 s).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.server.header_read_timeout = timeout;
         self
     }
 
@@ -361,7 +383,8 @@ impl RegistryBuilder {
     /// Binds `addr` and assembles the server; it serves once [`Server::serve`] runs.
     pub async fn bind(self, addr: impl ToSocketAddrs + std::fmt::Display) -> Result<Server, BuildError> {
         let text = addr.to_string();
-        let listener = TcpListener::bind(addr).await.map_err(|source| BuildError::Bind { addr: text.clone(), source })?;
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| BuildError::Bind { addr: text.clone(), source })?;
         self.with_listener(listener).await
     }
 
@@ -396,13 +419,16 @@ impl RegistryBuilder {
     }
 
     async fn assemble(self, base: &str, host: &str) -> Result<Built, BuildError> {
+        let service_name = self.service_name.clone().unwrap_or_else(|| "registry".into());
         let clock = self.clock.clone().unwrap_or_else(registry_core::time::system_clock);
         let (registry, accounts_store, temp, storage_name) = self.open_storage(&clock)?;
         let (accounts, authenticator, policy, external) = match self.auth {
             Auth::Off { .. } => (None, None, None, None),
             Auth::Harbor => {
                 let store = accounts_store.ok_or_else(|| {
-                    BuildError::Config("harbor_accounts needs memory or embedded storage; pass accounts(…) instead".into())
+                    BuildError::Config(
+                        "harbor_accounts needs memory or embedded storage; pass accounts(…) instead".into(),
+                    )
                 })?;
                 let accounts = Accounts::new(store).with_clock(clock.clone());
                 let a: Arc<Accounts> = Arc::new(accounts.clone());
@@ -427,8 +453,8 @@ impl RegistryBuilder {
         let token = match (&authenticator, &policy, external) {
             (_, _, Some((realm, keys, issuer))) => Some(Arc::new(TokenAuth {
                 realm,
-                service: self.service_name.clone(),
-                verifier: TokenVerifier::new(keys.clone(), issuer, self.service_name.clone()),
+                service: service_name.clone(),
+                verifier: TokenVerifier::new(keys.clone(), issuer, service_name.clone()),
                 public_keys: keys,
                 issuer: None,
                 authenticator: None,
@@ -444,21 +470,21 @@ impl RegistryBuilder {
                     None => {
                         let (pem, der) = key.certificate(ISSUER)?;
                         certificate_pem = Some(pem);
-                        Some(der)
+                        der
                     }
                 };
                 let mut issuer =
                     TokenIssuer::new(key.clone(), ISSUER, self.token_lifetime).with_kid_format(self.kid_format);
-                if let Some(der) = der {
+                if self.x5c {
                     issuer = issuer.with_certificate_chain(&[der]);
                 }
-                let service = TokenService::new(issuer, self.service_name.clone(), authenticator.clone(), policy.clone())
+                let service = TokenService::new(issuer, service_name.clone(), authenticator.clone(), policy.clone())
                     .with_services(self.also_issue_for.clone());
                 token_key = Some(key.clone());
                 Some(Arc::new(TokenAuth {
                     realm: self.realm.clone().unwrap_or(realm_default),
-                    service: self.service_name.clone(),
-                    verifier: TokenVerifier::new([key.public_key()], ISSUER, self.service_name.clone()),
+                    service: service_name.clone(),
+                    verifier: TokenVerifier::new([key.public_key()], ISSUER, service_name.clone()),
                     public_keys: vec![key.public_key()],
                     issuer: Some(Arc::new(service)),
                     authenticator: Some(authenticator.clone()),
@@ -551,7 +577,8 @@ impl RegistryBuilder {
                 (registry, Some(store), None, "filesystem")
             }
             Storage::TempDir => {
-                let temp = tempfile::tempdir().map_err(|source| BuildError::Bind { addr: "temp dir".into(), source })?;
+                let temp =
+                    tempfile::tempdir().map_err(|source| BuildError::Bind { addr: "temp dir".into(), source })?;
                 let (registry, store) = embedded(temp.path())?;
                 (registry, Some(store), Some(temp), "filesystem")
             }

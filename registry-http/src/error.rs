@@ -40,7 +40,13 @@ impl ApiError {
 
     /// A management API error in Harbor's shape: the code follows the status.
     pub fn harbor(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: Cow::Borrowed(harbor_code(status)), message: message.into(), detail: None, headers: Vec::new() }
+        ApiError {
+            status,
+            code: Cow::Borrowed(harbor_code(status)),
+            message: message.into(),
+            detail: None,
+            headers: Vec::new(),
+        }
     }
 
     /// 404 for a path no endpoint has.

@@ -100,7 +100,10 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
     let token = parts.token.as_ref().map(|auth| crate::token::service(auth.clone()));
     let api = parts.api.clone().map(|api| crate::api::service(api, callers, parts.settings.deadline));
     let v2 = parts.distribution.then(|| {
-        distribution::service(Arc::new(Distribution { registry: registry.clone(), auth: parts.token.clone() }), parts.settings)
+        distribution::service(
+            Arc::new(Distribution { registry: registry.clone(), auth: parts.token.clone() }),
+            parts.settings,
+        )
     });
     let ready_registry = registry.clone();
     let router = service_fn(move |req: Request<RequestBody>| {

@@ -44,8 +44,12 @@ impl std::fmt::Debug for TestRegistry {
 impl RegistryBuilder {
     /// Starts the server on an ephemeral port of 127.0.0.1 in this runtime. The listener is bound
     /// before this returns: clients may connect at once.
-    pub async fn start(self) -> std::io::Result<TestRegistry> {
-        let server = self.bind("127.0.0.1:0").await.map_err(std::io::Error::other)?;
+    pub async fn start(mut self) -> std::io::Result<TestRegistry> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        if self.service_name.is_none() {
+            self.service_name = Some(listener.local_addr()?.to_string());
+        }
+        let server = self.with_listener(listener).await.map_err(std::io::Error::other)?;
         let built = &server.built;
         let (registry, accounts) = (built.registry.clone(), built.accounts.clone());
         let (token_key, token_certificate) = (built.token_key.clone(), built.certificate_pem.clone());

@@ -155,8 +155,9 @@ fn post_request(form: &Bytes) -> Result<TokenRequest, ApiError> {
 
 async fn token_endpoint(auth: &TokenAuth, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let Some(service) = &auth.issuer else {
-        return Err(ApiError::new(ErrorCode::Unsupported, "this server issues no tokens")
-            .with_status(StatusCode::NOT_FOUND));
+        return Err(
+            ApiError::new(ErrorCode::Unsupported, "this server issues no tokens").with_status(StatusCode::NOT_FOUND)
+        );
     };
     let request = match *req.method() {
         Method::GET => get_request(&Query::of(&req), req.headers())?,
@@ -164,6 +165,7 @@ async fn token_endpoint(auth: &TokenAuth, req: Request<RequestBody>) -> Result<R
         _ => return Err(ApiError::new(ErrorCode::Unsupported, "use GET or POST")),
     };
     let asked: Vec<Scope> = request.scopes.clone();
+    let signed_in = !matches!(request.grant, Grant::Anonymous);
     let response = match service.issue(request).await {
         Ok(response) => response,
         Err(AuthError::RateLimited { retry_after_secs }) => {
@@ -178,17 +180,25 @@ async fn token_endpoint(auth: &TokenAuth, req: Request<RequestBody>) -> Result<R
                 .with_header(WWW_AUTHENTICATE, format!("Basic realm=\"{}\"", auth.service)));
         }
     };
-    if let Some(policy) = &auth.policy {
-        // Say in the log why nothing was granted when a project is missing (the registry then
-        // tells the client, see `distribution::access`).
+    let mut body = serde_json::to_value(&response)
+        .map_err(|e| ApiError::from(registry_core::BackendError::permanent("encoding a token response", e)))?;
+    // A signed-in caller asking for a project that does not exist is told so beside the token
+    // (which grants nothing there): clients show only the registry's answer, which says it too
+    // (`distribution::access`), but a person reading the token response learns it here.
+    if let Some(policy) = auth.policy.as_ref().filter(|_| signed_in) {
+        let mut denied = Vec::new();
         for scope in asked.iter().filter(|s| s.resource_type == "repository") {
             if let ProjectState::Missing { project } = policy.project_state(&scope.name).await? {
                 tracing::info!(project = %project, scope = %scope, "token requested for a missing project");
+                denied.push(serde_json::json!({
+                    "scope": scope.to_string(),
+                    "reason": format!("project {project} not found: create it first"),
+                }));
             }
         }
+        if !denied.is_empty() {
+            body["denied"] = serde_json::Value::Array(denied);
+        }
     }
-    let body = serde_json::to_vec(&response).map_err(|e| {
-        ApiError::from(registry_core::BackendError::permanent("encoding a token response", e))
-    })?;
-    Ok(json_bytes(StatusCode::OK, body))
+    Ok(json_bytes(StatusCode::OK, body.to_string().into_bytes()))
 }

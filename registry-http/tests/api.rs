@@ -1,11 +1,9 @@
 //! The distribution API over real HTTP: every endpoint, its headers, and its error paths.
 
-mod common;
-
-use common::*;
 use registry_core::Digest;
 use registry_http::TestRegistry;
 use reqwest::StatusCode;
+use testkit::*;
 
 #[tokio::test]
 async fn base_endpoint_and_api_version() {

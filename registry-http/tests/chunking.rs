@@ -1,14 +1,12 @@
 //! Invariant over real HTTP: however a blob is split into PATCH requests (and whether the last
 //! piece rides on the PUT), the registry stores exactly the blob under its digest.
 
-mod common;
-
-use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use registry_core::Digest;
 use registry_http::TestRegistry;
 use reqwest::StatusCode;
+use testkit::*;
 
 #[test]
 fn any_chunking_over_http_stores_the_blob() {

@@ -1,11 +1,9 @@
 //! Real clients against the in-process registry: skopeo and podman (installed by the README's test
 //! command; a missing client is a failure, never a skip), and the oci-client crate.
 
-mod common;
-
-use common::*;
 use registry_core::Digest;
 use registry_http::TestRegistry;
+use testkit::*;
 
 fn digest_of_file(path: &std::path::Path) -> Digest {
     Digest::sha256_of(&std::fs::read(path).expect("read"))
@@ -105,7 +103,14 @@ async fn podman_and_skopeo_log_in_and_roles_apply() {
     use registry_auth::RobotPermission;
     let accounts = harbor_accounts().await;
     let (robot, secret) = accounts
-        .create_robot("team", "ci", vec![RobotPermission::parse("*:pull,push").expect("perm")], Some(30))
+        .create_robot({
+            let robot = registry_auth::NewRobot::for_project(
+                "team",
+                "ci",
+                vec![RobotPermission::parse_for_project("team", "*:pull,push").expect("perm")],
+            );
+            robot
+        })
         .await
         .expect("robot");
     let reg = TestRegistry::start_with_auth(accounts).await.expect("start");

@@ -2,16 +2,15 @@
 //! a hung connection), nothing half-published is visible, and the registry works again as soon as
 //! the fault clears. Also a real full disk (a small tmpfs) during a push.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use registry_core::Digest;
 use registry_http::TestRegistry;
+use registry_redb::RedbStore;
 use registry_storage::testing::faults::{FaultKind, FaultPoint, Faults, FaultyBlobStore, FaultyMetadataStore};
-use registry_storage::{FsBlobStore, Limits, RedbMetadataStore, Registry};
+use registry_storage::{FsBlobStore, Limits, Registry};
 use reqwest::StatusCode;
+use testkit::*;
 
 struct Faulty {
     reg: TestRegistry,
@@ -23,13 +22,13 @@ async fn faulty_registry() -> Faulty {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = Faults::default();
     let blobs = FsBlobStore::open(dir.path().join("blobs")).expect("blobs");
-    let meta = RedbMetadataStore::open(dir.path().join("metadata.redb")).expect("metadata");
+    let meta = RedbStore::open(dir.path().join("metadata.redb")).expect("metadata");
     let registry = Registry::new(
         Arc::new(FaultyBlobStore::new(blobs, faults.clone())),
         Arc::new(FaultyMetadataStore::new(meta, faults.clone())),
         Limits::default(),
     );
-    let reg = TestRegistry::builder().with_registry(registry).start().await.expect("start");
+    let reg = TestRegistry::builder().registry(registry).start().await.expect("start");
     Faulty { reg, faults, dir }
 }
 
@@ -150,7 +149,7 @@ async fn a_real_full_disk_during_a_push_leaves_no_partial_blob() {
         }
     }
     let _unmount = Unmount(dir.path().to_owned());
-    let reg = TestRegistry::builder().in_dir(dir.path()).start().await.expect("start");
+    let reg = TestRegistry::builder().embedded(dir.path()).start().await.expect("start");
     let (c, base) = (client(), reg.url());
     let small = push_blob(&c, &base, "full/app", b"fits").await;
     let kept_manifest = image_manifest(&small, 4, &[], "");
@@ -208,29 +207,4 @@ async fn a_real_full_disk_during_a_push_leaves_no_partial_blob() {
     assert_eq!(resp.status(), StatusCode::OK, "the registry recovered without a restart");
     let untag = c.delete(format!("{base}/v2/full/app/manifests/kept")).send().await.expect("delete");
     assert_eq!(untag.status(), StatusCode::ACCEPTED, "metadata writes work again");
-}
-
-/// The accounts database, like the metadata store, reopens its file after an I/O failure (redb
-/// refuses everything until then): logins work again as soon as the disk does.
-#[tokio::test]
-async fn accounts_recover_from_a_failed_disk_without_a_restart() {
-    use registry_auth::{Accounts, Authenticator};
-    use registry_storage::testing::faults::FaultyRedbFile;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("accounts.redb");
-    let failing = Arc::new(AtomicBool::new(false));
-    let flag = failing.clone();
-    let accounts = Accounts::open_with(move || FaultyRedbFile::open(&path, flag.clone())).expect("open");
-    accounts.add_user("erin", "erinpassword", false).await.expect("user");
-
-    failing.store(true, Ordering::SeqCst);
-    assert!(accounts.add_user("dana", "danapassword", false).await.is_err(), "the disk is full");
-    assert!(accounts.authenticate("erin", "erinpassword").await.is_err(), "unavailable meanwhile");
-
-    failing.store(false, Ordering::SeqCst);
-    accounts.authenticate("erin", "erinpassword").await.expect("logins work again");
-    accounts.add_user("dana", "danapassword", false).await.expect("and writes");
-    accounts.authenticate("dana", "danapassword").await.expect("dana");
 }

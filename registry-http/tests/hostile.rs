@@ -1,13 +1,11 @@
 //! Hostile or broken clients: stalled bodies, slow headers, idle connections and too many uploads
 //! at once. The upload stays consistent, the connection is cut, other clients are unaffected.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use registry_http::{TestRegistry, Timeouts};
 use reqwest::StatusCode;
+use testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -55,7 +53,7 @@ async fn stalled_patch(reg: &TestRegistry, location: &str, declared: usize, sent
 
 #[tokio::test]
 async fn a_stalled_body_is_cut_off_and_the_upload_stays_where_it_was() {
-    let reg = TestRegistry::builder().with_timeouts(short_timeouts()).start().await.expect("start");
+    let reg = TestRegistry::builder().timeouts(short_timeouts()).start().await.expect("start");
     let base = reg.url();
     let location = start_upload(&base, "hostile/stall").await;
     let mut stalled = stalled_patch(&reg, &location, 1000, 10).await;
@@ -78,12 +76,8 @@ async fn a_stalled_body_is_cut_off_and_the_upload_stays_where_it_was() {
 
 #[tokio::test]
 async fn slow_headers_and_idle_connections_are_closed() {
-    let reg = TestRegistry::builder()
-        .with_timeouts(short_timeouts())
-        .with_header_read_timeout(SHORT)
-        .start()
-        .await
-        .expect("start");
+    let reg =
+        TestRegistry::builder().timeouts(short_timeouts()).header_read_timeout(SHORT).start().await.expect("start");
     // Slowloris: a head dribbled a byte at a time never completes in time.
     let mut slow = TcpStream::connect(reg.addr()).await.expect("connect");
     let dribble = async {
@@ -110,7 +104,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
 async fn uploads_beyond_the_limit_get_429_and_retry_later() {
     // The stalled upload holds its slot for 3 s: ample time to see the second refused.
     let timeouts = Timeouts { body_read: Duration::from_secs(3), ..short_timeouts() };
-    let reg = TestRegistry::builder().with_timeouts(timeouts).with_upload_limit(1).start().await.expect("start");
+    let reg = TestRegistry::builder().timeouts(timeouts).upload_limit(1).start().await.expect("start");
     let base = reg.url();
     let first = start_upload(&base, "hostile/limit").await;
     let second = start_upload(&base, "hostile/limit").await;

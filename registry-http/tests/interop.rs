@@ -1,13 +1,11 @@
 //! Interoperability: distribution 2.8 (Debian's `docker-registry`) configured with our token
 //! service as its realm and our token certificate as its root bundle accepts our tokens.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::*;
 use registry_auth::{Accounts, Role};
 use registry_http::TestRegistry;
+use testkit::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,14 +19,14 @@ async fn distribution_accepts_our_tokens_by_libtrust_kid() {
 }
 
 async fn distribution_accepts_our_tokens(libtrust_kid: bool) {
-    let accounts = Accounts::in_memory().expect("accounts");
+    let accounts = Accounts::in_memory();
     accounts.create_project("team", false).await.expect("project");
     accounts.add_user("dev", "password1", false).await.expect("user");
     accounts.add_member("team", "dev", Role::Developer, None).await.expect("member");
     accounts.add_user("outsider", "password1", false).await.expect("user");
-    let mut builder = TestRegistry::builder().with_auth(accounts).also_issue_for("distribution-test");
+    let mut builder = TestRegistry::builder().accounts(accounts).also_issue_for("distribution-test");
     if libtrust_kid {
-        builder = builder.with_libtrust_kid();
+        builder = builder.kid_format(registry_auth::KidFormat::Libtrust).x5c(false);
     }
     let tokens = builder.start().await.expect("start");
 
@@ -43,7 +41,7 @@ async fn distribution_accepts_our_tokens(libtrust_kid: bool) {
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: {}/auth/token\n    service: distribution-test\n    issuer: {}\n    rootcertbundle: {}\n",
             work.path().join("data").display(),
             tokens.url(),
-            registry_http::auth::ISSUER,
+            registry_http::token::ISSUER,
             bundle.display()
         ),
     )

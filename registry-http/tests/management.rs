@@ -1,234 +1,404 @@
-//! The management REST API (`/api/v2.0`), authorized by the same model as pushes and pulls.
+//! The management API (`/api/v2.0`) in Harbor's shapes, authorized by the same model as pushes
+//! and pulls: ids and `Location`s, pagination headers, `q=` filters, v2 robots, the error
+//! envelope with Harbor's codes, and who may do what.
 
-mod common;
-
-use common::*;
-use registry_auth::Accounts;
 use registry_http::TestRegistry;
-use reqwest::StatusCode;
-use serde_json::json;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::*;
 
-/// POSTs a JSON body to the management API with Basic credentials.
-async fn post_json(
-    c: &reqwest::Client,
-    url: String,
-    (user, password): (&str, &str),
-    body: serde_json::Value,
-) -> reqwest::Response {
-    c.post(url).basic_auth(user, Some(password)).json(&body).send().await.expect("post")
+/// A caller of the management API.
+struct Api {
+    c: reqwest::Client,
+    base: String,
+    creds: Option<(String, String)>,
+}
+
+/// An answer: status, headers, JSON body (null when empty).
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    /// Asserts the status and, for errors, Harbor's code.
+    #[track_caller]
+    fn expect(self, status: StatusCode, code: Option<&str>) -> Answer {
+        assert_eq!(self.status, status, "{}", self.body);
+        if let Some(code) = code {
+            assert_eq!(self.body["errors"][0]["code"], code, "{}", self.body);
+            assert!(self.body["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+        self
+    }
+}
+
+impl Api {
+    fn new(reg: &TestRegistry, creds: Option<(&str, &str)>) -> Api {
+        Api { c: client(), base: reg.url(), creds: creds.map(|(u, p)| (u.to_owned(), p.to_owned())) }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.c.request(method, format!("{}/api/v2.0{path}", self.base));
+        if let Some((u, p)) = &self.creds {
+            req = req.basic_auth(u, Some(p));
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request");
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let text = resp.text().await.expect("body");
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Answer { status, headers, body }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(body), &[]).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> Answer {
+        self.send(Method::PUT, path, Some(body), &[]).await
+    }
+
+    async fn delete(&self, path: &str) -> Answer {
+        self.send(Method::DELETE, path, None, &[]).await
+    }
+}
+
+/// The id at the end of a `Location` header.
+fn location_id(a: &Answer) -> u64 {
+    a.header("location").rsplit('/').next().and_then(|id| id.parse().ok()).expect("an id in Location")
+}
+
+fn names(v: &Value, field: &str) -> Vec<String> {
+    v.as_array().expect("list").iter().map(|p| p[field].as_str().expect("name").to_owned()).collect()
 }
 
 #[tokio::test]
-async fn projects_users_members_robots_over_the_api() {
-    let accounts = Accounts::in_memory().expect("accounts");
-    accounts.create_project("library", true).await.expect("project");
-    accounts.create_project("hidden", false).await.expect("project");
+async fn system_endpoints_and_users_in_harbors_shapes() {
+    let reg = TestRegistry::builder().harbor_accounts().start().await.expect("start");
+    let accounts = reg.accounts().expect("accounts");
     accounts.add_user("admin", "adminpassword", true).await.expect("admin");
-    let reg = TestRegistry::start_with_auth(accounts).await.expect("start");
-    let (c, base) = (client(), reg.url());
-    let api = |p: &str| format!("{base}/api/v2.0/{p}");
+    let (anon, admin) = (Api::new(&reg, None), Api::new(&reg, Some(("admin", "adminpassword"))));
 
-    // Users: system admins only.
-    let resp = post_json(
-        &c,
-        api("users"),
-        ("admin", "adminpassword"),
-        json!({"username": "erin", "password": "erinpassword"}),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    post_json(&c, api("users"), ("admin", "adminpassword"), json!({"username": "dev", "password": "devpassword"}))
-        .await;
-    assert_error(
-        c.get(api("users")).basic_auth("erin", Some("erinpassword")).send().await.expect("get"),
-        StatusCode::FORBIDDEN,
-        "DENIED",
-    )
-    .await;
-    assert_error(c.get(api("users")).send().await.expect("get"), StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
-    assert_error(
-        c.get(api("users")).basic_auth("erin", Some("wrong")).send().await.expect("get"),
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-    )
-    .await;
-    let users: serde_json::Value = c
-        .get(api("users"))
-        .basic_auth("admin", Some("adminpassword"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(users.as_array().expect("list").len(), 3);
+    let ping = anon.get("/ping").await.expect(StatusCode::OK, None);
+    assert_eq!(ping.body, "Pong");
+    let health = anon.get("/health").await.expect(StatusCode::OK, None);
+    assert_eq!(health.body["status"], "healthy", "{}", health.body);
+    assert!(health.body["components"].as_array().expect("components").iter().all(|c| c["status"] == "healthy"));
+    let info = anon.get("/systeminfo").await.expect(StatusCode::OK, None);
+    assert_eq!(info.body["auth_mode"], "db_auth");
+    assert!(info.body["harbor_version"].as_str().expect("version").starts_with("v2."));
+    assert!(info.body.get("registry_url").is_none(), "anonymous callers see the public part only");
+    let info = admin.get("/systeminfo").await.expect(StatusCode::OK, None);
+    assert_eq!(info.body["registry_url"], reg.host());
 
-    // Any user creates a project (private by default) and becomes its project admin.
-    let resp = post_json(&c, api("projects"), ("erin", "erinpassword"), json!({"project_name": "erin"})).await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    assert_eq!(resp.json::<serde_json::Value>().await.expect("json")["metadata"]["public"], "false");
-    let members: serde_json::Value = c
-        .get(api("projects/erin/members"))
-        .basic_auth("erin", Some("erinpassword"))
-        .send()
+    // Users: created with a Location naming the id; listed with X-Total-Count and Link.
+    let created = admin
+        .post(
+            "/users",
+            json!({"username": "erin", "password": "erinpassword", "email": "erin@example.com", "realname": "Erin"}),
+        )
         .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(members, json!([{"entity_name": "erin", "role_id": 1, "repositories": null}]));
+        .expect(StatusCode::CREATED, None);
+    let erin_id = location_id(&created);
+    for name in ["dana", "fred"] {
+        admin
+            .post("/users", json!({"username": name, "password": "password1"}))
+            .await
+            .expect(StatusCode::CREATED, None);
+    }
+    let page = admin.get("/users?page=2&page_size=1").await.expect(StatusCode::OK, None);
+    assert_eq!(page.header("x-total-count"), "4");
+    let link = page.header("link");
+    assert!(
+        link.contains("page=1&page_size=1>; rel=\"prev\"") && link.contains("page=3&page_size=1>; rel=\"next\""),
+        "{link}"
+    );
+    assert_eq!(page.body.as_array().expect("page").len(), 1);
+    let erin = admin.get(&format!("/users/{erin_id}")).await.expect(StatusCode::OK, None);
+    assert_eq!(erin.body["username"], "erin");
+    assert_eq!(erin.body["email"], "erin@example.com");
+    assert_eq!(erin.body["sysadmin_flag"], false);
+    assert!(erin.body["creation_time"].as_str().expect("time").ends_with('Z'));
+    let filtered = admin.get("/users?q=username%3D~re").await.expect(StatusCode::OK, None);
+    assert_eq!(names(&filtered.body, "username"), ["fred"]);
 
-    // Visibility: anonymous sees public projects, members see theirs, admins see all.
-    let names = |v: serde_json::Value| {
-        v.as_array().expect("list").iter().map(|p| p["name"].as_str().expect("name").to_owned()).collect::<Vec<_>>()
+    // The current user, and searching users by name (any signed-in user).
+    let as_erin = Api::new(&reg, Some(("erin", "erinpassword")));
+    let me = as_erin.get("/users/current").await.expect(StatusCode::OK, None);
+    assert_eq!(me.body["user_id"], erin_id);
+    let found = as_erin.get("/users/search?username=da").await.expect(StatusCode::OK, None);
+    assert_eq!(found.body[0]["username"], "dana");
+    anon.get("/users/current").await.expect(StatusCode::UNAUTHORIZED, Some("UNAUTHORIZED"));
+
+    // Profiles: the user themselves or an admin.
+    as_erin.put(&format!("/users/{erin_id}"), json!({"realname": "Erin E."})).await.expect(StatusCode::OK, None);
+    let dana_id = location_id(&admin.post("/users", json!({"username": "gina", "password": "password1"})).await);
+    as_erin
+        .put(&format!("/users/{dana_id}"), json!({"realname": "x"}))
+        .await
+        .expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    as_erin.get("/users").await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+
+    // Passwords: the old one is required for one's own; an admin resets others' without it.
+    let password = |old: Option<&str>, new: &str| {
+        let mut body = json!({"new_password": new});
+        if let Some(old) = old {
+            body["old_password"] = old.into();
+        }
+        body
     };
-    assert_eq!(names(c.get(api("projects")).send().await.expect("get").json().await.expect("json")), ["library"]);
-    assert_eq!(
-        names(
-            c.get(api("projects"))
-                .basic_auth("erin", Some("erinpassword"))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .expect("json")
-        ),
-        ["erin", "library"]
-    );
-    assert_eq!(
-        names(
-            c.get(api("projects"))
-                .basic_auth("admin", Some("adminpassword"))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .expect("json")
+    as_erin
+        .put(&format!("/users/{erin_id}/password"), password(None, "newpassword1"))
+        .await
+        .expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    as_erin
+        .put(&format!("/users/{erin_id}/password"), password(Some("wrong-old"), "newpassword1"))
+        .await
+        .expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    as_erin
+        .put(&format!("/users/{erin_id}/password"), password(Some("erinpassword"), "short"))
+        .await
+        .expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    as_erin
+        .put(&format!("/users/{erin_id}/password"), password(Some("erinpassword"), "newpassword1"))
+        .await
+        .expect(StatusCode::OK, None);
+    as_erin.get("/users/current").await.expect(StatusCode::UNAUTHORIZED, Some("UNAUTHORIZED"));
+    admin
+        .put(&format!("/users/{erin_id}/password"), password(None, "resetpassword1"))
+        .await
+        .expect(StatusCode::OK, None);
+    Api::new(&reg, Some(("erin", "resetpassword1"))).get("/users/current").await.expect(StatusCode::OK, None);
+
+    // Admin flags: never the last admin, never oneself deleted.
+    let admin_id = admin.get("/users/current").await.body["user_id"].as_u64().expect("id");
+    admin
+        .put(&format!("/users/{admin_id}/sysadmin"), json!({"sysadmin_flag": false}))
+        .await
+        .expect(StatusCode::PRECONDITION_FAILED, Some("PRECONDITION"));
+    admin.delete(&format!("/users/{admin_id}")).await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    admin.put(&format!("/users/{erin_id}/sysadmin"), json!({"sysadmin_flag": true})).await.expect(StatusCode::OK, None);
+    assert_eq!(admin.get(&format!("/users/{erin_id}")).await.body["sysadmin_flag"], true);
+    admin.delete(&format!("/users/{dana_id}")).await.expect(StatusCode::OK, None);
+    admin.get(&format!("/users/{dana_id}")).await.expect(StatusCode::NOT_FOUND, Some("NOT_FOUND"));
+
+    // Disabling (our extension), for admins only.
+    admin.put(&format!("/users/{erin_id}"), json!({"enabled": false})).await.expect(StatusCode::OK, None);
+    Api::new(&reg, Some(("erin", "resetpassword1"))).get("/users/current").await.expect(StatusCode::UNAUTHORIZED, None);
+
+    // Bad input and unknown endpoints.
+    admin
+        .post("/users", json!({"username": "erin", "password": "password1"}))
+        .await
+        .expect(StatusCode::CONFLICT, Some("CONFLICT"));
+    admin
+        .post("/users", json!({"username": "Bad Name", "password": "password1"}))
+        .await
+        .expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    admin.send(Method::POST, "/users", None, &[]).await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    admin.get("/users?page_size=101").await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    admin.get("/users?q=nosuchkey%3D1").await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    admin.get("/users/abc").await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    admin.get("/nothing/here").await.expect(StatusCode::NOT_FOUND, Some("NOT_FOUND"));
+    admin
+        .send(Method::PATCH, "/users", None, &[])
+        .await
+        .expect(StatusCode::METHOD_NOT_ALLOWED, Some("METHOD_NOT_ALLOWED"));
+    Api::new(&reg, Some(("admin", "wrong"))).get("/ping").await.expect(StatusCode::UNAUTHORIZED, Some("UNAUTHORIZED"));
+}
+
+#[tokio::test]
+async fn projects_members_and_robots_by_role() {
+    let reg = TestRegistry::builder().harbor_accounts().start().await.expect("start");
+    let accounts = reg.accounts().expect("accounts");
+    accounts.add_user("admin", "adminpassword", true).await.expect("admin");
+    accounts.create_project("library", true).await.expect("library");
+    for user in ["erin", "dev", "guest", "lg", "outsider"] {
+        accounts.add_user(user, "password1", false).await.expect("user");
+    }
+    let as_user = |name: &str| Api::new(&reg, Some((name, "password1")));
+    let (anon, admin, erin) = (Api::new(&reg, None), Api::new(&reg, Some(("admin", "adminpassword"))), as_user("erin"));
+
+    // Any user creates a project and becomes its project admin; HEAD says whether one exists.
+    let created = erin
+        .post("/projects", json!({"project_name": "team", "metadata": {"public": "false", "auto_scan": "true"}}))
+        .await
+        .expect(StatusCode::CREATED, None);
+    let team_id = location_id(&created);
+    anon.send(Method::HEAD, "/projects?project_name=team", None, &[]).await.expect(StatusCode::OK, None);
+    anon.send(Method::HEAD, "/projects?project_name=nope", None, &[]).await.expect(StatusCode::NOT_FOUND, None);
+    let by_name = erin
+        .send(
+            Method::POST,
+            "/projects",
+            Some(json!({"project_name": "named"})),
+            &[("x-resource-name-in-location", "true")],
         )
-        .len(),
-        3
-    );
+        .await
+        .expect(StatusCode::CREATED, None);
+    assert!(by_name.header("location").ends_with("/api/v2.0/projects/named"));
+    let team = erin.get(&format!("/projects/{team_id}")).await.expect(StatusCode::OK, None);
+    assert_eq!(team.body["name"], "team");
+    assert_eq!(team.body["project_id"], team_id);
+    assert_eq!(team.body["owner_name"], "erin");
+    assert_eq!(team.body["current_user_role_id"], 1);
+    assert_eq!(team.body["metadata"], json!({"public": "false", "auto_scan": "true"}));
+    assert_eq!(erin.get("/projects/team").await.body["project_id"], team_id, "by name");
+
+    // Visibility: anonymous sees public projects; outsiders are refused private ones.
+    assert_eq!(names(&anon.get("/projects").await.body, "name"), ["library"]);
+    assert_eq!(names(&erin.get("/projects").await.body, "name"), ["library", "named", "team"]);
+    assert_eq!(admin.get("/projects?public=false").await.body.as_array().expect("list").len(), 2);
+    as_user("outsider").get("/projects/team").await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    anon.get("/projects/team").await.expect(StatusCode::UNAUTHORIZED, Some("UNAUTHORIZED"));
+    anon.get("/projects/nope").await.expect(StatusCode::NOT_FOUND, Some("NOT_FOUND"));
+
+    // Members, with Harbor's ids and role names.
+    for (user, role) in [("dev", 2), ("guest", 3), ("lg", 5)] {
+        let added = erin
+            .post("/projects/team/members", json!({"role_id": role, "member_user": {"username": user}}))
+            .await
+            .expect(StatusCode::CREATED, None);
+        assert!(added.header("location").contains(&format!("/projects/{team_id}/members/")));
+    }
+    let members = as_user("dev").get("/projects/team/members").await.expect(StatusCode::OK, None);
+    assert_eq!(members.header("x-total-count"), "4");
+    let dev = members.body.as_array().expect("list").iter().find(|m| m["entity_name"] == "dev").expect("dev").clone();
     assert_eq!(
-        c.get(api("projects/hidden")).basic_auth("erin", Some("erinpassword")).send().await.expect("get").status(),
-        StatusCode::NOT_FOUND
+        (dev["role_id"].clone(), dev["role_name"].clone(), dev["entity_type"].clone()),
+        (json!(2), json!("developer"), json!("u"))
+    );
+    assert_eq!(dev["project_id"], team_id);
+    as_user("guest").get("/projects/team/members").await.expect(StatusCode::OK, None);
+    as_user("lg").get("/projects/team/members").await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    as_user("dev")
+        .post("/projects/team/members", json!({"role_id": 1, "member_user": {"username": "dev"}}))
+        .await
+        .expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    erin.post("/projects/team/members", json!({"role_id": 9, "member_user": {"username": "outsider"}}))
+        .await
+        .expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    erin.post("/projects/team/members", json!({"role_id": 2, "member_user": {"username": "dev"}}))
+        .await
+        .expect(StatusCode::CONFLICT, Some("CONFLICT"));
+    erin.post("/projects/team/members", json!({"role_id": 2, "member_user": {"username": "ghost"}}))
+        .await
+        .expect(StatusCode::NOT_FOUND, Some("NOT_FOUND"));
+    let dev_member = dev["id"].as_u64().expect("id");
+    erin.put(&format!("/projects/team/members/{dev_member}"), json!({"role_id": 4})).await.expect(StatusCode::OK, None);
+    assert_eq!(erin.get(&format!("/projects/team/members/{dev_member}")).await.body["role_name"], "maintainer");
+    let summary = as_user("guest").get("/projects/team/summary").await.expect(StatusCode::OK, None);
+    assert_eq!(
+        (summary.body["project_admin_count"].clone(), summary.body["maintainer_count"].clone()),
+        (json!(1), json!(1))
     );
 
-    // The project admin adds a developer, who can then push, but not manage the project.
-    let resp = post_json(
-        &c,
-        api("projects/erin/members"),
-        ("erin", "erinpassword"),
-        json!({"role_id": 2, "member_user": {"username": "dev"}}),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let t = token(&c, &base, Some(("dev", "devpassword")), &["repository:erin/app:pull,push"]).await;
-    push_blob_as(&c, &base, "erin/app", b"pushed by a member added over the API", Some(&t)).await;
-    assert_error(
-        post_json(
-            &c,
-            api("projects/erin/members"),
-            ("dev", "devpassword"),
-            json!({"role_id": 1, "member_user": {"username": "dev"}}),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "DENIED",
-    )
-    .await;
-    assert_error(
-        c.delete(api("projects/erin")).basic_auth("dev", Some("devpassword")).send().await.expect("delete"),
-        StatusCode::FORBIDDEN,
-        "DENIED",
-    )
-    .await;
+    // A member may push as their role allows.
+    let (c, base) = (client(), reg.url());
+    let t = token(&c, &base, Some(("dev", "password1")), &["repository:team/app:pull,push"]).await;
+    push_image_as(&c, &base, "team/app", "v1", "pushed by a maintainer", Some(&t)).await;
+    assert_eq!(erin.get("/projects/team").await.body["repo_count"], 1);
 
-    // Bad input.
-    assert_error(
-        post_json(
-            &c,
-            api("projects/erin/members"),
-            ("erin", "erinpassword"),
-            json!({"role_id": 9, "member_user": {"username": "dev"}}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "UNSUPPORTED",
-    )
-    .await;
-    assert_error(
-        c.post(api("projects")).basic_auth("erin", Some("erinpassword")).body("{not json").send().await.expect("post"),
-        StatusCode::BAD_REQUEST,
-        "UNSUPPORTED",
-    )
-    .await;
-    assert_error(
-        post_json(&c, api("projects"), ("erin", "erinpassword"), json!({"project_name": "Bad/Name"})).await,
-        StatusCode::BAD_REQUEST,
-        "UNSUPPORTED",
-    )
-    .await;
-    assert_error(
-        post_json(&c, api("projects"), ("erin", "erinpassword"), json!({"project_name": "erin"})).await,
-        StatusCode::BAD_REQUEST,
-        "UNSUPPORTED",
-    )
-    .await;
-
-    // Robots: the secret comes once, in the creation response.
-    let resp = post_json(
-        &c,
-        api("projects/erin/robots"),
-        ("erin", "erinpassword"),
-        json!({"name": "ci", "duration": -1, "permissions": [{"repositories": "*", "actions": ["pull", "push"]}]}),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let robot: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(robot["name"], "robot$erin+ci");
+    // Robots, Harbor v2: project robots belong to the project admins.
+    let robot = json!({"name": "ci", "level": "project", "duration": -1, "permissions": [
+        {"kind": "project", "namespace": "team", "access": [{"resource": "repository", "action": "pull"}, {"resource": "repository", "action": "push"}]}]});
+    as_user("dev").post("/robots", robot.clone()).await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    let created = erin.post("/robots", robot.clone()).await.expect(StatusCode::CREATED, None);
+    assert_eq!(created.body["name"], "robot$team+ci");
+    assert_eq!(created.body["expires_at"], -1);
+    let (robot_id, secret) =
+        (created.body["id"].as_u64().expect("id"), created.body["secret"].as_str().expect("secret").to_owned());
+    let t = token(&c, &base, Some(("robot$team+ci", &secret)), &["repository:team/app:pull,push"]).await;
+    push_blob_as(&c, &base, "team/app", b"pushed by a robot", Some(&t)).await;
+    let listed =
+        erin.get(&format!("/robots?q=Level%3Dproject%2CProjectID%3D{team_id}")).await.expect(StatusCode::OK, None);
+    assert_eq!(names(&listed.body, "name"), ["robot$team+ci"]);
+    assert!(listed.body[0].get("secret").is_none(), "the secret is never listed");
+    assert_eq!(listed.body[0]["permissions"][0]["access"][1]["action"], "push");
+    erin.get("/robots").await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    assert_eq!(admin.get("/robots").await.header("x-total-count"), "1");
+    erin.put(&format!("/robots/{robot_id}"), json!({"description": "builds", "disable": true}))
+        .await
+        .expect(StatusCode::OK, None);
+    assert_eq!(
+        get_token(&c, &base, Some(("robot$team+ci", &secret)), &[]).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "disabled"
+    );
+    erin.put(&format!("/robots/{robot_id}"), json!({"disable": false})).await.expect(StatusCode::OK, None);
+    let refreshed = erin
+        .send(Method::PATCH, &format!("/robots/{robot_id}"), Some(json!({})), &[])
+        .await
+        .expect(StatusCode::OK, None);
+    let new_secret = refreshed.body["secret"].as_str().expect("secret");
+    assert_eq!(
+        get_token(&c, &base, Some(("robot$team+ci", &secret)), &[]).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "old secret"
+    );
+    token(&c, &base, Some(("robot$team+ci", new_secret)), &[]).await;
+    let elsewhere = json!({"name": "x", "level": "project", "permissions": [{"kind": "project", "namespace": "team",
+        "access": [{"resource": "repository", "action": "pull"}]}, {"kind": "project", "namespace": "library", "access": [{"resource": "repository", "action": "pull"}]}]});
+    erin.post("/robots", elsewhere).await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    let system = json!({"name": "ops", "level": "system", "duration": 7, "permissions": [
+        {"kind": "project", "namespace": "*", "access": [{"resource": "repository", "action": "pull"}]}]});
+    erin.post("/robots", system.clone()).await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    let ops = admin.post("/robots", system).await.expect(StatusCode::CREATED, None);
+    assert_eq!(ops.body["name"], "robot$ops");
     let t = token(
         &c,
         &base,
-        Some(("robot$erin+ci", robot["secret"].as_str().expect("secret"))),
-        &["repository:erin/app:pull,push"],
+        Some(("robot$ops", ops.body["secret"].as_str().expect("secret"))),
+        &["repository:team/app:pull,push"],
     )
     .await;
-    push_blob_as(&c, &base, "erin/app", b"pushed by a robot made over the API", Some(&t)).await;
-    let listed: serde_json::Value = c
-        .get(api("projects/erin/robots"))
-        .basic_auth("erin", Some("erinpassword"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    assert!(listed[0].get("secret").is_none(), "the secret is never listed");
-    assert_eq!(
-        c.delete(api("projects/erin/robots/robot$erin+ci"))
-            .basic_auth("erin", Some("erinpassword"))
-            .send()
-            .await
-            .expect("delete")
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        get_token(&c, &base, Some(("robot$erin+ci", robot["secret"].as_str().expect("secret"))), &[]).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    let claims: Value = serde_json::from_slice(&base64_decode(t.split('.').nth(1).expect("claims"))).expect("json");
+    assert_eq!(claims["access"][0]["actions"], json!(["pull"]), "pull in every project, nothing more");
+    erin.delete(&format!("/robots/{robot_id}")).await.expect(StatusCode::OK, None);
+    erin.get(&format!("/robots/{robot_id}")).await.expect(StatusCode::NOT_FOUND, Some("NOT_FOUND"));
 
-    // The project admin deletes the project.
-    assert_eq!(
-        c.delete(api("projects/erin")).basic_auth("erin", Some("erinpassword")).send().await.expect("delete").status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        c.get(api("projects/erin")).basic_auth("admin", Some("adminpassword")).send().await.expect("get").status(),
-        StatusCode::NOT_FOUND
-    );
+    // A project that holds repositories is not deleted; emptied, it is.
+    let deletable = erin.get("/projects/team/_deletable").await.expect(StatusCode::OK, None);
+    assert_eq!(deletable.body["deletable"], false);
+    erin.delete("/projects/team").await.expect(StatusCode::PRECONDITION_FAILED, Some("PRECONDITION"));
+    as_user("dev").delete("/projects/named").await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    erin.delete("/projects/named").await.expect(StatusCode::OK, None);
+    erin.get("/projects/named").await.expect(StatusCode::NOT_FOUND, Some("NOT_FOUND"));
+
+    // Metadata.
+    erin.put("/projects/team", json!({"metadata": {"public": "true", "severity": "high"}}))
+        .await
+        .expect(StatusCode::OK, None);
+    let metadata = anon.get("/projects/team/metadatas").await.expect(StatusCode::OK, None);
+    assert_eq!(metadata.body, json!({"public": "true", "auto_scan": "true", "severity": "high"}));
+    erin.delete("/projects/team/metadatas/severity").await.expect(StatusCode::OK, None);
+    anon.get("/projects/team/metadatas/severity").await.expect(StatusCode::NOT_FOUND, Some("NOT_FOUND"));
+    erin.post("/projects", json!({"project_name": "Bad/Name"}))
+        .await
+        .expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    erin.post("/projects", json!({"project_name": "team"})).await.expect(StatusCode::CONFLICT, Some("CONFLICT"));
+    erin.send(Method::POST, "/projects", None, &[]).await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).expect("base64")
 }
 
 /// Garbage collection through the management API: system admins start runs (dry or not) and
@@ -237,100 +407,71 @@ async fn projects_users_members_robots_over_the_api() {
 async fn garbage_collection_over_the_api() {
     let accounts = harbor_accounts().await;
     let no_grace = registry_storage::GcOptions { grace: std::time::Duration::ZERO, ..Default::default() };
-    let reg =
-        TestRegistry::builder().on_disk().with_auth(accounts).with_gc_options(no_grace).start().await.expect("start");
+    let reg = TestRegistry::builder().temp_dir().accounts(accounts).gc(no_grace, None).start().await.expect("start");
     let (c, base) = (client(), reg.url());
-    let api = |p: &str| format!("{base}/api/v2.0/{p}");
-    let admin = token(&c, &base, Some(("admin", "adminpassword")), &["repository:library/app:pull,push,delete"]).await;
-    let (_, manifest) = push_image_as(&c, &base, "library/app", "v1", "kept", Some(&admin)).await;
-    let orphan = push_blob_as(&c, &base, "library/app", b"never referenced", Some(&admin)).await;
+    let (admin, dev, anon) = (
+        Api::new(&reg, Some(("admin", "adminpassword"))),
+        Api::new(&reg, Some(("dev", "password1"))),
+        Api::new(&reg, None),
+    );
+    let token_admin =
+        token(&c, &base, Some(("admin", "adminpassword")), &["repository:library/app:pull,push,delete"]).await;
+    let (_, manifest) = push_image_as(&c, &base, "library/app", "v1", "kept", Some(&token_admin)).await;
+    let orphan = push_blob_as(&c, &base, "library/app", b"never referenced", Some(&token_admin)).await;
 
-    // Who may.
-    let start = |user: Option<(&str, &str)>, dry_run: bool| {
-        let mut req = c.post(api("system/gc/schedule")).json(
-            &json!({"schedule": {"type": "Manual"}, "parameters": {"dry_run": dry_run, "delete_untagged": false}}),
-        );
-        if let Some((u, p)) = user {
-            req = req.basic_auth(u, Some(p));
-        }
-        req.send()
-    };
-    assert_error(start(None, true).await.expect("post"), StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
-    assert_error(start(Some(("dev", "password1")), true).await.expect("post"), StatusCode::FORBIDDEN, "DENIED").await;
-
-    // A run reports when finished; wait on its status.
-    let finished = |location: String| {
-        let c = c.clone();
-        let url = format!("{base}{location}");
+    let run = |dry_run: bool| json!({"schedule": {"type": "Manual"}, "parameters": {"dry_run": dry_run, "delete_untagged": false}});
+    anon.post("/system/gc/schedule", run(true)).await.expect(StatusCode::UNAUTHORIZED, Some("UNAUTHORIZED"));
+    dev.post("/system/gc/schedule", run(true)).await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    let finished = |id: u64| {
+        let admin = &admin;
         async move {
             loop {
-                let run: serde_json::Value = c
-                    .get(&url)
-                    .basic_auth("admin", Some("adminpassword"))
-                    .send()
-                    .await
-                    .expect("get")
-                    .json()
-                    .await
-                    .expect("json");
-                if run["job_status"] != "Running" {
-                    return run;
+                let run = admin.get(&format!("/system/gc/{id}")).await.expect(StatusCode::OK, None);
+                if run.body["job_status"] != "Running" {
+                    return run.body;
                 }
                 tokio::task::yield_now().await;
             }
         }
     };
-    let resp = start(Some(("admin", "adminpassword")), true).await.expect("post");
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let dry = finished(header(&resp, "location")).await;
+    let started = admin.post("/system/gc/schedule", run(true)).await.expect(StatusCode::CREATED, None);
+    let dry = finished(location_id(&started)).await;
     assert_eq!(dry["job_status"], "Success", "{dry}");
     assert_eq!(dry["report"]["dry_run"], true);
     assert_eq!(dry["report"]["blobs_deleted"], 1, "{dry}");
     assert_eq!(dry["report"]["bytes_freed"], b"never referenced".len());
     let head = |digest: String| {
-        let (c, admin, base) = (c.clone(), admin.clone(), base.clone());
+        let (c, t, base) = (c.clone(), token_admin.clone(), base.clone());
         async move {
-            c.head(format!("{base}/v2/library/app/blobs/{digest}"))
-                .bearer_auth(admin)
-                .send()
-                .await
-                .expect("head")
-                .status()
+            c.head(format!("{base}/v2/library/app/blobs/{digest}")).bearer_auth(t).send().await.expect("head").status()
         }
     };
     assert_eq!(head(orphan.to_string()).await, StatusCode::OK, "a dry run changes nothing");
 
-    let resp = start(Some(("admin", "adminpassword")), false).await.expect("post");
-    let run = finished(header(&resp, "location")).await;
-    assert_eq!(run["job_status"], "Success", "{run}");
-    assert_eq!(run["job_kind"], "MANUAL");
-    assert_eq!(run["report"]["blobs_deleted"], 1, "{run}");
-    assert!(run["report"]["duration_ms"].is_u64());
+    let started = admin.post("/system/gc/schedule", run(false)).await.expect(StatusCode::CREATED, None);
+    let id = location_id(&started);
+    let done = finished(id).await;
+    assert_eq!(done["job_status"], "Success", "{done}");
+    assert_eq!(done["job_kind"], "MANUAL");
+    assert_eq!(done["report"]["blobs_deleted"], 1, "{done}");
     assert_eq!(head(orphan.to_string()).await, StatusCode::NOT_FOUND, "collected");
     let pulled = c
         .get(format!("{base}/v2/library/app/manifests/v1"))
-        .bearer_auth(&admin)
+        .bearer_auth(&token_admin)
         .header("accept", "application/vnd.oci.image.manifest.v1+json")
         .send()
         .await
         .expect("pull");
-    assert_eq!(pulled.status(), StatusCode::OK);
     assert_eq!(header(&pulled, "docker-content-digest"), manifest.to_string());
-
-    let runs: serde_json::Value = c
-        .get(api("system/gc"))
-        .basic_auth("admin", Some("adminpassword"))
-        .send()
+    let log = admin.get(&format!("/system/gc/{id}/log")).await.expect(StatusCode::OK, None);
+    assert!(log.body.as_str().expect("text").contains("1 blobs"), "{}", log.body);
+    let runs = admin.get("/system/gc").await.expect(StatusCode::OK, None);
+    assert_eq!(runs.header("x-total-count"), "2");
+    assert_eq!(runs.body[0]["id"], id, "newest first");
+    admin.get("/system/gc/999").await.expect(StatusCode::NOT_FOUND, Some("NOT_FOUND"));
+    admin
+        .post("/system/gc/schedule", json!({"schedule": {"type": "Daily"}}))
         .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    let runs = runs.as_array().expect("list");
-    assert_eq!(runs.len(), 2);
-    assert_eq!(runs[0]["id"], run["id"], "newest first");
-    let wrong =
-        post_json(&c, api("system/gc/schedule"), ("admin", "adminpassword"), json!({"schedule": {"type": "Daily"}}))
-            .await;
-    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+        .expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    assert_eq!(admin.get("/system/gc/schedule").await.body["schedule"]["type"], "None");
 }

@@ -1,11 +1,9 @@
 //! HTTPS with a certificate made at test time: real clients verify it (no --tls-verify=false).
 
-mod common;
-
-use common::*;
 use registry_auth::{Accounts, Role};
 use registry_http::TestRegistry;
 use reqwest::StatusCode;
+use testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_and_skopeo_over_verified_https() {
@@ -13,13 +11,13 @@ async fn podman_and_skopeo_over_verified_https() {
     let cert =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("cert");
     let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
-    let tls = registry_http::tls::server_config(cert_pem.as_bytes(), key_pem.as_bytes()).expect("tls config");
+    let tls = registry_http::TlsConfig::from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).expect("tls config");
 
-    let accounts = Accounts::in_memory().expect("accounts");
+    let accounts = Accounts::in_memory();
     accounts.create_project("team", false).await.expect("project");
     accounts.add_user("dev", "password1", false).await.expect("user");
     accounts.add_member("team", "dev", Role::Developer, None).await.expect("member");
-    let reg = TestRegistry::builder().with_auth(accounts).with_tls(tls).start().await.expect("start");
+    let reg = TestRegistry::builder().accounts(accounts).tls(tls).start().await.expect("start");
     let (host, base) = (reg.host(), reg.url());
     assert!(base.starts_with("https://"));
 

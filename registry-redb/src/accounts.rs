@@ -119,7 +119,12 @@ fn list<T: DeserializeOwned>(table: &impl ReadableTable<u64, &'static [u8]>) -> 
     table.iter().map_err(db_err)?.map(|item| item.map_err(db_err).and_then(|(_, v)| decode(v.value()))).collect()
 }
 
-fn by_name<T: DeserializeOwned>(txn: &redb::ReadTransaction, names: Names, records: Records, name: &str) -> Result<Option<T>> {
+fn by_name<T: DeserializeOwned>(
+    txn: &redb::ReadTransaction,
+    names: Names,
+    records: Records,
+    name: &str,
+) -> Result<Option<T>> {
     let Some(id) = txn.open_table(names).map_err(db_err)?.get(name).map_err(db_err)?.map(|v| v.value()) else {
         return Ok(None);
     };
@@ -230,7 +235,8 @@ impl AccountStore for RedbStore {
     async fn delete_user(&self, id: Id) -> Result<bool> {
         self.db
             .write(move |txn| {
-                let removed = txn.open_table(USERS).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| v.value().to_vec());
+                let removed =
+                    txn.open_table(USERS).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| v.value().to_vec());
                 let Some(bytes) = removed else { return Ok(false) };
                 let user: User = decode(&bytes)?;
                 txn.open_table(USER_NAMES).map_err(db_err)?.remove(user.name.as_str()).map_err(db_err)?;
@@ -334,7 +340,10 @@ impl AccountStore for RedbStore {
                     .map_err(db_err)?
                     .insert((member.user_id, member.project_id), member.id)
                     .map_err(db_err)?;
-                txn.open_table(MEMBERS).map_err(db_err)?.insert(member.id, encode(&member)?.as_slice()).map_err(db_err)?;
+                txn.open_table(MEMBERS)
+                    .map_err(db_err)?
+                    .insert(member.id, encode(&member)?.as_slice())
+                    .map_err(db_err)?;
                 Ok(member)
             })
             .await
@@ -347,7 +356,8 @@ impl AccountStore for RedbStore {
     async fn member(&self, project_id: Id, user_id: Id) -> Result<Option<Member>> {
         self.db
             .read(move |txn| {
-                let id = txn.open_table(MEMBERS_BY_PROJECT).map_err(db_err)?.get((project_id, user_id)).map_err(db_err)?;
+                let id =
+                    txn.open_table(MEMBERS_BY_PROJECT).map_err(db_err)?.get((project_id, user_id)).map_err(db_err)?;
                 match id.map(|v| v.value()) {
                     Some(id) => get(&txn.open_table(MEMBERS).map_err(db_err)?, id),
                     None => Ok(None),

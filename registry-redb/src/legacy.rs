@@ -71,7 +71,10 @@ fn fault(what: &'static str) -> impl Fn(redb::Error) -> AuthError {
     move |e| AuthError::Backend(registry_core::BackendError::permanent(what, e))
 }
 
-fn read_all<T: for<'de> Deserialize<'de>>(db: &Database, table: TableDefinition<&str, &[u8]>) -> Result<Vec<T>, AuthError> {
+fn read_all<T: for<'de> Deserialize<'de>>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+) -> Result<Vec<T>, AuthError> {
     let txn = db.begin_read().map_err(|e| fault("reading the old accounts")(e.into()))?;
     let table = match txn.open_table(table) {
         Ok(t) => t,
@@ -155,7 +158,8 @@ impl RedbStore {
             let (Some(&project_id), Some(&user_id)) = (project_ids.get(&m.project), user_ids.get(&m.user)) else {
                 continue;
             };
-            let member = Member { id: 0, project_id, user_id, role: m.role, repositories: m.repositories, created_at: now };
+            let member =
+                Member { id: 0, project_id, user_id, role: m.role, repositories: m.repositories, created_at: now };
             if self.create_member(member).await.is_ok() {
                 report.members += 1;
             }

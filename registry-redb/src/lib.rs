@@ -145,7 +145,10 @@ fn prepare(db: &Database, hot: &meta::HotReads, projects: &accounts::ProjectCach
     }
     meta::prepare(&txn, version).map_err(|e| BackendError::permanent("preparing the metadata tables", e))?;
     accounts::prepare(&txn, projects).map_err(|e| BackendError::permanent("preparing the account tables", e))?;
-    txn.open_table(SCHEMA).map_err(handle::io_failure)?.insert("version", SCHEMA_VERSION).map_err(handle::io_failure)?;
+    txn.open_table(SCHEMA)
+        .map_err(handle::io_failure)?
+        .insert("version", SCHEMA_VERSION)
+        .map_err(handle::io_failure)?;
     txn.commit().map_err(handle::io_failure)?;
     hot.clear();
     Ok(())

@@ -343,49 +343,53 @@ impl MetadataStore for RedbStore {
     /// `BLOB_UPLOAD_UNKNOWN` and it starts over, which every client does.
     async fn create_upload(&self, id: &UploadId, record: &UploadRecord) -> Result<()> {
         let (id, value) = (id.to_string(), encode(record)?);
-        self.db.write_with(redb::Durability::None, move |txn| {
-            txn.open_table(UPLOADS).map_err(db_err)?.insert(id.as_str(), value.as_slice()).map_err(db_err)?;
-            Ok(())
-        })
-        .await
+        self.db
+            .write_with(redb::Durability::None, move |txn| {
+                txn.open_table(UPLOADS).map_err(db_err)?.insert(id.as_str(), value.as_slice()).map_err(db_err)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn update_upload(&self, id: &UploadId, expected_offset: u64, record: &UploadRecord) -> Result<bool> {
         let (id, value) = (id.to_string(), encode(record)?);
-        self.db.write(move |txn| {
-            let mut table = txn.open_table(UPLOADS).map_err(db_err)?;
-            let current: Option<UploadRecord> = match table.get(id.as_str()).map_err(db_err)? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            };
-            match current {
-                Some(c) if c.offset == expected_offset => {
-                    table.insert(id.as_str(), value.as_slice()).map_err(db_err)?;
-                    Ok(true)
+        self.db
+            .write(move |txn| {
+                let mut table = txn.open_table(UPLOADS).map_err(db_err)?;
+                let current: Option<UploadRecord> = match table.get(id.as_str()).map_err(db_err)? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                match current {
+                    Some(c) if c.offset == expected_offset => {
+                        table.insert(id.as_str(), value.as_slice()).map_err(db_err)?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
                 }
-                _ => Ok(false),
-            }
-        })
-        .await
+            })
+            .await
     }
 
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
         let id = id.to_string();
-        self.db.read(move |txn| {
-            let table = txn.open_table(UPLOADS).map_err(db_err)?;
-            let value = table.get(id.as_str()).map_err(db_err)?;
-            value.map(|v| decode(v.value())).transpose()
-        })
-        .await
+        self.db
+            .read(move |txn| {
+                let table = txn.open_table(UPLOADS).map_err(db_err)?;
+                let value = table.get(id.as_str()).map_err(db_err)?;
+                value.map(|v| decode(v.value())).transpose()
+            })
+            .await
     }
 
     async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
         let id = id.to_string();
-        self.db.write(move |txn| {
-            let removed = txn.open_table(UPLOADS).map_err(db_err)?.remove(id.as_str()).map_err(db_err)?.is_some();
-            Ok(removed)
-        })
-        .await
+        self.db
+            .write(move |txn| {
+                let removed = txn.open_table(UPLOADS).map_err(db_err)?.remove(id.as_str()).map_err(db_err)?.is_some();
+                Ok(removed)
+            })
+            .await
     }
 
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
@@ -606,53 +610,56 @@ impl MetadataStore for RedbStore {
     async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>> {
         let repo = repository.to_string();
         let last = last.map(str::to_owned);
-        self.db.read(move |txn| {
-            if txn.open_table(REPOSITORIES).map_err(db_err)?.get(repo.as_str()).map_err(db_err)?.is_none() {
-                return Ok(None);
-            }
-            let table = txn.open_table(TAGS).map_err(db_err)?;
-            let (start, end) = prefix_range(&repo);
-            let after = last.map(|l| key(&[&repo, &l]));
-            let bound = match &after {
-                Some(a) => Bound::Excluded(a.as_str()),
-                None => Bound::Included(start.as_str()),
-            };
-            page(&table, bound, &end, start.len(), limit).map(Some)
-        })
-        .await
+        self.db
+            .read(move |txn| {
+                if txn.open_table(REPOSITORIES).map_err(db_err)?.get(repo.as_str()).map_err(db_err)?.is_none() {
+                    return Ok(None);
+                }
+                let table = txn.open_table(TAGS).map_err(db_err)?;
+                let (start, end) = prefix_range(&repo);
+                let after = last.map(|l| key(&[&repo, &l]));
+                let bound = match &after {
+                    Some(a) => Bound::Excluded(a.as_str()),
+                    None => Bound::Included(start.as_str()),
+                };
+                page(&table, bound, &end, start.len(), limit).map(Some)
+            })
+            .await
     }
 
     async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Page> {
         let last = last.map(str::to_owned);
-        self.db.read(move |txn| {
-            let table = txn.open_table(REPOSITORIES).map_err(db_err)?;
-            let bound = match &last {
-                Some(l) => Bound::Excluded(l.as_str()),
-                None => Bound::Unbounded,
-            };
-            // Repository names are below "\x7f" (ASCII); "\u{7f}" ends the range.
-            page(&table, bound, "\u{7f}", 0, limit)
-        })
-        .await
+        self.db
+            .read(move |txn| {
+                let table = txn.open_table(REPOSITORIES).map_err(db_err)?;
+                let bound = match &last {
+                    Some(l) => Bound::Excluded(l.as_str()),
+                    None => Bound::Unbounded,
+                };
+                // Repository names are below "\x7f" (ASCII); "\u{7f}" ends the range.
+                page(&table, bound, "\u{7f}", 0, limit)
+            })
+            .await
     }
 
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
         let (repo, subject) = (repository.to_string(), subject.to_string());
-        self.db.read(move |txn| {
-            let refs = txn.open_table(REFERRERS).map_err(db_err)?;
-            let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
-            let (start, end) = prefix_range(&key(&[&repo, &subject]));
-            let mut out = Vec::new();
-            for item in refs.range::<&str>(start.as_str()..end.as_str()).map_err(db_err)? {
-                let (k, _) = item.map_err(db_err)?;
-                let referrer = &k.value()[start.len()..];
-                if let Some(v) = manifests.get(key(&[&repo, referrer]).as_str()).map_err(db_err)? {
-                    out.push(decode(v.value())?);
+        self.db
+            .read(move |txn| {
+                let refs = txn.open_table(REFERRERS).map_err(db_err)?;
+                let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+                let (start, end) = prefix_range(&key(&[&repo, &subject]));
+                let mut out = Vec::new();
+                for item in refs.range::<&str>(start.as_str()..end.as_str()).map_err(db_err)? {
+                    let (k, _) = item.map_err(db_err)?;
+                    let referrer = &k.value()[start.len()..];
+                    if let Some(v) = manifests.get(key(&[&repo, referrer]).as_str()).map_err(db_err)? {
+                        out.push(decode(v.value())?);
+                    }
                 }
-            }
-            Ok(out)
-        })
-        .await
+                Ok(out)
+            })
+            .await
     }
 
     async fn gc_manifests(
@@ -662,48 +669,51 @@ impl MetadataStore for RedbStore {
         limit: usize,
     ) -> Result<Vec<GcManifest>> {
         let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
-        self.db.read(move |txn| {
-            let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
-            let reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
-            let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
-            let mut out = Vec::new();
-            for (k, v) in repo_range(&manifests, &repo, after.as_deref(), limit, |v| v.value().to_vec())? {
-                let record: ManifestRecord = decode(&v)?;
-                let tagged = any_with_prefix(&reverse, &k)?;
-                let referenced_by = digests(suffixes(&refs, &key(&[&record.digest.to_string(), &repo]))?)?;
-                out.push(GcManifest { record, tagged, referenced_by });
-            }
-            Ok(out)
-        })
-        .await
+        self.db
+            .read(move |txn| {
+                let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+                let reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
+                let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
+                let mut out = Vec::new();
+                for (k, v) in repo_range(&manifests, &repo, after.as_deref(), limit, |v| v.value().to_vec())? {
+                    let record: ManifestRecord = decode(&v)?;
+                    let tagged = any_with_prefix(&reverse, &k)?;
+                    let referenced_by = digests(suffixes(&refs, &key(&[&record.digest.to_string(), &repo]))?)?;
+                    out.push(GcManifest { record, tagged, referenced_by });
+                }
+                Ok(out)
+            })
+            .await
     }
 
     async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
         let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
-        self.db.read(move |txn| {
-            let links = txn.open_table(BLOB_LINKS).map_err(db_err)?;
-            let holders = txn.open_table(HOLDERS).map_err(db_err)?;
-            let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
-            let mut out = Vec::new();
-            for (k, size) in repo_range(&links, &repo, after.as_deref(), limit, |v| v.value())? {
-                let d = &k[repo.len() + 1..];
-                let digest = parse_digest(d)?;
-                let linked_at = holders.get(key(&[d, &repo, "b"]).as_str()).map_err(db_err)?.map(|v| v.value());
-                let referenced_by = digests(suffixes(&refs, &key(&[d, &repo]))?)?;
-                out.push(GcLink { digest, size, linked_at: linked_at.unwrap_or(0), referenced_by });
-            }
-            Ok(out)
-        })
-        .await
+        self.db
+            .read(move |txn| {
+                let links = txn.open_table(BLOB_LINKS).map_err(db_err)?;
+                let holders = txn.open_table(HOLDERS).map_err(db_err)?;
+                let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
+                let mut out = Vec::new();
+                for (k, size) in repo_range(&links, &repo, after.as_deref(), limit, |v| v.value())? {
+                    let d = &k[repo.len() + 1..];
+                    let digest = parse_digest(d)?;
+                    let linked_at = holders.get(key(&[d, &repo, "b"]).as_str()).map_err(db_err)?.map(|v| v.value());
+                    let referenced_by = digests(suffixes(&refs, &key(&[d, &repo]))?)?;
+                    out.push(GcLink { digest, size, linked_at: linked_at.unwrap_or(0), referenced_by });
+                }
+                Ok(out)
+            })
+            .await
     }
 
     async fn gc_holders(&self, digests: &[Digest]) -> Result<Vec<Vec<Holder>>> {
         let digests: Vec<String> = digests.iter().map(Digest::to_string).collect();
-        self.db.read(move |txn| {
-            let holders = txn.open_table(HOLDERS).map_err(db_err)?;
-            digests.iter().map(|d| holders_of(&holders, d)).collect()
-        })
-        .await
+        self.db
+            .read(move |txn| {
+                let holders = txn.open_table(HOLDERS).map_err(db_err)?;
+                digests.iter().map(|d| holders_of(&holders, d)).collect()
+            })
+            .await
     }
 
     async fn gc_delete_manifests(
@@ -795,63 +805,67 @@ impl MetadataStore for RedbStore {
     async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let candidates = digests.to_vec();
         let now = self.now();
-        self.db.write(move |txn| {
-            let holders = txn.open_table(HOLDERS).map_err(db_err)?;
-            let mut collecting = txn.open_table(COLLECTING).map_err(db_err)?;
-            let mut marked = Vec::new();
-            for digest in candidates {
-                let d = digest.to_string();
-                if !any_with_prefix(&holders, &d)? {
-                    collecting.insert(d.as_str(), now).map_err(db_err)?;
-                    marked.push(digest);
+        self.db
+            .write(move |txn| {
+                let holders = txn.open_table(HOLDERS).map_err(db_err)?;
+                let mut collecting = txn.open_table(COLLECTING).map_err(db_err)?;
+                let mut marked = Vec::new();
+                for digest in candidates {
+                    let d = digest.to_string();
+                    if !any_with_prefix(&holders, &d)? {
+                        collecting.insert(d.as_str(), now).map_err(db_err)?;
+                        marked.push(digest);
+                    }
                 }
-            }
-            Ok(marked)
-        })
-        .await
+                Ok(marked)
+            })
+            .await
     }
 
     async fn gc_unmark(&self, digests: &[Digest]) -> Result<()> {
         let digests: Vec<String> = digests.iter().map(Digest::to_string).collect();
-        self.db.write(move |txn| {
-            let mut collecting = txn.open_table(COLLECTING).map_err(db_err)?;
-            for d in digests {
-                collecting.remove(d.as_str()).map_err(db_err)?;
-            }
-            Ok(())
-        })
-        .await
+        self.db
+            .write(move |txn| {
+                let mut collecting = txn.open_table(COLLECTING).map_err(db_err)?;
+                for d in digests {
+                    collecting.remove(d.as_str()).map_err(db_err)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn gc_marked(&self, limit: usize) -> Result<Vec<Digest>> {
-        self.db.read(move |txn| {
-            let collecting = txn.open_table(COLLECTING).map_err(db_err)?;
-            let mut out = Vec::new();
-            for item in collecting.iter().map_err(db_err)?.take(limit) {
-                let (k, _) = item.map_err(db_err)?;
-                out.push(parse_digest(k.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.db
+            .read(move |txn| {
+                let collecting = txn.open_table(COLLECTING).map_err(db_err)?;
+                let mut out = Vec::new();
+                for item in collecting.iter().map_err(db_err)?.take(limit) {
+                    let (k, _) = item.map_err(db_err)?;
+                    out.push(parse_digest(k.value())?);
+                }
+                Ok(out)
+            })
+            .await
     }
 
     async fn expired_uploads(&self, started_before: u64, limit: usize) -> Result<Vec<UploadId>> {
-        self.db.read(move |txn| {
-            let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
-            let mut out = Vec::new();
-            for item in uploads.iter().map_err(db_err)? {
-                let (k, v) = item.map_err(db_err)?;
-                let record: UploadRecord = decode(v.value())?;
-                if record.started_at <= started_before {
-                    out.push(UploadId::parse(k.value()).map_err(|e| Error::corrupt("an upload id", e))?);
-                    if out.len() == limit {
-                        break;
+        self.db
+            .read(move |txn| {
+                let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                let mut out = Vec::new();
+                for item in uploads.iter().map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    let record: UploadRecord = decode(v.value())?;
+                    if record.started_at <= started_before {
+                        out.push(UploadId::parse(k.value()).map_err(|e| Error::corrupt("an upload id", e))?);
+                        if out.len() == limit {
+                            break;
+                        }
                     }
                 }
-            }
-            Ok(out)
-        })
-        .await
+                Ok(out)
+            })
+            .await
     }
 }

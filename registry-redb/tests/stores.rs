@@ -145,7 +145,8 @@ async fn accounts_of_the_previous_layout_move_in() {
     use redb::{Database, TableDefinition};
     let dir = tempfile::tempdir().expect("tempdir");
     let old = dir.path().join("accounts.redb");
-    let hash = registry_auth::Accounts::in_memory().add_user("x", "password1", false).await.expect("hash").password_hash;
+    let hash =
+        registry_auth::Accounts::in_memory().add_user("x", "password1", false).await.expect("hash").password_hash;
     {
         let db = Database::create(&old).expect("old database");
         let txn = db.begin_write().expect("txn");

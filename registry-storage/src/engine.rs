@@ -118,7 +118,6 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-
 impl Registry {
     /// An engine over a blob store and a metadata store.
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, limits: Limits) -> Registry {

@@ -64,7 +64,8 @@ impl Accounts {
         let (full_name, project_id) = match (new.level, &new.project) {
             (RobotLevel::Project, Some(project)) => {
                 let p = self.existing_project(project).await?;
-                if let Some(other) = new.permissions.iter().find(|perm| perm.kind != "project" || perm.namespace != p.name)
+                if let Some(other) =
+                    new.permissions.iter().find(|perm| perm.kind != "project" || perm.namespace != p.name)
                 {
                     return Err(AuthError::Invalid(format!(
                         "a robot of project {} has permissions in that project only, not {}:{}",

@@ -170,11 +170,7 @@ impl Accounts {
     pub async fn remove_user(&self, name: &str) -> Result<(), AuthError> {
         let user = self.existing_user(name).await?;
         self.keep_an_admin(&user).await?;
-        if self.store.delete_user(user.id).await? {
-            Ok(())
-        } else {
-            Err(AuthError::not_found(format!("user {name}")))
-        }
+        if self.store.delete_user(user.id).await? { Ok(()) } else { Err(AuthError::not_found(format!("user {name}"))) }
     }
 
     /// Whether `user`'s password is `password` (for callers that confirm a password).

@@ -63,4 +63,3 @@ pub(crate) struct Header {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) x5c: Vec<String>,
 }
-

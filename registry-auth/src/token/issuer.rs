@@ -103,4 +103,3 @@ fn b64_json<T: Serialize>(value: &T) -> Result<String, AuthError> {
         .map(|b| B64.encode(b))
         .map_err(|e| AuthError::Backend(registry_core::BackendError::permanent("encoding a token", e)))
 }
-

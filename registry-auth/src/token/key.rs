@@ -10,7 +10,6 @@ use sha2::Digest as _;
 
 use crate::error::AuthError;
 
-
 /// The default signing algorithm.
 pub const ALGORITHM: &str = "ES256";
 /// The RSA signing algorithm.
@@ -40,7 +39,8 @@ impl TokenKey {
     pub fn generate() -> Result<TokenKey, AuthError> {
         loop {
             let mut scalar = [0u8; 32];
-            getrandom::fill(&mut scalar).map_err(|e| AuthError::Backend(registry_core::BackendError::permanent("no randomness", e)))?;
+            getrandom::fill(&mut scalar)
+                .map_err(|e| AuthError::Backend(registry_core::BackendError::permanent("no randomness", e)))?;
             // A random 32-byte string is a valid scalar except with negligible probability.
             if let Ok(key) = SigningKey::from_slice(&scalar) {
                 return Ok(TokenKey::from_signer(Signer::Es256(key)));
@@ -51,8 +51,8 @@ impl TokenKey {
     /// A fresh random RS256 key (RSA, 2048-bit modulus or the rsa crate's larger default).
     pub fn generate_rs256() -> Result<TokenKey, AuthError> {
         use rsa::Generate;
-        let key =
-            rsa::PrivateKey::try_generate().map_err(|e| AuthError::Backend(registry_core::BackendError::permanent("RSA key generation", e)))?;
+        let key = rsa::PrivateKey::try_generate()
+            .map_err(|e| AuthError::Backend(registry_core::BackendError::permanent("RSA key generation", e)))?;
         Ok(TokenKey::from_signer(Signer::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key)))))
     }
 
@@ -315,4 +315,3 @@ pub fn parse_jwks(text: &str) -> Result<Vec<PublicKey>, AuthError> {
     }
     Ok(keys)
 }
-

@@ -38,6 +38,7 @@ use crate::error::AuthError;
 /// A random identifier of `bytes` random bytes, base64url.
 pub fn random_id(bytes: usize) -> Result<String, AuthError> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| AuthError::Backend(registry_core::BackendError::permanent("no randomness", e)))?;
+    getrandom::fill(&mut buf)
+        .map_err(|e| AuthError::Backend(registry_core::BackendError::permanent("no randomness", e)))?;
     Ok(B64.encode(buf))
 }

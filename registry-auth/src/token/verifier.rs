@@ -185,11 +185,8 @@ impl TokenVerifier {
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(invalid(TokenError::Malformed));
         };
-        let header: Header = B64
-            .decode(h)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(invalid(TokenError::Malformed))?;
+        let header: Header =
+            B64.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or(invalid(TokenError::Malformed))?;
         // Only the algorithms of trusted keys exist here (no `none`, no HMAC): anything else is
         // refused before a key is even looked up.
         if header.alg != ALGORITHM && header.alg != RS256 {
@@ -221,11 +218,10 @@ impl TokenVerifier {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
-    use super::super::key::{KidFormat, TokenKey, base32};
     use super::super::TokenIssuer;
+    use super::super::key::{KidFormat, TokenKey, base32};
     use super::*;
 
     fn setup() -> (TokenIssuer, TokenVerifier) {
@@ -407,4 +403,3 @@ mod tests {
         assert_eq!(a.kid().len(), 43, "base64url of 32 bytes");
     }
 }
-

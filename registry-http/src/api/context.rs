@@ -105,9 +105,7 @@ impl Api {
     pub(crate) async fn role(&self, who: &Identity, project: &Project) -> Result<Option<Role>, ApiError> {
         match who {
             Identity::User { admin: true, .. } => Ok(Some(Role::ProjectAdmin)),
-            Identity::User { name, .. } => {
-                Ok(self.accounts()?.membership(&project.name, name).await?.map(|m| m.role))
-            }
+            Identity::User { name, .. } => Ok(self.accounts()?.membership(&project.name, name).await?.map(|m| m.role)),
             _ => Ok(None),
         }
     }
@@ -142,7 +140,12 @@ impl Api {
     }
 
     /// Refuses who is not at least `least` in the project (system admins pass).
-    pub(crate) async fn require_role(&self, call: &ApiCall, project: &Project, allowed: &[Role]) -> Result<Role, ApiError> {
+    pub(crate) async fn require_role(
+        &self,
+        call: &ApiCall,
+        project: &Project,
+        allowed: &[Role],
+    ) -> Result<Role, ApiError> {
         let who = call.signed_in()?;
         match self.role(who, project).await? {
             Some(role) if allowed.contains(&role) => Ok(role),

@@ -156,9 +156,14 @@ async fn dispatch(api: Arc<Api>, req: Request<RequestBody>) -> ApiResult {
     let (endpoint, params) = match router::find(endpoints(), req.method(), &path) {
         Match::Found(endpoint, params) => (endpoint, params),
         Match::WrongMethod => {
-            return Err(ApiError::harbor(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed here", req.method())));
+            return Err(ApiError::harbor(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed here", req.method()),
+            ));
         }
-        Match::None => return Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("no such endpoint {API_PREFIX}{path}"))),
+        Match::None => {
+            return Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("no such endpoint {API_PREFIX}{path}")));
+        }
     };
     let authentication = req.extensions().get::<Authentication>().cloned().unwrap_or(Authentication::Anonymous);
     if matches!(authentication, Authentication::InvalidCredentials) {
@@ -169,13 +174,6 @@ async fn dispatch(api: Arc<Api>, req: Request<RequestBody>) -> ApiResult {
     let query = Query::of(&req);
     let (parts, body) = req.into_parts();
     let body = read_limited(body, MAX_BODY).await?;
-    let call = ApiCall {
-        params,
-        query,
-        headers: parts.headers,
-        body,
-        authentication,
-        prefix,
-    };
+    let call = ApiCall { params, query, headers: parts.headers, body, authentication, prefix };
     (endpoint.handler)(api, call).await
 }

@@ -174,9 +174,8 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
 /// Why a project cannot be deleted, if it cannot.
 async fn undeletable(api: &Api, project: &Project) -> Result<Option<String>, ApiError> {
     let repos = repository_count(api, &project.name).await?;
-    Ok((repos > 0).then(|| {
-        format!("project {} holds {repos} repositories: delete them before the project", project.name)
-    }))
+    Ok((repos > 0)
+        .then(|| format!("project {} holds {repos} repositories: delete them before the project", project.name)))
 }
 
 /// `DELETE /projects/{p}`: refused (412) while it holds repositories.
@@ -238,9 +237,9 @@ pub(crate) async fn metadata_get(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let project = api.project(&call, "project").await?;
     api.require_see(&call, &project).await?;
     let name = call.params.get("name")?;
-    let value = metadata_map(&project)
-        .remove(name)
-        .ok_or_else(|| ApiError::harbor(StatusCode::NOT_FOUND, format!("project {} has no metadata {name}", project.name)))?;
+    let value = metadata_map(&project).remove(name).ok_or_else(|| {
+        ApiError::harbor(StatusCode::NOT_FOUND, format!("project {} has no metadata {name}", project.name))
+    })?;
     Ok(json_response(StatusCode::OK, &json!({ name: value })))
 }
 
@@ -269,7 +268,10 @@ pub(crate) async fn metadata_delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
         return Err(forbidden("public cannot be deleted; set it to \"false\""));
     }
     if !api.accounts()?.remove_project_metadata(&project.name, name).await? {
-        return Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("project {} has no metadata {name}", project.name)));
+        return Err(ApiError::harbor(
+            StatusCode::NOT_FOUND,
+            format!("project {} has no metadata {name}", project.name),
+        ));
     }
     Ok(status_only(StatusCode::OK))
 }

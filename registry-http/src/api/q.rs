@@ -26,7 +26,8 @@ pub struct Q(Vec<(String, Condition)>);
 
 fn unquote(v: &str) -> String {
     let v = v.trim();
-    let quoted = v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')));
+    let quoted =
+        v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')));
     if quoted { v[1..v.len() - 1].to_owned() } else { v.to_owned() }
 }
 
@@ -52,7 +53,8 @@ impl Q {
         }
         parts.push(&q[start..]);
         for part in parts.into_iter().filter(|p| !p.trim().is_empty()) {
-            let (key, value) = part.split_once('=').ok_or_else(|| bad_request(format!("q: {part:?} is not key=value")))?;
+            let (key, value) =
+                part.split_once('=').ok_or_else(|| bad_request(format!("q: {part:?} is not key=value")))?;
             let key = key.trim();
             if !keys.iter().any(|k| k.eq_ignore_ascii_case(key)) {
                 return Err(bad_request(format!("q: unknown key {key:?} (known: {})", keys.join(", "))));
@@ -95,7 +97,8 @@ impl Q {
                     (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
                     _ => a.cmp(b),
                 };
-                min.as_deref().is_none_or(|m| cmp(value, m).is_ge()) && max.as_deref().is_none_or(|m| cmp(value, m).is_le())
+                min.as_deref().is_none_or(|m| cmp(value, m).is_ge())
+                    && max.as_deref().is_none_or(|m| cmp(value, m).is_le())
             }
         }
     }
@@ -107,8 +110,11 @@ mod tests {
 
     #[test]
     fn harbor_query_forms() {
-        let q = Q::parse(Some("Level=project,ProjectID=3,name=~ci,n=[2~5],tag={a b},op=(x)"), &["level", "projectid", "name", "n", "tag", "op"])
-            .expect("parse");
+        let q = Q::parse(
+            Some("Level=project,ProjectID=3,name=~ci,n=[2~5],tag={a b},op=(x)"),
+            &["level", "projectid", "name", "n", "tag", "op"],
+        )
+        .expect("parse");
         assert!(q.accepts("level", "project") && !q.accepts("level", "system"));
         assert!(q.accepts("ProjectID", "3"));
         assert!(q.accepts("name", "robot$team+ci-1") && !q.accepts("name", "robot$ops"));

@@ -118,7 +118,9 @@ pub(crate) async fn statistics(api: Arc<Api>, call: ApiCall) -> ApiResult {
 
 fn collector(api: &Api, call: &ApiCall) -> Result<Arc<GarbageCollector>, ApiError> {
     call.require_admin()?;
-    api.gc.clone().ok_or_else(|| ApiError::harbor(StatusCode::NOT_FOUND, "garbage collection is not run by this server"))
+    api.gc
+        .clone()
+        .ok_or_else(|| ApiError::harbor(StatusCode::NOT_FOUND, "garbage collection is not run by this server"))
 }
 
 /// A run in Harbor's `GCHistory` shape, with our report.

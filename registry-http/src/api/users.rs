@@ -73,7 +73,14 @@ pub(crate) async fn current(api: Arc<Api>, call: ApiCall) -> ApiResult {
 
 /// What a role may do in a project, as Harbor's `{resource, action}` pairs.
 fn role_permissions(role: Role) -> Vec<(&'static str, &'static str)> {
-    let mut out = vec![("repository", "pull"), ("repository", "list"), ("repository", "read"), ("artifact", "read"), ("artifact", "list"), ("tag", "list")];
+    let mut out = vec![
+        ("repository", "pull"),
+        ("repository", "list"),
+        ("repository", "read"),
+        ("artifact", "read"),
+        ("artifact", "list"),
+        ("tag", "list"),
+    ];
     if role != Role::LimitedGuest {
         out.extend([("member", "list"), ("robot", "list"), ("project", "read")]);
     }

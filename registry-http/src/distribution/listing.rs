@@ -15,7 +15,8 @@ fn page_size(call: &Call) -> Result<Option<usize>, ApiError> {
     match call.query.get("n") {
         None | Some("") => Ok(None),
         Some(n) => n.parse().map(Some).map_err(|_| {
-            ApiError::new(ErrorCode::Unsupported, "n must be a non-negative integer").with_status(StatusCode::BAD_REQUEST)
+            ApiError::new(ErrorCode::Unsupported, "n must be a non-negative integer")
+                .with_status(StatusCode::BAD_REQUEST)
         }),
     }
 }
@@ -70,7 +71,8 @@ pub(super) async fn referrers(dist: &Distribution, call: Call) -> Handled {
     let manifests: Vec<serde_json::Value> = records
         .into_iter()
         .map(|m| {
-            let mut d = serde_json::json!({ "mediaType": m.media_type, "digest": m.digest.to_string(), "size": m.size });
+            let mut d =
+                serde_json::json!({ "mediaType": m.media_type, "digest": m.digest.to_string(), "size": m.size });
             if let Some(t) = m.artifact_type {
                 d["artifactType"] = t.into();
             }

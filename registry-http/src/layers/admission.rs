@@ -39,10 +39,13 @@ pub fn layer(limit: usize) -> impl Layer<BoxService, Service = BoxService> + Clo
                     (Some(slots), true) => match slots.clone().try_acquire_owned() {
                         Ok(permit) => Some(permit),
                         Err(_) => {
-                            return ApiError::new(ErrorCode::TooManyRequests, "too many uploads in progress; retry shortly")
-                                .with_status(StatusCode::TOO_MANY_REQUESTS)
-                                .with_header(http::header::RETRY_AFTER, "1")
-                                .into_response(false);
+                            return ApiError::new(
+                                ErrorCode::TooManyRequests,
+                                "too many uploads in progress; retry shortly",
+                            )
+                            .with_status(StatusCode::TOO_MANY_REQUESTS)
+                            .with_header(http::header::RETRY_AFTER, "1")
+                            .into_response(false);
                         }
                     },
                     _ => None,

@@ -213,4 +213,3 @@ pub async fn serve_unix(
     }
     Ok(())
 }
-

@@ -47,8 +47,8 @@ use registry_core::Digest;
 use tokio::sync::mpsc;
 
 use super::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId, body_error};
-use registry_core::time::epoch_millis;
 use crate::error::{Error, Result};
+use registry_core::time::epoch_millis;
 
 /// Size of the writer's buffer: request bodies arrive in small frames; disks want large writes.
 const WRITE_BUFFER: usize = 1 << 20;

@@ -10,8 +10,8 @@ use futures::StreamExt;
 use registry_core::Digest;
 
 use super::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId, body_error};
-use registry_core::time::epoch_millis;
 use crate::error::{Error, Result};
+use registry_core::time::epoch_millis;
 
 /// Blobs and uploads held in memory. Cheap to create; everything is lost on drop.
 #[derive(Debug, Default)]
@@ -179,7 +179,10 @@ impl BlobStore for MemoryBlobStore {
     async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()> {
         let mut bytes = lock(&self.uploads).remove(id).ok_or(Error::UploadUnknown)?;
         if (bytes.len() as u64) < size {
-            return Err(Error::invariant(format!("upload holds {} bytes, fewer than the {size} verified", bytes.len())));
+            return Err(Error::invariant(format!(
+                "upload holds {} bytes, fewer than the {size} verified",
+                bytes.len()
+            )));
         }
         bytes.truncate(size as usize);
         let mut blobs = lock(&self.blobs);

@@ -117,7 +117,11 @@ impl State {
 
     fn referenced_in(&self, digest: &str, repo: &str) -> Vec<String> {
         let start = (digest.to_owned(), repo.to_owned(), String::new());
-        self.blob_refs.range(start..).take_while(|(d, r, _)| d == digest && r == repo).map(|(_, _, m)| m.clone()).collect()
+        self.blob_refs
+            .range(start..)
+            .take_while(|(d, r, _)| d == digest && r == repo)
+            .map(|(_, _, m)| m.clone())
+            .collect()
     }
 
     fn remove_manifest(&mut self, repo: &str, digest: &str) -> Option<ManifestRecord> {
@@ -354,7 +358,10 @@ impl MetadataStore for MemoryMetadataStore {
                     .holders
                     .range((d.clone(), String::new(), false)..)
                     .take_while(|((digest, _, _), _)| *digest == d)
-                    .map(|((_, repository, manifest), _)| Holder { repository: repository.clone(), manifest: *manifest })
+                    .map(|((_, repository, manifest), _)| Holder {
+                        repository: repository.clone(),
+                        manifest: *manifest,
+                    })
                     .collect()
             })
             .collect())

@@ -52,7 +52,6 @@ fn name(s: &str) -> RepositoryName {
     RepositoryName::parse(s).expect("name")
 }
 
-
 async fn push_blob(r: &Registry, repo: &RepositoryName, content: &[u8]) -> Result<Digest, Error> {
     let digest = Digest::sha256_of(content);
     r.push_blob(repo, &digest, &mut body(&[content])).await?;
@@ -254,7 +253,9 @@ async fn collection_racing_pushes_never_leaves_a_manifest_without_its_blobs(f: &
                     attempts += 1;
                     match push_image(&registry, &repo, &layer, Some(&tag), None).await {
                         Ok(done) => break done,
-                        Err(Error::ManifestBlobUnknown { .. } | Error::Collecting { .. }) if attempts < 1000 => continue,
+                        Err(Error::ManifestBlobUnknown { .. } | Error::Collecting { .. }) if attempts < 1000 => {
+                            continue;
+                        }
                         Err(e) => panic!("push failed: {e}"),
                     }
                 };

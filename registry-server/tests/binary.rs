@@ -1,9 +1,7 @@
 //! The `registry` binary: configuration, logs, readiness and graceful shutdown.
 
-mod common;
-
-use common::*;
 use reqwest::StatusCode;
+use testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 

@@ -1,5 +1,6 @@
-//! Helpers shared by the HTTP tests.
-#![allow(dead_code, unreachable_pub)]
+//! Helpers shared by the workspace's tests: HTTP requests and assertions, image fixtures, real
+//! clients (skopeo, podman) with private state, Harbor-model accounts, tokens, and the `registry`
+//! binary as a child process. Not published; every test crate takes it as a dev-dependency.
 
 use registry_core::Digest;
 use registry_http::TestRegistry;
@@ -225,7 +226,7 @@ pub async fn run_failing(program: &str, args: &[&str], envs: &[(&str, &str)]) ->
 /// projects, and `outsider` in none; every user but the admin has the password `password1`.
 pub async fn harbor_accounts() -> registry_auth::Accounts {
     use registry_auth::Role;
-    let accounts = registry_auth::Accounts::in_memory().expect("accounts");
+    let accounts = registry_auth::Accounts::in_memory();
     accounts.create_project("library", true).await.expect("project");
     accounts.create_project("team", false).await.expect("project");
     accounts.add_user("admin", "adminpassword", true).await.expect("user");
@@ -339,12 +340,13 @@ pub struct Server {
 impl Server {
     /// Starts the binary on an ephemeral port and waits for its "serving" log line, which it
     /// prints once the listener is bound.
-    pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
-        Self::start_command("serve", args, envs).await
+    pub async fn start(binary: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Self::start_command(binary, "serve", args, envs).await
     }
 
-    pub async fn start_command(command: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_registry"))
+    /// Starts `binary command --listen 127.0.0.1:0 args…`.
+    pub async fn start_command(binary: &str, command: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut child = tokio::process::Command::new(binary)
             .arg(command)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)

@@ -13,15 +13,13 @@
 //! REGISTRY_CRASH_KILLS=1000 REGISTRY_CRASH_SEED=$RANDOM cargo nextest run -p registry-http --test crash --no-capture
 //! ```
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::*;
 use registry_core::Digest;
 use reqwest::{Client, StatusCode};
+use testkit::*;
 
 const CLIENTS: usize = 4;
 const MAX_STARTUP: Duration = Duration::from_secs(10);

@@ -1,0 +1,371 @@
+//! The reference server's configuration: a TOML file, overridden by environment variables, overridden
+//! by command-line flags (the binary applies the last two).
+//!
+//! ```toml
+//! listen = "127.0.0.1:5000"      # address to serve on
+//! data_dir = "./registry-data"   # blobs, uploads and metadata.redb (metadata and accounts)
+//! admin_socket = ""              # the local admin socket; default <data_dir>/admin.sock
+//! log_level = "info"             # tracing filter: error, warn, info, debug, trace or a directive list
+//!
+//! [auth]
+//! enabled = true                 # token authentication (false: anyone may do anything; development only)
+//! service = "registry"           # the service name: tokens' audience
+//! realm = ""                     # token endpoint URL; default http://<listen address>/auth/token
+//! token_lifetime_secs = 300      # access token lifetime (at least 60)
+//! also_issue_for = []            # other registries' service names this token service issues for
+//! algorithm = "ES256"           # signing algorithm of the key made on the first start: ES256 or RS256
+//! kid_format = "rfc7638"         # how tokens name their key: "rfc7638" or "libtrust"
+//! x5c = true                     # send the key's certificate chain in tokens (distribution verifies it)
+//! trusted_keys = ""              # a JWKS file: trust an external token service (set realm too)
+//! issuer = "registry-token-service"  # the external token service's `iss`
+//!
+//! [tls]                          # serve HTTPS (both or neither)
+//! cert = "/etc/registry/cert.pem" # PEM certificate chain
+//! key = "/etc/registry/key.pem"   # PEM private key
+//!
+//! [limits]
+//! max_manifest_bytes = 4194304   # largest manifest accepted (413 beyond)
+//! max_page = 1000                # largest page of tags or repositories
+//! max_header_bytes = 65536       # largest request head
+//! header_read_timeout_secs = 30  # time to send a request's headers
+//! body_read_timeout_secs = 60    # longest silence within a request body (a stalled client)
+//! idle_timeout_secs = 120        # longest a keep-alive connection waits for its next request
+//! write_timeout_secs = 60        # longest wait for a client to take response bytes
+//! max_concurrent_uploads = 256   # upload requests streaming at once (429 TOOMANYREQUESTS beyond)
+//! shutdown_grace_secs = 30       # time in-flight requests get on shutdown
+//!
+//! [gc]                           # online garbage collection (also `registry gc` and the API)
+//! interval_secs = 86400          # run every so often while serving; 0: never on a schedule
+//! grace_secs = 3600              # keep anything younger, referenced or not (uploads in flight)
+//! delete_untagged = false        # scheduled runs also delete untagged manifests
+//! upload_expiry_secs = 86400     # uploads not written to for this long are abandoned
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use registry_http::server::tls::TlsError;
+use serde::Deserialize;
+
+/// The server's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    /// Address to serve on.
+    pub(crate) listen: SocketAddr,
+    /// Where blobs, uploads and the metadata database live.
+    pub(crate) data_dir: PathBuf,
+    /// The local admin socket (the account commands reach a running server through it); empty
+    /// for `<data_dir>/admin.sock`.
+    pub(crate) admin_socket: Option<PathBuf>,
+    /// The tracing filter.
+    pub(crate) log_level: String,
+    /// Authentication.
+    pub(crate) auth: AuthConfig,
+    /// HTTPS.
+    pub(crate) tls: TlsTable,
+    /// Limits.
+    pub(crate) limits: LimitsConfig,
+    /// Garbage collection.
+    pub(crate) gc: GcConfig,
+}
+
+/// The `[gc]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct GcConfig {
+    /// Seconds between scheduled runs; 0 for none.
+    pub(crate) interval_secs: u64,
+    /// Seconds objects are kept whatever references them.
+    pub(crate) grace_secs: u64,
+    /// Whether scheduled runs delete untagged manifests.
+    pub(crate) delete_untagged: bool,
+    /// Seconds after which an upload not written to is abandoned.
+    pub(crate) upload_expiry_secs: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        let defaults = registry_storage::GcOptions::default();
+        GcConfig {
+            interval_secs: 24 * 3600,
+            grace_secs: defaults.grace.as_secs(),
+            delete_untagged: false,
+            upload_expiry_secs: defaults.upload_expiry.as_secs(),
+        }
+    }
+}
+
+impl GcConfig {
+    /// The options of scheduled runs (and the defaults of the others).
+    pub(crate) fn options(&self) -> registry_storage::GcOptions {
+        registry_storage::GcOptions {
+            grace: Duration::from_secs(self.grace_secs),
+            delete_untagged: self.delete_untagged,
+            dry_run: false,
+            upload_expiry: Duration::from_secs(self.upload_expiry_secs),
+        }
+    }
+}
+
+/// The `[tls]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TlsTable {
+    /// PEM certificate chain.
+    pub(crate) cert: Option<PathBuf>,
+    /// PEM private key.
+    pub(crate) key: Option<PathBuf>,
+}
+
+/// `auth.algorithm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[allow(clippy::upper_case_acronyms)]
+pub(crate) enum AlgorithmConfig {
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+}
+
+/// `auth.kid_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum KidFormatConfig {
+    /// RFC 7638 thumbprint.
+    Rfc7638,
+    /// libtrust key id.
+    Libtrust,
+}
+
+impl From<KidFormatConfig> for registry_auth::KidFormat {
+    fn from(c: KidFormatConfig) -> Self {
+        match c {
+            KidFormatConfig::Rfc7638 => registry_auth::KidFormat::Rfc7638,
+            KidFormatConfig::Libtrust => registry_auth::KidFormat::Libtrust,
+        }
+    }
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthConfig {
+    /// Whether token authentication is on.
+    pub(crate) enabled: bool,
+    /// The service name (tokens' audience).
+    pub(crate) service: String,
+    /// The token endpoint URL given to clients; empty for `http://<listen address>/auth/token`.
+    pub(crate) realm: String,
+    /// Access token lifetime in seconds.
+    pub(crate) token_lifetime_secs: u64,
+    /// Other registries' service names the built-in token service also issues tokens for.
+    pub(crate) also_issue_for: Vec<String>,
+    /// Algorithm of the signing key created on the first start: `ES256` (default) or `RS256`.
+    pub(crate) algorithm: AlgorithmConfig,
+    /// How tokens name their key: `rfc7638` (default) or `libtrust`.
+    pub(crate) kid_format: KidFormatConfig,
+    /// Whether tokens carry the key's certificate chain (`x5c`).
+    pub x5c: bool,
+    /// A JWKS file with the public keys of an external token service (`registry token-server`);
+    /// when set, this server issues no tokens and holds no accounts.
+    pub(crate) trusted_keys: Option<PathBuf>,
+    /// The `iss` of the tokens to accept.
+    pub(crate) issuer: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: true,
+            service: "registry".into(),
+            realm: String::new(),
+            token_lifetime_secs: 300,
+            also_issue_for: Vec::new(),
+            algorithm: AlgorithmConfig::ES256,
+            kid_format: KidFormatConfig::Rfc7638,
+            x5c: true,
+            trusted_keys: None,
+            issuer: registry_http::token::ISSUER.into(),
+        }
+    }
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LimitsConfig {
+    /// Largest manifest accepted, in bytes.
+    pub(crate) max_manifest_bytes: usize,
+    /// Largest page of tags or repositories.
+    pub(crate) max_page: usize,
+    /// Largest request head, in bytes.
+    pub(crate) max_header_bytes: usize,
+    /// Seconds a client has to send a request's headers.
+    pub(crate) header_read_timeout_secs: u64,
+    /// Seconds a request body may go without a byte.
+    pub(crate) body_read_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    pub(crate) idle_timeout_secs: u64,
+    /// Seconds a response write may wait for the client.
+    pub(crate) write_timeout_secs: u64,
+    /// Upload requests (with a body) streaming at once; 0 for no limit.
+    pub(crate) max_concurrent_uploads: usize,
+    /// Seconds in-flight requests get on shutdown.
+    pub(crate) shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            data_dir: PathBuf::from("./registry-data"),
+            admin_socket: None,
+            log_level: "info".into(),
+            auth: AuthConfig::default(),
+            tls: TlsTable::default(),
+            limits: LimitsConfig::default(),
+            gc: GcConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let engine = registry_storage::Limits::default();
+        let server = registry_http::ServerOptions::default();
+        LimitsConfig {
+            max_manifest_bytes: engine.max_manifest_bytes,
+            max_page: engine.max_page,
+            max_header_bytes: server.max_header_bytes,
+            header_read_timeout_secs: server.header_read_timeout.as_secs(),
+            body_read_timeout_secs: server.timeouts.body_read.as_secs(),
+            idle_timeout_secs: server.timeouts.idle.as_secs(),
+            write_timeout_secs: server.timeouts.write.as_secs(),
+            max_concurrent_uploads: registry_http::layers::admission::DEFAULT_MAX_CONCURRENT_UPLOADS,
+            shutdown_grace_secs: server.shutdown_grace.as_secs(),
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of this schema.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+}
+
+impl Config {
+    /// Parses a configuration from TOML text; missing keys take their defaults, unknown keys are
+    /// errors.
+    pub(crate) fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Reads a configuration file.
+    pub(crate) fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text)
+    }
+
+    /// The engine's limits.
+    pub(crate) fn engine_limits(&self) -> registry_storage::Limits {
+        registry_storage::Limits {
+            max_manifest_bytes: self.limits.max_manifest_bytes,
+            max_page: self.limits.max_page.max(1),
+        }
+    }
+
+    /// The admin socket's path.
+    pub(crate) fn admin_socket(&self) -> PathBuf {
+        self.admin_socket.clone().unwrap_or_else(|| self.data_dir.join("admin.sock"))
+    }
+
+    /// The server's connection options, with the TLS configuration loaded when `[tls]` is set.
+    pub(crate) fn server_options(&self) -> Result<registry_http::ServerOptions, TlsError> {
+        let tls = match (&self.tls.cert, &self.tls.key) {
+            (Some(cert), Some(key)) => Some(registry_http::TlsConfig::from_files(cert, key)?),
+            (None, None) => None,
+            _ => return Err(TlsError::new("[tls] needs both cert and key")),
+        };
+        Ok(registry_http::ServerOptions {
+            tls,
+            header_read_timeout: Duration::from_secs(self.limits.header_read_timeout_secs.max(1)),
+            max_header_bytes: self.limits.max_header_bytes,
+            shutdown_grace: Duration::from_secs(self.limits.shutdown_grace_secs),
+            timeouts: registry_http::Timeouts {
+                body_read: Duration::from_secs(self.limits.body_read_timeout_secs.max(1)),
+                idle: Duration::from_secs(self.limits.idle_timeout_secs.max(1)),
+                write: Duration::from_secs(self.limits.write_timeout_secs.max(1)),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_toml("").expect("empty is all defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.limits.max_manifest_bytes, 4 << 20);
+        assert!(c.auth.enabled, "secure by default");
+        let c = Config::from_toml("listen = \"127.0.0.1:6000\"\n[limits]\nmax_page = 5\n").expect("valid");
+        assert_eq!(c.listen.port(), 6000);
+        assert_eq!(c.engine_limits().max_page, 5);
+        assert_eq!(c.gc.interval_secs, 86400, "collected daily by default");
+        let c = Config::from_toml("[gc]\ninterval_secs = 0\ngrace_secs = 60\ndelete_untagged = true\n").expect("valid");
+        assert_eq!(c.gc.interval_secs, 0);
+        let options = c.gc.options();
+        assert_eq!((options.grace.as_secs(), options.delete_untagged, options.dry_run), (60, true, false));
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_loads_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).expect("write");
+        std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write");
+        let text = format!("[tls]\ncert = {cert_path:?}\nkey = {key_path:?}\n");
+        let options = Config::from_toml(&text).expect("valid").server_options().expect("loads");
+        assert!(options.tls.is_some());
+        let only_cert = Config::from_toml(&format!("[tls]\ncert = {cert_path:?}\n")).expect("valid");
+        assert!(only_cert.server_options().is_err(), "cert without key");
+        let wrong = Config::from_toml(&format!("[tls]\ncert = {key_path:?}\nkey = {cert_path:?}\n")).expect("valid");
+        assert!(wrong.server_options().is_err(), "swapped files");
+        assert!(Config::default().server_options().expect("plain").tls.is_none());
+    }
+
+    #[test]
+    fn connection_timeouts_and_the_upload_limit_load() {
+        let c = Config::from_toml(
+            "[limits]\nbody_read_timeout_secs = 5\nidle_timeout_secs = 7\nwrite_timeout_secs = 9\nmax_concurrent_uploads = 3\n",
+        )
+        .expect("valid");
+        let timeouts = c.server_options().expect("options").timeouts;
+        assert_eq!((timeouts.body_read.as_secs(), timeouts.idle.as_secs(), timeouts.write.as_secs()), (5, 7, 9));
+        assert_eq!(c.limits.max_concurrent_uploads, 3);
+        let defaults = Config::default().server_options().expect("options").timeouts;
+        assert_eq!(defaults, registry_http::Timeouts::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::from_toml("lisen = \"x\"").is_err());
+        assert!(Config::from_toml("listen = 5").is_err());
+    }
+}

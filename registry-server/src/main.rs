@@ -1,0 +1,338 @@
+//! `registry`: the reference server.
+//!
+//! `registry serve` runs the registry on its embedded default: blobs on the filesystem and
+//! metadata and accounts in one embedded redb database, both under the data directory, with token
+//! authentication on. The account commands (`user`, `project`, `member`, `robot`) and `gc` send
+//! management API requests to a running server through its admin socket, or, when none runs, to
+//! the data directory opened in this process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use registry_auth::Accounts;
+use registry_http::RegistryBuilder;
+use tracing_subscriber::EnvFilter;
+
+mod commands;
+mod config;
+mod data_dir;
+mod local;
+
+use commands::{MemberCommand, ProjectCommand, RobotCommand, UserCommand};
+use config::Config;
+use local::Local;
+
+#[derive(Parser)]
+#[command(name = "registry", version, about = "An OCI Distribution registry with Harbor's accounts and API")]
+struct Cli {
+    #[command(flatten)]
+    location: Location,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the registry.
+    Serve(ServeArgs),
+    /// Run the token service alone; registries then trust its public keys (`/auth/jwks`).
+    TokenServer(TokenServerArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Manage project members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Manage robot accounts.
+    #[command(subcommand)]
+    Robot(RobotCommand),
+    /// Collect garbage now (a running server also collects on its [gc] schedule).
+    Gc(GcArgs),
+}
+
+#[derive(Args)]
+struct GcArgs {
+    /// Report what would be freed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also delete manifests no tag or index references.
+    #[arg(long)]
+    delete_untagged: bool,
+    /// Keep anything younger than this many seconds [default: the [gc] grace_secs, 3600]; only
+    /// when no server runs (a running server uses its own).
+    #[arg(long)]
+    grace_secs: Option<u64>,
+}
+
+/// Where the configuration and data are.
+#[derive(Args)]
+struct Location {
+    /// TOML configuration file (flags and environment variables override it).
+    #[arg(long, env = "REGISTRY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./registry-data].
+    #[arg(long, env = "REGISTRY_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+impl Location {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            config.data_dir = v.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "REGISTRY_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Log filter: error, warn, info, debug, trace, or tracing directives [default: info].
+    #[arg(long, env = "REGISTRY_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// Largest manifest accepted, in bytes [default: 4194304].
+    #[arg(long, env = "REGISTRY_MAX_MANIFEST_BYTES")]
+    max_manifest_bytes: Option<usize>,
+    /// Largest page of tags or repositories [default: 1000].
+    #[arg(long, env = "REGISTRY_MAX_PAGE")]
+    max_page: Option<usize>,
+    /// Write logs as JSON lines.
+    #[arg(long, env = "REGISTRY_LOG_JSON")]
+    log_json: bool,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "REGISTRY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "REGISTRY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The first start's admin password (else a random one is printed once).
+    #[arg(long, env = "REGISTRY_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+}
+
+#[derive(Args)]
+struct TokenServerArgs {
+    /// Address to listen on [default: the configuration's listen address].
+    #[arg(long, env = "REGISTRY_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Log filter [default: info].
+    #[arg(long, env = "REGISTRY_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// The first start's admin password (else a random one is printed once).
+    #[arg(long, env = "REGISTRY_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => run_serve(&cli.location, args).await,
+            Command::TokenServer(args) => run_token_server(&cli.location, args).await,
+            Command::User(c) => commands::user(&connect(&cli.location).await?, c).await,
+            Command::Project(c) => commands::project(&connect(&cli.location).await?, c).await,
+            Command::Member(c) => commands::member(&connect(&cli.location).await?, c).await,
+            Command::Robot(c) => commands::robot(&connect(&cli.location).await?, c).await,
+            Command::Gc(args) => run_gc(&cli.location, args).await,
+        }
+    })
+}
+
+async fn connect(location: &Location) -> anyhow::Result<Local> {
+    Local::connect(&location.load()?).await
+}
+
+async fn run_gc(location: &Location, args: GcArgs) -> anyhow::Result<()> {
+    let mut config = location.load()?;
+    init_logging(&config.log_level, false)?;
+    if let Some(secs) = args.grace_secs {
+        if tokio::net::UnixStream::connect(config.admin_socket()).await.is_ok() {
+            anyhow::bail!("--grace-secs applies only when no server runs; the running server uses its [gc] grace_secs");
+        }
+        config.gc.grace_secs = secs;
+    }
+    let local = Local::connect(&config).await?;
+    let report = commands::gc(&local, args.dry_run, args.delete_untagged).await?;
+    let n = |k: &str| report[k].as_u64().unwrap_or(0);
+    let verb = if report["dry_run"] == true { "would free" } else { "freed" };
+    println!(
+        "{verb} {} blobs ({} bytes), {} links, {} manifests, {} uploads ({} bytes); examined {} objects in {} ms",
+        n("blobs_deleted"),
+        n("bytes_freed"),
+        n("links_removed"),
+        n("manifests_deleted"),
+        n("uploads_removed"),
+        n("upload_bytes_freed"),
+        n("examined"),
+        n("duration_ms")
+    );
+    println!("{report}");
+    Ok(())
+}
+
+fn init_logging(level: &str, json: bool) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(level).with_context(|| format!("log level {level:?}"))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    let _ = if json { subscriber.json().try_init() } else { subscriber.try_init() };
+    Ok(())
+}
+
+/// The builder for a server with Harbor's accounts on the data directory: the stores opened
+/// (older layouts moved up), the first start's admin and `library`, the persistent token key.
+async fn with_accounts(
+    config: &Config,
+    builder: RegistryBuilder,
+    admin_password: Option<&str>,
+) -> anyhow::Result<RegistryBuilder> {
+    let opened = data_dir::open(&config.data_dir, config.engine_limits()).await?;
+    let accounts = Accounts::new(Arc::new(opened.store));
+    let first = data_dir::bootstrap(&accounts, admin_password).await?;
+    if let Some(password) = &first.generated_admin_password {
+        // Shown once, never stored in clear: there is no default password.
+        println!(
+            "first start: created system administrator 'admin' with password {password} (shown once; store it now)"
+        );
+    } else if first.created_admin {
+        tracing::info!("first start: created system administrator 'admin' with the given password");
+    }
+    if first.created_library {
+        tracing::info!("first start: created the public project 'library'");
+    }
+    let key = data_dir::token_key(&config.data_dir, config.auth.algorithm == config::AlgorithmConfig::RS256)?;
+    let (_, der) = data_dir::token_certificate(&config.data_dir, &key)?;
+    let mut builder = builder
+        .registry(opened.registry)
+        .accounts(accounts)
+        .token_key(key)
+        .token_certificate(der)
+        .x5c(config.auth.x5c)
+        .kid_format(config.auth.kid_format.into())
+        .token_lifetime(Duration::from_secs(config.auth.token_lifetime_secs))
+        .service_name(config.auth.service.clone());
+    for service in &config.auth.also_issue_for {
+        builder = builder.also_issue_for(service.clone());
+    }
+    if !config.auth.realm.is_empty() {
+        builder = builder.realm(config.auth.realm.clone());
+    }
+    Ok(builder)
+}
+
+async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = location.load()?;
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.log_level {
+        config.log_level = v;
+    }
+    if let Some(v) = args.max_manifest_bytes {
+        config.limits.max_manifest_bytes = v;
+    }
+    if let Some(v) = args.max_page {
+        config.limits.max_page = v;
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls.cert = Some(cert);
+        config.tls.key = Some(key);
+    }
+    init_logging(&config.log_level, args.log_json)?;
+
+    let options = config.server_options()?;
+    let interval = (config.gc.interval_secs > 0).then(|| Duration::from_secs(config.gc.interval_secs));
+    let mut builder = RegistryBuilder::new()
+        .limits(config.engine_limits())
+        .server_options(options)
+        .upload_limit(config.limits.max_concurrent_uploads)
+        .gc(config.gc.options(), interval)
+        .admin_socket(config.admin_socket());
+    builder = if !config.auth.enabled {
+        let opened = data_dir::open(&config.data_dir, config.engine_limits()).await?;
+        tracing::warn!("authentication is disabled: anyone who can connect may push, pull and delete");
+        builder.registry(opened.registry)
+    } else if let Some(path) = &config.auth.trusted_keys {
+        if config.auth.realm.is_empty() {
+            anyhow::bail!("[auth] trusted_keys needs realm: the external token service's /auth/token URL");
+        }
+        let jwks = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let opened = data_dir::open(&config.data_dir, config.engine_limits()).await?;
+        tracing::info!(realm = %config.auth.realm, "trusting an external token service");
+        builder
+            .registry(opened.registry)
+            .service_name(config.auth.service.clone())
+            .trust_token_service(&config.auth.realm, &jwks, &config.auth.issuer)
+            .with_context(|| format!("reading the keys of {}", path.display()))?
+    } else {
+        with_accounts(&config, builder, args.admin_password.as_deref()).await?
+    };
+    let server = builder.bind(config.listen).await?;
+    tracing::info!(
+        listen = %server.local_addr(),
+        url = %server.url(),
+        data_dir = %config.data_dir.display(),
+        auth = config.auth.enabled,
+        "registry serving"
+    );
+    server.serve(shutdown_signal()).await?;
+    tracing::info!("registry stopped");
+    Ok(())
+}
+
+async fn run_token_server(location: &Location, args: TokenServerArgs) -> anyhow::Result<()> {
+    let mut config = location.load()?;
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.log_level {
+        config.log_level = v;
+    }
+    init_logging(&config.log_level, false)?;
+    let builder = RegistryBuilder::new().server_options(config.server_options()?).token_service_only();
+    let server = with_accounts(&config, builder, args.admin_password.as_deref()).await?.bind(config.listen).await?;
+    tracing::info!(listen = %server.local_addr(), service = %config.auth.service, "token service serving");
+    server.serve(shutdown_signal()).await?;
+    tracing::info!("token service stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
