@@ -15,7 +15,7 @@ use registry_core::Digest;
 use registry_examples::send;
 use registry_storage::blob::StoredObject;
 use registry_storage::{
-    BlobStore, BodyStream, ByteStream, Limits, MemoryBlobStore, RedbMetadataStore, Registry, Result, UploadId,
+    BlobStore, BodyStream, ByteStream, Limits, MemoryBlobStore, MemoryMetadataStore, Registry, Result, UploadId,
 };
 
 /// Counts bytes written into uploads and read out of blobs.
@@ -99,7 +99,7 @@ impl BlobStore for CountingStore {
 async fn run() -> std::result::Result<(u64, u64), Box<dyn std::error::Error + Send + Sync>> {
     let store = Arc::new(CountingStore::default());
     let (written, read) = (store.written.clone(), store.read.clone());
-    let registry = Registry::new(store, Arc::new(RedbMetadataStore::in_memory()?), Limits::default());
+    let registry = Registry::new(store, Arc::new(MemoryMetadataStore::new()), Limits::default());
     let server = registry_http::TestRegistry::start_with_registry(registry).await?;
 
     let blob = vec![42u8; 10_000];

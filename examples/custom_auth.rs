@@ -5,22 +5,28 @@
 //! - an `AccessPolicy` that makes the registry read-only except for one repository.
 //!
 //! The token service, the 401 challenge and the token verification are the crate's; only the
-//! two decisions are yours.
+//! two decisions are yours. Assembling the server takes 5 lines:
+//!
+//! ```text
+//! let server = RegistryBuilder::new()
+//!     .authenticator(ApiKey("s3cret-api-key".into()))
+//!     .access_policy(ReadOnlyExceptOne)
+//!     .bind("127.0.0.1:0")
+//!     .await?;
+//! ```
+//!
+//! then `server.serve(shutdown).await`. A test registry with the same authenticator is one line:
+//! `TestRegistry::builder().authenticator(ApiKey(..)).start().await?` (its default policy lets
+//! every signed-in identity pull, push and delete).
 //!
 //! `cargo run -p registry-examples --example custom_auth`
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use base64::Engine as _;
-use registry_auth::{
-    AccessPolicy, AuthError, Authenticator, Identity, TokenIssuer, TokenKey, TokenService, TokenVerifier,
-};
+use registry_auth::{AccessPolicy, AuthError, Authenticator, Identity};
 use registry_core::{Action, Digest, Scope};
 use registry_examples::send_with;
-use registry_http::{AuthSettings, RegistryService, ServerOptions, serve};
-use registry_storage::Registry;
+use registry_http::{RegistryBuilder, TestRegistry};
 
 /// Accepts exactly one API key.
 struct ApiKey(String);
@@ -66,14 +72,8 @@ async fn token(
     scope: &str,
 ) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>> {
     let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("ci:{key}")));
-    let (status, _, body) = send_with(
-        addr,
-        "GET",
-        &format!("/auth/token?service=embedded&scope={scope}"),
-        "",
-        &[("authorization", &basic)],
-    )
-    .await?;
+    let (status, _, body) =
+        send_with(addr, "GET", &format!("/auth/token?scope={scope}"), "", &[("authorization", &basic)]).await?;
     if status != 200 {
         return Ok(None);
     }
@@ -94,23 +94,14 @@ async fn push(
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let key = TokenKey::generate()?;
-    let verifier = TokenVerifier::new([key.public_key()], "embedded-issuer", "embedded");
-    let issuer = TokenIssuer::new(key, "embedded-issuer", Duration::from_secs(300));
-    let tokens =
-        TokenService::new(issuer, "embedded", Arc::new(ApiKey("s3cret-api-key".into())), Arc::new(ReadOnlyExceptOne));
-    let auth = AuthSettings {
-        realm: format!("http://{addr}/auth/token"),
-        service: "embedded".into(),
-        verifier,
-        token_service: Some(Arc::new(tokens)),
-        projects: None,
-    };
-    let service = RegistryService::new(Registry::in_memory()?).with_auth(auth);
+    let server = RegistryBuilder::new()
+        .authenticator(ApiKey("s3cret-api-key".into()))
+        .access_policy(ReadOnlyExceptOne)
+        .bind("127.0.0.1:0")
+        .await?;
+    let addr = server.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, service, ServerOptions::default(), async {
+    let serving = tokio::spawn(server.serve(async {
         let _ = stopped.await;
     }));
 
@@ -121,7 +112,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     assert_eq!(push(addr, "prod/app", &t).await?, 401, "read-only elsewhere");
     println!("API key accepted; writes allowed only to scratch/playground");
     let _ = stop.send(());
-    server.await??;
+    serving.await??;
+
+    // The same authenticator in a test registry: one line.
+    let test = TestRegistry::builder().authenticator(ApiKey("s3cret-api-key".into())).start().await?;
+    let t = token(test.addr(), "s3cret-api-key", "repository:any/repo:pull,push").await?.ok_or("no token")?;
+    assert_eq!(push(test.addr(), "any/repo", &t).await?, 201, "the default policy: signed in may push");
+    test.stop().await;
     Ok(())
 }
 

@@ -14,8 +14,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use registry_core::Digest;
 use registry_examples::send;
-use registry_http::{RegistryService, ResponseBody};
-use registry_storage::Registry;
+use registry_http::{RegistryBuilder, ResponseBody};
 
 /// The application's own routes.
 fn app_handler(req: &Request<Incoming>) -> Response<ResponseBody> {
@@ -24,9 +23,9 @@ fn app_handler(req: &Request<Incoming>) -> Response<ResponseBody> {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let registry = RegistryService::new(Registry::in_memory()?).with_prefix("/registry");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let registry = RegistryBuilder::new().prefix("/registry").build_service(&format!("http://{addr}")).await?;
     let server = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { break };

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use registry_core::{Digest, RepositoryName, Tag};
+use registry_redb::RedbStore;
 use registry_storage::meta::ManifestRecord;
-use registry_storage::{Limits, MemoryBlobStore, MetadataStore, RedbMetadataStore, Registry};
+use registry_storage::{Limits, MemoryBlobStore, MetadataStore, Registry};
 
 const PAGE: usize = 100;
 
@@ -18,7 +19,7 @@ const PAGE: usize = 100;
 /// repositories (`r/00000` ...).
 fn populated(rt: &tokio::runtime::Runtime, tags: usize, repos: usize) -> Registry {
     rt.block_on(async {
-        let meta = Arc::new(RedbMetadataStore::in_memory().expect("metadata store"));
+        let meta = Arc::new(RedbStore::in_memory());
         let repo = RepositoryName::parse("big/app").expect("name");
         let digest = Digest::sha256_of(b"manifest");
         let record = ManifestRecord {

@@ -2,8 +2,6 @@
 
 use registry_core::BackendError;
 
-use crate::token::TokenError;
-
 /// An authentication or authorization failure, a refused account change, or a fault behind them.
 ///
 /// Clients see every credential or token failure the same way (401); the variant and its reason
@@ -59,4 +57,37 @@ impl AuthError {
     pub fn conflict(what: impl Into<String>) -> AuthError {
         AuthError::Conflict { what: what.into() }
     }
+}
+
+/// Why a token was refused (for the log: clients see one answer for all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Longer than any token this registry accepts.
+    #[error("too long")]
+    TooLong,
+    /// Not a JWS compact serialization with a decodable header and claims.
+    #[error("malformed")]
+    Malformed,
+    /// An algorithm no trusted key has (`none`, HMAC, or another key's).
+    #[error("algorithm not accepted")]
+    Algorithm,
+    /// No trusted key has its key id.
+    #[error("unknown key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// Issued by another token service.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// Issued for another registry.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// Past its expiry (and any grace).
+    #[error("expired")]
+    Expired,
+    /// Before its `nbf`.
+    #[error("not yet valid")]
+    NotYetValid,
 }

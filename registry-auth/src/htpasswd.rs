@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use crate::Authenticator;
 use crate::error::AuthError;
 use crate::identity::Identity;
+use crate::policy::Authenticator;
 
 /// Users and bcrypt hashes from an htpasswd file. Every user is an ordinary (non-admin) user.
 #[derive(Clone)]

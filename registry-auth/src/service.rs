@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use crate::error::AuthError;
 use crate::identity::Identity;
+use crate::policy::{AccessPolicy, Authenticator};
 use crate::token::{TokenIssuer, TokenVerifier};
-use crate::{AccessPolicy, Authenticator};
 
 /// Lifetime of refresh tokens.
 pub const REFRESH_LIFETIME: Duration = Duration::from_secs(30 * 86_400);

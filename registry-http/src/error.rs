@@ -217,9 +217,8 @@ impl From<AuthError> for ApiError {
     }
 }
 
-impl From<crate::distribution::route::RouteError> for ApiError {
-    fn from(e: crate::distribution::route::RouteError) -> ApiError {
-        use crate::distribution::route::RouteError;
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> ApiError {
         match e {
             RouteError::NotFound => ApiError::no_such_endpoint(),
             RouteError::Core(e) => e.into(),
@@ -227,4 +226,22 @@ impl From<crate::distribution::route::RouteError> for ApiError {
             RouteError::BadReference(e) => e.into(),
         }
     }
+}
+
+/// Why a path is not a route.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// No endpoint has this shape.
+    #[error("no such endpoint")]
+    NotFound,
+    /// The endpoint is known but a part of the path is invalid.
+    #[error(transparent)]
+    Core(#[from] registry_core::Error),
+    /// The upload id is not one this registry issues.
+    #[error(transparent)]
+    Storage(#[from] registry_storage::Error),
+    /// `/v2/<name>/manifests/<reference>` with a reference that is neither a tag nor a digest:
+    /// unknown to a reader (404 `MANIFEST_UNKNOWN`), invalid to a writer (400 `TAG_INVALID`).
+    #[error("invalid manifest reference: {0}")]
+    BadReference(registry_core::Error),
 }

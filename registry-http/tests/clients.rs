@@ -103,14 +103,11 @@ async fn podman_and_skopeo_log_in_and_roles_apply() {
     use registry_auth::RobotPermission;
     let accounts = harbor_accounts().await;
     let (robot, secret) = accounts
-        .create_robot({
-            let robot = registry_auth::NewRobot::for_project(
-                "team",
-                "ci",
-                vec![RobotPermission::parse_for_project("team", "*:pull,push").expect("perm")],
-            );
-            robot
-        })
+        .create_robot(registry_auth::NewRobot::for_project(
+            "team",
+            "ci",
+            vec![RobotPermission::parse_for_project("team", "*:pull,push").expect("perm")],
+        ))
         .await
         .expect("robot");
     let reg = TestRegistry::start_with_auth(accounts).await.expect("start");

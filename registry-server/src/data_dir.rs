@@ -71,12 +71,20 @@ pub(crate) struct Bootstrap {
     pub(crate) created_library: bool,
 }
 
-/// On accounts with no users, creates the `admin` system administrator with `admin_password`
+/// On accounts with no enabled system administrator, creates `admin` with `admin_password`
 /// (or a random one, returned to be shown once: there is no default password); with no
 /// projects, creates the public project `library`, as Harbor does.
 pub(crate) async fn bootstrap(accounts: &Accounts, admin_password: Option<&str>) -> Result<Bootstrap, AuthError> {
     let mut out = Bootstrap::default();
-    if accounts.users().await?.is_empty() {
+    let users = accounts.users().await?;
+    if !users.iter().any(|u| u.admin && u.enabled) {
+        if users.iter().any(|u| u.name == "admin") {
+            return Err(AuthError::Precondition(
+                "no enabled system administrator, and a user named admin exists: enable it or make it one \
+                 (registry user enable admin)"
+                    .into(),
+            ));
+        }
         let password = match admin_password {
             Some(p) => p.to_owned(),
             None => {

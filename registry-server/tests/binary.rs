@@ -2,13 +2,15 @@
 
 use reqwest::StatusCode;
 use testkit::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_registry");
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secure_by_default_logs_each_request_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = Server::start(&["--data-dir", dir.path().to_str().expect("utf8")], &[]).await;
+    let mut server = Server::start(BIN, &["--data-dir", dir.path().to_str().expect("utf8")], &[]).await;
     let base = server.url();
     let c = client();
 
@@ -64,13 +66,14 @@ async fn secure_by_default_logs_each_request_and_stops_on_sigterm() {
     assert!(response.starts_with("HTTP/1.1 202"), "in-flight request finished: {response}");
     let status = server.child.wait().await.expect("wait");
     assert!(status.success(), "clean exit: {status}");
-    for entry in ["blobs", "uploads", "tmp", "metadata.redb", "accounts.redb", "token-key.pem"] {
+    for entry in ["blobs", "uploads", "tmp", "metadata.redb", "token-key.pem"] {
         assert!(dir.path().join(entry).exists(), "{entry}");
     }
+    assert!(!dir.path().join("admin.sock").exists(), "the admin socket goes with the server");
 
     // A restart keeps the accounts and the key: the old password and token still work, and no
     // new password is printed.
-    let server = Server::start(&["--data-dir", dir.path().to_str().expect("utf8")], &[]).await;
+    let server = Server::start(BIN, &["--data-dir", dir.path().to_str().expect("utf8")], &[]).await;
     assert!(!server.startup.iter().any(|l| l.contains("created system administrator")));
     let resp =
         c.get(format!("{}/v2/library/app/manifests/v1", server.url())).bearer_auth(&t).send().await.expect("pull");
@@ -104,7 +107,7 @@ async fn account_subcommands_then_login() {
     let (ok, out) = cli(&["project", "list"], &[]).await;
     assert!(ok && out.contains("team\tprivate"), "{out}");
 
-    let server = Server::start(&["--data-dir", data], &[("REGISTRY_ADMIN_PASSWORD", "adminpassword")]).await;
+    let server = Server::start(BIN, &["--data-dir", data], &[("REGISTRY_ADMIN_PASSWORD", "adminpassword")]).await;
     let (c, base) = (client(), server.url());
     let t = token(&c, &base, Some(("dana", "danapassword")), &["repository:team/app:pull,push,delete"]).await;
     push_image_as(&c, &base, "team/app", "v1", "d", Some(&t)).await;
@@ -113,9 +116,30 @@ async fn account_subcommands_then_login() {
         c.get(format!("{base}/v2/team/app/manifests/v1")).bearer_auth(&robot).send().await.expect("pull").status(),
         StatusCode::OK
     );
-    // The server holds the accounts database: the subcommands say so instead of corrupting it.
+    // While the server runs, the commands reach it through its admin socket.
     let (ok, out) = cli(&["user", "list"], &[]).await;
-    assert!(!ok && out.contains("stop it first"), "{out}");
+    assert!(ok && out.contains("dana") && out.contains("admin"), "{out}");
+    let (ok, out) = cli(&["user", "passwd", "dana"], &[("REGISTRY_USER_PASSWORD", "newdanapassword")]).await;
+    assert!(ok, "{out}");
+    assert_eq!(get_token(&c, &base, Some(("dana", "danapassword")), &[]).await.status(), StatusCode::UNAUTHORIZED);
+    token(&c, &base, Some(("dana", "newdanapassword")), &[]).await;
+    let (ok, out) = cli(&["user", "passwd", "admin"], &[]).await;
+    assert!(ok, "{out}");
+    let reset = out.split("(shown once): ").nth(1).expect("a new password").trim().to_owned();
+    token(&c, &base, Some(("admin", &reset)), &[]).await;
+    let (ok, out) = cli(&["user", "disable", "dana"], &[]).await;
+    assert!(ok, "{out}");
+    assert_eq!(get_token(&c, &base, Some(("dana", "newdanapassword")), &[]).await.status(), StatusCode::UNAUTHORIZED);
+    let (ok, out) = cli(&["project", "remove", "team"], &[]).await;
+    assert!(!ok && out.contains("holds 1 repositories"), "refused with the reason: {out}");
+    let (ok, out) = cli(&["robot", "list", "team"], &[]).await;
+    assert!(ok && out.contains("robot$team+ci"), "{out}");
+    server.stop().await;
+    // And on the stopped server's data directory, the same commands in this process.
+    let (ok, out) = cli(&["user", "enable", "dana"], &[]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["member", "list", "team"], &[]).await;
+    assert!(ok && out.contains("dana\tdeveloper"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +157,7 @@ async fn config_file_environment_and_flags() {
     let config = config.to_str().expect("utf8");
 
     // The file's limit applies.
-    let server = Server::start(&["--config", config], &[]).await;
+    let server = Server::start(BIN, &["--config", config], &[]).await;
     let c = client();
     let resp = c
         .put(format!("{}/v2/a/manifests/v1", server.url()))
@@ -148,6 +172,7 @@ async fn config_file_environment_and_flags() {
 
     // The environment overrides the file, a flag overrides the environment.
     let server = Server::start(
+        BIN,
         &["--config", config, "--max-manifest-bytes", "4194304"],
         &[
             ("REGISTRY_MAX_MANIFEST_BYTES", "150"),
@@ -191,6 +216,7 @@ async fn separate_token_server_and_a_registry_holding_only_public_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tokens_dir = dir.path().join("tokens");
     let tokens = Server::start_command(
+        BIN,
         "token-server",
         &["--data-dir", tokens_dir.to_str().expect("utf8")],
         &[("REGISTRY_ADMIN_PASSWORD", "adminpassword")],
@@ -211,7 +237,7 @@ async fn separate_token_server_and_a_registry_holding_only_public_keys() {
         ),
     )
     .expect("config");
-    let registry = Server::start(&["--config", config.to_str().expect("utf8")], &[]).await;
+    let registry = Server::start(BIN, &["--config", config.to_str().expect("utf8")], &[]).await;
     let base = registry.url();
 
     // The challenge sends clients to the token server; its tokens open the registry.
@@ -222,7 +248,7 @@ async fn separate_token_server_and_a_registry_holding_only_public_keys() {
     // A token from another issuer's key is refused.
     let stranger = registry_auth::TokenIssuer::new(
         registry_auth::TokenKey::generate().expect("key"),
-        registry_http::auth::ISSUER,
+        registry_http::token::ISSUER,
         std::time::Duration::from_secs(60),
     )
     .issue("admin", "registry", &[registry_core::Scope::parse("repository:library/app:pull").expect("scope")])
@@ -231,10 +257,8 @@ async fn separate_token_server_and_a_registry_holding_only_public_keys() {
     let resp = c.get(format!("{base}/v2/library/app/manifests/v1")).bearer_auth(&stranger).send().await.expect("get");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // The registry holds no accounts and no signing key: only the public keys.
-    for file in ["accounts.redb", "token-key.pem"] {
-        assert!(!dir.path().join("registry").join(file).exists(), "{file}");
-        assert!(tokens_dir.join(file).exists(), "{file} at the token server");
-    }
+    assert!(!dir.path().join("registry").join("token-key.pem").exists(), "no signing key at the registry");
+    assert!(tokens_dir.join("token-key.pem").exists(), "the signing key is at the token server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,9 +267,12 @@ async fn rs256_tokens_when_configured() {
     let config = dir.path().join("registry.toml");
     std::fs::write(&config, format!("data_dir = {:?}\n[auth]\nalgorithm = \"RS256\"\n", dir.path().join("data")))
         .expect("config");
-    let server =
-        Server::start(&["--config", config.to_str().expect("utf8")], &[("REGISTRY_ADMIN_PASSWORD", "adminpassword")])
-            .await;
+    let server = Server::start(
+        BIN,
+        &["--config", config.to_str().expect("utf8")],
+        &[("REGISTRY_ADMIN_PASSWORD", "adminpassword")],
+    )
+    .await;
     let (c, base) = (client(), server.url());
     let t = token(&c, &base, Some(("admin", "adminpassword")), &["repository:library/rsa:pull,push"]).await;
     let header: serde_json::Value = serde_json::from_slice(
@@ -275,7 +302,7 @@ async fn gc_subcommand_dry_run_then_collect() {
     )
     .expect("config");
     let config = config.to_str().expect("utf8");
-    let server = Server::start(&["--config", config], &[]).await;
+    let server = Server::start(BIN, &["--config", config], &[]).await;
     let c = client();
     push_image(&c, &server.url(), "app", "v1", "kept").await;
     let orphan = push_blob(&c, &server.url(), "app", b"an orphan of eighteen").await;
@@ -284,17 +311,19 @@ async fn gc_subcommand_dry_run_then_collect() {
         args.extend_from_slice(extra);
         Command::new(env!("CARGO_BIN_EXE_registry")).args(args).env_remove("RUST_LOG").output()
     };
-    let busy = gc(&["--dry-run"]).await.expect("run");
-    assert!(!busy.status.success(), "the running server holds the data directory");
-    assert!(String::from_utf8_lossy(&busy.stderr).contains("/api/v2.0/system/gc"));
-    server.stop().await;
-
     let report = |out: std::process::Output| -> serde_json::Value {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let json = text.lines().rev().find(|l| l.starts_with('{')).expect("a JSON report");
         serde_json::from_str(json).expect("json")
     };
+    // While it runs, through its admin socket (with its own grace period).
+    let live = report(gc(&["--dry-run"]).await.expect("run"));
+    assert_eq!((live["dry_run"].as_bool(), live["blobs_deleted"].as_u64()), (Some(true), Some(1)), "{live}");
+    let refused = gc(&["--dry-run", "--grace-secs", "5"]).await.expect("run");
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("grace_secs"));
+    server.stop().await;
+
     let dry = report(gc(&["--dry-run"]).await.expect("run"));
     assert_eq!((dry["dry_run"].as_bool(), dry["blobs_deleted"].as_u64()), (Some(true), Some(1)), "{dry}");
     assert_eq!(dry["bytes_freed"], 21);
@@ -304,7 +333,7 @@ async fn gc_subcommand_dry_run_then_collect() {
     assert_eq!(again["blobs_deleted"], 0, "nothing left to free");
 
     // The image survived: serve again and pull it.
-    let server = Server::start(&["--config", config], &[]).await;
+    let server = Server::start(BIN, &["--config", config], &[]).await;
     let resp = c
         .get(format!("{}/v2/app/manifests/v1", server.url()))
         .header("accept", OCI_MANIFEST)
@@ -323,7 +352,7 @@ async fn gc_subcommand_dry_run_then_collect() {
         format!("data_dir = {:?}\n[auth]\nenabled = false\n[gc]\ninterval_secs = 1\n", dir.path().join("data")),
     )
     .expect("config");
-    let mut server = Server::start(&["--config", scheduled.to_str().expect("utf8")], &[]).await;
+    let mut server = Server::start(BIN, &["--config", scheduled.to_str().expect("utf8")], &[]).await;
     let line = server.log_line(&["garbage collection finished", "blobs_deleted=0"]).await;
     assert!(line.contains("bytes_freed=0") && line.contains("duration_ms="), "{line}");
 }

@@ -8,9 +8,9 @@
 //!
 //! ```sh
 //! # the short version (CI): 50 kills, seed 1
-//! cargo nextest run -p registry-http --test crash
+//! cargo nextest run -p registry-server --test crash
 //! # the long version
-//! REGISTRY_CRASH_KILLS=1000 REGISTRY_CRASH_SEED=$RANDOM cargo nextest run -p registry-http --test crash --no-capture
+//! REGISTRY_CRASH_KILLS=1000 REGISTRY_CRASH_SEED=$RANDOM cargo nextest run -p registry-server --test crash --no-capture
 //! ```
 
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,8 @@ use bytes::Bytes;
 use registry_core::Digest;
 use reqwest::{Client, StatusCode};
 use testkit::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_registry");
 
 const CLIENTS: usize = 4;
 const MAX_STARTUP: Duration = Duration::from_secs(10);
@@ -271,7 +273,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     let (mut resumed, mut unknown, mut slowest) = (0, 0, Duration::ZERO);
     for round in 0..kills {
         let started = Instant::now();
-        let mut server = Server::start(&["--config", &config], &[]).await;
+        let mut server = Server::start(BIN, &["--config", &config], &[]).await;
         slowest = slowest.max(started.elapsed());
         let base = server.url();
         let (r, u) = verify(&c, &base, &shared, &mut rng, false).await;
@@ -290,7 +292,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
         }
     }
     // Last restart: everything acknowledged, all of it.
-    let server = Server::start(&["--config", &config], &[]).await;
+    let server = Server::start(BIN, &["--config", &config], &[]).await;
     let (r, u) = verify(&c, &server.url(), &shared, &mut rng, true).await;
     (resumed, unknown) = (resumed + r, unknown + u);
     let (blobs, manifests) = {
@@ -311,7 +313,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
         .await
         .expect("gc");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let server = Server::start(&["--config", &config], &[]).await;
+    let server = Server::start(BIN, &["--config", &config], &[]).await;
     let manifests = ledger(&shared).verified_manifests.clone();
     for (repo, tag, digest) in manifests {
         let url = format!("{}/v2/{repo}/manifests/{tag}", server.url());

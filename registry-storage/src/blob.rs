@@ -26,8 +26,7 @@ use crate::error::{Error, Result};
 pub mod fs;
 pub mod memory;
 
-/// The error a request body yields when it fails mid-stream.
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::error::BodyError;
 
 /// A request body being streamed into an upload.
 pub type BodyStream<'a> = dyn Stream<Item = std::result::Result<Bytes, BodyError>> + Send + Unpin + 'a;

@@ -4,6 +4,9 @@
 use registry_core::fault::Cause;
 use registry_core::{BackendError, Digest, ErrorCode};
 
+/// The error a request body yields when it fails mid-stream.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// An error from a store or the engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -80,7 +83,7 @@ pub enum Error {
     },
     /// The request body failed while it was read (client disconnected, stalled or sent a broken body).
     #[error("request body failed: {0}")]
-    Body(#[source] crate::blob::BodyError),
+    Body(#[source] BodyError),
     /// A backend failed: I/O, database, object store. [`BackendError::is_retryable`] says whether
     /// the client may retry.
     #[error(transparent)]

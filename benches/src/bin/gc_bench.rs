@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use registry_core::{Digest, Reference, RepositoryName};
-use registry_storage::{FsBlobStore, GcOptions, Limits, RedbMetadataStore, Registry};
+use registry_redb::RedbStore;
+use registry_storage::{FsBlobStore, GcOptions, Limits, Registry};
 
 const BLOBS_PER_MANIFEST: usize = 5;
 const REPOSITORIES: usize = 100;
@@ -53,7 +54,7 @@ async fn run(manifests: usize) -> anyhow::Result<()> {
     let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
     let dir = tempfile::Builder::new().prefix("registry-gc-bench-").tempdir_in(base)?;
     let blobs = Arc::new(FsBlobStore::open(dir.path().join("blobs"))?);
-    let meta = Arc::new(RedbMetadataStore::open(dir.path().join("metadata.redb"))?);
+    let meta = Arc::new(RedbStore::open(dir.path().join("metadata.redb"))?);
     let registry = Registry::new(blobs, meta, Limits::default());
     let started = Instant::now();
     let mut pushed = Vec::with_capacity(manifests);

@@ -2,7 +2,7 @@
 //! (distribution 2.8) on 127.0.0.1, one after the other on the same data, next to the machine's
 //! limits (sha256 speed, fsync'd disk write, loopback), in one run.
 //!
-//! `cargo build --release -p registry-http --bin registry && cargo run --release -p registry-benches --bin load [runs]`
+//! `cargo build --release -p registry-server --bin registry && cargo run --release -p registry-benches --bin load [runs]`
 //!
 //! Prints one table: workload | ours | distribution | ours/distribution | ours/limit, each the median
 //! of `runs` (default 3) with the spread (min–max). Compare ratios from one run, never absolute
@@ -509,7 +509,7 @@ fn ratio(a: &[f64], b: &[f64], lower_is_better: bool) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/registry");
-    anyhow::ensure!(binary.exists(), "build it first: cargo build --release -p registry-http --bin registry");
+    anyhow::ensure!(binary.exists(), "build it first: cargo build --release -p registry-server --bin registry");
     if std::env::args().nth(1).as_deref() == Some("soak") {
         let seconds = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(300);
         return soak::run(&binary, seconds).await;

@@ -4,10 +4,10 @@
 use async_trait::async_trait;
 
 use super::{Accounts, LOCKOUT, MAX_FAILURES, verify_secret};
-use crate::Authenticator;
 use crate::error::AuthError;
 use crate::identity::Identity;
 use crate::model::LoginFailures;
+use crate::policy::Authenticator;
 
 impl Accounts {
     /// Refuses an account locked by repeated failures.

@@ -7,7 +7,7 @@ use super::Accounts;
 use crate::error::AuthError;
 use crate::identity::Identity;
 use crate::model::{Role, pattern_matches};
-use crate::{AccessPolicy, ProjectState};
+use crate::policy::{AccessPolicy, ProjectState};
 
 #[async_trait]
 impl AccessPolicy for Accounts {

@@ -28,7 +28,9 @@ pub mod verifier;
 pub use claims::{AccessEntry, Claims};
 pub use issuer::TokenIssuer;
 pub use key::{ALGORITHM, KidFormat, PublicKey, RS256, TokenKey, jwks, parse_jwks};
-pub use verifier::{TokenError, TokenVerifier, VerifiedToken};
+pub use verifier::{TokenVerifier, VerifiedToken};
+
+pub use crate::error::TokenError;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;

@@ -10,40 +10,7 @@ use registry_core::{Action, Scope};
 
 use super::claims::{Claims, Header};
 use super::key::{ALGORITHM, PublicKey, RS256};
-use crate::error::AuthError;
-
-/// Why a token was refused (for the log: clients see one answer for all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TokenError {
-    /// Longer than any token this registry accepts.
-    #[error("too long")]
-    TooLong,
-    /// Not a JWS compact serialization with a decodable header and claims.
-    #[error("malformed")]
-    Malformed,
-    /// An algorithm no trusted key has (`none`, HMAC, or another key's).
-    #[error("algorithm not accepted")]
-    Algorithm,
-    /// No trusted key has its key id.
-    #[error("unknown key")]
-    UnknownKey,
-    /// The signature does not verify.
-    #[error("bad signature")]
-    BadSignature,
-    /// Issued by another token service.
-    #[error("wrong issuer")]
-    WrongIssuer,
-    /// Issued for another registry.
-    #[error("wrong audience")]
-    WrongAudience,
-    /// Past its expiry (and any grace).
-    #[error("expired")]
-    Expired,
-    /// Before its `nbf`.
-    #[error("not yet valid")]
-    NotYetValid,
-}
+use crate::error::{AuthError, TokenError};
 
 /// Verifies tokens: signature against the trusted keys, algorithm, issuer, audience and times.
 ///

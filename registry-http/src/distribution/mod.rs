@@ -65,9 +65,9 @@ pub(crate) fn service(dist: Arc<Distribution>, settings: Settings) -> BoxService
         Some(auth) => ServiceBuilder::new()
             .layer(authenticate::layer(authenticate::Mode::Bearer(auth.verifier.clone())))
             .layer(access::layer(auth.clone()))
-            .layer(admission::layer(settings.upload_limit))
+            .layer(admission::layer(settings.upload_limit, streams_upload))
             .service(handlers),
-        None => admission::layer(settings.upload_limit).layer(handlers),
+        None => admission::layer(settings.upload_limit, streams_upload).layer(handlers),
     };
     ServiceBuilder::new().layer(route_layer()).layer(deadline::layer(settings.deadline, bounded_work)).service(inner)
 }
@@ -106,6 +106,16 @@ fn bounded_work(req: &Request<RequestBody>) -> bool {
         (Route::StartUpload { .. }, &Method::POST) => routed.query.get("digest").is_none(),
         (Route::Upload { .. }, &Method::PATCH | &Method::PUT) => false,
         _ => true,
+    }
+}
+
+/// Whether a request streams an upload body (admission's question).
+fn streams_upload(req: &Request<RequestBody>) -> bool {
+    let Some(routed) = req.extensions().get::<Routed>() else { return false };
+    match (&routed.route, req.method()) {
+        (Route::StartUpload { .. }, &Method::POST) => routed.query.get("digest").is_some(),
+        (Route::Upload { .. }, &Method::PATCH | &Method::PUT) => true,
+        _ => false,
     }
 }
 

@@ -10,6 +10,8 @@ use http::Method;
 use registry_core::{Action, Digest, Reference, RepositoryName, Scope};
 use registry_storage::UploadId;
 
+pub use crate::error::RouteError;
+
 /// An endpoint of the distribution API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -55,24 +57,6 @@ pub enum Route {
         /// The subject.
         digest: Digest,
     },
-}
-
-/// Why a path is not a route.
-#[derive(Debug, thiserror::Error)]
-pub enum RouteError {
-    /// No endpoint has this shape.
-    #[error("no such endpoint")]
-    NotFound,
-    /// The endpoint is known but a part of the path is invalid.
-    #[error(transparent)]
-    Core(#[from] registry_core::Error),
-    /// The upload id is not one this registry issues.
-    #[error(transparent)]
-    Storage(#[from] registry_storage::Error),
-    /// `/v2/<name>/manifests/<reference>` with a reference that is neither a tag nor a digest:
-    /// unknown to a reader (404 `MANIFEST_UNKNOWN`), invalid to a writer (400 `TAG_INVALID`).
-    #[error("invalid manifest reference: {0}")]
-    BadReference(registry_core::Error),
 }
 
 /// Decodes the `%3A`/`%3a` some clients write for `:` in a reference; anything else

@@ -4,31 +4,22 @@
 
 use std::sync::Arc;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use registry_core::ErrorCode;
 use tokio::sync::Semaphore;
 
 use super::{BoxService, FnLayer, Layer, call, service_fn};
-use crate::distribution::Routed;
-use crate::distribution::route::Route;
 use crate::error::ApiError;
 use crate::request::RequestBody;
 
 /// Upload requests streaming at once, by default.
 pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 256;
 
-/// Whether a request streams an upload body.
-fn streams_upload(req: &http::Request<RequestBody>) -> bool {
-    let Some(routed) = req.extensions().get::<Routed>() else { return false };
-    match (&routed.route, req.method()) {
-        (Route::StartUpload { .. }, &Method::POST) => routed.query.get("digest").is_some(),
-        (Route::Upload { .. }, &Method::PATCH | &Method::PUT) => true,
-        _ => false,
-    }
-}
+/// Says whether a request streams an upload body.
+pub type IsUpload = fn(&http::Request<RequestBody>) -> bool;
 
-/// The layer: at most `limit` upload bodies at once (0: no limit).
-pub fn layer(limit: usize) -> impl Layer<BoxService, Service = BoxService> + Clone {
+/// The layer: at most `limit` requests `is_upload` selects at once (0: no limit).
+pub fn layer(limit: usize, streams_upload: IsUpload) -> impl Layer<BoxService, Service = BoxService> + Clone {
     let slots = (limit > 0).then(|| Arc::new(Semaphore::new(limit)));
     FnLayer(move |inner: BoxService| {
         let slots = slots.clone();

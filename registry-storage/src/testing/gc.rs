@@ -105,17 +105,17 @@ async fn unreferenced_blobs_go_after_the_grace_period_referenced_ones_stay(f: &G
 
     let kept = f.registry.collect_garbage(&GcOptions::default()).await.expect("gc");
     assert_eq!((kept.links_removed, kept.blobs_deleted), (0, 0), "within the grace period: {kept:?}");
-    assert!(blob_exists(&f, &orphan).await);
+    assert!(blob_exists(f, &orphan).await);
 
     let report = f.registry.collect_garbage(&now_options()).await.expect("gc");
     assert_eq!(report.links_removed, 1, "{report:?}");
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
     assert_eq!(report.bytes_freed, b"uploaded, never referenced".len() as u64);
-    assert!(!blob_exists(&f, &orphan).await);
+    assert!(!blob_exists(f, &orphan).await);
     assert!(matches!(f.registry.stat_blob(&repo, &orphan).await, Err(Error::BlobUnknown { .. })));
     // The image is whole.
     for d in [&manifest, &layer] {
-        assert!(blob_exists(&f, d).await, "{d} kept");
+        assert!(blob_exists(f, d).await, "{d} kept");
     }
     let (_, bytes) = f.registry.get_manifest(&repo, &Reference::parse("v1").expect("tag")).await.expect("manifest");
     assert_eq!(Digest::sha256_of(&bytes), manifest);
@@ -133,10 +133,10 @@ async fn deleting_an_image_frees_its_own_blobs_not_shared_ones(f: &GcFixture) {
     // a's layer, a's config link, a's manifest file; the config blob is shared with b.
     assert_eq!(report.links_removed, 2, "{report:?}");
     assert_eq!(report.blobs_deleted, 2, "{report:?}");
-    assert!(!blob_exists(&f, &layer_a).await);
-    assert!(!blob_exists(&f, &manifest_a).await);
-    assert!(blob_exists(&f, &layer_b).await);
-    assert!(blob_exists(&f, &Digest::sha256_of(b"{}")).await, "the config b uses stays");
+    assert!(!blob_exists(f, &layer_a).await);
+    assert!(!blob_exists(f, &manifest_a).await);
+    assert!(blob_exists(f, &layer_b).await);
+    assert!(blob_exists(f, &Digest::sha256_of(b"{}")).await, "the config b uses stays");
 }
 
 async fn delete_untagged_keeps_tagged_index_children_and_referrers_of_live_images(f: &GcFixture) {
@@ -167,7 +167,7 @@ async fn delete_untagged_keeps_tagged_index_children_and_referrers_of_live_image
     assert!(exists(&child).await, "an index's child stays");
     assert!(!exists(&untagged).await);
     assert!(!exists(&orphan_referrer).await, "a referrer whose subject went goes");
-    assert!(!blob_exists(&f, &untagged_layer).await, "and their blobs in the same run");
+    assert!(!blob_exists(f, &untagged_layer).await, "and their blobs in the same run");
     assert_eq!(
         (dry.manifests_deleted, dry.links_removed, dry.blobs_deleted, dry.bytes_freed),
         (report.manifests_deleted, report.links_removed, report.blobs_deleted, report.bytes_freed),
@@ -181,7 +181,7 @@ async fn a_dry_run_changes_nothing(f: &GcFixture) {
     let orphan = push_blob(&f.registry, &repo, b"orphan").await.expect("blob");
     let dry = f.registry.collect_garbage(&GcOptions { dry_run: true, ..now_options() }).await.expect("dry");
     assert_eq!((dry.links_removed, dry.blobs_deleted, dry.bytes_freed), (1, 1, 6));
-    assert!(blob_exists(&f, &orphan).await);
+    assert!(blob_exists(f, &orphan).await);
     assert_eq!(f.registry.stat_blob(&repo, &orphan).await.expect("still linked"), 6);
 }
 
@@ -202,7 +202,7 @@ async fn a_marked_blob_cannot_be_linked_and_the_next_run_finishes_it(f: &GcFixtu
     assert!(meta.gc_marked(10).await.expect("marks").is_empty());
     // And it can be pushed again.
     push_blob(&f.registry, &repo, b"doomed").await.expect("pushed again");
-    assert!(blob_exists(&f, &digest).await);
+    assert!(blob_exists(f, &digest).await);
 }
 
 async fn abandoned_uploads_are_removed(f: &GcFixture) {
