@@ -115,7 +115,8 @@ impl Error {
             Error::SizeMismatch { .. } | Error::SizeExceeded { .. } => ErrorCode::SizeInvalid,
             Error::InvalidVerifierState { .. } => ErrorCode::BlobUploadInvalid,
             Error::InvalidName { .. } => ErrorCode::NameInvalid,
-            Error::InvalidTag { .. } | Error::InvalidManifest { .. } => ErrorCode::ManifestInvalid,
+            Error::InvalidTag { .. } => ErrorCode::TagInvalid,
+            Error::InvalidManifest { .. } => ErrorCode::ManifestInvalid,
             Error::InvalidScope { .. } => ErrorCode::Unauthorized,
             Error::UnsupportedManifest { .. } => ErrorCode::ManifestInvalid,
         }
@@ -143,6 +144,8 @@ pub enum ErrorCode {
     ManifestUnknown,
     /// Invalid repository name.
     NameInvalid,
+    /// A tag outside the grammar (distribution's `TAG_INVALID`).
+    TagInvalid,
     /// Repository name not known to registry.
     NameUnknown,
     /// Provided length did not match content length.
@@ -163,7 +166,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BlobUnknown,
         ErrorCode::BlobUploadInvalid,
         ErrorCode::BlobUploadUnknown,
@@ -174,6 +177,7 @@ impl ErrorCode {
         ErrorCode::NameInvalid,
         ErrorCode::NameUnknown,
         ErrorCode::SizeInvalid,
+        ErrorCode::TagInvalid,
         ErrorCode::Unauthorized,
         ErrorCode::Denied,
         ErrorCode::Unsupported,
@@ -192,6 +196,7 @@ impl ErrorCode {
             ErrorCode::ManifestInvalid => "MANIFEST_INVALID",
             ErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
             ErrorCode::NameInvalid => "NAME_INVALID",
+            ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::NameUnknown => "NAME_UNKNOWN",
             ErrorCode::SizeInvalid => "SIZE_INVALID",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
@@ -214,7 +219,8 @@ impl ErrorCode {
             | ErrorCode::ManifestBlobUnknown
             | ErrorCode::ManifestInvalid
             | ErrorCode::NameInvalid
-            | ErrorCode::SizeInvalid => 400,
+            | ErrorCode::SizeInvalid
+            | ErrorCode::TagInvalid => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
@@ -234,6 +240,7 @@ impl ErrorCode {
             ErrorCode::ManifestInvalid => "manifest invalid",
             ErrorCode::ManifestUnknown => "manifest unknown to registry",
             ErrorCode::NameInvalid => "invalid repository name",
+            ErrorCode::TagInvalid => "manifest tag did not match URI",
             ErrorCode::NameUnknown => "repository name not known to registry",
             ErrorCode::SizeInvalid => "provided length did not match content length",
             ErrorCode::Unauthorized => "authentication required",

@@ -460,7 +460,7 @@ async fn manifests_push_pull_delete_and_rules() {
     assert_error(
         put("-bad-tag".into(), manifest.clone(), OCI_MANIFEST).await.expect("put"),
         StatusCode::BAD_REQUEST,
-        "MANIFEST_INVALID",
+        "TAG_INVALID",
     )
     .await;
     assert_error(
@@ -817,4 +817,57 @@ async fn chunks_must_carry_exactly_their_declared_range() {
     let got = c.get(format!("{base}/v2/a/blobs/{digest}")).send().await.expect("get").bytes().await.expect("body");
     assert_eq!(got.as_ref(), b"0123456789");
     assert_eq!(stored(&reg), (0, 1));
+}
+
+/// A reference that is neither a tag nor a digest names no manifest: readers get 404
+/// `MANIFEST_UNKNOWN`, as clients and conformance tooling expect; a writer gets 400 `TAG_INVALID`.
+#[tokio::test]
+async fn unparseable_references_are_unknown_to_readers_and_invalid_to_writers() {
+    let reg = TestRegistry::start().await.expect("start");
+    let (c, base) = (client(), reg.url());
+    push_image(&c, &base, "app", "v1", "ref").await;
+    for reference in [".INVALID_MANIFEST_NAME", "-dash", "a%2Fb"] {
+        let url = format!("{base}/v2/app/manifests/{reference}");
+        assert_error(c.get(&url).send().await.expect("get"), StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+        let head = c.head(&url).send().await.expect("head");
+        assert_eq!(head.status(), StatusCode::NOT_FOUND, "HEAD {reference}");
+        assert_error(c.delete(&url).send().await.expect("delete"), StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+        let put = c.put(&url).header("content-type", OCI_MANIFEST).body("{}").send().await.expect("put");
+        assert_error(put, StatusCode::BAD_REQUEST, "TAG_INVALID").await;
+    }
+    // The name is still checked first.
+    assert_error(
+        c.get(format!("{base}/v2/App/manifests/.bad")).send().await.expect("get"),
+        StatusCode::BAD_REQUEST,
+        "NAME_INVALID",
+    )
+    .await;
+}
+
+/// A request head larger than the limit gets 431 with the spec's JSON body (hyper alone would
+/// send an empty one), and the connection closes.
+#[tokio::test]
+async fn an_oversized_request_head_gets_a_json_431() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limit = 16 << 10;
+    let options = registry_http::ServerOptions { max_header_bytes: limit, ..Default::default() };
+    let reg = TestRegistry::builder().server_options(options).start().await.expect("start");
+    for size in [limit + 1024, 4 * limit] {
+        let mut s = tokio::net::TcpStream::connect(reg.addr()).await.expect("connect");
+        let head = format!("GET /v2/ HTTP/1.1\r\nHost: {}\r\nX-Big: {}\r\n\r\n", reg.host(), "a".repeat(size));
+        // The server may stop reading once the head is too large: a failed write is fine.
+        let _ = s.write_all(head.as_bytes()).await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+        assert!(out.to_ascii_lowercase().contains("content-type: application/json"), "{out}");
+        let body = out.split("\r\n\r\n").nth(1).expect("a body");
+        let json: serde_json::Value = serde_json::from_str(body).expect("JSON body");
+        assert_eq!(json["errors"][0]["code"], "SIZE_INVALID");
+        assert!(json["errors"][0]["message"].as_str().expect("message").contains(&limit.to_string()));
+    }
+    // A head within the limit is served.
+    let ok = client().get(format!("{}/v2/", reg.url())).header("x-fine", "a".repeat(limit / 2)).send().await;
+    assert_eq!(ok.expect("get").status(), StatusCode::OK);
 }

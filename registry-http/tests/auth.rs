@@ -407,3 +407,61 @@ async fn wrong_times_audiences_and_issuers_are_refused_over_http() {
 fn t_for(issuer: &registry_auth::TokenIssuer, claims: &registry_auth::Claims) -> String {
     issuer.sign_claims(claims).expect("sign")
 }
+
+/// A request whose work does not finish in time (here: an account store that hangs) gets 503
+/// with `Retry-After`, not a client left waiting.
+#[tokio::test]
+async fn a_hung_backend_gets_a_503_at_the_request_deadline() {
+    use registry_auth::{AuthError, Authenticator, Identity};
+    struct Hangs;
+    #[async_trait::async_trait]
+    impl Authenticator for Hangs {
+        async fn authenticate(&self, username: &str, _: &str) -> Result<Identity, AuthError> {
+            Ok(Identity::User { name: username.to_owned(), admin: false })
+        }
+        async fn lookup(&self, _: &str) -> Result<Identity, AuthError> {
+            std::future::pending().await
+        }
+    }
+    let reg = TestRegistry::builder()
+        .authenticator(Hangs)
+        .request_deadline(std::time::Duration::from_millis(200))
+        .start()
+        .await
+        .expect("start");
+    let (c, base) = (client(), reg.url());
+    let t = token(&c, &base, Some(("anyone", "anything")), &["registry:catalog:*"]).await;
+    // The catalog asks the authenticator who the token's subject is: it never answers.
+    let resp = c.get(format!("{base}/v2/_catalog")).bearer_auth(&t).send().await.expect("get");
+    assert_eq!(header(&resp, "retry-after"), "1");
+    assert_error(resp, StatusCode::SERVICE_UNAVAILABLE, "UNKNOWN").await;
+    // Other requests are served meanwhile.
+    assert_eq!(c.get(format!("{base}/v2/")).bearer_auth(&t).send().await.expect("get").status(), StatusCode::OK);
+}
+
+/// A signed-in caller asking for a token in a project that does not exist is told so beside the
+/// (empty) grant, and the registry's answer to the request names the project too.
+#[tokio::test]
+async fn a_missing_project_is_named_to_signed_in_callers() {
+    let (_reg, base) = setup().await;
+    let c = client();
+    let resp = get_token(&c, &base, Some(("dev", "password1")), &["repository:nope/app:pull,push"]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["denied"][0]["scope"], "repository:nope/app:pull,push");
+    assert!(body["denied"][0]["reason"].as_str().expect("reason").contains("project nope not found"));
+    let t = body["token"].as_str().expect("token");
+    let resp = c.post(format!("{base}/v2/nope/app/blobs/uploads/")).bearer_auth(t).send().await.expect("post");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let error: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(error["errors"][0]["code"], "NAME_UNKNOWN");
+    assert!(error["errors"][0]["message"].as_str().expect("message").contains("project nope not found"));
+    assert_eq!(error["errors"][0]["detail"]["project"], "nope");
+    // Anonymous callers learn nothing of which projects exist.
+    let anonymous = get_token(&c, &base, None, &["repository:nope/app:pull"]).await;
+    let body: serde_json::Value = anonymous.json().await.expect("json");
+    assert!(body.get("denied").is_none());
+    let t = body["token"].as_str().expect("token");
+    let resp = c.get(format!("{base}/v2/nope/app/tags/list")).bearer_auth(t).send().await.expect("get");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
