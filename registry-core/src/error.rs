@@ -265,9 +265,31 @@ pub struct ErrorInfo {
     pub code: ErrorCode,
     /// A human-readable message.
     pub message: String,
-    /// Unstructured detail; `null` when absent.
+    /// Unstructured detail; absent when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<serde_json::Value>,
+    pub detail: Option<Detail>,
+}
+
+/// The spec's unstructured `detail` of an error: any JSON value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Detail(serde_json::Value);
+
+impl Detail {
+    /// A detail from JSON text; `None` when the text is not JSON.
+    pub fn from_json(text: &str) -> Option<Detail> {
+        serde_json::from_str(text).ok().map(Detail)
+    }
+
+    /// A detail of one string.
+    pub fn text(text: impl Into<String>) -> Detail {
+        Detail(serde_json::Value::String(text.into()))
+    }
+
+    /// The detail as JSON text.
+    pub fn to_json(&self) -> String {
+        self.0.to_string()
+    }
 }
 
 /// The spec's JSON error body: `{"errors":[{"code","message","detail"}]}`.
@@ -279,7 +301,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     /// A body holding one error.
-    pub fn new(code: ErrorCode, message: impl Into<String>, detail: Option<serde_json::Value>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>, detail: Option<Detail>) -> Self {
         ErrorBody { errors: vec![ErrorInfo { code, message: message.into(), detail }] }
     }
 
@@ -327,7 +349,7 @@ mod tests {
         let body = ErrorBody::new(ErrorCode::NameInvalid, "bad name", None);
         let json = String::from_utf8(body.to_json()).expect("utf8");
         assert_eq!(json, r#"{"errors":[{"code":"NAME_INVALID","message":"bad name"}]}"#);
-        let with_detail = ErrorBody::new(ErrorCode::SizeInvalid, "x", Some(serde_json::json!({"a": 1})));
+        let with_detail = ErrorBody::new(ErrorCode::SizeInvalid, "x", Detail::from_json(r#"{"a": 1}"#));
         let back: ErrorBody = serde_json::from_slice(&with_detail.to_json()).expect("parse");
         assert_eq!(back, with_detail);
     }

@@ -46,7 +46,7 @@ pub mod time;
 pub mod verifier;
 
 pub use digest::{Algorithm, Digest};
-pub use error::{Error, ErrorBody, ErrorCode, ErrorInfo};
+pub use error::{Detail, Error, ErrorBody, ErrorCode, ErrorInfo};
 pub use fault::BackendError;
 pub use manifest::{Descriptor, Manifest, ManifestKind};
 pub use name::{Reference, RepositoryName, Tag};

@@ -67,7 +67,7 @@ impl ApiError {
     }
 
     /// The same error with the body's `detail`.
-    pub fn with_detail(mut self, detail: serde_json::Value) -> ApiError {
+    pub(crate) fn with_detail(mut self, detail: serde_json::Value) -> ApiError {
         self.detail = Some(detail);
         self
     }

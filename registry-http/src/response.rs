@@ -50,7 +50,7 @@ pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<ResponseBody> {
 }
 
 /// A JSON response of a value.
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
     json_bytes(status, value.to_string().into_bytes())
 }
 

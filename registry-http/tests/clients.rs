@@ -261,3 +261,37 @@ async fn oci_client_artifact_with_subject_and_referrers() {
     assert_eq!(data.layers[0].data.as_ref(), vec![7u8; 300_000].as_slice());
     reg.stop().await;
 }
+
+/// Pushing to (or pulling from) a project that does not exist: podman and skopeo print the
+/// registry's message naming the project, not a bare "denied".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_and_skopeo_name_a_missing_project() {
+    let reg = TestRegistry::start_with_auth(harbor_accounts().await).await.expect("start");
+    let host = reg.host();
+    let podman = Podman::with_test_image().await;
+    let auth = podman.auth_file("admin");
+    podman.run(&["login", "--tls-verify=false", "-u", "admin", "-p", "adminpassword", &host], &auth).await;
+    let err = podman
+        .fails(&["push", "--tls-verify=false", "localhost/podtest:v1", &format!("{host}/nosuch/app:v1")], &auth)
+        .await;
+    assert!(err.contains("project nosuch not found"), "podman says which project: {err}");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src");
+    write_oci_layout(&src, "v1", 1);
+    let authfile = work.path().join("skopeo.json");
+    std::fs::write(&authfile, "{}").expect("auth");
+    let env = [("REGISTRY_AUTH_FILE", authfile.to_str().expect("utf8"))];
+    run("skopeo", &["login", "--tls-verify=false", "-u", "dev", "-p", "password1", &host], &env).await;
+    let src_ref = format!("oci:{}:v1", src.display());
+    let err = run_failing(
+        "skopeo",
+        &["copy", "--dest-tls-verify=false", &src_ref, &format!("docker://{host}/gone/app:v1")],
+        &env,
+    )
+    .await;
+    assert!(err.contains("project gone not found"), "skopeo copy says which project: {err}");
+    let err =
+        run_failing("skopeo", &["inspect", "--tls-verify=false", &format!("docker://{host}/gone/app:v1")], &env).await;
+    assert!(err.contains("project gone not found"), "skopeo inspect says which project: {err}");
+}

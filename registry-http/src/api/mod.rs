@@ -35,7 +35,7 @@ pub mod projects;
 pub mod q;
 pub mod robots;
 pub(crate) mod router;
-pub mod shapes;
+pub(crate) mod shapes;
 pub mod system;
 pub mod users;
 

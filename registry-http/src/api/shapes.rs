@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 /// What a project listing adds to a project.
 #[derive(Debug, Clone, Default)]
-pub struct ProjectExtras {
+pub(crate) struct ProjectExtras {
     /// Repositories in it.
     pub repo_count: u64,
     /// The owner's name.
@@ -18,7 +18,7 @@ pub struct ProjectExtras {
 }
 
 /// A project (`Project`).
-pub fn project(p: &Project, extras: &ProjectExtras) -> Value {
+pub(crate) fn project(p: &Project, extras: &ProjectExtras) -> Value {
     let mut metadata = serde_json::Map::new();
     metadata.insert("public".into(), p.public.to_string().into());
     for (k, v) in &p.metadata {
@@ -41,7 +41,7 @@ pub fn project(p: &Project, extras: &ProjectExtras) -> Value {
 }
 
 /// A user (`UserResp`).
-pub fn user(u: &User) -> Value {
+pub(crate) fn user(u: &User) -> Value {
     json!({
         "user_id": u.id,
         "username": u.name,
@@ -56,7 +56,7 @@ pub fn user(u: &User) -> Value {
 }
 
 /// A membership (`ProjectMemberEntity`), with our `repositories` narrowing.
-pub fn member(m: &ProjectMember) -> Value {
+pub(crate) fn member(m: &ProjectMember) -> Value {
     json!({
         "id": m.member.id,
         "project_id": m.member.project_id,
@@ -70,12 +70,12 @@ pub fn member(m: &ProjectMember) -> Value {
 }
 
 /// A robot's lifetime in days (-1: never), from its creation to its expiry.
-pub fn robot_duration(r: &Robot) -> i64 {
+pub(crate) fn robot_duration(r: &Robot) -> i64 {
     r.expires_at.map(|e| (e.saturating_sub(r.created_at) / 86_400) as i64).unwrap_or(-1)
 }
 
 /// A robot (`Robot`); never its secret.
-pub fn robot(r: &Robot) -> Value {
+pub(crate) fn robot(r: &Robot) -> Value {
     json!({
         "id": r.id,
         "name": r.name,

@@ -1,0 +1,107 @@
+"""A Harbor user's script, run with the `harborapi` client library from PyPI against this
+registry: every call must succeed and read back what Harbor would answer.
+
+Usage: client.py URL ADMIN_USER ADMIN_PASSWORD
+"""
+
+import asyncio
+import sys
+
+from harborapi import HarborAsyncClient
+from harborapi.models import (
+    Access,
+    ProjectMetadata,
+    ProjectReq,
+    RobotCreate,
+    RobotPermission,
+    UserCreationReq,
+)
+
+
+async def main(url: str, user: str, password: str) -> None:
+    admin = HarborAsyncClient(url=f"{url}/api/v2.0", username=user, secret=password)
+
+    assert await admin.ping() == "Pong"
+    health = await admin.health_check()
+    assert health.status == "healthy", health
+    info = await admin.get_system_info()
+    assert info.auth_mode == "db_auth", info
+    assert info.harbor_version and info.harbor_version.startswith("v2."), info
+    me = await admin.get_current_user()
+    assert me.username == user and me.sysadmin_flag, me
+
+    # Projects.
+    await admin.create_project(ProjectReq(project_name="pyproj", metadata=ProjectMetadata(public="false")))
+    assert await admin.project_exists("pyproj")
+    assert not await admin.project_exists("no-such-project")
+    project = await admin.get_project("pyproj")
+    assert project.name == "pyproj" and project.project_id, project
+    assert project.metadata.public == "false", project
+    same = await admin.get_project(project.project_id)
+    assert same.name == "pyproj"
+    names = [p.name for p in await admin.get_projects()]
+    assert "pyproj" in names, names
+    await admin.update_project("pyproj", ProjectReq(metadata=ProjectMetadata(public="true")))
+    assert (await admin.get_project("pyproj")).metadata.public == "true"
+    summary = await admin.get_project_summary("pyproj")
+    assert summary.repo_count == 0 and summary.project_admin_count == 1, summary
+    deletable = await admin.get_project_deletable("pyproj")
+    assert deletable.deletable, deletable
+
+    # Users and passwords.
+    await admin.create_user(
+        UserCreationReq(username="pyuser", email="py@example.com", realname="Py User", password="Password123")
+    )
+    created = await admin.get_user_by_username("pyuser")
+    assert created.email == "py@example.com" and created.user_id, created
+    found = await admin.search_users_by_username("pyus")
+    assert [u.username for u in found] == ["pyuser"], found
+    await admin.set_user_password(created.user_id, new_password="NewPassword123")
+    pyuser = HarborAsyncClient(url=f"{url}/api/v2.0", username="pyuser", secret="NewPassword123")
+    assert (await pyuser.get_current_user()).username == "pyuser"
+    await pyuser.set_user_password(created.user_id, new_password="Newer123456", old_password="NewPassword123")
+    users = [u.username for u in await admin.get_users()]
+    assert "pyuser" in users, users
+
+    # Members.
+    await admin.add_project_member_user("pyproj", "pyuser", 2)
+    members = await admin.get_project_members("pyproj")
+    developer = [m for m in members if m.entity_name == "pyuser"]
+    assert developer and developer[0].role_id == 2 and developer[0].role_name == "developer", members
+    await admin.update_project_member_role("pyproj", developer[0].id, 4)
+    member = await admin.get_project_member("pyproj", developer[0].id)
+    assert member.role_id == 4, member
+
+    # Robots (v2).
+    permission = RobotPermission(
+        kind="project",
+        namespace="pyproj",
+        access=[Access(resource="repository", action="pull"), Access(resource="repository", action="push")],
+    )
+    robot = await admin.create_robot(
+        RobotCreate(name="pybot", description="from python", level="project", duration=-1, permissions=[permission])
+    )
+    assert robot.name == "robot$pyproj+pybot" and robot.secret, robot
+    fetched = await admin.get_robot(robot.id)
+    assert fetched.description == "from python" and fetched.permissions[0].namespace == "pyproj", fetched
+    listed = [r.name for r in await admin.get_robots()]
+    assert "robot$pyproj+pybot" in listed, listed
+    refreshed = await admin.refresh_robot_secret(robot.id, "Chosen-Secret-123")
+    assert refreshed.secret == "Chosen-Secret-123", refreshed
+
+    # Statistics and garbage collection history.
+    statistics = await admin.get_statistics()
+    assert statistics.total_project_count >= 2, statistics
+    await admin.get_gc_jobs()
+
+    # Clean up.
+    await admin.delete_robot(robot.id)
+    await admin.remove_project_member("pyproj", developer[0].id)
+    await admin.delete_user(created.user_id)
+    await admin.delete_project("pyproj")
+    assert not await admin.project_exists("pyproj")
+    print("harborapi: every call answered as Harbor would")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:4]))

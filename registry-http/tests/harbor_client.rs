@@ -1,0 +1,32 @@
+//! A real Harbor client library against the registry: `tests/harbor/client.py` drives projects,
+//! users, passwords, members, v2 robots, system info, statistics and GC history through
+//! `harborapi` (PyPI), which validates every answer against Harbor's models.
+//!
+//! The README's test command installs it in a virtual environment and points
+//! `REGISTRY_TEST_PYTHON` at its interpreter.
+
+use registry_http::TestRegistry;
+use testkit::run;
+
+fn python() -> String {
+    std::env::var("REGISTRY_TEST_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/registry-tools/harbor-venv/bin/python")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harborapi_scripts_work_against_this_registry() {
+    let reg = TestRegistry::builder().harbor_accounts().start().await.expect("start");
+    let accounts = reg.accounts().expect("accounts");
+    accounts.add_user("admin", "Admin-Password-1", true).await.expect("admin");
+    accounts.create_project("library", true).await.expect("library");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harbor/client.py");
+    let python = python();
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} is missing: run the README's test command (bash scripts/test.sh), which installs harborapi"
+    );
+    let out = run(&python, &[script, &reg.url(), "admin", "Admin-Password-1"], &[]).await;
+    assert!(out.contains("every call answered as Harbor would"), "{out}");
+}
