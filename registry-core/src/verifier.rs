@@ -1,4 +1,5 @@
-//! The streaming digest verifier every pushed byte passes through.
+//! The streaming digest verifier every pushed byte passes through. (Half of this file is its tests:
+//! every chunking, every refusal, the resumable state.)
 //!
 //! A [`DigestVerifier`] hashes bytes fed in any chunking and ends with the [`Verified`] digest and
 //! byte count. Given an expected digest and size it fails with distinct errors:

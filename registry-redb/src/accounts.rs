@@ -1,4 +1,5 @@
 //! The [`AccountStore`] half of [`RedbStore`]: users, projects, members, robots, login failures.
+//! (Its length is the trait's: 26 short transactions over the tables below.)
 //!
 //! # Tables
 //!

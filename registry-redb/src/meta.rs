@@ -1,5 +1,6 @@
 //! The [`MetadataStore`] half of [`RedbStore`]: blob links, manifests, tags, referrers, upload
-//! sessions and garbage collection's indexes.
+//! sessions and garbage collection's indexes. (Its length is the trait's: 25 transactions, each
+//! beside the table layout it writes and the garbage-collection re-checks it must keep.)
 //!
 //! # Tables
 //!

@@ -1,5 +1,8 @@
 //! The registry engine: the distribution spec's rules over a [`BlobStore`] and a [`MetadataStore`].
 //!
+//! (Longer than most files here on purpose: every rule of the spec lives in this one place, so that
+//! handlers above only translate; split by endpoint, the rules would scatter.)
+//!
 //! - Every pushed byte passes once through a [`DigestVerifier`] on its way into the blob store;
 //!   hashing runs in the request's task while the store writes, so the two overlap.
 //! - A chunked upload's verifier state is saved in the metadata store after every acknowledged

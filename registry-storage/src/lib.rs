@@ -6,7 +6,8 @@
 //! |---|---|
 //! | [`BlobStore`] | immutable content-addressed bytes and the uploads that become them: [`MemoryBlobStore`], [`FsBlobStore`] |
 //! | [`MetadataStore`] | blob links, manifests, tags, referrers, upload sessions: [`MemoryMetadataStore`] here; redb (`registry-redb`) and PostgreSQL in their crates |
-//! | [`Registry`] | the engine over both: uploads, mounts, blobs, manifests, tags, catalog, referrers |
+//! | [`Registry`] | the engine over both: uploads, mounts, blobs, manifests, tags, catalog, referrers; garbage collection ([`gc`]) |
+//! | `testing` (feature) | the suites every backend passes (blob store, metadata store, garbage collection) and fault-injecting wrappers |
 //!
 //! The engine checks every rule of the distribution spec and hashes every pushed byte; the stores
 //! only keep what they are given. Anything an embedder may replace is a trait object, chosen at

@@ -1,4 +1,5 @@
-//! Verifying tokens: signature, algorithm, key, issuer, audience and times.
+//! Verifying tokens: signature, algorithm, key, issuer, audience and times. (Most of this file is
+//! the tests of every refusal, kept beside the checks they prove.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! The filesystem [`BlobStore`], the reference server's default.
+//! The filesystem [`BlobStore`], the reference server's default. (One store's whole contract, with
+//! its fsync order and garbage collection's side, in one file: the parts only make sense together.)
 //!
 //! # Layout on disk
 //!
