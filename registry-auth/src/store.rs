@@ -40,6 +40,11 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn project(&self, id: Id) -> Result<Option<Project>>;
     /// A project by name.
     async fn project_by_name(&self, name: &str) -> Result<Option<Project>>;
+    /// When the project named `name` was created (seconds since the epoch), if it exists: asked
+    /// on every authorized request, so stores answer it without building the whole record.
+    async fn project_created_at(&self, name: &str) -> Result<Option<u64>> {
+        Ok(self.project_by_name(name).await?.map(|p| p.created_at))
+    }
     /// All projects, by name.
     async fn projects(&self) -> Result<Vec<Project>>;
     /// Replaces a project's record (same id and name); [`AuthError::NotFound`] if it is gone.

@@ -85,6 +85,7 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
     let lib = store.create_project(project("library")).await.expect("create project");
     assert!(matches!(store.create_project(project("team")).await, Err(AuthError::Conflict { .. })));
     assert_eq!(store.project_by_name("team").await.expect("get"), Some(team.clone()));
+    assert_eq!(store.project_created_at("team").await.expect("get"), Some(team.created_at));
     assert_eq!(store.project(lib.id).await.expect("get").map(|p| p.metadata), Some(lib.metadata.clone()));
     let names: Vec<String> = store.projects().await.expect("list").into_iter().map(|p| p.name).collect();
     assert_eq!(names, ["library", "team"], "projects list by name");
@@ -134,6 +135,7 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
     assert!(store.delete_project(team.id).await.expect("delete project"));
     assert!(!store.delete_project(team.id).await.expect("delete again"));
     assert_eq!(store.project_by_name("team").await.expect("get"), None);
+    assert_eq!(store.project_created_at("team").await.expect("get"), None);
     assert!(store.members(team.id).await.expect("list").is_empty(), "members went with the project");
     assert_eq!(store.robot_by_name("robot$team+ci").await.expect("get"), None, "project robots too");
     assert!(store.robot(system.id).await.expect("get").is_some(), "system robots stay");

@@ -105,33 +105,41 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
             parts.settings,
         )
     });
-    let ready_registry = registry.clone();
+    let branches = Arc::new(Branches { token, api, v2, registry: registry.clone() });
     let router = service_fn(move |req: Request<RequestBody>| {
-        let (token, api, v2, registry) = (token.clone(), api.clone(), v2.clone(), ready_registry.clone());
+        let branches = branches.clone();
         async move {
             let path = req.uri().path();
             let head = req.method() == Method::HEAD;
             let branch = if path == "/healthz" {
                 return text(StatusCode::OK, "ok");
             } else if path == "/readyz" {
-                return readiness(&registry).await;
+                return readiness(&branches.registry).await;
             } else if path == TOKEN_PATH || path == JWKS_PATH {
-                token
+                &branches.token
             } else if path.strip_prefix(API_PREFIX).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
-                api
+                &branches.api
             } else if path == "/v2" || path.starts_with("/v2/") {
-                v2
+                &branches.v2
             } else {
-                None
+                &None
             };
             match branch {
-                Some(service) => call(&service, req).await,
+                Some(service) => call(service, req).await,
                 None => ApiError::no_such_endpoint().into_response(head),
             }
         }
     });
     let inner = ServiceBuilder::new().layer(access_log::layer()).layer(prefix::layer(&parts.prefix)).service(router);
     RegistryService { inner, registry }
+}
+
+/// Where the router sends a request, by path.
+struct Branches {
+    token: Option<BoxService>,
+    api: Option<BoxService>,
+    v2: Option<BoxService>,
+    registry: Registry,
 }
 
 /// `/readyz`: 200 when the metadata and blob stores answer, 503 otherwise.

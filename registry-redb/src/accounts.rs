@@ -277,6 +277,10 @@ impl AccountStore for RedbStore {
         Ok(self.projects.snapshot().get(name).cloned())
     }
 
+    async fn project_created_at(&self, name: &str) -> Result<Option<u64>> {
+        Ok(self.projects.snapshot().get(name).map(|p| p.created_at))
+    }
+
     async fn projects(&self) -> Result<Vec<Project>> {
         Ok(self.projects.snapshot().values().cloned().collect())
     }

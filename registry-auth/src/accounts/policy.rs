@@ -52,8 +52,8 @@ impl AccessPolicy for Accounts {
 
     async fn project_state(&self, repository: &str) -> Result<ProjectState, AuthError> {
         let project = repository.split('/').next().unwrap_or_default();
-        Ok(match self.project(project).await? {
-            Some(p) => ProjectState::Exists { project: p.name, created_at: p.created_at },
+        Ok(match self.store.project_created_at(project).await? {
+            Some(created_at) => ProjectState::Exists { project: project.to_owned(), created_at },
             None => ProjectState::Missing { project: project.to_owned() },
         })
     }

@@ -47,11 +47,11 @@ impl std::fmt::Debug for VerifiedCache {
     }
 }
 
-/// A token that passed verification.
+/// A token that passed verification. Cheap to clone (the claims are shared).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
     /// Its claims.
-    pub claims: Claims,
+    pub claims: Arc<Claims>,
 }
 
 impl VerifiedToken {
@@ -182,7 +182,7 @@ impl TokenVerifier {
         if claims.aud != self.audience {
             return Err(invalid(TokenError::WrongAudience));
         }
-        Ok(VerifiedToken { claims })
+        Ok(VerifiedToken { claims: Arc::new(claims) })
     }
 }
 

@@ -170,7 +170,8 @@ async fn dispatch(api: Arc<Api>, req: Request<RequestBody>) -> ApiResult {
         return Err(ApiError::harbor(StatusCode::UNAUTHORIZED, "invalid user name or password")
             .with_header(http::header::WWW_AUTHENTICATE, "Basic realm=\"registry\""));
     }
-    let prefix = req.extensions().get::<crate::layers::prefix::PathPrefix>().map(|p| p.0.clone()).unwrap_or_default();
+    let prefix =
+        req.extensions().get::<crate::layers::prefix::PathPrefix>().map(|p| p.0.to_string()).unwrap_or_default();
     let query = Query::of(&req);
     let (parts, body) = req.into_parts();
     let body = read_limited(body, MAX_BODY).await?;

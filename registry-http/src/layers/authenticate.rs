@@ -100,6 +100,7 @@ async fn authenticate(mode: &Mode, req: &http::Request<RequestBody>) -> Result<A
 
 /// The layer.
 pub fn layer(mode: Mode) -> impl Layer<BoxService, Service = BoxService> + Clone {
+    let mode = Arc::new(mode);
     FnLayer(move |inner: BoxService| {
         let mode = mode.clone();
         service_fn(move |mut req: http::Request<RequestBody>| {

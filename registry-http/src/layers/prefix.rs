@@ -9,7 +9,7 @@ use crate::error::ApiError;
 
 /// The prefix a request arrived under (empty when none).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PathPrefix(pub String);
+pub struct PathPrefix(pub std::sync::Arc<str>);
 
 impl PathPrefix {
     /// `path` as the client must see it.
@@ -20,7 +20,7 @@ impl PathPrefix {
 
 /// The layer; `prefix` without a trailing slash (`""` for none).
 pub fn layer(prefix: &str) -> impl Layer<BoxService, Service = BoxService> + Clone {
-    let prefix = prefix.trim_end_matches('/').to_owned();
+    let prefix: std::sync::Arc<str> = prefix.trim_end_matches('/').into();
     FnLayer(move |inner: BoxService| {
         let prefix = prefix.clone();
         service_fn(move |mut req: http::Request<crate::request::RequestBody>| {
@@ -28,8 +28,7 @@ pub fn layer(prefix: &str) -> impl Layer<BoxService, Service = BoxService> + Clo
             async move {
                 if !prefix.is_empty() {
                     let path = req.uri().path();
-                    let Some(rest) = path.strip_prefix(prefix.as_str()).filter(|r| r.is_empty() || r.starts_with('/'))
-                    else {
+                    let Some(rest) = path.strip_prefix(&*prefix).filter(|r| r.is_empty() || r.starts_with('/')) else {
                         return ApiError::no_such_endpoint().into_response(req.method() == http::Method::HEAD);
                     };
                     let rest = if rest.is_empty() { "/" } else { rest };
