@@ -51,26 +51,32 @@ impl BlobStore for CountingStore {
         self.inner.delete(digest).await
     }
 
-    async fn upload_create(&self, id: &UploadId) -> Result<()> {
-        self.inner.upload_create(id).await
+    async fn upload_create(&self, id: &UploadId, digest: Option<&Digest>) -> Result<Vec<u8>> {
+        self.inner.upload_create(id, digest).await
     }
 
-    async fn upload_append(&self, id: &UploadId, offset: u64, body: &mut BodyStream<'_>) -> Result<u64> {
-        let new_len = self.inner.upload_append(id, offset, body).await?;
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        state: &[u8],
+        offset: u64,
+        body: &mut BodyStream<'_>,
+    ) -> Result<(u64, Vec<u8>)> {
+        let (new_len, state) = self.inner.upload_append(id, state, offset, body).await?;
         self.written.fetch_add(new_len - offset, Ordering::Relaxed);
-        Ok(new_len)
+        Ok((new_len, state))
     }
 
-    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
-        self.inner.upload_read(id).await
+    async fn upload_read(&self, id: &UploadId, state: &[u8], len: u64) -> Result<ByteStream> {
+        self.inner.upload_read(id, state, len).await
     }
 
-    async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()> {
-        self.inner.upload_publish(id, digest, size).await
+    async fn upload_publish(&self, id: &UploadId, state: &[u8], digest: &Digest, size: u64) -> Result<()> {
+        self.inner.upload_publish(id, state, digest, size).await
     }
 
-    async fn upload_delete(&self, id: &UploadId) -> Result<()> {
-        self.inner.upload_delete(id).await
+    async fn upload_delete(&self, id: &UploadId, state: Option<&[u8]>) -> Result<()> {
+        self.inner.upload_delete(id, state).await
     }
 
     // What garbage collection needs: listings and a deletion that spares fresh copies.

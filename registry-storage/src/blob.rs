@@ -9,9 +9,18 @@
 //!
 //! The store never verifies digests: the engine hashes every byte on its way in (one pass,
 //! overlapped with the store's writes) and publishes only verified content. Implementations:
-//! [`MemoryBlobStore`](memory::MemoryBlobStore) and [`FsBlobStore`](fs::FsBlobStore); an
-//! object-storage backend fits the same trait (append = multipart part, publish = complete + copy
-//! or conditional put).
+//! [`MemoryBlobStore`](memory::MemoryBlobStore) and [`FsBlobStore`](fs::FsBlobStore) here; object
+//! storage (`registry-object-store`: append = multipart parts, publish = complete + copy) in its
+//! crate.
+//!
+//! # Upload state
+//!
+//! A store may keep state about an upload (an object store: the multipart upload's id and the
+//! parts written so far). It returns that state from [`BlobStore::upload_create`] and
+//! [`BlobStore::upload_append`] as opaque bytes; the engine saves them in the metadata store with
+//! the upload's offset, in the same compare-and-swap, and passes them back on the next call. So
+//! the state is exactly as durable, and as shared between replicas, as the acknowledged offset:
+//! any replica continues any upload. Stores that need none return an empty state.
 
 use std::ops::Range;
 use std::pin::Pin;
@@ -102,8 +111,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// same digest: the publish's copy survives (garbage collection relies on this).
     async fn delete_if_older(&self, digest: &Digest, cutoff: u64) -> Result<Option<u64>>;
 
-    /// Creates an empty upload.
-    async fn upload_create(&self, id: &UploadId) -> Result<()>;
+    /// Creates an empty upload; its state. `digest` is the digest the client announced, when it
+    /// did (a monolithic push): a store may then write where the blob will be published.
+    async fn upload_create(&self, id: &UploadId, digest: Option<&Digest>) -> Result<Vec<u8>>;
 
     /// Appends `body` at `offset` and returns the new length once the bytes are durable.
     ///
@@ -114,20 +124,29 @@ pub trait BlobStore: Send + Sync + 'static {
     /// offsets by compare-and-swap). If the body or the store fails, the upload is left at
     /// `offset` (nothing half-appended) and the error is returned: [`Error::Body`] for the body's
     /// own failures, [`Error::Core`] when the body carried a verifier error.
-    async fn upload_append(&self, id: &UploadId, offset: u64, body: &mut BodyStream<'_>) -> Result<u64>;
+    /// With the new length comes the new state (see the module docs); `state` is the one saved
+    /// with `offset`.
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        state: &[u8],
+        offset: u64,
+        body: &mut BodyStream<'_>,
+    ) -> Result<(u64, Vec<u8>)>;
 
-    /// Streams the upload's bytes so far (used to re-hash with another algorithm).
-    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream>;
+    /// Streams the first `len` bytes of the upload (used to re-hash with another algorithm).
+    async fn upload_read(&self, id: &UploadId, state: &[u8], len: u64) -> Result<ByteStream>;
 
     /// Publishes the first `size` bytes of the upload at `digest` in one atomic step and removes
     /// the upload. The caller has verified exactly those bytes; anything the upload holds past
     /// `size` (a chunk that was never acknowledged) is cut off first and never published. The
     /// published blob counts as written now (replacing an existing copy, same bytes, is fine), so
     /// a concurrent [`BlobStore::delete_if_older`] leaves it.
-    async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()>;
+    async fn upload_publish(&self, id: &UploadId, state: &[u8], digest: &Digest, size: u64) -> Result<()>;
 
-    /// Removes an upload (idempotent).
-    async fn upload_delete(&self, id: &UploadId) -> Result<()>;
+    /// Removes an upload (idempotent), with its state when the caller has it (garbage collection
+    /// may find an upload without a session).
+    async fn upload_delete(&self, id: &UploadId, state: Option<&[u8]>) -> Result<()>;
 
     /// A published blob's size and modification time, or `None`.
     async fn blob_info(&self, digest: &Digest) -> Result<Option<StoredObject<Digest>>>;

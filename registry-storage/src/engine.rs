@@ -28,6 +28,7 @@ use registry_core::{
 
 use crate::blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
 use crate::error::{Error, Result};
+use crate::lease::UploadLease;
 use crate::meta::{ManifestRecord, MetadataStore, Page, UploadRecord};
 
 /// Limits the engine enforces.
@@ -185,8 +186,11 @@ impl Registry {
     /// Removes an abandoned upload's bytes and session (garbage collection).
     pub(crate) async fn abandon_upload(&self, id: &UploadId) -> Result<()> {
         let _guard = self.upload_lock(id).lock().await;
-        self.blobs.upload_delete(id).await?;
+        let lease = UploadLease::take(self, id).await?;
+        let state = self.meta.get_upload(id).await?.map(|r| r.store_state);
+        self.blobs.upload_delete(id, state.as_deref()).await?;
         self.meta.delete_upload(id).await?;
+        lease.release().await;
         Ok(())
     }
 
@@ -200,16 +204,21 @@ impl Registry {
 
     /// Opens an upload session (`POST /v2/<name>/blobs/uploads/`).
     pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadStatus> {
+        self.open_upload(repository, None).await
+    }
+
+    async fn open_upload(&self, repository: &RepositoryName, digest: Option<&Digest>) -> Result<UploadStatus> {
         let id = UploadId::new_random();
-        self.blobs.upload_create(&id).await?;
+        let store_state = self.blobs.upload_create(&id, digest).await?;
         let record = UploadRecord {
             repository: repository.clone(),
             offset: 0,
             verifier_state: DigestVerifier::new(Algorithm::Sha256).save().to_bytes(),
             started_at: self.clock.now_secs(),
+            store_state,
         };
         if let Err(e) = self.meta.create_upload(&id, &record).await {
-            let _ = self.blobs.upload_delete(&id).await;
+            let _ = self.blobs.upload_delete(&id, Some(&record.store_state)).await;
             return Err(e);
         }
         Ok(UploadStatus { id, offset: 0 })
@@ -239,9 +248,11 @@ impl Registry {
         body: &mut BodyStream<'_>,
     ) -> Result<UploadStatus> {
         let _guard = self.upload_lock(id).lock().await;
+        let lease = UploadLease::take(self, id).await?;
         let record = self.load_upload(repository, id).await?;
-        let record = self.append_locked(id, record, range, body, true).await?;
-        Ok(UploadStatus { id: id.clone(), offset: record.offset })
+        let record = self.append_locked(id, record, range, body, true).await;
+        lease.release().await;
+        Ok(UploadStatus { id: id.clone(), offset: record?.offset })
     }
 
     /// Appends `body` to the upload; with `save`, records the new offset and verifier state
@@ -268,14 +279,14 @@ impl Registry {
             verifier = verifier.with_limit(record.offset + range.len);
         }
         let mut verifying = registry_core::VerifyingStream::new(body, verifier);
-        let new_len = {
+        let (new_len, new_state) = {
             let mut mapped = (&mut verifying).map(|item| {
                 item.map_err(|e| match e {
                     StreamError::Source(e) => e,
                     StreamError::Verify(e) => Box::new(e) as BodyError,
                 })
             });
-            match self.blobs.upload_append(id, record.offset, &mut mapped).await {
+            match self.blobs.upload_append(id, &record.store_state, record.offset, &mut mapped).await {
                 Err(Error::Core(registry_core::Error::SizeExceeded { .. })) if range.is_some() => {
                     return Err(Error::RangeInvalid { offset: record.offset });
                 }
@@ -296,7 +307,12 @@ impl Registry {
                 verifier.size()
             )));
         }
-        let updated = UploadRecord { offset: new_len, verifier_state: verifier.save().to_bytes(), ..record.clone() };
+        let updated = UploadRecord {
+            offset: new_len,
+            verifier_state: verifier.save().to_bytes(),
+            store_state: new_state,
+            ..record.clone()
+        };
         if save && !self.meta.update_upload(id, record.offset, &updated).await? {
             return Err(Error::UploadInvalid { reason: "the upload was changed by a concurrent request".into() });
         }
@@ -315,7 +331,30 @@ impl Registry {
         body: Option<&mut BodyStream<'_>>,
     ) -> Result<u64> {
         let _guard = self.upload_lock(id).lock().await;
-        let mut record = self.load_upload(repository, id).await?;
+        let lease = UploadLease::take(self, id).await?;
+        let result = self.finish_leased(repository, id, digest, range, body).await;
+        lease.release().await;
+        result
+    }
+
+    async fn finish_leased(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        digest: &Digest,
+        range: Option<ChunkRange>,
+        body: Option<&mut BodyStream<'_>>,
+    ) -> Result<u64> {
+        let mut record = match self.load_upload(repository, id).await {
+            Ok(record) => record,
+            // A completion answered by a replica that died before answering, retried here (a
+            // proxy retries a PUT): the blob landed, so the completion succeeded.
+            Err(Error::UploadUnknown) => match self.meta.blob_link(repository, digest).await? {
+                Some(size) => return Ok(size),
+                None => return Err(Error::UploadUnknown),
+            },
+            Err(e) => return Err(e),
+        };
         if let Some(body) = body {
             record = self.append_locked(id, record, range, body, false).await?;
         }
@@ -323,12 +362,12 @@ impl Registry {
             Ok(size) => size,
             Err(e) => {
                 if matches!(e, Error::Core(_)) {
-                    self.discard_upload(id).await;
+                    self.discard_upload(id, &record.store_state).await;
                 }
                 return Err(e);
             }
         };
-        self.blobs.upload_publish(id, digest, verified).await?;
+        self.blobs.upload_publish(id, &record.store_state, digest, verified).await?;
         self.meta.complete_upload(id, repository, digest, verified).await?;
         Ok(verified)
     }
@@ -343,15 +382,15 @@ impl Registry {
             return Ok(verifier.finish()?.size);
         }
         let mut verifier = DigestVerifier::expecting(digest, Some(record.offset));
-        let mut stream = self.blobs.upload_read(id).await?;
+        let mut stream = self.blobs.upload_read(id, &record.store_state, record.offset).await?;
         while let Some(chunk) = stream.next().await {
             verifier.update(&chunk?)?;
         }
         Ok(verifier.finish()?.size)
     }
 
-    async fn discard_upload(&self, id: &UploadId) {
-        if let Err(e) = self.blobs.upload_delete(id).await {
+    async fn discard_upload(&self, id: &UploadId, state: &[u8]) {
+        if let Err(e) = self.blobs.upload_delete(id, Some(state)).await {
             tracing::warn!(upload = %id, error = %e, "could not remove a failed upload's bytes");
         }
         if let Err(e) = self.meta.delete_upload(id).await {
@@ -366,10 +405,11 @@ impl Registry {
         digest: &Digest,
         body: &mut BodyStream<'_>,
     ) -> Result<u64> {
-        let status = self.start_upload(repository).await?;
+        let status = self.open_upload(repository, Some(digest)).await?;
         let result = self.finish_upload(repository, &status.id, digest, None, Some(body)).await;
         if result.is_err() {
-            self.discard_upload(&status.id).await;
+            let state = self.meta.get_upload(&status.id).await.ok().flatten().map(|r| r.store_state);
+            self.discard_upload(&status.id, state.as_deref().unwrap_or_default()).await;
         }
         result
     }
@@ -377,10 +417,17 @@ impl Registry {
     /// Cancels an upload (`DELETE /v2/<name>/blobs/uploads/<id>`).
     pub async fn cancel_upload(&self, repository: &RepositoryName, id: &UploadId) -> Result<()> {
         let _guard = self.upload_lock(id).lock().await;
-        self.load_upload(repository, id).await?;
-        self.blobs.upload_delete(id).await?;
-        self.meta.delete_upload(id).await?;
-        Ok(())
+        let lease = UploadLease::take(self, id).await?;
+        let record = self.load_upload(repository, id).await;
+        let result = match record {
+            Ok(record) => match self.blobs.upload_delete(id, Some(&record.store_state)).await {
+                Ok(()) => self.meta.delete_upload(id).await.map(drop),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        lease.release().await;
+        result
     }
 
     // ---- blobs ----

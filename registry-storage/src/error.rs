@@ -97,6 +97,9 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
+    /// Another request (on another replica) is appending to this upload; retry once it is done.
+    #[error("another request is writing to this upload; retry shortly")]
+    UploadBusy,
     /// The digest is being deleted by garbage collection; linking or pushing it succeeds once the
     /// collection has passed (retry shortly).
     #[error("{digest} is being garbage-collected; retry shortly")]
@@ -113,7 +116,9 @@ impl Error {
             Error::Core(e) => e.code(),
             Error::BlobUnknown { .. } => ErrorCode::BlobUnknown,
             Error::UploadUnknown => ErrorCode::BlobUploadUnknown,
-            Error::UploadInvalid { .. } | Error::RangeInvalid { .. } | Error::Body(_) => ErrorCode::BlobUploadInvalid,
+            Error::UploadInvalid { .. } | Error::RangeInvalid { .. } | Error::Body(_) | Error::UploadBusy => {
+                ErrorCode::BlobUploadInvalid
+            }
             Error::RangeNotSatisfiable { .. } => ErrorCode::BlobUnknown,
             Error::ManifestUnknown { .. } | Error::ManifestNotAcceptable { .. } => ErrorCode::ManifestUnknown,
             Error::ManifestBlobUnknown { .. } => ErrorCode::ManifestBlobUnknown,
@@ -129,7 +134,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Backend(e) => e.is_retryable(),
-            Error::Collecting { .. } => true,
+            Error::Collecting { .. } | Error::UploadBusy => true,
             _ => false,
         }
     }

@@ -17,6 +17,7 @@ pub mod blob;
 pub mod engine;
 pub mod error;
 pub mod gc;
+mod lease;
 pub mod meta;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -30,6 +30,10 @@ pub struct UploadRecord {
     pub verifier_state: Vec<u8>,
     /// When the session started, in seconds since the Unix epoch.
     pub started_at: u64,
+    /// The blob store's state of the upload, saved with the offset it belongs to (see
+    /// [`BlobStore`](crate::BlobStore)'s module docs); empty for stores that keep none.
+    #[serde(default, with = "hex_bytes")]
+    pub store_state: Vec<u8>,
 }
 
 /// What the registry keeps of a manifest, besides its bytes (which are in the blob store).
@@ -115,6 +119,28 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Removes an upload session; `false` if it was absent.
     async fn delete_upload(&self, id: &UploadId) -> Result<bool>;
+
+    /// Whether this store is shared by several processes, so that appends to one upload need a
+    /// lease ([`MetadataStore::lease_upload`]) beside the in-process lock (default: no).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Leases the upload to the caller (`token`) until `until_millis`, so that one process at a
+    /// time appends to it: `false` while another holds an unexpired lease. A holder may renew its
+    /// lease. Stores used by one process (the in-process lock serializes appends already) need not
+    /// implement it; a store shared by replicas must. An unknown upload is not refused here (the
+    /// caller finds it unknown).
+    async fn lease_upload(&self, id: &UploadId, token: u64, until_millis: u64, now_millis: u64) -> Result<bool> {
+        let _ = (id, token, until_millis, now_millis);
+        Ok(true)
+    }
+
+    /// Ends the caller's lease early.
+    async fn release_upload(&self, id: &UploadId, token: u64) -> Result<()> {
+        let _ = (id, token);
+        Ok(())
+    }
 
     /// Links a published blob into a repository.
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()>;

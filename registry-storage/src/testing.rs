@@ -49,44 +49,54 @@ pub async fn blob_store_suite(store: &dyn BlobStore) {
     assert_eq!(store.stat(&digest).await.expect("stat"), None, "absent blob has no size");
     assert!(matches!(store.read(&digest, None).await, Err(Error::BlobUnknown { .. })), "absent blob is unknown");
 
-    // An upload in two appends, invisible until published.
+    // An upload in two appends, invisible until published. Each call gets the state saved with
+    // the offset it continues from (as the engine passes it), and returns the next.
     let id = UploadId::new_random();
-    store.upload_create(&id).await.expect("create upload");
-    let n = store.upload_append(&id, 0, &mut body(&[&data[..5], &data[5..10]])).await.expect("append");
+    let s0 = store.upload_create(&id, None).await.expect("create upload");
+    let (n, s10) = store.upload_append(&id, &s0, 0, &mut body(&[&data[..5], &data[5..10]])).await.expect("append");
     assert_eq!(n, 10);
     assert!(
-        matches!(store.upload_append(&id, 11, &mut body(&[b"x"])).await, Err(Error::RangeInvalid { offset: 10 })),
+        matches!(store.upload_append(&id, &s10, 11, &mut body(&[b"x"])).await, Err(Error::RangeInvalid { offset: 10 })),
         "append beyond the upload's end fails"
     );
-    let failed = store.upload_append(&id, 10, &mut failing_body(&[&data[10..20]])).await;
+    let failed = store.upload_append(&id, &s10, 10, &mut failing_body(&[&data[10..20]])).await;
     assert!(matches!(failed, Err(Error::Body(_))), "a failing body is a body error: {failed:?}");
-    let n = store.upload_append(&id, 10, &mut body(&[&data[10..]])).await.expect("append after a failed one");
-    assert_eq!(n, data.len() as u64, "a failed append left nothing behind");
-    assert_eq!(collect(store.upload_read(&id).await.expect("read upload")).await, data);
+    let len = data.len() as u64;
+    let (n, s_all) =
+        store.upload_append(&id, &s10, 10, &mut body(&[&data[10..]])).await.expect("append after a failed one");
+    assert_eq!(n, len, "a failed append left nothing behind");
+    assert_eq!(collect(store.upload_read(&id, &s_all, len).await.expect("read upload")).await, data);
+    assert_eq!(collect(store.upload_read(&id, &s10, 10).await.expect("read a prefix")).await, &data[..10]);
     assert_eq!(store.stat(&digest).await.expect("stat"), None, "uploads are invisible");
 
-    store.upload_publish(&id, &digest, data.len() as u64).await.expect("publish");
-    assert_eq!(store.stat(&digest).await.expect("stat"), Some(data.len() as u64));
+    store.upload_publish(&id, &s_all, &digest, len).await.expect("publish");
+    assert_eq!(store.stat(&digest).await.expect("stat"), Some(len));
     assert_eq!(collect(store.read(&digest, None).await.expect("read")).await, data);
     assert_eq!(collect(store.read(&digest, Some(7..12)).await.expect("range")).await, &data[7..12]);
-    assert!(store.upload_read(&id).await.is_err(), "a published upload is gone");
+    assert!(store.upload_read(&id, &s_all, len).await.is_err(), "a published upload is gone");
 
-    // Publishing the same content again keeps one copy and succeeds.
-    let id2 = UploadId::new_random();
-    store.upload_create(&id2).await.expect("create");
-    store.upload_append(&id2, 0, &mut body(&[&data])).await.expect("append");
-    store.upload_publish(&id2, &digest, data.len() as u64).await.expect("publish duplicate");
-    assert_eq!(collect(store.read(&digest, None).await.expect("read")).await, data);
+    // Publishing the same content again keeps one copy and succeeds; so does an upload created
+    // with the digest announced (a monolithic push).
+    for announced in [None, Some(&digest)] {
+        let id2 = UploadId::new_random();
+        let s = store.upload_create(&id2, announced).await.expect("create");
+        let (_, s) = store.upload_append(&id2, &s, 0, &mut body(&[&data])).await.expect("append");
+        store.upload_publish(&id2, &s, &digest, len).await.expect("publish duplicate");
+        assert_eq!(collect(store.read(&digest, None).await.expect("read")).await, data);
+    }
 
-    // Bytes past the recorded offset were never acknowledged: the next append replaces them.
+    // An append that was never acknowledged (its state not saved) is replaced by the next append
+    // from the saved state; publishing takes exactly the bytes of the state it is given.
     let id4 = UploadId::new_random();
-    store.upload_create(&id4).await.expect("create");
-    store.upload_append(&id4, 0, &mut body(&[b"abcdef"])).await.expect("append");
-    assert_eq!(store.upload_append(&id4, 3, &mut body(&[b"XY"])).await.expect("append at 3"), 5);
-    assert_eq!(collect(store.upload_read(&id4).await.expect("read")).await, b"abcXY");
-    // Publishing takes exactly the verified bytes, whatever the upload holds beyond them.
+    let s = store.upload_create(&id4, None).await.expect("create");
+    let (_, s3) = store.upload_append(&id4, &s, 0, &mut body(&[b"abc"])).await.expect("append");
+    let (n, _) = store.upload_append(&id4, &s3, 3, &mut body(&[b"def"])).await.expect("append, not acknowledged");
+    assert_eq!(n, 6);
+    let (n, s5) = store.upload_append(&id4, &s3, 3, &mut body(&[b"XY"])).await.expect("append at 3 again");
+    assert_eq!(n, 5);
+    assert_eq!(collect(store.upload_read(&id4, &s5, 5).await.expect("read")).await, b"abcXY");
     let prefix = Digest::sha256_of(b"abc");
-    store.upload_publish(&id4, &prefix, 3).await.expect("publish a prefix");
+    store.upload_publish(&id4, &s3, &prefix, 3).await.expect("publish the acknowledged bytes");
     assert_eq!(collect(store.read(&prefix, None).await.expect("read")).await, b"abc");
     assert!(store.delete(&prefix).await.expect("delete"));
 
@@ -98,10 +108,16 @@ pub async fn blob_store_suite(store: &dyn BlobStore) {
     assert!(store.delete(&small_digest).await.expect("delete"));
     assert!(!store.delete(&small_digest).await.expect("delete again"));
     let id3 = UploadId::new_random();
-    store.upload_create(&id3).await.expect("create");
-    store.upload_delete(&id3).await.expect("cancel");
-    store.upload_delete(&id3).await.expect("cancel is idempotent");
-    assert!(store.upload_read(&id3).await.is_err());
+    let s = store.upload_create(&id3, None).await.expect("create");
+    let (_, s) = store.upload_append(&id3, &s, 0, &mut body(&[b"abc"])).await.expect("append");
+    store.upload_delete(&id3, Some(&s)).await.expect("cancel");
+    store.upload_delete(&id3, Some(&s)).await.expect("cancel is idempotent");
+    assert!(store.upload_read(&id3, &s, 3).await.is_err());
+    let id5 = UploadId::new_random();
+    let s = store.upload_create(&id5, None).await.expect("create");
+    store.upload_append(&id5, &s, 0, &mut body(&[b"abc"])).await.expect("append");
+    store.upload_delete(&id5, None).await.expect("cancel without the state (garbage collection)");
+    assert!(store.upload_read(&id5, &s, 3).await.is_err());
 }
 
 fn name(s: &str) -> RepositoryName {
@@ -128,11 +144,18 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
 
     // Upload sessions with compare-and-swap.
     let id = UploadId::new_random();
-    let rec = UploadRecord { repository: repo.clone(), offset: 0, verifier_state: vec![1, 2, 3], started_at: 7 };
+    let rec = UploadRecord {
+        repository: repo.clone(),
+        offset: 0,
+        verifier_state: vec![1, 2, 3],
+        started_at: 7,
+        store_state: vec![4, 5],
+    };
     store.create_upload(&id, &rec).await.expect("create upload");
     assert_eq!(store.get_upload(&id).await.expect("get"), Some(rec.clone()));
-    let moved = UploadRecord { offset: 10, ..rec.clone() };
+    let moved = UploadRecord { offset: 10, store_state: vec![6; 300], ..rec.clone() };
     assert!(store.update_upload(&id, 0, &moved).await.expect("cas"), "swap at the right offset");
+    assert_eq!(store.get_upload(&id).await.expect("get"), Some(moved.clone()), "the store's state is kept");
     assert!(!store.update_upload(&id, 0, &moved).await.expect("cas"), "swap at a stale offset fails");
     assert!(store.delete_upload(&id).await.expect("delete"));
     assert_eq!(store.get_upload(&id).await.expect("get"), None);

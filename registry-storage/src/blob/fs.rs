@@ -289,17 +289,24 @@ impl BlobStore for FsBlobStore {
         .await
     }
 
-    async fn upload_create(&self, id: &UploadId) -> Result<()> {
+    async fn upload_create(&self, id: &UploadId, _: Option<&Digest>) -> Result<Vec<u8>> {
         let path = self.upload_path(id);
         let dir = self.root.join("uploads");
         blocking(move || {
             File::create_new(&path)?.sync_all()?;
             sync_dir(&dir)
         })
-        .await
+        .await?;
+        Ok(Vec::new())
     }
 
-    async fn upload_append(&self, id: &UploadId, offset: u64, body: &mut BodyStream<'_>) -> Result<u64> {
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        _: &[u8],
+        offset: u64,
+        body: &mut BodyStream<'_>,
+    ) -> Result<(u64, Vec<u8>)> {
         let path = self.upload_path(id);
         if !tokio::fs::try_exists(&path).await? {
             return Err(Error::UploadUnknown);
@@ -325,19 +332,19 @@ impl BlobStore for FsBlobStore {
         let written = writer.await??;
         match (body_failure, written) {
             (Some(e), _) => Err(e),
-            (None, Ok(n)) => Ok(n),
+            (None, Ok(n)) => Ok((n, Vec::new())),
             (None, Err(len)) => Err(Error::RangeInvalid { offset: len }),
         }
     }
 
-    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
+    async fn upload_read(&self, id: &UploadId, _: &[u8], len: u64) -> Result<ByteStream> {
         let path = self.upload_path(id);
         let opened = open_sized(path).await?;
         let Some((file, size)) = opened else { return Err(Error::UploadUnknown) };
-        Ok(read_ahead(file, 0..size))
+        Ok(read_ahead(file, 0..size.min(len)))
     }
 
-    async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()> {
+    async fn upload_publish(&self, id: &UploadId, _: &[u8], digest: &Digest, size: u64) -> Result<()> {
         let from = self.upload_path(id);
         let to = self.blob_path(digest);
         blocking(move || {
@@ -365,7 +372,7 @@ impl BlobStore for FsBlobStore {
         .await
     }
 
-    async fn upload_delete(&self, id: &UploadId) -> Result<()> {
+    async fn upload_delete(&self, id: &UploadId, _: Option<&[u8]>) -> Result<()> {
         match tokio::fs::remove_file(self.upload_path(id)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -113,10 +113,10 @@ impl BlobStore for MemoryBlobStore {
         Ok(removed)
     }
 
-    async fn upload_create(&self, id: &UploadId) -> Result<()> {
+    async fn upload_create(&self, id: &UploadId, _: Option<&Digest>) -> Result<Vec<u8>> {
         lock(&self.uploads).insert(id.clone(), BytesMut::new());
         self.touch(id.to_string());
-        Ok(())
+        Ok(Vec::new())
     }
 
     async fn blob_info(&self, digest: &Digest) -> Result<Option<StoredObject<Digest>>> {
@@ -147,7 +147,13 @@ impl BlobStore for MemoryBlobStore {
             .collect())
     }
 
-    async fn upload_append(&self, id: &UploadId, offset: u64, body: &mut BodyStream<'_>) -> Result<u64> {
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        _: &[u8],
+        offset: u64,
+        body: &mut BodyStream<'_>,
+    ) -> Result<(u64, Vec<u8>)> {
         match lock(&self.uploads).get(id) {
             None => return Err(Error::UploadUnknown),
             Some(b) if (b.len() as u64) < offset => return Err(Error::RangeInvalid { offset: b.len() as u64 }),
@@ -168,15 +174,16 @@ impl BlobStore for MemoryBlobStore {
         let len = upload.len() as u64;
         drop(uploads);
         self.touch(id.to_string());
-        Ok(len)
+        Ok((len, Vec::new()))
     }
 
-    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
+    async fn upload_read(&self, id: &UploadId, _: &[u8], len: u64) -> Result<ByteStream> {
         let bytes = lock(&self.uploads).get(id).map(|b| b.clone().freeze()).ok_or(Error::UploadUnknown)?;
-        Ok(one_chunk(bytes))
+        let len = (len as usize).min(bytes.len());
+        Ok(one_chunk(bytes.slice(..len)))
     }
 
-    async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()> {
+    async fn upload_publish(&self, id: &UploadId, _: &[u8], digest: &Digest, size: u64) -> Result<()> {
         let mut bytes = lock(&self.uploads).remove(id).ok_or(Error::UploadUnknown)?;
         if (bytes.len() as u64) < size {
             return Err(Error::invariant(format!(
@@ -193,7 +200,7 @@ impl BlobStore for MemoryBlobStore {
         Ok(())
     }
 
-    async fn upload_delete(&self, id: &UploadId) -> Result<()> {
+    async fn upload_delete(&self, id: &UploadId, _: Option<&[u8]>) -> Result<()> {
         lock(&self.uploads).remove(id);
         lock(&self.modified).remove(id.as_str());
         Ok(())

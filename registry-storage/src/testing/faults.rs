@@ -130,41 +130,47 @@ impl<S: BlobStore> BlobStore for FaultyBlobStore<S> {
         self.inner.delete_if_older(digest, cutoff).await
     }
 
-    async fn upload_create(&self, id: &UploadId) -> Result<()> {
+    async fn upload_create(&self, id: &UploadId, digest: Option<&Digest>) -> Result<Vec<u8>> {
         self.faults.check(FaultPoint::BlobWrite)?;
-        self.inner.upload_create(id).await
+        self.inner.upload_create(id, digest).await
     }
 
     /// Under a write fault, the chunk's first frame reaches the store, then the "disk" fails: the
     /// store must cut the upload back to `offset`, as it does after any failed append.
-    async fn upload_append(&self, id: &UploadId, offset: u64, body: &mut BodyStream<'_>) -> Result<u64> {
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        state: &[u8],
+        offset: u64,
+        body: &mut BodyStream<'_>,
+    ) -> Result<(u64, Vec<u8>)> {
         let Err(fault) = self.faults.check(FaultPoint::BlobWrite) else {
-            return self.inner.upload_append(id, offset, body).await;
+            return self.inner.upload_append(id, state, offset, body).await;
         };
         let first = body.next().await;
         let partial: Vec<std::result::Result<Bytes, crate::BodyError>> = first.into_iter().collect();
         let mut partial = futures::stream::iter(partial);
-        self.inner.upload_append(id, offset, &mut partial).await?;
+        self.inner.upload_append(id, state, offset, &mut partial).await?;
         let mut failing = futures::stream::iter([Err::<Bytes, crate::BodyError>(Box::new(fault))]);
-        match self.inner.upload_append(id, offset, &mut failing).await {
+        match self.inner.upload_append(id, state, offset, &mut failing).await {
             Err(e) => Err(e),
             Ok(_) => Err(Error::invariant("injected fault was swallowed")),
         }
     }
 
-    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
+    async fn upload_read(&self, id: &UploadId, state: &[u8], len: u64) -> Result<ByteStream> {
         self.faults.check(FaultPoint::BlobRead)?;
-        self.inner.upload_read(id).await
+        self.inner.upload_read(id, state, len).await
     }
 
-    async fn upload_publish(&self, id: &UploadId, digest: &Digest, size: u64) -> Result<()> {
+    async fn upload_publish(&self, id: &UploadId, state: &[u8], digest: &Digest, size: u64) -> Result<()> {
         self.faults.check(FaultPoint::BlobPublish)?;
-        self.inner.upload_publish(id, digest, size).await
+        self.inner.upload_publish(id, state, digest, size).await
     }
 
-    async fn upload_delete(&self, id: &UploadId) -> Result<()> {
+    async fn upload_delete(&self, id: &UploadId, state: Option<&[u8]>) -> Result<()> {
         self.faults.check(FaultPoint::BlobDelete)?;
-        self.inner.upload_delete(id).await
+        self.inner.upload_delete(id, state).await
     }
 
     async fn blob_info(&self, digest: &Digest) -> Result<Option<StoredObject<Digest>>> {
@@ -229,6 +235,20 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
     async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
         self.write()?;
         self.inner.delete_upload(id).await
+    }
+
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+
+    async fn lease_upload(&self, id: &UploadId, token: u64, until_millis: u64, now_millis: u64) -> Result<bool> {
+        self.faults.check(FaultPoint::MetaWrite)?;
+        self.inner.lease_upload(id, token, until_millis, now_millis).await
+    }
+
+    async fn release_upload(&self, id: &UploadId, token: u64) -> Result<()> {
+        self.faults.check(FaultPoint::MetaWrite)?;
+        self.inner.release_upload(id, token).await
     }
 
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
