@@ -17,6 +17,13 @@ async fn metadata_suite_in_memory() {
     metadata_store_suite(&RedbStore::in_memory()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_on_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(RedbStore::open(dir.path().join("metadata.redb")).expect("open"));
+    registry_storage::testing::concurrent::concurrent_writers_suite(store.clone(), store).await;
+}
+
 #[tokio::test]
 async fn account_suite_in_memory() {
     registry_auth::testing::account_store_suite(&RedbStore::in_memory()).await;

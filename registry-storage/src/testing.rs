@@ -8,6 +8,7 @@
 //! # }
 //! ```
 
+pub mod concurrent;
 pub mod faults;
 pub mod gc;
 

@@ -21,3 +21,9 @@ async fn filesystem_blob_store() {
 async fn memory_metadata_store() {
     metadata_store_suite(&MemoryMetadataStore::new()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_metadata_store_with_concurrent_writers() {
+    let store = std::sync::Arc::new(MemoryMetadataStore::new());
+    registry_storage::testing::concurrent::concurrent_writers_suite(store.clone(), store).await;
+}

@@ -1,0 +1,326 @@
+//! The [`AccountStore`] half of [`PgStore`]: users, projects, members and robots as JSON records
+//! beside the columns queries need; ids from sequences; deletions cascade by foreign key.
+
+use async_trait::async_trait;
+use registry_auth::model::{Id, LoginFailures, Member, Project, Robot, User};
+use registry_auth::{AccountStore, AuthError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{PgStore, pg_err};
+
+type Result<T, E = AuthError> = std::result::Result<T, E>;
+
+fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> AuthError {
+    move |e| AuthError::Backend(pg_err(context, e))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| AuthError::Backend(registry_core::BackendError::permanent("encoding an account record", e)))
+}
+
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| AuthError::Backend(registry_core::BackendError::permanent("a corrupt account record", e)))
+}
+
+fn id_of(id: Id) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// The SQLSTATE of a failed statement, if the server gave one.
+fn sqlstate(e: &tokio_postgres::Error) -> Option<&str> {
+    e.code().map(|c| c.code())
+}
+
+/// Reads a record and puts its row's id into it.
+fn record<T: DeserializeOwned>(row: &tokio_postgres::Row, set_id: impl FnOnce(&mut T, Id)) -> Result<T> {
+    let mut value: T = decode(row.get("record"))?;
+    set_id(&mut value, u64::try_from(row.get::<_, i64>("id")).unwrap_or(0));
+    Ok(value)
+}
+
+fn user(row: &tokio_postgres::Row) -> Result<User> {
+    record(row, |u: &mut User, id| u.id = id)
+}
+
+fn project(row: &tokio_postgres::Row) -> Result<Project> {
+    record(row, |p: &mut Project, id| p.id = id)
+}
+
+fn member(row: &tokio_postgres::Row) -> Result<Member> {
+    record(row, |m: &mut Member, id| m.id = id)
+}
+
+fn robot(row: &tokio_postgres::Row) -> Result<Robot> {
+    record(row, |r: &mut Robot, id| r.id = id)
+}
+
+impl PgStore {
+    async fn client_auth(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.client().await?)
+    }
+
+    /// Replaces a record of `table` (same id and name), or says why not.
+    async fn replace(&self, table: &str, what: &str, id: Id, name: &str, text: String) -> Result<()> {
+        let client = self.client_auth().await?;
+        let sql = format!("UPDATE {table} SET record = $3 WHERE id = $1 AND name = $2");
+        let n = client.execute(&sql, &[&id_of(id), &name, &text]).await.map_err(db("updating an account record"))?;
+        if n == 1 {
+            return Ok(());
+        }
+        let sql = format!("SELECT 1 FROM {table} WHERE id = $1");
+        let exists = client.query_opt(&sql, &[&id_of(id)]).await.map_err(db("reading an account record"))?;
+        match exists {
+            Some(_) => Err(AuthError::Invalid(format!("{what} {name} cannot be renamed"))),
+            None => Err(AuthError::not_found(format!("{what} {name}"))),
+        }
+    }
+
+    async fn one(
+        &self,
+        sql: &str,
+        key: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> Result<Option<tokio_postgres::Row>> {
+        let client = self.client_auth().await?;
+        client.query_opt(sql, &[key]).await.map_err(db("reading an account record"))
+    }
+
+    async fn all(&self, sql: &str) -> Result<Vec<tokio_postgres::Row>> {
+        let client = self.client_auth().await?;
+        client.query(sql, &[]).await.map_err(db("listing account records"))
+    }
+}
+
+#[async_trait]
+impl AccountStore for PgStore {
+    async fn create_user(&self, mut user: User) -> Result<User> {
+        let client = self.client_auth().await?;
+        let text = encode(&user)?;
+        let row = client
+            .query_one("INSERT INTO users (name, record) VALUES ($1, $2) RETURNING id", &[&user.name, &text])
+            .await
+            .map_err(|e| match sqlstate(&e) {
+                Some("23505") => AuthError::conflict(format!("user {}", user.name)),
+                _ => AuthError::Backend(pg_err("creating a user", e)),
+            })?;
+        user.id = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        Ok(user)
+    }
+
+    async fn user(&self, id: Id) -> Result<Option<User>> {
+        self.one("SELECT id, record FROM users WHERE id = $1", &id_of(id)).await?.map(|r| user(&r)).transpose()
+    }
+
+    async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+        self.one("SELECT id, record FROM users WHERE name = $1", &name).await?.map(|r| user(&r)).transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        self.all("SELECT id, record FROM users ORDER BY id").await?.iter().map(user).collect()
+    }
+
+    async fn update_user(&self, user: &User) -> Result<()> {
+        self.replace("users", "user", user.id, &user.name, encode(user)?).await
+    }
+
+    async fn delete_user(&self, id: Id) -> Result<bool> {
+        let client = self.client_auth().await?;
+        let n =
+            client.execute("DELETE FROM users WHERE id = $1", &[&id_of(id)]).await.map_err(db("deleting a user"))?;
+        Ok(n == 1)
+    }
+
+    async fn create_project(&self, mut project: Project) -> Result<Project> {
+        let client = self.client_auth().await?;
+        let text = encode(&project)?;
+        let row = client
+            .query_one("INSERT INTO projects (name, record) VALUES ($1, $2) RETURNING id", &[&project.name, &text])
+            .await
+            .map_err(|e| match sqlstate(&e) {
+                Some("23505") => AuthError::conflict(format!("project {}", project.name)),
+                _ => AuthError::Backend(pg_err("creating a project", e)),
+            })?;
+        project.id = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        Ok(project)
+    }
+
+    async fn project(&self, id: Id) -> Result<Option<Project>> {
+        self.one("SELECT id, record FROM projects WHERE id = $1", &id_of(id)).await?.map(|r| project(&r)).transpose()
+    }
+
+    async fn project_by_name(&self, name: &str) -> Result<Option<Project>> {
+        self.one("SELECT id, record FROM projects WHERE name = $1", &name).await?.map(|r| project(&r)).transpose()
+    }
+
+    async fn projects(&self) -> Result<Vec<Project>> {
+        self.all("SELECT id, record FROM projects ORDER BY name").await?.iter().map(project).collect()
+    }
+
+    async fn update_project(&self, project: &Project) -> Result<()> {
+        self.replace("projects", "project", project.id, &project.name, encode(project)?).await
+    }
+
+    async fn delete_project(&self, id: Id) -> Result<bool> {
+        let client = self.client_auth().await?;
+        let n = client
+            .execute("DELETE FROM projects WHERE id = $1", &[&id_of(id)])
+            .await
+            .map_err(db("deleting a project"))?;
+        Ok(n == 1)
+    }
+
+    async fn create_member(&self, mut member: Member) -> Result<Member> {
+        let client = self.client_auth().await?;
+        let text = encode(&member)?;
+        let row = client
+            .query_one(
+                "INSERT INTO members (project_id, user_id, record) VALUES ($1, $2, $3) RETURNING id",
+                &[&id_of(member.project_id), &id_of(member.user_id), &text],
+            )
+            .await
+            .map_err(|e| match sqlstate(&e) {
+                Some("23505") => AuthError::conflict(format!(
+                    "membership of user {} in project {}",
+                    member.user_id, member.project_id
+                )),
+                Some("23503") => {
+                    AuthError::not_found(format!("project {} or user {}", member.project_id, member.user_id))
+                }
+                _ => AuthError::Backend(pg_err("creating a membership", e)),
+            })?;
+        member.id = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        Ok(member)
+    }
+
+    async fn members(&self, project_id: Id) -> Result<Vec<Member>> {
+        let client = self.client_auth().await?;
+        let rows = client
+            .query("SELECT id, record FROM members WHERE project_id = $1 ORDER BY id", &[&id_of(project_id)])
+            .await
+            .map_err(db("listing members"))?;
+        rows.iter().map(member).collect()
+    }
+
+    async fn member(&self, project_id: Id, user_id: Id) -> Result<Option<Member>> {
+        let client = self.client_auth().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, record FROM members WHERE project_id = $1 AND user_id = $2",
+                &[&id_of(project_id), &id_of(user_id)],
+            )
+            .await
+            .map_err(db("reading a membership"))?;
+        row.map(|r| member(&r)).transpose()
+    }
+
+    async fn memberships(&self, user_id: Id) -> Result<Vec<Member>> {
+        let client = self.client_auth().await?;
+        let rows = client
+            .query("SELECT id, record FROM members WHERE user_id = $1 ORDER BY id", &[&id_of(user_id)])
+            .await
+            .map_err(db("listing memberships"))?;
+        rows.iter().map(member).collect()
+    }
+
+    async fn update_member(&self, m: &Member) -> Result<()> {
+        let client = self.client_auth().await?;
+        let n = client
+            .execute(
+                "UPDATE members SET record = $4 WHERE id = $1 AND project_id = $2 AND user_id = $3",
+                &[&id_of(m.id), &id_of(m.project_id), &id_of(m.user_id), &encode(m)?],
+            )
+            .await
+            .map_err(db("updating a membership"))?;
+        if n == 1 {
+            return Ok(());
+        }
+        let exists = client
+            .query_opt("SELECT 1 FROM members WHERE id = $1", &[&id_of(m.id)])
+            .await
+            .map_err(db("reading a membership"))?;
+        match exists {
+            Some(_) => Err(AuthError::Invalid(format!("member {} cannot be moved", m.id))),
+            None => Err(AuthError::not_found(format!("member {}", m.id))),
+        }
+    }
+
+    async fn delete_member(&self, id: Id) -> Result<bool> {
+        let client = self.client_auth().await?;
+        let n = client
+            .execute("DELETE FROM members WHERE id = $1", &[&id_of(id)])
+            .await
+            .map_err(db("deleting a membership"))?;
+        Ok(n == 1)
+    }
+
+    async fn create_robot(&self, mut robot: Robot) -> Result<Robot> {
+        let client = self.client_auth().await?;
+        let text = encode(&robot)?;
+        let project = robot.project_id.map(id_of);
+        let row = client
+            .query_one(
+                "INSERT INTO robots (name, project_id, record) VALUES ($1, $2, $3) RETURNING id",
+                &[&robot.name, &project, &text],
+            )
+            .await
+            .map_err(|e| match sqlstate(&e) {
+                Some("23505") => AuthError::conflict(format!("robot {}", robot.name)),
+                Some("23503") => AuthError::not_found(format!("project {}", robot.project_id.unwrap_or(0))),
+                _ => AuthError::Backend(pg_err("creating a robot", e)),
+            })?;
+        robot.id = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        Ok(robot)
+    }
+
+    async fn robot(&self, id: Id) -> Result<Option<Robot>> {
+        self.one("SELECT id, record FROM robots WHERE id = $1", &id_of(id)).await?.map(|r| robot(&r)).transpose()
+    }
+
+    async fn robot_by_name(&self, name: &str) -> Result<Option<Robot>> {
+        self.one("SELECT id, record FROM robots WHERE name = $1", &name).await?.map(|r| robot(&r)).transpose()
+    }
+
+    async fn robots(&self) -> Result<Vec<Robot>> {
+        self.all("SELECT id, record FROM robots ORDER BY id").await?.iter().map(robot).collect()
+    }
+
+    async fn update_robot(&self, robot: &Robot) -> Result<()> {
+        self.replace("robots", "robot", robot.id, &robot.name, encode(robot)?).await
+    }
+
+    async fn delete_robot(&self, id: Id) -> Result<bool> {
+        let client = self.client_auth().await?;
+        let n =
+            client.execute("DELETE FROM robots WHERE id = $1", &[&id_of(id)]).await.map_err(db("deleting a robot"))?;
+        Ok(n == 1)
+    }
+
+    async fn login_failures(&self, name: &str) -> Result<Option<LoginFailures>> {
+        let row = self.one("SELECT count, last_at FROM login_failures WHERE name = $1", &name).await?;
+        Ok(row.map(|r| LoginFailures {
+            count: u32::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+            last_at: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+        }))
+    }
+
+    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>) -> Result<()> {
+        let client = self.client_auth().await?;
+        match failures {
+            Some(f) => client
+                .execute(
+                    "INSERT INTO login_failures (name, count, last_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO UPDATE SET count = EXCLUDED.count, last_at = EXCLUDED.last_at",
+                    &[&name, &i32::try_from(f.count).unwrap_or(i32::MAX), &(f.last_at as i64)],
+                )
+                .await
+                .map_err(db("counting a failed login"))?,
+            None => client
+                .execute("DELETE FROM login_failures WHERE name = $1", &[&name])
+                .await
+                .map_err(db("clearing failed logins"))?,
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! # registry-postgres
+//!
+//! The distributed backend's database: the registry's metadata and accounts on PostgreSQL, so
+//! that any number of identical replicas share them.
+//!
+//! | piece | what it is |
+//! |---|---|
+//! | [`PgStore`] | [`MetadataStore`](registry_storage::MetadataStore) and [`AccountStore`](registry_auth::AccountStore) on one database, with a connection pool |
+//! | [`PgStore::connect`] | connects, and applies the embedded migrations once however many replicas start at once (under an advisory lock) |
+//! | [`PgStore::shared_secret`] | a secret every replica finds (the token signing key), made by the first that needs it |
+//! | `testing` (feature) | a throwaway database per test |
+//!
+//! # Why it is safe with many writers
+//!
+//! Each trait method is one transaction (READ COMMITTED). The garbage-collection contract of the
+//! metadata store is kept with row locks and per-digest advisory locks, not with isolation
+//! levels: a manifest push locks the links it references (`FOR SHARE`) while a collection locks
+//! a link (`FOR UPDATE`) before checking, in a new statement (a new snapshot), that nothing
+//! references it; linking a digest and marking it for deletion take the same advisory lock on the
+//! digest, so a mark never misses a link committed meanwhile. Upload sessions carry a lease, so
+//! one upload's chunks are appended by one replica at a time; a replica that dies frees its lease
+//! when it runs out.
+//!
+//! Nothing mutable is cached: what one replica writes, the next request at any other replica
+//! reads. (Immutable things are cached above the store: manifest bytes by digest in the engine,
+//! verified tokens by their text.)
+//!
+//! Connection failures are retryable faults (503 with `Retry-After`); the pool reconnects on the
+//! next request, so the registry recovers without a restart when the database comes back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use registry_core::{BackendError, SharedClock};
+
+mod accounts;
+mod meta;
+mod migrations;
+mod secrets;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// The metadata and accounts on PostgreSQL. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    clock: SharedClock,
+    /// Where the database is, for messages (no password).
+    target: Arc<str>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Connections in the pool (default 16).
+    pub pool_size: usize,
+    /// How long a request waits for a connection, and a connection for the server (default 5 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions { pool_size: 16, connect_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Why the store could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL does not parse.
+    #[error("invalid PostgreSQL URL: {0}")]
+    Url(String),
+    /// The database does not answer, refuses the credentials, or the migrations fail.
+    #[error("PostgreSQL at {target}: {source}")]
+    Database {
+        /// Where (host, port, database; no password).
+        target: String,
+        /// Why.
+        #[source]
+        source: BackendError,
+    },
+}
+
+/// A PostgreSQL error as a backend failure: retryable when the connection or the server is the
+/// trouble (or a transaction lost a race), permanent otherwise.
+pub(crate) fn pg_err(context: &'static str, e: tokio_postgres::Error) -> BackendError {
+    let retryable = match e.code() {
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08") || c.starts_with("57P") || c == "53300" || c == "40001" || c == "40P01"
+        }
+        // No SQLSTATE: the connection broke, or could not be made.
+        None => true,
+    };
+    if retryable { BackendError::retryable(context, e) } else { BackendError::permanent(context, e) }
+}
+
+/// A pool failure (no connection in time, or none can be made): retryable.
+pub(crate) fn pool_err(e: deadpool_postgres::PoolError) -> BackendError {
+    BackendError::retryable("no connection to PostgreSQL", e)
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`), checks that the
+    /// database answers, and applies the migrations this version needs.
+    pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, ConnectError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| ConnectError::Url(e.to_string()))?;
+        let target = describe(&config);
+        let mut config = config;
+        config.connect_timeout(options.connect_timeout);
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| ConnectError::Database {
+                target: target.clone(),
+                source: BackendError::permanent("pool", e),
+            })?;
+        let store = PgStore { pool, clock: registry_core::time::system_clock(), target: target.clone().into() };
+        migrations::apply(&store).await.map_err(|source| ConnectError::Database { target, source })?;
+        Ok(store)
+    }
+
+    /// The same store dating links, marks and leases by `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> PgStore {
+        self.clock = clock;
+        self
+    }
+
+    /// Where the database is (host, port, database).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Whether the database answers now.
+    pub async fn ping(&self) -> Result<(), BackendError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(|e| pg_err("pinging PostgreSQL", e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
+        self.pool.get().await.map_err(pool_err)
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now_secs()
+    }
+}
+
+/// `host:port/database` of a configuration.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
+}

@@ -1,0 +1,668 @@
+//! The [`MetadataStore`] half of [`PgStore`] (tables in `migrations/0001_initial.sql`).
+//!
+//! (Its length is the trait's: 27 transactions, each beside the locks that keep garbage
+//! collection's contract with concurrent writers on other replicas; see the crate docs.)
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use registry_core::{Digest, RepositoryName, Tag};
+use registry_storage::meta::{GcLink, GcManifest, Holder};
+use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Result, UploadId, UploadRecord};
+
+use crate::{PgStore, pg_err};
+
+fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
+    move |e| Error::Backend(pg_err(context, e))
+}
+
+fn parse_digest(text: &str) -> Result<Digest> {
+    Digest::parse(text).map_err(|e| Error::corrupt(format!("digest {text:?}"), e))
+}
+
+fn decode_record(text: &str) -> Result<ManifestRecord> {
+    serde_json::from_str(text).map_err(|e| Error::corrupt("a manifest record", e))
+}
+
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn u64_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Serializes every transaction that changes who holds `digest` (linking, pushing it as a
+/// manifest, marking it for deletion), until the transaction ends.
+async fn lock_digest(txn: &Transaction<'_>, digest: &str) -> Result<()> {
+    txn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[&digest])
+        .await
+        .map_err(db("locking a digest"))?;
+    Ok(())
+}
+
+/// Refuses a digest garbage collection is deleting.
+async fn not_collecting(txn: &Transaction<'_>, digest: &str) -> Result<()> {
+    let marked =
+        txn.query_opt("SELECT 1 FROM collecting WHERE digest = $1", &[&digest]).await.map_err(db("reading marks"))?;
+    if marked.is_some() {
+        return Err(Error::Collecting { digest: digest.to_owned() });
+    }
+    Ok(())
+}
+
+/// Links `digest` into `repo` (the caller holds the digest's lock).
+async fn link(txn: &Transaction<'_>, repo: &str, digest: &str, size: u64, now: u64) -> Result<()> {
+    not_collecting(txn, digest).await?;
+    txn.execute("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&repo])
+        .await
+        .map_err(db("adding a repository"))?;
+    txn.execute(
+        "INSERT INTO blob_links (repository, digest, size, linked_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (repository, digest) DO UPDATE SET size = EXCLUDED.size, linked_at = EXCLUDED.linked_at",
+        &[&repo, &digest, &i64_of(size), &i64_of(now)],
+    )
+    .await
+    .map_err(db("linking a blob"))?;
+    Ok(())
+}
+
+/// Removes a manifest with its tags and references; its record if it existed.
+async fn remove_manifest(txn: &Transaction<'_>, repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
+    let row = txn
+        .query_opt("DELETE FROM manifests WHERE repository = $1 AND digest = $2 RETURNING record", &[&repo, &digest])
+        .await
+        .map_err(db("deleting a manifest"))?;
+    let Some(row) = row else { return Ok(None) };
+    txn.execute("DELETE FROM tags WHERE repository = $1 AND digest = $2", &[&repo, &digest])
+        .await
+        .map_err(db("deleting tags"))?;
+    txn.execute("DELETE FROM manifest_refs WHERE repository = $1 AND manifest = $2", &[&repo, &digest])
+        .await
+        .map_err(db("deleting references"))?;
+    Ok(Some(decode_record(row.get(0))?))
+}
+
+fn page(mut entries: Vec<String>, limit: usize) -> Page {
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    Page { entries, more }
+}
+
+impl PgStore {
+    async fn write_txn<'c>(client: &'c mut deadpool_postgres::Object) -> Result<Transaction<'c>> {
+        client.transaction().await.map_err(db("starting a transaction"))
+    }
+}
+
+async fn commit(txn: Transaction<'_>) -> Result<()> {
+    txn.commit().await.map_err(db("committing"))
+}
+
+fn upload_from_row(row: &tokio_postgres::Row) -> Result<UploadRecord> {
+    let repository: String = row.get("repository");
+    Ok(UploadRecord {
+        repository: RepositoryName::parse(&repository).map_err(|e| Error::corrupt("an upload's repository", e))?,
+        offset: u64_of(row.get("upload_offset")),
+        verifier_state: row.get("verifier_state"),
+        started_at: u64_of(row.get("started_at")),
+        store_state: row.get("store_state"),
+    })
+}
+
+#[async_trait]
+impl MetadataStore for PgStore {
+    async fn create_upload(&self, id: &UploadId, record: &UploadRecord) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO uploads (id, repository, upload_offset, verifier_state, store_state, started_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &id.as_str(),
+                    &record.repository.as_str(),
+                    &i64_of(record.offset),
+                    &record.verifier_state,
+                    &record.store_state,
+                    &i64_of(record.started_at),
+                ],
+            )
+            .await
+            .map_err(db("creating an upload"))?;
+        Ok(())
+    }
+
+    async fn update_upload(&self, id: &UploadId, expected_offset: u64, record: &UploadRecord) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE uploads SET upload_offset = $3, verifier_state = $4, store_state = $5
+                 WHERE id = $1 AND upload_offset = $2",
+                &[
+                    &id.as_str(),
+                    &i64_of(expected_offset),
+                    &i64_of(record.offset),
+                    &record.verifier_state,
+                    &record.store_state,
+                ],
+            )
+            .await
+            .map_err(db("updating an upload"))?;
+        Ok(n == 1)
+    }
+
+    async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT repository, upload_offset, verifier_state, store_state, started_at FROM uploads WHERE id = $1",
+                &[&id.as_str()],
+            )
+            .await
+            .map_err(db("reading an upload"))?;
+        row.map(|r| upload_from_row(&r)).transpose()
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute("DELETE FROM uploads WHERE id = $1", &[&id.as_str()])
+            .await
+            .map_err(db("deleting an upload"))?;
+        Ok(n == 1)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn lease_upload(&self, id: &UploadId, token: u64, until_millis: u64, now_millis: u64) -> Result<bool> {
+        let client = self.client().await?;
+        let taken = client
+            .execute(
+                "UPDATE uploads SET lease_token = $2, lease_until = $3
+                 WHERE id = $1 AND (lease_until < $4 OR lease_token = $2)",
+                &[&id.as_str(), &(token as i64), &i64_of(until_millis), &i64_of(now_millis)],
+            )
+            .await
+            .map_err(db("leasing an upload"))?;
+        if taken == 1 {
+            return Ok(true);
+        }
+        // Either another replica holds it, or there is no such upload (the caller finds out).
+        let exists = client
+            .query_opt("SELECT 1 FROM uploads WHERE id = $1", &[&id.as_str()])
+            .await
+            .map_err(db("reading an upload"))?;
+        Ok(exists.is_none())
+    }
+
+    async fn release_upload(&self, id: &UploadId, token: u64) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE uploads SET lease_until = 0 WHERE id = $1 AND lease_token = $2",
+                &[&id.as_str(), &(token as i64)],
+            )
+            .await
+            .map_err(db("releasing an upload"))?;
+        Ok(())
+    }
+
+    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
+        let (repo, d) = (repository.as_str(), digest.to_string());
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        lock_digest(&txn, &d).await?;
+        link(&txn, repo, &d, size, self.now()).await?;
+        commit(txn).await
+    }
+
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let (repo, d) = (repository.as_str(), digest.to_string());
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        lock_digest(&txn, &d).await?;
+        link(&txn, repo, &d, size, self.now()).await?;
+        txn.execute("DELETE FROM uploads WHERE id = $1", &[&id.as_str()]).await.map_err(db("ending an upload"))?;
+        commit(txn).await
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let d = digest.to_string();
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        lock_digest(&txn, &d).await?;
+        let row = txn
+            .query_opt(
+                "SELECT size FROM blob_links WHERE repository = $1 AND digest = $2 FOR SHARE",
+                &[&from.as_str(), &d],
+            )
+            .await
+            .map_err(db("reading a link"))?;
+        let Some(row) = row else { return Ok(None) };
+        let size = u64_of(row.get(0));
+        link(&txn, repository.as_str(), &d, size, self.now()).await?;
+        commit(txn).await?;
+        Ok(Some(size))
+    }
+
+    async fn blob_link(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT size FROM blob_links WHERE repository = $1 AND digest = $2",
+                &[&repository.as_str(), &digest.to_string()],
+            )
+            .await
+            .map_err(db("reading a link"))?;
+        Ok(row.map(|r| u64_of(r.get(0))))
+    }
+
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "DELETE FROM blob_links WHERE repository = $1 AND digest = $2",
+                &[&repository.as_str(), &digest.to_string()],
+            )
+            .await
+            .map_err(db("unlinking a blob"))?;
+        Ok(n == 1)
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        record: &ManifestRecord,
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        let repo = repository.as_str();
+        let digest = record.digest.to_string();
+        let references: Vec<String> = record.references.iter().map(Digest::to_string).collect();
+        let subject = record.subject.as_ref().map(Digest::to_string);
+        let text = serde_json::to_string(record).map_err(|e| Error::corrupt("a manifest record", e))?;
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        lock_digest(&txn, &digest).await?;
+        not_collecting(&txn, &digest).await?;
+        // What it references must be in the repository now, locked so that a concurrent
+        // collection waits for this transaction and then sees the references it adds.
+        if !references.is_empty() {
+            let rows = txn
+                .query(
+                    "SELECT digest FROM blob_links WHERE repository = $1 AND digest = ANY($2) FOR SHARE",
+                    &[&repo, &references],
+                )
+                .await
+                .map_err(db("checking references"))?;
+            let mut held: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+            let rows = txn
+                .query(
+                    "SELECT digest FROM manifests WHERE repository = $1 AND digest = ANY($2) FOR SHARE",
+                    &[&repo, &references],
+                )
+                .await
+                .map_err(db("checking references"))?;
+            held.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+            if let Some(missing) = record.references.iter().find(|r| !held.contains(&r.to_string())) {
+                return Err(Error::ManifestBlobUnknown { digest: missing.clone() });
+            }
+        }
+        txn.execute("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&repo])
+            .await
+            .map_err(db("adding a repository"))?;
+        txn.execute(
+            "INSERT INTO manifests (repository, digest, record, subject, pushed_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (repository, digest) DO UPDATE
+             SET record = EXCLUDED.record, subject = EXCLUDED.subject, pushed_at = EXCLUDED.pushed_at",
+            &[&repo, &digest, &text, &subject, &i64_of(record.pushed_at)],
+        )
+        .await
+        .map_err(db("storing a manifest"))?;
+        if !references.is_empty() {
+            txn.execute(
+                "INSERT INTO manifest_refs (reference, repository, manifest)
+                 SELECT r, $2, $3 FROM unnest($1::text[]) AS r ON CONFLICT DO NOTHING",
+                &[&references, &repo, &digest],
+            )
+            .await
+            .map_err(db("storing references"))?;
+        }
+        if let Some(tag) = tag {
+            txn.execute(
+                "INSERT INTO tags (repository, tag, digest) VALUES ($1, $2, $3)
+                 ON CONFLICT (repository, tag) DO UPDATE SET digest = EXCLUDED.digest",
+                &[&repo, &tag.as_str(), &digest],
+            )
+            .await
+            .map_err(db("moving a tag"))?;
+        }
+        commit(txn).await
+    }
+
+    async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT record FROM manifests WHERE repository = $1 AND digest = $2",
+                &[&repository.as_str(), &digest.to_string()],
+            )
+            .await
+            .map_err(db("reading a manifest"))?;
+        row.map(|r| decode_record(r.get(0))).transpose()
+    }
+
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        let removed = remove_manifest(&txn, repository.as_str(), &digest.to_string()).await?;
+        commit(txn).await?;
+        Ok(removed.is_some())
+    }
+
+    async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT digest FROM tags WHERE repository = $1 AND tag = $2",
+                &[&repository.as_str(), &tag.as_str()],
+            )
+            .await
+            .map_err(db("resolving a tag"))?;
+        row.map(|r| parse_digest(r.get(0))).transpose()
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute("DELETE FROM tags WHERE repository = $1 AND tag = $2", &[&repository.as_str(), &tag.as_str()])
+            .await
+            .map_err(db("deleting a tag"))?;
+        Ok(n == 1)
+    }
+
+    async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>> {
+        let client = self.client().await?;
+        let known = client
+            .query_opt("SELECT 1 FROM repositories WHERE name = $1", &[&repository.as_str()])
+            .await
+            .map_err(db("reading a repository"))?;
+        if known.is_none() {
+            return Ok(None);
+        }
+        let rows = client
+            .query(
+                "SELECT tag FROM tags WHERE repository = $1 AND tag > $2 ORDER BY tag LIMIT $3",
+                &[&repository.as_str(), &last.unwrap_or(""), &(limit as i64 + 1)],
+            )
+            .await
+            .map_err(db("listing tags"))?;
+        Ok(Some(page(rows.iter().map(|r| r.get(0)).collect(), limit)))
+    }
+
+    async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Page> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
+                &[&last.unwrap_or(""), &(limit as i64 + 1)],
+            )
+            .await
+            .map_err(db("listing repositories"))?;
+        Ok(page(rows.iter().map(|r| r.get(0)).collect(), limit))
+    }
+
+    async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT record FROM manifests WHERE repository = $1 AND subject = $2 ORDER BY digest",
+                &[&repository.as_str(), &subject.to_string()],
+            )
+            .await
+            .map_err(db("listing referrers"))?;
+        rows.iter().map(|r| decode_record(r.get(0))).collect()
+    }
+
+    async fn gc_manifests(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<GcManifest>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT m.record,
+                        EXISTS (SELECT 1 FROM tags t WHERE t.repository = m.repository AND t.digest = m.digest),
+                        ARRAY(SELECT r.manifest FROM manifest_refs r
+                              WHERE r.reference = m.digest AND r.repository = m.repository ORDER BY r.manifest)
+                 FROM manifests m WHERE m.repository = $1 AND m.digest > $2 ORDER BY m.digest LIMIT $3",
+                &[&repository.as_str(), &after.map(Digest::to_string).unwrap_or_default(), &(limit as i64)],
+            )
+            .await
+            .map_err(db("listing manifests"))?;
+        rows.iter()
+            .map(|r| {
+                let referenced_by: Vec<String> = r.get(2);
+                Ok(GcManifest {
+                    record: decode_record(r.get(0))?,
+                    tagged: r.get(1),
+                    referenced_by: referenced_by.iter().map(|d| parse_digest(d)).collect::<Result<_>>()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT l.digest, l.size, l.linked_at,
+                        ARRAY(SELECT r.manifest FROM manifest_refs r
+                              WHERE r.reference = l.digest AND r.repository = l.repository ORDER BY r.manifest)
+                 FROM blob_links l WHERE l.repository = $1 AND l.digest > $2 ORDER BY l.digest LIMIT $3",
+                &[&repository.as_str(), &after.map(Digest::to_string).unwrap_or_default(), &(limit as i64)],
+            )
+            .await
+            .map_err(db("listing links"))?;
+        rows.iter()
+            .map(|r| {
+                let referenced_by: Vec<String> = r.get(3);
+                Ok(GcLink {
+                    digest: parse_digest(r.get(0))?,
+                    size: u64_of(r.get(1)),
+                    linked_at: u64_of(r.get(2)),
+                    referenced_by: referenced_by.iter().map(|d| parse_digest(d)).collect::<Result<_>>()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn gc_holders(&self, digests: &[Digest]) -> Result<Vec<Vec<Holder>>> {
+        let texts: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT digest, repository, false FROM blob_links WHERE digest = ANY($1)
+                 UNION ALL SELECT digest, repository, true FROM manifests WHERE digest = ANY($1)
+                 ORDER BY 2, 3",
+                &[&texts],
+            )
+            .await
+            .map_err(db("reading holders"))?;
+        let mut out: Vec<Vec<Holder>> = vec![Vec::new(); digests.len()];
+        for r in rows {
+            let d: String = r.get(0);
+            for (i, t) in texts.iter().enumerate() {
+                if *t == d {
+                    out[i].push(Holder { repository: r.get(1), manifest: r.get(2) });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn gc_delete_manifests(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        pushed_before: u64,
+    ) -> Result<Vec<Digest>> {
+        let repo = repository.as_str();
+        let mut sorted = digests.to_vec();
+        sorted.sort_by_key(Digest::to_string);
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        let mut deleted = Vec::new();
+        for digest in sorted {
+            let d = digest.to_string();
+            // The row lock first; the conditions then in new statements, which see what
+            // concurrent pushes committed while this waited.
+            let row = txn
+                .query_opt(
+                    "SELECT record, pushed_at FROM manifests WHERE repository = $1 AND digest = $2 FOR UPDATE",
+                    &[&repo, &d],
+                )
+                .await
+                .map_err(db("locking a manifest"))?;
+            let Some(row) = row else { continue };
+            let record = decode_record(row.get(0))?;
+            if u64_of(row.get(1)) > pushed_before {
+                continue;
+            }
+            let kept = txn
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM tags WHERE repository = $1 AND digest = $2)
+                         OR EXISTS (SELECT 1 FROM manifest_refs WHERE reference = $2 AND repository = $1)
+                         OR EXISTS (SELECT 1 FROM manifests WHERE repository = $1 AND digest = $3)",
+                    &[&repo, &d, &record.subject.as_ref().map(Digest::to_string).unwrap_or_default()],
+                )
+                .await
+                .map_err(db("checking a manifest"))?;
+            if kept.get::<_, bool>(0) {
+                continue;
+            }
+            remove_manifest(&txn, repo, &d).await?;
+            deleted.push(digest);
+        }
+        commit(txn).await?;
+        Ok(deleted)
+    }
+
+    async fn gc_unlink(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        linked_before: u64,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let repo = repository.as_str();
+        let mut sorted = digests.to_vec();
+        sorted.sort_by_key(Digest::to_string);
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        let mut removed = Vec::new();
+        for digest in sorted {
+            let d = digest.to_string();
+            let row = txn
+                .query_opt(
+                    "SELECT size, linked_at FROM blob_links WHERE repository = $1 AND digest = $2 FOR UPDATE",
+                    &[&repo, &d],
+                )
+                .await
+                .map_err(db("locking a link"))?;
+            let Some(row) = row else { continue };
+            let (size, linked_at) = (u64_of(row.get(0)), u64_of(row.get(1)));
+            if linked_at > linked_before {
+                continue;
+            }
+            let referenced = txn
+                .query_opt("SELECT 1 FROM manifest_refs WHERE reference = $1 AND repository = $2 LIMIT 1", &[&d, &repo])
+                .await
+                .map_err(db("checking references"))?;
+            if referenced.is_some() {
+                continue;
+            }
+            txn.execute("DELETE FROM blob_links WHERE repository = $1 AND digest = $2", &[&repo, &d])
+                .await
+                .map_err(db("unlinking a blob"))?;
+            removed.push((digest, size));
+        }
+        commit(txn).await?;
+        Ok(removed)
+    }
+
+    async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let mut sorted = digests.to_vec();
+        sorted.sort_by_key(Digest::to_string);
+        let now = self.now();
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        let mut marked = Vec::new();
+        for digest in sorted {
+            let d = digest.to_string();
+            lock_digest(&txn, &d).await?;
+            let held = txn
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM blob_links WHERE digest = $1)
+                         OR EXISTS (SELECT 1 FROM manifests WHERE digest = $1)",
+                    &[&d],
+                )
+                .await
+                .map_err(db("checking holders"))?;
+            if held.get::<_, bool>(0) {
+                continue;
+            }
+            txn.execute(
+                "INSERT INTO collecting (digest, since) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&d, &i64_of(now)],
+            )
+            .await
+            .map_err(db("marking"))?;
+            marked.push(digest);
+        }
+        commit(txn).await?;
+        Ok(marked)
+    }
+
+    async fn gc_unmark(&self, digests: &[Digest]) -> Result<()> {
+        let texts: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        let client = self.client().await?;
+        client.execute("DELETE FROM collecting WHERE digest = ANY($1)", &[&texts]).await.map_err(db("unmarking"))?;
+        Ok(())
+    }
+
+    async fn gc_marked(&self, limit: usize) -> Result<Vec<Digest>> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT digest FROM collecting ORDER BY digest LIMIT $1", &[&(limit as i64)])
+            .await
+            .map_err(db("reading marks"))?;
+        rows.iter().map(|r| parse_digest(r.get(0))).collect()
+    }
+
+    async fn expired_uploads(&self, started_before: u64, limit: usize) -> Result<Vec<UploadId>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id FROM uploads WHERE started_at <= $1 ORDER BY id LIMIT $2",
+                &[&i64_of(started_before), &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await
+            .map_err(db("listing uploads"))?;
+        rows.iter()
+            .map(|r| UploadId::parse(r.get::<_, &str>(0)).map_err(|e| Error::corrupt("an upload id", e)))
+            .collect()
+    }
+}

@@ -1,0 +1,92 @@
+//! PostgreSQL passes every shared suite (metadata, accounts, garbage collection, concurrent
+//! writers through two pools as two replicas would), applies its migrations once however many
+//! replicas start at once, and shares its secrets. Each test has a database of its own, dropped
+//! at its end.
+
+use std::sync::Arc;
+
+use registry_postgres::testing::TestDatabase;
+use registry_postgres::{PgOptions, PgStore};
+use registry_storage::testing::gc::{GcFixture, gc_suite};
+use registry_storage::{Limits, MemoryBlobStore, MetadataStore, Registry};
+
+#[tokio::test]
+async fn metadata_suite() {
+    let db = TestDatabase::create().await;
+    registry_storage::testing::metadata_store_suite(&db.store().await).await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn account_suite() {
+    let db = TestDatabase::create().await;
+    registry_auth::testing::account_store_suite(&db.store().await).await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_through_two_pools() {
+    let db = TestDatabase::create().await;
+    let (a, b) = (db.store().await, db.store().await);
+    assert!(a.shared(), "a PostgreSQL store is shared by replicas");
+    registry_storage::testing::concurrent::concurrent_writers_suite(Arc::new(a), Arc::new(b)).await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_collection_suite() {
+    gc_suite(|| async {
+        let db = TestDatabase::create().await;
+        let blobs = Arc::new(MemoryBlobStore::new());
+        let registry = Registry::new(blobs.clone(), Arc::new(db.store().await), Limits::default());
+        GcFixture { registry, blobs, guard: Box::new(db) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_at_once_apply_the_migrations_once() {
+    let db = TestDatabase::create().await;
+    let starts = (0..6).map(|_| {
+        let url = db.url().to_owned();
+        tokio::spawn(async move { PgStore::connect(&url, PgOptions::default()).await })
+    });
+    let stores: Vec<PgStore> = futures::future::join_all(starts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task").expect("every replica starts"))
+        .collect();
+    let applied = stores[0].schema_versions().await.expect("versions");
+    assert_eq!(applied, vec![1], "each migration applied once");
+    drop(stores);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_secret() {
+    let db = TestDatabase::create().await;
+    let (a, b) = (db.store().await, db.store().await);
+    let (x, y) = tokio::join!(
+        a.shared_secret("token-key", || Ok(b"made by a".to_vec())),
+        b.shared_secret("token-key", || Ok(b"made by b".to_vec()))
+    );
+    let (x, y) = (x.expect("secret"), y.expect("secret"));
+    assert_eq!(x, y, "both replicas use the one that was stored");
+    let again = a.shared_secret("token-key", || panic!("not made twice")).await.expect("secret");
+    assert_eq!(again, x);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_in_the_error() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("postgres://registry@127.0.0.1:{port}/registry");
+    let options = PgOptions { connect_timeout: std::time::Duration::from_secs(2), ..PgOptions::default() };
+    let err = PgStore::connect(&url, options).await.expect_err("nothing answers");
+    let message = err.to_string();
+    assert!(message.contains(&format!("127.0.0.1:{port}/registry")), "{message}");
+    assert!(!message.contains("postgres://"), "no URL (it may carry a password): {message}");
+    let err = PgStore::connect("postgres://a:b@[bad", PgOptions::default()).await.expect_err("bad URL");
+    assert!(err.to_string().contains("invalid PostgreSQL URL"), "{err}");
+}
