@@ -60,6 +60,14 @@ CREATE TABLE collecting (
     since BIGINT NOT NULL
 );
 
+-- Digests being written to object storage: garbage collection does not mark them.
+CREATE TABLE held (
+    digest TEXT COLLATE "C" NOT NULL,
+    holder BIGINT NOT NULL,
+    until_ms BIGINT NOT NULL,
+    PRIMARY KEY (digest, holder)
+);
+
 CREATE TABLE users (
     id BIGSERIAL PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,

@@ -208,6 +208,31 @@ impl MetadataStore for PgStore {
         Ok(())
     }
 
+    async fn hold_digest(&self, digest: &Digest, holder: u64, until_millis: u64) -> Result<()> {
+        let d = digest.to_string();
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        lock_digest(&txn, &d).await?;
+        not_collecting(&txn, &d).await?;
+        txn.execute(
+            "INSERT INTO held (digest, holder, until_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (digest, holder) DO UPDATE SET until_ms = EXCLUDED.until_ms",
+            &[&d, &(holder as i64), &i64_of(until_millis)],
+        )
+        .await
+        .map_err(db("holding a digest"))?;
+        commit(txn).await
+    }
+
+    async fn release_digest(&self, digest: &Digest, holder: u64) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM held WHERE digest = $1 AND holder = $2", &[&digest.to_string(), &(holder as i64)])
+            .await
+            .map_err(db("releasing a digest"))?;
+        Ok(())
+    }
+
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
         let (repo, d) = (repository.as_str(), digest.to_string());
         let mut client = self.client().await?;
@@ -607,16 +632,21 @@ impl MetadataStore for PgStore {
         let mut sorted = digests.to_vec();
         sorted.sort_by_key(Digest::to_string);
         let now = self.now();
+        let now_millis = self.clock.now_millis();
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
         let mut marked = Vec::new();
         for digest in sorted {
             let d = digest.to_string();
             lock_digest(&txn, &d).await?;
+            txn.execute("DELETE FROM held WHERE digest = $1 AND until_ms <= $2", &[&d, &i64_of(now_millis)])
+                .await
+                .map_err(db("clearing expired holds"))?;
             let held = txn
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM blob_links WHERE digest = $1)
-                         OR EXISTS (SELECT 1 FROM manifests WHERE digest = $1)",
+                         OR EXISTS (SELECT 1 FROM manifests WHERE digest = $1)
+                         OR EXISTS (SELECT 1 FROM held WHERE digest = $1)",
                     &[&d],
                 )
                 .await

@@ -53,6 +53,8 @@ const REFERRERS: TableDefinition<&str, u8> = TableDefinition::new("referrers");
 const HOLDERS: TableDefinition<&str, u64> = TableDefinition::new("holders");
 const BLOB_REFS: TableDefinition<&str, u8> = TableDefinition::new("blob_refs");
 const COLLECTING: TableDefinition<&str, u64> = TableDefinition::new("collecting");
+/// "<digest>/<holder>" -> held until (milliseconds).
+const HELD: TableDefinition<&str, u64> = TableDefinition::new("held");
 
 /// The cached reads, keyed by their table keys.
 pub(crate) struct HotReads {
@@ -108,6 +110,21 @@ fn parse_digest(text: &str) -> Result<Digest> {
     Digest::parse(text).map_err(|e| Error::corrupt(format!("digest {text:?}"), e))
 }
 
+/// Whether `digest` has an unexpired hold.
+fn held_now(held: &redb::Table<&str, u64>, digest: &str, now_millis: u64) -> Result<bool> {
+    let start = format!("{digest}/");
+    for item in held.range(start.as_str()..).map_err(db_err)? {
+        let (key, until) = item.map_err(db_err)?;
+        if !key.value().starts_with(&start) {
+            break;
+        }
+        if until.value() > now_millis {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Creates the metadata tables, building the indexes of a version 1 database.
 pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> {
     txn.open_table(UPLOADS).map_err(db_err)?;
@@ -120,6 +137,7 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
     txn.open_table(HOLDERS).map_err(db_err)?;
     txn.open_table(BLOB_REFS).map_err(db_err)?;
     txn.open_table(COLLECTING).map_err(db_err)?;
+    txn.open_table(HELD).map_err(db_err)?;
     if version < 2 {
         build_indexes(txn)?;
     }
@@ -389,6 +407,32 @@ impl MetadataStore for RedbStore {
             .write(move |txn| {
                 let removed = txn.open_table(UPLOADS).map_err(db_err)?.remove(id.as_str()).map_err(db_err)?.is_some();
                 Ok(removed)
+            })
+            .await
+    }
+
+    async fn hold_digest(&self, digest: &Digest, holder: u64, until_millis: u64) -> Result<()> {
+        let d = digest.to_string();
+        self.db
+            .write(move |txn| {
+                if txn.open_table(COLLECTING).map_err(db_err)?.get(d.as_str()).map_err(db_err)?.is_some() {
+                    return Err(Error::Collecting { digest: d });
+                }
+                txn.open_table(HELD)
+                    .map_err(db_err)?
+                    .insert(format!("{d}/{holder}").as_str(), until_millis)
+                    .map_err(db_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn release_digest(&self, digest: &Digest, holder: u64) -> Result<()> {
+        let key = format!("{digest}/{holder}");
+        self.db
+            .write(move |txn| {
+                txn.open_table(HELD).map_err(db_err)?.remove(key.as_str()).map_err(db_err)?;
+                Ok(())
             })
             .await
     }
@@ -806,14 +850,16 @@ impl MetadataStore for RedbStore {
     async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let candidates = digests.to_vec();
         let now = self.now();
+        let now_millis = self.clock.now_millis();
         self.db
             .write(move |txn| {
                 let holders = txn.open_table(HOLDERS).map_err(db_err)?;
+                let held = txn.open_table(HELD).map_err(db_err)?;
                 let mut collecting = txn.open_table(COLLECTING).map_err(db_err)?;
                 let mut marked = Vec::new();
                 for digest in candidates {
                     let d = digest.to_string();
-                    if !any_with_prefix(&holders, &d)? {
+                    if !any_with_prefix(&holders, &d)? && !held_now(&held, &d, now_millis)? {
                         collecting.insert(d.as_str(), now).map_err(db_err)?;
                         marked.push(digest);
                     }

@@ -106,6 +106,15 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes a published blob; `false` if it was absent.
     async fn delete(&self, digest: &Digest) -> Result<bool>;
 
+    /// Whether [`BlobStore::delete_if_older`] is atomic with respect to a concurrent publish of
+    /// the same digest (a filesystem: yes; object storage: no, it is a HEAD then a DELETE). When
+    /// it is not (the default), the engine holds each digest in the metadata store while writing
+    /// it ([`MetadataStore::hold_digest`](crate::MetadataStore::hold_digest)), and garbage
+    /// collection leaves held digests alone.
+    fn atomic_delete(&self) -> bool {
+        false
+    }
+
     /// Removes a published blob unless it was written after `cutoff` (milliseconds since the
     /// epoch); its size if it was removed. Atomic with respect to a concurrent publish of the
     /// same digest: the publish's copy survives (garbage collection relies on this).
@@ -148,6 +157,14 @@ pub trait BlobStore: Send + Sync + 'static {
     /// may find an upload without a session).
     async fn upload_delete(&self, id: &UploadId, state: Option<&[u8]>) -> Result<()>;
 
+    /// A URL the client may download the published blob from directly (a presigned object-store
+    /// URL), when the store offers one and is configured to; `None` (the default) to have the
+    /// registry stream it.
+    async fn download_url(&self, digest: &Digest) -> Result<Option<String>> {
+        let _ = digest;
+        Ok(None)
+    }
+
     /// A published blob's size and modification time, or `None`.
     async fn blob_info(&self, digest: &Digest) -> Result<Option<StoredObject<Digest>>>;
 
@@ -163,9 +180,9 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn list_uploads(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<StoredObject<UploadId>>>;
 }
 
-/// Turns a failed body item into the store's error: a verifier error stays typed, anything else is
-/// a body failure.
-pub(crate) fn body_error(e: BodyError) -> Error {
+/// Turns a failed body item into a store error (for [`BlobStore`] implementations): a verifier
+/// error stays typed, anything else is a body failure.
+pub fn body_error(e: BodyError) -> Error {
     match e.downcast::<registry_core::Error>() {
         Ok(core) => Error::Core(*core),
         Err(other) => match other.downcast::<Error>() {

@@ -28,7 +28,7 @@ use registry_core::{
 
 use crate::blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
 use crate::error::{Error, Result};
-use crate::lease::UploadLease;
+use crate::lease::{DigestHold, UploadLease};
 use crate::meta::{ManifestRecord, MetadataStore, Page, UploadRecord};
 
 /// Limits the engine enforces.
@@ -367,8 +367,13 @@ impl Registry {
                 return Err(e);
             }
         };
-        self.blobs.upload_publish(id, &record.store_state, digest, verified).await?;
-        self.meta.complete_upload(id, repository, digest, verified).await?;
+        let hold = DigestHold::take(self, self.blobs.as_ref(), digest).await?;
+        let published = match self.blobs.upload_publish(id, &record.store_state, digest, verified).await {
+            Ok(()) => self.meta.complete_upload(id, repository, digest, verified).await,
+            Err(e) => Err(e),
+        };
+        hold.release().await;
+        published?;
         Ok(verified)
     }
 
@@ -477,6 +482,13 @@ impl Registry {
         Ok(BlobRead { size, range, body })
     }
 
+    /// Where the client may fetch a blob of the repository directly (a presigned URL), when the
+    /// blob store redirects downloads.
+    pub async fn blob_redirect(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<String>> {
+        self.stat_blob(repository, digest).await?;
+        self.blobs.download_url(digest).await
+    }
+
     /// Removes a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`). The bytes stay until
     /// garbage collection finds no repository or manifest using them.
     pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
@@ -531,8 +543,13 @@ impl Registry {
             references: manifest.blobs().chain(manifest.manifests.iter()).map(|d| d.digest.clone()).collect(),
             pushed_at: self.clock.now_secs(),
         };
-        self.blobs.put(&digest, bytes.clone()).await?;
-        self.meta.put_manifest(repository, &record, reference.as_tag()).await?;
+        let hold = DigestHold::take(self, self.blobs.as_ref(), &digest).await?;
+        let stored = match self.blobs.put(&digest, bytes.clone()).await {
+            Ok(()) => self.meta.put_manifest(repository, &record, reference.as_tag()).await,
+            Err(e) => Err(e),
+        };
+        hold.release().await;
+        stored?;
         self.manifest_bytes.insert(digest.clone(), bytes);
         Ok(PushedManifest { digest, subject: record.subject })
     }

@@ -1,35 +1,72 @@
-//! [`UploadLease`]: one process at a time appends to an upload, when replicas share the metadata
-//! store. The in-process lock of the engine serializes requests within a process; across
-//! processes the metadata store leases the upload to one of them ([`MetadataStore::lease_upload`]).
+//! Coordination between processes that share the metadata store (replicas):
 //!
-//! A lease lasts [`LEASE`] and is renewed every third of it while the append streams, so a long
-//! upload keeps it and a replica that dies mid-append frees it within [`LEASE`]. Stores used by one
-//! process (not [`MetadataStore::shared`]) are not asked at all.
+//! - [`UploadLease`]: one process at a time appends to an upload. The in-process lock of the
+//!   engine serializes requests within a process; across processes the metadata store leases the
+//!   upload to one of them ([`MetadataStore::lease_upload`]). Stores used by one process (not
+//!   [`MetadataStore::shared`]) are not asked at all.
+//! - [`DigestHold`]: garbage collection leaves a digest alone while its bytes are being written,
+//!   when the blob store cannot make its deletions atomic with a concurrent write (object
+//!   storage: [`BlobStore::atomic_delete`]). Without it, a collection that checked a blob's age
+//!   could delete the copy a push wrote just after, and the push would then link a blob that is
+//!   gone.
+//!
+//! Both last a fixed time and are renewed every third of it while their holder works, so long
+//! work keeps them and a process that dies frees them within that time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::blob::UploadId;
+use registry_core::{Digest, SharedClock};
+
+use crate::blob::{BlobStore, UploadId};
 use crate::engine::Registry;
 use crate::error::{Error, Result};
 use crate::meta::MetadataStore;
 
-/// How long a lease lasts without renewal.
+/// How long an upload lease lasts without renewal.
 pub(crate) const LEASE: Duration = Duration::from_secs(10);
+
+/// How long a digest hold lasts without renewal.
+const HOLD: Duration = Duration::from_secs(300);
 
 /// How often a busy lease is asked for again.
 const RETRY: Duration = Duration::from_millis(200);
 
-/// A held lease (or, with a store of one process, nothing).
-pub(crate) struct UploadLease {
-    held: Option<Held>,
+/// A random holder id (positive as a signed 64-bit integer, for SQL).
+fn holder_id() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0 & (i64::MAX as u64)
 }
 
-struct Held {
-    meta: Arc<dyn MetadataStore>,
-    id: UploadId,
-    token: u64,
-    renewer: tokio::task::JoinHandle<()>,
+/// Renews something every third of `lifetime` until dropped.
+struct Renewer(tokio::task::JoinHandle<()>);
+
+impl Renewer {
+    fn start<F, Fut>(clock: SharedClock, lifetime: Duration, renew: F) -> Renewer
+    where
+        F: Fn(u64, u64) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send,
+    {
+        Renewer(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lifetime / 3).await;
+                let now = clock.now_millis();
+                if let Err(e) = renew(now + lifetime.as_millis() as u64, now).await {
+                    tracing::warn!(error = %e, "could not renew a lease (it runs out unless a renewal succeeds)");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A held lease (or, with a store of one process, nothing).
+pub(crate) struct UploadLease {
+    held: Option<(Arc<dyn MetadataStore>, UploadId, u64, Renewer)>,
 }
 
 impl UploadLease {
@@ -41,7 +78,7 @@ impl UploadLease {
             return Ok(UploadLease { held: None });
         }
         let clock = registry.clock().clone();
-        let token = uuid::Uuid::new_v4().as_u64_pair().0 & (i64::MAX as u64);
+        let token = holder_id();
         let lease_ms = LEASE.as_millis() as u64;
         let give_up = tokio::time::Instant::now() + LEASE + RETRY;
         loop {
@@ -55,34 +92,56 @@ impl UploadLease {
             tokio::time::sleep(RETRY).await;
         }
         let (m, i) = (meta.clone(), id.clone());
-        let renewer = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(LEASE / 3).await;
-                let now = clock.now_millis();
-                if let Err(e) = m.lease_upload(&i, token, now + lease_ms, now).await {
-                    tracing::warn!(upload = %i, error = %e, "could not renew an upload's lease");
-                }
-            }
+        let renewer = Renewer::start(clock, LEASE, move |until, now| {
+            let (m, i) = (m.clone(), i.clone());
+            async move { m.lease_upload(&i, token, until, now).await.map(drop) }
         });
-        Ok(UploadLease { held: Some(Held { meta, id: id.clone(), token, renewer }) })
+        Ok(UploadLease { held: Some((meta, id.clone(), token, renewer)) })
     }
 
-    /// Gives the lease back.
+    /// Gives the lease back (dropped without this, it runs out).
     pub(crate) async fn release(mut self) {
-        if let Some(held) = self.held.take() {
-            held.renewer.abort();
-            if let Err(e) = held.meta.release_upload(&held.id, held.token).await {
-                tracing::warn!(upload = %held.id, error = %e, "could not release an upload's lease (it runs out)");
+        if let Some((meta, id, token, renewer)) = self.held.take() {
+            drop(renewer);
+            if let Err(e) = meta.release_upload(&id, token).await {
+                tracing::warn!(upload = %id, error = %e, "could not release an upload's lease (it runs out)");
             }
         }
     }
 }
 
-impl Drop for UploadLease {
-    fn drop(&mut self) {
-        // A request that ended early (its client went away): stop renewing; the lease runs out.
-        if let Some(held) = self.held.take() {
-            held.renewer.abort();
+/// A digest held against garbage collection while its bytes are written (or nothing, when the
+/// blob store's deletions are atomic).
+pub(crate) struct DigestHold {
+    held: Option<(Arc<dyn MetadataStore>, Digest, u64, Renewer)>,
+}
+
+impl DigestHold {
+    /// Holds `digest`; [`Error::Collecting`] while a collection is deleting it.
+    pub(crate) async fn take(registry: &Registry, blobs: &dyn BlobStore, digest: &Digest) -> Result<DigestHold> {
+        if blobs.atomic_delete() {
+            return Ok(DigestHold { held: None });
+        }
+        let meta = registry.metadata_store().clone();
+        let clock = registry.clock().clone();
+        let holder = holder_id();
+        let hold_ms = HOLD.as_millis() as u64;
+        meta.hold_digest(digest, holder, clock.now_millis() + hold_ms).await?;
+        let (m, d) = (meta.clone(), digest.clone());
+        let renewer = Renewer::start(clock, HOLD, move |until, _| {
+            let (m, d) = (m.clone(), d.clone());
+            async move { m.hold_digest(&d, holder, until).await }
+        });
+        Ok(DigestHold { held: Some((meta, digest.clone(), holder, renewer)) })
+    }
+
+    /// Ends the hold, once the digest is linked (or the write failed).
+    pub(crate) async fn release(mut self) {
+        if let Some((meta, digest, holder, renewer)) = self.held.take() {
+            drop(renewer);
+            if let Err(e) = meta.release_digest(&digest, holder).await {
+                tracing::warn!(digest = %digest, error = %e, "could not release a digest's hold (it runs out)");
+            }
         }
     }
 }

@@ -142,6 +142,19 @@ pub trait MetadataStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Holds `digest` while its bytes are written to a blob store whose deletions are not atomic
+    /// with a concurrent write (object storage; see [`BlobStore::atomic_delete`]): until the hold
+    /// is released, or `until_millis` passes (its process died), [`MetadataStore::gc_mark`] does
+    /// not mark the digest. [`Error::Collecting`] when it is marked now. A holder may renew its
+    /// hold by holding again.
+    ///
+    /// [`BlobStore::atomic_delete`]: crate::BlobStore::atomic_delete
+    /// [`Error::Collecting`]: crate::Error::Collecting
+    async fn hold_digest(&self, digest: &Digest, holder: u64, until_millis: u64) -> Result<()>;
+
+    /// Ends a hold.
+    async fn release_digest(&self, digest: &Digest, holder: u64) -> Result<()>;
+
     /// Links a published blob into a repository.
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()>;
 
@@ -241,6 +254,8 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Marks for deletion those of `digests` that no repository holds; returns them. While
     /// marked, a digest cannot be linked or pushed as a manifest ([`crate::Error::Collecting`]).
+    ///
+    /// A digest with an unexpired hold ([`MetadataStore::hold_digest`]) is not marked either.
     async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
 
     /// Removes the marks (after the blobs are deleted, or when a deletion is called off).

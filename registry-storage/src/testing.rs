@@ -171,6 +171,18 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     assert!(!store.unlink_blob(&repo, &blob).await.expect("unlink again"));
     assert_eq!(store.blob_link(&repo, &blob).await.expect("link"), None, "an unlinked blob is gone at once");
 
+    // A digest held for a write is not marked for deletion; an expired hold is ignored; a marked
+    // digest cannot be held.
+    let far = u64::MAX / 2;
+    store.hold_digest(&blob, 7, far).await.expect("hold");
+    assert!(store.gc_mark(std::slice::from_ref(&blob)).await.expect("mark").is_empty(), "held: not marked");
+    store.release_digest(&blob, 7).await.expect("release");
+    store.hold_digest(&blob, 8, 1).await.expect("hold that expired long ago");
+    assert_eq!(store.gc_mark(std::slice::from_ref(&blob)).await.expect("mark"), vec![blob.clone()], "expired hold");
+    assert!(matches!(store.hold_digest(&blob, 9, far).await, Err(crate::Error::Collecting { .. })), "marked: no hold");
+    store.gc_unmark(std::slice::from_ref(&blob)).await.expect("unmark");
+    store.release_digest(&blob, 8).await.expect("release");
+
     // Completing an upload links its blob and ends the session.
     store.create_upload(&id, &rec).await.expect("create upload");
     store.complete_upload(&id, &repo, &blob, 4).await.expect("complete");

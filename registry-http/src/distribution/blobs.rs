@@ -18,9 +18,17 @@ fn target(call: &Call) -> Result<(&registry_core::RepositoryName, &registry_core
     }
 }
 
-/// Streams a blob, whole or one range.
+/// Streams a blob, whole or one range; or, when the store redirects downloads, sends the client
+/// to a presigned URL (307, as distribution's `redirect` option: the client repeats its `Range`
+/// there).
 pub(super) async fn get(dist: &Distribution, call: Call) -> Handled {
     let (name, digest) = target(&call)?;
+    if let Some(url) = dist.registry.blob_redirect(name, digest).await? {
+        let mut r = status_only(StatusCode::TEMPORARY_REDIRECT);
+        set(r.headers_mut(), http::header::LOCATION, &url);
+        set(r.headers_mut(), http::header::HeaderName::from_static("docker-content-digest"), &digest.to_string());
+        return Ok(r);
+    }
     let range = match parse_range(call.req.headers()) {
         Some(ByteRange::Suffix(n)) => {
             let size = dist.registry.stat_blob(name, digest).await?;

@@ -39,6 +39,8 @@ struct State {
     blob_refs: BTreeSet<(String, String, String)>,
     /// digest -> marked since (seconds).
     collecting: BTreeMap<String, u64>,
+    /// (digest, holder) -> held until (milliseconds).
+    held: BTreeMap<(String, u64), u64>,
 }
 
 /// The metadata store in memory. Cheap to clone; clones share the data.
@@ -140,6 +142,13 @@ impl State {
         Some(record)
     }
 
+    fn held(&self, digest: &str, now_millis: u64) -> bool {
+        self.held
+            .range((digest.to_owned(), 0)..)
+            .take_while(|((d, _), _)| d == digest)
+            .any(|(_, until)| *until > now_millis)
+    }
+
     fn holds(&self, digest: &str) -> bool {
         self.holders.range((digest.to_owned(), String::new(), false)..).next().is_some_and(|((d, _, _), _)| d == digest)
     }
@@ -183,6 +192,19 @@ impl MetadataStore for MemoryMetadataStore {
 
     async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
         Ok(self.lock().uploads.remove(id.as_str()).is_some())
+    }
+
+    async fn hold_digest(&self, digest: &Digest, holder: u64, until_millis: u64) -> Result<()> {
+        let mut state = self.lock();
+        let d = digest.to_string();
+        state.not_collecting(&d)?;
+        state.held.insert((d, holder), until_millis);
+        Ok(())
+    }
+
+    async fn release_digest(&self, digest: &Digest, holder: u64) -> Result<()> {
+        self.lock().held.remove(&(digest.to_string(), holder));
+        Ok(())
     }
 
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
@@ -417,11 +439,12 @@ impl MetadataStore for MemoryMetadataStore {
 
     async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let now = self.clock.now_secs();
+        let now_millis = self.clock.now_millis();
         let mut state = self.lock();
         let mut marked = Vec::new();
         for digest in digests {
             let d = digest.to_string();
-            if !state.holds(&d) {
+            if !state.holds(&d) && !state.held(&d, now_millis) {
                 state.collecting.insert(d, now);
                 marked.push(digest.clone());
             }

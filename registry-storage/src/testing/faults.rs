@@ -251,6 +251,16 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.release_upload(id, token).await
     }
 
+    async fn hold_digest(&self, digest: &Digest, holder: u64, until_millis: u64) -> Result<()> {
+        self.faults.check(FaultPoint::MetaWrite)?;
+        self.inner.hold_digest(digest, holder, until_millis).await
+    }
+
+    async fn release_digest(&self, digest: &Digest, holder: u64) -> Result<()> {
+        self.faults.check(FaultPoint::MetaWrite)?;
+        self.inner.release_digest(digest, holder).await
+    }
+
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
         self.write()?;
         self.inner.link_blob(repository, digest, size).await
