@@ -116,6 +116,8 @@ impl PgStore {
         let target = describe(&config);
         let mut config = config;
         config.connect_timeout(options.connect_timeout);
+        // The server's notices ("relation already exists, skipping") are not the operator's news.
+        config.options("-c client_min_messages=warning");
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,

@@ -233,6 +233,27 @@ impl MetadataStore for PgStore {
         Ok(())
     }
 
+    async fn lock_job(&self, job: &'static str) -> Result<Option<registry_storage::JobLock>> {
+        // A session-level advisory lock on a connection of its own: the lock lasts until released,
+        // or until the session ends (the guard dropped, or this process dead).
+        let client = self.client().await?;
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 11))", &[&job])
+            .await
+            .map_err(db("taking a job lock"))?
+            .get(0);
+        if !locked {
+            return Ok(None);
+        }
+        // Out of the pool: a session holding the lock must never serve other requests.
+        let session = deadpool_postgres::Object::take(client);
+        Ok(Some(registry_storage::JobLock::new(async move {
+            if let Err(e) = session.execute("SELECT pg_advisory_unlock(hashtextextended($1, 11))", &[&job]).await {
+                tracing::warn!(job, error = %e, "could not release a job lock (it goes with the session)");
+            }
+        })))
+    }
+
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
         let (repo, d) = (repository.as_str(), digest.to_string());
         let mut client = self.client().await?;

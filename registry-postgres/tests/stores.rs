@@ -90,3 +90,31 @@ async fn an_unreachable_database_is_named_in_the_error() {
     let err = PgStore::connect("postgres://a:b@[bad", PgOptions::default()).await.expect_err("bad URL");
     assert!(err.to_string().contains("invalid PostgreSQL URL"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_collects_at_a_time() {
+    let db = TestDatabase::create().await;
+    let (a, b) = (db.store().await, db.store().await);
+    let released = a.lock_job("garbage collection").await.expect("lock").expect("free");
+    assert!(b.lock_job("garbage collection").await.expect("lock").is_none(), "held by the other replica");
+    released.release().await;
+    let second = b.lock_job("garbage collection").await.expect("lock").expect("free at once when released");
+    second.release().await;
+    let held = a.lock_job("garbage collection").await.expect("lock").expect("free");
+    let registry = Registry::new(Arc::new(MemoryBlobStore::new()), Arc::new(b.clone()), Limits::default());
+    let refused = registry.collect_garbage(&registry_storage::GcOptions::default()).await;
+    assert!(matches!(refused, Err(registry_storage::Error::JobRunning { .. })), "{refused:?}");
+    drop(held);
+    // The lock goes with the holder's session, which PostgreSQL ends once it sees the socket close.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(lock) = b.lock_job("garbage collection").await.expect("lock") {
+            lock.release().await;
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "free once the holder's session ends");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    registry.collect_garbage(&registry_storage::GcOptions::default()).await.expect("collects");
+    db.drop_database().await;
+}

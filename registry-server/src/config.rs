@@ -34,6 +34,23 @@
 //! max_concurrent_uploads = 256   # upload requests streaming at once (429 TOOMANYREQUESTS beyond)
 //! shutdown_grace_secs = 30       # time in-flight requests get on shutdown
 //!
+//! [database]                     # where metadata and accounts live
+//! url = ""                       # postgres://user:password@host:5432/db: PostgreSQL, shared by replicas
+//!                                # (empty: the embedded redb file in data_dir); also REGISTRY_DATABASE_URL
+//! pool_size = 16                 # connections per replica
+//!
+//! [storage]                      # where blobs live
+//! type = "filesystem"            # "filesystem" (data_dir) or "s3" (any S3-compatible server)
+//! bucket = ""                    # s3: the bucket (must exist)
+//! prefix = ""                    # s3: a key prefix, to share a bucket
+//! endpoint = ""                  # s3: e.g. http://127.0.0.1:3900 (empty: AWS)
+//! region = ""                    # s3: e.g. us-east-1, or garage
+//! path_style = false             # s3: endpoint/bucket/key addressing (most self-hosted servers)
+//! access_key_id = ""             # s3: else AWS_ACCESS_KEY_ID or the AWS credential chain
+//! secret_access_key = ""         # s3: else AWS_SECRET_ACCESS_KEY or the chain
+//! redirect = false               # s3: send blob downloads to presigned URLs
+//! part_size_mib = 8              # s3: multipart part size (at least 5)
+//!
 //! [gc]                           # online garbage collection (also `registry gc` and the API)
 //! interval_secs = 86400          # run every so often while serving; 0: never on a schedule
 //! grace_secs = 3600              # keep anything younger, referenced or not (uploads in flight)
@@ -69,6 +86,110 @@ pub(crate) struct Config {
     pub(crate) limits: LimitsConfig,
     /// Garbage collection.
     pub(crate) gc: GcConfig,
+    /// Where metadata and accounts live.
+    pub(crate) database: DatabaseConfig,
+    /// Where blobs live.
+    pub(crate) storage: StorageConfig,
+}
+
+/// The `[database]` table.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DatabaseConfig {
+    /// A PostgreSQL URL; empty for the embedded database.
+    pub(crate) url: String,
+    /// Connections in the pool.
+    pub(crate) pool_size: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: String::new(), pool_size: 16 }
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("DatabaseConfig")
+            .field("url", &if self.url.is_empty() { "" } else { "<set>" })
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// `storage.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StorageType {
+    /// Files under the data directory.
+    #[default]
+    Filesystem,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+/// The `[storage]` table.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StorageConfig {
+    /// Filesystem or S3.
+    #[serde(rename = "type")]
+    pub(crate) kind: StorageType,
+    /// The bucket.
+    pub(crate) bucket: String,
+    /// A key prefix.
+    pub(crate) prefix: String,
+    /// The endpoint (empty: AWS).
+    pub(crate) endpoint: String,
+    /// The region.
+    pub(crate) region: String,
+    /// Path-style addressing.
+    pub(crate) path_style: bool,
+    /// The access key id (empty: the AWS chain).
+    pub(crate) access_key_id: String,
+    /// The secret key (empty: the AWS chain).
+    pub(crate) secret_access_key: String,
+    /// Redirect blob downloads to presigned URLs.
+    pub(crate) redirect: bool,
+    /// Multipart part size in MiB (0: the default).
+    pub(crate) part_size_mib: u64,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("type", &self.kind)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &if self.secret_access_key.is_empty() { "" } else { "<redacted>" })
+            .field("redirect", &self.redirect)
+            .field("part_size_mib", &self.part_size_mib)
+            .finish()
+    }
+}
+
+impl StorageConfig {
+    /// The object store's settings.
+    pub(crate) fn s3(&self) -> registry_object_store::S3Config {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        registry_object_store::S3Config {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            endpoint: some(&self.endpoint),
+            region: some(&self.region),
+            path_style: self.path_style,
+            access_key_id: some(&self.access_key_id),
+            secret_access_key: some(&self.secret_access_key),
+            session_token: None,
+            redirect: self.redirect,
+            part_size: (self.part_size_mib > 0).then_some(self.part_size_mib << 20),
+        }
+    }
 }
 
 /// The `[gc]` table.
@@ -227,6 +348,8 @@ impl Default for Config {
             tls: TlsTable::default(),
             limits: LimitsConfig::default(),
             gc: GcConfig::default(),
+            database: DatabaseConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -361,6 +484,25 @@ mod tests {
         assert_eq!(c.limits.max_concurrent_uploads, 3);
         let defaults = Config::default().server_options().expect("options").timeouts;
         assert_eq!(defaults, registry_http::Timeouts::default());
+    }
+
+    #[test]
+    fn database_and_storage_load_and_keep_their_secrets() {
+        let c = Config::from_toml("").expect("defaults");
+        assert!(c.database.url.is_empty(), "the embedded database by default");
+        assert_eq!(c.storage.kind, StorageType::Filesystem);
+        let c = Config::from_toml(
+            "[database]\nurl = \"postgres://u:hunter2@db/registry\"\n[storage]\ntype = \"s3\"\nbucket = \"b\"\n\
+             endpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\npath_style = true\n\
+             secret_access_key = \"s3cr3t\"\npart_size_mib = 16\n",
+        )
+        .expect("valid");
+        assert_eq!(c.storage.kind, StorageType::S3);
+        let s3 = c.storage.s3();
+        assert_eq!((s3.bucket.as_str(), s3.region.as_deref(), s3.part_size), ("b", Some("garage"), Some(16 << 20)));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cr3t"), "no secret in Debug: {shown}");
+        assert!(Config::from_toml("[storage]\ntype = \"ftp\"\n").is_err());
     }
 
     #[test]

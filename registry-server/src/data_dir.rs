@@ -10,54 +10,8 @@
 //! ```
 
 use std::path::Path;
-use std::sync::Arc;
 
-use anyhow::Context;
 use registry_auth::{Accounts, AuthError, TokenKey};
-use registry_redb::{Embedded, RedbStore};
-use registry_storage::{Limits, Registry};
-
-/// The embedded stores of a data directory, opened, with the accounts of an older layout moved
-/// in.
-pub(crate) struct Opened {
-    /// The engine.
-    pub(crate) registry: Registry,
-    /// Metadata and accounts.
-    pub(crate) store: RedbStore,
-}
-
-/// Opens the data directory; a locked database means a server runs on it.
-pub(crate) async fn open(data_dir: &Path, limits: Limits) -> anyhow::Result<Opened> {
-    let Embedded { blobs, store } = match registry_redb::open_embedded(data_dir) {
-        Ok(e) => e,
-        Err(e) if e.is_locked() => anyhow::bail!(
-            "{} is in use by a running server; account and gc commands reach it through its admin socket",
-            data_dir.display()
-        ),
-        Err(e) => return Err(e).with_context(|| format!("opening data directory {}", data_dir.display())),
-    };
-    import_legacy_accounts(data_dir, &store).await?;
-    let registry = Registry::new(Arc::new(blobs), Arc::new(store.clone()), limits);
-    Ok(Opened { registry, store })
-}
-
-/// Moves the accounts of `accounts.redb` (layouts before version 3) into the one database, once.
-async fn import_legacy_accounts(data_dir: &Path, store: &RedbStore) -> anyhow::Result<()> {
-    let legacy = data_dir.join("accounts.redb");
-    if !legacy.exists() {
-        return Ok(());
-    }
-    let report = store.import_legacy_accounts(&legacy).await.context("moving accounts.redb into metadata.redb")?;
-    std::fs::rename(&legacy, data_dir.join("accounts.redb.imported")).context("renaming accounts.redb")?;
-    tracing::info!(
-        users = report.users,
-        projects = report.projects,
-        members = report.members,
-        robots = report.robots,
-        "moved the accounts of accounts.redb into metadata.redb (the old file is kept as accounts.redb.imported)"
-    );
-    Ok(())
-}
 
 /// What the first start created.
 #[derive(Debug, Default)]
@@ -93,12 +47,19 @@ pub(crate) async fn bootstrap(accounts: &Accounts, admin_password: Option<&str>)
                 p
             }
         };
-        accounts.add_user("admin", &password, true).await?;
-        out.created_admin = true;
+        match accounts.add_user("admin", &password, true).await {
+            Ok(_) => out.created_admin = true,
+            // Another replica starting at the same time made it first: its password stands.
+            Err(AuthError::Conflict { .. }) => out.generated_admin_password = None,
+            Err(e) => return Err(e),
+        }
     }
     if accounts.projects().await?.is_empty() {
-        accounts.create_project("library", true).await?;
-        out.created_library = true;
+        match accounts.create_project("library", true).await {
+            Ok(_) => out.created_library = true,
+            Err(AuthError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
 }

@@ -3,7 +3,6 @@
 //! send the same requests to the same handlers, as a system administrator.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -47,10 +46,10 @@ impl Local {
         if tokio::net::UnixStream::connect(&socket).await.is_ok() {
             return Ok(Local::Socket(socket));
         }
-        let opened = crate::data_dir::open(&config.data_dir, config.engine_limits()).await?;
+        let stores = crate::backend::open(config).await?;
         let service = RegistryBuilder::new()
-            .registry(opened.registry)
-            .accounts(Accounts::new(Arc::new(opened.store)))
+            .registry(stores.registry)
+            .accounts(Accounts::new(stores.accounts))
             .x5c(false)
             .gc(config.gc.options(), None)
             .build_local_admin_service()

@@ -7,7 +7,6 @@
 //! the data directory opened in this process.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +15,7 @@ use registry_auth::Accounts;
 use registry_http::RegistryBuilder;
 use tracing_subscriber::EnvFilter;
 
+mod backend;
 mod commands;
 mod config;
 mod data_dir;
@@ -79,6 +79,28 @@ struct Location {
     /// Data directory [default: ./registry-data].
     #[arg(long, env = "REGISTRY_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL URL for metadata and accounts, shared by replicas [default: the embedded
+    /// database in the data directory].
+    #[arg(long, env = "REGISTRY_DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Where blobs live [default: filesystem].
+    #[arg(long, env = "REGISTRY_STORAGE", global = true, value_enum)]
+    storage: Option<config::StorageType>,
+    /// S3 bucket (with --storage s3).
+    #[arg(long, env = "REGISTRY_S3_BUCKET", global = true)]
+    s3_bucket: Option<String>,
+    /// S3 endpoint URL, for servers other than AWS.
+    #[arg(long, env = "REGISTRY_S3_ENDPOINT", global = true)]
+    s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "REGISTRY_S3_REGION", global = true)]
+    s3_region: Option<String>,
+    /// S3 key prefix.
+    #[arg(long, env = "REGISTRY_S3_PREFIX", global = true)]
+    s3_prefix: Option<String>,
+    /// S3 path-style addressing (most self-hosted servers).
+    #[arg(long, env = "REGISTRY_S3_PATH_STYLE", global = true)]
+    s3_path_style: Option<bool>,
 }
 
 impl Location {
@@ -89,6 +111,26 @@ impl Location {
         };
         if let Some(v) = &self.data_dir {
             config.data_dir = v.clone();
+        }
+        if let Some(v) = &self.database_url {
+            config.database.url = v.clone();
+        }
+        if let Some(v) = self.storage {
+            config.storage.kind = v;
+        }
+        let s3 = &mut config.storage;
+        for (value, field) in [
+            (&self.s3_bucket, &mut s3.bucket),
+            (&self.s3_endpoint, &mut s3.endpoint),
+            (&self.s3_region, &mut s3.region),
+            (&self.s3_prefix, &mut s3.prefix),
+        ] {
+            if let Some(v) = value {
+                *field = v.clone();
+            }
+        }
+        if let Some(v) = self.s3_path_style {
+            s3.path_style = v;
         }
         Ok(config)
     }
@@ -198,8 +240,9 @@ async fn with_accounts(
     builder: RegistryBuilder,
     admin_password: Option<&str>,
 ) -> anyhow::Result<RegistryBuilder> {
-    let opened = data_dir::open(&config.data_dir, config.engine_limits()).await?;
-    let accounts = Accounts::new(Arc::new(opened.store));
+    let stores = backend::open(config).await?;
+    tracing::info!(stores = %stores.describe, "stores opened");
+    let accounts = Accounts::new(stores.accounts.clone());
     let first = data_dir::bootstrap(&accounts, admin_password).await?;
     if let Some(password) = &first.generated_admin_password {
         // Shown once, never stored in clear: there is no default password.
@@ -212,10 +255,9 @@ async fn with_accounts(
     if first.created_library {
         tracing::info!("first start: created the public project 'library'");
     }
-    let key = data_dir::token_key(&config.data_dir, config.auth.algorithm == config::AlgorithmConfig::RS256)?;
-    let (_, der) = data_dir::token_certificate(&config.data_dir, &key)?;
+    let (key, der) = backend::token_key(config, stores.database.as_ref()).await?;
     let mut builder = builder
-        .registry(opened.registry)
+        .registry(stores.registry)
         .accounts(accounts)
         .token_key(key)
         .token_certificate(der)
@@ -261,18 +303,20 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
         .gc(config.gc.options(), interval)
         .admin_socket(config.admin_socket());
     builder = if !config.auth.enabled {
-        let opened = data_dir::open(&config.data_dir, config.engine_limits()).await?;
+        let stores = backend::open(&config).await?;
+        tracing::info!(stores = %stores.describe, "stores opened");
         tracing::warn!("authentication is disabled: anyone who can connect may push, pull and delete");
-        builder.registry(opened.registry)
+        builder.registry(stores.registry)
     } else if let Some(path) = &config.auth.trusted_keys {
         if config.auth.realm.is_empty() {
             anyhow::bail!("[auth] trusted_keys needs realm: the external token service's /auth/token URL");
         }
         let jwks = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let opened = data_dir::open(&config.data_dir, config.engine_limits()).await?;
+        let stores = backend::open(&config).await?;
+        tracing::info!(stores = %stores.describe, "stores opened");
         tracing::info!(realm = %config.auth.realm, "trusting an external token service");
         builder
-            .registry(opened.registry)
+            .registry(stores.registry)
             .service_name(config.auth.service.clone())
             .trust_token_service(&config.auth.realm, &jwks, &config.auth.issuer)
             .with_context(|| format!("reading the keys of {}", path.display()))?

@@ -107,6 +107,13 @@ pub enum Error {
         /// The digest.
         digest: String,
     },
+    /// A job that runs in one process at a time (garbage collection) is running in another
+    /// process sharing the metadata store (another replica).
+    #[error("{job} is running on another replica; try again once it has finished")]
+    JobRunning {
+        /// The job.
+        job: &'static str,
+    },
 }
 
 impl Error {
@@ -125,7 +132,9 @@ impl Error {
             Error::ManifestDigestMismatch { .. } => ErrorCode::DigestInvalid,
             Error::NameUnknown { .. } => ErrorCode::NameUnknown,
             Error::TooLarge { .. } => ErrorCode::SizeInvalid,
-            Error::Backend(_) | Error::Corrupt { .. } | Error::Collecting { .. } => ErrorCode::Unknown,
+            Error::Backend(_) | Error::Corrupt { .. } | Error::Collecting { .. } | Error::JobRunning { .. } => {
+                ErrorCode::Unknown
+            }
         }
     }
 
@@ -134,7 +143,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Backend(e) => e.is_retryable(),
-            Error::Collecting { .. } | Error::UploadBusy => true,
+            Error::Collecting { .. } | Error::UploadBusy | Error::JobRunning { .. } => true,
             _ => false,
         }
     }

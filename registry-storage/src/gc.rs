@@ -137,8 +137,10 @@ impl Removed {
 }
 
 impl Registry {
-    /// Runs one garbage collection (see the [module docs](crate::gc)). Collections in one process
-    /// run one at a time; several processes may collect concurrently (every removal re-checks).
+    /// Runs one garbage collection (see the [module docs](crate::gc)). Collections run one at a
+    /// time: in a process, and across the processes sharing a metadata store (a run finishing
+    /// another's marks must not meet a third); [`Error::JobRunning`](crate::Error::JobRunning)
+    /// while another replica collects.
     pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
         self.collect_garbage_with_progress(options, &|_| {}).await
     }
@@ -151,6 +153,19 @@ impl Registry {
         progress: &(dyn Fn(&GcReport) + Send + Sync),
     ) -> Result<GcReport> {
         let _one_at_a_time = self.gc_lock().lock().await;
+        let Some(one_replica) = self.metadata_store().lock_job("garbage collection").await? else {
+            return Err(crate::Error::JobRunning { job: "garbage collection" });
+        };
+        let result = self.collect_locked(options, progress).await;
+        one_replica.release().await;
+        result
+    }
+
+    async fn collect_locked(
+        &self,
+        options: &GcOptions,
+        progress: &(dyn Fn(&GcReport) + Send + Sync),
+    ) -> Result<GcReport> {
         let started = Instant::now();
         // Blob store times are milliseconds; metadata times are seconds.
         let now_ms = self.clock().now_millis();

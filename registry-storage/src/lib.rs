@@ -29,4 +29,4 @@ pub use engine::{ChunkRange, Limits, Registry};
 pub use error::{Error, Result};
 pub use gc::{GcOptions, GcReport};
 pub use meta::memory::MemoryMetadataStore;
-pub use meta::{ManifestRecord, MetadataStore, Page, UploadRecord};
+pub use meta::{JobLock, ManifestRecord, MetadataStore, Page, UploadRecord};

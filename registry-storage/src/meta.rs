@@ -36,6 +36,34 @@ pub struct UploadRecord {
     pub store_state: Vec<u8>,
 }
 
+/// A held job lock ([`MetadataStore::lock_job`]). [`JobLock::release`] lets it go and returns
+/// once another process can take it; dropped without that (a panic, a cancelled run), it is let
+/// go as the store can (a database session closed).
+#[derive(Default)]
+pub struct JobLock {
+    release: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl JobLock {
+    /// A lock let go by running `release` (which also runs, or is dropped, when the lock is).
+    pub fn new(release: impl std::future::Future<Output = ()> + Send + 'static) -> JobLock {
+        JobLock { release: Some(Box::pin(release)) }
+    }
+
+    /// Lets the lock go.
+    pub async fn release(mut self) {
+        if let Some(release) = self.release.take() {
+            release.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for JobLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobLock")
+    }
+}
+
 /// What the registry keeps of a manifest, besides its bytes (which are in the blob store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestRecord {
@@ -154,6 +182,14 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Ends a hold.
     async fn release_digest(&self, digest: &Digest, holder: u64) -> Result<()>;
+
+    /// Takes the lock of `job` (garbage collection), which one process at a time may hold: a
+    /// guard while this process holds it, `None` while another does. A store of one process
+    /// always grants it (the engine serializes runs within the process).
+    async fn lock_job(&self, job: &'static str) -> Result<Option<JobLock>> {
+        let _ = job;
+        Ok(Some(JobLock::default()))
+    }
 
     /// Links a published blob into a repository.
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()>;

@@ -251,6 +251,10 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.release_upload(id, token).await
     }
 
+    async fn lock_job(&self, job: &'static str) -> Result<Option<crate::JobLock>> {
+        self.inner.lock_job(job).await
+    }
+
     async fn hold_digest(&self, digest: &Digest, holder: u64, until_millis: u64) -> Result<()> {
         self.faults.check(FaultPoint::MetaWrite)?;
         self.inner.hold_digest(digest, holder, until_millis).await

@@ -1,0 +1,268 @@
+//! Three replicas on one PostgreSQL database and one Garage bucket behind nginx round-robin (no
+//! stickiness): real clients push and pull through the proxy, one upload's chunks land on every
+//! replica, a tag moved on one replica is seen on the next request at another, and garbage
+//! collection on one replica runs during pushes through the others.
+
+mod cluster;
+
+use cluster::{Cluster, Options, PASSWORD, admin_token, push_until, try_push_blob};
+use registry_core::Digest;
+use reqwest::StatusCode;
+use testkit::*;
+
+const MIB: usize = 1 << 20;
+
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_podman_and_oci_client_through_three_replicas() {
+    install_crypto_provider();
+    let cluster = Cluster::start(Options::default()).await;
+    let host = cluster.host();
+    let work = tempfile::tempdir().expect("tempdir");
+
+    // skopeo: an OCI layout in, and back out with every blob intact.
+    let authfile = work.path().join("skopeo.json");
+    std::fs::write(&authfile, "{}").expect("auth");
+    let env = [("REGISTRY_AUTH_FILE", authfile.to_str().expect("utf8"))];
+    run("skopeo", &["login", "--tls-verify=false", "-u", "admin", "-p", PASSWORD, &host], &env).await;
+    let src = work.path().join("src");
+    write_oci_layout(&src, "v1", 3);
+    let dest = format!("docker://{host}/library/skopeo:v1");
+    run("skopeo", &["copy", "--dest-tls-verify=false", &format!("oci:{}:v1", src.display()), &dest], &env).await;
+    let out = work.path().join("out");
+    run("skopeo", &["copy", "--src-tls-verify=false", &dest, &format!("oci:{}:v1", out.display())], &env).await;
+    for entry in std::fs::read_dir(out.join("blobs/sha256")).expect("blobs") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+        assert_eq!(Digest::sha256_of(&std::fs::read(&path).expect("read")).hex(), name, "blob {name} intact");
+    }
+
+    // podman: push, remove locally, pull back.
+    let podman = Podman::with_test_image().await;
+    let auth = podman.auth_file("admin");
+    podman.run(&["login", "--tls-verify=false", "-u", "admin", "-p", PASSWORD, &host], &auth).await;
+    let image = format!("{host}/library/podman:v1");
+    podman.run(&["push", "--tls-verify=false", "localhost/podtest:v1", &image], &auth).await;
+    podman.run(&["rmi", "localhost/podtest:v1"], &auth).await;
+    podman.run(&["pull", "--tls-verify=false", &image], &auth).await;
+
+    // oci-client: a chunked push of a 12 MiB layer (more than two parts) and a pull.
+    {
+        use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+        use oci_client::{Client, Reference, secrets::RegistryAuth};
+        let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+        let auth = RegistryAuth::Basic("admin".into(), PASSWORD.into());
+        let reference: Reference = format!("{host}/library/oci:v1").parse().expect("reference");
+        let data = bytes(12 * MIB + 5, 3);
+        let layer = ImageLayer::new(data.clone(), "application/vnd.oci.image.layer.v1.tar".into(), None);
+        let config =
+            Config::new(br#"{"os":"linux"}"#.to_vec(), "application/vnd.oci.image.config.v1+json".into(), None);
+        client.push(&reference, &[layer], config, &auth, None).await.expect("oci-client push");
+        let pulled =
+            client.pull(&reference, &auth, vec!["application/vnd.oci.image.layer.v1.tar"]).await.expect("pull");
+        assert!(pulled.layers[0].data.as_ref() == data.as_slice(), "the layer round-trips");
+    }
+
+    // Every replica served some of it.
+    let log = cluster.proxy.access_log();
+    for i in 0..3 {
+        let addr = cluster.replicas[i].as_ref().expect("running").addr.clone();
+        assert!(log.contains(&addr), "replica {addr} served requests:\n{log}");
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_upload_continues_on_every_replica() {
+    let cluster = Cluster::start(Options::default()).await;
+    let c = client();
+    let t = admin_token(&cluster.replica(0), &["repository:library/chunked:pull,push"]).await;
+    let data = bytes(16 * MIB + 3, 7);
+    let digest = Digest::sha256_of(&data);
+
+    let resp = c
+        .post(format!("{}/v2/library/chunked/blobs/uploads/", cluster.replica(0)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let location = header(&resp, "location");
+    // Chunks across part boundaries (parts are 5 MiB here), each on another replica.
+    let cuts = [0, 6 * MIB, 13 * MIB, data.len()];
+    for (i, w) in cuts.windows(2).enumerate() {
+        let replica = cluster.replica((i + 1) % 3);
+        let resp = c
+            .patch(format!("{replica}{location}"))
+            .bearer_auth(&t)
+            .header("content-range", format!("{}-{}", w[0], w[1] - 1))
+            .header("content-type", "application/octet-stream")
+            .body(data[w[0]..w[1]].to_vec())
+            .send()
+            .await
+            .expect("patch");
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "chunk {i} on replica {}", (i + 1) % 3);
+        assert_eq!(header(&resp, "range"), format!("0-{}", w[1] - 1));
+        // Any replica reports the acknowledged offset.
+        let status = c.get(format!("{}{location}", cluster.replica(i % 3))).bearer_auth(&t).send().await.expect("get");
+        assert_eq!(header(&status, "range"), format!("0-{}", w[1] - 1), "status on replica {}", i % 3);
+    }
+    // A chunk at the wrong offset is refused wherever it lands, and changes nothing.
+    let wrong = c
+        .patch(format!("{}{location}", cluster.replica(2)))
+        .bearer_auth(&t)
+        .header("content-range", "5-9")
+        .body(vec![0u8; 5])
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(wrong.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // The completing PUT on one replica, then the same PUT again on another (a proxy retrying
+    // after the first replica died before answering): both 201, one blob.
+    let sep = if location.contains('?') { '&' } else { '?' };
+    for replica in [0, 1] {
+        let resp = c
+            .put(format!("{}{location}{sep}digest={digest}", cluster.replica(replica)))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(resp.status(), StatusCode::CREATED, "completion on replica {replica}");
+        assert_eq!(header(&resp, "docker-content-digest"), digest.to_string());
+    }
+    let got = c
+        .get(format!("{}/v2/library/chunked/blobs/{digest}", cluster.replica(2)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("get blob");
+    assert_eq!(got.status(), StatusCode::OK);
+    assert!(got.bytes().await.expect("body").as_ref() == data.as_slice(), "the blob is the chunks, in order");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_moved_on_one_replica_is_seen_at_the_next_request_on_another() {
+    let cluster = Cluster::start(Options::default()).await;
+    let c = client();
+    let scope = ["repository:library/moving:pull,push,delete"];
+    let t = admin_token(&cluster.url(), &scope).await;
+    let manifest_of = |replica: String| {
+        let (c, t) = (c.clone(), t.clone());
+        async move {
+            let resp = c
+                .get(format!("{replica}/v2/library/moving/manifests/latest"))
+                .bearer_auth(&t)
+                .header("accept", OCI_MANIFEST)
+                .send()
+                .await
+                .expect("get");
+            (resp.status(), header(&resp, "docker-content-digest"))
+        }
+    };
+    let mut previous = String::new();
+    for round in 0..6 {
+        let writer = cluster.replica(round % 3);
+        let (_, digest) =
+            push_image_as(&c, &writer, "library/moving", "latest", &format!("round {round}"), Some(&t)).await;
+        assert_ne!(digest.to_string(), previous);
+        for reader in 0..3 {
+            let (status, seen) = manifest_of(cluster.replica(reader)).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(seen, digest.to_string(), "round {round}: replica {reader} sees the move at once");
+        }
+        previous = digest.to_string();
+    }
+    // Deleting the manifest on one replica: gone everywhere at once, tag and all.
+    let del = c
+        .delete(format!("{}/v2/library/moving/manifests/{previous}", cluster.replica(1)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(del.status(), StatusCode::ACCEPTED);
+    for reader in 0..3 {
+        assert_eq!(manifest_of(cluster.replica(reader)).await.0, StatusCode::NOT_FOUND, "replica {reader}");
+    }
+    // Accounts too: a project made on one replica is usable through another at once.
+    let resp = c
+        .post(format!("{}/api/v2.0/projects", cluster.replica(2)))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&serde_json::json!({"project_name": "fresh", "metadata": {"public": "false"}}))
+        .send()
+        .await
+        .expect("create project");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let t = admin_token(&cluster.replica(0), &["repository:fresh/app:pull,push"]).await;
+    push_image_as(&c, &cluster.replica(1), "fresh/app", "v1", "x", Some(&t)).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_collection_on_one_replica_during_pushes_through_the_others() {
+    let cluster = Cluster::start(Options { gc_grace_secs: 0, ..Options::default() }).await;
+    let c = client();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut pushers = Vec::new();
+    for (n, replica) in [1, 2, 1, 2].into_iter().enumerate() {
+        let repo = format!("library/gc{n}");
+        let token = admin_token(&cluster.replica(replica), &[&format!("repository:{repo}:pull,push")]).await;
+        pushers.push(tokio::spawn(push_until(cluster.replica(replica), repo, token, stop.clone())));
+    }
+    // Something to collect: blobs no manifest references.
+    let orphans = admin_token(&cluster.replica(1), &["repository:library/orphans:pull,push"]).await;
+    for i in 0..5u8 {
+        try_push_blob(&c, &cluster.replica(1), "library/orphans", &[i; 100], &orphans).await.expect("orphan");
+    }
+    // Collections on replica 0, one after the other, while the others take pushes.
+    let mut runs = 0;
+    let mut collected = 0;
+    while runs < 6 {
+        let resp = c
+            .post(format!("{}/api/v2.0/system/gc/schedule", cluster.replica(0)))
+            .basic_auth("admin", Some(PASSWORD))
+            .json(
+                &serde_json::json!({"schedule": {"type": "Manual"}, "parameters": {"delete_untagged": runs % 2 == 1}}),
+            )
+            .send()
+            .await
+            .expect("start gc");
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let id = resp.json::<serde_json::Value>().await.expect("json")["id"].as_u64().expect("id");
+        let finished = loop {
+            let run: serde_json::Value = c
+                .get(format!("{}/api/v2.0/system/gc/{id}", cluster.replica(0)))
+                .basic_auth("admin", Some(PASSWORD))
+                .send()
+                .await
+                .expect("gc status")
+                .json()
+                .await
+                .expect("json");
+            match run["job_status"].as_str().or(run["status"].as_str()) {
+                Some("Running") => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Some("Success") => break run,
+                other => panic!("gc run {id}: {other:?}: {run}"),
+            }
+        };
+        let report = &finished["report"];
+        collected += report["links_removed"].as_u64().unwrap_or(0) + report["blobs_deleted"].as_u64().unwrap_or(0);
+        runs += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut acknowledged = Vec::new();
+    for (n, p) in pushers.into_iter().enumerate() {
+        acknowledged.push((format!("library/gc{n}"), p.await.expect("pusher")));
+    }
+    assert!(collected >= 10, "the orphans' links and blobs were collected: {collected}");
+    // Every acknowledged image is whole, read through the proxy.
+    for (repo, pushed) in acknowledged {
+        let t = admin_token(&cluster.url(), &[&format!("repository:{repo}:pull")]).await;
+        cluster::assert_intact(&cluster.url(), &t, &repo, &pushed).await;
+    }
+    cluster.stop().await;
+}
