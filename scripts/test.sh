@@ -11,9 +11,12 @@ if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 
 # Real clients and the reference peer the tests run against (see ../shared/TESTING.md).
 need=()
-for tool in skopeo podman umoci docker-registry; do
+for tool in skopeo podman umoci docker-registry nginx; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
+# PostgreSQL's server binaries (the replicated shape's database; a private one for restart tests).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     $sudo apt-get update -qq
@@ -30,13 +33,45 @@ if ! "$venv/bin/python" -c "import harborapi" >/dev/null 2>&1; then
 fi
 export REGISTRY_TEST_PYTHON="$venv/bin/python"
 
+# PostgreSQL on 127.0.0.1:5432, where the tests make their throwaway databases: the machine's own
+# when it answers, else Debian's cluster started here.
+export REGISTRY_TEST_POSTGRES="${REGISTRY_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    echo "==> starting PostgreSQL"
+    version=$(ls /usr/lib/postgresql | sort -V | tail -1)
+    pg_lsclusters -h 2>/dev/null | grep -q "^$version main" || $sudo pg_createcluster "$version" main >/dev/null
+    conf="/etc/postgresql/$version/main"
+    # Trust on loopback: the tests connect as postgres without a password.
+    if ! grep -q "registry-tests" "$conf/pg_hba.conf"; then
+        $sudo sed -i '1i host all all 127.0.0.1/32 trust # registry-tests' "$conf/pg_hba.conf"
+    fi
+    $sudo pg_ctlcluster "$version" main start
+    for _ in $(seq 100); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.1; done
+    pg_isready -h 127.0.0.1 -p 5432
+fi
+
+# S3-compatible servers: Garage (a real store, built once: about 12 minutes) and moto's server
+# (a mock that enforces the part-size and conditional-write rules Garage skips).
+export REGISTRY_GARAGE="$REGISTRY_TOOLS_DIR/bin/garage"
+if ! "$REGISTRY_GARAGE" --version >/dev/null 2>&1; then
+    echo "==> building Garage 2.5.0 into $REGISTRY_TOOLS_DIR (once; about 12 minutes)"
+    cargo install garage --version 2.5.0 --locked --root "$REGISTRY_TOOLS_DIR"
+fi
+moto="$REGISTRY_TOOLS_DIR/moto-venv"
+if ! "$moto/bin/moto_server" --help >/dev/null 2>&1; then
+    echo "==> installing moto's server into $moto"
+    python3 -m venv "$moto"
+    "$moto/bin/pip" install -q "moto[server]==5.1.22"
+fi
+export REGISTRY_MOTO="$moto/bin/moto_server"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> no module of a crate imports another that imports it back"
-python3 scripts/module_cycles.py registry-core registry-storage registry-auth registry-redb registry-http \
-    registry-server testkit
+python3 scripts/module_cycles.py registry-core registry-storage registry-auth registry-redb registry-postgres \
+    registry-object-store registry-http registry-server testkit
 echo "==> registry-http carries none of the binary's dependencies"
 binary_deps=$(cargo tree -p registry-http -e normal --prefix none --format '{p}' \
     | grep -E '^(clap|anyhow|toml|tracing-subscriber) ' || true)

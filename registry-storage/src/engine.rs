@@ -186,7 +186,7 @@ impl Registry {
     /// Removes an abandoned upload's bytes and session (garbage collection).
     pub(crate) async fn abandon_upload(&self, id: &UploadId) -> Result<()> {
         let _guard = self.upload_lock(id).lock().await;
-        let lease = UploadLease::take(self, id).await?;
+        let lease = UploadLease::take(&self.meta, &self.clock, id).await?;
         let state = self.meta.get_upload(id).await?.map(|r| r.store_state);
         self.blobs.upload_delete(id, state.as_deref()).await?;
         self.meta.delete_upload(id).await?;
@@ -248,7 +248,7 @@ impl Registry {
         body: &mut BodyStream<'_>,
     ) -> Result<UploadStatus> {
         let _guard = self.upload_lock(id).lock().await;
-        let lease = UploadLease::take(self, id).await?;
+        let lease = UploadLease::take(&self.meta, &self.clock, id).await?;
         let record = self.load_upload(repository, id).await?;
         let record = self.append_locked(id, record, range, body, true).await;
         lease.release().await;
@@ -331,7 +331,7 @@ impl Registry {
         body: Option<&mut BodyStream<'_>>,
     ) -> Result<u64> {
         let _guard = self.upload_lock(id).lock().await;
-        let lease = UploadLease::take(self, id).await?;
+        let lease = UploadLease::take(&self.meta, &self.clock, id).await?;
         let result = self.finish_leased(repository, id, digest, range, body).await;
         lease.release().await;
         result
@@ -367,7 +367,7 @@ impl Registry {
                 return Err(e);
             }
         };
-        let hold = DigestHold::take(self, self.blobs.as_ref(), digest).await?;
+        let hold = DigestHold::take(&self.meta, &self.clock, self.blobs.as_ref(), digest).await?;
         let published = match self.blobs.upload_publish(id, &record.store_state, digest, verified).await {
             Ok(()) => self.meta.complete_upload(id, repository, digest, verified).await,
             Err(e) => Err(e),
@@ -422,7 +422,7 @@ impl Registry {
     /// Cancels an upload (`DELETE /v2/<name>/blobs/uploads/<id>`).
     pub async fn cancel_upload(&self, repository: &RepositoryName, id: &UploadId) -> Result<()> {
         let _guard = self.upload_lock(id).lock().await;
-        let lease = UploadLease::take(self, id).await?;
+        let lease = UploadLease::take(&self.meta, &self.clock, id).await?;
         let record = self.load_upload(repository, id).await;
         let result = match record {
             Ok(record) => match self.blobs.upload_delete(id, Some(&record.store_state)).await {
@@ -543,7 +543,7 @@ impl Registry {
             references: manifest.blobs().chain(manifest.manifests.iter()).map(|d| d.digest.clone()).collect(),
             pushed_at: self.clock.now_secs(),
         };
-        let hold = DigestHold::take(self, self.blobs.as_ref(), &digest).await?;
+        let hold = DigestHold::take(&self.meta, &self.clock, self.blobs.as_ref(), &digest).await?;
         let stored = match self.blobs.put(&digest, bytes.clone()).await {
             Ok(()) => self.meta.put_manifest(repository, &record, reference.as_tag()).await,
             Err(e) => Err(e),

@@ -19,7 +19,6 @@ use std::time::Duration;
 use registry_core::{Digest, SharedClock};
 
 use crate::blob::{BlobStore, UploadId};
-use crate::engine::Registry;
 use crate::error::{Error, Result};
 use crate::meta::MetadataStore;
 
@@ -72,12 +71,11 @@ pub(crate) struct UploadLease {
 impl UploadLease {
     /// Takes the lease of `id`, waiting up to [`LEASE`] for another process to finish with it
     /// (or for the lease of one that died to run out); then [`Error::UploadBusy`].
-    pub(crate) async fn take(registry: &Registry, id: &UploadId) -> Result<UploadLease> {
-        let meta = registry.metadata_store().clone();
+    pub(crate) async fn take(meta: &Arc<dyn MetadataStore>, clock: &SharedClock, id: &UploadId) -> Result<UploadLease> {
         if !meta.shared() {
             return Ok(UploadLease { held: None });
         }
-        let clock = registry.clock().clone();
+        let (meta, clock) = (meta.clone(), clock.clone());
         let token = holder_id();
         let lease_ms = LEASE.as_millis() as u64;
         let give_up = tokio::time::Instant::now() + LEASE + RETRY;
@@ -118,12 +116,16 @@ pub(crate) struct DigestHold {
 
 impl DigestHold {
     /// Holds `digest`; [`Error::Collecting`] while a collection is deleting it.
-    pub(crate) async fn take(registry: &Registry, blobs: &dyn BlobStore, digest: &Digest) -> Result<DigestHold> {
+    pub(crate) async fn take(
+        meta: &Arc<dyn MetadataStore>,
+        clock: &SharedClock,
+        blobs: &dyn BlobStore,
+        digest: &Digest,
+    ) -> Result<DigestHold> {
         if blobs.atomic_delete() {
             return Ok(DigestHold { held: None });
         }
-        let meta = registry.metadata_store().clone();
-        let clock = registry.clock().clone();
+        let (meta, clock) = (meta.clone(), clock.clone());
         let holder = holder_id();
         let hold_ms = HOLD.as_millis() as u64;
         meta.hold_digest(digest, holder, clock.now_millis() + hold_ms).await?;
