@@ -324,3 +324,76 @@ impl AccountStore for PgStore {
         Ok(())
     }
 }
+
+/// Accounts copied whole from another store, ids kept (see [`PgStore::import_accounts`]).
+#[derive(Debug, Clone, Default)]
+pub struct AccountsImport {
+    /// Users.
+    pub users: Vec<User>,
+    /// Projects.
+    pub projects: Vec<Project>,
+    /// Memberships.
+    pub members: Vec<Member>,
+    /// Robots.
+    pub robots: Vec<Robot>,
+}
+
+impl PgStore {
+    /// Imports accounts into an empty database in one transaction, keeping every id (Harbor's
+    /// clients and Terraform state name projects and users by id), then moves the id sequences
+    /// past them. Refused, changing nothing, when the database already holds accounts.
+    pub async fn import_accounts(&self, accounts: &AccountsImport) -> Result<()> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let held: i64 = txn
+            .query_one("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM projects)", &[])
+            .await
+            .map_err(db("counting accounts"))?
+            .get(0);
+        if held > 0 {
+            return Err(AuthError::Precondition(format!(
+                "the database already holds {held} users and projects: import into an empty one"
+            )));
+        }
+        for u in &accounts.users {
+            txn.execute(
+                "INSERT INTO users (id, name, record) VALUES ($1, $2, $3)",
+                &[&id_of(u.id), &u.name, &encode(u)?],
+            )
+            .await
+            .map_err(db("importing a user"))?;
+        }
+        for p in &accounts.projects {
+            txn.execute(
+                "INSERT INTO projects (id, name, record) VALUES ($1, $2, $3)",
+                &[&id_of(p.id), &p.name, &encode(p)?],
+            )
+            .await
+            .map_err(db("importing a project"))?;
+        }
+        for m in &accounts.members {
+            txn.execute(
+                "INSERT INTO members (id, project_id, user_id, record) VALUES ($1, $2, $3, $4)",
+                &[&id_of(m.id), &id_of(m.project_id), &id_of(m.user_id), &encode(m)?],
+            )
+            .await
+            .map_err(db("importing a membership"))?;
+        }
+        for r in &accounts.robots {
+            txn.execute(
+                "INSERT INTO robots (id, name, project_id, record) VALUES ($1, $2, $3, $4)",
+                &[&id_of(r.id), &r.name, &r.project_id.map(id_of), &encode(r)?],
+            )
+            .await
+            .map_err(db("importing a robot"))?;
+        }
+        for table in ["users", "projects", "members", "robots"] {
+            let sql = format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
+            );
+            txn.execute(&sql, &[]).await.map_err(db("moving an id sequence"))?;
+        }
+        txn.commit().await.map_err(db("committing the import"))?;
+        Ok(())
+    }
+}

@@ -20,6 +20,7 @@ mod commands;
 mod config;
 mod data_dir;
 mod local;
+mod move_up;
 
 use commands::{MemberCommand, ProjectCommand, RobotCommand, UserCommand};
 use config::Config;
@@ -54,6 +55,15 @@ enum Command {
     Robot(RobotCommand),
     /// Collect garbage now (a running server also collects on its [gc] schedule).
     Gc(GcArgs),
+    /// Copy this (stopped) embedded registry into PostgreSQL and object storage, and compare.
+    MoveUp(MoveUpArgs),
+}
+
+#[derive(Args)]
+struct MoveUpArgs {
+    /// The target's configuration: its [database] url and [storage] (an empty database).
+    #[arg(long)]
+    to: PathBuf,
 }
 
 #[derive(Args)]
@@ -189,6 +199,11 @@ fn main() -> anyhow::Result<()> {
             Command::Member(c) => commands::member(&connect(&cli.location).await?, c).await,
             Command::Robot(c) => commands::robot(&connect(&cli.location).await?, c).await,
             Command::Gc(args) => run_gc(&cli.location, args).await,
+            Command::MoveUp(args) => {
+                init_logging("warn", false)?;
+                let target = Config::load(&args.to).with_context(|| format!("reading {}", args.to.display()))?;
+                move_up::run(&cli.location.load()?, &target).await
+            }
         }
     })
 }

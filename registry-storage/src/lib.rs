@@ -21,6 +21,7 @@ mod lease;
 pub mod meta;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transfer;
 
 pub use blob::fs::FsBlobStore;
 pub use blob::memory::MemoryBlobStore;
@@ -30,3 +31,4 @@ pub use error::{Error, Result};
 pub use gc::{GcOptions, GcReport};
 pub use meta::memory::MemoryMetadataStore;
 pub use meta::{JobLock, ManifestRecord, MetadataStore, Page, UploadRecord};
+pub use transfer::TransferReport;
