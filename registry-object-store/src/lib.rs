@@ -33,13 +33,12 @@
 //! existing copy is harmless, and makes it fresh for garbage collection.
 //!
 //! **Deleting** a published blob is a HEAD then a DELETE: S3 has no generally available
-//! conditional delete, so [`atomic_delete`](registry_storage::BlobStore::atomic_delete) is
-//! false and the engine holds every digest in the metadata store while it writes it (a
-//! publication, a manifest); garbage collection does not mark a held digest, and a digest it has
-//! marked cannot be held (the push gets a retryable 503). So a collection's HEAD and DELETE never
-//! overlap a write of the same digest, and no manifest ever names a deleted blob. (Found by the
-//! shared garbage-collection suite, whose racing pushes lost blobs to the HEAD-then-DELETE before
-//! the holds existed.)
+//! conditional delete. The engine holds every digest in the metadata store while it writes and
+//! links it (`MetadataStore::hold_digest`); garbage collection does not mark a held digest, and
+//! a digest it has marked cannot be held (the push gets a retryable 503). So a collection's HEAD
+//! and DELETE never overlap a write of the same digest, and no manifest ever names a deleted
+//! blob. (Found by the shared garbage-collection suite, whose racing pushes lost blobs to the
+//! HEAD-then-DELETE before the holds existed.)
 //!
 //! Connection failures and server errors are retried by the client (bounded); what remains is a
 //! retryable fault (503 with `Retry-After`), and the store recovers with the server, without a

@@ -7,7 +7,7 @@ use registry_auth::{AccountStore, AuthError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{PgStore, pg_err};
+use crate::{Cached, PgStore, pg_err};
 
 type Result<T, E = AuthError> = std::result::Result<T, E>;
 
@@ -66,12 +66,13 @@ impl PgStore {
     async fn replace(&self, table: &str, what: &str, id: Id, name: &str, text: String) -> Result<()> {
         let client = self.client_auth().await?;
         let sql = format!("UPDATE {table} SET record = $3 WHERE id = $1 AND name = $2");
-        let n = client.execute(&sql, &[&id_of(id), &name, &text]).await.map_err(db("updating an account record"))?;
+        let n =
+            client.cached_execute(&sql, &[&id_of(id), &name, &text]).await.map_err(db("updating an account record"))?;
         if n == 1 {
             return Ok(());
         }
         let sql = format!("SELECT 1 FROM {table} WHERE id = $1");
-        let exists = client.query_opt(&sql, &[&id_of(id)]).await.map_err(db("reading an account record"))?;
+        let exists = client.cached_opt(&sql, &[&id_of(id)]).await.map_err(db("reading an account record"))?;
         match exists {
             Some(_) => Err(AuthError::Invalid(format!("{what} {name} cannot be renamed"))),
             None => Err(AuthError::not_found(format!("{what} {name}"))),
@@ -84,12 +85,12 @@ impl PgStore {
         key: &(dyn tokio_postgres::types::ToSql + Sync),
     ) -> Result<Option<tokio_postgres::Row>> {
         let client = self.client_auth().await?;
-        client.query_opt(sql, &[key]).await.map_err(db("reading an account record"))
+        client.cached_opt(sql, &[key]).await.map_err(db("reading an account record"))
     }
 
     async fn all(&self, sql: &str) -> Result<Vec<tokio_postgres::Row>> {
         let client = self.client_auth().await?;
-        client.query(sql, &[]).await.map_err(db("listing account records"))
+        client.cached_query(sql, &[]).await.map_err(db("listing account records"))
     }
 }
 
@@ -99,7 +100,7 @@ impl AccountStore for PgStore {
         let client = self.client_auth().await?;
         let text = encode(&user)?;
         let row = client
-            .query_one("INSERT INTO users (name, record) VALUES ($1, $2) RETURNING id", &[&user.name, &text])
+            .cached_one("INSERT INTO users (name, record) VALUES ($1, $2) RETURNING id", &[&user.name, &text])
             .await
             .map_err(|e| match sqlstate(&e) {
                 Some("23505") => AuthError::conflict(format!("user {}", user.name)),
@@ -127,8 +128,10 @@ impl AccountStore for PgStore {
 
     async fn delete_user(&self, id: Id) -> Result<bool> {
         let client = self.client_auth().await?;
-        let n =
-            client.execute("DELETE FROM users WHERE id = $1", &[&id_of(id)]).await.map_err(db("deleting a user"))?;
+        let n = client
+            .cached_execute("DELETE FROM users WHERE id = $1", &[&id_of(id)])
+            .await
+            .map_err(db("deleting a user"))?;
         Ok(n == 1)
     }
 
@@ -136,7 +139,7 @@ impl AccountStore for PgStore {
         let client = self.client_auth().await?;
         let text = encode(&project)?;
         let row = client
-            .query_one("INSERT INTO projects (name, record) VALUES ($1, $2) RETURNING id", &[&project.name, &text])
+            .cached_one("INSERT INTO projects (name, record) VALUES ($1, $2) RETURNING id", &[&project.name, &text])
             .await
             .map_err(|e| match sqlstate(&e) {
                 Some("23505") => AuthError::conflict(format!("project {}", project.name)),
@@ -165,7 +168,7 @@ impl AccountStore for PgStore {
     async fn delete_project(&self, id: Id) -> Result<bool> {
         let client = self.client_auth().await?;
         let n = client
-            .execute("DELETE FROM projects WHERE id = $1", &[&id_of(id)])
+            .cached_execute("DELETE FROM projects WHERE id = $1", &[&id_of(id)])
             .await
             .map_err(db("deleting a project"))?;
         Ok(n == 1)
@@ -175,7 +178,7 @@ impl AccountStore for PgStore {
         let client = self.client_auth().await?;
         let text = encode(&member)?;
         let row = client
-            .query_one(
+            .cached_one(
                 "INSERT INTO members (project_id, user_id, record) VALUES ($1, $2, $3) RETURNING id",
                 &[&id_of(member.project_id), &id_of(member.user_id), &text],
             )
@@ -197,7 +200,7 @@ impl AccountStore for PgStore {
     async fn members(&self, project_id: Id) -> Result<Vec<Member>> {
         let client = self.client_auth().await?;
         let rows = client
-            .query("SELECT id, record FROM members WHERE project_id = $1 ORDER BY id", &[&id_of(project_id)])
+            .cached_query("SELECT id, record FROM members WHERE project_id = $1 ORDER BY id", &[&id_of(project_id)])
             .await
             .map_err(db("listing members"))?;
         rows.iter().map(member).collect()
@@ -206,7 +209,7 @@ impl AccountStore for PgStore {
     async fn member(&self, project_id: Id, user_id: Id) -> Result<Option<Member>> {
         let client = self.client_auth().await?;
         let row = client
-            .query_opt(
+            .cached_opt(
                 "SELECT id, record FROM members WHERE project_id = $1 AND user_id = $2",
                 &[&id_of(project_id), &id_of(user_id)],
             )
@@ -218,7 +221,7 @@ impl AccountStore for PgStore {
     async fn memberships(&self, user_id: Id) -> Result<Vec<Member>> {
         let client = self.client_auth().await?;
         let rows = client
-            .query("SELECT id, record FROM members WHERE user_id = $1 ORDER BY id", &[&id_of(user_id)])
+            .cached_query("SELECT id, record FROM members WHERE user_id = $1 ORDER BY id", &[&id_of(user_id)])
             .await
             .map_err(db("listing memberships"))?;
         rows.iter().map(member).collect()
@@ -227,7 +230,7 @@ impl AccountStore for PgStore {
     async fn update_member(&self, m: &Member) -> Result<()> {
         let client = self.client_auth().await?;
         let n = client
-            .execute(
+            .cached_execute(
                 "UPDATE members SET record = $4 WHERE id = $1 AND project_id = $2 AND user_id = $3",
                 &[&id_of(m.id), &id_of(m.project_id), &id_of(m.user_id), &encode(m)?],
             )
@@ -237,7 +240,7 @@ impl AccountStore for PgStore {
             return Ok(());
         }
         let exists = client
-            .query_opt("SELECT 1 FROM members WHERE id = $1", &[&id_of(m.id)])
+            .cached_opt("SELECT 1 FROM members WHERE id = $1", &[&id_of(m.id)])
             .await
             .map_err(db("reading a membership"))?;
         match exists {
@@ -249,7 +252,7 @@ impl AccountStore for PgStore {
     async fn delete_member(&self, id: Id) -> Result<bool> {
         let client = self.client_auth().await?;
         let n = client
-            .execute("DELETE FROM members WHERE id = $1", &[&id_of(id)])
+            .cached_execute("DELETE FROM members WHERE id = $1", &[&id_of(id)])
             .await
             .map_err(db("deleting a membership"))?;
         Ok(n == 1)
@@ -260,7 +263,7 @@ impl AccountStore for PgStore {
         let text = encode(&robot)?;
         let project = robot.project_id.map(id_of);
         let row = client
-            .query_one(
+            .cached_one(
                 "INSERT INTO robots (name, project_id, record) VALUES ($1, $2, $3) RETURNING id",
                 &[&robot.name, &project, &text],
             )
@@ -292,8 +295,10 @@ impl AccountStore for PgStore {
 
     async fn delete_robot(&self, id: Id) -> Result<bool> {
         let client = self.client_auth().await?;
-        let n =
-            client.execute("DELETE FROM robots WHERE id = $1", &[&id_of(id)]).await.map_err(db("deleting a robot"))?;
+        let n = client
+            .cached_execute("DELETE FROM robots WHERE id = $1", &[&id_of(id)])
+            .await
+            .map_err(db("deleting a robot"))?;
         Ok(n == 1)
     }
 
@@ -309,7 +314,7 @@ impl AccountStore for PgStore {
         let client = self.client_auth().await?;
         match failures {
             Some(f) => client
-                .execute(
+                .cached_execute(
                     "INSERT INTO login_failures (name, count, last_at) VALUES ($1, $2, $3)
                      ON CONFLICT (name) DO UPDATE SET count = EXCLUDED.count, last_at = EXCLUDED.last_at",
                     &[&name, &i32::try_from(f.count).unwrap_or(i32::MAX), &(f.last_at as i64)],
@@ -317,7 +322,7 @@ impl AccountStore for PgStore {
                 .await
                 .map_err(db("counting a failed login"))?,
             None => client
-                .execute("DELETE FROM login_failures WHERE name = $1", &[&name])
+                .cached_execute("DELETE FROM login_failures WHERE name = $1", &[&name])
                 .await
                 .map_err(db("clearing failed logins"))?,
         };
@@ -346,7 +351,7 @@ impl PgStore {
         let mut client = self.client_auth().await?;
         let txn = client.transaction().await.map_err(db("starting a transaction"))?;
         let held: i64 = txn
-            .query_one("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM projects)", &[])
+            .cached_one("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM projects)", &[])
             .await
             .map_err(db("counting accounts"))?
             .get(0);
@@ -356,7 +361,7 @@ impl PgStore {
             )));
         }
         for u in &accounts.users {
-            txn.execute(
+            txn.cached_execute(
                 "INSERT INTO users (id, name, record) VALUES ($1, $2, $3)",
                 &[&id_of(u.id), &u.name, &encode(u)?],
             )
@@ -364,7 +369,7 @@ impl PgStore {
             .map_err(db("importing a user"))?;
         }
         for p in &accounts.projects {
-            txn.execute(
+            txn.cached_execute(
                 "INSERT INTO projects (id, name, record) VALUES ($1, $2, $3)",
                 &[&id_of(p.id), &p.name, &encode(p)?],
             )
@@ -372,7 +377,7 @@ impl PgStore {
             .map_err(db("importing a project"))?;
         }
         for m in &accounts.members {
-            txn.execute(
+            txn.cached_execute(
                 "INSERT INTO members (id, project_id, user_id, record) VALUES ($1, $2, $3, $4)",
                 &[&id_of(m.id), &id_of(m.project_id), &id_of(m.user_id), &encode(m)?],
             )
@@ -380,7 +385,7 @@ impl PgStore {
             .map_err(db("importing a membership"))?;
         }
         for r in &accounts.robots {
-            txn.execute(
+            txn.cached_execute(
                 "INSERT INTO robots (id, name, project_id, record) VALUES ($1, $2, $3, $4)",
                 &[&id_of(r.id), &r.name, &r.project_id.map(id_of), &encode(r)?],
             )
@@ -391,7 +396,7 @@ impl PgStore {
             let sql = format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
             );
-            txn.execute(&sql, &[]).await.map_err(db("moving an id sequence"))?;
+            txn.cached_execute(&sql, &[]).await.map_err(db("moving an id sequence"))?;
         }
         txn.commit().await.map_err(db("committing the import"))?;
         Ok(())

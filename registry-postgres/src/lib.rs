@@ -180,3 +180,80 @@ fn describe(config: &tokio_postgres::Config) -> String {
     let port = config.get_ports().first().copied().unwrap_or(5432);
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
 }
+
+/// Queries through the connection's statement cache: each statement is parsed and planned once
+/// per connection, and each query is then one round trip instead of two (prepare, execute).
+pub(crate) trait Cached {
+    /// Rows of `sql`.
+    fn cached_query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> impl std::future::Future<Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>> + Send;
+
+    /// The one row of `sql`.
+    fn cached_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> impl std::future::Future<Output = Result<tokio_postgres::Row, tokio_postgres::Error>> + Send;
+
+    /// The row of `sql`, if any.
+    fn cached_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> impl std::future::Future<Output = Result<Option<tokio_postgres::Row>, tokio_postgres::Error>> + Send;
+
+    /// Rows changed by `sql`.
+    fn cached_execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> impl std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send;
+}
+
+macro_rules! cached_for {
+    ($t:ty) => {
+        impl Cached for $t {
+            async fn cached_query(
+                &self,
+                sql: &str,
+                params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+            ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+                let statement = self.prepare_cached(sql).await?;
+                self.query(&statement, params).await
+            }
+
+            async fn cached_one(
+                &self,
+                sql: &str,
+                params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+            ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+                let statement = self.prepare_cached(sql).await?;
+                self.query_one(&statement, params).await
+            }
+
+            async fn cached_opt(
+                &self,
+                sql: &str,
+                params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+            ) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+                let statement = self.prepare_cached(sql).await?;
+                self.query_opt(&statement, params).await
+            }
+
+            async fn cached_execute(
+                &self,
+                sql: &str,
+                params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+            ) -> Result<u64, tokio_postgres::Error> {
+                let statement = self.prepare_cached(sql).await?;
+                self.execute(&statement, params).await
+            }
+        }
+    };
+}
+
+cached_for!(deadpool_postgres::ClientWrapper);
+cached_for!(deadpool_postgres::Transaction<'_>);

@@ -9,7 +9,7 @@ use registry_core::{Digest, RepositoryName, Tag};
 use registry_storage::meta::{GcLink, GcManifest, Holder};
 use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Result, UploadId, UploadRecord};
 
-use crate::{PgStore, pg_err};
+use crate::{Cached, PgStore, pg_err};
 
 fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
     move |e| Error::Backend(pg_err(context, e))
@@ -34,7 +34,7 @@ fn u64_of(n: i64) -> u64 {
 /// Serializes every transaction that changes who holds `digest` (linking, pushing it as a
 /// manifest, marking it for deletion), until the transaction ends.
 async fn lock_digest(txn: &Transaction<'_>, digest: &str) -> Result<()> {
-    txn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[&digest])
+    txn.cached_execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[&digest])
         .await
         .map_err(db("locking a digest"))?;
     Ok(())
@@ -43,7 +43,7 @@ async fn lock_digest(txn: &Transaction<'_>, digest: &str) -> Result<()> {
 /// Refuses a digest garbage collection is deleting.
 async fn not_collecting(txn: &Transaction<'_>, digest: &str) -> Result<()> {
     let marked =
-        txn.query_opt("SELECT 1 FROM collecting WHERE digest = $1", &[&digest]).await.map_err(db("reading marks"))?;
+        txn.cached_opt("SELECT 1 FROM collecting WHERE digest = $1", &[&digest]).await.map_err(db("reading marks"))?;
     if marked.is_some() {
         return Err(Error::Collecting { digest: digest.to_owned() });
     }
@@ -53,10 +53,10 @@ async fn not_collecting(txn: &Transaction<'_>, digest: &str) -> Result<()> {
 /// Links `digest` into `repo` (the caller holds the digest's lock).
 async fn link(txn: &Transaction<'_>, repo: &str, digest: &str, size: u64, now: u64) -> Result<()> {
     not_collecting(txn, digest).await?;
-    txn.execute("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&repo])
+    txn.cached_execute("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&repo])
         .await
         .map_err(db("adding a repository"))?;
-    txn.execute(
+    txn.cached_execute(
         "INSERT INTO blob_links (repository, digest, size, linked_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (repository, digest) DO UPDATE SET size = EXCLUDED.size, linked_at = EXCLUDED.linked_at",
         &[&repo, &digest, &i64_of(size), &i64_of(now)],
@@ -69,14 +69,14 @@ async fn link(txn: &Transaction<'_>, repo: &str, digest: &str, size: u64, now: u
 /// Removes a manifest with its tags and references; its record if it existed.
 async fn remove_manifest(txn: &Transaction<'_>, repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
     let row = txn
-        .query_opt("DELETE FROM manifests WHERE repository = $1 AND digest = $2 RETURNING record", &[&repo, &digest])
+        .cached_opt("DELETE FROM manifests WHERE repository = $1 AND digest = $2 RETURNING record", &[&repo, &digest])
         .await
         .map_err(db("deleting a manifest"))?;
     let Some(row) = row else { return Ok(None) };
-    txn.execute("DELETE FROM tags WHERE repository = $1 AND digest = $2", &[&repo, &digest])
+    txn.cached_execute("DELETE FROM tags WHERE repository = $1 AND digest = $2", &[&repo, &digest])
         .await
         .map_err(db("deleting tags"))?;
-    txn.execute("DELETE FROM manifest_refs WHERE repository = $1 AND manifest = $2", &[&repo, &digest])
+    txn.cached_execute("DELETE FROM manifest_refs WHERE repository = $1 AND manifest = $2", &[&repo, &digest])
         .await
         .map_err(db("deleting references"))?;
     Ok(Some(decode_record(row.get(0))?))
@@ -114,7 +114,7 @@ impl MetadataStore for PgStore {
     async fn create_upload(&self, id: &UploadId, record: &UploadRecord) -> Result<()> {
         let client = self.client().await?;
         client
-            .execute(
+            .cached_execute(
                 "INSERT INTO uploads (id, repository, upload_offset, verifier_state, store_state, started_at)
                  VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
@@ -134,7 +134,7 @@ impl MetadataStore for PgStore {
     async fn update_upload(&self, id: &UploadId, expected_offset: u64, record: &UploadRecord) -> Result<bool> {
         let client = self.client().await?;
         let n = client
-            .execute(
+            .cached_execute(
                 "UPDATE uploads SET upload_offset = $3, verifier_state = $4, store_state = $5
                  WHERE id = $1 AND upload_offset = $2",
                 &[
@@ -153,7 +153,7 @@ impl MetadataStore for PgStore {
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
+            .cached_opt(
                 "SELECT repository, upload_offset, verifier_state, store_state, started_at FROM uploads WHERE id = $1",
                 &[&id.as_str()],
             )
@@ -165,7 +165,7 @@ impl MetadataStore for PgStore {
     async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
         let client = self.client().await?;
         let n = client
-            .execute("DELETE FROM uploads WHERE id = $1", &[&id.as_str()])
+            .cached_execute("DELETE FROM uploads WHERE id = $1", &[&id.as_str()])
             .await
             .map_err(db("deleting an upload"))?;
         Ok(n == 1)
@@ -178,7 +178,7 @@ impl MetadataStore for PgStore {
     async fn lease_upload(&self, id: &UploadId, token: u64, until_millis: u64, now_millis: u64) -> Result<bool> {
         let client = self.client().await?;
         let taken = client
-            .execute(
+            .cached_execute(
                 "UPDATE uploads SET lease_token = $2, lease_until = $3
                  WHERE id = $1 AND (lease_until < $4 OR lease_token = $2)",
                 &[&id.as_str(), &(token as i64), &i64_of(until_millis), &i64_of(now_millis)],
@@ -190,7 +190,7 @@ impl MetadataStore for PgStore {
         }
         // Either another replica holds it, or there is no such upload (the caller finds out).
         let exists = client
-            .query_opt("SELECT 1 FROM uploads WHERE id = $1", &[&id.as_str()])
+            .cached_opt("SELECT 1 FROM uploads WHERE id = $1", &[&id.as_str()])
             .await
             .map_err(db("reading an upload"))?;
         Ok(exists.is_none())
@@ -199,7 +199,7 @@ impl MetadataStore for PgStore {
     async fn release_upload(&self, id: &UploadId, token: u64) -> Result<()> {
         let client = self.client().await?;
         client
-            .execute(
+            .cached_execute(
                 "UPDATE uploads SET lease_until = 0 WHERE id = $1 AND lease_token = $2",
                 &[&id.as_str(), &(token as i64)],
             )
@@ -214,7 +214,7 @@ impl MetadataStore for PgStore {
         let txn = PgStore::write_txn(&mut client).await?;
         lock_digest(&txn, &d).await?;
         not_collecting(&txn, &d).await?;
-        txn.execute(
+        txn.cached_execute(
             "INSERT INTO held (digest, holder, until_ms) VALUES ($1, $2, $3)
              ON CONFLICT (digest, holder) DO UPDATE SET until_ms = EXCLUDED.until_ms",
             &[&d, &(holder as i64), &i64_of(until_millis)],
@@ -227,7 +227,10 @@ impl MetadataStore for PgStore {
     async fn release_digest(&self, digest: &Digest, holder: u64) -> Result<()> {
         let client = self.client().await?;
         client
-            .execute("DELETE FROM held WHERE digest = $1 AND holder = $2", &[&digest.to_string(), &(holder as i64)])
+            .cached_execute(
+                "DELETE FROM held WHERE digest = $1 AND holder = $2",
+                &[&digest.to_string(), &(holder as i64)],
+            )
             .await
             .map_err(db("releasing a digest"))?;
         Ok(())
@@ -238,7 +241,7 @@ impl MetadataStore for PgStore {
         // or until the session ends (the guard dropped, or this process dead).
         let client = self.client().await?;
         let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 11))", &[&job])
+            .cached_one("SELECT pg_try_advisory_lock(hashtextextended($1, 11))", &[&job])
             .await
             .map_err(db("taking a job lock"))?
             .get(0);
@@ -275,7 +278,9 @@ impl MetadataStore for PgStore {
         let txn = PgStore::write_txn(&mut client).await?;
         lock_digest(&txn, &d).await?;
         link(&txn, repo, &d, size, self.now()).await?;
-        txn.execute("DELETE FROM uploads WHERE id = $1", &[&id.as_str()]).await.map_err(db("ending an upload"))?;
+        txn.cached_execute("DELETE FROM uploads WHERE id = $1", &[&id.as_str()])
+            .await
+            .map_err(db("ending an upload"))?;
         commit(txn).await
     }
 
@@ -290,7 +295,7 @@ impl MetadataStore for PgStore {
         let txn = PgStore::write_txn(&mut client).await?;
         lock_digest(&txn, &d).await?;
         let row = txn
-            .query_opt(
+            .cached_opt(
                 "SELECT size FROM blob_links WHERE repository = $1 AND digest = $2 FOR SHARE",
                 &[&from.as_str(), &d],
             )
@@ -306,7 +311,7 @@ impl MetadataStore for PgStore {
     async fn blob_link(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
+            .cached_opt(
                 "SELECT size FROM blob_links WHERE repository = $1 AND digest = $2",
                 &[&repository.as_str(), &digest.to_string()],
             )
@@ -318,7 +323,7 @@ impl MetadataStore for PgStore {
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
         let client = self.client().await?;
         let n = client
-            .execute(
+            .cached_execute(
                 "DELETE FROM blob_links WHERE repository = $1 AND digest = $2",
                 &[&repository.as_str(), &digest.to_string()],
             )
@@ -346,7 +351,7 @@ impl MetadataStore for PgStore {
         // collection waits for this transaction and then sees the references it adds.
         if !references.is_empty() {
             let rows = txn
-                .query(
+                .cached_query(
                     "SELECT digest FROM blob_links WHERE repository = $1 AND digest = ANY($2) FOR SHARE",
                     &[&repo, &references],
                 )
@@ -354,7 +359,7 @@ impl MetadataStore for PgStore {
                 .map_err(db("checking references"))?;
             let mut held: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
             let rows = txn
-                .query(
+                .cached_query(
                     "SELECT digest FROM manifests WHERE repository = $1 AND digest = ANY($2) FOR SHARE",
                     &[&repo, &references],
                 )
@@ -365,10 +370,10 @@ impl MetadataStore for PgStore {
                 return Err(Error::ManifestBlobUnknown { digest: missing.clone() });
             }
         }
-        txn.execute("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&repo])
+        txn.cached_execute("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&repo])
             .await
             .map_err(db("adding a repository"))?;
-        txn.execute(
+        txn.cached_execute(
             "INSERT INTO manifests (repository, digest, record, subject, pushed_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (repository, digest) DO UPDATE
              SET record = EXCLUDED.record, subject = EXCLUDED.subject, pushed_at = EXCLUDED.pushed_at",
@@ -377,7 +382,7 @@ impl MetadataStore for PgStore {
         .await
         .map_err(db("storing a manifest"))?;
         if !references.is_empty() {
-            txn.execute(
+            txn.cached_execute(
                 "INSERT INTO manifest_refs (reference, repository, manifest)
                  SELECT r, $2, $3 FROM unnest($1::text[]) AS r ON CONFLICT DO NOTHING",
                 &[&references, &repo, &digest],
@@ -386,7 +391,7 @@ impl MetadataStore for PgStore {
             .map_err(db("storing references"))?;
         }
         if let Some(tag) = tag {
-            txn.execute(
+            txn.cached_execute(
                 "INSERT INTO tags (repository, tag, digest) VALUES ($1, $2, $3)
                  ON CONFLICT (repository, tag) DO UPDATE SET digest = EXCLUDED.digest",
                 &[&repo, &tag.as_str(), &digest],
@@ -400,7 +405,7 @@ impl MetadataStore for PgStore {
     async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
+            .cached_opt(
                 "SELECT record FROM manifests WHERE repository = $1 AND digest = $2",
                 &[&repository.as_str(), &digest.to_string()],
             )
@@ -420,7 +425,7 @@ impl MetadataStore for PgStore {
     async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
+            .cached_opt(
                 "SELECT digest FROM tags WHERE repository = $1 AND tag = $2",
                 &[&repository.as_str(), &tag.as_str()],
             )
@@ -429,10 +434,26 @@ impl MetadataStore for PgStore {
         row.map(|r| parse_digest(r.get(0))).transpose()
     }
 
+    async fn tagged_manifest(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<ManifestRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .cached_opt(
+                "SELECT m.record FROM tags t JOIN manifests m ON m.repository = t.repository AND m.digest = t.digest
+                 WHERE t.repository = $1 AND t.tag = $2",
+                &[&repository.as_str(), &tag.as_str()],
+            )
+            .await
+            .map_err(db("reading a tagged manifest"))?;
+        row.map(|r| decode_record(r.get(0))).transpose()
+    }
+
     async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
         let client = self.client().await?;
         let n = client
-            .execute("DELETE FROM tags WHERE repository = $1 AND tag = $2", &[&repository.as_str(), &tag.as_str()])
+            .cached_execute(
+                "DELETE FROM tags WHERE repository = $1 AND tag = $2",
+                &[&repository.as_str(), &tag.as_str()],
+            )
             .await
             .map_err(db("deleting a tag"))?;
         Ok(n == 1)
@@ -441,14 +462,14 @@ impl MetadataStore for PgStore {
     async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>> {
         let client = self.client().await?;
         let known = client
-            .query_opt("SELECT 1 FROM repositories WHERE name = $1", &[&repository.as_str()])
+            .cached_opt("SELECT 1 FROM repositories WHERE name = $1", &[&repository.as_str()])
             .await
             .map_err(db("reading a repository"))?;
         if known.is_none() {
             return Ok(None);
         }
         let rows = client
-            .query(
+            .cached_query(
                 "SELECT tag FROM tags WHERE repository = $1 AND tag > $2 ORDER BY tag LIMIT $3",
                 &[&repository.as_str(), &last.unwrap_or(""), &(limit as i64 + 1)],
             )
@@ -460,7 +481,7 @@ impl MetadataStore for PgStore {
     async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Page> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .cached_query(
                 "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
                 &[&last.unwrap_or(""), &(limit as i64 + 1)],
             )
@@ -472,7 +493,7 @@ impl MetadataStore for PgStore {
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .cached_query(
                 "SELECT record FROM manifests WHERE repository = $1 AND subject = $2 ORDER BY digest",
                 &[&repository.as_str(), &subject.to_string()],
             )
@@ -489,7 +510,7 @@ impl MetadataStore for PgStore {
     ) -> Result<Vec<GcManifest>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .cached_query(
                 "SELECT m.record,
                         EXISTS (SELECT 1 FROM tags t WHERE t.repository = m.repository AND t.digest = m.digest),
                         ARRAY(SELECT r.manifest FROM manifest_refs r
@@ -514,7 +535,7 @@ impl MetadataStore for PgStore {
     async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .cached_query(
                 "SELECT l.digest, l.size, l.linked_at,
                         ARRAY(SELECT r.manifest FROM manifest_refs r
                               WHERE r.reference = l.digest AND r.repository = l.repository ORDER BY r.manifest)
@@ -540,7 +561,7 @@ impl MetadataStore for PgStore {
         let texts: Vec<String> = digests.iter().map(Digest::to_string).collect();
         let client = self.client().await?;
         let rows = client
-            .query(
+            .cached_query(
                 "SELECT digest, repository, false FROM blob_links WHERE digest = ANY($1)
                  UNION ALL SELECT digest, repository, true FROM manifests WHERE digest = ANY($1)
                  ORDER BY 2, 3",
@@ -577,7 +598,7 @@ impl MetadataStore for PgStore {
             // The row lock first; the conditions then in new statements, which see what
             // concurrent pushes committed while this waited.
             let row = txn
-                .query_opt(
+                .cached_opt(
                     "SELECT record, pushed_at FROM manifests WHERE repository = $1 AND digest = $2 FOR UPDATE",
                     &[&repo, &d],
                 )
@@ -589,7 +610,7 @@ impl MetadataStore for PgStore {
                 continue;
             }
             let kept = txn
-                .query_one(
+                .cached_one(
                     "SELECT EXISTS (SELECT 1 FROM tags WHERE repository = $1 AND digest = $2)
                          OR EXISTS (SELECT 1 FROM manifest_refs WHERE reference = $2 AND repository = $1)
                          OR EXISTS (SELECT 1 FROM manifests WHERE repository = $1 AND digest = $3)",
@@ -622,7 +643,7 @@ impl MetadataStore for PgStore {
         for digest in sorted {
             let d = digest.to_string();
             let row = txn
-                .query_opt(
+                .cached_opt(
                     "SELECT size, linked_at FROM blob_links WHERE repository = $1 AND digest = $2 FOR UPDATE",
                     &[&repo, &d],
                 )
@@ -634,13 +655,16 @@ impl MetadataStore for PgStore {
                 continue;
             }
             let referenced = txn
-                .query_opt("SELECT 1 FROM manifest_refs WHERE reference = $1 AND repository = $2 LIMIT 1", &[&d, &repo])
+                .cached_opt(
+                    "SELECT 1 FROM manifest_refs WHERE reference = $1 AND repository = $2 LIMIT 1",
+                    &[&d, &repo],
+                )
                 .await
                 .map_err(db("checking references"))?;
             if referenced.is_some() {
                 continue;
             }
-            txn.execute("DELETE FROM blob_links WHERE repository = $1 AND digest = $2", &[&repo, &d])
+            txn.cached_execute("DELETE FROM blob_links WHERE repository = $1 AND digest = $2", &[&repo, &d])
                 .await
                 .map_err(db("unlinking a blob"))?;
             removed.push((digest, size));
@@ -660,11 +684,11 @@ impl MetadataStore for PgStore {
         for digest in sorted {
             let d = digest.to_string();
             lock_digest(&txn, &d).await?;
-            txn.execute("DELETE FROM held WHERE digest = $1 AND until_ms <= $2", &[&d, &i64_of(now_millis)])
+            txn.cached_execute("DELETE FROM held WHERE digest = $1 AND until_ms <= $2", &[&d, &i64_of(now_millis)])
                 .await
                 .map_err(db("clearing expired holds"))?;
             let held = txn
-                .query_one(
+                .cached_one(
                     "SELECT EXISTS (SELECT 1 FROM blob_links WHERE digest = $1)
                          OR EXISTS (SELECT 1 FROM manifests WHERE digest = $1)
                          OR EXISTS (SELECT 1 FROM held WHERE digest = $1)",
@@ -675,7 +699,7 @@ impl MetadataStore for PgStore {
             if held.get::<_, bool>(0) {
                 continue;
             }
-            txn.execute(
+            txn.cached_execute(
                 "INSERT INTO collecting (digest, since) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&d, &i64_of(now)],
             )
@@ -690,14 +714,17 @@ impl MetadataStore for PgStore {
     async fn gc_unmark(&self, digests: &[Digest]) -> Result<()> {
         let texts: Vec<String> = digests.iter().map(Digest::to_string).collect();
         let client = self.client().await?;
-        client.execute("DELETE FROM collecting WHERE digest = ANY($1)", &[&texts]).await.map_err(db("unmarking"))?;
+        client
+            .cached_execute("DELETE FROM collecting WHERE digest = ANY($1)", &[&texts])
+            .await
+            .map_err(db("unmarking"))?;
         Ok(())
     }
 
     async fn gc_marked(&self, limit: usize) -> Result<Vec<Digest>> {
         let client = self.client().await?;
         let rows = client
-            .query("SELECT digest FROM collecting ORDER BY digest LIMIT $1", &[&(limit as i64)])
+            .cached_query("SELECT digest FROM collecting ORDER BY digest LIMIT $1", &[&(limit as i64)])
             .await
             .map_err(db("reading marks"))?;
         rows.iter().map(|r| parse_digest(r.get(0))).collect()
@@ -706,7 +733,7 @@ impl MetadataStore for PgStore {
     async fn expired_uploads(&self, started_before: u64, limit: usize) -> Result<Vec<UploadId>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .cached_query(
                 "SELECT id FROM uploads WHERE started_at <= $1 ORDER BY id LIMIT $2",
                 &[&i64_of(started_before), &(limit.min(i64::MAX as usize) as i64)],
             )

@@ -3,7 +3,7 @@
 
 use registry_core::BackendError;
 
-use crate::{PgStore, pg_err};
+use crate::{Cached, PgStore, pg_err};
 
 impl PgStore {
     /// The secret `name`; made with `make` and stored when no replica has made it yet (of two
@@ -16,7 +16,7 @@ impl PgStore {
         let client = self.client().await?;
         let read = |row: Option<tokio_postgres::Row>| row.map(|r| r.get::<_, Vec<u8>>(0));
         let found = client
-            .query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
+            .cached_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
             .await
             .map_err(|e| pg_err("reading a secret", e))?;
         if let Some(value) = read(found) {
@@ -24,11 +24,14 @@ impl PgStore {
         }
         let value = make()?;
         client
-            .execute("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&name, &value])
+            .cached_execute(
+                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&name, &value],
+            )
             .await
             .map_err(|e| pg_err("storing a secret", e))?;
         let stored = client
-            .query_one("SELECT value FROM secrets WHERE name = $1", &[&name])
+            .cached_one("SELECT value FROM secrets WHERE name = $1", &[&name])
             .await
             .map_err(|e| pg_err("reading a secret", e))?;
         Ok(stored.get(0))

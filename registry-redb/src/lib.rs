@@ -51,6 +51,9 @@ pub struct RedbStore {
     db: Arc<handle::Db>,
     hot: Arc<meta::HotReads>,
     projects: Arc<accounts::ProjectCache>,
+    /// Digests held for a write (see `MetadataStore::hold_digest`): in memory, as the database
+    /// belongs to one process and a hold lasts no longer than it.
+    held: Arc<meta::Held>,
     clock: SharedClock,
 }
 
@@ -119,7 +122,13 @@ impl RedbStore {
         let (h, p) = (hot.clone(), projects.clone());
         let prepare: handle::Prepare = Box::new(move |db| prepare(db, &h, &p));
         let db = handle::Db::new(db, open, prepare)?;
-        Ok(RedbStore { db: Arc::new(db), hot, projects, clock: registry_core::time::system_clock() })
+        Ok(RedbStore {
+            db: Arc::new(db),
+            hot,
+            projects,
+            held: Arc::default(),
+            clock: registry_core::time::system_clock(),
+        })
     }
 
     /// The same store dating links, marks and the like by `clock`.

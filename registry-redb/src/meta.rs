@@ -53,8 +53,20 @@ const REFERRERS: TableDefinition<&str, u8> = TableDefinition::new("referrers");
 const HOLDERS: TableDefinition<&str, u64> = TableDefinition::new("holders");
 const BLOB_REFS: TableDefinition<&str, u8> = TableDefinition::new("blob_refs");
 const COLLECTING: TableDefinition<&str, u64> = TableDefinition::new("collecting");
-/// "<digest>/<holder>" -> held until (milliseconds).
-const HELD: TableDefinition<&str, u64> = TableDefinition::new("held");
+
+/// Digests held for writes: digest -> (holder, held until in milliseconds). Checked by `gc_mark`
+/// inside its write transaction, and taken by `hold_digest` after checking the marks, both under
+/// the lock.
+#[derive(Default)]
+pub(crate) struct Held(std::sync::Mutex<HeldMap>);
+
+type HeldMap = std::collections::HashMap<String, Vec<(u64, u64)>>;
+
+impl Held {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HeldMap> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// The cached reads, keyed by their table keys.
 pub(crate) struct HotReads {
@@ -110,21 +122,6 @@ fn parse_digest(text: &str) -> Result<Digest> {
     Digest::parse(text).map_err(|e| Error::corrupt(format!("digest {text:?}"), e))
 }
 
-/// Whether `digest` has an unexpired hold.
-fn held_now(held: &redb::Table<&str, u64>, digest: &str, now_millis: u64) -> Result<bool> {
-    let start = format!("{digest}/");
-    for item in held.range(start.as_str()..).map_err(db_err)? {
-        let (key, until) = item.map_err(db_err)?;
-        if !key.value().starts_with(&start) {
-            break;
-        }
-        if until.value() > now_millis {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 /// Creates the metadata tables, building the indexes of a version 1 database.
 pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> {
     txn.open_table(UPLOADS).map_err(db_err)?;
@@ -137,7 +134,6 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
     txn.open_table(HOLDERS).map_err(db_err)?;
     txn.open_table(BLOB_REFS).map_err(db_err)?;
     txn.open_table(COLLECTING).map_err(db_err)?;
-    txn.open_table(HELD).map_err(db_err)?;
     if version < 2 {
         build_indexes(txn)?;
     }
@@ -412,29 +408,31 @@ impl MetadataStore for RedbStore {
     }
 
     async fn hold_digest(&self, digest: &Digest, holder: u64, until_millis: u64) -> Result<()> {
-        let d = digest.to_string();
+        let (d, held) = (digest.to_string(), self.held.clone());
         self.db
-            .write(move |txn| {
+            .read(move |txn| {
+                let mut held = held.lock();
                 if txn.open_table(COLLECTING).map_err(db_err)?.get(d.as_str()).map_err(db_err)?.is_some() {
                     return Err(Error::Collecting { digest: d });
                 }
-                txn.open_table(HELD)
-                    .map_err(db_err)?
-                    .insert(format!("{d}/{holder}").as_str(), until_millis)
-                    .map_err(db_err)?;
+                let holders = held.entry(d).or_default();
+                holders.retain(|(h, _)| *h != holder);
+                holders.push((holder, until_millis));
                 Ok(())
             })
             .await
     }
 
     async fn release_digest(&self, digest: &Digest, holder: u64) -> Result<()> {
-        let key = format!("{digest}/{holder}");
-        self.db
-            .write(move |txn| {
-                txn.open_table(HELD).map_err(db_err)?.remove(key.as_str()).map_err(db_err)?;
-                Ok(())
-            })
-            .await
+        let mut held = self.held.lock();
+        let d = digest.to_string();
+        if let Some(holders) = held.get_mut(&d) {
+            holders.retain(|(h, _)| *h != holder);
+            if holders.is_empty() {
+                held.remove(&d);
+            }
+        }
+        Ok(())
     }
 
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
@@ -850,16 +848,18 @@ impl MetadataStore for RedbStore {
     async fn gc_mark(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let candidates = digests.to_vec();
         let now = self.now();
+        let held = self.held.clone();
         let now_millis = self.clock.now_millis();
         self.db
             .write(move |txn| {
                 let holders = txn.open_table(HOLDERS).map_err(db_err)?;
-                let held = txn.open_table(HELD).map_err(db_err)?;
                 let mut collecting = txn.open_table(COLLECTING).map_err(db_err)?;
+                let held = held.lock();
+                let is_held = |d: &str| held.get(d).is_some_and(|hs| hs.iter().any(|(_, until)| *until > now_millis));
                 let mut marked = Vec::new();
                 for digest in candidates {
                     let d = digest.to_string();
-                    if !any_with_prefix(&holders, &d)? && !held_now(&held, &d, now_millis)? {
+                    if !any_with_prefix(&holders, &d)? && !is_held(&d) {
                         collecting.insert(d.as_str(), now).map_err(db_err)?;
                         marked.push(digest);
                     }

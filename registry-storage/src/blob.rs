@@ -106,15 +106,6 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes a published blob; `false` if it was absent.
     async fn delete(&self, digest: &Digest) -> Result<bool>;
 
-    /// Whether [`BlobStore::delete_if_older`] is atomic with respect to a concurrent publish of
-    /// the same digest (a filesystem: yes; object storage: no, it is a HEAD then a DELETE). When
-    /// it is not (the default), the engine holds each digest in the metadata store while writing
-    /// it ([`MetadataStore::hold_digest`](crate::MetadataStore::hold_digest)), and garbage
-    /// collection leaves held digests alone.
-    fn atomic_delete(&self) -> bool {
-        false
-    }
-
     /// Removes a published blob unless it was written after `cutoff` (milliseconds since the
     /// epoch); its size if it was removed. Atomic with respect to a concurrent publish of the
     /// same digest: the publish's copy survives (garbage collection relies on this).

@@ -367,7 +367,7 @@ impl Registry {
                 return Err(e);
             }
         };
-        let hold = DigestHold::take(&self.meta, &self.clock, self.blobs.as_ref(), digest).await?;
+        let hold = DigestHold::take(&self.meta, &self.clock, digest).await?;
         let published = match self.blobs.upload_publish(id, &record.store_state, digest, verified).await {
             Ok(()) => self.meta.complete_upload(id, repository, digest, verified).await,
             Err(e) => Err(e),
@@ -543,7 +543,7 @@ impl Registry {
             references: manifest.blobs().chain(manifest.manifests.iter()).map(|d| d.digest.clone()).collect(),
             pushed_at: self.clock.now_secs(),
         };
-        let hold = DigestHold::take(&self.meta, &self.clock, self.blobs.as_ref(), &digest).await?;
+        let hold = DigestHold::take(&self.meta, &self.clock, &digest).await?;
         let stored = match self.blobs.put(&digest, bytes.clone()).await {
             Ok(()) => self.meta.put_manifest(repository, &record, reference.as_tag()).await,
             Err(e) => Err(e),
@@ -557,11 +557,11 @@ impl Registry {
     /// The record of a manifest by tag or digest (`HEAD /v2/<name>/manifests/<reference>`).
     pub async fn stat_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<ManifestRecord> {
         let unknown = || Error::ManifestUnknown { reference: reference.to_string() };
-        let digest = match reference {
-            Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => self.meta.resolve_tag(repository, t).await?.ok_or_else(unknown)?,
+        let record = match reference {
+            Reference::Digest(d) => self.meta.get_manifest(repository, d).await?,
+            Reference::Tag(t) => self.meta.tagged_manifest(repository, t).await?,
         };
-        self.meta.get_manifest(repository, &digest).await?.ok_or_else(unknown)
+        record.ok_or_else(unknown)
     }
 
     /// A manifest's record and bytes (`GET /v2/<name>/manifests/<reference>`).

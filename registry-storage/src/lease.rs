@@ -4,21 +4,21 @@
 //!   engine serializes requests within a process; across processes the metadata store leases the
 //!   upload to one of them ([`MetadataStore::lease_upload`]). Stores used by one process (not
 //!   [`MetadataStore::shared`]) are not asked at all.
-//! - [`DigestHold`]: garbage collection leaves a digest alone while its bytes are being written,
-//!   when the blob store cannot make its deletions atomic with a concurrent write (object
-//!   storage: [`BlobStore::atomic_delete`]). Without it, a collection that checked a blob's age
-//!   could delete the copy a push wrote just after, and the push would then link a blob that is
-//!   gone.
+//! - [`DigestHold`]: garbage collection leaves a digest alone while a write publishes and links
+//!   it. Without it, a whole collection could run between a push's publication and its link
+//!   (seen with no grace period: mark, delete, unmark), or between an object store's HEAD and
+//!   DELETE, and the push would then link a blob that is gone.
 //!
-//! Both last a fixed time and are renewed every third of it while their holder works, so long
-//! work keeps them and a process that dies frees them within that time.
+//! Both last a fixed time and are renewed every third of it while their holder works (with a
+//! store shared by processes), so long work keeps them and a process that dies frees them within
+//! that time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use registry_core::{Digest, SharedClock};
 
-use crate::blob::{BlobStore, UploadId};
+use crate::blob::UploadId;
 use crate::error::{Error, Result};
 use crate::meta::MetadataStore;
 
@@ -108,10 +108,17 @@ impl UploadLease {
     }
 }
 
-/// A digest held against garbage collection while its bytes are written (or nothing, when the
-/// blob store's deletions are atomic).
+/// A digest held against garbage collection while it is written and linked.
 pub(crate) struct DigestHold {
-    held: Option<(Arc<dyn MetadataStore>, Digest, u64, Renewer)>,
+    held: Option<Held>,
+}
+
+/// A hold taken: the store, the digest, the holder, and its renewal (with a shared store).
+struct Held {
+    meta: Arc<dyn MetadataStore>,
+    digest: Digest,
+    holder: u64,
+    _renewer: Option<Renewer>,
 }
 
 impl DigestHold {
@@ -119,28 +126,27 @@ impl DigestHold {
     pub(crate) async fn take(
         meta: &Arc<dyn MetadataStore>,
         clock: &SharedClock,
-        blobs: &dyn BlobStore,
         digest: &Digest,
     ) -> Result<DigestHold> {
-        if blobs.atomic_delete() {
-            return Ok(DigestHold { held: None });
-        }
         let (meta, clock) = (meta.clone(), clock.clone());
         let holder = holder_id();
         let hold_ms = HOLD.as_millis() as u64;
         meta.hold_digest(digest, holder, clock.now_millis() + hold_ms).await?;
-        let (m, d) = (meta.clone(), digest.clone());
-        let renewer = Renewer::start(clock, HOLD, move |until, _| {
-            let (m, d) = (m.clone(), d.clone());
-            async move { m.hold_digest(&d, holder, until).await }
+        // A store of one process keeps holds for as long as the process: nothing to renew.
+        let renewer = meta.shared().then(|| {
+            let (m, d) = (meta.clone(), digest.clone());
+            Renewer::start(clock, HOLD, move |until, _| {
+                let (m, d) = (m.clone(), d.clone());
+                async move { m.hold_digest(&d, holder, until).await }
+            })
         });
-        Ok(DigestHold { held: Some((meta, digest.clone(), holder, renewer)) })
+        Ok(DigestHold { held: Some(Held { meta, digest: digest.clone(), holder, _renewer: renewer }) })
     }
 
     /// Ends the hold, once the digest is linked (or the write failed).
     pub(crate) async fn release(mut self) {
-        if let Some((meta, digest, holder, renewer)) = self.held.take() {
-            drop(renewer);
+        if let Some(Held { meta, digest, holder, _renewer }) = self.held.take() {
+            drop(_renewer);
             if let Err(e) = meta.release_digest(&digest, holder).await {
                 tracing::warn!(digest = %digest, error = %e, "could not release a digest's hold (it runs out)");
             }

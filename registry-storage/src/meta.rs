@@ -170,13 +170,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Holds `digest` while its bytes are written to a blob store whose deletions are not atomic
-    /// with a concurrent write (object storage; see [`BlobStore::atomic_delete`]): until the hold
-    /// is released, or `until_millis` passes (its process died), [`MetadataStore::gc_mark`] does
-    /// not mark the digest. [`Error::Collecting`] when it is marked now. A holder may renew its
-    /// hold by holding again.
+    /// Holds `digest` while the engine writes its bytes and links it (a publication, a manifest):
+    /// until the hold is released, or `until_millis` passes (its process died),
+    /// [`MetadataStore::gc_mark`] does not mark the digest, so garbage collection never deletes
+    /// bytes that a write is about to link. [`Error::Collecting`] when it is marked now. A holder
+    /// may renew its hold by holding again. A store of one process may keep holds in memory (they
+    /// last no longer than the process).
     ///
-    /// [`BlobStore::atomic_delete`]: crate::BlobStore::atomic_delete
     /// [`Error::Collecting`]: crate::Error::Collecting
     async fn hold_digest(&self, digest: &Digest, holder: u64, until_millis: u64) -> Result<()>;
 
@@ -236,6 +236,15 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// The digest a tag points at.
     async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>>;
+
+    /// The record of the manifest `tag` names: [`MetadataStore::resolve_tag`] then
+    /// [`MetadataStore::get_manifest`], which a database store answers in one query.
+    async fn tagged_manifest(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<ManifestRecord>> {
+        match self.resolve_tag(repository, tag).await? {
+            Some(digest) => self.get_manifest(repository, &digest).await,
+            None => Ok(None),
+        }
+    }
 
     /// Removes a tag (never the manifest); `false` if it was absent.
     async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;

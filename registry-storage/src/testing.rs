@@ -199,6 +199,8 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     store.put_manifest(&repo, &image, Some(&v1)).await.expect("put again with another tag");
     store.put_manifest(&repo, &sig, None).await.expect("put referrer");
     assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), Some(image.digest.clone()));
+    assert_eq!(store.tagged_manifest(&repo, &latest).await.expect("tagged"), Some(image.clone()));
+    assert_eq!(store.tagged_manifest(&other, &latest).await.expect("tagged"), None, "per repository");
     assert_eq!(store.get_manifest(&repo, &image.digest).await.expect("get"), Some(image.clone()));
     assert_eq!(store.get_manifest(&other, &image.digest).await.expect("get"), None, "per repository");
     assert_eq!(store.referrers(&repo, &image.digest).await.expect("referrers"), vec![sig.clone()]);
@@ -235,6 +237,7 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     assert!(store.delete_tag(&repo, &latest).await.expect("delete tag"));
     assert!(!store.delete_tag(&repo, &latest).await.expect("delete tag again"));
     assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), None, "a deleted tag is gone at once");
+    assert_eq!(store.tagged_manifest(&repo, &latest).await.expect("tagged"), None);
     assert!(store.get_manifest(&repo, &image.digest).await.expect("get").is_some());
     assert!(store.delete_manifest(&repo, &sig.digest).await.expect("delete referrer"));
     assert!(store.referrers(&repo, &image.digest).await.expect("referrers").is_empty());

@@ -4,6 +4,9 @@
 //!
 //! `cargo build --release -p registry-server --bin registry && cargo run --release -p registry-benches --bin load [runs]`
 //!
+//! `load ha [runs]`: the replicated shape instead (see `load/ha.rs`); `load soak [seconds]`: the
+//! sustained mixed load (see `load/soak.rs`).
+//!
 //! Prints one table: workload | ours | distribution | ours/distribution | ours/limit, each the median
 //! of `runs` (default 3) with the spread (min–max). Compare ratios from one run, never absolute
 //! figures across runs: the machine is shared.
@@ -24,6 +27,8 @@ use registry_core::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[path = "load/ha.rs"]
+mod ha;
 #[path = "load/soak.rs"]
 mod soak;
 
@@ -111,13 +116,14 @@ fn test_data(len: usize, seed: u64) -> Bytes {
 struct Server {
     name: &'static str,
     addr: SocketAddr,
-    child: Child,
+    /// The process (none when `addr` is a proxy in front of processes kept elsewhere).
+    child: Option<Child>,
     bearer: Option<String>,
 }
 
 impl Server {
     fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.child.as_ref()?.id()
     }
 
     fn auth_headers(&self) -> Vec<(&'static str, String)> {
@@ -168,7 +174,7 @@ async fn start_ours(binary: &Path, dir: &Path, auth: bool, extra_config: &str) -
         .await
         .context("the registry did not report serving within 30 s")??;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let mut server = Server { name: "ours", addr, child, bearer: None };
+    let mut server = Server { name: "ours", addr, child: Some(child), bearer: None };
     if auth {
         server.bearer = Some(admin_token(addr).await?);
     }
@@ -207,7 +213,7 @@ async fn start_distribution(dir: &Path) -> anyhow::Result<Server> {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     for _ in 0..500 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(Server { name: "distribution", addr, child, bearer: None });
+            return Ok(Server { name: "distribution", addr, child: Some(child), bearer: None });
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -510,6 +516,10 @@ fn ratio(a: &[f64], b: &[f64], lower_is_better: bool) -> String {
 async fn main() -> anyhow::Result<()> {
     let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/registry");
     anyhow::ensure!(binary.exists(), "build it first: cargo build --release -p registry-server --bin registry");
+    if std::env::args().nth(1).as_deref() == Some("ha") {
+        let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(1);
+        return ha::run(&binary, runs).await;
+    }
     if std::env::args().nth(1).as_deref() == Some("soak") {
         let seconds = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(300);
         return soak::run(&binary, seconds).await;

@@ -263,10 +263,6 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    fn atomic_delete(&self) -> bool {
-        true
-    }
-
     /// Moves the blob aside atomically (so a publish of the same digest from now on creates a new
     /// file), then deletes it if it is old; a fresh one (published just before) is put back.
     async fn delete_if_older(&self, digest: &Digest, cutoff: u64) -> Result<Option<u64>> {

@@ -102,10 +102,6 @@ impl BlobStore for MemoryBlobStore {
         Ok(lock(&self.blobs).remove(digest).is_some())
     }
 
-    fn atomic_delete(&self) -> bool {
-        true
-    }
-
     async fn delete_if_older(&self, digest: &Digest, cutoff: u64) -> Result<Option<u64>> {
         let mut blobs = lock(&self.blobs);
         let key = digest.to_string();

@@ -326,6 +326,11 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.resolve_tag(repository, tag).await
     }
 
+    async fn tagged_manifest(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<ManifestRecord>> {
+        self.faults.check(FaultPoint::MetaRead)?;
+        self.inner.tagged_manifest(repository, tag).await
+    }
+
     async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
         self.write()?;
         self.inner.delete_tag(repository, tag).await

@@ -283,8 +283,14 @@ async fn collection_racing_pushes_never_leaves_a_manifest_without_its_blobs(f: &
             assert_eq!(record.digest, digest);
             assert_eq!(Digest::sha256_of(&bytes), digest);
             for blob in &record.references {
-                let read =
-                    registry.read_blob(&repo, blob, None).await.unwrap_or_else(|e| panic!("{repo}:{tag} {blob}: {e}"));
+                let read = match registry.read_blob(&repo, blob, None).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        let link = registry.metadata_store().blob_link(&repo, blob).await;
+                        let stored = f.blobs.stat(blob).await;
+                        panic!("{repo}:{tag} {blob}: {e} (link {link:?}, stored {stored:?})")
+                    }
+                };
                 assert_eq!(&Digest::sha256_of(&collect(read.body).await), blob);
             }
         }

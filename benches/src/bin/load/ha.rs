@@ -1,0 +1,214 @@
+//! The replicated shape: the same workloads through nginx (round-robin) against 1 and 3 replicas
+//! of ours on PostgreSQL + Garage, and 1 and 3 replicas of distribution 2.8 on the same Garage,
+//! in one run. Each shape gets a fresh bucket (Garage deduplicates blocks: every push is of new
+//! data anyway). Beside each rate, the CPU the registry processes spent per unit of work (their
+//! `utime + stime` from `/proc`), which shows what a second and third replica would add on a
+//! machine with the cores to give them: this one has 2, shared with the client, nginx and Garage.
+//!
+//! `cargo build --release -p registry-server --bin registry && cargo run --release -p registry-benches --bin load -- ha [runs]`
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use registry_core::Digest;
+use registry_postgres::testing::TestDatabase;
+use testkit::proxy::{Proxy, reserve_port};
+use testkit::s3::S3Server;
+use tokio::process::{Child, Command};
+
+use super::{
+    GIB, Server, cell, free_port, manifest_load, median_spread, pull, push_monolithic, push_small_image, range_p50,
+    start_ours, test_data,
+};
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
+    ticks / 100.0
+}
+
+/// A shape under test: the processes behind the proxy.
+struct Shape {
+    name: String,
+    proxy: Proxy,
+    pids: Vec<u32>,
+    /// The processes (kept alive with the shape).
+    _children: Vec<Child>,
+    _servers: Vec<Server>,
+}
+
+impl Shape {
+    fn cpu(&self) -> f64 {
+        self.pids.iter().map(|p| cpu_secs(*p)).sum()
+    }
+
+    fn target(&self) -> anyhow::Result<Server> {
+        let addr: SocketAddr = self.proxy.addr.parse()?;
+        Ok(Server { name: "proxy", addr, child: None, bearer: None })
+    }
+}
+
+async fn ours(binary: &Path, work: &Path, replicas: usize, s3: &S3Server, db: &TestDatabase) -> anyhow::Result<Shape> {
+    let mut servers = Vec::new();
+    for i in 0..replicas {
+        let dir = work.join(format!("ours-{replicas}-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let extra = format!(
+            "[database]\nurl = {:?}\npool_size = 16\n[storage]\ntype = \"s3\"\nbucket = {:?}\nendpoint = {:?}\n\
+             region = {:?}\npath_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+            db.url(),
+            s3.bucket,
+            s3.endpoint,
+            s3.region,
+            s3.access_key_id,
+            s3.secret_access_key
+        );
+        servers.push(start_ours(binary, &dir, false, &extra).await?);
+    }
+    let upstreams: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
+    let pids = servers.iter().filter_map(Server::pid).collect();
+    let proxy = Proxy::start(reserve_port(), &upstreams).await;
+    Ok(Shape { name: format!("ours x{replicas}"), proxy, pids, _children: Vec::new(), _servers: servers })
+}
+
+async fn distribution(work: &Path, replicas: usize, s3: &S3Server) -> anyhow::Result<Shape> {
+    let mut children = Vec::new();
+    let mut upstreams = Vec::new();
+    for i in 0..replicas {
+        let port = free_port()?;
+        let config = work.join(format!("distribution-{replicas}-{i}.yml"));
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  s3:\n    \
+                 accesskey: {}\n    secretkey: {}\n    region: {}\n    regionendpoint: {}\n    bucket: {}\n    \
+                 secure: false\n    v4auth: true\n    rootdirectory: /distribution\n  delete:\n    enabled: true\n  \
+                 redirect:\n    disable: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: load-shared-secret\n",
+                s3.access_key_id, s3.secret_access_key, s3.region, s3.endpoint, s3.bucket
+            ),
+        )?;
+        let child = Command::new("docker-registry")
+            .args(["serve", config.to_str().context("utf8")?])
+            // It panics at start with AWS_CA_BUNDLE set (see TESTING.md).
+            .env_remove("AWS_CA_BUNDLE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting docker-registry (apt-get install -y docker-registry)")?;
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(&addr).await.is_err() {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "docker-registry did not listen");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        upstreams.push(addr);
+        children.push(child);
+    }
+    let pids = children.iter().filter_map(Child::id).collect();
+    let proxy = Proxy::start(reserve_port(), &upstreams).await;
+    Ok(Shape { name: format!("distribution x{replicas}"), proxy, pids, _children: children, _servers: Vec::new() })
+}
+
+/// One shape's figures, one entry per run.
+#[derive(Default)]
+struct Figures {
+    push: Vec<f64>,
+    push_cpu: Vec<f64>,
+    pull: Vec<f64>,
+    pull_cpu: Vec<f64>,
+    range: Vec<f64>,
+    manifest: Vec<f64>,
+    p99: Vec<f64>,
+    manifest_cpu: Vec<f64>,
+}
+
+async fn measure(shape: &Shape, runs: usize, seed: u64) -> anyhow::Result<Figures> {
+    let target = shape.target()?;
+    let mut f = Figures::default();
+    push_small_image(&target, "load/small").await?;
+    for run in 0..runs {
+        let data = test_data(GIB, seed * 100 + run as u64);
+        let digest = Digest::sha256_of(&data);
+        let repo = format!("load/r{run}");
+        let before = shape.cpu();
+        f.push.push(push_monolithic(&target, &repo, &data, &digest).await?);
+        f.push_cpu.push(shape.cpu() - before);
+        drop(data);
+        let before = shape.cpu();
+        f.pull.push(pull(&target, &repo, &digest).await?);
+        f.pull_cpu.push(shape.cpu() - before);
+        f.range.push(range_p50(&target, &repo, &digest, GIB).await? / 1000.0);
+        let before = shape.cpu();
+        let (rps, p99) = manifest_load(&target, "load/small", 64, Duration::from_secs(10)).await?;
+        let cpu = shape.cpu() - before;
+        f.manifest.push(rps);
+        f.p99.push(p99);
+        f.manifest_cpu.push(cpu * 1e6 / (rps * 10.0));
+        eprintln!(
+            "  {} run {run}: push {:.0} MB/s ({:.1} CPU s), pull {:.0} MB/s ({:.1} CPU s), range p50 {:.2} ms, manifest {rps:.0}/s p99 {p99:.1} ms ({:.0} CPU µs/req)",
+            shape.name, f.push[run], f.push_cpu[run], f.pull[run], f.pull_cpu[run], f.range[run], f.manifest_cpu[run]
+        );
+    }
+    Ok(f)
+}
+
+/// Runs every shape and prints the table.
+pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
+    let work = tempfile::Builder::new().prefix("registry-load-ha-").tempdir_in(std::env::temp_dir())?;
+    let mut results: Vec<(String, Figures)> = Vec::new();
+    let shapes: [(&str, usize); 4] = [("ours", 1), ("ours", 3), ("distribution", 1), ("distribution", 3)];
+    for (i, (kind, replicas)) in shapes.into_iter().enumerate() {
+        let s3 = S3Server::garage().await;
+        let db = TestDatabase::create().await;
+        let shape = if kind == "ours" {
+            ours(binary, work.path(), replicas, &s3, &db).await?
+        } else {
+            distribution(work.path(), replicas, &s3).await?
+        };
+        eprintln!("{}: behind nginx at {}", shape.name, shape.proxy.addr);
+        let figures = measure(&shape, runs, i as u64 + 1).await?;
+        results.push((shape.name.clone(), figures));
+        let Shape { proxy, .. } = shape;
+        proxy.stop().await;
+        s3.stop().await;
+        db.drop_database().await;
+    }
+
+    println!("\nThe replicated shape: nginx round-robin over the replicas; PostgreSQL 15 (ours) and Garage 2.5.0");
+    println!("on this machine (2 CPUs, shared by every process). Runs per figure: {runs}; median (min–max).\n");
+    let names: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
+    println!("| workload | unit | {} | ours x3 / distribution x3 |", names.join(" | "));
+    println!("|---|---|{}---|", "---|".repeat(names.len()));
+    type Pick = fn(&Figures) -> &Vec<f64>;
+    let rows: [(&str, &str, Pick, bool); 8] = [
+        ("1 GiB blob push (POST + PUT)", "MB/s", |f| &f.push, false),
+        ("registry CPU for that push", "CPU s", |f| &f.push_cpu, true),
+        ("1 GiB blob pull", "MB/s", |f| &f.pull, false),
+        ("registry CPU for that pull", "CPU s", |f| &f.pull_cpu, true),
+        ("4 KiB Range GET, p50", "ms", |f| &f.range, true),
+        ("manifest GET by tag, wrk 2 threads, 64 conns, 10 s", "req/s", |f| &f.manifest, false),
+        ("manifest GET by tag, p99", "ms", |f| &f.p99, true),
+        ("registry CPU per manifest GET", "CPU µs", |f| &f.manifest_cpu, true),
+    ];
+    for (workload, unit, pick, lower) in rows {
+        let cells: Vec<String> = results.iter().map(|(_, f)| cell(pick(f))).collect();
+        let (ours3, dist3) = (median_spread(pick(&results[1].1)).0, median_spread(pick(&results[3].1)).0);
+        let ratio = if ours3 <= 0.0 || dist3 <= 0.0 {
+            "–".to_owned()
+        } else if lower {
+            format!("{:.2}x less", dist3 / ours3)
+        } else {
+            format!("{:.2}x", ours3 / dist3)
+        };
+        println!("| {workload} | {unit} | {} | {ratio} |", cells.join(" | "));
+    }
+    Ok(())
+}
