@@ -485,8 +485,9 @@ impl Registry {
     /// Where the client may fetch a blob of the repository directly (a presigned URL), when the
     /// blob store redirects downloads.
     pub async fn blob_redirect(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<String>> {
+        let Some(url) = self.blobs.download_url(digest).await? else { return Ok(None) };
         self.stat_blob(repository, digest).await?;
-        self.blobs.download_url(digest).await
+        Ok(Some(url))
     }
 
     /// Removes a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`). The bytes stay until

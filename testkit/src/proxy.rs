@@ -37,7 +37,8 @@ impl Proxy {
                uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
                upstream replicas {{\n{servers}    keepalive 32;\n  }}\n\
                server {{\n    listen 127.0.0.1:{port};\n    client_max_body_size 0;\n\
-                 proxy_request_buffering off;\n    proxy_buffering off;\n    proxy_http_version 1.1;\n\
+                 proxy_request_buffering off;\n    proxy_buffering off;\n    proxy_buffer_size 256k;\n    proxy_buffers 4 256k;\n    proxy_busy_buffers_size 256k;\n\
+                 client_body_buffer_size 256k;\n    proxy_http_version 1.1;\n\
                  proxy_set_header Connection \"\";\n    proxy_set_header Host $http_host;\n\
                  proxy_read_timeout 120s;\n    proxy_next_upstream error timeout;\n\
                  location / {{ proxy_pass http://replicas; }}\n  }}\n}}\n"
@@ -49,7 +50,7 @@ impl Proxy {
             .arg(&path)
             .args(["-g", "daemon off;"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).map(std::process::Stdio::from).unwrap_or_else(|_| std::process::Stdio::null()))
             .kill_on_drop(true)
             .spawn()
             .expect("start nginx (installed by scripts/test.sh)");
@@ -62,7 +63,9 @@ impl Proxy {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                let log = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+                let log = ["error.log", "stderr.log"]
+                    .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
+                    .join("\n");
                 panic!("nginx exited ({status}): {log}");
             }
             if tokio::net::TcpStream::connect(&self.addr).await.is_ok() {
