@@ -4,10 +4,11 @@
 //!
 //! | piece | what it is |
 //! |---|---|
-//! | [`BlobStore`] | immutable content-addressed bytes and the uploads that become them: [`MemoryBlobStore`], [`FsBlobStore`] |
+//! | [`BlobStore`] | immutable content-addressed bytes and the uploads that become them (an upload's store state travels with its offset): [`MemoryBlobStore`], [`FsBlobStore`]; object storage in `registry-object-store` |
 //! | [`MetadataStore`] | blob links, manifests, tags, referrers, upload sessions: [`MemoryMetadataStore`] here; redb (`registry-redb`) and PostgreSQL in their crates |
-//! | [`Registry`] | the engine over both: uploads, mounts, blobs, manifests, tags, catalog, referrers; garbage collection ([`gc`]) |
-//! | `testing` (feature) | the suites every backend passes (blob store, metadata store, garbage collection) and fault-injecting wrappers |
+//! | [`Registry`] | the engine over both: uploads, mounts, blobs, manifests, tags, catalog, referrers; garbage collection ([`gc`]); copying a registry into other stores and comparing ([`transfer`]) |
+//! | `lease` | coordination through the metadata store: upload leases between replicas, digest holds against garbage collection |
+//! | `testing` (feature) | the suites every backend passes (blob store, metadata store, concurrent writers, garbage collection) and fault-injecting wrappers |
 //!
 //! The engine checks every rule of the distribution spec and hashes every pushed byte; the stores
 //! only keep what they are given. Anything an embedder may replace is a trait object, chosen at
