@@ -132,8 +132,12 @@ impl GarbageCollector {
             }
         };
         let result = self.registry.collect_garbage_with_progress(options, &progress).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "garbage collection failed");
+        match &result {
+            Err(registry_storage::Error::JobRunning { .. }) => {
+                tracing::info!("garbage collection skipped: another replica is collecting")
+            }
+            Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+            Ok(_) => {}
         }
         self.end(id, &result);
         result
@@ -142,6 +146,13 @@ impl GarbageCollector {
     fn end(&self, id: u64, result: &registry_storage::Result<GcReport>) {
         let mut state = self.state();
         state.running = false;
+        // A scheduled run another replica was already doing is not this replica's history.
+        if let Err(registry_storage::Error::JobRunning { .. }) = result
+            && state.runs.iter().any(|r| r.id == id && r.trigger == Trigger::Schedule)
+        {
+            state.runs.retain(|r| r.id != id);
+            return;
+        }
         if let Some(run) = state.runs.iter_mut().find(|r| r.id == id) {
             match result {
                 Ok(report) => {

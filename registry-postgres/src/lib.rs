@@ -64,11 +64,14 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// How long a request waits for a connection, and a connection for the server (default 5 s).
     pub connect_timeout: Duration,
+    /// A PEM file of certificate authorities to trust beside the system's, for `sslmode=require`
+    /// (a private CA; libpq's `sslrootcert`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
-        PgOptions { pool_size: 16, connect_timeout: Duration::from_secs(5) }
+        PgOptions { pool_size: 16, connect_timeout: Duration::from_secs(5), ca_file: None }
     }
 }
 
@@ -119,11 +122,16 @@ impl PgStore {
         config.connect_timeout(options.connect_timeout);
         // The server's notices ("relation already exists, skipping") are not the operator's news.
         config.options("-c client_min_messages=warning");
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            let tls = tls_connector(options.ca_file.as_deref())
+                .map_err(|source| ConnectError::Database { target: target.clone(), source })?;
+            Manager::from_config(config, tls, manager_config)
+        } else {
+            // `prefer` (the default) and `disable`: plain TCP (a server's self-signed certificate,
+            // such as Debian's default one, could not be verified anyway).
+            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
             .wait_timeout(Some(options.connect_timeout))
@@ -164,6 +172,31 @@ impl PgStore {
     pub(crate) fn now(&self) -> u64 {
         self.clock.now_secs()
     }
+}
+
+/// TLS for `sslmode=require`: the server's certificate verified against the system's roots, plus
+/// the authorities of `ca_file`.
+fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, BackendError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| BackendError::permanent("reading the database's CA file", e))?;
+        for cert in certs {
+            roots.add(cert).map_err(|e| BackendError::permanent("a certificate of the database's CA file", e))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| BackendError::permanent("TLS settings", e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// `host:port/database` of a configuration.
@@ -257,3 +290,15 @@ macro_rules! cached_for {
 
 cached_for!(deadpool_postgres::ClientWrapper);
 cached_for!(deadpool_postgres::Transaction<'_>);
+
+impl PgStore {
+    /// Whether this store's connections are encrypted (asks the server about one of them).
+    pub async fn connection_uses_tls(&self) -> Result<bool, BackendError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+            .await
+            .map_err(|e| pg_err("asking about TLS", e))?;
+        Ok(row.get(0))
+    }
+}

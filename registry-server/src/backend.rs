@@ -61,7 +61,11 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Stores> {
             let describe = format!("{}", config.data_dir.join("metadata.redb").display());
             (Arc::new(store.clone()), Arc::new(store), None, describe)
         } else {
-            let options = PgOptions { pool_size: config.database.pool_size.max(1), ..PgOptions::default() };
+            let options = PgOptions {
+                pool_size: config.database.pool_size.max(1),
+                ca_file: config.database.ca_file.clone(),
+                ..PgOptions::default()
+            };
             let store = PgStore::connect(&config.database.url, options)
                 .await
                 .context("the [database] does not answer as configured; not starting")?;

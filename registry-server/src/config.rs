@@ -38,6 +38,7 @@
 //! url = ""                       # postgres://user:password@host:5432/db: PostgreSQL, shared by replicas
 //!                                # (empty: the embedded redb file in data_dir); also REGISTRY_DATABASE_URL
 //! pool_size = 16                 # connections per replica
+//! ca_file = ""                   # with ?sslmode=require in the URL: a private CA's PEM to trust
 //!
 //! [storage]                      # where blobs live
 //! type = "filesystem"            # "filesystem" (data_dir) or "s3" (any S3-compatible server)
@@ -100,11 +101,13 @@ pub(crate) struct DatabaseConfig {
     pub(crate) url: String,
     /// Connections in the pool.
     pub(crate) pool_size: usize,
+    /// Certificate authorities to trust for `sslmode=require` (a private CA).
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: String::new(), pool_size: 16 }
+        DatabaseConfig { url: String::new(), pool_size: 16, ca_file: None }
     }
 }
 
@@ -114,6 +117,7 @@ impl std::fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &if self.url.is_empty() { "" } else { "<set>" })
             .field("pool_size", &self.pool_size)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

@@ -266,3 +266,35 @@ async fn garbage_collection_on_one_replica_during_pushes_through_the_others() {
     }
     cluster.stop().await;
 }
+
+/// `registry serve` refuses to start, naming what is wrong, when the database or the bucket does
+/// not answer as configured; a running replica that loses neither keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_refuses_to_start_on_an_unreachable_database_or_a_wrong_bucket() {
+    let s3 = testkit::s3::S3Server::garage().await;
+    let db = registry_postgres::testing::TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let env = testkit::s3::client_env(&s3);
+    let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    envs.push(("REGISTRY_ADMIN_PASSWORD", PASSWORD));
+    let data = dir.path().to_str().expect("utf8");
+    let common = ["--data-dir", data, "--storage", "s3", "--s3-endpoint", &s3.endpoint, "--s3-region", &s3.region];
+    let serve = |db_url: String, bucket: &'static str| {
+        let mut args: Vec<String> = common.iter().map(|s| s.to_string()).collect();
+        args.extend(["--database-url".into(), db_url, "--s3-bucket".into(), bucket.into(), "--s3-path-style".into()]);
+        args.extend(["true".into(), "serve".into(), "--listen".into(), "127.0.0.1:0".into()]);
+        args
+    };
+    let args = serve(format!("postgres://registry:secret@127.0.0.1:{closed}/registry"), "registry");
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = run_failing(cluster::BIN, &argv, &envs).await;
+    assert!(err.contains(&format!("127.0.0.1:{closed}/registry")), "names the database: {err}");
+    assert!(!err.contains("secret"), "never the password: {err}");
+    let args = serve(db.url().to_owned(), "no-such-bucket");
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = run_failing(cluster::BIN, &argv, &envs).await;
+    assert!(err.contains("no-such-bucket") && err.contains("not starting"), "names the bucket: {err}");
+    s3.stop().await;
+    db.drop_database().await;
+}

@@ -9,6 +9,8 @@ pub struct PrivatePostgres {
     pub port: u16,
     dir: PathBuf,
     bin: PathBuf,
+    /// Extra server options (`-c ssl=on …`).
+    options: String,
 }
 
 fn bin_dir() -> PathBuf {
@@ -24,11 +26,32 @@ fn bin_dir() -> PathBuf {
 impl PrivatePostgres {
     /// Creates a cluster in a fresh directory and starts it.
     pub async fn start() -> PrivatePostgres {
+        Self::start_with(None).await
+    }
+
+    /// The same, serving TLS with this certificate chain and key (PEM) besides plain TCP.
+    pub async fn start_with_tls(cert_pem: &str, key_pem: &str) -> PrivatePostgres {
+        Self::start_with(Some((cert_pem, key_pem))).await
+    }
+
+    async fn start_with(tls: Option<(&str, &str)>) -> PrivatePostgres {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let dir = std::env::temp_dir().join(format!("registry-pg-{port}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("data dir");
-        let pg = PrivatePostgres { port, dir, bin: bin_dir() };
+        let mut pg = PrivatePostgres { port, dir, bin: bin_dir(), options: String::new() };
+        if let Some((cert, key)) = tls {
+            let (cert_path, key_path) = (pg.dir.join("server.crt"), pg.dir.join("server.key"));
+            std::fs::write(&cert_path, cert).expect("server.crt");
+            std::fs::write(&key_path, key).expect("server.key");
+            std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("mode");
+            for path in [&cert_path, &key_path] {
+                let owned = std::process::Command::new("chown").arg("postgres:postgres").arg(path).status();
+                assert!(owned.expect("chown").success());
+            }
+            pg.options =
+                format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert_path.display(), key_path.display());
+        }
         let owned = std::process::Command::new("chown").arg("postgres:postgres").arg(&pg.dir).status().expect("chown");
         assert!(owned.success(), "chown the data directory to postgres");
         let data = pg.dir.join("data");
@@ -67,9 +90,10 @@ impl PrivatePostgres {
     pub async fn start_server(&self) {
         let ctl = self.bin.join("pg_ctl");
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.options
         );
         let data = self.dir.join("data");
         let log = self.dir.join("server.log");

@@ -50,7 +50,11 @@ impl Proxy {
             .arg(&path)
             .args(["-g", "daemon off;"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).map(std::process::Stdio::from).unwrap_or_else(|_| std::process::Stdio::null()))
+            .stderr(
+                std::fs::File::create(dir.path().join("stderr.log"))
+                    .map(std::process::Stdio::from)
+                    .unwrap_or_else(|_| std::process::Stdio::null()),
+            )
             .kill_on_drop(true)
             .spawn()
             .expect("start nginx (installed by scripts/test.sh)");
