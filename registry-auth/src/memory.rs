@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use registry_core::event::Event;
 
 use crate::error::AuthError;
 use crate::model::{Id, LoginFailures, Member, Project, Robot, User};
@@ -18,12 +19,20 @@ struct State {
     members: BTreeMap<Id, Member>,
     robots: BTreeMap<Id, Robot>,
     failures: HashMap<String, LoginFailures>,
+    events: Vec<Event>,
 }
 
 impl State {
     fn next(&mut self) -> Id {
         self.next_id += 1;
         self.next_id
+    }
+
+    fn record(&mut self, events: &[Event]) {
+        for event in events {
+            let id = self.events.len() as u64 + 1;
+            self.events.push(Event { id, ..event.clone() });
+        }
     }
 }
 
@@ -43,6 +52,12 @@ impl MemoryAccountStore {
     /// An empty store.
     pub fn new() -> MemoryAccountStore {
         MemoryAccountStore::default()
+    }
+
+    /// The events the changes recorded, in order (this store keeps its own: it is not a metadata
+    /// store with an event stream).
+    pub fn events(&self) -> Vec<Event> {
+        self.lock().events.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -70,13 +85,14 @@ fn replace<T: Clone>(
 
 #[async_trait]
 impl AccountStore for MemoryAccountStore {
-    async fn create_user(&self, mut user: User) -> Result<User> {
+    async fn create_user(&self, mut user: User, events: &[Event]) -> Result<User> {
         let mut state = self.lock();
         if state.users.values().any(|u| u.name == user.name) {
             return Err(AuthError::conflict(format!("user {}", user.name)));
         }
         user.id = state.next();
         state.users.insert(user.id, user.clone());
+        state.record(events);
         Ok(user)
     }
 
@@ -92,27 +108,32 @@ impl AccountStore for MemoryAccountStore {
         Ok(self.lock().users.values().cloned().collect())
     }
 
-    async fn update_user(&self, user: &User) -> Result<()> {
+    async fn update_user(&self, user: &User, events: &[Event]) -> Result<()> {
         let what = || format!("user {}", user.name);
-        replace(&mut self.lock().users, user.id, user, what, |u| u.name == user.name)
+        let mut state = self.lock();
+        replace(&mut state.users, user.id, user, what, |u| u.name == user.name)?;
+        state.record(events);
+        Ok(())
     }
 
-    async fn delete_user(&self, id: Id) -> Result<bool> {
+    async fn delete_user(&self, id: Id, events: &[Event]) -> Result<bool> {
         let mut state = self.lock();
         if state.users.remove(&id).is_none() {
             return Ok(false);
         }
         state.members.retain(|_, m| m.user_id != id);
+        state.record(events);
         Ok(true)
     }
 
-    async fn create_project(&self, mut project: Project) -> Result<Project> {
+    async fn create_project(&self, mut project: Project, events: &[Event]) -> Result<Project> {
         let mut state = self.lock();
         if state.projects.values().any(|p| p.name == project.name) {
             return Err(AuthError::conflict(format!("project {}", project.name)));
         }
         project.id = state.next();
         state.projects.insert(project.id, project.clone());
+        state.record(events);
         Ok(project)
     }
 
@@ -130,22 +151,26 @@ impl AccountStore for MemoryAccountStore {
         Ok(all)
     }
 
-    async fn update_project(&self, project: &Project) -> Result<()> {
+    async fn update_project(&self, project: &Project, events: &[Event]) -> Result<()> {
         let what = || format!("project {}", project.name);
-        replace(&mut self.lock().projects, project.id, project, what, |p| p.name == project.name)
+        let mut state = self.lock();
+        replace(&mut state.projects, project.id, project, what, |p| p.name == project.name)?;
+        state.record(events);
+        Ok(())
     }
 
-    async fn delete_project(&self, id: Id) -> Result<bool> {
+    async fn delete_project(&self, id: Id, events: &[Event]) -> Result<bool> {
         let mut state = self.lock();
         if state.projects.remove(&id).is_none() {
             return Ok(false);
         }
         state.members.retain(|_, m| m.project_id != id);
         state.robots.retain(|_, r| r.project_id != Some(id));
+        state.record(events);
         Ok(true)
     }
 
-    async fn create_member(&self, mut member: Member) -> Result<Member> {
+    async fn create_member(&self, mut member: Member, events: &[Event]) -> Result<Member> {
         let mut state = self.lock();
         let Some(project) = state.projects.get(&member.project_id) else {
             return Err(AuthError::not_found(format!("project {}", member.project_id)));
@@ -160,6 +185,7 @@ impl AccountStore for MemoryAccountStore {
         }
         member.id = state.next();
         state.members.insert(member.id, member.clone());
+        state.record(events);
         Ok(member)
     }
 
@@ -175,18 +201,26 @@ impl AccountStore for MemoryAccountStore {
         Ok(self.lock().members.values().filter(|m| m.user_id == user_id).cloned().collect())
     }
 
-    async fn update_member(&self, member: &Member) -> Result<()> {
+    async fn update_member(&self, member: &Member, events: &[Event]) -> Result<()> {
         let what = || format!("member {}", member.id);
-        replace(&mut self.lock().members, member.id, member, what, |m| {
+        let mut state = self.lock();
+        replace(&mut state.members, member.id, member, what, |m| {
             m.project_id == member.project_id && m.user_id == member.user_id
-        })
+        })?;
+        state.record(events);
+        Ok(())
     }
 
-    async fn delete_member(&self, id: Id) -> Result<bool> {
-        Ok(self.lock().members.remove(&id).is_some())
+    async fn delete_member(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let mut state = self.lock();
+        let removed = state.members.remove(&id).is_some();
+        if removed {
+            state.record(events);
+        }
+        Ok(removed)
     }
 
-    async fn create_robot(&self, mut robot: Robot) -> Result<Robot> {
+    async fn create_robot(&self, mut robot: Robot, events: &[Event]) -> Result<Robot> {
         let mut state = self.lock();
         if state.robots.values().any(|r| r.name == robot.name) {
             return Err(AuthError::conflict(format!("robot {}", robot.name)));
@@ -198,6 +232,7 @@ impl AccountStore for MemoryAccountStore {
         }
         robot.id = state.next();
         state.robots.insert(robot.id, robot.clone());
+        state.record(events);
         Ok(robot)
     }
 
@@ -213,25 +248,34 @@ impl AccountStore for MemoryAccountStore {
         Ok(self.lock().robots.values().cloned().collect())
     }
 
-    async fn update_robot(&self, robot: &Robot) -> Result<()> {
+    async fn update_robot(&self, robot: &Robot, events: &[Event]) -> Result<()> {
         let what = || format!("robot {}", robot.name);
-        replace(&mut self.lock().robots, robot.id, robot, what, |r| r.name == robot.name)
+        let mut state = self.lock();
+        replace(&mut state.robots, robot.id, robot, what, |r| r.name == robot.name)?;
+        state.record(events);
+        Ok(())
     }
 
-    async fn delete_robot(&self, id: Id) -> Result<bool> {
-        Ok(self.lock().robots.remove(&id).is_some())
+    async fn delete_robot(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let mut state = self.lock();
+        let removed = state.robots.remove(&id).is_some();
+        if removed {
+            state.record(events);
+        }
+        Ok(removed)
     }
 
     async fn login_failures(&self, name: &str) -> Result<Option<LoginFailures>> {
         Ok(self.lock().failures.get(name).copied())
     }
 
-    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>) -> Result<()> {
+    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>, events: &[Event]) -> Result<()> {
         let mut state = self.lock();
         match failures {
             Some(f) => state.failures.insert(name.to_owned(), f),
             None => state.failures.remove(name),
         };
+        state.record(events);
         Ok(())
     }
 }

@@ -9,8 +9,13 @@
 //! Every method is one transaction. Creating assigns the record's id (the one passed is
 //! ignored) and fails with [`AuthError::Conflict`] when the name is taken; deleting a user takes
 //! their memberships, deleting a project its members and project robots, in the same transaction.
+//! Every change is given the events that record it (`registry_core::event`), which the store
+//! writes in the same transaction, when the change happens (a deletion of nothing records
+//! nothing): a store that is also the metadata store writes them to its event stream.
 
 use async_trait::async_trait;
+
+use registry_core::event::Event;
 
 use crate::error::AuthError;
 use crate::model::{Id, LoginFailures, Member, Project, Robot, User};
@@ -22,7 +27,7 @@ pub type Result<T, E = AuthError> = std::result::Result<T, E>;
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
     /// Creates a user; the stored record, with its id.
-    async fn create_user(&self, user: User) -> Result<User>;
+    async fn create_user(&self, user: User, events: &[Event]) -> Result<User>;
     /// A user by id.
     async fn user(&self, id: Id) -> Result<Option<User>>;
     /// A user by name.
@@ -30,12 +35,12 @@ pub trait AccountStore: Send + Sync + 'static {
     /// All users, by id.
     async fn users(&self) -> Result<Vec<User>>;
     /// Replaces a user's record (same id and name); [`AuthError::NotFound`] if it is gone.
-    async fn update_user(&self, user: &User) -> Result<()>;
+    async fn update_user(&self, user: &User, events: &[Event]) -> Result<()>;
     /// Deletes a user and their memberships; `false` if absent.
-    async fn delete_user(&self, id: Id) -> Result<bool>;
+    async fn delete_user(&self, id: Id, events: &[Event]) -> Result<bool>;
 
     /// Creates a project; the stored record, with its id.
-    async fn create_project(&self, project: Project) -> Result<Project>;
+    async fn create_project(&self, project: Project, events: &[Event]) -> Result<Project>;
     /// A project by id.
     async fn project(&self, id: Id) -> Result<Option<Project>>;
     /// A project by name.
@@ -48,13 +53,13 @@ pub trait AccountStore: Send + Sync + 'static {
     /// All projects, by name.
     async fn projects(&self) -> Result<Vec<Project>>;
     /// Replaces a project's record (same id and name); [`AuthError::NotFound`] if it is gone.
-    async fn update_project(&self, project: &Project) -> Result<()>;
+    async fn update_project(&self, project: &Project, events: &[Event]) -> Result<()>;
     /// Deletes a project with its members and project robots; `false` if absent.
-    async fn delete_project(&self, id: Id) -> Result<bool>;
+    async fn delete_project(&self, id: Id, events: &[Event]) -> Result<bool>;
 
     /// Creates a membership; [`AuthError::NotFound`] if the project or user is gone,
     /// [`AuthError::Conflict`] if the user is a member already.
-    async fn create_member(&self, member: Member) -> Result<Member>;
+    async fn create_member(&self, member: Member, events: &[Event]) -> Result<Member>;
     /// The members of a project, by id.
     async fn members(&self, project_id: Id) -> Result<Vec<Member>>;
     /// The membership of a user in a project.
@@ -62,12 +67,12 @@ pub trait AccountStore: Send + Sync + 'static {
     /// The memberships of a user.
     async fn memberships(&self, user_id: Id) -> Result<Vec<Member>>;
     /// Replaces a membership (same id, project and user); [`AuthError::NotFound`] if it is gone.
-    async fn update_member(&self, member: &Member) -> Result<()>;
+    async fn update_member(&self, member: &Member, events: &[Event]) -> Result<()>;
     /// Deletes a membership; `false` if absent.
-    async fn delete_member(&self, id: Id) -> Result<bool>;
+    async fn delete_member(&self, id: Id, events: &[Event]) -> Result<bool>;
 
     /// Creates a robot; the stored record, with its id.
-    async fn create_robot(&self, robot: Robot) -> Result<Robot>;
+    async fn create_robot(&self, robot: Robot, events: &[Event]) -> Result<Robot>;
     /// A robot by id.
     async fn robot(&self, id: Id) -> Result<Option<Robot>>;
     /// A robot by its full name.
@@ -75,12 +80,12 @@ pub trait AccountStore: Send + Sync + 'static {
     /// All robots, by id.
     async fn robots(&self) -> Result<Vec<Robot>>;
     /// Replaces a robot's record (same id and name); [`AuthError::NotFound`] if it is gone.
-    async fn update_robot(&self, robot: &Robot) -> Result<()>;
+    async fn update_robot(&self, robot: &Robot, events: &[Event]) -> Result<()>;
     /// Deletes a robot; `false` if absent.
-    async fn delete_robot(&self, id: Id) -> Result<bool>;
+    async fn delete_robot(&self, id: Id, events: &[Event]) -> Result<bool>;
 
     /// The failed logins in a row of an account name (shared by every replica on the store).
     async fn login_failures(&self, name: &str) -> Result<Option<LoginFailures>>;
     /// Sets or clears them.
-    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>) -> Result<()>;
+    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>, events: &[Event]) -> Result<()>;
 }

@@ -59,31 +59,31 @@ fn robot(name: &str, project_id: Option<u64>) -> Robot {
 /// The [`AccountStore`] rules. The store must be empty.
 pub async fn account_store_suite(store: &dyn AccountStore) {
     // Users: ids assigned, names unique, updates keep the name.
-    let alice = store.create_user(user("alice")).await.expect("create user");
+    let alice = store.create_user(user("alice"), &[]).await.expect("create user");
     assert!(alice.id > 0, "an id is assigned");
-    let bob = store.create_user(user("bob")).await.expect("create user");
+    let bob = store.create_user(user("bob"), &[]).await.expect("create user");
     assert_ne!(alice.id, bob.id, "ids are distinct");
-    assert!(matches!(store.create_user(user("alice")).await, Err(AuthError::Conflict { .. })), "names are unique");
+    assert!(matches!(store.create_user(user("alice"), &[]).await, Err(AuthError::Conflict { .. })), "names are unique");
     assert_eq!(store.user(alice.id).await.expect("get"), Some(alice.clone()));
     assert_eq!(store.user_by_name("bob").await.expect("get"), Some(bob.clone()));
     assert_eq!(store.user_by_name("carol").await.expect("get"), None);
     let mut changed = alice.clone();
     changed.admin = true;
     changed.email = "a@example.org".into();
-    store.update_user(&changed).await.expect("update");
+    store.update_user(&changed, &[]).await.expect("update");
     assert_eq!(store.user(alice.id).await.expect("get"), Some(changed.clone()), "updates are kept whole");
     let mut gone = user("ghost");
     gone.id = 999_999;
-    assert!(matches!(store.update_user(&gone).await, Err(AuthError::NotFound { .. })));
+    assert!(matches!(store.update_user(&gone, &[]).await, Err(AuthError::NotFound { .. })));
     assert_eq!(
         store.users().await.expect("list").iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
         ["alice", "bob"]
     );
 
     // Projects.
-    let team = store.create_project(project("team")).await.expect("create project");
-    let lib = store.create_project(project("library")).await.expect("create project");
-    assert!(matches!(store.create_project(project("team")).await, Err(AuthError::Conflict { .. })));
+    let team = store.create_project(project("team"), &[]).await.expect("create project");
+    let lib = store.create_project(project("library"), &[]).await.expect("create project");
+    assert!(matches!(store.create_project(project("team"), &[]).await, Err(AuthError::Conflict { .. })));
     assert_eq!(store.project_by_name("team").await.expect("get"), Some(team.clone()));
     assert_eq!(store.project_created_at("team").await.expect("get"), Some(team.created_at));
     assert_eq!(store.project(lib.id).await.expect("get").map(|p| p.metadata), Some(lib.metadata.clone()));
@@ -91,7 +91,7 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
     assert_eq!(names, ["library", "team"], "projects list by name");
     let mut public = team.clone();
     public.public = true;
-    store.update_project(&public).await.expect("update");
+    store.update_project(&public, &[]).await.expect("update");
     assert!(store.project_by_name("team").await.expect("get").expect("exists").public);
 
     // Members: unique per project and user, both must exist.
@@ -103,37 +103,48 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
         repositories: None,
         created_at: 40,
     };
-    let m = store.create_member(member.clone()).await.expect("create member");
-    assert!(matches!(store.create_member(member.clone()).await, Err(AuthError::Conflict { .. })), "once per project");
+    let m = store.create_member(member.clone(), &[]).await.expect("create member");
+    assert!(
+        matches!(store.create_member(member.clone(), &[]).await, Err(AuthError::Conflict { .. })),
+        "once per project"
+    );
     let orphan = Member { user_id: 999_999, ..member.clone() };
-    assert!(matches!(store.create_member(orphan).await, Err(AuthError::NotFound { .. })), "the user must exist");
+    assert!(matches!(store.create_member(orphan, &[]).await, Err(AuthError::NotFound { .. })), "the user must exist");
     let homeless = Member { project_id: 999_999, ..member.clone() };
-    assert!(matches!(store.create_member(homeless).await, Err(AuthError::NotFound { .. })), "the project must exist");
+    assert!(
+        matches!(store.create_member(homeless, &[]).await, Err(AuthError::NotFound { .. })),
+        "the project must exist"
+    );
     assert_eq!(store.member(team.id, bob.id).await.expect("get"), Some(m.clone()));
     assert_eq!(store.members(team.id).await.expect("list"), vec![m.clone()]);
     assert_eq!(store.memberships(bob.id).await.expect("list"), vec![m.clone()]);
     let promoted = Member { role: Role::Maintainer, repositories: Some("app-*".into()), ..m.clone() };
-    store.update_member(&promoted).await.expect("update member");
+    store.update_member(&promoted, &[]).await.expect("update member");
     assert_eq!(store.member(team.id, bob.id).await.expect("get"), Some(promoted.clone()));
-    let lib_member =
-        store.create_member(Member { project_id: lib.id, ..member.clone() }).await.expect("member of another project");
+    let lib_member = store
+        .create_member(Member { project_id: lib.id, ..member.clone() }, &[])
+        .await
+        .expect("member of another project");
 
     // Robots.
-    let r = store.create_robot(robot("robot$team+ci", Some(team.id))).await.expect("create robot");
-    assert!(matches!(store.create_robot(robot("robot$team+ci", Some(team.id))).await, Err(AuthError::Conflict { .. })));
-    let system = store.create_robot(robot("robot$ops", None)).await.expect("system robot");
+    let r = store.create_robot(robot("robot$team+ci", Some(team.id)), &[]).await.expect("create robot");
+    assert!(matches!(
+        store.create_robot(robot("robot$team+ci", Some(team.id)), &[]).await,
+        Err(AuthError::Conflict { .. })
+    ));
+    let system = store.create_robot(robot("robot$ops", None), &[]).await.expect("system robot");
     assert_eq!(store.robot_by_name("robot$team+ci").await.expect("get"), Some(r.clone()));
     assert_eq!(store.robot(system.id).await.expect("get"), Some(system.clone()));
     let mut disabled = r.clone();
     disabled.disabled = true;
     disabled.expires_at = None;
-    store.update_robot(&disabled).await.expect("update robot");
+    store.update_robot(&disabled, &[]).await.expect("update robot");
     assert_eq!(store.robot(r.id).await.expect("get"), Some(disabled.clone()));
     assert_eq!(store.robots().await.expect("list").len(), 2);
 
     // Deleting a project takes its members and project robots, nothing else.
-    assert!(store.delete_project(team.id).await.expect("delete project"));
-    assert!(!store.delete_project(team.id).await.expect("delete again"));
+    assert!(store.delete_project(team.id, &[]).await.expect("delete project"));
+    assert!(!store.delete_project(team.id, &[]).await.expect("delete again"));
     assert_eq!(store.project_by_name("team").await.expect("get"), None);
     assert_eq!(store.project_created_at("team").await.expect("get"), None);
     assert!(store.members(team.id).await.expect("list").is_empty(), "members went with the project");
@@ -142,23 +153,23 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
     assert_eq!(store.memberships(bob.id).await.expect("list"), vec![lib_member.clone()]);
 
     // Deleting a user takes their memberships.
-    assert!(store.delete_user(bob.id).await.expect("delete user"));
+    assert!(store.delete_user(bob.id, &[]).await.expect("delete user"));
     assert!(store.members(lib.id).await.expect("list").is_empty(), "memberships went with the user");
-    assert!(!store.delete_user(bob.id).await.expect("delete again"));
-    assert!(store.delete_member(lib_member.id).await.is_ok_and(|deleted| !deleted), "already gone");
-    assert!(store.delete_robot(system.id).await.expect("delete robot"));
+    assert!(!store.delete_user(bob.id, &[]).await.expect("delete again"));
+    assert!(store.delete_member(lib_member.id, &[]).await.is_ok_and(|deleted| !deleted), "already gone");
+    assert!(store.delete_robot(system.id, &[]).await.expect("delete robot"));
 
     // A re-created name gets a new id.
-    let bob2 = store.create_user(user("bob")).await.expect("re-create");
+    let bob2 = store.create_user(user("bob"), &[]).await.expect("re-create");
     assert_ne!(bob2.id, bob.id, "ids are not reused");
 
     // Login failures, per name, shared.
     assert_eq!(store.login_failures("alice").await.expect("get"), None);
     let f = LoginFailures { count: 3, last_at: 77 };
-    store.set_login_failures("alice", Some(f)).await.expect("set");
+    store.set_login_failures("alice", Some(f), &[]).await.expect("set");
     assert_eq!(store.login_failures("alice").await.expect("get"), Some(f));
     assert_eq!(store.login_failures("bob").await.expect("get"), None, "per name");
-    store.set_login_failures("alice", None).await.expect("clear");
+    store.set_login_failures("alice", None, &[]).await.expect("clear");
     assert_eq!(store.login_failures("alice").await.expect("get"), None);
 }
 

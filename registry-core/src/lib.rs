@@ -35,6 +35,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod event;
 pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -11,6 +11,7 @@ use registry_auth::{
     AccessPolicy, AccessPolicyExt, AuthError, Authenticator, Credentials, Grant, ProjectState, PublicKey, TokenRequest,
     TokenService, TokenVerifier,
 };
+use registry_core::event::{Event, EventAction, Operator, Resource};
 use registry_core::{Action, ErrorCode, Scope};
 
 use crate::error::ApiError;
@@ -43,6 +44,8 @@ pub struct TokenAuth {
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     /// What they may do, when this server knows it.
     pub(crate) policy: Option<Arc<dyn AccessPolicy>>,
+    /// Where login events go (the engine's batched events), when this server records them.
+    pub(crate) events: Option<registry_storage::Registry>,
 }
 
 impl std::fmt::Debug for TokenAuth {
@@ -154,6 +157,7 @@ fn post_request(form: &Bytes) -> Result<TokenRequest, ApiError> {
 }
 
 async fn token_endpoint(auth: &TokenAuth, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
+    let address = req.extensions().get::<crate::server::ClientAddress>().map(|a| a.0.ip().to_string());
     let Some(service) = &auth.issuer else {
         return Err(
             ApiError::new(ErrorCode::Unsupported, "this server issues no tokens").with_status(StatusCode::NOT_FOUND)
@@ -166,7 +170,27 @@ async fn token_endpoint(auth: &TokenAuth, req: Request<RequestBody>) -> Result<R
     };
     let asked: Vec<Scope> = request.scopes.clone();
     let signed_in = !matches!(request.grant, Grant::Anonymous);
-    let response = match service.issue(request).await {
+    let login = match &request.grant {
+        Grant::Password { username, .. } => Some(username.clone()),
+        _ => None,
+    };
+    let issued = service.issue(request).await;
+    if let (Some(name), Some(events)) = (&login, &auth.events) {
+        // Every login with a password (a `docker login`, each pull's token): success or not,
+        // never the password.
+        let action = match &issued {
+            Ok(_) => Some(EventAction::LoginSuccess),
+            Err(AuthError::InvalidCredentials | AuthError::RateLimited { .. }) => Some(EventAction::LoginFailure),
+            Err(_) => None,
+        };
+        if let Some(action) = action {
+            // The name tried (for a failure, whether such an account exists is not said).
+            let operator = Operator::named(name, address);
+            let resource = Resource { name: Some(name.clone()), ..Resource::default() };
+            events.record_event(Event::new(registry_core::time::now_millis(), operator, action, resource));
+        }
+    }
+    let response = match issued {
         Ok(response) => response,
         Err(AuthError::RateLimited { retry_after_secs }) => {
             return Err(ApiError::new(ErrorCode::TooManyRequests, "too many failed logins; retry later")

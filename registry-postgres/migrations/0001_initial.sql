@@ -107,3 +107,29 @@ CREATE TABLE secrets (
     name TEXT PRIMARY KEY,
     value BYTEA NOT NULL
 );
+
+-- The event stream (the transactional outbox). Ids come from one counter row, taken last in the
+-- writing transaction: its row lock orders the writers, so ids grow in commit order and a
+-- consumer reading by id never finds a smaller one committed later.
+CREATE TABLE event_counter (
+    one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    last BIGINT NOT NULL
+);
+INSERT INTO event_counter (one, last) VALUES (TRUE, 0);
+
+CREATE TABLE events (
+    id BIGINT PRIMARY KEY,
+    time_ms BIGINT NOT NULL,
+    project TEXT COLLATE "C",
+    action TEXT NOT NULL,
+    username TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX events_time ON events (time_ms);
+CREATE INDEX events_project ON events (project, id);
+
+CREATE TABLE cursors (
+    name TEXT PRIMARY KEY,
+    position BIGINT NOT NULL
+);

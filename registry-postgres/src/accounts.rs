@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use registry_auth::model::{Id, LoginFailures, Member, Project, Robot, User};
 use registry_auth::{AccountStore, AuthError};
+use registry_core::event::Event;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -62,15 +63,18 @@ impl PgStore {
         Ok(self.client().await?)
     }
 
-    /// Replaces a record of `table` (same id and name), or says why not.
-    async fn replace(&self, table: &str, what: &str, id: Id, name: &str, text: String) -> Result<()> {
-        let client = self.client_auth().await?;
+    /// Replaces a record of `table` (same id and name) with its events, or says why not.
+    async fn replace(&self, table: &str, what: &str, id: Id, name: &str, text: String, events: &[Event]) -> Result<()> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
         let sql = format!("UPDATE {table} SET record = $3 WHERE id = $1 AND name = $2");
         let n =
-            client.cached_execute(&sql, &[&id_of(id), &name, &text]).await.map_err(db("updating an account record"))?;
+            txn.cached_execute(&sql, &[&id_of(id), &name, &text]).await.map_err(db("updating an account record"))?;
         if n == 1 {
-            return Ok(());
+            record_events(&txn, events).await?;
+            return txn.commit().await.map_err(db("committing"));
         }
+        let client = txn;
         let sql = format!("SELECT 1 FROM {table} WHERE id = $1");
         let exists = client.cached_opt(&sql, &[&id_of(id)]).await.map_err(db("reading an account record"))?;
         match exists {
@@ -94,12 +98,18 @@ impl PgStore {
     }
 }
 
+/// Writes a change's events in its transaction, then the caller commits.
+async fn record_events(txn: &deadpool_postgres::Transaction<'_>, events: &[Event]) -> Result<()> {
+    crate::events::record(txn, events).await.map_err(db("recording events"))
+}
+
 #[async_trait]
 impl AccountStore for PgStore {
-    async fn create_user(&self, mut user: User) -> Result<User> {
-        let client = self.client_auth().await?;
+    async fn create_user(&self, mut user: User, events: &[Event]) -> Result<User> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
         let text = encode(&user)?;
-        let row = client
+        let row = txn
             .cached_one("INSERT INTO users (name, record) VALUES ($1, $2) RETURNING id", &[&user.name, &text])
             .await
             .map_err(|e| match sqlstate(&e) {
@@ -107,6 +117,8 @@ impl AccountStore for PgStore {
                 _ => AuthError::Backend(pg_err("creating a user", e)),
             })?;
         user.id = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        record_events(&txn, events).await?;
+        txn.commit().await.map_err(db("committing"))?;
         Ok(user)
     }
 
@@ -122,23 +134,29 @@ impl AccountStore for PgStore {
         self.all("SELECT id, record FROM users ORDER BY id").await?.iter().map(user).collect()
     }
 
-    async fn update_user(&self, user: &User) -> Result<()> {
-        self.replace("users", "user", user.id, &user.name, encode(user)?).await
+    async fn update_user(&self, user: &User, events: &[Event]) -> Result<()> {
+        self.replace("users", "user", user.id, &user.name, encode(user)?, events).await
     }
 
-    async fn delete_user(&self, id: Id) -> Result<bool> {
-        let client = self.client_auth().await?;
-        let n = client
+    async fn delete_user(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let n = txn
             .cached_execute("DELETE FROM users WHERE id = $1", &[&id_of(id)])
             .await
             .map_err(db("deleting a user"))?;
+        if n == 1 {
+            record_events(&txn, events).await?;
+        }
+        txn.commit().await.map_err(db("committing"))?;
         Ok(n == 1)
     }
 
-    async fn create_project(&self, mut project: Project) -> Result<Project> {
-        let client = self.client_auth().await?;
+    async fn create_project(&self, mut project: Project, events: &[Event]) -> Result<Project> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
         let text = encode(&project)?;
-        let row = client
+        let row = txn
             .cached_one("INSERT INTO projects (name, record) VALUES ($1, $2) RETURNING id", &[&project.name, &text])
             .await
             .map_err(|e| match sqlstate(&e) {
@@ -146,6 +164,8 @@ impl AccountStore for PgStore {
                 _ => AuthError::Backend(pg_err("creating a project", e)),
             })?;
         project.id = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        record_events(&txn, events).await?;
+        txn.commit().await.map_err(db("committing"))?;
         Ok(project)
     }
 
@@ -161,23 +181,29 @@ impl AccountStore for PgStore {
         self.all("SELECT id, record FROM projects ORDER BY name").await?.iter().map(project).collect()
     }
 
-    async fn update_project(&self, project: &Project) -> Result<()> {
-        self.replace("projects", "project", project.id, &project.name, encode(project)?).await
+    async fn update_project(&self, project: &Project, events: &[Event]) -> Result<()> {
+        self.replace("projects", "project", project.id, &project.name, encode(project)?, events).await
     }
 
-    async fn delete_project(&self, id: Id) -> Result<bool> {
-        let client = self.client_auth().await?;
-        let n = client
+    async fn delete_project(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let n = txn
             .cached_execute("DELETE FROM projects WHERE id = $1", &[&id_of(id)])
             .await
             .map_err(db("deleting a project"))?;
+        if n == 1 {
+            record_events(&txn, events).await?;
+        }
+        txn.commit().await.map_err(db("committing"))?;
         Ok(n == 1)
     }
 
-    async fn create_member(&self, mut member: Member) -> Result<Member> {
-        let client = self.client_auth().await?;
+    async fn create_member(&self, mut member: Member, events: &[Event]) -> Result<Member> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
         let text = encode(&member)?;
-        let row = client
+        let row = txn
             .cached_one(
                 "INSERT INTO members (project_id, user_id, record) VALUES ($1, $2, $3) RETURNING id",
                 &[&id_of(member.project_id), &id_of(member.user_id), &text],
@@ -194,6 +220,8 @@ impl AccountStore for PgStore {
                 _ => AuthError::Backend(pg_err("creating a membership", e)),
             })?;
         member.id = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        record_events(&txn, events).await?;
+        txn.commit().await.map_err(db("committing"))?;
         Ok(member)
     }
 
@@ -227,9 +255,10 @@ impl AccountStore for PgStore {
         rows.iter().map(member).collect()
     }
 
-    async fn update_member(&self, m: &Member) -> Result<()> {
-        let client = self.client_auth().await?;
-        let n = client
+    async fn update_member(&self, m: &Member, events: &[Event]) -> Result<()> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let n = txn
             .cached_execute(
                 "UPDATE members SET record = $4 WHERE id = $1 AND project_id = $2 AND user_id = $3",
                 &[&id_of(m.id), &id_of(m.project_id), &id_of(m.user_id), &encode(m)?],
@@ -237,9 +266,10 @@ impl AccountStore for PgStore {
             .await
             .map_err(db("updating a membership"))?;
         if n == 1 {
-            return Ok(());
+            record_events(&txn, events).await?;
+            return txn.commit().await.map_err(db("committing"));
         }
-        let exists = client
+        let exists = txn
             .cached_opt("SELECT 1 FROM members WHERE id = $1", &[&id_of(m.id)])
             .await
             .map_err(db("reading a membership"))?;
@@ -249,20 +279,26 @@ impl AccountStore for PgStore {
         }
     }
 
-    async fn delete_member(&self, id: Id) -> Result<bool> {
-        let client = self.client_auth().await?;
-        let n = client
+    async fn delete_member(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let n = txn
             .cached_execute("DELETE FROM members WHERE id = $1", &[&id_of(id)])
             .await
             .map_err(db("deleting a membership"))?;
+        if n == 1 {
+            record_events(&txn, events).await?;
+        }
+        txn.commit().await.map_err(db("committing"))?;
         Ok(n == 1)
     }
 
-    async fn create_robot(&self, mut robot: Robot) -> Result<Robot> {
-        let client = self.client_auth().await?;
+    async fn create_robot(&self, mut robot: Robot, events: &[Event]) -> Result<Robot> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
         let text = encode(&robot)?;
         let project = robot.project_id.map(id_of);
-        let row = client
+        let row = txn
             .cached_one(
                 "INSERT INTO robots (name, project_id, record) VALUES ($1, $2, $3) RETURNING id",
                 &[&robot.name, &project, &text],
@@ -274,6 +310,8 @@ impl AccountStore for PgStore {
                 _ => AuthError::Backend(pg_err("creating a robot", e)),
             })?;
         robot.id = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        record_events(&txn, events).await?;
+        txn.commit().await.map_err(db("committing"))?;
         Ok(robot)
     }
 
@@ -289,16 +327,21 @@ impl AccountStore for PgStore {
         self.all("SELECT id, record FROM robots ORDER BY id").await?.iter().map(robot).collect()
     }
 
-    async fn update_robot(&self, robot: &Robot) -> Result<()> {
-        self.replace("robots", "robot", robot.id, &robot.name, encode(robot)?).await
+    async fn update_robot(&self, robot: &Robot, events: &[Event]) -> Result<()> {
+        self.replace("robots", "robot", robot.id, &robot.name, encode(robot)?, events).await
     }
 
-    async fn delete_robot(&self, id: Id) -> Result<bool> {
-        let client = self.client_auth().await?;
-        let n = client
+    async fn delete_robot(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let n = txn
             .cached_execute("DELETE FROM robots WHERE id = $1", &[&id_of(id)])
             .await
             .map_err(db("deleting a robot"))?;
+        if n == 1 {
+            record_events(&txn, events).await?;
+        }
+        txn.commit().await.map_err(db("committing"))?;
         Ok(n == 1)
     }
 
@@ -310,10 +353,11 @@ impl AccountStore for PgStore {
         }))
     }
 
-    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>) -> Result<()> {
-        let client = self.client_auth().await?;
+    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>, events: &[Event]) -> Result<()> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
         match failures {
-            Some(f) => client
+            Some(f) => txn
                 .cached_execute(
                     "INSERT INTO login_failures (name, count, last_at) VALUES ($1, $2, $3)
                      ON CONFLICT (name) DO UPDATE SET count = EXCLUDED.count, last_at = EXCLUDED.last_at",
@@ -321,12 +365,13 @@ impl AccountStore for PgStore {
                 )
                 .await
                 .map_err(db("counting a failed login"))?,
-            None => client
+            None => txn
                 .cached_execute("DELETE FROM login_failures WHERE name = $1", &[&name])
                 .await
                 .map_err(db("clearing failed logins"))?,
         };
-        Ok(())
+        record_events(&txn, events).await?;
+        txn.commit().await.map_err(db("committing"))
     }
 }
 

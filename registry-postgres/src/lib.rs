@@ -35,6 +35,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use registry_core::{BackendError, SharedClock};
 
 mod accounts;
+mod events;
 pub use accounts::AccountsImport;
 mod meta;
 mod migrations;

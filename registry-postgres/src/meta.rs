@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
+use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, Tag};
 use registry_storage::meta::{GcLink, GcManifest, Holder};
 use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Result, UploadId, UploadRecord};
@@ -337,6 +338,7 @@ impl MetadataStore for PgStore {
         repository: &RepositoryName,
         record: &ManifestRecord,
         tag: Option<&Tag>,
+        events: &[Event],
     ) -> Result<()> {
         let repo = repository.as_str();
         let digest = record.digest.to_string();
@@ -399,6 +401,7 @@ impl MetadataStore for PgStore {
             .await
             .map_err(db("moving a tag"))?;
         }
+        crate::events::record(&txn, events).await.map_err(db("recording events"))?;
         commit(txn).await
     }
 
@@ -414,10 +417,13 @@ impl MetadataStore for PgStore {
         row.map(|r| decode_record(r.get(0))).transpose()
     }
 
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest, events: &[Event]) -> Result<bool> {
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
         let removed = remove_manifest(&txn, repository.as_str(), &digest.to_string()).await?;
+        if removed.is_some() {
+            crate::events::record(&txn, events).await.map_err(db("recording events"))?;
+        }
         commit(txn).await?;
         Ok(removed.is_some())
     }
@@ -447,16 +453,45 @@ impl MetadataStore for PgStore {
         row.map(|r| decode_record(r.get(0))).transpose()
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
-        let client = self.client().await?;
-        let n = client
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag, events: &[Event]) -> Result<bool> {
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        let n = txn
             .cached_execute(
                 "DELETE FROM tags WHERE repository = $1 AND tag = $2",
                 &[&repository.as_str(), &tag.as_str()],
             )
             .await
             .map_err(db("deleting a tag"))?;
+        if n == 1 {
+            crate::events::record(&txn, events).await.map_err(db("recording events"))?;
+        }
+        commit(txn).await?;
         Ok(n == 1)
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        self.append(events).await
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        self.after(after, limit).await
+    }
+
+    async fn query_events(&self, filter: &EventFilter, offset: usize, limit: usize) -> Result<(Vec<Event>, u64)> {
+        self.query(filter, offset, limit).await
+    }
+
+    async fn trim_events(&self, before_ms: u64) -> Result<u64> {
+        self.trim(before_ms).await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<u64> {
+        self.consumer(name).await
+    }
+
+    async fn advance_cursor(&self, name: &str, from: u64, to: u64) -> Result<bool> {
+        self.advance(name, from, to).await
     }
 
     async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>> {

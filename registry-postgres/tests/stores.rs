@@ -118,3 +118,27 @@ async fn one_replica_collects_at_a_time() {
     registry.collect_garbage(&registry_storage::GcOptions::default()).await.expect("collects");
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn account_changes_are_events_of_the_one_stream() {
+    use registry_core::event::{EventAction, Operator};
+    let db = TestDatabase::create().await;
+    let store = db.store().await;
+    let accounts = registry_auth::Accounts::new(Arc::new(store.clone())).acting_as(Operator::named("admin", None));
+    accounts.add_user("erin", "password1", false).await.expect("user");
+    accounts.create_project("team", false).await.expect("project");
+    accounts.remove_user("erin").await.expect("remove");
+    let events = store.events_after(0, 10).await.expect("events");
+    let actions: Vec<EventAction> = events.iter().map(|e| e.action).collect();
+    assert_eq!(actions, vec![EventAction::CreateUser, EventAction::CreateProject, EventAction::DeleteUser]);
+    let (page, total) = store
+        .query_events(
+            &registry_core::event::EventFilter { resource_type: Some("user".into()), ..Default::default() },
+            0,
+            10,
+        )
+        .await
+        .expect("query");
+    assert_eq!((total, page[0].action), (2, EventAction::DeleteUser), "newest first, filtered in SQL");
+    db.drop_database().await;
+}

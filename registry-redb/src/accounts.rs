@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use redb::{ReadableTable, TableDefinition};
 use registry_auth::model::{Id, LoginFailures, Member, Project, Robot, User};
 use registry_auth::{AccountStore, AuthError};
+use registry_core::event::Event;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -202,7 +203,8 @@ fn members_in(txn: &redb::ReadTransaction, index: Pairs, owner: Id) -> Result<Ve
 
 #[async_trait]
 impl AccountStore for RedbStore {
-    async fn create_user(&self, mut user: User) -> Result<User> {
+    async fn create_user(&self, mut user: User, events: &[Event]) -> Result<User> {
+        let events = events.to_vec();
         self.db
             .write(move |txn| {
                 let name = user.name.clone();
@@ -210,6 +212,7 @@ impl AccountStore for RedbStore {
                     user.id = id;
                     encode(&user)
                 })?;
+                crate::events::record::<AuthError>(txn, &events)?;
                 Ok(user)
             })
             .await
@@ -228,12 +231,18 @@ impl AccountStore for RedbStore {
         self.db.read(|txn| list(&txn.open_table(USERS).map_err(db_err)?)).await
     }
 
-    async fn update_user(&self, user: &User) -> Result<()> {
-        let (bytes, id, name) = (encode(user)?, user.id, user.name.clone());
-        self.db.write(move |txn| replace_named::<User>(txn, USERS, id, &name, "user", |u| &u.name, &bytes)).await
+    async fn update_user(&self, user: &User, events: &[Event]) -> Result<()> {
+        let (bytes, id, name, events) = (encode(user)?, user.id, user.name.clone(), events.to_vec());
+        self.db
+            .write(move |txn| {
+                replace_named::<User>(txn, USERS, id, &name, "user", |u| &u.name, &bytes)?;
+                crate::events::record::<AuthError>(txn, &events)
+            })
+            .await
     }
 
-    async fn delete_user(&self, id: Id) -> Result<bool> {
+    async fn delete_user(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let events = events.to_vec();
         self.db
             .write(move |txn| {
                 let removed =
@@ -245,12 +254,14 @@ impl AccountStore for RedbStore {
                 for m in ids {
                     delete_member_in(txn, m)?;
                 }
+                crate::events::record::<AuthError>(txn, &events)?;
                 Ok(true)
             })
             .await
     }
 
-    async fn create_project(&self, mut project: Project) -> Result<Project> {
+    async fn create_project(&self, mut project: Project, events: &[Event]) -> Result<Project> {
+        let events = events.to_vec();
         let _writing = self.projects.writes.lock().await;
         let created = self
             .db
@@ -260,6 +271,7 @@ impl AccountStore for RedbStore {
                     project.id = id;
                     encode(&project)
                 })?;
+                crate::events::record::<AuthError>(txn, &events)?;
                 Ok::<_, AuthError>(project)
             })
             .await?;
@@ -285,11 +297,14 @@ impl AccountStore for RedbStore {
         Ok(self.projects.snapshot().values().cloned().collect())
     }
 
-    async fn update_project(&self, project: &Project) -> Result<()> {
+    async fn update_project(&self, project: &Project, events: &[Event]) -> Result<()> {
         let _writing = self.projects.writes.lock().await;
-        let (bytes, id, name) = (encode(project)?, project.id, project.name.clone());
+        let (bytes, id, name, events) = (encode(project)?, project.id, project.name.clone(), events.to_vec());
         self.db
-            .write(move |txn| replace_named::<Project>(txn, PROJECTS, id, &name, "project", |p| &p.name, &bytes))
+            .write(move |txn| {
+                replace_named::<Project>(txn, PROJECTS, id, &name, "project", |p| &p.name, &bytes)?;
+                crate::events::record::<AuthError>(txn, &events)
+            })
             .await?;
         let mut all = BTreeMap::clone(&self.projects.snapshot());
         all.insert(project.name.clone(), project.clone());
@@ -297,7 +312,8 @@ impl AccountStore for RedbStore {
         Ok(())
     }
 
-    async fn delete_project(&self, id: Id) -> Result<bool> {
+    async fn delete_project(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let events = events.to_vec();
         let _writing = self.projects.writes.lock().await;
         let removed = self
             .db
@@ -318,6 +334,7 @@ impl AccountStore for RedbStore {
                     table.remove(r.id).map_err(db_err)?;
                     names.remove(r.name.as_str()).map_err(db_err)?;
                 }
+                crate::events::record::<AuthError>(txn, &events)?;
                 Ok(Some(project.name))
             })
             .await?;
@@ -328,7 +345,8 @@ impl AccountStore for RedbStore {
         Ok(true)
     }
 
-    async fn create_member(&self, mut member: Member) -> Result<Member> {
+    async fn create_member(&self, mut member: Member, events: &[Event]) -> Result<Member> {
+        let events = events.to_vec();
         self.db
             .write(move |txn| {
                 let project: Option<Project> = get(&txn.open_table(PROJECTS).map_err(db_err)?, member.project_id)?;
@@ -349,6 +367,7 @@ impl AccountStore for RedbStore {
                     .map_err(db_err)?
                     .insert(member.id, encode(&member)?.as_slice())
                     .map_err(db_err)?;
+                crate::events::record::<AuthError>(txn, &events)?;
                 Ok(member)
             })
             .await
@@ -375,8 +394,8 @@ impl AccountStore for RedbStore {
         self.db.read(move |txn| members_in(txn, MEMBERS_BY_USER, user_id)).await
     }
 
-    async fn update_member(&self, member: &Member) -> Result<()> {
-        let (bytes, m) = (encode(member)?, member.clone());
+    async fn update_member(&self, member: &Member, events: &[Event]) -> Result<()> {
+        let (bytes, m, events) = (encode(member)?, member.clone(), events.to_vec());
         self.db
             .write(move |txn| {
                 let mut table = txn.open_table(MEMBERS).map_err(db_err)?;
@@ -384,7 +403,8 @@ impl AccountStore for RedbStore {
                 match current {
                     Some(c) if c.project_id == m.project_id && c.user_id == m.user_id => {
                         table.insert(m.id, bytes.as_slice()).map_err(db_err)?;
-                        Ok(())
+                        drop(table);
+                        crate::events::record::<AuthError>(txn, &events)
                     }
                     Some(_) => Err(AuthError::Invalid(format!("member {} cannot be moved", m.id))),
                     None => Err(AuthError::not_found(format!("member {}", m.id))),
@@ -393,11 +413,21 @@ impl AccountStore for RedbStore {
             .await
     }
 
-    async fn delete_member(&self, id: Id) -> Result<bool> {
-        self.db.write(move |txn| delete_member_in(txn, id)).await
+    async fn delete_member(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let events = events.to_vec();
+        self.db
+            .write(move |txn| {
+                let removed = delete_member_in(txn, id)?;
+                if removed {
+                    crate::events::record::<AuthError>(txn, &events)?;
+                }
+                Ok(removed)
+            })
+            .await
     }
 
-    async fn create_robot(&self, mut robot: Robot) -> Result<Robot> {
+    async fn create_robot(&self, mut robot: Robot, events: &[Event]) -> Result<Robot> {
+        let events = events.to_vec();
         self.db
             .write(move |txn| {
                 if let Some(project) = robot.project_id {
@@ -411,6 +441,7 @@ impl AccountStore for RedbStore {
                     robot.id = id;
                     encode(&robot)
                 })?;
+                crate::events::record::<AuthError>(txn, &events)?;
                 Ok(robot)
             })
             .await
@@ -429,12 +460,18 @@ impl AccountStore for RedbStore {
         self.db.read(|txn| list(&txn.open_table(ROBOTS).map_err(db_err)?)).await
     }
 
-    async fn update_robot(&self, robot: &Robot) -> Result<()> {
-        let (bytes, id, name) = (encode(robot)?, robot.id, robot.name.clone());
-        self.db.write(move |txn| replace_named::<Robot>(txn, ROBOTS, id, &name, "robot", |r| &r.name, &bytes)).await
+    async fn update_robot(&self, robot: &Robot, events: &[Event]) -> Result<()> {
+        let (bytes, id, name, events) = (encode(robot)?, robot.id, robot.name.clone(), events.to_vec());
+        self.db
+            .write(move |txn| {
+                replace_named::<Robot>(txn, ROBOTS, id, &name, "robot", |r| &r.name, &bytes)?;
+                crate::events::record::<AuthError>(txn, &events)
+            })
+            .await
     }
 
-    async fn delete_robot(&self, id: Id) -> Result<bool> {
+    async fn delete_robot(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let events = events.to_vec();
         self.db
             .write(move |txn| {
                 let removed =
@@ -442,6 +479,7 @@ impl AccountStore for RedbStore {
                 let Some(bytes) = removed else { return Ok(false) };
                 let robot: Robot = decode(&bytes)?;
                 txn.open_table(ROBOT_NAMES).map_err(db_err)?.remove(robot.name.as_str()).map_err(db_err)?;
+                crate::events::record::<AuthError>(txn, &events)?;
                 Ok(true)
             })
             .await
@@ -458,17 +496,20 @@ impl AccountStore for RedbStore {
             .await
     }
 
-    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>) -> Result<()> {
+    async fn set_login_failures(&self, name: &str, failures: Option<LoginFailures>, events: &[Event]) -> Result<()> {
         let name = name.to_owned();
+        let events = events.to_vec();
         let bytes = failures.map(|f| encode(&f)).transpose()?;
         // Losing a count in a crash costs nothing: no fsync for it.
         self.db
             .write_with(redb::Durability::None, move |txn| {
                 let mut table = txn.open_table(LOGIN_FAILURES).map_err(db_err)?;
                 match bytes {
-                    Some(b) => table.insert(name.as_str(), b.as_slice()).map(drop).map_err(db_err),
-                    None => table.remove(name.as_str()).map(drop).map_err(db_err),
+                    Some(b) => table.insert(name.as_str(), b.as_slice()).map(drop).map_err(db_err)?,
+                    None => table.remove(name.as_str()).map(drop).map_err(db_err)?,
                 }
+                drop(table);
+                crate::events::record::<AuthError>(txn, &events)
             })
             .await
     }

@@ -125,7 +125,7 @@ impl RedbStore {
                 updated_at: now,
                 password_changed_at: now,
             };
-            match self.create_user(record).await {
+            match self.create_user(record, &[]).await {
                 Ok(created) => {
                     report.users += 1;
                     user_ids.insert(u.name, created.id);
@@ -145,7 +145,7 @@ impl RedbStore {
                 updated_at: p.created_at,
                 metadata: Default::default(),
             };
-            match self.create_project(record).await {
+            match self.create_project(record, &[]).await {
                 Ok(created) => {
                     report.projects += 1;
                     project_ids.insert(p.name, created.id);
@@ -160,7 +160,7 @@ impl RedbStore {
             };
             let member =
                 Member { id: 0, project_id, user_id, role: m.role, repositories: m.repositories, created_at: now };
-            if self.create_member(member).await.is_ok() {
+            if self.create_member(member, &[]).await.is_ok() {
                 report.members += 1;
             }
         }
@@ -188,7 +188,7 @@ impl RedbStore {
                 created_at: now,
                 updated_at: now,
             };
-            if self.create_robot(robot).await.is_ok() {
+            if self.create_robot(robot, &[]).await.is_ok() {
                 report.robots += 1;
             }
         }

@@ -27,6 +27,7 @@ use registry_core::{BackendError, SharedClock};
 use registry_storage::FsBlobStore;
 
 mod accounts;
+mod events;
 mod handle;
 mod legacy;
 mod meta;

@@ -36,6 +36,7 @@ use std::ops::Bound;
 
 use async_trait::async_trait;
 use redb::{ReadableTable, TableDefinition};
+use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, Tag};
 use registry_storage::meta::cache::{Cached, Generation};
 use registry_storage::meta::{GcLink, GcManifest, Holder};
@@ -134,6 +135,7 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
     txn.open_table(HOLDERS).map_err(db_err)?;
     txn.open_table(BLOB_REFS).map_err(db_err)?;
     txn.open_table(COLLECTING).map_err(db_err)?;
+    crate::events::prepare::<Error>(txn)?;
     if version < 2 {
         build_indexes(txn)?;
     }
@@ -514,7 +516,9 @@ impl MetadataStore for RedbStore {
         repository: &RepositoryName,
         record: &ManifestRecord,
         tag: Option<&Tag>,
+        events: &[Event],
     ) -> Result<()> {
+        let events = events.to_vec();
         let repo = repository.to_string();
         let digest = record.digest.to_string();
         let subject = record.subject.as_ref().map(|s| s.to_string());
@@ -573,7 +577,7 @@ impl MetadataStore for RedbStore {
                     }
                     reverse.insert(key(&[&repo, &digest, tag]).as_str(), 0).map_err(db_err)?;
                 }
-                Ok(())
+                crate::events::record(txn, &events)
             })
             .await;
         let (manifest_key, tag_key) = invalidate;
@@ -603,10 +607,19 @@ impl MetadataStore for RedbStore {
         .await
     }
 
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repository.to_string(), digest.to_string());
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest, events: &[Event]) -> Result<bool> {
+        let (repo, digest, events) = (repository.to_string(), digest.to_string(), events.to_vec());
         let manifest_key = key(&[&repo, &digest]);
-        let result = self.db.write(move |txn| Ok(remove_manifest(txn, &repo, &digest)?.is_some())).await;
+        let result = self
+            .db
+            .write(move |txn| {
+                let removed = remove_manifest(txn, &repo, &digest)?.is_some();
+                if removed {
+                    crate::events::record::<Error>(txn, &events)?;
+                }
+                Ok(removed)
+            })
+            .await;
         // The tags that pointed at it are gone too; deletions are rare, so all tags are forgotten.
         self.changed(|hot| {
             hot.manifests.invalidate(&manifest_key);
@@ -629,8 +642,8 @@ impl MetadataStore for RedbStore {
         .await
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
-        let (repo, tag) = (repository.to_string(), tag.to_string());
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag, events: &[Event]) -> Result<bool> {
+        let (repo, tag, events) = (repository.to_string(), tag.to_string(), events.to_vec());
         let tag_key = key(&[&repo, &tag]);
         let result = self
             .db
@@ -643,11 +656,36 @@ impl MetadataStore for RedbStore {
                     .map_err(db_err)?
                     .remove(key(&[&repo, &digest, &tag]).as_str())
                     .map_err(db_err)?;
+                crate::events::record::<Error>(txn, &events)?;
                 Ok(true)
             })
             .await;
         self.changed(|hot| hot.tags.invalidate(&tag_key));
         result
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        self.append(events).await
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        self.after(after, limit).await
+    }
+
+    async fn query_events(&self, filter: &EventFilter, offset: usize, limit: usize) -> Result<(Vec<Event>, u64)> {
+        self.query(filter, offset, limit).await
+    }
+
+    async fn trim_events(&self, before_ms: u64) -> Result<u64> {
+        self.trim(before_ms).await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<u64> {
+        self.consumer(name).await
+    }
+
+    async fn advance_cursor(&self, name: &str, from: u64, to: u64) -> Result<bool> {
+        self.advance(name, from, to).await
     }
 
     async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>> {

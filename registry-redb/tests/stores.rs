@@ -40,7 +40,7 @@ async fn both_suites_on_a_file_and_the_data_survives_reopening() {
     }
     let store = RedbStore::open(&path).expect("reopen");
     let repos = store.list_repositories(None, 10).await.expect("catalog");
-    assert_eq!(repos.entries, vec!["suite/app", "suite/other"], "metadata survives closing the database");
+    assert_eq!(repos.entries, vec!["events/app", "suite/app", "suite/other"], "metadata survives closing the database");
     assert_eq!(store.projects().await.expect("projects").len(), 1, "projects too (library; team was deleted)");
     assert!(store.user_by_name("alice").await.expect("user").is_some(), "and users");
     let again = RedbStore::open(&path);
@@ -94,7 +94,7 @@ async fn the_cache_never_serves_a_replaced_value() {
             .collect();
         let last = round * 10 + 9;
         for i in round * 10..=last {
-            store.put_manifest(&repo, &record(i), Some(&tag)).await.expect("move tag");
+            store.put_manifest(&repo, &record(i), Some(&tag), &[]).await.expect("move tag");
             if i % 2 == 0 {
                 store.link_blob(&repo, &blob, 4).await.expect("link");
             } else {
@@ -183,4 +183,24 @@ async fn accounts_of_the_previous_layout_move_in() {
     assert_eq!(accounts.project("team").await.expect("p").expect("team").created_at, 1_700_000_000);
     let again = store.import_legacy_accounts(&old).await.expect("import twice");
     assert_eq!(again.users + again.projects, 0, "nothing is imported twice");
+}
+
+/// Account changes are in the same event stream as the metadata's, written with the change,
+/// naming who made it.
+#[tokio::test]
+async fn account_changes_are_events_of_the_one_stream() {
+    use registry_core::event::{EventAction, Operator};
+    let store = RedbStore::in_memory();
+    let accounts = registry_auth::Accounts::new(Arc::new(store.clone()))
+        .acting_as(Operator::named("admin", Some("192.0.2.7".into())));
+    accounts.add_user("erin", "password1", false).await.expect("user");
+    accounts.create_project("team", false).await.expect("project");
+    accounts.add_member("team", "erin", registry_auth::model::Role::Developer, None).await.expect("member");
+    assert!(accounts.remove_project("nosuch").await.is_err(), "a failed change records nothing");
+    let events = store.events_after(0, 10).await.expect("events");
+    let actions: Vec<EventAction> = events.iter().map(|e| e.action).collect();
+    assert_eq!(actions, vec![EventAction::CreateUser, EventAction::CreateProject, EventAction::CreateMember]);
+    assert!(events.iter().all(|e| e.operator == Operator::named("admin", Some("192.0.2.7".into()))));
+    assert_eq!(events[2].resource.project.as_deref(), Some("team"));
+    assert_eq!(events[2].resource.name.as_deref(), Some("erin"));
 }

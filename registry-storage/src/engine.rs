@@ -30,6 +30,8 @@ use crate::blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
 use crate::error::{Error, Result};
 use crate::lease::{DigestHold, UploadLease};
 use crate::meta::{ManifestRecord, MetadataStore, Page, UploadRecord};
+use crate::recorder::{self, BatchedEvents};
+use registry_core::event::{Event, EventAction, Operator};
 
 /// Limits the engine enforces.
 #[derive(Debug, Clone)]
@@ -114,6 +116,10 @@ pub struct Registry {
     manifest_bytes: Arc<quick_cache::sync::Cache<Digest, Bytes, ByteWeight>>,
     gc_lock: Arc<tokio::sync::Mutex<()>>,
     clock: SharedClock,
+    /// Events gathered and appended in batches: pulls, logins.
+    batched: Arc<BatchedEvents>,
+    /// Whether pulls are recorded.
+    record_pulls: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -128,6 +134,8 @@ impl Registry {
         let upload_locks = (0..UPLOAD_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
         let manifest_bytes = Arc::new(quick_cache::sync::Cache::with_weighter(4096, MANIFEST_CACHE_BYTES, ByteWeight));
         Registry {
+            batched: BatchedEvents::new(meta.clone()),
+            record_pulls: true,
             blobs,
             meta,
             limits,
@@ -136,6 +144,24 @@ impl Registry {
             gc_lock: Arc::default(),
             clock: registry_core::time::system_clock(),
         }
+    }
+
+    /// The same engine recording pulls (`PULL_ARTIFACT` events; on by default) or not.
+    pub fn with_pull_events(mut self, record: bool) -> Registry {
+        self.record_pulls = record;
+        self
+    }
+
+    /// Records an event that goes with no change (a login): gathered and appended within a
+    /// second, as pulls are.
+    pub fn record_event(&self, event: Event) {
+        self.batched.record(event);
+    }
+
+    /// Appends the events gathered so far (at shutdown; they are appended every second
+    /// otherwise).
+    pub async fn flush_events(&self) {
+        self.batched.flush().await;
     }
 
     /// The same engine reading time from `clock` (upload and push times, garbage collection's
@@ -509,6 +535,7 @@ impl Registry {
         reference: &Reference,
         content_type: Option<&str>,
         bytes: Bytes,
+        operator: &Operator,
     ) -> Result<PushedManifest> {
         if bytes.len() > self.limits.max_manifest_bytes {
             return Err(Error::TooLarge { what: "manifest", limit: self.limits.max_manifest_bytes as u64 });
@@ -544,9 +571,14 @@ impl Registry {
             references: manifest.blobs().chain(manifest.manifests.iter()).map(|d| d.digest.clone()).collect(),
             pushed_at: self.clock.now_secs(),
         };
+        let events = recorder::pushed(
+            self.clock.now_millis(),
+            operator,
+            recorder::artifact(repository, &record, reference.as_tag()),
+        );
         let hold = DigestHold::take(&self.meta, &self.clock, &digest).await?;
         let stored = match self.blobs.put(&digest, bytes.clone()).await {
-            Ok(()) => self.meta.put_manifest(repository, &record, reference.as_tag()).await,
+            Ok(()) => self.meta.put_manifest(repository, &record, reference.as_tag(), &events).await,
             Err(e) => Err(e),
         };
         hold.release().await;
@@ -591,12 +623,47 @@ impl Registry {
         Ok((record, bytes))
     }
 
+    /// [`Registry::get_manifest`] for a client that pulls it: records a `PULL_ARTIFACT` event
+    /// (gathered, appended within a second) unless pulls are not recorded.
+    pub async fn pull_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        operator: &Operator,
+    ) -> Result<(ManifestRecord, Bytes)> {
+        let pulled = self.get_manifest(repository, reference).await?;
+        if self.record_pulls {
+            let resource = recorder::artifact(repository, &pulled.0, reference.as_tag());
+            self.batched.record(Event::new(
+                self.clock.now_millis(),
+                operator.clone(),
+                EventAction::PullArtifact,
+                resource,
+            ));
+        }
+        Ok(pulled)
+    }
+
     /// Deletes a manifest by digest (with its tags and referrer entry), or only a tag
     /// (`DELETE /v2/<name>/manifests/<reference>`).
-    pub async fn delete_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<()> {
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        operator: &Operator,
+    ) -> Result<()> {
+        let now = self.clock.now_millis();
         let deleted = match reference {
-            Reference::Digest(d) => self.meta.delete_manifest(repository, d).await?,
-            Reference::Tag(t) => self.meta.delete_tag(repository, t).await?,
+            Reference::Digest(d) => {
+                let resource = recorder::deleted(repository, Some(d), None);
+                let event = Event::new(now, operator.clone(), EventAction::DeleteArtifact, resource);
+                self.meta.delete_manifest(repository, d, &[event]).await?
+            }
+            Reference::Tag(t) => {
+                let resource = recorder::deleted(repository, None, Some(t));
+                let event = Event::new(now, operator.clone(), EventAction::DeleteTag, resource);
+                self.meta.delete_tag(repository, t, &[event]).await?
+            }
         };
         if deleted { Ok(()) } else { Err(Error::ManifestUnknown { reference: reference.to_string() }) }
     }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod gc;
 mod lease;
 pub mod meta;
+mod recorder;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transfer;

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, Tag};
 use serde::{Deserialize, Serialize};
 
@@ -224,15 +225,22 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Removes a blob's link from a repository; `false` if it was absent.
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
 
-    /// Stores a manifest record and its referrer entry, and points `tag` at it, in one transaction.
-    async fn put_manifest(&self, repository: &RepositoryName, record: &ManifestRecord, tag: Option<&Tag>)
-    -> Result<()>;
+    /// Stores a manifest record and its referrer entry, and points `tag` at it, in one transaction
+    /// with `events` (which get their ids in commit order: see [`MetadataStore::events_after`]).
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        record: &ManifestRecord,
+        tag: Option<&Tag>,
+        events: &[Event],
+    ) -> Result<()>;
 
     /// A manifest of a repository.
     async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>>;
 
-    /// Removes a manifest with its tags and its referrer entry; `false` if it was absent.
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+    /// Removes a manifest with its tags and its referrer entry, recording `events` in the same
+    /// transaction if it was there; `false` (and no event) if it was absent.
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest, events: &[Event]) -> Result<bool>;
 
     /// The digest a tag points at.
     async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>>;
@@ -246,8 +254,35 @@ pub trait MetadataStore: Send + Sync + 'static {
         }
     }
 
-    /// Removes a tag (never the manifest); `false` if it was absent.
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;
+    /// Removes a tag (never the manifest), recording `events` in the same transaction if it was
+    /// there; `false` (and no event) if it was absent.
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag, events: &[Event]) -> Result<bool>;
+
+    // ---- the event stream ----
+    //
+    // Events written with the changes above, and appended on their own (pulls, in batches;
+    // logins). Ids grow in commit order: a consumer that has read up to an id never later finds
+    // a smaller one committed.
+
+    /// Appends events on their own (no change to record with them).
+    async fn append_events(&self, events: &[Event]) -> Result<()>;
+
+    /// Up to `limit` events with ids above `after`, in id order.
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>>;
+
+    /// The events `filter` matches, newest first: `limit` of them after skipping `offset`, and
+    /// how many match in all.
+    async fn query_events(&self, filter: &EventFilter, offset: usize, limit: usize) -> Result<(Vec<Event>, u64)>;
+
+    /// Removes the events older than `before_ms`; how many.
+    async fn trim_events(&self, before_ms: u64) -> Result<u64>;
+
+    /// Where a consumer of the stream (`name`) is: the id of the last event it finished with.
+    async fn cursor(&self, name: &str) -> Result<u64>;
+
+    /// Moves a consumer's cursor from `from` to `to`; `false` (nothing changed) when it is not at
+    /// `from` any more (another replica advanced it).
+    async fn advance_cursor(&self, name: &str, from: u64, to: u64) -> Result<bool>;
 
     /// Up to `limit` tags after `last`, in lexical order; `None` if the repository is unknown.
     async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>>;

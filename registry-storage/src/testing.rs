@@ -195,9 +195,9 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     let sig = record("signature", Some(&image.digest));
     let latest = Tag::parse("latest").expect("tag");
     let v1 = Tag::parse("v1").expect("tag");
-    store.put_manifest(&repo, &image, Some(&latest)).await.expect("put");
-    store.put_manifest(&repo, &image, Some(&v1)).await.expect("put again with another tag");
-    store.put_manifest(&repo, &sig, None).await.expect("put referrer");
+    store.put_manifest(&repo, &image, Some(&latest), &[]).await.expect("put");
+    store.put_manifest(&repo, &image, Some(&v1), &[]).await.expect("put again with another tag");
+    store.put_manifest(&repo, &sig, None, &[]).await.expect("put referrer");
     assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), Some(image.digest.clone()));
     assert_eq!(store.tagged_manifest(&repo, &latest).await.expect("tagged"), Some(image.clone()));
     assert_eq!(store.tagged_manifest(&other, &latest).await.expect("tagged"), None, "per repository");
@@ -208,18 +208,21 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     // A manifest may reference only what the repository holds (checked in its transaction).
     let mut dangling = record("dangling", None);
     dangling.references = vec![Digest::sha256_of(b"never linked")];
-    assert!(matches!(store.put_manifest(&repo, &dangling, None).await, Err(crate::Error::ManifestBlobUnknown { .. })));
+    assert!(matches!(
+        store.put_manifest(&repo, &dangling, None, &[]).await,
+        Err(crate::Error::ManifestBlobUnknown { .. })
+    ));
     assert_eq!(store.get_manifest(&repo, &dangling.digest).await.expect("get"), None, "nothing written");
 
     // Moving a tag leaves the manifest and the other tag alone.
     let image2 = record("image2", None);
-    store.put_manifest(&repo, &image2, Some(&v1)).await.expect("move v1");
+    store.put_manifest(&repo, &image2, Some(&v1), &[]).await.expect("move v1");
     assert_eq!(store.resolve_tag(&repo, &v1).await.expect("resolve"), Some(image2.digest.clone()));
     assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), Some(image.digest.clone()));
 
     // Pagination.
     for t in ["a", "b", "c"] {
-        store.put_manifest(&repo, &image2, Some(&Tag::parse(t).expect("tag"))).await.expect("tag");
+        store.put_manifest(&repo, &image2, Some(&Tag::parse(t).expect("tag")), &[]).await.expect("tag");
     }
     let page = store.list_tags(&repo, None, 2).await.expect("tags").expect("known repository");
     assert_eq!(page.entries, vec!["a", "b"]);
@@ -234,18 +237,75 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     assert_eq!(repos.entries, vec!["suite/other"]);
 
     // Deleting a tag keeps the manifest; deleting a manifest takes its tags and referrer entry.
-    assert!(store.delete_tag(&repo, &latest).await.expect("delete tag"));
-    assert!(!store.delete_tag(&repo, &latest).await.expect("delete tag again"));
+    assert!(store.delete_tag(&repo, &latest, &[]).await.expect("delete tag"));
+    assert!(!store.delete_tag(&repo, &latest, &[]).await.expect("delete tag again"));
     assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), None, "a deleted tag is gone at once");
     assert_eq!(store.tagged_manifest(&repo, &latest).await.expect("tagged"), None);
     assert!(store.get_manifest(&repo, &image.digest).await.expect("get").is_some());
-    assert!(store.delete_manifest(&repo, &sig.digest).await.expect("delete referrer"));
+    assert!(store.delete_manifest(&repo, &sig.digest, &[]).await.expect("delete referrer"));
     assert!(store.referrers(&repo, &image.digest).await.expect("referrers").is_empty());
     assert!(store.get_manifest(&repo, &image2.digest).await.expect("get").is_some());
-    assert!(store.delete_manifest(&repo, &image2.digest).await.expect("delete"));
+    assert!(store.delete_manifest(&repo, &image2.digest, &[]).await.expect("delete"));
     assert_eq!(store.get_manifest(&repo, &image2.digest).await.expect("get"), None);
     assert_eq!(store.resolve_tag(&repo, &v1).await.expect("resolve"), None, "tags go with the manifest");
     let page = store.list_tags(&repo, None, 10).await.expect("tags").expect("known");
     assert!(page.entries.is_empty(), "{:?}", page.entries);
-    assert!(!store.delete_manifest(&repo, &image2.digest).await.expect("delete again"));
+    assert!(!store.delete_manifest(&repo, &image2.digest, &[]).await.expect("delete again"));
+    event_stream_rules(store).await;
+}
+
+/// The event stream: written with the change, only when it happens, in commit order; appended,
+/// queried (newest first, filtered, counted), trimmed; consumers' cursors by compare-and-swap.
+async fn event_stream_rules(store: &dyn MetadataStore) {
+    use registry_core::event::{Event, EventAction, EventFilter, Operator, Resource};
+    let start = store.events_after(0, usize::MAX).await.expect("events").last().map_or(0, |e| e.id);
+    let repo = name("events/app");
+    let event = |action, time_ms, who: &str| {
+        let resource =
+            Resource { project: Some("events".into()), repository: Some("events/app".into()), ..Resource::default() };
+        Event::new(time_ms, Operator::named(who, Some("192.0.2.1".into())), action, resource)
+    };
+    let image = record("event image", None);
+    let tag = Tag::parse("v1").expect("tag");
+    let push = [event(EventAction::PushArtifact, 1_000, "alice"), event(EventAction::CreateTag, 1_000, "alice")];
+    store.put_manifest(&repo, &image, Some(&tag), &push).await.expect("put");
+    let mut dangling = record("never stored", None);
+    dangling.references = vec![Digest::sha256_of(b"nothing")];
+    let refused = store.put_manifest(&repo, &dangling, None, &[event(EventAction::PushArtifact, 1_500, "alice")]).await;
+    assert!(refused.is_err());
+    let gone = Tag::parse("gone").expect("tag");
+    assert!(!store.delete_tag(&repo, &gone, &[event(EventAction::DeleteTag, 1_600, "bob")]).await.expect("delete"));
+    assert!(store.delete_tag(&repo, &tag, &[event(EventAction::DeleteTag, 2_000, "bob")]).await.expect("delete"));
+    store.append_events(&[event(EventAction::PullArtifact, 3_000, "carol")]).await.expect("append");
+    let events = store.events_after(start, 100).await.expect("events");
+    let actions: Vec<EventAction> = events.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        vec![EventAction::PushArtifact, EventAction::CreateTag, EventAction::DeleteTag, EventAction::PullArtifact],
+        "one event per change that happened, none for a refused push or an absent tag"
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id), "ids grow");
+    assert_eq!(events[0].operator, Operator::named("alice", Some("192.0.2.1".into())), "kept whole");
+    assert_eq!(store.events_after(events[1].id, 1).await.expect("page"), vec![events[2].clone()], "paged by id");
+
+    let filter = EventFilter { projects: Some(vec!["events".into()]), ..EventFilter::default() };
+    let (page, total) = store.query_events(&filter, 0, 2).await.expect("query");
+    assert_eq!(total, 4);
+    assert_eq!(
+        page.iter().map(|e| e.action).collect::<Vec<_>>(),
+        vec![EventAction::PullArtifact, EventAction::DeleteTag]
+    );
+    let bob = EventFilter { username: Some("bob".into()), ..filter.clone() };
+    assert_eq!(store.query_events(&bob, 0, 10).await.expect("query").1, 1);
+    let window = EventFilter { from_ms: Some(1_500), to_ms: Some(2_500), ..filter.clone() };
+    assert_eq!(store.query_events(&window, 0, 10).await.expect("query").0[0].action, EventAction::DeleteTag);
+
+    assert_eq!(store.cursor("suite").await.expect("cursor"), 0);
+    assert!(store.advance_cursor("suite", 0, events[1].id).await.expect("advance"));
+    assert!(!store.advance_cursor("suite", 0, events[2].id).await.expect("advance"), "not from a stale place");
+    assert_eq!(store.cursor("suite").await.expect("cursor"), events[1].id);
+
+    assert_eq!(store.trim_events(2_500).await.expect("trim"), 3, "the three older than the cutoff");
+    let left = store.events_after(start, 100).await.expect("events");
+    assert_eq!(left.iter().map(|e| e.action).collect::<Vec<_>>(), vec![EventAction::PullArtifact]);
 }

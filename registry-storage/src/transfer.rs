@@ -49,6 +49,8 @@ pub struct TransferReport {
     pub manifests: u64,
     /// Tags.
     pub tags: u64,
+    /// Events of the stream (the audit history), in their order.
+    pub events: u64,
 }
 
 /// One repository's metadata, read whole (repositories are small next to their blobs).
@@ -104,6 +106,17 @@ async fn repositories(meta: &dyn MetadataStore) -> Result<Vec<RepositoryName>> {
         if !page.more {
             return Ok(out);
         }
+    }
+}
+
+/// How many events a store holds.
+async fn count_events(meta: &dyn MetadataStore) -> Result<u64> {
+    let (mut count, mut after) = (0u64, 0);
+    loop {
+        let page = meta.events_after(after, PAGE).await?;
+        let Some(last) = page.last() else { return Ok(count) };
+        after = last.id;
+        count += page.len() as u64;
     }
 }
 
@@ -169,7 +182,7 @@ impl Registry {
                     ));
                 }
                 for record in ready {
-                    meta.put_manifest(&repo, record, None).await?;
+                    meta.put_manifest(&repo, record, None, &[]).await?;
                     done.insert(record.digest.clone());
                     report.manifests += 1;
                 }
@@ -180,11 +193,26 @@ impl Registry {
                 let record = source.manifests.get(digest).ok_or_else(|| {
                     Error::corrupt(format!("tag {repo}:{name}"), std::io::Error::other("it names no manifest"))
                 })?;
-                meta.put_manifest(&repo, record, Some(&tag)).await?;
+                meta.put_manifest(&repo, record, Some(&tag), &[]).await?;
                 report.tags += 1;
             }
             report.repositories += 1;
             progress(&report);
+        }
+        // The event stream, in order (the target's ids follow the same order); a resumed copy
+        // skips as many as the target holds.
+        let mut skip = count_events(target.metadata_store().as_ref()).await?;
+        let mut after = 0;
+        loop {
+            let page = self.metadata_store().events_after(after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            report.events += page.len() as u64;
+            let fresh = page.len().saturating_sub(skip as usize);
+            skip = skip.saturating_sub(page.len() as u64);
+            if fresh > 0 {
+                target.metadata_store().append_events(&page[page.len() - fresh..]).await?;
+            }
         }
         Ok(report)
     }
@@ -282,6 +310,11 @@ impl Registry {
             report.manifests += a.manifests.len() as u64;
             report.tags += a.tags.len() as u64;
         }
+        let source_events = count_events(self.metadata_store().as_ref()).await?;
+        if count_events(target.metadata_store().as_ref()).await? != source_events {
+            return Err(differ("the event stream".into()));
+        }
+        report.events = source_events;
         Ok(report)
     }
 }
@@ -319,6 +352,7 @@ mod tests {
                     &Reference::parse(&format!("v{i}")).expect("tag"),
                     Some("application/vnd.oci.image.manifest.v1+json"),
                     bytes::Bytes::from(manifest),
+                    &registry_core::event::Operator::named("alice", None),
                 )
                 .await
                 .expect("manifest");
@@ -327,11 +361,16 @@ mod tests {
         let target = registry();
         let report = source.copy_into(&target, &|_| {}).await.expect("copy");
         assert_eq!((report.repositories, report.manifests, report.tags, report.links), (1, 3, 3, 4));
+        assert_eq!(report.events, 6, "a push and a tag event per image");
+        let moved = target.metadata_store().events_after(0, 100).await.expect("events");
+        assert_eq!(moved.len(), 6);
+        assert_eq!(moved[0].operator.name, "alice");
         assert_eq!(report.blobs, 7, "3 layers, the config, 3 manifests' bytes");
         let compared = source.compare_with(&target).await.expect("equal");
         assert_eq!((compared.blobs, compared.manifests, compared.tags), (7, 3, 3));
         let again = source.copy_into(&target, &|_| {}).await.expect("copy again");
         assert_eq!(again.blobs_skipped, 7, "a second run copies no blob twice");
+        assert_eq!(target.metadata_store().events_after(0, 100).await.expect("events").len(), 6, "nor an event");
         // A difference is named.
         target.delete_blob(&repo, &Digest::sha256_of(&[0u8; 50])).await.expect("unlink");
         let err = source.compare_with(&target).await.expect_err("differs");

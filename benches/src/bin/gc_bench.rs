@@ -78,13 +78,21 @@ async fn run(manifests: usize) -> anyhow::Result<()> {
         );
         let tag = Reference::parse(&format!("t{m}"))?;
         let done = registry
-            .put_manifest(&repo, &tag, Some("application/vnd.oci.image.manifest.v1+json"), manifest.into())
+            .put_manifest(
+                &repo,
+                &tag,
+                Some("application/vnd.oci.image.manifest.v1+json"),
+                manifest.into(),
+                &registry_core::event::Operator::system(),
+            )
             .await?;
         pushed.push((repo, done.digest));
     }
     // Every fifth image deleted.
     for (repo, digest) in pushed.iter().step_by(5) {
-        registry.delete_manifest(repo, &Reference::Digest(digest.clone())).await?;
+        registry
+            .delete_manifest(repo, &Reference::Digest(digest.clone()), &registry_core::event::Operator::system())
+            .await?;
     }
     let populated = started.elapsed();
     let options = GcOptions { grace: Duration::ZERO, ..GcOptions::default() };

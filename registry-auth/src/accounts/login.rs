@@ -28,7 +28,7 @@ impl Accounts {
         let current = self.store.login_failures(name).await?;
         if ok {
             if current.is_some() {
-                self.store.set_login_failures(name, None).await?;
+                self.store.set_login_failures(name, None, &[]).await?;
             }
             return Ok(());
         }
@@ -38,7 +38,7 @@ impl Accounts {
             Some(f) if f.count < MAX_FAILURES || now.saturating_sub(f.last_at) < LOCKOUT.as_secs() => f.count + 1,
             _ => 1,
         };
-        self.store.set_login_failures(name, Some(LoginFailures { count, last_at: now })).await
+        self.store.set_login_failures(name, Some(LoginFailures { count, last_at: now }), &[]).await
     }
 
     /// The identity of an account by name, if it may still log in (used for refresh tokens and to

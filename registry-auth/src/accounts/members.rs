@@ -1,5 +1,7 @@
 //! Members: a user's role in a project, optionally narrowed to a repository pattern.
 
+use registry_core::event::{EventAction, Resource};
+
 use super::Accounts;
 use crate::error::AuthError;
 use crate::model::{Id, Member, Role};
@@ -39,7 +41,8 @@ impl Accounts {
             repositories: repositories.filter(|r| *r != "*").map(str::to_owned),
             created_at: self.now(),
         };
-        let member = self.store.create_member(member).await?;
+        let event = self.event(EventAction::CreateMember, member_resource(&p.name, &u.name));
+        let member = self.store.create_member(member, &event).await?;
         Ok(ProjectMember { member, project: p.name, user: u.name })
     }
 
@@ -72,14 +75,17 @@ impl Accounts {
     pub async fn set_member_role(&self, project: &str, id: Id, role: Role) -> Result<ProjectMember, AuthError> {
         let mut m = self.member(project, id).await?;
         m.member.role = role;
-        self.store.update_member(&m.member).await?;
+        self.store
+            .update_member(&m.member, &self.event(EventAction::UpdateMember, member_resource(project, &m.user)))
+            .await?;
         Ok(m)
     }
 
     /// Removes a membership by its id.
     pub async fn remove_member_by_id(&self, project: &str, id: Id) -> Result<(), AuthError> {
         let m = self.member(project, id).await?;
-        if self.store.delete_member(m.member.id).await? {
+        let event = self.event(EventAction::DeleteMember, member_resource(project, &m.user));
+        if self.store.delete_member(m.member.id, &event).await? {
             Ok(())
         } else {
             Err(AuthError::not_found(format!("member {id} of project {project}")))
@@ -90,6 +96,12 @@ impl Accounts {
     pub async fn remove_member(&self, project: &str, user: &str) -> Result<(), AuthError> {
         let missing = || AuthError::not_found(format!("member {user} of project {project}"));
         let m = self.membership(project, user).await?.ok_or_else(missing)?;
-        if self.store.delete_member(m.id).await? { Ok(()) } else { Err(missing()) }
+        let event = self.event(EventAction::DeleteMember, member_resource(project, user));
+        if self.store.delete_member(m.id, &event).await? { Ok(()) } else { Err(missing()) }
     }
+}
+
+/// The resource of an event on a membership.
+fn member_resource(project: &str, user: &str) -> Resource {
+    Resource { project: Some(project.to_owned()), name: Some(user.to_owned()), ..Resource::default() }
 }

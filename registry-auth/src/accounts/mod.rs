@@ -30,6 +30,7 @@ use crate::error::AuthError;
 use crate::memory::MemoryAccountStore;
 use crate::model::SecretHash;
 use crate::store::AccountStore;
+use registry_core::event::{Event, EventAction, Operator, Resource};
 
 mod login;
 mod members;
@@ -60,6 +61,8 @@ const BCRYPT_COST: u32 = 10;
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
     clock: SharedClock,
+    /// Who the changes are made for (recorded in their events).
+    operator: Operator,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -71,7 +74,7 @@ impl std::fmt::Debug for Accounts {
 impl Accounts {
     /// Accounts kept in `store`.
     pub fn new(store: Arc<dyn AccountStore>) -> Accounts {
-        Accounts { store, clock: registry_core::time::system_clock() }
+        Accounts { store, clock: registry_core::time::system_clock(), operator: Operator::system() }
     }
 
     /// Accounts in memory (tests, examples).
@@ -83,6 +86,22 @@ impl Accounts {
     pub fn with_clock(mut self, clock: SharedClock) -> Accounts {
         self.clock = clock;
         self
+    }
+
+    /// The same accounts making changes for `operator`: each change's event names them (the
+    /// management API acts for its caller; the default is the registry itself).
+    pub fn acting_as(&self, operator: Operator) -> Accounts {
+        Accounts { operator, ..self.clone() }
+    }
+
+    /// Who changes are made for.
+    pub fn operator(&self) -> &Operator {
+        &self.operator
+    }
+
+    /// The event recording a change made now.
+    fn event(&self, action: EventAction, resource: Resource) -> [Event; 1] {
+        [Event::new(self.clock.now_millis(), self.operator.clone(), action, resource)]
     }
 
     /// The store.

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use registry_core::event::{EventAction, Resource};
+
 use super::{Accounts, valid_project_name};
 use crate::error::AuthError;
 use crate::model::{Id, Project};
@@ -45,7 +47,8 @@ impl Accounts {
         metadata.remove("public");
         let project =
             Project { id: 0, name: name.to_owned(), public, owner_id, created_at, updated_at: created_at, metadata };
-        self.store.create_project(project).await
+        let event = self.event(EventAction::CreateProject, project_resource(name));
+        self.store.create_project(project, &event).await
     }
 
     /// A project by name.
@@ -85,7 +88,7 @@ impl Accounts {
             }
         }
         project.updated_at = self.now();
-        self.store.update_project(&project).await?;
+        self.store.update_project(&project, &self.event(EventAction::UpdateProject, project_resource(name))).await?;
         Ok(project)
     }
 
@@ -96,7 +99,7 @@ impl Accounts {
             return Ok(false);
         }
         project.updated_at = self.now();
-        self.store.update_project(&project).await?;
+        self.store.update_project(&project, &self.event(EventAction::UpdateProject, project_resource(name))).await?;
         Ok(true)
     }
 
@@ -104,10 +107,19 @@ impl Accounts {
     /// concern: the management API refuses to remove a project that holds repositories).
     pub async fn remove_project(&self, name: &str) -> Result<(), AuthError> {
         let project = self.existing_project(name).await?;
-        if self.store.delete_project(project.id).await? {
+        if self
+            .store
+            .delete_project(project.id, &self.event(EventAction::DeleteProject, project_resource(name)))
+            .await?
+        {
             Ok(())
         } else {
             Err(AuthError::not_found(format!("project {name}")))
         }
     }
+}
+
+/// The resource of an event on a project.
+fn project_resource(name: &str) -> Resource {
+    Resource { project: Some(name.to_owned()), ..Resource::default() }
 }

@@ -1,6 +1,8 @@
 //! Robots: project robots (`robot$<project>+<name>`) and system robots (`robot$<name>`), their
 //! permissions, expiry and secret.
 
+use registry_core::event::{EventAction, Resource};
+
 use super::{Accounts, DEFAULT_ROBOT_DAYS, check_password, hash_secret, valid_account_name};
 use crate::error::AuthError;
 use crate::model::{Id, Robot, RobotLevel, RobotPermission};
@@ -102,7 +104,8 @@ impl Accounts {
             created_at: now,
             updated_at: now,
         };
-        Ok((self.store.create_robot(robot).await?, secret))
+        let event = self.event(EventAction::CreateRobot, robot_resource(&robot.name));
+        Ok((self.store.create_robot(robot, &event).await?, secret))
     }
 
     /// Every namespace a permission names must exist (or be `*`), every access be named.
@@ -184,7 +187,7 @@ impl Accounts {
             robot.expires_at = days.map(|d| robot.created_at + d * 86_400);
         }
         robot.updated_at = self.now();
-        self.store.update_robot(&robot).await?;
+        self.store.update_robot(&robot, &self.event(EventAction::UpdateRobot, robot_resource(&robot.name))).await?;
         Ok(robot)
     }
 
@@ -200,7 +203,7 @@ impl Accounts {
         };
         robot.secret_hash = hash_secret(&secret).await?;
         robot.updated_at = self.now();
-        self.store.update_robot(&robot).await?;
+        self.store.update_robot(&robot, &self.event(EventAction::UpdateRobot, robot_resource(&robot.name))).await?;
         Ok(secret)
     }
 
@@ -212,6 +215,19 @@ impl Accounts {
 
     /// Removes a robot by id.
     pub async fn remove_robot_by_id(&self, id: Id) -> Result<(), AuthError> {
-        if self.store.delete_robot(id).await? { Ok(()) } else { Err(AuthError::not_found(format!("robot {id}"))) }
+        let robot = self.existing_robot(id).await?;
+        let event = self.event(EventAction::DeleteRobot, robot_resource(&robot.name));
+        if self.store.delete_robot(id, &event).await? {
+            Ok(())
+        } else {
+            Err(AuthError::not_found(format!("robot {id}")))
+        }
     }
+}
+
+/// The resource of an event on a robot: its name, and the project of a project robot
+/// (`robot$<project>+<name>`).
+fn robot_resource(name: &str) -> Resource {
+    let project = name.strip_prefix("robot$").and_then(|rest| rest.split_once('+')).map(|(p, _)| p.to_owned());
+    Resource { project, name: Some(name.to_owned()), ..Resource::default() }
 }

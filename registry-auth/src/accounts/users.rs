@@ -1,5 +1,7 @@
 //! Users: creation with a hashed password, profile, admin flag, enabling, password changes.
 
+use registry_core::event::{EventAction, Resource};
+
 use super::{Accounts, check_password, hash_secret, valid_account_name, verify_secret};
 use crate::error::AuthError;
 use crate::model::{Id, User};
@@ -57,7 +59,9 @@ impl Accounts {
             updated_at: now,
             password_changed_at: now,
         };
-        self.store.create_user(user).await
+        let event =
+            self.event(EventAction::CreateUser, Resource { name: Some(user.name.clone()), ..Resource::default() });
+        self.store.create_user(user, &event).await
     }
 
     /// A user by name.
@@ -102,7 +106,7 @@ impl Accounts {
         }
         user.enabled = enabled;
         user.updated_at = self.now();
-        self.store.update_user(&user).await
+        self.store.update_user(&user, &self.user_event(&user.name)).await
     }
 
     /// Grants or revokes system administration.
@@ -113,7 +117,7 @@ impl Accounts {
         }
         user.admin = admin;
         user.updated_at = self.now();
-        self.store.update_user(&user).await?;
+        self.store.update_user(&user, &self.user_event(&user.name)).await?;
         Ok(user)
     }
 
@@ -136,7 +140,7 @@ impl Accounts {
             user.comment = comment;
         }
         user.updated_at = self.now();
-        self.store.update_user(&user).await?;
+        self.store.update_user(&user, &self.user_event(&user.name)).await?;
         Ok(user)
     }
 
@@ -157,8 +161,8 @@ impl Accounts {
         user.password_hash = hash_secret(new).await?;
         user.password_changed_at = self.now();
         user.updated_at = user.password_changed_at;
-        self.store.update_user(&user).await?;
-        self.store.set_login_failures(name, None).await
+        self.store.update_user(&user, &self.user_event(&user.name)).await?;
+        self.store.set_login_failures(name, None, &[]).await
     }
 
     /// Sets a password without the old one (an operator's reset from the command line).
@@ -170,11 +174,24 @@ impl Accounts {
     pub async fn remove_user(&self, name: &str) -> Result<(), AuthError> {
         let user = self.existing_user(name).await?;
         self.keep_an_admin(&user).await?;
-        if self.store.delete_user(user.id).await? { Ok(()) } else { Err(AuthError::not_found(format!("user {name}"))) }
+        let event =
+            self.event(EventAction::DeleteUser, Resource { name: Some(user.name.clone()), ..Resource::default() });
+        if self.store.delete_user(user.id, &event).await? {
+            Ok(())
+        } else {
+            Err(AuthError::not_found(format!("user {name}")))
+        }
     }
 
     /// Whether `user`'s password is `password` (for callers that confirm a password).
     pub async fn check_password(&self, user: &User, password: &str) -> bool {
         verify_secret(password, Some(&user.password_hash)).await
+    }
+}
+
+impl Accounts {
+    /// The event of a change to user `name`.
+    fn user_event(&self, name: &str) -> [registry_core::event::Event; 1] {
+        self.event(EventAction::UpdateUser, Resource { name: Some(name.to_owned()), ..Resource::default() })
     }
 }

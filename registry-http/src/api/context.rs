@@ -90,6 +90,11 @@ impl Api {
         })
     }
 
+    /// The accounts, making changes for the caller of `call` (their events name them).
+    pub(crate) fn accounts_for(&self, call: &ApiCall) -> Result<Accounts, ApiError> {
+        Ok(self.accounts()?.acting_as(call.operator.clone()))
+    }
+
     /// The project a path parameter names (by id when numeric, unless `X-Is-Resource-Name`).
     pub(crate) async fn project(&self, call: &ApiCall, param: &str) -> Result<Project, ApiError> {
         let accounts = self.accounts()?;

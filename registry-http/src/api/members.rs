@@ -20,7 +20,7 @@ const LISTERS: &[Role] = &[Role::ProjectAdmin, Role::Maintainer, Role::Developer
 pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let project = api.project(&call, "project").await?;
     api.require_role(&call, &project, LISTERS).await?;
-    let mut members = api.accounts()?.members(&project.name).await?;
+    let mut members = api.accounts_for(&call)?.members(&project.name).await?;
     if let Some(name) = call.query.get("entityname") {
         members.retain(|m| m.user.contains(name));
     }
@@ -63,7 +63,7 @@ pub(crate) async fn add(api: Arc<Api>, call: ApiCall) -> ApiResult {
     }
     let role = role(new.role_id)?;
     let entity = new.member_user.ok_or_else(|| bad_request("member_user is required"))?;
-    let accounts = api.accounts()?;
+    let accounts = api.accounts_for(&call)?;
     let user = match (entity.username, entity.user_id) {
         (Some(name), _) => name,
         (None, Some(id)) => accounts
@@ -84,7 +84,7 @@ pub(crate) async fn add(api: Arc<Api>, call: ApiCall) -> ApiResult {
 pub(crate) async fn get(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let project = api.project(&call, "project").await?;
     api.require_role(&call, &project, LISTERS).await?;
-    let member = api.accounts()?.member(&project.name, call.params.id("mid")?).await?;
+    let member = api.accounts_for(&call)?.member(&project.name, call.params.id("mid")?).await?;
     Ok(json_response(StatusCode::OK, &shapes::member(&member)))
 }
 
@@ -98,7 +98,7 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let project = api.project(&call, "project").await?;
     api.require_manage(&call, &project).await?;
     let req: RoleRequest = call.json()?;
-    api.accounts()?.set_member_role(&project.name, call.params.id("mid")?, role(req.role_id)?).await?;
+    api.accounts_for(&call)?.set_member_role(&project.name, call.params.id("mid")?, role(req.role_id)?).await?;
     Ok(status_only(StatusCode::OK))
 }
 
@@ -106,6 +106,6 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
 pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let project = api.project(&call, "project").await?;
     api.require_manage(&call, &project).await?;
-    api.accounts()?.remove_member_by_id(&project.name, call.params.id("mid")?).await?;
+    api.accounts_for(&call)?.remove_member_by_id(&project.name, call.params.id("mid")?).await?;
     Ok(status_only(StatusCode::OK))
 }

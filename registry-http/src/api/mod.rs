@@ -65,6 +65,8 @@ pub(crate) struct ApiCall {
     pub(crate) body: Bytes,
     pub(crate) authentication: Authentication,
     pub(crate) prefix: String,
+    /// Who the call's changes are recorded for.
+    pub(crate) operator: registry_core::event::Operator,
 }
 
 /// What a handler returns.
@@ -173,8 +175,9 @@ async fn dispatch(api: Arc<Api>, req: Request<RequestBody>) -> ApiResult {
     let prefix =
         req.extensions().get::<crate::layers::prefix::PathPrefix>().map(|p| p.0.to_string()).unwrap_or_default();
     let query = Query::of(&req);
+    let operator = Authentication::operator_of(&req);
     let (parts, body) = req.into_parts();
     let body = read_limited(body, MAX_BODY).await?;
-    let call = ApiCall { params, query, headers: parts.headers, body, authentication, prefix };
+    let call = ApiCall { params, query, headers: parts.headers, body, authentication, prefix, operator };
     (endpoint.handler)(api, call).await
 }

@@ -61,7 +61,7 @@ async fn extras(api: &Api, who: &Identity, p: &Project) -> Result<ProjectExtras,
 
 /// `GET /projects`: the projects the caller can see, filtered by `name`, `public`, `owner`, `q`.
 pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
-    let accounts = api.accounts()?;
+    let accounts = api.accounts_for(&call)?;
     let q = Q::parse(call.query.get("q"), &["name", "public", "owner"])?;
     let who = call.caller().clone();
     let mut visible = Vec::new();
@@ -87,7 +87,7 @@ pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
 /// `HEAD /projects?project_name=`: 200 when it exists, 404 otherwise.
 pub(crate) async fn exists(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let name = call.query.get("project_name").ok_or_else(|| bad_request("project_name is required"))?;
-    match api.accounts()?.project(name).await? {
+    match api.accounts_for(&call)?.project(name).await? {
         Some(_) => Ok(status_only(StatusCode::OK)),
         None => Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("project {name} not found"))),
     }
@@ -127,7 +127,7 @@ impl ProjectReq {
 /// `POST /projects`: the creator becomes its project admin.
 pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let user = call.user_name()?.to_owned();
-    let accounts = api.accounts()?;
+    let accounts = api.accounts_for(&call)?;
     let req: ProjectReq = call.json()?;
     let name = req.project_name.clone().ok_or_else(|| bad_request("project_name is required"))?;
     if req.registry_id.is_some() {
@@ -167,7 +167,7 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
         return Err(bad_request("a project cannot be renamed"));
     }
     let (public, metadata) = req.metadata();
-    api.accounts()?.update_project(&project.name, public, metadata).await?;
+    api.accounts_for(&call)?.update_project(&project.name, public, metadata).await?;
     Ok(status_only(StatusCode::OK))
 }
 
@@ -185,7 +185,7 @@ pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     if let Some(why) = undeletable(&api, &project).await? {
         return Err(ApiError::harbor(StatusCode::PRECONDITION_FAILED, why));
     }
-    api.accounts()?.remove_project(&project.name).await?;
+    api.accounts_for(&call)?.remove_project(&project.name).await?;
     Ok(status_only(StatusCode::OK))
 }
 
@@ -201,7 +201,7 @@ pub(crate) async fn deletable(api: Arc<Api>, call: ApiCall) -> ApiResult {
 pub(crate) async fn summary(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let project = api.project(&call, "project").await?;
     api.require_see(&call, &project).await?;
-    let members = api.accounts()?.members(&project.name).await?;
+    let members = api.accounts_for(&call)?.members(&project.name).await?;
     let count = |role: Role| members.iter().filter(|m| m.member.role == role).count();
     Ok(json_response(
         StatusCode::OK,
@@ -255,7 +255,7 @@ pub(crate) async fn metadata_add(api: Arc<Api>, call: ApiCall) -> ApiResult {
     }
     let req = ProjectReq { metadata: body, ..ProjectReq::default() };
     let (public, metadata) = req.metadata();
-    api.accounts()?.update_project(&project.name, public, metadata).await?;
+    api.accounts_for(&call)?.update_project(&project.name, public, metadata).await?;
     Ok(status_only(StatusCode::OK))
 }
 
@@ -267,7 +267,7 @@ pub(crate) async fn metadata_delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     if name == "public" {
         return Err(forbidden("public cannot be deleted; set it to \"false\""));
     }
-    if !api.accounts()?.remove_project_metadata(&project.name, name).await? {
+    if !api.accounts_for(&call)?.remove_project_metadata(&project.name, name).await? {
         return Err(ApiError::harbor(
             StatusCode::NOT_FOUND,
             format!("project {} has no metadata {name}", project.name),

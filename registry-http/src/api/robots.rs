@@ -39,7 +39,7 @@ async fn require_owner(api: &Api, call: &ApiCall, robot: &Robot) -> Result<(), A
     match robot.project_id {
         Some(id) if !call.signed_in()?.is_admin() => {
             let project = api
-                .accounts()?
+                .accounts_for(call)?
                 .project_by_id(id)
                 .await?
                 .ok_or_else(|| ApiError::harbor(StatusCode::NOT_FOUND, format!("project {id} not found")))?;
@@ -52,7 +52,7 @@ async fn require_owner(api: &Api, call: &ApiCall, robot: &Robot) -> Result<(), A
 async fn path_robot(api: &Api, call: &ApiCall) -> Result<Robot, ApiError> {
     let id = call.params.id("robot_id")?;
     let robot = api
-        .accounts()?
+        .accounts_for(call)?
         .robot_by_id(id)
         .await?
         .ok_or_else(|| ApiError::harbor(StatusCode::NOT_FOUND, format!("robot {id} not found")))?;
@@ -64,7 +64,7 @@ async fn path_robot(api: &Api, call: &ApiCall) -> Result<Robot, ApiError> {
 pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let who = call.signed_in()?.clone();
     let q = Q::parse(call.query.get("q"), &["level", "projectid", "name"])?;
-    let accounts = api.accounts()?;
+    let accounts = api.accounts_for(&call)?;
     if !who.is_admin() {
         let Some(Condition::Exact(id)) = q.get("projectid") else {
             return Err(forbidden("list a project's robots with q=Level=project,ProjectID=<id>"));
@@ -114,7 +114,7 @@ pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
                 .first()
                 .map(|p| p.namespace.clone())
                 .ok_or_else(|| bad_request("a project robot needs a permission naming its project"))?;
-            let project = api.accounts()?.existing_project(&namespace).await?;
+            let project = api.accounts_for(&call)?.existing_project(&namespace).await?;
             api.require_manage(&call, &project).await?;
             Some(project.name)
         }
@@ -134,7 +134,7 @@ pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
         secret: req.secret,
         creator,
     };
-    let (robot, secret) = api.accounts()?.create_robot(new).await?;
+    let (robot, secret) = api.accounts_for(&call)?.create_robot(new).await?;
     let body = json!({
         "id": robot.id,
         "name": robot.name,
@@ -180,7 +180,7 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
         Some(d) => Some(duration(Some(d))?),
         None => None,
     };
-    api.accounts()?.update_robot(robot.id, req.description, req.disable, req.permissions, days).await?;
+    api.accounts_for(&call)?.update_robot(robot.id, req.description, req.disable, req.permissions, days).await?;
     Ok(status_only(StatusCode::OK))
 }
 
@@ -194,13 +194,13 @@ struct RobotSec {
 pub(crate) async fn refresh(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let robot = path_robot(&api, &call).await?;
     let req: RobotSec = if call.body.is_empty() { RobotSec::default() } else { call.json()? };
-    let secret = api.accounts()?.refresh_robot_secret(robot.id, req.secret.filter(|s| !s.is_empty())).await?;
+    let secret = api.accounts_for(&call)?.refresh_robot_secret(robot.id, req.secret.filter(|s| !s.is_empty())).await?;
     Ok(json_response(StatusCode::OK, &json!({"secret": secret})))
 }
 
 /// `DELETE /robots/{id}`.
 pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let robot = path_robot(&api, &call).await?;
-    api.accounts()?.remove_robot_by_id(robot.id).await?;
+    api.accounts_for(&call)?.remove_robot_by_id(robot.id).await?;
     Ok(status_only(StatusCode::OK))
 }

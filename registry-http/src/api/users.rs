@@ -20,7 +20,7 @@ pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
     call.require_admin()?;
     let q = Q::parse(call.query.get("q"), &["username", "email"])?;
     let users: Vec<User> = api
-        .accounts()?
+        .accounts_for(&call)?
         .users()
         .await?
         .into_iter()
@@ -45,7 +45,7 @@ pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
     call.require_admin()?;
     let req: UserCreationReq = call.json()?;
     let user = api
-        .accounts()?
+        .accounts_for(&call)?
         .create_user(NewUser {
             name: req.username,
             password: req.password,
@@ -62,7 +62,10 @@ pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
 
 async fn calling_user(api: &Api, call: &ApiCall) -> Result<User, ApiError> {
     let name = call.user_name()?;
-    api.accounts()?.user(name).await?.ok_or_else(|| ApiError::harbor(StatusCode::UNAUTHORIZED, "the account is gone"))
+    api.accounts_for(call)?
+        .user(name)
+        .await?
+        .ok_or_else(|| ApiError::harbor(StatusCode::UNAUTHORIZED, "the account is gone"))
 }
 
 /// `GET /users/current`.
@@ -115,7 +118,7 @@ pub(crate) async fn current_permissions(api: Arc<Api>, call: ApiCall) -> ApiResu
     let mut out = Vec::new();
     if let Some(project) = scope.strip_prefix("/project/") {
         let project = project.split('/').next().unwrap_or_default();
-        let accounts = api.accounts()?;
+        let accounts = api.accounts_for(&call)?;
         let found = match project.parse::<u64>() {
             Ok(id) => accounts.project_by_id(id).await?,
             Err(_) => accounts.project(project).await?,
@@ -140,7 +143,8 @@ pub(crate) async fn current_permissions(api: Arc<Api>, call: ApiCall) -> ApiResu
 pub(crate) async fn search(api: Arc<Api>, call: ApiCall) -> ApiResult {
     call.signed_in()?;
     let needle = call.query.get("username").ok_or_else(|| bad_request("username is required"))?.to_owned();
-    let found: Vec<User> = api.accounts()?.users().await?.into_iter().filter(|u| u.name.contains(&needle)).collect();
+    let found: Vec<User> =
+        api.accounts_for(&call)?.users().await?.into_iter().filter(|u| u.name.contains(&needle)).collect();
     page_of(&call, "/users/search", found, |u| json!({"user_id": u.id, "username": u.name}))
 }
 
@@ -149,7 +153,7 @@ async fn path_user(api: &Api, call: &ApiCall, admin_only: bool) -> Result<User, 
     let who = call.signed_in()?;
     let id = call.params.id("user_id")?;
     let user = api
-        .accounts()?
+        .accounts_for(call)?
         .user_by_id(id)
         .await?
         .ok_or_else(|| ApiError::harbor(StatusCode::NOT_FOUND, format!("user {id} not found")))?;
@@ -181,7 +185,7 @@ struct UserProfile {
 pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let user = path_user(&api, &call, false).await?;
     let req: UserProfile = call.json()?;
-    let accounts = api.accounts()?;
+    let accounts = api.accounts_for(&call)?;
     if let Some(enabled) = req.enabled {
         call.require_admin()?;
         if !enabled && call.user_name()? == user.name {
@@ -199,7 +203,7 @@ pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     if call.user_name()? == user.name {
         return Err(forbidden("you cannot delete yourself"));
     }
-    api.accounts()?.remove_user(&user.name).await?;
+    api.accounts_for(&call)?.remove_user(&user.name).await?;
     Ok(status_only(StatusCode::OK))
 }
 
@@ -221,7 +225,7 @@ pub(crate) async fn password(api: Arc<Api>, call: ApiCall) -> ApiResult {
         (true, Some(old)) => Some(old),
         (false, _) => None,
     };
-    api.accounts()?.change_password(&user.name, old, &req.new_password).await?;
+    api.accounts_for(&call)?.change_password(&user.name, old, &req.new_password).await?;
     Ok(status_only(StatusCode::OK))
 }
 
@@ -234,6 +238,6 @@ struct SysAdminFlag {
 pub(crate) async fn sysadmin(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let user = path_user(&api, &call, true).await?;
     let req: SysAdminFlag = call.json()?;
-    api.accounts()?.set_admin(&user.name, req.sysadmin_flag).await?;
+    api.accounts_for(&call)?.set_admin(&user.name, req.sysadmin_flag).await?;
     Ok(status_only(StatusCode::OK))
 }

@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use registry_auth::{
-    AccessPolicy, Accounts, AuthError, Authenticator, Identity, MemoryAccountStore, TokenIssuer, TokenKey,
-    TokenService, TokenVerifier,
+    AccessPolicy, Accounts, AuthError, Authenticator, Identity, TokenIssuer, TokenKey, TokenService, TokenVerifier,
 };
 use registry_core::{Action, Scope, SharedClock};
 use registry_storage::Registry;
@@ -114,6 +113,7 @@ impl RegistryBuilder {
                 issuer: None,
                 authenticator: None,
                 policy: None,
+                events: None,
             })),
             (Some(authenticator), Some(policy), None) => {
                 let key = match self.token_key {
@@ -144,6 +144,7 @@ impl RegistryBuilder {
                     issuer: Some(Arc::new(service)),
                     authenticator: Some(authenticator.clone()),
                     policy: Some(policy.clone()),
+                    events: (!self.token_only).then(|| registry.clone()),
                 }))
             }
             _ => None,
@@ -218,13 +219,16 @@ impl RegistryBuilder {
         };
         Ok(match &self.storage {
             Storage::Memory => {
+                // redb's in-memory backend: the code the embedded default runs, metadata and
+                // accounts (and so every event) in one store.
+                let store = registry_redb::RedbStore::in_memory().with_clock(clock.clone());
                 let registry = Registry::new(
                     Arc::new(registry_storage::MemoryBlobStore::new()),
-                    Arc::new(registry_storage::MemoryMetadataStore::with_clock(clock.clone())),
+                    Arc::new(store.clone()),
                     self.limits.clone(),
                 )
                 .with_clock(clock.clone());
-                (registry, Some(Arc::new(MemoryAccountStore::new())), None, "memory")
+                (registry, Some(Arc::new(store)), None, "memory")
             }
             Storage::Registry(registry) => (registry.clone(), None, None, "custom"),
             Storage::Embedded(dir) => {

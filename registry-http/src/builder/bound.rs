@@ -82,6 +82,8 @@ impl Server {
         if let Some(task) = schedule {
             task.abort();
         }
+        // The pull and login events of the last second.
+        built.registry.flush_events().await;
         drop(built);
         served
     }

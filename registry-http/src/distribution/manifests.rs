@@ -7,6 +7,7 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use super::route::Route;
 use super::{Call, Distribution, Handled};
 use crate::error::ApiError;
+use crate::layers::Authentication;
 use crate::request::{content_length, read_limited};
 use crate::response::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, empty, full, set, status_only};
 
@@ -24,7 +25,7 @@ pub(super) async fn get(dist: &Distribution, call: Call) -> Handled {
     let (record, bytes) = if head {
         (dist.registry.stat_manifest(name, reference).await?, Bytes::new())
     } else {
-        dist.registry.get_manifest(name, reference).await?
+        dist.registry.pull_manifest(name, reference, &Authentication::operator_of(&call.req)).await?
     };
     if !super::headers::accepts(call.req.headers(), &record.media_type) {
         return Err(registry_storage::Error::ManifestNotAcceptable { media_type: record.media_type }.into());
@@ -48,10 +49,11 @@ pub(super) async fn put(dist: &Distribution, call: Call) -> Handled {
         return Err(too_large().into());
     }
     let content_type = call.req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let operator = Authentication::operator_of(&call.req);
     let bytes = read_limited(call.req.into_body(), limit)
         .await
         .map_err(|e| if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large().into() } else { e })?;
-    let pushed = dist.registry.put_manifest(&name, &reference, content_type.as_deref(), bytes).await?;
+    let pushed = dist.registry.put_manifest(&name, &reference, content_type.as_deref(), bytes, &operator).await?;
     let mut r = status_only(StatusCode::CREATED);
     let h = r.headers_mut();
     set(h, LOCATION, &call.prefix.location(&format!("/v2/{name}/manifests/{}", pushed.digest)));
@@ -65,6 +67,6 @@ pub(super) async fn put(dist: &Distribution, call: Call) -> Handled {
 /// Deletes a manifest by digest, or only a tag.
 pub(super) async fn delete(dist: &Distribution, call: Call) -> Handled {
     let (name, reference) = target(&call)?;
-    dist.registry.delete_manifest(name, reference).await?;
+    dist.registry.delete_manifest(name, reference, &Authentication::operator_of(&call.req)).await?;
     Ok(status_only(StatusCode::ACCEPTED))
 }

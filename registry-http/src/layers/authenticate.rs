@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use registry_auth::{AuthError, Authenticator, Credentials, Identity, TokenError, TokenVerifier, VerifiedToken};
+use registry_core::event::Operator;
 
 use super::{BoxService, FnLayer, Layer, call, service_fn};
 use crate::error::ApiError;
@@ -39,6 +40,21 @@ pub enum Authentication {
 }
 
 impl Authentication {
+    /// Who a request's changes and pulls are recorded for, from its credentials and the client's
+    /// address.
+    pub fn operator_of(req: &http::Request<RequestBody>) -> Operator {
+        let address = req.extensions().get::<crate::server::ClientAddress>().map(|a| a.0.ip().to_string());
+        match req.extensions().get::<Authentication>() {
+            Some(Authentication::Token(t) | Authentication::ExpiredToken(t)) if !t.claims.sub.is_empty() => {
+                Operator::named(&t.claims.sub, address)
+            }
+            Some(Authentication::Identity(Identity::User { name, .. } | Identity::Robot { name, .. })) => {
+                Operator::named(name, address)
+            }
+            _ => Operator::anonymous(address),
+        }
+    }
+
     /// The identity, when one was proved.
     pub fn identity(&self) -> Option<&Identity> {
         match self {

@@ -75,7 +75,13 @@ impl Default for ServerOptions {
 struct Tracked {
     inner: RegistryService,
     in_flight: InFlight,
+    peer: Option<ClientAddress>,
 }
+
+/// The address of the client a request came from (in the request's extensions; none on the
+/// admin socket). Behind a proxy it is the proxy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::SocketAddr);
 
 impl tower::Service<Request<Incoming>> for Tracked {
     type Response = Response<ResponseBody>;
@@ -86,9 +92,12 @@ impl tower::Service<Request<Incoming>> for Tracked {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
         let guard = self.in_flight.enter();
         let service = self.inner.clone();
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(peer);
+        }
         Box::pin(async move {
             let r = service.handle(req).await;
             drop(guard);
@@ -109,6 +118,7 @@ fn http1_builder(options: &ServerOptions) -> http1::Builder {
 
 fn connection<I>(
     io: I,
+    peer: Option<std::net::SocketAddr>,
     service: &RegistryService,
     options: &ServerOptions,
     builder: &http1::Builder,
@@ -119,7 +129,8 @@ where
 {
     let in_flight = InFlight::default();
     let io = HeadErrors::new(DeadlineIo::new(io, options.timeouts, in_flight.clone()), options.max_header_bytes);
-    let hyper_service = TowerToHyperService::new(Tracked { inner: service.clone(), in_flight });
+    let peer = peer.map(ClientAddress);
+    let hyper_service = TowerToHyperService::new(Tracked { inner: service.clone(), in_flight, peer });
     let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), hyper_service));
     async move {
         if let Err(e) = conn.await {
@@ -155,7 +166,7 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 match &tls {
                     None => {
-                        tokio::spawn(connection(stream, &service, &options, &builder, graceful.watcher()));
+                        tokio::spawn(connection(stream, Some(peer), &service, &options, &builder, graceful.watcher()));
                     }
                     Some(acceptor) => {
                         // The handshake runs in the connection's task, bounded like a request head.
@@ -167,7 +178,7 @@ pub async fn serve(
                                 Ok(Err(e)) => return tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
                                 Err(_) => return tracing::debug!(peer = %peer, "TLS handshake timed out"),
                             };
-                            connection(stream, &service, &options, &builder, watcher).await;
+                            connection(stream, Some(peer), &service, &options, &builder, watcher).await;
                         });
                     }
                 }
@@ -198,7 +209,7 @@ pub async fn serve_unix(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, &service, &options, &builder, graceful.watcher()));
+                    tokio::spawn(connection(stream, None, &service, &options, &builder, graceful.watcher()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "admin socket accept failed");

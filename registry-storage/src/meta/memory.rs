@@ -11,6 +11,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, SharedClock, Tag};
 
 use super::{GcLink, GcManifest, Holder, ManifestRecord, MetadataStore, Page, UploadRecord};
@@ -41,6 +42,12 @@ struct State {
     collecting: BTreeMap<String, u64>,
     /// (digest, holder) -> held until (milliseconds).
     held: BTreeMap<(String, u64), u64>,
+    /// The event stream, by id.
+    events: BTreeMap<u64, Event>,
+    /// The last event id given.
+    last_event: u64,
+    /// Consumers' cursors.
+    cursors: BTreeMap<String, u64>,
 }
 
 /// The metadata store in memory. Cheap to clone; clones share the data.
@@ -140,6 +147,13 @@ impl State {
             self.blob_refs.remove(&(r.to_string(), repo.to_owned(), digest.to_owned()));
         }
         Some(record)
+    }
+
+    fn record(&mut self, events: &[Event]) {
+        for event in events {
+            self.last_event += 1;
+            self.events.insert(self.last_event, Event { id: self.last_event, ..event.clone() });
+        }
     }
 
     fn held(&self, digest: &str, now_millis: u64) -> bool {
@@ -252,6 +266,7 @@ impl MetadataStore for MemoryMetadataStore {
         repository: &RepositoryName,
         record: &ManifestRecord,
         tag: Option<&Tag>,
+        events: &[Event],
     ) -> Result<()> {
         let repo = repository.to_string();
         let digest = record.digest.to_string();
@@ -279,6 +294,7 @@ impl MetadataStore for MemoryMetadataStore {
             }
             state.manifest_tags.insert((repo, digest, tag.to_string()));
         }
+        state.record(events);
         Ok(())
     }
 
@@ -286,8 +302,13 @@ impl MetadataStore for MemoryMetadataStore {
         Ok(self.lock().manifests.get(&rk(repository, digest)).cloned())
     }
 
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
-        Ok(self.lock().remove_manifest(repository.as_str(), &digest.to_string()).is_some())
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest, events: &[Event]) -> Result<bool> {
+        let mut state = self.lock();
+        let removed = state.remove_manifest(repository.as_str(), &digest.to_string()).is_some();
+        if removed {
+            state.record(events);
+        }
+        Ok(removed)
     }
 
     async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
@@ -295,10 +316,50 @@ impl MetadataStore for MemoryMetadataStore {
         state.tags.get(&(repository.to_string(), tag.to_string())).map(|d| parse_digest(d)).transpose()
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag, events: &[Event]) -> Result<bool> {
         let mut state = self.lock();
         let Some(digest) = state.tags.remove(&(repository.to_string(), tag.to_string())) else { return Ok(false) };
         state.manifest_tags.remove(&(repository.to_string(), digest, tag.to_string()));
+        state.record(events);
+        Ok(true)
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        self.lock().record(events);
+        Ok(())
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        Ok(self.lock().events.range(after + 1..).take(limit).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn query_events(&self, filter: &EventFilter, offset: usize, limit: usize) -> Result<(Vec<Event>, u64)> {
+        let state = self.lock();
+        let matching: Vec<&Event> = state.events.values().rev().filter(|e| filter.matches(e)).collect();
+        let page = matching.iter().skip(offset).take(limit).map(|e| (*e).clone()).collect();
+        Ok((page, matching.len() as u64))
+    }
+
+    async fn trim_events(&self, before_ms: u64) -> Result<u64> {
+        let mut state = self.lock();
+        let old: Vec<u64> = state.events.iter().filter(|(_, e)| e.time_ms < before_ms).map(|(id, _)| *id).collect();
+        for id in &old {
+            state.events.remove(id);
+        }
+        Ok(old.len() as u64)
+    }
+
+    async fn cursor(&self, name: &str) -> Result<u64> {
+        Ok(self.lock().cursors.get(name).copied().unwrap_or(0))
+    }
+
+    async fn advance_cursor(&self, name: &str, from: u64, to: u64) -> Result<bool> {
+        let mut state = self.lock();
+        let at = state.cursors.get(name).copied().unwrap_or(0);
+        if at != from {
+            return Ok(false);
+        }
+        state.cursors.insert(name.to_owned(), to);
         Ok(true)
     }
 

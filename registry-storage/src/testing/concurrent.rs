@@ -98,7 +98,21 @@ pub async fn concurrent_writers_suite(a: Arc<dyn MetadataStore>, b: Arc<dyn Meta
     let tag = Tag::parse("latest").expect("tag");
     let puts = (0..WRITERS).map(|i| {
         let (store, repo, tag) = (pick(i), repo.clone(), tag.clone());
-        tokio::spawn(async move { store.put_manifest(&repo, &manifest(i), Some(&tag)).await })
+        tokio::spawn(async move {
+            let resource = registry_core::event::Resource {
+                repository: Some(repo.to_string()),
+                digest: Some(manifest(i).digest.to_string()),
+                tag: Some(tag.to_string()),
+                ..Default::default()
+            };
+            let event = registry_core::event::Event::new(
+                i as u64,
+                registry_core::event::Operator::system(),
+                registry_core::event::EventAction::CreateTag,
+                resource,
+            );
+            store.put_manifest(&repo, &manifest(i), Some(&tag), &[event]).await
+        })
     });
     for result in futures::future::join_all(puts).await {
         result.expect("task").expect("put manifest");
@@ -107,6 +121,16 @@ pub async fn concurrent_writers_suite(a: Arc<dyn MetadataStore>, b: Arc<dyn Meta
     assert!((0..WRITERS).any(|i| manifest(i).digest == digest), "the tag names one of the pushed manifests");
     let tags = stores[1].list_tags(&repo, None, 100).await.expect("tags").expect("known");
     assert_eq!(tags.entries, vec!["latest"], "one tag, listed once");
+    // The events are in the order the changes committed: the last tag event is the tag's state.
+    let events = stores[0].events_after(0, 1000).await.expect("events");
+    let tag_events: Vec<_> =
+        events.iter().filter(|e| e.action == registry_core::event::EventAction::CreateTag).collect();
+    assert_eq!(tag_events.len(), WRITERS, "one event per write");
+    assert_eq!(
+        tag_events.last().and_then(|e| e.resource.digest.clone()),
+        Some(digest.to_string()),
+        "the last event recorded is the last change committed"
+    );
     for i in 0..WRITERS {
         assert!(stores[i % 2].get_manifest(&repo, &manifest(i).digest).await.expect("get").is_some(), "manifest {i}");
     }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
+use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, Tag};
 
 use crate::blob::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId};
@@ -306,9 +307,10 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         repository: &RepositoryName,
         record: &ManifestRecord,
         tag: Option<&Tag>,
+        events: &[Event],
     ) -> Result<()> {
         self.write()?;
-        self.inner.put_manifest(repository, record, tag).await
+        self.inner.put_manifest(repository, record, tag, events).await
     }
 
     async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>> {
@@ -316,9 +318,9 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.get_manifest(repository, digest).await
     }
 
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest, events: &[Event]) -> Result<bool> {
         self.write()?;
-        self.inner.delete_manifest(repository, digest).await
+        self.inner.delete_manifest(repository, digest, events).await
     }
 
     async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
@@ -331,9 +333,39 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.tagged_manifest(repository, tag).await
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag, events: &[Event]) -> Result<bool> {
         self.write()?;
-        self.inner.delete_tag(repository, tag).await
+        self.inner.delete_tag(repository, tag, events).await
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        self.write()?;
+        self.inner.append_events(events).await
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        self.read()?;
+        self.inner.events_after(after, limit).await
+    }
+
+    async fn query_events(&self, filter: &EventFilter, offset: usize, limit: usize) -> Result<(Vec<Event>, u64)> {
+        self.read()?;
+        self.inner.query_events(filter, offset, limit).await
+    }
+
+    async fn trim_events(&self, before_ms: u64) -> Result<u64> {
+        self.write()?;
+        self.inner.trim_events(before_ms).await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<u64> {
+        self.read()?;
+        self.inner.cursor(name).await
+    }
+
+    async fn advance_cursor(&self, name: &str, from: u64, to: u64) -> Result<bool> {
+        self.write()?;
+        self.inner.advance_cursor(name, from, to).await
     }
 
     async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>> {

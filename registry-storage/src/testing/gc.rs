@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use registry_core::event::Operator;
 use registry_core::{Digest, Reference, RepositoryName};
 
 use super::{body, collect};
@@ -90,7 +91,7 @@ async fn push_image(
         Some(t) => Reference::parse(t).expect("tag"),
         None => Reference::Digest(Digest::sha256_of(&manifest)),
     };
-    let pushed = r.put_manifest(repo, &reference, Some(OCI_MANIFEST), manifest).await?;
+    let pushed = r.put_manifest(repo, &reference, Some(OCI_MANIFEST), manifest, &Operator::system()).await?;
     Ok((pushed.digest, layer_digest))
 }
 
@@ -127,7 +128,7 @@ async fn deleting_an_image_frees_its_own_blobs_not_shared_ones(f: &GcFixture) {
     let (a, b) = (name("gc/a"), name("gc/b"));
     let (manifest_a, layer_a) = push_image(&f.registry, &a, b"only in a", Some("v1"), None).await.expect("a");
     let (_, layer_b) = push_image(&f.registry, &b, b"only in b", Some("v1"), None).await.expect("b");
-    f.registry.delete_manifest(&a, &Reference::Digest(manifest_a.clone())).await.expect("delete");
+    f.registry.delete_manifest(&a, &Reference::Digest(manifest_a.clone()), &Operator::system()).await.expect("delete");
 
     let report = f.registry.collect_garbage(&now_options()).await.expect("gc");
     // a's layer, a's config link, a's manifest file; the config blob is shared with b.
@@ -151,7 +152,9 @@ async fn delete_untagged_keeps_tagged_index_children_and_referrers_of_live_image
     let index = Bytes::from(format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{child}","size":{size}}}]}}"#
     ));
-    r.put_manifest(&repo, &Reference::parse("multi").expect("tag"), Some(OCI_INDEX), index).await.expect("index");
+    r.put_manifest(&repo, &Reference::parse("multi").expect("tag"), Some(OCI_INDEX), index, &Operator::system())
+        .await
+        .expect("index");
 
     let dry =
         r.collect_garbage(&GcOptions { dry_run: true, delete_untagged: true, ..now_options() }).await.expect("dry");

@@ -1,0 +1,320 @@
+//! Events: one record per change (and per pull and login), written by the store in the same
+//! transaction as the change it records (a transactional outbox), read back in order by
+//! consumers (the audit log, webhooks, syslog forwarding) with a cursor.
+
+use serde::{Deserialize, Serialize};
+
+/// Who did it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Operator {
+    /// What kind of account.
+    pub kind: OperatorKind,
+    /// Its name (empty for anonymous and the system).
+    pub name: String,
+    /// The client's address, when the change came over the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+impl Operator {
+    /// The registry itself (first start, scheduled jobs, commands on the local socket).
+    pub fn system() -> Operator {
+        Operator { kind: OperatorKind::System, name: String::new(), address: None }
+    }
+
+    /// A named user or robot (robots' names start with `robot$`).
+    pub fn named(name: &str, address: Option<String>) -> Operator {
+        let kind = if name.starts_with("robot$") { OperatorKind::Robot } else { OperatorKind::User };
+        Operator { kind, name: name.to_owned(), address }
+    }
+
+    /// Someone who did not log in.
+    pub fn anonymous(address: Option<String>) -> Operator {
+        Operator { kind: OperatorKind::Anonymous, name: String::new(), address }
+    }
+
+    /// The name the audit log shows (`anonymous`, `system` for those).
+    pub fn display_name(&self) -> &str {
+        match self.kind {
+            OperatorKind::Anonymous => "anonymous",
+            OperatorKind::System => "system",
+            _ => &self.name,
+        }
+    }
+}
+
+/// Kinds of operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OperatorKind {
+    /// A user.
+    User,
+    /// A robot account.
+    Robot,
+    /// No credentials.
+    Anonymous,
+    /// The registry itself.
+    #[default]
+    System,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventAction {
+    /// A manifest (an artifact) was pushed.
+    PushArtifact,
+    /// A manifest was pulled.
+    PullArtifact,
+    /// A manifest was deleted (with its tags).
+    DeleteArtifact,
+    /// A tag was created, or moved to another manifest.
+    CreateTag,
+    /// A tag was deleted.
+    DeleteTag,
+    /// A user was created.
+    CreateUser,
+    /// A user was changed (profile, password, admin flag, enabled).
+    UpdateUser,
+    /// A user was deleted.
+    DeleteUser,
+    /// A project was created.
+    CreateProject,
+    /// A project was changed.
+    UpdateProject,
+    /// A project was deleted.
+    DeleteProject,
+    /// A member was added to a project.
+    CreateMember,
+    /// A member's role changed.
+    UpdateMember,
+    /// A member was removed.
+    DeleteMember,
+    /// A robot account was created.
+    CreateRobot,
+    /// A robot account was changed (or its secret refreshed).
+    UpdateRobot,
+    /// A robot account was deleted.
+    DeleteRobot,
+    /// A system setting changed.
+    UpdateSettings,
+    /// A login succeeded.
+    LoginSuccess,
+    /// A login failed (the password is never recorded).
+    LoginFailure,
+}
+
+impl EventAction {
+    /// Every action, for listings.
+    pub const ALL: [EventAction; 20] = [
+        EventAction::PushArtifact,
+        EventAction::PullArtifact,
+        EventAction::DeleteArtifact,
+        EventAction::CreateTag,
+        EventAction::DeleteTag,
+        EventAction::CreateUser,
+        EventAction::UpdateUser,
+        EventAction::DeleteUser,
+        EventAction::CreateProject,
+        EventAction::UpdateProject,
+        EventAction::DeleteProject,
+        EventAction::CreateMember,
+        EventAction::UpdateMember,
+        EventAction::DeleteMember,
+        EventAction::CreateRobot,
+        EventAction::UpdateRobot,
+        EventAction::DeleteRobot,
+        EventAction::UpdateSettings,
+        EventAction::LoginSuccess,
+        EventAction::LoginFailure,
+    ];
+
+    /// Harbor's audit-log `resource_type` and `operation` for the action.
+    pub fn audit(self) -> (&'static str, &'static str) {
+        use EventAction as A;
+        match self {
+            A::PushArtifact => ("artifact", "create"),
+            A::PullArtifact => ("artifact", "pull"),
+            A::DeleteArtifact => ("artifact", "delete"),
+            A::CreateTag => ("tag", "create"),
+            A::DeleteTag => ("tag", "delete"),
+            A::CreateUser => ("user", "create"),
+            A::UpdateUser => ("user", "update"),
+            A::DeleteUser => ("user", "delete"),
+            A::CreateProject => ("project", "create"),
+            A::UpdateProject => ("project", "update"),
+            A::DeleteProject => ("project", "delete"),
+            A::CreateMember => ("project_member", "create"),
+            A::UpdateMember => ("project_member", "update"),
+            A::DeleteMember => ("project_member", "delete"),
+            A::CreateRobot => ("robot", "create"),
+            A::UpdateRobot => ("robot", "update"),
+            A::DeleteRobot => ("robot", "delete"),
+            A::UpdateSettings => ("configuration", "update"),
+            A::LoginSuccess => ("user", "login"),
+            A::LoginFailure => ("user", "login_failure"),
+        }
+    }
+
+    /// The name as text (`PUSH_ARTIFACT`).
+    pub fn as_str(self) -> &'static str {
+        use EventAction as A;
+        match self {
+            A::PushArtifact => "PUSH_ARTIFACT",
+            A::PullArtifact => "PULL_ARTIFACT",
+            A::DeleteArtifact => "DELETE_ARTIFACT",
+            A::CreateTag => "CREATE_TAG",
+            A::DeleteTag => "DELETE_TAG",
+            A::CreateUser => "CREATE_USER",
+            A::UpdateUser => "UPDATE_USER",
+            A::DeleteUser => "DELETE_USER",
+            A::CreateProject => "CREATE_PROJECT",
+            A::UpdateProject => "UPDATE_PROJECT",
+            A::DeleteProject => "DELETE_PROJECT",
+            A::CreateMember => "CREATE_MEMBER",
+            A::UpdateMember => "UPDATE_MEMBER",
+            A::DeleteMember => "DELETE_MEMBER",
+            A::CreateRobot => "CREATE_ROBOT",
+            A::UpdateRobot => "UPDATE_ROBOT",
+            A::DeleteRobot => "DELETE_ROBOT",
+            A::UpdateSettings => "UPDATE_SETTINGS",
+            A::LoginSuccess => "LOGIN_SUCCESS",
+            A::LoginFailure => "LOGIN_FAILURE",
+        }
+    }
+}
+
+/// What it happened to. Fields that do not apply are empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Resource {
+    /// The project (the first component of a repository name, or the project changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The manifest's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The manifest's media type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// The artifact type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The manifest's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The account changed (user, robot, member), or the setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Its place in the stream, given by the store (0 until stored). Ids grow in the order the
+    /// changes committed.
+    pub id: u64,
+    /// When, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// Who.
+    pub operator: Operator,
+    /// What.
+    pub action: EventAction,
+    /// To what.
+    pub resource: Resource,
+}
+
+impl Event {
+    /// A new event (its id is given when it is stored).
+    pub fn new(time_ms: u64, operator: Operator, action: EventAction, resource: Resource) -> Event {
+        Event { id: 0, time_ms, operator, action, resource }
+    }
+
+    /// The audit log's `resource` text: `repo:tag`, `repo@digest`, the project or the account.
+    pub fn resource_text(&self) -> String {
+        let r = &self.resource;
+        match (&r.repository, &r.tag, &r.digest) {
+            (Some(repo), Some(tag), _) => format!("{repo}:{tag}"),
+            (Some(repo), None, Some(digest)) => format!("{repo}@{digest}"),
+            (Some(repo), None, None) => repo.clone(),
+            _ => r.name.clone().or_else(|| r.project.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Which events a query wants (the audit log's filters). Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only these projects (a project member's view).
+    pub projects: Option<Vec<String>>,
+    /// The operation (`create`, `delete`, `pull`, …).
+    pub operation: Option<String>,
+    /// The resource type (`artifact`, `tag`, `user`, …).
+    pub resource_type: Option<String>,
+    /// A substring of the resource text.
+    pub resource: Option<String>,
+    /// The operator's name.
+    pub username: Option<String>,
+    /// From this time (ms, inclusive).
+    pub from_ms: Option<u64>,
+    /// Until this time (ms, inclusive).
+    pub to_ms: Option<u64>,
+}
+
+impl EventFilter {
+    /// Whether `event` matches.
+    pub fn matches(&self, event: &Event) -> bool {
+        let (resource_type, operation) = event.action.audit();
+        let project_ok = match &self.projects {
+            Some(projects) => event.resource.project.as_ref().is_some_and(|p| projects.contains(p)),
+            None => true,
+        };
+        project_ok
+            && self.operation.as_deref().is_none_or(|o| o == operation)
+            && self.resource_type.as_deref().is_none_or(|t| t == resource_type)
+            && self.resource.as_deref().is_none_or(|r| event.resource_text().contains(r))
+            && self.username.as_deref().is_none_or(|u| u == event.operator.display_name())
+            && self.from_ms.is_none_or(|t| event.time_ms >= t)
+            && self.to_ms.is_none_or(|t| event.time_ms <= t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_filter() {
+        let event = Event::new(
+            5_000,
+            Operator::named("robot$team+ci", Some("10.0.0.1".into())),
+            EventAction::PushArtifact,
+            Resource {
+                project: Some("team".into()),
+                repository: Some("team/app".into()),
+                tag: Some("v1".into()),
+                ..Resource::default()
+            },
+        );
+        assert_eq!(event.operator.kind, OperatorKind::Robot);
+        let text = serde_json::to_string(&event).expect("json");
+        assert_eq!(serde_json::from_str::<Event>(&text).expect("parse"), event);
+        assert!(text.contains("\"PUSH_ARTIFACT\""));
+        assert_eq!(event.resource_text(), "team/app:v1");
+        let mut filter = EventFilter { operation: Some("create".into()), ..EventFilter::default() };
+        assert!(filter.matches(&event));
+        filter.projects = Some(vec!["library".into()]);
+        assert!(!filter.matches(&event), "another project");
+        let filter = EventFilter { from_ms: Some(6_000), ..EventFilter::default() };
+        assert!(!filter.matches(&event), "before the range");
+        for action in EventAction::ALL {
+            let text = serde_json::to_string(&action).expect("json");
+            assert_eq!(text.trim_matches('"'), action.as_str());
+        }
+    }
+}
