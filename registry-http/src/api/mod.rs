@@ -9,6 +9,7 @@
 //! | [`members`] | `/projects/{p}/members…` |
 //! | [`users`] | `/users…`, `/users/current…`, `/users/{id}/password`, `/users/{id}/sysadmin` |
 //! | [`robots`] | `/robots…` (Harbor's v2 robots: system and project level) |
+//! | [`audit`] | `/audit-logs`, `/projects/{p}/logs`, `/system/purgeaudit/schedule` |
 //!
 //! Shared pieces: [`context`] (who the caller is, what they may do, project look-up by name or
 //! id), [`pages`] (`page`/`page_size`, `X-Total-Count`, `Link`), [`q`] (Harbor's `q=` filters),
@@ -28,6 +29,7 @@ use crate::layers::{Authentication, BoxService, authenticate, deadline, service_
 use crate::request::{Query, RequestBody, read_limited};
 use crate::response::ResponseBody;
 
+pub mod audit;
 pub mod context;
 pub mod members;
 pub mod pages;
@@ -81,6 +83,9 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/health" => system::health),
             endpoint!(GET "/systeminfo" => system::info),
             endpoint!(GET "/statistics" => system::statistics),
+            endpoint!(GET "/audit-logs" => audit::list),
+            endpoint!(GET "/projects/{project_name_or_id}/logs" => audit::project_logs),
+            endpoint!(POST "/system/purgeaudit/schedule" => audit::purge),
             endpoint!(GET "/system/gc" => system::gc_history),
             endpoint!(GET "/system/gc/schedule" => system::gc_schedule),
             endpoint!(POST "/system/gc/schedule" => system::gc_start),

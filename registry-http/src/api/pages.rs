@@ -58,6 +58,18 @@ pub(crate) fn page_of<T>(
     let paging = Paging::of(call)?;
     let total = items.len() as u64;
     let page: Vec<serde_json::Value> = paging.slice(items).into_iter().map(to_json).collect();
+    page_response(call, path, paging, page, total)
+}
+
+/// The response for one page a store cut (`page`, of `total` in all), with `X-Total-Count` and
+/// `Link`.
+pub(crate) fn page_response(
+    call: &ApiCall,
+    path: &str,
+    paging: Paging,
+    page: Vec<serde_json::Value>,
+    total: u64,
+) -> Result<Response<ResponseBody>, ApiError> {
     let mut r = json(StatusCode::OK, &serde_json::Value::Array(page));
     set(r.headers_mut(), X_TOTAL_COUNT, &total.to_string());
     let link_to = |page: u64| {

@@ -78,6 +78,11 @@ impl Q {
         Ok(Q(out))
     }
 
+    /// Every condition, with its key (lowercase).
+    pub fn conditions(&self) -> &[(String, Condition)] {
+        &self.0
+    }
+
     /// The condition on `key`, if any.
     pub fn get(&self, key: &str) -> Option<&Condition> {
         self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, c)| c)

@@ -1,0 +1,134 @@
+//! The audit log, in Harbor's shapes: `GET /audit-logs` (system administrators), `GET
+//! /projects/{project}/logs` (the project's members), and the purge (`/system/purgeaudit`). Read
+//! from the event stream of the metadata store, newest first, filtered by `q=` (`operation`,
+//! `resource`, `resource_type`, `username`, `op_time=[from~to]`) and paged.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use registry_core::event::{Event, EventFilter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::context::{bad_request, forbidden};
+use super::pages::{Paging, page_response};
+use super::q::{Condition, Q};
+use super::{Api, ApiCall, ApiResult};
+use crate::response::json as json_response;
+
+const KEYS: &[&str] = &["operation", "resource", "resource_type", "username", "op_time"];
+
+/// One record as Harbor shows it.
+pub(crate) fn record(event: &Event) -> Value {
+    let (resource_type, operation) = event.action.audit();
+    json!({
+        "id": event.id,
+        "username": event.operator.display_name(),
+        "resource": event.resource_text(),
+        "resource_type": resource_type,
+        "operation": operation,
+        "op_time": registry_core::time::rfc3339(event.time_ms / 1000),
+        "client_address": event.operator.address,
+        "event_type": event.action.as_str(),
+    })
+}
+
+/// A time in a `q` range: Harbor's `2024-01-02 03:04:05`, RFC 3339, or seconds since the epoch.
+fn time_ms(text: &str) -> Result<u64, super::ApiError> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(secs * 1000);
+    }
+    let mut iso = text.trim().replacen(' ', "T", 1);
+    if !iso.ends_with('Z') && !iso.contains('+') {
+        iso.push('Z');
+    }
+    registry_core::time::parse_timestamp(&iso)
+        .map(|secs| secs * 1000)
+        .ok_or_else(|| bad_request(format!("q: op_time {text:?} is not a time (2024-01-02 03:04:05)")))
+}
+
+/// The filter of a call's `q`.
+fn filter(call: &ApiCall) -> Result<EventFilter, super::ApiError> {
+    let q = Q::parse(call.query.get("q"), KEYS)?;
+    let mut f = EventFilter::default();
+    for (key, condition) in q.conditions() {
+        let exact = |c: &Condition| match c {
+            Condition::Exact(v) | Condition::Fuzzy(v) => Ok(v.clone()),
+            _ => Err(bad_request(format!("q: {key} takes one value"))),
+        };
+        match key.as_str() {
+            "operation" => f.operation = Some(exact(condition)?),
+            "resource_type" => f.resource_type = Some(exact(condition)?),
+            "username" => f.username = Some(exact(condition)?),
+            "resource" => f.resource = Some(exact(condition)?),
+            "op_time" => match condition {
+                Condition::Range(from, to) => {
+                    f.from_ms = from.as_deref().map(time_ms).transpose()?;
+                    // The end second is included whole.
+                    f.to_ms = to.as_deref().map(time_ms).transpose()?.map(|t| t + 999);
+                }
+                _ => return Err(bad_request("q: op_time is a range: op_time=[from~to]")),
+            },
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+async fn page(api: &Api, call: &ApiCall, path: &str, filter: EventFilter) -> ApiResult {
+    let paging = Paging::of(call)?;
+    let offset = ((paging.page - 1) * paging.page_size) as usize;
+    let (events, total) =
+        api.registry.metadata_store().query_events(&filter, offset, paging.page_size as usize).await?;
+    page_response(call, path, paging, events.iter().map(record).collect(), total)
+}
+
+/// `GET /audit-logs`: every record (system administrators).
+pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    call.require_admin()?;
+    let f = filter(&call)?;
+    page(&api, &call, "/audit-logs", f).await
+}
+
+/// `GET /projects/{project_name_or_id}/logs`: the project's records (its members).
+pub(crate) async fn project_logs(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project_name_or_id").await?;
+    let who = call.signed_in()?;
+    if api.role(who, &project).await?.is_none() {
+        return Err(forbidden(format!("only members of project {} see its logs", project.name)));
+    }
+    let f = EventFilter { projects: Some(vec![project.name.clone()]), ..filter(&call)? };
+    page(&api, &call, &format!("/projects/{}/logs", project.name), f).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PurgeParameters {
+    audit_retention_hour: Option<u64>,
+    dry_run: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PurgeRequest {
+    parameters: PurgeParameters,
+}
+
+/// `POST /system/purgeaudit/schedule` with `{"parameters":{"audit_retention_hour":N}}`: removes
+/// the records older than N hours now (the configured retention applies daily on its own).
+pub(crate) async fn purge(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    call.require_admin()?;
+    let request: PurgeRequest = if call.body.is_empty() { PurgeRequest::default() } else { call.json()? };
+    let Some(hours) = request.parameters.audit_retention_hour else {
+        return Err(bad_request("parameters.audit_retention_hour is required (records older than it are removed)"));
+    };
+    let before_ms = registry_core::time::now_millis().saturating_sub(hours.saturating_mul(3_600_000));
+    let removed = if request.parameters.dry_run {
+        let old = EventFilter { to_ms: Some(before_ms.saturating_sub(1)), ..EventFilter::default() };
+        api.registry.metadata_store().query_events(&old, 0, 0).await?.1
+    } else {
+        api.registry.metadata_store().trim_events(before_ms).await?
+    };
+    tracing::info!(removed, hours, dry_run = request.parameters.dry_run, "audit log purged");
+    Ok(json_response(StatusCode::OK, &json!({"removed": removed, "dry_run": request.parameters.dry_run})))
+}
