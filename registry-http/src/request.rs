@@ -11,6 +11,16 @@ use registry_storage::BodyError;
 
 use crate::error::ApiError;
 
+/// The address of the client a request came from (in the request's extensions; none on the
+/// admin socket). Behind a proxy it is the proxy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::SocketAddr);
+
+/// The client's IP address as text, where the server recorded one.
+pub fn client_ip<B>(req: &http::Request<B>) -> Option<String> {
+    req.extensions().get::<ClientAddress>().map(|a| a.0.ip().to_string())
+}
+
 /// The request body inside the service stack: any body, boxed once at the entrance.
 pub type RequestBody = http_body_util::combinators::BoxBody<Bytes, BodyError>;
 

@@ -157,7 +157,7 @@ fn post_request(form: &Bytes) -> Result<TokenRequest, ApiError> {
 }
 
 async fn token_endpoint(auth: &TokenAuth, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
-    let address = req.extensions().get::<crate::server::ClientAddress>().map(|a| a.0.ip().to_string());
+    let address = crate::request::client_ip(&req);
     let Some(service) = &auth.issuer else {
         return Err(
             ApiError::new(ErrorCode::Unsupported, "this server issues no tokens").with_status(StatusCode::NOT_FOUND)

@@ -20,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
+pub use crate::request::ClientAddress;
 use crate::response::ResponseBody;
 use crate::service::RegistryService;
 
@@ -77,11 +78,6 @@ struct Tracked {
     in_flight: InFlight,
     peer: Option<ClientAddress>,
 }
-
-/// The address of the client a request came from (in the request's extensions; none on the
-/// admin socket). Behind a proxy it is the proxy's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddress(pub std::net::SocketAddr);
 
 impl tower::Service<Request<Incoming>> for Tracked {
     type Response = Response<ResponseBody>;
