@@ -96,6 +96,12 @@ pub enum EventAction {
     UpdateRobot,
     /// A robot account was deleted.
     DeleteRobot,
+    /// A webhook policy was created.
+    CreateWebhook,
+    /// A webhook policy was changed.
+    UpdateWebhook,
+    /// A webhook policy was deleted.
+    DeleteWebhook,
     /// A system setting changed.
     UpdateSettings,
     /// A login succeeded.
@@ -106,7 +112,7 @@ pub enum EventAction {
 
 impl EventAction {
     /// Every action, for listings.
-    pub const ALL: [EventAction; 20] = [
+    pub const ALL: [EventAction; 23] = [
         EventAction::PushArtifact,
         EventAction::PullArtifact,
         EventAction::DeleteArtifact,
@@ -124,6 +130,9 @@ impl EventAction {
         EventAction::CreateRobot,
         EventAction::UpdateRobot,
         EventAction::DeleteRobot,
+        EventAction::CreateWebhook,
+        EventAction::UpdateWebhook,
+        EventAction::DeleteWebhook,
         EventAction::UpdateSettings,
         EventAction::LoginSuccess,
         EventAction::LoginFailure,
@@ -150,6 +159,9 @@ impl EventAction {
             A::CreateRobot => ("robot", "create"),
             A::UpdateRobot => ("robot", "update"),
             A::DeleteRobot => ("robot", "delete"),
+            A::CreateWebhook => ("webhook_policy", "create"),
+            A::UpdateWebhook => ("webhook_policy", "update"),
+            A::DeleteWebhook => ("webhook_policy", "delete"),
             A::UpdateSettings => ("configuration", "update"),
             A::LoginSuccess => ("user", "login"),
             A::LoginFailure => ("user", "login_failure"),
@@ -177,6 +189,9 @@ impl EventAction {
             A::CreateRobot => "CREATE_ROBOT",
             A::UpdateRobot => "UPDATE_ROBOT",
             A::DeleteRobot => "DELETE_ROBOT",
+            A::CreateWebhook => "CREATE_WEBHOOK",
+            A::UpdateWebhook => "UPDATE_WEBHOOK",
+            A::DeleteWebhook => "DELETE_WEBHOOK",
             A::UpdateSettings => "UPDATE_SETTINGS",
             A::LoginSuccess => "LOGIN_SUCCESS",
             A::LoginFailure => "LOGIN_FAILURE",

@@ -168,8 +168,11 @@ impl From<registry_storage::Error> for ApiError {
         match &e {
             E::Backend(b) => return fault(b, b.is_retryable(), code.as_str()),
             E::Corrupt { .. } => return fault(&e, false, code.as_str()),
-            E::JobRunning { .. } => {
+            E::JobRunning { .. } | E::Conflict { .. } => {
                 return ApiError::new(code, e.to_string()).with_status(StatusCode::CONFLICT);
+            }
+            E::NotFound { .. } => {
+                return ApiError::new(code, e.to_string()).with_status(StatusCode::NOT_FOUND);
             }
             E::Collecting { .. } | E::UploadBusy => {
                 return ApiError::new(code, e.to_string())

@@ -39,6 +39,7 @@ mod events;
 pub use accounts::AccountsImport;
 mod meta;
 mod migrations;
+mod queue;
 mod secrets;
 #[cfg(feature = "testing")]
 pub mod testing;

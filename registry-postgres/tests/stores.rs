@@ -34,6 +34,15 @@ async fn concurrent_writers_through_two_pools() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn job_queue_and_policies_through_two_pools() {
+    let db = TestDatabase::create().await;
+    let (a, b) = (db.store().await, db.store().await);
+    registry_storage::testing::jobs::job_queue_suite(&a).await;
+    registry_storage::testing::jobs::concurrent_claims_suite(Arc::new(a), Arc::new(b)).await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_collection_suite() {
     gc_suite(|| async {
         let db = TestDatabase::create().await;
@@ -57,7 +66,7 @@ async fn replicas_starting_at_once_apply_the_migrations_once() {
         .map(|r| r.expect("task").expect("every replica starts"))
         .collect();
     let applied = stores[0].schema_versions().await.expect("versions");
-    assert_eq!(applied, vec![1], "each migration applied once");
+    assert_eq!(applied, vec![1, 2], "each migration applied once");
     drop(stores);
     db.drop_database().await;
 }

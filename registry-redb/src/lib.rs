@@ -31,6 +31,7 @@ mod events;
 mod handle;
 mod legacy;
 mod meta;
+mod queue;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -136,6 +136,7 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
     txn.open_table(BLOB_REFS).map_err(db_err)?;
     txn.open_table(COLLECTING).map_err(db_err)?;
     crate::events::prepare::<Error>(txn)?;
+    crate::queue::prepare(txn)?;
     if version < 2 {
         build_indexes(txn)?;
     }

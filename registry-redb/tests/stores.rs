@@ -24,6 +24,14 @@ async fn concurrent_writers_on_a_file() {
     registry_storage::testing::concurrent::concurrent_writers_suite(store.clone(), store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn job_queue_and_policies_on_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(RedbStore::open(dir.path().join("metadata.redb")).expect("open"));
+    registry_storage::testing::jobs::job_queue_suite(&*store).await;
+    registry_storage::testing::jobs::concurrent_claims_suite(store.clone(), store).await;
+}
+
 #[tokio::test]
 async fn account_suite_in_memory() {
     registry_auth::testing::account_store_suite(&RedbStore::in_memory()).await;

@@ -107,6 +107,18 @@ pub enum Error {
         /// The digest.
         digest: String,
     },
+    /// A name another record of its kind already has (a policy's name in its project).
+    #[error("{what} already exists")]
+    Conflict {
+        /// What, named for a person.
+        what: String,
+    },
+    /// No such record (a policy, a job).
+    #[error("{what} not found")]
+    NotFound {
+        /// What, named for a person.
+        what: String,
+    },
     /// A job that runs in one process at a time (garbage collection) is running in another
     /// process sharing the metadata store (another replica).
     #[error("{job} is running on another replica; try again once it has finished")]
@@ -132,9 +144,12 @@ impl Error {
             Error::ManifestDigestMismatch { .. } => ErrorCode::DigestInvalid,
             Error::NameUnknown { .. } => ErrorCode::NameUnknown,
             Error::TooLarge { .. } => ErrorCode::SizeInvalid,
-            Error::Backend(_) | Error::Corrupt { .. } | Error::Collecting { .. } | Error::JobRunning { .. } => {
-                ErrorCode::Unknown
-            }
+            Error::Backend(_)
+            | Error::Corrupt { .. }
+            | Error::Collecting { .. }
+            | Error::JobRunning { .. }
+            | Error::Conflict { .. }
+            | Error::NotFound { .. } => ErrorCode::Unknown,
         }
     }
 

@@ -133,9 +133,11 @@ pub struct Page {
     pub more: bool,
 }
 
-/// Storage for the registry's metadata. Every method is one transaction.
+/// Storage for the registry's metadata. Every method is one transaction. The same database
+/// keeps the registry's job queue ([`JobQueue`](crate::jobs::JobQueue)) and policies
+/// ([`PolicyStore`](crate::policies::PolicyStore)).
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: crate::jobs::JobQueue + crate::policies::PolicyStore + Send + Sync + 'static {
     /// Creates an upload session.
     async fn create_upload(&self, id: &UploadId, record: &UploadRecord) -> Result<()>;
 

@@ -11,6 +11,7 @@
 pub mod concurrent;
 pub mod faults;
 pub mod gc;
+pub mod jobs;
 
 use bytes::Bytes;
 use futures::StreamExt;

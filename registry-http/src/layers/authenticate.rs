@@ -43,7 +43,7 @@ impl Authentication {
     /// Who a request's changes and pulls are recorded for, from its credentials and the client's
     /// address.
     pub fn operator_of(req: &http::Request<RequestBody>) -> Operator {
-        let address = crate::request::client_ip(&req);
+        let address = crate::request::client_ip(req);
         match req.extensions().get::<Authentication>() {
             Some(Authentication::Token(t) | Authentication::ExpiredToken(t)) if !t.claims.sub.is_empty() => {
                 Operator::named(&t.claims.sub, address)

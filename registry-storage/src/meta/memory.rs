@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use registry_core::event::{Event, EventFilter};
+
+use crate::jobs::{Heartbeat, Job, JobCount, JobFilter, JobOutcome, JobQueue, JobTable, JobUpdate, KindLimit, NewJob};
+use crate::policies::{PolicyRecord, PolicyStore, PolicyTable};
 use registry_core::{Digest, RepositoryName, SharedClock, Tag};
 
 use super::{GcLink, GcManifest, Holder, ManifestRecord, MetadataStore, Page, UploadRecord};
@@ -48,6 +51,10 @@ struct State {
     last_event: u64,
     /// Consumers' cursors.
     cursors: BTreeMap<String, u64>,
+    /// The job queue.
+    jobs: JobTable,
+    /// The policies.
+    policies: PolicyTable,
 }
 
 /// The metadata store in memory. Cheap to clone; clones share the data.
@@ -534,5 +541,98 @@ impl MetadataStore for MemoryMetadataStore {
             .take(limit)
             .map(|id| UploadId::parse(id).map_err(|e| Error::corrupt(format!("upload id {id:?}"), e)))
             .collect()
+    }
+}
+
+#[async_trait]
+impl JobQueue for MemoryMetadataStore {
+    async fn enqueue(&self, job: &NewJob, now_ms: u64) -> Result<(u64, bool)> {
+        Ok(self.lock().jobs.enqueue(job, now_ms))
+    }
+
+    async fn claim(&self, kinds: &[KindLimit], worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Job>> {
+        Ok(self.lock().jobs.claim(kinds, worker, now_ms, lease_ms))
+    }
+
+    async fn heartbeat(
+        &self,
+        id: u64,
+        claim: u64,
+        lease_until_ms: u64,
+        now_ms: u64,
+        update: &JobUpdate,
+    ) -> Result<Heartbeat> {
+        Ok(self.lock().jobs.get_mut(id).map_or(Heartbeat::Lost, |j| j.beat(claim, lease_until_ms, now_ms, update)))
+    }
+
+    async fn finish(&self, id: u64, claim: u64, outcome: &JobOutcome, now_ms: u64) -> Result<bool> {
+        Ok(self.lock().jobs.get_mut(id).is_some_and(|j| j.finish(claim, outcome, now_ms)))
+    }
+
+    async fn cancel_job(&self, id: u64, now_ms: u64) -> Result<Option<Job>> {
+        let mut state = self.lock();
+        Ok(state.jobs.get_mut(id).map(|j| {
+            j.cancel(now_ms);
+            j.clone()
+        }))
+    }
+
+    async fn job(&self, id: u64) -> Result<Option<Job>> {
+        Ok(self.lock().jobs.get(id).cloned())
+    }
+
+    async fn jobs(&self, filter: &JobFilter, offset: usize, limit: usize) -> Result<(Vec<Job>, u64)> {
+        Ok(self.lock().jobs.list(filter, offset, limit))
+    }
+
+    async fn job_counts(&self) -> Result<Vec<JobCount>> {
+        Ok(self.lock().jobs.counts())
+    }
+
+    async fn trim_jobs(&self, before_ms: u64) -> Result<u64> {
+        Ok(self.lock().jobs.trim(before_ms))
+    }
+}
+
+#[async_trait]
+impl PolicyStore for MemoryMetadataStore {
+    async fn put_policy(&self, policy: &PolicyRecord, events: &[Event]) -> Result<u64> {
+        let now = self.clock.now_millis();
+        let mut state = self.lock();
+        let id = state.policies.put(policy, now)?;
+        state.record(events);
+        Ok(id)
+    }
+
+    async fn policy(&self, kind: &str, id: u64) -> Result<Option<PolicyRecord>> {
+        Ok(self.lock().policies.policy(kind, id))
+    }
+
+    async fn policies(&self, kind: &str, project_id: Option<u64>) -> Result<Vec<PolicyRecord>> {
+        Ok(self.lock().policies.list(kind, project_id))
+    }
+
+    async fn delete_policy(&self, kind: &str, id: u64, events: &[Event]) -> Result<bool> {
+        let mut state = self.lock();
+        let deleted = state.policies.delete(kind, id);
+        if deleted {
+            state.record(events);
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use std::sync::Arc;
+
+    use super::MemoryMetadataStore;
+
+    #[tokio::test]
+    async fn the_memory_store_keeps_the_queue_and_policies_by_the_rules() {
+        let store = MemoryMetadataStore::new();
+        crate::testing::jobs::job_queue_suite(&store).await;
+        let shared = Arc::new(store);
+        crate::testing::jobs::concurrent_claims_suite(shared.clone(), shared).await;
     }
 }

@@ -443,3 +443,92 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.expired_uploads(started_before, limit).await
     }
 }
+
+#[async_trait]
+impl<S: MetadataStore> crate::jobs::JobQueue for FaultyMetadataStore<S> {
+    async fn enqueue(&self, job: &crate::jobs::NewJob, now_ms: u64) -> Result<(u64, bool)> {
+        self.write()?;
+        self.inner.enqueue(job, now_ms).await
+    }
+
+    async fn claim(
+        &self,
+        kinds: &[crate::jobs::KindLimit],
+        worker: &str,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Option<crate::jobs::Job>> {
+        self.write()?;
+        self.inner.claim(kinds, worker, now_ms, lease_ms).await
+    }
+
+    async fn heartbeat(
+        &self,
+        id: u64,
+        claim: u64,
+        lease_until_ms: u64,
+        now_ms: u64,
+        update: &crate::jobs::JobUpdate,
+    ) -> Result<crate::jobs::Heartbeat> {
+        self.write()?;
+        self.inner.heartbeat(id, claim, lease_until_ms, now_ms, update).await
+    }
+
+    async fn finish(&self, id: u64, claim: u64, outcome: &crate::jobs::JobOutcome, now_ms: u64) -> Result<bool> {
+        self.write()?;
+        self.inner.finish(id, claim, outcome, now_ms).await
+    }
+
+    async fn cancel_job(&self, id: u64, now_ms: u64) -> Result<Option<crate::jobs::Job>> {
+        self.write()?;
+        self.inner.cancel_job(id, now_ms).await
+    }
+
+    async fn job(&self, id: u64) -> Result<Option<crate::jobs::Job>> {
+        self.read()?;
+        self.inner.job(id).await
+    }
+
+    async fn jobs(
+        &self,
+        filter: &crate::jobs::JobFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<crate::jobs::Job>, u64)> {
+        self.read()?;
+        self.inner.jobs(filter, offset, limit).await
+    }
+
+    async fn job_counts(&self) -> Result<Vec<crate::jobs::JobCount>> {
+        self.read()?;
+        self.inner.job_counts().await
+    }
+
+    async fn trim_jobs(&self, before_ms: u64) -> Result<u64> {
+        self.write()?;
+        self.inner.trim_jobs(before_ms).await
+    }
+}
+
+#[async_trait]
+impl<S: MetadataStore> crate::policies::PolicyStore for FaultyMetadataStore<S> {
+    async fn put_policy(&self, policy: &crate::policies::PolicyRecord, events: &[Event]) -> Result<u64> {
+        self.write()?;
+        self.inner.put_policy(policy, events).await
+    }
+
+    async fn policy(&self, kind: &str, id: u64) -> Result<Option<crate::policies::PolicyRecord>> {
+        self.read()?;
+        self.inner.policy(kind, id).await
+    }
+
+    async fn policies(&self, kind: &str, project_id: Option<u64>) -> Result<Vec<crate::policies::PolicyRecord>> {
+        self.read()?;
+        self.inner.policies(kind, project_id).await
+    }
+
+    async fn delete_policy(&self, kind: &str, id: u64, events: &[Event]) -> Result<bool> {
+        self.write()?;
+        self.inner.delete_policy(kind, id, events).await
+    }
+}

@@ -1,0 +1,270 @@
+//! The worker: claims jobs of the kinds it has handlers for, runs each with a heartbeat that
+//! renews its lease, and records how it ended (retries with exponential backoff).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use registry_core::SharedClock;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::{Heartbeat, Job, JobEnd, JobOutcome, JobQueue, JobUpdate, KindLimit, NewJob};
+use crate::error::Result;
+
+/// Longest wait between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Runs the jobs of one kind.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    /// Runs `job`; its result (JSON, or empty) when it succeeded. The future is dropped when
+    /// the job is cancelled, taken over or the worker stops: a handler must leave nothing half
+    /// done that a rerun would not mend.
+    async fn run(&self, job: &Job, ctx: &JobContext) -> std::result::Result<String, JobFailure>;
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    /// What a person reads.
+    pub message: String,
+    /// Whether another attempt may succeed (a receiver down, a database restarting).
+    pub retry: bool,
+}
+
+impl JobFailure {
+    /// A failure another attempt may mend.
+    pub fn retry(message: impl Into<String>) -> JobFailure {
+        JobFailure { message: message.into(), retry: true }
+    }
+
+    /// A failure no retry would mend (bad input).
+    pub fn fatal(message: impl Into<String>) -> JobFailure {
+        JobFailure { message: message.into(), retry: false }
+    }
+}
+
+/// What a running job reports through: progress and log lines, sent with the next heartbeat.
+#[derive(Debug, Default)]
+pub struct JobContext {
+    update: Mutex<JobUpdate>,
+}
+
+impl JobContext {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobUpdate> {
+        self.update.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The job's progress now (free text or JSON).
+    pub fn progress(&self, progress: impl Into<String>) {
+        self.lock().progress = Some(progress.into());
+    }
+
+    /// A line for the job's log.
+    pub fn log(&self, line: impl Into<String>) {
+        self.lock().log.push(line.into());
+    }
+
+    fn take(&self) -> JobUpdate {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+struct Kind {
+    limit: KindLimit,
+    handler: Arc<dyn JobHandler>,
+    backoff: Duration,
+}
+
+/// Runs jobs from a queue (see the module docs). Build it with its handlers, then
+/// [`JobRunner::start`] it.
+pub struct JobRunner {
+    queue: Arc<dyn JobQueue>,
+    clock: SharedClock,
+    worker: String,
+    kinds: Vec<Kind>,
+    lease: Duration,
+    poll: Duration,
+    wake: Notify,
+    finished: Notify,
+}
+
+impl std::fmt::Debug for JobRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<&str> = self.kinds.iter().map(|k| k.limit.kind.as_str()).collect();
+        f.debug_struct("JobRunner").field("worker", &self.worker).field("kinds", &kinds).finish_non_exhaustive()
+    }
+}
+
+impl JobRunner {
+    /// A runner of no kinds yet, named `worker` (shown in job records: a host and process).
+    pub fn new(queue: Arc<dyn JobQueue>, clock: SharedClock, worker: impl Into<String>) -> JobRunner {
+        JobRunner {
+            queue,
+            clock,
+            worker: worker.into(),
+            kinds: Vec::new(),
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+            wake: Notify::new(),
+            finished: Notify::new(),
+        }
+    }
+
+    /// Runs jobs of `kind` with `handler`, at most `limit` at once across all workers, retrying
+    /// after `backoff`, doubled at each further attempt.
+    pub fn handle(mut self, kind: &str, limit: usize, backoff: Duration, handler: Arc<dyn JobHandler>) -> JobRunner {
+        self.kinds.push(Kind { limit: KindLimit { kind: kind.into(), limit: limit.max(1) }, handler, backoff });
+        self
+    }
+
+    /// How long a claim lasts without a heartbeat (default 30 s; heartbeats come at a third).
+    pub fn with_lease(mut self, lease: Duration) -> JobRunner {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
+    }
+
+    /// How often the queue is polled for jobs enqueued elsewhere (default 1 s).
+    pub fn with_poll(mut self, poll: Duration) -> JobRunner {
+        self.poll = poll;
+        self
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &Arc<dyn JobQueue> {
+        &self.queue
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Enqueues a job and wakes the worker.
+    pub async fn enqueue(&self, job: &NewJob) -> Result<(u64, bool)> {
+        let enqueued = self.queue.enqueue(job, self.clock.now_millis()).await?;
+        self.wake.notify_one();
+        Ok(enqueued)
+    }
+
+    /// The job once it has finished (run here or by another worker).
+    pub async fn wait(&self, id: u64) -> Result<Option<Job>> {
+        loop {
+            let finished = self.finished.notified();
+            match self.queue.job(id).await? {
+                Some(job) if !job.status.is_final() => {}
+                other => return Ok(other),
+            }
+            let _ = tokio::time::timeout(self.poll, finished).await;
+        }
+    }
+
+    /// Starts working until [`RunnerHandle::stop`].
+    pub fn start(self: Arc<Self>) -> RunnerHandle {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(self.work(stopped));
+        RunnerHandle { stop, task }
+    }
+
+    fn limits(&self) -> Vec<KindLimit> {
+        self.kinds.iter().map(|k| k.limit.clone()).collect()
+    }
+
+    async fn work(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+        let limits = self.limits();
+        let capacity: usize = limits.iter().map(|k| k.limit).sum();
+        let mut running = JoinSet::new();
+        loop {
+            while running.len() < capacity {
+                let now = self.clock.now_millis();
+                match self.queue.claim(&limits, &self.worker, now, self.lease.as_millis() as u64).await {
+                    Ok(Some(job)) => {
+                        running.spawn(self.clone().run_one(job, stopped.clone()));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming a job failed");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = stopped.changed() => break,
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    async fn run_one(self: Arc<Self>, job: Job, mut stopped: watch::Receiver<bool>) {
+        let Some(kind) = self.kinds.iter().find(|k| k.limit.kind == job.kind) else { return };
+        let ctx = JobContext::default();
+        let beat_every = self.lease / 3;
+        let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + beat_every, beat_every);
+        beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let run = kind.handler.run(&job, &ctx);
+        tokio::pin!(run);
+        let end = loop {
+            tokio::select! {
+                out = &mut run => break Some(match out {
+                    Ok(result) => JobEnd::Succeeded { result },
+                    Err(failure) => {
+                        let retry_at_ms = failure.retry.then(|| self.retry_at(kind.backoff, job.attempts));
+                        JobEnd::Failed { error: failure.message, retry_at_ms }
+                    }
+                }),
+                _ = beats.tick() => {
+                    let now = self.clock.now_millis();
+                    let lease_until = now + self.lease.as_millis() as u64;
+                    match self.queue.heartbeat(job.id, job.claim, lease_until, now, &ctx.take()).await {
+                        Ok(Heartbeat::Continue) => {}
+                        Ok(Heartbeat::Cancel) => break Some(JobEnd::Cancelled),
+                        Ok(Heartbeat::Lost) => break None,
+                        Err(e) => tracing::warn!(job = job.id, error = %e, "a job's heartbeat failed"),
+                    }
+                }
+                _ = stopped.changed() => break Some(JobEnd::Interrupted),
+            }
+        };
+        if let Some(end) = end {
+            let outcome = JobOutcome { end, update: ctx.take() };
+            if let Err(e) = self.queue.finish(job.id, job.claim, &outcome, self.clock.now_millis()).await {
+                tracing::warn!(job = job.id, error = %e, "recording a job's end failed; it is retried after its lease");
+            }
+        } else {
+            tracing::info!(job = job.id, "job taken over by another worker; this attempt stops");
+        }
+        self.finished.notify_waiters();
+    }
+
+    fn retry_at(&self, backoff: Duration, attempts: u32) -> u64 {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+        let wait = backoff.saturating_mul(factor).min(MAX_BACKOFF);
+        self.clock.now_millis() + wait.as_millis() as u64
+    }
+}
+
+/// A started [`JobRunner`].
+#[derive(Debug)]
+pub struct RunnerHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunnerHandle {
+    /// Stops claiming, gives running jobs back to the queue (pending again, the attempt not
+    /// counted) and returns once they are.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Stops at once without giving jobs back (as a killed process would): their leases pass and
+    /// other workers take them over. For tests of takeover.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,215 @@
+//! The job queue's and the policies' conformance suites: every metadata store runs them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use registry_core::event::{Event, EventAction, Operator, Resource};
+
+use crate::jobs::{Heartbeat, JobEnd, JobFilter, JobOutcome, JobStatus, JobUpdate, KindLimit, NewJob};
+use crate::meta::MetadataStore;
+use crate::policies::PolicyRecord;
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn limits(kind: &str, limit: usize) -> Vec<KindLimit> {
+    vec![KindLimit { kind: kind.into(), limit }]
+}
+
+fn ended(end: JobEnd) -> JobOutcome {
+    JobOutcome { end, update: JobUpdate::default() }
+}
+
+/// The queue's rules on one store (see `registry_storage::jobs`).
+pub async fn job_queue_suite(store: &dyn MetadataStore) {
+    let kind = unique("suite");
+    let t = 1_000_000u64;
+
+    // Enqueueing with a key is idempotent.
+    let new = NewJob::new(&kind, r#"{"n":1}"#.into(), "manual").key(unique("key")).attempts(2);
+    let (id, created) = store.enqueue(&new, t).await.expect("enqueue");
+    assert!(created);
+    assert_eq!(store.enqueue(&new, t + 1).await.expect("enqueue again"), (id, false), "the key finds the job");
+    let (second, _) = store.enqueue(&NewJob::new(&kind, "{}".into(), "schedule"), t + 1).await.expect("enqueue");
+    assert!(second > id, "ids grow");
+
+    // Claims: oldest first, within the kind's limit; other kinds are not claimed.
+    assert_eq!(store.claim(&limits("nothing-here", 5), "w1", t, 1000).await.expect("claim"), None);
+    let job = store.claim(&limits(&kind, 1), "w1", t + 2, 1000).await.expect("claim").expect("a job");
+    assert_eq!((job.id, job.status, job.attempts, job.worker.as_str()), (id, JobStatus::Running, 1, "w1"));
+    assert_eq!(job.payload, r#"{"n":1}"#);
+    assert_eq!(store.claim(&limits(&kind, 1), "w2", t + 3, 1000).await.expect("claim"), None, "limit 1");
+
+    // Heartbeats renew the lease and carry progress and log lines.
+    let update = JobUpdate { progress: Some("half".into()), log: vec!["step one".into()] };
+    assert_eq!(store.heartbeat(id, job.claim, t + 2000, t + 900, &update).await.expect("beat"), Heartbeat::Continue);
+    assert_eq!(store.claim(&limits(&kind, 1), "w2", t + 1500, 1000).await.expect("claim"), None, "lease renewed");
+
+    // A passed lease is taken over; the old claim is refused.
+    let taken = store.claim(&limits(&kind, 1), "w2", t + 2001, 1000).await.expect("claim").expect("taken over");
+    assert_eq!((taken.id, taken.attempts, taken.worker.as_str()), (id, 2, "w2"));
+    assert_eq!((taken.progress.as_str(), taken.log.as_str()), ("half", "step one\n"));
+    let lost = store.heartbeat(id, job.claim, t + 5000, t + 2002, &JobUpdate::default()).await.expect("beat");
+    assert_eq!(lost, Heartbeat::Lost);
+    let done = ended(JobEnd::Succeeded { result: r#"{"ok":true}"#.into() });
+    assert!(!store.finish(id, job.claim, &done, t + 2003).await.expect("finish"), "a stale claim cannot finish");
+    assert!(store.finish(id, taken.claim, &done, t + 2003).await.expect("finish"));
+    let stored = store.job(id).await.expect("job").expect("exists");
+    assert_eq!((stored.status, stored.result.as_str()), (JobStatus::Succeeded, r#"{"ok":true}"#));
+
+    // A failure is retried at the time given, until the attempts run out.
+    let retried = store.claim(&limits(&kind, 1), "w1", t + 3000, 1000).await.expect("claim").expect("second job");
+    assert_eq!(retried.id, second);
+    let fail = ended(JobEnd::Failed { error: "receiver down".into(), retry_at_ms: Some(t + 9000) });
+    assert!(store.finish(second, retried.claim, &fail, t + 3001).await.expect("finish"));
+    let stored = store.job(second).await.expect("job").expect("exists");
+    assert_eq!((stored.status, stored.error.as_str()), (JobStatus::Failed, "receiver down"), "one attempt only");
+
+    let (third, _) = store.enqueue(&NewJob::new(&kind, "{}".into(), "event").attempts(3), t).await.expect("enqueue");
+    let claimed = store.claim(&limits(&kind, 1), "w1", t + 4000, 1000).await.expect("claim").expect("third");
+    assert!(store.finish(third, claimed.claim, &fail, t + 4001).await.expect("finish"));
+    assert_eq!(store.job(third).await.expect("job").expect("exists").status, JobStatus::Pending);
+    assert_eq!(store.claim(&limits(&kind, 1), "w1", t + 8999, 1000).await.expect("claim"), None, "not due yet");
+
+    // Cancel: a pending job at once; a running one at its next heartbeat.
+    let cancelled = store.cancel_job(third, t + 5000).await.expect("cancel").expect("exists");
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    let (fourth, _) = store.enqueue(&NewJob::new(&kind, "{}".into(), "manual"), t).await.expect("enqueue");
+    let running = store.claim(&limits(&kind, 1), "w1", t + 6000, 1000).await.expect("claim").expect("fourth");
+    assert_eq!(store.cancel_job(fourth, t + 6001).await.expect("cancel").expect("exists").status, JobStatus::Running);
+    let beat = store.heartbeat(fourth, running.claim, t + 7000, t + 6002, &JobUpdate::default()).await.expect("beat");
+    assert_eq!(beat, Heartbeat::Cancel);
+    assert!(store.finish(fourth, running.claim, &ended(JobEnd::Cancelled), t + 6003).await.expect("finish"));
+    assert_eq!(store.cancel_job(u64::MAX / 2, t).await.expect("cancel"), None, "unknown job");
+
+    // Listing: newest first, filtered, with totals; counts by kind and status.
+    let filter = JobFilter { kind: Some(kind.clone()), status: None };
+    let (page, total) = store.jobs(&filter, 0, 2).await.expect("list");
+    assert_eq!(total, 4);
+    assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), vec![fourth, third]);
+    let (page, _) = store.jobs(&filter, 3, 10).await.expect("list");
+    assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+    let failed = JobFilter { kind: Some(kind.clone()), status: Some(JobStatus::Failed) };
+    assert_eq!(store.jobs(&failed, 0, 10).await.expect("list").1, 1);
+    let counts: Vec<(JobStatus, u64)> = store
+        .job_counts()
+        .await
+        .expect("counts")
+        .into_iter()
+        .filter(|c| c.kind == kind)
+        .map(|c| (c.status, c.count))
+        .collect();
+    assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), 4);
+    assert!(counts.contains(&(JobStatus::Cancelled, 2)), "{counts:?}");
+
+    // Trimming removes finished jobs changed before the time, and frees their keys.
+    assert!(store.trim_jobs(t + 2500).await.expect("trim") >= 1);
+    assert_eq!(store.job(id).await.expect("job"), None);
+    assert!(store.enqueue(&new, t + 10).await.expect("enqueue").1, "the key is free again");
+
+    // A job whose worker died on its last attempt fails when its lease has passed.
+    let lone = unique("lone");
+    let (dead, _) = store.enqueue(&NewJob::new(&lone, "{}".into(), "manual"), t).await.expect("enqueue");
+    store.claim(&limits(&lone, 1), "gone", t, 100).await.expect("claim").expect("claimed");
+    assert_eq!(store.claim(&limits(&lone, 1), "w", t + 200, 100).await.expect("claim"), None);
+    let stored = store.job(dead).await.expect("job").expect("exists");
+    assert_eq!(stored.status, JobStatus::Failed);
+    assert!(stored.error.contains("gone"), "{}", stored.error);
+
+    policy_rules(store).await;
+}
+
+async fn policy_rules(store: &dyn MetadataStore) {
+    let kind = unique("policy");
+    let start = store.events_after(0, usize::MAX).await.expect("events").last().map_or(0, |e| e.id);
+    let event = || {
+        let resource = Resource { project: Some("p".into()), name: Some("hook".into()), ..Resource::default() };
+        Event::new(1, Operator::named("admin", None), EventAction::CreateWebhook, resource)
+    };
+    let policy = PolicyRecord {
+        id: 0,
+        kind: kind.clone(),
+        project_id: 7,
+        name: "hook".into(),
+        body: r#"{"a":1}"#.into(),
+        created_ms: 0,
+        updated_ms: 0,
+    };
+    let id = store.put_policy(&policy, &[event()]).await.expect("put");
+    let stored = store.policy(&kind, id).await.expect("get").expect("exists");
+    assert_eq!((stored.name.as_str(), stored.body.as_str(), stored.project_id), ("hook", r#"{"a":1}"#, 7));
+    let same_name = store.put_policy(&policy, &[event()]).await;
+    assert!(matches!(same_name, Err(crate::Error::Conflict { .. })), "{same_name:?}");
+    let elsewhere = PolicyRecord { project_id: 8, ..policy.clone() };
+    let other = store.put_policy(&elsewhere, &[]).await.expect("same name, other project");
+    let changed = PolicyRecord { id, body: r#"{"a":2}"#.into(), ..policy.clone() };
+    assert_eq!(store.put_policy(&changed, &[]).await.expect("replace"), id);
+    assert_eq!(store.policy(&kind, id).await.expect("get").expect("exists").body, r#"{"a":2}"#);
+    let unknown = PolicyRecord { id: u64::MAX / 2, ..policy.clone() };
+    assert!(matches!(store.put_policy(&unknown, &[]).await, Err(crate::Error::NotFound { .. })));
+    assert_eq!(store.policies(&kind, Some(7)).await.expect("list").len(), 1);
+    assert_eq!(
+        store.policies(&kind, None).await.expect("list").iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![id, other]
+    );
+    assert_eq!(store.policy("another-kind", id).await.expect("get"), None, "kinds are apart");
+    assert!(store.delete_policy(&kind, id, &[event()]).await.expect("delete"));
+    assert!(!store.delete_policy(&kind, id, &[event()]).await.expect("delete again"));
+    let events = store.events_after(start, usize::MAX).await.expect("events");
+    assert_eq!(events.len(), 2, "one event per change made, none for the refused put or the second delete");
+}
+
+/// Workers on two handles of one database (two replicas) claiming at once: every job is
+/// claimed exactly once and a kind's limit holds across them.
+pub async fn concurrent_claims_suite(a: Arc<dyn MetadataStore>, b: Arc<dyn MetadataStore>) {
+    let kind = unique("race");
+    let t = 5_000_000u64;
+    let mut ids = HashSet::new();
+    for _ in 0..20 {
+        ids.insert(store_enqueue(&*a, &kind, t).await);
+    }
+    // Limit 3: a burst of claims at one instant gets three jobs, however many claim.
+    let burst = (0..12).map(|i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let kind = kind.clone();
+        tokio::spawn(async move { store.claim(&limits(&kind, 3), &format!("w{i}"), t, 60_000).await.expect("claim") })
+    });
+    let claimed: Vec<_> = futures::future::join_all(burst).await.into_iter().filter_map(|r| r.expect("task")).collect();
+    assert_eq!(claimed.len(), 3, "the kind's limit holds across replicas");
+    for job in &claimed {
+        let store = if job.worker.trim_start_matches('w').parse::<usize>().unwrap_or(0) % 2 == 0 { &a } else { &b };
+        assert!(
+            store
+                .finish(job.id, job.claim, &ended(JobEnd::Succeeded { result: String::new() }), t)
+                .await
+                .expect("finish")
+        );
+    }
+    // With a high limit every job is claimed once, never twice.
+    let mut seen: Vec<u64> = claimed.iter().map(|j| j.id).collect();
+    let drains = (0..4).map(|i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let kind = kind.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(job) =
+                store.claim(&limits(&kind, 100), &format!("d{i}"), t + 1, 60_000).await.expect("claim")
+            {
+                mine.push(job.id);
+            }
+            mine
+        })
+    });
+    for drained in futures::future::join_all(drains).await {
+        seen.extend(drained.expect("task"));
+    }
+    seen.sort_unstable();
+    let mut expected: Vec<u64> = ids.into_iter().collect();
+    expected.sort_unstable();
+    assert_eq!(seen, expected, "every job claimed exactly once");
+}
+
+async fn store_enqueue(store: &dyn MetadataStore, kind: &str, t: u64) -> u64 {
+    store.enqueue(&NewJob::new(kind, "{}".into(), "event"), t).await.expect("enqueue").0
+}
