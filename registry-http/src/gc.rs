@@ -1,15 +1,17 @@
-//! Garbage collection in the server: runs on a schedule (the `[gc]` configuration) or on request
-//! through the management API, one at a time, and keeps the reports of recent runs.
+//! Garbage collection in the server, as jobs of the queue (kind [`GC_KIND`], one at a time across
+//! all replicas): started on request through the management API or by the `[gc]` schedule, run
+//! by whichever worker claims it, its progress and history in the queue where every replica
+//! reads them.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use registry_storage::{GcOptions, GcReport, Registry};
+use registry_storage::jobs::{JobFilter, JobStatus, NewJob};
+use registry_storage::{GcOptions, GcReport, Job, JobContext, JobFailure, JobHandler, JobRunner, Registry};
 use serde::Serialize;
 
-/// Runs kept in the history.
-const HISTORY: usize = 50;
+/// The kind of garbage-collection jobs.
+pub const GC_KIND: &str = "gc";
 
 /// How a run was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -21,54 +23,89 @@ pub enum Trigger {
     Schedule,
 }
 
-/// Where a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Status {
-    /// In progress.
-    Running,
-    /// Finished.
-    Success,
-    /// Failed (see the error).
-    Error,
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+        }
+    }
 }
 
 /// One run, as the management API reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct GcRun {
-    /// The run's number.
+    /// The run's number (its job's).
     pub id: u64,
     /// How it was started.
     pub trigger: Trigger,
     /// Where it is.
-    pub status: Status,
+    pub status: JobStatus,
     /// What it was asked to do.
     pub options: GcOptions,
     /// What it freed: so far while it runs, in total once finished.
     pub report: Option<GcReport>,
     /// Why it failed.
     pub error: Option<String>,
-    /// When it started, in seconds since the Unix epoch.
+    /// When it was started, in seconds since the Unix epoch.
     pub created: u64,
+    /// When it last changed.
+    pub updated: u64,
+    /// Its log.
+    pub log: String,
 }
 
-/// A collection is already running.
+impl GcRun {
+    fn of(job: &Job) -> GcRun {
+        let report = match job.status {
+            JobStatus::Succeeded => serde_json::from_str(&job.result).ok(),
+            _ => serde_json::from_str(&job.progress).ok(),
+        };
+        GcRun {
+            id: job.id,
+            trigger: if job.trigger == "schedule" { Trigger::Schedule } else { Trigger::Manual },
+            status: job.status,
+            options: serde_json::from_str(&job.payload).unwrap_or_default(),
+            report,
+            error: (!job.error.is_empty() && job.status != JobStatus::Succeeded).then(|| job.error.clone()),
+            created: job.created_ms / 1000,
+            updated: job.updated_ms / 1000,
+            log: job.log.clone(),
+        }
+    }
+}
+
+/// A collection is already pending or running.
 #[derive(Debug, thiserror::Error)]
-#[error("a garbage collection is already running")]
-pub struct AlreadyRunning;
+#[error("garbage collection {0} is already pending or running")]
+pub struct AlreadyRunning(pub u64);
 
-#[derive(Default)]
-struct State {
-    next_id: u64,
-    running: bool,
-    runs: VecDeque<GcRun>,
+/// Why a run could not be started or did not finish well.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Another run was pending or running.
+    #[error(transparent)]
+    AlreadyRunning(#[from] AlreadyRunning),
+    /// The queue could not be reached.
+    #[error(transparent)]
+    Store(#[from] registry_storage::Error),
+    /// The run failed or was stopped.
+    #[error("garbage collection {id} ended {status}: {error}")]
+    Failed {
+        /// The run.
+        id: u64,
+        /// How it ended.
+        status: &'static str,
+        /// Why.
+        error: String,
+    },
 }
 
-/// Runs garbage collection for a server and remembers the results.
+/// Starts collections as jobs and reads their history from the queue.
 pub struct GarbageCollector {
-    registry: Registry,
     defaults: GcOptions,
     interval: Option<Duration>,
-    state: Mutex<State>,
+    jobs: Arc<JobRunner>,
 }
 
 impl std::fmt::Debug for GarbageCollector {
@@ -78,14 +115,10 @@ impl std::fmt::Debug for GarbageCollector {
 }
 
 impl GarbageCollector {
-    /// A collector for `registry`; `defaults` give the grace period and upload expiry of runs.
-    pub fn new(registry: Registry, defaults: GcOptions) -> Arc<GarbageCollector> {
-        Arc::new(GarbageCollector { registry, defaults, interval: None, state: Mutex::default() })
-    }
-
-    /// A collector that will run every `interval` once [`GarbageCollector::schedule`]d.
-    pub fn with_interval(registry: Registry, defaults: GcOptions, interval: Duration) -> Arc<GarbageCollector> {
-        Arc::new(GarbageCollector { registry, defaults, interval: Some(interval), state: Mutex::default() })
+    /// A collector enqueueing on `jobs`' queue; `defaults` give the grace period and upload
+    /// expiry of runs, `interval` the schedule (see [`GarbageCollector::schedule`]).
+    pub fn new(jobs: Arc<JobRunner>, defaults: GcOptions, interval: Option<Duration>) -> Arc<GarbageCollector> {
+        Arc::new(GarbageCollector { defaults, interval, jobs })
     }
 
     /// The interval of scheduled runs, if any.
@@ -98,99 +131,68 @@ impl GarbageCollector {
         &self.defaults
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn job(options: &GcOptions, trigger: Trigger) -> NewJob {
+        NewJob::new(GC_KIND, serde_json::to_string(options).unwrap_or_default(), trigger.as_str())
     }
 
-    fn begin(&self, options: &GcOptions, trigger: Trigger) -> Result<u64, AlreadyRunning> {
-        let mut state = self.state();
-        if state.running {
-            return Err(AlreadyRunning);
-        }
-        state.running = true;
-        state.next_id += 1;
-        let id = state.next_id;
-        let created = registry_core::time::now_secs();
-        state.runs.push_front(GcRun {
-            id,
-            trigger,
-            status: Status::Running,
-            options: options.clone(),
-            report: None,
-            error: None,
-            created,
-        });
-        state.runs.truncate(HISTORY);
-        Ok(id)
-    }
-
-    /// Runs the collection `id`, its report visible as it progresses.
-    async fn collect(&self, id: u64, options: &GcOptions) -> registry_storage::Result<GcReport> {
-        let progress = |report: &GcReport| {
-            if let Some(run) = self.state().runs.iter_mut().find(|r| r.id == id) {
-                run.report = Some(report.clone());
-            }
-        };
-        let result = self.registry.collect_garbage_with_progress(options, &progress).await;
-        match &result {
-            Err(registry_storage::Error::JobRunning { .. }) => {
-                tracing::info!("garbage collection skipped: another replica is collecting")
-            }
-            Err(e) => tracing::error!(error = %e, "garbage collection failed"),
-            Ok(_) => {}
-        }
-        self.end(id, &result);
-        result
-    }
-
-    fn end(&self, id: u64, result: &registry_storage::Result<GcReport>) {
-        let mut state = self.state();
-        state.running = false;
-        // A scheduled run another replica was already doing is not this replica's history.
-        if let Err(registry_storage::Error::JobRunning { .. }) = result
-            && state.runs.iter().any(|r| r.id == id && r.trigger == Trigger::Schedule)
-        {
-            state.runs.retain(|r| r.id != id);
-            return;
-        }
-        if let Some(run) = state.runs.iter_mut().find(|r| r.id == id) {
-            match result {
-                Ok(report) => {
-                    run.status = Status::Success;
-                    run.report = Some(report.clone());
-                }
-                Err(e) => {
-                    run.status = Status::Error;
-                    run.error = Some(e.to_string());
-                }
+    async fn active(&self) -> Result<Option<u64>, registry_storage::Error> {
+        for status in [JobStatus::Running, JobStatus::Pending] {
+            let filter = JobFilter { kind: Some(GC_KIND.into()), status: Some(status) };
+            if let Some(job) = self.jobs.queue().jobs(&filter, 0, 1).await?.0.first() {
+                return Ok(Some(job.id));
             }
         }
+        Ok(None)
     }
 
-    /// Runs a collection now and waits for it.
+    /// Enqueues a collection; its id. [`AlreadyRunning`] while another is pending or running.
+    pub async fn start(&self, options: GcOptions, trigger: Trigger) -> Result<u64, RunError> {
+        if let Some(id) = self.active().await? {
+            return Err(AlreadyRunning(id).into());
+        }
+        Ok(self.jobs.enqueue(&Self::job(&options, trigger)).await?.0)
+    }
+
+    /// Runs a collection and waits for its report.
     pub async fn run(&self, options: &GcOptions, trigger: Trigger) -> Result<GcReport, RunError> {
-        let id = self.begin(options, trigger)?;
-        Ok(self.collect(id, options).await?)
+        let id = self.start(options.clone(), trigger).await?;
+        let job = self.jobs.wait(id).await?;
+        let run = job.as_ref().map(GcRun::of);
+        match run {
+            Some(GcRun { status: JobStatus::Succeeded, report: Some(report), .. }) => Ok(report),
+            Some(run) => Err(RunError::Failed {
+                id,
+                status: run.status.as_str(),
+                error: run.error.unwrap_or_else(|| "no report".into()),
+            }),
+            None => Err(RunError::Failed { id, status: "removed", error: "the job was trimmed".into() }),
+        }
     }
 
-    /// Starts a collection in the background; its id.
-    pub fn start(self: &Arc<Self>, options: GcOptions, trigger: Trigger) -> Result<u64, AlreadyRunning> {
-        let id = self.begin(&options, trigger)?;
-        let this = self.clone();
-        tokio::spawn(async move {
-            let _ = this.collect(id, &options).await;
-        });
-        Ok(id)
+    /// The runs `offset..offset + limit`, newest first, and how many there are.
+    pub async fn runs(&self, offset: usize, limit: usize) -> Result<(Vec<GcRun>, u64), registry_storage::Error> {
+        let filter = JobFilter { kind: Some(GC_KIND.into()), status: None };
+        let (jobs, total) = self.jobs.queue().jobs(&filter, offset, limit).await?;
+        Ok((jobs.iter().map(GcRun::of).collect(), total))
     }
 
-    /// The recent runs, newest first.
-    pub fn runs(&self) -> Vec<GcRun> {
-        self.state().runs.iter().cloned().collect()
+    /// One run.
+    pub async fn get(&self, id: u64) -> Result<Option<GcRun>, registry_storage::Error> {
+        Ok(self.jobs.queue().job(id).await?.filter(|j| j.kind == GC_KIND).map(|j| GcRun::of(&j)))
     }
 
-    /// Runs a collection every [`GarbageCollector::interval`] with the default options, until
-    /// the returned task is aborted (the server does at shutdown); `None` without an interval. A
-    /// run still in progress when the next is due is not doubled.
+    /// Stops a run (cancels its job); the run after, `None` if there is no such run.
+    pub async fn stop(&self, id: u64) -> Result<Option<GcRun>, registry_storage::Error> {
+        if self.get(id).await?.is_none() {
+            return Ok(None);
+        }
+        let now = self.jobs.clock().now_millis();
+        Ok(self.jobs.queue().cancel_job(id, now).await?.map(|j| GcRun::of(&j)))
+    }
+
+    /// Enqueues a collection every [`GarbageCollector::interval`] with the default options, until
+    /// the returned task is aborted (the server does at shutdown); `None` without an interval.
+    /// Each period's run has the period's key, so replicas sharing the queue enqueue it once.
     pub fn schedule(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         let every = self.interval.filter(|i| !i.is_zero())?;
         let this = self.clone();
@@ -199,22 +201,60 @@ impl GarbageCollector {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                match this.run(&this.defaults, Trigger::Schedule).await {
-                    Ok(_) | Err(RunError::AlreadyRunning(_)) => {}
-                    Err(RunError::Failed(_)) => {} // logged by `run`
+                let period = this.jobs.clock().now_millis() / every.as_millis().max(1) as u64;
+                let job = Self::job(&this.defaults, Trigger::Schedule).key(format!("gc:schedule:{period}"));
+                if let Err(e) = this.jobs.enqueue(&job).await {
+                    tracing::warn!(error = %e, "enqueueing the scheduled garbage collection failed");
                 }
             }
         }))
     }
 }
 
-/// Why [`GarbageCollector::run`] returned no report.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// Another run was in progress.
-    #[error(transparent)]
-    AlreadyRunning(#[from] AlreadyRunning),
-    /// The run failed.
-    #[error(transparent)]
-    Failed(#[from] registry_storage::Error),
+/// Runs garbage-collection jobs on an engine.
+pub struct GcHandler {
+    registry: Registry,
+}
+
+impl GcHandler {
+    /// The handler of `registry`'s collections.
+    pub fn new(registry: Registry) -> Arc<GcHandler> {
+        Arc::new(GcHandler { registry })
+    }
+}
+
+#[async_trait::async_trait]
+impl JobHandler for GcHandler {
+    async fn run(&self, job: &Job, ctx: &JobContext) -> Result<String, JobFailure> {
+        let options: GcOptions = serde_json::from_str(&job.payload)
+            .map_err(|e| JobFailure::fatal(format!("the job's options do not parse: {e}")))?;
+        ctx.log(format!("garbage collection {} started (attempt {})", job.id, job.attempts));
+        let progress = |report: &GcReport| ctx.progress(serde_json::to_string(report).unwrap_or_default());
+        match self.registry.collect_garbage_with_progress(&options, &progress).await {
+            Ok(r) => {
+                ctx.log(format!(
+                    "examined {} objects; {} blobs ({} bytes), {} links, {} manifests, {} uploads ({} bytes) {}; {} ms",
+                    r.examined,
+                    r.blobs_deleted,
+                    r.bytes_freed,
+                    r.links_removed,
+                    r.manifests_deleted,
+                    r.uploads_removed,
+                    r.upload_bytes_freed,
+                    if r.dry_run { "would be freed" } else { "freed" },
+                    r.duration_ms
+                ));
+                Ok(serde_json::to_string(&r).unwrap_or_default())
+            }
+            Err(e @ registry_storage::Error::JobRunning { .. }) => {
+                ctx.log(format!("{e}"));
+                Err(JobFailure::retry(e.to_string()))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "garbage collection failed");
+                ctx.log(format!("error: {e}"));
+                Err(JobFailure::retry(e.to_string()))
+            }
+        }
+    }
 }

@@ -427,7 +427,7 @@ async fn garbage_collection_over_the_api() {
         async move {
             loop {
                 let run = admin.get(&format!("/system/gc/{id}")).await.expect(StatusCode::OK, None);
-                if run.body["job_status"] != "Running" {
+                if run.body["job_status"] != "Running" && run.body["job_status"] != "Pending" {
                     return run.body;
                 }
                 tokio::task::yield_now().await;
@@ -474,4 +474,26 @@ async fn garbage_collection_over_the_api() {
         .await
         .expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
     assert_eq!(admin.get("/system/gc/schedule").await.body["schedule"]["type"], "None");
+    admin.put(&format!("/system/gc/{id}"), json!({})).await.expect(StatusCode::CONFLICT, Some("CONFLICT"));
+
+    // The runs are jobs of the shared queue: the job service shows them.
+    dev.get("/jobservice/queues").await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    let queues = admin.get("/jobservice/queues").await.expect(StatusCode::OK, None);
+    let gc = queues.body.as_array().expect("array").iter().find(|q| q["job_type"] == "gc").expect("gc queue").clone();
+    assert_eq!((gc["succeeded"].as_u64(), gc["count"].as_u64(), gc["running"].as_u64()), (Some(2), Some(0), Some(0)));
+    let jobs = admin.get("/jobservice/jobs?job_type=gc&status=Success").await.expect(StatusCode::OK, None);
+    assert_eq!(jobs.header("x-total-count"), "2");
+    assert_eq!(jobs.body[0]["id"], id);
+    assert_eq!(jobs.body[0]["attempts"], 1);
+    let log = admin.get(&format!("/jobservice/jobs/{id}/log")).await.expect(StatusCode::OK, None);
+    assert!(log.body.as_str().expect("text").contains("garbage collection"), "{}", log.body);
+    admin
+        .put(&format!("/jobservice/jobs/{id}"), json!({"action": "stop"}))
+        .await
+        .expect(StatusCode::CONFLICT, Some("CONFLICT"));
+    admin
+        .put(&format!("/jobservice/jobs/{id}"), json!({"action": "pause"}))
+        .await
+        .expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    admin.get("/jobservice/jobs?status=sleeping").await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
 }

@@ -38,7 +38,9 @@ async fn job_queue_and_policies_through_two_pools() {
     let db = TestDatabase::create().await;
     let (a, b) = (db.store().await, db.store().await);
     registry_storage::testing::jobs::job_queue_suite(&a).await;
-    registry_storage::testing::jobs::concurrent_claims_suite(Arc::new(a), Arc::new(b)).await;
+    let (a, b): (Arc<dyn MetadataStore>, Arc<dyn MetadataStore>) = (Arc::new(a), Arc::new(b));
+    registry_storage::testing::jobs::concurrent_claims_suite(a.clone(), b.clone()).await;
+    registry_storage::testing::jobs::runners_suite(a, b).await;
     db.drop_database().await;
 }
 

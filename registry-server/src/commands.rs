@@ -295,7 +295,7 @@ pub(crate) async fn gc(local: &Local, dry_run: bool, delete_untagged: bool) -> a
     loop {
         let run = local.call(Method::GET, &format!("/system/gc/{id}"), None).await?.json()?;
         match run["job_status"].as_str() {
-            Some("Running") => tokio::time::sleep(Duration::from_millis(100)).await,
+            Some("Pending" | "Running") => tokio::time::sleep(Duration::from_millis(100)).await,
             Some("Success") => return Ok(run["report"].clone()),
             _ => bail!("garbage collection {id} failed: {}", run["error"].as_str().unwrap_or("unknown error")),
         }

@@ -244,7 +244,7 @@ async fn garbage_collection_on_one_replica_during_pushes_through_the_others() {
                 .await
                 .expect("json");
             match run["job_status"].as_str().or(run["status"].as_str()) {
-                Some("Running") => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Some("Pending" | "Running") => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
                 Some("Success") => break run,
                 other => panic!("gc run {id}: {other:?}: {run}"),
             }

@@ -4,6 +4,7 @@
 //!
 //! | module | endpoints |
 //! |---|---|
+//! | [`jobs`] | `/jobservice/queues`, `/jobservice/jobs…` |
 //! | [`system`] | `/ping`, `/health`, `/systeminfo`, `/statistics`, `/system/gc…` |
 //! | [`projects`] | `/projects`, `/projects/{p}`, `…/_deletable`, `…/summary`, `…/metadatas` |
 //! | [`members`] | `/projects/{p}/members…` |
@@ -31,6 +32,7 @@ use crate::response::ResponseBody;
 
 pub mod audit;
 pub mod context;
+pub mod jobs;
 pub mod members;
 pub mod pages;
 pub mod projects;
@@ -91,7 +93,14 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(POST "/system/gc/schedule" => system::gc_start),
             endpoint!(PUT "/system/gc/schedule" => system::gc_start),
             endpoint!(GET "/system/gc/{gc_id}" => system::gc_run),
+            endpoint!(PUT "/system/gc/{gc_id}" => system::gc_stop),
             endpoint!(GET "/system/gc/{gc_id}/log" => system::gc_log),
+            endpoint!(GET "/jobservice/queues" => jobs::queues),
+            endpoint!(PUT "/jobservice/queues" => jobs::stop_queue),
+            endpoint!(GET "/jobservice/jobs" => jobs::list),
+            endpoint!(GET "/jobservice/jobs/{job_id}" => jobs::get),
+            endpoint!(PUT "/jobservice/jobs/{job_id}" => jobs::stop),
+            endpoint!(GET "/jobservice/jobs/{job_id}/log" => jobs::log),
             endpoint!(GET "/projects" => projects::list),
             endpoint!(HEAD "/projects" => projects::exists),
             endpoint!(POST "/projects" => projects::create),

@@ -9,11 +9,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::context::bad_request;
-use super::pages::page_of;
+use super::pages::{Paging, page_response};
 use super::{Api, ApiCall, ApiResult};
 use crate::error::ApiError;
-use crate::gc::{GarbageCollector, GcRun, Status, Trigger};
+use crate::gc::{GarbageCollector, GcRun, RunError, Trigger};
 use crate::response::{json as json_response, set, text};
+use registry_storage::jobs::JobStatus;
 
 /// The version this server reports as `harbor_version`: the Harbor API it follows, and its own.
 pub const HARBOR_VERSION: &str = concat!("v2.11.0-registry-", env!("CARGO_PKG_VERSION"));
@@ -123,13 +124,19 @@ fn collector(api: &Api, call: &ApiCall) -> Result<Arc<GarbageCollector>, ApiErro
         .ok_or_else(|| ApiError::harbor(StatusCode::NOT_FOUND, "garbage collection is not run by this server"))
 }
 
+/// Harbor's `job_status` of a job's status.
+pub(crate) fn harbor_status(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Pending => "Pending",
+        JobStatus::Running => "Running",
+        JobStatus::Succeeded => "Success",
+        JobStatus::Failed => "Error",
+        JobStatus::Cancelled => "Stopped",
+    }
+}
+
 /// A run in Harbor's `GCHistory` shape, with our report.
 fn run_json(run: &GcRun) -> Value {
-    let status = match run.status {
-        Status::Running => "Running",
-        Status::Success => "Success",
-        Status::Error => "Error",
-    };
     let kind = match run.trigger {
         Trigger::Manual => "MANUAL",
         Trigger::Schedule => "SCHEDULE",
@@ -140,52 +147,55 @@ fn run_json(run: &GcRun) -> Value {
         "job_name": "GARBAGE_COLLECTION",
         "job_kind": kind,
         "job_parameters": parameters.to_string(),
-        "job_status": status,
+        "job_status": harbor_status(run.status),
         "deleted": false,
         "creation_time": rfc3339(run.created),
-        "update_time": rfc3339(run.created + run.report.as_ref().map(|r| r.duration_ms / 1000).unwrap_or(0)),
+        "update_time": rfc3339(run.updated),
         "report": run.report,
         "error": run.error,
     })
 }
 
-fn find_run(gc: &GarbageCollector, call: &ApiCall) -> Result<GcRun, ApiError> {
+async fn find_run(gc: &GarbageCollector, call: &ApiCall) -> Result<GcRun, ApiError> {
     let id = call.params.id("gc_id")?;
     let missing = || ApiError::harbor(StatusCode::NOT_FOUND, format!("garbage collection {id} not found"));
-    gc.runs().into_iter().find(|r| r.id == id).ok_or_else(missing)
+    gc.get(id).await?.ok_or_else(missing)
 }
 
-/// `GET /system/gc`: recent runs, newest first.
+/// `GET /system/gc`: runs, newest first.
 pub(crate) async fn gc_history(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let gc = collector(&api, &call)?;
-    page_of(&call, "/system/gc", gc.runs(), |r| run_json(&r))
+    let paging = Paging::of(&call)?;
+    let offset = ((paging.page - 1) * paging.page_size) as usize;
+    let (runs, total) = gc.runs(offset, paging.page_size as usize).await?;
+    page_response(&call, "/system/gc", paging, runs.iter().map(run_json).collect(), total)
 }
 
 /// `GET /system/gc/{id}`.
 pub(crate) async fn gc_run(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let gc = collector(&api, &call)?;
-    Ok(json_response(StatusCode::OK, &run_json(&find_run(&gc, &call)?)))
+    Ok(json_response(StatusCode::OK, &run_json(&find_run(&gc, &call).await?)))
+}
+
+/// `PUT /system/gc/{id}`: stops a run.
+pub(crate) async fn gc_stop(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let gc = collector(&api, &call)?;
+    let id = find_run(&gc, &call).await?.id;
+    match gc.stop(id).await? {
+        Some(run) if run.status.is_final() && run.status != JobStatus::Cancelled => Err(ApiError::harbor(
+            StatusCode::CONFLICT,
+            format!("garbage collection {id} has already ended ({})", harbor_status(run.status)),
+        )),
+        _ => Ok(json_response(StatusCode::OK, &json!({}))),
+    }
 }
 
 /// `GET /system/gc/{id}/log`: the run's log, as text.
 pub(crate) async fn gc_log(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let gc = collector(&api, &call)?;
-    let run = find_run(&gc, &call)?;
-    let mut log = format!("{} garbage collection {} ({:?})\n", rfc3339(run.created), run.id, run.status);
-    if let Some(r) = &run.report {
-        log.push_str(&format!(
-            "examined {} objects; {} blobs ({} bytes), {} links, {} manifests, {} uploads ({} bytes) {}; {} ms\n",
-            r.examined,
-            r.blobs_deleted,
-            r.bytes_freed,
-            r.links_removed,
-            r.manifests_deleted,
-            r.uploads_removed,
-            r.upload_bytes_freed,
-            if r.dry_run { "would be freed" } else { "freed" },
-            r.duration_ms
-        ));
-    }
+    let run = find_run(&gc, &call).await?;
+    let mut log = format!("{} garbage collection {} ({})\n", rfc3339(run.created), run.id, harbor_status(run.status));
+    log.push_str(&run.log);
     if let Some(e) = &run.error {
         log.push_str(&format!("error: {e}\n"));
     }
@@ -239,9 +249,11 @@ pub(crate) async fn gc_start(api: Arc<Api>, call: ApiCall) -> ApiResult {
         dry_run: request.parameters.dry_run,
         ..gc.defaults().clone()
     };
-    let id = gc
-        .start(options, Trigger::Manual)
-        .map_err(|e| ApiError::harbor(StatusCode::CONFLICT, format!("{e}; wait for it to finish")))?;
+    let id = gc.start(options, Trigger::Manual).await.map_err(|e| match e {
+        RunError::AlreadyRunning(e) => ApiError::harbor(StatusCode::CONFLICT, format!("{e}; wait for it to finish")),
+        RunError::Store(e) => e.into(),
+        e => ApiError::harbor(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    })?;
     let mut reply = json_response(StatusCode::CREATED, &json!({"id": id}));
     set(reply.headers_mut(), http::header::LOCATION, &call.location(&format!("/system/gc/{id}")));
     Ok(reply)

@@ -7,13 +7,14 @@ use registry_auth::{
     AccessPolicy, Accounts, AuthError, Authenticator, Identity, TokenIssuer, TokenKey, TokenService, TokenVerifier,
 };
 use registry_core::{Action, Scope, SharedClock};
-use registry_storage::Registry;
+use registry_storage::{JobRunner, Registry};
+use std::time::Duration;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 use super::{Auth, BuildError, RegistryBuilder, Server, Storage};
 use crate::api::{Api, Callers};
 use crate::distribution::Settings;
-use crate::gc::GarbageCollector;
+use crate::gc::{GC_KIND, GarbageCollector, GcHandler};
 use crate::server::ServerOptions;
 use crate::service::{Parts, RegistryService, assemble};
 use crate::token::{ISSUER, TOKEN_PATH, TokenAuth};
@@ -69,6 +70,8 @@ impl RegistryBuilder {
     pub async fn build_local_admin_service(mut self) -> Result<RegistryService, BuildError> {
         self.admin_socket = Some(PathBuf::new());
         let built = self.assemble("http://localhost", "localhost").await?;
+        // Jobs (a collection asked for) run in this process while it lives.
+        std::mem::forget(built.jobs.clone().start());
         built.admin.map(|(_, service)| service).ok_or_else(|| BuildError::Config("no management API to serve".into()))
     }
 
@@ -149,10 +152,14 @@ impl RegistryBuilder {
             }
             _ => None,
         };
-        let gc = match self.gc_interval {
-            Some(every) => GarbageCollector::with_interval(registry.clone(), self.gc.clone(), every),
-            None => GarbageCollector::new(registry.clone(), self.gc.clone()),
-        };
+        let queue: Arc<dyn registry_storage::JobQueue> = registry.metadata_store().clone();
+        let jobs = Arc::new(
+            JobRunner::new(queue, clock.clone(), worker_name())
+                .with_lease(self.job_lease)
+                .with_poll(self.job_poll)
+                .handle(GC_KIND, 1, Duration::from_secs(60), GcHandler::new(registry.clone())),
+        );
+        let gc = GarbageCollector::new(jobs.clone(), self.gc.clone(), self.gc_interval);
         let api = (!self.token_only).then(|| {
             Arc::new(Api {
                 registry: registry.clone(),
@@ -193,6 +200,7 @@ impl RegistryBuilder {
             token_key,
             certificate_pem,
             gc: Some(gc),
+            jobs,
             admin,
             server: self.server,
             data_dir: temp.as_ref().map(|t| t.path().to_owned()).or(match &self.storage {
@@ -245,6 +253,12 @@ impl RegistryBuilder {
     }
 }
 
+/// The name of this process's job worker: host and process id.
+fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "registry".into());
+    format!("{host}:{}", std::process::id())
+}
+
 /// What assembly produced.
 pub(crate) struct Built {
     pub(crate) service: RegistryService,
@@ -254,6 +268,7 @@ pub(crate) struct Built {
     pub(crate) token_key: Option<TokenKey>,
     pub(crate) certificate_pem: Option<String>,
     pub(crate) gc: Option<Arc<GarbageCollector>>,
+    pub(crate) jobs: Arc<JobRunner>,
     pub(crate) admin: Option<(PathBuf, RegistryService)>,
     pub(crate) server: ServerOptions,
     pub(crate) data_dir: Option<PathBuf>,

@@ -66,6 +66,7 @@ impl Server {
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
         let Server { listener, built, .. } = self;
         let schedule = built.gc.as_ref().and_then(|gc| gc.schedule());
+        let jobs = built.jobs.clone().start();
         let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
         let admin = match &built.admin {
             Some((path, service)) => Some(spawn_admin(path, service.clone(), built.server.clone(), admin_stopped)?),
@@ -82,6 +83,8 @@ impl Server {
         if let Some(task) = schedule {
             task.abort();
         }
+        // Running jobs go back to the queue for the next start (or another replica).
+        jobs.stop().await;
         // The pull and login events of the last second.
         built.registry.flush_events().await;
         drop(built);

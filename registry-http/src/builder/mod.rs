@@ -108,6 +108,8 @@ pub struct RegistryBuilder {
     deadline: Duration,
     gc: GcOptions,
     gc_interval: Option<Duration>,
+    pub(crate) job_lease: Duration,
+    pub(crate) job_poll: Duration,
     admin_socket: Option<PathBuf>,
     token_only: bool,
 }
@@ -146,6 +148,8 @@ impl RegistryBuilder {
             deadline: Duration::from_secs(60),
             gc: GcOptions::default(),
             gc_interval: None,
+            job_lease: Duration::from_secs(30),
+            job_poll: Duration::from_secs(1),
             admin_socket: None,
             token_only: false,
         }
@@ -349,6 +353,15 @@ impl RegistryBuilder {
     pub fn gc(mut self, options: GcOptions, interval: Option<Duration>) -> Self {
         self.gc = options;
         self.gc_interval = interval;
+        self
+    }
+
+    /// How long a job's claim lasts without a heartbeat (default 30 s): a replica that dies
+    /// mid-job has its job taken over this long after; and how often the queue is polled for
+    /// jobs other replicas enqueued (default 1 s).
+    pub fn jobs(mut self, lease: Duration, poll: Duration) -> Self {
+        self.job_lease = lease;
+        self.job_poll = poll;
         self
     }
 

@@ -193,7 +193,7 @@ impl JobRunner {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.poll) => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
-                _ = stopped.changed() => break,
+                Some(()) = stop_asked(&mut stopped) => break,
             }
         }
         while running.join_next().await.is_some() {}
@@ -226,7 +226,8 @@ impl JobRunner {
                         Err(e) => tracing::warn!(job = job.id, error = %e, "a job's heartbeat failed"),
                     }
                 }
-                _ = stopped.changed() => break Some(JobEnd::Interrupted),
+                // (A dropped sender is an abort, not a stop: the job is left to its lease.)
+                Some(()) = stop_asked(&mut stopped) => break Some(JobEnd::Interrupted),
             }
         };
         if let Some(end) = end {
@@ -245,6 +246,11 @@ impl JobRunner {
         let wait = backoff.saturating_mul(factor).min(MAX_BACKOFF);
         self.clock.now_millis() + wait.as_millis() as u64
     }
+}
+
+/// Resolves once a stop is asked for; `None` when the handle was dropped without one (an abort).
+async fn stop_asked(stopped: &mut watch::Receiver<bool>) -> Option<()> {
+    stopped.wait_for(|stop| *stop).await.ok().map(|_| ())
 }
 
 /// A started [`JobRunner`].

@@ -213,3 +213,108 @@ pub async fn concurrent_claims_suite(a: Arc<dyn MetadataStore>, b: Arc<dyn Metad
 async fn store_enqueue(store: &dyn MetadataStore, kind: &str, t: u64) -> u64 {
     store.enqueue(&NewJob::new(kind, "{}".into(), "event"), t).await.expect("enqueue").0
 }
+
+/// Workers ([`JobRunner`](crate::JobRunner)s) on two handles of one database: a kind limited
+/// to one never runs two jobs at once and runs each job once; a worker killed mid-job has the
+/// job taken over by the other once its lease has passed.
+pub async fn runners_suite(a: Arc<dyn MetadataStore>, b: Arc<dyn MetadataStore>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use crate::jobs::runner::{JobContext, JobFailure, JobHandler, JobRunner};
+
+    struct Exclusive {
+        now: AtomicUsize,
+        most: AtomicUsize,
+        runs: std::sync::Mutex<Vec<u64>>,
+    }
+    #[async_trait::async_trait]
+    impl JobHandler for Exclusive {
+        async fn run(&self, job: &crate::jobs::Job, ctx: &JobContext) -> Result<String, JobFailure> {
+            let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            ctx.log(format!("job {} running", job.id));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            self.runs.lock().expect("runs").push(job.id);
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            Ok(String::new())
+        }
+    }
+
+    let clock = registry_core::time::system_clock();
+    let kind = unique("exclusive");
+    let handler = Arc::new(Exclusive { now: AtomicUsize::new(0), most: AtomicUsize::new(0), runs: Default::default() });
+    let runner = |store: &Arc<dyn MetadataStore>, name: &str| {
+        let queue: Arc<dyn crate::jobs::JobQueue> = store.clone();
+        Arc::new(JobRunner::new(queue, clock.clone(), name).with_poll(Duration::from_millis(20)).handle(
+            &kind,
+            1,
+            Duration::from_millis(10),
+            handler.clone(),
+        ))
+    };
+    let (ra, rb) = (runner(&a, "replica-a"), runner(&b, "replica-b"));
+    let (ha, hb) = (ra.clone().start(), rb.clone().start());
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let via = if i % 2 == 0 { &ra } else { &rb };
+        ids.push(via.enqueue(&NewJob::new(&kind, "{}".into(), "event")).await.expect("enqueue").0);
+    }
+    for id in &ids {
+        let job = ra.wait(*id).await.expect("wait").expect("exists");
+        assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    }
+    ha.stop().await;
+    hb.stop().await;
+    assert_eq!(handler.most.load(Ordering::SeqCst), 1, "never two jobs of a kind limited to one at once");
+    let mut runs = handler.runs.lock().expect("runs").clone();
+    runs.sort_unstable();
+    assert_eq!(runs, ids, "each job ran once");
+
+    // A worker killed mid-job: the other takes the job over after the lease.
+    struct Hangs(tokio::sync::mpsc::Sender<u64>);
+    #[async_trait::async_trait]
+    impl JobHandler for Hangs {
+        async fn run(&self, job: &crate::jobs::Job, _: &JobContext) -> Result<String, JobFailure> {
+            let _ = self.0.send(job.id).await;
+            futures::future::pending::<()>().await;
+            Ok(String::new())
+        }
+    }
+    struct Finishes;
+    #[async_trait::async_trait]
+    impl JobHandler for Finishes {
+        async fn run(&self, _: &crate::jobs::Job, _: &JobContext) -> Result<String, JobFailure> {
+            Ok("\"done\"".into())
+        }
+    }
+    let kind = unique("takeover");
+    let (started, mut started_rx) = tokio::sync::mpsc::channel(1);
+    let lease = Duration::from_millis(300);
+    let qa: Arc<dyn crate::jobs::JobQueue> = a.clone();
+    let dying = Arc::new(
+        JobRunner::new(qa, clock.clone(), "dies").with_lease(lease).with_poll(Duration::from_millis(20)).handle(
+            &kind,
+            1,
+            Duration::from_millis(10),
+            Arc::new(Hangs(started)),
+        ),
+    );
+    let handle = dying.clone().start();
+    let id = dying.enqueue(&NewJob::new(&kind, "{}".into(), "manual").attempts(3)).await.expect("enqueue").0;
+    assert_eq!(started_rx.recv().await, Some(id), "the first worker runs the job");
+    handle.abort();
+    let qb: Arc<dyn crate::jobs::JobQueue> = b.clone();
+    let survivor =
+        Arc::new(
+            JobRunner::new(qb, clock.clone(), "survives")
+                .with_lease(lease)
+                .with_poll(Duration::from_millis(20))
+                .handle(&kind, 1, Duration::from_millis(10), Arc::new(Finishes)),
+        );
+    let handle = survivor.clone().start();
+    let job = survivor.wait(id).await.expect("wait").expect("exists");
+    handle.stop().await;
+    assert_eq!((job.status, job.attempts, job.worker.as_str()), (JobStatus::Succeeded, 2, "survives"));
+    assert_eq!(job.result, "\"done\"");
+}
