@@ -21,6 +21,7 @@ pub mod identity;
 pub mod memory;
 pub mod model;
 pub mod policy;
+pub mod sealed;
 pub mod service;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -34,6 +35,7 @@ pub use identity::{Credentials, Identity};
 pub use memory::MemoryAccountStore;
 pub use model::{Id, Member, Project, Robot, RobotAccess, RobotLevel, RobotPermission, Role, User};
 pub use policy::{AccessPolicy, AccessPolicyExt, Authenticator, ProjectState};
+pub use sealed::{SealError, SecretKey};
 pub use service::{Grant, TokenRequest, TokenResponse, TokenService};
 pub use store::AccountStore;
 pub use token::{

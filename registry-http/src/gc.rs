@@ -137,7 +137,7 @@ impl GarbageCollector {
 
     async fn active(&self) -> Result<Option<u64>, registry_storage::Error> {
         for status in [JobStatus::Running, JobStatus::Pending] {
-            let filter = JobFilter { kind: Some(GC_KIND.into()), status: Some(status) };
+            let filter = JobFilter { kind: Some(GC_KIND.into()), status: Some(status), ..JobFilter::default() };
             if let Some(job) = self.jobs.queue().jobs(&filter, 0, 1).await?.0.first() {
                 return Ok(Some(job.id));
             }
@@ -171,7 +171,7 @@ impl GarbageCollector {
 
     /// The runs `offset..offset + limit`, newest first, and how many there are.
     pub async fn runs(&self, offset: usize, limit: usize) -> Result<(Vec<GcRun>, u64), registry_storage::Error> {
-        let filter = JobFilter { kind: Some(GC_KIND.into()), status: None };
+        let filter = JobFilter { kind: Some(GC_KIND.into()), status: None, ..JobFilter::default() };
         let (jobs, total) = self.jobs.queue().jobs(&filter, offset, limit).await?;
         Ok((jobs.iter().map(GcRun::of).collect(), total))
     }

@@ -40,8 +40,10 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod service;
+pub mod settings;
 pub mod test_registry;
 pub mod token;
+pub mod webhook;
 
 pub use builder::{BuildError, RegistryBuilder, Server};
 pub use error::ApiError;

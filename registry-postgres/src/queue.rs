@@ -163,16 +163,20 @@ impl JobQueue for PgStore {
     async fn jobs(&self, filter: &JobFilter, offset: usize, limit: usize) -> Result<(Vec<Job>, u64)> {
         let client = self.client().await?;
         let status = filter.status.map(JobStatus::as_str);
-        let condition = "($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR status = $2)";
+        let prefix = filter
+            .key_prefix
+            .as_ref()
+            .map(|p| format!("{}%", p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+        let condition = "($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR key LIKE $3)";
         let total: i64 = client
-            .cached_one(&format!("SELECT count(*) FROM jobs WHERE {condition}"), &[&filter.kind, &status])
+            .cached_one(&format!("SELECT count(*) FROM jobs WHERE {condition}"), &[&filter.kind, &status, &prefix])
             .await
             .map_err(db("counting jobs"))?
             .get(0);
         let rows = client
             .cached_query(
-                &format!("SELECT record FROM jobs WHERE {condition} ORDER BY id DESC OFFSET $3 LIMIT $4"),
-                &[&filter.kind, &status, &big(offset as u64), &big(limit as u64)],
+                &format!("SELECT record FROM jobs WHERE {condition} ORDER BY id DESC OFFSET $4 LIMIT $5"),
+                &[&filter.kind, &status, &prefix, &big(offset as u64), &big(limit as u64)],
             )
             .await
             .map_err(db("listing jobs"))?;

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use registry_auth::SecretKey;
 use registry_auth::{AccountStore, AuthError, TokenKey};
 use registry_object_store::ObjectBlobStore;
 use registry_postgres::{PgOptions, PgStore};
@@ -134,4 +135,29 @@ pub(crate) async fn token_key(config: &Config, database: Option<&PgStore>) -> an
         .await
         .context("reading the token certificate from the database")?;
     Ok((key, der))
+}
+
+/// The key secrets at rest are sealed with (webhooks' headers and signing secrets): the file
+/// `REGISTRY_SECRET_KEY_FILE` names (made when absent; replicas share one copy of it), else
+/// `secret.key` in the data directory; replicas on a database without that file share a key kept
+/// in the database, which protects the secrets less (a dump holds both): a warning says so.
+pub(crate) async fn secret_key(config: &Config, database: Option<&PgStore>) -> anyhow::Result<SecretKey> {
+    if let Some(path) = std::env::var_os("REGISTRY_SECRET_KEY_FILE").filter(|p| !p.is_empty()) {
+        let path = std::path::PathBuf::from(path);
+        return SecretKey::load_or_create(&path).with_context(|| format!("the secret key file {}", path.display()));
+    }
+    let Some(db) = database else {
+        let path = config.data_dir.join("secret.key");
+        return SecretKey::load_or_create(&path).with_context(|| format!("the secret key file {}", path.display()));
+    };
+    tracing::warn!(
+        "no REGISTRY_SECRET_KEY_FILE: webhook secrets are sealed with a key kept in the database; give the replicas a \
+         key file of their own to keep the two apart"
+    );
+    let fault = |e: registry_auth::SealError| registry_core::BackendError::permanent("making the secret key", e);
+    let bytes = db
+        .shared_secret("secret.key", || Ok(SecretKey::generate().map_err(fault)?.to_bytes().to_vec()))
+        .await
+        .context("reading the secret key from the database")?;
+    Ok(SecretKey::from_bytes(&bytes)?)
 }

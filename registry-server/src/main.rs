@@ -271,7 +271,9 @@ async fn with_accounts(
         tracing::info!("first start: created the public project 'library'");
     }
     let (key, der) = backend::token_key(config, stores.database.as_ref()).await?;
+    let secret_key = backend::secret_key(config, stores.database.as_ref()).await?;
     let mut builder = builder
+        .secret_key(secret_key)
         .registry(stores.registry)
         .accounts(accounts)
         .token_key(key)

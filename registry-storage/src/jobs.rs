@@ -333,12 +333,21 @@ pub struct JobFilter {
     pub kind: Option<String>,
     /// In this status.
     pub status: Option<JobStatus>,
+    /// With a key starting so (a webhook policy's deliveries).
+    pub key_prefix: Option<String>,
 }
 
 impl JobFilter {
+    /// Jobs of `kind`.
+    pub fn kind(kind: &str) -> JobFilter {
+        JobFilter { kind: Some(kind.into()), ..JobFilter::default() }
+    }
+
     /// Whether `job` is listed.
     pub fn matches(&self, job: &Job) -> bool {
-        self.kind.as_ref().is_none_or(|k| *k == job.kind) && self.status.is_none_or(|s| s == job.status)
+        self.kind.as_ref().is_none_or(|k| *k == job.kind)
+            && self.status.is_none_or(|s| s == job.status)
+            && self.key_prefix.as_ref().is_none_or(|p| job.key.as_ref().is_some_and(|k| k.starts_with(p.as_str())))
     }
 }
 

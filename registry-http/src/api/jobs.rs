@@ -58,7 +58,7 @@ pub(crate) async fn queues(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let mut out = Vec::new();
     for kind in kinds {
         let count = |status| counts.iter().find(|c| c.kind == kind && c.status == status).map_or(0, |c| c.count);
-        let pending = JobFilter { kind: Some(kind.into()), status: Some(JobStatus::Pending) };
+        let pending = JobFilter { kind: Some(kind.into()), status: Some(JobStatus::Pending), ..JobFilter::default() };
         let (_, waiting) = store.jobs(&pending, 0, 0).await?;
         let oldest = if waiting > 0 {
             store.jobs(&pending, waiting.saturating_sub(1) as usize, 1).await?.0.first().map(|j| j.created_ms)
@@ -104,7 +104,8 @@ pub(crate) async fn stop_queue(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let now = api.registry.clock().now_millis();
     let mut stopped = 0;
     for status in [JobStatus::Pending, JobStatus::Running] {
-        let filter = JobFilter { kind: (kind != "all").then(|| kind.clone()), status: Some(status) };
+        let filter =
+            JobFilter { kind: (kind != "all").then(|| kind.clone()), status: Some(status), ..JobFilter::default() };
         let (jobs, _) = store.jobs(&filter, 0, usize::MAX).await?;
         for job in jobs {
             store.cancel_job(job.id, now).await?;
@@ -123,7 +124,11 @@ pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
             bad_request(format!("status {s:?} is none of pending, running, succeeded, failed, cancelled"))
         })?),
     };
-    let filter = JobFilter { kind: call.query.get("job_type").filter(|k| !k.is_empty()).map(str::to_owned), status };
+    let filter = JobFilter {
+        kind: call.query.get("job_type").filter(|k| !k.is_empty()).map(str::to_owned),
+        status,
+        ..JobFilter::default()
+    };
     let paging = Paging::of(&call)?;
     let offset = ((paging.page - 1) * paging.page_size) as usize;
     let (jobs, total) = api.registry.metadata_store().jobs(&filter, offset, paging.page_size as usize).await?;

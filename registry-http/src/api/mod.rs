@@ -10,6 +10,7 @@
 //! | [`members`] | `/projects/{p}/members…` |
 //! | [`users`] | `/users…`, `/users/current…`, `/users/{id}/password`, `/users/{id}/sysadmin` |
 //! | [`robots`] | `/robots…` (Harbor's v2 robots: system and project level) |
+//! | [`webhooks`] | `/projects/{p}/webhook/…`, `/configurations` |
 //! | [`audit`] | `/audit-logs`, `/projects/{p}/logs`, `/system/purgeaudit/schedule` |
 //!
 //! Shared pieces: [`context`] (who the caller is, what they may do, project look-up by name or
@@ -42,6 +43,7 @@ pub(crate) mod router;
 pub(crate) mod shapes;
 pub mod system;
 pub mod users;
+pub mod webhooks;
 
 use router::{Endpoint, Match, endpoint};
 
@@ -59,6 +61,8 @@ pub(crate) struct Api {
     pub(crate) policy: Option<Arc<dyn AccessPolicy>>,
     pub(crate) gc: Option<Arc<GarbageCollector>>,
     pub(crate) info: system::Info,
+    /// The key secrets at rest are sealed with (webhooks' headers and signing secrets).
+    pub(crate) secret_key: Option<registry_auth::SecretKey>,
 }
 
 /// One request to a handler.
@@ -101,6 +105,18 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/jobservice/jobs/{job_id}" => jobs::get),
             endpoint!(PUT "/jobservice/jobs/{job_id}" => jobs::stop),
             endpoint!(GET "/jobservice/jobs/{job_id}/log" => jobs::log),
+            endpoint!(GET "/configurations" => webhooks::configurations),
+            endpoint!(PUT "/configurations" => webhooks::configure),
+            endpoint!(GET "/projects/{project}/webhook/events" => webhooks::events),
+            endpoint!(GET "/projects/{project}/webhook/policies" => webhooks::list),
+            endpoint!(POST "/projects/{project}/webhook/policies" => webhooks::create),
+            endpoint!(POST "/projects/{project}/webhook/policies/test" => webhooks::test),
+            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}" => webhooks::get),
+            endpoint!(PUT "/projects/{project}/webhook/policies/{webhook_policy_id}" => webhooks::update),
+            endpoint!(DELETE "/projects/{project}/webhook/policies/{webhook_policy_id}" => webhooks::delete),
+            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions" => webhooks::executions),
+            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks" => webhooks::tasks),
+            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks/{task_id}/log" => webhooks::task_log),
             endpoint!(GET "/projects" => projects::list),
             endpoint!(HEAD "/projects" => projects::exists),
             endpoint!(POST "/projects" => projects::create),

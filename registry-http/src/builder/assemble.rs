@@ -18,6 +18,9 @@ use crate::gc::{GC_KIND, GarbageCollector, GcHandler};
 use crate::server::ServerOptions;
 use crate::service::{Parts, RegistryService, assemble};
 use crate::token::{ISSUER, TOKEN_PATH, TokenAuth};
+use crate::webhook::deliver::{DELIVERY_KIND, Deliverer};
+use crate::webhook::dispatch::Dispatcher;
+use registry_auth::SecretKey;
 
 /// The default policy for an embedder's authenticator without a policy of its own: signed-in
 /// identities may pull, push and delete anything; anonymous callers nothing.
@@ -152,13 +155,34 @@ impl RegistryBuilder {
             }
             _ => None,
         };
+        let secret_key = match (&self.secret_key, &self.storage, &temp) {
+            (Some(key), _, _) => key.clone(),
+            (None, _, Some(temp)) => SecretKey::load_or_create(&temp.path().join(SECRET_KEY_FILE)).map_err(seal_err)?,
+            (None, Storage::Embedded(dir), _) => {
+                SecretKey::load_or_create(&dir.join(SECRET_KEY_FILE)).map_err(seal_err)?
+            }
+            (None, _, _) => SecretKey::generate().map_err(seal_err)?,
+        };
         let queue: Arc<dyn registry_storage::JobQueue> = registry.metadata_store().clone();
+        let (attempts, backoff) = self.webhook_retry;
+        let deliverer = Arc::new(Deliverer { meta: registry.metadata_store().clone(), key: secret_key.clone() });
         let jobs = Arc::new(
             JobRunner::new(queue, clock.clone(), worker_name())
                 .with_lease(self.job_lease)
                 .with_poll(self.job_poll)
-                .handle(GC_KIND, 1, Duration::from_secs(60), GcHandler::new(registry.clone())),
+                .handle(GC_KIND, 1, Duration::from_secs(60), GcHandler::new(registry.clone()))
+                .handle(DELIVERY_KIND, 8, backoff, deliverer),
         );
+        let dispatcher = accounts.as_ref().filter(|_| !self.token_only).map(|accounts| {
+            Arc::new(Dispatcher {
+                meta: registry.metadata_store().clone(),
+                accounts: accounts.clone(),
+                jobs: jobs.clone(),
+                registry_host: host.to_owned(),
+                attempts,
+                poll: self.job_poll,
+            })
+        });
         let gc = GarbageCollector::new(jobs.clone(), self.gc.clone(), self.gc_interval);
         let api = (!self.token_only).then(|| {
             Arc::new(Api {
@@ -172,6 +196,7 @@ impl RegistryBuilder {
                     storage: storage_name.to_owned(),
                     auth_mode: if accounts.is_some() { "db_auth".into() } else { "custom".into() },
                 },
+                secret_key: Some(secret_key.clone()),
             })
         });
         let parts = |api: Option<Arc<Api>>| Parts {
@@ -201,6 +226,7 @@ impl RegistryBuilder {
             certificate_pem,
             gc: Some(gc),
             jobs,
+            dispatcher,
             admin,
             server: self.server,
             data_dir: temp.as_ref().map(|t| t.path().to_owned()).or(match &self.storage {
@@ -253,6 +279,13 @@ impl RegistryBuilder {
     }
 }
 
+/// The key file of an embedded data directory.
+const SECRET_KEY_FILE: &str = "secret.key";
+
+fn seal_err(e: registry_auth::SealError) -> BuildError {
+    BuildError::Config(e.to_string())
+}
+
 /// The name of this process's job worker: host and process id.
 fn worker_name() -> String {
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "registry".into());
@@ -269,6 +302,7 @@ pub(crate) struct Built {
     pub(crate) certificate_pem: Option<String>,
     pub(crate) gc: Option<Arc<GarbageCollector>>,
     pub(crate) jobs: Arc<JobRunner>,
+    pub(crate) dispatcher: Option<Arc<Dispatcher>>,
     pub(crate) admin: Option<(PathBuf, RegistryService)>,
     pub(crate) server: ServerOptions,
     pub(crate) data_dir: Option<PathBuf>,

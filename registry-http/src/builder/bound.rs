@@ -67,6 +67,7 @@ impl Server {
         let Server { listener, built, .. } = self;
         let schedule = built.gc.as_ref().and_then(|gc| gc.schedule());
         let jobs = built.jobs.clone().start();
+        let dispatcher = built.dispatcher.clone().map(|d| d.start());
         let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
         let admin = match &built.admin {
             Some((path, service)) => Some(spawn_admin(path, service.clone(), built.server.clone(), admin_stopped)?),
@@ -81,6 +82,9 @@ impl Server {
             let _ = std::fs::remove_file(path);
         }
         if let Some(task) = schedule {
+            task.abort();
+        }
+        if let Some(task) = dispatcher {
             task.abort();
         }
         // Running jobs go back to the queue for the next start (or another replica).

@@ -109,6 +109,8 @@ pub struct RegistryBuilder {
     gc: GcOptions,
     gc_interval: Option<Duration>,
     pub(crate) job_lease: Duration,
+    pub(crate) secret_key: Option<registry_auth::SecretKey>,
+    pub(crate) webhook_retry: (u32, Duration),
     pub(crate) job_poll: Duration,
     admin_socket: Option<PathBuf>,
     token_only: bool,
@@ -149,6 +151,8 @@ impl RegistryBuilder {
             gc: GcOptions::default(),
             gc_interval: None,
             job_lease: Duration::from_secs(30),
+            secret_key: None,
+            webhook_retry: (10, Duration::from_secs(5)),
             job_poll: Duration::from_secs(1),
             admin_socket: None,
             token_only: false,
@@ -362,6 +366,22 @@ impl RegistryBuilder {
     pub fn jobs(mut self, lease: Duration, poll: Duration) -> Self {
         self.job_lease = lease;
         self.job_poll = poll;
+        self
+    }
+
+    /// The key secrets kept at rest are sealed with (webhooks' `Authorization` headers and
+    /// signing secrets). Default: `secret.key` in the embedded data directory (made at first
+    /// start); a fresh key per process for memory storage and stores of the caller's, whose
+    /// sealed secrets then do not survive a restart: replicas pass the key they share.
+    pub fn secret_key(mut self, key: registry_auth::SecretKey) -> Self {
+        self.secret_key = Some(key);
+        self
+    }
+
+    /// Webhook deliveries: attempts before one fails for good (default 10), and the wait after
+    /// the first failure, doubled at each further one (default 5 s).
+    pub fn webhook_retry(mut self, attempts: u32, backoff: Duration) -> Self {
+        self.webhook_retry = (attempts.max(1), backoff);
         self
     }
 

@@ -84,14 +84,16 @@ pub async fn job_queue_suite(store: &dyn MetadataStore) {
     assert_eq!(store.cancel_job(u64::MAX / 2, t).await.expect("cancel"), None, "unknown job");
 
     // Listing: newest first, filtered, with totals; counts by kind and status.
-    let filter = JobFilter { kind: Some(kind.clone()), status: None };
+    let filter = JobFilter { kind: Some(kind.clone()), status: None, ..JobFilter::default() };
     let (page, total) = store.jobs(&filter, 0, 2).await.expect("list");
     assert_eq!(total, 4);
     assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), vec![fourth, third]);
     let (page, _) = store.jobs(&filter, 3, 10).await.expect("list");
     assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
-    let failed = JobFilter { kind: Some(kind.clone()), status: Some(JobStatus::Failed) };
+    let failed = JobFilter { kind: Some(kind.clone()), status: Some(JobStatus::Failed), ..JobFilter::default() };
     assert_eq!(store.jobs(&failed, 0, 10).await.expect("list").1, 1);
+    let keyed = JobFilter { key_prefix: new.key.clone(), ..JobFilter::default() };
+    assert_eq!(store.jobs(&keyed, 0, 10).await.expect("list").0.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
     let counts: Vec<(JobStatus, u64)> = store
         .job_counts()
         .await

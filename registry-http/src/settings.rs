@@ -1,0 +1,42 @@
+//! System settings an admin changes at run time (`/configurations`), kept as the system policy
+//! document `settings/system` of the metadata store, so every replica reads the same.
+
+use registry_core::event::Event;
+use registry_storage::MetadataStore;
+use registry_storage::policies::{PolicyRecord, SYSTEM};
+use serde::{Deserialize, Serialize};
+
+/// The policy kind and name of the settings document.
+const KIND: &str = "settings";
+const NAME: &str = "system";
+
+/// The settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SystemSettings {
+    /// Webhook targets may be private or loopback addresses (off: the SSRF guard refuses them).
+    pub webhook_allow_private_targets: bool,
+}
+
+impl SystemSettings {
+    /// The settings now (the defaults when never changed).
+    pub async fn load(store: &dyn MetadataStore) -> registry_storage::Result<SystemSettings> {
+        let found = store.policies(KIND, Some(SYSTEM)).await?.into_iter().find(|p| p.name == NAME);
+        Ok(found.and_then(|p| serde_json::from_str(&p.body).ok()).unwrap_or_default())
+    }
+
+    /// Saves the settings with the event recording the change.
+    pub async fn save(&self, store: &dyn MetadataStore, events: &[Event]) -> registry_storage::Result<()> {
+        let existing = store.policies(KIND, Some(SYSTEM)).await?.into_iter().find(|p| p.name == NAME);
+        let record = PolicyRecord {
+            id: existing.map_or(0, |p| p.id),
+            kind: KIND.into(),
+            project_id: SYSTEM,
+            name: NAME.into(),
+            body: serde_json::to_string(self).unwrap_or_default(),
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        store.put_policy(&record, events).await.map(|_| ())
+    }
+}

@@ -1,0 +1,349 @@
+//! Webhooks against real HTTP receivers started by the test: both payload formats field by field,
+//! the signature, a receiver that is down and then up (delivered, the retries recorded), a restart
+//! with deliveries pending, a receiver that does not answer (pushes go on), the SSRF guard, and who
+//! may manage policies.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use registry_http::TestRegistry;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use testkit::*;
+use tokio::sync::{Semaphore, mpsc};
+
+/// One request a receiver got.
+#[derive(Debug)]
+struct Received {
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// An HTTP receiver: answers `status` (changeable), waits for a permit of `gate` before answering
+/// when gated, and sends what it got to the test.
+struct Receiver {
+    url: String,
+    status: Arc<AtomicU16>,
+    gate: Arc<Semaphore>,
+    arrived: Arc<std::sync::atomic::AtomicUsize>,
+    got: mpsc::UnboundedReceiver<Received>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start(status: u16, open: bool) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let status = Arc::new(AtomicU16::new(status));
+        let gate = Arc::new(Semaphore::new(if open { Semaphore::MAX_PERMITS } else { 0 }));
+        let (tx, got) = mpsc::unbounded_channel();
+        let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, g, a) = (status.clone(), gate.clone(), arrived.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (s, g, a, tx) = (s.clone(), g.clone(), a.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (s, g, a, tx) = (s.clone(), g.clone(), a.clone(), tx.clone());
+                        async move {
+                            a.fetch_add(1, Ordering::SeqCst);
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            let permit = g.acquire().await;
+                            drop(permit);
+                            let code = s.load(Ordering::SeqCst);
+                            let _ = tx.send(Received { headers: parts.headers, body });
+                            let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+                            *response.status_mut() = hyper::StatusCode::from_u16(code).expect("status");
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver { url, status, gate, arrived, got, task }
+    }
+
+    async fn next(&mut self) -> Received {
+        self.got.recv().await.expect("a delivery")
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const ADMIN: (&str, &str) = ("admin", "adminpassword");
+
+async fn api(
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    creds: (&str, &str),
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = c.request(method, url).basic_auth(creds.0, Some(creds.1));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+}
+
+async fn set_up(reg: &TestRegistry) {
+    let accounts = reg.accounts().expect("accounts").acting_as(registry_core::event::Operator::system());
+    accounts.add_user("admin", "adminpassword", true).await.expect("admin");
+    accounts.add_user("dev", "password1", false).await.expect("dev");
+    accounts.add_user("keeper", "password1", false).await.expect("keeper");
+    accounts.create_project("team", false).await.expect("team");
+    accounts.add_member("team", "dev", registry_auth::model::Role::Developer, None).await.expect("member");
+    accounts.add_member("team", "keeper", registry_auth::model::Role::Maintainer, None).await.expect("member");
+}
+
+fn signature(secret: &str, body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    format!("sha256={}", hex::encode(ring::hmac::sign(&key, body).as_ref()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_in_both_formats_retried_until_the_receiver_is_up() {
+    let reg = TestRegistry::builder()
+        .harbor_accounts()
+        .jobs(std::time::Duration::from_secs(5), std::time::Duration::from_millis(50))
+        .webhook_retry(5, std::time::Duration::from_millis(100))
+        .start()
+        .await
+        .expect("start");
+    set_up(&reg).await;
+    let (c, base) = (client(), reg.url());
+    let policies = format!("{base}/api/v2.0/projects/team/webhook/policies");
+    let mut plain = Receiver::start(200, true).await;
+    let mut cloud = Receiver::start(503, true).await;
+    let policy = |name: &str, url: &str, format: &str| {
+        json!({
+            "name": name,
+            "targets": [{"type": "http", "address": url, "auth_header": "Bearer hook-token", "payload_format": format}],
+            "event_types": ["PUSH_ARTIFACT", "DELETE_ARTIFACT"],
+            "enabled": true,
+            "secret": "s3cret-signing-key",
+        })
+    };
+
+    // The SSRF guard: a loopback target is refused until an admin allows private targets.
+    let (status, body) =
+        api(&c, reqwest::Method::POST, &policies, ADMIN, Some(policy("plain", &plain.url, "Default"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("webhook_allow_private_targets"), "{body}");
+    let configurations = format!("{base}/api/v2.0/configurations");
+    let (status, _) = api(
+        &c,
+        reqwest::Method::PUT,
+        &configurations,
+        ("dev", "password1"),
+        Some(json!({"webhook_allow_private_targets": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) =
+        api(&c, reqwest::Method::PUT, &configurations, ADMIN, Some(json!({"webhook_allow_private_targets": true})))
+            .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Who may manage: project admins (and system admins) write, maintainers read, developers nothing.
+    let (status, _) =
+        api(&c, reqwest::Method::POST, &policies, ("keeper", "password1"), Some(policy("x", &plain.url, "Default")))
+            .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api(&c, reqwest::Method::GET, &policies, ("dev", "password1"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let bad = json!({"name": "bad", "targets": [{"address": plain.url}], "event_types": ["PUSH_EVERYTHING"]});
+    let (status, body) = api(&c, reqwest::Method::POST, &policies, ADMIN, Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.to_string().contains("PUSH_EVERYTHING"), "{body}");
+
+    let (status, created) =
+        api(&c, reqwest::Method::POST, &policies, ADMIN, Some(policy("plain", &plain.url, "Default"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let plain_id = created["id"].as_u64().expect("id");
+    let (status, _) =
+        api(&c, reqwest::Method::POST, &policies, ADMIN, Some(policy("plain", &plain.url, "Default"))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "names are unique in a project");
+    let (status, created) =
+        api(&c, reqwest::Method::POST, &policies, ADMIN, Some(policy("cloud", &cloud.url, "CloudEvents"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let cloud_id = created["id"].as_u64().expect("id");
+    let (status, shown) =
+        api(&c, reqwest::Method::GET, &format!("{policies}/{plain_id}"), ("keeper", "password1"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["targets"][0]["auth_header"], "***", "the header is never shown");
+    assert!(!shown.to_string().contains("s3cret"), "nor the secret: {shown}");
+    assert_eq!(shown["event_types"], json!(["PUSH_ARTIFACT", "DELETE_ARTIFACT"]));
+
+    let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push,delete"]).await;
+    let (_, digest) = push_image_as(&c, &base, "team/app", "v1", "first", Some(&t)).await;
+
+    // Harbor's default JSON, field by field, signed.
+    let got = plain.next().await;
+    assert_eq!(got.headers["content-type"], "application/json");
+    assert_eq!(got.headers["authorization"], "Bearer hook-token");
+    assert_eq!(got.headers["x-registry-signature-256"], signature("s3cret-signing-key", &got.body).as_str());
+    let event_id = got.headers["x-registry-event-id"].to_str().expect("id").to_owned();
+    let v: Value = serde_json::from_slice(&got.body).expect("json");
+    assert_eq!(v["type"], "PUSH_ARTIFACT");
+    assert_eq!(v["operator"], "admin");
+    assert!(v["occur_at"].as_u64().expect("occur_at") > 1_700_000_000);
+    let resource = &v["event_data"]["resources"][0];
+    assert_eq!(resource["digest"], digest.to_string());
+    assert_eq!(resource["tag"], "v1");
+    assert_eq!(resource["resource_url"], format!("{}/team/app:v1", reg.host()));
+    let repository = &v["event_data"]["repository"];
+    assert_eq!((repository["namespace"].as_str(), repository["name"].as_str()), (Some("team"), Some("app")));
+    assert_eq!(repository["repo_full_name"], "team/app");
+    assert_eq!(repository["repo_type"], "private");
+
+    // CloudEvents: refused twice (503), delivered on the third attempt, the same event id each time.
+    for attempt in 1..=3 {
+        if attempt == 3 {
+            cloud.status.store(200, Ordering::SeqCst);
+        }
+        let got = cloud.next().await;
+        assert_eq!(got.headers["x-registry-event-id"].to_str().expect("id"), event_id, "attempt {attempt}");
+        assert_eq!(got.headers["content-type"], "application/cloudevents+json");
+        let v: Value = serde_json::from_slice(&got.body).expect("json");
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["id"], event_id);
+        assert_eq!(v["type"], "harbor.artifact.pushed");
+        assert_eq!(v["source"], format!("/projects/{}/webhook/policies/{cloud_id}", shown["project_id"]));
+        assert_eq!(v["datacontenttype"], "application/json");
+        assert!(v["time"].as_str().expect("time").ends_with('Z'));
+        assert_eq!(v["operator"], "admin");
+        assert_eq!(v["data"]["resources"][0]["digest"], digest.to_string());
+    }
+    // The history shows the attempts and the receiver's answer.
+    let executions = format!("{policies}/{cloud_id}/executions");
+    let history = loop {
+        let (_, history) = api(&c, reqwest::Method::GET, &executions, ADMIN, None).await;
+        if history[0]["status"] == "Success" {
+            break history;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(history.as_array().expect("array").len(), 1);
+    assert_eq!(history[0]["extra_attrs"]["attempts"], 3, "{history}");
+    assert_eq!(history[0]["extra_attrs"]["response_code"], 200);
+    assert_eq!(history[0]["extra_attrs"]["event_type"], "PUSH_ARTIFACT");
+    let execution = history[0]["id"].as_u64().expect("id");
+    let log = c
+        .get(format!("{executions}/{execution}/tasks/{execution}/log"))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .send()
+        .await
+        .expect("log")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(log.matches("answered 503").count(), 2, "{log}");
+
+    // A deletion is delivered too; a pull is not (not among the policy's types).
+    let deleted =
+        c.delete(format!("{base}/v2/team/app/manifests/{digest}")).bearer_auth(&t).send().await.expect("delete");
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    let got = plain.next().await;
+    assert_eq!(serde_json::from_slice::<Value>(&got.body).expect("json")["type"], "DELETE_ARTIFACT");
+
+    // The test call reaches the receiver now; a receiver answering 500 fails it.
+    let test_url = format!("{policies}/test");
+    let probe = json!({"targets": [{"address": plain.url, "payload_format": "Default"}]});
+    let (status, _) = api(&c, reqwest::Method::POST, &test_url, ADMIN, Some(probe.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&plain.next().await.body).expect("json")["type"], "PUSH_ARTIFACT");
+    plain.status.store(500, Ordering::SeqCst);
+    let (status, body) = api(&c, reqwest::Method::POST, &test_url, ADMIN, Some(probe)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.to_string().contains("answered 500"), "{body}");
+
+    // Policy changes are audited.
+    reg.registry().flush_events().await;
+    let (_, logs) = api(
+        &c,
+        reqwest::Method::GET,
+        &format!("{base}/api/v2.0/audit-logs?q=resource_type%3Dwebhook_policy&page_size=50"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(logs.as_array().expect("array").len(), 2, "{logs}");
+    reg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_receiver_never_slows_pushes_and_a_restart_loses_no_delivery() {
+    let dir = tempfile::tempdir().expect("dir");
+    let start = || {
+        TestRegistry::builder()
+            .embedded(dir.path())
+            .harbor_accounts()
+            .jobs(std::time::Duration::from_secs(5), std::time::Duration::from_millis(50))
+            .webhook_retry(20, std::time::Duration::from_millis(100))
+            .start()
+    };
+    let reg = start().await.expect("start");
+    set_up(&reg).await;
+    let (c, base) = (client(), reg.url());
+    // A receiver that takes every request and answers none until the test lets it.
+    let stuck = Receiver::start(200, false).await;
+    let configurations = format!("{base}/api/v2.0/configurations");
+    api(&c, reqwest::Method::PUT, &configurations, ADMIN, Some(json!({"webhook_allow_private_targets": true}))).await;
+    let policy = json!({"name": "stuck", "targets": [{"address": stuck.url}], "event_types": ["PUSH_ARTIFACT"]});
+    let (status, _) =
+        api(&c, reqwest::Method::POST, &format!("{base}/api/v2.0/projects/team/webhook/policies"), ADMIN, Some(policy))
+            .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push"]).await;
+    push_image_as(&c, &base, "team/app", "v0", "layer 0", Some(&t)).await;
+    while stuck.arrived.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    // The receiver holds the first delivery unanswered: the next pushes are acknowledged anyway.
+    for n in 1..5 {
+        push_image_as(&c, &base, "team/app", &format!("v{n}"), &format!("layer {n}"), Some(&t)).await;
+    }
+    assert_eq!(stuck.gate.available_permits(), 0, "still nothing answered");
+
+    // Restart with deliveries pending: the receiver is replaced by one that answers.
+    reg.stop().await;
+    drop(stuck);
+    let mut up = Receiver::start(200, true).await;
+    let reg = start().await.expect("restart");
+    let base = reg.url();
+    let policies = format!("{base}/api/v2.0/projects/team/webhook/policies");
+    let (_, listed) = api(&c, reqwest::Method::GET, &policies, ADMIN, None).await;
+    let id = listed[0]["id"].as_u64().expect("id");
+    let target = json!({"targets": [{"address": up.url}]});
+    let (status, _) = api(&c, reqwest::Method::PUT, &format!("{policies}/{id}"), ADMIN, Some(target)).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut tags = std::collections::BTreeSet::new();
+    while tags.len() < 5 {
+        let got = up.next().await;
+        let v: Value = serde_json::from_slice(&got.body).expect("json");
+        tags.insert(v["event_data"]["resources"][0]["tag"].as_str().expect("tag").to_owned());
+    }
+    assert_eq!(
+        tags.into_iter().collect::<Vec<_>>(),
+        vec!["v0", "v1", "v2", "v3", "v4"],
+        "every push delivered once restarted"
+    );
+    reg.stop().await;
+}
