@@ -214,12 +214,13 @@ impl GarbageCollector {
 /// Runs garbage-collection jobs on an engine.
 pub struct GcHandler {
     registry: Registry,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl GcHandler {
-    /// The handler of `registry`'s collections.
-    pub fn new(registry: Registry) -> Arc<GcHandler> {
-        Arc::new(GcHandler { registry })
+    /// The handler of `registry`'s collections, counting them in `metrics`.
+    pub fn new(registry: Registry, metrics: Option<Arc<crate::metrics::Metrics>>) -> Arc<GcHandler> {
+        Arc::new(GcHandler { registry, metrics })
     }
 }
 
@@ -232,6 +233,9 @@ impl JobHandler for GcHandler {
         let progress = |report: &GcReport| ctx.progress(serde_json::to_string(report).unwrap_or_default());
         match self.registry.collect_garbage_with_progress(&options, &progress).await {
             Ok(r) => {
+                if let Some(m) = &self.metrics {
+                    m.collected(r.bytes_freed + r.upload_bytes_freed);
+                }
                 ctx.log(format!(
                     "examined {} objects; {} blobs ({} bytes), {} links, {} manifests, {} uploads ({} bytes) {}; {} ms",
                     r.examined,

@@ -36,6 +36,7 @@ pub mod distribution;
 pub mod error;
 pub mod gc;
 pub mod layers;
+pub mod metrics;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -92,6 +92,8 @@ pub(crate) struct Parts {
     pub(crate) distribution: bool,
     pub(crate) prefix: String,
     pub(crate) settings: distribution::Settings,
+    /// Metrics, counted and served at `/metrics` when on.
+    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Assembles the service; `callers` says how the management API authenticates.
@@ -105,7 +107,8 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
             parts.settings,
         )
     });
-    let branches = Arc::new(Branches { token, api, v2, registry: registry.clone() });
+    let metrics = parts.metrics.clone();
+    let branches = Arc::new(Branches { token, api, v2, registry: registry.clone(), metrics: metrics.clone() });
     let router = service_fn(move |req: Request<RequestBody>| {
         let branches = branches.clone();
         async move {
@@ -115,6 +118,13 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
                 return text(StatusCode::OK, "ok");
             } else if path == "/readyz" {
                 return readiness(&branches.registry).await;
+            } else if path == "/metrics"
+                && let Some(metrics) = &branches.metrics
+            {
+                let text = metrics.render(&**branches.registry.metadata_store()).await;
+                let mut response = crate::response::text(StatusCode::OK, text);
+                crate::response::set(response.headers_mut(), http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE);
+                return response;
             } else if path == TOKEN_PATH || path == JWKS_PATH {
                 &branches.token
             } else if path.strip_prefix(API_PREFIX).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
@@ -130,7 +140,8 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
             }
         }
     });
-    let inner = ServiceBuilder::new().layer(access_log::layer()).layer(prefix::layer(&parts.prefix)).service(router);
+    let inner =
+        ServiceBuilder::new().layer(access_log::layer(metrics)).layer(prefix::layer(&parts.prefix)).service(router);
     RegistryService { inner, registry }
 }
 
@@ -140,6 +151,7 @@ struct Branches {
     api: Option<BoxService>,
     v2: Option<BoxService>,
     registry: Registry,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// `/readyz`: 200 when the metadata and blob stores answer, 503 otherwise.

@@ -163,6 +163,7 @@ impl RegistryBuilder {
             }
             (None, _, _) => SecretKey::generate().map_err(seal_err)?,
         };
+        let metrics = self.metrics.then(crate::metrics::Metrics::new);
         let queue: Arc<dyn registry_storage::JobQueue> = registry.metadata_store().clone();
         let (attempts, backoff) = self.webhook_retry;
         let deliverer = Arc::new(Deliverer { meta: registry.metadata_store().clone(), key: secret_key.clone() });
@@ -170,7 +171,7 @@ impl RegistryBuilder {
             JobRunner::new(queue, clock.clone(), worker_name())
                 .with_lease(self.job_lease)
                 .with_poll(self.job_poll)
-                .handle(GC_KIND, 1, Duration::from_secs(60), GcHandler::new(registry.clone()))
+                .handle(GC_KIND, 1, Duration::from_secs(60), GcHandler::new(registry.clone(), metrics.clone()))
                 .handle(DELIVERY_KIND, 8, backoff, deliverer),
         );
         let dispatcher = accounts.as_ref().filter(|_| !self.token_only).map(|accounts| {
@@ -206,6 +207,7 @@ impl RegistryBuilder {
             distribution: !self.token_only,
             prefix: self.prefix.clone(),
             settings: Settings { deadline: self.deadline, upload_limit: self.upload_limit },
+            metrics: metrics.clone(),
         };
         let service = assemble(parts(api.clone()), Callers::Basic(authenticator.clone()));
         let admin = match (&self.admin_socket, &api) {

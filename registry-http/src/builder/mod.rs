@@ -111,6 +111,7 @@ pub struct RegistryBuilder {
     pub(crate) job_lease: Duration,
     pub(crate) secret_key: Option<registry_auth::SecretKey>,
     pub(crate) webhook_retry: (u32, Duration),
+    pub(crate) metrics: bool,
     pub(crate) job_poll: Duration,
     admin_socket: Option<PathBuf>,
     token_only: bool,
@@ -153,6 +154,7 @@ impl RegistryBuilder {
             job_lease: Duration::from_secs(30),
             secret_key: None,
             webhook_retry: (10, Duration::from_secs(5)),
+            metrics: false,
             job_poll: Duration::from_secs(1),
             admin_socket: None,
             token_only: false,
@@ -375,6 +377,13 @@ impl RegistryBuilder {
     /// sealed secrets then do not survive a restart: replicas pass the key they share.
     pub fn secret_key(mut self, key: registry_auth::SecretKey) -> Self {
         self.secret_key = Some(key);
+        self
+    }
+
+    /// Serve Prometheus metrics at `/metrics` on the main listener (off by default: they tell
+    /// the registry's traffic to whoever can reach it; put the path behind your proxy's rules).
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
         self
     }
 

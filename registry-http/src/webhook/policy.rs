@@ -94,7 +94,7 @@ pub(crate) struct PolicyInput {
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
-    crate::api::context::bad_request(message)
+    ApiError::harbor(http::StatusCode::BAD_REQUEST, message.into())
 }
 
 /// Checks a policy's name, targets and event types, sealing the secrets of `input` into

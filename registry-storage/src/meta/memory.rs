@@ -621,19 +621,3 @@ impl PolicyStore for MemoryMetadataStore {
         Ok(deleted)
     }
 }
-
-#[cfg(test)]
-mod queue_tests {
-    use std::sync::Arc;
-
-    use super::MemoryMetadataStore;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_memory_store_keeps_the_queue_and_policies_by_the_rules() {
-        let store = MemoryMetadataStore::new();
-        crate::testing::jobs::job_queue_suite(&store).await;
-        let shared = Arc::new(store);
-        crate::testing::jobs::concurrent_claims_suite(shared.clone(), shared.clone()).await;
-        crate::testing::jobs::runners_suite(shared.clone(), shared).await;
-    }
-}

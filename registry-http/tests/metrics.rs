@@ -1,0 +1,117 @@
+//! `/metrics` scraped and parsed as Prometheus text: the counters move as requests are made; the
+//! job queue's figures are there; off by default.
+
+use std::collections::HashMap;
+
+use registry_http::TestRegistry;
+use reqwest::StatusCode;
+use testkit::*;
+
+/// Every sample of an exposition: `name{labels}` to value. Panics on a line that is not a
+/// comment or a well-formed sample.
+fn parse(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(comment) = line.strip_prefix('#') {
+            assert!(
+                comment.starts_with(" HELP ") || comment.starts_with(" TYPE ") || comment.starts_with(" EOF"),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "metric name {name:?}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "labels closed: {line}");
+        }
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+async fn scrape(c: &reqwest::Client, base: &str) -> HashMap<String, f64> {
+    let resp = c.get(format!("{base}/metrics")).send().await.expect("scrape");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().expect("type").starts_with("text/plain; version=0.0.4"));
+    parse(&resp.text().await.expect("text"))
+}
+
+fn get(samples: &HashMap<String, f64>, series: &str) -> f64 {
+    samples.get(series).copied().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_as_requests_are_made() {
+    let reg = TestRegistry::builder().metrics(true).start().await.expect("start");
+    let (c, base) = (client(), reg.url());
+    let before = scrape(&c, &base).await;
+    let base_ok = r#"registry_http_requests_total{route="base",method="GET",status="200"}"#;
+    for _ in 0..3 {
+        assert_eq!(c.get(format!("{base}/v2/")).send().await.expect("ping").status(), StatusCode::OK);
+    }
+    let (_, digest) = push_image_as(&c, &base, "library/app", "v1", "layer", None).await;
+    let missing = c.get(format!("{base}/v2/library/app/manifests/nope")).send().await.expect("get");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let after = scrape(&c, &base).await;
+    assert_eq!(get(&after, base_ok) - get(&before, base_ok), 3.0, "three base requests");
+    let pushed = r#"registry_http_requests_total{route="manifest_write",method="PUT",status="201"}"#;
+    assert_eq!(get(&after, pushed), 1.0);
+    assert_eq!(get(&after, r#"registry_http_requests_total{route="manifest",method="GET",status="404"}"#), 1.0);
+    let uploads: f64 = after
+        .iter()
+        .filter(|(k, _)| k.starts_with(r#"registry_http_requests_total{route="upload""#))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(uploads >= 2.0, "the layer and config uploads: {after:?}");
+    assert!(get(&after, "registry_http_request_bytes_total") > get(&before, "registry_http_request_bytes_total"));
+    let count = r#"registry_http_request_duration_seconds_count{route="base"}"#;
+    assert_eq!(get(&after, count) - get(&before, count), 3.0, "the histogram counts them too");
+    let inf = r#"registry_http_request_duration_seconds_bucket{route="base",le="+Inf"}"#;
+    assert_eq!(get(&after, inf), get(&after, count), "{after:?}");
+    assert_eq!(get(&after, r#"registry_http_requests_in_flight{route="base"}"#), 0.0, "none left in flight");
+    assert!(!after.keys().any(|k| k.contains(&digest.to_string()) || k.contains("library/app")), "no unbounded labels");
+    reg.stop().await;
+
+    let plain = TestRegistry::start().await.expect("start");
+    let resp = c.get(format!("{}/metrics", plain.url())).send().await.expect("scrape");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "off unless turned on");
+    plain.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_jobs_show_in_the_queue_figures() {
+    let reg = TestRegistry::builder()
+        .harbor_accounts()
+        .metrics(true)
+        .jobs(std::time::Duration::from_secs(5), std::time::Duration::from_millis(50))
+        .start()
+        .await
+        .expect("start");
+    let accounts = reg.accounts().expect("accounts").acting_as(registry_core::event::Operator::system());
+    accounts.add_user("admin", "adminpassword", true).await.expect("admin");
+    let c = client();
+    let started = c
+        .post(format!("{}/api/v2.0/system/gc/schedule", reg.url()))
+        .basic_auth("admin", Some("adminpassword"))
+        .json(&serde_json::json!({"schedule": {"type": "Manual"}}))
+        .send()
+        .await
+        .expect("start gc");
+    assert_eq!(started.status(), StatusCode::CREATED);
+    let done = r#"registry_jobs{kind="gc",status="succeeded"}"#;
+    loop {
+        let samples = scrape(&c, &reg.url()).await;
+        if get(&samples, done) == 1.0 {
+            assert_eq!(get(&samples, "registry_gc_runs_total"), 1.0);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    reg.stop().await;
+}
