@@ -35,6 +35,7 @@ pub mod builder;
 pub mod distribution;
 pub mod error;
 pub mod gc;
+pub mod housekeeping;
 pub mod layers;
 pub mod metrics;
 pub mod request;

@@ -91,6 +91,16 @@ pub(crate) struct Config {
     pub(crate) database: DatabaseConfig,
     /// Where blobs live.
     pub(crate) storage: StorageConfig,
+    /// Prometheus metrics.
+    pub(crate) metrics: MetricsConfig,
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsConfig {
+    /// Serve `/metrics` on the main listener.
+    pub(crate) enabled: bool,
 }
 
 /// The `[database]` table.
@@ -354,6 +364,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             database: DatabaseConfig::default(),
             storage: StorageConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

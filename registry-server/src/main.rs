@@ -318,6 +318,7 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
         .server_options(options)
         .upload_limit(config.limits.max_concurrent_uploads)
         .gc(config.gc.options(), interval)
+        .metrics(config.metrics.enabled)
         .admin_socket(config.admin_socket());
     builder = if !config.auth.enabled {
         let stores = backend::open(&config).await?;

@@ -172,7 +172,17 @@ impl RegistryBuilder {
                 .with_lease(self.job_lease)
                 .with_poll(self.job_poll)
                 .handle(GC_KIND, 1, Duration::from_secs(60), GcHandler::new(registry.clone(), metrics.clone()))
-                .handle(DELIVERY_KIND, 8, backoff, deliverer),
+                .handle(DELIVERY_KIND, 8, backoff, deliverer)
+                .handle(
+                    crate::housekeeping::KIND,
+                    1,
+                    Duration::from_secs(60),
+                    Arc::new(crate::housekeeping::Housekeeper {
+                        meta: registry.metadata_store().clone(),
+                        retention: self.retention,
+                        clock: clock.clone(),
+                    }),
+                ),
         );
         let dispatcher = accounts.as_ref().filter(|_| !self.token_only).map(|accounts| {
             Arc::new(Dispatcher {

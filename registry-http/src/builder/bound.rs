@@ -67,6 +67,7 @@ impl Server {
         let Server { listener, built, .. } = self;
         let schedule = built.gc.as_ref().and_then(|gc| gc.schedule());
         let jobs = built.jobs.clone().start();
+        let housekeeping = crate::housekeeping::schedule(built.jobs.clone());
         let dispatcher = built.dispatcher.clone().map(|d| d.start());
         let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
         let admin = match &built.admin {
@@ -87,6 +88,7 @@ impl Server {
         if let Some(task) = dispatcher {
             task.abort();
         }
+        housekeeping.abort();
         // Running jobs go back to the queue for the next start (or another replica).
         jobs.stop().await;
         // The pull and login events of the last second.

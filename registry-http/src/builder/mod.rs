@@ -112,6 +112,7 @@ pub struct RegistryBuilder {
     pub(crate) secret_key: Option<registry_auth::SecretKey>,
     pub(crate) webhook_retry: (u32, Duration),
     pub(crate) metrics: bool,
+    pub(crate) retention: crate::housekeeping::Retention,
     pub(crate) job_poll: Duration,
     admin_socket: Option<PathBuf>,
     token_only: bool,
@@ -155,6 +156,7 @@ impl RegistryBuilder {
             secret_key: None,
             webhook_retry: (10, Duration::from_secs(5)),
             metrics: false,
+            retention: crate::housekeeping::Retention::default(),
             job_poll: Duration::from_secs(1),
             admin_socket: None,
             token_only: false,
@@ -384,6 +386,13 @@ impl RegistryBuilder {
     /// the registry's traffic to whoever can reach it; put the path behind your proxy's rules).
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
+        self
+    }
+
+    /// How long events (the audit log) and finished jobs are kept (default 90 and 30 days);
+    /// an hourly housekeeping job trims what is older.
+    pub fn retention(mut self, retention: crate::housekeeping::Retention) -> Self {
+        self.retention = retention;
         self
     }
 
