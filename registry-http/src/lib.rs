@@ -31,6 +31,7 @@
 //! ```
 
 pub mod api;
+pub mod audit_record;
 pub mod builder;
 pub mod distribution;
 pub mod error;
@@ -43,6 +44,7 @@ pub mod response;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod syslog;
 pub mod test_registry;
 pub mod token;
 pub mod webhook;

@@ -16,6 +16,9 @@ const NAME: &str = "system";
 pub struct SystemSettings {
     /// Webhook targets may be private or loopback addresses (off: the SSRF guard refuses them).
     pub webhook_allow_private_targets: bool,
+    /// Where audit records are forwarded as syslog (`tcp://host:port`, `udp://host:port`);
+    /// empty for nowhere.
+    pub audit_log_forward_endpoint: String,
 }
 
 impl SystemSettings {

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use http::StatusCode;
-use registry_core::event::{Event, EventFilter};
+use registry_core::event::EventFilter;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::context::{bad_request, forbidden};
 use super::pages::{Paging, page_response};
@@ -18,20 +18,7 @@ use crate::response::json as json_response;
 
 const KEYS: &[&str] = &["operation", "resource", "resource_type", "username", "op_time"];
 
-/// One record as Harbor shows it.
-pub(crate) fn record(event: &Event) -> Value {
-    let (resource_type, operation) = event.action.audit();
-    json!({
-        "id": event.id,
-        "username": event.operator.display_name(),
-        "resource": event.resource_text(),
-        "resource_type": resource_type,
-        "operation": operation,
-        "op_time": registry_core::time::rfc3339(event.time_ms / 1000),
-        "client_address": event.operator.address,
-        "event_type": event.action.as_str(),
-    })
-}
+pub(crate) use crate::audit_record::record;
 
 /// A time in a `q` range: Harbor's `2024-01-02 03:04:05`, RFC 3339, or seconds since the epoch.
 fn time_ms(text: &str) -> Result<u64, super::ApiError> {

@@ -309,7 +309,10 @@ pub(crate) async fn configurations(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let settings = SystemSettings::load(&**api.registry.metadata_store()).await?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"webhook_allow_private_targets": {"value": settings.webhook_allow_private_targets, "editable": true}}),
+        &json!({
+            "webhook_allow_private_targets": {"value": settings.webhook_allow_private_targets, "editable": true},
+            "audit_log_forward_endpoint": {"value": settings.audit_log_forward_endpoint, "editable": true},
+        }),
     ))
 }
 
@@ -319,11 +322,24 @@ pub(crate) async fn configure(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let changes: serde_json::Map<String, Value> = call.json()?;
     let meta = api.registry.metadata_store();
     let mut settings = SystemSettings::load(&**meta).await?;
+    let forwarding = !settings.audit_log_forward_endpoint.is_empty();
     for (name, value) in &changes {
         match (name.as_str(), value) {
             ("webhook_allow_private_targets", Value::Bool(b)) => settings.webhook_allow_private_targets = *b,
             ("webhook_allow_private_targets", other) => {
                 return Err(bad_request(format!("webhook_allow_private_targets is true or false, not {other}")));
+            }
+            ("audit_log_forward_endpoint", Value::String(text)) => {
+                if !text.is_empty() {
+                    crate::syslog::Endpoint::parse(text)
+                        .map_err(|e| bad_request(format!("audit_log_forward_endpoint: {e}")))?;
+                }
+                settings.audit_log_forward_endpoint.clone_from(text);
+            }
+            ("audit_log_forward_endpoint", other) => {
+                return Err(bad_request(format!(
+                    "audit_log_forward_endpoint is a string (tcp://host:port), not {other}"
+                )));
             }
             (other, _) => return Err(bad_request(format!("{other} is not a setting of this registry"))),
         }
@@ -333,5 +349,13 @@ pub(crate) async fn configure(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let resource = Resource { name: Some(names.join(",")), ..Resource::default() };
     let event = Event::new(now, call.operator.clone(), EventAction::UpdateSettings, resource);
     settings.save(&**meta, &[event]).await?;
+    if !forwarding && !settings.audit_log_forward_endpoint.is_empty() {
+        // Forwarding starts now: the records from here on, not the history.
+        let (newest, _) = meta.query_events(&registry_core::event::EventFilter::default(), 0, 1).await?;
+        let at = meta.cursor(crate::syslog::CURSOR).await?;
+        if let Some(newest) = newest.first().filter(|e| e.id > at) {
+            meta.advance_cursor(crate::syslog::CURSOR, at, newest.id).await?;
+        }
+    }
     Ok(json_response(StatusCode::OK, &json!({})))
 }

@@ -195,6 +195,9 @@ impl RegistryBuilder {
             })
         });
         let gc = GarbageCollector::new(jobs.clone(), self.gc.clone(), self.gc_interval);
+        let forwarder = (!self.token_only).then(|| {
+            Arc::new(crate::syslog::Forwarder { meta: registry.metadata_store().clone(), poll: self.job_poll })
+        });
         let api = (!self.token_only).then(|| {
             Arc::new(Api {
                 registry: registry.clone(),
@@ -239,6 +242,7 @@ impl RegistryBuilder {
             gc: Some(gc),
             jobs,
             dispatcher,
+            forwarder,
             admin,
             server: self.server,
             data_dir: temp.as_ref().map(|t| t.path().to_owned()).or(match &self.storage {
@@ -315,6 +319,7 @@ pub(crate) struct Built {
     pub(crate) gc: Option<Arc<GarbageCollector>>,
     pub(crate) jobs: Arc<JobRunner>,
     pub(crate) dispatcher: Option<Arc<Dispatcher>>,
+    pub(crate) forwarder: Option<Arc<crate::syslog::Forwarder>>,
     pub(crate) admin: Option<(PathBuf, RegistryService)>,
     pub(crate) server: ServerOptions,
     pub(crate) data_dir: Option<PathBuf>,

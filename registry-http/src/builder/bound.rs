@@ -69,6 +69,7 @@ impl Server {
         let jobs = built.jobs.clone().start();
         let housekeeping = crate::housekeeping::schedule(built.jobs.clone());
         let dispatcher = built.dispatcher.clone().map(|d| d.start());
+        let forwarder = built.forwarder.clone().map(|f| f.start());
         let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
         let admin = match &built.admin {
             Some((path, service)) => Some(spawn_admin(path, service.clone(), built.server.clone(), admin_stopped)?),
@@ -89,6 +90,9 @@ impl Server {
             task.abort();
         }
         housekeeping.abort();
+        if let Some(task) = forwarder {
+            task.abort();
+        }
         // Running jobs go back to the queue for the next start (or another replica).
         jobs.stop().await;
         // The pull and login events of the last second.
