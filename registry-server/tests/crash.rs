@@ -2,7 +2,8 @@
 //! images concurrently (chunked and monolithic), restarted on the same data directory, and checked:
 //! every blob served hashes to its digest, every blob and manifest acknowledged with 201 before a
 //! kill is still there, interrupted uploads either resume at a consistent offset or are unknown,
-//! and start-up after a crash takes bounded time.
+//! start-up after a crash takes bounded time, and the event stream holds an event for every
+//! acknowledged push, none for a push that did not happen, in each repository's order.
 //!
 //! Seeded and reproducible in its choices (sizes, chunking, kill delays; thread timing varies):
 //!
@@ -251,6 +252,46 @@ async fn verify(c: &Client, base: &str, shared: &Shared, rng: &mut Rng, everythi
     (resumed, unknown)
 }
 
+/// The event stream after all the kills: every acknowledged push has its event; every push event
+/// is of a manifest that is there (no event of a change that did not happen); and each
+/// repository's push events are in the order of its pushes.
+async fn events_match_changes(database: &std::path::Path, shared: &Shared) {
+    use registry_core::event::EventAction;
+    use registry_storage::MetadataStore;
+    let store = registry_redb::RedbStore::open(database).expect("open the metadata database");
+    let events = store.events_after(0, usize::MAX).await.expect("events");
+    let pushes: Vec<_> = events.iter().filter(|e| e.action == EventAction::PushArtifact).collect();
+    let pushed: std::collections::HashSet<(String, String)> = pushes
+        .iter()
+        .map(|e| (e.resource.repository.clone().unwrap_or_default(), e.resource.digest.clone().unwrap_or_default()))
+        .collect();
+    for (repo, tag, digest) in &ledger(shared).verified_manifests {
+        assert!(
+            pushed.contains(&(repo.clone(), digest.to_string())),
+            "no event for the acknowledged push of {repo}:{tag}"
+        );
+    }
+    let mut last: std::collections::HashMap<String, (u64, u64)> = Default::default();
+    for event in &pushes {
+        let repo = event.resource.repository.clone().unwrap_or_default();
+        let digest = Digest::parse(event.resource.digest.as_deref().unwrap_or_default()).expect("digest");
+        let name = registry_core::RepositoryName::parse(&repo).expect("repository");
+        assert!(
+            store.get_manifest(&name, &digest).await.expect("manifest").is_some(),
+            "event {} records a push of {repo}@{digest} that is not there",
+            event.id
+        );
+        // Tags are r<round>-i<image>: each client pushes to its repository in that order.
+        let tag = event.resource.tag.clone().unwrap_or_default();
+        let (round, image) = tag.trim_start_matches('r').split_once("-i").expect("tag");
+        let order = (round.parse::<u64>().expect("round"), image.parse::<u64>().expect("image"));
+        if let Some(previous) = last.insert(repo.clone(), order) {
+            assert!(previous < order, "{repo}: push events out of order ({previous:?} then {order:?})");
+        }
+    }
+    eprintln!("{} push events, each of a manifest that is there, in order per repository", pushes.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     let kills: usize = std::env::var("REGISTRY_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
@@ -305,6 +346,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     assert!(manifests > 0 && blobs > manifests, "the workload made progress between kills");
     assert!(slowest < MAX_STARTUP, "start-up after a crash took {slowest:?}");
     server.stop().await;
+    events_match_changes(&dir.path().join("data").join("metadata.redb"), &shared).await;
 
     // Collection after all this keeps every acknowledged image whole and clears the leftovers.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_registry"))
