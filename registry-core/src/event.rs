@@ -242,12 +242,30 @@ pub struct Event {
     pub action: EventAction,
     /// To what.
     pub resource: Resource,
+    /// How many times it happened: identical pulls (same operator, address and artifact)
+    /// gathered in one batch are one event with their count and the time of the first.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 impl Event {
     /// A new event (its id is given when it is stored).
     pub fn new(time_ms: u64, operator: Operator, action: EventAction, resource: Resource) -> Event {
-        Event { id: 0, time_ms, operator, action, resource }
+        Event { id: 0, time_ms, operator, action, resource, count: 1 }
+    }
+
+    /// Whether `other` is the same happening as this one but for its time (so the two may be
+    /// counted as one event).
+    pub fn same_as(&self, other: &Event) -> bool {
+        self.action == other.action && self.operator == other.operator && self.resource == other.resource
     }
 
     /// The audit log's `resource` text: `repo:tag`, `repo@digest`, the project or the account.

@@ -26,8 +26,8 @@ pub(crate) async fn record(txn: &Transaction<'_>, events: &[Event]) -> std::resu
     let last: i64 = txn.cached_one("UPDATE event_counter SET last = last + $1 RETURNING last", &[&n]).await?.get(0);
     for (i, event) in events.iter().enumerate() {
         let id = last - n + 1 + i as i64;
-        let stored = Event { id: id as u64, ..event.clone() };
-        let record = serde_json::to_string(&stored).unwrap_or_default();
+        // The id is the column, set again when the record is read.
+        let record = serde_json::to_string(event).unwrap_or_default();
         txn.cached_execute(
             "INSERT INTO events (id, time_ms, project, action, username, resource, record)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -37,7 +37,7 @@ pub(crate) async fn record(txn: &Transaction<'_>, events: &[Event]) -> std::resu
                 &event.resource.project,
                 &event.action.as_str(),
                 &event.operator.display_name(),
-                &stored.resource_text(),
+                &event.resource_text(),
                 &record,
             ],
         )
@@ -47,7 +47,8 @@ pub(crate) async fn record(txn: &Transaction<'_>, events: &[Event]) -> std::resu
 }
 
 fn decode(row: &tokio_postgres::Row) -> Result<Event> {
-    serde_json::from_str(row.get("record")).map_err(|e| Error::corrupt("an event record", e))
+    let event: Event = serde_json::from_str(row.get("record")).map_err(|e| Error::corrupt("an event record", e))?;
+    Ok(Event { id: u64::try_from(row.get::<_, i64>("id")).unwrap_or(0), ..event })
 }
 
 impl PgStore {
@@ -62,7 +63,7 @@ impl PgStore {
         let client = self.client().await?;
         let rows = client
             .cached_query(
-                "SELECT record FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                "SELECT id, record FROM events WHERE id > $1 ORDER BY id LIMIT $2",
                 &[&i64_of(after), &(limit.min(i64::MAX as usize) as i64)],
             )
             .await
@@ -109,7 +110,7 @@ impl PgStore {
         paged.push(&limit);
         let rows = client
             .cached_query(
-                &format!("SELECT record FROM events WHERE {condition} ORDER BY id DESC OFFSET $7 LIMIT $8"),
+                &format!("SELECT id, record FROM events WHERE {condition} ORDER BY id DESC OFFSET $7 LIMIT $8"),
                 &paged,
             )
             .await

@@ -32,14 +32,23 @@ pub(crate) fn prepare<E: Fault>(txn: &redb::WriteTransaction) -> Result<(), E> {
 
 /// Writes `events` in the caller's transaction, giving them the next ids.
 pub(crate) fn record<E: Fault>(txn: &redb::WriteTransaction, events: &[Event]) -> Result<(), E> {
-    if events.is_empty() {
+    let encoded = events.iter().map(encode).collect::<Result<Vec<_>, E>>()?;
+    record_encoded(txn, &encoded)
+}
+
+/// An event's stored bytes: its JSON (the id is the key, set again when it is read).
+fn encode<E: Fault>(event: &Event) -> Result<Vec<u8>, E> {
+    serde_json::to_vec(event).map_err(corrupt)
+}
+
+/// Writes encoded events in the caller's transaction, giving them the next ids.
+fn record_encoded<E: Fault>(txn: &redb::WriteTransaction, encoded: &[Vec<u8>]) -> Result<(), E> {
+    if encoded.is_empty() {
         return Ok(());
     }
     let mut table = txn.open_table(EVENTS).map_err(db_err)?;
     let first = table.last().map_err(db_err)?.map_or(0, |(k, _)| k.value()) + 1;
-    for (id, event) in (first..).zip(events) {
-        let stored = Event { id, ..event.clone() };
-        let bytes = serde_json::to_vec(&stored).map_err(corrupt)?;
+    for (id, bytes) in (first..).zip(encoded) {
         table.insert(id, bytes.as_slice()).map_err(db_err)?;
     }
     Ok(())
@@ -49,14 +58,16 @@ fn err(e: impl Into<redb::Error>) -> registry_storage::Error {
     db_err(e)
 }
 
-fn decode(bytes: &[u8]) -> Result<Event> {
-    serde_json::from_slice(bytes).map_err(corrupt)
+fn decode(id: u64, bytes: &[u8]) -> Result<Event> {
+    let event: Event = serde_json::from_slice(bytes).map_err(corrupt::<registry_storage::Error>)?;
+    Ok(Event { id, ..event })
 }
 
 impl RedbStore {
     pub(crate) async fn append(&self, events: &[Event]) -> Result<()> {
-        let events = events.to_vec();
-        self.db.write(move |txn| record(txn, &events)).await
+        // Encoded here, so the writer gets bytes rather than a copy of the events.
+        let encoded = events.iter().map(encode).collect::<Result<Vec<_>>>()?;
+        self.db.write(move |txn| record_encoded(txn, &encoded)).await
     }
 
     pub(crate) async fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
@@ -65,8 +76,8 @@ impl RedbStore {
                 let table = txn.open_table(EVENTS).map_err(err)?;
                 let mut out = Vec::new();
                 for item in table.range(after.saturating_add(1)..).map_err(err)?.take(limit) {
-                    let (_, v) = item.map_err(err)?;
-                    out.push(decode(v.value())?);
+                    let (k, v) = item.map_err(err)?;
+                    out.push(decode(k.value(), v.value())?);
                 }
                 Ok(out)
             })
@@ -80,8 +91,8 @@ impl RedbStore {
                 let table = txn.open_table(EVENTS).map_err(err)?;
                 let (mut page, mut total) = (Vec::new(), 0u64);
                 for item in table.iter().map_err(err)?.rev() {
-                    let (_, v) = item.map_err(err)?;
-                    let event = decode(v.value())?;
+                    let (k, v) = item.map_err(err)?;
+                    let event = decode(k.value(), v.value())?;
                     if filter.matches(&event) {
                         if total >= offset as u64 && page.len() < limit {
                             page.push(event);
@@ -102,7 +113,7 @@ impl RedbStore {
                 for item in table.iter().map_err(err)? {
                     let (k, v) = item.map_err(err)?;
                     // Ids follow time closely, but not exactly (pulls are appended in batches).
-                    if decode(v.value())?.time_ms < before_ms {
+                    if decode(k.value(), v.value())?.time_ms < before_ms {
                         old.push(k.value());
                     }
                 }

@@ -73,7 +73,7 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Stores> {
             let describe = format!("PostgreSQL at {}", store.target());
             (Arc::new(store.clone()), Arc::new(store.clone()), Some(store), describe)
         };
-    let registry = Registry::new(blobs, meta, config.engine_limits());
+    let registry = Registry::new(blobs, meta, config.engine_limits()).with_pull_events(config.events.record_pulls);
     Ok(Stores { registry, accounts, database, describe: format!("metadata: {meta_describe}; blobs: {blobs_describe}") })
 }
 

@@ -93,6 +93,22 @@ pub(crate) struct Config {
     pub(crate) storage: StorageConfig,
     /// Prometheus metrics.
     pub(crate) metrics: MetricsConfig,
+    /// The event stream.
+    pub(crate) events: EventsConfig,
+}
+
+/// The `[events]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct EventsConfig {
+    /// Record an event per manifest pull (for the audit log and PULL_ARTIFACT webhooks).
+    pub(crate) record_pulls: bool,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { record_pulls: true }
+    }
 }
 
 /// The `[metrics]` table.
@@ -365,6 +381,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             storage: StorageConfig::default(),
             metrics: MetricsConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }

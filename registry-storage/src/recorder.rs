@@ -2,7 +2,8 @@
 //! store in the same transaction as the change (pushes, deletions), or, for pulls, gathered and
 //! appended in batches: a busy registry pulls far more than it pushes, and a write per pull
 //! would cost a fsync or a database round trip each. A crash loses at most the last second of
-//! pull events, never an event of a change.
+//! pull events, never an event of a change. Identical pulls gathered close together (the same
+//! operator and address pulling the same artifact) are one event with their count.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -15,8 +16,13 @@ use crate::meta::{ManifestRecord, MetadataStore};
 /// How often gathered pull events are appended.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// Pull events gathered before an early append.
-const BATCH: usize = 1024;
+/// Pull events gathered before an early append: at most one append (one fsync) per second
+/// below ~16k pulls per second.
+const BATCH: usize = 16 * 1024;
+
+/// How many of the newest gathered events a new one is compared with to be counted on one of
+/// them: bounded, so that gathering stays O(1) per pull.
+const COALESCE_WINDOW: usize = 32;
 
 /// Pull events kept while the store refuses them (an outage), at most.
 const KEEP_AT_MOST: usize = 100_000;
@@ -64,12 +70,12 @@ pub(crate) fn pushed(time_ms: u64, operator: &Operator, resource: Resource) -> V
 pub(crate) struct BatchedEvents {
     meta: Arc<dyn MetadataStore>,
     pending: Mutex<Vec<Event>>,
-    flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    flusher: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
 }
 
 impl BatchedEvents {
     pub(crate) fn new(meta: Arc<dyn MetadataStore>) -> Arc<BatchedEvents> {
-        Arc::new(BatchedEvents { meta, pending: Mutex::default(), flusher: Mutex::default() })
+        Arc::new(BatchedEvents { meta, pending: Mutex::default(), flusher: std::sync::OnceLock::new() })
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Event>> {
@@ -80,24 +86,28 @@ impl BatchedEvents {
     pub(crate) fn record(self: &Arc<Self>, event: Event) {
         let full = {
             let mut pending = self.pending();
-            pending.push(event);
+            // A pull like one already gathered (same operator, address, artifact) is counted on it:
+            // a hot image pulled over and over costs one stored event per batch, not one per pull.
+            match pending.iter_mut().rev().take(COALESCE_WINDOW).find(|e| e.same_as(&event)) {
+                Some(gathered) => gathered.count += 1,
+                None => pending.push(event),
+            }
             pending.len() >= BATCH
         };
         if full {
             let this = self.clone();
             tokio::spawn(async move { this.flush().await });
         }
-        let mut flusher = self.flusher.lock().unwrap_or_else(|p| p.into_inner());
-        if flusher.is_none() {
+        self.flusher.get_or_init(|| {
             let weak: Weak<BatchedEvents> = Arc::downgrade(self);
-            *flusher = Some(tokio::spawn(async move {
+            tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(FLUSH_EVERY).await;
                     let Some(log) = weak.upgrade() else { return };
                     log.flush().await;
                 }
-            }));
-        }
+            })
+        });
     }
 
     /// Appends what is gathered (kept for the next try if the store fails).
@@ -123,7 +133,7 @@ impl BatchedEvents {
 
 impl Drop for BatchedEvents {
     fn drop(&mut self) {
-        if let Some(flusher) = self.flusher.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(flusher) = self.flusher.get() {
             flusher.abort();
         }
     }

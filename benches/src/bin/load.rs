@@ -512,6 +512,52 @@ fn ratio(a: &[f64], b: &[f64], lower_is_better: bool) -> String {
     if lower_is_better { format!("{:.2}x less", b / a) } else { format!("{:.2}x", a / b) }
 }
 
+/// CPU seconds (user + system) a process has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
+    ticks / 100.0
+}
+
+/// `load events N`: manifest GET with pull events recorded against the same server without
+/// them (`[events] record_pulls`), alternating, N runs each; and small pushes (each with its
+/// transactional events) for the push side. Requests/s and server CPU µs per request.
+async fn pull_events(binary: &Path, runs: usize) -> anyhow::Result<()> {
+    let work = tempfile::Builder::new().prefix("registry-events-").tempdir_in(std::env::temp_dir())?;
+    let mut rates: [Vec<f64>; 2] = Default::default();
+    let mut cpu: [Vec<f64>; 2] = Default::default();
+    let mut pushes: [Vec<f64>; 2] = Default::default();
+    for run in 0..runs {
+        for (i, record) in [true, false].into_iter().enumerate() {
+            let dir = work.path().join(format!("r{run}-{record}"));
+            std::fs::create_dir_all(&dir)?;
+            let server = start_ours(binary, &dir, false, &format!("[events]\nrecord_pulls = {record}\n")).await?;
+            push_small_image(&server, "load/small").await?;
+            let pid = server.pid().context("pid")?;
+            let before = cpu_secs(pid);
+            let (rps, _) = manifest_load(&server, "load/small", 64, Duration::from_secs(10)).await?;
+            let used = cpu_secs(pid) - before;
+            rates[i].push(rps);
+            cpu[i].push(used * 1e6 / (rps * 10.0));
+            pushes[i].push(small_pushes(&server, "load/pushes", 200, 32, run as u64 + 1).await?);
+            eprintln!(
+                "  run {run}, record_pulls = {record}: {rps:.0} req/s, {:.1} CPU µs/req",
+                used * 1e6 / (rps * 10.0)
+            );
+            drop(server);
+        }
+    }
+    let (on, off) = (median_spread(&rates[0]).0, median_spread(&rates[1]).0);
+    println!("| manifest GET by tag, wrk 64 conns, 10 s | with pull events | without | with/without |");
+    println!("|---|---|---|---|");
+    println!("| req/s | {} | {} | {:.0}% |", cell(&rates[0]), cell(&rates[1]), on / off * 100.0);
+    println!("| server CPU µs/req | {} | {} | |", cell(&cpu[0]), cell(&cpu[1]));
+    println!("| 200 pushes of 64 KiB, pushes/s | {} | {} | |", cell(&pushes[0]), cell(&pushes[1]));
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/registry");
@@ -519,6 +565,10 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("ha") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(1);
         return ha::run(&binary, runs).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("events") {
+        let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
+        return pull_events(&binary, runs).await;
     }
     if std::env::args().nth(1).as_deref() == Some("soak") {
         let seconds = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(300);
