@@ -1,7 +1,7 @@
 //! Prometheus metrics, exposed as text at `/metrics` when the builder turns them on: requests by
 //! route class, method and status; latency histograms; bytes in and out; requests in flight by
 //! class (uploads among them); backend faults (5xx answers); garbage collection runs and bytes
-//! freed; the job queue by kind and status (webhook deliveries among them), read from the store at
+//! freed; read-cache hits and misses; the job queue by kind and status (webhook deliveries among them), read from the store at
 //! each scrape so that every replica reports the shared queue.
 
 use std::sync::Arc;
@@ -32,6 +32,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
     kind: String,
     status: &'static str,
@@ -49,6 +54,8 @@ pub struct Metrics {
     gc_runs: Counter,
     gc_bytes_freed: Counter,
     jobs: Family<JobLabels, Gauge>,
+    cache_hits: Family<CacheLabels, Gauge>,
+    cache_misses: Family<CacheLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -106,6 +113,8 @@ impl Metrics {
         let (bytes_in, bytes_out, gc_runs, gc_bytes_freed) =
             (Counter::default(), Counter::default(), Counter::default(), Counter::default());
         let jobs = Family::<JobLabels, Gauge>::default();
+        let (cache_hits, cache_misses) =
+            (Family::<CacheLabels, Gauge>::default(), Family::<CacheLabels, Gauge>::default());
         exposition.register("http_requests", "Requests answered, by route class, method and status", requests.clone());
         exposition.register(
             "http_request_duration_seconds",
@@ -135,6 +144,12 @@ impl Metrics {
             "Jobs of the shared queue, by kind and status (webhook deliveries are kind webhook)",
             jobs.clone(),
         );
+        exposition.register(
+            "cache_hits",
+            "Look-ups answered from a read cache since start (hit ratio: hits / (hits + misses))",
+            cache_hits.clone(),
+        );
+        exposition.register("cache_misses", "Look-ups a read cache could not answer since start", cache_misses.clone());
         Arc::new(Metrics {
             exposition,
             requests,
@@ -146,6 +161,8 @@ impl Metrics {
             gc_runs,
             gc_bytes_freed,
             jobs,
+            cache_hits,
+            cache_misses,
         })
     }
 
@@ -174,8 +191,15 @@ impl Metrics {
         self.gc_bytes_freed.inc_by(bytes);
     }
 
-    /// The exposition text, the queue's figures read from `store` now.
-    pub async fn render(&self, store: &dyn MetadataStore) -> String {
+    /// The exposition text, the queue's figures read from the store and the caches' from the
+    /// engine now.
+    pub async fn render(&self, registry: &registry_storage::Registry) -> String {
+        for stat in registry.cache_stats() {
+            let labels = CacheLabels { cache: stat.cache };
+            self.cache_hits.get_or_create(&labels).set(i64::try_from(stat.hits).unwrap_or(i64::MAX));
+            self.cache_misses.get_or_create(&labels).set(i64::try_from(stat.misses).unwrap_or(i64::MAX));
+        }
+        let store: &dyn MetadataStore = &**registry.metadata_store();
         match store.job_counts().await {
             Ok(counts) => {
                 self.jobs.clear();
@@ -200,5 +224,35 @@ pub struct InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+/// Serves `/metrics` alone on `listener` (HTTP/1.1) until the task is aborted.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, registry: registry_storage::Registry) {
+    use http_body_util::Full;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (metrics, registry) = (metrics.clone(), registry.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let (metrics, registry) = (metrics.clone(), registry.clone());
+                async move {
+                    let mut response = if req.uri().path() == "/metrics" {
+                        let mut r = http::Response::new(Full::new(bytes::Bytes::from(metrics.render(&registry).await)));
+                        r.headers_mut()
+                            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(CONTENT_TYPE));
+                        r
+                    } else {
+                        http::Response::new(Full::new(bytes::Bytes::from_static(b"only /metrics here\n")))
+                    };
+                    if req.uri().path() != "/metrics" {
+                        *response.status_mut() = StatusCode::NOT_FOUND;
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+        });
     }
 }

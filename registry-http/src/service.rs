@@ -92,8 +92,10 @@ pub(crate) struct Parts {
     pub(crate) distribution: bool,
     pub(crate) prefix: String,
     pub(crate) settings: distribution::Settings,
-    /// Metrics, counted and served at `/metrics` when on.
+    /// Metrics, counted when on.
     pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The metrics are also served at `/metrics` here.
+    pub(crate) serve_metrics: bool,
 }
 
 /// Assembles the service; `callers` says how the management API authenticates.
@@ -108,7 +110,8 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
         )
     });
     let metrics = parts.metrics.clone();
-    let branches = Arc::new(Branches { token, api, v2, registry: registry.clone(), metrics: metrics.clone() });
+    let served = metrics.clone().filter(|_| parts.serve_metrics);
+    let branches = Arc::new(Branches { token, api, v2, registry: registry.clone(), metrics: served });
     let router = service_fn(move |req: Request<RequestBody>| {
         let branches = branches.clone();
         async move {
@@ -121,7 +124,7 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
             } else if path == "/metrics"
                 && let Some(metrics) = &branches.metrics
             {
-                let text = metrics.render(&**branches.registry.metadata_store()).await;
+                let text = metrics.render(&branches.registry).await;
                 let mut response = crate::response::text(StatusCode::OK, text);
                 crate::response::set(response.headers_mut(), http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE);
                 return response;

@@ -76,6 +76,21 @@ async fn counters_move_as_requests_are_made() {
     assert_eq!(get(&after, inf), get(&after, count), "{after:?}");
     assert_eq!(get(&after, r#"registry_http_requests_in_flight{route="base"}"#), 0.0, "none left in flight");
     assert!(!after.keys().any(|k| k.contains(&digest.to_string()) || k.contains("library/app")), "no unbounded labels");
+    // The read caches: the 404 missed; pulling the pushed manifest twice hits the second time.
+    for _ in 0..2 {
+        let pulled = c
+            .get(format!("{base}/v2/library/app/manifests/v1"))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .expect("pull");
+        assert_eq!(pulled.status(), StatusCode::OK);
+    }
+    let cached = scrape(&c, &base).await;
+    let hits = |cache: &str| get(&cached, &format!(r#"registry_cache_hits{{cache="{cache}"}}"#));
+    assert!(hits("manifest_bytes") >= 1.0, "{cached:?}");
+    assert!(hits("tags") >= 1.0, "{cached:?}");
+    assert!(cached.contains_key(r#"registry_cache_misses{cache="manifests"}"#));
     reg.stop().await;
 
     let plain = TestRegistry::start().await.expect("start");
@@ -114,4 +129,28 @@ async fn garbage_collection_jobs_show_in_the_queue_figures() {
         tokio::task::yield_now().await;
     }
     reg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_their_own_address_and_not_on_the_registrys() {
+    let server = registry_http::RegistryBuilder::new()
+        .metrics_address("127.0.0.1:0".parse().expect("addr"))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (base, metrics_addr) = (server.url(), server.metrics_addr().expect("a metrics listener"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    let c = client();
+    assert_eq!(c.get(format!("{base}/v2/")).send().await.expect("ping").status(), StatusCode::OK);
+    let resp = c.get(format!("{base}/metrics")).send().await.expect("scrape main");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "not on the registry's listener");
+    let samples = scrape(&c, &format!("http://{metrics_addr}")).await;
+    assert_eq!(get(&samples, r#"registry_http_requests_total{route="base",method="GET",status="200"}"#), 1.0);
+    let other = c.get(format!("http://{metrics_addr}/v2/")).send().await.expect("other path");
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    let _ = stop.send(());
+    serving.await.expect("task").expect("served");
 }

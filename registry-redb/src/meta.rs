@@ -77,6 +77,19 @@ pub(crate) struct HotReads {
     blob_links: Cached<u64>,
 }
 
+impl HotReads {
+    /// The caches' hits and misses.
+    pub(crate) fn stats(&self) -> Vec<registry_storage::meta::cache::CacheStats> {
+        use registry_storage::meta::cache::CacheStats;
+        let stat = |cache, (hits, misses)| CacheStats { cache, hits, misses };
+        vec![
+            stat("tags", self.tags.hits_and_misses()),
+            stat("manifests", self.manifests.hits_and_misses()),
+            stat("blob_links", self.blob_links.hits_and_misses()),
+        ]
+    }
+}
+
 impl Default for HotReads {
     fn default() -> Self {
         HotReads {
@@ -687,6 +700,10 @@ impl MetadataStore for RedbStore {
 
     async fn advance_cursor(&self, name: &str, from: u64, to: u64) -> Result<bool> {
         self.advance(name, from, to).await
+    }
+
+    fn cache_stats(&self) -> Vec<registry_storage::meta::cache::CacheStats> {
+        self.hot.stats()
     }
 
     async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Page>> {

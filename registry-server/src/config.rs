@@ -117,6 +117,8 @@ impl Default for EventsConfig {
 pub(crate) struct MetricsConfig {
     /// Serve `/metrics` on the main listener.
     pub(crate) enabled: bool,
+    /// Serve `/metrics` on a listener of its own at this address (as Harbor's `:9090`).
+    pub(crate) listen: Option<SocketAddr>,
 }
 
 /// The `[database]` table.

@@ -320,6 +320,9 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
         .gc(config.gc.options(), interval)
         .metrics(config.metrics.enabled)
         .admin_socket(config.admin_socket());
+    if let Some(addr) = config.metrics.listen {
+        builder = builder.metrics_address(addr);
+    }
     builder = if !config.auth.enabled {
         let stores = backend::open(&config).await?;
         tracing::info!(stores = %stores.describe, "stores opened");

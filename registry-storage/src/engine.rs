@@ -158,6 +158,17 @@ impl Registry {
         self.batched.record(event);
     }
 
+    /// The hits and misses of the engine's manifest cache and the metadata store's caches.
+    pub fn cache_stats(&self) -> Vec<crate::meta::cache::CacheStats> {
+        let mut stats = vec![crate::meta::cache::CacheStats {
+            cache: "manifest_bytes",
+            hits: self.manifest_bytes.hits(),
+            misses: self.manifest_bytes.misses(),
+        }];
+        stats.extend(self.meta.cache_stats());
+        stats
+    }
+
     /// Appends the events gathered so far (at shutdown; they are appended every second
     /// otherwise).
     pub async fn flush_events(&self) {

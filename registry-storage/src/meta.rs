@@ -346,6 +346,11 @@ pub trait MetadataStore: crate::jobs::JobQueue + crate::policies::PolicyStore + 
     /// Up to `limit` digests still marked (a collection that stopped half-way).
     async fn gc_marked(&self, limit: usize) -> Result<Vec<Digest>>;
 
+    /// The hits and misses of the store's read caches (none for a store without).
+    fn cache_stats(&self) -> Vec<cache::CacheStats> {
+        Vec::new()
+    }
+
     /// Up to `limit` upload sessions started at or before `started_before`.
     async fn expired_uploads(&self, started_before: u64, limit: usize) -> Result<Vec<UploadId>>;
 }

@@ -58,7 +58,16 @@ impl RegistryBuilder {
         let scheme = if self.server.tls.is_some() { "https" } else { "http" };
         let base = format!("{scheme}://{addr}");
         let built = self.assemble(&base, &addr.to_string()).await?;
-        Ok(Server::new(listener, addr, scheme, built))
+        let metrics = match &built.metrics {
+            Some((metrics, at)) => {
+                let bound = TcpListener::bind(at)
+                    .await
+                    .map_err(|source| BuildError::Bind { addr: format!("{at} (metrics)"), source })?;
+                Some((metrics.clone(), bound))
+            }
+            None => None,
+        };
+        Ok(Server::new(listener, addr, scheme, built, metrics))
     }
 
     /// The service alone, for mounting in a larger application reached at `base_url`
@@ -163,7 +172,7 @@ impl RegistryBuilder {
             }
             (None, _, _) => SecretKey::generate().map_err(seal_err)?,
         };
-        let metrics = self.metrics.then(crate::metrics::Metrics::new);
+        let metrics = (self.metrics || self.metrics_addr.is_some()).then(crate::metrics::Metrics::new);
         let queue: Arc<dyn registry_storage::JobQueue> = registry.metadata_store().clone();
         let (attempts, backoff) = self.webhook_retry;
         let deliverer = Arc::new(Deliverer { meta: registry.metadata_store().clone(), key: secret_key.clone() });
@@ -221,6 +230,7 @@ impl RegistryBuilder {
             prefix: self.prefix.clone(),
             settings: Settings { deadline: self.deadline, upload_limit: self.upload_limit },
             metrics: metrics.clone(),
+            serve_metrics: self.metrics,
         };
         let service = assemble(parts(api.clone()), Callers::Basic(authenticator.clone()));
         let admin = match (&self.admin_socket, &api) {
@@ -243,6 +253,7 @@ impl RegistryBuilder {
             jobs,
             dispatcher,
             forwarder,
+            metrics: metrics.clone().zip(self.metrics_addr),
             admin,
             server: self.server,
             data_dir: temp.as_ref().map(|t| t.path().to_owned()).or(match &self.storage {
@@ -320,6 +331,8 @@ pub(crate) struct Built {
     pub(crate) jobs: Arc<JobRunner>,
     pub(crate) dispatcher: Option<Arc<Dispatcher>>,
     pub(crate) forwarder: Option<Arc<crate::syslog::Forwarder>>,
+    /// The metrics and the address of their own listener, if they have one.
+    pub(crate) metrics: Option<(Arc<crate::metrics::Metrics>, std::net::SocketAddr)>,
     pub(crate) admin: Option<(PathBuf, RegistryService)>,
     pub(crate) server: ServerOptions,
     pub(crate) data_dir: Option<PathBuf>,

@@ -8,7 +8,10 @@ use registry_auth::Accounts;
 use registry_storage::Registry;
 use tokio::net::TcpListener;
 
+use std::sync::Arc;
+
 use super::Built;
+use crate::metrics::Metrics;
 use crate::server::ServerOptions;
 use crate::service::RegistryService;
 
@@ -18,6 +21,7 @@ pub struct Server {
     addr: SocketAddr,
     scheme: &'static str,
     pub(crate) built: Built,
+    metrics: Option<(Arc<Metrics>, TcpListener)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -27,8 +31,19 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    pub(super) fn new(listener: TcpListener, addr: SocketAddr, scheme: &'static str, built: Built) -> Server {
-        Server { listener, addr, scheme, built }
+    pub(super) fn new(
+        listener: TcpListener,
+        addr: SocketAddr,
+        scheme: &'static str,
+        built: Built,
+        metrics: Option<(Arc<Metrics>, TcpListener)>,
+    ) -> Server {
+        Server { listener, addr, scheme, built, metrics }
+    }
+
+    /// The address of the metrics' own listener, if they have one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(_, l)| l.local_addr().ok())
     }
 
     /// The address it listens on.
@@ -64,7 +79,9 @@ impl Server {
     /// Serves until `shutdown` completes: the listener, the admin socket if any, and the
     /// garbage collection schedule; then lets in-flight requests finish.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
-        let Server { listener, built, .. } = self;
+        let Server { listener, built, metrics, .. } = self;
+        let metrics = metrics
+            .map(|(metrics, listener)| tokio::spawn(crate::metrics::serve(listener, metrics, built.registry.clone())));
         let schedule = built.gc.as_ref().and_then(|gc| gc.schedule());
         let jobs = built.jobs.clone().start();
         let housekeeping = crate::housekeeping::schedule(built.jobs.clone());
@@ -90,6 +107,9 @@ impl Server {
             task.abort();
         }
         housekeeping.abort();
+        if let Some(task) = metrics {
+            task.abort();
+        }
         if let Some(task) = forwarder {
             task.abort();
         }

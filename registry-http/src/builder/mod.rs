@@ -112,6 +112,7 @@ pub struct RegistryBuilder {
     pub(crate) secret_key: Option<registry_auth::SecretKey>,
     pub(crate) webhook_retry: (u32, Duration),
     pub(crate) metrics: bool,
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     pub(crate) retention: crate::housekeeping::Retention,
     pub(crate) job_poll: Duration,
     admin_socket: Option<PathBuf>,
@@ -156,6 +157,7 @@ impl RegistryBuilder {
             secret_key: None,
             webhook_retry: (10, Duration::from_secs(5)),
             metrics: false,
+            metrics_addr: None,
             retention: crate::housekeeping::Retention::default(),
             job_poll: Duration::from_secs(1),
             admin_socket: None,
@@ -393,6 +395,13 @@ impl RegistryBuilder {
     /// an hourly housekeeping job trims what is older.
     pub fn retention(mut self, retention: crate::housekeeping::Retention) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// Serve Prometheus metrics at `/metrics` on a listener of their own at `addr` (Harbor's
+    /// `:9090`), apart from the registry's traffic.
+    pub fn metrics_address(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
         self
     }
 

@@ -61,8 +61,24 @@ impl<V: Clone> Cached<V> {
         self.entries.remove(key);
     }
 
+    /// Look-ups answered from the cache, and those that were not.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (self.entries.hits(), self.entries.misses())
+    }
+
     /// Forgets everything (after [`Generation::bump`]).
     pub fn clear(&self) {
         self.entries.clear();
     }
+}
+
+/// The hits and misses of one cache, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Which cache (`tags`, `manifests`, `blob_links`, `manifest_bytes`).
+    pub cache: &'static str,
+    /// Look-ups answered from it.
+    pub hits: u64,
+    /// Look-ups that went to the store.
+    pub misses: u64,
 }
