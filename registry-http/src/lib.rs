@@ -33,6 +33,7 @@
 pub mod api;
 pub mod audit_record;
 pub mod builder;
+pub mod consumer;
 pub mod distribution;
 pub mod error;
 pub mod gc;

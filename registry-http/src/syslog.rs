@@ -78,20 +78,15 @@ pub struct Forwarder {
 impl Forwarder {
     /// Forwards until the task is aborted.
     pub fn start(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                match self.pass().await {
-                    Ok(true) => continue,
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "forwarding audit records failed; retrying"),
-                }
-                tokio::time::sleep(self.poll).await;
-            }
-        })
+        let poll = self.poll;
+        crate::consumer::start(self, poll)
     }
+}
 
-    /// One pass; whether more records wait.
-    pub async fn pass(&self) -> Result<bool, String> {
+impl crate::consumer::Consumer for Forwarder {
+    const NAME: &'static str = "syslog";
+
+    async fn pass(&self) -> Result<bool, String> {
         let settings = SystemSettings::load(&*self.meta).await.map_err(|e| e.to_string())?;
         if settings.audit_log_forward_endpoint.is_empty() {
             return Ok(false);
@@ -104,7 +99,9 @@ impl Forwarder {
         lock.release().await;
         result
     }
+}
 
+impl Forwarder {
     async fn forward(&self, endpoint: &Endpoint) -> Result<bool, String> {
         let mut from = self.meta.cursor(CURSOR).await.map_err(|e| e.to_string())?;
         if from == 0 {

@@ -35,20 +35,22 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Dispatches until the task is aborted.
     pub fn start(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                match self.pass().await {
-                    Ok(true) => continue,
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "dispatching webhooks failed; retrying"),
-                }
-                tokio::time::sleep(self.poll).await;
-            }
-        })
+        let poll = self.poll;
+        crate::consumer::start(self, poll)
     }
+}
 
+impl crate::consumer::Consumer for Dispatcher {
+    const NAME: &'static str = "webhooks";
+
+    async fn pass(&self) -> Result<bool, String> {
+        self.dispatch().await.map_err(|e| e.to_string())
+    }
+}
+
+impl Dispatcher {
     /// One pass over the events after the cursor; whether more may follow at once.
-    pub async fn pass(&self) -> registry_storage::Result<bool> {
+    pub async fn dispatch(&self) -> registry_storage::Result<bool> {
         let from = self.meta.cursor(CURSOR).await?;
         let events = self.meta.events_after(from, BATCH).await?;
         let Some(last) = events.last().map(|e| e.id) else { return Ok(false) };

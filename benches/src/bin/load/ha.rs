@@ -20,19 +20,9 @@ use testkit::s3::S3Server;
 use tokio::process::{Child, Command};
 
 use super::{
-    GIB, Server, cell, free_port, manifest_load, median_spread, pull, push_monolithic, push_small_image, range_p50,
-    start_ours, test_data,
+    GIB, Server, cell, cpu_secs, free_port, manifest_load, median_spread, pull, push_monolithic, push_small_image,
+    range_p50, start_ours, test_data,
 };
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
-    ticks / 100.0
-}
 
 /// A shape under test: the processes behind the proxy.
 struct Shape {
