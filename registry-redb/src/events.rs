@@ -17,6 +17,9 @@ use crate::handle::{Fault, db_err};
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 
+/// How far past the cut a trim reads before it stops (see `trim`).
+const TRIM_MARGIN_MS: u64 = 3_600_000;
+
 type Result<T, E = registry_storage::Error> = std::result::Result<T, E>;
 
 fn corrupt<E: Fault>(e: serde_json::Error) -> E {
@@ -112,9 +115,14 @@ impl RedbStore {
                 let mut old = Vec::new();
                 for item in table.iter().map_err(err)? {
                     let (k, v) = item.map_err(err)?;
-                    // Ids follow time closely, but not exactly (pulls are appended in batches).
-                    if decode(k.value(), v.value())?.time_ms < before_ms {
+                    // Ids follow time closely, but not exactly (pulls are appended in batches,
+                    // later while the store refused them): past an hour beyond the cut, the rest
+                    // is newer, and the oldest part of the stream is all that is read.
+                    let time_ms = decode(k.value(), v.value())?.time_ms;
+                    if time_ms < before_ms {
                         old.push(k.value());
+                    } else if time_ms >= before_ms.saturating_add(TRIM_MARGIN_MS) {
+                        break;
                     }
                 }
                 for id in &old {

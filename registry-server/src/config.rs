@@ -103,11 +103,26 @@ pub(crate) struct Config {
 pub(crate) struct EventsConfig {
     /// Record an event per manifest pull (for the audit log and PULL_ARTIFACT webhooks).
     pub(crate) record_pulls: bool,
+    /// Days events (the audit log) are kept.
+    pub(crate) retention_days: u64,
+    /// Days finished jobs (GC history, webhook executions) are kept.
+    pub(crate) job_retention_days: u64,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { record_pulls: true }
+        EventsConfig { record_pulls: true, retention_days: 90, job_retention_days: 30 }
+    }
+}
+
+impl EventsConfig {
+    /// The housekeeping job's retention.
+    pub(crate) fn retention(&self) -> registry_http::housekeeping::Retention {
+        let days = |n: u64| std::time::Duration::from_secs(n.max(1) * 86_400);
+        registry_http::housekeeping::Retention {
+            events: days(self.retention_days),
+            jobs: days(self.job_retention_days),
+        }
     }
 }
 
