@@ -195,18 +195,9 @@ impl GarbageCollector {
     /// Each period's run has the period's key, so replicas sharing the queue enqueue it once.
     pub fn schedule(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         let every = self.interval.filter(|i| !i.is_zero())?;
-        let this = self.clone();
-        Some(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let period = this.jobs.clock().now_millis() / every.as_millis().max(1) as u64;
-                let job = Self::job(&this.defaults, Trigger::Schedule).key(format!("gc:schedule:{period}"));
-                if let Err(e) = this.jobs.enqueue(&job).await {
-                    tracing::warn!(error = %e, "enqueueing the scheduled garbage collection failed");
-                }
-            }
+        let defaults = self.defaults.clone();
+        Some(self.jobs.schedule(every, every, move |period| {
+            Self::job(&defaults, Trigger::Schedule).key(format!("gc:schedule:{period}"))
         }))
     }
 }

@@ -49,18 +49,9 @@ impl JobHandler for Housekeeper {
     }
 }
 
-/// Enqueues housekeeping every hour until the task is aborted.
-pub fn schedule(jobs: Arc<JobRunner>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(EVERY);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let hour = jobs.clock().now_millis() / EVERY.as_millis() as u64;
-            let job = NewJob::new(KIND, "{}".into(), "schedule").key(format!("housekeeping:{hour}"));
-            if let Err(e) = jobs.enqueue(&job).await {
-                tracing::warn!(error = %e, "enqueueing housekeeping failed");
-            }
-        }
+/// Enqueues housekeeping every hour (the first at once) until the task is aborted.
+pub fn schedule(jobs: &Arc<JobRunner>) -> tokio::task::JoinHandle<()> {
+    jobs.schedule(EVERY, Duration::ZERO, |hour| {
+        NewJob::new(KIND, "{}".into(), "schedule").key(format!("housekeeping:{hour}"))
     })
 }

@@ -231,7 +231,11 @@ impl Drop for InFlight {
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, registry: registry_storage::Registry) {
     use http_body_util::Full;
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors and the like: let them free up rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
         let (metrics, registry) = (metrics.clone(), registry.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {

@@ -1,13 +1,13 @@
 //! Forwarding of audit records to a syslog endpoint (RFC 5424 over TCP with octet-counting
 //! framing, RFC 6587, or over UDP), as Harbor 2.x's `audit_log_forward_endpoint`: a consumer of
 //! the event stream by its cursor, on one replica at a time (the job lock `syslog`), from the
-//! moment the endpoint is set. A record is forwarded at least once: the cursor moves after the
+//! moment the endpoint is set (the `/configurations` change moves the cursor there). A record is forwarded at least once: the cursor moves after the
 //! endpoint took the batch.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use registry_core::event::{Event, EventAction, EventFilter};
+use registry_core::event::{Event, EventAction};
 use registry_storage::MetadataStore;
 use tokio::io::AsyncWriteExt;
 
@@ -103,17 +103,8 @@ impl crate::consumer::Consumer for Forwarder {
 
 impl Forwarder {
     async fn forward(&self, endpoint: &Endpoint) -> Result<bool, String> {
-        let mut from = self.meta.cursor(CURSOR).await.map_err(|e| e.to_string())?;
-        if from == 0 {
-            // Set just now: forward from here on, not the whole history.
-            let (newest, _) = self.meta.query_events(&EventFilter::default(), 0, 1).await.map_err(|e| e.to_string())?;
-            let at = newest.first().map_or(0, |e| e.id);
-            if at == 0 {
-                return Ok(false);
-            }
-            self.meta.advance_cursor(CURSOR, 0, at).await.map_err(|e| e.to_string())?;
-            from = at;
-        }
+        // (Setting the endpoint moved the cursor to that moment: see `api::configurations`.)
+        let from = self.meta.cursor(CURSOR).await.map_err(|e| e.to_string())?;
         let events = self.meta.events_after(from, BATCH).await.map_err(|e| e.to_string())?;
         let Some(last) = events.last().map(|e| e.id) else { return Ok(false) };
         let hostname = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "registry".into());

@@ -10,7 +10,8 @@
 //! | [`members`] | `/projects/{p}/members…` |
 //! | [`users`] | `/users…`, `/users/current…`, `/users/{id}/password`, `/users/{id}/sysadmin` |
 //! | [`robots`] | `/robots…` (Harbor's v2 robots: system and project level) |
-//! | [`webhooks`] | `/projects/{p}/webhook/…`, `/configurations` |
+//! | [`webhooks`] | `/projects/{p}/webhook/…` |
+//! | [`configurations`] | `/configurations` (run-time settings) |
 //! | [`audit`] | `/audit-logs`, `/projects/{p}/logs`, `/system/purgeaudit/schedule` |
 //!
 //! Shared pieces: [`context`] (who the caller is, what they may do, project look-up by name or
@@ -32,6 +33,7 @@ use crate::request::{Query, RequestBody, read_limited};
 use crate::response::ResponseBody;
 
 pub mod audit;
+pub mod configurations;
 pub mod context;
 pub mod jobs;
 pub mod members;
@@ -105,8 +107,8 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/jobservice/jobs/{job_id}" => jobs::get),
             endpoint!(PUT "/jobservice/jobs/{job_id}" => jobs::stop),
             endpoint!(GET "/jobservice/jobs/{job_id}/log" => jobs::log),
-            endpoint!(GET "/configurations" => webhooks::configurations),
-            endpoint!(PUT "/configurations" => webhooks::configure),
+            endpoint!(GET "/configurations" => configurations::get),
+            endpoint!(PUT "/configurations" => configurations::put),
             endpoint!(GET "/projects/{project}/webhook/events" => webhooks::events),
             endpoint!(GET "/projects/{project}/webhook/policies" => webhooks::list),
             endpoint!(POST "/projects/{project}/webhook/policies" => webhooks::create),

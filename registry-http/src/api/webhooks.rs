@@ -1,6 +1,5 @@
 //! Webhook policies of a project (`/projects/{p}/webhook/…`, Harbor's shapes): project admins
-//! manage them, maintainers read them; their deliveries as executions; a test call; and the
-//! system configuration that lets targets be private addresses (`/configurations`).
+//! manage them, maintainers read them; their deliveries as executions; and a test call.
 
 use std::sync::Arc;
 
@@ -298,63 +297,6 @@ pub(crate) async fn test(api: Arc<Api>, call: ApiCall) -> ApiResult {
             Ok(status) if (200..300).contains(&status) => {}
             Ok(status) => return Err(bad_request(format!("{} answered {status}", target.address))),
             Err(failure) => return Err(bad_request(failure.message)),
-        }
-    }
-    Ok(json_response(StatusCode::OK, &json!({})))
-}
-
-/// `GET /configurations`: the run-time settings (`{key: {value, editable}}`, Harbor's shape).
-pub(crate) async fn configurations(api: Arc<Api>, call: ApiCall) -> ApiResult {
-    call.require_admin()?;
-    let settings = SystemSettings::load(&**api.registry.metadata_store()).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "webhook_allow_private_targets": {"value": settings.webhook_allow_private_targets, "editable": true},
-            "audit_log_forward_endpoint": {"value": settings.audit_log_forward_endpoint, "editable": true},
-        }),
-    ))
-}
-
-/// `PUT /configurations` with `{key: value}`.
-pub(crate) async fn configure(api: Arc<Api>, call: ApiCall) -> ApiResult {
-    call.require_admin()?;
-    let changes: serde_json::Map<String, Value> = call.json()?;
-    let meta = api.registry.metadata_store();
-    let mut settings = SystemSettings::load(&**meta).await?;
-    let forwarding = !settings.audit_log_forward_endpoint.is_empty();
-    for (name, value) in &changes {
-        match (name.as_str(), value) {
-            ("webhook_allow_private_targets", Value::Bool(b)) => settings.webhook_allow_private_targets = *b,
-            ("webhook_allow_private_targets", other) => {
-                return Err(bad_request(format!("webhook_allow_private_targets is true or false, not {other}")));
-            }
-            ("audit_log_forward_endpoint", Value::String(text)) => {
-                if !text.is_empty() {
-                    crate::syslog::Endpoint::parse(text)
-                        .map_err(|e| bad_request(format!("audit_log_forward_endpoint: {e}")))?;
-                }
-                settings.audit_log_forward_endpoint.clone_from(text);
-            }
-            ("audit_log_forward_endpoint", other) => {
-                return Err(bad_request(format!(
-                    "audit_log_forward_endpoint is a string (tcp://host:port), not {other}"
-                )));
-            }
-            (other, _) => return Err(bad_request(format!("{other} is not a setting of this registry"))),
-        }
-    }
-    let now = api.registry.clock().now_millis();
-    let names: Vec<&str> = changes.keys().map(String::as_str).collect();
-    let resource = Resource { name: Some(names.join(",")), ..Resource::default() };
-    let event = Event::new(now, call.operator.clone(), EventAction::UpdateSettings, resource);
-    settings.save(&**meta, &[event]).await?;
-    if !forwarding && !settings.audit_log_forward_endpoint.is_empty() {
-        // Forwarding starts now: the records from here on, not the history.
-        let (newest, _) = meta.query_events(&registry_core::event::EventFilter::default(), 0, 1).await?;
-        let at = meta.cursor(crate::syslog::CURSOR).await?;
-        if let Some(newest) = newest.first().filter(|e| e.id > at) {
-            meta.advance_cursor(crate::syslog::CURSOR, at, newest.id).await?;
         }
     }
     Ok(json_response(StatusCode::OK, &json!({})))

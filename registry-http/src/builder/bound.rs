@@ -84,7 +84,7 @@ impl Server {
             .map(|(metrics, listener)| tokio::spawn(crate::metrics::serve(listener, metrics, built.registry.clone())));
         let schedule = built.gc.as_ref().and_then(|gc| gc.schedule());
         let jobs = built.jobs.clone().start();
-        let housekeeping = crate::housekeeping::schedule(built.jobs.clone());
+        let housekeeping = crate::housekeeping::schedule(&built.jobs);
         let dispatcher = built.dispatcher.clone().map(|d| d.start());
         let forwarder = built.forwarder.clone().map(|f| f.start());
         let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);

@@ -26,11 +26,14 @@ pub fn layer(metrics: Option<Arc<Metrics>>) -> impl Layer<BoxService, Service = 
                 let method = req.method().clone();
                 let path = req.uri().path().to_owned();
                 let head = method == http::Method::HEAD;
-                let route = route_class(&method, &path);
                 let announced = |h: &http::HeaderMap| -> u64 {
                     h.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
                 };
-                let in_flight = metrics.as_ref().map(|m| m.begin(route, announced(req.headers())));
+                // Counted only when metrics are on: nothing of this on the path otherwise.
+                let counted = metrics.as_ref().map(|m| {
+                    let route = route_class(&method, &path);
+                    (m, route, m.begin(route, announced(req.headers())))
+                });
                 let mut response = match std::panic::AssertUnwindSafe(call(&inner, req)).catch_unwind().await {
                     Ok(response) => response,
                     Err(_) => {
@@ -39,8 +42,8 @@ pub fn layer(metrics: Option<Arc<Metrics>>) -> impl Layer<BoxService, Service = 
                     }
                 };
                 response.headers_mut().insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
-                drop(in_flight);
-                if let Some(m) = &metrics {
+                if let Some((m, route, in_flight)) = counted {
+                    drop(in_flight);
                     let sent = if head { 0 } else { announced(response.headers()) };
                     m.answered(route, &method, response.status(), started.elapsed(), sent);
                 }

@@ -148,6 +148,30 @@ impl JobRunner {
         Ok(enqueued)
     }
 
+    /// Enqueues `job(period)` once per `every` (the first after `first_after`) until the returned
+    /// task is aborted. The period number (the clock's time divided by `every`) belongs in the
+    /// job's key: replicas sharing the queue then enqueue each period's job once.
+    pub fn schedule(
+        self: &Arc<Self>,
+        every: Duration,
+        first_after: Duration,
+        job: impl Fn(u64) -> NewJob + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first_after, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let period = this.clock.now_millis() / (every.as_millis().max(1) as u64);
+                let job = job(period);
+                if let Err(e) = this.enqueue(&job).await {
+                    tracing::warn!(kind = %job.kind, error = %e, "enqueueing a scheduled job failed");
+                }
+            }
+        })
+    }
+
     /// The job once it has finished (run here or by another worker).
     pub async fn wait(&self, id: u64) -> Result<Option<Job>> {
         loop {
