@@ -42,6 +42,17 @@ pub(crate) async fn record(txn: &Transaction<'_>, events: &[Event]) -> std::resu
             ],
         )
         .await?;
+        if let Some((repository, digest)) = registry_storage::Pulls::of_event(event) {
+            // Counted on the manifest while it is there (a batch may come after a delete).
+            txn.cached_execute(
+                "INSERT INTO pulls (repository, digest, count, last_ms)
+                 SELECT $1, $2, $3, $4 FROM manifests WHERE repository = $1 AND digest = $2
+                 ON CONFLICT (repository, digest) DO UPDATE
+                 SET count = pulls.count + EXCLUDED.count, last_ms = GREATEST(pulls.last_ms, EXCLUDED.last_ms)",
+                &[&repository, &digest, &i64_of(event.count), &i64_of(event.time_ms)],
+            )
+            .await?;
+        }
     }
     Ok(())
 }

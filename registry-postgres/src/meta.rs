@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, Tag};
-use registry_storage::meta::{GcLink, GcManifest, Holder};
+use registry_storage::meta::{GcLink, Holder, ManifestEntry, Pulls};
 use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Result, UploadId, UploadRecord};
 
 use crate::{Cached, PgStore, pg_err};
@@ -537,20 +537,24 @@ impl MetadataStore for PgStore {
         rows.iter().map(|r| decode_record(r.get(0))).collect()
     }
 
-    async fn gc_manifests(
+    async fn manifests(
         &self,
         repository: &RepositoryName,
         after: Option<&Digest>,
         limit: usize,
-    ) -> Result<Vec<GcManifest>> {
+    ) -> Result<Vec<ManifestEntry>> {
         let client = self.client().await?;
         let rows = client
             .cached_query(
                 "SELECT m.record,
-                        EXISTS (SELECT 1 FROM tags t WHERE t.repository = m.repository AND t.digest = m.digest),
+                        ARRAY(SELECT t.tag FROM tags t
+                              WHERE t.repository = m.repository AND t.digest = m.digest ORDER BY t.tag),
                         ARRAY(SELECT r.manifest FROM manifest_refs r
-                              WHERE r.reference = m.digest AND r.repository = m.repository ORDER BY r.manifest)
-                 FROM manifests m WHERE m.repository = $1 AND m.digest > $2 ORDER BY m.digest LIMIT $3",
+                              WHERE r.reference = m.digest AND r.repository = m.repository ORDER BY r.manifest),
+                        coalesce(p.count, 0), coalesce(p.last_ms, 0)
+                 FROM manifests m
+                 LEFT JOIN pulls p ON p.repository = m.repository AND p.digest = m.digest
+                 WHERE m.repository = $1 AND m.digest > $2 ORDER BY m.digest LIMIT $3",
                 &[&repository.as_str(), &after.map(Digest::to_string).unwrap_or_default(), &(limit as i64)],
             )
             .await
@@ -558,10 +562,12 @@ impl MetadataStore for PgStore {
         rows.iter()
             .map(|r| {
                 let referenced_by: Vec<String> = r.get(2);
-                Ok(GcManifest {
+                let (count, last_ms): (i64, i64) = (r.get(3), r.get(4));
+                Ok(ManifestEntry {
                     record: decode_record(r.get(0))?,
-                    tagged: r.get(1),
+                    tags: r.get(1),
                     referenced_by: referenced_by.iter().map(|d| parse_digest(d)).collect::<Result<_>>()?,
+                    pulls: Pulls { count: count.max(0) as u64, last_ms: last_ms.max(0) as u64 },
                 })
             })
             .collect()

@@ -7,14 +7,17 @@ use registry_core::BackendError;
 use crate::{PgStore, pg_err};
 
 /// The migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] =
-    &[(1, include_str!("../migrations/0001_initial.sql")), (2, include_str!("../migrations/0002_jobs_policies.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_jobs_policies.sql")),
+    (3, include_str!("../migrations/0003_pulls.sql")),
+];
 
 /// The advisory lock the migrations are applied under.
 const LOCK: i64 = 0x7265_6769_7374_7279; // "registry"
 
 /// The newest schema version this program knows.
-pub(crate) const CURRENT: i32 = 2;
+pub(crate) const CURRENT: i32 = 3;
 
 /// Applies every migration the database lacks.
 pub(crate) async fn apply(store: &PgStore) -> Result<(), BackendError> {

@@ -36,6 +36,7 @@ pub(crate) fn prepare<E: Fault>(txn: &redb::WriteTransaction) -> Result<(), E> {
 /// Writes `events` in the caller's transaction, giving them the next ids.
 pub(crate) fn record<E: Fault>(txn: &redb::WriteTransaction, events: &[Event]) -> Result<(), E> {
     let encoded = events.iter().map(encode).collect::<Result<Vec<_>, E>>()?;
+    crate::meta::count_pulls::<E>(txn, &crate::meta::pulls_of(events))?;
     record_encoded(txn, &encoded)
 }
 
@@ -70,7 +71,13 @@ impl RedbStore {
     pub(crate) async fn append(&self, events: &[Event]) -> Result<()> {
         // Encoded here, so the writer gets bytes rather than a copy of the events.
         let encoded = events.iter().map(encode).collect::<Result<Vec<_>>>()?;
-        self.db.write(move |txn| record_encoded(txn, &encoded)).await
+        let pulls = crate::meta::pulls_of(events);
+        self.db
+            .write(move |txn| {
+                crate::meta::count_pulls::<registry_storage::Error>(txn, &pulls)?;
+                record_encoded(txn, &encoded)
+            })
+            .await
     }
 
     pub(crate) async fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {

@@ -39,7 +39,7 @@ use redb::{ReadableTable, TableDefinition};
 use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, Tag};
 use registry_storage::meta::cache::{Cached, Generation};
-use registry_storage::meta::{GcLink, GcManifest, Holder};
+use registry_storage::meta::{GcLink, Holder, ManifestEntry, Pulls};
 use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Result, UploadId, UploadRecord};
 
 use crate::RedbStore;
@@ -54,6 +54,8 @@ const REFERRERS: TableDefinition<&str, u8> = TableDefinition::new("referrers");
 const HOLDERS: TableDefinition<&str, u64> = TableDefinition::new("holders");
 const BLOB_REFS: TableDefinition<&str, u8> = TableDefinition::new("blob_refs");
 const COLLECTING: TableDefinition<&str, u64> = TableDefinition::new("collecting");
+/// (repository, digest) -> (pulls, newest pull in ms).
+const PULLS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("pulls");
 
 /// Digests held for writes: digest -> (holder, held until in milliseconds). Checked by `gc_mark`
 /// inside its write transaction, and taken by `hold_digest` after checking the marks, both under
@@ -136,6 +138,33 @@ fn parse_digest(text: &str) -> Result<Digest> {
     Digest::parse(text).map_err(|e| Error::corrupt(format!("digest {text:?}"), e))
 }
 
+/// The pulls among `events`: (key of the manifest, count, time).
+pub(crate) fn pulls_of(events: &[Event]) -> Vec<(String, u64, u64)> {
+    events.iter().filter_map(|e| Pulls::of_event(e).map(|(r, d)| (key(&[r, d]), e.count, e.time_ms))).collect()
+}
+
+/// Counts `pulls` (from [`pulls_of`]) on the manifests they pulled (those still there), in the
+/// transaction that records their events.
+pub(crate) fn count_pulls<E: crate::handle::Fault>(
+    txn: &redb::WriteTransaction,
+    pulls: &[(String, u64, u64)],
+) -> std::result::Result<(), E> {
+    if pulls.is_empty() {
+        return Ok(());
+    }
+    let manifests = txn.open_table(MANIFESTS).map_err(crate::handle::db_err::<E>)?;
+    let mut table = txn.open_table(PULLS).map_err(crate::handle::db_err::<E>)?;
+    for (k, count, time_ms) in pulls {
+        if manifests.get(k.as_str()).map_err(crate::handle::db_err::<E>)?.is_none() {
+            continue;
+        }
+        let (old_count, last_ms) = table.get(k.as_str()).map_err(crate::handle::db_err::<E>)?.map(|v| v.value()).unwrap_or_default();
+        let new = Pulls { count: old_count, last_ms }.add(*count, *time_ms);
+        table.insert(k.as_str(), (new.count, new.last_ms)).map_err(crate::handle::db_err::<E>)?;
+    }
+    Ok(())
+}
+
 /// Creates the metadata tables, building the indexes of a version 1 database.
 pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> {
     txn.open_table(UPLOADS).map_err(db_err)?;
@@ -148,6 +177,7 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
     txn.open_table(HOLDERS).map_err(db_err)?;
     txn.open_table(BLOB_REFS).map_err(db_err)?;
     txn.open_table(COLLECTING).map_err(db_err)?;
+    txn.open_table(PULLS).map_err(db_err)?;
     crate::events::prepare::<Error>(txn)?;
     crate::queue::prepare(txn)?;
     if version < 2 {
@@ -338,6 +368,7 @@ fn remove_manifest(txn: &redb::WriteTransaction, repo: &str, digest: &str) -> Re
     let record: ManifestRecord = decode(old.value())?;
     drop(old);
     drop(manifests);
+    txn.open_table(PULLS).map_err(db_err)?.remove(key(&[repo, digest]).as_str()).map_err(db_err)?;
     if let Some(subject) = &record.subject {
         txn.open_table(REFERRERS)
             .map_err(db_err)?
@@ -761,24 +792,26 @@ impl MetadataStore for RedbStore {
             .await
     }
 
-    async fn gc_manifests(
+    async fn manifests(
         &self,
         repository: &RepositoryName,
         after: Option<&Digest>,
         limit: usize,
-    ) -> Result<Vec<GcManifest>> {
+    ) -> Result<Vec<ManifestEntry>> {
         let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
         self.db
             .read(move |txn| {
                 let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
                 let reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
                 let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
+                let pulls = txn.open_table(PULLS).map_err(db_err)?;
                 let mut out = Vec::new();
                 for (k, v) in repo_range(&manifests, &repo, after.as_deref(), limit, |v| v.value().to_vec())? {
                     let record: ManifestRecord = decode(&v)?;
-                    let tagged = any_with_prefix(&reverse, &k)?;
+                    let tags = suffixes(&reverse, &k)?;
                     let referenced_by = digests(suffixes(&refs, &key(&[&record.digest.to_string(), &repo]))?)?;
-                    out.push(GcManifest { record, tagged, referenced_by });
+                    let (count, last_ms) = pulls.get(k.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or_default();
+                    out.push(ManifestEntry { record, tags, referenced_by, pulls: Pulls { count, last_ms } });
                 }
                 Ok(out)
             })

@@ -253,14 +253,14 @@ impl Registry {
             let mut deleted_this_pass = 0;
             let mut after: Option<Digest> = None;
             loop {
-                let page = self.metadata_store().gc_manifests(repo, after.as_ref(), PAGE).await?;
+                let page = self.metadata_store().manifests(repo, after.as_ref(), PAGE).await?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.record.digest.clone());
                 run.page(page.len());
                 let mut candidates = Vec::new();
                 for m in &page {
                     let key = (name.clone(), m.record.digest.clone());
-                    if m.tagged || m.record.pushed_at > cutoff || removed.manifests.contains(&key) {
+                    if !m.tags.is_empty() || m.record.pushed_at > cutoff || removed.manifests.contains(&key) {
                         continue;
                     }
                     if !m.referenced_by.iter().all(|r| removed.manifests.contains(&(name.clone(), r.clone()))) {

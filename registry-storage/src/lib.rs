@@ -36,6 +36,6 @@ pub use gc::{GcOptions, GcReport};
 pub use jobs::runner::{JobContext, JobFailure, JobHandler, JobRunner, RunnerHandle};
 pub use jobs::{Job, JobQueue, JobStatus, NewJob};
 pub use meta::memory::MemoryMetadataStore;
-pub use meta::{JobLock, ManifestRecord, MetadataStore, Page, UploadRecord};
+pub use meta::{JobLock, ManifestEntry, ManifestRecord, MetadataStore, Page, Pulls, UploadRecord};
 pub use policies::{PolicyRecord, PolicyStore};
 pub use transfer::TransferReport;

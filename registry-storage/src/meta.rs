@@ -91,15 +91,43 @@ pub struct ManifestRecord {
     pub pushed_at: u64,
 }
 
-/// A manifest as garbage collection sees it.
+/// How often, and when last, a manifest was pulled: counted by the store from the pull events
+/// it records (so batched pulls count when their batch is stored), dropped with the manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pulls {
+    /// Pulls recorded.
+    pub count: u64,
+    /// When the newest was, in milliseconds since the Unix epoch (0: never).
+    pub last_ms: u64,
+}
+
+impl Pulls {
+    /// The (repository, digest) an event counts a pull of, if it is a pull event.
+    pub fn of_event(event: &registry_core::event::Event) -> Option<(&str, &str)> {
+        if event.action != registry_core::event::EventAction::PullArtifact {
+            return None;
+        }
+        Some((event.resource.repository.as_deref()?, event.resource.digest.as_deref()?))
+    }
+
+    /// These pulls with `count` more, the newest at `time_ms`.
+    pub fn add(self, count: u64, time_ms: u64) -> Pulls {
+        Pulls { count: self.count.saturating_add(count), last_ms: self.last_ms.max(time_ms) }
+    }
+}
+
+/// A manifest of a repository with what points at it: its tags, the manifests listing it, its
+/// pulls. Both the artifacts listing and garbage collection read manifests this way.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GcManifest {
+pub struct ManifestEntry {
     /// Its record.
     pub record: ManifestRecord,
-    /// Whether a tag points at it.
-    pub tagged: bool,
+    /// The tags pointing at it, in text order.
+    pub tags: Vec<String>,
     /// The manifests of the same repository that reference it (an index listing it).
     pub referenced_by: Vec<Digest>,
+    /// Its pulls.
+    pub pulls: Pulls,
 }
 
 /// A blob link as garbage collection sees it.
@@ -295,20 +323,21 @@ pub trait MetadataStore: crate::jobs::JobQueue + crate::policies::PolicyStore + 
     /// The manifests of a repository whose subject is `subject`.
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>>;
 
+    /// Up to `limit` manifests of a repository after `after` (digest text order), with their
+    /// tags, the manifests referencing them and their pulls.
+    async fn manifests(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<ManifestEntry>>;
+
     // ---- garbage collection ----
     //
     // The rules that make collection safe while the registry serves live in the store's
     // transactions: `put_manifest` refuses references the repository does not hold, linking
     // refuses a digest marked for deletion, and every removal below re-checks its condition in
     // the transaction that removes.
-
-    /// Up to `limit` manifests of a repository after `after` (digest text order).
-    async fn gc_manifests(
-        &self,
-        repository: &RepositoryName,
-        after: Option<&Digest>,
-        limit: usize,
-    ) -> Result<Vec<GcManifest>>;
 
     /// Up to `limit` blob links of a repository after `after` (digest text order).
     async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>>;

@@ -237,6 +237,39 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     let repos = store.list_repositories(Some("suite/app"), 10).await.expect("catalog");
     assert_eq!(repos.entries, vec!["suite/other"]);
 
+    // The manifests listing: tags, referencing manifests and pulls counted from pull events.
+    let pull = |digest: &Digest, count: u64, time_ms: u64| {
+        let resource = registry_core::event::Resource {
+            project: Some("suite".into()),
+            repository: Some(repo.to_string()),
+            digest: Some(digest.to_string()),
+            ..Default::default()
+        };
+        let operator = registry_core::event::Operator::anonymous(Some("127.0.0.1".into()));
+        let event = registry_core::event::Event::new(
+            time_ms,
+            operator,
+            registry_core::event::EventAction::PullArtifact,
+            resource,
+        );
+        registry_core::event::Event { count, ..event }
+    };
+    let never = Digest::sha256_of(b"never pushed");
+    store
+        .append_events(&[pull(&image2.digest, 2, 5_000), pull(&image2.digest, 1, 4_000), pull(&never, 1, 6_000)])
+        .await
+        .expect("pulls");
+    let listed = store.manifests(&repo, None, 10).await.expect("manifests");
+    let of = |d: &Digest| listed.iter().find(|m| m.record.digest == *d).cloned().expect("listed");
+    assert_eq!(of(&image2.digest).tags, vec!["a", "b", "c", "v1"]);
+    assert_eq!(of(&image2.digest).pulls, crate::Pulls { count: 3, last_ms: 5_000 });
+    assert_eq!(of(&image.digest).tags, vec!["latest"]);
+    assert_eq!(of(&image.digest).pulls, crate::Pulls::default(), "never pulled");
+    assert_eq!(listed.len(), 3, "image, image2 and the signature");
+    let first = store.manifests(&repo, None, 1).await.expect("page");
+    let rest = store.manifests(&repo, Some(&first[0].record.digest), 10).await.expect("page");
+    assert_eq!(first.len() + rest.len(), 3, "pages by digest");
+
     // Deleting a tag keeps the manifest; deleting a manifest takes its tags and referrer entry.
     assert!(store.delete_tag(&repo, &latest, &[]).await.expect("delete tag"));
     assert!(!store.delete_tag(&repo, &latest, &[]).await.expect("delete tag again"));
@@ -248,6 +281,11 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     assert!(store.get_manifest(&repo, &image2.digest).await.expect("get").is_some());
     assert!(store.delete_manifest(&repo, &image2.digest, &[]).await.expect("delete"));
     assert_eq!(store.get_manifest(&repo, &image2.digest).await.expect("get"), None);
+    store.put_manifest(&repo, &image2, None, &[]).await.expect("push it again");
+    let again = store.manifests(&repo, None, 10).await.expect("manifests");
+    let image2_again = again.iter().find(|m| m.record.digest == image2.digest).expect("listed");
+    assert_eq!(image2_again.pulls, crate::Pulls::default(), "pulls go with the manifest");
+    assert!(store.delete_manifest(&repo, &image2.digest, &[]).await.expect("delete"));
     assert_eq!(store.resolve_tag(&repo, &v1).await.expect("resolve"), None, "tags go with the manifest");
     let page = store.list_tags(&repo, None, 10).await.expect("tags").expect("known");
     assert!(page.entries.is_empty(), "{:?}", page.entries);

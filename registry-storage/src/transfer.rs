@@ -72,7 +72,7 @@ async fn contents(meta: &dyn MetadataStore, repo: &RepositoryName) -> Result<Rep
     }
     let mut after: Option<Digest> = None;
     loop {
-        let page = meta.gc_manifests(repo, after.as_ref(), PAGE).await?;
+        let page = meta.manifests(repo, after.as_ref(), PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.record.digest.clone());
         out.manifests.extend(page.into_iter().map(|m| (m.record.digest.clone(), m.record)));

@@ -17,7 +17,7 @@ use crate::jobs::{Heartbeat, Job, JobCount, JobFilter, JobOutcome, JobQueue, Job
 use crate::policies::{PolicyRecord, PolicyStore, PolicyTable};
 use registry_core::{Digest, RepositoryName, SharedClock, Tag};
 
-use super::{GcLink, GcManifest, Holder, ManifestRecord, MetadataStore, Page, UploadRecord};
+use super::{GcLink, Holder, ManifestEntry, ManifestRecord, MetadataStore, Page, Pulls, UploadRecord};
 use crate::blob::UploadId;
 use crate::error::{Error, Result};
 
@@ -55,6 +55,8 @@ struct State {
     jobs: JobTable,
     /// The policies.
     policies: PolicyTable,
+    /// (repository, digest) -> pulls.
+    pulls: BTreeMap<RepoKey, Pulls>,
 }
 
 /// The metadata store in memory. Cheap to clone; clones share the data.
@@ -142,6 +144,7 @@ impl State {
 
     fn remove_manifest(&mut self, repo: &str, digest: &str) -> Option<ManifestRecord> {
         let record = self.manifests.remove(&(repo.to_owned(), digest.to_owned()))?;
+        self.pulls.remove(&(repo.to_owned(), digest.to_owned()));
         if let Some(subject) = &record.subject {
             self.referrers.remove(&(repo.to_owned(), subject.to_string(), digest.to_owned()));
         }
@@ -158,6 +161,13 @@ impl State {
 
     fn record(&mut self, events: &[Event]) {
         for event in events {
+            if let Some((repo, digest)) = Pulls::of_event(event) {
+                let key = (repo.to_owned(), digest.to_owned());
+                if self.manifests.contains_key(&key) {
+                    let pulls = self.pulls.entry(key).or_default();
+                    *pulls = pulls.add(event.count, event.time_ms);
+                }
+            }
             self.last_event += 1;
             self.events.insert(self.last_event, Event { id: self.last_event, ..event.clone() });
         }
@@ -407,20 +417,21 @@ impl MetadataStore for MemoryMetadataStore {
             .collect())
     }
 
-    async fn gc_manifests(
+    async fn manifests(
         &self,
         repository: &RepositoryName,
         after: Option<&Digest>,
         limit: usize,
-    ) -> Result<Vec<GcManifest>> {
+    ) -> Result<Vec<ManifestEntry>> {
         let state = self.lock();
         let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
         let mut out = Vec::new();
         for ((_, digest), record) in repo_page(&state.manifests, &repo, after.as_deref()).take(limit) {
-            let tagged = !state.tags_of(&repo, digest).is_empty();
+            let tags = state.tags_of(&repo, digest);
             let referenced_by =
                 state.referenced_in(digest, &repo).iter().map(|m| parse_digest(m)).collect::<Result<_>>()?;
-            out.push(GcManifest { record: record.clone(), tagged, referenced_by });
+            let pulls = state.pulls.get(&(repo.clone(), digest.clone())).copied().unwrap_or_default();
+            out.push(ManifestEntry { record: record.clone(), tags, referenced_by, pulls });
         }
         Ok(out)
     }

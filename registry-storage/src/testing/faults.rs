@@ -25,7 +25,7 @@ use registry_core::{Digest, RepositoryName, Tag};
 
 use crate::blob::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId};
 use crate::error::{Error, Result};
-use crate::meta::{GcLink, GcManifest, Holder, ManifestRecord, MetadataStore, Page, UploadRecord};
+use crate::meta::{GcLink, ManifestEntry, Holder, ManifestRecord, MetadataStore, Page, UploadRecord};
 
 /// Where a fault strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -383,14 +383,14 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.referrers(repository, subject).await
     }
 
-    async fn gc_manifests(
+    async fn manifests(
         &self,
         repository: &RepositoryName,
         after: Option<&Digest>,
         limit: usize,
-    ) -> Result<Vec<GcManifest>> {
+    ) -> Result<Vec<ManifestEntry>> {
         self.read()?;
-        self.inner.gc_manifests(repository, after, limit).await
+        self.inner.manifests(repository, after, limit).await
     }
 
     async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
