@@ -4,7 +4,7 @@
 //! ```text
 //! access log      one line per request, API version header, panics as 500
 //!   prefix        the mount point stripped and remembered
-//!     /healthz /readyz       liveness, and readiness (stores answer)
+//!     /healthz /readyz       liveness, and readiness (database answers, storage writable)
 //!     /auth/token /auth/jwks the token service                     (token.rs)
 //!     /api/v2.0/…            the management API                    (api/)
 //!     /v2/…                  the distribution API                  (distribution/)
@@ -157,14 +157,29 @@ struct Branches {
     metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
-/// `/readyz`: 200 when the metadata and blob stores answer, 503 otherwise.
+/// `/readyz`: 200 when the metadata store answers and the blob store takes a write (an upload
+/// of a few bytes, then removed), 503 naming the problems otherwise.
 async fn readiness(registry: &Registry) -> Response<ResponseBody> {
     let meta = registry.metadata_store().list_repositories(None, 1).await.err();
-    let blobs = registry.blob_store().list_blobs(None, 1).await.err();
+    let blobs = probe_write(registry.blob_store().as_ref()).await.err();
     let problems: Vec<String> = meta.into_iter().chain(blobs).map(|e| e.to_string()).collect();
     if problems.is_empty() {
         json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
     } else {
         json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "unavailable", "problems": problems}))
     }
+}
+
+/// Writes a few bytes to a new upload of the blob store and removes it.
+async fn probe_write(blobs: &dyn registry_storage::BlobStore) -> registry_storage::Result<()> {
+    let id = registry_storage::UploadId::new_random();
+    let state = blobs.upload_create(&id, None).await?;
+    let mut body = futures::stream::iter([Ok::<_, BodyError>(Bytes::from_static(b"readiness probe"))]);
+    let appended = blobs.upload_append(&id, &state, 0, &mut body).await;
+    let removed = match &appended {
+        Ok((_, state)) => blobs.upload_delete(&id, Some(state)).await,
+        Err(_) => blobs.upload_delete(&id, Some(&state)).await,
+    };
+    appended?;
+    removed
 }

@@ -208,3 +208,22 @@ async fn a_real_full_disk_during_a_push_leaves_no_partial_blob() {
     let untag = c.delete(format!("{base}/v2/full/app/manifests/kept")).send().await.expect("delete");
     assert_eq!(untag.status(), StatusCode::ACCEPTED, "metadata writes work again");
 }
+
+#[tokio::test]
+async fn readiness_says_whether_storage_takes_writes() {
+    let f = faulty_registry().await;
+    let (c, base) = (client(), f.reg.url());
+    let ready = c.get(format!("{base}/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), StatusCode::OK);
+    f.faults.fail(FaultPoint::BlobWrite, FaultKind::NoSpace);
+    let ready = c.get(format!("{base}/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "reads work, writes do not");
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["problems"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(c.get(format!("{base}/healthz")).send().await.expect("healthz").status(), StatusCode::OK, "alive");
+    f.faults.clear();
+    let ready = c.get(format!("{base}/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), StatusCode::OK);
+    drop(f.dir);
+}

@@ -497,3 +497,206 @@ async fn garbage_collection_over_the_api() {
         .expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
     admin.get("/jobservice/jobs?status=sleeping").await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
 }
+
+/// Puts a manifest with a bearer token; its digest.
+async fn put_manifest(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    reference: &str,
+    media: &str,
+    body: &str,
+    t: &str,
+) -> String {
+    let resp = c
+        .put(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .bearer_auth(t)
+        .header("content-type", media)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("put manifest");
+    assert_eq!(resp.status(), StatusCode::CREATED, "manifest push");
+    registry_core::Digest::sha256_of(body.as_bytes()).to_string()
+}
+
+#[tokio::test]
+async fn repositories_and_artifacts_in_harbors_shapes() {
+    let reg = TestRegistry::builder().harbor_accounts().start().await.expect("start");
+    let accounts = reg.accounts().expect("accounts");
+    accounts.add_user("admin", "adminpassword", true).await.expect("admin");
+    accounts.add_user("gus", "guspassword", false).await.expect("guest");
+    accounts.add_user("olga", "olgapassword", false).await.expect("outsider");
+    let (c, base) = (client(), reg.url());
+    let (admin, guest, outsider, anon) = (
+        Api::new(&reg, Some(("admin", "adminpassword"))),
+        Api::new(&reg, Some(("gus", "guspassword"))),
+        Api::new(&reg, Some(("olga", "olgapassword"))),
+        Api::new(&reg, None),
+    );
+    admin.post("/projects", json!({"project_name": "team"})).await.expect(StatusCode::CREATED, None);
+    admin
+        .post("/projects/team/members", json!({"role_id": 3, "member_user": {"username": "gus"}}))
+        .await
+        .expect(StatusCode::CREATED, None);
+    let t = token(&c, &base, Some(("admin", "adminpassword")), &["repository:team/app/web:pull,push,delete"]).await;
+
+    // An image (tagged v1 and latest), an index of two images, a signature by the referrers API
+    // and one by cosign's tag scheme.
+    let repo = "team/app/web";
+    let (image_json, image) = push_image_as(&c, &base, repo, "v1", "first", Some(&t)).await;
+    put_manifest(&c, &base, repo, "latest", OCI_MANIFEST, &image_json, &t).await;
+    let (amd, amd_digest) = push_image_as(&c, &base, repo, "amd", "amd64 child", Some(&t)).await;
+    let (arm, arm_digest) = push_image_as(&c, &base, repo, "arm", "arm64 child", Some(&t)).await;
+    for tag in ["amd", "arm"] {
+        admin
+            .delete(&format!("/projects/team/repositories/app%252Fweb/artifacts/{tag}/tags/{tag}"))
+            .await
+            .expect(StatusCode::OK, None);
+    }
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{amd_digest}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}},{{"mediaType":"{OCI_MANIFEST}","digest":"{arm_digest}","size":{},"platform":{{"architecture":"arm64","os":"linux","variant":"v8"}}}}]}}"#,
+        amd.len(),
+        arm.len()
+    );
+    let index_digest = put_manifest(&c, &base, repo, "multi", OCI_INDEX, &index, &t).await;
+    let config = push_blob_as(&c, &base, repo, b"{}", Some(&t)).await;
+    let subject = format!(
+        r#","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{image}","size":{}}},"artifactType":"application/vnd.cncf.notary.signature""#,
+        image_json.len()
+    );
+    let signature = image_manifest(&config, 2, &[], &subject);
+    put_manifest(
+        &c,
+        &base,
+        repo,
+        &registry_core::Digest::sha256_of(signature.as_bytes()).to_string(),
+        OCI_MANIFEST,
+        &signature,
+        &t,
+    )
+    .await;
+    let cosign = image_manifest(&config, 2, &[], "");
+    put_manifest(&c, &base, repo, &format!("sha256-{}.sig", image.hex()), OCI_MANIFEST, &cosign, &t).await;
+    // Two pulls of v1, counted once the batch is stored.
+    for _ in 0..2 {
+        let pulled = c
+            .get(format!("{base}/v2/{repo}/manifests/v1"))
+            .bearer_auth(&t)
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .expect("pull");
+        assert_eq!(pulled.status(), StatusCode::OK);
+    }
+    reg.registry().flush_events().await;
+
+    // The repository: two artifacts (the image, the index); children and signatures belong to them.
+    let repos = guest.get("/projects/team/repositories").await.expect(StatusCode::OK, None);
+    assert_eq!(names(&repos.body, "name"), ["team/app/web"]);
+    assert_eq!(repos.body[0]["artifact_count"], 2, "{}", repos.body);
+    assert_eq!(repos.body[0]["pull_count"], 2);
+    assert_eq!(repos.header("x-total-count"), "1");
+    for path in ["app%252Fweb", "app%2Fweb"] {
+        let one = guest.get(&format!("/projects/team/repositories/{path}")).await.expect(StatusCode::OK, None);
+        assert_eq!(one.body["name"], "team/app/web", "encoded as {path}");
+    }
+    let arts =
+        guest.get("/projects/team/repositories/app%252Fweb/artifacts?with_tag=true").await.expect(StatusCode::OK, None);
+    let list = arts.body.as_array().expect("artifacts");
+    assert_eq!(list.len(), 2, "{}", arts.body);
+    let by_digest = |d: &str| list.iter().find(|a| a["digest"] == d).cloned().expect("listed");
+    let img = by_digest(&image.to_string());
+    let mut tags: Vec<&str> =
+        img["tags"].as_array().expect("tags").iter().map(|t| t["name"].as_str().expect("name")).collect();
+    tags.sort();
+    assert_eq!(tags, ["latest", "v1"]);
+    assert_eq!(img["type"], "IMAGE");
+    assert_eq!(
+        img["size"],
+        image_json.len()
+            + r#"{"architecture":"amd64","os":"linux","seed":"first"}"#.len()
+            + "layer of first".len() * 100
+    );
+    assert_eq!(img["pull_count"], 2);
+    assert!(img["pull_time"].as_str().is_some_and(|t| t.ends_with('Z')), "{img}");
+    assert_eq!(img["signed"], true);
+    let mut kinds: Vec<&str> =
+        img["accessories"].as_array().expect("accessories").iter().map(|a| a["type"].as_str().expect("type")).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["signature.cosign", "signature.notation"]);
+    let idx = by_digest(&index_digest);
+    let platforms: Vec<String> = idx["references"]
+        .as_array()
+        .expect("references")
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["platform"]["os"].as_str().unwrap_or(""),
+                r["platform"]["architecture"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(idx["pull_time"], Value::Null, "never pulled");
+    let untagged =
+        guest.get("/projects/team/repositories/app%252Fweb/artifacts?q=tags%3Dnil").await.expect(StatusCode::OK, None);
+    assert_eq!(untagged.body.as_array().map(Vec::len), Some(0));
+    let by_tag =
+        guest.get("/projects/team/repositories/app%252Fweb/artifacts/multi").await.expect(StatusCode::OK, None);
+    assert_eq!(by_tag.body["digest"], index_digest.as_str());
+
+    // Tags: a guest may read, not write; a tag on another artifact is a conflict.
+    let tags_path = format!("/projects/team/repositories/app%252Fweb/artifacts/{image}/tags");
+    guest.post(&tags_path, json!({"name": "stable"})).await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    admin.post(&tags_path, json!({"name": "stable"})).await.expect(StatusCode::CREATED, None);
+    admin.post(&tags_path, json!({"name": "multi"})).await.expect(StatusCode::CONFLICT, Some("CONFLICT"));
+    admin.post(&tags_path, json!({"name": "no spaces"})).await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    let resolved = c
+        .get(format!("{base}/v2/{repo}/manifests/stable"))
+        .bearer_auth(&t)
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(header(&resolved, "docker-content-digest"), image.to_string(), "the registry sees the new tag");
+    let listed = guest.get(&tags_path).await.expect(StatusCode::OK, None);
+    assert_eq!(listed.header("x-total-count"), "3");
+    guest.delete(&format!("{tags_path}/stable")).await.expect(StatusCode::FORBIDDEN, None);
+    admin.delete(&format!("{tags_path}/stable")).await.expect(StatusCode::OK, None);
+    admin.delete(&format!("{tags_path}/stable")).await.expect(StatusCode::NOT_FOUND, Some("NOT_FOUND"));
+
+    // Who may see: an outsider and the anonymous caller do not see a private project's content.
+    outsider.get("/projects/team/repositories/app%252Fweb/artifacts").await.expect(StatusCode::FORBIDDEN, None);
+    anon.get("/projects/team/repositories").await.expect(StatusCode::UNAUTHORIZED, None);
+    let found = guest.get("/search?q=web").await.expect(StatusCode::OK, None);
+    assert_eq!(found.body["repository"][0]["repository_name"], "team/app/web");
+    let found = outsider.get("/search?q=web").await.expect(StatusCode::OK, None);
+    assert_eq!(found.body["repository"], json!([]), "private repositories are not found by outsiders");
+
+    // Deleting an artifact takes its accessories; deleting the repository empties it.
+    guest
+        .delete(&format!("/projects/team/repositories/app%252Fweb/artifacts/{image}"))
+        .await
+        .expect(StatusCode::FORBIDDEN, None);
+    admin
+        .delete(&format!("/projects/team/repositories/app%252Fweb/artifacts/{image}"))
+        .await
+        .expect(StatusCode::OK, None);
+    let gone = c
+        .get(format!("{base}/v2/{repo}/manifests/sha256-{}.sig", image.hex()))
+        .bearer_auth(&t)
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND, "the cosign signature went with its image");
+    let one = admin.get("/projects/team/repositories/app%252Fweb").await.expect(StatusCode::OK, None);
+    assert_eq!(one.body["artifact_count"], 1);
+    admin.delete("/projects/team/repositories/app%252Fweb").await.expect(StatusCode::OK, None);
+    admin.get("/projects/team/repositories/app%252Fweb").await.expect(StatusCode::NOT_FOUND, None);
+    let repos = admin.get("/projects/team/repositories").await.expect(StatusCode::OK, None);
+    assert_eq!(repos.body, json!([]));
+    reg.stop().await;
+}

@@ -158,7 +158,8 @@ pub(crate) fn count_pulls<E: crate::handle::Fault>(
         if manifests.get(k.as_str()).map_err(crate::handle::db_err::<E>)?.is_none() {
             continue;
         }
-        let (old_count, last_ms) = table.get(k.as_str()).map_err(crate::handle::db_err::<E>)?.map(|v| v.value()).unwrap_or_default();
+        let (old_count, last_ms) =
+            table.get(k.as_str()).map_err(crate::handle::db_err::<E>)?.map(|v| v.value()).unwrap_or_default();
         let new = Pulls { count: old_count, last_ms }.add(*count, *time_ms);
         table.insert(k.as_str(), (new.count, new.last_ms)).map_err(crate::handle::db_err::<E>)?;
     }
@@ -810,7 +811,8 @@ impl MetadataStore for RedbStore {
                     let record: ManifestRecord = decode(&v)?;
                     let tags = suffixes(&reverse, &k)?;
                     let referenced_by = digests(suffixes(&refs, &key(&[&record.digest.to_string(), &repo]))?)?;
-                    let (count, last_ms) = pulls.get(k.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or_default();
+                    let (count, last_ms) =
+                        pulls.get(k.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or_default();
                     out.push(ManifestEntry { record, tags, referenced_by, pulls: Pulls { count, last_ms } });
                 }
                 Ok(out)

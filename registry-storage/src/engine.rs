@@ -679,6 +679,26 @@ impl Registry {
         if deleted { Ok(()) } else { Err(Error::ManifestUnknown { reference: reference.to_string() }) }
     }
 
+    /// Points `tag` at the manifest `digest` of the repository (the management API's "add tag"),
+    /// recording a `CREATE_TAG` event in the same transaction.
+    pub async fn tag_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        tag: &registry_core::Tag,
+        operator: &Operator,
+    ) -> Result<()> {
+        let record = self.stat_manifest(repository, &Reference::Digest(digest.clone())).await?;
+        let resource = recorder::artifact(repository, &record, Some(tag));
+        let event = Event::new(self.clock.now_millis(), operator.clone(), EventAction::CreateTag, resource);
+        // Held like a push, so that collection cannot take the manifest between the look-up and
+        // the tag.
+        let hold = DigestHold::take(&self.meta, &self.clock, digest).await?;
+        let tagged = self.meta.put_manifest(repository, &record, Some(tag), &[event]).await;
+        hold.release().await;
+        tagged
+    }
+
     // ---- listings ----
 
     /// A page of a repository's tags (`GET /v2/<name>/tags/list?n=&last=`); `n` is capped by the
@@ -689,6 +709,17 @@ impl Registry {
             .list_tags(repository, last, limit)
             .await?
             .ok_or_else(|| Error::NameUnknown { name: repository.to_string() })
+    }
+
+    /// Up to `limit` manifests of a repository after `after` (digest order), with their tags,
+    /// the manifests listing them and their pulls (the management API's artifacts).
+    pub async fn manifests(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<crate::meta::ManifestEntry>> {
+        self.meta.manifests(repository, after, limit).await
     }
 
     /// A page of the catalog (`GET /v2/_catalog?n=&last=`).

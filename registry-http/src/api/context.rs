@@ -125,6 +125,21 @@ impl Api {
             if permissions.iter().any(|p| p.namespace == project.name || p.namespace == "*")))
     }
 
+    /// Whether `who` may do `action` on `repository`, by the registry's access policy (without
+    /// one: everyone pulls, system administrators do the rest).
+    pub(crate) async fn may(
+        &self,
+        who: &Identity,
+        repository: &str,
+        action: registry_core::scope::Action,
+    ) -> Result<bool, ApiError> {
+        use registry_auth::AccessPolicyExt;
+        match &self.policy {
+            Some(policy) => Ok(policy.may(who, repository, action).await?),
+            None => Ok(action == registry_core::scope::Action::Pull || who.is_admin()),
+        }
+    }
+
     /// Refuses who may not see the project (401 anonymous, 403 otherwise).
     pub(crate) async fn require_see(&self, call: &ApiCall, project: &Project) -> Result<(), ApiError> {
         if self.may_see(call.caller(), project).await? {

@@ -12,6 +12,7 @@
 //! | [`robots`] | `/robots…` (Harbor's v2 robots: system and project level) |
 //! | [`webhooks`] | `/projects/{p}/webhook/…` |
 //! | [`configurations`] | `/configurations` (run-time settings) |
+//! | [`artifacts`] | `/projects/{p}/repositories…`, `…/artifacts…`, `…/tags…`, `/search` |
 //! | [`audit`] | `/audit-logs`, `/projects/{p}/logs`, `/system/purgeaudit/schedule` |
 //!
 //! Shared pieces: [`context`] (who the caller is, what they may do, project look-up by name or
@@ -32,6 +33,7 @@ use crate::layers::{Authentication, BoxService, authenticate, deadline, service_
 use crate::request::{Query, RequestBody, read_limited};
 use crate::response::ResponseBody;
 
+pub mod artifacts;
 pub mod audit;
 pub mod configurations;
 pub mod context;
@@ -119,6 +121,16 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions" => webhooks::executions),
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks" => webhooks::tasks),
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks/{task_id}/log" => webhooks::task_log),
+            endpoint!(GET "/search" => artifacts::search),
+            endpoint!(GET "/projects/{project_name}/repositories" => artifacts::list_repositories),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}" => artifacts::get_repository),
+            endpoint!(DELETE "/projects/{project_name}/repositories/{repository_name}" => artifacts::delete_repository),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts" => artifacts::list_artifacts),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}" => artifacts::get_artifact),
+            endpoint!(DELETE "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}" => artifacts::delete_artifact),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags" => artifacts::list_tags),
+            endpoint!(POST "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags" => artifacts::create_tag),
+            endpoint!(DELETE "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags/{tag_name}" => artifacts::delete_tag),
             endpoint!(GET "/projects" => projects::list),
             endpoint!(HEAD "/projects" => projects::exists),
             endpoint!(POST "/projects" => projects::create),

@@ -25,7 +25,7 @@ use registry_core::{Digest, RepositoryName, Tag};
 
 use crate::blob::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId};
 use crate::error::{Error, Result};
-use crate::meta::{GcLink, ManifestEntry, Holder, ManifestRecord, MetadataStore, Page, UploadRecord};
+use crate::meta::{GcLink, Holder, ManifestEntry, ManifestRecord, MetadataStore, Page, UploadRecord};
 
 /// Where a fault strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

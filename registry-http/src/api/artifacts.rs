@@ -1,0 +1,563 @@
+//! Repositories and artifacts in Harbor's shapes: `/projects/{p}/repositories[/{r}]`,
+//! `…/artifacts[/{reference}]`, `…/artifacts/{reference}/tags[/{tag}]`, `/search`.
+//!
+//! An artifact is a manifest that stands on its own: not a child of an index in the same
+//! repository, not a referrer of another manifest, not a cosign signature, attestation or SBOM
+//! tagged `sha256-<hex>.sig|.att|.sbom`. Those are shown with what they belong to (an index's
+//! `references`, a subject's `accessories`). Reads need `pull` on the repository; adding a tag
+//! `push`; deleting a tag, an artifact or a repository `delete` — the registry's own rules, asked
+//! of the same access policy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::StatusCode;
+use registry_auth::Project;
+use registry_core::scope::Action;
+use registry_core::time::rfc3339;
+use registry_core::{Digest, Reference, RepositoryName, Tag};
+use registry_storage::ManifestEntry;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::context::{bad_request, forbidden};
+use super::pages::page_of;
+use super::q::Q;
+use super::{Api, ApiCall, ApiResult};
+use crate::error::ApiError;
+use crate::response::{json as json_response, status_only};
+
+/// Manifests read from the store per call.
+const PAGE: usize = 500;
+
+/// A number that names a repository or an artifact for Harbor's clients (which want numeric
+/// ids): the first 53 bits of the SHA-256 of its name, stable across replicas and restarts, and
+/// exact in JavaScript.
+pub(crate) fn id_of(name: &str) -> u64 {
+    let digest = Digest::sha256_of(name.as_bytes());
+    let hex = digest.hex();
+    u64::from_str_radix(&hex[..14], 16).unwrap_or(0) >> 3
+}
+
+/// Every manifest of a repository (in digest order).
+async fn all_manifests(api: &Api, repository: &RepositoryName) -> Result<Vec<ManifestEntry>, ApiError> {
+    let mut out: Vec<ManifestEntry> = Vec::new();
+    loop {
+        let after = out.last().map(|m| m.record.digest.clone());
+        let page = api.registry.manifests(repository, after.as_ref(), PAGE).await?;
+        let done = page.len() < PAGE;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// What a manifest is to the artifacts listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    /// An artifact of its own.
+    Artifact,
+    /// An index's child.
+    Child,
+    /// An accessory of `subject`, of Harbor's accessory `kind`.
+    Accessory { subject: Digest, kind: &'static str },
+}
+
+/// The cosign tag scheme: `sha256-<hex>.sig` (signature), `.att` (attestation), `.sbom`.
+fn cosign_tag(tag: &str) -> Option<(Digest, &'static str)> {
+    let rest = tag.strip_prefix("sha256-")?;
+    let (hex, kind) = rest.split_once('.')?;
+    let kind = match kind {
+        "sig" => "signature.cosign",
+        "att" => "attestation.cosign",
+        "sbom" => "sbom.cosign",
+        _ => return None,
+    };
+    Some((Digest::parse(&format!("sha256:{hex}")).ok()?, kind))
+}
+
+/// Harbor's accessory kind of a referrer, by its artifact type.
+fn referrer_kind(artifact_type: Option<&str>) -> &'static str {
+    match artifact_type {
+        Some("application/vnd.dev.cosign.artifact.sig.v1+json") => "signature.cosign",
+        Some("application/vnd.cncf.notary.signature") => "signature.notation",
+        Some(t) if t.contains("sbom") || t.contains("spdx") || t.contains("cyclonedx") => "sbom.harbor",
+        _ => "subject.accessory",
+    }
+}
+
+fn place(entry: &ManifestEntry) -> Place {
+    if let Some(subject) = &entry.record.subject {
+        return Place::Accessory {
+            subject: subject.clone(),
+            kind: referrer_kind(entry.record.artifact_type.as_deref()),
+        };
+    }
+    // Tagged only by the cosign scheme: an accessory of the digest its tag names.
+    let cosign: Option<Vec<_>> = entry.tags.iter().map(|t| cosign_tag(t)).collect();
+    if let Some((subject, kind)) = cosign.and_then(|found| found.into_iter().next()) {
+        return Place::Accessory { subject, kind };
+    }
+    if !entry.referenced_by.is_empty() {
+        return Place::Child;
+    }
+    Place::Artifact
+}
+
+/// A repository's manifests sorted into artifacts and what belongs to them.
+struct Contents {
+    name: RepositoryName,
+    entries: Vec<ManifestEntry>,
+    places: Vec<Place>,
+    /// Digest -> index into `entries`.
+    by_digest: HashMap<Digest, usize>,
+}
+
+impl Contents {
+    async fn read(api: &Api, name: RepositoryName) -> Result<Contents, ApiError> {
+        let entries = all_manifests(api, &name).await?;
+        let places = entries.iter().map(place).collect();
+        let by_digest = entries.iter().enumerate().map(|(i, e)| (e.record.digest.clone(), i)).collect();
+        Ok(Contents { name, entries, places, by_digest })
+    }
+
+    /// The artifacts, newest push first (Harbor's default order).
+    fn artifacts(&self) -> Vec<&ManifestEntry> {
+        let mut out: Vec<&ManifestEntry> =
+            self.entries.iter().zip(&self.places).filter(|(_, p)| **p == Place::Artifact).map(|(e, _)| e).collect();
+        out.sort_by(|a, b| b.record.pushed_at.cmp(&a.record.pushed_at).then(a.record.digest.cmp(&b.record.digest)));
+        out
+    }
+
+    fn entry(&self, digest: &Digest) -> Option<&ManifestEntry> {
+        self.by_digest.get(digest).map(|i| &self.entries[*i])
+    }
+
+    /// The accessories of `subject`.
+    fn accessories(&self, subject: &Digest) -> Vec<(&ManifestEntry, &'static str)> {
+        self.entries
+            .iter()
+            .zip(&self.places)
+            .filter_map(|(e, p)| match p {
+                Place::Accessory { subject: s, kind } if s == subject => Some((e, *kind)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn pull_count(&self) -> u64 {
+        self.entries.iter().map(|e| e.pulls.count).sum()
+    }
+}
+
+/// A manifest's size as Harbor reports it: its own bytes, its blobs' and its children's.
+async fn size_of(api: &Api, contents: &Contents, entry: &ManifestEntry) -> Result<u64, ApiError> {
+    let mut total = entry.record.size;
+    for reference in &entry.record.references {
+        total += match contents.entry(reference) {
+            Some(child) => Box::pin(size_of(api, contents, child)).await?,
+            None => api.registry.metadata_store().blob_link(&contents.name, reference).await?.unwrap_or(0),
+        };
+    }
+    Ok(total)
+}
+
+/// An index's children with their platforms (`references`), read from the index itself.
+async fn references(api: &Api, contents: &Contents, entry: &ManifestEntry) -> Result<Value, ApiError> {
+    if !entry.record.media_type.contains("index") && !entry.record.media_type.contains("manifest.list") {
+        return Ok(Value::Array(Vec::new()));
+    }
+    let (_, bytes) = api.registry.get_manifest(&contents.name, &Reference::Digest(entry.record.digest.clone())).await?;
+    let index: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let parent = id_of(&format!("{}@{}", contents.name, entry.record.digest));
+    let children = index.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
+    Ok(Value::Array(
+        children
+            .iter()
+            .map(|child| {
+                let digest = child.get("digest").and_then(Value::as_str).unwrap_or_default();
+                json!({
+                    "parent_id": parent,
+                    "child_id": id_of(&format!("{}@{digest}", contents.name)),
+                    "child_digest": digest,
+                    "platform": child.get("platform").cloned().unwrap_or(Value::Null),
+                    "annotations": child.get("annotations").cloned().unwrap_or_else(|| json!({})),
+                    "urls": child.get("urls").cloned().unwrap_or_else(|| json!([])),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// Harbor's artifact type: IMAGE for images and indexes, CHART for Helm charts, else UNKNOWN.
+fn kind_of(entry: &ManifestEntry) -> &'static str {
+    let r = &entry.record;
+    match r.artifact_type.as_deref() {
+        Some("application/vnd.cncf.helm.config.v1+json") => "CHART",
+        Some("application/vnd.cnab.manifest.v1") => "CNAB",
+        Some(t) if t.contains("image.config") || t.contains("container.image") => "IMAGE",
+        None if r.media_type.contains("index") || r.media_type.contains("manifest.list") => "IMAGE",
+        None if r.media_type.contains("image.manifest") || r.media_type.contains("distribution.manifest") => "IMAGE",
+        _ => "UNKNOWN",
+    }
+}
+
+fn time_ms(ms: u64) -> Value {
+    if ms == 0 { Value::Null } else { rfc3339(ms / 1000).into() }
+}
+
+/// An artifact (`Artifact`).
+async fn artifact_json(
+    api: &Api,
+    project: &Project,
+    contents: &Contents,
+    entry: &ManifestEntry,
+    with_tags: bool,
+) -> Result<Value, ApiError> {
+    let r = &entry.record;
+    let id = id_of(&format!("{}@{}", contents.name, r.digest));
+    let repository_id = id_of(contents.name.as_str());
+    let pushed = rfc3339(r.pushed_at);
+    let pulled = time_ms(entry.pulls.last_ms);
+    let accessories = contents.accessories(&r.digest);
+    let mut accessory_json = Vec::new();
+    for (a, kind) in &accessories {
+        accessory_json.push(json!({
+            "id": id_of(&format!("{}@{}", contents.name, a.record.digest)),
+            "artifact_id": id_of(&format!("{}@{}", contents.name, a.record.digest)),
+            "subject_artifact_id": id,
+            "subject_artifact_digest": r.digest.to_string(),
+            "subject_artifact_repo": contents.name.as_str(),
+            "digest": a.record.digest.to_string(),
+            "size": size_of(api, contents, a).await?,
+            "type": kind,
+            "creation_time": rfc3339(a.record.pushed_at),
+        }));
+    }
+    let signed = accessories.iter().any(|(_, kind)| kind.starts_with("signature."));
+    let tags: Vec<Value> = if with_tags {
+        entry
+            .tags
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": id_of(&format!("{}:{t}", contents.name)),
+                    "repository_id": repository_id,
+                    "artifact_id": id,
+                    "name": t,
+                    "push_time": pushed,
+                    "pull_time": pulled,
+                    "immutable": false,
+                    "signed": signed,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(json!({
+        "id": id,
+        "type": kind_of(entry),
+        "media_type": r.artifact_type.clone().unwrap_or_else(|| r.media_type.clone()),
+        "manifest_media_type": r.media_type,
+        "artifact_type": r.artifact_type,
+        "project_id": project.id,
+        "repository_id": repository_id,
+        "repository_name": contents.name.as_str(),
+        "digest": r.digest.to_string(),
+        "size": size_of(api, contents, entry).await?,
+        "push_time": pushed,
+        "pull_time": pulled,
+        "pull_count": entry.pulls.count,
+        "annotations": r.annotations,
+        "extra_attrs": {},
+        "labels": [],
+        "tags": tags,
+        "signed": signed,
+        "references": references(api, contents, entry).await?,
+        "accessories": accessory_json,
+        "addition_links": {},
+    }))
+}
+
+/// The project and repository of a path, checked: the repository must belong to the project.
+async fn repository_of(api: &Api, call: &ApiCall) -> Result<(Project, RepositoryName), ApiError> {
+    let project = api.project(call, "project_name").await?;
+    let short = call.params.repository("repository_name")?;
+    let full = format!("{}/{short}", project.name);
+    let name = RepositoryName::parse(&full).map_err(|e| bad_request(format!("repository {full:?}: {e}")))?;
+    Ok((project, name))
+}
+
+/// Refuses who may not do `action` on `repository` (401 anonymous, 403 otherwise).
+async fn require(
+    api: &Api,
+    call: &ApiCall,
+    project: &Project,
+    repository: &str,
+    action: Action,
+) -> Result<(), ApiError> {
+    api.require_see(call, project).await?;
+    if api.may(call.caller(), repository, action.clone()).await? {
+        return Ok(());
+    }
+    call.signed_in()?;
+    Err(forbidden(format!("{action} on {repository} is not granted to you")))
+}
+
+fn repository_missing(name: &RepositoryName) -> ApiError {
+    ApiError::harbor(StatusCode::NOT_FOUND, format!("repository {name} not found"))
+}
+
+/// A repository (`Repository`), from its contents; `None` when it holds no artifact.
+fn repository_json(project: &Project, contents: &Contents) -> Option<Value> {
+    let artifacts = contents.artifacts();
+    if artifacts.is_empty() {
+        return None;
+    }
+    let pushed = contents.entries.iter().map(|e| e.record.pushed_at);
+    let (first, last) = (pushed.clone().min().unwrap_or(0), pushed.max().unwrap_or(0));
+    Some(json!({
+        "id": id_of(contents.name.as_str()),
+        "project_id": project.id,
+        "name": contents.name.as_str(),
+        "description": "",
+        "artifact_count": artifacts.len(),
+        "pull_count": contents.pull_count(),
+        "creation_time": rfc3339(first),
+        "update_time": rfc3339(last),
+    }))
+}
+
+/// `GET /projects/{p}/repositories`: with artifact and pull counts, newest update first;
+/// `q=name=~x`. Repositories with no artifact left are not listed (Harbor deletes them).
+pub(crate) async fn list_repositories(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project_name").await?;
+    api.require_see(&call, &project).await?;
+    let q = Q::parse(call.query.get("q"), &["name"])?;
+    let mut out = Vec::new();
+    for name in super::projects::repositories(&api, &project.name).await? {
+        if !q.accepts("name", &name) || !api.may(call.caller(), &name, Action::Pull).await? {
+            continue;
+        }
+        let Ok(name) = RepositoryName::parse(&name) else { continue };
+        if let Some(v) = repository_json(&project, &Contents::read(&api, name).await?) {
+            out.push(v);
+        }
+    }
+    out.sort_by(|a, b| {
+        b["update_time"].as_str().cmp(&a["update_time"].as_str()).then(a["name"].as_str().cmp(&b["name"].as_str()))
+    });
+    page_of(&call, &format!("/projects/{}/repositories", project.name), out, |v| v)
+}
+
+/// `GET /projects/{p}/repositories/{r}`.
+pub(crate) async fn get_repository(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Pull).await?;
+    let contents = Contents::read(&api, name.clone()).await?;
+    let v = repository_json(&project, &contents).ok_or_else(|| repository_missing(&name))?;
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// `DELETE /projects/{p}/repositories/{r}`: deletes every manifest (garbage collection frees
+/// the blobs).
+pub(crate) async fn delete_repository(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Delete).await?;
+    let contents = Contents::read(&api, name.clone()).await?;
+    if contents.artifacts().is_empty() {
+        return Err(repository_missing(&name));
+    }
+    // Accessories and referrers first, then artifacts, then what indexes held.
+    let mut order: Vec<&ManifestEntry> = contents.entries.iter().collect();
+    order.sort_by_key(|e| match place(e) {
+        Place::Accessory { .. } => 0,
+        Place::Artifact => 1,
+        Place::Child => 2,
+    });
+    for entry in order {
+        match api.registry.delete_manifest(&name, &Reference::Digest(entry.record.digest.clone()), &call.operator).await
+        {
+            Ok(()) | Err(registry_storage::Error::ManifestUnknown { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(status_only(StatusCode::OK))
+}
+
+/// The artifact a `{reference}` names (a digest or a tag).
+fn find<'a>(contents: &'a Contents, reference: &str) -> Result<&'a ManifestEntry, ApiError> {
+    let missing =
+        || ApiError::harbor(StatusCode::NOT_FOUND, format!("artifact {}:{reference} not found", contents.name));
+    if reference.contains(':') {
+        let digest = Digest::parse(reference).map_err(|e| bad_request(format!("reference {reference:?}: {e}")))?;
+        contents.entry(&digest).ok_or_else(missing)
+    } else {
+        Tag::parse(reference).map_err(|e| bad_request(format!("reference {reference:?}: {e}")))?;
+        contents.entries.iter().find(|e| e.tags.iter().any(|t| t == reference)).ok_or_else(missing)
+    }
+}
+
+/// `GET /projects/{p}/repositories/{r}/artifacts`: `q=digest=…`, `q=tags=…` (`tags=*`: tagged,
+/// `tags=nil`: untagged), `with_tag`, newest first.
+pub(crate) async fn list_artifacts(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Pull).await?;
+    let q = Q::parse(call.query.get("q"), &["digest", "tags", "type", "media_type"])?;
+    let with_tag = call.query.get("with_tag") != Some("false");
+    let contents = Contents::read(&api, name.clone()).await?;
+    let chosen: Vec<&ManifestEntry> = contents
+        .artifacts()
+        .into_iter()
+        .filter(|e| q.accepts("digest", &e.record.digest.to_string()))
+        .filter(|e| q.accepts("type", kind_of(e)) && q.accepts("media_type", &e.record.media_type))
+        .filter(|e| match q.get("tags") {
+            Some(super::q::Condition::Exact(v)) if v == "*" => !e.tags.is_empty(),
+            Some(super::q::Condition::Exact(v)) if v == "nil" => e.tags.is_empty(),
+            Some(_) => e.tags.iter().any(|t| q.accepts("tags", t)),
+            None => true,
+        })
+        .collect();
+    let paging = super::pages::Paging::of(&call)?;
+    let total = chosen.len() as u64;
+    let mut page = Vec::new();
+    for entry in paging.slice(chosen) {
+        page.push(artifact_json(&api, &project, &contents, entry, with_tag).await?);
+    }
+    let path = format!("/projects/{}/repositories/{}/artifacts", project.name, encode_repository(&name, &project));
+    super::pages::page_response(&call, &path, paging, page, total)
+}
+
+/// A repository's name within its project, encoded twice for a path (Harbor's convention).
+fn encode_repository(name: &RepositoryName, project: &Project) -> String {
+    let short = name.as_str().strip_prefix(&format!("{}/", project.name)).unwrap_or(name.as_str());
+    short.replace('/', "%252F")
+}
+
+/// `GET /projects/{p}/repositories/{r}/artifacts/{reference}`.
+pub(crate) async fn get_artifact(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Pull).await?;
+    let contents = Contents::read(&api, name).await?;
+    let entry = find(&contents, call.params.get("reference")?)?;
+    Ok(json_response(StatusCode::OK, &artifact_json(&api, &project, &contents, entry, true).await?))
+}
+
+/// `DELETE /projects/{p}/repositories/{r}/artifacts/{reference}`: the manifest with its tags
+/// (as `DELETE /v2/<name>/manifests/<digest>`), and its accessories.
+pub(crate) async fn delete_artifact(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Delete).await?;
+    let contents = Contents::read(&api, name.clone()).await?;
+    let entry = find(&contents, call.params.get("reference")?)?;
+    for (accessory, _) in contents.accessories(&entry.record.digest) {
+        let reference = Reference::Digest(accessory.record.digest.clone());
+        match api.registry.delete_manifest(&name, &reference, &call.operator).await {
+            Ok(()) | Err(registry_storage::Error::ManifestUnknown { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    api.registry.delete_manifest(&name, &Reference::Digest(entry.record.digest.clone()), &call.operator).await?;
+    Ok(status_only(StatusCode::OK))
+}
+
+/// `GET /projects/{p}/repositories/{r}/artifacts/{reference}/tags`.
+pub(crate) async fn list_tags(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Pull).await?;
+    let contents = Contents::read(&api, name.clone()).await?;
+    let entry = find(&contents, call.params.get("reference")?)?;
+    let full = artifact_json(&api, &project, &contents, entry, true).await?;
+    let tags = full["tags"].as_array().cloned().unwrap_or_default();
+    let reference = call.params.get("reference")?.to_owned();
+    let path = format!(
+        "/projects/{}/repositories/{}/artifacts/{reference}/tags",
+        project.name,
+        encode_repository(&name, &project)
+    );
+    page_of(&call, &path, tags, |v| v)
+}
+
+/// `Tag` in a request.
+#[derive(Deserialize)]
+struct TagReq {
+    name: String,
+}
+
+/// `POST /projects/{p}/repositories/{r}/artifacts/{reference}/tags` `{"name": …}`: 201; 409
+/// when the tag is on another artifact already (Harbor's rule: delete it first).
+pub(crate) async fn create_tag(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Push).await?;
+    let req: TagReq = call.json()?;
+    let tag = Tag::parse(&req.name).map_err(|e| bad_request(format!("tag {:?}: {e}", req.name)))?;
+    let contents = Contents::read(&api, name.clone()).await?;
+    let entry = find(&contents, call.params.get("reference")?)?;
+    if let Some(holder) = contents.entries.iter().find(|e| e.tags.iter().any(|t| t == tag.as_str())) {
+        let message = if holder.record.digest == entry.record.digest {
+            format!("tag {tag} is already on this artifact")
+        } else {
+            format!("tag {tag} is on artifact {} already: delete it there first", holder.record.digest)
+        };
+        return Err(ApiError::harbor(StatusCode::CONFLICT, message));
+    }
+    api.registry.tag_manifest(&name, &entry.record.digest, &tag, &call.operator).await?;
+    Ok(status_only(StatusCode::CREATED))
+}
+
+/// `DELETE /projects/{p}/repositories/{r}/artifacts/{reference}/tags/{tag_name}`.
+pub(crate) async fn delete_tag(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Delete).await?;
+    let text = call.params.get("tag_name")?;
+    let tag = Tag::parse(text).map_err(|e| bad_request(format!("tag {text:?}: {e}")))?;
+    let contents = Contents::read(&api, name.clone()).await?;
+    let entry = find(&contents, call.params.get("reference")?)?;
+    if !entry.tags.iter().any(|t| t == tag.as_str()) {
+        return Err(ApiError::harbor(
+            StatusCode::NOT_FOUND,
+            format!("tag {tag} is not on artifact {}", entry.record.digest),
+        ));
+    }
+    api.registry.delete_manifest(&name, &Reference::Tag(tag), &call.operator).await?;
+    Ok(status_only(StatusCode::OK))
+}
+
+/// `GET /search?q=`: the projects and repositories the caller can see whose names contain `q`.
+pub(crate) async fn search(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let text = call.query.get("q").unwrap_or_default().to_owned();
+    let accounts = api.accounts()?;
+    let who = call.caller().clone();
+    let (mut projects, mut repositories) = (Vec::new(), Vec::new());
+    let extras = super::shapes::ProjectExtras::default();
+    for p in accounts.projects().await? {
+        if !api.may_see(&who, &p).await? {
+            continue;
+        }
+        if p.name.contains(&text) {
+            projects.push(super::shapes::project(&p, &extras));
+        }
+        for repo in super::projects::repositories(&api, &p.name).await? {
+            if !repo.contains(&text) || !api.may(&who, &repo, Action::Pull).await? {
+                continue;
+            }
+            let Ok(name) = RepositoryName::parse(&repo) else { continue };
+            let contents = Contents::read(&api, name).await?;
+            let artifacts = contents.artifacts().len();
+            if artifacts == 0 {
+                continue;
+            }
+            repositories.push(json!({
+                "project_id": p.id,
+                "project_name": p.name,
+                "project_public": p.public,
+                "repository_name": repo,
+                "pull_count": contents.pull_count(),
+                "artifact_count": artifacts,
+            }));
+        }
+    }
+    Ok(json_response(StatusCode::OK, &json!({"project": projects, "repository": repositories})))
+}
