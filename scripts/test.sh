@@ -11,7 +11,7 @@ if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 
 # Real clients and the reference peer the tests run against (see ../shared/TESTING.md).
 need=()
-for tool in skopeo podman umoci docker-registry nginx; do
+for tool in skopeo podman umoci docker-registry nginx chromium; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 # PostgreSQL's server binaries (the replicated shape's database; a private one for restart tests).
@@ -32,6 +32,16 @@ if ! "$venv/bin/python" -c "import harborapi" >/dev/null 2>&1; then
     "$venv/bin/pip" install -q "harborapi==0.26.2"
 fi
 export REGISTRY_TEST_PYTHON="$venv/bin/python"
+
+# playwright-core drives Debian's chromium for the portal's end-to-end tests (its own browser
+# download does not work on a closed network; the tests point it at /usr/bin/chromium).
+node_dir="$REGISTRY_TOOLS_DIR/node"
+if ! [ -f "$node_dir/node_modules/playwright-core/package.json" ]; then
+    echo "==> installing playwright-core into $node_dir"
+    mkdir -p "$node_dir"
+    npm install --silent --no-audit --no-fund --prefix "$node_dir" "playwright-core@1.57.0" >/dev/null
+fi
+export REGISTRY_TEST_NODE_PATH="$node_dir/node_modules"
 
 # PostgreSQL on 127.0.0.1:5432, where the tests make their throwaway databases: the machine's own
 # when it answers, else Debian's cluster started here.

@@ -13,6 +13,7 @@
 //! | [`distribution`] | `/v2/…`: the router, authorization, and the handlers |
 //! | [`token`] | `/auth/token` and `/auth/jwks` |
 //! | [`api`] | `/api/v2.0/…` in Harbor's shapes |
+//! | [`portal`] | the web portal at `/` and Harbor's session endpoints `/c/…` |
 //! | [`error`] | [`ApiError`] and the one mapping of every error type to HTTP |
 //! | [`server`] | serving on TCP (plain or TLS) or a Unix socket, connection limits, graceful shutdown |
 //!
@@ -40,10 +41,12 @@ pub mod gc;
 pub mod housekeeping;
 pub mod layers;
 pub mod metrics;
+pub mod portal;
 pub mod request;
 pub mod response;
 pub mod server;
 pub mod service;
+pub mod session;
 pub mod settings;
 pub mod syslog;
 pub mod test_registry;

@@ -8,6 +8,7 @@
 //!     /auth/token /auth/jwks the token service                     (token.rs)
 //!     /api/v2.0/…            the management API                    (api/)
 //!     /v2/…                  the distribution API                  (distribution/)
+//!     /, /portal/…, /c/…     the web portal and its sessions       (portal/)
 //! ```
 
 use std::convert::Infallible;
@@ -96,6 +97,8 @@ pub(crate) struct Parts {
     pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The metrics are also served at `/metrics` here.
     pub(crate) serve_metrics: bool,
+    /// The web portal, when served.
+    pub(crate) portal: Option<Arc<crate::portal::Portal>>,
 }
 
 /// Assembles the service; `callers` says how the management API authenticates.
@@ -111,7 +114,8 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
     });
     let metrics = parts.metrics.clone();
     let served = metrics.clone().filter(|_| parts.serve_metrics);
-    let branches = Arc::new(Branches { token, api, v2, registry: registry.clone(), metrics: served });
+    let portal = parts.portal.clone().map(crate::portal::service);
+    let branches = Arc::new(Branches { token, api, v2, portal, registry: registry.clone(), metrics: served });
     let router = service_fn(move |req: Request<RequestBody>| {
         let branches = branches.clone();
         async move {
@@ -134,6 +138,8 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
                 &branches.api
             } else if path == "/v2" || path.starts_with("/v2/") {
                 &branches.v2
+            } else if crate::portal::owns(path) {
+                &branches.portal
             } else {
                 &None
             };
@@ -153,6 +159,7 @@ struct Branches {
     token: Option<BoxService>,
     api: Option<BoxService>,
     v2: Option<BoxService>,
+    portal: Option<BoxService>,
     registry: Registry,
     metrics: Option<Arc<crate::metrics::Metrics>>,
 }

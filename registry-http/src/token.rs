@@ -156,6 +156,25 @@ fn post_request(form: &Bytes) -> Result<TokenRequest, ApiError> {
     })
 }
 
+/// Records a login with a password, success or not, never the password: the name tried (for a
+/// failure, whether such an account exists is not said) and the client's address. Errors other
+/// than wrong credentials and lockout (a store's fault) are not logins and are not recorded.
+pub(crate) fn record_login(
+    events: &registry_storage::Registry,
+    name: &str,
+    address: Option<String>,
+    outcome: Result<(), &AuthError>,
+) {
+    let action = match outcome {
+        Ok(()) => EventAction::LoginSuccess,
+        Err(AuthError::InvalidCredentials | AuthError::RateLimited { .. }) => EventAction::LoginFailure,
+        Err(_) => return,
+    };
+    let operator = Operator::named(name, address);
+    let resource = Resource { name: Some(name.to_owned()), ..Resource::default() };
+    events.record_event(Event::new(registry_core::time::now_millis(), operator, action, resource));
+}
+
 async fn token_endpoint(auth: &TokenAuth, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let address = crate::request::client_ip(&req);
     let Some(service) = &auth.issuer else {
@@ -176,19 +195,8 @@ async fn token_endpoint(auth: &TokenAuth, req: Request<RequestBody>) -> Result<R
     };
     let issued = service.issue(request).await;
     if let (Some(name), Some(events)) = (&login, &auth.events) {
-        // Every login with a password (a `docker login`, each pull's token): success or not,
-        // never the password.
-        let action = match &issued {
-            Ok(_) => Some(EventAction::LoginSuccess),
-            Err(AuthError::InvalidCredentials | AuthError::RateLimited { .. }) => Some(EventAction::LoginFailure),
-            Err(_) => None,
-        };
-        if let Some(action) = action {
-            // The name tried (for a failure, whether such an account exists is not said).
-            let operator = Operator::named(name, address);
-            let resource = Resource { name: Some(name.clone()), ..Resource::default() };
-            events.record_event(Event::new(registry_core::time::now_millis(), operator, action, resource));
-        }
+        // Every login with a password (a `docker login`, each pull's token).
+        record_login(events, name, address, issued.as_ref().map(|_| ()));
     }
     let response = match issued {
         Ok(response) => response,

@@ -36,17 +36,16 @@ pub(crate) fn prepare<E: Fault>(txn: &redb::WriteTransaction) -> Result<(), E> {
 /// Writes `events` in the caller's transaction, giving them the next ids.
 pub(crate) fn record<E: Fault>(txn: &redb::WriteTransaction, events: &[Event]) -> Result<(), E> {
     let encoded = events.iter().map(encode).collect::<Result<Vec<_>, E>>()?;
-    crate::meta::count_pulls::<E>(txn, &crate::meta::pulls_of(events))?;
     record_encoded(txn, &encoded)
 }
 
 /// An event's stored bytes: its JSON (the id is the key, set again when it is read).
-fn encode<E: Fault>(event: &Event) -> Result<Vec<u8>, E> {
+pub(crate) fn encode<E: Fault>(event: &Event) -> Result<Vec<u8>, E> {
     serde_json::to_vec(event).map_err(corrupt)
 }
 
 /// Writes encoded events in the caller's transaction, giving them the next ids.
-fn record_encoded<E: Fault>(txn: &redb::WriteTransaction, encoded: &[Vec<u8>]) -> Result<(), E> {
+pub(crate) fn record_encoded<E: Fault>(txn: &redb::WriteTransaction, encoded: &[Vec<u8>]) -> Result<(), E> {
     if encoded.is_empty() {
         return Ok(());
     }
@@ -68,18 +67,6 @@ fn decode(id: u64, bytes: &[u8]) -> Result<Event> {
 }
 
 impl RedbStore {
-    pub(crate) async fn append(&self, events: &[Event]) -> Result<()> {
-        // Encoded here, so the writer gets bytes rather than a copy of the events.
-        let encoded = events.iter().map(encode).collect::<Result<Vec<_>>>()?;
-        let pulls = crate::meta::pulls_of(events);
-        self.db
-            .write(move |txn| {
-                crate::meta::count_pulls::<registry_storage::Error>(txn, &pulls)?;
-                record_encoded(txn, &encoded)
-            })
-            .await
-    }
-
     pub(crate) async fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
         self.db
             .read(move |txn| {

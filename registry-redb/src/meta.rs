@@ -139,29 +139,25 @@ fn parse_digest(text: &str) -> Result<Digest> {
 }
 
 /// The pulls among `events`: (key of the manifest, count, time).
-pub(crate) fn pulls_of(events: &[Event]) -> Vec<(String, u64, u64)> {
+fn pulls_of(events: &[Event]) -> Vec<(String, u64, u64)> {
     events.iter().filter_map(|e| Pulls::of_event(e).map(|(r, d)| (key(&[r, d]), e.count, e.time_ms))).collect()
 }
 
 /// Counts `pulls` (from [`pulls_of`]) on the manifests they pulled (those still there), in the
-/// transaction that records their events.
-pub(crate) fn count_pulls<E: crate::handle::Fault>(
-    txn: &redb::WriteTransaction,
-    pulls: &[(String, u64, u64)],
-) -> std::result::Result<(), E> {
+/// transaction that appends their events (pull events come through `append_events` only).
+fn count_pulls(txn: &redb::WriteTransaction, pulls: &[(String, u64, u64)]) -> Result<()> {
     if pulls.is_empty() {
         return Ok(());
     }
-    let manifests = txn.open_table(MANIFESTS).map_err(crate::handle::db_err::<E>)?;
-    let mut table = txn.open_table(PULLS).map_err(crate::handle::db_err::<E>)?;
+    let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+    let mut table = txn.open_table(PULLS).map_err(db_err)?;
     for (k, count, time_ms) in pulls {
-        if manifests.get(k.as_str()).map_err(crate::handle::db_err::<E>)?.is_none() {
+        if manifests.get(k.as_str()).map_err(db_err)?.is_none() {
             continue;
         }
-        let (old_count, last_ms) =
-            table.get(k.as_str()).map_err(crate::handle::db_err::<E>)?.map(|v| v.value()).unwrap_or_default();
+        let (old_count, last_ms) = table.get(k.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or_default();
         let new = Pulls { count: old_count, last_ms }.add(*count, *time_ms);
-        table.insert(k.as_str(), (new.count, new.last_ms)).map_err(crate::handle::db_err::<E>)?;
+        table.insert(k.as_str(), (new.count, new.last_ms)).map_err(db_err)?;
     }
     Ok(())
 }
@@ -711,7 +707,16 @@ impl MetadataStore for RedbStore {
     }
 
     async fn append_events(&self, events: &[Event]) -> Result<()> {
-        self.append(events).await
+        // Encoded here, so the writer gets bytes rather than a copy of the events; the pulls
+        // among them (the batched pull events come this way) counted in the same transaction.
+        let encoded = events.iter().map(crate::events::encode).collect::<Result<Vec<_>>>()?;
+        let pulls = pulls_of(events);
+        self.db
+            .write(move |txn| {
+                count_pulls(txn, &pulls)?;
+                crate::events::record_encoded(txn, &encoded)
+            })
+            .await
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {

@@ -52,6 +52,9 @@
 //! redirect = false               # s3: send blob downloads to presigned URLs
 //! part_size_mib = 8              # s3: multipart part size (at least 5)
 //!
+//! [portal]
+//! enabled = true                 # the web portal at / (sign in with the same accounts)
+//!
 //! [gc]                           # online garbage collection (also `registry gc` and the API)
 //! interval_secs = 86400          # run every so often while serving; 0: never on a schedule
 //! grace_secs = 3600              # keep anything younger, referenced or not (uploads in flight)
@@ -95,6 +98,22 @@ pub(crate) struct Config {
     pub(crate) metrics: MetricsConfig,
     /// The event stream.
     pub(crate) events: EventsConfig,
+    /// The web portal.
+    pub(crate) portal: PortalConfig,
+}
+
+/// The `[portal]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct PortalConfig {
+    /// Serve the web portal at `/`.
+    pub(crate) enabled: bool,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        PortalConfig { enabled: true }
+    }
 }
 
 /// The `[events]` table.
@@ -399,6 +418,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             metrics: MetricsConfig::default(),
             events: EventsConfig::default(),
+            portal: PortalConfig::default(),
         }
     }
 }

@@ -319,6 +319,7 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
         .upload_limit(config.limits.max_concurrent_uploads)
         .gc(config.gc.options(), interval)
         .metrics(config.metrics.enabled)
+        .portal(config.portal.enabled)
         .retention(config.events.retention())
         .admin_socket(config.admin_socket());
     if let Some(addr) = config.metrics.listen {

@@ -321,6 +321,13 @@ impl Podman {
         [("CONTAINERS_CONF", self.conf.to_str().expect("utf8")), ("REGISTRY_AUTH_FILE", auth.to_str().expect("utf8"))]
     }
 
+    /// The arguments that come before every podman command, and the environment it needs with
+    /// `auth` as its auth file (for a program other than this one to run podman).
+    pub fn command_line(&self, auth: &std::path::Path) -> (Vec<String>, Vec<(String, String)>) {
+        let env = self.envs(auth).iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        (self.base.clone(), env)
+    }
+
     /// Runs podman; panics on failure.
     pub async fn run(&self, args: &[&str], auth: &std::path::Path) -> String {
         run("podman", &self.args(args), &self.envs(auth)).await

@@ -53,6 +53,28 @@ async fn all_manifests(api: &Api, repository: &RepositoryName) -> Result<Vec<Man
     }
 }
 
+/// The bytes a project's repositories hold: each blob and manifest once, however many of its
+/// repositories link it. Reads every link of the project (costs grow with the project).
+pub(crate) async fn storage_used(api: &Api, project: &str) -> Result<u64, ApiError> {
+    let mut sizes: HashMap<Digest, u64> = HashMap::new();
+    for name in super::projects::repositories(api, project).await? {
+        let Ok(name) = RepositoryName::parse(&name) else { continue };
+        let meta = api.registry.metadata_store();
+        let mut after: Option<Digest> = None;
+        loop {
+            let page = meta.gc_links(&name, after.as_ref(), PAGE).await?;
+            let done = page.len() < PAGE;
+            after = page.last().map(|l| l.digest.clone());
+            sizes.extend(page.into_iter().map(|l| (l.digest, l.size)));
+            if done {
+                break;
+            }
+        }
+        sizes.extend(all_manifests(api, &name).await?.into_iter().map(|m| (m.record.digest, m.record.size)));
+    }
+    Ok(sizes.values().sum())
+}
+
 /// What a manifest is to the artifacts listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Place {

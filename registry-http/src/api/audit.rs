@@ -119,3 +119,56 @@ pub(crate) async fn purge(api: Arc<Api>, call: ApiCall) -> ApiResult {
     tracing::info!(removed, hours, dry_run = request.parameters.dry_run, "audit log purged");
     Ok(json_response(StatusCode::OK, &json!({"removed": removed, "dry_run": request.parameters.dry_run})))
 }
+
+/// Most events [`activity`] reads (the newest): pushes and pulls of busy months are summed from
+/// a sample, and the answer says so.
+const ACTIVITY_EVENTS: usize = 50_000;
+
+/// `GET /statistics/activity?days=N` (1 to 90, default 14): pushes, pulls and deletions of
+/// artifacts per day (UTC), oldest first, in the projects the caller is a member of (all of them
+/// for system administrators). Pulls counted on one event count as many.
+pub(crate) async fn activity(api: Arc<Api>, call: ApiCall) -> super::ApiResult {
+    let who = call.signed_in()?.clone();
+    let days: u64 = match call.query.get("days") {
+        None | Some("") => 14,
+        Some(d) => d.parse().ok().filter(|d| (1..=90).contains(d)).ok_or_else(|| bad_request("days is 1 to 90"))?,
+    };
+    const DAY_MS: u64 = 86_400_000;
+    let now = api.registry.clock().now_millis();
+    let first_day = now / DAY_MS + 1 - days;
+    let mut f = EventFilter {
+        resource_type: Some("artifact".into()),
+        from_ms: Some(first_day * DAY_MS),
+        ..EventFilter::default()
+    };
+    if !who.is_admin() {
+        let mut mine = Vec::new();
+        for p in api.accounts()?.projects().await? {
+            if api.role(&who, &p).await?.is_some() {
+                mine.push(p.name);
+            }
+        }
+        f.projects = Some(mine);
+    }
+    let (events, total) = api.registry.metadata_store().query_events(&f, 0, ACTIVITY_EVENTS).await?;
+    let mut counts = vec![[0u64; 3]; days as usize];
+    for event in &events {
+        let Some(day) = (event.time_ms / DAY_MS).checked_sub(first_day) else { continue };
+        let Some(slot) = counts.get_mut(day as usize) else { continue };
+        let column = match event.action.audit().1 {
+            "create" => 0,
+            "pull" => 1,
+            _ => 2,
+        };
+        slot[column] += event.count;
+    }
+    let days_json: Vec<serde_json::Value> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, [push, pull, delete])| {
+            let date = registry_core::time::rfc3339((first_day + i as u64) * 86_400);
+            json!({"date": &date[..10], "push": push, "pull": pull, "delete": delete})
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({"days": days_json, "sampled": total > events.len() as u64})))
+}

@@ -93,6 +93,7 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/health" => system::health),
             endpoint!(GET "/systeminfo" => system::info),
             endpoint!(GET "/statistics" => system::statistics),
+            endpoint!(GET "/statistics/activity" => audit::activity),
             endpoint!(GET "/audit-logs" => audit::list),
             endpoint!(GET "/projects/{project_name_or_id}/logs" => audit::project_logs),
             endpoint!(POST "/system/purgeaudit/schedule" => audit::purge),
@@ -171,8 +172,9 @@ fn endpoints() -> &'static [Endpoint] {
 
 /// How the API authenticates its callers.
 pub(crate) enum Callers {
-    /// Basic credentials through the authenticator (none: everyone is anonymous).
-    Basic(Option<Arc<dyn Authenticator>>),
+    /// Basic credentials through the authenticator (none: everyone is anonymous), or the
+    /// portal's session cookie when sessions are on.
+    Basic(Option<Arc<dyn Authenticator>>, Option<crate::session::Sessions>),
     /// Everyone is this identity (the local admin socket).
     Assume(registry_auth::Identity),
 }
@@ -183,12 +185,19 @@ pub(crate) fn service(api: Arc<Api>, callers: Callers, deadline_limit: std::time
         let api = api.clone();
         async move {
             let head = req.method() == Method::HEAD;
-            dispatch(api, req).await.unwrap_or_else(|e| e.into_response(head))
+            // A page's script (the portal) handles a 401 itself: a Basic challenge would make the
+            // browser ask for a password in a dialog of its own.
+            let from_script = req.headers().get("x-requested-with").is_some_and(|v| v == "XMLHttpRequest");
+            let mut response = dispatch(api, req).await.unwrap_or_else(|e| e.into_response(head));
+            if from_script {
+                response.headers_mut().remove(http::header::WWW_AUTHENTICATE);
+            }
+            response
         }
     });
     let auth = match callers {
-        Callers::Basic(Some(authenticator)) => authenticate::Mode::Basic(authenticator),
-        Callers::Basic(None) => authenticate::Mode::Assume(registry_auth::Identity::Anonymous),
+        Callers::Basic(Some(authenticator), sessions) => authenticate::Mode::Basic(authenticator, sessions),
+        Callers::Basic(None, _) => authenticate::Mode::Assume(registry_auth::Identity::Anonymous),
         Callers::Assume(who) => authenticate::Mode::Assume(who),
     };
     ServiceBuilder::new()

@@ -212,6 +212,12 @@ pub(crate) async fn summary(api: Arc<Api>, call: ApiCall) -> ApiResult {
             "developer_count": count(Role::Developer),
             "guest_count": count(Role::Guest),
             "limited_guest_count": count(Role::LimitedGuest),
+            // No quotas yet: the hard limit is none (-1); the storage used is what the
+            // project's repositories hold (each blob once).
+            "quota": {
+                "hard": {"storage": -1},
+                "used": {"storage": super::artifacts::storage_used(&api, &project.name).await?},
+            },
         }),
     ))
 }

@@ -222,6 +222,17 @@ impl RegistryBuilder {
                 secret_key: Some(secret_key.clone()),
             })
         });
+        // Sessions last eight hours; the cookie is Secure when the registry is served over TLS.
+        let sessions = (self.portal && !self.token_only)
+            .then(|| crate::session::Sessions::new(secret_key.clone(), 8 * 3600, base.starts_with("https://")));
+        let portal = sessions.clone().map(|sessions| {
+            Arc::new(crate::portal::Portal {
+                authenticator: authenticator.clone(),
+                sessions,
+                accounts: accounts.clone(),
+                events: registry.clone(),
+            })
+        });
         let parts = |api: Option<Arc<Api>>| Parts {
             registry: registry.clone(),
             token: token.clone(),
@@ -231,13 +242,15 @@ impl RegistryBuilder {
             settings: Settings { deadline: self.deadline, upload_limit: self.upload_limit },
             metrics: metrics.clone(),
             serve_metrics: self.metrics,
+            portal: portal.clone(),
         };
-        let service = assemble(parts(api.clone()), Callers::Basic(authenticator.clone()));
+        let service = assemble(parts(api.clone()), Callers::Basic(authenticator.clone(), sessions));
         let admin = match (&self.admin_socket, &api) {
             (Some(path), Some(api)) => {
                 let local = Identity::User { name: "admin-socket".into(), admin: true };
                 let mut admin_parts = parts(Some(api.clone()));
                 admin_parts.distribution = false;
+                admin_parts.portal = None;
                 Some((path.clone(), assemble(admin_parts, Callers::Assume(local))))
             }
             _ => None,

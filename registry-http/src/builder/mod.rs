@@ -112,6 +112,7 @@ pub struct RegistryBuilder {
     pub(crate) secret_key: Option<registry_auth::SecretKey>,
     pub(crate) webhook_retry: (u32, Duration),
     pub(crate) metrics: bool,
+    pub(crate) portal: bool,
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     pub(crate) retention: crate::housekeeping::Retention,
     pub(crate) job_poll: Duration,
@@ -158,6 +159,7 @@ impl RegistryBuilder {
             webhook_retry: (10, Duration::from_secs(5)),
             metrics: false,
             metrics_addr: None,
+            portal: false,
             retention: crate::housekeeping::Retention::default(),
             job_poll: Duration::from_secs(1),
             admin_socket: None,
@@ -388,6 +390,13 @@ impl RegistryBuilder {
     /// the registry's traffic to whoever can reach it; put the path behind your proxy's rules).
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
+        self
+    }
+
+    /// Serves the web portal at `/` (default off; the `registry` binary turns it on), with
+    /// sessions for the browser on the management API (see [`crate::portal`]).
+    pub fn portal(mut self, on: bool) -> Self {
+        self.portal = on;
         self
     }
 

@@ -69,8 +69,9 @@ impl Authentication {
 pub enum Mode {
     /// Bearer tokens, checked by this verifier.
     Bearer(TokenVerifier),
-    /// Basic credentials, checked by this authenticator.
-    Basic(Arc<dyn Authenticator>),
+    /// Basic credentials, checked by this authenticator, or the portal's session cookie when
+    /// sessions are on (see [`crate::session`]).
+    Basic(Arc<dyn Authenticator>, Option<crate::session::Sessions>),
     /// Every request is this identity.
     Assume(Identity),
 }
@@ -96,11 +97,35 @@ pub(crate) fn verify_bearer(verifier: &TokenVerifier, token: &str) -> Authentica
     }
 }
 
-async fn authenticate(mode: &Mode, req: &http::Request<RequestBody>) -> Result<Authentication, ApiError> {
-    Ok(match (mode, authorization(req)) {
+/// The user a session cookie proves, looked up again (a deleted or disabled account's session
+/// ends at once; robots have no sessions).
+async fn session_user(
+    authenticator: &dyn Authenticator,
+    sessions: &crate::session::Sessions,
+    req: &http::Request<RequestBody>,
+) -> Result<Option<(Identity, crate::session::Session)>, ApiError> {
+    let Some(cookie) = crate::session::cookie_of(req.headers()) else { return Ok(None) };
+    let Some(session) = sessions.open(cookie, registry_core::time::now_secs()) else { return Ok(None) };
+    match authenticator.lookup(&session.user).await {
+        Ok(who @ Identity::User { .. }) => Ok(Some((who, session))),
+        Ok(_) | Err(AuthError::InvalidCredentials | AuthError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn authenticate(
+    mode: &Mode,
+    req: &http::Request<RequestBody>,
+) -> Result<(Authentication, Option<crate::session::Session>), ApiError> {
+    if let (Mode::Basic(authenticator, Some(sessions)), Credentials::None) = (mode, authorization(req))
+        && let Some((who, session)) = session_user(authenticator.as_ref(), sessions, req).await?
+    {
+        return Ok((Authentication::Identity(who), Some(session)));
+    }
+    let authentication = match (mode, authorization(req)) {
         (Mode::Assume(who), _) => Authentication::Identity(who.clone()),
         (Mode::Bearer(verifier), Credentials::Bearer(token)) => verify_bearer(verifier, &token),
-        (Mode::Basic(authenticator), Credentials::Basic { username, password }) => {
+        (Mode::Basic(authenticator, _), Credentials::Basic { username, password }) => {
             match authenticator.authenticate(&username, &password).await {
                 Ok(who) => Authentication::Identity(who),
                 Err(AuthError::InvalidCredentials) => {
@@ -111,7 +136,13 @@ async fn authenticate(mode: &Mode, req: &http::Request<RequestBody>) -> Result<A
             }
         }
         _ => Authentication::Anonymous,
-    })
+    };
+    Ok((authentication, None))
+}
+
+/// Whether a method changes something (and so needs the CSRF token with a session).
+fn changes(method: &http::Method) -> bool {
+    !matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS)
 }
 
 /// The layer.
@@ -123,8 +154,20 @@ pub fn layer(mode: Mode) -> impl Layer<BoxService, Service = BoxService> + Clone
             let (inner, mode) = (inner.clone(), mode.clone());
             async move {
                 match authenticate(&mode, &req).await {
-                    Ok(authentication) => {
+                    Ok((_, Some(session)))
+                        if changes(req.method()) && !crate::session::csrf_matches(req.headers(), &session) =>
+                    {
+                        ApiError::harbor(
+                            http::StatusCode::FORBIDDEN,
+                            "CSRF token invalid: a change made with the portal's session must send its token in X-Harbor-CSRF-Token",
+                        )
+                        .into_response(false)
+                    }
+                    Ok((authentication, session)) => {
                         req.extensions_mut().insert(authentication);
+                        if let Some(session) = session {
+                            req.extensions_mut().insert(session);
+                        }
                         call(&inner, req).await
                     }
                     Err(e) => e.into_response(req.method() == http::Method::HEAD),

@@ -1,0 +1,112 @@
+// The portal's shell: who is signed in, the header, and the router (#/… routes).
+
+import { h, fill, loading, errorBox, toast } from './dom.js';
+import * as api from './api.js';
+import { loginPage } from './pages/login.js';
+import { projectsPage } from './pages/projects.js';
+import { projectPage } from './pages/project.js';
+import { repositoryPage } from './pages/repository.js';
+import { usersPage } from './pages/users.js';
+import { auditPage } from './pages/audit.js';
+import { gcPage } from './pages/gc.js';
+import { dashboardPage } from './pages/dashboard.js';
+import { searchPage } from './pages/search.js';
+
+/** What every page knows: the signed-in user ({username, sysadmin_flag}) and the registry's host. */
+const ctx = { user: null, host: location.host, firstStart: false, go, refresh: render };
+
+/** Navigates to a route. */
+function go(route) {
+  if (location.hash === `#${route}`) render();
+  else location.hash = route;
+}
+
+const routes = [
+  [/^\/login$/, () => loginPage(ctx)],
+  [/^\/projects$/, () => projectsPage(ctx)],
+  [/^\/projects\/([^/]+)\/repositories\/(.+)$/, (p, r) => repositoryPage(ctx, p, r)],
+  [/^\/projects\/([^/]+)(?:\/([a-z-]+))?$/, (p, tab) => projectPage(ctx, p, tab || 'repositories')],
+  [/^\/users$/, () => usersPage(ctx)],
+  [/^\/audit$/, () => auditPage(ctx)],
+  [/^\/gc$/, () => gcPage(ctx)],
+  [/^\/dashboard$/, () => dashboardPage(ctx)],
+  [/^\/search\/(.*)$/, (q) => searchPage(ctx, q)],
+];
+
+function header() {
+  const top = document.getElementById('top');
+  if (!ctx.user) { top.hidden = true; return; }
+  const current = location.hash.slice(1);
+  const link = (route, text) => h('a', { href: `#${route}`, 'aria-current': current.startsWith(route) ? 'page' : null }, text);
+  const admin = ctx.user.sysadmin_flag;
+  const search = h('input', { type: 'search', name: 'q', placeholder: 'Search projects and repositories', 'aria-label': 'Search' });
+  fill(top,
+    h('a', { class: 'brand', href: '#/projects' }, 'Registry'),
+    h('nav', { 'aria-label': 'Main' },
+      link('/projects', 'Projects'), link('/dashboard', 'Dashboard'),
+      admin ? link('/users', 'Users') : null, admin ? link('/audit', 'Audit log') : null,
+      admin ? link('/gc', 'Garbage collection') : null),
+    h('span', { class: 'spacer' }),
+    h('form', { role: 'search', on: { submit: (e) => { e.preventDefault(); go(`/search/${encodeURIComponent(search.value)}`); } } }, search),
+    h('span', { class: 'who' }, ctx.user.username, admin ? ' (admin)' : ''),
+    h('button', { type: 'button', class: 'small', on: { click: signOut } }, 'Sign out'));
+  top.hidden = false;
+}
+
+async function signOut() {
+  try { await api.logout(); } catch (e) { toast(e.message, true); }
+  ctx.user = null;
+  go('/login');
+}
+
+async function render() {
+  const main = document.getElementById('main');
+  const route = decodeURIComponent(location.hash.slice(1)) || '/projects';
+  if (!ctx.user && route !== '/login') { go('/login'); return; }
+  if (ctx.user && route === '/login') { go('/projects'); return; }
+  header();
+  for (const [pattern, page] of routes) {
+    const m = route.match(pattern);
+    if (!m) continue;
+    fill(main, loading());
+    try {
+      const content = await page(...m.slice(1));
+      fill(main, content);
+    } catch (error) {
+      if (error.status === 401) return;
+      fill(main, h('h1', {}, 'Something went wrong'), errorBox(error));
+    }
+    const title = main.querySelector('h1');
+    document.title = title ? `${title.textContent} · Registry` : 'Registry';
+    return;
+  }
+  fill(main, h('h1', {}, 'Not found'), h('p', {}, 'There is no page here. ', h('a', { href: '#/projects' }, 'Go to the projects.')));
+}
+
+window.addEventListener('hashchange', render);
+window.addEventListener('signed-out', () => { if (ctx.user) { ctx.user = null; toast('Your session ended: sign in again.', true); go('/login'); } });
+ctx.signedIn = async (user) => {
+  ctx.user = user;
+  await loadHost();
+  go('/projects');
+};
+
+async function loadHost() {
+  try {
+    const info = await api.get('/systeminfo');
+    if (info.registry_url) ctx.host = info.registry_url;
+  } catch { /* the page's own host */ }
+}
+
+(async () => {
+  try {
+    const s = await api.session();
+    ctx.user = s.user;
+    ctx.firstStart = s.first_start;
+    if (ctx.user) await loadHost();
+  } catch (error) {
+    fill(document.getElementById('main'), errorBox(error));
+    return;
+  }
+  render();
+})();

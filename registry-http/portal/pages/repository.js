@@ -1,0 +1,113 @@
+// A repository: its artifacts with tags, digest, size, platforms, signatures and referrers, the
+// pull command to copy, and (by role) adding and deleting tags and deleting artifacts.
+
+import { h, fill, table, pager, dialog, confirmed, field, toast, when, size, short, copyButton, errorBox, loading } from '../dom.js';
+import * as api from '../api.js';
+import { mayDelete } from './project.js';
+
+const PAGE_SIZE = 10;
+const CLIENTS = [['podman', 'podman pull'], ['docker', 'docker pull'], ['nerdctl', 'nerdctl pull']];
+
+export async function repositoryPage(ctx, projectName, inside) {
+  const project = await api.get(`/projects/${encodeURIComponent(projectName)}`);
+  const role = ctx.user.sysadmin_flag ? 1 : project.current_user_role_id;
+  const full = `${projectName}/${inside}`;
+  const path = api.repoPath(projectName, full);
+  const repo = await api.get(path);
+  const canPush = [1, 4, 2].includes(role);
+  const canDelete = mayDelete(role);
+  const state = { page: 1, client: localStorage.getItem('pull-client') || 'podman' };
+  const results = h('div', {}, loading());
+  const image = `${ctx.host}/${full}`;
+
+  const pullCommand = (reference) => {
+    const verb = (CLIENTS.find(([c]) => c === state.client) || CLIENTS[0])[1];
+    return reference.includes(':') && reference.startsWith('sha256') ? `${verb} ${image}@${reference}` : `${verb} ${image}:${reference}`;
+  };
+  const clientSelect = h('select', { 'aria-label': 'Client for pull commands' },
+    CLIENTS.map(([c]) => h('option', { value: c, selected: c === state.client }, c)));
+  clientSelect.addEventListener('change', () => { state.client = clientSelect.value; localStorage.setItem('pull-client', state.client); load(); });
+
+  async function load() {
+    try {
+      const { items, total } = await api.list(`${path}/artifacts`, state.page, PAGE_SIZE, { with_tag: 'true' });
+      fill(results,
+        table([
+          { title: 'Artifact', cell: artifactCell },
+          { title: 'Tags', cell: tagsCell },
+          { title: 'Type', cell: (a) => [a.type, platforms(a)] },
+          { title: 'Size', num: true, cell: (a) => size(a.size) },
+          { title: 'Signed', cell: (a) => (a.signed ? h('span', { class: 'badge ok' }, 'Signed') : h('span', { class: 'badge' }, 'Not signed')) },
+          { title: 'Pushed', wide: true, cell: (a) => when(a.push_time) },
+          { title: 'Last pulled', wide: true, cell: (a) => (a.pull_time ? when(a.pull_time) : 'Never') },
+          { title: 'Actions', cell: actionsCell },
+        ], items, `No artifacts. Push one: podman push IMAGE ${image}:TAG`, `Artifacts of ${full}`),
+        pager(total, state.page, PAGE_SIZE, (page) => { state.page = page; load(); }));
+    } catch (error) { fill(results, errorBox(error)); }
+  }
+
+  function artifactCell(a) {
+    const tree = [];
+    for (const child of a.references || []) {
+      const p = child.platform || {};
+      tree.push(h('li', {}, `${[p.os, p.architecture, p.variant].filter(Boolean).join('/') || 'child'} `, h('code', {}, short(child.child_digest))));
+    }
+    for (const acc of a.accessories || []) {
+      tree.push(h('li', {}, `${acc.type} `, h('code', {}, short(acc.digest)), ` · ${size(acc.size)}`));
+    }
+    return [h('span', { class: 'digest' }, h('code', { title: a.digest }, short(a.digest)), copyButton(a.digest, 'Copy digest')),
+      tree.length ? h('ul', { class: 'tree', 'aria-label': `What belongs to ${short(a.digest)}` }, tree) : null];
+  }
+
+  function platforms(a) {
+    const list = (a.references || []).map((r) => r.platform).filter(Boolean)
+      .map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join('/'));
+    return list.length ? h('div', { class: 'hint' }, list.join(', ')) : null;
+  }
+
+  function tagsCell(a) {
+    const chips = (a.tags || []).map((t) => h('span', { class: 'chip' }, h('span', {}, t.name),
+      canDelete ? h('button', { type: 'button', 'aria-label': `Delete tag ${t.name}`, title: `Delete tag ${t.name}`, on: { click: () => removeTag(a, t.name) } }, '×') : null));
+    return [chips.length ? chips : h('span', { class: 'hint' }, 'untagged'),
+      canPush ? h('button', { type: 'button', class: 'small', 'aria-label': `Add a tag to ${short(a.digest)}`, on: { click: () => addTag(a) } }, '+ Tag') : null];
+  }
+
+  function actionsCell(a) {
+    const reference = a.tags && a.tags.length ? a.tags[0].name : a.digest;
+    return h('div', { class: 'toolbar' },
+      copyButton(pullCommand(reference), 'Copy pull command'),
+      canDelete ? h('button', { type: 'button', class: 'small danger', 'aria-label': `Delete artifact ${short(a.digest)}`, on: { click: () => removeArtifact(a) } }, 'Delete') : null);
+  }
+
+  async function addTag(a) {
+    const added = await dialog(`Add a tag to ${short(a.digest)}`, field('Tag', { name: 'tag', required: true, autocomplete: 'off' },
+      'Letters, digits, . _ - ; up to 128 characters, not starting with . or -.'), 'Add', async (form) => {
+      const name = form.elements.tag.value.trim();
+      if (!name) throw new Error('Enter a tag.');
+      await api.change('POST', `${path}/artifacts/${a.digest}/tags`, { name });
+      return name;
+    });
+    if (added) { toast(`Tagged ${short(a.digest)} as ${added}`); load(); }
+  }
+
+  function removeTag(a, tag) {
+    return confirmed('Delete tag', `Delete the tag ${tag}? The artifact stays.`,
+      () => api.change('DELETE', `${path}/artifacts/${a.digest}/tags/${encodeURIComponent(tag)}`), `Deleted tag ${tag}`, load);
+  }
+
+  function removeArtifact(a) {
+    const tags = (a.tags || []).map((t) => t.name).join(', ');
+    return confirmed('Delete artifact', `Delete ${short(a.digest)}${tags ? ` and its tags ${tags}` : ''}, with its signatures?`,
+      () => api.change('DELETE', `${path}/artifacts/${a.digest}`), `Deleted ${short(a.digest)}`, load);
+  }
+
+  load();
+  return h('div', {},
+    h('p', { class: 'hint' }, h('a', { href: '#/projects' }, 'Projects'), ' / ',
+      h('a', { href: `#/projects/${encodeURIComponent(projectName)}` }, projectName), ' / '),
+    h('h1', {}, full),
+    h('p', { class: 'hint' }, `${repo.artifact_count} artifact(s) · ${repo.pull_count} pull(s) · last push ${when(repo.update_time)}`),
+    h('div', { class: 'pullcmd' }, h('label', { class: 'inline' }, 'Pull with ', clientSelect),
+      h('code', {}, pullCommand('TAG')), copyButton(pullCommand('latest'), 'Copy')),
+    results);
+}

@@ -1,0 +1,51 @@
+//! The web portal end to end, in headless Chromium: the registry binary on its embedded default,
+//! a user's path through the portal (`portal/e2e.mjs`, driven by playwright-core), podman and
+//! skopeo beside it. Screenshots of each main page are left in `target/portal-screenshots`.
+//!
+//! Needs Debian's `chromium` and `playwright-core` (the README's test command installs both and
+//! sets `REGISTRY_TEST_NODE_PATH` to the `node_modules` holding playwright-core).
+
+use testkit::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_registry");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_and_a_guest_in_the_portal() {
+    let node_path = std::env::var("REGISTRY_TEST_NODE_PATH").unwrap_or_else(|_| {
+        panic!("REGISTRY_TEST_NODE_PATH is not set: run scripts/test.sh, which installs playwright-core and chromium")
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(BIN, &["--data-dir", dir.path().to_str().expect("utf8")], &[]).await;
+    let line = server.startup.iter().find(|l| l.contains("created system administrator")).expect("first-start line");
+    let password = line.split("password ").nth(1).and_then(|s| s.split_whitespace().next()).expect("password");
+
+    let podman = Podman::with_test_image().await;
+    let (args, env) = podman.command_line(&podman.auth_file("portal"));
+    let podman_json =
+        serde_json::json!({"args": args, "env": env.into_iter().collect::<std::collections::HashMap<_, _>>()});
+    let screenshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/portal-screenshots");
+    std::fs::create_dir_all(&screenshots).expect("screenshot directory");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portal/e2e.mjs");
+
+    let output = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("NODE_PATH", &node_path)
+        .env("BASE_URL", server.url())
+        .env("ADMIN_PASSWORD", password)
+        .env("SCREENSHOTS", &screenshots)
+        .env("PODMAN", podman_json.to_string())
+        .env("HOSTILE_TAG", "<img src=x onerror=alert(1)>")
+        .env("HOSTILE_TEXT", "<img src=x onerror=alert(1)> & \"quotes\"")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the portal's end-to-end steps failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("every step held"), "{stdout}");
+    for page in ["01-login", "03-repository", "05-robot-secret", "08-dashboard", "11-guest-repository"] {
+        assert!(screenshots.join(format!("{page}.png")).exists(), "screenshot {page}");
+    }
+    server.stop().await;
+}

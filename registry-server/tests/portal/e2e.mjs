@@ -1,0 +1,262 @@
+// The portal end to end in headless Chromium (Debian's, driven by playwright-core): what a user
+// does in the browser, with podman and skopeo doing what they do beside it. Run by
+// registry-server/tests/portal.rs, which starts the registry and stops it; this script exits 0
+// when every step held. Screenshots of each main page go to SCREENSHOTS.
+//
+// Environment: BASE_URL, ADMIN_PASSWORD, SCREENSHOTS, PODMAN (JSON: {args, env}), HOSTILE_TAG,
+// HOSTILE_TEXT.
+
+import { createRequire } from 'node:module';
+import { execFileSync } from 'node:child_process';
+import assert from 'node:assert/strict';
+
+// playwright-core lives where the test command installed it (NODE_PATH; ES modules ignore it).
+const { chromium } = createRequire(`${process.env.NODE_PATH}/`)('playwright-core');
+const base = process.env.BASE_URL;
+const host = new URL(base).host;
+const shots = process.env.SCREENSHOTS;
+const podman = JSON.parse(process.env.PODMAN);
+
+function run(program, args, env = {}) {
+  try {
+    return execFileSync(program, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    throw new Error(`${program} ${args.join(' ')} failed: ${e.stderr || e.message}`);
+  }
+}
+const pod = (...args) => run('podman', [...podman.args, ...args], podman.env);
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+const problems = [];
+const pages = [];
+let step = 'start';
+
+function begin(name) {
+  step = name;
+  console.log(`step: ${name}`);
+}
+
+async function newPage(width = 1280, height = 800) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  const page = await context.newPage();
+  pages.push(page);
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  // Refused requests are logged by the browser; script errors are what counts.
+  page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console: ${m.text()}`); });
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+}
+
+async function signIn(page, user, password) {
+  await page.goto(`${base}/`);
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Projects' }).waitFor();
+}
+
+try {
+  const admin = await newPage();
+
+  begin('the first-start hint and a wrong password');
+  await admin.goto(`${base}/`);
+  await admin.getByText('First start: sign in as').waitFor();
+  await shot(admin, '01-login');
+  await admin.getByLabel('User name').fill('admin');
+  await admin.getByLabel('Password').fill('not the password');
+  await admin.getByRole('button', { name: 'Sign in' }).click();
+  await admin.getByText('invalid user name or password').waitFor();
+
+  begin('sign in as admin');
+  await signIn(admin, 'admin', process.env.ADMIN_PASSWORD);
+  await admin.getByRole('link', { name: 'library' }).waitFor();
+  const cookies = await admin.context().cookies();
+  const sid = cookies.find((c) => c.name === 'sid');
+  assert.ok(sid && sid.httpOnly && sid.sameSite === 'Strict', `session cookie flags: ${JSON.stringify(sid)}`);
+  assert.ok(!admin.url().includes('password'), 'no secret in the URL');
+
+  begin('create a project');
+  await admin.getByRole('button', { name: 'New project' }).click();
+  await admin.getByLabel('Project name').fill('team');
+  await admin.getByRole('button', { name: 'Create' }).click();
+  await admin.getByRole('heading', { name: /^team/ }).waitFor();
+  await admin.getByText('No repositories yet').waitFor();
+
+  begin('a user for the guest view');
+  await admin.goto(`${base}/#/users`);
+  await admin.getByRole('button', { name: 'New user' }).click();
+  await admin.getByLabel('User name').fill('gus');
+  await admin.getByLabel('E-mail').fill('gus@example.com');
+  await admin.getByLabel('Full name').fill(process.env.HOSTILE_TEXT);
+  await admin.getByLabel('Password').fill('guspassword1');
+  await admin.getByRole('button', { name: 'Create' }).click();
+  await admin.getByRole('cell', { name: 'gus', exact: true }).waitFor();
+  await admin.getByRole('cell', { name: process.env.HOSTILE_TEXT, exact: true }).waitFor();
+  assert.equal(await admin.locator('main img').count(), 0, 'a hostile full name is shown as text, not markup');
+  await shot(admin, '02-users');
+
+  begin('podman pushes an image into the project');
+  pod('login', '--tls-verify=false', '-u', 'admin', '-p', process.env.ADMIN_PASSWORD, host);
+  pod('tag', 'localhost/podtest:v1', `${host}/team/app/web:v1`);
+  pod('push', '--tls-verify=false', `${host}/team/app/web:v1`);
+
+  begin('find it in the portal with its tag and size');
+  await admin.goto(`${base}/#/projects/team`);
+  await admin.getByRole('link', { name: 'team/app/web' }).click();
+  await admin.getByRole('heading', { name: 'team/app/web' }).waitFor();
+  const row = admin.locator('tbody tr').first();
+  await row.getByText('v1', { exact: true }).waitFor();
+  const sizeText = await row.locator('td').nth(3).textContent();
+  assert.match(sizeText, /\d+(\.\d+)? (B|KiB|MiB)/, `a size: ${sizeText}`);
+  await row.getByText('Not signed').waitFor();
+  await admin.getByText(`podman pull ${host}/team/app/web:TAG`).waitFor();
+  await shot(admin, '03-repository');
+
+  begin('add a tag');
+  await row.getByRole('button', { name: /Add a tag/ }).click();
+  await admin.getByLabel('Tag', { exact: true }).fill('stable');
+  await admin.getByRole('button', { name: 'Add', exact: true }).click();
+  await admin.locator('tbody tr').first().getByText('stable', { exact: true }).waitFor();
+  run('skopeo', ['inspect', '--tls-verify=false', '--creds', `admin:${process.env.ADMIN_PASSWORD}`, `docker://${host}/team/app/web:stable`]);
+
+  begin('a tag that is not a tag is refused with the reason');
+  await admin.locator('tbody tr').first().getByRole('button', { name: /Add a tag/ }).click();
+  await admin.getByLabel('Tag', { exact: true }).fill(process.env.HOSTILE_TAG);
+  await admin.getByRole('button', { name: 'Add', exact: true }).click();
+  await admin.getByRole('dialog').getByRole('alert').waitFor();
+  const refusal = await admin.getByRole('dialog').getByRole('alert').textContent();
+  assert.ok(refusal.includes('tag'), refusal);
+  assert.equal(await admin.locator('img, script[src*="evil"]').count(), 0, 'the hostile text stayed text');
+  await admin.getByRole('button', { name: 'Cancel' }).click();
+
+  begin('add a member');
+  await admin.goto(`${base}/#/projects/team/members`);
+  await admin.getByRole('button', { name: 'Add member' }).click();
+  await admin.getByLabel('User name').fill('gus');
+  await admin.getByRole('dialog').getByLabel('Role').selectOption('3');
+  await admin.getByRole('button', { name: 'Add', exact: true }).click();
+  await admin.getByRole('cell', { name: 'gus', exact: true }).waitFor();
+  await shot(admin, '04-members');
+
+  begin('create a robot and use its secret with skopeo');
+  await admin.goto(`${base}/#/projects/team/robots`);
+  await admin.getByRole('button', { name: 'New robot account' }).click();
+  await admin.getByLabel('Name', { exact: true }).fill('ci');
+  await admin.getByLabel('Push').check();
+  await admin.getByRole('button', { name: 'Create' }).click();
+  const robotName = await admin.getByTestId('robot-name').textContent();
+  const secret = await admin.getByTestId('robot-secret').textContent();
+  assert.equal(robotName, 'robot$team+ci');
+  assert.ok(secret.length >= 16, 'a secret is shown');
+  await shot(admin, '05-robot-secret');
+  await admin.getByRole('button', { name: 'Close' }).click();
+  await admin.getByRole('cell', { name: 'robot$team+ci', exact: true }).waitFor();
+  assert.equal(await admin.getByText(secret).count(), 0, 'the secret is shown once');
+  const copied = run('skopeo', ['copy', '--dest-tls-verify=false', '--src-tls-verify=false',
+    '--src-creds', `${robotName}:${secret}`, '--dest-creds', `${robotName}:${secret}`,
+    `docker://${host}/team/app/web:v1`, `docker://${host}/team/app/web:copied`]);
+  assert.ok(copied.includes('Writing manifest'), copied);
+
+  begin('delete the tag');
+  await admin.goto(`${base}/#/projects/team/repositories/app%2Fweb`);
+  await admin.getByRole('button', { name: 'Delete tag stable' }).click();
+  await admin.getByRole('button', { name: 'Delete', exact: true }).click();
+  await admin.getByText('Deleted tag stable').waitFor();
+  await admin.getByRole('button', { name: 'Delete tag stable' }).waitFor({ state: 'detached' });
+
+  begin('the audit log shows the changes');
+  await admin.goto(`${base}/#/audit`);
+  await admin.getByRole('cell', { name: 'team/app/web:stable' }).first().waitFor();
+  await shot(admin, '06-audit');
+
+  begin('garbage collection: a dry run');
+  await admin.goto(`${base}/#/gc`);
+  await admin.getByRole('button', { name: 'Dry run' }).click();
+  await admin.getByText('Dry run started').waitFor();
+  await admin.locator('tbody tr').first().getByText('Yes').waitFor();
+  await shot(admin, '07-gc');
+
+  begin('the dashboard draws its charts');
+  await admin.goto(`${base}/#/dashboard`);
+  await admin.locator('svg[aria-label^="Pushes and pulls per day"]').waitFor();
+  await admin.locator('svg[aria-label^="Storage by project"]').waitFor();
+  const storage = await admin.locator('svg[aria-label^="Storage by project"]').getAttribute('aria-label');
+  assert.ok(/team \d/.test(storage), storage);
+  await shot(admin, '08-dashboard');
+
+  begin('projects page and a narrow window');
+  await admin.goto(`${base}/#/projects`);
+  await shot(admin, '09-projects');
+  const narrow = await newPage(420, 800);
+  await signIn(narrow, 'admin', process.env.ADMIN_PASSWORD);
+  await narrow.goto(`${base}/#/projects/team/repositories/app%2Fweb`);
+  await narrow.getByRole('heading', { name: 'team/app/web' }).waitFor();
+  const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `no sideways scrolling of the page at 420 px: ${overflow}`);
+  await shot(narrow, '10-narrow');
+
+  begin('keyboard: tab to the search box and search');
+  await admin.goto(`${base}/#/projects`);
+  await admin.getByRole('heading', { name: 'Projects' }).waitFor();
+  await admin.getByRole('searchbox', { name: 'Search' }).focus();
+  await admin.keyboard.type('web');
+  await admin.keyboard.press('Enter');
+  await admin.getByRole('link', { name: 'team/app/web' }).waitFor();
+
+  begin('a change without the CSRF token is refused');
+  const forged = await admin.evaluate(async () => {
+    const r = await fetch('/api/v2.0/projects', { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ project_name: 'forged' }) });
+    return r.status;
+  });
+  assert.equal(forged, 403);
+
+  begin('sign out');
+  await admin.getByRole('button', { name: 'Sign out' }).click();
+  await admin.getByRole('heading', { name: 'Sign in to the registry' }).waitFor();
+  const after = await admin.evaluate(async () => (await fetch('/api/v2.0/users/current', { headers: { 'X-Requested-With': 'XMLHttpRequest' } })).status);
+  assert.equal(after, 401, 'signed out');
+
+  begin('the guest sees, and may not change');
+  const guest = await newPage();
+  await signIn(guest, 'gus', 'guspassword1');
+  await guest.getByRole('link', { name: 'team' }).click();
+  await guest.getByRole('tab', { name: 'Members' }).waitFor();
+  assert.equal(await guest.getByRole('tab', { name: 'Robot accounts' }).count(), 0, 'no robots tab for a guest');
+  await guest.getByRole('link', { name: 'team/app/web' }).click();
+  await guest.getByRole('heading', { name: 'team/app/web' }).waitFor();
+  await guest.locator('tbody tr').first().getByText('v1', { exact: true }).waitFor();
+  assert.equal(await guest.getByRole('button', { name: /Delete|Add a tag/ }).count(), 0, 'no buttons for what a guest may not do');
+  assert.equal(await guest.getByRole('link', { name: 'Users' }).count(), 0, 'no users page for a guest');
+  await shot(guest, '11-guest-repository');
+  const refused = await guest.evaluate(async (csrf) => {
+    const s = await (await fetch('/c/session')).json();
+    const r = await fetch('/api/v2.0/projects/team/repositories/app%252Fweb/artifacts/v1/tags', { method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Harbor-CSRF-Token': s.csrf_token }, body: JSON.stringify({ name: 'x' }) });
+    return r.status;
+  });
+  assert.equal(refused, 403, 'and the API refuses it anyway');
+  await guest.getByRole('button', { name: 'Sign out' }).click();
+  await guest.getByRole('heading', { name: 'Sign in to the registry' }).waitFor();
+
+  assert.deepEqual(problems, [], 'no script errors');
+  console.log('portal end to end: every step held');
+} catch (error) {
+  console.error(`failed at: ${step}`);
+  for (const [i, page] of pages.entries()) {
+    await page.screenshot({ path: `${shots}/failure-${i}.png`, fullPage: true }).catch(() => {});
+    console.error(`page ${i} at ${page.url()}`);
+  }
+  console.error(error);
+  if (problems.length) console.error(problems.join('\n'));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
