@@ -9,6 +9,7 @@ import { repositoryPage } from './pages/repository.js';
 import { usersPage } from './pages/users.js';
 import { auditPage } from './pages/audit.js';
 import { gcPage } from './pages/gc.js';
+import { jobsPage } from './pages/jobs.js';
 import { dashboardPage } from './pages/dashboard.js';
 import { searchPage } from './pages/search.js';
 
@@ -29,6 +30,7 @@ const routes = [
   [/^\/users$/, () => usersPage(ctx)],
   [/^\/audit$/, () => auditPage(ctx)],
   [/^\/gc$/, () => gcPage(ctx)],
+  [/^\/jobs$/, () => jobsPage(ctx)],
   [/^\/dashboard$/, () => dashboardPage(ctx)],
   [/^\/search\/(.*)$/, (q) => searchPage(ctx, q)],
 ];
@@ -45,7 +47,7 @@ function header() {
     h('nav', { 'aria-label': 'Main' },
       link('/projects', 'Projects'), link('/dashboard', 'Dashboard'),
       admin ? link('/users', 'Users') : null, admin ? link('/audit', 'Audit log') : null,
-      admin ? link('/gc', 'Garbage collection') : null),
+      admin ? link('/gc', 'Garbage collection') : null, admin ? link('/jobs', 'Jobs') : null),
     h('span', { class: 'spacer' }),
     h('form', { role: 'search', on: { submit: (e) => { e.preventDefault(); go(`/search/${encodeURIComponent(search.value)}`); } } }, search),
     h('span', { class: 'who' }, ctx.user.username, admin ? ' (admin)' : ''),

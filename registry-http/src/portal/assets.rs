@@ -39,6 +39,7 @@ const FILES: &[(&str, &[u8])] = files![
     "pages/users.js",
     "pages/audit.js",
     "pages/gc.js",
+    "pages/jobs.js",
     "pages/webhooks.js",
     "pages/dashboard.js",
     "pages/search.js",

@@ -183,6 +183,11 @@ try {
   await admin.locator('tbody tr').first().getByText('Yes').waitFor();
   await shot(admin, '07-gc');
 
+  begin('the job service shows the dry run on its queue');
+  await admin.goto(`${base}/#/jobs`);
+  await admin.getByRole('cell', { name: 'gc', exact: true }).first().waitFor();
+  await shot(admin, '07b-jobs');
+
   begin('the dashboard draws its charts');
   await admin.goto(`${base}/#/dashboard`);
   await admin.locator('svg[aria-label^="Pushes and pulls per day"]').waitFor();
