@@ -49,3 +49,28 @@ async fn podman_and_skopeo_over_verified_https() {
     run_failing("skopeo", &["inspect", &format!("docker://{host}/team/app:v1")], &env).await;
     reg.stop().await;
 }
+
+#[tokio::test]
+async fn portal_sessions_over_https_are_secure_cookies() {
+    install_crypto_provider();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    let tls = registry_http::TlsConfig::from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).expect("tls config");
+    let accounts = Accounts::in_memory();
+    accounts.add_user("dev", "password1", false).await.expect("user");
+    let reg = TestRegistry::builder().accounts(accounts).tls(tls).portal(true).start().await.expect("start");
+    let c = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("pem"))
+        .build()
+        .expect("client");
+    let resp = c
+        .post(format!("{}/c/login", reg.url()))
+        .json(&serde_json::json!({"principal": "dev", "password": "password1"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = header(&resp, "set-cookie");
+    assert!(cookie.starts_with("sid=") && cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    reg.stop().await;
+}

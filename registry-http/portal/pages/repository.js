@@ -1,7 +1,7 @@
 // A repository: its artifacts with tags, digest, size, platforms, signatures and referrers, the
 // pull command to copy, and (by role) adding and deleting tags and deleting artifacts.
 
-import { h, fill, table, pager, dialog, confirmed, field, toast, when, size, short, copyButton, errorBox, loading } from '../dom.js';
+import { h, fill, table, pager, dialog, confirmed, field, filterBox, toast, when, size, short, copyButton, errorBox, loading } from '../dom.js';
 import * as api from '../api.js';
 import { mayDelete } from './project.js';
 
@@ -16,7 +16,8 @@ export async function repositoryPage(ctx, projectName, inside) {
   const repo = await api.get(path);
   const canPush = [1, 4, 2].includes(role);
   const canDelete = mayDelete(role);
-  const state = { page: 1, client: localStorage.getItem('pull-client') || 'podman' };
+  const state = { page: 1, tag: '', client: localStorage.getItem('pull-client') || 'podman' };
+  const filter = filterBox('Filter by tag', (text) => { state.tag = text; state.page = 1; load(); });
   const results = h('div', {}, loading());
   const image = `${ctx.host}/${full}`;
 
@@ -30,7 +31,9 @@ export async function repositoryPage(ctx, projectName, inside) {
 
   async function load() {
     try {
-      const { items, total } = await api.list(`${path}/artifacts`, state.page, PAGE_SIZE, { with_tag: 'true' });
+      const query = { with_tag: 'true' };
+      if (state.tag) query.q = `tags=~${state.tag}`;
+      const { items, total } = await api.list(`${path}/artifacts`, state.page, PAGE_SIZE, query);
       fill(results,
         table([
           { title: 'Artifact', cell: artifactCell },
@@ -41,7 +44,7 @@ export async function repositoryPage(ctx, projectName, inside) {
           { title: 'Pushed', wide: true, cell: (a) => when(a.push_time) },
           { title: 'Last pulled', wide: true, cell: (a) => (a.pull_time ? when(a.pull_time) : 'Never') },
           { title: 'Actions', cell: actionsCell },
-        ], items, `No artifacts. Push one: podman push IMAGE ${image}:TAG`, `Artifacts of ${full}`),
+        ], items, state.tag ? 'No artifact has a tag matching the filter.' : `No artifacts. Push one: podman push IMAGE ${image}:TAG`, `Artifacts of ${full}`),
         pager(total, state.page, PAGE_SIZE, (page) => { state.page = page; load(); }));
     } catch (error) { fill(results, errorBox(error)); }
   }
@@ -109,5 +112,6 @@ export async function repositoryPage(ctx, projectName, inside) {
     h('p', { class: 'hint' }, `${repo.artifact_count} artifact(s) · ${repo.pull_count} pull(s) · last push ${when(repo.update_time)}`),
     h('div', { class: 'pullcmd' }, h('label', { class: 'inline' }, 'Pull with ', clientSelect),
       h('code', {}, pullCommand('TAG')), copyButton(pullCommand('latest'), 'Copy')),
+    h('div', { class: 'toolbar' }, filter),
     results);
 }

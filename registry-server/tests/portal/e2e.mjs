@@ -164,6 +164,13 @@ try {
     `docker://${host}/team/app/web:v1`, `docker://${host}/team/app/web:copied`]);
   assert.ok(copied.includes('Writing manifest'), copied);
 
+  begin('filter the artifacts by tag');
+  await admin.goto(`${base}/#/projects/team/repositories/app%2Fweb`);
+  await admin.getByRole('searchbox', { name: 'Filter by tag' }).fill('nothing-like-it');
+  await admin.getByText('No artifact has a tag matching the filter.').waitFor();
+  await admin.getByRole('searchbox', { name: 'Filter by tag' }).fill('stab');
+  await admin.locator('tbody tr').first().getByText('stable', { exact: true }).waitFor();
+
   begin('delete the tag');
   await admin.goto(`${base}/#/projects/team/repositories/app%2Fweb`);
   await admin.getByRole('button', { name: 'Delete tag stable' }).click();
