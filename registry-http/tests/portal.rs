@@ -44,7 +44,10 @@ async fn sessions_use_the_same_accounts_and_guard_every_change() {
     assert_eq!(header(&page, "x-content-type-options"), "nosniff");
     let script = c.get(format!("{base}/portal/app.js")).send().await.expect("script");
     assert!(header(&script, "content-type").starts_with("text/javascript"));
-    assert!(!header(&script, "etag").is_empty());
+    let etag = header(&script, "etag");
+    assert!(!etag.is_empty());
+    let again = c.get(format!("{base}/portal/app.js")).header("if-none-match", &etag).send().await.expect("again");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "revalidated by its ETag");
     for path in ["/portal/../Cargo.toml", "/portal/%2e%2e/Cargo.toml", "/portal/nothing.js"] {
         let (status, _) = raw_request(&reg, "GET", path).await;
         assert_eq!(status, 404, "{path}");

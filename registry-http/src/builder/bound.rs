@@ -100,18 +100,12 @@ impl Server {
         if let Some((path, _)) = &built.admin {
             let _ = std::fs::remove_file(path);
         }
-        if let Some(task) = schedule {
+        // The periodic tasks hold the stores: each is aborted and awaited, so that it is gone
+        // (and the stores with it) when this returns and the data can be opened again.
+        let periodic = [schedule, dispatcher, Some(housekeeping), metrics, forwarder];
+        for task in periodic.into_iter().flatten() {
             task.abort();
-        }
-        if let Some(task) = dispatcher {
-            task.abort();
-        }
-        housekeeping.abort();
-        if let Some(task) = metrics {
-            task.abort();
-        }
-        if let Some(task) = forwarder {
-            task.abort();
+            let _ = task.await;
         }
         // Running jobs go back to the queue for the next start (or another replica).
         jobs.stop().await;

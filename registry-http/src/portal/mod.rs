@@ -72,8 +72,8 @@ async fn route(portal: &Portal, req: Request<RequestBody>) -> Result<Response<Re
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     match (method, path.as_str()) {
-        (Method::GET | Method::HEAD, "/") => asset("index.html"),
-        (Method::GET | Method::HEAD, p) if p.starts_with("/portal/") => asset(&p["/portal/".len()..]),
+        (Method::GET | Method::HEAD, "/") => asset("index.html", req.headers()),
+        (Method::GET | Method::HEAD, p) if p.starts_with("/portal/") => asset(&p["/portal/".len()..], req.headers()),
         (Method::POST, "/c/login") => login(portal, req).await,
         (Method::POST, "/c/log_out") => log_out(portal, &req),
         (Method::GET, "/c/session") => session(portal, &req).await,
@@ -84,16 +84,23 @@ async fn route(portal: &Portal, req: Request<RequestBody>) -> Result<Response<Re
     }
 }
 
-fn asset(name: &str) -> Result<Response<ResponseBody>, ApiError> {
+fn asset(name: &str, headers: &http::HeaderMap) -> Result<Response<ResponseBody>, ApiError> {
     let Some(found) = assets::find(name) else {
         return Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("no such file {name}")));
     };
-    let mut response = Response::new(full(Bytes::from_static(found.bytes)));
-    set(response.headers_mut(), header::CONTENT_TYPE, found.content_type);
+    let etag = format!("\"{}\"", found.etag);
+    let unchanged = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
+    let mut response = if unchanged {
+        crate::response::status_only(StatusCode::NOT_MODIFIED)
+    } else {
+        let mut r = Response::new(full(Bytes::from_static(found.bytes)));
+        set(r.headers_mut(), header::CONTENT_TYPE, found.content_type);
+        r
+    };
     // The page revalidates each time (so a new binary's portal shows at once); its parts too,
     // cheaply, by their ETag.
     set(response.headers_mut(), header::CACHE_CONTROL, "no-cache");
-    set(response.headers_mut(), header::ETAG, &format!("\"{}\"", found.etag));
+    set(response.headers_mut(), header::ETAG, &etag);
     Ok(response)
 }
 
