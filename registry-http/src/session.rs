@@ -90,6 +90,23 @@ pub(crate) fn csrf_of(cookie: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, format!("csrf\0{cookie}").as_bytes()))
 }
 
+/// The user a request's session cookie proves, with the session: looked up again each time (a
+/// deleted or disabled account's session ends at once; robots have no sessions).
+pub(crate) async fn signed_in(
+    authenticator: &dyn registry_auth::Authenticator,
+    sessions: &Sessions,
+    headers: &http::HeaderMap,
+) -> Result<Option<(registry_auth::Identity, Session)>, registry_auth::AuthError> {
+    use registry_auth::{AuthError, Identity};
+    let Some(cookie) = cookie_of(headers) else { return Ok(None) };
+    let Some(session) = sessions.open(cookie, registry_core::time::now_secs()) else { return Ok(None) };
+    match authenticator.lookup(&session.user).await {
+        Ok(who @ Identity::User { .. }) => Ok(Some((who, session))),
+        Ok(_) | Err(AuthError::InvalidCredentials | AuthError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The session cookie of a request, if it sent one.
 pub(crate) fn cookie_of(headers: &http::HeaderMap) -> Option<&str> {
     headers

@@ -647,6 +647,19 @@ async fn repositories_and_artifacts_in_harbors_shapes() {
         guest.get("/projects/team/repositories/app%252Fweb/artifacts/multi").await.expect(StatusCode::OK, None);
     assert_eq!(by_tag.body["digest"], index_digest.as_str());
 
+    // Activity per day and storage used, from the same stream and store.
+    let activity = guest.get("/statistics/activity?days=3").await.expect(StatusCode::OK, None);
+    let days = activity.body["days"].as_array().expect("days");
+    assert_eq!(days.len(), 3, "{}", activity.body);
+    assert_eq!(days[2]["push"], 7, "today: the image twice (v1, latest), two children, the index, two signatures");
+    assert_eq!(days[2]["pull"], 2);
+    guest.get("/statistics/activity?days=0").await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
+    let theirs = outsider.get("/statistics/activity").await.expect(StatusCode::OK, None);
+    let pushes: u64 = theirs.body["days"].as_array().expect("days").iter().filter_map(|d| d["push"].as_u64()).sum();
+    assert_eq!(pushes, 0, "an outsider counts only their projects' activity");
+    let summary = guest.get("/projects/team/summary").await.expect(StatusCode::OK, None);
+    assert!(summary.body["quota"]["used"]["storage"].as_u64().is_some_and(|n| n > image_json.len() as u64));
+
     // Tags: a guest may read, not write; a tag on another artifact is a conflict.
     let tags_path = format!("/projects/team/repositories/app%252Fweb/artifacts/{image}/tags");
     guest.post(&tags_path, json!({"name": "stable"})).await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));

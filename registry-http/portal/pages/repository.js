@@ -23,7 +23,8 @@ export async function repositoryPage(ctx, projectName, inside) {
 
   const pullCommand = (reference) => {
     const verb = (CLIENTS.find(([c]) => c === state.client) || CLIENTS[0])[1];
-    return reference.includes(':') && reference.startsWith('sha256') ? `${verb} ${image}@${reference}` : `${verb} ${image}:${reference}`;
+    // A digest (it has a ':', which a tag cannot) is pulled with '@', a tag with ':'.
+    return reference.includes(':') ? `${verb} ${image}@${reference}` : `${verb} ${image}:${reference}`;
   };
   const clientSelect = h('select', { 'aria-label': 'Client for pull commands' },
     CLIENTS.map(([c]) => h('option', { value: c, selected: c === state.client }, c)));

@@ -168,6 +168,56 @@ impl Contents {
             .collect()
     }
 
+    /// The id of one of its manifests (see [`id_of`]).
+    fn manifest_id(&self, digest: &Digest) -> u64 {
+        id_of(&format!("{}@{digest}", self.name))
+    }
+
+    /// Whether a signature accessory belongs to `subject`.
+    fn signed(&self, subject: &Digest) -> bool {
+        self.accessories(subject).iter().any(|(_, kind)| kind.starts_with("signature."))
+    }
+
+    /// The tags of `entry` (`Tag`): each with the artifact's push and pull time.
+    fn tags_json(&self, entry: &ManifestEntry) -> Vec<Value> {
+        let (id, repository_id) = (self.manifest_id(&entry.record.digest), id_of(self.name.as_str()));
+        let signed = self.signed(&entry.record.digest);
+        let (pushed, pulled) = (rfc3339(entry.record.pushed_at), time_ms(entry.pulls.last_ms));
+        entry
+            .tags
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": id_of(&format!("{}:{t}", self.name)),
+                    "repository_id": repository_id,
+                    "artifact_id": id,
+                    "name": t,
+                    "push_time": pushed,
+                    "pull_time": pulled,
+                    "immutable": false,
+                    "signed": signed,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes the manifests `digests` in this order, each as `DELETE /v2/<name>/manifests/<digest>`
+    /// (one already gone is no error: another request took it).
+    async fn delete(
+        &self,
+        api: &Api,
+        digests: &[&Digest],
+        operator: &registry_core::event::Operator,
+    ) -> Result<(), ApiError> {
+        for digest in digests {
+            match api.registry.delete_manifest(&self.name, &Reference::Digest((*digest).clone()), operator).await {
+                Ok(()) | Err(registry_storage::Error::ManifestUnknown { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     fn pull_count(&self) -> u64 {
         self.entries.iter().map(|e| e.pulls.count).sum()
     }
@@ -238,16 +288,13 @@ async fn artifact_json(
     with_tags: bool,
 ) -> Result<Value, ApiError> {
     let r = &entry.record;
-    let id = id_of(&format!("{}@{}", contents.name, r.digest));
-    let repository_id = id_of(contents.name.as_str());
-    let pushed = rfc3339(r.pushed_at);
-    let pulled = time_ms(entry.pulls.last_ms);
-    let accessories = contents.accessories(&r.digest);
+    let id = contents.manifest_id(&r.digest);
     let mut accessory_json = Vec::new();
-    for (a, kind) in &accessories {
+    for (a, kind) in contents.accessories(&r.digest) {
+        let accessory_id = contents.manifest_id(&a.record.digest);
         accessory_json.push(json!({
-            "id": id_of(&format!("{}@{}", contents.name, a.record.digest)),
-            "artifact_id": id_of(&format!("{}@{}", contents.name, a.record.digest)),
+            "id": accessory_id,
+            "artifact_id": accessory_id,
             "subject_artifact_id": id,
             "subject_artifact_digest": r.digest.to_string(),
             "subject_artifact_repo": contents.name.as_str(),
@@ -257,27 +304,7 @@ async fn artifact_json(
             "creation_time": rfc3339(a.record.pushed_at),
         }));
     }
-    let signed = accessories.iter().any(|(_, kind)| kind.starts_with("signature."));
-    let tags: Vec<Value> = if with_tags {
-        entry
-            .tags
-            .iter()
-            .map(|t| {
-                json!({
-                    "id": id_of(&format!("{}:{t}", contents.name)),
-                    "repository_id": repository_id,
-                    "artifact_id": id,
-                    "name": t,
-                    "push_time": pushed,
-                    "pull_time": pulled,
-                    "immutable": false,
-                    "signed": signed,
-                })
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let tags = if with_tags { contents.tags_json(entry) } else { Vec::new() };
     Ok(json!({
         "id": id,
         "type": kind_of(entry),
@@ -285,18 +312,18 @@ async fn artifact_json(
         "manifest_media_type": r.media_type,
         "artifact_type": r.artifact_type,
         "project_id": project.id,
-        "repository_id": repository_id,
+        "repository_id": id_of(contents.name.as_str()),
         "repository_name": contents.name.as_str(),
         "digest": r.digest.to_string(),
         "size": size_of(api, contents, entry).await?,
-        "push_time": pushed,
-        "pull_time": pulled,
+        "push_time": rfc3339(r.pushed_at),
+        "pull_time": time_ms(entry.pulls.last_ms),
         "pull_count": entry.pulls.count,
         "annotations": r.annotations,
         "extra_attrs": {},
         "labels": [],
         "tags": tags,
-        "signed": signed,
+        "signed": contents.signed(&r.digest),
         "references": references(api, contents, entry).await?,
         "accessories": accessory_json,
         "addition_links": {},
@@ -393,19 +420,14 @@ pub(crate) async fn delete_repository(api: Arc<Api>, call: ApiCall) -> ApiResult
         return Err(repository_missing(&name));
     }
     // Accessories and referrers first, then artifacts, then what indexes held.
-    let mut order: Vec<&ManifestEntry> = contents.entries.iter().collect();
-    order.sort_by_key(|e| match place(e) {
+    let mut order: Vec<(&ManifestEntry, &Place)> = contents.entries.iter().zip(&contents.places).collect();
+    order.sort_by_key(|(_, place)| match place {
         Place::Accessory { .. } => 0,
         Place::Artifact => 1,
         Place::Child => 2,
     });
-    for entry in order {
-        match api.registry.delete_manifest(&name, &Reference::Digest(entry.record.digest.clone()), &call.operator).await
-        {
-            Ok(()) | Err(registry_storage::Error::ManifestUnknown { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let digests: Vec<&Digest> = order.iter().map(|(e, _)| &e.record.digest).collect();
+    contents.delete(&api, &digests, &call.operator).await?;
     Ok(status_only(StatusCode::OK))
 }
 
@@ -474,13 +496,10 @@ pub(crate) async fn delete_artifact(api: Arc<Api>, call: ApiCall) -> ApiResult {
     require(&api, &call, &project, name.as_str(), Action::Delete).await?;
     let contents = Contents::read(&api, name.clone()).await?;
     let entry = find(&contents, call.params.get("reference")?)?;
-    for (accessory, _) in contents.accessories(&entry.record.digest) {
-        let reference = Reference::Digest(accessory.record.digest.clone());
-        match api.registry.delete_manifest(&name, &reference, &call.operator).await {
-            Ok(()) | Err(registry_storage::Error::ManifestUnknown { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let accessories = contents.accessories(&entry.record.digest);
+    contents
+        .delete(&api, &accessories.iter().map(|(a, _)| &a.record.digest).collect::<Vec<_>>(), &call.operator)
+        .await?;
     api.registry.delete_manifest(&name, &Reference::Digest(entry.record.digest.clone()), &call.operator).await?;
     Ok(status_only(StatusCode::OK))
 }
@@ -491,8 +510,7 @@ pub(crate) async fn list_tags(api: Arc<Api>, call: ApiCall) -> ApiResult {
     require(&api, &call, &project, name.as_str(), Action::Pull).await?;
     let contents = Contents::read(&api, name.clone()).await?;
     let entry = find(&contents, call.params.get("reference")?)?;
-    let full = artifact_json(&api, &project, &contents, entry, true).await?;
-    let tags = full["tags"].as_array().cloned().unwrap_or_default();
+    let tags = contents.tags_json(entry);
     let reference = call.params.get("reference")?.to_owned();
     let path = format!(
         "/projects/{}/repositories/{}/artifacts/{reference}/tags",

@@ -97,28 +97,12 @@ pub(crate) fn verify_bearer(verifier: &TokenVerifier, token: &str) -> Authentica
     }
 }
 
-/// The user a session cookie proves, looked up again (a deleted or disabled account's session
-/// ends at once; robots have no sessions).
-async fn session_user(
-    authenticator: &dyn Authenticator,
-    sessions: &crate::session::Sessions,
-    req: &http::Request<RequestBody>,
-) -> Result<Option<(Identity, crate::session::Session)>, ApiError> {
-    let Some(cookie) = crate::session::cookie_of(req.headers()) else { return Ok(None) };
-    let Some(session) = sessions.open(cookie, registry_core::time::now_secs()) else { return Ok(None) };
-    match authenticator.lookup(&session.user).await {
-        Ok(who @ Identity::User { .. }) => Ok(Some((who, session))),
-        Ok(_) | Err(AuthError::InvalidCredentials | AuthError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 async fn authenticate(
     mode: &Mode,
     req: &http::Request<RequestBody>,
 ) -> Result<(Authentication, Option<crate::session::Session>), ApiError> {
     if let (Mode::Basic(authenticator, Some(sessions)), Credentials::None) = (mode, authorization(req))
-        && let Some((who, session)) = session_user(authenticator.as_ref(), sessions, req).await?
+        && let Some((who, session)) = crate::session::signed_in(authenticator.as_ref(), sessions, req.headers()).await?
     {
         return Ok((Authentication::Identity(who), Some(session)));
     }

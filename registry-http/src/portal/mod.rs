@@ -180,16 +180,14 @@ fn log_out(portal: &Portal, req: &Request<RequestBody>) -> Result<Response<Respo
 
 /// `GET /c/session`.
 async fn session(portal: &Portal, req: &Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
-    let now = registry_core::time::now_secs();
-    let opened = cookie_of(req.headers()).and_then(|c| portal.sessions.open(c, now));
-    let user = match (&opened, &portal.authenticator) {
-        (Some(session), Some(authenticator)) => match authenticator.lookup(&session.user).await {
-            Ok(who @ Identity::User { .. }) => Some(json!({"username": session.user, "sysadmin_flag": who.is_admin()})),
-            _ => None,
-        },
-        _ => None,
+    let signed = match &portal.authenticator {
+        Some(authenticator) => {
+            crate::session::signed_in(authenticator.as_ref(), &portal.sessions, req.headers()).await?
+        }
+        None => None,
     };
-    let csrf = opened.as_ref().filter(|_| user.is_some()).map(|s| s.csrf.clone());
+    let user = signed.as_ref().map(|(who, s)| json!({"username": s.user, "sysadmin_flag": who.is_admin()}));
+    let csrf = signed.map(|(_, s)| s.csrf);
     let mut response = json(
         StatusCode::OK,
         &json!({
