@@ -81,7 +81,7 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> no module of a crate imports another that imports it back"
 python3 scripts/module_cycles.py registry-core registry-storage registry-auth registry-redb registry-postgres \
-    registry-object-store registry-http registry-server testkit
+    registry-object-store registry-platform registry-http registry-server testkit
 echo "==> registry-http carries none of the binary's dependencies"
 binary_deps=$(cargo tree -p registry-http -e normal --prefix none --format '{p}' \
     | grep -E '^(clap|anyhow|toml|tracing-subscriber) ' || true)
@@ -89,6 +89,14 @@ if [ -n "$binary_deps" ]; then
     echo "registry-http depends on: $binary_deps" >&2
     exit 1
 fi
+echo "==> a minimal embedder outside the workspace builds and runs without the optional parts"
+minimal_deps=$(cargo tree --manifest-path minimal-embedder/Cargo.toml -e normal --prefix none --format '{p}' \
+    | grep -E '^(redb|prometheus-client|reqwest|rcgen|rustls|rsa) ' || true)
+if [ -n "$minimal_deps" ]; then
+    echo "the minimal embedder depends on: $minimal_deps" >&2
+    exit 1
+fi
+cargo run --manifest-path minimal-embedder/Cargo.toml --target-dir target/minimal-embedder
 echo "==> cargo nextest run"
 cargo nextest run --workspace --no-fail-fast
 echo "==> doctests"

@@ -9,7 +9,7 @@
 //! agree. Docker schema 1 and unknown types are refused. The result lists every referenced
 //! descriptor (config, layers, child manifests, subject) as this crate's own types.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
@@ -179,10 +179,10 @@ impl Manifest {
         };
 
         if kind.is_index() {
-            let index: oci_spec::image::ImageIndex =
+            let index: RawIndex =
                 serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a valid image index: {e}")))?;
             let manifests = index
-                .manifests()
+                .manifests
                 .iter()
                 .enumerate()
                 .map(|(i, d)| convert(d, &format!("manifests[{i}]")))
@@ -192,27 +192,27 @@ impl Manifest {
                 config: None,
                 layers: Vec::new(),
                 manifests,
-                subject: index.subject().as_ref().map(|d| convert(d, "subject")).transpose()?,
-                artifact_type: checked_type(index.artifact_type().as_ref().map(|m| m.to_string()), "artifactType")?,
-                annotations: sorted(index.annotations()),
+                subject: index.subject.as_ref().map(|d| convert(d, "subject")).transpose()?,
+                artifact_type: checked_type(index.artifact_type, "artifactType")?,
+                annotations: sorted(&index.annotations),
             })
         } else {
-            let m: oci_spec::image::ImageManifest =
+            let m: RawManifest =
                 serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a valid image manifest: {e}")))?;
             let layers = m
-                .layers()
+                .layers
                 .iter()
                 .enumerate()
                 .map(|(i, d)| convert(d, &format!("layers[{i}]")))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Manifest {
                 kind,
-                config: Some(convert(m.config(), "config")?),
+                config: Some(convert(&m.config, "config")?),
                 layers,
                 manifests: Vec::new(),
-                subject: m.subject().as_ref().map(|d| convert(d, "subject")).transpose()?,
-                artifact_type: checked_type(m.artifact_type().as_ref().map(|m| m.to_string()), "artifactType")?,
-                annotations: sorted(m.annotations()),
+                subject: m.subject.as_ref().map(|d| convert(d, "subject")).transpose()?,
+                artifact_type: checked_type(m.artifact_type, "artifactType")?,
+                annotations: sorted(&m.annotations),
             })
         }
     }
@@ -233,7 +233,7 @@ impl Manifest {
     }
 }
 
-fn sorted(map: &Option<std::collections::HashMap<String, String>>) -> BTreeMap<String, String> {
+fn sorted(map: &Option<HashMap<String, String>>) -> BTreeMap<String, String> {
     map.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
 }
 
@@ -244,21 +244,57 @@ fn checked_type(media_type: Option<String>, field: &str) -> Result<Option<String
     }
 }
 
-fn convert(d: &oci_spec::image::Descriptor, field: &str) -> Result<Descriptor, Error> {
-    let media_type = d.media_type().to_string();
-    if !media_type::is_valid(&media_type) {
-        return Err(invalid(format!("{field}.mediaType: {media_type:?} is not a valid media type")));
+/// A descriptor as the JSON has it (image-spec `descriptor.md`): checked by [`convert`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDescriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: Option<HashMap<String, String>>,
+}
+
+/// An image manifest as the JSON has it (image-spec `manifest.md`: config and layers required).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawManifest {
+    config: RawDescriptor,
+    layers: Vec<RawDescriptor>,
+    #[serde(default)]
+    subject: Option<RawDescriptor>,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: Option<HashMap<String, String>>,
+}
+
+/// An image index as the JSON has it (image-spec `image-index.md`: manifests required).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawIndex {
+    manifests: Vec<RawDescriptor>,
+    #[serde(default)]
+    subject: Option<RawDescriptor>,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: Option<HashMap<String, String>>,
+}
+
+fn convert(d: &RawDescriptor, field: &str) -> Result<Descriptor, Error> {
+    if !media_type::is_valid(&d.media_type) {
+        return Err(invalid(format!("{field}.mediaType: {:?} is not a valid media type", d.media_type)));
     }
-    let digest = Digest::parse(d.digest().as_ref()).map_err(|e| invalid(format!("{field}.digest: {e}")))?;
+    let digest = Digest::parse(&d.digest).map_err(|e| invalid(format!("{field}.digest: {e}")))?;
     Ok(Descriptor {
-        media_type,
+        media_type: d.media_type.clone(),
         digest,
-        size: d.size(),
-        artifact_type: checked_type(
-            d.artifact_type().as_ref().map(|m| m.to_string()),
-            &format!("{field}.artifactType"),
-        )?,
-        annotations: sorted(d.annotations()),
+        size: d.size,
+        artifact_type: checked_type(d.artifact_type.clone(), &format!("{field}.artifactType"))?,
+        annotations: sorted(&d.annotations),
     })
 }
 

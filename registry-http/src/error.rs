@@ -251,3 +251,14 @@ pub enum RouteError {
     #[error("invalid manifest reference: {0}")]
     BadReference(registry_core::Error),
 }
+
+#[cfg(feature = "webhooks")]
+impl From<registry_platform::webhook::policy::PolicyError> for ApiError {
+    fn from(e: registry_platform::webhook::policy::PolicyError) -> ApiError {
+        use registry_platform::webhook::policy::PolicyError;
+        match e {
+            PolicyError::Invalid(message) => ApiError::harbor(StatusCode::BAD_REQUEST, message),
+            other => fault(&other, false, "UNKNOWN"),
+        }
+    }
+}

@@ -32,13 +32,9 @@
 //! ```
 
 pub mod api;
-pub mod audit_record;
 pub mod builder;
-pub mod consumer;
 pub mod distribution;
 pub mod error;
-pub mod gc;
-pub mod housekeeping;
 pub mod layers;
 pub mod metrics;
 pub mod portal;
@@ -47,15 +43,12 @@ pub mod response;
 pub mod server;
 pub mod service;
 pub mod session;
-pub mod settings;
-pub mod syslog;
 pub mod test_registry;
 pub mod token;
-pub mod webhook;
 
 pub use builder::{BuildError, RegistryBuilder, Server};
 pub use error::ApiError;
-pub use gc::GarbageCollector;
+pub use registry_platform::GarbageCollector;
 pub use request::RequestBody;
 pub use response::ResponseBody;
 pub use server::timeouts::Timeouts;

@@ -93,13 +93,15 @@ impl TestRegistry {
     }
 
     /// Starts a registry on the embedded default in a fresh temporary directory, removed when
-    /// the registry is dropped.
+    /// the registry is dropped. (Feature `embedded`.)
+    #[cfg(feature = "embedded")]
     pub async fn start_on_disk() -> std::io::Result<TestRegistry> {
         Self::builder().temp_dir().start().await
     }
 
     /// Starts a registry on the embedded default in `data_dir` (kept when the registry stops),
-    /// e.g. to test a restart.
+    /// e.g. to test a restart. (Feature `embedded`.)
+    #[cfg(feature = "embedded")]
     pub async fn start_in(data_dir: &Path) -> std::io::Result<TestRegistry> {
         Self::builder().embedded(data_dir).start().await
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use registry_core::event::Operator;
 use registry_core::time::{Clock, ManualClock};
 use registry_http::TestRegistry;
-use registry_http::housekeeping::{KIND, Retention};
+use registry_platform::housekeeping::{KIND, Retention};
 use registry_storage::jobs::{JobStatus, NewJob};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

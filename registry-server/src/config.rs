@@ -136,9 +136,9 @@ impl Default for EventsConfig {
 
 impl EventsConfig {
     /// The housekeeping job's retention.
-    pub(crate) fn retention(&self) -> registry_http::housekeeping::Retention {
+    pub(crate) fn retention(&self) -> registry_platform::housekeeping::Retention {
         let days = |n: u64| std::time::Duration::from_secs(n.max(1) * 86_400);
-        registry_http::housekeeping::Retention {
+        registry_platform::housekeeping::Retention {
             events: days(self.retention_days),
             jobs: days(self.job_retention_days),
         }

@@ -18,6 +18,7 @@ pub const RS256: &str = "RS256";
 #[derive(Clone)]
 enum Signer {
     Es256(SigningKey),
+    #[cfg(feature = "rs256")]
     Rs256(Box<rsa::pkcs1v15::SigningKey<sha2::Sha256>>),
 }
 
@@ -49,6 +50,8 @@ impl TokenKey {
     }
 
     /// A fresh random RS256 key (RSA, 2048-bit modulus or the rsa crate's larger default).
+    /// (Feature `rs256`.)
+    #[cfg(feature = "rs256")]
     pub fn generate_rs256() -> Result<TokenKey, AuthError> {
         use rsa::Generate;
         let key = rsa::PrivateKey::try_generate()
@@ -67,15 +70,21 @@ impl TokenKey {
         if let Ok(key) = SigningKey::from_pkcs8_pem(pem) {
             return Ok(TokenKey::from_signer(Signer::Es256(key)));
         }
-        let key = rsa::PrivateKey::from_pkcs8_pem(pem)
-            .map_err(|e| AuthError::Config(format!("signing key: neither P-256 nor RSA PKCS#8: {e}")))?;
-        Ok(TokenKey::from_signer(Signer::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key)))))
+        #[cfg(feature = "rs256")]
+        {
+            let key = rsa::PrivateKey::from_pkcs8_pem(pem)
+                .map_err(|e| AuthError::Config(format!("signing key: neither P-256 nor RSA PKCS#8: {e}")))?;
+            Ok(TokenKey::from_signer(Signer::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key)))))
+        }
+        #[cfg(not(feature = "rs256"))]
+        Err(AuthError::Config("signing key: not a P-256 PKCS#8 key (RSA keys need the `rs256` feature)".into()))
     }
 
     /// The key as PKCS#8 PEM (store it with mode 0600).
     pub fn to_pem(&self) -> Result<String, AuthError> {
         let pem = match &self.key {
             Signer::Es256(k) => k.to_pkcs8_pem(LineEnding::LF),
+            #[cfg(feature = "rs256")]
             Signer::Rs256(k) => k.as_ref().as_ref().to_pkcs8_pem(LineEnding::LF),
         };
         pem.map(|p| p.to_string()).map_err(|e| AuthError::Config(format!("signing key: {e}")))
@@ -85,6 +94,7 @@ impl TokenKey {
     pub fn algorithm(&self) -> &'static str {
         match self.key {
             Signer::Es256(_) => ALGORITHM,
+            #[cfg(feature = "rs256")]
             Signer::Rs256(_) => RS256,
         }
     }
@@ -96,7 +106,8 @@ impl TokenKey {
 
     /// A self-signed certificate for this key (PEM and DER), valid for a century and named after
     /// `issuer`: the root bundle other registries (distribution) verify this service's tokens
-    /// with, and the `x5c` chain tokens carry.
+    /// with, and the `x5c` chain tokens carry. (Feature `x5c`.)
+    #[cfg(feature = "x5c")]
     pub fn certificate(&self, issuer: &str) -> Result<(String, Vec<u8>), AuthError> {
         let config = |e: rcgen::Error| AuthError::Config(format!("token certificate: {e}"));
         let key_pair = rcgen::KeyPair::from_pem(&self.to_pem()?).map_err(config)?;
@@ -112,6 +123,7 @@ impl TokenKey {
     pub fn public_key(&self) -> PublicKey {
         match &self.key {
             Signer::Es256(k) => PublicKey { key: Verifier::Es256(*k.verifying_key()) },
+            #[cfg(feature = "rs256")]
             Signer::Rs256(k) => PublicKey { key: Verifier::Rs256(Box::new(k.as_ref().as_ref().to_public_key())) },
         }
     }
@@ -122,6 +134,7 @@ impl TokenKey {
                 let signature: Signature = k.sign(message);
                 signature.to_bytes().to_vec()
             }
+            #[cfg(feature = "rs256")]
             Signer::Rs256(k) => {
                 let signature: rsa::pkcs1v15::Signature = k.sign(message);
                 rsa::signature::SignatureEncoding::to_vec(&signature)
@@ -133,6 +146,7 @@ impl TokenKey {
 #[derive(Clone, PartialEq, Eq)]
 enum Verifier {
     Es256(VerifyingKey),
+    #[cfg(feature = "rs256")]
     Rs256(Box<rsa::PublicKey>),
 }
 
@@ -158,6 +172,7 @@ impl PublicKey {
     pub fn algorithm(&self) -> &'static str {
         match self.key {
             Verifier::Es256(_) => ALGORITHM,
+            #[cfg(feature = "rs256")]
             Verifier::Rs256(_) => RS256,
         }
     }
@@ -171,6 +186,7 @@ impl PublicKey {
                 let y = point.y().map(|y| B64.encode(y)).unwrap_or_default();
                 vec![("crv", "P-256".into()), ("kty", "EC".into()), ("x", x), ("y", y)]
             }
+            #[cfg(feature = "rs256")]
             Verifier::Rs256(k) => {
                 use rsa::traits::PublicKeyParts;
                 let e = trimmed_b64(&k.e().to_be_bytes());
@@ -185,6 +201,7 @@ impl PublicKey {
         use p256::pkcs8::EncodePublicKey;
         let der = match &self.key {
             Verifier::Es256(k) => k.to_public_key_der(),
+            #[cfg(feature = "rs256")]
             Verifier::Rs256(k) => k.as_ref().to_public_key_der(),
         };
         der.map(|d| d.as_bytes().to_vec()).unwrap_or_default()
@@ -243,6 +260,7 @@ impl PublicKey {
                 let key = VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| bad("not a point on P-256"))?;
                 Ok(PublicKey { key: Verifier::Es256(key) })
             }
+            #[cfg(feature = "rs256")]
             Some("RSA") => {
                 let (n, e) = (field("n")?, field("e")?);
                 let n = rsa::BoxedUint::from_be_slice_vartime(&n);
@@ -258,6 +276,7 @@ impl PublicKey {
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.key {
             Verifier::Es256(k) => Signature::from_slice(signature).is_ok_and(|s| k.verify(message, &s).is_ok()),
+            #[cfg(feature = "rs256")]
             Verifier::Rs256(k) => {
                 let verifier = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(k.as_ref().clone());
                 rsa::pkcs1v15::Signature::try_from(signature).is_ok_and(|s| verifier.verify(message, &s).is_ok())

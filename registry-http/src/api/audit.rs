@@ -18,7 +18,7 @@ use crate::response::json as json_response;
 
 const KEYS: &[&str] = &["operation", "resource", "resource_type", "username", "op_time"];
 
-pub(crate) use crate::audit_record::record;
+pub(crate) use registry_platform::audit_record::record;
 
 /// A time in a `q` range: Harbor's `2024-01-02 03:04:05`, RFC 3339, or seconds since the epoch.
 fn time_ms(text: &str) -> Result<u64, super::ApiError> {

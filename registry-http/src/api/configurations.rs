@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::context::bad_request;
 use super::{Api, ApiCall, ApiResult};
 use crate::response::json as json_response;
-use crate::settings::SystemSettings;
+use registry_platform::settings::SystemSettings;
 
 /// `GET /configurations`: the run-time settings (`{key: {value, editable}}`, Harbor's shape).
 pub(crate) async fn get(api: Arc<Api>, call: ApiCall) -> ApiResult {
@@ -40,7 +40,7 @@ pub(crate) async fn put(api: Arc<Api>, call: ApiCall) -> ApiResult {
             }
             ("audit_log_forward_endpoint", Value::String(text)) => {
                 if !text.is_empty() {
-                    crate::syslog::Endpoint::parse(text)
+                    registry_platform::syslog::Endpoint::parse(text)
                         .map_err(|e| bad_request(format!("audit_log_forward_endpoint: {e}")))?;
                 }
                 settings.audit_log_forward_endpoint.clone_from(text);
@@ -57,9 +57,9 @@ pub(crate) async fn put(api: Arc<Api>, call: ApiCall) -> ApiResult {
         // Forwarding starts now: from this change on, not the history before it (the cursor is
         // moved before the endpoint is saved, so the forwarder never sees it unmoved).
         let (newest, _) = meta.query_events(&EventFilter::default(), 0, 1).await?;
-        let at = meta.cursor(crate::syslog::CURSOR).await?;
+        let at = meta.cursor(registry_platform::syslog::CURSOR).await?;
         if let Some(newest) = newest.first().filter(|e| e.id > at) {
-            meta.advance_cursor(crate::syslog::CURSOR, at, newest.id).await?;
+            meta.advance_cursor(registry_platform::syslog::CURSOR, at, newest.id).await?;
         }
     }
     let now = api.registry.clock().now_millis();

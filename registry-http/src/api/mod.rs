@@ -28,10 +28,10 @@ use registry_storage::Registry;
 use tower::ServiceBuilder;
 
 use crate::error::ApiError;
-use crate::gc::GarbageCollector;
 use crate::layers::{Authentication, BoxService, authenticate, deadline, service_fn};
 use crate::request::{Query, RequestBody, read_limited};
 use crate::response::ResponseBody;
+use registry_platform::GarbageCollector;
 
 pub mod artifacts;
 pub mod audit;
@@ -47,6 +47,7 @@ pub(crate) mod router;
 pub(crate) mod shapes;
 pub mod system;
 pub mod users;
+#[cfg(feature = "webhooks")]
 pub mod webhooks;
 
 use router::{Endpoint, Match, endpoint};
@@ -66,6 +67,7 @@ pub(crate) struct Api {
     pub(crate) gc: Option<Arc<GarbageCollector>>,
     pub(crate) info: system::Info,
     /// The key secrets at rest are sealed with (webhooks' headers and signing secrets).
+    #[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
     pub(crate) secret_key: Option<registry_auth::SecretKey>,
 }
 
@@ -88,7 +90,8 @@ pub(crate) type ApiResult = Result<http::Response<ResponseBody>, ApiError>;
 fn endpoints() -> &'static [Endpoint] {
     static TABLE: std::sync::OnceLock<Vec<Endpoint>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        vec![
+        #[cfg_attr(not(feature = "webhooks"), allow(unused_mut))]
+        let mut table = vec![
             endpoint!(GET "/ping" => system::ping),
             endpoint!(GET "/health" => system::health),
             endpoint!(GET "/systeminfo" => system::info),
@@ -112,16 +115,6 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/jobservice/jobs/{job_id}/log" => jobs::log),
             endpoint!(GET "/configurations" => configurations::get),
             endpoint!(PUT "/configurations" => configurations::put),
-            endpoint!(GET "/projects/{project}/webhook/events" => webhooks::events),
-            endpoint!(GET "/projects/{project}/webhook/policies" => webhooks::list),
-            endpoint!(POST "/projects/{project}/webhook/policies" => webhooks::create),
-            endpoint!(POST "/projects/{project}/webhook/policies/test" => webhooks::test),
-            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}" => webhooks::get),
-            endpoint!(PUT "/projects/{project}/webhook/policies/{webhook_policy_id}" => webhooks::update),
-            endpoint!(DELETE "/projects/{project}/webhook/policies/{webhook_policy_id}" => webhooks::delete),
-            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions" => webhooks::executions),
-            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks" => webhooks::tasks),
-            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks/{task_id}/log" => webhooks::task_log),
             endpoint!(GET "/search" => artifacts::search),
             endpoint!(GET "/projects/{project_name}/repositories" => artifacts::list_repositories),
             endpoint!(GET "/projects/{project_name}/repositories/{repository_name}" => artifacts::get_repository),
@@ -166,7 +159,21 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(PUT "/robots/{robot_id}" => robots::update),
             endpoint!(PATCH "/robots/{robot_id}" => robots::refresh),
             endpoint!(DELETE "/robots/{robot_id}" => robots::delete),
-        ]
+        ];
+        #[cfg(feature = "webhooks")]
+        table.extend([
+            endpoint!(GET "/projects/{project}/webhook/events" => webhooks::events),
+            endpoint!(GET "/projects/{project}/webhook/policies" => webhooks::list),
+            endpoint!(POST "/projects/{project}/webhook/policies" => webhooks::create),
+            endpoint!(POST "/projects/{project}/webhook/policies/test" => webhooks::test),
+            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}" => webhooks::get),
+            endpoint!(PUT "/projects/{project}/webhook/policies/{webhook_policy_id}" => webhooks::update),
+            endpoint!(DELETE "/projects/{project}/webhook/policies/{webhook_policy_id}" => webhooks::delete),
+            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions" => webhooks::executions),
+            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks" => webhooks::tasks),
+            endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks/{task_id}/log" => webhooks::task_log),
+        ]);
+        table
     })
 }
 

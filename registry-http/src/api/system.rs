@@ -12,8 +12,8 @@ use super::context::bad_request;
 use super::pages::{Paging, page_response};
 use super::{Api, ApiCall, ApiResult};
 use crate::error::ApiError;
-use crate::gc::{GarbageCollector, GcRun, RunError, Trigger};
 use crate::response::{json as json_response, set, text};
+use registry_platform::gc::{GarbageCollector, GcRun, RunError, Trigger};
 use registry_storage::jobs::JobStatus;
 
 /// The version this server reports as `harbor_version`: the Harbor API it follows, and its own.

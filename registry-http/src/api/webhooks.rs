@@ -18,9 +18,9 @@ use super::system::harbor_status;
 use super::{Api, ApiCall, ApiResult};
 use crate::error::ApiError;
 use crate::response::{json as json_response, set, text};
-use crate::settings::SystemSettings;
-use crate::webhook::deliver::{DELIVERY_KIND, Delivery, send};
-use crate::webhook::policy::{EVENT_TYPES, FORMATS, KIND, PolicyInput, Webhook, apply, to_json};
+use registry_platform::settings::SystemSettings;
+use registry_platform::webhook::deliver::{DELIVERY_KIND, Delivery, send};
+use registry_platform::webhook::policy::{EVENT_TYPES, FORMATS, KIND, PolicyInput, Webhook, apply};
 
 const READERS: [Role; 2] = [Role::ProjectAdmin, Role::Maintainer];
 
@@ -275,14 +275,14 @@ pub(crate) async fn test(api: Arc<Api>, call: ApiCall) -> ApiResult {
     };
     let probe = Event::new(now, call.operator.clone(), EventAction::PushArtifact, resource);
     for target in &webhook.targets {
-        let ctx = crate::webhook::payload::Context {
+        let ctx = registry_platform::webhook::payload::Context {
             registry_host: &api.info.registry_url,
             public: project.public,
             project_id: project.id,
             policy_id: 0,
         };
         let (body, content_type) =
-            crate::webhook::payload::render(&probe, "PUSH_ARTIFACT", &target.payload_format, &ctx);
+            registry_platform::webhook::payload::render(&probe, "PUSH_ARTIFACT", &target.payload_format, &ctx);
         let sent = send(
             target,
             key,
@@ -300,4 +300,34 @@ pub(crate) async fn test(api: Arc<Api>, call: ApiCall) -> ApiResult {
         }
     }
     Ok(json_response(StatusCode::OK, &json!({})))
+}
+
+/// The policy in Harbor's shape (secrets never shown: `auth_header` is `"***"` when set).
+fn to_json(id: u64, project_id: u64, name: &str, webhook: &Webhook, created_ms: u64, updated_ms: u64) -> Value {
+    let targets: Vec<Value> = webhook
+        .targets
+        .iter()
+        .map(|t| {
+            json!({
+                "type": t.kind,
+                "address": t.address,
+                "auth_header": t.auth_header.as_ref().map(|_| "***"),
+                "skip_cert_verify": t.skip_cert_verify,
+                "payload_format": t.payload_format,
+            })
+        })
+        .collect();
+    json!({
+        "id": id,
+        "name": name,
+        "description": webhook.description,
+        "project_id": project_id,
+        "targets": targets,
+        "event_types": webhook.event_types,
+        "creator": webhook.creator,
+        "creation_time": registry_core::time::rfc3339(created_ms / 1000),
+        "update_time": registry_core::time::rfc3339(updated_ms / 1000),
+        "enabled": webhook.enabled,
+        "signed": webhook.secret.is_some(),
+    })
 }

@@ -1,25 +1,23 @@
 //! Turning the builder's choices into stores, accounts, tokens and the service stack.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use registry_auth::{
-    AccessPolicy, Accounts, AuthError, Authenticator, Identity, TokenIssuer, TokenKey, TokenService, TokenVerifier,
+    AccessPolicy, AccountStore, Accounts, AuthError, Authenticator, Identity, TokenIssuer, TokenKey, TokenService,
+    TokenVerifier,
 };
 use registry_core::{Action, Scope, SharedClock};
-use registry_storage::{JobRunner, Registry};
-use std::time::Duration;
+use registry_platform::{Platform, PlatformOptions};
+use registry_storage::Registry;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 use super::{Auth, BuildError, RegistryBuilder, Server, Storage};
 use crate::api::{Api, Callers};
 use crate::distribution::Settings;
-use crate::gc::{GC_KIND, GarbageCollector, GcHandler};
 use crate::server::ServerOptions;
 use crate::service::{Parts, RegistryService, assemble};
 use crate::token::{ISSUER, TOKEN_PATH, TokenAuth};
-use crate::webhook::deliver::{DELIVERY_KIND, Deliverer};
-use crate::webhook::dispatch::Dispatcher;
 use registry_auth::SecretKey;
 
 /// The default policy for an embedder's authenticator without a policy of its own: signed-in
@@ -83,14 +81,15 @@ impl RegistryBuilder {
         self.admin_socket = Some(PathBuf::new());
         let built = self.assemble("http://localhost", "localhost").await?;
         // Jobs (a collection asked for) run in this process while it lives.
-        std::mem::forget(built.jobs.clone().start());
+        std::mem::forget(built.platform.start_workers());
         built.admin.map(|(_, service)| service).ok_or_else(|| BuildError::Config("no management API to serve".into()))
     }
 
     async fn assemble(self, base: &str, host: &str) -> Result<Built, BuildError> {
         let service_name = self.service_name.clone().unwrap_or_else(|| "registry".into());
         let clock = self.clock.clone().unwrap_or_else(registry_core::time::system_clock);
-        let (registry, accounts_store, temp, storage_name) = self.open_storage(&clock)?;
+        let Opened { registry, accounts: accounts_store, data_dir, guard, name: storage_name } =
+            self.open_storage(&clock)?;
         let (accounts, authenticator, policy, external) = match self.auth {
             Auth::Off { .. } => (None, None, None, None),
             Auth::Harbor => {
@@ -135,17 +134,22 @@ impl RegistryBuilder {
                     Some(k) => k,
                     None => TokenKey::generate()?,
                 };
-                let der = match self.certificate_der {
-                    Some(der) => der,
-                    None => {
-                        let (pem, der) = key.certificate(ISSUER)?;
-                        certificate_pem = Some(pem);
-                        der
-                    }
+                let made = match self.certificate_der {
+                    Some(_) => None,
+                    None => own_certificate(&key)?,
                 };
+                let der = self.certificate_der.or_else(|| made.as_ref().map(|(_, der)| der.clone()));
+                certificate_pem = made.map(|(pem, _)| pem);
                 let mut issuer =
                     TokenIssuer::new(key.clone(), ISSUER, self.token_lifetime).with_kid_format(self.kid_format);
                 if self.x5c {
+                    let der = der.ok_or_else(|| {
+                        BuildError::Config(
+                            "tokens with x5c need a certificate: pass token_certificate, or build with the `x5c` \
+                             feature"
+                                .into(),
+                        )
+                    })?;
                     issuer = issuer.with_certificate_chain(&[der]);
                 }
                 let service = TokenService::new(issuer, service_name.clone(), authenticator.clone(), policy.clone())
@@ -164,49 +168,45 @@ impl RegistryBuilder {
             }
             _ => None,
         };
-        let secret_key = match (&self.secret_key, &self.storage, &temp) {
-            (Some(key), _, _) => key.clone(),
-            (None, _, Some(temp)) => SecretKey::load_or_create(&temp.path().join(SECRET_KEY_FILE)).map_err(seal_err)?,
-            (None, Storage::Embedded(dir), _) => {
-                SecretKey::load_or_create(&dir.join(SECRET_KEY_FILE)).map_err(seal_err)?
-            }
-            (None, _, _) => SecretKey::generate().map_err(seal_err)?,
+        let secret_key = match (&self.secret_key, &data_dir) {
+            (Some(key), _) => key.clone(),
+            (None, Some(dir)) => SecretKey::load_or_create(&dir.join(SECRET_KEY_FILE)).map_err(seal_err)?,
+            (None, None) => SecretKey::generate().map_err(seal_err)?,
         };
-        let metrics = (self.metrics || self.metrics_addr.is_some()).then(crate::metrics::Metrics::new);
-        let queue: Arc<dyn registry_storage::JobQueue> = registry.metadata_store().clone();
+        let metrics = match self.metrics || self.metrics_addr.is_some() {
+            true => Some(crate::metrics::fresh().ok_or_else(|| {
+                BuildError::Config("metrics were asked for, but this build lacks the `metrics` feature".into())
+            })?),
+            false => None,
+        };
+        #[cfg(feature = "webhooks")]
         let (attempts, backoff) = self.webhook_retry;
-        let deliverer = Arc::new(Deliverer { meta: registry.metadata_store().clone(), key: secret_key.clone() });
-        let jobs = Arc::new(
-            JobRunner::new(queue, clock.clone(), worker_name())
-                .with_lease(self.job_lease)
-                .with_poll(self.job_poll)
-                .handle(GC_KIND, 1, Duration::from_secs(60), GcHandler::new(registry.clone(), metrics.clone()))
-                .handle(DELIVERY_KIND, 8, backoff, deliverer)
-                .handle(
-                    crate::housekeeping::KIND,
-                    1,
-                    Duration::from_secs(60),
-                    Arc::new(crate::housekeeping::Housekeeper {
-                        meta: registry.metadata_store().clone(),
-                        retention: self.retention,
-                        clock: clock.clone(),
-                    }),
-                ),
+        let platform = Platform::new(
+            &registry,
+            PlatformOptions {
+                gc: self.gc.clone(),
+                gc_interval: self.gc_interval,
+                gc_observer: metrics.clone().map(|m| -> registry_platform::GcObserver {
+                    Arc::new(move |r: &registry_storage::GcReport| m.collected(r.bytes_freed + r.upload_bytes_freed))
+                }),
+                job_lease: self.job_lease,
+                job_poll: self.job_poll,
+                retention: self.retention,
+                worker: registry_platform::platform::default_worker(),
+                syslog: !self.token_only,
+                #[cfg(feature = "webhooks")]
+                webhooks: accounts.as_ref().filter(|_| !self.token_only).map(|accounts| {
+                    registry_platform::platform::Webhooks {
+                        accounts: accounts.clone(),
+                        key: secret_key.clone(),
+                        registry_host: host.to_owned(),
+                        attempts,
+                        backoff,
+                    }
+                }),
+            },
         );
-        let dispatcher = accounts.as_ref().filter(|_| !self.token_only).map(|accounts| {
-            Arc::new(Dispatcher {
-                meta: registry.metadata_store().clone(),
-                accounts: accounts.clone(),
-                jobs: jobs.clone(),
-                registry_host: host.to_owned(),
-                attempts,
-                poll: self.job_poll,
-            })
-        });
-        let gc = GarbageCollector::new(jobs.clone(), self.gc.clone(), self.gc_interval);
-        let forwarder = (!self.token_only).then(|| {
-            Arc::new(crate::syslog::Forwarder { meta: registry.metadata_store().clone(), poll: self.job_poll })
-        });
+        let gc = platform.gc().clone();
         let api = (!self.token_only).then(|| {
             Arc::new(Api {
                 registry: registry.clone(),
@@ -262,36 +262,26 @@ impl RegistryBuilder {
             token: token.clone(),
             token_key,
             certificate_pem,
-            gc: Some(gc),
-            jobs,
-            dispatcher,
-            forwarder,
+            platform,
             metrics: metrics.clone().zip(self.metrics_addr),
             admin,
             server: self.server,
-            data_dir: temp.as_ref().map(|t| t.path().to_owned()).or(match &self.storage {
-                Storage::Embedded(dir) => Some(dir.clone()),
-                _ => None,
-            }),
-            _temp: temp,
+            data_dir,
+            _guard: guard,
         })
     }
 
-    #[allow(clippy::type_complexity)]
-    fn open_storage(
-        &self,
-        clock: &SharedClock,
-    ) -> Result<
-        (Registry, Option<Arc<dyn registry_auth::AccountStore>>, Option<tempfile::TempDir>, &'static str),
-        BuildError,
-    > {
-        let embedded = |dir: &Path| -> Result<(Registry, Arc<dyn registry_auth::AccountStore>), BuildError> {
+    fn open_storage(&self, clock: &SharedClock) -> Result<Opened, BuildError> {
+        #[cfg(feature = "embedded")]
+        let embedded = |dir: &std::path::Path| -> Result<(Registry, Arc<dyn AccountStore>), BuildError> {
             let e = registry_redb::open_embedded(dir)?;
             let store = e.store.with_clock(clock.clone());
             let registry = Registry::new(Arc::new(e.blobs), Arc::new(store.clone()), self.limits.clone());
             Ok((registry.with_clock(clock.clone()), Arc::new(store)))
         };
+        let opened = |registry, accounts, data_dir, name| Opened { registry, accounts, data_dir, guard: None, name };
         Ok(match &self.storage {
+            #[cfg(feature = "embedded")]
             Storage::Memory => {
                 // redb's in-memory backend: the code the embedded default runs, metadata and
                 // accounts (and so every event) in one store.
@@ -302,20 +292,59 @@ impl RegistryBuilder {
                     self.limits.clone(),
                 )
                 .with_clock(clock.clone());
-                (registry, Some(Arc::new(store)), None, "memory")
+                opened(registry, Some(Arc::new(store) as Arc<dyn AccountStore>), None, "memory")
             }
-            Storage::Registry(registry) => (registry.clone(), None, None, "custom"),
+            #[cfg(not(feature = "embedded"))]
+            Storage::Memory => {
+                // Without redb, the memory stores; Harbor's accounts need a store of the caller's.
+                let meta = registry_storage::MemoryMetadataStore::with_clock(clock.clone());
+                let registry = Registry::new(
+                    Arc::new(registry_storage::MemoryBlobStore::new()),
+                    Arc::new(meta),
+                    self.limits.clone(),
+                )
+                .with_clock(clock.clone());
+                opened(registry, None, None, "memory")
+            }
+            Storage::Registry(registry) => opened(registry.clone(), None, None, "custom"),
+            #[cfg(feature = "embedded")]
             Storage::Embedded(dir) => {
                 let (registry, store) = embedded(dir)?;
-                (registry, Some(store), None, "filesystem")
+                opened(registry, Some(store), Some(dir.clone()), "filesystem")
             }
+            #[cfg(feature = "embedded")]
             Storage::TempDir => {
                 let temp =
                     tempfile::tempdir().map_err(|source| BuildError::Bind { addr: "temp dir".into(), source })?;
                 let (registry, store) = embedded(temp.path())?;
-                (registry, Some(store), Some(temp), "filesystem")
+                let dir = temp.path().to_owned();
+                Opened { guard: Some(Box::new(temp)), ..opened(registry, Some(store), Some(dir), "filesystem") }
             }
         })
+    }
+}
+
+/// The stores a builder's storage choice opened.
+struct Opened {
+    registry: Registry,
+    /// Harbor's accounts, when the stores keep them.
+    accounts: Option<Arc<dyn AccountStore>>,
+    /// The data directory, when there is one (the secret key is kept there).
+    data_dir: Option<PathBuf>,
+    /// Kept while the server lives (a temporary directory is removed when it is dropped).
+    guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// What the storage is called in `/systeminfo`.
+    name: &'static str,
+}
+
+/// A self-signed certificate of the token key (PEM, DER); none in a build without `x5c`.
+fn own_certificate(key: &TokenKey) -> Result<Option<(String, Vec<u8>)>, BuildError> {
+    #[cfg(feature = "x5c")]
+    return Ok(Some(key.certificate(ISSUER)?));
+    #[cfg(not(feature = "x5c"))]
+    {
+        let _ = key;
+        Ok(None)
     }
 }
 
@@ -326,12 +355,6 @@ fn seal_err(e: registry_auth::SealError) -> BuildError {
     BuildError::Config(e.to_string())
 }
 
-/// The name of this process's job worker: host and process id.
-fn worker_name() -> String {
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "registry".into());
-    format!("{host}:{}", std::process::id())
-}
-
 /// What assembly produced.
 pub(crate) struct Built {
     pub(crate) service: RegistryService,
@@ -340,14 +363,11 @@ pub(crate) struct Built {
     pub(crate) token: Option<Arc<TokenAuth>>,
     pub(crate) token_key: Option<TokenKey>,
     pub(crate) certificate_pem: Option<String>,
-    pub(crate) gc: Option<Arc<GarbageCollector>>,
-    pub(crate) jobs: Arc<JobRunner>,
-    pub(crate) dispatcher: Option<Arc<Dispatcher>>,
-    pub(crate) forwarder: Option<Arc<crate::syslog::Forwarder>>,
+    pub(crate) platform: Platform,
     /// The metrics and the address of their own listener, if they have one.
     pub(crate) metrics: Option<(Arc<crate::metrics::Metrics>, std::net::SocketAddr)>,
     pub(crate) admin: Option<(PathBuf, RegistryService)>,
     pub(crate) server: ServerOptions,
     pub(crate) data_dir: Option<PathBuf>,
-    pub(crate) _temp: Option<tempfile::TempDir>,
+    pub(crate) _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }

@@ -82,11 +82,7 @@ impl Server {
         let Server { listener, built, metrics, .. } = self;
         let metrics = metrics
             .map(|(metrics, listener)| tokio::spawn(crate::metrics::serve(listener, metrics, built.registry.clone())));
-        let schedule = built.gc.as_ref().and_then(|gc| gc.schedule());
-        let jobs = built.jobs.clone().start();
-        let housekeeping = crate::housekeeping::schedule(&built.jobs);
-        let dispatcher = built.dispatcher.clone().map(|d| d.start());
-        let forwarder = built.forwarder.clone().map(|f| f.start());
+        let platform = built.platform.start();
         let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
         let admin = match &built.admin {
             Some((path, service)) => Some(spawn_admin(path, service.clone(), built.server.clone(), admin_stopped)?),
@@ -102,13 +98,12 @@ impl Server {
         }
         // The periodic tasks hold the stores: each is aborted and awaited, so that it is gone
         // (and the stores with it) when this returns and the data can be opened again.
-        let periodic = [schedule, dispatcher, Some(housekeeping), metrics, forwarder];
-        for task in periodic.into_iter().flatten() {
+        if let Some(task) = metrics {
             task.abort();
             let _ = task.await;
         }
         // Running jobs go back to the queue for the next start (or another replica).
-        jobs.stop().await;
+        platform.stop().await;
         // The pull and login events of the last second.
         built.registry.flush_events().await;
         drop(built);

@@ -54,6 +54,7 @@ pub enum BuildError {
     #[error("{0}")]
     Config(String),
     /// The stores could not be opened.
+    #[cfg(feature = "embedded")]
     #[error(transparent)]
     Storage(#[from] registry_redb::OpenError),
     /// The engine could not be set up.
@@ -76,7 +77,9 @@ pub enum BuildError {
 enum Storage {
     Memory,
     Registry(Registry),
+    #[cfg(feature = "embedded")]
     Embedded(PathBuf),
+    #[cfg(feature = "embedded")]
     TempDir,
 }
 
@@ -114,7 +117,7 @@ pub struct RegistryBuilder {
     pub(crate) metrics: bool,
     pub(crate) portal: bool,
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
-    pub(crate) retention: crate::housekeeping::Retention,
+    pub(crate) retention: registry_platform::housekeeping::Retention,
     pub(crate) job_poll: Duration,
     admin_socket: Option<PathBuf>,
     token_only: bool,
@@ -142,7 +145,7 @@ impl RegistryBuilder {
             auth: Auth::Off { allowed: false },
             token_key: None,
             certificate_der: None,
-            x5c: true,
+            x5c: cfg!(feature = "x5c"),
             kid_format: KidFormat::Rfc7638,
             token_lifetime: Duration::from_secs(300),
             service_name: None,
@@ -160,7 +163,7 @@ impl RegistryBuilder {
             metrics: false,
             metrics_addr: None,
             portal: false,
-            retention: crate::housekeeping::Retention::default(),
+            retention: registry_platform::housekeeping::Retention::default(),
             job_poll: Duration::from_secs(1),
             admin_socket: None,
             token_only: false,
@@ -176,13 +179,16 @@ impl RegistryBuilder {
     }
 
     /// The embedded default in `dir`: filesystem blobs and one redb file for metadata and
-    /// accounts (`registry_redb::open_embedded`).
+    /// accounts (`registry_redb::open_embedded`). (Feature `embedded`.)
+    #[cfg(feature = "embedded")]
     pub fn embedded(mut self, dir: impl Into<PathBuf>) -> Self {
         self.storage = Storage::Embedded(dir.into());
         self
     }
 
-    /// The embedded default in a temporary directory removed when the server stops.
+    /// The embedded default in a temporary directory removed when the server stops. (Feature
+    /// `embedded`.)
+    #[cfg(feature = "embedded")]
     pub fn temp_dir(mut self) -> Self {
         self.storage = Storage::TempDir;
         self
@@ -277,7 +283,8 @@ impl RegistryBuilder {
         self
     }
 
-    /// Whether tokens carry the key's certificate as `x5c` (default yes: distribution verifies
+    /// Whether tokens carry the key's certificate as `x5c` (default yes with the `x5c` feature,
+    /// which makes the certificate from the key: distribution verifies
     /// tokens by it; without it, registries find the key by its `kid` in their root bundle).
     pub fn x5c(mut self, send: bool) -> Self {
         self.x5c = send;
@@ -402,7 +409,7 @@ impl RegistryBuilder {
 
     /// How long events (the audit log) and finished jobs are kept (default 90 and 30 days);
     /// an hourly housekeeping job trims what is older.
-    pub fn retention(mut self, retention: crate::housekeeping::Retention) -> Self {
+    pub fn retention(mut self, retention: registry_platform::housekeeping::Retention) -> Self {
         self.retention = retention;
         self
     }

@@ -26,6 +26,10 @@ use crate::service::RegistryService;
 
 mod head_errors;
 pub mod timeouts;
+#[cfg(feature = "tls")]
+pub mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "tls_disabled.rs"]
 pub mod tls;
 
 use head_errors::HeadErrors;
@@ -145,7 +149,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let builder = http1_builder(&options);
+    #[cfg(feature = "tls")]
     let tls = options.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.rustls()));
+    #[cfg(not(feature = "tls"))]
+    let tls = options.tls.as_ref();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -164,6 +171,9 @@ pub async fn serve(
                     None => {
                         tokio::spawn(connection(stream, Some(peer), &service, &options, &builder, graceful.watcher()));
                     }
+                    #[cfg(not(feature = "tls"))]
+                    Some(never) => match **never {},
+                    #[cfg(feature = "tls")]
                     Some(acceptor) => {
                         // The handshake runs in the connection's task, bounded like a request head.
                         let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());

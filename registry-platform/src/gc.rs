@@ -205,13 +205,16 @@ impl GarbageCollector {
 /// Runs garbage-collection jobs on an engine.
 pub struct GcHandler {
     registry: Registry,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    observer: Option<GcObserver>,
 }
 
+/// Told of every finished collection (the server's metrics count them).
+pub type GcObserver = Arc<dyn Fn(&GcReport) + Send + Sync>;
+
 impl GcHandler {
-    /// The handler of `registry`'s collections, counting them in `metrics`.
-    pub fn new(registry: Registry, metrics: Option<Arc<crate::metrics::Metrics>>) -> Arc<GcHandler> {
-        Arc::new(GcHandler { registry, metrics })
+    /// The handler of `registry`'s collections, telling `observer` of each one finished.
+    pub fn new(registry: Registry, observer: Option<GcObserver>) -> Arc<GcHandler> {
+        Arc::new(GcHandler { registry, observer })
     }
 }
 
@@ -224,8 +227,8 @@ impl JobHandler for GcHandler {
         let progress = |report: &GcReport| ctx.progress(serde_json::to_string(report).unwrap_or_default());
         match self.registry.collect_garbage_with_progress(&options, &progress).await {
             Ok(r) => {
-                if let Some(m) = &self.metrics {
-                    m.collected(r.bytes_freed + r.upload_bytes_freed);
+                if let Some(observe) = &self.observer {
+                    observe(&r);
                 }
                 ctx.log(format!(
                     "examined {} objects; {} blobs ({} bytes), {} links, {} manifests, {} uploads ({} bytes) {}; {} ms",

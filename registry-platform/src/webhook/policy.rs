@@ -1,12 +1,9 @@
 //! Webhook policies in Harbor's `WebhookPolicy` shape, stored as policy documents of kind
 //! [`KIND`] with their secrets sealed.
 
+use super::ssrf;
 use registry_auth::SecretKey;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-
-use super::ssrf;
-use crate::error::ApiError;
 
 /// The policy kind of webhook policies.
 pub const KIND: &str = "webhook";
@@ -76,35 +73,58 @@ pub struct Webhook {
     pub secret: Option<String>,
 }
 
-/// A policy as a client sends it (secrets in the clear).
-#[derive(Debug, Deserialize)]
-pub(crate) struct PolicyInput {
-    pub(crate) name: Option<String>,
+/// A policy as a client sends it (secrets in the clear; `Debug` shows none of them).
+#[derive(Deserialize)]
+pub struct PolicyInput {
+    /// Its name.
+    pub name: Option<String>,
+    /// Its description.
     #[serde(default)]
-    pub(crate) description: Option<String>,
+    pub description: Option<String>,
+    /// Where to deliver (auth headers in the clear).
     #[serde(default)]
-    pub(crate) targets: Option<Vec<Target>>,
+    pub targets: Option<Vec<Target>>,
+    /// The event types it is for.
     #[serde(default)]
-    pub(crate) event_types: Option<Vec<String>>,
+    pub event_types: Option<Vec<String>>,
+    /// Whether it delivers.
     #[serde(default)]
-    pub(crate) enabled: Option<bool>,
+    pub enabled: Option<bool>,
     /// Our addition: the signing secret (write-only; `""` removes it).
     #[serde(default)]
-    pub(crate) secret: Option<String>,
+    pub secret: Option<String>,
 }
 
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::harbor(http::StatusCode::BAD_REQUEST, message.into())
+impl std::fmt::Debug for PolicyInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyInput").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Why a policy was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The client's input is wrong (the message says how).
+    #[error("{0}")]
+    Invalid(String),
+    /// A secret could not be sealed.
+    #[error(transparent)]
+    Seal(#[from] registry_auth::SealError),
+}
+
+fn bad(message: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid(message.into())
 }
 
 /// Checks a policy's name, targets and event types, sealing the secrets of `input` into
 /// `webhook`. `allow_private` is the admin setting that lets targets be private addresses.
-pub(crate) fn apply(
+pub fn apply(
     webhook: &mut Webhook,
     input: PolicyInput,
     key: &SecretKey,
     allow_private: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), PolicyError> {
     if let Some(description) = input.description {
         webhook.description = description;
     }
@@ -139,10 +159,10 @@ pub(crate) fn apply(
             ssrf::check_address(&target.address, allow_private).map_err(|e| bad(format!("targets[{i}]: {e}")))?;
             target.auth_header = match target.auth_header.filter(|h| !h.is_empty()) {
                 Some(header) => {
-                    if http::HeaderValue::from_str(&header).is_err() {
+                    if !header.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
                         return Err(bad(format!("targets[{i}].auth_header is not a valid header value")));
                     }
-                    Some(key.seal(&header).map_err(seal_failed)?)
+                    Some(key.seal(&header)?)
                 }
                 None => None,
             };
@@ -152,7 +172,7 @@ pub(crate) fn apply(
     }
     match input.secret.as_deref() {
         Some("") => webhook.secret = None,
-        Some(secret) => webhook.secret = Some(key.seal(secret).map_err(seal_failed)?),
+        Some(secret) => webhook.secret = Some(key.seal(secret)?),
         None => {}
     }
     if webhook.targets.is_empty() {
@@ -162,45 +182,4 @@ pub(crate) fn apply(
         return Err(bad("a webhook policy needs event_types; choose among ".to_owned() + &EVENT_TYPES.join(", ")));
     }
     Ok(())
-}
-
-fn seal_failed(e: registry_auth::SealError) -> ApiError {
-    ApiError::harbor(http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
-/// The policy in Harbor's shape (secrets never shown: `auth_header` is `"***"` when set).
-pub(crate) fn to_json(
-    id: u64,
-    project_id: u64,
-    name: &str,
-    webhook: &Webhook,
-    created_ms: u64,
-    updated_ms: u64,
-) -> Value {
-    let targets: Vec<Value> = webhook
-        .targets
-        .iter()
-        .map(|t| {
-            json!({
-                "type": t.kind,
-                "address": t.address,
-                "auth_header": t.auth_header.as_ref().map(|_| "***"),
-                "skip_cert_verify": t.skip_cert_verify,
-                "payload_format": t.payload_format,
-            })
-        })
-        .collect();
-    json!({
-        "id": id,
-        "name": name,
-        "description": webhook.description,
-        "project_id": project_id,
-        "targets": targets,
-        "event_types": webhook.event_types,
-        "creator": webhook.creator,
-        "creation_time": registry_core::time::rfc3339(created_ms / 1000),
-        "update_time": registry_core::time::rfc3339(updated_ms / 1000),
-        "enabled": webhook.enabled,
-        "signed": webhook.secret.is_some(),
-    })
 }

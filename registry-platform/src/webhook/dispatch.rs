@@ -24,12 +24,18 @@ const BATCH: usize = 256;
 
 /// Turns events into delivery jobs.
 pub struct Dispatcher {
-    pub(crate) meta: Arc<dyn MetadataStore>,
-    pub(crate) accounts: Accounts,
-    pub(crate) jobs: Arc<JobRunner>,
-    pub(crate) registry_host: String,
-    pub(crate) attempts: u32,
-    pub(crate) poll: Duration,
+    /// The store whose stream and policies it reads.
+    pub meta: Arc<dyn MetadataStore>,
+    /// The accounts (projects' ids and publicity).
+    pub accounts: Accounts,
+    /// Where deliveries are enqueued.
+    pub jobs: Arc<JobRunner>,
+    /// The registry's host, as payloads name it.
+    pub registry_host: String,
+    /// Attempts per delivery.
+    pub attempts: u32,
+    /// How often the stream is read when nothing waits.
+    pub poll: Duration,
 }
 
 impl Dispatcher {

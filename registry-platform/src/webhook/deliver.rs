@@ -40,13 +40,20 @@ pub struct Delivery {
 
 /// Runs deliveries.
 pub struct Deliverer {
-    pub(crate) meta: Arc<dyn MetadataStore>,
-    pub(crate) key: SecretKey,
+    meta: Arc<dyn MetadataStore>,
+    key: SecretKey,
+}
+
+impl Deliverer {
+    /// Deliveries of the policies in `meta`, opening their secrets with `key`.
+    pub fn new(meta: Arc<dyn MetadataStore>, key: SecretKey) -> Arc<Deliverer> {
+        Arc::new(Deliverer { meta, key })
+    }
 }
 
 /// Sends one request to a target; the status, or why it could not be sent (and whether a retry
 /// may mend it).
-pub(crate) async fn send(
+pub async fn send(
     target: &super::policy::Target,
     key: &SecretKey,
     secret: Option<&str>,
@@ -70,12 +77,12 @@ pub(crate) async fn send(
         .map_err(|e| JobFailure::fatal(format!("an HTTP client for {host}: {e}")))?;
     let mut request = client
         .post(url)
-        .header(http::header::CONTENT_TYPE, content_type)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
         .header(EVENT_ID_HEADER, event_id.to_string())
         .body(body.to_owned());
     if let Some(sealed) = &target.auth_header {
         let header = key.open(sealed).map_err(|e| JobFailure::fatal(e.to_string()))?;
-        request = request.header(http::header::AUTHORIZATION, header);
+        request = request.header(reqwest::header::AUTHORIZATION, header);
     }
     if let Some(secret) = secret {
         request = request.header(SIGNATURE_HEADER, signature(secret, body.as_bytes()));

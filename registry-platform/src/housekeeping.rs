@@ -30,9 +30,12 @@ impl Default for Retention {
 
 /// Runs housekeeping jobs.
 pub struct Housekeeper {
-    pub(crate) meta: Arc<dyn MetadataStore>,
-    pub(crate) retention: Retention,
-    pub(crate) clock: registry_core::SharedClock,
+    /// The store it trims.
+    pub meta: Arc<dyn MetadataStore>,
+    /// How long records are kept.
+    pub retention: Retention,
+    /// Its clock.
+    pub clock: registry_core::SharedClock,
 }
 
 #[async_trait::async_trait]

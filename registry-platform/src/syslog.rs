@@ -71,8 +71,10 @@ pub fn format(event: &Event, hostname: &str) -> String {
 
 /// The forwarder.
 pub struct Forwarder {
-    pub(crate) meta: Arc<dyn MetadataStore>,
-    pub(crate) poll: Duration,
+    /// The store whose stream and settings it reads.
+    pub meta: Arc<dyn MetadataStore>,
+    /// How often the stream is read when nothing waits.
+    pub poll: Duration,
 }
 
 impl Forwarder {

@@ -1,0 +1,188 @@
+//! The metrics kept with prometheus-client (feature `metrics`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry as Exposition;
+use registry_storage::MetadataStore;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    status: &'static str,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    exposition: Exposition,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    in_flight: Family<RouteLabels, Gauge>,
+    faults: Family<RouteLabels, Counter>,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    gc_runs: Counter,
+    gc_bytes_freed: Counter,
+    jobs: Family<JobLabels, Gauge>,
+    cache_hits: Family<CacheLabels, Gauge>,
+    cache_misses: Family<CacheLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to ~16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Metrics {
+    /// Fresh metrics.
+    pub fn new() -> Arc<Metrics> {
+        let mut exposition = Exposition::with_prefix("registry");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let in_flight = Family::<RouteLabels, Gauge>::default();
+        let faults = Family::<RouteLabels, Counter>::default();
+        let (bytes_in, bytes_out, gc_runs, gc_bytes_freed) =
+            (Counter::default(), Counter::default(), Counter::default(), Counter::default());
+        let jobs = Family::<JobLabels, Gauge>::default();
+        let (cache_hits, cache_misses) =
+            (Family::<CacheLabels, Gauge>::default(), Family::<CacheLabels, Gauge>::default());
+        exposition.register("http_requests", "Requests answered, by route class, method and status", requests.clone());
+        exposition.register(
+            "http_request_duration_seconds",
+            "Time to the response head, by route class",
+            latency.clone(),
+        );
+        exposition.register("http_requests_in_flight", "Requests being answered, by route class", in_flight.clone());
+        exposition.register(
+            "backend_faults",
+            "Answers of 500 or 503 (storage or database faults), by route class",
+            faults.clone(),
+        );
+        exposition.register("http_request_bytes", "Request body bytes announced by Content-Length", bytes_in.clone());
+        exposition.register(
+            "http_response_bytes",
+            "Response body bytes announced by Content-Length",
+            bytes_out.clone(),
+        );
+        exposition.register("gc_runs", "Garbage collections finished by this process", gc_runs.clone());
+        exposition.register(
+            "gc_freed_bytes",
+            "Bytes freed by garbage collections of this process",
+            gc_bytes_freed.clone(),
+        );
+        exposition.register(
+            "jobs",
+            "Jobs of the shared queue, by kind and status (webhook deliveries are kind webhook)",
+            jobs.clone(),
+        );
+        exposition.register(
+            "cache_hits",
+            "Look-ups answered from a read cache since start (hit ratio: hits / (hits + misses))",
+            cache_hits.clone(),
+        );
+        exposition.register("cache_misses", "Look-ups a read cache could not answer since start", cache_misses.clone());
+        Arc::new(Metrics {
+            exposition,
+            requests,
+            latency,
+            in_flight,
+            faults,
+            bytes_in,
+            bytes_out,
+            gc_runs,
+            gc_bytes_freed,
+            jobs,
+            cache_hits,
+            cache_misses,
+        })
+    }
+
+    /// A request begins: counts it in flight until the guard is dropped.
+    pub fn begin(&self, route: &'static str, request_bytes: u64) -> InFlight {
+        self.bytes_in.inc_by(request_bytes);
+        let gauge = self.in_flight.get_or_create(&RouteLabels { route }).clone();
+        gauge.inc();
+        InFlight { gauge }
+    }
+
+    /// A request was answered.
+    pub fn answered(&self, route: &'static str, method: &Method, status: StatusCode, took: Duration, bytes: u64) {
+        let method = method.as_str().to_owned();
+        self.requests.get_or_create(&RequestLabels { route, method, status: status.as_u16() }).inc();
+        self.latency.get_or_create(&RouteLabels { route }).observe(took.as_secs_f64());
+        self.bytes_out.inc_by(bytes);
+        if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE {
+            self.faults.get_or_create(&RouteLabels { route }).inc();
+        }
+    }
+
+    /// A garbage collection finished, freeing `bytes`.
+    pub fn collected(&self, bytes: u64) {
+        self.gc_runs.inc();
+        self.gc_bytes_freed.inc_by(bytes);
+    }
+
+    /// The exposition text, the queue's figures read from the store and the caches' from the
+    /// engine now.
+    pub async fn render(&self, registry: &registry_storage::Registry) -> String {
+        for stat in registry.cache_stats() {
+            let labels = CacheLabels { cache: stat.cache };
+            self.cache_hits.get_or_create(&labels).set(i64::try_from(stat.hits).unwrap_or(i64::MAX));
+            self.cache_misses.get_or_create(&labels).set(i64::try_from(stat.misses).unwrap_or(i64::MAX));
+        }
+        let store: &dyn MetadataStore = &**registry.metadata_store();
+        match store.job_counts().await {
+            Ok(counts) => {
+                self.jobs.clear();
+                for c in counts {
+                    let labels = JobLabels { kind: c.kind, status: c.status.as_str() };
+                    self.jobs.get_or_create(&labels).set(i64::try_from(c.count).unwrap_or(i64::MAX));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the job queue for /metrics failed"),
+        }
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.exposition);
+        text
+    }
+}
+
+/// A request counted in flight.
+pub struct InFlight {
+    gauge: Gauge,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}

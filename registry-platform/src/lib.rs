@@ -1,0 +1,39 @@
+//! # registry-platform
+//!
+//! What the registry does on its own schedule rather than in answer to a request: job kinds of
+//! the shared queue in the metadata store ([`registry_storage::JobRunner`]) and consumers of the
+//! event stream (by cursor), all over the engine's public API. No HTTP server types live here:
+//! `registry-http` translates requests into calls on these pieces, and the binary, embedders and
+//! the in-process test registry assemble them through [`Platform`].
+//!
+//! | piece | what it is | kind |
+//! |---|---|---|
+//! | [`gc`] | garbage collection runs: started on request or by a schedule, one at a time across replicas | job `gc` |
+//! | [`housekeeping`] | trims the event stream and finished jobs to their retention, hourly | job `housekeeping` |
+//! | [`webhook`] (feature `webhooks`) | per-project policies, the dispatcher turning events into deliveries, the deliveries with the SSRF guard | consumer `webhooks`, job `webhook` |
+//! | [`syslog`] | audit records forwarded to a syslog endpoint | consumer `syslog` |
+//! | [`settings`] | the run-time settings of `/configurations`, shared by replicas | document |
+//! | [`consumer`] | the loop every stream consumer runs in | |
+//! | [`platform`] | [`Platform`]: all of the above assembled for one process, and its [`Running`] handle | |
+//! | [`audit_record`] | an event as the audit log shows it | |
+//!
+//! Every piece works the same on one process with the embedded store and on replicas sharing
+//! PostgreSQL: work is claimed from the queue with leases, periodic work is enqueued once per
+//! period by key, and consumers move their cursors only after their work is safely enqueued.
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `webhooks` | on | webhook policies and delivery (an HTTP client on rustls) |
+
+pub mod audit_record;
+pub mod consumer;
+pub mod gc;
+pub mod housekeeping;
+pub mod platform;
+pub mod settings;
+pub mod syslog;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
+
+pub use gc::{GarbageCollector, GcObserver};
+pub use platform::{Platform, PlatformOptions, Running};
