@@ -34,7 +34,9 @@ fn populated(rt: &tokio::runtime::Runtime, tags: usize, repos: usize) -> Registr
         };
         for i in 0..tags {
             let tag = Tag::parse(&format!("v{i:06}")).expect("tag");
-            meta.put_manifest(&repo, &record, Some(&tag), &[]).await.expect("put");
+            meta.put_manifest(&repo, &record, Some(&tag), &registry_storage::Protection::none(), &[])
+                .await
+                .expect("put");
         }
         for i in 0..repos {
             let name = RepositoryName::parse(&format!("r/{i:05}")).expect("name");

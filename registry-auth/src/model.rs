@@ -101,6 +101,25 @@ impl Role {
         }
     }
 
+    /// Whether the role may do `action` (`create`, `read`, `update`, `delete`, `list`,
+    /// `operate`) on a project's `resource` beyond its repositories, as Harbor's role table
+    /// says: `immutable-tag`, `tag-retention`, `label`, `artifact-label`, `quota`. Anything
+    /// else: no.
+    pub fn allows(self, resource: &str, action: &str) -> bool {
+        use Role::*;
+        match resource {
+            "quota" => action == "read",
+            "immutable-tag" => matches!(self, ProjectAdmin | Maintainer),
+            "tag-retention" => matches!(self, ProjectAdmin | Maintainer | Developer),
+            "label" => match action {
+                "read" | "list" => matches!(self, ProjectAdmin | Maintainer | Developer | Guest),
+                _ => matches!(self, ProjectAdmin | Maintainer),
+            },
+            "artifact-label" => matches!(self, ProjectAdmin | Maintainer | Developer) && action != "list",
+            _ => false,
+        }
+    }
+
     /// The repository actions the role grants.
     pub fn actions(self) -> &'static [Action] {
         match self {
@@ -277,6 +296,14 @@ impl RobotPermission {
         out
     }
 
+    /// Whether it grants `action` on `resource` (Harbor's names: `immutable-tag`, `label`, …) in
+    /// `project`.
+    pub fn allows(&self, project: &str, resource: &str, action: &str) -> bool {
+        self.kind == "project"
+            && (self.namespace == project || self.namespace == "*")
+            && self.access.iter().any(|a| a.resource == resource && (a.action == action || a.action == "*"))
+    }
+
     /// Whether it covers `repository` (the path inside the project) of `project`.
     pub fn covers(&self, project: &str, repository: &str) -> bool {
         self.kind == "project"
@@ -360,6 +387,27 @@ mod tests {
         assert!(pattern_matches("exact", "exact"));
         assert!(!pattern_matches("exact", "exactly"));
         assert!(!pattern_matches("a*a", "a"));
+    }
+
+    #[test]
+    fn roles_allow_what_harbors_table_says() {
+        assert!(Role::Maintainer.allows("immutable-tag", "create"));
+        assert!(!Role::Developer.allows("immutable-tag", "list"));
+        assert!(Role::Developer.allows("tag-retention", "operate"));
+        assert!(!Role::Guest.allows("tag-retention", "read"));
+        assert!(Role::Guest.allows("label", "list") && !Role::Guest.allows("label", "create"));
+        assert!(!Role::LimitedGuest.allows("label", "list"));
+        assert!(Role::Developer.allows("artifact-label", "create") && !Role::Guest.allows("artifact-label", "create"));
+        assert!(Role::LimitedGuest.allows("quota", "read") && !Role::ProjectAdmin.allows("quota", "update"));
+        assert!(!Role::ProjectAdmin.allows("anything-else", "read"));
+        let robot = RobotPermission {
+            kind: "project".into(),
+            namespace: "team".into(),
+            access: vec![RobotAccess { resource: "label".into(), action: "*".into() }],
+            repositories: None,
+        };
+        assert!(robot.allows("team", "label", "create") && !robot.allows("other", "label", "create"));
+        assert!(!robot.allows("team", "immutable-tag", "create"));
     }
 
     #[test]

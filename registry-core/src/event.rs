@@ -108,11 +108,33 @@ pub enum EventAction {
     LoginSuccess,
     /// A login failed (the password is never recorded).
     LoginFailure,
+    /// A project's usage reached the warning threshold of its quota.
+    QuotaWarning,
+    /// A push was refused: it would have taken a project past its quota.
+    QuotaExceed,
+    /// A project's quota (limit) was set or changed.
+    UpdateQuota,
+    /// A policy (an immutability rule, a retention policy) was created.
+    CreatePolicy,
+    /// A policy was changed (or enabled, disabled).
+    UpdatePolicy,
+    /// A policy was deleted.
+    DeletePolicy,
+    /// A label was created.
+    CreateLabel,
+    /// A label was changed.
+    UpdateLabel,
+    /// A label was deleted (and taken off every artifact).
+    DeleteLabel,
+    /// A label was put on an artifact.
+    AddLabel,
+    /// A label was taken off an artifact.
+    RemoveLabel,
 }
 
 impl EventAction {
     /// Every action, for listings.
-    pub const ALL: [EventAction; 23] = [
+    pub const ALL: [EventAction; 34] = [
         EventAction::PushArtifact,
         EventAction::PullArtifact,
         EventAction::DeleteArtifact,
@@ -136,6 +158,17 @@ impl EventAction {
         EventAction::UpdateSettings,
         EventAction::LoginSuccess,
         EventAction::LoginFailure,
+        EventAction::QuotaWarning,
+        EventAction::QuotaExceed,
+        EventAction::UpdateQuota,
+        EventAction::CreatePolicy,
+        EventAction::UpdatePolicy,
+        EventAction::DeletePolicy,
+        EventAction::CreateLabel,
+        EventAction::UpdateLabel,
+        EventAction::DeleteLabel,
+        EventAction::AddLabel,
+        EventAction::RemoveLabel,
     ];
 
     /// Harbor's audit-log `resource_type` and `operation` for the action.
@@ -165,6 +198,17 @@ impl EventAction {
             A::UpdateSettings => ("configuration", "update"),
             A::LoginSuccess => ("user", "login"),
             A::LoginFailure => ("user", "login_failure"),
+            A::QuotaWarning => ("quota", "warning"),
+            A::QuotaExceed => ("quota", "exceed"),
+            A::UpdateQuota => ("quota", "update"),
+            A::CreatePolicy => ("policy", "create"),
+            A::UpdatePolicy => ("policy", "update"),
+            A::DeletePolicy => ("policy", "delete"),
+            A::CreateLabel => ("label", "create"),
+            A::UpdateLabel => ("label", "update"),
+            A::DeleteLabel => ("label", "delete"),
+            A::AddLabel => ("artifact_label", "create"),
+            A::RemoveLabel => ("artifact_label", "delete"),
         }
     }
 
@@ -195,6 +239,17 @@ impl EventAction {
             A::UpdateSettings => "UPDATE_SETTINGS",
             A::LoginSuccess => "LOGIN_SUCCESS",
             A::LoginFailure => "LOGIN_FAILURE",
+            A::QuotaWarning => "QUOTA_WARNING",
+            A::QuotaExceed => "QUOTA_EXCEED",
+            A::UpdateQuota => "UPDATE_QUOTA",
+            A::CreatePolicy => "CREATE_POLICY",
+            A::UpdatePolicy => "UPDATE_POLICY",
+            A::DeletePolicy => "DELETE_POLICY",
+            A::CreateLabel => "CREATE_LABEL",
+            A::UpdateLabel => "UPDATE_LABEL",
+            A::DeleteLabel => "DELETE_LABEL",
+            A::AddLabel => "ADD_LABEL",
+            A::RemoveLabel => "REMOVE_LABEL",
         }
     }
 }
@@ -226,6 +281,9 @@ pub struct Resource {
     /// The account changed (user, robot, member), or the setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What a person reads about it (a quota warning's figures, a refusal's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// One event.

@@ -14,6 +14,7 @@
 //! | [`error`] | the crate's [`Error`], the spec's [`ErrorCode`]s and JSON [`ErrorBody`] |
 //! | [`fault`] | [`BackendError`]: a store's failure with its cause and whether a retry can succeed |
 //! | [`time`] | the injectable [`Clock`] and RFC 3339 timestamps |
+//! | [`glob`] | doublestar [`glob::Pattern`]s (`*`, `**`, `?`, classes, braces) for selectors |
 //!
 //! Every parser returns a typed [`Error`] on bad input and never panics; [`Error::code`] maps each
 //! error to the distribution spec's code, and [`ErrorCode::status`] to its HTTP status.
@@ -39,6 +40,7 @@ pub mod event;
 pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod glob;
 pub mod manifest;
 pub mod media_type;
 pub mod name;

@@ -13,6 +13,10 @@
 //! | [`webhook`] (feature `webhooks`) | per-project policies, the dispatcher turning events into deliveries, the deliveries with the SSRF guard | consumer `webhooks`, job `webhook` |
 //! | [`syslog`] | audit records forwarded to a syslog endpoint | consumer `syslog` |
 //! | [`settings`] | the run-time settings of `/configurations`, shared by replicas | document |
+//! | [`quotas`] | limits in Harbor's terms, the default for new projects, the warning threshold | settings |
+//! | [`immutability`] | tag immutability rules, and the engine's source of protections | documents |
+//! | [`labels`] | global and project labels | documents |
+//! | [`selectors`] | Harbor's doublestar selectors, checked | |
 //! | [`consumer`] | the loop every stream consumer runs in | |
 //! | [`platform`] | [`Platform`]: all of the above assembled for one process, and its [`Running`] handle | |
 //! | [`audit_record`] | an event as the audit log shows it | |
@@ -29,7 +33,11 @@ pub mod audit_record;
 pub mod consumer;
 pub mod gc;
 pub mod housekeeping;
+pub mod immutability;
+pub mod labels;
 pub mod platform;
+pub mod quotas;
+pub mod selectors;
 pub mod settings;
 pub mod syslog;
 #[cfg(feature = "webhooks")]

@@ -11,7 +11,7 @@ const KIND: &str = "settings";
 const NAME: &str = "system";
 
 /// The settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SystemSettings {
     /// Webhook targets may be private or loopback addresses (off: the SSRF guard refuses them).
@@ -19,6 +19,21 @@ pub struct SystemSettings {
     /// Where audit records are forwarded as syslog (`tcp://host:port`, `udp://host:port`);
     /// empty for nowhere.
     pub audit_log_forward_endpoint: String,
+    /// The storage limit of new projects in bytes (Harbor's `storage_per_project`; -1: none).
+    pub storage_per_project: i64,
+    /// The percentage of a quota at which `QUOTA_WARNING` is raised, for quotas set from now on.
+    pub quota_warning_percent: u8,
+}
+
+impl Default for SystemSettings {
+    fn default() -> Self {
+        SystemSettings {
+            webhook_allow_private_targets: false,
+            audit_log_forward_endpoint: String::new(),
+            storage_per_project: -1,
+            quota_warning_percent: registry_storage::quota::DEFAULT_WARN_PERCENT,
+        }
+    }
 }
 
 impl SystemSettings {

@@ -40,6 +40,7 @@ pub use accounts::AccountsImport;
 mod meta;
 mod migrations;
 mod queue;
+mod quota;
 mod secrets;
 #[cfg(feature = "testing")]
 pub mod testing;

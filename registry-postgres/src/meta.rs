@@ -8,8 +8,10 @@ use deadpool_postgres::Transaction;
 use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, Tag};
 use registry_storage::meta::{GcLink, Holder, ManifestEntry, Pulls};
-use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Result, UploadId, UploadRecord};
+use registry_storage::quota::Changes;
+use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Protection, Result, UploadId, UploadRecord};
 
+use crate::quota::{hold, release, settle};
 use crate::{Cached, PgStore, pg_err};
 
 fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
@@ -51,36 +53,72 @@ async fn not_collecting(txn: &Transaction<'_>, digest: &str) -> Result<()> {
     Ok(())
 }
 
-/// Links `digest` into `repo` (the caller holds the digest's lock).
-async fn link(txn: &Transaction<'_>, repo: &str, digest: &str, size: u64, now: u64) -> Result<()> {
+/// Links `digest` into `repo` (the caller holds the digest's lock), its project's usage checked
+/// and kept.
+async fn link(txn: &Transaction<'_>, repo: &str, digest: &str, size: u64, now: u64, now_ms: u64) -> Result<()> {
     not_collecting(txn, digest).await?;
     txn.cached_execute("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&repo])
         .await
         .map_err(db("adding a repository"))?;
-    txn.cached_execute(
-        "INSERT INTO blob_links (repository, digest, size, linked_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (repository, digest) DO UPDATE SET size = EXCLUDED.size, linked_at = EXCLUDED.linked_at",
-        &[&repo, &digest, &i64_of(size), &i64_of(now)],
-    )
-    .await
-    .map_err(db("linking a blob"))?;
-    Ok(())
+    let new: bool = txn
+        .cached_one(
+            "INSERT INTO blob_links (repository, digest, size, linked_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (repository, digest) DO UPDATE SET size = EXCLUDED.size, linked_at = EXCLUDED.linked_at
+             RETURNING (xmax = 0)",
+            &[&repo, &digest, &i64_of(size), &i64_of(now)],
+        )
+        .await
+        .map_err(db("linking a blob"))?
+        .get(0);
+    let mut changes = Changes::default();
+    if new {
+        hold(txn, repo, digest, size, &mut changes).await?;
+    }
+    settle(txn, &changes, now_ms).await
 }
 
-/// Removes a manifest with its tags and references; its record if it existed.
-async fn remove_manifest(txn: &Transaction<'_>, repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
+/// Removes a manifest with its tags, labels and references; its record if it existed.
+async fn remove_manifest(
+    txn: &Transaction<'_>,
+    repo: &str,
+    digest: &str,
+    changes: &mut Changes,
+) -> Result<Option<ManifestRecord>> {
     let row = txn
         .cached_opt("DELETE FROM manifests WHERE repository = $1 AND digest = $2 RETURNING record", &[&repo, &digest])
         .await
         .map_err(db("deleting a manifest"))?;
     let Some(row) = row else { return Ok(None) };
+    let record = decode_record(row.get(0))?;
+    release(txn, repo, digest, changes).await?;
     txn.cached_execute("DELETE FROM tags WHERE repository = $1 AND digest = $2", &[&repo, &digest])
         .await
         .map_err(db("deleting tags"))?;
     txn.cached_execute("DELETE FROM manifest_refs WHERE repository = $1 AND manifest = $2", &[&repo, &digest])
         .await
         .map_err(db("deleting references"))?;
-    Ok(Some(decode_record(row.get(0))?))
+    Ok(Some(record))
+}
+
+/// Refuses, by `protection`, a change to `digest`'s tags (`what` names it).
+async fn check_tags(
+    txn: &Transaction<'_>,
+    repo: &str,
+    digest: &str,
+    protection: &Protection,
+    what: &str,
+) -> Result<()> {
+    if protection.is_empty() {
+        return Ok(());
+    }
+    let rows = txn
+        .cached_query("SELECT tag FROM tags WHERE repository = $1 AND digest = $2 FOR UPDATE", &[&repo, &digest])
+        .await
+        .map_err(db("reading tags"))?;
+    for row in rows {
+        protection.check(repo, row.get(0), what)?;
+    }
+    Ok(())
 }
 
 fn page(mut entries: Vec<String>, limit: usize) -> Page {
@@ -263,7 +301,7 @@ impl MetadataStore for PgStore {
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
         lock_digest(&txn, &d).await?;
-        link(&txn, repo, &d, size, self.now()).await?;
+        link(&txn, repo, &d, size, self.now(), self.clock.now_millis()).await?;
         commit(txn).await
     }
 
@@ -278,7 +316,7 @@ impl MetadataStore for PgStore {
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
         lock_digest(&txn, &d).await?;
-        link(&txn, repo, &d, size, self.now()).await?;
+        link(&txn, repo, &d, size, self.now(), self.clock.now_millis()).await?;
         txn.cached_execute("DELETE FROM uploads WHERE id = $1", &[&id.as_str()])
             .await
             .map_err(db("ending an upload"))?;
@@ -304,7 +342,7 @@ impl MetadataStore for PgStore {
             .map_err(db("reading a link"))?;
         let Some(row) = row else { return Ok(None) };
         let size = u64_of(row.get(0));
-        link(&txn, repository.as_str(), &d, size, self.now()).await?;
+        link(&txn, repository.as_str(), &d, size, self.now(), self.clock.now_millis()).await?;
         commit(txn).await?;
         Ok(Some(size))
     }
@@ -322,14 +360,19 @@ impl MetadataStore for PgStore {
     }
 
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let client = self.client().await?;
-        let n = client
-            .cached_execute(
-                "DELETE FROM blob_links WHERE repository = $1 AND digest = $2",
-                &[&repository.as_str(), &digest.to_string()],
-            )
+        let (repo, d) = (repository.as_str(), digest.to_string());
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        let n = txn
+            .cached_execute("DELETE FROM blob_links WHERE repository = $1 AND digest = $2", &[&repo, &d])
             .await
             .map_err(db("unlinking a blob"))?;
+        let mut changes = Changes::default();
+        if n == 1 {
+            release(&txn, repo, &d, &mut changes).await?;
+        }
+        settle(&txn, &changes, self.clock.now_millis()).await?;
+        commit(txn).await?;
         Ok(n == 1)
     }
 
@@ -338,6 +381,7 @@ impl MetadataStore for PgStore {
         repository: &RepositoryName,
         record: &ManifestRecord,
         tag: Option<&Tag>,
+        protection: &Protection,
         events: &[Event],
     ) -> Result<()> {
         let repo = repository.as_str();
@@ -375,14 +419,21 @@ impl MetadataStore for PgStore {
         txn.cached_execute("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&repo])
             .await
             .map_err(db("adding a repository"))?;
-        txn.cached_execute(
-            "INSERT INTO manifests (repository, digest, record, subject, pushed_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (repository, digest) DO UPDATE
-             SET record = EXCLUDED.record, subject = EXCLUDED.subject, pushed_at = EXCLUDED.pushed_at",
-            &[&repo, &digest, &text, &subject, &i64_of(record.pushed_at)],
-        )
-        .await
-        .map_err(db("storing a manifest"))?;
+        let new: bool = txn
+            .cached_one(
+                "INSERT INTO manifests (repository, digest, record, subject, pushed_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (repository, digest) DO UPDATE
+                 SET record = EXCLUDED.record, subject = EXCLUDED.subject, pushed_at = EXCLUDED.pushed_at
+                 RETURNING (xmax = 0)",
+                &[&repo, &digest, &text, &subject, &i64_of(record.pushed_at)],
+            )
+            .await
+            .map_err(db("storing a manifest"))?
+            .get(0);
+        let mut changes = Changes::default();
+        if new {
+            hold(&txn, repo, &digest, record.size, &mut changes).await?;
+        }
         if !references.is_empty() {
             txn.cached_execute(
                 "INSERT INTO manifest_refs (reference, repository, manifest)
@@ -393,6 +444,18 @@ impl MetadataStore for PgStore {
             .map_err(db("storing references"))?;
         }
         if let Some(tag) = tag {
+            if !protection.is_empty() {
+                let current = txn
+                    .cached_opt(
+                        "SELECT digest FROM tags WHERE repository = $1 AND tag = $2 FOR UPDATE",
+                        &[&repo, &tag.as_str()],
+                    )
+                    .await
+                    .map_err(db("reading a tag"))?;
+                if current.is_some_and(|row| row.get::<_, &str>(0) != digest) {
+                    protection.check(repo, tag.as_str(), "pushing another manifest as")?;
+                }
+            }
             txn.cached_execute(
                 "INSERT INTO tags (repository, tag, digest) VALUES ($1, $2, $3)
                  ON CONFLICT (repository, tag) DO UPDATE SET digest = EXCLUDED.digest",
@@ -401,6 +464,7 @@ impl MetadataStore for PgStore {
             .await
             .map_err(db("moving a tag"))?;
         }
+        settle(&txn, &changes, self.clock.now_millis()).await?;
         crate::events::record(&txn, events).await.map_err(db("recording events"))?;
         commit(txn).await
     }
@@ -417,10 +481,20 @@ impl MetadataStore for PgStore {
         row.map(|r| decode_record(r.get(0))).transpose()
     }
 
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest, events: &[Event]) -> Result<bool> {
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        protection: &Protection,
+        events: &[Event],
+    ) -> Result<bool> {
+        let (repo, d) = (repository.as_str(), digest.to_string());
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
-        let removed = remove_manifest(&txn, repository.as_str(), &digest.to_string()).await?;
+        check_tags(&txn, repo, &d, protection, &format!("deleting {digest}, which carries it")).await?;
+        let mut changes = Changes::default();
+        let removed = remove_manifest(&txn, repo, &d, &mut changes).await?;
+        settle(&txn, &changes, self.clock.now_millis()).await?;
         if removed.is_some() {
             crate::events::record(&txn, events).await.map_err(db("recording events"))?;
         }
@@ -453,7 +527,13 @@ impl MetadataStore for PgStore {
         row.map(|r| decode_record(r.get(0))).transpose()
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag, events: &[Event]) -> Result<bool> {
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        protection: &Protection,
+        events: &[Event],
+    ) -> Result<bool> {
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
         let n = txn
@@ -464,10 +544,53 @@ impl MetadataStore for PgStore {
             .await
             .map_err(db("deleting a tag"))?;
         if n == 1 {
+            protection.check(repository.as_str(), tag.as_str(), "deleting")?;
+        }
+        if n == 1 {
             crate::events::record(&txn, events).await.map_err(db("recording events"))?;
         }
         commit(txn).await?;
         Ok(n == 1)
+    }
+
+    async fn set_label(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        label: u64,
+        on: bool,
+        events: &[Event],
+    ) -> Result<bool> {
+        let (repo, d) = (repository.as_str(), digest.to_string());
+        let mut client = self.client().await?;
+        let txn = PgStore::write_txn(&mut client).await?;
+        let present = txn
+            .cached_opt("SELECT 1 FROM manifests WHERE repository = $1 AND digest = $2 FOR SHARE", &[&repo, &d])
+            .await
+            .map_err(db("reading a manifest"))?;
+        if present.is_none() {
+            return Err(Error::ManifestUnknown { reference: d });
+        }
+        let statement = if on {
+            "INSERT INTO labels (repository, digest, label) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM labels WHERE repository = $1 AND digest = $2 AND label = $3"
+        };
+        let n = txn.cached_execute(statement, &[&repo, &d, &i64_of(label)]).await.map_err(db("labelling"))?;
+        if n == 1 {
+            crate::events::record(&txn, events).await.map_err(db("recording events"))?;
+        }
+        commit(txn).await?;
+        Ok(n == 1)
+    }
+
+    async fn drop_label(&self, label: u64) -> Result<u64> {
+        let client = self.client().await?;
+        let n = client
+            .cached_execute("DELETE FROM labels WHERE label = $1", &[&i64_of(label)])
+            .await
+            .map_err(db("dropping a label"))?;
+        Ok(n)
     }
 
     async fn append_events(&self, events: &[Event]) -> Result<()> {
@@ -551,7 +674,9 @@ impl MetadataStore for PgStore {
                               WHERE t.repository = m.repository AND t.digest = m.digest ORDER BY t.tag),
                         ARRAY(SELECT r.manifest FROM manifest_refs r
                               WHERE r.reference = m.digest AND r.repository = m.repository ORDER BY r.manifest),
-                        coalesce(p.count, 0), coalesce(p.last_ms, 0)
+                        coalesce(p.count, 0), coalesce(p.last_ms, 0),
+                        ARRAY(SELECT l.label FROM labels l
+                              WHERE l.repository = m.repository AND l.digest = m.digest ORDER BY l.label)
                  FROM manifests m
                  LEFT JOIN pulls p ON p.repository = m.repository AND p.digest = m.digest
                  WHERE m.repository = $1 AND m.digest > $2 ORDER BY m.digest LIMIT $3",
@@ -563,11 +688,13 @@ impl MetadataStore for PgStore {
             .map(|r| {
                 let referenced_by: Vec<String> = r.get(2);
                 let (count, last_ms): (i64, i64) = (r.get(3), r.get(4));
+                let labels: Vec<i64> = r.get(5);
                 Ok(ManifestEntry {
                     record: decode_record(r.get(0))?,
                     tags: r.get(1),
                     referenced_by: referenced_by.iter().map(|d| parse_digest(d)).collect::<Result<_>>()?,
                     pulls: Pulls { count: count.max(0) as u64, last_ms: last_ms.max(0) as u64 },
+                    labels: labels.into_iter().map(u64_of).collect(),
                 })
             })
             .collect()
@@ -634,6 +761,7 @@ impl MetadataStore for PgStore {
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
         let mut deleted = Vec::new();
+        let mut changes = Changes::default();
         for digest in sorted {
             let d = digest.to_string();
             // The row lock first; the conditions then in new statements, which see what
@@ -662,9 +790,10 @@ impl MetadataStore for PgStore {
             if kept.get::<_, bool>(0) {
                 continue;
             }
-            remove_manifest(&txn, repo, &d).await?;
+            remove_manifest(&txn, repo, &d, &mut changes).await?;
             deleted.push(digest);
         }
+        settle(&txn, &changes, self.clock.now_millis()).await?;
         commit(txn).await?;
         Ok(deleted)
     }
@@ -681,6 +810,7 @@ impl MetadataStore for PgStore {
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
         let mut removed = Vec::new();
+        let mut changes = Changes::default();
         for digest in sorted {
             let d = digest.to_string();
             let row = txn
@@ -708,8 +838,10 @@ impl MetadataStore for PgStore {
             txn.cached_execute("DELETE FROM blob_links WHERE repository = $1 AND digest = $2", &[&repo, &d])
                 .await
                 .map_err(db("unlinking a blob"))?;
+            release(&txn, repo, &d, &mut changes).await?;
             removed.push((digest, size));
         }
+        settle(&txn, &changes, self.clock.now_millis()).await?;
         commit(txn).await?;
         Ok(removed)
     }

@@ -11,13 +11,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_jobs_policies.sql")),
     (3, include_str!("../migrations/0003_pulls.sql")),
+    (4, include_str!("../migrations/0004_quotas_labels.sql")),
 ];
 
 /// The advisory lock the migrations are applied under.
 const LOCK: i64 = 0x7265_6769_7374_7279; // "registry"
 
 /// The newest schema version this program knows.
-pub(crate) const CURRENT: i32 = 3;
+pub(crate) const CURRENT: i32 = 4;
 
 /// Applies every migration the database lacks.
 pub(crate) async fn apply(store: &PgStore) -> Result<(), BackendError> {

@@ -271,6 +271,47 @@ impl PolicyStore for PgStore {
         Ok(row.as_ref().map(policy_of))
     }
 
+    async fn all_policies(&self) -> Result<Vec<PolicyRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .cached_query(&format!("SELECT {POLICY_COLUMNS} FROM policies ORDER BY id"), &[])
+            .await
+            .map_err(db("listing policies"))?;
+        Ok(rows.iter().map(policy_of).collect())
+    }
+
+    async fn import_policy(&self, policy: &PolicyRecord) -> Result<()> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        txn.cached_execute(
+            "INSERT INTO policies (id, kind, project_id, name, body, created_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, project_id = EXCLUDED.project_id,
+                 name = EXCLUDED.name, body = EXCLUDED.body, created_ms = EXCLUDED.created_ms,
+                 updated_ms = EXCLUDED.updated_ms",
+            &[
+                &big(policy.id),
+                &policy.kind,
+                &big(policy.project_id),
+                &policy.name,
+                &policy.body,
+                &big(policy.created_ms),
+                &big(policy.updated_ms),
+            ],
+        )
+        .await
+        .map_err(db("importing a policy"))?;
+        // New policies get ids above the imported ones.
+        txn.cached_execute(
+            "SELECT setval(pg_get_serial_sequence('policies', 'id'), GREATEST((SELECT max(id) FROM policies), 1))",
+            &[],
+        )
+        .await
+        .map_err(db("moving the policy ids"))?;
+        txn.commit().await.map_err(db("committing a policy"))?;
+        Ok(())
+    }
+
     async fn policies(&self, kind: &str, project_id: Option<u64>) -> Result<Vec<PolicyRecord>> {
         let client = self.client().await?;
         let project = project_id.map(big);

@@ -17,6 +17,37 @@ async fn metadata_suite() {
     db.drop_database().await;
 }
 
+/// Migration 4 counts what an existing database holds: its counting part, run again on the
+/// suite's data after the counters were emptied, gives what the stores' own bookkeeping gave.
+#[tokio::test]
+async fn migration_4_counts_existing_usage_as_the_stores_do() {
+    use registry_storage::QuotaStore;
+    let db = TestDatabase::create().await;
+    let store = db.store().await;
+    registry_storage::testing::metadata_store_suite(&store).await;
+    let layer = registry_core::Digest::sha256_of(b"migration layer");
+    for repo in ["mig/a", "mig/b/c"] {
+        let name = registry_core::RepositoryName::parse(repo).expect("name");
+        store.link_blob(&name, &layer, 300).await.expect("link");
+    }
+    let kept = |quotas: Vec<registry_storage::Quota>| -> Vec<(String, u64)> {
+        quotas.into_iter().filter(|q| q.used > 0).map(|q| (q.project, q.used)).collect()
+    };
+    let counted = kept(store.quotas().await.expect("quotas"));
+    assert!(counted.contains(&("mig".to_owned(), 300)), "{counted:?}");
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.expect("connect");
+    let task = tokio::spawn(connection);
+    let migration = include_str!("../migrations/0004_quotas_labels.sql");
+    let counting = &migration[migration.find("-- What an existing database holds").expect("counting part")..];
+    client.batch_execute("DELETE FROM holdings; DELETE FROM quotas;").await.expect("empty");
+    client.batch_execute(counting).await.expect("count again");
+    assert_eq!(kept(store.quotas().await.expect("quotas")), counted, "the migration counts as the stores do");
+    drop(client);
+    task.abort();
+    drop(store);
+    db.drop_database().await;
+}
+
 #[tokio::test]
 async fn account_suite() {
     let db = TestDatabase::create().await;
@@ -68,7 +99,7 @@ async fn replicas_starting_at_once_apply_the_migrations_once() {
         .map(|r| r.expect("task").expect("every replica starts"))
         .collect();
     let applied = stores[0].schema_versions().await.expect("versions");
-    assert_eq!(applied, vec![1, 2, 3], "each migration applied once");
+    assert_eq!(applied, vec![1, 2, 3, 4], "each migration applied once");
     drop(stores);
     db.drop_database().await;
 }

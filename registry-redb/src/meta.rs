@@ -20,10 +20,14 @@
 //! | `holders` | digest `\0` repo `\0` `b` (blob link) or `m` (manifest) | since (seconds) |
 //! | `blob_refs` | digest `\0` repo `\0` manifest | unused (what references a digest) |
 //! | `collecting` | digest | since (seconds): marked for deletion by garbage collection |
+//! | `pulls` | repo `\0` digest | (pulls, newest pull in ms) |
+//! | `labels` | repo `\0` digest `\0` label id (20 digits) | unused |
 //! | `schema` | `version` | the layout version (see the crate docs) |
 //!
 //! `holders` and `blob_refs` index `blob_links` and `manifests` by digest, in the same
-//! transactions; opening a version 1 database builds them.
+//! transactions; opening a version 1 database builds them. Every change of `holders` moves the
+//! project's usage in the same transaction (`quota.rs`: `holdings`, `quotas`); opening a version
+//! 3 database counts it.
 //!
 //! Each trait method is one write or read transaction; writes commit durably (fsync) before they
 //! return.
@@ -40,9 +44,10 @@ use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, Tag};
 use registry_storage::meta::cache::{Cached, Generation};
 use registry_storage::meta::{GcLink, Holder, ManifestEntry, Pulls};
-use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Result, UploadId, UploadRecord};
+use registry_storage::quota::Changes;
+use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Protection, Result, UploadId, UploadRecord};
 
-use crate::RedbStore;
+use crate::{RedbStore, quota};
 
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const REPOSITORIES: TableDefinition<&str, u8> = TableDefinition::new("repositories");
@@ -56,6 +61,12 @@ const BLOB_REFS: TableDefinition<&str, u8> = TableDefinition::new("blob_refs");
 const COLLECTING: TableDefinition<&str, u64> = TableDefinition::new("collecting");
 /// (repository, digest) -> (pulls, newest pull in ms).
 const PULLS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("pulls");
+/// repo `\0` digest `\0` label id, zero-padded to 20 digits so that ids list in order.
+const LABELS: TableDefinition<&str, u8> = TableDefinition::new("labels");
+
+fn label_key(repo: &str, digest: &str, label: u64) -> String {
+    format!("{repo}\0{digest}\0{label:020}")
+}
 
 /// Digests held for writes: digest -> (holder, held until in milliseconds). Checked by `gc_mark`
 /// inside its write transaction, and taken by `hold_digest` after checking the marks, both under
@@ -175,11 +186,13 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
     txn.open_table(BLOB_REFS).map_err(db_err)?;
     txn.open_table(COLLECTING).map_err(db_err)?;
     txn.open_table(PULLS).map_err(db_err)?;
+    txn.open_table(LABELS).map_err(db_err)?;
     crate::events::prepare::<Error>(txn)?;
     crate::queue::prepare(txn)?;
     if version < 2 {
         build_indexes(txn)?;
     }
+    crate::quota::prepare(txn, version)?;
     Ok(())
 }
 
@@ -268,6 +281,35 @@ fn build_indexes(txn: &redb::WriteTransaction) -> Result<()> {
     Ok(())
 }
 
+/// Every key of `holders` (opening an older layout).
+pub(crate) fn holder_keys(txn: &redb::WriteTransaction) -> Result<Vec<String>> {
+    let table = txn.open_table(HOLDERS).map_err(db_err)?;
+    let keys = table.iter().map_err(db_err)?.map(|item| item.map(|(k, _)| k.value().to_owned()).map_err(db_err));
+    keys.collect()
+}
+
+/// The size of what `repo` holds as `digest`: its link's, or its manifest's.
+pub(crate) fn size_held(txn: &redb::WriteTransaction, repo: &str, digest: &str, manifest: bool) -> Result<u64> {
+    let k = key(&[repo, digest]);
+    if manifest {
+        let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+        let value = manifests.get(k.as_str()).map_err(db_err)?;
+        Ok(value.map(|v| decode::<ManifestRecord>(v.value())).transpose()?.map_or(0, |r| r.size))
+    } else {
+        Ok(txn.open_table(BLOB_LINKS).map_err(db_err)?.get(k.as_str()).map_err(db_err)?.map_or(0, |v| v.value()))
+    }
+}
+
+/// Sets a `holders` entry; whether it is new.
+pub(crate) fn insert_holder(txn: &redb::WriteTransaction, holder_key: &str, since: u64) -> Result<bool> {
+    Ok(txn.open_table(HOLDERS).map_err(db_err)?.insert(holder_key, since).map_err(db_err)?.is_none())
+}
+
+/// Removes a `holders` entry; whether it was there.
+pub(crate) fn remove_holder(txn: &redb::WriteTransaction, holder_key: &str) -> Result<bool> {
+    Ok(txn.open_table(HOLDERS).map_err(db_err)?.remove(holder_key).map_err(db_err)?.is_some())
+}
+
 /// Refuses a digest that garbage collection is deleting.
 fn not_collecting(txn: &redb::WriteTransaction, digest: &str) -> Result<()> {
     if txn.open_table(COLLECTING).map_err(db_err)?.get(digest).map_err(db_err)?.is_some() {
@@ -337,27 +379,39 @@ fn holders_of(holders: &impl ReadableTable<&'static str, u64>, digest: &str) -> 
         .collect())
 }
 
-/// Links `digest` into `repo`.
-fn link(txn: &redb::WriteTransaction, repo: &str, digest: &str, size: u64, now: u64) -> Result<()> {
+/// Links `digest` into `repo`, its project's usage checked and kept.
+fn link(txn: &redb::WriteTransaction, repo: &str, digest: &str, size: u64, now: u64, now_ms: u64) -> Result<()> {
     not_collecting(txn, digest)?;
     txn.open_table(REPOSITORIES).map_err(db_err)?.insert(repo, 0).map_err(db_err)?;
     txn.open_table(BLOB_LINKS).map_err(db_err)?.insert(key(&[repo, digest]).as_str(), size).map_err(db_err)?;
-    txn.open_table(HOLDERS).map_err(db_err)?.insert(key(&[digest, repo, "b"]).as_str(), now).map_err(db_err)?;
-    Ok(())
+    let mut changes = Changes::default();
+    quota::hold(txn, &key(&[digest, repo, "b"]), repo, digest, size, now, &mut changes)?;
+    quota::settle(txn, &changes, now_ms)
 }
 
 /// Unlinks `digest` from `repo`; its size if it was linked.
-fn unlink(txn: &redb::WriteTransaction, repo: &str, digest: &str) -> Result<Option<u64>> {
+fn unlink(txn: &redb::WriteTransaction, repo: &str, digest: &str, changes: &mut Changes) -> Result<Option<u64>> {
     let size = {
         let mut links = txn.open_table(BLOB_LINKS).map_err(db_err)?;
         links.remove(key(&[repo, digest]).as_str()).map_err(db_err)?.map(|v| v.value())
     };
-    txn.open_table(HOLDERS).map_err(db_err)?.remove(key(&[digest, repo, "b"]).as_str()).map_err(db_err)?;
+    quota::release(txn, &key(&[digest, repo, "b"]), repo, digest, changes)?;
     Ok(size)
 }
 
-/// Removes a manifest with its tags, referrer entry and index entries; its record if it existed.
-fn remove_manifest(txn: &redb::WriteTransaction, repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
+/// The tags of a manifest.
+fn tags_of(txn: &redb::WriteTransaction, repo: &str, digest: &str) -> Result<Vec<String>> {
+    suffixes(&txn.open_table(MANIFEST_TAGS).map_err(db_err)?, &key(&[repo, digest]))
+}
+
+/// Removes a manifest with its tags, labels, referrer entry and index entries; its record if it
+/// existed.
+fn remove_manifest(
+    txn: &redb::WriteTransaction,
+    repo: &str,
+    digest: &str,
+    changes: &mut Changes,
+) -> Result<Option<ManifestRecord>> {
     let mut manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
     let Some(old) = manifests.remove(key(&[repo, digest]).as_str()).map_err(db_err)? else {
         return Ok(None);
@@ -366,6 +420,11 @@ fn remove_manifest(txn: &redb::WriteTransaction, repo: &str, digest: &str) -> Re
     drop(old);
     drop(manifests);
     txn.open_table(PULLS).map_err(db_err)?.remove(key(&[repo, digest]).as_str()).map_err(db_err)?;
+    {
+        let (start, end) = prefix_range(&key(&[repo, digest]));
+        let mut labels = txn.open_table(LABELS).map_err(db_err)?;
+        labels.extract_from_if::<&str, _>(start.as_str()..end.as_str(), |_, _| true).map_err(db_err)?.for_each(drop);
+    }
     if let Some(subject) = &record.subject {
         txn.open_table(REFERRERS)
             .map_err(db_err)?
@@ -386,7 +445,7 @@ fn remove_manifest(txn: &redb::WriteTransaction, repo: &str, digest: &str) -> Re
         tag_table.remove(key(&[repo, &tag]).as_str()).map_err(db_err)?;
     }
     drop(tag_table);
-    txn.open_table(HOLDERS).map_err(db_err)?.remove(key(&[digest, repo, "m"]).as_str()).map_err(db_err)?;
+    quota::release(txn, &key(&[digest, repo, "m"]), repo, digest, changes)?;
     let mut refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
     for r in &record.references {
         refs.remove(key(&[&r.to_string(), repo, digest]).as_str()).map_err(db_err)?;
@@ -482,8 +541,8 @@ impl MetadataStore for RedbStore {
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
         let (repo, d) = (repository.to_string(), digest.to_string());
         let k = key(&[&repo, &d]);
-        let now = self.now();
-        let result = self.db.write(move |txn| link(txn, &repo, &d, size, now)).await;
+        let (now, now_ms) = (self.now(), self.clock.now_millis());
+        let result = self.db.write(move |txn| link(txn, &repo, &d, size, now, now_ms)).await;
         self.changed(|hot| hot.blob_links.invalidate(&k));
         result
     }
@@ -496,12 +555,12 @@ impl MetadataStore for RedbStore {
         size: u64,
     ) -> Result<()> {
         let (repo, d, id) = (repository.to_string(), digest.to_string(), id.to_string());
-        let now = self.now();
+        let (now, now_ms) = (self.now(), self.clock.now_millis());
         let k = key(&[&repo, &d]);
         let result = self
             .db
             .write(move |txn| {
-                link(txn, &repo, &d, size, now)?;
+                link(txn, &repo, &d, size, now, now_ms)?;
                 txn.open_table(UPLOADS).map_err(db_err)?.remove(id.as_str()).map_err(db_err)?;
                 Ok(())
             })
@@ -517,7 +576,7 @@ impl MetadataStore for RedbStore {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         let (repo, from, d) = (repository.to_string(), from.to_string(), digest.to_string());
-        let now = self.now();
+        let (now, now_ms) = (self.now(), self.clock.now_millis());
         let k = key(&[&repo, &d]);
         let result = self
             .db
@@ -527,7 +586,7 @@ impl MetadataStore for RedbStore {
                     links.get(key(&[&from, &d]).as_str()).map_err(db_err)?.map(|v| v.value())
                 };
                 let Some(size) = size else { return Ok(None) };
-                link(txn, &repo, &d, size, now)?;
+                link(txn, &repo, &d, size, now, now_ms)?;
                 Ok(Some(size))
             })
             .await;
@@ -548,7 +607,16 @@ impl MetadataStore for RedbStore {
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
         let (repo, d) = (repository.to_string(), digest.to_string());
         let k = key(&[&repo, &d]);
-        let result = self.db.write(move |txn| Ok(unlink(txn, &repo, &d)?.is_some())).await;
+        let now_ms = self.clock.now_millis();
+        let result = self
+            .db
+            .write(move |txn| {
+                let mut changes = Changes::default();
+                let unlinked = unlink(txn, &repo, &d, &mut changes)?.is_some();
+                quota::settle(txn, &changes, now_ms)?;
+                Ok(unlinked)
+            })
+            .await;
         self.changed(|hot| hot.blob_links.invalidate(&k));
         result
     }
@@ -558,9 +626,13 @@ impl MetadataStore for RedbStore {
         repository: &RepositoryName,
         record: &ManifestRecord,
         tag: Option<&Tag>,
+        protection: &Protection,
         events: &[Event],
     ) -> Result<()> {
         let events = events.to_vec();
+        let protection = protection.clone();
+        let now_ms = self.clock.now_millis();
+        let size = record.size;
         let repo = repository.to_string();
         let digest = record.digest.to_string();
         let subject = record.subject.as_ref().map(|s| s.to_string());
@@ -589,9 +661,9 @@ impl MetadataStore for RedbStore {
                         }
                     }
                 }
+                let mut changes = Changes::default();
+                quota::hold(txn, &key(&[&digest, &repo, "m"]), &repo, &digest, size, pushed_at, &mut changes)?;
                 {
-                    let mut holders = txn.open_table(HOLDERS).map_err(db_err)?;
-                    holders.insert(key(&[&digest, &repo, "m"]).as_str(), pushed_at).map_err(db_err)?;
                     let mut refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
                     for r in &references {
                         refs.insert(key(&[r, &repo, &digest]).as_str(), 0).map_err(db_err)?;
@@ -613,13 +685,17 @@ impl MetadataStore for RedbStore {
                     let previous = tags.insert(key(&[&repo, tag]).as_str(), digest.as_str()).map_err(db_err)?;
                     let previous = previous.map(|p| p.value().to_owned());
                     drop(tags);
+                    if previous.as_ref().is_some_and(|p| *p != digest) {
+                        protection.check(&repo, tag, "pushing another manifest as")?;
+                    }
                     let mut reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
                     if let Some(previous) = previous {
                         reverse.remove(key(&[&repo, &previous, tag]).as_str()).map_err(db_err)?;
                     }
                     reverse.insert(key(&[&repo, &digest, tag]).as_str(), 0).map_err(db_err)?;
                 }
-                crate::events::record(txn, &events)
+                crate::events::record::<Error>(txn, &events)?;
+                quota::settle(txn, &changes, now_ms)
             })
             .await;
         let (manifest_key, tag_key) = invalidate;
@@ -649,16 +725,28 @@ impl MetadataStore for RedbStore {
         .await
     }
 
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest, events: &[Event]) -> Result<bool> {
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        protection: &Protection,
+        events: &[Event],
+    ) -> Result<bool> {
         let (repo, digest, events) = (repository.to_string(), digest.to_string(), events.to_vec());
+        let (protection, now_ms) = (protection.clone(), self.clock.now_millis());
         let manifest_key = key(&[&repo, &digest]);
         let result = self
             .db
             .write(move |txn| {
-                let removed = remove_manifest(txn, &repo, &digest)?.is_some();
+                for tag in tags_of(txn, &repo, &digest)? {
+                    protection.check(&repo, &tag, &format!("deleting {digest}, which carries it"))?;
+                }
+                let mut changes = Changes::default();
+                let removed = remove_manifest(txn, &repo, &digest, &mut changes)?.is_some();
                 if removed {
                     crate::events::record::<Error>(txn, &events)?;
                 }
+                quota::settle(txn, &changes, now_ms)?;
                 Ok(removed)
             })
             .await;
@@ -684,8 +772,15 @@ impl MetadataStore for RedbStore {
         .await
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag, events: &[Event]) -> Result<bool> {
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        protection: &Protection,
+        events: &[Event],
+    ) -> Result<bool> {
         let (repo, tag, events) = (repository.to_string(), tag.to_string(), events.to_vec());
+        let protection = protection.clone();
         let tag_key = key(&[&repo, &tag]);
         let result = self
             .db
@@ -694,6 +789,7 @@ impl MetadataStore for RedbStore {
                 let removed = tags.remove(key(&[&repo, &tag]).as_str()).map_err(db_err)?.map(|d| d.value().to_owned());
                 drop(tags);
                 let Some(digest) = removed else { return Ok(false) };
+                protection.check(&repo, &tag, "deleting")?;
                 txn.open_table(MANIFEST_TAGS)
                     .map_err(db_err)?
                     .remove(key(&[&repo, &digest, &tag]).as_str())
@@ -704,6 +800,48 @@ impl MetadataStore for RedbStore {
             .await;
         self.changed(|hot| hot.tags.invalidate(&tag_key));
         result
+    }
+
+    async fn set_label(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        label: u64,
+        on: bool,
+        events: &[Event],
+    ) -> Result<bool> {
+        let (repo, d, events) = (repository.to_string(), digest.to_string(), events.to_vec());
+        self.db
+            .write(move |txn| {
+                if txn.open_table(MANIFESTS).map_err(db_err)?.get(key(&[&repo, &d]).as_str()).map_err(db_err)?.is_none()
+                {
+                    return Err(Error::ManifestUnknown { reference: d });
+                }
+                let k = label_key(&repo, &d, label);
+                let mut labels = txn.open_table(LABELS).map_err(db_err)?;
+                let changed = if on {
+                    labels.insert(k.as_str(), 0).map_err(db_err)?.is_none()
+                } else {
+                    labels.remove(k.as_str()).map_err(db_err)?.is_some()
+                };
+                drop(labels);
+                if changed {
+                    crate::events::record::<Error>(txn, &events)?;
+                }
+                Ok(changed)
+            })
+            .await
+    }
+
+    async fn drop_label(&self, label: u64) -> Result<u64> {
+        let suffix = format!("\0{label:020}");
+        self.db
+            .write(move |txn| {
+                let mut labels = txn.open_table(LABELS).map_err(db_err)?;
+                let removed = labels.extract_if(|k, _| k.ends_with(&suffix)).map_err(db_err)?.count();
+                Ok(removed as u64)
+            })
+            .await
     }
 
     async fn append_events(&self, events: &[Event]) -> Result<()> {
@@ -811,6 +949,7 @@ impl MetadataStore for RedbStore {
                 let reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
                 let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
                 let pulls = txn.open_table(PULLS).map_err(db_err)?;
+                let label_table = txn.open_table(LABELS).map_err(db_err)?;
                 let mut out = Vec::new();
                 for (k, v) in repo_range(&manifests, &repo, after.as_deref(), limit, |v| v.value().to_vec())? {
                     let record: ManifestRecord = decode(&v)?;
@@ -818,7 +957,8 @@ impl MetadataStore for RedbStore {
                     let referenced_by = digests(suffixes(&refs, &key(&[&record.digest.to_string(), &repo]))?)?;
                     let (count, last_ms) =
                         pulls.get(k.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or_default();
-                    out.push(ManifestEntry { record, tags, referenced_by, pulls: Pulls { count, last_ms } });
+                    let labels = suffixes(&label_table, &k)?.iter().filter_map(|l| l.parse().ok()).collect();
+                    out.push(ManifestEntry { record, tags, referenced_by, pulls: Pulls { count, last_ms }, labels });
                 }
                 Ok(out)
             })
@@ -864,10 +1004,12 @@ impl MetadataStore for RedbStore {
         let repo = repository.to_string();
         let candidates = digests.to_vec();
         let keys: Vec<String> = digests.iter().map(|d| key(&[&repo, &d.to_string()])).collect();
+        let now_ms = self.clock.now_millis();
         let result = self
             .db
             .write(move |txn| {
                 let mut deleted = Vec::new();
+                let mut changes = Changes::default();
                 for digest in candidates {
                     let d = digest.to_string();
                     let record: ManifestRecord = {
@@ -889,9 +1031,10 @@ impl MetadataStore for RedbStore {
                     if tagged || referenced || subject_present || record.pushed_at > pushed_before {
                         continue;
                     }
-                    remove_manifest(txn, &repo, &d)?;
+                    remove_manifest(txn, &repo, &d, &mut changes)?;
                     deleted.push(digest);
                 }
+                quota::settle(txn, &changes, now_ms)?;
                 Ok(deleted)
             })
             .await;
@@ -912,10 +1055,12 @@ impl MetadataStore for RedbStore {
         let repo = repository.to_string();
         let candidates = digests.to_vec();
         let keys: Vec<String> = digests.iter().map(|d| key(&[&repo, &d.to_string()])).collect();
+        let now_ms = self.clock.now_millis();
         let result = self
             .db
             .write(move |txn| {
                 let mut removed = Vec::new();
+                let mut changes = Changes::default();
                 for digest in candidates {
                     let d = digest.to_string();
                     let referenced = any_with_prefix(&txn.open_table(BLOB_REFS).map_err(db_err)?, &key(&[&d, &repo]))?;
@@ -926,10 +1071,11 @@ impl MetadataStore for RedbStore {
                     if referenced || since.is_some_and(|t| t > linked_before) {
                         continue;
                     }
-                    if let Some(size) = unlink(txn, &repo, &d)? {
+                    if let Some(size) = unlink(txn, &repo, &d, &mut changes)? {
                         removed.push((digest, size));
                     }
                 }
+                quota::settle(txn, &changes, now_ms)?;
                 Ok(removed)
             })
             .await;

@@ -328,4 +328,21 @@ impl PolicyStore for RedbStore {
             })
             .await
     }
+
+    async fn all_policies(&self) -> Result<Vec<PolicyRecord>> {
+        self.db.read(move |txn| all_policies(&txn.open_table(POLICIES).map_err(err)?)).await
+    }
+
+    async fn import_policy(&self, policy: &PolicyRecord) -> Result<()> {
+        let policy = policy.clone();
+        self.db
+            .write(move |txn| {
+                txn.open_table(POLICIES).map_err(err)?.insert(policy.id, encode(&policy)?.as_slice()).map_err(err)?;
+                let mut sequences = txn.open_table(SEQUENCES).map_err(err)?;
+                let last = sequences.get("policies").map_err(err)?.map_or(0, |v| v.value());
+                sequences.insert("policies", last.max(policy.id)).map_err(err)?;
+                Ok(())
+            })
+            .await
+    }
 }

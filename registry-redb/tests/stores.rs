@@ -10,7 +10,7 @@ use registry_core::{Digest, RepositoryName, Tag};
 use registry_redb::{RedbStore, open_embedded};
 use registry_storage::testing::gc::{GcFixture, gc_suite};
 use registry_storage::testing::metadata_store_suite;
-use registry_storage::{Limits, ManifestRecord, MetadataStore, Registry};
+use registry_storage::{Limits, ManifestRecord, MetadataStore, QuotaStore, Registry};
 
 #[tokio::test]
 async fn metadata_suite_in_memory() {
@@ -47,8 +47,24 @@ async fn both_suites_on_a_file_and_the_data_survives_reopening() {
         registry_auth::testing::account_store_suite(&store).await;
     }
     let store = RedbStore::open(&path).expect("reopen");
-    let repos = store.list_repositories(None, 10).await.expect("catalog");
-    assert_eq!(repos.entries, vec!["events/app", "suite/app", "suite/other"], "metadata survives closing the database");
+    let repos = store.list_repositories(None, 20).await.expect("catalog");
+    assert_eq!(
+        repos.entries,
+        vec![
+            "events/app",
+            "immutable/app",
+            "labels/app",
+            "quota-other/a",
+            "quota/a",
+            "quota/b/deep",
+            "suite/app",
+            "suite/other"
+        ],
+        "metadata survives closing the database"
+    );
+    let quotas: Vec<(String, u64)> =
+        store.quotas().await.expect("quotas").into_iter().map(|q| (q.project, q.used)).collect();
+    assert!(quotas.iter().any(|(p, _)| p == "quota-other"), "quotas too: {quotas:?}");
     assert_eq!(store.projects().await.expect("projects").len(), 1, "projects too (library; team was deleted)");
     assert!(store.user_by_name("alice").await.expect("user").is_some(), "and users");
     let again = RedbStore::open(&path);
@@ -102,7 +118,10 @@ async fn the_cache_never_serves_a_replaced_value() {
             .collect();
         let last = round * 10 + 9;
         for i in round * 10..=last {
-            store.put_manifest(&repo, &record(i), Some(&tag), &[]).await.expect("move tag");
+            store
+                .put_manifest(&repo, &record(i), Some(&tag), &registry_storage::Protection::none(), &[])
+                .await
+                .expect("move tag");
             if i % 2 == 0 {
                 store.link_blob(&repo, &blob, 4).await.expect("link");
             } else {
@@ -211,4 +230,36 @@ async fn account_changes_are_events_of_the_one_stream() {
     assert!(events.iter().all(|e| e.operator == Operator::named("admin", Some("192.0.2.7".into()))));
     assert_eq!(events[2].resource.project.as_deref(), Some("team"));
     assert_eq!(events[2].resource.name.as_deref(), Some("erin"));
+}
+
+#[tokio::test]
+async fn opening_a_version_3_database_counts_every_projects_usage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("metadata.redb");
+    let before = {
+        let store = RedbStore::open(&path).expect("open");
+        metadata_store_suite(&store).await;
+        let layer = Digest::sha256_of(b"upgrade layer");
+        store.link_blob(&RepositoryName::parse("up/a").expect("name"), &layer, 300).await.expect("link");
+        store.link_blob(&RepositoryName::parse("up/b").expect("name"), &layer, 300).await.expect("link");
+        store.quotas().await.expect("quotas")
+    };
+    {
+        // What version 3 had: no usage tables.
+        let db = redb::Database::open(&path).expect("raw open");
+        let txn = db.begin_write().expect("write");
+        txn.delete_table(redb::TableDefinition::<&str, (u64, u64)>::new("holdings")).expect("drop holdings");
+        txn.delete_table(redb::TableDefinition::<&str, &[u8]>::new("quotas")).expect("drop quotas");
+        txn.open_table(redb::TableDefinition::<&str, u64>::new("schema"))
+            .expect("schema")
+            .insert("version", 3)
+            .expect("version");
+        txn.commit().expect("commit");
+    }
+    let store = RedbStore::open(&path).expect("reopen");
+    let counted: Vec<(String, u64)> =
+        store.quotas().await.expect("quotas").into_iter().map(|q| (q.project, q.used)).collect();
+    let expected: Vec<(String, u64)> = before.into_iter().filter(|q| q.used > 0).map(|q| (q.project, q.used)).collect();
+    assert_eq!(counted, expected, "usage counted from what the database holds");
+    assert!(counted.contains(&("up".to_owned(), 300)), "a blob in two repositories counts once: {counted:?}");
 }

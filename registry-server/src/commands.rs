@@ -286,6 +286,25 @@ pub(crate) async fn robot(local: &Local, command: RobotCommand) -> anyhow::Resul
 }
 
 /// `registry gc`: starts a collection and waits for its report.
+/// `registry quota verify`: each project's counter against its usage recomputed from scratch.
+pub(crate) async fn quota_verify(local: &Local) -> anyhow::Result<()> {
+    let report = local.call(Method::GET, "/system/quotas/verify", None).await?.json()?;
+    let drift = report["drift"].as_array().cloned().unwrap_or_default();
+    for d in &drift {
+        println!(
+            "drift: project {} is counted at {} bytes but holds {}",
+            d["project"].as_str().unwrap_or_default(),
+            d["counted"],
+            d["actual"]
+        );
+    }
+    println!("{} projects checked, {} with drift", report["projects_checked"], drift.len());
+    if !drift.is_empty() {
+        bail!("quota usage differs from what the projects hold");
+    }
+    Ok(())
+}
+
 pub(crate) async fn gc(local: &Local, dry_run: bool, delete_untagged: bool) -> anyhow::Result<Value> {
     let body =
         json!({"schedule": {"type": "Manual"}, "parameters": {"dry_run": dry_run, "delete_untagged": delete_untagged}});

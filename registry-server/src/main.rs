@@ -55,6 +55,9 @@ enum Command {
     Robot(RobotCommand),
     /// Collect garbage now (a running server also collects on its [gc] schedule).
     Gc(GcArgs),
+    /// Quotas: `registry quota verify` recomputes every project's usage and reports drift.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Copy this (stopped) embedded registry into PostgreSQL and object storage, and compare.
     MoveUp(MoveUpArgs),
 }
@@ -64,6 +67,13 @@ struct MoveUpArgs {
     /// The target's configuration: its [database] url and [storage] (an empty database).
     #[arg(long)]
     to: PathBuf,
+}
+
+#[derive(clap::Subcommand)]
+enum QuotaCommand {
+    /// Recompute every project's usage from what its repositories hold and compare it with the
+    /// counters (exit status 1 on any drift).
+    Verify,
 }
 
 #[derive(Args)]
@@ -199,6 +209,7 @@ fn main() -> anyhow::Result<()> {
             Command::Member(c) => commands::member(&connect(&cli.location).await?, c).await,
             Command::Robot(c) => commands::robot(&connect(&cli.location).await?, c).await,
             Command::Gc(args) => run_gc(&cli.location, args).await,
+            Command::Quota(QuotaCommand::Verify) => commands::quota_verify(&connect(&cli.location).await?).await,
             Command::MoveUp(args) => {
                 init_logging("warn", false)?;
                 let target = Config::load(&args.to).with_context(|| format!("reading {}", args.to.display()))?;

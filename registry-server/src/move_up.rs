@@ -67,14 +67,18 @@ pub(crate) async fn run(source: &Config, target: &Config) -> anyhow::Result<()> 
     };
     let copied = from.registry.copy_into(&into.registry, &progress).await.context("copying the registry")?;
     println!(
-        "copied: {} repositories, {} manifests, {} tags, {} blob links, {} blobs ({} bytes; {} already there)",
+        "copied: {} repositories, {} manifests, {} tags, {} blob links, {} blobs ({} bytes; {} already there); \
+         {} policies (webhooks, immutability rules, labels, retention, settings), {} quotas, {} artifact labels",
         copied.repositories,
         copied.manifests,
         copied.tags,
         copied.links,
         copied.blobs,
         copied.blob_bytes,
-        copied.blobs_skipped
+        copied.blobs_skipped,
+        copied.policies,
+        copied.quotas,
+        copied.labels
     );
 
     let compared = from.registry.compare_with(&into.registry).await.context("comparing the copy")?;
@@ -83,9 +87,17 @@ pub(crate) async fn run(source: &Config, target: &Config) -> anyhow::Result<()> 
         bail!("the accounts in the target differ from the source's");
     }
     println!(
-        "compared: {} repositories, {} manifests, {} tags, {} blob links, {} blobs ({} bytes, each hashed); \
-         accounts equal: the target matches the source",
-        compared.repositories, compared.manifests, compared.tags, compared.links, compared.blobs, compared.blob_bytes
+        "compared: {} repositories, {} manifests, {} tags, {} blob links, {} blobs ({} bytes, each hashed), \
+         {} policies, {} quotas, {} artifact labels; accounts equal: the target matches the source",
+        compared.repositories,
+        compared.manifests,
+        compared.tags,
+        compared.links,
+        compared.blobs,
+        compared.blob_bytes,
+        compared.policies,
+        compared.quotas,
+        compared.labels
     );
     println!("start the replicas with the target's [database] and [storage]");
     Ok(())

@@ -347,6 +347,24 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     assert!(slowest < MAX_STARTUP, "start-up after a crash took {slowest:?}");
     server.stop().await;
     events_match_changes(&dir.path().join("data").join("metadata.redb"), &shared).await;
+    let quotas = |label: &'static str| {
+        let config = config.clone();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_registry"))
+                .args(["quota", "verify", "--config", &config])
+                .output()
+                .await
+                .expect("quota verify");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{label}: quota drift after the kills:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("with drift") && text.contains(" 0 with drift"), "{label}: {text}");
+        }
+    };
+    quotas("after the kills").await;
 
     // Collection after all this keeps every acknowledged image whole and clears the leftovers.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_registry"))
@@ -371,4 +389,6 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
         }
         assert!(!digest.to_string().is_empty());
     }
+    server.stop().await;
+    quotas("after collection").await;
 }

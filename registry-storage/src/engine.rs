@@ -28,6 +28,7 @@ use registry_core::{
 
 use crate::blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
 use crate::error::{Error, Result};
+use crate::immutable::Protection;
 use crate::lease::{DigestHold, UploadLease};
 use crate::meta::{ManifestRecord, MetadataStore, Page, UploadRecord};
 use crate::recorder::{self, BatchedEvents};
@@ -120,6 +121,8 @@ pub struct Registry {
     batched: Arc<BatchedEvents>,
     /// Whether pulls are recorded.
     record_pulls: bool,
+    /// Where the immutability rules of a repository come from (none: no tag is protected).
+    protections: Option<Arc<dyn crate::immutable::Protections>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -143,7 +146,40 @@ impl Registry {
             manifest_bytes,
             gc_lock: Arc::default(),
             clock: registry_core::time::system_clock(),
+            protections: None,
         }
+    }
+
+    /// The same engine asking `protections` which tags of a repository are immutable before a
+    /// tag moves or goes (see [`crate::immutable`]).
+    pub fn with_protections(mut self, protections: Arc<dyn crate::immutable::Protections>) -> Registry {
+        self.protections = Some(protections);
+        self
+    }
+
+    /// The immutability rules in force for `repository` now.
+    pub async fn protection(&self, repository: &RepositoryName) -> Result<Protection> {
+        match &self.protections {
+            Some(p) => p.protection(repository).await,
+            None => Ok(Protection::none()),
+        }
+    }
+
+    /// Records a refusal by quota as a `QUOTA_EXCEED` event (gathered, appended within a
+    /// second: the refused transaction recorded nothing), and returns the error.
+    fn refused(&self, e: Error, repository: &RepositoryName, operator: &Operator) -> Error {
+        if let Error::QuotaExceeded { project, .. } = &e {
+            let event = crate::quota::quota_event(
+                EventAction::QuotaExceed,
+                operator.clone(),
+                self.clock.now_millis(),
+                project,
+                repository.as_str(),
+                e.to_string(),
+            );
+            self.batched.record(event);
+        }
+        e
     }
 
     /// The same engine recording pulls (`PULL_ARTIFACT` events; on by default) or not.
@@ -359,6 +395,10 @@ impl Registry {
     /// Completes an upload (`PUT ?digest=`), with an optional last chunk: verifies digest and
     /// size, publishes the blob and links it into the repository. On a digest mismatch the upload
     /// is cancelled, so nothing of it remains.
+    ///
+    /// A blob that would take the repository's project past its quota is refused
+    /// ([`Error::QuotaExceeded`], recorded as `QUOTA_EXCEED` for `operator`); the upload is
+    /// cancelled with it.
     pub async fn finish_upload(
         &self,
         repository: &RepositoryName,
@@ -366,12 +406,13 @@ impl Registry {
         digest: &Digest,
         range: Option<ChunkRange>,
         body: Option<&mut BodyStream<'_>>,
+        operator: &Operator,
     ) -> Result<u64> {
         let _guard = self.upload_lock(id).lock().await;
         let lease = UploadLease::take(&self.meta, &self.clock, id).await?;
         let result = self.finish_leased(repository, id, digest, range, body).await;
         lease.release().await;
-        result
+        result.map_err(|e| self.refused(e, repository, operator))
     }
 
     async fn finish_leased(
@@ -410,6 +451,12 @@ impl Registry {
             Err(e) => Err(e),
         };
         hold.release().await;
+        if let Err(e @ Error::QuotaExceeded { .. }) = published {
+            // Nothing of it is kept: the session goes (its bytes were published under their
+            // digest, unlinked: garbage collection takes them unless another push links them).
+            self.discard_upload(id, &[]).await;
+            return Err(e);
+        }
         published?;
         Ok(verified)
     }
@@ -446,9 +493,10 @@ impl Registry {
         repository: &RepositoryName,
         digest: &Digest,
         body: &mut BodyStream<'_>,
+        operator: &Operator,
     ) -> Result<u64> {
         let status = self.open_upload(repository, Some(digest)).await?;
-        let result = self.finish_upload(repository, &status.id, digest, None, Some(body)).await;
+        let result = self.finish_upload(repository, &status.id, digest, None, Some(body), operator).await;
         if result.is_err() {
             let state = self.meta.get_upload(&status.id).await.ok().flatten().map(|r| r.store_state);
             self.discard_upload(&status.id, state.as_deref().unwrap_or_default()).await;
@@ -475,18 +523,20 @@ impl Registry {
     // ---- blobs ----
 
     /// Links a blob of `from` into `repository` (`POST ?mount=&from=`). `None` when `from` does not
-    /// hold it: the caller then opens an upload session instead, as the spec says.
+    /// hold it: the caller then opens an upload session instead, as the spec says. Refused
+    /// ([`Error::QuotaExceeded`]) when the blob would take the project past its quota.
     pub async fn mount_blob(
         &self,
         repository: &RepositoryName,
         from: &RepositoryName,
         digest: &Digest,
+        operator: &Operator,
     ) -> Result<Option<u64>> {
         match self.meta.mount_blob(repository, from, digest).await {
             Ok(size) => Ok(size),
             // Being garbage-collected: the client uploads it instead.
             Err(Error::Collecting { .. }) => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(self.refused(e, repository, operator)),
         }
     }
 
@@ -587,13 +637,17 @@ impl Registry {
             operator,
             recorder::artifact(repository, &record, reference.as_tag()),
         );
+        let protection = match reference.as_tag() {
+            Some(_) => self.protection(repository).await?,
+            None => Protection::none(),
+        };
         let hold = DigestHold::take(&self.meta, &self.clock, &digest).await?;
         let stored = match self.blobs.put(&digest, bytes.clone()).await {
-            Ok(()) => self.meta.put_manifest(repository, &record, reference.as_tag(), &events).await,
+            Ok(()) => self.meta.put_manifest(repository, &record, reference.as_tag(), &protection, &events).await,
             Err(e) => Err(e),
         };
         hold.release().await;
-        stored?;
+        stored.map_err(|e| self.refused(e, repository, operator))?;
         self.manifest_bytes.insert(digest.clone(), bytes);
         Ok(PushedManifest { digest, subject: record.subject })
     }
@@ -664,16 +718,17 @@ impl Registry {
         operator: &Operator,
     ) -> Result<()> {
         let now = self.clock.now_millis();
+        let protection = self.protection(repository).await?;
         let deleted = match reference {
             Reference::Digest(d) => {
                 let resource = recorder::deleted(repository, Some(d), None);
                 let event = Event::new(now, operator.clone(), EventAction::DeleteArtifact, resource);
-                self.meta.delete_manifest(repository, d, &[event]).await?
+                self.meta.delete_manifest(repository, d, &protection, &[event]).await?
             }
             Reference::Tag(t) => {
                 let resource = recorder::deleted(repository, None, Some(t));
                 let event = Event::new(now, operator.clone(), EventAction::DeleteTag, resource);
-                self.meta.delete_tag(repository, t, &[event]).await?
+                self.meta.delete_tag(repository, t, &protection, &[event]).await?
             }
         };
         if deleted { Ok(()) } else { Err(Error::ManifestUnknown { reference: reference.to_string() }) }
@@ -693,8 +748,9 @@ impl Registry {
         let event = Event::new(self.clock.now_millis(), operator.clone(), EventAction::CreateTag, resource);
         // Held like a push, so that collection cannot take the manifest between the look-up and
         // the tag.
+        let protection = self.protection(repository).await?;
         let hold = DigestHold::take(&self.meta, &self.clock, digest).await?;
-        let tagged = self.meta.put_manifest(repository, &record, Some(tag), &[event]).await;
+        let tagged = self.meta.put_manifest(repository, &record, Some(tag), &protection, &[event]).await;
         hold.release().await;
         tagged
     }
@@ -720,6 +776,89 @@ impl Registry {
         limit: usize,
     ) -> Result<Vec<crate::meta::ManifestEntry>> {
         self.meta.manifests(repository, after, limit).await
+    }
+
+    // ---- quotas ----
+
+    /// The quota of `project` (usage and limit); a project that never held anything and was
+    /// never given a limit has none.
+    pub async fn quota(&self, project: &str) -> Result<Option<crate::quota::Quota>> {
+        self.meta.quota(project).await
+    }
+
+    /// Sets `project`'s limit (`None`: none) and warning percentage, recording an
+    /// `UPDATE_QUOTA` event for `operator`.
+    pub async fn set_quota(
+        &self,
+        project: &str,
+        limit: Option<u64>,
+        warn_percent: u8,
+        operator: &Operator,
+    ) -> Result<crate::quota::Quota> {
+        let detail = match limit {
+            Some(l) => format!("limit {}", crate::quota::bytes(l)),
+            None => "no limit".to_owned(),
+        };
+        let resource = registry_core::event::Resource {
+            project: Some(project.to_owned()),
+            name: Some(project.to_owned()),
+            detail: Some(detail),
+            ..registry_core::event::Resource::default()
+        };
+        let event = Event::new(self.clock.now_millis(), operator.clone(), EventAction::UpdateQuota, resource);
+        self.meta.set_quota(project, limit, warn_percent, &[event]).await
+    }
+
+    /// Recomputes every project's usage from its repositories' links and manifests (each
+    /// digest once per project) and compares it with the counters the stores keep: the
+    /// projects whose counter differs. Reads every link and manifest: a check, not a listing.
+    pub async fn verify_quotas(&self) -> Result<Vec<crate::quota::Drift>> {
+        use std::collections::{BTreeMap, HashMap};
+        const PAGE: usize = 1000;
+        let mut actual: BTreeMap<String, HashMap<Digest, u64>> = BTreeMap::new();
+        let mut last: Option<String> = None;
+        loop {
+            let page = self.meta.list_repositories(last.as_deref(), PAGE).await?;
+            for name in &page.entries {
+                let Ok(repository) = RepositoryName::parse(name) else { continue };
+                let held = actual.entry(crate::quota::project_of(name).to_owned()).or_default();
+                let mut after: Option<Digest> = None;
+                loop {
+                    let links = self.meta.gc_links(&repository, after.as_ref(), PAGE).await?;
+                    after = links.last().map(|l| l.digest.clone());
+                    let done = links.len() < PAGE;
+                    held.extend(links.into_iter().map(|l| (l.digest, l.size)));
+                    if done {
+                        break;
+                    }
+                }
+                let mut after: Option<Digest> = None;
+                loop {
+                    let manifests = self.meta.manifests(&repository, after.as_ref(), PAGE).await?;
+                    after = manifests.last().map(|m| m.record.digest.clone());
+                    let done = manifests.len() < PAGE;
+                    held.extend(manifests.into_iter().map(|m| (m.record.digest, m.record.size)));
+                    if done {
+                        break;
+                    }
+                }
+            }
+            if !page.more {
+                break;
+            }
+            last = page.entries.last().cloned();
+        }
+        let counted: BTreeMap<String, u64> =
+            self.meta.quotas().await?.into_iter().map(|q| (q.project, q.used)).collect();
+        let projects: std::collections::BTreeSet<&String> = actual.keys().chain(counted.keys()).collect();
+        Ok(projects
+            .into_iter()
+            .filter_map(|p| {
+                let actual = actual.get(p).map_or(0, |d| d.values().sum());
+                let counted = counted.get(p).copied().unwrap_or(0);
+                (actual != counted).then(|| crate::quota::Drift { project: p.clone(), counted, actual })
+            })
+            .collect())
     }
 
     /// A page of the catalog (`GET /v2/_catalog?n=&last=`).

@@ -119,6 +119,34 @@ pub enum Error {
         /// What, named for a person.
         what: String,
     },
+    /// The change would take a project past its storage quota: refused, nothing of it kept.
+    #[error(
+        "quota exceeded: project {project} uses {} of its {} quota, and this needs {} more; delete \
+         artifacts (garbage collection then frees them) or ask an administrator to raise the limit",
+        crate::quota::bytes(*used), crate::quota::bytes(*limit), crate::quota::bytes(*needed)
+    )]
+    QuotaExceeded {
+        /// The project.
+        project: String,
+        /// Its usage before the change.
+        used: u64,
+        /// Its limit.
+        limit: u64,
+        /// The bytes the change would add.
+        needed: u64,
+    },
+    /// A tag that an immutability rule protects would move or go.
+    #[error("{what}: tag {tag} of {repository} is immutable (rule {rule}); push a new tag instead")]
+    TagImmutable {
+        /// The repository.
+        repository: String,
+        /// The tag.
+        tag: String,
+        /// What the change was (`pushing another manifest as …`, `deleting …`).
+        what: String,
+        /// The rule that protects it, for a person.
+        rule: String,
+    },
     /// A job that runs in one process at a time (garbage collection) is running in another
     /// process sharing the metadata store (another replica).
     #[error("{job} is running on another replica; try again once it has finished")]
@@ -143,6 +171,7 @@ impl Error {
             Error::ManifestBlobUnknown { .. } => ErrorCode::ManifestBlobUnknown,
             Error::ManifestDigestMismatch { .. } => ErrorCode::DigestInvalid,
             Error::NameUnknown { .. } => ErrorCode::NameUnknown,
+            Error::QuotaExceeded { .. } | Error::TagImmutable { .. } => ErrorCode::Denied,
             Error::TooLarge { .. } => ErrorCode::SizeInvalid,
             Error::Backend(_)
             | Error::Corrupt { .. }

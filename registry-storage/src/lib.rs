@@ -7,6 +7,8 @@
 //! | [`BlobStore`] | immutable content-addressed bytes and the uploads that become them (an upload's store state travels with its offset): [`MemoryBlobStore`], [`FsBlobStore`]; object storage in `registry-object-store` |
 //! | [`MetadataStore`] | blob links, manifests, tags, referrers, upload sessions: [`MemoryMetadataStore`] here; redb (`registry-redb`) and PostgreSQL in their crates |
 //! | [`Registry`] | the engine over both: uploads, mounts, blobs, manifests, tags, catalog, referrers; garbage collection ([`gc`]); copying a registry into other stores and comparing ([`transfer`]) |
+//! | [`quota`] | per-project storage usage kept by the stores in their transactions, and the limit rule |
+//! | [`immutable`] | tag immutability rules as a value the stores apply in their transactions |
 //! | `lease` | coordination through the metadata store: upload leases between replicas, digest holds against garbage collection |
 //! | `testing` (feature) | the suites every backend passes (blob store, metadata store, concurrent writers, garbage collection) and fault-injecting wrappers |
 //!
@@ -18,10 +20,12 @@ pub mod blob;
 pub mod engine;
 pub mod error;
 pub mod gc;
+pub mod immutable;
 pub mod jobs;
 mod lease;
 pub mod meta;
 pub mod policies;
+pub mod quota;
 mod recorder;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -33,9 +37,11 @@ pub use blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
 pub use engine::{ChunkRange, Limits, Registry};
 pub use error::{Error, Result};
 pub use gc::{GcOptions, GcReport};
+pub use immutable::{Protection, Protections};
 pub use jobs::runner::{JobContext, JobFailure, JobHandler, JobRunner, RunnerHandle};
 pub use jobs::{Job, JobQueue, JobStatus, NewJob};
 pub use meta::memory::MemoryMetadataStore;
 pub use meta::{JobLock, ManifestEntry, ManifestRecord, MetadataStore, Page, Pulls, UploadRecord};
 pub use policies::{PolicyRecord, PolicyStore};
+pub use quota::{Quota, QuotaStore};
 pub use transfer::TransferReport;

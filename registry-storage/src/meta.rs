@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blob::UploadId;
 use crate::error::Result;
+use crate::immutable::Protection;
 
 pub mod cache;
 pub mod memory;
@@ -128,6 +129,8 @@ pub struct ManifestEntry {
     pub referenced_by: Vec<Digest>,
     /// Its pulls.
     pub pulls: Pulls,
+    /// The labels on it (their ids), in id order.
+    pub labels: Vec<u64>,
 }
 
 /// A blob link as garbage collection sees it.
@@ -162,10 +165,19 @@ pub struct Page {
 }
 
 /// Storage for the registry's metadata. Every method is one transaction. The same database
-/// keeps the registry's job queue ([`JobQueue`](crate::jobs::JobQueue)) and policies
-/// ([`PolicyStore`](crate::policies::PolicyStore)).
+/// keeps the registry's job queue ([`JobQueue`](crate::jobs::JobQueue)), policies
+/// ([`PolicyStore`](crate::policies::PolicyStore)) and quotas
+/// ([`QuotaStore`](crate::quota::QuotaStore)).
+///
+/// Every write that adds or removes a holder of a digest (a blob link, a manifest) keeps its
+/// project's usage in the same transaction, by the rules of [`crate::quota`]: a write that would
+/// take a project past its limit fails with [`Error::QuotaExceeded`](crate::Error::QuotaExceeded)
+/// and changes nothing. Writes that move or remove tags apply the [`Protection`] they are given
+/// in the same transaction ([`Error::TagImmutable`](crate::Error::TagImmutable)).
 #[async_trait]
-pub trait MetadataStore: crate::jobs::JobQueue + crate::policies::PolicyStore + Send + Sync + 'static {
+pub trait MetadataStore:
+    crate::jobs::JobQueue + crate::policies::PolicyStore + crate::quota::QuotaStore + Send + Sync + 'static
+{
     /// Creates an upload session.
     async fn create_upload(&self, id: &UploadId, record: &UploadRecord) -> Result<()>;
 
@@ -257,20 +269,29 @@ pub trait MetadataStore: crate::jobs::JobQueue + crate::policies::PolicyStore + 
 
     /// Stores a manifest record and its referrer entry, and points `tag` at it, in one transaction
     /// with `events` (which get their ids in commit order: see [`MetadataStore::events_after`]).
+    /// A tag that `protection` protects is not moved from another manifest.
     async fn put_manifest(
         &self,
         repository: &RepositoryName,
         record: &ManifestRecord,
         tag: Option<&Tag>,
+        protection: &Protection,
         events: &[Event],
     ) -> Result<()>;
 
     /// A manifest of a repository.
     async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>>;
 
-    /// Removes a manifest with its tags and its referrer entry, recording `events` in the same
-    /// transaction if it was there; `false` (and no event) if it was absent.
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest, events: &[Event]) -> Result<bool>;
+    /// Removes a manifest with its tags, labels and referrer entry, recording `events` in the
+    /// same transaction if it was there; `false` (and no event) if it was absent. Refused when
+    /// `protection` protects one of its tags.
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        protection: &Protection,
+        events: &[Event],
+    ) -> Result<bool>;
 
     /// The digest a tag points at.
     async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>>;
@@ -285,8 +306,31 @@ pub trait MetadataStore: crate::jobs::JobQueue + crate::policies::PolicyStore + 
     }
 
     /// Removes a tag (never the manifest), recording `events` in the same transaction if it was
-    /// there; `false` (and no event) if it was absent.
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag, events: &[Event]) -> Result<bool>;
+    /// there; `false` (and no event) if it was absent. Refused when `protection` protects it.
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        protection: &Protection,
+        events: &[Event],
+    ) -> Result<bool>;
+
+    // ---- labels ----
+
+    /// Puts label `label` on the manifest (`on`) or takes it off, with `events`; whether that
+    /// changed anything. [`Error::ManifestUnknown`](crate::Error::ManifestUnknown) when the
+    /// repository has no such manifest.
+    async fn set_label(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        label: u64,
+        on: bool,
+        events: &[Event],
+    ) -> Result<bool>;
+
+    /// Takes label `label` off every manifest (the label was deleted); how many it was on.
+    async fn drop_label(&self, label: u64) -> Result<u64>;
 
     // ---- the event stream ----
     //
@@ -324,7 +368,7 @@ pub trait MetadataStore: crate::jobs::JobQueue + crate::policies::PolicyStore + 
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>>;
 
     /// Up to `limit` manifests of a repository after `after` (digest text order), with their
-    /// tags, the manifests referencing them and their pulls.
+    /// tags, the manifests referencing them, their pulls and labels.
     async fn manifests(
         &self,
         repository: &RepositoryName,

@@ -50,6 +50,14 @@ pub trait PolicyStore: Send + Sync {
 
     /// Removes a policy with `events`; `false` (and no event) if it was absent.
     async fn delete_policy(&self, kind: &str, id: u64, events: &[Event]) -> Result<bool>;
+
+    /// Every policy of every kind, in id order (copying a registry into other stores).
+    async fn all_policies(&self) -> Result<Vec<PolicyRecord>>;
+
+    /// Stores `policy` as it is, id and times included, replacing one of that id (copying a
+    /// registry into other stores: ids are kept, as other records name them); later new
+    /// policies get ids above it.
+    async fn import_policy(&self, policy: &PolicyRecord) -> Result<()>;
 }
 
 /// Policies held in memory: what the memory store keeps under its lock.
@@ -98,6 +106,17 @@ impl PolicyTable {
             .filter(|p| p.kind == kind && project_id.is_none_or(|id| id == p.project_id))
             .cloned()
             .collect()
+    }
+
+    /// See [`PolicyStore::all_policies`].
+    pub fn all(&self) -> Vec<PolicyRecord> {
+        self.policies.values().cloned().collect()
+    }
+
+    /// See [`PolicyStore::import_policy`].
+    pub fn import(&mut self, policy: &PolicyRecord) {
+        self.last = self.last.max(policy.id);
+        self.policies.insert(policy.id, policy.clone());
     }
 
     /// See [`PolicyStore::delete_policy`].

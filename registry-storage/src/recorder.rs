@@ -37,7 +37,7 @@ pub(crate) fn artifact(repository: &RepositoryName, record: &ManifestRecord, tag
         media_type: Some(record.media_type.clone()),
         artifact_type: record.artifact_type.clone(),
         size: Some(record.size),
-        name: None,
+        ..Resource::default()
     }
 }
 
@@ -54,7 +54,7 @@ pub(crate) fn deleted(repository: &RepositoryName, digest: Option<&Digest>, tag:
 
 /// The project of a repository: its first component (Harbor's model).
 fn project_of(repository: &RepositoryName) -> String {
-    repository.as_str().split('/').next().unwrap_or_default().to_owned()
+    crate::quota::project_of(repository.as_str()).to_owned()
 }
 
 /// Events of a push: the artifact, and the tag when one was set.

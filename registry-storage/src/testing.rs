@@ -196,9 +196,12 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     let sig = record("signature", Some(&image.digest));
     let latest = Tag::parse("latest").expect("tag");
     let v1 = Tag::parse("v1").expect("tag");
-    store.put_manifest(&repo, &image, Some(&latest), &[]).await.expect("put");
-    store.put_manifest(&repo, &image, Some(&v1), &[]).await.expect("put again with another tag");
-    store.put_manifest(&repo, &sig, None, &[]).await.expect("put referrer");
+    store.put_manifest(&repo, &image, Some(&latest), &crate::Protection::none(), &[]).await.expect("put");
+    store
+        .put_manifest(&repo, &image, Some(&v1), &crate::Protection::none(), &[])
+        .await
+        .expect("put again with another tag");
+    store.put_manifest(&repo, &sig, None, &crate::Protection::none(), &[]).await.expect("put referrer");
     assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), Some(image.digest.clone()));
     assert_eq!(store.tagged_manifest(&repo, &latest).await.expect("tagged"), Some(image.clone()));
     assert_eq!(store.tagged_manifest(&other, &latest).await.expect("tagged"), None, "per repository");
@@ -210,20 +213,23 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     let mut dangling = record("dangling", None);
     dangling.references = vec![Digest::sha256_of(b"never linked")];
     assert!(matches!(
-        store.put_manifest(&repo, &dangling, None, &[]).await,
+        store.put_manifest(&repo, &dangling, None, &crate::Protection::none(), &[]).await,
         Err(crate::Error::ManifestBlobUnknown { .. })
     ));
     assert_eq!(store.get_manifest(&repo, &dangling.digest).await.expect("get"), None, "nothing written");
 
     // Moving a tag leaves the manifest and the other tag alone.
     let image2 = record("image2", None);
-    store.put_manifest(&repo, &image2, Some(&v1), &[]).await.expect("move v1");
+    store.put_manifest(&repo, &image2, Some(&v1), &crate::Protection::none(), &[]).await.expect("move v1");
     assert_eq!(store.resolve_tag(&repo, &v1).await.expect("resolve"), Some(image2.digest.clone()));
     assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), Some(image.digest.clone()));
 
     // Pagination.
     for t in ["a", "b", "c"] {
-        store.put_manifest(&repo, &image2, Some(&Tag::parse(t).expect("tag")), &[]).await.expect("tag");
+        store
+            .put_manifest(&repo, &image2, Some(&Tag::parse(t).expect("tag")), &crate::Protection::none(), &[])
+            .await
+            .expect("tag");
     }
     let page = store.list_tags(&repo, None, 2).await.expect("tags").expect("known repository");
     assert_eq!(page.entries, vec!["a", "b"]);
@@ -271,26 +277,167 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     assert_eq!(first.len() + rest.len(), 3, "pages by digest");
 
     // Deleting a tag keeps the manifest; deleting a manifest takes its tags and referrer entry.
-    assert!(store.delete_tag(&repo, &latest, &[]).await.expect("delete tag"));
-    assert!(!store.delete_tag(&repo, &latest, &[]).await.expect("delete tag again"));
+    assert!(store.delete_tag(&repo, &latest, &crate::Protection::none(), &[]).await.expect("delete tag"));
+    assert!(!store.delete_tag(&repo, &latest, &crate::Protection::none(), &[]).await.expect("delete tag again"));
     assert_eq!(store.resolve_tag(&repo, &latest).await.expect("resolve"), None, "a deleted tag is gone at once");
     assert_eq!(store.tagged_manifest(&repo, &latest).await.expect("tagged"), None);
     assert!(store.get_manifest(&repo, &image.digest).await.expect("get").is_some());
-    assert!(store.delete_manifest(&repo, &sig.digest, &[]).await.expect("delete referrer"));
+    assert!(store.delete_manifest(&repo, &sig.digest, &crate::Protection::none(), &[]).await.expect("delete referrer"));
     assert!(store.referrers(&repo, &image.digest).await.expect("referrers").is_empty());
     assert!(store.get_manifest(&repo, &image2.digest).await.expect("get").is_some());
-    assert!(store.delete_manifest(&repo, &image2.digest, &[]).await.expect("delete"));
+    assert!(store.delete_manifest(&repo, &image2.digest, &crate::Protection::none(), &[]).await.expect("delete"));
     assert_eq!(store.get_manifest(&repo, &image2.digest).await.expect("get"), None);
-    store.put_manifest(&repo, &image2, None, &[]).await.expect("push it again");
+    store.put_manifest(&repo, &image2, None, &crate::Protection::none(), &[]).await.expect("push it again");
     let again = store.manifests(&repo, None, 10).await.expect("manifests");
     let image2_again = again.iter().find(|m| m.record.digest == image2.digest).expect("listed");
     assert_eq!(image2_again.pulls, crate::Pulls::default(), "pulls go with the manifest");
-    assert!(store.delete_manifest(&repo, &image2.digest, &[]).await.expect("delete"));
+    assert!(store.delete_manifest(&repo, &image2.digest, &crate::Protection::none(), &[]).await.expect("delete"));
     assert_eq!(store.resolve_tag(&repo, &v1).await.expect("resolve"), None, "tags go with the manifest");
     let page = store.list_tags(&repo, None, 10).await.expect("tags").expect("known");
     assert!(page.entries.is_empty(), "{:?}", page.entries);
-    assert!(!store.delete_manifest(&repo, &image2.digest, &[]).await.expect("delete again"));
+    assert!(
+        !store.delete_manifest(&repo, &image2.digest, &crate::Protection::none(), &[]).await.expect("delete again")
+    );
     event_stream_rules(store).await;
+    quota_rules(store).await;
+    protection_rules(store).await;
+    label_rules(store).await;
+}
+
+/// Quotas: usage counted once per digest and project, moved by every link, manifest and
+/// removal; a limit refuses growth past it with nothing written; warnings when crossing.
+async fn quota_rules(store: &dyn MetadataStore) {
+    use crate::quota::Quota;
+    let (a, b, elsewhere) = (name("quota/a"), name("quota/b/deep"), name("quota-other/a"));
+    let used = |q: Option<Quota>| q.map_or(0, |q| q.used);
+    assert_eq!(store.quota("quota").await.expect("quota"), None, "nothing held, no limit: no quota");
+    let layer = Digest::sha256_of(b"quota layer");
+    store.link_blob(&a, &layer, 100).await.expect("link");
+    assert_eq!(used(store.quota("quota").await.expect("quota")), 100);
+    store.link_blob(&a, &layer, 100).await.expect("link again");
+    store.link_blob(&b, &layer, 100).await.expect("link into another repository of the project");
+    assert_eq!(used(store.quota("quota").await.expect("quota")), 100, "a digest counts once per project");
+    store.link_blob(&elsewhere, &layer, 100).await.expect("link into another project");
+    assert_eq!(used(store.quota("quota-other").await.expect("quota")), 100, "and once in each project");
+    let mut image = record("quota image", None);
+    image.references = vec![layer.clone()];
+    store
+        .put_manifest(&a, &image, Some(&Tag::parse("v1").expect("tag")), &crate::Protection::none(), &[])
+        .await
+        .expect("put");
+    store
+        .put_manifest(&a, &image, Some(&Tag::parse("v2").expect("tag")), &crate::Protection::none(), &[])
+        .await
+        .expect("tag");
+    assert_eq!(used(store.quota("quota").await.expect("quota")), 100 + image.size, "the manifest counts once");
+
+    // A limit: growth past it is refused and writes nothing; what does not grow passes.
+    let q = store.set_quota("quota", Some(150 + image.size), 95, &[]).await.expect("set");
+    assert_eq!((q.limit, q.used, q.warn_percent), (Some(150 + image.size), 100 + image.size, 95));
+    let big = Digest::sha256_of(b"quota big");
+    let refused = store.link_blob(&b, &big, 51).await.expect_err("over the limit");
+    assert!(
+        matches!(&refused, crate::Error::QuotaExceeded { project, needed: 51, .. } if project == "quota"),
+        "{refused}"
+    );
+    assert_eq!(store.blob_link(&b, &big).await.expect("link"), None, "nothing linked");
+    let id = UploadId::new_random();
+    let rec =
+        UploadRecord { repository: b.clone(), offset: 0, verifier_state: vec![], started_at: 0, store_state: vec![] };
+    store.create_upload(&id, &rec).await.expect("create upload");
+    assert!(matches!(store.complete_upload(&id, &b, &big, 51).await, Err(crate::Error::QuotaExceeded { .. })));
+    assert!(store.get_upload(&id).await.expect("get").is_some(), "the refused completion kept the session");
+    assert!(matches!(store.mount_blob(&b, &elsewhere, &layer).await, Ok(Some(100))), "held already: no growth");
+    let mut huge = record("quota huge manifest", None);
+    huge.size = 1000;
+    assert!(matches!(
+        store.put_manifest(&a, &huge, None, &crate::Protection::none(), &[]).await,
+        Err(crate::Error::QuotaExceeded { .. })
+    ));
+    assert_eq!(store.get_manifest(&a, &huge.digest).await.expect("get"), None, "the refused manifest is not there");
+    let before = store.events_after(0, usize::MAX).await.expect("events").last().map_or(0, |e| e.id);
+    store.link_blob(&b, &big, 50).await.expect("exactly at the limit");
+    let quota = store.quota("quota").await.expect("quota").expect("quota");
+    assert_eq!(quota.used, quota.limit.expect("limit"));
+    let warnings: Vec<_> = store.events_after(before, usize::MAX).await.expect("events");
+    assert_eq!(warnings.len(), 1, "one QUOTA_WARNING crossing 95%: {warnings:?}");
+    assert_eq!(warnings[0].action, registry_core::event::EventAction::QuotaWarning);
+    assert_eq!(warnings[0].resource.project.as_deref(), Some("quota"));
+
+    // Removals move usage down, each digest with its last holder in the project.
+    assert!(store.unlink_blob(&b, &layer).await.expect("unlink"));
+    assert_eq!(used(store.quota("quota").await.expect("quota")), quota.used, "still held by quota/a");
+    assert!(store.delete_manifest(&a, &image.digest, &crate::Protection::none(), &[]).await.expect("delete"));
+    assert_eq!(used(store.quota("quota").await.expect("quota")), quota.used - image.size);
+    let removed = store.gc_unlink(&a, std::slice::from_ref(&layer), u64::MAX).await.expect("gc unlink");
+    assert_eq!(removed.len(), 1);
+    assert_eq!(used(store.quota("quota").await.expect("quota")), 50, "only the big blob left");
+    assert!(!store.remove_quota("quota").await.expect("remove"), "a project holding bytes keeps its quota");
+    assert!(store.unlink_blob(&b, &big).await.expect("unlink"));
+    assert!(store.delete_upload(&id).await.expect("delete upload"));
+    let q = store.quota("quota").await.expect("quota").expect("kept");
+    assert_eq!((q.used, q.limit), (0, Some(150 + image.size)), "the limit stays");
+    assert!(store.remove_quota("quota").await.expect("remove"));
+    assert_eq!(store.quota("quota").await.expect("quota"), None);
+    let listed: Vec<String> = store.quotas().await.expect("quotas").into_iter().map(|q| q.project).collect();
+    assert!(listed.contains(&"quota-other".to_owned()) && !listed.contains(&"quota".to_owned()), "{listed:?}");
+    assert!(store.unlink_blob(&elsewhere, &layer).await.expect("unlink"));
+    assert_eq!(used(store.quota("quota-other").await.expect("quota")), 0);
+}
+
+/// Immutability: a protected tag does not move to another manifest, is not deleted, and its
+/// manifest is not deleted; re-pushing the same manifest under it is fine.
+async fn protection_rules(store: &dyn MetadataStore) {
+    use crate::immutable::{Protection, Selector, TagRule};
+    use registry_core::glob::Pattern;
+    let repo = name("immutable/app");
+    let selector = |p: &str| Selector { pattern: Pattern::parse(p).expect("pattern"), exclude: false };
+    let rules =
+        Protection::new(vec![TagRule { id: 9, repositories: vec![selector("**")], tags: vec![selector("v*")] }]);
+    let (one, two) = (record("immutable one", None), record("immutable two", None));
+    let v1 = Tag::parse("v1").expect("tag");
+    store.put_manifest(&repo, &one, Some(&v1), &rules, &[]).await.expect("a new protected tag");
+    store.put_manifest(&repo, &one, Some(&v1), &rules, &[]).await.expect("the same manifest again");
+    let moved = store.put_manifest(&repo, &two, Some(&v1), &rules, &[]).await.expect_err("moving it");
+    assert!(matches!(&moved, crate::Error::TagImmutable { rule, .. } if rule.starts_with("9 ")), "{moved}");
+    assert_eq!(store.resolve_tag(&repo, &v1).await.expect("resolve"), Some(one.digest.clone()), "not moved");
+    assert_eq!(store.get_manifest(&repo, &two.digest).await.expect("get"), None, "nothing written");
+    assert!(matches!(store.delete_tag(&repo, &v1, &rules, &[]).await, Err(crate::Error::TagImmutable { .. })));
+    assert!(matches!(
+        store.delete_manifest(&repo, &one.digest, &rules, &[]).await,
+        Err(crate::Error::TagImmutable { .. })
+    ));
+    assert!(store.get_manifest(&repo, &one.digest).await.expect("get").is_some(), "not deleted");
+    let latest = Tag::parse("latest").expect("tag");
+    store.put_manifest(&repo, &two, Some(&latest), &rules, &[]).await.expect("unprotected tag");
+    store.put_manifest(&repo, &one, Some(&latest), &rules, &[]).await.expect("unprotected tag moves");
+    assert!(store.delete_manifest(&repo, &two.digest, &rules, &[]).await.expect("untagged now: deletable"));
+    assert!(store.delete_tag(&repo, &v1, &Protection::none(), &[]).await.expect("without the rule"));
+    assert!(store.delete_manifest(&repo, &one.digest, &Protection::none(), &[]).await.expect("delete"));
+}
+
+/// Labels: on and off a manifest, listed with it, gone with it or with the label.
+async fn label_rules(store: &dyn MetadataStore) {
+    let repo = name("labels/app");
+    let image = record("labelled", None);
+    let missing = Digest::sha256_of(b"labels: never pushed");
+    assert!(matches!(store.set_label(&repo, &missing, 1, true, &[]).await, Err(crate::Error::ManifestUnknown { .. })));
+    store.put_manifest(&repo, &image, None, &crate::Protection::none(), &[]).await.expect("put");
+    assert!(store.set_label(&repo, &image.digest, 7, true, &[]).await.expect("label"));
+    assert!(!store.set_label(&repo, &image.digest, 7, true, &[]).await.expect("again"), "already on");
+    assert!(store.set_label(&repo, &image.digest, 3, true, &[]).await.expect("label"));
+    let labels = |listed: Vec<crate::ManifestEntry>| listed.into_iter().next().map(|m| m.labels).unwrap_or_default();
+    assert_eq!(labels(store.manifests(&repo, None, 10).await.expect("list")), vec![3, 7]);
+    assert!(store.set_label(&repo, &image.digest, 3, false, &[]).await.expect("off"));
+    assert!(!store.set_label(&repo, &image.digest, 3, false, &[]).await.expect("off again"));
+    assert_eq!(store.drop_label(7).await.expect("drop"), 1);
+    assert!(labels(store.manifests(&repo, None, 10).await.expect("list")).is_empty());
+    assert!(store.set_label(&repo, &image.digest, 5, true, &[]).await.expect("label"));
+    assert!(store.delete_manifest(&repo, &image.digest, &crate::Protection::none(), &[]).await.expect("delete"));
+    store.put_manifest(&repo, &image, None, &crate::Protection::none(), &[]).await.expect("put again");
+    assert!(labels(store.manifests(&repo, None, 10).await.expect("list")).is_empty(), "labels go with the manifest");
+    assert_eq!(store.drop_label(5).await.expect("drop"), 0);
+    assert!(store.delete_manifest(&repo, &image.digest, &crate::Protection::none(), &[]).await.expect("delete"));
 }
 
 /// The event stream: written with the change, only when it happens, in commit order; appended,
@@ -307,14 +454,32 @@ async fn event_stream_rules(store: &dyn MetadataStore) {
     let image = record("event image", None);
     let tag = Tag::parse("v1").expect("tag");
     let push = [event(EventAction::PushArtifact, 1_000, "alice"), event(EventAction::CreateTag, 1_000, "alice")];
-    store.put_manifest(&repo, &image, Some(&tag), &push).await.expect("put");
+    store.put_manifest(&repo, &image, Some(&tag), &crate::Protection::none(), &push).await.expect("put");
     let mut dangling = record("never stored", None);
     dangling.references = vec![Digest::sha256_of(b"nothing")];
-    let refused = store.put_manifest(&repo, &dangling, None, &[event(EventAction::PushArtifact, 1_500, "alice")]).await;
+    let refused = store
+        .put_manifest(
+            &repo,
+            &dangling,
+            None,
+            &crate::Protection::none(),
+            &[event(EventAction::PushArtifact, 1_500, "alice")],
+        )
+        .await;
     assert!(refused.is_err());
     let gone = Tag::parse("gone").expect("tag");
-    assert!(!store.delete_tag(&repo, &gone, &[event(EventAction::DeleteTag, 1_600, "bob")]).await.expect("delete"));
-    assert!(store.delete_tag(&repo, &tag, &[event(EventAction::DeleteTag, 2_000, "bob")]).await.expect("delete"));
+    assert!(
+        !store
+            .delete_tag(&repo, &gone, &crate::Protection::none(), &[event(EventAction::DeleteTag, 1_600, "bob")])
+            .await
+            .expect("delete")
+    );
+    assert!(
+        store
+            .delete_tag(&repo, &tag, &crate::Protection::none(), &[event(EventAction::DeleteTag, 2_000, "bob")])
+            .await
+            .expect("delete")
+    );
     store.append_events(&[event(EventAction::PullArtifact, 3_000, "carol")]).await.expect("append");
     let events = store.events_after(start, 100).await.expect("events");
     let actions: Vec<EventAction> = events.iter().map(|e| e.action).collect();

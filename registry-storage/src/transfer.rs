@@ -3,7 +3,9 @@
 //!
 //! [`Registry::copy_into`] copies every published blob (hashed on the way: a corrupt source blob
 //! stops the copy rather than being spread), then, repository by repository, the blob links, the
-//! manifests (children before the indexes that list them) and the tags. Blobs already in the
+//! manifests (children before the indexes that list them), their labels and the tags; then every
+//! policy with its id (webhooks, immutability rules, labels, retention policies, settings) and
+//! every quota's limit (usage is counted by the target as the content lands). Blobs already in the
 //! target at the right size are skipped, so a copy that stopped half-way is resumed by running
 //! it again. Uploads in progress are not copied (their clients start them again).
 //!
@@ -20,6 +22,7 @@ use serde::Serialize;
 use crate::blob::{BlobStore, StoredObject, UploadId};
 use crate::engine::Registry;
 use crate::error::{Error, Result};
+use crate::immutable::Protection;
 use crate::meta::{ManifestRecord, MetadataStore};
 
 /// Objects listed per page.
@@ -51,6 +54,12 @@ pub struct TransferReport {
     pub tags: u64,
     /// Events of the stream (the audit history), in their order.
     pub events: u64,
+    /// Policies of every kind (webhooks, immutability rules, labels, retention, settings).
+    pub policies: u64,
+    /// Quotas (limits; usage is counted again from the content).
+    pub quotas: u64,
+    /// Labels on manifests.
+    pub labels: u64,
 }
 
 /// One repository's metadata, read whole (repositories are small next to their blobs).
@@ -59,6 +68,7 @@ struct RepositoryContents {
     links: BTreeMap<Digest, u64>,
     manifests: BTreeMap<Digest, ManifestRecord>,
     tags: BTreeMap<String, Digest>,
+    labels: BTreeMap<Digest, Vec<u64>>,
 }
 
 async fn contents(meta: &dyn MetadataStore, repo: &RepositoryName) -> Result<RepositoryContents> {
@@ -75,7 +85,12 @@ async fn contents(meta: &dyn MetadataStore, repo: &RepositoryName) -> Result<Rep
         let page = meta.manifests(repo, after.as_ref(), PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.record.digest.clone());
-        out.manifests.extend(page.into_iter().map(|m| (m.record.digest.clone(), m.record)));
+        for m in page {
+            if !m.labels.is_empty() {
+                out.labels.insert(m.record.digest.clone(), m.labels);
+            }
+            out.manifests.insert(m.record.digest.clone(), m.record);
+        }
     }
     let mut last: Option<String> = None;
     loop {
@@ -182,7 +197,7 @@ impl Registry {
                     ));
                 }
                 for record in ready {
-                    meta.put_manifest(&repo, record, None, &[]).await?;
+                    meta.put_manifest(&repo, record, None, &Protection::none(), &[]).await?;
                     done.insert(record.digest.clone());
                     report.manifests += 1;
                 }
@@ -193,14 +208,28 @@ impl Registry {
                 let record = source.manifests.get(digest).ok_or_else(|| {
                     Error::corrupt(format!("tag {repo}:{name}"), std::io::Error::other("it names no manifest"))
                 })?;
-                meta.put_manifest(&repo, record, Some(&tag), &[]).await?;
+                meta.put_manifest(&repo, record, Some(&tag), &Protection::none(), &[]).await?;
                 report.tags += 1;
+            }
+            for (digest, labels) in &source.labels {
+                for label in labels {
+                    meta.set_label(&repo, digest, *label, true, &[]).await?;
+                    report.labels += 1;
+                }
             }
             report.repositories += 1;
             progress(&report);
         }
         // The event stream, in order (the target's ids follow the same order); a resumed copy
         // skips as many as the target holds.
+        for policy in self.metadata_store().all_policies().await? {
+            target.metadata_store().import_policy(&policy).await?;
+            report.policies += 1;
+        }
+        for quota in self.metadata_store().quotas().await? {
+            target.metadata_store().set_quota(&quota.project, quota.limit, quota.warn_percent, &[]).await?;
+            report.quotas += 1;
+        }
         let mut skip = count_events(target.metadata_store().as_ref()).await?;
         let mut after = 0;
         loop {
@@ -305,6 +334,10 @@ impl Registry {
             if a.tags != b.tags {
                 return Err(differ(format!("the tags of {repo}")));
             }
+            if a.labels != b.labels {
+                return Err(differ(format!("the labels of {repo}'s artifacts")));
+            }
+            report.labels += a.labels.values().map(|l| l.len() as u64).sum::<u64>();
             report.repositories += 1;
             report.links += a.links.len() as u64;
             report.manifests += a.manifests.len() as u64;
@@ -315,6 +348,23 @@ impl Registry {
             return Err(differ("the event stream".into()));
         }
         report.events = source_events;
+        let policies = self.metadata_store().all_policies().await?;
+        if target.metadata_store().all_policies().await? != policies {
+            return Err(differ("the policies (webhooks, rules, labels, settings)".into()));
+        }
+        report.policies = policies.len() as u64;
+        let quotas = self.metadata_store().quotas().await?;
+        let target_quotas = target.metadata_store().quotas().await?;
+        let limits = |qs: &[crate::quota::Quota]| -> Vec<(String, Option<u64>, u64)> {
+            qs.iter()
+                .filter(|q| q.used > 0 || q.limit.is_some())
+                .map(|q| (q.project.clone(), q.limit, q.used))
+                .collect()
+        };
+        if limits(&target_quotas) != limits(&quotas) {
+            return Err(differ("the quotas (limits and usage)".into()));
+        }
+        report.quotas = quotas.len() as u64;
         Ok(report)
     }
 }
@@ -340,8 +390,19 @@ mod tests {
         for i in 0..3u8 {
             let layer = [i; 50];
             let layer_digest = Digest::sha256_of(&layer);
-            source.push_blob(&repo, &layer_digest, &mut body(&[&layer])).await.expect("layer");
-            source.push_blob(&repo, &Digest::sha256_of(b"{}"), &mut body(&[b"{}"])).await.expect("config");
+            source
+                .push_blob(&repo, &layer_digest, &mut body(&[&layer]), &registry_core::event::Operator::system())
+                .await
+                .expect("layer");
+            source
+                .push_blob(
+                    &repo,
+                    &Digest::sha256_of(b"{}"),
+                    &mut body(&[b"{}"]),
+                    &registry_core::event::Operator::system(),
+                )
+                .await
+                .expect("config");
             let manifest = format!(
                 r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":50}}]}}"#,
                 Digest::sha256_of(b"{}")
@@ -358,9 +419,31 @@ mod tests {
                 .expect("manifest");
             images.push(pushed.digest);
         }
+        // Policies keep their ids, labels stay on their artifacts, limits stay with projects.
+        let meta = source.metadata_store();
+        let policy = crate::PolicyRecord {
+            id: 0,
+            kind: "label".into(),
+            project_id: 3,
+            name: "release".into(),
+            body: "{}".into(),
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        let label = meta.put_policy(&policy, &[]).await.expect("policy");
+        meta.set_label(&repo, &images[1], label, true, &[]).await.expect("label");
+        meta.set_quota("move", Some(1 << 30), 90, &[]).await.expect("limit");
         let target = registry();
         let report = source.copy_into(&target, &|_| {}).await.expect("copy");
         assert_eq!((report.repositories, report.manifests, report.tags, report.links), (1, 3, 3, 4));
+        assert_eq!((report.policies, report.quotas, report.labels), (1, 1, 1));
+        let quota = target.quota("move").await.expect("quota").expect("there");
+        assert_eq!((quota.limit, quota.warn_percent), (Some(1 << 30), 90));
+        assert_eq!(quota.used, source.quota("move").await.expect("quota").expect("there").used, "usage counted");
+        assert_eq!(
+            target.metadata_store().policy("label", label).await.expect("policy").map(|p| p.name),
+            Some("release".into())
+        );
         assert_eq!(report.events, 6, "a push and a tag event per image");
         let moved = target.metadata_store().events_after(0, 100).await.expect("events");
         assert_eq!(moved.len(), 6);

@@ -17,7 +17,7 @@ async fn identical_pulls_are_counted_on_one_event() {
     let config = br#"{"a":1}"#;
     let digest = Digest::sha256_of(config);
     let mut stream = body(&[config]);
-    registry.push_blob(&repo, &digest, &mut stream).await.expect("config");
+    registry.push_blob(&repo, &digest, &mut stream, &registry_core::event::Operator::system()).await.expect("config");
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{digest}","size":{}}},"layers":[]}}"#,
         config.len()

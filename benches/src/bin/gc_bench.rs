@@ -65,7 +65,7 @@ async fn run(manifests: usize) -> anyhow::Result<()> {
             let data = format!("manifest {m} blob {b}").into_bytes();
             let digest = Digest::sha256_of(&data);
             let body = futures::stream::iter([Ok::<_, registry_storage::BodyError>(bytes::Bytes::from(data.clone()))]);
-            registry.push_blob(&repo, &digest, &mut Box::pin(body)).await?;
+            registry.push_blob(&repo, &digest, &mut Box::pin(body), &registry_core::event::Operator::system()).await?;
             layers.push(format!(
                 r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":{}}}"#,
                 data.len()

@@ -162,6 +162,7 @@ impl std::fmt::Debug for PublicKey {
     }
 }
 
+#[cfg(feature = "rs256")]
 fn trimmed_b64(bytes: &[u8]) -> String {
     let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len().saturating_sub(1));
     B64.encode(&bytes[start..])

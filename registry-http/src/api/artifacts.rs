@@ -53,28 +53,6 @@ async fn all_manifests(api: &Api, repository: &RepositoryName) -> Result<Vec<Man
     }
 }
 
-/// The bytes a project's repositories hold: each blob and manifest once, however many of its
-/// repositories link it. Reads every link of the project (costs grow with the project).
-pub(crate) async fn storage_used(api: &Api, project: &str) -> Result<u64, ApiError> {
-    let mut sizes: HashMap<Digest, u64> = HashMap::new();
-    for name in super::projects::repositories(api, project).await? {
-        let Ok(name) = RepositoryName::parse(&name) else { continue };
-        let meta = api.registry.metadata_store();
-        let mut after: Option<Digest> = None;
-        loop {
-            let page = meta.gc_links(&name, after.as_ref(), PAGE).await?;
-            let done = page.len() < PAGE;
-            after = page.last().map(|l| l.digest.clone());
-            sizes.extend(page.into_iter().map(|l| (l.digest, l.size)));
-            if done {
-                break;
-            }
-        }
-        sizes.extend(all_manifests(api, &name).await?.into_iter().map(|m| (m.record.digest, m.record.size)));
-    }
-    Ok(sizes.values().sum())
-}
-
 /// What a manifest is to the artifacts listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Place {
@@ -130,6 +108,8 @@ fn place(entry: &ManifestEntry) -> Place {
 /// A repository's manifests sorted into artifacts and what belongs to them.
 struct Contents {
     name: RepositoryName,
+    /// The immutability rules in force for it.
+    protection: registry_storage::Protection,
     entries: Vec<ManifestEntry>,
     places: Vec<Place>,
     /// Digest -> index into `entries`.
@@ -141,7 +121,20 @@ impl Contents {
         let entries = all_manifests(api, &name).await?;
         let places = entries.iter().map(place).collect();
         let by_digest = entries.iter().enumerate().map(|(i, e)| (e.record.digest.clone(), i)).collect();
-        Ok(Contents { name, entries, places, by_digest })
+        let protection = api.registry.protection(&name).await?;
+        Ok(Contents { name, protection, entries, places, by_digest })
+    }
+
+    /// Refuses, before anything is deleted, when a tag of `entries` is immutable: a deletion
+    /// either happens whole or not at all.
+    fn refuse_immutable<'a>(&self, entries: impl IntoIterator<Item = &'a ManifestEntry>) -> Result<(), ApiError> {
+        for entry in entries {
+            for tag in &entry.tags {
+                let what = format!("deleting {}, which carries it", entry.record.digest);
+                self.protection.check(self.name.as_str(), tag, &what)?;
+            }
+        }
+        Ok(())
     }
 
     /// The artifacts, newest push first (Harbor's default order).
@@ -194,7 +187,7 @@ impl Contents {
                     "name": t,
                     "push_time": pushed,
                     "pull_time": pulled,
-                    "immutable": false,
+                    "immutable": self.protection.protects(self.name.as_str(), t).is_some(),
                     "signed": signed,
                 })
             })
@@ -321,7 +314,7 @@ async fn artifact_json(
         "pull_count": entry.pulls.count,
         "annotations": r.annotations,
         "extra_attrs": {},
-        "labels": [],
+        "labels": super::labels::labels_of(api, &entry.labels).await?,
         "tags": tags,
         "signed": contents.signed(&r.digest),
         "references": references(api, contents, entry).await?,
@@ -426,6 +419,7 @@ pub(crate) async fn delete_repository(api: Arc<Api>, call: ApiCall) -> ApiResult
         Place::Artifact => 1,
         Place::Child => 2,
     });
+    contents.refuse_immutable(contents.entries.iter())?;
     let digests: Vec<&Digest> = order.iter().map(|(e, _)| &e.record.digest).collect();
     contents.delete(&api, &digests, &call.operator).await?;
     Ok(status_only(StatusCode::OK))
@@ -449,7 +443,7 @@ fn find<'a>(contents: &'a Contents, reference: &str) -> Result<&'a ManifestEntry
 pub(crate) async fn list_artifacts(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let (project, name) = repository_of(&api, &call).await?;
     require(&api, &call, &project, name.as_str(), Action::Pull).await?;
-    let q = Q::parse(call.query.get("q"), &["digest", "tags", "type", "media_type"])?;
+    let q = Q::parse(call.query.get("q"), &["digest", "tags", "type", "media_type", "labels"])?;
     let with_tag = call.query.get("with_tag") != Some("false");
     let contents = Contents::read(&api, name.clone()).await?;
     let chosen: Vec<&ManifestEntry> = contents
@@ -457,6 +451,7 @@ pub(crate) async fn list_artifacts(api: Arc<Api>, call: ApiCall) -> ApiResult {
         .into_iter()
         .filter(|e| q.accepts("digest", &e.record.digest.to_string()))
         .filter(|e| q.accepts("type", kind_of(e)) && q.accepts("media_type", &e.record.media_type))
+        .filter(|e| q.accepts_set("labels", &e.labels.iter().map(u64::to_string).collect::<Vec<_>>()))
         .filter(|e| match q.get("tags") {
             Some(super::q::Condition::Exact(v)) if v == "*" => !e.tags.is_empty(),
             Some(super::q::Condition::Exact(v)) if v == "nil" => e.tags.is_empty(),
@@ -497,6 +492,7 @@ pub(crate) async fn delete_artifact(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let contents = Contents::read(&api, name.clone()).await?;
     let entry = find(&contents, call.params.get("reference")?)?;
     let accessories = contents.accessories(&entry.record.digest);
+    contents.refuse_immutable(accessories.iter().map(|(a, _)| *a).chain([entry]))?;
     contents
         .delete(&api, &accessories.iter().map(|(a, _)| &a.record.digest).collect::<Vec<_>>(), &call.operator)
         .await?;
@@ -600,4 +596,49 @@ pub(crate) async fn search(api: Arc<Api>, call: ApiCall) -> ApiResult {
         }
     }
     Ok(json_response(StatusCode::OK, &json!({"project": projects, "repository": repositories})))
+}
+
+/// `{"id": label_id}` of a label to add.
+#[derive(Deserialize)]
+struct LabelRef {
+    id: u64,
+}
+
+/// `POST /projects/{p}/repositories/{r}/artifacts/{reference}/labels` `{"id": …}`: 201; 409 when
+/// the artifact has it already; 403 for another project's label.
+pub(crate) async fn add_label(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Pull).await?;
+    api.require_permission(&call, &project, "artifact-label", "create").await?;
+    let LabelRef { id } = call.json()?;
+    let label = super::labels::named(&api, id).await?;
+    super::labels::usable_in(&label, &project)?;
+    let contents = Contents::read(&api, name.clone()).await?;
+    let entry = find(&contents, call.params.get("reference")?)?;
+    let digest = entry.record.digest.to_string();
+    let event = super::labels::artifact_event(&api, &call, &label, name.as_str(), &digest, true);
+    if !api.registry.metadata_store().set_label(&name, &entry.record.digest, id, true, &[event]).await? {
+        return Err(ApiError::harbor(
+            StatusCode::CONFLICT,
+            format!("artifact {digest} has label {} already", label.name),
+        ));
+    }
+    Ok(status_only(StatusCode::CREATED))
+}
+
+/// `DELETE /projects/{p}/repositories/{r}/artifacts/{reference}/labels/{label_id}`.
+pub(crate) async fn remove_label(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Pull).await?;
+    api.require_permission(&call, &project, "artifact-label", "delete").await?;
+    let id = call.params.id("label_id")?;
+    let contents = Contents::read(&api, name.clone()).await?;
+    let entry = find(&contents, call.params.get("reference")?)?;
+    let digest = entry.record.digest.to_string();
+    let label = super::labels::named(&api, id).await?;
+    let event = super::labels::artifact_event(&api, &call, &label, name.as_str(), &digest, false);
+    if !api.registry.metadata_store().set_label(&name, &entry.record.digest, id, false, &[event]).await? {
+        return Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("artifact {digest} has no label {}", label.name)));
+    }
+    Ok(status_only(StatusCode::OK))
 }

@@ -1,5 +1,6 @@
 //! The run-time settings a system admin changes (`/configurations`, Harbor's shapes): whether
-//! webhook targets may be private addresses, and where audit records are forwarded as syslog.
+//! webhook targets may be private addresses, where audit records are forwarded as syslog, the
+//! storage limit of new projects (`storage_per_project`) and the quota warning percentage.
 
 use std::sync::Arc;
 
@@ -21,6 +22,8 @@ pub(crate) async fn get(api: Arc<Api>, call: ApiCall) -> ApiResult {
         &json!({
             "webhook_allow_private_targets": {"value": settings.webhook_allow_private_targets, "editable": true},
             "audit_log_forward_endpoint": {"value": settings.audit_log_forward_endpoint, "editable": true},
+            "storage_per_project": {"value": settings.storage_per_project, "editable": true},
+            "quota_warning_percent": {"value": settings.quota_warning_percent, "editable": true},
         }),
     ))
 }
@@ -50,6 +53,21 @@ pub(crate) async fn put(api: Arc<Api>, call: ApiCall) -> ApiResult {
                     "audit_log_forward_endpoint is a string (tcp://host:port), not {other}"
                 )));
             }
+            ("storage_per_project", value) => {
+                let limit = value.as_i64().ok_or_else(|| {
+                    bad_request(format!("storage_per_project is a number of bytes (-1: no limit), not {value}"))
+                })?;
+                registry_platform::quotas::limit_of(limit)
+                    .map_err(|e| bad_request(format!("storage_per_project: {e}")))?;
+                settings.storage_per_project = limit;
+            }
+            ("quota_warning_percent", value) => {
+                let percent = value.as_i64().ok_or_else(|| {
+                    bad_request(format!("quota_warning_percent is a number from 1 to 100, not {value}"))
+                })?;
+                settings.quota_warning_percent =
+                    registry_platform::quotas::warn_percent_of(percent).map_err(|e| bad_request(e.0))?;
+            }
             (other, _) => return Err(bad_request(format!("{other} is not a setting of this registry"))),
         }
     }
@@ -66,6 +84,13 @@ pub(crate) async fn put(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let names: Vec<&str> = changes.keys().map(String::as_str).collect();
     let resource = Resource { name: Some(names.join(",")), ..Resource::default() };
     let event = Event::new(now, call.operator.clone(), EventAction::UpdateSettings, resource);
+    let warn_changed = changes.contains_key("quota_warning_percent");
     settings.save(&**meta, &[event]).await?;
+    if warn_changed {
+        // Every quota warns at the new percentage from now on.
+        for quota in meta.quotas().await? {
+            meta.set_quota(&quota.project, quota.limit, settings.quota_warning_percent, &[]).await?;
+        }
+    }
     Ok(json_response(StatusCode::OK, &json!({})))
 }

@@ -159,6 +159,33 @@ impl Api {
         if may { Ok(()) } else { Err(forbidden(format!("only project admins of {} may do this", project.name))) }
     }
 
+    /// Refuses who may not do `action` on the project's `resource` (Harbor's names:
+    /// `immutable-tag`, `tag-retention`, `label`, `artifact-label`, `quota`): system admins,
+    /// members whose role allows it ([`Role::allows`]), robots holding that permission in the
+    /// project. 401 anonymous, 403 otherwise.
+    pub(crate) async fn require_permission(
+        &self,
+        call: &ApiCall,
+        project: &Project,
+        resource: &str,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        let who = call.signed_in()?;
+        let allowed = match who {
+            Identity::User { admin: true, .. } => true,
+            Identity::User { .. } => self.role(who, project).await?.is_some_and(|r| r.allows(resource, action)),
+            Identity::Robot { permissions, .. } => {
+                permissions.iter().any(|p| p.allows(&project.name, resource, action))
+            }
+            Identity::Anonymous => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(forbidden(format!("{action} on {resource} of project {} is not granted to you", project.name)))
+        }
+    }
+
     /// Refuses who is not at least `least` in the project (system admins pass).
     pub(crate) async fn require_role(
         &self,

@@ -14,6 +14,9 @@
 //! | [`configurations`] | `/configurations` (run-time settings) |
 //! | [`artifacts`] | `/projects/{p}/repositories…`, `…/artifacts…`, `…/tags…`, `/search` |
 //! | [`audit`] | `/audit-logs`, `/projects/{p}/logs`, `/system/purgeaudit/schedule` |
+//! | [`quotas`] | `/quotas`, `/quotas/{id}` |
+//! | [`immutable`] | `/projects/{p}/immutabletagrules…` |
+//! | [`labels`] | `/labels…` (artifacts' labels are in [`artifacts`]) |
 //!
 //! Shared pieces: [`context`] (who the caller is, what they may do, project look-up by name or
 //! id), [`pages`] (`page`/`page_size`, `X-Total-Count`, `Link`), [`q`] (Harbor's `q=` filters),
@@ -37,11 +40,14 @@ pub mod artifacts;
 pub mod audit;
 pub mod configurations;
 pub mod context;
+pub mod immutable;
 pub mod jobs;
+pub mod labels;
 pub mod members;
 pub mod pages;
 pub mod projects;
 pub mod q;
+pub mod quotas;
 pub mod robots;
 pub(crate) mod router;
 pub(crate) mod shapes;
@@ -125,6 +131,21 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags" => artifacts::list_tags),
             endpoint!(POST "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags" => artifacts::create_tag),
             endpoint!(DELETE "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags/{tag_name}" => artifacts::delete_tag),
+            endpoint!(POST "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/labels" => artifacts::add_label),
+            endpoint!(DELETE "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/labels/{label_id}" => artifacts::remove_label),
+            endpoint!(GET "/quotas" => quotas::list),
+            endpoint!(GET "/quotas/{id}" => quotas::get),
+            endpoint!(PUT "/quotas/{id}" => quotas::update),
+            endpoint!(GET "/system/quotas/verify" => quotas::verify),
+            endpoint!(GET "/projects/{project_name_or_id}/immutabletagrules" => immutable::list),
+            endpoint!(POST "/projects/{project_name_or_id}/immutabletagrules" => immutable::create),
+            endpoint!(PUT "/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}" => immutable::update),
+            endpoint!(DELETE "/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}" => immutable::delete),
+            endpoint!(GET "/labels" => labels::list),
+            endpoint!(POST "/labels" => labels::create),
+            endpoint!(GET "/labels/{label_id}" => labels::get),
+            endpoint!(PUT "/labels/{label_id}" => labels::update),
+            endpoint!(DELETE "/labels/{label_id}" => labels::delete),
             endpoint!(GET "/projects" => projects::list),
             endpoint!(HEAD "/projects" => projects::exists),
             endpoint!(POST "/projects" => projects::create),

@@ -16,6 +16,7 @@ use super::shapes::{self, ProjectExtras};
 use super::{Api, ApiCall, ApiResult};
 use crate::error::ApiError;
 use crate::response::{json as json_response, set, status_only};
+use registry_platform::settings::SystemSettings;
 
 /// The repositories of a project: its single-component repository and those under `project/`,
 /// in lexical order. Costs grow with the project's repositories, not the registry's.
@@ -133,12 +134,18 @@ pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
     if req.registry_id.is_some() {
         return Err(bad_request("proxy-cache projects (registry_id) are not supported yet"));
     }
-    if req.storage_limit.is_some_and(|l| l != -1) {
-        return Err(bad_request("storage quotas (storage_limit) are not supported yet; omit it or send -1"));
-    }
+    // Harbor's rule: only system administrators choose a limit; others get the default.
+    let settings = SystemSettings::load(&**api.registry.metadata_store()).await?;
+    let limit = match req.storage_limit.filter(|l| *l != 0 && call.caller().is_admin()) {
+        Some(l) => l,
+        None => settings.storage_per_project,
+    };
+    // Checked before anything is made: a bad limit leaves no project behind.
+    registry_platform::quotas::limit_of(limit).map_err(|e| bad_request(format!("storage_limit: {e}")))?;
     let (public, metadata) = req.metadata();
     let owner = accounts.user(&user).await?.map(|u| u.id);
     let project = accounts.create_project_with(&name, public.unwrap_or(false), owner, metadata).await?;
+    super::quotas::set_limit(&api, &call, &project.name, limit).await?;
     // The admin socket's caller is no account: the project then has no first member.
     if owner.is_some() {
         accounts.add_member(&project.name, &user, Role::ProjectAdmin, None).await?;
@@ -186,6 +193,8 @@ pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
         return Err(ApiError::harbor(StatusCode::PRECONDITION_FAILED, why));
     }
     api.accounts_for(&call)?.remove_project(&project.name).await?;
+    // Its quota goes with it (it holds nothing: a project holding repositories is not deleted).
+    api.registry.metadata_store().remove_quota(&project.name).await?;
     Ok(status_only(StatusCode::OK))
 }
 
@@ -203,6 +212,7 @@ pub(crate) async fn summary(api: Arc<Api>, call: ApiCall) -> ApiResult {
     api.require_see(&call, &project).await?;
     let members = api.accounts_for(&call)?.members(&project.name).await?;
     let count = |role: Role| members.iter().filter(|m| m.member.role == role).count();
+    let quota = api.registry.quota(&project.name).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -212,11 +222,10 @@ pub(crate) async fn summary(api: Arc<Api>, call: ApiCall) -> ApiResult {
             "developer_count": count(Role::Developer),
             "guest_count": count(Role::Guest),
             "limited_guest_count": count(Role::LimitedGuest),
-            // No quotas yet: the hard limit is none (-1); the storage used is what the
-            // project's repositories hold (each blob once).
+            // The storage the project's repositories hold, each blob once, and its limit.
             "quota": {
-                "hard": {"storage": -1},
-                "used": {"storage": super::artifacts::storage_used(&api, &project.name).await?},
+                "hard": {"storage": registry_platform::quotas::harbor_limit(quota.as_ref().and_then(|q| q.limit))},
+                "used": {"storage": quota.as_ref().map_or(0, |q| q.used)},
             },
         }),
     ))

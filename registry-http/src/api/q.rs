@@ -88,6 +88,20 @@ impl Q {
         self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, c)| c)
     }
 
+    /// Whether a set of `values` (an artifact's label ids) meets the condition on `key`: it holds
+    /// the one value (`k=v`), any of them (`k={a b}`) or all of them (`k=(a b)`).
+    pub fn accepts_set(&self, key: &str, values: &[String]) -> bool {
+        let has = |v: &String| values.contains(v);
+        match self.get(key) {
+            None => true,
+            Some(Condition::Exact(v)) => has(v),
+            Some(Condition::Any(vs)) => vs.iter().any(has),
+            Some(Condition::All(vs)) => vs.iter().all(has),
+            Some(Condition::Fuzzy(v)) => values.iter().any(|x| x.contains(v.as_str())),
+            Some(Condition::Range(..)) => values.iter().any(|x| self.accepts(key, x)),
+        }
+    }
+
     /// Whether `value` meets the condition on `key` (no condition: yes). Ranges compare as
     /// numbers when both sides are numbers, else as text (timestamps in Harbor's format sort).
     pub fn accepts(&self, key: &str, value: &str) -> bool {
@@ -131,5 +145,12 @@ mod tests {
         let quoted = Q::parse(Some("name=\"a b\""), &["name"]).expect("quoted");
         assert!(quoted.accepts("name", "a b"));
         assert_eq!(Q::parse(None, &[]).expect("none"), Q::default());
+        let labels = |q: &str, set: &[&str]| {
+            let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+            Q::parse(Some(q), &["labels"]).expect("labels").accepts_set("labels", &set)
+        };
+        assert!(labels("labels=3", &["1", "3"]) && !labels("labels=2", &["1", "3"]));
+        assert!(labels("labels=(1 3)", &["1", "3"]) && !labels("labels=(1 2)", &["1", "3"]));
+        assert!(labels("labels={2 3}", &["3"]) && !labels("labels={2 4}", &["3"]));
     }
 }

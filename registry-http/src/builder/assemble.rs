@@ -115,6 +115,18 @@ impl RegistryBuilder {
             }
             Auth::External { realm, keys, issuer } => (None, None, None, Some((realm, keys, issuer))),
         };
+        // Tag immutability: the engine asks the rules of a repository's project (kept with the
+        // policies) before a tag moves or goes.
+        let registry = match &accounts {
+            Some(accounts) => {
+                let rules = registry_platform::immutability::ProjectRules::new(
+                    registry.metadata_store().clone(),
+                    accounts.clone(),
+                );
+                registry.with_protections(rules)
+            }
+            None => registry,
+        };
         let realm_default = format!("{base}{}{TOKEN_PATH}", self.prefix);
         let mut token_key = None;
         let mut certificate_pem = None;

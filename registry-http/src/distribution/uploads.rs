@@ -10,6 +10,7 @@ use super::headers::content_range;
 use super::route::Route;
 use super::{Call, Distribution, Handled};
 use crate::error::ApiError;
+use crate::layers::Authentication;
 use crate::layers::prefix::PathPrefix;
 use crate::request::{body_stream, content_length};
 use crate::response::{DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, ResponseBody, empty, range_value, set};
@@ -61,18 +62,19 @@ pub(super) fn blob_created(prefix: &PathPrefix, name: &RepositoryName, digest: &
 /// `POST`: mount (`?mount=&from=`), push whole (`?digest=`), or open a session.
 pub(super) async fn start(dist: &Distribution, call: Call) -> Handled {
     let Route::StartUpload { name } = &call.route else { return Err(ApiError::no_such_endpoint()) };
+    let operator = Authentication::operator_of(&call.req);
     if let Some(mount) = call.query.get("mount") {
         let digest = Digest::parse(mount)?;
         // A `from` that is not a valid name cannot hold the blob: fall back to an upload.
         if let Some(from) = call.query.get("from").and_then(|f| RepositoryName::parse(f).ok())
-            && dist.registry.mount_blob(name, &from, &digest).await?.is_some()
+            && dist.registry.mount_blob(name, &from, &digest, &operator).await?.is_some()
         {
             return Ok(blob_created(&call.prefix, name, &digest));
         }
     } else if call.query.get("digest").is_some() {
         let digest = digest_param(&call)?;
         let mut stream = body_stream(call.req.into_body());
-        dist.registry.push_blob(name, &digest, &mut stream).await?;
+        dist.registry.push_blob(name, &digest, &mut stream, &operator).await?;
         return Ok(blob_created(&call.prefix, name, &digest));
     }
     let status = dist.registry.start_upload(name).await?;
@@ -101,13 +103,14 @@ pub(super) async fn put(dist: &Distribution, call: Call) -> Handled {
     let (name, id) = session(&call)?;
     let (name, id) = (name.clone(), id.clone());
     let digest = digest_param(&call)?;
+    let operator = Authentication::operator_of(&call.req);
     let headers = call.req.headers();
     let range = content_range(headers)?;
     let declared = content_length(headers);
     let has_body = !matches!(declared, Some(0)) && (declared.is_some() || headers.contains_key(TRANSFER_ENCODING));
     let mut stream = body_stream(call.req.into_body());
     let last = if has_body { Some(&mut stream as &mut registry_storage::BodyStream<'_>) } else { None };
-    dist.registry.finish_upload(&name, &id, &digest, range, last).await?;
+    dist.registry.finish_upload(&name, &id, &digest, range, last, &operator).await?;
     Ok(blob_created(&call.prefix, &name, &digest))
 }
 

@@ -18,6 +18,8 @@ pub fn event_type(action: EventAction) -> Option<&'static str> {
         EventAction::PushArtifact => Some("PUSH_ARTIFACT"),
         EventAction::PullArtifact => Some("PULL_ARTIFACT"),
         EventAction::DeleteArtifact => Some("DELETE_ARTIFACT"),
+        EventAction::QuotaExceed => Some("QUOTA_EXCEED"),
+        EventAction::QuotaWarning => Some("QUOTA_WARNING"),
         _ => None,
     }
 }
@@ -67,7 +69,7 @@ fn event_data(event: &Event, ctx: &Context<'_>) -> Value {
     if let Some(tag) = &r.tag {
         resource["tag"] = json!(tag);
     }
-    json!({
+    let mut data = json!({
         "resources": [resource],
         "repository": {
             "name": name,
@@ -75,7 +77,12 @@ fn event_data(event: &Event, ctx: &Context<'_>) -> Value {
             "repo_full_name": full,
             "repo_type": if ctx.public { "public" } else { "private" },
         },
-    })
+    });
+    // Quota events say what happened in Harbor's `custom_attributes.Details`.
+    if let Some(detail) = &r.detail {
+        data["custom_attributes"] = json!({ "Details": detail });
+    }
+    data
 }
 
 /// The body of a delivery of `event` as `event_type`, in `format` (`Default` or `CloudEvents`),

@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use registry_core::event::{Event, EventFilter};
 
+use crate::immutable::Protection;
 use crate::jobs::{Heartbeat, Job, JobCount, JobFilter, JobOutcome, JobQueue, JobTable, JobUpdate, KindLimit, NewJob};
 use crate::policies::{PolicyRecord, PolicyStore, PolicyTable};
+use crate::quota::{Change, Changes, Holding, Quota, QuotaStore, project_of};
 use registry_core::{Digest, RepositoryName, SharedClock, Tag};
 
 use super::{GcLink, Holder, ManifestEntry, ManifestRecord, MetadataStore, Page, Pulls, UploadRecord};
@@ -57,6 +59,12 @@ struct State {
     policies: PolicyTable,
     /// (repository, digest) -> pulls.
     pulls: BTreeMap<RepoKey, Pulls>,
+    /// (project, digest) -> its size and holders inside the project.
+    holdings: BTreeMap<(String, String), Holding>,
+    /// project -> quota.
+    quotas: BTreeMap<String, Quota>,
+    /// (repository, digest, label).
+    labels: BTreeSet<(String, String, u64)>,
 }
 
 /// The metadata store in memory. Cheap to clone; clones share the data.
@@ -110,18 +118,79 @@ impl State {
         Ok(())
     }
 
-    fn link(&mut self, repo: &str, digest: &str, size: u64, now: u64) -> Result<()> {
+    /// Links a blob, its project's usage checked and kept.
+    fn link(&mut self, repo: &str, digest: &str, size: u64, now: u64, now_ms: u64) -> Result<()> {
         self.not_collecting(digest)?;
+        self.admit(repo, self.growth(repo, digest, false, size))?;
         self.repositories.insert(repo.to_owned());
         self.blob_links.insert((repo.to_owned(), digest.to_owned()), size);
-        self.holders.insert((digest.to_owned(), repo.to_owned(), false), now);
-        Ok(())
+        let mut changes = Changes::default();
+        self.hold(repo, digest, false, size, now, &mut changes);
+        self.settle(&changes, now_ms)
     }
 
-    fn unlink(&mut self, repo: &str, digest: &str) -> Option<u64> {
+    fn unlink(&mut self, repo: &str, digest: &str, changes: &mut Changes) -> Option<u64> {
         let size = self.blob_links.remove(&(repo.to_owned(), digest.to_owned()));
-        self.holders.remove(&(digest.to_owned(), repo.to_owned(), false));
+        self.release(repo, digest, false, changes);
         size
+    }
+
+    /// The bytes a new holder of `digest` in `repo` would add to its project: the size, unless
+    /// the holder exists or the project holds the digest already.
+    fn growth(&self, repo: &str, digest: &str, manifest: bool, size: u64) -> u64 {
+        if self.holders.contains_key(&(digest.to_owned(), repo.to_owned(), manifest)) {
+            return 0;
+        }
+        match self.holdings.get(&(project_of(repo).to_owned(), digest.to_owned())) {
+            Some(h) if h.holders > 0 => 0,
+            _ => size,
+        }
+    }
+
+    /// Refuses `grow` bytes more in `repo`'s project when they pass its limit (before any change
+    /// is made: this store has no rollback).
+    fn admit(&self, repo: &str, grow: u64) -> Result<()> {
+        if grow == 0 {
+            return Ok(());
+        }
+        let project = project_of(repo);
+        let quota = self.quotas.get(project).cloned().unwrap_or_else(|| Quota::new(project, 0));
+        quota.admit(Change { grow, shrink: 0 }, 0, repo).map(drop)
+    }
+
+    /// Adds a holder of `digest` in `repo`, counting the digest in its project when new there.
+    fn hold(&mut self, repo: &str, digest: &str, manifest: bool, size: u64, since: u64, changes: &mut Changes) {
+        if self.holders.insert((digest.to_owned(), repo.to_owned(), manifest), since).is_none() {
+            let holding = self.holdings.entry((project_of(repo).to_owned(), digest.to_owned())).or_default();
+            changes.grow(repo, holding.hold(size));
+        }
+    }
+
+    /// Removes a holder, taking the digest out of its project's usage with its last holder there.
+    fn release(&mut self, repo: &str, digest: &str, manifest: bool, changes: &mut Changes) {
+        if self.holders.remove(&(digest.to_owned(), repo.to_owned(), manifest)).is_none() {
+            return;
+        }
+        let key = (project_of(repo).to_owned(), digest.to_owned());
+        if let Some(holding) = self.holdings.get_mut(&key) {
+            changes.shrink(repo, holding.release());
+            if holding.holders == 0 {
+                self.holdings.remove(&key);
+            }
+        }
+    }
+
+    /// Moves the quotas by `changes` (admitted before), recording the warnings they cross.
+    fn settle(&mut self, changes: &Changes, now_ms: u64) -> Result<()> {
+        for (project, change, repo) in changes.iter() {
+            let quota = self.quotas.get(project).cloned().unwrap_or_else(|| Quota::new(project, now_ms));
+            let (after, warning) = quota.admit(change, now_ms, repo)?;
+            self.quotas.insert(project.to_owned(), after);
+            if let Some(warning) = warning {
+                self.record(&[warning]);
+            }
+        }
+        Ok(())
     }
 
     fn tags_of(&self, repo: &str, digest: &str) -> Vec<String> {
@@ -142,9 +211,18 @@ impl State {
             .collect()
     }
 
-    fn remove_manifest(&mut self, repo: &str, digest: &str) -> Option<ManifestRecord> {
+    fn remove_manifest(&mut self, repo: &str, digest: &str, changes: &mut Changes) -> Option<ManifestRecord> {
         let record = self.manifests.remove(&(repo.to_owned(), digest.to_owned()))?;
         self.pulls.remove(&(repo.to_owned(), digest.to_owned()));
+        let labelled: Vec<_> = self
+            .labels
+            .range((repo.to_owned(), digest.to_owned(), 0)..)
+            .take_while(|(r, d, _)| r == repo && d == digest)
+            .cloned()
+            .collect();
+        for key in labelled {
+            self.labels.remove(&key);
+        }
         if let Some(subject) = &record.subject {
             self.referrers.remove(&(repo.to_owned(), subject.to_string(), digest.to_owned()));
         }
@@ -152,7 +230,7 @@ impl State {
             self.manifest_tags.remove(&(repo.to_owned(), digest.to_owned(), tag.clone()));
             self.tags.remove(&(repo.to_owned(), tag));
         }
-        self.holders.remove(&(digest.to_owned(), repo.to_owned(), true));
+        self.release(repo, digest, true, changes);
         for r in &record.references {
             self.blob_refs.remove(&(r.to_string(), repo.to_owned(), digest.to_owned()));
         }
@@ -239,8 +317,8 @@ impl MetadataStore for MemoryMetadataStore {
     }
 
     async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
-        let now = self.clock.now_secs();
-        self.lock().link(repository.as_str(), &digest.to_string(), size, now)
+        let (now, now_ms) = (self.clock.now_secs(), self.clock.now_millis());
+        self.lock().link(repository.as_str(), &digest.to_string(), size, now, now_ms)
     }
 
     async fn complete_upload(
@@ -250,9 +328,9 @@ impl MetadataStore for MemoryMetadataStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let now = self.clock.now_secs();
+        let (now, now_ms) = (self.clock.now_secs(), self.clock.now_millis());
         let mut state = self.lock();
-        state.link(repository.as_str(), &digest.to_string(), size, now)?;
+        state.link(repository.as_str(), &digest.to_string(), size, now, now_ms)?;
         state.uploads.remove(id.as_str());
         Ok(())
     }
@@ -263,10 +341,10 @@ impl MetadataStore for MemoryMetadataStore {
         from: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
-        let now = self.clock.now_secs();
+        let (now, now_ms) = (self.clock.now_secs(), self.clock.now_millis());
         let mut state = self.lock();
         let Some(size) = state.blob_links.get(&rk(from, digest)).copied() else { return Ok(None) };
-        state.link(repository.as_str(), &digest.to_string(), size, now)?;
+        state.link(repository.as_str(), &digest.to_string(), size, now, now_ms)?;
         Ok(Some(size))
     }
 
@@ -275,7 +353,12 @@ impl MetadataStore for MemoryMetadataStore {
     }
 
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
-        Ok(self.lock().unlink(repository.as_str(), &digest.to_string()).is_some())
+        let now_ms = self.clock.now_millis();
+        let mut state = self.lock();
+        let mut changes = Changes::default();
+        let unlinked = state.unlink(repository.as_str(), &digest.to_string(), &mut changes).is_some();
+        state.settle(&changes, now_ms)?;
+        Ok(unlinked)
     }
 
     async fn put_manifest(
@@ -283,10 +366,12 @@ impl MetadataStore for MemoryMetadataStore {
         repository: &RepositoryName,
         record: &ManifestRecord,
         tag: Option<&Tag>,
+        protection: &Protection,
         events: &[Event],
     ) -> Result<()> {
         let repo = repository.to_string();
         let digest = record.digest.to_string();
+        let now_ms = self.clock.now_millis();
         let mut state = self.lock();
         state.not_collecting(&digest)?;
         for r in &record.references {
@@ -295,7 +380,14 @@ impl MetadataStore for MemoryMetadataStore {
                 return Err(Error::ManifestBlobUnknown { digest: r.clone() });
             }
         }
-        state.holders.insert((digest.clone(), repo.clone(), true), record.pushed_at);
+        if let Some(tag) = tag
+            && state.tags.get(&(repo.clone(), tag.to_string())).is_some_and(|d| *d != digest)
+        {
+            protection.check(&repo, tag.as_str(), "pushing another manifest as")?;
+        }
+        state.admit(&repo, state.growth(&repo, &digest, true, record.size))?;
+        let mut changes = Changes::default();
+        state.hold(&repo, &digest, true, record.size, record.pushed_at, &mut changes);
         for r in &record.references {
             state.blob_refs.insert((r.to_string(), repo.clone(), digest.clone()));
         }
@@ -312,19 +404,32 @@ impl MetadataStore for MemoryMetadataStore {
             state.manifest_tags.insert((repo, digest, tag.to_string()));
         }
         state.record(events);
-        Ok(())
+        state.settle(&changes, now_ms)
     }
 
     async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>> {
         Ok(self.lock().manifests.get(&rk(repository, digest)).cloned())
     }
 
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest, events: &[Event]) -> Result<bool> {
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        protection: &Protection,
+        events: &[Event],
+    ) -> Result<bool> {
+        let now_ms = self.clock.now_millis();
         let mut state = self.lock();
-        let removed = state.remove_manifest(repository.as_str(), &digest.to_string()).is_some();
+        let (repo, d) = (repository.as_str(), digest.to_string());
+        for tag in state.tags_of(repo, &d) {
+            protection.check(repo, &tag, &format!("deleting {digest}, which carries it"))?;
+        }
+        let mut changes = Changes::default();
+        let removed = state.remove_manifest(repo, &d, &mut changes).is_some();
         if removed {
             state.record(events);
         }
+        state.settle(&changes, now_ms)?;
         Ok(removed)
     }
 
@@ -333,12 +438,49 @@ impl MetadataStore for MemoryMetadataStore {
         state.tags.get(&(repository.to_string(), tag.to_string())).map(|d| parse_digest(d)).transpose()
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag, events: &[Event]) -> Result<bool> {
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        protection: &Protection,
+        events: &[Event],
+    ) -> Result<bool> {
         let mut state = self.lock();
+        if state.tags.contains_key(&(repository.to_string(), tag.to_string())) {
+            protection.check(repository.as_str(), tag.as_str(), "deleting")?;
+        }
         let Some(digest) = state.tags.remove(&(repository.to_string(), tag.to_string())) else { return Ok(false) };
         state.manifest_tags.remove(&(repository.to_string(), digest, tag.to_string()));
         state.record(events);
         Ok(true)
+    }
+
+    async fn set_label(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        label: u64,
+        on: bool,
+        events: &[Event],
+    ) -> Result<bool> {
+        let mut state = self.lock();
+        let key = rk(repository, digest);
+        if !state.manifests.contains_key(&key) {
+            return Err(Error::ManifestUnknown { reference: digest.to_string() });
+        }
+        let entry = (key.0, key.1, label);
+        let changed = if on { state.labels.insert(entry) } else { state.labels.remove(&entry) };
+        if changed {
+            state.record(events);
+        }
+        Ok(changed)
+    }
+
+    async fn drop_label(&self, label: u64) -> Result<u64> {
+        let mut state = self.lock();
+        let before = state.labels.len();
+        state.labels.retain(|(_, _, l)| *l != label);
+        Ok((before - state.labels.len()) as u64)
     }
 
     async fn append_events(&self, events: &[Event]) -> Result<()> {
@@ -431,7 +573,13 @@ impl MetadataStore for MemoryMetadataStore {
             let referenced_by =
                 state.referenced_in(digest, &repo).iter().map(|m| parse_digest(m)).collect::<Result<_>>()?;
             let pulls = state.pulls.get(&(repo.clone(), digest.clone())).copied().unwrap_or_default();
-            out.push(ManifestEntry { record: record.clone(), tags, referenced_by, pulls });
+            let labels = state
+                .labels
+                .range((repo.clone(), digest.clone(), 0)..)
+                .take_while(|(r, d, _)| *r == repo && d == digest)
+                .map(|(_, _, l)| *l)
+                .collect();
+            out.push(ManifestEntry { record: record.clone(), tags, referenced_by, pulls, labels });
         }
         Ok(out)
     }
@@ -474,9 +622,11 @@ impl MetadataStore for MemoryMetadataStore {
         digests: &[Digest],
         pushed_before: u64,
     ) -> Result<Vec<Digest>> {
+        let now_ms = self.clock.now_millis();
         let mut state = self.lock();
         let repo = repository.to_string();
         let mut deleted = Vec::new();
+        let mut changes = Changes::default();
         for digest in digests {
             let d = digest.to_string();
             let Some(record) = state.manifests.get(&(repo.clone(), d.clone())) else { continue };
@@ -487,9 +637,10 @@ impl MetadataStore for MemoryMetadataStore {
             if tagged || referenced || subject_present || record.pushed_at > pushed_before {
                 continue;
             }
-            state.remove_manifest(&repo, &d);
+            state.remove_manifest(&repo, &d, &mut changes);
             deleted.push(digest.clone());
         }
+        state.settle(&changes, now_ms)?;
         Ok(deleted)
     }
 
@@ -499,9 +650,11 @@ impl MetadataStore for MemoryMetadataStore {
         digests: &[Digest],
         linked_before: u64,
     ) -> Result<Vec<(Digest, u64)>> {
+        let now_ms = self.clock.now_millis();
         let mut state = self.lock();
         let repo = repository.to_string();
         let mut removed = Vec::new();
+        let mut changes = Changes::default();
         for digest in digests {
             let d = digest.to_string();
             let referenced = !state.referenced_in(&d, &repo).is_empty();
@@ -509,10 +662,11 @@ impl MetadataStore for MemoryMetadataStore {
             if referenced || since.is_some_and(|t| t > linked_before) {
                 continue;
             }
-            if let Some(size) = state.unlink(&repo, &d) {
+            if let Some(size) = state.unlink(&repo, &d, &mut changes) {
                 removed.push((digest.clone(), size));
             }
         }
+        state.settle(&changes, now_ms)?;
         Ok(removed)
     }
 
@@ -630,5 +784,46 @@ impl PolicyStore for MemoryMetadataStore {
             state.record(events);
         }
         Ok(deleted)
+    }
+
+    async fn all_policies(&self) -> Result<Vec<PolicyRecord>> {
+        Ok(self.lock().policies.all())
+    }
+
+    async fn import_policy(&self, policy: &PolicyRecord) -> Result<()> {
+        self.lock().policies.import(policy);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QuotaStore for MemoryMetadataStore {
+    async fn quota(&self, project: &str) -> Result<Option<Quota>> {
+        Ok(self.lock().quotas.get(project).cloned())
+    }
+
+    async fn quotas(&self) -> Result<Vec<Quota>> {
+        Ok(self.lock().quotas.values().cloned().collect())
+    }
+
+    async fn set_quota(&self, project: &str, limit: Option<u64>, warn_percent: u8, events: &[Event]) -> Result<Quota> {
+        let now_ms = self.clock.now_millis();
+        let mut state = self.lock();
+        let quota = state.quotas.entry(project.to_owned()).or_insert_with(|| Quota::new(project, now_ms));
+        quota.limit = limit;
+        quota.warn_percent = warn_percent;
+        quota.updated_ms = now_ms;
+        let quota = quota.clone();
+        state.record(events);
+        Ok(quota)
+    }
+
+    async fn remove_quota(&self, project: &str) -> Result<bool> {
+        let mut state = self.lock();
+        if state.quotas.get(project).is_some_and(|q| q.used > 0) {
+            return Ok(false);
+        }
+        state.quotas.remove(project);
+        Ok(true)
     }
 }

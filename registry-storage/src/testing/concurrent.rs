@@ -111,7 +111,7 @@ pub async fn concurrent_writers_suite(a: Arc<dyn MetadataStore>, b: Arc<dyn Meta
                 registry_core::event::EventAction::CreateTag,
                 resource,
             );
-            store.put_manifest(&repo, &manifest(i), Some(&tag), &[event]).await
+            store.put_manifest(&repo, &manifest(i), Some(&tag), &crate::Protection::none(), &[event]).await
         })
     });
     for result in futures::future::join_all(puts).await {
@@ -145,4 +145,48 @@ pub async fn concurrent_writers_suite(a: Arc<dyn MetadataStore>, b: Arc<dyn Meta
     }
     let catalog = stores[0].list_repositories(None, 100).await.expect("catalog");
     assert_eq!(catalog.entries, vec!["race/app", "race/new"]);
+    quota_race(stores[0].clone(), stores[1].clone()).await;
+}
+
+/// Writers racing at a project's limit, through both handles: exactly as many fit as the limit
+/// allows, the rest are refused with nothing written, and the counter is what was linked.
+async fn quota_race(a: Arc<dyn MetadataStore>, b: Arc<dyn MetadataStore>) {
+    const RACERS: usize = 24;
+    const SIZE: u64 = 100;
+    const LIMIT: u64 = 1_050;
+    a.set_quota("racing", Some(LIMIT), 100, &[]).await.expect("limit");
+    let shared = Digest::sha256_of(b"racing shared layer");
+    let links = (0..RACERS).map(|i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let repo = name(&format!("racing/r{}", i % 5));
+            // Every fourth writer links the one shared layer (it counts once), the others a
+            // layer of their own, and some push a manifest too.
+            let digest = if i % 4 == 0 { shared } else { Digest::sha256_of(format!("racing {i}").as_bytes()) };
+            let linked = store.link_blob(&repo, &digest, SIZE).await;
+            if let Err(e) = &linked {
+                assert!(matches!(e, crate::Error::QuotaExceeded { .. }), "refused by quota only: {e}");
+            }
+            linked.is_ok().then_some((repo, digest))
+        })
+    });
+    let results: Vec<Option<(RepositoryName, Digest)>> =
+        futures::future::join_all(links).await.into_iter().map(|r| r.expect("task")).collect();
+    let distinct: std::collections::HashSet<&Digest> = results.iter().flatten().map(|(_, d)| d).collect();
+    let used = a.quota("racing").await.expect("quota").expect("quota").used;
+    assert_eq!(used, distinct.len() as u64 * SIZE, "the counter is what was linked, each digest once");
+    assert!(used <= LIMIT, "never past the limit: {used}");
+    assert_eq!(distinct.len() as u64, LIMIT / SIZE, "as many as fit: {} of {RACERS}", distinct.len());
+    for (i, result) in results.iter().enumerate() {
+        if result.is_none() {
+            let repo = name(&format!("racing/r{}", i % 5));
+            let digest = Digest::sha256_of(format!("racing {i}").as_bytes());
+            assert_eq!(b.blob_link(&repo, &digest).await.expect("link"), None, "a refused link is not there");
+        }
+    }
+    for (repo, digest) in results.iter().flatten() {
+        a.unlink_blob(repo, digest).await.expect("unlink");
+    }
+    assert_eq!(b.quota("racing").await.expect("quota").expect("quota").used, 0, "all freed");
 }

@@ -25,7 +25,9 @@ use registry_core::{Digest, RepositoryName, Tag};
 
 use crate::blob::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId};
 use crate::error::{Error, Result};
+use crate::immutable::Protection;
 use crate::meta::{GcLink, Holder, ManifestEntry, ManifestRecord, MetadataStore, Page, UploadRecord};
+use crate::quota::{Quota, QuotaStore};
 
 /// Where a fault strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -307,10 +309,11 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         repository: &RepositoryName,
         record: &ManifestRecord,
         tag: Option<&Tag>,
+        protection: &Protection,
         events: &[Event],
     ) -> Result<()> {
         self.write()?;
-        self.inner.put_manifest(repository, record, tag, events).await
+        self.inner.put_manifest(repository, record, tag, protection, events).await
     }
 
     async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>> {
@@ -318,9 +321,15 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.get_manifest(repository, digest).await
     }
 
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest, events: &[Event]) -> Result<bool> {
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        protection: &Protection,
+        events: &[Event],
+    ) -> Result<bool> {
         self.write()?;
-        self.inner.delete_manifest(repository, digest, events).await
+        self.inner.delete_manifest(repository, digest, protection, events).await
     }
 
     async fn resolve_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
@@ -333,9 +342,32 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.tagged_manifest(repository, tag).await
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag, events: &[Event]) -> Result<bool> {
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        protection: &Protection,
+        events: &[Event],
+    ) -> Result<bool> {
         self.write()?;
-        self.inner.delete_tag(repository, tag, events).await
+        self.inner.delete_tag(repository, tag, protection, events).await
+    }
+
+    async fn set_label(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        label: u64,
+        on: bool,
+        events: &[Event],
+    ) -> Result<bool> {
+        self.write()?;
+        self.inner.set_label(repository, digest, label, on, events).await
+    }
+
+    async fn drop_label(&self, label: u64) -> Result<u64> {
+        self.write()?;
+        self.inner.drop_label(label).await
     }
 
     async fn append_events(&self, events: &[Event]) -> Result<()> {
@@ -530,5 +562,38 @@ impl<S: MetadataStore> crate::policies::PolicyStore for FaultyMetadataStore<S> {
     async fn delete_policy(&self, kind: &str, id: u64, events: &[Event]) -> Result<bool> {
         self.write()?;
         self.inner.delete_policy(kind, id, events).await
+    }
+
+    async fn all_policies(&self) -> Result<Vec<crate::policies::PolicyRecord>> {
+        self.read()?;
+        self.inner.all_policies().await
+    }
+
+    async fn import_policy(&self, policy: &crate::policies::PolicyRecord) -> Result<()> {
+        self.write()?;
+        self.inner.import_policy(policy).await
+    }
+}
+
+#[async_trait]
+impl<S: MetadataStore> QuotaStore for FaultyMetadataStore<S> {
+    async fn quota(&self, project: &str) -> Result<Option<Quota>> {
+        self.read()?;
+        self.inner.quota(project).await
+    }
+
+    async fn quotas(&self) -> Result<Vec<Quota>> {
+        self.read()?;
+        self.inner.quotas().await
+    }
+
+    async fn set_quota(&self, project: &str, limit: Option<u64>, warn_percent: u8, events: &[Event]) -> Result<Quota> {
+        self.write()?;
+        self.inner.set_quota(project, limit, warn_percent, events).await
+    }
+
+    async fn remove_quota(&self, project: &str) -> Result<bool> {
+        self.write()?;
+        self.inner.remove_quota(project).await
     }
 }

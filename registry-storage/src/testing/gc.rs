@@ -55,7 +55,7 @@ fn name(s: &str) -> RepositoryName {
 
 async fn push_blob(r: &Registry, repo: &RepositoryName, content: &[u8]) -> Result<Digest, Error> {
     let digest = Digest::sha256_of(content);
-    r.push_blob(repo, &digest, &mut body(&[content])).await?;
+    r.push_blob(repo, &digest, &mut body(&[content]), &registry_core::event::Operator::system()).await?;
     Ok(digest)
 }
 
@@ -195,10 +195,17 @@ async fn a_marked_blob_cannot_be_linked_and_the_next_run_finishes_it(f: &GcFixtu
     assert!(f.registry.delete_blob(&repo, &digest).await.is_ok());
     // A collection that stopped after marking.
     assert_eq!(meta.gc_mark(std::slice::from_ref(&digest)).await.expect("mark"), vec![digest.clone()]);
-    let relink = f.registry.push_blob(&repo, &digest, &mut body(&[b"doomed"])).await;
+    let relink =
+        f.registry.push_blob(&repo, &digest, &mut body(&[b"doomed"]), &registry_core::event::Operator::system()).await;
     assert!(matches!(relink, Err(Error::Collecting { .. })), "{relink:?}");
     assert!(relink.expect_err("refused").is_retryable());
-    assert_eq!(f.registry.mount_blob(&name("gc/other"), &repo, &digest).await.expect("mount"), None);
+    assert_eq!(
+        f.registry
+            .mount_blob(&name("gc/other"), &repo, &digest, &registry_core::event::Operator::system())
+            .await
+            .expect("mount"),
+        None
+    );
 
     let report = f.registry.collect_garbage(&GcOptions::default()).await.expect("gc");
     assert_eq!(report.blobs_deleted, 1, "{report:?}");

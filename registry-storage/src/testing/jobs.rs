@@ -160,6 +160,14 @@ async fn policy_rules(store: &dyn MetadataStore) {
     assert!(!store.delete_policy(&kind, id, &[event()]).await.expect("delete again"));
     let events = store.events_after(start, usize::MAX).await.expect("events");
     assert_eq!(events.len(), 2, "one event per change made, none for the refused put or the second delete");
+
+    // Imports keep ids and times; new policies come after them.
+    let imported = PolicyRecord { id: other + 1000, created_ms: 5, updated_ms: 6, name: "imported".into(), ..policy };
+    store.import_policy(&imported).await.expect("import");
+    assert_eq!(store.policy(&kind, imported.id).await.expect("get"), Some(imported.clone()), "as it was");
+    assert!(store.all_policies().await.expect("all").contains(&imported), "listed with every kind");
+    let fresh = PolicyRecord { id: 0, name: "fresh".into(), ..imported.clone() };
+    assert!(store.put_policy(&fresh, &[]).await.expect("put") > imported.id, "new ids above the imported");
 }
 
 /// Workers on two handles of one database (two replicas) claiming at once: every job is
