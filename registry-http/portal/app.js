@@ -12,6 +12,8 @@ import { gcPage } from './pages/gc.js';
 import { jobsPage } from './pages/jobs.js';
 import { dashboardPage } from './pages/dashboard.js';
 import { searchPage } from './pages/search.js';
+import { globalLabelsPage } from './pages/labels.js';
+import { settingsPage } from './pages/settings.js';
 
 /** What every page knows: the signed-in user ({username, sysadmin_flag}) and the registry's host. */
 const ctx = { user: null, host: location.host, firstStart: false, go, refresh: render };
@@ -33,6 +35,8 @@ const routes = [
   [/^\/jobs$/, () => jobsPage(ctx)],
   [/^\/dashboard$/, () => dashboardPage(ctx)],
   [/^\/search\/(.*)$/, (q) => searchPage(ctx, q)],
+  [/^\/labels$/, () => globalLabelsPage(ctx)],
+  [/^\/settings$/, () => settingsPage(ctx)],
 ];
 
 function header() {
@@ -47,7 +51,8 @@ function header() {
     h('nav', { 'aria-label': 'Main' },
       link('/projects', 'Projects'), link('/dashboard', 'Dashboard'),
       admin ? link('/users', 'Users') : null, admin ? link('/audit', 'Audit log') : null,
-      admin ? link('/gc', 'Garbage collection') : null, admin ? link('/jobs', 'Jobs') : null),
+      admin ? link('/gc', 'Garbage collection') : null, admin ? link('/jobs', 'Jobs') : null,
+      admin ? link('/labels', 'Labels') : null, admin ? link('/settings', 'Settings') : null),
     h('span', { class: 'spacer' }),
     h('form', { role: 'search', on: { submit: (e) => { e.preventDefault(); go(`/search/${encodeURIComponent(search.value)}`); } } }, search),
     h('span', { class: 'who' }, ctx.user.username, admin ? ' (admin)' : ''),

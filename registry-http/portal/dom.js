@@ -48,6 +48,28 @@ export function size(bytes) {
   return `${i === 0 ? n : n.toFixed(n < 10 ? 2 : 1)} ${units[i]}`;
 }
 
+/**
+ * A project's storage: a meter against its limit ("1.2 MiB of 10.0 MiB (12%)"), or the bytes
+ * alone when it has none (`hard` -1).
+ */
+export function usage(used, hard) {
+  if (hard === undefined || hard === null || hard < 0) return h('span', { class: 'usage' }, `${size(used)} (no limit)`);
+  const pct = hard > 0 ? Math.min(100, Math.round((used * 100) / hard)) : 100;
+  return h('span', { class: 'usage' },
+    h('meter', { min: 0, max: hard, low: hard * 0.7, high: hard * 0.85, optimum: 0, value: Math.min(used, hard),
+      'aria-label': `Storage used: ${pct}% of the quota` }),
+    ` ${size(used)} of ${size(hard)} (${pct}%)`);
+}
+
+/** A label as a coloured chip. */
+export function labelChip(label, remove = null) {
+  const swatch = h('span', { class: 'swatch', 'aria-hidden': 'true' });
+  // The colour was checked by the API (#RGB or #RRGGBB); set through the CSSOM, not markup.
+  if (/^#[0-9a-fA-F]{3}([0-9a-fA-F]{3})?$/.test(label.color || '')) swatch.style.backgroundColor = label.color;
+  return h('span', { class: 'chip label', title: label.description || label.name }, swatch, h('span', {}, label.name),
+    remove ? h('button', { type: 'button', 'aria-label': `Remove label ${label.name}`, on: { click: remove } }, '×') : null);
+}
+
 /** An RFC 3339 time as the reader's local date and time ("—" when absent). */
 export function when(time) {
   if (!time) return '—';

@@ -169,10 +169,10 @@ impl From<registry_storage::Error> for ApiError {
             E::Backend(b) => return fault(b, b.is_retryable(), code.as_str()),
             E::Corrupt { .. } => return fault(&e, false, code.as_str()),
             E::JobRunning { .. } | E::Conflict { .. } => {
-                return ApiError::new(code, e.to_string()).with_status(StatusCode::CONFLICT);
+                return ApiError::harbor(StatusCode::CONFLICT, e.to_string());
             }
             E::NotFound { .. } => {
-                return ApiError::new(code, e.to_string()).with_status(StatusCode::NOT_FOUND);
+                return ApiError::harbor(StatusCode::NOT_FOUND, e.to_string());
             }
             E::Collecting { .. } | E::UploadBusy => {
                 return ApiError::new(code, e.to_string())

@@ -295,3 +295,64 @@ async fn podman_and_skopeo_name_a_missing_project() {
         run_failing("skopeo", &["inspect", "--tls-verify=false", &format!("docker://{host}/gone/app:v1")], &env).await;
     assert!(err.contains("project gone not found"), "skopeo inspect says which project: {err}");
 }
+
+/// What a person pushing sees when a push is refused: podman and skopeo print the registry's
+/// reason, naming the project, its usage and limit, or the immutability rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_and_skopeo_show_quota_and_immutability_refusals() {
+    use serde_json::json;
+    use testkit::harbor::{Api, location_id};
+    let reg = TestRegistry::start_with_auth(harbor_accounts().await).await.expect("start");
+    let host = reg.host();
+    let admin = Api::new(&reg, Some(("admin", "adminpassword")));
+    let small = admin.post("/projects", json!({"project_name": "small", "storage_limit": 300})).await;
+    assert_eq!(small.status, reqwest::StatusCode::CREATED, "{}", small.body);
+    let podman = Podman::with_test_image().await;
+    let auth = podman.auth_file("admin");
+    podman.run(&["login", "--tls-verify=false", "-u", "admin", "-p", "adminpassword", &host], &auth).await;
+    let err = podman
+        .fails(&["push", "--tls-verify=false", "localhost/podtest:v1", &format!("{host}/small/app:v1")], &auth)
+        .await;
+    assert!(err.contains("quota exceeded: project small uses"), "podman shows the reason: {err}");
+    assert!(err.contains("300 B quota"), "and the limit: {err}");
+    // Raised, the same push goes through, and nothing half-pushed is in the way.
+    let id = small.header("location").rsplit('/').next().and_then(|i| i.parse::<u64>().ok()).expect("id");
+    let raised = admin.put(&format!("/quotas/{id}"), json!({"hard": {"storage": 10_000_000}})).await;
+    assert_eq!(raised.status, reqwest::StatusCode::OK);
+    podman.run(&["push", "--tls-verify=false", "localhost/podtest:v1", &format!("{host}/small/app:v1")], &auth).await;
+
+    // An immutable tag: the same image again is fine, other content is refused by the rule.
+    let rule = admin
+        .post(
+            "/projects/team/immutabletagrules",
+            json!({
+                "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "v*"}],
+                "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]},
+            }),
+        )
+        .await;
+    let rule_id = location_id(&rule);
+    podman.run(&["push", "--tls-verify=false", "localhost/podtest:v1", &format!("{host}/team/app:v1")], &auth).await;
+    podman.run(&["push", "--tls-verify=false", "localhost/podtest:v1", &format!("{host}/team/app:v1")], &auth).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    write_oci_layout(&work.path().join("other"), "v1", 1);
+    let skopeo_auth = work.path().join("skopeo.json");
+    std::fs::write(&skopeo_auth, "{}").expect("auth");
+    let env = [("REGISTRY_AUTH_FILE", skopeo_auth.to_str().expect("utf8"))];
+    let src = format!("oci:{}:v1", work.path().join("other").display());
+    let err = run_failing(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "admin:adminpassword",
+            &src,
+            &format!("docker://{host}/team/app:v1"),
+        ],
+        &env,
+    )
+    .await;
+    assert!(err.contains("immutable") && err.contains(&format!("rule {rule_id}")), "skopeo shows the rule: {err}");
+    reg.stop().await;
+}

@@ -5,84 +5,8 @@
 use registry_http::TestRegistry;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use testkit::harbor::{Api, location_id};
 use testkit::*;
-
-/// A caller of the management API.
-struct Api {
-    c: reqwest::Client,
-    base: String,
-    creds: Option<(String, String)>,
-}
-
-/// An answer: status, headers, JSON body (null when empty).
-struct Answer {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
-    }
-
-    /// Asserts the status and, for errors, Harbor's code.
-    #[track_caller]
-    fn expect(self, status: StatusCode, code: Option<&str>) -> Answer {
-        assert_eq!(self.status, status, "{}", self.body);
-        if let Some(code) = code {
-            assert_eq!(self.body["errors"][0]["code"], code, "{}", self.body);
-            assert!(self.body["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()));
-        }
-        self
-    }
-}
-
-impl Api {
-    fn new(reg: &TestRegistry, creds: Option<(&str, &str)>) -> Api {
-        Api { c: client(), base: reg.url(), creds: creds.map(|(u, p)| (u.to_owned(), p.to_owned())) }
-    }
-
-    async fn send(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Answer {
-        let mut req = self.c.request(method, format!("{}/api/v2.0{path}", self.base));
-        if let Some((u, p)) = &self.creds {
-            req = req.basic_auth(u, Some(p));
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("request");
-        let (status, headers) = (resp.status(), resp.headers().clone());
-        let text = resp.text().await.expect("body");
-        let body =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Answer { status, headers, body }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(Method::GET, path, None, &[]).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Answer {
-        self.send(Method::POST, path, Some(body), &[]).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> Answer {
-        self.send(Method::PUT, path, Some(body), &[]).await
-    }
-
-    async fn delete(&self, path: &str) -> Answer {
-        self.send(Method::DELETE, path, None, &[]).await
-    }
-}
-
-/// The id at the end of a `Location` header.
-fn location_id(a: &Answer) -> u64 {
-    a.header("location").rsplit('/').next().and_then(|id| id.parse().ok()).expect("an id in Location")
-}
 
 fn names(v: &Value, field: &str) -> Vec<String> {
     v.as_array().expect("list").iter().map(|p| p[field].as_str().expect("name").to_owned()).collect()

@@ -26,6 +26,10 @@ async fn a_user_and_a_guest_in_the_portal() {
     let screenshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/portal-screenshots");
     std::fs::create_dir_all(&screenshots).expect("screenshot directory");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portal/e2e.mjs");
+    // Images for skopeo: one over the 1 MiB quota the admin sets, one small.
+    let (big, small) = (dir.path().join("big-layout"), dir.path().join("small-layout"));
+    write_oci_layout_of(&big, "big", &[incompressible(2 << 20, 1)]);
+    write_oci_layout_of(&small, "small", &[incompressible(1000, 2)]);
 
     let output = tokio::process::Command::new("node")
         .arg(&script)
@@ -34,6 +38,8 @@ async fn a_user_and_a_guest_in_the_portal() {
         .env("ADMIN_PASSWORD", password)
         .env("SCREENSHOTS", &screenshots)
         .env("PODMAN", podman_json.to_string())
+        .env("BIG_LAYOUT", &big)
+        .env("SMALL_LAYOUT", &small)
         .env("HOSTILE_TAG", "<img src=x onerror=alert(1)>")
         .env("HOSTILE_TEXT", "<img src=x onerror=alert(1)> & \"quotes\"")
         .kill_on_drop(true)

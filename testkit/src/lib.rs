@@ -2,6 +2,7 @@
 //! clients (skopeo, podman) with private state, Harbor-model accounts, tokens, and the `registry`
 //! binary as a child process. Not published; every test crate takes it as a dev-dependency.
 
+pub mod harbor;
 pub mod postgres;
 pub mod proxy;
 pub mod s3;
@@ -155,6 +156,26 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 /// Writes an OCI image layout with one image of `layer_count` tar layers, tagged `tag`; returns
 /// the manifest's digest and the layers' digests.
 pub fn write_oci_layout(dir: &std::path::Path, tag: &str, layer_count: usize) -> (Digest, Vec<Digest>) {
+    let contents: Vec<Vec<u8>> =
+        (0..layer_count).map(|i| format!("file {i}\n").repeat(1000 * (i + 1)).into_bytes()).collect();
+    write_oci_layout_of(dir, tag, &contents)
+}
+
+/// Bytes that do not compress (a client's gzip leaves their size): `len` of them from `seed`.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// [`write_oci_layout`] with one tar layer holding each of `contents` as a file.
+pub fn write_oci_layout_of(dir: &std::path::Path, tag: &str, contents: &[Vec<u8>]) -> (Digest, Vec<Digest>) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("mkdir");
     let write = |bytes: &[u8]| {
@@ -164,9 +185,8 @@ pub fn write_oci_layout(dir: &std::path::Path, tag: &str, layer_count: usize) ->
     };
     let mut layers = Vec::new();
     let mut descriptors = Vec::new();
-    for i in 0..layer_count {
-        let content = format!("file {i}\n").repeat(1000 * (i + 1));
-        let tar = tar_of(&[(&format!("layer{i}.txt"), content.as_bytes())]);
+    for (i, content) in contents.iter().enumerate() {
+        let tar = tar_of(&[(&format!("layer{i}.txt"), content.as_slice())]);
         let d = write(&tar);
         descriptors.push(format!(
             r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":{}}}"#,

@@ -1,12 +1,15 @@
-// One project: its repositories, members, robot accounts, logs, webhooks and configuration, as
-// tabs shown by the user's role (the API refuses the rest anyway).
+// One project: its storage against its quota, and its repositories, members, robot accounts,
+// labels, tag immutability rules, logs, webhooks and configuration, as tabs shown by the user's
+// role (the API refuses the rest anyway).
 
-import { h, fill, table, pager, confirmed, filterBox, toast, when, errorBox, loading } from '../dom.js';
+import { h, fill, table, pager, confirmed, filterBox, field, checkbox, toast, when, usage, size, errorBox, loading } from '../dom.js';
 import * as api from '../api.js';
 import { membersTab } from './members.js';
 import { robotsTab } from './robots.js';
 import { auditTable } from './audit.js';
 import { webhooksTab } from './webhooks.js';
+import { immutabilityTab } from './immutability.js';
+import { labelsTab } from './labels.js';
 
 const PAGE_SIZE = 15;
 
@@ -17,6 +20,8 @@ export async function projectPage(ctx, name, tab) {
     ['repositories', 'Repositories', true],
     ['members', 'Members', [1, 4, 2, 3].includes(role)],
     ['robots', 'Robot accounts', role === 1],
+    ['labels', 'Labels', [1, 4, 2, 3].includes(role)],
+    ['immutability', 'Tag immutability', [1, 4].includes(role)],
     ['logs', 'Logs', [1, 4, 2, 3].includes(role)],
     ['webhooks', 'Webhooks', [1, 4].includes(role)],
     ['configuration', 'Configuration', role === 1],
@@ -25,7 +30,7 @@ export async function projectPage(ctx, name, tab) {
   const base = `#/projects/${encodeURIComponent(name)}`;
   const panel = h('div', { role: 'tabpanel', id: 'tabpanel' }, loading());
   const view = { repositories: repositoriesTab, members: membersTab, robots: robotsTab, logs: logsTab,
-    webhooks: webhooksTab, configuration: configurationTab }[current];
+    webhooks: webhooksTab, configuration: configurationTab, labels: labelsTab, immutability: immutabilityTab }[current];
   Promise.resolve(view(ctx, project, role))
     .then((content) => fill(panel, content))
     .catch((error) => fill(panel, errorBox(error)));
@@ -34,6 +39,7 @@ export async function projectPage(ctx, name, tab) {
     h('h1', {}, project.name,
       project.metadata.public === 'true' ? h('span', { class: 'badge ok' }, 'Public') : h('span', { class: 'badge' }, 'Private'),
       role ? h('span', { class: 'badge' }, api.ROLES[role] || '') : null),
+    quotaLine(project),
     h('div', { class: 'tabs', role: 'tablist' }, tabs.map(([id, text]) =>
       h('a', { href: `${base}/${id}`, role: 'tab', 'aria-selected': id === current ? 'true' : 'false', 'aria-controls': 'tabpanel' }, text))),
     panel);
@@ -77,11 +83,50 @@ function repositoriesTab(ctx, project, role) {
   return h('div', {}, h('div', { class: 'toolbar' }, filter), results);
 }
 
+/** The project's storage against its quota, filled in when the summary answers. */
+function quotaLine(project) {
+  const line = h('p', { class: 'hint', 'aria-live': 'polite' }, 'Storage: …');
+  api.get(`/projects/${encodeURIComponent(project.name)}/summary`)
+    .then((s) => fill(line, 'Storage: ', usage(s.quota.used.storage, s.quota.hard.storage)))
+    .catch(() => fill(line, ''));
+  return line;
+}
+
 function logsTab(ctx, project) {
   return auditTable(`/projects/${encodeURIComponent(project.name)}/logs`);
 }
 
-function configurationTab(ctx, project) {
+const MIB = 1024 * 1024;
+
+/** The quota: what the project holds against its limit; system administrators change the limit. */
+async function quotaPanel(ctx, project) {
+  const summary = await api.get(`/projects/${encodeURIComponent(project.name)}/summary`);
+  const { used, hard } = { used: summary.quota.used.storage, hard: summary.quota.hard.storage };
+  const panel = h('div', { class: 'panel' }, h('h2', {}, 'Quota'), h('p', {}, usage(used, hard)));
+  if (!ctx.user.sysadmin_flag) {
+    panel.append(h('p', { class: 'hint' }, 'A system administrator sets the limit.'));
+    return panel;
+  }
+  const unlimited = checkbox('No limit', 'unlimited', hard < 0);
+  const limit = field('Limit (MiB)', { name: 'limit', type: 'number', min: 1, value: hard > 0 ? Math.round(hard / MIB) : 1024 },
+    `It holds ${size(used)}; pushes that would pass the limit are refused.`);
+  const save = h('button', { type: 'button', class: 'primary' }, 'Save quota');
+  save.addEventListener('click', async () => {
+    const none = unlimited.querySelector('input').checked;
+    const mib = Number(limit.querySelector('input').value);
+    if (!none && !(mib >= 1)) { toast('Enter a limit of at least 1 MiB, or choose no limit.', true); return; }
+    save.disabled = true;
+    try {
+      await api.change('PUT', `/quotas/${project.project_id}`, { hard: { storage: none ? -1 : Math.round(mib * MIB) } });
+      toast('Quota saved');
+      ctx.refresh();
+    } catch (error) { toast(error.message, true); save.disabled = false; }
+  });
+  panel.append(unlimited, limit, h('div', { class: 'toolbar' }, save));
+  return panel;
+}
+
+async function configurationTab(ctx, project) {
   const pub = h('input', { type: 'checkbox', id: 'cfg-public', checked: project.metadata.public === 'true' });
   const save = h('button', { type: 'button', class: 'primary' }, 'Save');
   save.addEventListener('click', async () => {
@@ -92,9 +137,9 @@ function configurationTab(ctx, project) {
       ctx.refresh();
     } catch (error) { toast(error.message, true); save.disabled = false; }
   });
-  return h('div', { class: 'panel' },
+  return h('div', {}, h('div', { class: 'panel' },
     h('h2', {}, 'Access'),
     h('label', { class: 'inline', for: 'cfg-public' }, pub, 'Public: anyone may pull from this project, without signing in'),
-    h('p', { class: 'hint' }, 'Quotas, immutability, retention and proxy-cache settings appear here as the registry gains them.'),
-    h('div', { class: 'toolbar' }, save));
+    h('div', { class: 'toolbar' }, save)),
+  await quotaPanel(ctx, project).catch(errorBox));
 }

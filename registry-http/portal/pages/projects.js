@@ -1,6 +1,6 @@
 // Projects: the ones the user can see, with their access, the user's role and repositories.
 
-import { h, fill, table, pager, dialog, confirmed, filterBox, field, checkbox, toast, when, errorBox, loading } from '../dom.js';
+import { h, fill, table, pager, dialog, confirmed, filterBox, field, checkbox, toast, when, usage, errorBox, loading } from '../dom.js';
 import * as api from '../api.js';
 
 const PAGE_SIZE = 15;
@@ -20,6 +20,7 @@ export async function projectsPage(ctx) {
           { title: 'Access', cell: (p) => (p.metadata.public === 'true' ? h('span', { class: 'badge ok' }, 'Public') : h('span', { class: 'badge' }, 'Private')) },
           { title: 'Your role', cell: (p) => api.ROLES[p.current_user_role_id] || (ctx.user.sysadmin_flag ? 'System admin' : '—') },
           { title: 'Repositories', num: true, cell: (p) => p.repo_count },
+          { title: 'Storage', wide: true, cell: storageCell },
           { title: 'Created', wide: true, cell: (p) => when(p.creation_time) },
           { title: 'Actions', cell: (p) => (canManage(ctx, p)
             ? h('button', { type: 'button', class: 'small danger', 'aria-label': `Delete project ${p.name}`, on: { click: () => remove(p) } }, 'Delete')
@@ -29,6 +30,15 @@ export async function projectsPage(ctx) {
     } catch (error) {
       fill(results, errorBox(error));
     }
+  }
+
+  /** The project's storage against its quota, filled in when its summary answers. */
+  function storageCell(p) {
+    const cell = h('span', { class: 'hint' }, '…');
+    api.get(`/projects/${encodeURIComponent(p.name)}/summary`)
+      .then((s) => fill(cell, usage(s.quota.used.storage, s.quota.hard.storage)))
+      .catch(() => fill(cell, '—'));
+    return cell;
   }
 
   function remove(p) {

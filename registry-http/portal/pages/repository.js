@@ -1,9 +1,10 @@
 // A repository: its artifacts with tags, digest, size, platforms, signatures and referrers, the
 // pull command to copy, and (by role) adding and deleting tags and deleting artifacts.
 
-import { h, fill, table, pager, dialog, confirmed, field, filterBox, toast, when, size, short, copyButton, errorBox, loading } from '../dom.js';
+import { h, fill, table, pager, dialog, confirmed, field, filterBox, checkbox, toast, when, size, short, copyButton, labelChip, errorBox, loading } from '../dom.js';
 import * as api from '../api.js';
 import { mayDelete } from './project.js';
+import { usableLabels } from './labels.js';
 
 const PAGE_SIZE = 10;
 const CLIENTS = [['podman', 'podman pull'], ['docker', 'docker pull'], ['nerdctl', 'nerdctl pull']];
@@ -39,6 +40,7 @@ export async function repositoryPage(ctx, projectName, inside) {
         table([
           { title: 'Artifact', cell: artifactCell },
           { title: 'Tags', cell: tagsCell },
+          { title: 'Labels', cell: labelsCell },
           { title: 'Type', cell: (a) => [a.type, platforms(a)] },
           { title: 'Size', num: true, cell: (a) => size(a.size) },
           { title: 'Signed', cell: (a) => (a.signed ? h('span', { class: 'badge ok' }, 'Signed') : h('span', { class: 'badge' }, 'Not signed')) },
@@ -69,9 +71,37 @@ export async function repositoryPage(ctx, projectName, inside) {
     return list.length ? h('div', { class: 'hint' }, list.join(', ')) : null;
   }
 
+  function labelsCell(a) {
+    const chips = (a.labels || []).map((l) => labelChip(l, canPush ? () => unlabel(a, l) : null));
+    return [chips, canPush ? h('button', { type: 'button', class: 'small', 'aria-label': `Label ${short(a.digest)}`, on: { click: () => label(a) } }, '+ Label') : null];
+  }
+
+  async function label(a) {
+    const all = await usableLabels(project).catch((e) => { toast(e.message, true); return null; });
+    if (!all) return;
+    const on = new Set((a.labels || []).map((l) => l.id));
+    const choices = all.filter((l) => !on.has(l.id));
+    if (!choices.length) { toast('No other label to add: make labels in the project\'s Labels tab.', true); return; }
+    const added = await dialog(`Label ${short(a.digest)}`,
+      h('div', {}, choices.map((l) => checkbox(`${l.name}${l.scope === 'g' ? ' (global)' : ''}`, 'label', false, String(l.id)))),
+      'Add', async (form) => {
+        const picked = [...form.querySelectorAll('input[name=label]:checked')].map((i) => Number(i.value));
+        if (!picked.length) throw new Error('Choose a label.');
+        for (const id of picked) await api.change('POST', `${path}/artifacts/${a.digest}/labels`, { id });
+        return picked.length;
+      });
+    if (added) { toast(`Added ${added} label(s)`); load(); }
+  }
+
+  function unlabel(a, l) {
+    return confirmed('Remove label', `Take the label ${l.name} off ${short(a.digest)}?`,
+      () => api.change('DELETE', `${path}/artifacts/${a.digest}/labels/${l.id}`), `Removed ${l.name}`, load, 'Remove');
+  }
+
   function tagsCell(a) {
     const chips = (a.tags || []).map((t) => h('span', { class: 'chip' }, h('span', {}, t.name),
-      canDelete ? h('button', { type: 'button', 'aria-label': `Delete tag ${t.name}`, title: `Delete tag ${t.name}`, on: { click: () => removeTag(a, t.name) } }, '×') : null));
+      t.immutable ? h('span', { class: 'badge', title: 'An immutability rule protects this tag' }, 'immutable') : null,
+      canDelete && !t.immutable ? h('button', { type: 'button', 'aria-label': `Delete tag ${t.name}`, title: `Delete tag ${t.name}`, on: { click: () => removeTag(a, t.name) } }, '×') : null));
     return [chips.length ? chips : h('span', { class: 'hint' }, 'untagged'),
       canPush ? h('button', { type: 'button', class: 'small', 'aria-label': `Add a tag to ${short(a.digest)}`, on: { click: () => addTag(a) } }, '+ Tag') : null];
   }

@@ -24,6 +24,18 @@ pub(crate) fn forbidden(what: impl std::fmt::Display) -> ApiError {
     ApiError::harbor(StatusCode::FORBIDDEN, format!("forbidden: {what}"))
 }
 
+/// Removes the members set to `null` from every object of `value`.
+fn drop_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 /// 400, with a message.
 pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::harbor(StatusCode::BAD_REQUEST, message)
@@ -60,12 +72,16 @@ impl ApiCall {
         if self.signed_in()?.is_admin() { Ok(()) } else { Err(forbidden("system administrators only")) }
     }
 
-    /// The JSON body.
+    /// The JSON body. A member set to `null` counts as left out, as Harbor's clients (generated
+    /// models) send every member they know.
     pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.body.is_empty() {
             return Err(bad_request("a JSON body is required"));
         }
-        serde_json::from_slice(&self.body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&self.body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))?;
+        drop_nulls(&mut value);
+        serde_json::from_value(value).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
     }
 
     /// Whether `X-Is-Resource-Name: true` says a path parameter is a name, not an id.

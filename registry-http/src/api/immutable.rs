@@ -36,6 +36,17 @@ fn event(api: &Api, call: &ApiCall, project: &Project, action: EventAction, what
     Event::new(api.registry.clock().now_millis(), call.operator.clone(), action, resource)
 }
 
+/// A conflict said for a person: the project has a rule with these selectors.
+fn same_rule(e: registry_storage::Error, project: &Project, rule: &ImmutableRule) -> ApiError {
+    match e {
+        registry_storage::Error::Conflict { .. } => ApiError::harbor(
+            StatusCode::CONFLICT,
+            format!("project {} has an immutable tag rule with these selectors already: {}", project.name, rule.key()),
+        ),
+        other => other.into(),
+    }
+}
+
 fn parse(call: &ApiCall) -> Result<ImmutableRule, ApiError> {
     let rule: ImmutableRule = call.json()?;
     rule.checked().map_err(|e| bad_request(e.0))
@@ -57,7 +68,9 @@ pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
     api.require_permission(&call, &project, RESOURCE, "create").await?;
     let rule = ImmutableRule { id: 0, ..parse(&call)? };
     let event = event(&api, &call, &project, EventAction::CreatePolicy, rule.key());
-    let id = immutability::save(&**api.registry.metadata_store(), project.id, &rule, &[event]).await?;
+    let id = immutability::save(&**api.registry.metadata_store(), project.id, &rule, &[event])
+        .await
+        .map_err(|e| same_rule(e, &project, &rule))?;
     let mut r = status_only(StatusCode::CREATED);
     set(
         r.headers_mut(),
@@ -99,7 +112,9 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let rule = ImmutableRule { id: old.id, ..rule };
     let what = format!("{}{}", rule.key(), if rule.disabled { " (disabled)" } else { "" });
     let event = event(&api, &call, &project, EventAction::UpdatePolicy, what);
-    immutability::save(&**api.registry.metadata_store(), project.id, &rule, &[event]).await?;
+    immutability::save(&**api.registry.metadata_store(), project.id, &rule, &[event])
+        .await
+        .map_err(|e| same_rule(e, &project, &rule))?;
     Ok(status_only(StatusCode::OK))
 }
 

@@ -80,6 +80,21 @@ struct LabelReq {
     project_id: Option<u64>,
 }
 
+/// A conflict said for a person: the name is taken in the label's scope.
+fn taken(e: registry_storage::Error, label: &Label) -> ApiError {
+    match e {
+        registry_storage::Error::Conflict { .. } => {
+            let scope = if label.project_id == SYSTEM {
+                "among the global labels".to_owned()
+            } else {
+                "in its project".to_owned()
+            };
+            ApiError::harbor(StatusCode::CONFLICT, format!("a label named {} exists {scope} already", label.name))
+        }
+        other => other.into(),
+    }
+}
+
 /// `GET /labels?scope=g|p&project_id=&name=`.
 pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let scope = call.query.get("scope").unwrap_or("g").to_owned();
@@ -123,7 +138,7 @@ pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
     .map_err(|e| bad_request(e.0))?;
     let project = require(&api, &call, &label, "create").await?;
     let event = event(&api, &call, &label, project.as_ref().map(|p| p.name.as_str()), EventAction::CreateLabel);
-    let id = api.registry.metadata_store().put_policy(&label.record(), &[event]).await?;
+    let id = api.registry.metadata_store().put_policy(&label.record(), &[event]).await.map_err(|e| taken(e, &label))?;
     let mut r = status_only(StatusCode::CREATED);
     set(r.headers_mut(), http::header::LOCATION, &call.location(&format!("/labels/{id}")));
     Ok(r)
@@ -160,7 +175,7 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
     .checked()
     .map_err(|e| bad_request(e.0))?;
     let event = event(&api, &call, &label, project.as_ref().map(|p| p.name.as_str()), EventAction::UpdateLabel);
-    api.registry.metadata_store().put_policy(&label.record(), &[event]).await?;
+    api.registry.metadata_store().put_policy(&label.record(), &[event]).await.map_err(|e| taken(e, &label))?;
     Ok(status_only(StatusCode::OK))
 }
 

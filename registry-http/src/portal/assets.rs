@@ -43,6 +43,9 @@ const FILES: &[(&str, &[u8])] = files![
     "pages/webhooks.js",
     "pages/dashboard.js",
     "pages/search.js",
+    "pages/immutability.js",
+    "pages/labels.js",
+    "pages/settings.js",
 ];
 
 fn content_type(name: &str) -> &'static str {

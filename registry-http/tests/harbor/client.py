@@ -10,8 +10,13 @@ import sys
 from harborapi import HarborAsyncClient
 from harborapi.models import (
     Access,
+    ImmutableRule,
+    ImmutableSelector,
+    Label,
     ProjectMetadata,
     ProjectReq,
+    QuotaUpdateReq,
+    ResourceList,
     RobotCreate,
     RobotPermission,
     UserCreationReq,
@@ -88,6 +93,43 @@ async def main(url: str, user: str, password: str) -> None:
     assert "robot$pyproj+pybot" in listed, listed
     refreshed = await admin.refresh_robot_secret(robot.id, "Chosen-Secret-123")
     assert refreshed.secret == "Chosen-Secret-123", refreshed
+
+    # Quotas: a limit at creation, read back, changed.
+    await admin.create_project(ProjectReq(project_name="pyquota", storage_limit=1048576))
+    quota_project = await admin.get_project("pyquota")
+    quotas = await admin.get_quotas(reference="project", reference_id=str(quota_project.project_id))
+    assert len(quotas) == 1 and quotas[0].hard.root["storage"] == 1048576, quotas
+    assert quotas[0].ref.root["name"] == "pyquota", quotas
+    await admin.update_quota(quotas[0].id, QuotaUpdateReq(hard=ResourceList({"storage": 2097152})))
+    quota = await admin.get_quota(quotas[0].id)
+    assert quota.hard.root["storage"] == 2097152 and quota.used.root["storage"] == 0, quota
+    summary = await admin.get_project_summary("pyquota")
+    assert summary.quota.hard.root["storage"] == 2097152, summary
+
+    # Immutable tag rules: created, listed, disabled, deleted.
+    rule = ImmutableRule(
+        tag_selectors=[ImmutableSelector(kind="doublestar", decoration="matches", pattern="release-*")],
+        scope_selectors={"repository": [ImmutableSelector(kind="doublestar", decoration="repoMatches", pattern="**")]},
+    )
+    await admin.create_project_immutable_tag_rule("pyquota", rule)
+    rules = await admin.get_project_immutable_tag_rules("pyquota")
+    assert len(rules) == 1 and rules[0].tag_selectors[0].pattern == "release-*" and not rules[0].disabled, rules
+    await admin.enable_project_immutable_tagrule("pyquota", rules[0].id, False)
+    assert (await admin.get_project_immutable_tag_rules("pyquota"))[0].disabled
+    await admin.delete_project_immutable_tag_rule("pyquota", rules[0].id)
+    assert await admin.get_project_immutable_tag_rules("pyquota") == []
+
+    # Labels: global and of a project.
+    await admin.create_label(Label(name="pyglobal", color="#336699", scope="g"))
+    await admin.create_label(Label(name="pylocal", scope="p", project_id=quota_project.project_id))
+    globals_ = [l.name for l in await admin.get_labels(scope="g")]
+    assert "pyglobal" in globals_, globals_
+    local = await admin.get_labels(scope="p", project_id=quota_project.project_id)
+    assert [l.name for l in local] == ["pylocal"] and local[0].scope == "p", local
+    await admin.update_label(local[0].id, Label(name="pylocal", description="changed"))
+    assert (await admin.get_label(local[0].id)).description == "changed"
+    await admin.delete_label(local[0].id)
+    await admin.delete_project("pyquota")
 
     # Statistics and garbage collection history.
     statistics = await admin.get_statistics()

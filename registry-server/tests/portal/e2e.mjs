@@ -3,7 +3,8 @@
 // registry-server/tests/portal.rs, which starts the registry and stops it; this script exits 0
 // when every step held. Screenshots of each main page go to SCREENSHOTS.
 //
-// Environment: BASE_URL, ADMIN_PASSWORD, SCREENSHOTS, PODMAN (JSON: {args, env}), HOSTILE_TAG,
+// Environment: BASE_URL, ADMIN_PASSWORD, SCREENSHOTS, PODMAN (JSON: {args, env}), BIG_LAYOUT and
+// SMALL_LAYOUT (OCI layouts for skopeo, tagged big and small), HOSTILE_TAG,
 // HOSTILE_TEXT.
 
 import { createRequire } from 'node:module';
@@ -23,6 +24,15 @@ function run(program, args, env = {}) {
   } catch (e) {
     throw new Error(`${program} ${args.join(' ')} failed: ${e.stderr || e.message}`);
   }
+}
+/** Runs a command that must fail; its error output. */
+function runFailing(program, args) {
+  try {
+    execFileSync(program, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    return `${e.stderr || ''}${e.stdout || ''}`;
+  }
+  throw new Error(`${program} ${args.join(' ')} should have failed`);
 }
 const pod = (...args) => run('podman', [...podman.args, ...args], podman.env);
 
@@ -113,7 +123,7 @@ try {
   await admin.getByRole('heading', { name: 'team/app/web' }).waitFor();
   const row = admin.locator('tbody tr').first();
   await row.getByText('v1', { exact: true }).waitFor();
-  const sizeText = await row.locator('td').nth(3).textContent();
+  const sizeText = await row.locator('td').nth(4).textContent();
   assert.match(sizeText, /\d+(\.\d+)? (B|KiB|MiB)/, `a size: ${sizeText}`);
   await row.getByText('Not signed').waitFor();
   await admin.getByText(`podman pull ${host}/team/app/web:TAG`).waitFor();
@@ -177,6 +187,64 @@ try {
   await admin.getByRole('button', { name: 'Delete', exact: true }).click();
   await admin.getByText('Deleted tag stable').waitFor();
   await admin.getByRole('button', { name: 'Delete tag stable' }).waitFor({ state: 'detached' });
+
+  begin('quota: the usage bar, and a limit set by the admin');
+  await admin.goto(`${base}/#/projects/team/configuration`);
+  await admin.getByRole('heading', { name: 'Quota' }).waitFor();
+  await admin.getByText('(no limit)').first().waitFor();
+  await admin.getByLabel('No limit').uncheck();
+  await admin.getByLabel('Limit (MiB)').fill('1');
+  await admin.getByRole('button', { name: 'Save quota' }).click();
+  await admin.getByText('Quota saved').waitFor();
+  await admin.locator('meter[aria-label^="Storage used"]').first().waitFor();
+  await admin.getByText(/of 1\.00 MiB \(\d+%\)/).first().waitFor();
+  await shot(admin, '06a-quota');
+  await admin.goto(`${base}/#/projects`);
+  await admin.locator('tbody tr', { hasText: 'team' }).locator('meter').waitFor();
+  const over = runFailing('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `admin:${process.env.ADMIN_PASSWORD}`,
+    `oci:${process.env.BIG_LAYOUT}:big`, `docker://${host}/team/app/big:v1`]);
+  assert.ok(over.includes('quota exceeded: project team'), `the refusal names the project: ${over}`);
+
+  begin('labels: a project label put on an artifact');
+  await admin.goto(`${base}/#/projects/team/labels`);
+  await admin.getByRole('button', { name: 'New label' }).click();
+  await admin.getByLabel('Name', { exact: true }).fill('qa-passed');
+  await admin.getByLabel('Description').fill(process.env.HOSTILE_TEXT);
+  await admin.getByRole('button', { name: 'Create' }).click();
+  await admin.getByText('Label created').waitFor();
+  await admin.getByRole('cell', { name: process.env.HOSTILE_TEXT, exact: true }).waitFor();
+  await admin.goto(`${base}/#/projects/team/repositories/app%2Fweb`);
+  await admin.locator('tbody tr').first().getByRole('button', { name: /^Label / }).click();
+  await admin.getByRole('dialog').getByLabel('qa-passed').check();
+  await admin.getByRole('button', { name: 'Add', exact: true }).click();
+  await admin.locator('tbody tr').first().getByText('qa-passed', { exact: true }).waitFor();
+  await shot(admin, '06b-labels');
+
+  begin('tag immutability: a rule, and a protected tag that cannot be deleted');
+  await admin.goto(`${base}/#/projects/team/immutability`);
+  await admin.getByRole('button', { name: 'New rule' }).click();
+  await admin.getByLabel('Tag pattern').fill('v*');
+  await admin.getByRole('button', { name: 'Add rule' }).click();
+  await admin.getByText('Rule added').waitFor();
+  await admin.getByRole('cell', { name: /tags matching v\*/ }).waitFor();
+  await shot(admin, '06c-immutability');
+  await admin.goto(`${base}/#/projects/team/repositories/app%2Fweb`);
+  await admin.locator('tbody tr').first().getByText('immutable', { exact: true }).waitFor();
+  assert.equal(await admin.getByRole('button', { name: 'Delete tag v1' }).count(), 0, 'no delete button on an immutable tag');
+  const moved = runFailing('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `admin:${process.env.ADMIN_PASSWORD}`,
+    `oci:${process.env.SMALL_LAYOUT}:small`, `docker://${host}/team/app/web:v1`]);
+  assert.ok(/immutable \(rule \d+/.test(moved), `the refusal names the rule: ${moved}`);
+  await admin.goto(`${base}/#/projects/team/immutability`);
+  await admin.getByRole('button', { name: 'Disable' }).click();
+  await admin.getByText('Rule disabled').waitFor();
+
+  begin('system settings: the default quota of new projects');
+  await admin.goto(`${base}/#/settings`);
+  await admin.getByLabel('New projects have no storage limit').uncheck();
+  await admin.getByLabel('Storage limit of new projects (MiB)').fill('512');
+  await admin.getByRole('button', { name: 'Save' }).click();
+  await admin.getByText('Settings saved').waitFor();
+  await shot(admin, '06d-settings');
 
   begin('the audit log shows the changes');
   await admin.goto(`${base}/#/audit`);
