@@ -507,3 +507,40 @@ async fn labels_global_and_of_projects_on_artifacts() {
     .await;
     reg.stop().await;
 }
+
+/// Many pushers racing at the limit on the embedded default (redb): exactly as many fit as the
+/// limit allows; every other one is DENIED; the counter is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushes_racing_at_the_quota_on_the_embedded_default() {
+    let (reg, _, _) = registry(&[]).await;
+    let admin = as_user(&reg, "admin");
+    admin
+        .post("/projects", json!({"project_name": "racing", "storage_limit": 10_500}))
+        .await
+        .expect(StatusCode::CREATED, None);
+    let c = client();
+    let t = token(&c, &reg.url(), Some(("admin", "adminpassword")), &["repository:racing/app:pull,push"]).await;
+    let pushes = (0..32u8).map(|i| {
+        let (c, t, url) = (c.clone(), t.clone(), reg.url());
+        tokio::spawn(async move {
+            let data = incompressible(1000, u64::from(i) + 1);
+            let digest = registry_core::Digest::sha256_of(&data);
+            let resp = c
+                .post(format!("{url}/v2/racing/app/blobs/uploads/?digest={digest}"))
+                .bearer_auth(&t)
+                .body(data)
+                .send()
+                .await
+                .expect("push");
+            resp.status()
+        })
+    });
+    let statuses: Vec<StatusCode> =
+        futures::future::join_all(pushes).await.into_iter().map(|r| r.expect("task")).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 10, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::FORBIDDEN), "{statuses:?}");
+    let summary = admin.get("/projects/racing/summary").await.expect(StatusCode::OK, None);
+    assert_eq!(summary.body["quota"]["used"]["storage"], 10_000);
+    assert_eq!(admin.get("/system/quotas/verify").await.expect(StatusCode::OK, None).body["drift"], json!([]));
+    reg.stop().await;
+}

@@ -347,3 +347,65 @@ async fn a_stuck_receiver_never_slows_pushes_and_a_restart_loses_no_delivery() {
     );
     reg.stop().await;
 }
+
+/// Quota events reach the webhooks: `QUOTA_WARNING` when a push takes the project past the
+/// warning percentage, `QUOTA_EXCEED` when one is refused, each saying why in Harbor's
+/// `custom_attributes.Details`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_warnings_and_refusals_are_delivered() {
+    let reg = TestRegistry::builder()
+        .harbor_accounts()
+        .jobs(std::time::Duration::from_secs(5), std::time::Duration::from_millis(50))
+        .start()
+        .await
+        .expect("start");
+    set_up(&reg).await;
+    let (c, base) = (client(), reg.url());
+    let configurations = format!("{base}/api/v2.0/configurations");
+    let settings = json!({"webhook_allow_private_targets": true, "quota_warning_percent": 50});
+    let (status, _) = api(&c, reqwest::Method::PUT, &configurations, ADMIN, Some(settings)).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut hook = Receiver::start(200, true).await;
+    let policy = json!({
+        "name": "quota",
+        "targets": [{"type": "http", "address": hook.url, "payload_format": "Default"}],
+        "event_types": ["QUOTA_WARNING", "QUOTA_EXCEED"],
+        "enabled": true,
+    });
+    let policies = format!("{base}/api/v2.0/projects/team/webhook/policies");
+    let (status, body) = api(&c, reqwest::Method::POST, &policies, ADMIN, Some(policy)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, quotas) = api(&c, reqwest::Method::GET, &format!("{base}/api/v2.0/quotas"), ADMIN, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = quotas.as_array().expect("quotas").iter().find(|q| q["ref"]["name"] == "team").expect("team's")["id"]
+        .as_u64()
+        .expect("id");
+    let limit = json!({"hard": {"storage": 4000}});
+    let (status, _) = api(&c, reqwest::Method::PUT, &format!("{base}/api/v2.0/quotas/{id}"), ADMIN, Some(limit)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push"]).await;
+    push_blob_as(&c, &base, "team/app", &[1u8; 2500], Some(&t)).await;
+    let warning: Value = serde_json::from_slice(&hook.next().await.body).expect("json");
+    assert_eq!(warning["type"], "QUOTA_WARNING", "{warning}");
+    assert_eq!(warning["event_data"]["repository"]["namespace"], "team");
+    let details = warning["event_data"]["custom_attributes"]["Details"].as_str().expect("details");
+    assert!(details.contains("project team") && details.contains("50%"), "{details}");
+
+    let big = vec![2u8; 3000];
+    let digest = registry_core::Digest::sha256_of(&big);
+    let refused = c
+        .post(format!("{base}/v2/team/app/blobs/uploads/?digest={digest}"))
+        .bearer_auth(&t)
+        .body(big)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let exceeded: Value = serde_json::from_slice(&hook.next().await.body).expect("json");
+    assert_eq!(exceeded["type"], "QUOTA_EXCEED", "{exceeded}");
+    assert_eq!(exceeded["operator"], "admin", "the refused pusher is named");
+    let details = exceeded["event_data"]["custom_attributes"]["Details"].as_str().expect("details");
+    assert!(details.contains("quota exceeded: project team"), "{details}");
+    reg.stop().await;
+}

@@ -298,3 +298,69 @@ async fn a_replica_refuses_to_start_on_an_unreachable_database_or_a_wrong_bucket
     s3.stop().await;
     db.drop_database().await;
 }
+
+/// Pushers racing at a project's quota through three replicas on PostgreSQL: exactly as many
+/// blobs fit as the limit allows, the rest are refused with DENIED, and the counter matches what
+/// the project holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_racing_at_the_quota_through_three_replicas_never_pass_it() {
+    const PUSHERS: usize = 18;
+    const SIZE: usize = 1000;
+    let cluster = Cluster::start(Options::default()).await;
+    let c = client();
+    let created = c
+        .post(format!("{}/api/v2.0/projects", cluster.url()))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&serde_json::json!({"project_name": "racing", "storage_limit": 7_500}))
+        .send()
+        .await
+        .expect("create project");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let t = admin_token(&cluster.url(), &["repository:racing/app:pull,push"]).await;
+    let pushes = (0..PUSHERS).map(|i| {
+        let (c, t, replica) = (c.clone(), t.clone(), cluster.replica(i % 3));
+        tokio::spawn(async move {
+            let data = bytes(SIZE, i as u8 + 1);
+            let digest = Digest::sha256_of(&data);
+            let resp = c
+                .post(format!("{replica}/v2/racing/app/blobs/uploads/?digest={digest}"))
+                .bearer_auth(&t)
+                .body(data)
+                .send()
+                .await
+                .expect("push");
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            (status, body)
+        })
+    });
+    let results: Vec<(StatusCode, serde_json::Value)> =
+        futures::future::join_all(pushes).await.into_iter().map(|r| r.expect("task")).collect();
+    let accepted = results.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
+    for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!(*status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
+    }
+    assert_eq!(accepted, 7, "7 of {PUSHERS} blobs of {SIZE} bytes fit in 7500: {results:?}");
+    let summary: serde_json::Value = c
+        .get(format!("{}/api/v2.0/projects/racing/summary", cluster.replica(2)))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .expect("summary")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(summary["quota"]["used"]["storage"], 7 * SIZE, "{summary}");
+    let verify: serde_json::Value = c
+        .get(format!("{}/api/v2.0/system/quotas/verify", cluster.replica(1)))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .expect("verify")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(verify["drift"], serde_json::json!([]), "{verify}");
+    cluster.stop().await;
+}

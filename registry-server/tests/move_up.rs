@@ -88,6 +88,29 @@ async fn an_embedded_registry_moves_up_into_postgresql_and_s3() {
     for (repo, n) in [("library/a", 150), ("library/b", 100), ("team/c", 50)] {
         images.push((repo, push_images(&base, &t, repo, n).await));
     }
+    // Policies of every kind move too: a limit, an immutability rule, a label on an artifact.
+    let quota_id = team_id.as_u64().expect("id");
+    let resp = admin(reqwest::Method::PUT, &format!("/quotas/{quota_id}"))
+        .json(&json!({"hard": {"storage": 50_000_000}}))
+        .send()
+        .await;
+    assert_eq!(resp.expect("quota").status(), StatusCode::OK);
+    let rule = json!({"tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "v1"}],
+        "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}});
+    let resp = admin(reqwest::Method::POST, "/projects/team/immutabletagrules").json(&rule).send().await;
+    assert_eq!(resp.expect("rule").status(), StatusCode::CREATED);
+    let label = admin(reqwest::Method::POST, "/labels")
+        .json(&json!({"name": "moved", "scope": "g"}))
+        .send()
+        .await
+        .expect("label");
+    let label_id: u64 =
+        testkit::header(&label, "location").rsplit('/').next().and_then(|i| i.parse().ok()).expect("id");
+    let resp = admin(reqwest::Method::POST, "/projects/team/repositories/c/artifacts/v2/labels")
+        .json(&json!({"id": label_id}))
+        .send()
+        .await;
+    assert_eq!(resp.expect("artifact label").status(), StatusCode::CREATED);
     server.stop().await;
 
     // The target: a fresh database and bucket.
@@ -110,6 +133,8 @@ async fn an_embedded_registry_moves_up_into_postgresql_and_s3() {
     let out = run(BIN, &["--data-dir", data_arg, "move-up", "--to", target_arg], &envs).await;
     assert!(out.contains("accounts: 2 users, 2 projects, 2 members, 1 robots"), "{out}");
     assert!(out.contains("compared: 3 repositories, 300 manifests, 300 tags"), "{out}");
+    assert!(out.contains("2 policies (webhooks, immutability rules, labels, retention, settings)"), "{out}");
+    assert!(out.contains("1 artifact labels; accounts equal"), "{out}");
     assert!(out.contains("the target matches the source"), "{out}");
 
     // Again: the target is not empty any more; refused, nothing changed.
@@ -166,6 +191,24 @@ async fn an_embedded_registry_moves_up_into_postgresql_and_s3() {
         .await
         .expect("project");
     assert_eq!(resp.status(), StatusCode::CREATED);
+    // The policies hold on the target: the limit, the rule (v1 stays where it is), the label.
+    let get = |path: String| {
+        let c = c.clone();
+        let base = base.clone();
+        async move {
+            let resp =
+                c.get(format!("{base}/api/v2.0{path}")).basic_auth("admin", Some(PASSWORD)).send().await.expect("get");
+            resp.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    assert_eq!(get(format!("/quotas/{quota_id}")).await["hard"]["storage"], 50_000_000);
+    let artifact = get("/projects/team/repositories/c/artifacts/v1".into()).await;
+    assert_eq!(artifact["tags"][0]["immutable"], true, "{artifact}");
+    let labelled = get("/projects/team/repositories/c/artifacts/v2".into()).await;
+    assert_eq!(labelled["labels"][0]["name"], "moved", "{labelled}");
+    let deleter = token(&c, &base, Some(("admin", PASSWORD)), &["repository:team/c:delete"]).await;
+    let resp = c.delete(format!("{base}/v2/team/c/manifests/v1")).bearer_auth(&deleter).send().await.expect("delete");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "the rule holds on the target");
     replica.stop().await;
     s3.stop().await;
     db.drop_database().await;
