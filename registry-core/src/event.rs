@@ -130,11 +130,13 @@ pub enum EventAction {
     AddLabel,
     /// A label was taken off an artifact.
     RemoveLabel,
+    /// A tag retention run finished (or a dry run: the detail says).
+    TagRetention,
 }
 
 impl EventAction {
     /// Every action, for listings.
-    pub const ALL: [EventAction; 34] = [
+    pub const ALL: [EventAction; 35] = [
         EventAction::PushArtifact,
         EventAction::PullArtifact,
         EventAction::DeleteArtifact,
@@ -169,6 +171,7 @@ impl EventAction {
         EventAction::DeleteLabel,
         EventAction::AddLabel,
         EventAction::RemoveLabel,
+        EventAction::TagRetention,
     ];
 
     /// Harbor's audit-log `resource_type` and `operation` for the action.
@@ -209,6 +212,7 @@ impl EventAction {
             A::DeleteLabel => ("label", "delete"),
             A::AddLabel => ("artifact_label", "create"),
             A::RemoveLabel => ("artifact_label", "delete"),
+            A::TagRetention => ("retention", "run"),
         }
     }
 
@@ -250,6 +254,7 @@ impl EventAction {
             A::DeleteLabel => "DELETE_LABEL",
             A::AddLabel => "ADD_LABEL",
             A::RemoveLabel => "REMOVE_LABEL",
+            A::TagRetention => "TAG_RETENTION",
         }
     }
 }

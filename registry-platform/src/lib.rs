@@ -17,6 +17,9 @@
 //! | [`immutability`] | tag immutability rules, and the engine's source of protections | documents |
 //! | [`labels`] | global and project labels | documents |
 //! | [`selectors`] | Harbor's doublestar selectors, checked | |
+//! | [`retention`] | tag retention policies and their runs (dry or real), on request or by cron | job `retention` |
+//! | [`artifacts`] | what each manifest of a repository is: an artifact, a child, an accessory | |
+//! | [`cron`] | cron schedules (six fields, Harbor's) | |
 //! | [`consumer`] | the loop every stream consumer runs in | |
 //! | [`platform`] | [`Platform`]: all of the above assembled for one process, and its [`Running`] handle | |
 //! | [`audit_record`] | an event as the audit log shows it | |
@@ -29,14 +32,17 @@
 //! |---|---|---|
 //! | `webhooks` | on | webhook policies and delivery (an HTTP client on rustls) |
 
+pub mod artifacts;
 pub mod audit_record;
 pub mod consumer;
+pub mod cron;
 pub mod gc;
 pub mod housekeeping;
 pub mod immutability;
 pub mod labels;
 pub mod platform;
 pub mod quotas;
+pub mod retention;
 pub mod selectors;
 pub mod settings;
 pub mod syslog;

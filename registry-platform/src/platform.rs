@@ -28,6 +28,8 @@ pub struct PlatformOptions {
     pub worker: String,
     /// Forward audit records to the syslog endpoint of the settings.
     pub syslog: bool,
+    /// Harbor's accounts, when the registry keeps them: tag retention runs over their projects.
+    pub accounts: Option<registry_auth::Accounts>,
     /// Deliver webhooks.
     #[cfg(feature = "webhooks")]
     pub webhooks: Option<Webhooks>,
@@ -54,6 +56,7 @@ impl Default for PlatformOptions {
             retention: Retention::default(),
             worker: default_worker(),
             syslog: true,
+            accounts: None,
             #[cfg(feature = "webhooks")]
             webhooks: None,
         }
@@ -86,6 +89,9 @@ pub fn default_worker() -> String {
 /// collector, and the stream consumers, ready to [`start`](Platform::start).
 pub struct Platform {
     jobs: Arc<JobRunner>,
+    /// Tag retention's schedule reads the policies here (when there are accounts).
+    retention: Option<Arc<dyn registry_storage::MetadataStore>>,
+    poll: Duration,
     gc: Arc<GarbageCollector>,
     #[cfg(feature = "webhooks")]
     dispatcher: Option<Arc<crate::webhook::dispatch::Dispatcher>>,
@@ -115,6 +121,15 @@ impl Platform {
                 Duration::from_secs(60),
                 Arc::new(Housekeeper { meta: meta.clone(), retention: options.retention, clock }),
             );
+        let runner = match &options.accounts {
+            Some(accounts) => runner.handle(
+                crate::retention::JOB_KIND,
+                1,
+                Duration::from_secs(60),
+                crate::retention::RetentionHandler::new(registry.clone(), accounts.clone()),
+            ),
+            None => runner,
+        };
         #[cfg(feature = "webhooks")]
         let runner = match &options.webhooks {
             Some(w) => runner.handle(
@@ -142,6 +157,8 @@ impl Platform {
         let gc = GarbageCollector::new(jobs.clone(), options.gc.clone(), options.gc_interval);
         Platform {
             jobs,
+            retention: options.accounts.is_some().then(|| meta.clone()),
+            poll: (options.job_poll * 60).min(Duration::from_secs(60)),
             gc,
             #[cfg(feature = "webhooks")]
             dispatcher,
@@ -165,6 +182,9 @@ impl Platform {
         let mut periodic = Vec::new();
         periodic.extend(self.gc.schedule());
         periodic.push(housekeeping::schedule(&self.jobs));
+        if let Some(meta) = &self.retention {
+            periodic.push(crate::retention::schedule(self.jobs.clone(), meta.clone(), self.poll));
+        }
         #[cfg(feature = "webhooks")]
         periodic.extend(self.dispatcher.clone().map(|d| d.start()));
         periodic.extend(self.forwarder.clone().map(|f| f.start()));

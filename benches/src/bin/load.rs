@@ -5,7 +5,8 @@
 //! `cargo build --release -p registry-server --bin registry && cargo run --release -p registry-benches --bin load [runs]`
 //!
 //! `load ha [runs]`: the replicated shape instead (see `load/ha.rs`); `load soak [seconds]`: the
-//! sustained mixed load (see `load/soak.rs`).
+//! sustained mixed load (see `load/soak.rs`); `load governance [runs]`: quotas and immutability
+//! on versus off (see `load/governance.rs`).
 //!
 //! Prints one table: workload | ours | distribution | ours/distribution | ours/limit, each the median
 //! of `runs` (default 3) with the spread (min–max). Compare ratios from one run, never absolute
@@ -27,6 +28,8 @@ use registry_core::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[path = "load/governance.rs"]
+mod governance;
 #[path = "load/ha.rs"]
 mod ha;
 #[path = "load/soak.rs"]
@@ -569,6 +572,10 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("events") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
         return pull_events(&binary, runs).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("governance") {
+        let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
+        return governance::run(&binary, runs).await;
     }
     if std::env::args().nth(1).as_deref() == Some("soak") {
         let seconds = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(300);

@@ -1,6 +1,6 @@
 // One project: its storage against its quota, and its repositories, members, robot accounts,
-// labels, tag immutability rules, logs, webhooks and configuration, as tabs shown by the user's
-// role (the API refuses the rest anyway).
+// labels, tag immutability rules, tag retention, logs, webhooks and configuration, as tabs shown
+// by the user's role (the API refuses the rest anyway).
 
 import { h, fill, table, pager, confirmed, filterBox, field, checkbox, toast, when, usage, size, errorBox, loading } from '../dom.js';
 import * as api from '../api.js';
@@ -10,6 +10,7 @@ import { auditTable } from './audit.js';
 import { webhooksTab } from './webhooks.js';
 import { immutabilityTab } from './immutability.js';
 import { labelsTab } from './labels.js';
+import { retentionTab } from './retention.js';
 
 const PAGE_SIZE = 15;
 
@@ -22,6 +23,7 @@ export async function projectPage(ctx, name, tab) {
     ['robots', 'Robot accounts', role === 1],
     ['labels', 'Labels', [1, 4, 2, 3].includes(role)],
     ['immutability', 'Tag immutability', [1, 4].includes(role)],
+    ['retention', 'Tag retention', [1, 4, 2].includes(role)],
     ['logs', 'Logs', [1, 4, 2, 3].includes(role)],
     ['webhooks', 'Webhooks', [1, 4].includes(role)],
     ['configuration', 'Configuration', role === 1],
@@ -30,7 +32,7 @@ export async function projectPage(ctx, name, tab) {
   const base = `#/projects/${encodeURIComponent(name)}`;
   const panel = h('div', { role: 'tabpanel', id: 'tabpanel' }, loading());
   const view = { repositories: repositoriesTab, members: membersTab, robots: robotsTab, logs: logsTab,
-    webhooks: webhooksTab, configuration: configurationTab, labels: labelsTab, immutability: immutabilityTab }[current];
+    webhooks: webhooksTab, configuration: configurationTab, labels: labelsTab, immutability: immutabilityTab, retention: retentionTab }[current];
   Promise.resolve(view(ctx, project, role))
     .then((content) => fill(panel, content))
     .catch((error) => fill(panel, errorBox(error)));

@@ -16,6 +16,7 @@ use registry_auth::Project;
 use registry_core::scope::Action;
 use registry_core::time::rfc3339;
 use registry_core::{Digest, Reference, RepositoryName, Tag};
+use registry_platform::artifacts::{Place, all_manifests, place};
 use registry_storage::ManifestEntry;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -27,9 +28,6 @@ use super::{Api, ApiCall, ApiResult};
 use crate::error::ApiError;
 use crate::response::{json as json_response, status_only};
 
-/// Manifests read from the store per call.
-const PAGE: usize = 500;
-
 /// A number that names a repository or an artifact for Harbor's clients (which want numeric
 /// ids): the first 53 bits of the SHA-256 of its name, stable across replicas and restarts, and
 /// exact in JavaScript.
@@ -37,72 +35,6 @@ pub(crate) fn id_of(name: &str) -> u64 {
     let digest = Digest::sha256_of(name.as_bytes());
     let hex = digest.hex();
     u64::from_str_radix(&hex[..14], 16).unwrap_or(0) >> 3
-}
-
-/// Every manifest of a repository (in digest order).
-async fn all_manifests(api: &Api, repository: &RepositoryName) -> Result<Vec<ManifestEntry>, ApiError> {
-    let mut out: Vec<ManifestEntry> = Vec::new();
-    loop {
-        let after = out.last().map(|m| m.record.digest.clone());
-        let page = api.registry.manifests(repository, after.as_ref(), PAGE).await?;
-        let done = page.len() < PAGE;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
-    }
-}
-
-/// What a manifest is to the artifacts listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Place {
-    /// An artifact of its own.
-    Artifact,
-    /// An index's child.
-    Child,
-    /// An accessory of `subject`, of Harbor's accessory `kind`.
-    Accessory { subject: Digest, kind: &'static str },
-}
-
-/// The cosign tag scheme: `sha256-<hex>.sig` (signature), `.att` (attestation), `.sbom`.
-fn cosign_tag(tag: &str) -> Option<(Digest, &'static str)> {
-    let rest = tag.strip_prefix("sha256-")?;
-    let (hex, kind) = rest.split_once('.')?;
-    let kind = match kind {
-        "sig" => "signature.cosign",
-        "att" => "attestation.cosign",
-        "sbom" => "sbom.cosign",
-        _ => return None,
-    };
-    Some((Digest::parse(&format!("sha256:{hex}")).ok()?, kind))
-}
-
-/// Harbor's accessory kind of a referrer, by its artifact type.
-fn referrer_kind(artifact_type: Option<&str>) -> &'static str {
-    match artifact_type {
-        Some("application/vnd.dev.cosign.artifact.sig.v1+json") => "signature.cosign",
-        Some("application/vnd.cncf.notary.signature") => "signature.notation",
-        Some(t) if t.contains("sbom") || t.contains("spdx") || t.contains("cyclonedx") => "sbom.harbor",
-        _ => "subject.accessory",
-    }
-}
-
-fn place(entry: &ManifestEntry) -> Place {
-    if let Some(subject) = &entry.record.subject {
-        return Place::Accessory {
-            subject: subject.clone(),
-            kind: referrer_kind(entry.record.artifact_type.as_deref()),
-        };
-    }
-    // Tagged only by the cosign scheme: an accessory of the digest its tag names.
-    let cosign: Option<Vec<_>> = entry.tags.iter().map(|t| cosign_tag(t)).collect();
-    if let Some((subject, kind)) = cosign.and_then(|found| found.into_iter().next()) {
-        return Place::Accessory { subject, kind };
-    }
-    if !entry.referenced_by.is_empty() {
-        return Place::Child;
-    }
-    Place::Artifact
 }
 
 /// A repository's manifests sorted into artifacts and what belongs to them.
@@ -118,7 +50,7 @@ struct Contents {
 
 impl Contents {
     async fn read(api: &Api, name: RepositoryName) -> Result<Contents, ApiError> {
-        let entries = all_manifests(api, &name).await?;
+        let entries = all_manifests(&api.registry, &name).await?;
         let places = entries.iter().map(place).collect();
         let by_digest = entries.iter().enumerate().map(|(i, e)| (e.record.digest.clone(), i)).collect();
         let protection = api.registry.protection(&name).await?;

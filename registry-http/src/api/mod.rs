@@ -17,6 +17,7 @@
 //! | [`quotas`] | `/quotas`, `/quotas/{id}` |
 //! | [`immutable`] | `/projects/{p}/immutabletagrules…` |
 //! | [`labels`] | `/labels…` (artifacts' labels are in [`artifacts`]) |
+//! | [`retention`] | `/retentions…` (policies, executions, tasks and their logs) |
 //!
 //! Shared pieces: [`context`] (who the caller is, what they may do, project look-up by name or
 //! id), [`pages`] (`page`/`page_size`, `X-Total-Count`, `Link`), [`q`] (Harbor's `q=` filters),
@@ -48,6 +49,7 @@ pub mod pages;
 pub mod projects;
 pub mod q;
 pub mod quotas;
+pub mod retention;
 pub mod robots;
 pub(crate) mod router;
 pub(crate) mod shapes;
@@ -71,6 +73,8 @@ pub(crate) struct Api {
     pub(crate) accounts: Option<Accounts>,
     pub(crate) policy: Option<Arc<dyn AccessPolicy>>,
     pub(crate) gc: Option<Arc<GarbageCollector>>,
+    /// The job runner (runs started through the API: tag retention).
+    pub(crate) jobs: Option<Arc<registry_storage::JobRunner>>,
     pub(crate) info: system::Info,
     /// The key secrets at rest are sealed with (webhooks' headers and signing secrets).
     #[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
@@ -141,6 +145,16 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(POST "/projects/{project_name_or_id}/immutabletagrules" => immutable::create),
             endpoint!(PUT "/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}" => immutable::update),
             endpoint!(DELETE "/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}" => immutable::delete),
+            endpoint!(GET "/retentions/metadatas" => retention::metadatas),
+            endpoint!(POST "/retentions" => retention::create),
+            endpoint!(GET "/retentions/{id}" => retention::get),
+            endpoint!(PUT "/retentions/{id}" => retention::update),
+            endpoint!(DELETE "/retentions/{id}" => retention::delete),
+            endpoint!(GET "/retentions/{id}/executions" => retention::executions),
+            endpoint!(POST "/retentions/{id}/executions" => retention::start),
+            endpoint!(PATCH "/retentions/{id}/executions/{eid}" => retention::stop),
+            endpoint!(GET "/retentions/{id}/executions/{eid}/tasks" => retention::tasks),
+            endpoint!(GET "/retentions/{id}/executions/{eid}/tasks/{tid}" => retention::task_log),
             endpoint!(GET "/labels" => labels::list),
             endpoint!(POST "/labels" => labels::create),
             endpoint!(GET "/labels/{label_id}" => labels::get),

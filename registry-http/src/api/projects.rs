@@ -193,8 +193,25 @@ pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
         return Err(ApiError::harbor(StatusCode::PRECONDITION_FAILED, why));
     }
     api.accounts_for(&call)?.remove_project(&project.name).await?;
-    // Its quota goes with it (it holds nothing: a project holding repositories is not deleted).
-    api.registry.metadata_store().remove_quota(&project.name).await?;
+    // Its quota and policies go with it (it holds nothing: a project holding repositories is
+    // not deleted).
+    let meta = api.registry.metadata_store();
+    meta.remove_quota(&project.name).await?;
+    let mut kinds = vec![
+        registry_platform::immutability::KIND,
+        registry_platform::labels::KIND,
+        registry_platform::retention::KIND,
+    ];
+    #[cfg(feature = "webhooks")]
+    kinds.push(registry_platform::webhook::policy::KIND);
+    for kind in kinds {
+        for policy in meta.policies(kind, Some(project.id)).await? {
+            meta.delete_policy(kind, policy.id, &[]).await?;
+            if kind == registry_platform::labels::KIND {
+                meta.drop_label(policy.id).await?;
+            }
+        }
+    }
     Ok(status_only(StatusCode::OK))
 }
 

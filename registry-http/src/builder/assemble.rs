@@ -206,6 +206,7 @@ impl RegistryBuilder {
                 retention: self.retention,
                 worker: registry_platform::platform::default_worker(),
                 syslog: !self.token_only,
+                accounts: accounts.clone().filter(|_| !self.token_only),
                 #[cfg(feature = "webhooks")]
                 webhooks: accounts.as_ref().filter(|_| !self.token_only).map(|accounts| {
                     registry_platform::platform::Webhooks {
@@ -225,6 +226,7 @@ impl RegistryBuilder {
                 accounts: accounts.clone(),
                 policy: policy.clone(),
                 gc: Some(gc.clone()),
+                jobs: Some(platform.jobs().clone()),
                 info: crate::api::system::Info {
                     external_url: base.to_owned(),
                     registry_url: host.to_owned(),

@@ -46,6 +46,7 @@ const FILES: &[(&str, &[u8])] = files![
     "pages/immutability.js",
     "pages/labels.js",
     "pages/settings.js",
+    "pages/retention.js",
 ];
 
 fn content_type(name: &str) -> &'static str {

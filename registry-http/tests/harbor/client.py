@@ -14,6 +14,11 @@ from harborapi.models import (
     ImmutableSelector,
     Label,
     ProjectMetadata,
+    RetentionPolicy,
+    RetentionPolicyScope,
+    RetentionRule,
+    RetentionRuleTrigger,
+    RetentionSelector,
     ProjectReq,
     QuotaUpdateReq,
     ResourceList,
@@ -129,6 +134,38 @@ async def main(url: str, user: str, password: str) -> None:
     await admin.update_label(local[0].id, Label(name="pylocal", description="changed"))
     assert (await admin.get_label(local[0].id)).description == "changed"
     await admin.delete_label(local[0].id)
+
+    # Tag retention: a policy, a dry run, its executions and tasks.
+    policy = RetentionPolicy(
+        algorithm="or",
+        rules=[
+            RetentionRule(
+                action="retain",
+                template="latestPushedK",
+                params={"latestPushedK": 3},
+                tag_selectors=[RetentionSelector(kind="doublestar", decoration="matches", pattern="**")],
+                scope_selectors={"repository": [RetentionSelector(kind="doublestar", decoration="repoMatches", pattern="**")]},
+            )
+        ],
+        trigger=RetentionRuleTrigger(kind="Schedule", settings={"cron": "0 0 0 * * *"}),
+        scope=RetentionPolicyScope(level="project", ref=quota_project.project_id),
+    )
+    await admin.create_retention_policy(policy)
+    retention_id = await admin.get_project_retention_id("pyquota")
+    assert retention_id, retention_id
+    fetched = await admin.get_retention_policy(retention_id)
+    assert fetched.rules[0].template == "latestPushedK" and fetched.scope.ref == quota_project.project_id, fetched
+    metadata = await admin.get_retention_metadata()
+    assert len(metadata.templates) == 5, metadata
+    await admin.start_retention_execution(retention_id, dry_run=True)
+    for _ in range(200):
+        executions = await admin.get_retention_executions(retention_id)
+        if executions and executions[0].status == "Success":
+            break
+        await asyncio.sleep(0.05)
+    assert executions[0].dry_run and executions[0].status == "Success", executions
+    assert await admin.get_retention_tasks(retention_id, executions[0].id) == []
+    await admin.delete_retention_policy(retention_id)
     await admin.delete_project("pyquota")
 
     # Statistics and garbage collection history.

@@ -20,6 +20,7 @@ pub fn event_type(action: EventAction) -> Option<&'static str> {
         EventAction::DeleteArtifact => Some("DELETE_ARTIFACT"),
         EventAction::QuotaExceed => Some("QUOTA_EXCEED"),
         EventAction::QuotaWarning => Some("QUOTA_WARNING"),
+        EventAction::TagRetention => Some("TAG_RETENTION"),
         _ => None,
     }
 }

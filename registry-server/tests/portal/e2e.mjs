@@ -238,6 +238,24 @@ try {
   await admin.getByRole('button', { name: 'Disable' }).click();
   await admin.getByText('Rule disabled').waitFor();
 
+  begin('tag retention: a rule, a dry run and its report');
+  await admin.goto(`${base}/#/projects/team/retention`);
+  await admin.getByText('No retention policy').waitFor();
+  await admin.getByRole('button', { name: 'Add a rule' }).click();
+  await admin.getByLabel('# (count or days)').fill('1');
+  await admin.getByRole('button', { name: 'Add rule' }).click();
+  await admin.getByText('Rule added').waitFor();
+  await admin.getByRole('cell', { name: 'Retain the most recently pushed 1 artifacts' }).waitFor();
+  await admin.getByRole('button', { name: 'Dry run' }).click();
+  await admin.getByText('Dry run started').waitFor();
+  await admin.getByRole('cell', { name: 'Success', exact: true }).first().waitFor();
+  await admin.getByRole('button', { name: 'Repositories' }).first().click();
+  await admin.getByRole('dialog').getByRole('cell', { name: 'team/app/web', exact: true }).waitFor();
+  await admin.getByRole('dialog').getByRole('button', { name: 'Log' }).first().click();
+  await admin.getByRole('dialog').getByText(/retained/).waitFor();
+  await shot(admin, '06e-retention');
+  await admin.getByRole('button', { name: 'Close' }).click();
+
   begin('system settings: the default quota of new projects');
   await admin.goto(`${base}/#/settings`);
   await admin.getByLabel('New projects have no storage limit').uncheck();

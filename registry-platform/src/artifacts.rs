@@ -1,0 +1,82 @@
+//! What each manifest of a repository is to a person: an artifact of its own, a child of an
+//! index, or an accessory (a signature, attestation or SBOM) of another — read once from the
+//! store's listing of the repository's manifests. The artifacts API shows artifacts with what
+//! belongs to them; retention keeps or deletes artifacts (their accessories with them).
+
+use registry_core::{Digest, RepositoryName};
+use registry_storage::{ManifestEntry, Registry, Result};
+
+/// Manifests read from the store per call.
+const PAGE: usize = 500;
+
+/// Every manifest of a repository (in digest order).
+pub async fn all_manifests(registry: &Registry, repository: &RepositoryName) -> Result<Vec<ManifestEntry>> {
+    let mut out: Vec<ManifestEntry> = Vec::new();
+    loop {
+        let after = out.last().map(|m| m.record.digest.clone());
+        let page = registry.manifests(repository, after.as_ref(), PAGE).await?;
+        let done = page.len() < PAGE;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// What a manifest is to the artifacts listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// An artifact of its own.
+    Artifact,
+    /// An index's child.
+    Child,
+    /// An accessory of `subject`, of Harbor's accessory `kind`.
+    Accessory {
+        /// The subject.
+        subject: Digest,
+        /// Harbor's accessory kind (`signature.cosign`, …).
+        kind: &'static str,
+    },
+}
+
+/// The cosign tag scheme: `sha256-<hex>.sig` (signature), `.att` (attestation), `.sbom`.
+pub fn cosign_tag(tag: &str) -> Option<(Digest, &'static str)> {
+    let rest = tag.strip_prefix("sha256-")?;
+    let (hex, kind) = rest.split_once('.')?;
+    let kind = match kind {
+        "sig" => "signature.cosign",
+        "att" => "attestation.cosign",
+        "sbom" => "sbom.cosign",
+        _ => return None,
+    };
+    Some((Digest::parse(&format!("sha256:{hex}")).ok()?, kind))
+}
+
+/// Harbor's accessory kind of a referrer, by its artifact type.
+pub fn referrer_kind(artifact_type: Option<&str>) -> &'static str {
+    match artifact_type {
+        Some("application/vnd.dev.cosign.artifact.sig.v1+json") => "signature.cosign",
+        Some("application/vnd.cncf.notary.signature") => "signature.notation",
+        Some(t) if t.contains("sbom") || t.contains("spdx") || t.contains("cyclonedx") => "sbom.harbor",
+        _ => "subject.accessory",
+    }
+}
+
+/// What `entry` is.
+pub fn place(entry: &ManifestEntry) -> Place {
+    if let Some(subject) = &entry.record.subject {
+        return Place::Accessory {
+            subject: subject.clone(),
+            kind: referrer_kind(entry.record.artifact_type.as_deref()),
+        };
+    }
+    // Tagged only by the cosign scheme: an accessory of the digest its tag names.
+    let cosign: Option<Vec<_>> = entry.tags.iter().map(|t| cosign_tag(t)).collect();
+    if let Some((subject, kind)) = cosign.and_then(|found| found.into_iter().next()) {
+        return Place::Accessory { subject, kind };
+    }
+    if !entry.referenced_by.is_empty() {
+        return Place::Child;
+    }
+    Place::Artifact
+}
