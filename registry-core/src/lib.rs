@@ -14,6 +14,7 @@
 //! | [`error`] | the crate's [`Error`], the spec's [`ErrorCode`]s and JSON [`ErrorBody`] |
 //! | [`fault`] | [`BackendError`]: a store's failure with its cause and whether a retry can succeed |
 //! | [`time`] | the injectable [`Clock`] and RFC 3339 timestamps |
+//! | [`units`] | byte counts for people (`1.5 MiB`) |
 //! | [`glob`] | doublestar [`glob::Pattern`]s (`*`, `**`, `?`, classes, braces) for selectors |
 //!
 //! Every parser returns a typed [`Error`] on bad input and never panics; [`Error::code`] maps each
@@ -46,6 +47,7 @@ pub mod media_type;
 pub mod name;
 pub mod scope;
 pub mod time;
+pub mod units;
 pub mod verifier;
 
 pub use digest::{Algorithm, Digest};

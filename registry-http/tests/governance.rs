@@ -544,3 +544,58 @@ async fn pushes_racing_at_the_quota_on_the_embedded_default() {
     assert_eq!(admin.get("/system/quotas/verify").await.expect(StatusCode::OK, None).body["drift"], json!([]));
     reg.stop().await;
 }
+
+/// Who may manage tag retention: Harbor's table (project admins, maintainers, developers), system
+/// admins, and robots holding `tag-retention`; nobody else reads or changes it.
+#[tokio::test]
+async fn retention_permission_matrix() {
+    let (reg, with, without) = registry(&[("tag-retention", "*")]).await;
+    let admin = as_user(&reg, "admin");
+    let team = admin.get("/projects/team").await.expect(StatusCode::OK, None).body["project_id"].as_u64().expect("id");
+    let policy = |n: u64| {
+        json!({"rules": [{"template": "latestPushedK", "params": {"latestPushedK": n},
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+            "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}}],
+            "scope": {"level": "project", "ref": team}})
+    };
+    let id = location_id(&admin.post("/retentions", policy(1)).await.expect(StatusCode::CREATED, None));
+    let allowed = ["admin", "pa", "ma", "dev", "robot-with"];
+    let robots = (with.as_str(), without.as_str());
+    matrix(
+        &reg,
+        robots,
+        &allowed,
+        async |api: &Api| api.get(&format!("/retentions/{id}")).await.status,
+        "read the policy",
+    )
+    .await;
+    let n = std::sync::atomic::AtomicU64::new(2);
+    matrix(
+        &reg,
+        robots,
+        &allowed,
+        async |api: &Api| {
+            let k = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            api.put(&format!("/retentions/{id}"), policy(k)).await.status
+        },
+        "change the policy",
+    )
+    .await;
+    matrix(
+        &reg,
+        robots,
+        &allowed,
+        async |api: &Api| api.post(&format!("/retentions/{id}/executions"), json!({"dry_run": true})).await.status,
+        "start a dry run",
+    )
+    .await;
+    matrix(
+        &reg,
+        robots,
+        &allowed,
+        async |api: &Api| api.get(&format!("/retentions/{id}/executions")).await.status,
+        "list runs",
+    )
+    .await;
+    reg.stop().await;
+}

@@ -47,16 +47,14 @@ use registry_storage::meta::{GcLink, Holder, ManifestEntry, Pulls};
 use registry_storage::quota::Changes;
 use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Protection, Result, UploadId, UploadRecord};
 
+use crate::tables::{BLOB_LINKS, HOLDERS, MANIFESTS};
 use crate::{RedbStore, quota};
 
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const REPOSITORIES: TableDefinition<&str, u8> = TableDefinition::new("repositories");
-const BLOB_LINKS: TableDefinition<&str, u64> = TableDefinition::new("blob_links");
-const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const MANIFEST_TAGS: TableDefinition<&str, u8> = TableDefinition::new("manifest_tags");
 const REFERRERS: TableDefinition<&str, u8> = TableDefinition::new("referrers");
-const HOLDERS: TableDefinition<&str, u64> = TableDefinition::new("holders");
 const BLOB_REFS: TableDefinition<&str, u8> = TableDefinition::new("blob_refs");
 const COLLECTING: TableDefinition<&str, u64> = TableDefinition::new("collecting");
 /// (repository, digest) -> (pulls, newest pull in ms).
@@ -279,35 +277,6 @@ fn build_indexes(txn: &redb::WriteTransaction) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Every key of `holders` (opening an older layout).
-pub(crate) fn holder_keys(txn: &redb::WriteTransaction) -> Result<Vec<String>> {
-    let table = txn.open_table(HOLDERS).map_err(db_err)?;
-    let keys = table.iter().map_err(db_err)?.map(|item| item.map(|(k, _)| k.value().to_owned()).map_err(db_err));
-    keys.collect()
-}
-
-/// The size of what `repo` holds as `digest`: its link's, or its manifest's.
-pub(crate) fn size_held(txn: &redb::WriteTransaction, repo: &str, digest: &str, manifest: bool) -> Result<u64> {
-    let k = key(&[repo, digest]);
-    if manifest {
-        let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
-        let value = manifests.get(k.as_str()).map_err(db_err)?;
-        Ok(value.map(|v| decode::<ManifestRecord>(v.value())).transpose()?.map_or(0, |r| r.size))
-    } else {
-        Ok(txn.open_table(BLOB_LINKS).map_err(db_err)?.get(k.as_str()).map_err(db_err)?.map_or(0, |v| v.value()))
-    }
-}
-
-/// Sets a `holders` entry; whether it is new.
-pub(crate) fn insert_holder(txn: &redb::WriteTransaction, holder_key: &str, since: u64) -> Result<bool> {
-    Ok(txn.open_table(HOLDERS).map_err(db_err)?.insert(holder_key, since).map_err(db_err)?.is_none())
-}
-
-/// Removes a `holders` entry; whether it was there.
-pub(crate) fn remove_holder(txn: &redb::WriteTransaction, holder_key: &str) -> Result<bool> {
-    Ok(txn.open_table(HOLDERS).map_err(db_err)?.remove(holder_key).map_err(db_err)?.is_some())
 }
 
 /// Refuses a digest that garbage collection is deleting.

@@ -19,6 +19,7 @@ use registry_storage::quota::{Changes, Holding, QuotaStore, project_of};
 use registry_storage::{Error, Quota, Result};
 
 use crate::RedbStore;
+use crate::tables::{BLOB_LINKS, HOLDERS, MANIFESTS};
 
 const HOLDINGS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("holdings");
 const QUOTAS: TableDefinition<&str, &[u8]> = TableDefinition::new("quotas");
@@ -39,6 +40,41 @@ fn holding_key(repo: &str, digest: &str) -> String {
     format!("{}\0{digest}", project_of(repo))
 }
 
+/// Every key of `holders` (opening an older layout).
+pub(crate) fn holder_keys(txn: &redb::WriteTransaction) -> Result<Vec<String>> {
+    let table = txn.open_table(HOLDERS).map_err(db_err)?;
+    let keys = table.iter().map_err(db_err)?.map(|item| item.map(|(k, _)| k.value().to_owned()).map_err(db_err));
+    keys.collect()
+}
+
+/// The size of what `repo` holds as `digest`: its link's, or its manifest's.
+pub(crate) fn size_held(txn: &redb::WriteTransaction, repo: &str, digest: &str, manifest: bool) -> Result<u64> {
+    let k = format!("{repo}\0{digest}");
+    if manifest {
+        let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+        let value = manifests.get(k.as_str()).map_err(db_err)?;
+        Ok(value
+            .map(|v| {
+                serde_json::from_slice::<registry_storage::ManifestRecord>(v.value())
+                    .map_err(|e| Error::corrupt("a manifest record", e))
+            })
+            .transpose()?
+            .map_or(0, |r| r.size))
+    } else {
+        Ok(txn.open_table(BLOB_LINKS).map_err(db_err)?.get(k.as_str()).map_err(db_err)?.map_or(0, |v| v.value()))
+    }
+}
+
+/// Sets a `holders` entry; whether it is new.
+pub(crate) fn insert_holder(txn: &redb::WriteTransaction, holder_key: &str, since: u64) -> Result<bool> {
+    Ok(txn.open_table(HOLDERS).map_err(db_err)?.insert(holder_key, since).map_err(db_err)?.is_none())
+}
+
+/// Removes a `holders` entry; whether it was there.
+pub(crate) fn remove_holder(txn: &redb::WriteTransaction, holder_key: &str) -> Result<bool> {
+    Ok(txn.open_table(HOLDERS).map_err(db_err)?.remove(holder_key).map_err(db_err)?.is_some())
+}
+
 /// Creates the tables; from a layout before version 4, counts what every project holds.
 pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> {
     txn.open_table(HOLDINGS).map_err(db_err)?;
@@ -51,12 +87,12 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
 
 /// Counts every project's holdings and usage from `holders` (opening a version 3 database).
 fn count_holdings(txn: &redb::WriteTransaction) -> Result<()> {
-    let holders: Vec<String> = crate::meta::holder_keys(txn)?;
+    let holders: Vec<String> = holder_keys(txn)?;
     let mut changes = Changes::default();
     for key in holders {
         let mut parts = key.split('\0');
         let (Some(digest), Some(repo), Some(kind)) = (parts.next(), parts.next(), parts.next()) else { continue };
-        let size = crate::meta::size_held(txn, repo, digest, kind == "m")?;
+        let size = size_held(txn, repo, digest, kind == "m")?;
         let mut holdings = txn.open_table(HOLDINGS).map_err(db_err)?;
         let k = holding_key(repo, digest);
         let (size_was, holders) = holdings.get(k.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or_default();
@@ -84,7 +120,7 @@ pub(crate) fn hold(
     since: u64,
     changes: &mut Changes,
 ) -> Result<()> {
-    let new = crate::meta::insert_holder(txn, holder_key, since)?;
+    let new = insert_holder(txn, holder_key, since)?;
     if new {
         let mut holdings = txn.open_table(HOLDINGS).map_err(db_err)?;
         let k = holding_key(repo, digest);
@@ -104,7 +140,7 @@ pub(crate) fn release(
     digest: &str,
     changes: &mut Changes,
 ) -> Result<()> {
-    if !crate::meta::remove_holder(txn, holder_key)? {
+    if !remove_holder(txn, holder_key)? {
         return Ok(());
     }
     let mut holdings = txn.open_table(HOLDINGS).map_err(db_err)?;

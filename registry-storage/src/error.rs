@@ -123,7 +123,7 @@ pub enum Error {
     #[error(
         "quota exceeded: project {project} uses {} of its {} quota, and this needs {} more; delete \
          artifacts (garbage collection then frees them) or ask an administrator to raise the limit",
-        crate::quota::bytes(*used), crate::quota::bytes(*limit), crate::quota::bytes(*needed)
+        registry_core::units::bytes(*used), registry_core::units::bytes(*limit), registry_core::units::bytes(*needed)
     )]
     QuotaExceeded {
         /// The project.

@@ -27,6 +27,7 @@ use registry_core::event::{Event, EventAction, Operator, Resource};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use registry_core::units::bytes;
 
 /// The warning threshold of a new quota: this percentage of its limit.
 pub const DEFAULT_WARN_PERCENT: u8 = 85;
@@ -133,21 +134,6 @@ pub fn quota_event(
 /// `used` as a whole percentage of `limit` (100 for a zero limit).
 pub fn percent(used: u64, limit: u64) -> u64 {
     if limit == 0 { 100 } else { (u128::from(used) * 100 / u128::from(limit)) as u64 }
-}
-
-/// A byte count for people: `512 B`, `1.5 MiB`, `2.0 GiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// How a transaction changes a project's usage.
