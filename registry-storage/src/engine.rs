@@ -454,7 +454,7 @@ impl Registry {
         if let Err(e @ Error::QuotaExceeded { .. }) = published {
             // Nothing of it is kept: the session goes (its bytes were published under their
             // digest, unlinked: garbage collection takes them unless another push links them).
-            self.discard_upload(id, &[]).await;
+            self.discard_upload(id, &record.store_state).await;
             return Err(e);
         }
         published?;
