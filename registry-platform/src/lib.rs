@@ -19,6 +19,7 @@
 //! | [`selectors`] | Harbor's doublestar selectors, checked | |
 //! | [`retention`] | tag retention policies and their runs (dry or real), on request or by cron | job `retention` |
 //! | [`artifacts`] | what each manifest of a repository is: an artifact, a child, an accessory | |
+//! | [`trust`] | content trust: only signed artifacts pulled, cosign signatures verified under trusted keys | pull policy |
 //! | [`cron`] | cron schedules (six fields, Harbor's) | |
 //! | [`consumer`] | the loop every stream consumer runs in | |
 //! | [`platform`] | [`Platform`]: all of the above assembled for one process, and its [`Running`] handle | |
@@ -46,6 +47,7 @@ pub mod retention;
 pub mod selectors;
 pub mod settings;
 pub mod syslog;
+pub mod trust;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 

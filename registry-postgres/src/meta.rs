@@ -648,6 +648,18 @@ impl MetadataStore for PgStore {
         Ok(page(rows.iter().map(|r| r.get(0)).collect(), limit))
     }
 
+    async fn referencing(&self, repository: &RepositoryName, digest: &Digest) -> Result<Vec<Digest>> {
+        let client = self.client().await?;
+        let rows = client
+            .cached_query(
+                "SELECT manifest FROM manifest_refs WHERE reference = $1 AND repository = $2 ORDER BY manifest",
+                &[&digest.to_string(), &repository.as_str()],
+            )
+            .await
+            .map_err(db("reading references"))?;
+        rows.iter().map(|r| parse_digest(r.get(0))).collect()
+    }
+
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
         let client = self.client().await?;
         let rows = client

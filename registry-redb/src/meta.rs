@@ -885,6 +885,11 @@ impl MetadataStore for RedbStore {
             .await
     }
 
+    async fn referencing(&self, repository: &RepositoryName, digest: &Digest) -> Result<Vec<Digest>> {
+        let prefix = key(&[&digest.to_string(), repository.as_str()]);
+        self.db.read(move |txn| digests(suffixes(&txn.open_table(BLOB_REFS).map_err(db_err)?, &prefix)?)).await
+    }
+
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
         let (repo, subject) = (repository.to_string(), subject.to_string());
         self.db

@@ -123,6 +123,8 @@ pub struct Registry {
     record_pulls: bool,
     /// Where the immutability rules of a repository come from (none: no tag is protected).
     protections: Option<Arc<dyn crate::immutable::Protections>>,
+    /// What a pull must satisfy (none: everything may be pulled).
+    pull_policies: Option<Arc<dyn crate::pull_policy::PullPolicies>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -147,7 +149,15 @@ impl Registry {
             gc_lock: Arc::default(),
             clock: registry_core::time::system_clock(),
             protections: None,
+            pull_policies: None,
         }
+    }
+
+    /// The same engine asking `policies` before it serves a pulled manifest (see
+    /// [`crate::pull_policy`]).
+    pub fn with_pull_policies(mut self, policies: Arc<dyn crate::pull_policy::PullPolicies>) -> Registry {
+        self.pull_policies = Some(policies);
+        self
     }
 
     /// The same engine asking `protections` which tags of a repository are immutable before a
@@ -697,6 +707,9 @@ impl Registry {
         operator: &Operator,
     ) -> Result<(ManifestRecord, Bytes)> {
         let pulled = self.get_manifest(repository, reference).await?;
+        if let Some(policies) = &self.pull_policies {
+            policies.admit(repository, &pulled.0).await?;
+        }
         if self.record_pulls {
             let resource = recorder::artifact(repository, &pulled.0, reference.as_tag());
             self.batched.record(Event::new(

@@ -147,6 +147,12 @@ pub enum Error {
         /// The rule that protects it, for a person.
         rule: String,
     },
+    /// A pull a project's policy refuses (content trust: an unsigned artifact).
+    #[error("{reason}")]
+    PullDenied {
+        /// Why, for a person.
+        reason: String,
+    },
     /// A job that runs in one process at a time (garbage collection) is running in another
     /// process sharing the metadata store (another replica).
     #[error("{job} is running on another replica; try again once it has finished")]
@@ -171,7 +177,7 @@ impl Error {
             Error::ManifestBlobUnknown { .. } => ErrorCode::ManifestBlobUnknown,
             Error::ManifestDigestMismatch { .. } => ErrorCode::DigestInvalid,
             Error::NameUnknown { .. } => ErrorCode::NameUnknown,
-            Error::QuotaExceeded { .. } | Error::TagImmutable { .. } => ErrorCode::Denied,
+            Error::QuotaExceeded { .. } | Error::TagImmutable { .. } | Error::PullDenied { .. } => ErrorCode::Denied,
             Error::TooLarge { .. } => ErrorCode::SizeInvalid,
             Error::Backend(_)
             | Error::Corrupt { .. }

@@ -25,6 +25,7 @@ pub mod jobs;
 mod lease;
 pub mod meta;
 pub mod policies;
+pub mod pull_policy;
 pub mod quota;
 mod recorder;
 #[cfg(feature = "testing")]
@@ -43,5 +44,6 @@ pub use jobs::{Job, JobQueue, JobStatus, NewJob};
 pub use meta::memory::MemoryMetadataStore;
 pub use meta::{JobLock, ManifestEntry, ManifestRecord, MetadataStore, Page, Pulls, UploadRecord};
 pub use policies::{PolicyRecord, PolicyStore};
+pub use pull_policy::PullPolicies;
 pub use quota::{Quota, QuotaStore};
 pub use transfer::TransferReport;

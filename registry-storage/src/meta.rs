@@ -364,6 +364,21 @@ pub trait MetadataStore:
     /// Up to `limit` repositories after `last`, in lexical order.
     async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Page>;
 
+    /// The manifests of a repository that reference `digest` (indexes listing it).
+    async fn referencing(&self, repository: &RepositoryName, digest: &Digest) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        let mut after: Option<Digest> = None;
+        loop {
+            let page = self.manifests(repository, after.as_ref(), 1000).await?;
+            let done = page.len() < 1000;
+            after = page.last().map(|m| m.record.digest.clone());
+            out.extend(page.into_iter().filter(|m| m.record.references.contains(digest)).map(|m| m.record.digest));
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
     /// The manifests of a repository whose subject is `subject`.
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>>;
 

@@ -218,6 +218,15 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     ));
     assert_eq!(store.get_manifest(&repo, &dangling.digest).await.expect("get"), None, "nothing written");
 
+    // What references a digest: the manifests listing it.
+    let mut index = record("an index", None);
+    index.references = vec![image.digest.clone()];
+    store.put_manifest(&repo, &index, None, &crate::Protection::none(), &[]).await.expect("index");
+    assert_eq!(store.referencing(&repo, &image.digest).await.expect("referencing"), vec![index.digest.clone()]);
+    assert!(store.referencing(&other, &image.digest).await.expect("referencing").is_empty(), "per repository");
+    assert!(store.delete_manifest(&repo, &index.digest, &crate::Protection::none(), &[]).await.expect("delete index"));
+    assert!(store.referencing(&repo, &image.digest).await.expect("referencing").is_empty());
+
     // Moving a tag leaves the manifest and the other tag alone.
     let image2 = record("image2", None);
     store.put_manifest(&repo, &image2, Some(&v1), &crate::Protection::none(), &[]).await.expect("move v1");

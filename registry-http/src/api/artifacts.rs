@@ -216,18 +216,7 @@ async fn artifact_json(
     let id = contents.manifest_id(&r.digest);
     let mut accessory_json = Vec::new();
     for (a, kind) in contents.accessories(&r.digest) {
-        let accessory_id = contents.manifest_id(&a.record.digest);
-        accessory_json.push(json!({
-            "id": accessory_id,
-            "artifact_id": accessory_id,
-            "subject_artifact_id": id,
-            "subject_artifact_digest": r.digest.to_string(),
-            "subject_artifact_repo": contents.name.as_str(),
-            "digest": a.record.digest.to_string(),
-            "size": size_of(api, contents, a).await?,
-            "type": kind,
-            "creation_time": rfc3339(a.record.pushed_at),
-        }));
+        accessory_json.push(accessory_json_of(api, contents, entry, a, kind).await?);
     }
     let tags = if with_tags { contents.tags_json(entry) } else { Vec::new() };
     Ok(json!({
@@ -253,6 +242,53 @@ async fn artifact_json(
         "accessories": accessory_json,
         "addition_links": {},
     }))
+}
+
+/// An accessory of `subject` in Harbor's `Accessory` shape.
+async fn accessory_json_of(
+    api: &Api,
+    contents: &Contents,
+    subject: &ManifestEntry,
+    accessory: &ManifestEntry,
+    kind: &str,
+) -> Result<Value, ApiError> {
+    let accessory_id = contents.manifest_id(&accessory.record.digest);
+    Ok(json!({
+        "id": accessory_id,
+        "artifact_id": accessory_id,
+        "subject_artifact_id": contents.manifest_id(&subject.record.digest),
+        "subject_artifact_digest": subject.record.digest.to_string(),
+        "subject_artifact_type": kind_of(subject),
+        "subject_artifact_repo": contents.name.as_str(),
+        "digest": accessory.record.digest.to_string(),
+        "size": size_of(api, contents, accessory).await?,
+        "type": kind,
+        "icon": "",
+        "creation_time": rfc3339(accessory.record.pushed_at),
+    }))
+}
+
+/// `GET /projects/{p}/repositories/{r}/artifacts/{reference}/accessories`: its signatures,
+/// attestations, SBOMs and other referrers; `q=type=…`, `q=digest=…`, paged.
+pub(crate) async fn list_accessories(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Pull).await?;
+    let q = Q::parse(call.query.get("q"), &["type", "digest"])?;
+    let contents = Contents::read(&api, name.clone()).await?;
+    let entry = find(&contents, call.params.get("reference")?)?;
+    let mut all = Vec::new();
+    for (a, kind) in contents.accessories(&entry.record.digest) {
+        if q.accepts("type", kind) && q.accepts("digest", &a.record.digest.to_string()) {
+            all.push(accessory_json_of(&api, &contents, entry, a, kind).await?);
+        }
+    }
+    let reference = call.params.get("reference")?.to_owned();
+    let path = format!(
+        "/projects/{}/repositories/{}/artifacts/{reference}/accessories",
+        project.name,
+        encode_repository(&name, &project)
+    );
+    page_of(&call, &path, all, |v| v)
 }
 
 /// The project and repository of a path, checked: the repository must belong to the project.

@@ -201,6 +201,7 @@ pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
         registry_platform::immutability::KIND,
         registry_platform::labels::KIND,
         registry_platform::retention::KIND,
+        registry_platform::trust::KIND,
     ];
     #[cfg(feature = "webhooks")]
     kinds.push(registry_platform::webhook::policy::KIND);
@@ -305,5 +306,40 @@ pub(crate) async fn metadata_delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
             format!("project {} has no metadata {name}", project.name),
         ));
     }
+    Ok(status_only(StatusCode::OK))
+}
+
+/// `GET /projects/{p}/content-trust/keys` (beyond Harbor): the cosign public keys signatures must
+/// verify under when the project accepts only signed artifacts (none: any signature counts).
+pub(crate) async fn trusted_keys(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_see(&call, &project).await?;
+    let (_, keys) = registry_platform::trust::keys_of(&**api.registry.metadata_store(), project.id).await?;
+    Ok(json_response(StatusCode::OK, &json!({"cosign": keys.cosign})))
+}
+
+/// `PUT /projects/{p}/content-trust/keys` with `{"cosign": ["-----BEGIN PUBLIC KEY-----…"]}`
+/// (project admins): each an ECDSA P-256 public key in PEM; `[]` trusts any signature again.
+pub(crate) async fn set_trusted_keys(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let project = api.project(&call, "project").await?;
+    api.require_manage(&call, &project).await?;
+    let keys: registry_platform::trust::TrustedKeys = call.json()?;
+    let keys = keys.checked().map_err(|e| bad_request(e.0))?;
+    let meta = api.registry.metadata_store();
+    let (id, _) = registry_platform::trust::keys_of(&**meta, project.id).await?;
+    let resource = registry_core::event::Resource {
+        project: Some(project.name.clone()),
+        name: Some("content trust keys".into()),
+        detail: Some(format!("{} cosign keys", keys.cosign.len())),
+        ..registry_core::event::Resource::default()
+    };
+    let action = if id == 0 {
+        registry_core::event::EventAction::CreatePolicy
+    } else {
+        registry_core::event::EventAction::UpdatePolicy
+    };
+    let event =
+        registry_core::event::Event::new(api.registry.clock().now_millis(), call.operator.clone(), action, resource);
+    meta.put_policy(&keys.record(id, project.id), &[event]).await?;
     Ok(status_only(StatusCode::OK))
 }

@@ -115,15 +115,20 @@ impl RegistryBuilder {
             }
             Auth::External { realm, keys, issuer } => (None, None, None, Some((realm, keys, issuer))),
         };
-        // Tag immutability: the engine asks the rules of a repository's project (kept with the
-        // policies) before a tag moves or goes.
+        // Tag immutability and content trust: the engine asks the rules of a repository's
+        // project (kept with the policies) before a tag moves or goes, and before a pull.
         let registry = match &accounts {
             Some(accounts) => {
                 let rules = registry_platform::immutability::ProjectRules::new(
                     registry.metadata_store().clone(),
                     accounts.clone(),
                 );
-                registry.with_protections(rules)
+                let trust = registry_platform::trust::ContentTrust::new(
+                    registry.metadata_store().clone(),
+                    registry.blob_store().clone(),
+                    accounts.clone(),
+                );
+                registry.with_protections(rules).with_pull_policies(trust)
             }
             None => registry,
         };

@@ -547,6 +547,11 @@ impl MetadataStore for MemoryMetadataStore {
         Ok(Page { entries, more })
     }
 
+    async fn referencing(&self, repository: &RepositoryName, digest: &Digest) -> Result<Vec<Digest>> {
+        let state = self.lock();
+        state.referenced_in(&digest.to_string(), repository.as_str()).iter().map(|m| parse_digest(m)).collect()
+    }
+
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
         let state = self.lock();
         let (repo, subject) = (repository.to_string(), subject.to_string());

@@ -410,6 +410,11 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.list_repositories(last, limit).await
     }
 
+    async fn referencing(&self, repository: &RepositoryName, digest: &Digest) -> Result<Vec<Digest>> {
+        self.read()?;
+        self.inner.referencing(repository, digest).await
+    }
+
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
         self.read()?;
         self.inner.referrers(repository, subject).await
