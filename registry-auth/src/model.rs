@@ -116,6 +116,14 @@ impl Role {
                 _ => matches!(self, ProjectAdmin | Maintainer),
             },
             "artifact-label" => matches!(self, ProjectAdmin | Maintainer | Developer) && action != "list",
+            "scan" => match action {
+                "read" => true,
+                _ => matches!(self, ProjectAdmin | Maintainer | Developer),
+            },
+            "scanner" => match action {
+                "read" => matches!(self, ProjectAdmin | Maintainer | Developer | Guest),
+                _ => matches!(self, ProjectAdmin),
+            },
             _ => false,
         }
     }

@@ -6,6 +6,12 @@
 //! (POST) the response carries a refresh token: a JWT for the audience `<issuer>:refresh`, valid
 //! for 30 days, which `grant_type=refresh_token` exchanges for a fresh access token after checking
 //! that the account is still enabled.
+//!
+//! A *delegated credential* ([`TokenService::delegate`]) lets a program the registry calls (a
+//! scanner adapter) pull what the registry chose and nothing else: a JWT for the audience
+//! `<issuer>:delegated` naming its subject and access, short-lived. Presented as the password
+//! of its subject at the token endpoint (Basic credentials, as Harbor's robot accounts are
+//! handed to scanners), it is exchanged for tokens granting at most that access.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +88,7 @@ pub struct TokenService {
     issuer: TokenIssuer,
     refresh_issuer: TokenIssuer,
     refresh_verifier: TokenVerifier,
+    delegated_verifier: TokenVerifier,
     /// The services tokens are issued for; the first is the default.
     audiences: Vec<String>,
     authenticator: Arc<dyn Authenticator>,
@@ -108,10 +115,13 @@ impl TokenService {
         let refresh_audience = format!("{}:refresh", issuer.issuer());
         let refresh_issuer = TokenIssuer::new(issuer.key().clone(), issuer.issuer(), REFRESH_LIFETIME);
         let refresh_verifier = TokenVerifier::new([issuer.key().public_key()], issuer.issuer(), refresh_audience);
+        let delegated_verifier =
+            TokenVerifier::new([issuer.key().public_key()], issuer.issuer(), format!("{}:delegated", issuer.issuer()));
         TokenService {
             issuer,
             refresh_issuer,
             refresh_verifier,
+            delegated_verifier,
             audiences: vec![audience.into()],
             authenticator,
             policy,
@@ -144,6 +154,20 @@ impl TokenService {
         &self.authenticator
     }
 
+    /// A delegated credential: `subject` may pull (or otherwise act on) `scopes`, and nothing
+    /// else, for `lifetime`; the password of `subject` at the token endpoint (see the module).
+    pub fn delegate(&self, subject: &str, scopes: &[Scope], lifetime: Duration) -> Result<String, AuthError> {
+        let issuer = TokenIssuer::new(self.issuer.key().clone(), self.issuer.issuer(), lifetime);
+        Ok(issuer.issue(subject, &format!("{}:delegated", self.issuer.issuer()), scopes)?.0)
+    }
+
+    /// An access token for this registry granting `scopes` to `subject` for `lifetime`,
+    /// outright (what a program the registry calls is handed when it takes bearer tokens).
+    pub fn access_token(&self, subject: &str, scopes: &[Scope], lifetime: Duration) -> Result<String, AuthError> {
+        let issuer = TokenIssuer::new(self.issuer.key().clone(), self.issuer.issuer(), lifetime);
+        Ok(issuer.issue(subject, self.audience(), scopes)?.0)
+    }
+
     /// Handles a token request.
     pub async fn issue(&self, request: TokenRequest) -> Result<TokenResponse, AuthError> {
         let audience = match &request.service {
@@ -151,6 +175,29 @@ impl TokenService {
             Some(service) => return Err(AuthError::Invalid(format!("unknown service {service:?}"))),
             None => self.audiences[0].clone(),
         };
+        if let Grant::Password { username, password } = &request.grant
+            && let Ok(delegated) = self.delegated_verifier.verify(password)
+            && delegated.claims.sub == *username
+        {
+            // A delegated credential: what it names, of what is asked; never a refresh token.
+            let granted: Vec<Scope> = Scope::merge(request.scopes)
+                .into_iter()
+                .map(|mut scope| {
+                    scope.actions.retain(|a| delegated.allows(&scope.resource_type, &scope.name, a));
+                    scope
+                })
+                .filter(|scope| !scope.actions.is_empty())
+                .collect();
+            let (token, claims) = self.issuer.issue(username, &audience, &granted)?;
+            tracing::info!(subject = %username, granted = %granted.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "), "delegated token issued");
+            return Ok(TokenResponse {
+                access_token: token.clone(),
+                token,
+                expires_in: claims.exp - claims.iat,
+                issued_at: registry_core::time::rfc3339(claims.iat),
+                refresh_token: None,
+            });
+        }
         let identity = match &request.grant {
             Grant::Anonymous => Identity::Anonymous,
             Grant::Password { username, password } => self.authenticator.authenticate(username, password).await?,
@@ -191,12 +238,8 @@ mod tests {
     use crate::model::Role;
     use crate::token::TokenKey;
 
-    #[tokio::test]
-    async fn grants_the_intersection_and_refreshes() {
-        let accounts = Accounts::in_memory();
-        accounts.create_project("team", false).await.expect("project");
-        accounts.add_user("dev", "password1", false).await.expect("user");
-        accounts.add_member("team", "dev", Role::Developer, None).await.expect("member");
+    /// A token service over `accounts` and the verifier of its tokens.
+    fn service_of(accounts: &Accounts) -> (TokenService, TokenVerifier) {
         let key = TokenKey::generate().expect("key");
         let verifier = TokenVerifier::new([key.public_key()], "tokens", "registry");
         let service = TokenService::new(
@@ -205,6 +248,16 @@ mod tests {
             Arc::new(accounts.clone()),
             Arc::new(accounts.clone()),
         );
+        (service, verifier)
+    }
+
+    #[tokio::test]
+    async fn grants_the_intersection_and_refreshes() {
+        let accounts = Accounts::in_memory();
+        accounts.create_project("team", false).await.expect("project");
+        accounts.add_user("dev", "password1", false).await.expect("user");
+        accounts.add_member("team", "dev", Role::Developer, None).await.expect("member");
+        let (service, verifier) = service_of(&accounts);
         let request = |grant: Grant, offline: bool| TokenRequest {
             grant,
             service: Some("registry".into()),
@@ -239,5 +292,39 @@ mod tests {
         let mut other = request(Grant::Anonymous, false);
         other.service = Some("elsewhere".into());
         assert!(service.issue(other).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_delegated_credential_grants_what_it_names_and_nothing_else() {
+        let (service, verifier) = service_of(&Accounts::in_memory());
+        let pull = Scope::parse("repository:team/app:pull").expect("scope");
+        let credential = service.delegate("scanner.7", &[pull], Duration::from_secs(60)).expect("delegate");
+        let ask = |username: &str, password: &str, scopes: &[&str]| TokenRequest {
+            grant: Grant::Password { username: username.into(), password: password.into() },
+            service: None,
+            scopes: scopes.iter().map(|s| Scope::parse(s).expect("scope")).collect(),
+            offline: true,
+        };
+        let response = service
+            .issue(ask("scanner.7", &credential, &["repository:team/app:pull,push", "repository:team/other:pull"]))
+            .await
+            .expect("exchanged");
+        assert!(response.refresh_token.is_none());
+        let token = verifier.verify(&response.token).expect("verifies");
+        assert_eq!(token.claims.access.len(), 1, "{:?}", token.claims.access);
+        assert_eq!(
+            (token.claims.access[0].name.as_str(), token.claims.access[0].actions.clone()),
+            ("team/app", vec!["pull".to_owned()])
+        );
+        assert!(
+            matches!(
+                service.issue(ask("someone", &credential, &["repository:team/app:pull"])).await,
+                Err(AuthError::InvalidCredentials)
+            ),
+            "only for its subject"
+        );
+        assert!(verifier.verify(&credential).is_err(), "not an access token itself");
+        let access = service.issue(ask("scanner.7", &response.token, &["repository:team/app:pull"])).await;
+        assert!(matches!(access, Err(AuthError::InvalidCredentials)), "an access token is not a credential");
     }
 }

@@ -132,11 +132,19 @@ pub enum EventAction {
     RemoveLabel,
     /// A tag retention run finished (or a dry run: the detail says).
     TagRetention,
+    /// A scan of an artifact finished with a report (the detail sums it up).
+    ScanningCompleted,
+    /// A scan of an artifact failed (the detail says why).
+    ScanningFailed,
+    /// A scan of an artifact was stopped.
+    ScanningStopped,
+    /// A scanner was registered, changed, made the default or removed (the detail says).
+    UpdateScanner,
 }
 
 impl EventAction {
     /// Every action, for listings.
-    pub const ALL: [EventAction; 35] = [
+    pub const ALL: [EventAction; 39] = [
         EventAction::PushArtifact,
         EventAction::PullArtifact,
         EventAction::DeleteArtifact,
@@ -172,6 +180,10 @@ impl EventAction {
         EventAction::AddLabel,
         EventAction::RemoveLabel,
         EventAction::TagRetention,
+        EventAction::ScanningCompleted,
+        EventAction::ScanningFailed,
+        EventAction::ScanningStopped,
+        EventAction::UpdateScanner,
     ];
 
     /// Harbor's audit-log `resource_type` and `operation` for the action.
@@ -213,6 +225,10 @@ impl EventAction {
             A::AddLabel => ("artifact_label", "create"),
             A::RemoveLabel => ("artifact_label", "delete"),
             A::TagRetention => ("retention", "run"),
+            A::ScanningCompleted => ("scan", "completed"),
+            A::ScanningFailed => ("scan", "failed"),
+            A::ScanningStopped => ("scan", "stopped"),
+            A::UpdateScanner => ("scanner", "update"),
         }
     }
 
@@ -255,6 +271,10 @@ impl EventAction {
             A::AddLabel => "ADD_LABEL",
             A::RemoveLabel => "REMOVE_LABEL",
             A::TagRetention => "TAG_RETENTION",
+            A::ScanningCompleted => "SCANNING_COMPLETED",
+            A::ScanningFailed => "SCANNING_FAILED",
+            A::ScanningStopped => "SCANNING_STOPPED",
+            A::UpdateScanner => "UPDATE_SCANNER",
         }
     }
 }

@@ -14,6 +14,7 @@ import { dashboardPage } from './pages/dashboard.js';
 import { searchPage } from './pages/search.js';
 import { globalLabelsPage } from './pages/labels.js';
 import { settingsPage } from './pages/settings.js';
+import { scannersPage } from './pages/scanners.js';
 
 /** What every page knows: the signed-in user ({username, sysadmin_flag}) and the registry's host. */
 const ctx = { user: null, host: location.host, firstStart: false, go, refresh: render };
@@ -37,6 +38,7 @@ const routes = [
   [/^\/search\/(.*)$/, (q) => searchPage(ctx, q)],
   [/^\/labels$/, () => globalLabelsPage(ctx)],
   [/^\/settings$/, () => settingsPage(ctx)],
+  [/^\/scanners$/, () => scannersPage(ctx)],
 ];
 
 function header() {
@@ -52,7 +54,8 @@ function header() {
       link('/projects', 'Projects'), link('/dashboard', 'Dashboard'),
       admin ? link('/users', 'Users') : null, admin ? link('/audit', 'Audit log') : null,
       admin ? link('/gc', 'Garbage collection') : null, admin ? link('/jobs', 'Jobs') : null,
-      admin ? link('/labels', 'Labels') : null, admin ? link('/settings', 'Settings') : null),
+      admin ? link('/labels', 'Labels') : null, admin ? link('/scanners', 'Scanners') : null,
+      admin ? link('/settings', 'Settings') : null),
     h('span', { class: 'spacer' }),
     h('form', { role: 'search', on: { submit: (e) => { e.preventDefault(); go(`/search/${encodeURIComponent(search.value)}`); } } }, search),
     h('span', { class: 'who' }, ctx.user.username, admin ? ' (admin)' : ''),

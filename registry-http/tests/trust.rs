@@ -220,22 +220,7 @@ async fn only_signed_artifacts_are_pulled_when_the_project_says_so() {
     assert_eq!(pull(&c, &base, "team/app", &by_stranger.to_string(), &t).await.0, StatusCode::OK);
 
     // skopeo shows the refusal.
-    let work = tempfile::tempdir().expect("tempdir");
-    let auth = work.path().join("auth.json");
-    std::fs::write(&auth, "{}").expect("auth");
-    let env = [("REGISTRY_AUTH_FILE", auth.to_str().expect("utf8"))];
-    let err = run_failing(
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            "admin:adminpassword",
-            &format!("docker://{}/team/app:unsigned", reg.host()),
-        ],
-        &env,
-    )
-    .await;
+    let err = skopeo_inspect_refused(&reg.host(), "team/app:unsigned").await;
     assert!(err.contains("not signed by cosign"), "{err}");
 
     // Notation: its signatures are referrers with their artifact type.

@@ -80,3 +80,13 @@ pub fn place(entry: &ManifestEntry) -> Place {
     }
     Place::Artifact
 }
+
+/// The project a repository belongs to (its first path component), if it exists.
+pub async fn project_of_repository(
+    accounts: &registry_auth::Accounts,
+    repository: &RepositoryName,
+) -> Result<Option<registry_auth::Project>> {
+    accounts.project(registry_storage::quota::project_of(repository.as_str())).await.map_err(|e| {
+        registry_storage::Error::Backend(registry_core::BackendError::message(format!("reading a project: {e}"), true))
+    })
+}

@@ -20,6 +20,9 @@
 //! | [`retention`] | tag retention policies and their runs (dry or real), on request or by cron | job `retention` |
 //! | [`artifacts`] | what each manifest of a repository is: an artifact, a child, an accessory | |
 //! | [`trust`] | content trust: only signed artifacts pulled, cosign signatures verified under trusted keys | pull policy |
+//! | `scan` (feature `scanning`) | scanner registrations, the Pluggable Scanner API client, scans on request, on push and on a schedule, reports, CVE allowlists, vulnerability prevention | jobs `scan`, `scan_all`; consumer `auto_scan`; pull policy |
+//! | [`delegates`] | the subjects of the registry's own delegates (a scanner pulling what it scans) | |
+//! | `ssrf` (features `webhooks`, `scanning`) | where outbound requests may go | |
 //! | [`cron`] | cron schedules (six fields, Harbor's) | |
 //! | [`consumer`] | the loop every stream consumer runs in | |
 //! | [`platform`] | [`Platform`]: all of the above assembled for one process, and its [`Running`] handle | |
@@ -32,11 +35,13 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `webhooks` | on | webhook policies and delivery (an HTTP client on rustls) |
+//! | `scanning` | on | vulnerability scanning through scanner adapters (the same client) |
 
 pub mod artifacts;
 pub mod audit_record;
 pub mod consumer;
 pub mod cron;
+pub mod delegates;
 pub mod gc;
 pub mod housekeeping;
 pub mod immutability;
@@ -44,8 +49,12 @@ pub mod labels;
 pub mod platform;
 pub mod quotas;
 pub mod retention;
+#[cfg(feature = "scanning")]
+pub mod scan;
 pub mod selectors;
 pub mod settings;
+#[cfg(any(feature = "webhooks", feature = "scanning"))]
+pub mod ssrf;
 pub mod syslog;
 pub mod trust;
 #[cfg(feature = "webhooks")]

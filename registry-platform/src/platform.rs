@@ -33,6 +33,9 @@ pub struct PlatformOptions {
     /// Deliver webhooks.
     #[cfg(feature = "webhooks")]
     pub webhooks: Option<Webhooks>,
+    /// Scan artifacts (the scans' jobs, the scan of everything and its schedule, scans on push).
+    #[cfg(feature = "scanning")]
+    pub scanning: Option<Arc<crate::scan::jobs::Scanning>>,
 }
 
 impl std::fmt::Debug for PlatformOptions {
@@ -59,6 +62,8 @@ impl Default for PlatformOptions {
             accounts: None,
             #[cfg(feature = "webhooks")]
             webhooks: None,
+            #[cfg(feature = "scanning")]
+            scanning: None,
         }
     }
 }
@@ -92,10 +97,15 @@ pub struct Platform {
     /// Tag retention's schedule reads the policies here (when there are accounts).
     retention: Option<Arc<dyn registry_storage::MetadataStore>>,
     poll: Duration,
+    /// How often the stream consumers read the stream when nothing waits.
+    #[cfg_attr(not(feature = "scanning"), allow(dead_code))]
+    stream_poll: Duration,
     gc: Arc<GarbageCollector>,
     #[cfg(feature = "webhooks")]
     dispatcher: Option<Arc<crate::webhook::dispatch::Dispatcher>>,
     forwarder: Option<Arc<crate::syslog::Forwarder>>,
+    #[cfg(feature = "scanning")]
+    scanning: Option<Arc<crate::scan::jobs::Scanning>>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -140,7 +150,28 @@ impl Platform {
             ),
             None => runner,
         };
+        #[cfg(feature = "scanning")]
+        let runner = match &options.scanning {
+            Some(scanning) => runner
+                .handle(
+                    crate::scan::jobs::JOB_KIND,
+                    4,
+                    Duration::from_secs(30),
+                    crate::scan::jobs::ScanHandler::new(scanning.clone()),
+                )
+                .handle(
+                    crate::scan::jobs::ALL_KIND,
+                    1,
+                    Duration::from_secs(60),
+                    crate::scan::jobs::ScanAllHandler::new(scanning.clone()),
+                ),
+            None => runner,
+        };
         let jobs = Arc::new(runner);
+        #[cfg(feature = "scanning")]
+        if let Some(scanning) = &options.scanning {
+            scanning.attach(&jobs);
+        }
         #[cfg(feature = "webhooks")]
         let dispatcher = options.webhooks.as_ref().map(|w| {
             Arc::new(crate::webhook::dispatch::Dispatcher {
@@ -159,10 +190,13 @@ impl Platform {
             jobs,
             retention: options.accounts.is_some().then(|| meta.clone()),
             poll: (options.job_poll * 60).min(Duration::from_secs(60)),
+            stream_poll: options.job_poll,
             gc,
             #[cfg(feature = "webhooks")]
             dispatcher,
             forwarder,
+            #[cfg(feature = "scanning")]
+            scanning: options.scanning.clone(),
         }
     }
 
@@ -188,6 +222,12 @@ impl Platform {
         #[cfg(feature = "webhooks")]
         periodic.extend(self.dispatcher.clone().map(|d| d.start()));
         periodic.extend(self.forwarder.clone().map(|f| f.start()));
+        #[cfg(feature = "scanning")]
+        if let Some(scanning) = &self.scanning {
+            periodic.push(crate::scan::jobs::schedule(self.jobs.clone(), scanning.meta_store(), self.poll));
+            let auto = crate::scan::jobs::AutoScan { scanning: scanning.clone(), poll: self.stream_poll };
+            periodic.push(Arc::new(auto).start());
+        }
         Running { workers: self.jobs.clone().start(), periodic }
     }
 

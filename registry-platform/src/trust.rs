@@ -20,9 +20,9 @@ use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use registry_auth::Accounts;
+use registry_core::event::Operator;
 use registry_core::{Digest, RepositoryName, Tag};
 use registry_storage::policies::PolicyRecord;
-use registry_storage::quota::project_of;
 use registry_storage::{BlobStore, Error, ManifestRecord, MetadataStore, PullPolicies, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -234,16 +234,14 @@ struct Need {
 
 #[async_trait]
 impl PullPolicies for ContentTrust {
-    async fn admit(&self, repository: &RepositoryName, record: &ManifestRecord) -> Result<()> {
-        let project = match self.accounts.project(project_of(repository.as_str())).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                return Err(Error::Backend(registry_core::BackendError::message(
-                    format!("reading a project: {e}"),
-                    true,
-                )));
-            }
+    async fn admit(&self, repository: &RepositoryName, record: &ManifestRecord, puller: &Operator) -> Result<()> {
+        // The registry's scanner pulls what it was asked to scan, signed or not (as Harbor's
+        // scanner robot does).
+        if crate::delegates::is_scanner(puller) {
+            return Ok(());
+        }
+        let Some(project) = crate::artifacts::project_of_repository(&self.accounts, repository).await? else {
+            return Ok(());
         };
         let on = |key: &str| project.metadata.get(key).is_some_and(|v| v == "true");
         let need = Need { cosign: on(COSIGN), notation: on(NOTATION) };

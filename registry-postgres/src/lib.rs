@@ -41,6 +41,7 @@ mod meta;
 mod migrations;
 mod queue;
 mod quota;
+mod reports;
 mod secrets;
 #[cfg(feature = "testing")]
 pub mod testing;

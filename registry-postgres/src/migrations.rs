@@ -12,13 +12,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../migrations/0002_jobs_policies.sql")),
     (3, include_str!("../migrations/0003_pulls.sql")),
     (4, include_str!("../migrations/0004_quotas_labels.sql")),
+    (5, include_str!("../migrations/0005_scan_reports.sql")),
 ];
 
 /// The advisory lock the migrations are applied under.
 const LOCK: i64 = 0x7265_6769_7374_7279; // "registry"
 
 /// The newest schema version this program knows.
-pub(crate) const CURRENT: i32 = 4;
+pub(crate) const CURRENT: i32 = 5;
 
 /// Applies every migration the database lacks.
 pub(crate) async fn apply(store: &PgStore) -> Result<(), BackendError> {

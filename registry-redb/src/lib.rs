@@ -34,6 +34,7 @@ mod legacy;
 mod meta;
 mod queue;
 mod quota;
+mod reports;
 mod tables;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -187,6 +187,7 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
     txn.open_table(LABELS).map_err(db_err)?;
     crate::events::prepare::<Error>(txn)?;
     crate::queue::prepare(txn)?;
+    crate::reports::prepare(txn)?;
     if version < 2 {
         build_indexes(txn)?;
     }

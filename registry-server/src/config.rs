@@ -55,6 +55,10 @@
 //! [portal]
 //! enabled = true                 # the web portal at / (sign in with the same accounts)
 //!
+//! [scanning]                     # vulnerability scanning through scanner adapters (register them in the API or portal)
+//! registry_url = ""              # the registry's URL as adapters reach it; default http(s)://<listen address>
+//! timeout_secs = 1800            # longest a scan may take (and its pull credential lasts)
+//!
 //! [gc]                           # online garbage collection (also `registry gc` and the API)
 //! interval_secs = 86400          # run every so often while serving; 0: never on a schedule
 //! grace_secs = 3600              # keep anything younger, referenced or not (uploads in flight)
@@ -100,6 +104,24 @@ pub(crate) struct Config {
     pub(crate) events: EventsConfig,
     /// The web portal.
     pub(crate) portal: PortalConfig,
+    /// Vulnerability scanning.
+    pub(crate) scanning: ScanningConfig,
+}
+
+/// The `[scanning]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ScanningConfig {
+    /// The registry's URL as scanner adapters reach it (empty: the listen address).
+    pub(crate) registry_url: String,
+    /// Longest a scan may take.
+    pub(crate) timeout_secs: u64,
+}
+
+impl Default for ScanningConfig {
+    fn default() -> Self {
+        ScanningConfig { registry_url: String::new(), timeout_secs: 1800 }
+    }
 }
 
 /// The `[portal]` table.
@@ -419,6 +441,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             events: EventsConfig::default(),
             portal: PortalConfig::default(),
+            scanning: ScanningConfig::default(),
         }
     }
 }

@@ -331,10 +331,14 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
         .gc(config.gc.options(), interval)
         .metrics(config.metrics.enabled)
         .portal(config.portal.enabled)
+        .scan_timeout(Duration::from_secs(config.scanning.timeout_secs.max(10)))
         .retention(config.events.retention())
         .admin_socket(config.admin_socket());
     if let Some(addr) = config.metrics.listen {
         builder = builder.metrics_address(addr);
+    }
+    if !config.scanning.registry_url.is_empty() {
+        builder = builder.scanner_registry_url(config.scanning.registry_url.trim_end_matches('/'));
     }
     builder = if !config.auth.enabled {
         let stores = backend::open(&config).await?;

@@ -68,7 +68,8 @@ pub(crate) async fn run(source: &Config, target: &Config) -> anyhow::Result<()> 
     let copied = from.registry.copy_into(&into.registry, &progress).await.context("copying the registry")?;
     println!(
         "copied: {} repositories, {} manifests, {} tags, {} blob links, {} blobs ({} bytes; {} already there); \
-         {} policies (webhooks, immutability rules, labels, retention, settings), {} quotas, {} artifact labels",
+         {} policies (webhooks, immutability rules, labels, retention, scanners, settings), {} quotas, {} artifact labels, \
+         {} scan reports",
         copied.repositories,
         copied.manifests,
         copied.tags,
@@ -78,7 +79,8 @@ pub(crate) async fn run(source: &Config, target: &Config) -> anyhow::Result<()> 
         copied.blobs_skipped,
         copied.policies,
         copied.quotas,
-        copied.labels
+        copied.labels,
+        copied.reports
     );
 
     let compared = from.registry.compare_with(&into.registry).await.context("comparing the copy")?;
@@ -88,7 +90,7 @@ pub(crate) async fn run(source: &Config, target: &Config) -> anyhow::Result<()> 
     }
     println!(
         "compared: {} repositories, {} manifests, {} tags, {} blob links, {} blobs ({} bytes, each hashed), \
-         {} policies, {} quotas, {} artifact labels; accounts equal: the target matches the source",
+         {} policies, {} quotas, {} artifact labels, {} scan reports; accounts equal: the target matches the source",
         compared.repositories,
         compared.manifests,
         compared.tags,
@@ -97,7 +99,8 @@ pub(crate) async fn run(source: &Config, target: &Config) -> anyhow::Result<()> 
         compared.blob_bytes,
         compared.policies,
         compared.quotas,
-        compared.labels
+        compared.labels,
+        compared.reports
     );
     println!("start the replicas with the target's [database] and [storage]");
     Ok(())

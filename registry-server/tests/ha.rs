@@ -364,3 +364,132 @@ async fn pushes_racing_at_the_quota_through_three_replicas_never_pass_it() {
     assert_eq!(verify["drift"], serde_json::json!([]), "{verify}");
     cluster.stop().await;
 }
+
+/// `GET` of a manifest through `base` as the admin: its status and error message.
+async fn pull_through(base: &str, repo: &str, reference: &str) -> (StatusCode, String) {
+    let t = admin_token(base, &[&format!("repository:{repo}:pull")]).await;
+    let r = client()
+        .get(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .bearer_auth(t)
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .expect("pull");
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    (status, body["errors"][0]["message"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Pulls through `base` until the answer says `want` (other replicas see a change within their
+/// caches' two seconds); the last answer.
+async fn pull_until(
+    base: &str,
+    repo: &str,
+    reference: &str,
+    want: impl Fn(StatusCode, &str) -> bool,
+) -> (StatusCode, String) {
+    let mut last = (StatusCode::OK, String::new());
+    for _ in 0..200 {
+        last = pull_through(base, repo, reference).await;
+        if want(last.0, &last.1) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{base}: {repo}:{reference} never answered as expected; last {last:?}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_and_pull_policies_hold_on_every_replica() {
+    let cluster = Cluster::start(Options::default()).await;
+    let scanner = testkit::scanner::FixtureScanner::start(Some("cluster-key"), false).await;
+    let c = client();
+    let api = |i: usize, method: reqwest::Method, path: &str, body: serde_json::Value| {
+        c.request(method, format!("{}/api/v2.0{path}", cluster.replica(i)))
+            .basic_auth("admin", Some(PASSWORD))
+            .json(&body)
+            .send()
+    };
+    let created = api(0, reqwest::Method::POST, "/projects", serde_json::json!({"project_name": "secure"}))
+        .await
+        .expect("project");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let registered = api(
+        0,
+        reqwest::Method::POST,
+        "/scanners",
+        serde_json::json!({"name": "fixture", "url": scanner.url(),
+        "auth": "X-ScannerAdapter-API-Key", "access_credential": "cluster-key"}),
+    )
+    .await
+    .expect("register");
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let t = admin_token(&cluster.url(), &["repository:secure/app:pull,push"]).await;
+    push_image_as(&c, &cluster.url(), "secure/app", "v1", "secure", Some(&t)).await;
+
+    // Prevention set on one replica holds on the others: unscanned, then vulnerable.
+    let set = api(
+        1,
+        reqwest::Method::PUT,
+        "/projects/secure",
+        serde_json::json!({"metadata": {"prevent_vul": "true", "severity": "high"}}),
+    );
+    assert_eq!(set.await.expect("set").status(), StatusCode::OK);
+    pull_until(&cluster.replica(2), "secure/app", "v1", |s, m| {
+        s == StatusCode::FORBIDDEN && m.contains("was not scanned")
+    })
+    .await;
+    let scan =
+        api(1, reqwest::Method::POST, "/projects/secure/repositories/app/artifacts/v1/scan", serde_json::json!({}));
+    assert_eq!(scan.await.expect("scan").status(), StatusCode::ACCEPTED);
+    for i in 0..3 {
+        pull_until(&cluster.replica(i), "secure/app", "v1", |s, m| {
+            s == StatusCode::FORBIDDEN && m.contains("(1 High)")
+        })
+        .await;
+    }
+    let overview: serde_json::Value = c
+        .get(format!(
+            "{}/api/v2.0/projects/secure/repositories/app/artifacts/v1?with_scan_overview=true",
+            cluster.replica(0)
+        ))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .expect("artifact")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        overview["scan_overview"]["application/vnd.security.vulnerability.report; version=1.1"]["severity"],
+        "High"
+    );
+    assert_eq!(scanner.requests()[0].pulled, 200, "the adapter pulled from the replica that ran the scan");
+
+    // The system allowlist, set on one replica, lets it through everywhere.
+    let allow = api(
+        2,
+        reqwest::Method::PUT,
+        "/system/CVEAllowlist",
+        serde_json::json!({"items": [{"cve_id": "CVE-2026-0001"}]}),
+    );
+    assert_eq!(allow.await.expect("allowlist").status(), StatusCode::OK);
+    for i in 0..3 {
+        pull_until(&cluster.replica(i), "secure/app", "v1", |s, _| s == StatusCode::OK).await;
+    }
+    // Content trust, set on one replica, refuses the unsigned image everywhere.
+    let trust = api(
+        0,
+        reqwest::Method::PUT,
+        "/projects/secure",
+        serde_json::json!({"metadata": {"enable_content_trust_cosign": "true"}}),
+    );
+    assert_eq!(trust.await.expect("trust").status(), StatusCode::OK);
+    for i in 0..3 {
+        pull_until(&cluster.replica(i), "secure/app", "v1", |s, m| {
+            s == StatusCode::FORBIDDEN && m.contains("not signed by cosign")
+        })
+        .await;
+    }
+    cluster.stop().await;
+}

@@ -133,8 +133,8 @@ async fn an_embedded_registry_moves_up_into_postgresql_and_s3() {
     let out = run(BIN, &["--data-dir", data_arg, "move-up", "--to", target_arg], &envs).await;
     assert!(out.contains("accounts: 2 users, 2 projects, 2 members, 1 robots"), "{out}");
     assert!(out.contains("compared: 3 repositories, 300 manifests, 300 tags"), "{out}");
-    assert!(out.contains("2 policies (webhooks, immutability rules, labels, retention, settings)"), "{out}");
-    assert!(out.contains("1 artifact labels; accounts equal"), "{out}");
+    assert!(out.contains("2 policies (webhooks, immutability rules, labels, retention, scanners, settings)"), "{out}");
+    assert!(out.contains("1 artifact labels, 0 scan reports; accounts equal"), "{out}");
     assert!(out.contains("the target matches the source"), "{out}");
 
     // Again: the target is not empty any more; refused, nothing changed.

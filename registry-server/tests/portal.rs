@@ -31,6 +31,8 @@ async fn a_user_and_a_guest_in_the_portal() {
     write_oci_layout_of(&big, "big", &[incompressible(2 << 20, 1)]);
     write_oci_layout_of(&small, "small", &[incompressible(1000, 2)]);
 
+    // A scanner adapter for the scanning steps (fixture reports; it pulls what it scans).
+    let scanner = testkit::scanner::FixtureScanner::start(None, false).await;
     let output = tokio::process::Command::new("node")
         .arg(&script)
         .env("NODE_PATH", &node_path)
@@ -40,6 +42,7 @@ async fn a_user_and_a_guest_in_the_portal() {
         .env("PODMAN", podman_json.to_string())
         .env("BIG_LAYOUT", &big)
         .env("SMALL_LAYOUT", &small)
+        .env("SCANNER_URL", scanner.url())
         .env("HOSTILE_TAG", "<img src=x onerror=alert(1)>")
         .env("HOSTILE_TEXT", "<img src=x onerror=alert(1)> & \"quotes\"")
         .kill_on_drop(true)
@@ -50,7 +53,9 @@ async fn a_user_and_a_guest_in_the_portal() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the portal's end-to-end steps failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("every step held"), "{stdout}");
-    for page in ["01-login", "03-repository", "05-robot-secret", "08-dashboard", "11-guest-repository"] {
+    for page in
+        ["01-login", "03-repository", "05-robot-secret", "06g-vulnerabilities", "08-dashboard", "11-guest-repository"]
+    {
         assert!(screenshots.join(format!("{page}.png")).exists(), "screenshot {page}");
     }
     server.stop().await;

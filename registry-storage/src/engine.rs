@@ -124,7 +124,7 @@ pub struct Registry {
     /// Where the immutability rules of a repository come from (none: no tag is protected).
     protections: Option<Arc<dyn crate::immutable::Protections>>,
     /// What a pull must satisfy (none: everything may be pulled).
-    pull_policies: Option<Arc<dyn crate::pull_policy::PullPolicies>>,
+    pull_policies: Vec<Arc<dyn crate::pull_policy::PullPolicies>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -149,14 +149,14 @@ impl Registry {
             gc_lock: Arc::default(),
             clock: registry_core::time::system_clock(),
             protections: None,
-            pull_policies: None,
+            pull_policies: Vec::new(),
         }
     }
 
-    /// The same engine asking `policies` before it serves a pulled manifest (see
-    /// [`crate::pull_policy`]).
+    /// The same engine also asking `policies` before it serves a pulled manifest (see
+    /// [`crate::pull_policy`]); policies are asked in the order they were added.
     pub fn with_pull_policies(mut self, policies: Arc<dyn crate::pull_policy::PullPolicies>) -> Registry {
-        self.pull_policies = Some(policies);
+        self.pull_policies.push(policies);
         self
     }
 
@@ -707,8 +707,8 @@ impl Registry {
         operator: &Operator,
     ) -> Result<(ManifestRecord, Bytes)> {
         let pulled = self.get_manifest(repository, reference).await?;
-        if let Some(policies) = &self.pull_policies {
-            policies.admit(repository, &pulled.0).await?;
+        for policy in &self.pull_policies {
+            policy.admit(repository, &pulled.0, operator).await?;
         }
         if self.record_pulls {
             let resource = recorder::artifact(repository, &pulled.0, reference.as_tag());

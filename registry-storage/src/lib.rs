@@ -9,6 +9,8 @@
 //! | [`Registry`] | the engine over both: uploads, mounts, blobs, manifests, tags, catalog, referrers; garbage collection ([`gc`]); copying a registry into other stores and comparing ([`transfer`]) |
 //! | [`quota`] | per-project storage usage kept by the stores in their transactions, and the limit rule |
 //! | [`immutable`] | tag immutability rules as a value the stores apply in their transactions |
+//! | [`pull_policy`] | the rules a pull must pass (content trust, vulnerability prevention), asked by the engine |
+//! | [`reports`] | scan reports by artifact digest, scanner and format, written by compare and set |
 //! | `lease` | coordination through the metadata store: upload leases between replicas, digest holds against garbage collection |
 //! | `testing` (feature) | the suites every backend passes (blob store, metadata store, concurrent writers, garbage collection) and fault-injecting wrappers |
 //!
@@ -28,6 +30,7 @@ pub mod policies;
 pub mod pull_policy;
 pub mod quota;
 mod recorder;
+pub mod reports;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transfer;
@@ -46,4 +49,5 @@ pub use meta::{JobLock, ManifestEntry, ManifestRecord, MetadataStore, Page, Pull
 pub use policies::{PolicyRecord, PolicyStore};
 pub use pull_policy::PullPolicies;
 pub use quota::{Quota, QuotaStore};
+pub use reports::{ReportStore, ScanReport};
 pub use transfer::TransferReport;

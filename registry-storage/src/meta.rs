@@ -176,7 +176,13 @@ pub struct Page {
 /// in the same transaction ([`Error::TagImmutable`](crate::Error::TagImmutable)).
 #[async_trait]
 pub trait MetadataStore:
-    crate::jobs::JobQueue + crate::policies::PolicyStore + crate::quota::QuotaStore + Send + Sync + 'static
+    crate::jobs::JobQueue
+    + crate::policies::PolicyStore
+    + crate::quota::QuotaStore
+    + crate::reports::ReportStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Creates an upload session.
     async fn create_upload(&self, id: &UploadId, record: &UploadRecord) -> Result<()>;

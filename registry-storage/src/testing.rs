@@ -311,6 +311,7 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     quota_rules(store).await;
     protection_rules(store).await;
     label_rules(store).await;
+    report_rules(store).await;
 }
 
 /// Quotas: usage counted once per digest and project, moved by every link, manifest and
@@ -447,6 +448,53 @@ async fn label_rules(store: &dyn MetadataStore) {
     assert!(labels(store.manifests(&repo, None, 10).await.expect("list")).is_empty(), "labels go with the manifest");
     assert_eq!(store.drop_label(5).await.expect("drop"), 0);
     assert!(store.delete_manifest(&repo, &image.digest, &crate::Protection::none(), &[]).await.expect("delete"));
+}
+
+/// Scan reports: by digest, scanner and format; replaced only by compare and set on their id;
+/// listed in key order; removed with their digest.
+async fn report_rules(store: &dyn MetadataStore) {
+    use crate::reports::ScanReport;
+    let digest = Digest::sha256_of(b"reports: scanned");
+    let other = Digest::sha256_of(b"reports: another");
+    let report = |digest: &Digest, scanner: &str, id: &str, status: &str| ScanReport {
+        digest: digest.clone(),
+        scanner: scanner.into(),
+        mime_type: "application/vnd.security.vulnerability.report; version=1.1".into(),
+        id: id.into(),
+        status: status.into(),
+        job_id: 3,
+        started_ms: 10,
+        ended_ms: 0,
+        summary: "{}".into(),
+        body: "x".repeat(70_000),
+    };
+    assert!(store.reports(&digest).await.expect("none").is_empty());
+    assert!(
+        !store.put_report(&report(&digest, "a", "1", "Running"), Some("0"), &[]).await.expect("cas"),
+        "nothing to replace"
+    );
+    assert!(store.put_report(&report(&digest, "a", "1", "Pending"), None, &[]).await.expect("put"));
+    assert!(store.put_report(&report(&digest, "a", "1", "Running"), Some("1"), &[]).await.expect("cas"));
+    assert!(store.put_report(&report(&digest, "a", "2", "Pending"), None, &[]).await.expect("a new scan"));
+    assert!(
+        !store.put_report(&report(&digest, "a", "1", "Success"), Some("1"), &[]).await.expect("stale"),
+        "an older scan"
+    );
+    assert!(store.put_report(&report(&digest, "b", "9", "Success"), None, &[]).await.expect("another scanner"));
+    assert!(store.put_report(&report(&other, "a", "5", "Success"), None, &[]).await.expect("another digest"));
+    let found = store.reports(&digest).await.expect("reports");
+    assert_eq!(
+        found.iter().map(|r| (r.scanner.as_str(), r.id.as_str(), r.status.as_str())).collect::<Vec<_>>(),
+        vec![("a", "2", "Pending"), ("b", "9", "Success")]
+    );
+    assert_eq!(found[0].body.len(), 70_000, "large reports are kept whole");
+    let all = store.reports_after(None, 10).await.expect("all");
+    assert_eq!(all.len(), 3);
+    let first = (all[0].digest.clone(), all[0].scanner.clone(), all[0].mime_type.clone());
+    assert_eq!(store.reports_after(Some(&first), 10).await.expect("after").len(), 2);
+    assert_eq!(store.delete_reports(&digest).await.expect("delete"), 2);
+    assert!(store.reports(&digest).await.expect("gone").is_empty());
+    assert_eq!(store.delete_reports(&other).await.expect("delete"), 1);
 }
 
 /// The event stream: written with the change, only when it happens, in commit order; appended,

@@ -60,6 +60,8 @@ pub struct TransferReport {
     pub quotas: u64,
     /// Labels on manifests.
     pub labels: u64,
+    /// Scan reports.
+    pub reports: u64,
 }
 
 /// One repository's metadata, read whole (repositories are small next to their blobs).
@@ -230,6 +232,16 @@ impl Registry {
             target.metadata_store().set_quota(&quota.project, quota.limit, quota.warn_percent, &[]).await?;
             report.quotas += 1;
         }
+        let mut after = None;
+        loop {
+            let page = self.metadata_store().reports_after(after.as_ref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.digest.clone(), last.scanner.clone(), last.mime_type.clone()));
+            for r in &page {
+                target.metadata_store().put_report(r, None, &[]).await?;
+                report.reports += 1;
+            }
+        }
         let mut skip = count_events(target.metadata_store().as_ref()).await?;
         let mut after = 0;
         loop {
@@ -353,6 +365,16 @@ impl Registry {
             return Err(differ("the policies (webhooks, rules, labels, settings)".into()));
         }
         report.policies = policies.len() as u64;
+        let mut after = None;
+        loop {
+            let page = self.metadata_store().reports_after(after.as_ref(), PAGE).await?;
+            if target.metadata_store().reports_after(after.as_ref(), PAGE).await? != page {
+                return Err(differ("the scan reports".into()));
+            }
+            let Some(last) = page.last() else { break };
+            after = Some((last.digest.clone(), last.scanner.clone(), last.mime_type.clone()));
+            report.reports += page.len() as u64;
+        }
         let quotas = self.metadata_store().quotas().await?;
         let target_quotas = target.metadata_store().quotas().await?;
         let limits = |qs: &[crate::quota::Quota]| -> Vec<(String, Option<u64>, u64)> {
@@ -433,10 +455,24 @@ mod tests {
         let label = meta.put_policy(&policy, &[]).await.expect("policy");
         meta.set_label(&repo, &images[1], label, true, &[]).await.expect("label");
         meta.set_quota("move", Some(1 << 30), 90, &[]).await.expect("limit");
+        let scanned = crate::ScanReport {
+            digest: images[0].clone(),
+            scanner: "trivy".into(),
+            mime_type: "application/vnd.security.vulnerability.report; version=1.1".into(),
+            id: "r1".into(),
+            status: "Success".into(),
+            job_id: 9,
+            started_ms: 1,
+            ended_ms: 2,
+            summary: "{}".into(),
+            body: "{\"vulnerabilities\": []}".into(),
+        };
+        meta.put_report(&scanned, None, &[]).await.expect("report");
         let target = registry();
         let report = source.copy_into(&target, &|_| {}).await.expect("copy");
         assert_eq!((report.repositories, report.manifests, report.tags, report.links), (1, 3, 3, 4));
-        assert_eq!((report.policies, report.quotas, report.labels), (1, 1, 1));
+        assert_eq!((report.policies, report.quotas, report.labels, report.reports), (1, 1, 1, 1));
+        assert_eq!(target.metadata_store().reports(&images[0]).await.expect("reports"), vec![scanned]);
         let quota = target.quota("move").await.expect("quota").expect("there");
         assert_eq!((quota.limit, quota.warn_percent), (Some(1 << 30), 90));
         assert_eq!(quota.used, source.quota("move").await.expect("quota").expect("there").used, "usage counted");
@@ -450,7 +486,7 @@ mod tests {
         assert_eq!(moved[0].operator.name, "alice");
         assert_eq!(report.blobs, 7, "3 layers, the config, 3 manifests' bytes");
         let compared = source.compare_with(&target).await.expect("equal");
-        assert_eq!((compared.blobs, compared.manifests, compared.tags), (7, 3, 3));
+        assert_eq!((compared.blobs, compared.manifests, compared.tags, compared.reports), (7, 3, 3, 1));
         let again = source.copy_into(&target, &|_| {}).await.expect("copy again");
         assert_eq!(again.blobs_skipped, 7, "a second run copies no blob twice");
         assert_eq!(target.metadata_store().events_after(0, 100).await.expect("events").len(), 6, "nor an event");

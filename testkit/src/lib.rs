@@ -6,6 +6,7 @@ pub mod harbor;
 pub mod postgres;
 pub mod proxy;
 pub mod s3;
+pub mod scanner;
 
 use registry_core::Digest;
 use registry_http::TestRegistry;
@@ -243,6 +244,17 @@ pub async fn run_failing(program: &str, args: &[&str], envs: &[(&str, &str)]) ->
     let out = output(program, args, envs).await;
     assert!(!out.status.success(), "{program} {args:?} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What `skopeo inspect` of `image` (on `host`, as the admin of [`harbor_accounts`]) says when it
+/// is refused.
+pub async fn skopeo_inspect_refused(host: &str, image: &str) -> String {
+    let work = tempfile::tempdir().expect("tempdir");
+    let auth = work.path().join("auth.json");
+    std::fs::write(&auth, "{}").expect("auth");
+    let env = [("REGISTRY_AUTH_FILE", auth.to_str().expect("utf8"))];
+    let target = format!("docker://{host}/{image}");
+    run_failing("skopeo", &["inspect", "--tls-verify=false", "--creds", "admin:adminpassword", &target], &env).await
 }
 
 /// Accounts for Harbor-model tests: public `library`, private `team`, the system admin `admin`

@@ -11,6 +11,7 @@ import { webhooksTab } from './webhooks.js';
 import { immutabilityTab } from './immutability.js';
 import { labelsTab } from './labels.js';
 import { retentionTab } from './retention.js';
+import { securityPanelOrError } from './security.js';
 
 const PAGE_SIZE = 15;
 
@@ -143,5 +144,6 @@ async function configurationTab(ctx, project) {
     h('h2', {}, 'Access'),
     h('label', { class: 'inline', for: 'cfg-public' }, pub, 'Public: anyone may pull from this project, without signing in'),
     h('div', { class: 'toolbar' }, save)),
+  await securityPanelOrError(ctx, project),
   await quotaPanel(ctx, project).catch(errorBox));
 }

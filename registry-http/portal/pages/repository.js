@@ -7,6 +7,8 @@ import { mayDelete } from './project.js';
 import { usableLabels } from './labels.js';
 
 const PAGE_SIZE = 10;
+const REPORT = 'application/vnd.security.vulnerability.report; version=1.1';
+const ORDER = ['Critical', 'High', 'Medium', 'Low', 'Negligible', 'Unknown'];
 const CLIENTS = [['podman', 'podman pull'], ['docker', 'docker pull'], ['nerdctl', 'nerdctl pull']];
 
 export async function repositoryPage(ctx, projectName, inside) {
@@ -17,7 +19,8 @@ export async function repositoryPage(ctx, projectName, inside) {
   const repo = await api.get(path);
   const canPush = [1, 4, 2].includes(role);
   const canDelete = mayDelete(role);
-  const state = { page: 1, tag: '', client: localStorage.getItem('pull-client') || 'podman' };
+  const canScan = [1, 4, 2].includes(role);
+  const state = { page: 1, timer: null, tag: '', client: localStorage.getItem('pull-client') || 'podman' };
   const filter = filterBox('Filter by tag', (text) => { state.tag = text; state.page = 1; load(); });
   const results = h('div', {}, loading());
   const image = `${ctx.host}/${full}`;
@@ -33,7 +36,7 @@ export async function repositoryPage(ctx, projectName, inside) {
 
   async function load() {
     try {
-      const query = { with_tag: 'true' };
+      const query = { with_tag: 'true', with_scan_overview: 'true' };
       if (state.tag) query.q = `tags=~${state.tag}`;
       const { items, total } = await api.list(`${path}/artifacts`, state.page, PAGE_SIZE, query);
       fill(results,
@@ -43,13 +46,68 @@ export async function repositoryPage(ctx, projectName, inside) {
           { title: 'Labels', cell: labelsCell },
           { title: 'Type', cell: (a) => [a.type, platforms(a)] },
           { title: 'Size', num: true, cell: (a) => size(a.size) },
-          { title: 'Signed', cell: (a) => (a.signed ? h('span', { class: 'badge ok' }, 'Signed') : h('span', { class: 'badge' }, 'Not signed')) },
+          { title: 'Signed', cell: signedCell },
+          { title: 'Vulnerabilities', cell: vulnerabilitiesCell },
           { title: 'Pushed', wide: true, cell: (a) => when(a.push_time) },
           { title: 'Last pulled', wide: true, cell: (a) => (a.pull_time ? when(a.pull_time) : 'Never') },
           { title: 'Actions', cell: actionsCell },
         ], items, state.tag ? 'No artifact has a tag matching the filter.' : `No artifacts. Push one: podman push IMAGE ${image}:TAG`, `Artifacts of ${full}`),
         pager(total, state.page, PAGE_SIZE, (page) => { state.page = page; load(); }));
+      // While scans run, look again shortly (only while this page is shown).
+      const running = items.some((a) => ['Pending', 'Running'].includes(overviewOf(a).scan_status));
+      clearTimeout(state.timer);
+      if (running) state.timer = setTimeout(() => { if (results.isConnected) load(); }, 1500);
     } catch (error) { fill(results, errorBox(error)); }
+  }
+
+  const overviewOf = (a) => (a.scan_overview && a.scan_overview[REPORT]) || {};
+
+  function signedCell(a) {
+    const kinds = [...new Set((a.accessories || []).filter((x) => x.type.startsWith('signature.')).map((x) => x.type.split('.')[1]))];
+    return a.signed ? h('span', { class: 'badge ok', title: `Signed with ${kinds.join(' and ')}` }, `Signed (${kinds.join(', ')})`)
+      : h('span', { class: 'badge' }, 'Not signed');
+  }
+
+  function vulnerabilitiesCell(a) {
+    const o = overviewOf(a);
+    const scannable = a.type === 'IMAGE';
+    const scan = canScan && scannable
+      ? h('button', { type: 'button', class: 'small', 'aria-label': `Scan ${short(a.digest)}`, on: { click: () => startScan(a) } }, 'Scan') : null;
+    if (!o.scan_status) return [h('span', { class: 'hint' }, scannable ? 'Not scanned' : '—'), scan];
+    if (['Pending', 'Running'].includes(o.scan_status)) return h('span', { class: 'badge warn', role: 'status' }, `Scanning… ${o.complete_percent || 0}%`);
+    if (o.scan_status !== 'Success') {
+      return [h('span', { class: 'badge bad', title: o.error || '' }, o.scan_status === 'Stopped' ? 'Scan stopped' : 'Scan failed'),
+        o.error ? h('div', { class: 'hint' }, o.error) : null, scan];
+    }
+    const counts = (o.summary && o.summary.summary) || {};
+    const total = (o.summary && o.summary.total) || 0;
+    const bar = h('span', { class: 'sevbar', role: 'img', 'aria-label': `${total} vulnerabilities: ${ORDER.filter((k) => counts[k]).map((k) => `${counts[k]} ${k}`).join(', ') || 'none'}` },
+      ORDER.filter((k) => counts[k]).map((k) => {
+        const seg = h('span', { class: `sev sev-${k.toLowerCase()}`, title: `${counts[k]} ${k}` });
+        seg.style.flexGrow = String(counts[k]);
+        return seg;
+      }));
+    const view = h('button', { type: 'button', class: 'small', 'aria-label': `Vulnerabilities of ${short(a.digest)}`, on: { click: () => showReport(a) } },
+      total ? `${total} (${o.severity})` : 'None found');
+    return [total ? bar : h('span', { class: 'badge ok' }, 'No vulnerabilities'), view, scan];
+  }
+
+  async function startScan(a) {
+    try { await api.change('POST', `${path}/artifacts/${a.digest}/scan`, { scan_type: 'vulnerability' }); toast(`Scanning ${short(a.digest)}`); load(); } catch (e) { toast(e.message, true); }
+  }
+
+  async function showReport(a) {
+    let report;
+    try { report = (await api.get(`${path}/artifacts/${a.digest}/additions/vulnerabilities`))[REPORT]; } catch (e) { toast(e.message, true); return; }
+    const rows = ((report && report.vulnerabilities) || []).slice().sort((x, y) => ORDER.indexOf(x.severity) - ORDER.indexOf(y.severity));
+    await dialog(`Vulnerabilities of ${short(a.digest)}`, h('div', { class: 'report' },
+      report && report.scanner ? h('p', { class: 'hint' }, `Scanned by ${report.scanner.name} ${report.scanner.version} ${when(report.generated_at)}`) : null,
+      table([
+        { title: 'CVE', cell: (v) => (v.links && v.links[0] ? h('a', { href: v.links[0], rel: 'noopener noreferrer', target: '_blank' }, v.id) : v.id) },
+        { title: 'Severity', cell: (v) => h('span', { class: `badge sevtext-${String(v.severity).toLowerCase()}` }, v.severity) },
+        { title: 'Package', cell: (v) => `${v.package || ''} ${v.version || ''}` },
+        { title: 'Fixed in', cell: (v) => v.fix_version || '—' },
+      ], rows, 'No vulnerabilities found.', `${rows.length} vulnerabilities`)), null, null);
   }
 
   function artifactCell(a) {

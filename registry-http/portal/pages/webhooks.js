@@ -4,7 +4,7 @@ import { h, fill, table, dialog, confirmed, field, checkbox, toast, when, errorB
 import * as api from '../api.js';
 
 const EVENTS = ['PUSH_ARTIFACT', 'PULL_ARTIFACT', 'DELETE_ARTIFACT', 'QUOTA_EXCEED', 'QUOTA_WARNING',
-  'SCANNING_COMPLETED', 'SCANNING_FAILED', 'REPLICATION', 'TAG_RETENTION'];
+  'SCANNING_COMPLETED', 'SCANNING_FAILED', 'SCANNING_STOPPED', 'REPLICATION', 'TAG_RETENTION'];
 
 export function webhooksTab(ctx, project, role) {
   const manage = role === 1;

@@ -210,7 +210,7 @@ async fn artifact_json(
     project: &Project,
     contents: &Contents,
     entry: &ManifestEntry,
-    with_tags: bool,
+    with: With,
 ) -> Result<Value, ApiError> {
     let r = &entry.record;
     let id = contents.manifest_id(&r.digest);
@@ -218,8 +218,23 @@ async fn artifact_json(
     for (a, kind) in contents.accessories(&r.digest) {
         accessory_json.push(accessory_json_of(api, contents, entry, a, kind).await?);
     }
-    let tags = if with_tags { contents.tags_json(entry) } else { Vec::new() };
-    Ok(json!({
+    let tags = if with.tags { contents.tags_json(entry) } else { Vec::new() };
+    let overview = match with.scan_overview {
+        #[cfg(feature = "scanning")]
+        true => super::scans::overview(api, project, r).await?,
+        _ => None,
+    };
+    let mut links = serde_json::Map::new();
+    if overview.is_some() {
+        let href = format!(
+            "/api/v2.0/projects/{}/repositories/{}/artifacts/{}/additions/vulnerabilities",
+            project.name,
+            encode_repository(&contents.name, project),
+            r.digest
+        );
+        links.insert("vulnerabilities".into(), json!({"href": href, "absolute": false}));
+    }
+    let mut out = json!({
         "id": id,
         "type": kind_of(entry),
         "media_type": r.artifact_type.clone().unwrap_or_else(|| r.media_type.clone()),
@@ -240,8 +255,30 @@ async fn artifact_json(
         "signed": contents.signed(&r.digest),
         "references": references(api, contents, entry).await?,
         "accessories": accessory_json,
-        "addition_links": {},
-    }))
+        "addition_links": links,
+    });
+    if let Some(overview) = overview {
+        out["scan_overview"] = overview;
+    }
+    Ok(out)
+}
+
+/// What an artifact's JSON carries besides its own fields.
+#[derive(Debug, Clone, Copy)]
+struct With {
+    /// Its tags.
+    tags: bool,
+    /// Its scan overview (`with_scan_overview`).
+    scan_overview: bool,
+}
+
+impl With {
+    fn of(call: &ApiCall) -> With {
+        With {
+            tags: call.query.get("with_tag") != Some("false"),
+            scan_overview: call.query.get("with_scan_overview") == Some("true"),
+        }
+    }
 }
 
 /// An accessory of `subject` in Harbor's `Accessory` shape.
@@ -292,7 +329,7 @@ pub(crate) async fn list_accessories(api: Arc<Api>, call: ApiCall) -> ApiResult 
 }
 
 /// The project and repository of a path, checked: the repository must belong to the project.
-async fn repository_of(api: &Api, call: &ApiCall) -> Result<(Project, RepositoryName), ApiError> {
+pub(crate) async fn repository_of(api: &Api, call: &ApiCall) -> Result<(Project, RepositoryName), ApiError> {
     let project = api.project(call, "project_name").await?;
     let short = call.params.repository("repository_name")?;
     let full = format!("{}/{short}", project.name);
@@ -301,7 +338,7 @@ async fn repository_of(api: &Api, call: &ApiCall) -> Result<(Project, Repository
 }
 
 /// Refuses who may not do `action` on `repository` (401 anonymous, 403 otherwise).
-async fn require(
+pub(crate) async fn require(
     api: &Api,
     call: &ApiCall,
     project: &Project,
@@ -412,7 +449,7 @@ pub(crate) async fn list_artifacts(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let (project, name) = repository_of(&api, &call).await?;
     require(&api, &call, &project, name.as_str(), Action::Pull).await?;
     let q = Q::parse(call.query.get("q"), &["digest", "tags", "type", "media_type", "labels"])?;
-    let with_tag = call.query.get("with_tag") != Some("false");
+    let with = With::of(&call);
     let contents = Contents::read(&api, name.clone()).await?;
     let chosen: Vec<&ManifestEntry> = contents
         .artifacts()
@@ -431,7 +468,7 @@ pub(crate) async fn list_artifacts(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let total = chosen.len() as u64;
     let mut page = Vec::new();
     for entry in paging.slice(chosen) {
-        page.push(artifact_json(&api, &project, &contents, entry, with_tag).await?);
+        page.push(artifact_json(&api, &project, &contents, entry, with).await?);
     }
     let path = format!("/projects/{}/repositories/{}/artifacts", project.name, encode_repository(&name, &project));
     super::pages::page_response(&call, &path, paging, page, total)
@@ -449,7 +486,8 @@ pub(crate) async fn get_artifact(api: Arc<Api>, call: ApiCall) -> ApiResult {
     require(&api, &call, &project, name.as_str(), Action::Pull).await?;
     let contents = Contents::read(&api, name).await?;
     let entry = find(&contents, call.params.get("reference")?)?;
-    Ok(json_response(StatusCode::OK, &artifact_json(&api, &project, &contents, entry, true).await?))
+    let with = With { tags: true, ..With::of(&call) };
+    Ok(json_response(StatusCode::OK, &artifact_json(&api, &project, &contents, entry, with).await?))
 }
 
 /// `DELETE /projects/{p}/repositories/{r}/artifacts/{reference}`: the manifest with its tags

@@ -18,6 +18,8 @@
 //! | [`immutable`] | `/projects/{p}/immutabletagrules…` |
 //! | [`labels`] | `/labels…` (artifacts' labels are in [`artifacts`]) |
 //! | [`retention`] | `/retentions…` (policies, executions, tasks and their logs) |
+//! | `scanners` (feature `scanning`) | `/scanners…`, `/projects/{p}/scanner…` |
+//! | `scans` (feature `scanning`) | `…/artifacts/{reference}/scan…`, `…/additions/vulnerabilities`, `/system/scanAll…`, `/scans/…/metrics`, `/system/CVEAllowlist` |
 //!
 //! Shared pieces: [`context`] (who the caller is, what they may do, project look-up by name or
 //! id), [`pages`] (`page`/`page_size`, `X-Total-Count`, `Link`), [`q`] (Harbor's `q=` filters),
@@ -52,6 +54,10 @@ pub mod quotas;
 pub mod retention;
 pub mod robots;
 pub(crate) mod router;
+#[cfg(feature = "scanning")]
+pub mod scanners;
+#[cfg(feature = "scanning")]
+pub mod scans;
 pub(crate) mod shapes;
 pub mod system;
 pub mod users;
@@ -79,6 +85,9 @@ pub(crate) struct Api {
     /// The key secrets at rest are sealed with (webhooks' headers and signing secrets).
     #[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
     pub(crate) secret_key: Option<registry_auth::SecretKey>,
+    /// Scanning, when this server scans.
+    #[cfg(feature = "scanning")]
+    pub(crate) scanning: Option<Arc<registry_platform::scan::jobs::Scanning>>,
 }
 
 /// One request to a handler.
@@ -100,7 +109,7 @@ pub(crate) type ApiResult = Result<http::Response<ResponseBody>, ApiError>;
 fn endpoints() -> &'static [Endpoint] {
     static TABLE: std::sync::OnceLock<Vec<Endpoint>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        #[cfg_attr(not(feature = "webhooks"), allow(unused_mut))]
+        #[cfg_attr(not(any(feature = "webhooks", feature = "scanning")), allow(unused_mut))]
         let mut table = vec![
             endpoint!(GET "/ping" => system::ping),
             endpoint!(GET "/health" => system::health),
@@ -210,6 +219,32 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions" => webhooks::executions),
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks" => webhooks::tasks),
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks/{task_id}/log" => webhooks::task_log),
+        ]);
+        #[cfg(feature = "scanning")]
+        table.extend([
+            endpoint!(GET "/scanners" => scanners::list),
+            endpoint!(POST "/scanners" => scanners::create),
+            endpoint!(POST "/scanners/ping" => scanners::ping),
+            endpoint!(GET "/scanners/{registration_id}" => scanners::get),
+            endpoint!(PUT "/scanners/{registration_id}" => scanners::update),
+            endpoint!(PATCH "/scanners/{registration_id}" => scanners::set_default),
+            endpoint!(DELETE "/scanners/{registration_id}" => scanners::delete),
+            endpoint!(GET "/scanners/{registration_id}/metadata" => scanners::metadata),
+            endpoint!(GET "/projects/{project_name_or_id}/scanner" => scanners::project_scanner),
+            endpoint!(PUT "/projects/{project_name_or_id}/scanner" => scanners::set_project_scanner),
+            endpoint!(GET "/projects/{project_name_or_id}/scanner/candidates" => scanners::candidates),
+            endpoint!(POST "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/scan" => scans::scan),
+            endpoint!(POST "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/scan/stop" => scans::stop),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/scan/{report_id}/log" => scans::log),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/additions/vulnerabilities" => scans::vulnerabilities),
+            endpoint!(GET "/system/scanAll/schedule" => scans::get_schedule),
+            endpoint!(POST "/system/scanAll/schedule" => scans::set_schedule),
+            endpoint!(PUT "/system/scanAll/schedule" => scans::put_schedule),
+            endpoint!(POST "/system/scanAll/stop" => scans::stop_all),
+            endpoint!(GET "/scans/all/metrics" => scans::metrics),
+            endpoint!(GET "/scans/schedule/metrics" => scans::metrics),
+            endpoint!(GET "/system/CVEAllowlist" => scans::get_system_allowlist),
+            endpoint!(PUT "/system/CVEAllowlist" => scans::put_system_allowlist),
         ]);
         table
     })

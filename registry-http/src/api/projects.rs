@@ -103,11 +103,27 @@ struct ProjectReq {
     metadata: BTreeMap<String, Value>,
     storage_limit: Option<i64>,
     registry_id: Option<i64>,
+    /// The project's own CVE allowlist (used when `reuse_sys_cve_allowlist` is `"false"`).
+    #[cfg_attr(not(feature = "scanning"), allow(dead_code))]
+    cve_allowlist: Option<Value>,
 }
 
+/// Project metadata whose values are `"true"` or `"false"`.
+const FLAGS: [&str; 7] = [
+    "public",
+    "enable_content_trust",
+    "enable_content_trust_cosign",
+    "prevent_vul",
+    "auto_scan",
+    "auto_sbom_generation",
+    "reuse_sys_cve_allowlist",
+];
+/// The values of `severity`.
+const SEVERITIES: [&str; 5] = ["none", "low", "medium", "high", "critical"];
+
 impl ProjectReq {
-    /// Metadata as Harbor's strings; `public` apart.
-    fn metadata(&self) -> (Option<bool>, BTreeMap<String, String>) {
+    /// Metadata as Harbor's strings, checked; `public` apart.
+    fn metadata(&self) -> Result<(Option<bool>, BTreeMap<String, String>), ApiError> {
         let mut public = self.public;
         let mut out = BTreeMap::new();
         for (k, v) in &self.metadata {
@@ -115,13 +131,31 @@ impl ProjectReq {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
+            if FLAGS.contains(&k.as_str()) && text != "true" && text != "false" {
+                return Err(bad_request(format!("metadata {k} must be \"true\" or \"false\", not {text:?}")));
+            }
+            if k == "severity" && !SEVERITIES.contains(&text.to_ascii_lowercase().as_str()) {
+                return Err(bad_request(format!(
+                    "metadata severity {text:?} is unknown; use {}",
+                    SEVERITIES.join(", ")
+                )));
+            }
             if k == "public" {
                 public = public.or(Some(text == "true"));
             } else {
-                out.insert(k.clone(), text);
+                out.insert(k.clone(), if k == "severity" { text.to_ascii_lowercase() } else { text });
             }
         }
-        (public, out)
+        Ok((public, out))
+    }
+
+    /// The project allowlist sent, checked.
+    #[cfg(feature = "scanning")]
+    fn allowlist(&self) -> Result<Option<registry_platform::scan::allowlist::Allowlist>, ApiError> {
+        let Some(v) = &self.cve_allowlist else { return Ok(None) };
+        let list: registry_platform::scan::allowlist::Allowlist =
+            serde_json::from_value(v.clone()).map_err(|e| bad_request(format!("cve_allowlist: {e}")))?;
+        Ok(Some(list.checked().map_err(|e| bad_request(format!("cve_allowlist: {}", e.0)))?))
     }
 }
 
@@ -142,10 +176,16 @@ pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
     };
     // Checked before anything is made: a bad limit leaves no project behind.
     registry_platform::quotas::limit_of(limit).map_err(|e| bad_request(format!("storage_limit: {e}")))?;
-    let (public, metadata) = req.metadata();
+    let (public, metadata) = req.metadata()?;
+    #[cfg(feature = "scanning")]
+    let allowlist = req.allowlist()?;
     let owner = accounts.user(&user).await?.map(|u| u.id);
     let project = accounts.create_project_with(&name, public.unwrap_or(false), owner, metadata).await?;
     super::quotas::set_limit(&api, &call, &project.name, limit).await?;
+    #[cfg(feature = "scanning")]
+    if let Some(list) = allowlist.filter(|l| !l.items.is_empty() || l.expires_at.is_some()) {
+        super::scans::save_allowlist(&api, &call, project.id, &project.name, &list).await?;
+    }
     // The admin socket's caller is no account: the project then has no first member.
     if owner.is_some() {
         accounts.add_member(&project.name, &user, Role::ProjectAdmin, None).await?;
@@ -162,7 +202,15 @@ pub(crate) async fn get(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let project = api.project(&call, "project").await?;
     api.require_see(&call, &project).await?;
     let extras = extras(&api, call.caller(), &project).await?;
-    Ok(json_response(StatusCode::OK, &shapes::project(&project, &extras)))
+    #[cfg_attr(not(feature = "scanning"), allow(unused_mut))]
+    let mut shown = shapes::project(&project, &extras);
+    #[cfg(feature = "scanning")]
+    {
+        let (list, record) =
+            registry_platform::scan::allowlist::load(&**api.registry.metadata_store(), project.id).await?;
+        shown["cve_allowlist"] = list.to_json(project.id, record.as_ref());
+    }
+    Ok(json_response(StatusCode::OK, &shown))
 }
 
 /// `PUT /projects/{p}`: publicity and metadata (project admins).
@@ -173,8 +221,18 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
     if req.project_name.as_deref().is_some_and(|n| n != project.name) {
         return Err(bad_request("a project cannot be renamed"));
     }
-    let (public, metadata) = req.metadata();
+    let (public, metadata) = req.metadata()?;
+    #[cfg(feature = "scanning")]
+    let allowlist = req.allowlist()?;
     api.accounts_for(&call)?.update_project(&project.name, public, metadata).await?;
+    #[cfg(feature = "scanning")]
+    if let Some(list) = allowlist {
+        super::scans::save_allowlist(&api, &call, project.id, &project.name, &list).await?;
+    }
+    #[cfg(feature = "scanning")]
+    if let Some(s) = &api.scanning {
+        s.cache().forget_settings();
+    }
     Ok(status_only(StatusCode::OK))
 }
 
@@ -197,6 +255,7 @@ pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     // not deleted).
     let meta = api.registry.metadata_store();
     meta.remove_quota(&project.name).await?;
+    #[cfg_attr(not(any(feature = "webhooks", feature = "scanning")), allow(unused_mut))]
     let mut kinds = vec![
         registry_platform::immutability::KIND,
         registry_platform::labels::KIND,
@@ -205,6 +264,8 @@ pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     ];
     #[cfg(feature = "webhooks")]
     kinds.push(registry_platform::webhook::policy::KIND);
+    #[cfg(feature = "scanning")]
+    kinds.extend([registry_platform::scan::allowlist::KIND, registry_platform::scan::registration::BINDING]);
     for kind in kinds {
         for policy in meta.policies(kind, Some(project.id)).await? {
             meta.delete_policy(kind, policy.id, &[]).await?;
@@ -287,7 +348,7 @@ pub(crate) async fn metadata_add(api: Arc<Api>, call: ApiCall) -> ApiResult {
         return Err(bad_request(format!("the body may set {name} only")));
     }
     let req = ProjectReq { metadata: body, ..ProjectReq::default() };
-    let (public, metadata) = req.metadata();
+    let (public, metadata) = req.metadata()?;
     api.accounts_for(&call)?.update_project(&project.name, public, metadata).await?;
     Ok(status_only(StatusCode::OK))
 }

@@ -115,8 +115,11 @@ impl RegistryBuilder {
             }
             Auth::External { realm, keys, issuer } => (None, None, None, Some((realm, keys, issuer))),
         };
-        // Tag immutability and content trust: the engine asks the rules of a repository's
-        // project (kept with the policies) before a tag moves or goes, and before a pull.
+        // Tag immutability, content trust and vulnerability prevention: the engine asks the rules
+        // of a repository's project (kept with the policies) before a tag moves or goes, and
+        // before a pull.
+        #[cfg(feature = "scanning")]
+        let scan_cache = registry_platform::scan::cache::ScanCache::new(registry.metadata_store().clone());
         let registry = match &accounts {
             Some(accounts) => {
                 let rules = registry_platform::immutability::ProjectRules::new(
@@ -128,7 +131,16 @@ impl RegistryBuilder {
                     registry.blob_store().clone(),
                     accounts.clone(),
                 );
-                registry.with_protections(rules).with_pull_policies(trust)
+                let registry = registry.with_protections(rules).with_pull_policies(trust);
+                #[cfg(feature = "scanning")]
+                let clock = registry.clock().clone();
+                #[cfg(feature = "scanning")]
+                let registry = registry.with_pull_policies(registry_platform::scan::prevention::Prevention::new(
+                    scan_cache.clone(),
+                    accounts.clone(),
+                    clock,
+                ));
+                registry
             }
             None => registry,
         };
@@ -198,6 +210,20 @@ impl RegistryBuilder {
         };
         #[cfg(feature = "webhooks")]
         let (attempts, backoff) = self.webhook_retry;
+        #[cfg(feature = "scanning")]
+        let scanning = accounts.as_ref().filter(|_| !self.token_only).map(|accounts| {
+            registry_platform::scan::jobs::Scanning::new(
+                &registry,
+                scan_cache.clone(),
+                registry_platform::scan::jobs::ScanningOptions {
+                    accounts: accounts.clone(),
+                    key: secret_key.clone(),
+                    tokens: token.as_ref().and_then(|t| t.issuer.clone()),
+                    registry_url: self.scanner_registry_url.clone().unwrap_or_else(|| base.to_owned()),
+                    timeout: self.scan_timeout,
+                },
+            )
+        });
         let platform = Platform::new(
             &registry,
             PlatformOptions {
@@ -222,6 +248,8 @@ impl RegistryBuilder {
                         backoff,
                     }
                 }),
+                #[cfg(feature = "scanning")]
+                scanning: scanning.clone(),
             },
         );
         let gc = platform.gc().clone();
@@ -239,6 +267,8 @@ impl RegistryBuilder {
                     auth_mode: if accounts.is_some() { "db_auth".into() } else { "custom".into() },
                 },
                 secret_key: Some(secret_key.clone()),
+                #[cfg(feature = "scanning")]
+                scanning: scanning.clone(),
             })
         });
         // Sessions last eight hours; the cookie is Secure when the registry is served over TLS.

@@ -114,6 +114,8 @@ pub struct RegistryBuilder {
     pub(crate) job_lease: Duration,
     pub(crate) secret_key: Option<registry_auth::SecretKey>,
     pub(crate) webhook_retry: (u32, Duration),
+    pub(crate) scan_timeout: Duration,
+    pub(crate) scanner_registry_url: Option<String>,
     pub(crate) metrics: bool,
     pub(crate) portal: bool,
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
@@ -160,6 +162,8 @@ impl RegistryBuilder {
             job_lease: Duration::from_secs(30),
             secret_key: None,
             webhook_retry: (10, Duration::from_secs(5)),
+            scan_timeout: Duration::from_secs(30 * 60),
+            scanner_registry_url: None,
             metrics: false,
             metrics_addr: None,
             portal: false,
@@ -425,6 +429,20 @@ impl RegistryBuilder {
     /// the first failure, doubled at each further one (default 5 s).
     pub fn webhook_retry(mut self, attempts: u32, backoff: Duration) -> Self {
         self.webhook_retry = (attempts.max(1), backoff);
+        self
+    }
+
+    /// How long a vulnerability scan may take (and the credential its scanner pulls with lasts);
+    /// 30 minutes unless set.
+    pub fn scan_timeout(mut self, timeout: Duration) -> Self {
+        self.scan_timeout = timeout;
+        self
+    }
+
+    /// The registry's URL as scanner adapters reach it (the server's own URL unless set: a
+    /// scanner in another network may need another name).
+    pub fn scanner_registry_url(mut self, url: impl Into<String>) -> Self {
+        self.scanner_registry_url = Some(url.into());
         self
     }
 

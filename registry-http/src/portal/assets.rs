@@ -47,6 +47,8 @@ const FILES: &[(&str, &[u8])] = files![
     "pages/labels.js",
     "pages/settings.js",
     "pages/retention.js",
+    "pages/scanners.js",
+    "pages/security.js",
 ];
 
 fn content_type(name: &str) -> &'static str {

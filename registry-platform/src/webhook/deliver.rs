@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::payload::{EVENT_ID_HEADER, SIGNATURE_HEADER, signature};
 use super::policy::{KIND, Webhook};
-use super::ssrf;
 use crate::settings::SystemSettings;
+use crate::ssrf;
 
 /// The job kind of deliveries.
 pub const DELIVERY_KIND: &str = "webhook";
@@ -62,10 +62,12 @@ pub async fn send(
     content_type: &str,
     event_id: u64,
 ) -> Result<u16, JobFailure> {
-    let url = ssrf::check_address(&target.address, allow_private).map_err(JobFailure::fatal)?;
-    let addrs = ssrf::resolve(&url, allow_private)
-        .await
-        .map_err(|e| if e.contains("private") { JobFailure::fatal(e) } else { JobFailure::retry(e) })?;
+    let reach = super::reach(allow_private);
+    let url = ssrf::check_address(&target.address, reach).map_err(|e| JobFailure::fatal(super::refusal_text(&e)))?;
+    let addrs = ssrf::resolve(&url, reach).await.map_err(|e| match e {
+        ssrf::Refusal::Resolve(_) => JobFailure::retry(e.to_string()),
+        _ => JobFailure::fatal(super::refusal_text(&e)),
+    })?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
     let client = reqwest::Client::builder()

@@ -21,6 +21,9 @@ pub fn event_type(action: EventAction) -> Option<&'static str> {
         EventAction::QuotaExceed => Some("QUOTA_EXCEED"),
         EventAction::QuotaWarning => Some("QUOTA_WARNING"),
         EventAction::TagRetention => Some("TAG_RETENTION"),
+        EventAction::ScanningCompleted => Some("SCANNING_COMPLETED"),
+        EventAction::ScanningFailed => Some("SCANNING_FAILED"),
+        EventAction::ScanningStopped => Some("SCANNING_STOPPED"),
         _ => None,
     }
 }
@@ -35,6 +38,7 @@ pub fn cloud_event_type(event_type: &str) -> String {
         "QUOTA_WARNING" => "harbor.quota.warned".into(),
         "SCANNING_COMPLETED" => "harbor.scan.completed".into(),
         "SCANNING_FAILED" => "harbor.scan.failed".into(),
+        "SCANNING_STOPPED" => "harbor.scan.stopped".into(),
         "REPLICATION" => "harbor.replication.status.changed".into(),
         "TAG_RETENTION" => "harbor.tag_retention.finished".into(),
         other => format!("harbor.{}", other.to_ascii_lowercase()),
@@ -70,6 +74,14 @@ fn event_data(event: &Event, ctx: &Context<'_>) -> Value {
     if let Some(tag) = &r.tag {
         resource["tag"] = json!(tag);
     }
+    // Scan events carry the report's overview (Harbor's `scan_overview`) as their detail.
+    let scan = matches!(
+        event.action,
+        EventAction::ScanningCompleted | EventAction::ScanningFailed | EventAction::ScanningStopped
+    );
+    if scan && let Some(overview) = r.detail.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()) {
+        resource["scan_overview"] = overview;
+    }
     let mut data = json!({
         "resources": [resource],
         "repository": {
@@ -80,7 +92,7 @@ fn event_data(event: &Event, ctx: &Context<'_>) -> Value {
         },
     });
     // Quota events say what happened in Harbor's `custom_attributes.Details`.
-    if let Some(detail) = &r.detail {
+    if let Some(detail) = r.detail.as_ref().filter(|_| !scan) {
         data["custom_attributes"] = json!({ "Details": detail });
     }
     data

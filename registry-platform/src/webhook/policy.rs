@@ -1,7 +1,7 @@
 //! Webhook policies in Harbor's `WebhookPolicy` shape, stored as policy documents of kind
 //! [`KIND`] with their secrets sealed.
 
-use super::ssrf;
+use crate::ssrf;
 use registry_auth::SecretKey;
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const KIND: &str = "webhook";
 
 /// The event types a policy may name: those raised now, and those later features raise.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 10] = [
     "PUSH_ARTIFACT",
     "PULL_ARTIFACT",
     "DELETE_ARTIFACT",
@@ -17,6 +17,7 @@ pub const EVENT_TYPES: [&str; 9] = [
     "QUOTA_WARNING",
     "SCANNING_COMPLETED",
     "SCANNING_FAILED",
+    "SCANNING_STOPPED",
     "REPLICATION",
     "TAG_RETENTION",
 ];
@@ -156,7 +157,8 @@ pub fn apply(
                     FORMATS.join(" or ")
                 )));
             }
-            ssrf::check_address(&target.address, allow_private).map_err(|e| bad(format!("targets[{i}]: {e}")))?;
+            ssrf::check_address(&target.address, super::reach(allow_private))
+                .map_err(|e| bad(format!("targets[{i}]: {}", super::refusal_text(&e))))?;
             target.auth_header = match target.auth_header.filter(|h| !h.is_empty()) {
                 Some(header) => {
                     if !header.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {

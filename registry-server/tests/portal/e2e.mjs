@@ -269,6 +269,40 @@ try {
   await admin.getByRole('cell', { name: 'team/app/web:stable' }).first().waitFor();
   await shot(admin, '06-audit');
 
+  begin('scanning: a scanner registered, an image scanned, its report, and a project that refuses vulnerable images');
+  await admin.goto(`${base}/#/scanners`);
+  await admin.getByText('No scanner yet').waitFor();
+  await admin.getByRole('button', { name: 'Add scanner' }).click();
+  const scannerDialog = admin.getByRole('dialog');
+  await scannerDialog.getByLabel('Name', { exact: true }).fill('fixture');
+  await scannerDialog.getByLabel('Adapter URL').fill(process.env.SCANNER_URL);
+  await scannerDialog.getByRole('button', { name: 'Test connection' }).click();
+  await admin.getByText('Reached Fixture 1.0').waitFor();
+  await scannerDialog.getByRole('button', { name: 'Add', exact: true }).click();
+  await admin.getByText('Added fixture').waitFor();
+  await admin.locator('tbody tr', { hasText: 'fixture' }).getByText('Healthy').waitFor();
+  await admin.locator('tbody tr', { hasText: 'fixture' }).getByText('Default').waitFor();
+  await shot(admin, '06f-scanners');
+  await admin.goto(`${base}/#/projects/team/repositories/app%2Fweb`);
+  await admin.locator('tbody tr').first().getByRole('button', { name: /^Scan / }).click();
+  await admin.locator('tbody tr').first().getByRole('button', { name: /^Vulnerabilities of / }).click();
+  await admin.getByRole('dialog').getByRole('link', { name: 'CVE-2026-0001' }).waitFor();
+  await admin.getByRole('dialog').getByText('High', { exact: true }).first().waitFor();
+  await shot(admin, '06g-vulnerabilities');
+  await admin.getByRole('button', { name: 'Close' }).click();
+  await admin.goto(`${base}/#/projects/team/configuration`);
+  await admin.getByLabel('Prevent vulnerable images from being pulled').check();
+  await admin.getByLabel('Prevent pulling images with vulnerabilities of this severity or higher').selectOption('high');
+  await admin.getByRole('button', { name: 'Save security settings' }).click();
+  await admin.getByText('Saved the security settings').waitFor();
+  await shot(admin, '06h-security');
+  const vulnerable = runFailing('skopeo', ['inspect', '--tls-verify=false', '--creds', `admin:${process.env.ADMIN_PASSWORD}`,
+    `docker://${host}/team/app/web:v1`]);
+  assert.ok(vulnerable.includes('prevents pulling images with vulnerabilities of severity High'), `the refusal says why: ${vulnerable}`);
+  await admin.getByLabel('Prevent vulnerable images from being pulled').uncheck();
+  await admin.getByRole('button', { name: 'Save security settings' }).click();
+  await admin.getByText('Saved the security settings').waitFor();
+
   begin('garbage collection: a dry run');
   await admin.goto(`${base}/#/gc`);
   await admin.getByRole('button', { name: 'Dry run' }).click();

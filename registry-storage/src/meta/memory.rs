@@ -17,6 +17,7 @@ use crate::immutable::Protection;
 use crate::jobs::{Heartbeat, Job, JobCount, JobFilter, JobOutcome, JobQueue, JobTable, JobUpdate, KindLimit, NewJob};
 use crate::policies::{PolicyRecord, PolicyStore, PolicyTable};
 use crate::quota::{Change, Changes, Holding, Quota, QuotaStore, project_of};
+use crate::reports::{ReportStore, ReportTable, ScanReport};
 use registry_core::{Digest, RepositoryName, SharedClock, Tag};
 
 use super::{GcLink, Holder, ManifestEntry, ManifestRecord, MetadataStore, Page, Pulls, UploadRecord};
@@ -57,6 +58,8 @@ struct State {
     jobs: JobTable,
     /// The policies.
     policies: PolicyTable,
+    /// The scan reports.
+    reports: ReportTable,
     /// (repository, digest) -> pulls.
     pulls: BTreeMap<RepoKey, Pulls>,
     /// (project, digest) -> its size and holders inside the project.
@@ -798,6 +801,30 @@ impl PolicyStore for MemoryMetadataStore {
     async fn import_policy(&self, policy: &PolicyRecord) -> Result<()> {
         self.lock().policies.import(policy);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ReportStore for MemoryMetadataStore {
+    async fn put_report(&self, report: &ScanReport, replaces: Option<&str>, events: &[Event]) -> Result<bool> {
+        let mut state = self.lock();
+        let stored = state.reports.put(report, replaces);
+        if stored {
+            state.record(events);
+        }
+        Ok(stored)
+    }
+
+    async fn reports(&self, digest: &Digest) -> Result<Vec<ScanReport>> {
+        Ok(self.lock().reports.of(digest))
+    }
+
+    async fn delete_reports(&self, digest: &Digest) -> Result<u64> {
+        Ok(self.lock().reports.delete(digest))
+    }
+
+    async fn reports_after(&self, after: Option<&(Digest, String, String)>, limit: usize) -> Result<Vec<ScanReport>> {
+        Ok(self.lock().reports.after(after, limit))
     }
 }
 

@@ -581,6 +581,38 @@ impl<S: MetadataStore> crate::policies::PolicyStore for FaultyMetadataStore<S> {
 }
 
 #[async_trait]
+impl<S: MetadataStore> crate::reports::ReportStore for FaultyMetadataStore<S> {
+    async fn put_report(
+        &self,
+        report: &crate::reports::ScanReport,
+        replaces: Option<&str>,
+        events: &[Event],
+    ) -> Result<bool> {
+        self.write()?;
+        self.inner.put_report(report, replaces, events).await
+    }
+
+    async fn reports(&self, digest: &Digest) -> Result<Vec<crate::reports::ScanReport>> {
+        self.read()?;
+        self.inner.reports(digest).await
+    }
+
+    async fn delete_reports(&self, digest: &Digest) -> Result<u64> {
+        self.write()?;
+        self.inner.delete_reports(digest).await
+    }
+
+    async fn reports_after(
+        &self,
+        after: Option<&(Digest, String, String)>,
+        limit: usize,
+    ) -> Result<Vec<crate::reports::ScanReport>> {
+        self.read()?;
+        self.inner.reports_after(after, limit).await
+    }
+}
+
+#[async_trait]
 impl<S: MetadataStore> QuotaStore for FaultyMetadataStore<S> {
     async fn quota(&self, project: &str) -> Result<Option<Quota>> {
         self.read()?;
