@@ -6,7 +6,7 @@
 //! `REGISTRY_TEST_PYTHON` at its interpreter.
 
 use registry_http::TestRegistry;
-use testkit::run;
+use testkit::{client, push_image_as, run, token};
 
 fn python() -> String {
     std::env::var("REGISTRY_TEST_PYTHON").unwrap_or_else(|_| {
@@ -21,12 +21,19 @@ async fn harborapi_scripts_work_against_this_registry() {
     let accounts = reg.accounts().expect("accounts");
     accounts.add_user("admin", "Admin-Password-1", true).await.expect("admin");
     accounts.create_project("library", true).await.expect("library");
+    // An image with a cosign signature (by the tag scheme), and a scanner adapter.
+    let c = client();
+    let t = token(&c, &reg.url(), Some(("admin", "Admin-Password-1")), &["repository:library/signed:pull,push"]).await;
+    let (_, signed) = push_image_as(&c, &reg.url(), "library/signed", "v1", "signed", Some(&t)).await;
+    let signature_tag = format!("sha256-{}.sig", signed.hex());
+    push_image_as(&c, &reg.url(), "library/signed", &signature_tag, "signature", Some(&t)).await;
+    let scanner = testkit::scanner::FixtureScanner::start(None, false).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harbor/client.py");
     let python = python();
     assert!(
         std::path::Path::new(&python).exists(),
         "{python} is missing: run the README's test command (bash scripts/test.sh), which installs harborapi"
     );
-    let out = run(&python, &[script, &reg.url(), "admin", "Admin-Password-1"], &[]).await;
+    let out = run(&python, &[script, &reg.url(), "admin", "Admin-Password-1", scanner.url()], &[]).await;
     assert!(out.contains("every call answered as Harbor would"), "{out}");
 }

@@ -1,7 +1,10 @@
 """A Harbor user's script, run with the `harborapi` client library from PyPI against this
 registry: every call must succeed and read back what Harbor would answer.
 
-Usage: client.py URL ADMIN_USER ADMIN_PASSWORD
+Usage: client.py URL ADMIN_USER ADMIN_PASSWORD SCANNER_URL
+
+The caller pushed `library/signed:v1` with a cosign signature (`sha256-<hex>.sig`) and runs a
+scanner adapter at SCANNER_URL.
 """
 
 import asyncio
@@ -10,6 +13,12 @@ import sys
 from harborapi import HarborAsyncClient
 from harborapi.models import (
     Access,
+    CVEAllowlist,
+    CVEAllowlistItem,
+    ScannerRegistrationReq,
+    ScannerRegistrationSettings,
+    Schedule,
+    ScheduleObj,
     ImmutableRule,
     ImmutableSelector,
     Label,
@@ -28,7 +37,59 @@ from harborapi.models import (
 )
 
 
-async def main(url: str, user: str, password: str) -> None:
+async def scanning(admin: HarborAsyncClient, scanner_url: str) -> None:
+    """Scanners, a scan and its report, accessories, the allowlist, the scan of everything."""
+    await admin.ping_scanner_adapter(ScannerRegistrationSettings(name="ping", url=scanner_url))
+    await admin.create_scanner(ScannerRegistrationReq(name="pyscanner", url=scanner_url, description="fixture"))
+    scanners = await admin.get_scanners()
+    assert [s.name for s in scanners] == ["pyscanner"] and scanners[0].is_default, scanners
+    uuid = scanners[0].uuid
+    shown = await admin.get_scanner(uuid)
+    assert shown.health == "healthy" and shown.adapter == "Fixture", shown
+    metadata = await admin.get_scanner_metadata(uuid)
+    assert metadata.scanner.name == "Fixture", metadata
+    await admin.update_scanner(uuid, ScannerRegistrationReq(name="pyscanner", url=scanner_url, description="changed"))
+    assert (await admin.get_scanner(uuid)).description == "changed"
+    await admin.set_default_scanner(uuid)
+    await admin.set_project_scanner("library", uuid)
+    assert (await admin.get_project_scanner("library")).uuid == uuid
+    assert [c.uuid for c in await admin.get_project_scanner_candidates("library")] == [uuid]
+
+    await admin.scan_artifact("library", "signed", "v1")
+    for _ in range(500):
+        artifact = await admin.get_artifact("library", "signed", "v1", with_scan_overview=True)
+        overviews = (artifact.scan_overview.root if artifact.scan_overview else None) or {}
+        overview = overviews.get("application/vnd.security.vulnerability.report; version=1.1")
+        status = overview.scan_status if overview else None
+        if status == "Success":
+            break
+        await asyncio.sleep(0.02)
+    assert status == "Success", artifact.scan_overview
+    reports = await admin.get_artifact_vulnerability_reports("library", "signed", "v1")
+    report = reports.first()
+    assert report is not None and report.vulnerabilities[0].id == "CVE-2026-0001", reports
+    assert artifact.accessories and artifact.accessories[0].type == "signature.cosign", artifact.accessories
+    accessories = await admin.get_artifact_accessories("library", "signed", "v1")
+    assert [a.type for a in accessories] == ["signature.cosign"], accessories
+
+    await admin.update_cve_allowlist(CVEAllowlist(items=[CVEAllowlistItem(cve_id="CVE-2026-0001")]))
+    assert [i.cve_id for i in (await admin.get_cve_allowlist()).items] == ["CVE-2026-0001"]
+    await admin.update_scan_all_schedule(Schedule(schedule=ScheduleObj(type="Daily")))
+    kind = (await admin.get_scan_all_schedule()).schedule.type
+    assert getattr(kind, "value", kind) == "Daily", kind
+    await admin.create_scan_all_schedule(Schedule(schedule=ScheduleObj(type="Manual")))
+    for _ in range(500):
+        metrics = await admin.get_scan_all_metrics()
+        if metrics.total and not metrics.ongoing:
+            break
+        await asyncio.sleep(0.02)
+    assert metrics.total and metrics.completed == metrics.total, metrics
+    await admin.update_scan_all_schedule(Schedule(schedule=ScheduleObj(type="None")))
+    await admin.delete_scanner(uuid)
+    assert await admin.get_scanners() == []
+
+
+async def main(url: str, user: str, password: str, scanner_url: str) -> None:
     admin = HarborAsyncClient(url=f"{url}/api/v2.0", username=user, secret=password)
 
     assert await admin.ping() == "Pong"
@@ -173,6 +234,8 @@ async def main(url: str, user: str, password: str) -> None:
     assert statistics.total_project_count >= 2, statistics
     await admin.get_gc_jobs()
 
+    await scanning(admin, scanner_url)
+
     # Clean up.
     await admin.delete_robot(robot.id)
     await admin.remove_project_member("pyproj", developer[0].id)
@@ -183,4 +246,4 @@ async def main(url: str, user: str, password: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(*sys.argv[1:5]))
