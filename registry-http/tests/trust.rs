@@ -5,79 +5,13 @@
 //! that verify do (another key, another digest in the payload, a tampered payload are refused);
 //! notation signatures as referrers; the accessories endpoint lists them.
 
-use base64::Engine as _;
-use p256::ecdsa::signature::Signer as _;
-use p256::ecdsa::{Signature, SigningKey};
-use p256::pkcs8::EncodePublicKey;
 use registry_core::Digest;
 use registry_http::TestRegistry;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use testkit::cosign::{cosign, key, payload, pem, put_manifest, sign, signature_manifest};
 use testkit::harbor::Api;
 use testkit::*;
-
-const SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_slice(&[seed; 32]).expect("key")
-}
-
-fn pem(key: &SigningKey) -> String {
-    key.verifying_key().to_public_key_pem(p256::pkcs8::LineEnding::LF).expect("pem")
-}
-
-/// cosign's simple-signing payload for `digest`.
-fn payload(repo: &str, digest: &Digest) -> Vec<u8> {
-    json!({"critical": {"identity": {"docker-reference": repo}, "image": {"docker-manifest-digest": digest.to_string()},
-        "type": "cosign container image signature"}, "optional": null})
-    .to_string()
-    .into_bytes()
-}
-
-fn sign(key: &SigningKey, bytes: &[u8]) -> String {
-    let signature: Signature = key.sign(bytes);
-    base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes())
-}
-
-/// A cosign signature manifest over `payload` with `signature`; pushes its blobs; its bytes.
-async fn signature_manifest(
-    c: &reqwest::Client,
-    base: &str,
-    repo: &str,
-    t: &str,
-    payload: &[u8],
-    signature: &str,
-) -> String {
-    let config = push_blob_as(c, base, repo, b"{}", Some(t)).await;
-    let layer = push_blob_as(c, base, repo, payload, Some(t)).await;
-    json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": 2},
-        "layers": [{"mediaType": SIGNING, "digest": layer.to_string(), "size": payload.len(),
-            "annotations": {"dev.cosignproject.cosign/signature": signature}}],
-    })
-    .to_string()
-}
-
-async fn put_manifest(c: &reqwest::Client, base: &str, repo: &str, reference: &str, t: &str, body: &str) -> StatusCode {
-    c.put(format!("{base}/v2/{repo}/manifests/{reference}"))
-        .bearer_auth(t)
-        .header("content-type", OCI_MANIFEST)
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("put")
-        .status()
-}
-
-/// Signs `digest` of `repo` with `key` (cosign's tag scheme).
-async fn cosign(c: &reqwest::Client, base: &str, repo: &str, t: &str, digest: &Digest, key: &SigningKey) {
-    let p = payload(repo, digest);
-    let manifest = signature_manifest(c, base, repo, t, &p, &sign(key, &p)).await;
-    let tag = format!("sha256-{}.sig", digest.hex());
-    assert_eq!(put_manifest(c, base, repo, &tag, t, &manifest).await, StatusCode::CREATED);
-}
 
 async fn pull(c: &reqwest::Client, base: &str, repo: &str, reference: &str, t: &str) -> (StatusCode, Value) {
     let resp = c
@@ -263,7 +197,44 @@ async fn only_signed_artifacts_are_pulled_when_the_project_says_so() {
         StatusCode::CREATED
     );
     assert_eq!(pull(&c, &base, "team/app", "signed", &t).await.0, StatusCode::OK, "signed by notation");
+
+    // Deleting the subject through the distribution API takes its accessories along (Harbor's
+    // rule): the cosign signature's tag and the notation referrer are gone with it.
+    let cosign_tag = format!("sha256-{}.sig", signed.hex());
+    let sig_digest = head_digest(&c, &base, "team/app", &cosign_tag, &t).await.expect("the signature");
+    let deleted =
+        c.delete(format!("{base}/v2/team/app/manifests/{signed}")).bearer_auth(&t).send().await.expect("delete");
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    for gone in [cosign_tag, sig_digest.to_string(), notation_digest.to_string()] {
+        assert_eq!(head_digest(&c, &base, "team/app", &gone, &t).await, None, "{gone} outlived its subject");
+    }
+    let referrers: Value = c
+        .get(format!("{base}/v2/team/app/referrers/{signed}"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("referrers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(referrers["manifests"], json!([]), "{referrers}");
     reg.stop().await;
+}
+
+/// The digest `reference` names in `repo`, if it names one.
+async fn head_digest(c: &reqwest::Client, base: &str, repo: &str, reference: &str, t: &str) -> Option<Digest> {
+    let resp = c
+        .head(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .bearer_auth(t)
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .expect("head");
+    if resp.status() == StatusCode::NOT_FOUND {
+        return None;
+    }
+    let digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(Digest::parse);
+    Some(digest.expect("a digest header").expect("a digest"))
 }
 
 fn as_guest(reg: &TestRegistry) -> Api {

@@ -119,12 +119,49 @@ pub struct ContentTrust {
     accounts: Accounts,
     /// (signature manifest, subject, key set) -> whether it verifies.
     verified: quick_cache::sync::Cache<(Digest, Digest, Digest), bool>,
+    /// Project id -> its trusted keys parsed, and when they were read (trusted for [`KEYS_TTL`]).
+    keys: quick_cache::sync::Cache<u64, (std::time::Instant, Arc<ProjectKeys>)>,
+}
+
+/// How long a project's trusted keys, once read, are used before they are read again (other
+/// replicas' changes show within it; this replica's at once, see [`ContentTrust::forget_keys`]).
+pub const KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A project's trusted keys, parsed, and the digest naming the set (the verification cache's key).
+struct ProjectKeys {
+    verifying: Vec<VerifyingKey>,
+    set: Digest,
 }
 
 impl ContentTrust {
     /// Content trust over these stores.
     pub fn new(meta: Arc<dyn MetadataStore>, blobs: Arc<dyn BlobStore>, accounts: Accounts) -> Arc<ContentTrust> {
-        Arc::new(ContentTrust { meta, blobs, accounts, verified: quick_cache::sync::Cache::new(16 * 1024) })
+        Arc::new(ContentTrust {
+            meta,
+            blobs,
+            accounts,
+            verified: quick_cache::sync::Cache::new(16 * 1024),
+            keys: quick_cache::sync::Cache::new(4 * 1024),
+        })
+    }
+
+    /// Forgets the keys read of project `project_id` (they were just changed).
+    pub fn forget_keys(&self, project_id: u64) {
+        self.keys.remove(&project_id);
+    }
+
+    /// The trusted keys of project `project_id`, parsed (cached).
+    async fn project_keys(&self, project_id: u64) -> Result<Arc<ProjectKeys>> {
+        if let Some((at, keys)) = self.keys.get(&project_id)
+            && at.elapsed() < KEYS_TTL
+        {
+            return Ok(keys);
+        }
+        let keys = keys_of(&*self.meta, project_id).await?.1;
+        let parsed =
+            Arc::new(ProjectKeys { verifying: keys.keys(), set: Digest::sha256_of(keys.cosign.join("\n").as_bytes()) });
+        self.keys.insert(project_id, (std::time::Instant::now(), parsed.clone()));
+        Ok(parsed)
     }
 
     async fn read(&self, digest: &Digest, limit: u64) -> Result<Option<Vec<u8>>> {
@@ -248,15 +285,17 @@ impl PullPolicies for ContentTrust {
         if !need.cosign && !need.notation {
             return Ok(());
         }
-        let keys = if need.cosign { keys_of(&*self.meta, project.id).await?.1 } else { TrustedKeys::default() };
-        let set = Digest::sha256_of(keys.cosign.join("\n").as_bytes());
-        let verifying = keys.keys();
-        if self.signed(repository, &record.digest, need, &verifying, &set).await? {
+        let keys = match need.cosign {
+            true => self.project_keys(project.id).await?,
+            false => Arc::new(ProjectKeys { verifying: Vec::new(), set: Digest::sha256_of(b"") }),
+        };
+        let (verifying, set) = (&keys.verifying, &keys.set);
+        if self.signed(repository, &record.digest, need, verifying, set).await? {
             return Ok(());
         }
         // A child of a signed index is signed by it.
         for parent in self.meta.referencing(repository, &record.digest).await? {
-            if self.signed(repository, &parent, need, &verifying, &set).await? {
+            if self.signed(repository, &parent, need, verifying, set).await? {
                 return Ok(());
             }
         }

@@ -86,6 +86,8 @@ pub(crate) struct HotReads {
     tags: Cached<Digest>,
     manifests: Cached<ManifestRecord>,
     blob_links: Cached<u64>,
+    /// (repository, subject) -> its referrers (what content trust asks at every pull).
+    referrers: Cached<Vec<ManifestRecord>>,
 }
 
 impl HotReads {
@@ -97,6 +99,7 @@ impl HotReads {
             stat("tags", self.tags.hits_and_misses()),
             stat("manifests", self.manifests.hits_and_misses()),
             stat("blob_links", self.blob_links.hits_and_misses()),
+            stat("referrers", self.referrers.hits_and_misses()),
         ]
     }
 }
@@ -108,6 +111,7 @@ impl Default for HotReads {
             tags: Cached::new(16 << 10),
             manifests: Cached::new(8 << 10),
             blob_links: Cached::new(16 << 10),
+            referrers: Cached::new(8 << 10),
         }
     }
 }
@@ -119,6 +123,7 @@ impl HotReads {
         self.tags.clear();
         self.manifests.clear();
         self.blob_links.clear();
+        self.referrers.clear();
     }
 }
 
@@ -611,6 +616,7 @@ impl MetadataStore for RedbStore {
         let value = encode(record)?;
         let tag = tag.map(|t| t.to_string());
         let (manifest_key, tag_key) = (key(&[&repo, &digest]), tag.as_ref().map(|t| key(&[&repo, t])));
+        let referrers_key = subject.as_ref().map(|subject| key(&[&repo, subject]));
         let invalidate = (manifest_key.clone(), tag_key.clone());
         let result = self
             .db
@@ -674,6 +680,9 @@ impl MetadataStore for RedbStore {
             if let Some(k) = &tag_key {
                 hot.tags.invalidate(k);
             }
+            if let Some(k) = &referrers_key {
+                hot.referrers.invalidate(k);
+            }
         });
         result
     }
@@ -724,6 +733,7 @@ impl MetadataStore for RedbStore {
         self.changed(|hot| {
             hot.manifests.invalidate(&manifest_key);
             hot.tags.clear();
+            hot.referrers.clear();
         });
         result
     }
@@ -892,23 +902,28 @@ impl MetadataStore for RedbStore {
     }
 
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
-        let (repo, subject) = (repository.to_string(), subject.to_string());
-        self.db
-            .read(move |txn| {
-                let refs = txn.open_table(REFERRERS).map_err(db_err)?;
-                let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
-                let (start, end) = prefix_range(&key(&[&repo, &subject]));
-                let mut out = Vec::new();
-                for item in refs.range::<&str>(start.as_str()..end.as_str()).map_err(db_err)? {
-                    let (k, _) = item.map_err(db_err)?;
-                    let referrer = &k.value()[start.len()..];
-                    if let Some(v) = manifests.get(key(&[&repo, referrer]).as_str()).map_err(db_err)? {
-                        out.push(decode(v.value())?);
+        let repo = repository.to_string();
+        let found = self
+            .cached(
+                |hot| &hot.referrers,
+                key(&[&repo, &subject.to_string()]),
+                move |txn, prefix| {
+                    let refs = txn.open_table(REFERRERS).map_err(db_err)?;
+                    let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+                    let (start, end) = prefix_range(prefix);
+                    let mut out = Vec::new();
+                    for item in refs.range::<&str>(start.as_str()..end.as_str()).map_err(db_err)? {
+                        let (k, _) = item.map_err(db_err)?;
+                        let referrer = &k.value()[start.len()..];
+                        if let Some(v) = manifests.get(key(&[&repo, referrer]).as_str()).map_err(db_err)? {
+                            out.push(decode(v.value())?);
+                        }
                     }
-                }
-                Ok(out)
-            })
-            .await
+                    Ok(Some(out))
+                },
+            )
+            .await?;
+        Ok(found.unwrap_or_default())
     }
 
     async fn manifests(
@@ -1017,6 +1032,7 @@ impl MetadataStore for RedbStore {
             for k in &keys {
                 hot.manifests.invalidate(k);
             }
+            hot.referrers.clear();
         });
         result
     }

@@ -125,6 +125,8 @@ pub struct Registry {
     protections: Option<Arc<dyn crate::immutable::Protections>>,
     /// What a pull must satisfy (none: everything may be pulled).
     pull_policies: Vec<Arc<dyn crate::pull_policy::PullPolicies>>,
+    /// Whether deleting a manifest deletes its accessories (Harbor's rule; off: distribution's).
+    delete_accessories: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -150,7 +152,17 @@ impl Registry {
             clock: registry_core::time::system_clock(),
             protections: None,
             pull_policies: Vec::new(),
+            delete_accessories: false,
         }
+    }
+
+    /// The same engine deleting, with a manifest deleted by digest, its accessories: its
+    /// referrers and the manifests tagged `sha256-<hex>.sig`, `.att` or `.sbom` after it
+    /// (cosign's tag scheme), and theirs in turn — as Harbor does. Off by default (distribution
+    /// keeps them).
+    pub fn with_accessory_deletion(mut self, delete: bool) -> Registry {
+        self.delete_accessories = delete;
+        self
     }
 
     /// The same engine also asking `policies` before it serves a pulled manifest (see
@@ -736,7 +748,11 @@ impl Registry {
             Reference::Digest(d) => {
                 let resource = recorder::deleted(repository, Some(d), None);
                 let event = Event::new(now, operator.clone(), EventAction::DeleteArtifact, resource);
-                self.meta.delete_manifest(repository, d, &protection, &[event]).await?
+                let deleted = self.meta.delete_manifest(repository, d, &protection, &[event]).await?;
+                if deleted && self.delete_accessories {
+                    self.delete_accessories_of(repository, d, &protection, operator).await;
+                }
+                deleted
             }
             Reference::Tag(t) => {
                 let resource = recorder::deleted(repository, None, Some(t));
@@ -745,6 +761,62 @@ impl Registry {
             }
         };
         if deleted { Ok(()) } else { Err(Error::ManifestUnknown { reference: reference.to_string() }) }
+    }
+
+    /// Deletes what belonged to the deleted manifest `subject` (see
+    /// [`Registry::with_accessory_deletion`]), depth first. The subject is gone already: an
+    /// accessory that cannot go (an immutable tag, a store failure) is logged and left to garbage
+    /// collection, which deletes referrers whose subject is gone.
+    async fn delete_accessories_of(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        protection: &Protection,
+        operator: &Operator,
+    ) {
+        /// Accessories of accessories (a signature of an SBOM) are followed this deep.
+        const DEPTH: usize = 4;
+        let mut todo = vec![(subject.clone(), 0)];
+        while let Some((subject, depth)) = todo.pop() {
+            let found = match self.accessories(repository, &subject).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(%repository, %subject, error = %e, "listing a deleted manifest's accessories");
+                    continue;
+                }
+            };
+            for accessory in found {
+                let resource = recorder::deleted(repository, Some(&accessory), None);
+                let event =
+                    Event::new(self.clock.now_millis(), operator.clone(), EventAction::DeleteArtifact, resource);
+                match self.meta.delete_manifest(repository, &accessory, protection, &[event]).await {
+                    Ok(true) if depth + 1 < DEPTH => todo.push((accessory, depth + 1)),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(%repository, %subject, %accessory, error = %e, "deleting an accessory")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The digests of `subject`'s accessories: its referrers and what cosign's tags name.
+    async fn accessories(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<Digest>> {
+        let mut found: Vec<Digest> =
+            self.meta.referrers(repository, subject).await?.into_iter().map(|r| r.digest).collect();
+        for suffix in ["sig", "att", "sbom"] {
+            let Ok(tag) = registry_core::Tag::parse(&format!("{}-{}.{suffix}", subject.algorithm(), subject.hex()))
+            else {
+                continue;
+            };
+            if let Some(digest) = self.meta.resolve_tag(repository, &tag).await?
+                && !found.contains(&digest)
+                && &digest != subject
+            {
+                found.push(digest);
+            }
+        }
+        Ok(found)
     }
 
     /// Points `tag` at the manifest `digest` of the repository (the management API's "add tag"),

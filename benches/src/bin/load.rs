@@ -6,7 +6,8 @@
 //!
 //! `load ha [runs]`: the replicated shape instead (see `load/ha.rs`); `load soak [seconds]`: the
 //! sustained mixed load (see `load/soak.rs`); `load governance [runs]`: quotas and immutability
-//! on versus off (see `load/governance.rs`).
+//! on versus off (see `load/governance.rs`); `load pull-policies [runs]`: content trust and
+//! vulnerability prevention on versus off (see `load/pull_policies.rs`).
 //!
 //! Prints one table: workload | ours | distribution | ours/distribution | ours/limit, each the median
 //! of `runs` (default 3) with the spread (min–max). Compare ratios from one run, never absolute
@@ -32,6 +33,8 @@ use tokio::process::{Child, Command};
 mod governance;
 #[path = "load/ha.rs"]
 mod ha;
+#[path = "load/pull_policies.rs"]
+mod pull_policies;
 #[path = "load/soak.rs"]
 mod soak;
 
@@ -572,6 +575,10 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("events") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
         return pull_events(&binary, runs).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("pull-policies") {
+        let runs = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(3);
+        return pull_policies::run(&binary, runs).await;
     }
     if std::env::args().nth(1).as_deref() == Some("governance") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);

@@ -85,6 +85,9 @@ pub(crate) struct Api {
     /// The key secrets at rest are sealed with (webhooks' headers and signing secrets).
     #[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
     pub(crate) secret_key: Option<registry_auth::SecretKey>,
+    /// Content trust, when this server keeps Harbor's accounts (its cached keys are forgotten
+    /// when they change).
+    pub(crate) trust: Option<Arc<registry_platform::trust::ContentTrust>>,
     /// Scanning, when this server scans.
     #[cfg(feature = "scanning")]
     pub(crate) scanning: Option<Arc<registry_platform::scan::jobs::Scanning>>,

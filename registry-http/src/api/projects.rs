@@ -402,5 +402,8 @@ pub(crate) async fn set_trusted_keys(api: Arc<Api>, call: ApiCall) -> ApiResult 
     let event =
         registry_core::event::Event::new(api.registry.clock().now_millis(), call.operator.clone(), action, resource);
     meta.put_policy(&keys.record(id, project.id), &[event]).await?;
+    if let Some(trust) = &api.trust {
+        trust.forget_keys(project.id);
+    }
     Ok(status_only(StatusCode::OK))
 }

@@ -120,18 +120,23 @@ impl RegistryBuilder {
         // before a pull.
         #[cfg(feature = "scanning")]
         let scan_cache = registry_platform::scan::cache::ScanCache::new(registry.metadata_store().clone());
-        let registry = match &accounts {
-            Some(accounts) => {
+        let trust = accounts.as_ref().map(|accounts| {
+            registry_platform::trust::ContentTrust::new(
+                registry.metadata_store().clone(),
+                registry.blob_store().clone(),
+                accounts.clone(),
+            )
+        });
+        let registry = match (&accounts, &trust) {
+            (Some(accounts), Some(trust)) => {
                 let rules = registry_platform::immutability::ProjectRules::new(
                     registry.metadata_store().clone(),
                     accounts.clone(),
                 );
-                let trust = registry_platform::trust::ContentTrust::new(
-                    registry.metadata_store().clone(),
-                    registry.blob_store().clone(),
-                    accounts.clone(),
-                );
-                let registry = registry.with_protections(rules).with_pull_policies(trust);
+                // Harbor's rules: immutable tags, pull policies, and a deleted artifact takes its
+                // accessories along on every path (the API, `DELETE /v2/…/manifests/<digest>`).
+                let registry =
+                    registry.with_protections(rules).with_pull_policies(trust.clone()).with_accessory_deletion(true);
                 #[cfg(feature = "scanning")]
                 let clock = registry.clock().clone();
                 #[cfg(feature = "scanning")]
@@ -142,7 +147,7 @@ impl RegistryBuilder {
                 ));
                 registry
             }
-            None => registry,
+            _ => registry,
         };
         let realm_default = format!("{base}{}{TOKEN_PATH}", self.prefix);
         let mut token_key = None;
@@ -267,6 +272,7 @@ impl RegistryBuilder {
                     auth_mode: if accounts.is_some() { "db_auth".into() } else { "custom".into() },
                 },
                 secret_key: Some(secret_key.clone()),
+                trust: trust.clone(),
                 #[cfg(feature = "scanning")]
                 scanning: scanning.clone(),
             })

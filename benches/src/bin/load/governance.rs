@@ -16,7 +16,7 @@ use super::{
 };
 
 /// A management API call as the admin; its status.
-async fn admin(c: &mut Conn, method: &str, path: &str, body: serde_json::Value) -> anyhow::Result<u16> {
+pub(crate) async fn admin(c: &mut Conn, method: &str, path: &str, body: serde_json::Value) -> anyhow::Result<u16> {
     use base64::Engine as _;
     let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("admin:load-test-password"));
     let headers = [("authorization", basic.as_str()), ("content-type", "application/json")];
@@ -59,6 +59,28 @@ async fn tag_pushes(s: &super::Server, count: usize) -> anyhow::Result<f64> {
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
+/// 10 s of manifest GETs of `library/small` by tag over 64 connections: requests per second and
+/// the server's CPU microseconds per request.
+pub(crate) async fn measured_gets(server: &super::Server) -> anyhow::Result<(f64, f64)> {
+    let pid = server.pid().context("pid")?;
+    let before = cpu_secs(pid);
+    let (rps, _) = manifest_load(server, "library/small", 64, Duration::from_secs(10)).await?;
+    let used = cpu_secs(pid) - before;
+    Ok((rps, used * 1e6 / (rps * 10.0)))
+}
+
+/// The table rows of [`measured_gets`] off (`[0]`) and on (`[1]`).
+pub(crate) fn print_gets(rates: &[Vec<f64>; 2], cpu: &[Vec<f64>; 2]) {
+    let pct = |v: &[Vec<f64>; 2]| median_spread(&v[1]).0 / median_spread(&v[0]).0 * 100.0;
+    println!(
+        "| manifest GET by tag, wrk 64 conns, 10 s, req/s | {} | {} | {:.0}% |",
+        cell(&rates[0]),
+        cell(&rates[1]),
+        pct(rates)
+    );
+    println!("| server CPU µs per manifest GET | {} | {} | {:.0}% |", cell(&cpu[0]), cell(&cpu[1]), pct(cpu));
+}
+
 pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
     let work = tempfile::Builder::new().prefix("registry-governance-").tempdir_in(std::env::temp_dir())?;
     let mut rates: [Vec<f64>; 2] = Default::default();
@@ -74,18 +96,14 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
                 govern(&mut Conn::open(server.addr).await?).await?;
             }
             push_small_image(&server, "library/small").await?;
-            let pid = server.pid().context("pid")?;
-            let before = cpu_secs(pid);
-            let (rps, _) = manifest_load(&server, "library/small", 64, Duration::from_secs(10)).await?;
-            let used = cpu_secs(pid) - before;
+            let (rps, per_get) = measured_gets(&server).await?;
             rates[i].push(rps);
-            cpu[i].push(used * 1e6 / (rps * 10.0));
+            cpu[i].push(per_get);
             blobs[i].push(small_pushes(&server, "library/load", 200, 32, run as u64 + 1).await?);
             tags[i].push(tag_pushes(&server, 200).await?);
             eprintln!(
-                "  run {run}, quota and rule {}: {rps:.0} req/s, {:.1} CPU µs/req, {:.0} blob pushes/s, {:.0} tag pushes/s",
+                "  run {run}, quota and rule {}: {rps:.0} req/s, {per_get:.1} CPU µs/req, {:.0} blob pushes/s, {:.0} tag pushes/s",
                 if on { "on" } else { "off" },
-                used * 1e6 / (rps * 10.0),
                 blobs[i].last().copied().unwrap_or(0.0),
                 tags[i].last().copied().unwrap_or(0.0)
             );
@@ -95,13 +113,7 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
     let pct = |v: &[Vec<f64>; 2]| median_spread(&v[1]).0 / median_spread(&v[0]).0 * 100.0;
     println!("| token auth, embedded default | off (no limit, no rule) | on (limit + immutability rule) | on/off |");
     println!("|---|---|---|---|");
-    println!(
-        "| manifest GET by tag, wrk 64 conns, 10 s, req/s | {} | {} | {:.0}% |",
-        cell(&rates[0]),
-        cell(&rates[1]),
-        pct(&rates)
-    );
-    println!("| server CPU µs per manifest GET | {} | {} | |", cell(&cpu[0]), cell(&cpu[1]));
+    print_gets(&rates, &cpu);
     println!(
         "| 200 blob pushes of 64 KiB over 32 conns, pushes/s | {} | {} | {:.0}% |",
         cell(&blobs[0]),
