@@ -57,6 +57,22 @@ async fn scanned(api: &Api, repo: &str, reference: &str) -> Value {
     panic!("the scan of {repo}:{reference} did not end")
 }
 
+/// The SBOM overview of `reference` once its SBOM generation has ended.
+async fn sbom_made(api: &Api, repo: &str, reference: &str) -> Value {
+    let path = format!("/projects/team/repositories/{repo}/artifacts/{reference}?with_sbom_overview=true");
+    for _ in 0..1500 {
+        let a = api.get(&path).await.expect(StatusCode::OK, None);
+        let overview = &a.body["sbom_overview"];
+        if let Some(status) = overview["scan_status"].as_str()
+            && !matches!(status, "Pending" | "Running")
+        {
+            return overview.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the SBOM generation of {repo}:{reference} did not end")
+}
+
 async fn pull(reg: &TestRegistry, repo: &str, reference: &str, creds: (&str, &str)) -> (StatusCode, String) {
     let c = client();
     let base = reg.url();
@@ -202,9 +218,6 @@ async fn scans_hand_out_a_narrow_credential_and_keep_the_report() {
         .post("/projects/team/repositories/app/artifacts/v1/scan", json!({}))
         .await
         .expect(StatusCode::FORBIDDEN, None);
-    dev.post("/projects/team/repositories/app/artifacts/v1/scan", json!({"scan_type": "sbom"}))
-        .await
-        .expect(StatusCode::UNPROCESSABLE_ENTITY, None);
     dev.post("/projects/team/repositories/app/artifacts/v1/scan", json!({"scan_type": "malware"}))
         .await
         .expect(StatusCode::BAD_REQUEST, None);
@@ -558,5 +571,102 @@ async fn pushes_are_scanned_in_auto_scan_projects_and_everything_on_request() {
     assert!(metrics.body["metrics"]["Success"].as_u64().unwrap_or(0) >= 2, "{}", metrics.body);
     assert_eq!(metrics.body["trigger"], "Manual");
     admin.post("/system/scanAll/stop", json!({})).await.expect(StatusCode::BAD_REQUEST, None);
+    reg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sboms_are_generated_by_the_scanner_and_kept_as_accessories() {
+    let reg = start(Duration::from_secs(60)).await;
+    let admin = Api::new(&reg, Some(ADMIN));
+    let dev = Api::new(&reg, Some(("dev", "password1")));
+    let guest = Api::new(&reg, Some(("guest", "password1")));
+    let digest = push(&reg, "team/app", "v1", "one").await;
+    let fixture = FixtureScanner::start(None, false).await;
+    register(&admin, "fixture", &fixture).await;
+    guest
+        .post("/projects/team/repositories/app/artifacts/v1/scan", json!({"scan_type": "sbom"}))
+        .await
+        .expect(StatusCode::FORBIDDEN, None);
+
+    // On request: the scanner's SBOM becomes an accessory of the image.
+    dev.post("/projects/team/repositories/app/artifacts/v1/scan", json!({"scan_type": "sbom"}))
+        .await
+        .expect(StatusCode::ACCEPTED, None);
+    let overview = sbom_made(&guest, "app", "v1").await;
+    assert_eq!(overview["scan_status"], "Success", "{overview}");
+    assert_eq!(overview["scanner"]["name"], "Fixture");
+    let sbom = overview["sbom_digest"].as_str().expect("the SBOM's digest").to_owned();
+    let request = fixture.requests().pop().expect("a request");
+    assert_eq!(request.body["enabled_capabilities"][0]["type"], "sbom");
+    assert_eq!(request.pulled, 200, "the adapter pulled what it describes");
+    let (c, base) = (client(), reg.url());
+    let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull"]).await;
+    let referrers = get_json(&c, &format!("{base}/v2/team/app/referrers/{digest}"), Some(&t)).await;
+    assert_eq!(referrers["manifests"].as_array().map(Vec::len), Some(1), "{referrers}");
+    assert_eq!(referrers["manifests"][0]["digest"], sbom.as_str());
+    assert_eq!(referrers["manifests"][0]["artifactType"], "application/vnd.goharbor.harbor.sbom.v1");
+    let manifest = get_json(&c, &format!("{base}/v2/team/app/manifests/{sbom}"), Some(&t)).await;
+    assert_eq!(manifest["subject"]["digest"], digest.to_string());
+    let layer = manifest["layers"][0]["digest"].as_str().expect("layer");
+    let document = get_json(&c, &format!("{base}/v2/team/app/blobs/{layer}"), Some(&t)).await;
+    assert_eq!(document["spdxVersion"], "SPDX-2.3");
+    let addition =
+        guest.get("/projects/team/repositories/app/artifacts/v1/additions/sbom").await.expect(StatusCode::OK, None);
+    assert_eq!(addition.body, document, "the addition is the SBOM itself");
+    guest
+        .get(&format!("/projects/team/repositories/app/artifacts/{sbom}/additions/sbom"))
+        .await
+        .expect(StatusCode::NOT_FOUND, None);
+    Api::new(&reg, Some(("outsider", "password1")))
+        .get("/projects/team/repositories/app/artifacts/v1/additions/sbom")
+        .await
+        .expect(StatusCode::FORBIDDEN, None);
+    let artifact = guest.get("/projects/team/repositories/app/artifacts/v1").await.expect(StatusCode::OK, None);
+    assert_eq!(artifact.body["accessories"][0]["type"], "sbom.harbor", "{}", artifact.body);
+    // An SBOM is not scanned itself.
+    dev.post(&format!("/projects/team/repositories/app/artifacts/{sbom}/scan"), json!({}))
+        .await
+        .expect(StatusCode::UNPROCESSABLE_ENTITY, None);
+
+    // Generated again: still one SBOM.
+    dev.post("/projects/team/repositories/app/artifacts/v1/scan", json!({"scan_type": "sbom"}))
+        .await
+        .expect(StatusCode::ACCEPTED, None);
+    assert_eq!(sbom_made(&guest, "app", "v1").await["scan_status"], "Success");
+    let listed = reg.registry().referrers(&"team/app".parse().expect("name"), &digest, None).await.expect("referrers");
+    assert_eq!(listed.len(), 1, "the earlier SBOM is replaced");
+
+    // A scanner without the capability fails the generation saying so; pulls go on.
+    fixture.without_sbom();
+    let other = push(&reg, "team/app", "v2", "two").await;
+    dev.post("/projects/team/repositories/app/artifacts/v2/scan", json!({"scan_type": "sbom"}))
+        .await
+        .expect(StatusCode::ACCEPTED, None);
+    let failed = sbom_made(&guest, "app", "v2").await;
+    assert_eq!(failed["scan_status"], "Error", "{failed}");
+    assert!(failed["error"].as_str().unwrap_or_default().contains("does not generate SBOMs"), "{failed}");
+    assert_eq!(pull(&reg, "team/app", &other.to_string(), ADMIN).await.0, StatusCode::OK);
+
+    // On push, in projects that ask for it.
+    let fixture = FixtureScanner::start(None, false).await;
+    let uuid = register(&admin, "with-sbom", &fixture).await;
+    admin.put("/projects/team/scanner", json!({"uuid": uuid})).await.expect(StatusCode::OK, None);
+    admin
+        .put("/projects/team", json!({"metadata": {"auto_sbom_generation": "true"}}))
+        .await
+        .expect(StatusCode::OK, None);
+    push(&reg, "team/app", "v3", "three").await;
+    assert_eq!(sbom_made(&guest, "app", "v3").await["scan_status"], "Success");
+
+    // Deleting the image deletes its SBOM.
+    admin.delete("/projects/team/repositories/app/artifacts/v1").await.expect(StatusCode::OK, None);
+    let gone = c
+        .head(format!("{base}/v2/team/app/manifests/{sbom}"))
+        .bearer_auth(&t)
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     reg.stop().await;
 }

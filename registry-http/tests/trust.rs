@@ -208,15 +208,7 @@ async fn only_signed_artifacts_are_pulled_when_the_project_says_so() {
     for gone in [cosign_tag, sig_digest.to_string(), notation_digest.to_string()] {
         assert_eq!(head_digest(&c, &base, "team/app", &gone, &t).await, None, "{gone} outlived its subject");
     }
-    let referrers: Value = c
-        .get(format!("{base}/v2/team/app/referrers/{signed}"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .expect("referrers")
-        .json()
-        .await
-        .expect("json");
+    let referrers = get_json(&c, &format!("{base}/v2/team/app/referrers/{signed}"), Some(&t)).await;
     assert_eq!(referrers["manifests"], json!([]), "{referrers}");
     reg.stop().await;
 }

@@ -491,5 +491,25 @@ async fn scans_and_pull_policies_hold_on_every_replica() {
         })
         .await;
     }
+
+    // An SBOM asked for on one replica is kept in the shared stores: another serves it.
+    let sbom = api(
+        2,
+        reqwest::Method::POST,
+        "/projects/secure/repositories/app/artifacts/v1/scan",
+        serde_json::json!({"scan_type": "sbom"}),
+    );
+    assert_eq!(sbom.await.expect("sbom").status(), StatusCode::ACCEPTED);
+    let path = "/projects/secure/repositories/app/artifacts/v1/additions/sbom";
+    let mut document = serde_json::Value::Null;
+    for _ in 0..500 {
+        let r = api(1, reqwest::Method::GET, path, serde_json::Value::Null).await.expect("sbom");
+        if r.status() == StatusCode::OK {
+            document = r.json().await.expect("json");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(document["spdxVersion"], "SPDX-2.3", "{document}");
     cluster.stop().await;
 }

@@ -115,6 +115,15 @@ pub async fn push_image_as(
     (manifest, digest)
 }
 
+/// GETs `url` (with a bearer token, and OCI manifests and indexes accepted) and reads its JSON body.
+pub async fn get_json(c: &Client, url: &str, token: Option<&str>) -> serde_json::Value {
+    let mut req = c.get(url).header("accept", format!("{OCI_MANIFEST}, {OCI_INDEX}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.expect("get").json().await.expect("a JSON body")
+}
+
 /// Sends a raw HTTP/1.1 request (path exactly as given, no client-side normalization) and returns
 /// the status code and the body.
 pub async fn raw_request(reg: &TestRegistry, method: &str, path: &str) -> (u16, String) {

@@ -48,10 +48,23 @@ struct State {
     /// Digest -> findings (others: the default findings).
     findings: HashMap<String, Vec<Finding>>,
     default_findings: Vec<Finding>,
-    /// Scan id -> (digest, reports asked so far, pull error).
-    scans: HashMap<String, (String, u32, Option<String>)>,
+    /// Scan id -> the scan.
+    scans: HashMap<String, Scan>,
+    /// Whether its metadata leaves out the `sbom` capability.
+    no_sbom: bool,
     requests: Vec<ScanRequest>,
     next: u64,
+}
+
+/// A scan it was asked for.
+#[derive(Clone)]
+struct Scan {
+    digest: String,
+    /// Reports asked for so far.
+    asked: u32,
+    pull_error: Option<String>,
+    /// Whether it makes an SBOM.
+    sbom: bool,
 }
 
 /// The adapter.
@@ -110,6 +123,11 @@ impl FixtureScanner {
         self.state.lock().expect("state").findings.insert(digest.to_owned(), findings);
     }
 
+    /// Leaves the `sbom` capability out of its metadata (an adapter before v1.2).
+    pub fn without_sbom(&self) {
+        self.state.lock().expect("state").no_sbom = true;
+    }
+
     /// The scan requests it got so far.
     pub fn requests(&self) -> Vec<ScanRequest> {
         self.state.lock().expect("state").requests.clone()
@@ -143,6 +161,9 @@ fn error(status: u16, message: &str) -> hyper::Response<Full<Bytes>> {
 }
 
 const REPORT: &str = "application/vnd.security.vulnerability.report; version=1.1";
+const SBOM_REPORT: &str = "application/vnd.security.sbom.report+json; version=1.0";
+const IMAGES: [&str; 2] =
+    ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
 
 async fn answer(
     req: hyper::Request<hyper::body::Incoming>,
@@ -156,6 +177,7 @@ async fn answer(
         return error(401, "a valid X-ScannerAdapter-API-Key is required");
     }
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
     let method = req.method().clone();
     let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
     let behaviour = state.lock().expect("state").behaviour.clone().unwrap_or(Behaviour::Normal);
@@ -165,13 +187,16 @@ async fn answer(
             if bearer {
                 properties["harbor.scanner-adapter/registry-authorization-type"] = json!("Bearer");
             }
+            let mut capabilities =
+                vec![json!({"type": "vulnerability", "consumes_mime_types": IMAGES, "produces_mime_types": [REPORT]})];
+            if !state.lock().expect("state").no_sbom {
+                capabilities.push(json!({"type": "sbom", "consumes_mime_types": IMAGES,
+                    "produces_mime_types": [SBOM_REPORT],
+                    "additional_attributes": {"sbom_media_types": ["application/spdx+json"]}}));
+            }
             let metadata = json!({
                 "scanner": {"name": "Fixture", "vendor": "registry tests", "version": "1.0"},
-                "capabilities": [{
-                    "type": "vulnerability",
-                    "consumes_mime_types": ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"],
-                    "produces_mime_types": [REPORT],
-                }],
+                "capabilities": capabilities,
                 "properties": properties,
             });
             respond(200, "application/vnd.scanner.adapter.metadata+json; version=1.1", metadata.to_string())
@@ -183,10 +208,11 @@ async fn answer(
             let Ok(request) = serde_json::from_slice::<Value>(&body) else { return error(400, "not JSON") };
             let (pulled, pull_error) = pull(&request).await;
             let digest = request["artifact"]["digest"].as_str().unwrap_or_default().to_owned();
+            let sbom = request["enabled_capabilities"][0]["type"] == "sbom";
             let mut s = state.lock().expect("state");
             s.next += 1;
             let id = format!("scan-{}", s.next);
-            s.scans.insert(id.clone(), (digest, 0, pull_error));
+            s.scans.insert(id.clone(), Scan { digest, asked: 0, pull_error, sbom });
             s.requests.push(ScanRequest { body: request, pulled });
             respond(
                 202,
@@ -197,8 +223,8 @@ async fn answer(
         ("GET", p) if p.starts_with("/api/v1/scan/") && p.ends_with("/report") => {
             let id = p.trim_start_matches("/api/v1/scan/").trim_end_matches("/report").to_owned();
             let mut s = state.lock().expect("state");
-            let Some((digest, asked, pull_error)) = s.scans.get_mut(&id).map(|e| {
-                e.1 += 1;
+            let Some(Scan { digest, asked, pull_error, sbom }) = s.scans.get_mut(&id).map(|e| {
+                e.asked += 1;
                 e.clone()
             }) else {
                 return error(404, "no such scan");
@@ -213,6 +239,20 @@ async fn answer(
             }
             if behaviour == Behaviour::Garbage {
                 return respond(200, REPORT, "{\"vulnerabilities\": \"lots\"}".into());
+            }
+            if sbom {
+                if !query.contains("sbom_media_type=application%2Fspdx%2Bjson") {
+                    return error(400, "sbom_media_type=application/spdx+json is required");
+                }
+                let report = json!({
+                    "generated_at": "2026-12-05T00:00:00Z",
+                    "artifact": {"digest": digest},
+                    "scanner": {"name": "Fixture", "vendor": "registry tests", "version": "1.0"},
+                    "media_type": "application/spdx+json",
+                    "sbom": {"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "name": digest,
+                        "packages": [{"name": "libfixture", "versionInfo": "1.2.3"}]},
+                });
+                return respond(200, SBOM_REPORT, report.to_string());
             }
             let findings = s.findings.get(&digest).cloned().unwrap_or_else(|| s.default_findings.clone());
             let vulnerabilities: Vec<Value> = findings

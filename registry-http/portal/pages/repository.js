@@ -36,7 +36,7 @@ export async function repositoryPage(ctx, projectName, inside) {
 
   async function load() {
     try {
-      const query = { with_tag: 'true', with_scan_overview: 'true' };
+      const query = { with_tag: 'true', with_scan_overview: 'true', with_sbom_overview: 'true' };
       if (state.tag) query.q = `tags=~${state.tag}`;
       const { items, total } = await api.list(`${path}/artifacts`, state.page, PAGE_SIZE, query);
       fill(results,
@@ -48,13 +48,14 @@ export async function repositoryPage(ctx, projectName, inside) {
           { title: 'Size', num: true, cell: (a) => size(a.size) },
           { title: 'Signed', cell: signedCell },
           { title: 'Vulnerabilities', cell: vulnerabilitiesCell },
+          { title: 'SBOM', cell: sbomCell },
           { title: 'Pushed', wide: true, cell: (a) => when(a.push_time) },
           { title: 'Last pulled', wide: true, cell: (a) => (a.pull_time ? when(a.pull_time) : 'Never') },
           { title: 'Actions', cell: actionsCell },
         ], items, state.tag ? 'No artifact has a tag matching the filter.' : `No artifacts. Push one: podman push IMAGE ${image}:TAG`, `Artifacts of ${full}`),
         pager(total, state.page, PAGE_SIZE, (page) => { state.page = page; load(); }));
       // While scans run, look again shortly (only while this page is shown).
-      const running = items.some((a) => ['Pending', 'Running'].includes(overviewOf(a).scan_status));
+      const running = items.some((a) => [overviewOf(a), a.sbom_overview || {}].some((o) => ['Pending', 'Running'].includes(o.scan_status)));
       clearTimeout(state.timer);
       if (running) state.timer = setTimeout(() => { if (results.isConnected) load(); }, 1500);
     } catch (error) { fill(results, errorBox(error)); }
@@ -92,8 +93,39 @@ export async function repositoryPage(ctx, projectName, inside) {
     return [total ? bar : h('span', { class: 'badge ok' }, 'No vulnerabilities'), view, scan];
   }
 
-  async function startScan(a) {
-    try { await api.change('POST', `${path}/artifacts/${a.digest}/scan`, { scan_type: 'vulnerability' }); toast(`Scanning ${short(a.digest)}`); load(); } catch (e) { toast(e.message, true); }
+  async function startScan(a, scanType = 'vulnerability') {
+    try {
+      await api.change('POST', `${path}/artifacts/${a.digest}/scan`, { scan_type: scanType });
+      toast(scanType === 'sbom' ? `Generating an SBOM of ${short(a.digest)}` : `Scanning ${short(a.digest)}`);
+      load();
+    } catch (e) { toast(e.message, true); }
+  }
+
+  function sbomCell(a) {
+    const o = a.sbom_overview || {};
+    const generate = canScan && a.type === 'IMAGE'
+      ? h('button', { type: 'button', class: 'small', 'aria-label': `Generate an SBOM of ${short(a.digest)}`, on: { click: () => startScan(a, 'sbom') } }, 'Generate SBOM') : null;
+    if (!o.scan_status) return [h('span', { class: 'hint' }, a.type === 'IMAGE' ? 'None' : '—'), generate];
+    if (['Pending', 'Running'].includes(o.scan_status)) return h('span', { class: 'badge warn', role: 'status' }, 'Generating…');
+    if (o.scan_status !== 'Success') {
+      return [h('span', { class: 'badge bad', title: o.error || '' }, o.scan_status === 'Stopped' ? 'Stopped' : 'Failed'),
+        o.error ? h('div', { class: 'hint' }, o.error) : null, generate];
+    }
+    const view = h('button', { type: 'button', class: 'small', 'aria-label': `SBOM of ${short(a.digest)}`, on: { click: () => showSbom(a, o.sbom_digest) } }, 'View SBOM');
+    return [view, generate];
+  }
+
+  async function showSbom(a, digest) {
+    let doc;
+    try { doc = await api.get(`${path}/artifacts/${a.digest}/additions/sbom`); } catch (e) { toast(e.message, true); return; }
+    const packages = (doc.packages || []).filter((p) => p.name);
+    await dialog(`SBOM of ${short(a.digest)}`, h('div', { class: 'report' },
+      h('p', { class: 'hint' }, `${doc.spdxVersion || 'SBOM'} · ${packages.length} packages · `, h('code', {}, short(digest))),
+      table([
+        { title: 'Package', cell: (p) => p.name },
+        { title: 'Version', cell: (p) => p.versionInfo || '—' },
+        { title: 'Licence', cell: (p) => p.licenseConcluded || p.licenseDeclared || '—' },
+      ], packages, 'The SBOM lists no packages.', `${packages.length} packages`)), null, null);
   }
 
   async function showReport(a) {

@@ -34,6 +34,7 @@ export async function securityPanel(ctx, project) {
       h('div', { class: 'hint' }, 'With keys, a cosign signature counts only when it verifies under one of them; without, any signature counts.')),
     h('h3', {}, 'Vulnerabilities'),
     box('sec-autoscan', 'auto_scan', 'Scan images when they are pushed'),
+    box('sec-autosbom', 'auto_sbom_generation', 'Generate an SBOM of images when they are pushed'),
     box('sec-prevent', 'prevent_vul', 'Prevent vulnerable images from being pulled'),
     severity,
     h('label', { class: 'inline', for: 'sec-reuse' }, reuse, 'Use the system CVE allowlist'),
@@ -46,7 +47,7 @@ export async function securityPanel(ctx, project) {
     e.preventDefault();
     const el = form.elements;
     const metadata = {};
-    for (const key of ['enable_content_trust_cosign', 'enable_content_trust', 'auto_scan', 'prevent_vul']) metadata[key] = el[key].checked ? 'true' : 'false';
+    for (const key of ['enable_content_trust_cosign', 'enable_content_trust', 'auto_scan', 'auto_sbom_generation', 'prevent_vul']) metadata[key] = el[key].checked ? 'true' : 'false';
     metadata.severity = el.severity.value;
     metadata.reuse_sys_cve_allowlist = reuse.checked ? 'true' : 'false';
     const items = cves.value.split(/[\s,]+/).filter(Boolean).map((cve_id) => ({ cve_id }));

@@ -224,6 +224,11 @@ async fn artifact_json(
         true => super::scans::overview(api, project, r).await?,
         _ => None,
     };
+    let sbom = match with.sbom_overview {
+        #[cfg(feature = "scanning")]
+        true => super::scans::sbom_overview(api, project, r).await?,
+        _ => None,
+    };
     let mut links = serde_json::Map::new();
     if overview.is_some() {
         let href = format!(
@@ -233,6 +238,15 @@ async fn artifact_json(
             r.digest
         );
         links.insert("vulnerabilities".into(), json!({"href": href, "absolute": false}));
+    }
+    if sbom.as_ref().is_some_and(|o| o["sbom_digest"].is_string()) {
+        let href = format!(
+            "/api/v2.0/projects/{}/repositories/{}/artifacts/{}/additions/sbom",
+            project.name,
+            encode_repository(&contents.name, project),
+            r.digest
+        );
+        links.insert("sbom".into(), json!({"href": href, "absolute": false}));
     }
     let mut out = json!({
         "id": id,
@@ -260,6 +274,9 @@ async fn artifact_json(
     if let Some(overview) = overview {
         out["scan_overview"] = overview;
     }
+    if let Some(sbom) = sbom {
+        out["sbom_overview"] = sbom;
+    }
     Ok(out)
 }
 
@@ -270,6 +287,8 @@ struct With {
     tags: bool,
     /// Its scan overview (`with_scan_overview`).
     scan_overview: bool,
+    /// Its SBOM overview (`with_sbom_overview`).
+    sbom_overview: bool,
 }
 
 impl With {
@@ -277,6 +296,7 @@ impl With {
         With {
             tags: call.query.get("with_tag") != Some("false"),
             scan_overview: call.query.get("with_scan_overview") == Some("true"),
+            sbom_overview: call.query.get("with_sbom_overview") == Some("true"),
         }
     }
 }

@@ -19,7 +19,7 @@
 //! | [`labels`] | `/labels…` (artifacts' labels are in [`artifacts`]) |
 //! | [`retention`] | `/retentions…` (policies, executions, tasks and their logs) |
 //! | `scanners` (feature `scanning`) | `/scanners…`, `/projects/{p}/scanner…` |
-//! | `scans` (feature `scanning`) | `…/artifacts/{reference}/scan…`, `…/additions/vulnerabilities`, `/system/scanAll…`, `/scans/…/metrics`, `/system/CVEAllowlist` |
+//! | `scans` (feature `scanning`) | `…/artifacts/{reference}/scan…`, `…/additions/vulnerabilities`, `…/additions/sbom`, `/system/scanAll…`, `/scans/…/metrics`, `/system/CVEAllowlist` |
 //!
 //! Shared pieces: [`context`] (who the caller is, what they may do, project look-up by name or
 //! id), [`pages`] (`page`/`page_size`, `X-Total-Count`, `Link`), [`q`] (Harbor's `q=` filters),
@@ -240,6 +240,7 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(POST "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/scan/stop" => scans::stop),
             endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/scan/{report_id}/log" => scans::log),
             endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/additions/vulnerabilities" => scans::vulnerabilities),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/additions/sbom" => scans::sbom),
             endpoint!(GET "/system/scanAll/schedule" => scans::get_schedule),
             endpoint!(POST "/system/scanAll/schedule" => scans::set_schedule),
             endpoint!(PUT "/system/scanAll/schedule" => scans::put_schedule),

@@ -15,7 +15,7 @@ use registry_core::scope::Action;
 use registry_platform::scan::VULNERABILITY_REPORT;
 use registry_platform::scan::allowlist::{self, Allowlist};
 use registry_platform::scan::jobs::{
-    self as scan_jobs, RequestError, Scannable, ScheduleDoc, native_summary, scannable,
+    self as scan_jobs, RequestError, ScanKind, Scannable, ScheduleDoc, native_summary, scannable,
 };
 use registry_platform::scan::report::{Severity, Summary};
 use registry_storage::jobs::JobFilter;
@@ -38,19 +38,18 @@ struct ScanType {
     scan_type: Option<String>,
 }
 
-fn vulnerability_only(call: &ApiCall) -> Result<(), ApiError> {
+/// The kind of scan the body asks for (none: a vulnerability scan).
+fn scan_kind(call: &ApiCall) -> Result<ScanKind, ApiError> {
     if call.body.is_empty() {
-        return Ok(());
+        return Ok(ScanKind::Vulnerability);
     }
     let kind: ScanType = call.json()?;
-    match kind.scan_type.as_deref() {
-        None | Some("vulnerability") => Ok(()),
-        Some("sbom") => Err(ApiError::harbor(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "SBOM generation is not supported yet; scan_type \"vulnerability\" is",
-        )),
-        Some(other) => Err(bad_request(format!("scan_type {other:?} is unknown; use \"vulnerability\""))),
-    }
+    ScanKind::parse(kind.scan_type.as_deref()).ok_or_else(|| {
+        bad_request(format!(
+            "scan_type {:?} is unknown; use \"vulnerability\" or \"sbom\"",
+            kind.scan_type.unwrap_or_default()
+        ))
+    })
 }
 
 /// The manifest a `{reference}` of the path names.
@@ -78,15 +77,16 @@ fn request_error(e: RequestError) -> ApiError {
     }
 }
 
-/// `POST …/artifacts/{reference}/scan`: 202; an index's image children are scanned. 412 when the
-/// project has no usable scanner, 422 when the artifact is not an image.
+/// `POST …/artifacts/{reference}/scan` (`{"scan_type": "vulnerability" | "sbom"}`): 202; an
+/// index's image children are scanned. 412 when the project has no usable scanner, 422 when the
+/// artifact is not an image.
 pub(crate) async fn scan(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let (project, name) = repository_of(&api, &call).await?;
     api.require_permission(&call, &project, "scan", "create").await?;
-    vulnerability_only(&call)?;
+    let kind = scan_kind(&call)?;
     let scanning = scanning(&api)?;
     let (record, tag) = artifact(&api, &call, &name).await?;
-    scanning.request(&project, &name, &record, tag.as_deref(), "manual", None).await.map_err(request_error)?;
+    scanning.request(kind, &project, &name, &record, tag.as_deref(), "manual", None).await.map_err(request_error)?;
     Ok(status_only(StatusCode::ACCEPTED))
 }
 
@@ -94,10 +94,10 @@ pub(crate) async fn scan(api: Arc<Api>, call: ApiCall) -> ApiResult {
 pub(crate) async fn stop(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let (project, name) = repository_of(&api, &call).await?;
     api.require_permission(&call, &project, "scan", "stop").await?;
-    vulnerability_only(&call)?;
+    let kind = scan_kind(&call)?;
     let scanning = scanning(&api)?;
     let (record, _) = artifact(&api, &call, &name).await?;
-    let stopped = scanning.stop(&project, &name, &record, &call.operator).await.map_err(request_error)?;
+    let stopped = scanning.stop(kind, &project, &name, &record, &call.operator).await.map_err(request_error)?;
     if stopped == 0 {
         return Err(bad_request(format!("no scan of {name}@{} is under way", record.digest)));
     }
@@ -150,6 +150,23 @@ pub(crate) async fn vulnerabilities(api: Arc<Api>, call: ApiCall) -> ApiResult {
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// `GET …/artifacts/{reference}/additions/sbom`: the SBOM the project's scanner made of the
+/// artifact (the document kept in its SBOM accessory); 404 when there is none.
+pub(crate) async fn sbom(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let (project, name) = repository_of(&api, &call).await?;
+    require(&api, &call, &project, name.as_str(), Action::Pull).await?;
+    let (record, _) = artifact(&api, &call, &name).await?;
+    let missing = || ApiError::harbor(StatusCode::NOT_FOUND, format!("{name}@{} has no SBOM", record.digest));
+    let overview = sbom_overview(&api, &project, &record).await?.ok_or_else(missing)?;
+    let digest = overview["sbom_digest"].as_str().and_then(|d| registry_core::Digest::parse(d).ok());
+    let digest = digest.ok_or_else(missing)?;
+    let limit = registry_platform::scan::adapter::MAX_REPORT as u64;
+    let document =
+        registry_platform::scan::sbom::document(&api.registry, &name, &digest, limit).await?.ok_or_else(missing)?;
+    let value: Value = serde_json::from_slice(&document).map_err(|_| missing())?;
+    Ok(json_response(StatusCode::OK, &value))
+}
+
 /// The `scan_overview` of `record` for `project` (an index's: its children's together), if it
 /// was scanned by the project's scanner.
 pub(crate) async fn overview(api: &Api, project: &Project, record: &ManifestRecord) -> Result<Option<Value>, ApiError> {
@@ -173,6 +190,21 @@ pub(crate) async fn overview(api: &Api, project: &Project, record: &ManifestReco
         return Ok(Some(json!({ VULNERABILITY_REPORT: native_summary(&reports[0]) })));
     }
     Ok(Some(json!({ VULNERABILITY_REPORT: index_summary(&reports, digests.len()) })))
+}
+
+/// The `sbom_overview` of `record` for `project`, if the project's scanner made an SBOM of it.
+pub(crate) async fn sbom_overview(
+    api: &Api,
+    project: &Project,
+    record: &ManifestRecord,
+) -> Result<Option<Value>, ApiError> {
+    let Some(scanning) = api.scanning.as_ref() else { return Ok(None) };
+    let Some(scanner) = scanning.scanner_of(project.id).await? else { return Ok(None) };
+    if scannable(record) != Scannable::Image {
+        return Ok(None);
+    }
+    let made = scanning.made_by(&record.digest, &scanner.uuid, ScanKind::Sbom).await?;
+    Ok(made.as_ref().map(registry_platform::scan::sbom::overview))
 }
 
 /// An index's overview: its children's reports together (the worst severity, the counts summed,

@@ -88,6 +88,16 @@ impl AdapterMetadata {
             .find_map(|c| super::REPORT_TYPES.into_iter().find(|t| c.produces_mime_types.iter().any(|p| p == t)))
     }
 
+    /// The SBOM report type when an `sbom` capability consumes `media_type`.
+    pub fn sbom_report(&self, media_type: &str) -> Option<&'static str> {
+        self.capabilities
+            .iter()
+            .filter(|c| c.kind.as_deref() == Some("sbom"))
+            .filter(|c| c.consumes_mime_types.iter().any(|m| m == media_type))
+            .find(|c| c.produces_mime_types.iter().any(|p| p == super::sbom::SBOM_REPORT))
+            .map(|_| super::sbom::SBOM_REPORT)
+    }
+
     /// Whether the adapter wants an access token rather than credentials to exchange.
     pub fn wants_bearer(&self) -> bool {
         self.properties.get(AUTHORIZATION_TYPE).is_some_and(|v| v.eq_ignore_ascii_case("bearer"))
@@ -211,11 +221,15 @@ impl Adapter {
         Ok(id)
     }
 
-    /// Polls the report of scan `id` in `report_type`.
-    pub async fn report(&self, id: &str, report_type: &str) -> Result<Poll, AdapterError> {
+    /// Polls the report of scan `id` in `report_type` (with a query parameter: an SBOM's
+    /// `sbom_media_type`).
+    pub async fn report(&self, id: &str, report_type: &str, query: Option<(&str, &str)>) -> Result<Poll, AdapterError> {
         let client = self.client().await?;
         let mut url = self.endpoint("scan")?;
         url.path_segments_mut().map_err(|_| self.fail("a bad URL"))?.push(id).push("report");
+        if let Some((name, value)) = query {
+            url.query_pairs_mut().append_pair(name, value);
+        }
         let response = self.send(client.get(url).header("accept", report_type)).await?;
         let status = response.status();
         if status.as_u16() == 302 {

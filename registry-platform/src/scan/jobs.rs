@@ -146,9 +146,51 @@ pub fn scannable(record: &ManifestRecord) -> Scannable {
     }
 }
 
+/// What a scan makes (Harbor's `scan_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanKind {
+    /// A vulnerability report.
+    #[default]
+    Vulnerability,
+    /// An SBOM, kept as an accessory of the image.
+    Sbom,
+}
+
+impl ScanKind {
+    /// Harbor's `scan_type` (an absent one is a vulnerability scan).
+    pub fn parse(text: Option<&str>) -> Option<ScanKind> {
+        match text {
+            None | Some("vulnerability") => Some(ScanKind::Vulnerability),
+            Some("sbom") => Some(ScanKind::Sbom),
+            Some(_) => None,
+        }
+    }
+
+    /// Whether `report` is of this kind.
+    pub fn made(self, report: &ScanReport) -> bool {
+        match self {
+            ScanKind::Vulnerability => REPORT_TYPES.contains(&report.mime_type.as_str()),
+            ScanKind::Sbom => report.mime_type == super::sbom::SBOM_REPORT,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            ScanKind::Vulnerability => "scan",
+            ScanKind::Sbom => "SBOM generation",
+        }
+    }
+}
+
+/// The project metadata turning on SBOM generation for what is pushed.
+pub const AUTO_SBOM: &str = "auto_sbom_generation";
+
 /// One scan's job payload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ScanJob {
+    #[serde(default)]
+    kind: ScanKind,
     project: String,
     repository: String,
     digest: Digest,
@@ -225,8 +267,17 @@ impl Scanning {
     /// without a result (a worker lost for good, a record left behind by a crash) shows as
     /// failed, saying so.
     pub async fn report_of(&self, digest: &Digest, scanner: &str) -> registry_storage::Result<Option<ScanReport>> {
-        let found =
-            self.cache.reports(digest).await?.iter().find(|r| r.scanner == scanner && is_vulnerability(r)).cloned();
+        self.made_by(digest, scanner, ScanKind::Vulnerability).await
+    }
+
+    /// The report of `kind` of `digest` by `scanner` (see [`Scanning::report_of`]).
+    pub async fn made_by(
+        &self,
+        digest: &Digest,
+        scanner: &str,
+        kind: ScanKind,
+    ) -> registry_storage::Result<Option<ScanReport>> {
+        let found = self.cache.reports(digest).await?.iter().find(|r| r.scanner == scanner && kind.made(r)).cloned();
         let Some(report) = found.clone().filter(|r| r.status == PENDING || r.status == RUNNING) else {
             return Ok(found);
         };
@@ -263,7 +314,12 @@ impl Scanning {
 
     /// The report of `digest` by `scanner` with its body.
     pub async fn full_report(&self, digest: &Digest, scanner: &str) -> registry_storage::Result<Option<ScanReport>> {
-        Ok(self.meta().reports(digest).await?.into_iter().find(|r| r.scanner == scanner && is_vulnerability(r)))
+        Ok(self
+            .meta()
+            .reports(digest)
+            .await?
+            .into_iter()
+            .find(|r| r.scanner == scanner && ScanKind::Vulnerability.made(r)))
     }
 
     /// The scanner of the project `project_id`.
@@ -271,10 +327,12 @@ impl Scanning {
         self.cache.scanner_of(project_id).await
     }
 
-    /// Asks for a scan of `record` (an image; an index's children) in `repository` of
-    /// `project`; the reports now pending (or already under way).
+    /// Asks for a scan of `kind` of `record` (an image; an index's children) in `repository`
+    /// of `project`; the reports now pending (or already under way).
+    #[allow(clippy::too_many_arguments)]
     pub async fn request(
         &self,
+        kind: ScanKind,
         project: &registry_auth::Project,
         repository: &RepositoryName,
         record: &ManifestRecord,
@@ -286,7 +344,8 @@ impl Scanning {
         let images = self.images(repository, record).await?;
         let mut out = Vec::new();
         for (image, tag) in images.iter().map(|r| (r, if r.digest == record.digest { tag } else { None })) {
-            out.push(self.request_one(&registration, project, repository, image, tag, trigger, key).await?);
+            let asked = Asked { kind, project, repository, record: image, tag, trigger, key };
+            out.push(self.request_one(&registration, asked).await?);
         }
         Ok(out)
     }
@@ -335,36 +394,29 @@ impl Scanning {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn request_one(
-        &self,
-        registration: &Registration,
-        project: &registry_auth::Project,
-        repository: &RepositoryName,
-        record: &ManifestRecord,
-        tag: Option<&str>,
-        trigger: &str,
-        key: Option<&str>,
-    ) -> Result<ScanReport, RequestError> {
-        let existing = self.report_of(&record.digest, &registration.uuid).await?;
+    async fn request_one(&self, registration: &Registration, asked: Asked<'_>) -> Result<ScanReport, RequestError> {
+        let Asked { kind, project, repository, record, tag, trigger, key } = asked;
+        let existing = self.made_by(&record.digest, &registration.uuid, kind).await?;
         if let Some(e) = existing.as_ref().filter(|e| e.status == PENDING || e.status == RUNNING) {
             return Ok(e.clone());
         }
         let report_id = registration::new_uuid();
-        let job_key = match key {
-            Some(k) => format!("{k}:{}", record.digest),
-            None => format!("scan:{report_id}"),
+        let job_key = match (key, kind) {
+            (Some(k), ScanKind::Vulnerability) => format!("{k}:{}", record.digest),
+            (Some(k), ScanKind::Sbom) => format!("{k}:sbom:{}", record.digest),
+            (None, _) => format!("scan:{report_id}"),
         };
         // Asked for already (a stream pass read twice, a retried scan of everything): that scan
         // stands.
         let same_key = JobFilter { key_prefix: Some(job_key.clone()), ..JobFilter::kind(JOB_KIND) };
         if key.is_some()
             && self.meta().jobs(&same_key, 0, 1).await?.1 > 0
-            && let Some(found) = self.report_of(&record.digest, &registration.uuid).await?
+            && let Some(found) = self.made_by(&record.digest, &registration.uuid, kind).await?
         {
             return Ok(found);
         }
         let payload = ScanJob {
+            kind,
             project: project.name.clone(),
             repository: repository.to_string(),
             digest: record.digest.clone(),
@@ -379,7 +431,10 @@ impl Scanning {
         let mut report = ScanReport {
             digest: record.digest.clone(),
             scanner: registration.uuid.clone(),
-            mime_type: VULNERABILITY_REPORT.into(),
+            mime_type: match kind {
+                ScanKind::Vulnerability => VULNERABILITY_REPORT.into(),
+                ScanKind::Sbom => super::sbom::SBOM_REPORT.into(),
+            },
             id: report_id.clone(),
             status: PENDING.into(),
             job_id: 0,
@@ -390,7 +445,7 @@ impl Scanning {
         };
         if !self.cache.put(&report, existing.as_ref().map(|e| e.id.as_str()), &[]).await? {
             // Another request won the race: its scan stands.
-            return Ok(self.report_of(&record.digest, &registration.uuid).await?.unwrap_or(report));
+            return Ok(self.made_by(&record.digest, &registration.uuid, kind).await?.unwrap_or(report));
         }
         let job = NewJob::new(JOB_KIND, serde_json::to_string(&payload).unwrap_or_default(), trigger)
             .key(job_key)
@@ -419,9 +474,11 @@ impl Scanning {
         Ok(report)
     }
 
-    /// Stops the scans under way of `record` (an image, an index's children); how many.
+    /// Stops the scans of `kind` under way of `record` (an image, an index's children); how
+    /// many.
     pub async fn stop(
         &self,
+        kind: ScanKind,
         project: &registry_auth::Project,
         repository: &RepositoryName,
         record: &ManifestRecord,
@@ -430,7 +487,7 @@ impl Scanning {
         let Some(registration) = self.cache.scanner_of(project.id).await? else { return Ok(0) };
         let mut stopped = 0;
         for image in self.images(repository, record).await? {
-            let Some(report) = self.report_of(&image.digest, &registration.uuid).await? else { continue };
+            let Some(report) = self.made_by(&image.digest, &registration.uuid, kind).await? else { continue };
             if report.status != PENDING && report.status != RUNNING {
                 continue;
             }
@@ -489,7 +546,7 @@ impl Scanning {
                             queue.cancel_job(scan.id, now).await?;
                             continue;
                         };
-                        let report = self.report_of(&payload.digest, &payload.scanner).await?;
+                        let report = self.made_by(&payload.digest, &payload.scanner, payload.kind).await?;
                         match (
                             report.filter(|r| r.id == payload.report_id),
                             self.options.accounts.project(&payload.project).await,
@@ -513,7 +570,7 @@ impl Scanning {
 
     /// Runs one scan: the registration, the adapter's metadata, the request with a delegated
     /// credential, the report polled until ready or the timeout; the checked report.
-    async fn scan(&self, job: &ScanJob, ctx: &JobContext) -> Result<report::Report, String> {
+    async fn scan(&self, job: &ScanJob, ctx: &JobContext) -> Result<Made, String> {
         let registration = registration::by_uuid(&**self.meta(), &job.scanner)
             .await
             .map_err(|e| e.to_string())?
@@ -528,14 +585,25 @@ impl Scanning {
             "scanner {:?}: {} {} by {}",
             registration.name, metadata.scanner.name, metadata.scanner.version, metadata.scanner.vendor
         ));
-        let report_type = metadata.vulnerability_report(&job.media_type).ok_or_else(|| {
-            format!(
-                "scanner {:?} does not report vulnerabilities of {} artifacts in a format the registry reads ({})",
-                registration.name,
-                job.media_type,
-                REPORT_TYPES.join(" or ")
-            )
-        })?;
+        let report_type = match job.kind {
+            ScanKind::Vulnerability => metadata.vulnerability_report(&job.media_type).ok_or_else(|| {
+                format!(
+                    "scanner {:?} does not report vulnerabilities of {} artifacts in a format the registry reads ({})",
+                    registration.name,
+                    job.media_type,
+                    REPORT_TYPES.join(" or ")
+                )
+            })?,
+            ScanKind::Sbom => metadata.sbom_report(&job.media_type).ok_or_else(|| {
+                format!(
+                    "scanner {:?} does not generate SBOMs of {} artifacts (its metadata lists no `sbom` \
+                     capability producing {})",
+                    registration.name,
+                    job.media_type,
+                    super::sbom::SBOM_REPORT
+                )
+            })?,
+        };
         let tokens = self
             .options
             .tokens
@@ -553,13 +621,18 @@ impl Scanning {
         let request = json!({
             "registry": {"url": self.options.registry_url, "authorization": authorization},
             "artifact": {"repository": job.repository, "digest": job.digest.to_string(), "tag": job.tag, "mime_type": job.media_type},
-            "enabled_capabilities": [{"type": "vulnerability", "produces_mime_types": [report_type]}],
+            "enabled_capabilities": [match job.kind {
+                ScanKind::Vulnerability => json!({"type": "vulnerability", "produces_mime_types": [report_type]}),
+                ScanKind::Sbom => json!({"type": "sbom", "produces_mime_types": [report_type],
+                    "parameters": {"sbom_media_types": [super::sbom::SPDX]}}),
+            }],
         });
         let id = adapter.scan(&request).await.map_err(|e| e.0)?;
         ctx.log(format!("scan {id} accepted; waiting for its report ({report_type})"));
         let deadline = tokio::time::Instant::now() + timeout;
         let bytes = loop {
-            match adapter.report(&id, report_type).await.map_err(|e| e.0)? {
+            let query = (job.kind == ScanKind::Sbom).then_some(("sbom_media_type", super::sbom::SPDX));
+            match adapter.report(&id, report_type, query).await.map_err(|e| e.0)? {
                 Poll::Ready(bytes) => break bytes,
                 Poll::Later(after) => {
                     let after = after.max(Duration::from_millis(100));
@@ -574,13 +647,68 @@ impl Scanning {
                 }
             }
         };
-        report::parse(&bytes).map_err(|e| format!("scanner {:?}: {e}", registration.name))
+        let named = |e: String| format!("scanner {:?}: {e}", registration.name);
+        match job.kind {
+            ScanKind::Vulnerability => report::parse(&bytes).map(Made::Report).map_err(named),
+            ScanKind::Sbom => self.keep_sbom(job, super::sbom::parse(&bytes).map_err(named)?, ctx).await,
+        }
+    }
+
+    /// Stores a generated SBOM as an accessory of the scanned image, replacing the one an
+    /// earlier generation left.
+    async fn keep_sbom(&self, job: &ScanJob, sbom: super::sbom::SbomReport, ctx: &JobContext) -> Result<Made, String> {
+        let repository = RepositoryName::parse(&job.repository).map_err(|e| e.to_string())?;
+        let subject = self
+            .registry
+            .stat_manifest(&repository, &Reference::Digest(job.digest.clone()))
+            .await
+            .map_err(|e| format!("the scanned artifact: {e}"))?;
+        let created = registry_core::time::rfc3339(self.now_ms() / 1000);
+        let operator = Operator::named(&crate::delegates::scanner_subject(&job.report_id), None);
+        let digest = super::sbom::store(&self.registry, &repository, &subject, &sbom, &created, &operator).await?;
+        ctx.log(format!("SBOM ({}) kept as {repository}@{digest}", sbom.media_type));
+        let earlier: Vec<Digest> = self
+            .registry
+            .metadata_store()
+            .referrers(&repository, &job.digest)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|r| r.artifact_type.as_deref() == Some(super::sbom::ARTIFACT_TYPE) && r.digest != digest)
+            .map(|r| r.digest)
+            .collect();
+        for old in earlier {
+            match self.registry.delete_manifest(&repository, &Reference::Digest(old.clone()), &operator).await {
+                Ok(()) => ctx.log(format!("the earlier SBOM {old} deleted")),
+                Err(e) => ctx.log(format!("the earlier SBOM {old} stays: {e}")),
+            }
+        }
+        Ok(Made::Sbom { digest, scanner: sbom.scanner })
     }
 }
 
-/// Whether `report` is a vulnerability report.
-fn is_vulnerability(report: &ScanReport) -> bool {
-    REPORT_TYPES.contains(&report.mime_type.as_str())
+/// What a scan made.
+enum Made {
+    /// A vulnerability report.
+    Report(report::Report),
+    /// An SBOM, stored as the accessory `digest`.
+    Sbom {
+        /// The accessory.
+        digest: Digest,
+        /// Who made it.
+        scanner: super::adapter::ScannerInfo,
+    },
+}
+
+/// A scan asked for.
+struct Asked<'a> {
+    kind: ScanKind,
+    project: &'a registry_auth::Project,
+    repository: &'a RepositoryName,
+    record: &'a ManifestRecord,
+    tag: Option<&'a str>,
+    trigger: &'a str,
+    key: Option<&'a str>,
 }
 
 /// Harbor's `NativeReportSummary` of `report` (its counts less `allowed`, when it succeeded).
@@ -617,7 +745,11 @@ fn scan_event(
     report: &ScanReport,
     tag: Option<&str>,
 ) -> Event {
-    let overview = json!({ VULNERABILITY_REPORT: native_summary(report) });
+    let overview = if ScanKind::Sbom.made(report) {
+        json!({ "sbom_overview": super::sbom::overview(report) })
+    } else {
+        json!({ VULNERABILITY_REPORT: native_summary(report) })
+    };
     let resource = Resource {
         project: Some(project.to_owned()),
         repository: Some(repository.to_owned()),
@@ -659,17 +791,27 @@ impl JobHandler for ScanHandler {
         if !s.cache.put(&running, Some(&pending.id), &[]).await.map_err(|e| JobFailure::retry(e.to_string()))? {
             return Ok("superseded by a newer scan".into());
         }
-        ctx.log(format!("scanning {}@{} of project {}", payload.repository, payload.digest, payload.project));
+        ctx.log(format!(
+            "{} of {}@{} of project {}",
+            payload.kind.word(),
+            payload.repository,
+            payload.digest,
+            payload.project
+        ));
         let outcome = s.scan(&payload, ctx).await;
         let now = s.now_ms();
         let (status, summary, body, failure) = match outcome {
-            Ok(report) => {
+            Ok(Made::Report(report)) => {
                 let summary = Summary::of(&report.findings, &report.scanner, &Default::default());
                 ctx.log(format!(
                     "{} vulnerabilities, {} fixable, worst {}",
                     summary.total, summary.fixable, summary.severity
                 ));
                 (SUCCESS, summary, report.document.to_string(), None)
+            }
+            Ok(Made::Sbom { digest, scanner }) => {
+                let summary = Summary { scanner, sbom_digest: Some(digest.to_string()), ..Summary::default() };
+                (SUCCESS, summary, String::new(), None)
             }
             Err(why) => {
                 ctx.log(format!("failed: {why}"));
@@ -694,9 +836,10 @@ impl JobHandler for ScanHandler {
             payload.tag.as_deref(),
         );
         s.cache.put(&done, Some(&done.id), &[event]).await.map_err(|e| JobFailure::retry(e.to_string()))?;
-        match failure {
-            None => Ok(format!("{} vulnerabilities, worst {}", summary.total, summary.severity)),
-            Some(why) => Err(JobFailure::fatal(why)),
+        match (failure, summary.sbom_digest) {
+            (None, Some(sbom)) => Ok(format!("SBOM {sbom}")),
+            (None, None) => Ok(format!("{} vulnerabilities, worst {}", summary.total, summary.severity)),
+            (Some(why), _) => Err(JobFailure::fatal(why)),
         }
     }
 }
@@ -746,7 +889,8 @@ impl JobHandler for ScanAllHandler {
                         continue;
                     }
                     let tag = entry.tags.first().map(String::as_str);
-                    match s.request(project, &repository, &entry.record, tag, "scan_all", Some(&key)).await {
+                    let kind = ScanKind::Vulnerability;
+                    match s.request(kind, project, &repository, &entry.record, tag, "scan_all", Some(&key)).await {
                         Ok(asked) => report.requested += asked.len() as u64,
                         Err(RequestError::Store(e)) => return Err(retry(e)),
                         Err(_) => report.skipped += 1,
@@ -908,7 +1052,13 @@ impl AutoScan {
                 projects.insert(project_name.clone(), found);
             }
             let Some(Some(project)) = projects.get(project_name) else { continue };
-            if project.metadata.get(AUTO_SCAN).is_none_or(|v| v != "true") {
+            let on = |key: &str| project.metadata.get(key).is_some_and(|v| v == "true");
+            let kinds: Vec<ScanKind> = [(AUTO_SCAN, ScanKind::Vulnerability), (AUTO_SBOM, ScanKind::Sbom)]
+                .into_iter()
+                .filter(|(key, _)| on(key))
+                .map(|(_, kind)| kind)
+                .collect();
+            if kinds.is_empty() {
                 continue;
             }
             let (Ok(repository), Ok(digest)) = (RepositoryName::parse(repository), Digest::parse(digest)) else {
@@ -922,11 +1072,13 @@ impl AutoScan {
                 continue;
             }
             let key = format!("autoscan:{}", event.id);
-            match s.request(project, &repository, &record, event.resource.tag.as_deref(), "auto_scan", Some(&key)).await
-            {
-                Ok(_) => {}
-                Err(RequestError::Store(e)) => return Err(e),
-                Err(e) => tracing::info!(project = %project.name, reason = %e, "not scanned on push"),
+            let tag = event.resource.tag.as_deref();
+            for kind in kinds {
+                match s.request(kind, project, &repository, &record, tag, "auto_scan", Some(&key)).await {
+                    Ok(_) => {}
+                    Err(RequestError::Store(e)) => return Err(e),
+                    Err(e) => tracing::info!(project = %project.name, reason = %e, "not scanned on push"),
+                }
             }
         }
         meta.advance_cursor(CURSOR, from, last).await?;

@@ -2,7 +2,8 @@
 //! v1.2's capability types): scanners registered by URL ([`registration`]), the adapter client
 //! ([`adapter`]), reports and their summaries ([`report`]), CVE allowlists ([`allowlist`]), scans
 //! as jobs on request, on push and for everything on a schedule ([`jobs`]), and the pull policy
-//! that keeps vulnerable artifacts from being pulled ([`prevention`]).
+//! that keeps vulnerable artifacts from being pulled ([`prevention`]); SBOMs made by scanners and
+//! kept as accessories ([`sbom`]).
 //!
 //! A scan hands the adapter the registry's URL and a delegated credential ([`crate::delegates`])
 //! that pulls exactly the scanned repository and nothing else, for as long as the scan may take;
@@ -17,6 +18,7 @@ pub mod jobs;
 pub mod prevention;
 pub mod registration;
 pub mod report;
+pub mod sbom;
 
 /// The report format the registry asks for first (Harbor's native report, v1.1).
 pub const VULNERABILITY_REPORT: &str = "application/vnd.security.vulnerability.report; version=1.1";

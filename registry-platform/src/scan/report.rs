@@ -128,6 +128,9 @@ pub struct Summary {
     /// Why the scan failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The SBOM accessory an SBOM generation stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sbom_digest: Option<String>,
 }
 
 impl Summary {

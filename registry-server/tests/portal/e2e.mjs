@@ -290,6 +290,11 @@ try {
   await admin.getByRole('dialog').getByText('High', { exact: true }).first().waitFor();
   await shot(admin, '06g-vulnerabilities');
   await admin.getByRole('button', { name: 'Close' }).click();
+  await admin.locator('tbody tr').first().getByRole('button', { name: /^Generate an SBOM of / }).click();
+  await admin.locator('tbody tr').first().getByRole('button', { name: /^SBOM of / }).click();
+  await admin.getByRole('dialog').getByRole('cell', { name: 'libfixture' }).waitFor();
+  await shot(admin, '06g2-sbom');
+  await admin.getByRole('button', { name: 'Close' }).click();
   await admin.goto(`${base}/#/projects/team/configuration`);
   await admin.getByLabel('Prevent vulnerable images from being pulled').check();
   await admin.getByLabel('Prevent pulling images with vulnerabilities of this severity or higher').selectOption('high');
