@@ -229,6 +229,74 @@ async fn head_digest(c: &reqwest::Client, base: &str, repo: &str, reference: &st
     Some(digest.expect("a digest header").expect("a digest"))
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notation_signatures_verify_under_a_projects_trusted_roots() {
+    use testkit::notation::{Authority, Leaf, envelope, push_signature};
+    let reg = TestRegistry::start_with_auth(harbor_accounts().await).await.expect("start");
+    let (c, base) = (client(), reg.url());
+    let admin = Api::new(&reg, Some(("admin", "adminpassword")));
+    let t = token(&c, &base, Some(("admin", "adminpassword")), &["repository:team/app:pull,push"]).await;
+    let (ours, theirs) = (Authority::new("our root"), Authority::new("their root"));
+    let signer = key(11);
+    let good_chain = vec![ours.leaf(&signer, Leaf::Good)];
+
+    // Each image signed one way; the chain, key, payload or certificate wrong in all but one.
+    let mut images = Vec::new();
+    for (i, what) in
+        ["trusted", "another root", "another digest", "another key", "expired", "not for code"].into_iter().enumerate()
+    {
+        let (manifest, digest) = push_image_as(&c, &base, "team/app", &format!("n{i}"), what, Some(&t)).await;
+        let len = manifest.len() as u64;
+        let target = (&digest, OCI_MANIFEST, len);
+        let other = Digest::sha256_of(b"another artifact");
+        let jws = match what {
+            "trusted" => envelope(target, &signer, &good_chain),
+            "another root" => envelope(target, &signer, &[theirs.leaf(&signer, Leaf::Good)]),
+            "another digest" => envelope((&other, OCI_MANIFEST, len), &signer, &good_chain),
+            "another key" => envelope(target, &key(12), &good_chain),
+            "expired" => envelope(target, &signer, &[ours.leaf(&signer, Leaf::Expired)]),
+            _ => envelope(target, &signer, &[ours.leaf(&signer, Leaf::NotCodeSigning)]),
+        };
+        push_signature(&c, &base, "team/app", &t, (&digest, len), &jws).await;
+        images.push((what, digest));
+    }
+
+    // Bad roots are refused, naming which.
+    let bad = admin
+        .put(
+            "/projects/team/content-trust/keys",
+            json!({"notation": ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"]}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST, None);
+    assert!(bad.body.to_string().contains("notation[0]"), "{}", bad.body);
+    admin
+        .put("/projects/team", json!({"metadata": {"enable_content_trust": "true"}}))
+        .await
+        .expect(StatusCode::OK, None);
+    // Without roots, any notation signature counts.
+    for (what, digest) in &images {
+        assert_eq!(pull(&c, &base, "team/app", &digest.to_string(), &t).await.0, StatusCode::OK, "{what}");
+    }
+    admin
+        .put("/projects/team/content-trust/keys", json!({"notation": [ours.root_pem]}))
+        .await
+        .expect(StatusCode::OK, None);
+    let keys = admin.get("/projects/team/content-trust/keys").await.expect(StatusCode::OK, None);
+    assert_eq!(keys.body["notation"][0], ours.root_pem.as_str());
+    for (what, digest) in &images {
+        let (status, body) = pull(&c, &base, "team/app", &digest.to_string(), &t).await;
+        if *what == "trusted" {
+            assert_eq!(status, StatusCode::OK, "{what}: {body}");
+        } else {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{what} must not verify");
+            let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("trusted roots") && message.contains("project team"), "{what}: {message}");
+        }
+    }
+    reg.stop().await;
+}
+
 fn as_guest(reg: &TestRegistry) -> Api {
     Api::new(reg, Some(("guest", "password1")))
 }

@@ -46,6 +46,8 @@ pub mod gc;
 pub mod housekeeping;
 pub mod immutability;
 pub mod labels;
+#[cfg(feature = "notation")]
+pub mod notation;
 pub mod platform;
 pub mod quotas;
 pub mod retention;

@@ -9,8 +9,9 @@
 //! annotation) verifies under one of the keys — rather than by its mere presence. Verification
 //! results are cached by signature digest and key set (both immutable, so the cache needs no
 //! invalidation on any replica). Signatures are ECDSA over SHA-256 (p256, the crate the token
-//! keys already use); notation signatures count by presence only (their X.509 chains are not
-//! verified here).
+//! keys already use). Likewise a project may trust X.509 roots for notation: then a notation
+//! signature counts only when its envelope verifies under a chain to one of them (see
+//! [`crate::notation`], feature `notation`); without roots, notation signatures count by presence.
 
 use std::sync::Arc;
 
@@ -52,6 +53,8 @@ const MAX_MANIFEST: u64 = 256 << 10;
 pub struct TrustedKeys {
     /// Cosign public keys, PEM (`-----BEGIN PUBLIC KEY-----`, ECDSA P-256).
     pub cosign: Vec<String>,
+    /// Notation root certificates, PEM (`-----BEGIN CERTIFICATE-----`).
+    pub notation: Vec<String>,
 }
 
 impl TrustedKeys {
@@ -66,6 +69,15 @@ impl TrustedKeys {
                     "cosign[{i}] is not an ECDSA P-256 public key in PEM (-----BEGIN PUBLIC KEY-----): {e}"
                 ))
             })?;
+        }
+        if self.notation.len() > 20 {
+            return Err(Invalid(format!("at most 20 notation roots, not {}", self.notation.len())));
+        }
+        #[cfg(feature = "notation")]
+        crate::notation::Roots::parse(&self.notation).map_err(Invalid)?;
+        #[cfg(not(feature = "notation"))]
+        if !self.notation.is_empty() {
+            return Err(Invalid("this build does not verify notation signatures (feature `notation`)".into()));
         }
         Ok(self)
     }
@@ -121,6 +133,9 @@ pub struct ContentTrust {
     verified: quick_cache::sync::Cache<(Digest, Digest, Digest), bool>,
     /// Project id -> its trusted keys parsed, and when they were read (trusted for [`KEYS_TTL`]).
     keys: quick_cache::sync::Cache<u64, (std::time::Instant, Arc<ProjectKeys>)>,
+    /// What "now" is to a certificate's validity.
+    #[cfg_attr(not(feature = "notation"), allow(dead_code))]
+    clock: registry_core::time::SharedClock,
 }
 
 /// How long a project's trusted keys, once read, are used before they are read again (other
@@ -130,18 +145,45 @@ pub const KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 /// A project's trusted keys, parsed, and the digest naming the set (the verification cache's key).
 struct ProjectKeys {
     verifying: Vec<VerifyingKey>,
+    #[cfg(feature = "notation")]
+    roots: crate::notation::Roots,
     set: Digest,
 }
 
+impl ProjectKeys {
+    fn of(keys: &TrustedKeys) -> ProjectKeys {
+        ProjectKeys {
+            verifying: keys.keys(),
+            #[cfg(feature = "notation")]
+            roots: crate::notation::Roots::parse(&keys.notation).unwrap_or_default(),
+            set: Digest::sha256_of(format!("{}\n--\n{}", keys.cosign.join("\n"), keys.notation.join("\n")).as_bytes()),
+        }
+    }
+
+    /// Whether notation signatures must verify (there are roots).
+    fn has_roots(&self) -> bool {
+        #[cfg(feature = "notation")]
+        return !self.roots.is_empty();
+        #[cfg(not(feature = "notation"))]
+        false
+    }
+}
+
 impl ContentTrust {
-    /// Content trust over these stores.
-    pub fn new(meta: Arc<dyn MetadataStore>, blobs: Arc<dyn BlobStore>, accounts: Accounts) -> Arc<ContentTrust> {
+    /// Content trust over these stores, checking certificates' validity at `clock`'s time.
+    pub fn new(
+        meta: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
+        accounts: Accounts,
+        clock: registry_core::time::SharedClock,
+    ) -> Arc<ContentTrust> {
         Arc::new(ContentTrust {
             meta,
             blobs,
             accounts,
             verified: quick_cache::sync::Cache::new(16 * 1024),
             keys: quick_cache::sync::Cache::new(4 * 1024),
+            clock,
         })
     }
 
@@ -158,8 +200,7 @@ impl ContentTrust {
             return Ok(keys);
         }
         let keys = keys_of(&*self.meta, project_id).await?.1;
-        let parsed =
-            Arc::new(ProjectKeys { verifying: keys.keys(), set: Digest::sha256_of(keys.cosign.join("\n").as_bytes()) });
+        let parsed = Arc::new(ProjectKeys::of(&keys));
         self.keys.insert(project_id, (std::time::Instant::now(), parsed.clone()));
         Ok(parsed)
     }
@@ -182,19 +223,14 @@ impl ContentTrust {
     }
 
     /// Whether the cosign signature manifest `signature` of `subject` verifies under `keys`.
-    async fn verifies(
-        &self,
-        signature: &Digest,
-        subject: &Digest,
-        keys: &[VerifyingKey],
-        set: &Digest,
-    ) -> Result<bool> {
-        let key = (signature.clone(), subject.clone(), set.clone());
+    async fn verifies(&self, signature: &Digest, subject: &Digest, keys: &ProjectKeys) -> Result<bool> {
+        let key = (signature.clone(), subject.clone(), keys.set.clone());
         if let Some(known) = self.verified.get(&key) {
             return Ok(known);
         }
         let Some(manifest) = self.read(signature, MAX_MANIFEST).await? else { return Ok(false) };
         let manifest: Value = serde_json::from_slice(&manifest).unwrap_or(Value::Null);
+        let keys = &keys.verifying;
         let mut ok = false;
         for layer in manifest["layers"].as_array().into_iter().flatten() {
             let (Some(sig), Some(digest)) = (
@@ -215,20 +251,47 @@ impl ContentTrust {
         Ok(ok)
     }
 
+    /// Whether the notation signature manifest `signature` of `subject` verifies under the
+    /// project's roots (cached as cosign's are).
+    #[cfg(feature = "notation")]
+    async fn notation_verifies(&self, signature: &Digest, subject: &Digest, keys: &ProjectKeys) -> Result<bool> {
+        let key = (signature.clone(), subject.clone(), keys.set.clone());
+        if let Some(known) = self.verified.get(&key) {
+            return Ok(known);
+        }
+        let Some(manifest) = self.read(signature, MAX_MANIFEST).await? else { return Ok(false) };
+        let manifest: Value = serde_json::from_slice(&manifest).unwrap_or(Value::Null);
+        let layer = &manifest["layers"][0];
+        let mut ok = false;
+        if layer["mediaType"].as_str() == Some(crate::notation::JWS)
+            && let Some(digest) = layer["digest"].as_str().and_then(|d| Digest::parse(d).ok())
+            && let Some(envelope) = self.read(&digest, MAX_MANIFEST).await?
+            && Digest::sha256_of(&envelope) == digest
+        {
+            let now = self.clock.now_secs();
+            match crate::notation::verify_jws(&envelope, subject, &keys.roots, now) {
+                Ok(()) => ok = true,
+                Err(why) => tracing::info!(%signature, %subject, why, "a notation signature does not verify"),
+            }
+        }
+        self.verified.insert(key, ok);
+        Ok(ok)
+    }
+
     /// The signatures of `subject` in the repository: cosign ones (by the tag scheme and as
     /// referrers) and notation ones (referrers).
-    async fn signatures(&self, repository: &RepositoryName, subject: &Digest) -> Result<(Vec<Digest>, bool)> {
+    async fn signatures(&self, repository: &RepositoryName, subject: &Digest) -> Result<(Vec<Digest>, Vec<Digest>)> {
         let mut cosign = Vec::new();
         if let Ok(tag) = Tag::parse(&format!("sha256-{}.sig", subject.hex()))
             && let Some(digest) = self.meta.resolve_tag(repository, &tag).await?
         {
             cosign.push(digest);
         }
-        let mut notation = false;
+        let mut notation = Vec::new();
         for referrer in self.meta.referrers(repository, subject).await? {
             match referrer.artifact_type.as_deref() {
                 Some(COSIGN_ARTIFACT_TYPE) => cosign.push(referrer.digest),
-                Some(NOTATION_ARTIFACT_TYPE) => notation = true,
+                Some(NOTATION_ARTIFACT_TYPE) => notation.push(referrer.digest),
                 _ => {}
             }
         }
@@ -241,25 +304,39 @@ impl ContentTrust {
         repository: &RepositoryName,
         subject: &Digest,
         need: Need,
-        keys: &[VerifyingKey],
-        set: &Digest,
+        keys: &ProjectKeys,
     ) -> Result<bool> {
         let (cosign, notation) = self.signatures(repository, subject).await?;
         let cosign_ok = if !need.cosign {
             true
-        } else if keys.is_empty() {
+        } else if keys.verifying.is_empty() {
             !cosign.is_empty()
         } else {
             let mut any = false;
             for signature in &cosign {
-                if self.verifies(signature, subject, keys, set).await? {
+                if self.verifies(signature, subject, keys).await? {
                     any = true;
                     break;
                 }
             }
             any
         };
-        Ok(cosign_ok && (!need.notation || notation))
+        if !cosign_ok {
+            return Ok(false);
+        }
+        if !need.notation {
+            return Ok(true);
+        }
+        if !keys.has_roots() {
+            return Ok(!notation.is_empty());
+        }
+        #[cfg(feature = "notation")]
+        for signature in &notation {
+            if self.notation_verifies(signature, subject, keys).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -285,17 +362,13 @@ impl PullPolicies for ContentTrust {
         if !need.cosign && !need.notation {
             return Ok(());
         }
-        let keys = match need.cosign {
-            true => self.project_keys(project.id).await?,
-            false => Arc::new(ProjectKeys { verifying: Vec::new(), set: Digest::sha256_of(b"") }),
-        };
-        let (verifying, set) = (&keys.verifying, &keys.set);
-        if self.signed(repository, &record.digest, need, verifying, set).await? {
+        let keys = self.project_keys(project.id).await?;
+        if self.signed(repository, &record.digest, need, &keys).await? {
             return Ok(());
         }
         // A child of a signed index is signed by it.
         for parent in self.meta.referencing(repository, &record.digest).await? {
-            if self.signed(repository, &parent, need, verifying, set).await? {
+            if self.signed(repository, &parent, need, &keys).await? {
                 return Ok(());
             }
         }
@@ -304,10 +377,11 @@ impl PullPolicies for ContentTrust {
             (true, false) => "by cosign",
             _ => "by notation",
         };
-        let how = if need.cosign && !verifying.is_empty() {
-            " with a signature that verifies under one of the project's trusted keys"
-        } else {
-            ""
+        let how = match (need.cosign && !keys.verifying.is_empty(), need.notation && keys.has_roots()) {
+            (true, true) => " with signatures that verify under the project's trusted keys and roots",
+            (true, false) => " with a signature that verifies under one of the project's trusted keys",
+            (false, true) => " with a signature that verifies under one of the project's trusted roots",
+            (false, false) => "",
         };
         Err(Error::PullDenied {
             reason: format!(
@@ -356,11 +430,8 @@ mod tests {
         assert!(!verify_cosign(&good, &sign(&good), &subject, &[*stranger.verifying_key()]), "the wrong key");
         assert!(!verify_cosign(&good, "not base64!", &subject, &keys));
         let pem = signer.verifying_key().to_public_key_pem(p256::pkcs8::LineEnding::LF).expect("pem");
-        assert!(TrustedKeys { cosign: vec![pem] }.checked().is_ok());
-        assert!(
-            TrustedKeys { cosign: vec!["-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----".into()] }
-                .checked()
-                .is_err()
-        );
+        assert!(TrustedKeys { cosign: vec![pem], ..TrustedKeys::default() }.checked().is_ok());
+        let bad = "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----".to_owned();
+        assert!(TrustedKeys { cosign: vec![bad], ..TrustedKeys::default() }.checked().is_err());
     }
 }

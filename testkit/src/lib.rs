@@ -4,6 +4,7 @@
 
 pub mod cosign;
 pub mod harbor;
+pub mod notation;
 pub mod postgres;
 pub mod proxy;
 pub mod s3;

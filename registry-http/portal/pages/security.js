@@ -1,5 +1,5 @@
 // A project's security settings (project admins): content trust (cosign, notation) with the
-// cosign keys signatures must verify under, scans on push, vulnerability prevention at a
+// cosign keys and notation roots signatures must verify under, scans on push, vulnerability prevention at a
 // severity, the CVE allowlist (the system's or the project's own), and the project's scanner.
 
 import { h, field, toast, errorBox } from '../dom.js';
@@ -13,12 +13,13 @@ export async function securityPanel(ctx, project) {
   const on = (key) => m[key] === 'true';
   const box = (id, key, text) => h('label', { class: 'inline', for: id }, h('input', { type: 'checkbox', id, name: key, checked: on(key) }), text);
   const [keys, scanner, candidates] = await Promise.all([
-    api.get(`/projects/${name}/content-trust/keys`).catch(() => ({ cosign: [] })),
+    api.get(`/projects/${name}/content-trust/keys`).catch(() => ({ cosign: [], notation: [] })),
     api.get(`/projects/${name}/scanner`).catch(() => null),
     api.list(`/projects/${name}/scanner/candidates`, 1, 100).then((r) => r.items).catch(() => []),
   ]);
   const list = project.cve_allowlist || { items: [] };
   const keysArea = h('textarea', { id: 'sec-keys', rows: 4, placeholder: '-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----' }, (keys.cosign || []).join('\n'));
+  const rootsArea = h('textarea', { id: 'sec-roots', rows: 4, placeholder: '-----BEGIN CERTIFICATE-----\n…\n-----END CERTIFICATE-----' }, (keys.notation || []).join('\n'));
   const severity = field('Prevent pulling images with vulnerabilities of this severity or higher',
     { name: 'severity', options: SEVERITIES, value: (m.severity || 'low').toLowerCase() });
   const reuse = h('input', { type: 'checkbox', id: 'sec-reuse', checked: m.reuse_sys_cve_allowlist !== 'false' });
@@ -32,6 +33,8 @@ export async function securityPanel(ctx, project) {
     box('sec-notation', 'enable_content_trust', 'Pull only artifacts signed with notation'),
     h('div', { class: 'field' }, h('label', { for: 'sec-keys' }, 'Trusted cosign public keys (PEM, ECDSA P-256)'), keysArea,
       h('div', { class: 'hint' }, 'With keys, a cosign signature counts only when it verifies under one of them; without, any signature counts.')),
+    h('div', { class: 'field' }, h('label', { for: 'sec-roots' }, 'Trusted notation root certificates (PEM, X.509)'), rootsArea,
+      h('div', { class: 'hint' }, 'With roots, a notation signature counts only when its certificate chain leads to one of them and it verifies; without, any signature counts.')),
     h('h3', {}, 'Vulnerabilities'),
     box('sec-autoscan', 'auto_scan', 'Scan images when they are pushed'),
     box('sec-autosbom', 'auto_sbom_generation', 'Generate an SBOM of images when they are pushed'),
@@ -52,9 +55,10 @@ export async function securityPanel(ctx, project) {
     metadata.reuse_sys_cve_allowlist = reuse.checked ? 'true' : 'false';
     const items = cves.value.split(/[\s,]+/).filter(Boolean).map((cve_id) => ({ cve_id }));
     const pems = keysArea.value.split(/(?<=-----END PUBLIC KEY-----)/).map((k) => k.trim()).filter(Boolean);
+    const roots = rootsArea.value.split(/(?<=-----END CERTIFICATE-----)/).map((k) => k.trim()).filter(Boolean);
     try {
       await api.change('PUT', `/projects/${name}`, { metadata, cve_allowlist: { items } });
-      await api.change('PUT', `/projects/${name}/content-trust/keys`, { cosign: pems });
+      await api.change('PUT', `/projects/${name}/content-trust/keys`, { cosign: pems, notation: roots });
       if (candidates.length && (!scanner || scannerSelect.value !== scanner.uuid)) {
         await api.change('PUT', `/projects/${name}/scanner`, { uuid: scannerSelect.value });
       }

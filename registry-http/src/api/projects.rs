@@ -370,17 +370,19 @@ pub(crate) async fn metadata_delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     Ok(status_only(StatusCode::OK))
 }
 
-/// `GET /projects/{p}/content-trust/keys` (beyond Harbor): the cosign public keys signatures must
-/// verify under when the project accepts only signed artifacts (none: any signature counts).
+/// `GET /projects/{p}/content-trust/keys` (beyond Harbor): the cosign public keys and notation
+/// root certificates signatures must verify under when the project accepts only signed artifacts
+/// (none: any signature of that kind counts).
 pub(crate) async fn trusted_keys(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let project = api.project(&call, "project").await?;
     api.require_see(&call, &project).await?;
     let (_, keys) = registry_platform::trust::keys_of(&**api.registry.metadata_store(), project.id).await?;
-    Ok(json_response(StatusCode::OK, &json!({"cosign": keys.cosign})))
+    Ok(json_response(StatusCode::OK, &json!({"cosign": keys.cosign, "notation": keys.notation})))
 }
 
-/// `PUT /projects/{p}/content-trust/keys` with `{"cosign": ["-----BEGIN PUBLIC KEY-----…"]}`
-/// (project admins): each an ECDSA P-256 public key in PEM; `[]` trusts any signature again.
+/// `PUT /projects/{p}/content-trust/keys` with `{"cosign": ["-----BEGIN PUBLIC KEY-----…"],
+/// "notation": ["-----BEGIN CERTIFICATE-----…"]}` (project admins): ECDSA P-256 public keys and
+/// X.509 root certificates in PEM, replacing both lists; `[]` trusts any signature again.
 pub(crate) async fn set_trusted_keys(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let project = api.project(&call, "project").await?;
     api.require_manage(&call, &project).await?;
@@ -391,7 +393,7 @@ pub(crate) async fn set_trusted_keys(api: Arc<Api>, call: ApiCall) -> ApiResult 
     let resource = registry_core::event::Resource {
         project: Some(project.name.clone()),
         name: Some("content trust keys".into()),
-        detail: Some(format!("{} cosign keys", keys.cosign.len())),
+        detail: Some(format!("{} cosign keys, {} notation roots", keys.cosign.len(), keys.notation.len())),
         ..registry_core::event::Resource::default()
     };
     let action = if id == 0 {

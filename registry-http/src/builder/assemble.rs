@@ -125,6 +125,7 @@ impl RegistryBuilder {
                 registry.metadata_store().clone(),
                 registry.blob_store().clone(),
                 accounts.clone(),
+                registry.clock().clone(),
             )
         });
         let registry = match (&accounts, &trust) {

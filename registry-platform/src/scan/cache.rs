@@ -23,7 +23,7 @@ type Timed<V> = (Instant, V);
 pub struct ScanCache {
     meta: Arc<dyn MetadataStore>,
     reports: quick_cache::sync::Cache<Digest, Timed<Arc<Vec<ScanReport>>>>,
-    scanners: quick_cache::sync::Cache<u64, Timed<Option<Registration>>>,
+    scanners: quick_cache::sync::Cache<u64, Timed<Option<Arc<Registration>>>>,
     allowed: quick_cache::sync::Cache<(u64, bool), Timed<Arc<super::allowlist::Allowlist>>>,
 }
 
@@ -81,11 +81,11 @@ impl ScanCache {
     }
 
     /// The scanner of `project_id` (its own, else the default).
-    pub async fn scanner_of(&self, project_id: u64) -> Result<Option<Registration>> {
+    pub async fn scanner_of(&self, project_id: u64) -> Result<Option<Arc<Registration>>> {
         if let Some(found) = fresh(self.scanners.get(&project_id)) {
             return Ok(found);
         }
-        let found = registration::of_project(&*self.meta, project_id).await?;
+        let found = registration::of_project(&*self.meta, project_id).await?.map(Arc::new);
         self.scanners.insert(project_id, (Instant::now(), found.clone()));
         Ok(found)
     }

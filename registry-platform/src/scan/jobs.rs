@@ -323,7 +323,7 @@ impl Scanning {
     }
 
     /// The scanner of the project `project_id`.
-    pub async fn scanner_of(&self, project_id: u64) -> registry_storage::Result<Option<Registration>> {
+    pub async fn scanner_of(&self, project_id: u64) -> registry_storage::Result<Option<Arc<Registration>>> {
         self.cache.scanner_of(project_id).await
     }
 
@@ -350,7 +350,7 @@ impl Scanning {
         Ok(out)
     }
 
-    async fn usable_scanner(&self, project: &registry_auth::Project) -> Result<Registration, RequestError> {
+    async fn usable_scanner(&self, project: &registry_auth::Project) -> Result<Arc<Registration>, RequestError> {
         let registration = self.cache.scanner_of(project.id).await?.ok_or_else(|| {
             RequestError::NoScanner(format!(
                 "project {} has no scanner and no default scanner is set; a system admin registers one \

@@ -96,23 +96,27 @@ impl PullPolicies for Prevention {
             return Ok(());
         };
         let Some(threshold) = Prevention::threshold(&project.metadata) else { return Ok(()) };
-        let policy = format!(
-            "project {} prevents pulling images with vulnerabilities of severity {} or higher",
-            project.name,
-            threshold.as_str()
-        );
+        // Written only for a refusal: an admitted pull formats nothing.
+        let policy = || {
+            format!(
+                "project {} prevents pulling images with vulnerabilities of severity {} or higher",
+                project.name,
+                threshold.as_str()
+            )
+        };
         let Some(scanner) = self.cache.scanner_of(project.id).await? else {
-            return Err(denied(format!("{policy}, and it has no scanner to scan {}: set one", record.digest)));
+            return Err(denied(format!("{}, and it has no scanner to scan {}: set one", policy(), record.digest)));
         };
         let reports = self.cache.reports(&record.digest).await?;
         let Some(report) =
             reports.iter().find(|r| r.scanner == scanner.uuid && REPORT_TYPES.contains(&r.mime_type.as_str()))
         else {
-            return Err(denied(format!("{policy}; {} was not scanned: scan it first", record.digest)));
+            return Err(denied(format!("{}; {} was not scanned: scan it first", policy(), record.digest)));
         };
         if report.status != SUCCESS {
             return Err(denied(format!(
-                "{policy}; the scan of {} is {} (report {}): scan it again once it is done",
+                "{}; the scan of {} is {} (report {}): scan it again once it is done",
+                policy(),
                 record.digest,
                 report.status.to_lowercase(),
                 report.id
@@ -121,7 +125,16 @@ impl PullPolicies for Prevention {
         let own = project.metadata.get(allowlist::REUSE).is_some_and(|v| v == "false");
         let allowed = self.cache.allowed(project.id, own, self.clock.now_secs()).await?;
         let summary = if allowed.is_empty() {
-            Arc::new(serde_json::from_str::<Summary>(&report.summary).unwrap_or_default())
+            // A report's summary does not change once it succeeded: parsed once.
+            let key = (report.id.clone(), 0);
+            match self.allowed_summaries.get(&key) {
+                Some(summary) => summary,
+                None => {
+                    let parsed = Arc::new(serde_json::from_str::<Summary>(&report.summary).unwrap_or_default());
+                    self.allowed_summaries.insert(key, parsed.clone());
+                    parsed
+                }
+            }
         } else {
             match self.allowed_summary(record, &scanner.uuid, &report.id, &allowed).await? {
                 Some(s) => s,
@@ -131,8 +144,9 @@ impl PullPolicies for Prevention {
         let found = summary.at_least(threshold);
         if found > 0 {
             return Err(denied(format!(
-                "{policy}; {} has {found} such vulnerabilities ({}) not in the CVE allowlist: fix them, allowlist \
+                "{}; {} has {found} such vulnerabilities ({}) not in the CVE allowlist: fix them, allowlist \
                  them or change the threshold",
+                policy(),
                 record.digest,
                 summary.breakdown(threshold)
             )));
