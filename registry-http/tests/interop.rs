@@ -1,12 +1,9 @@
 //! Interoperability: distribution 2.8 (Debian's `docker-registry`) configured with our token
 //! service as its realm and our token certificate as its root bundle accepts our tokens.
 
-use std::process::Stdio;
-
 use registry_auth::{Accounts, Role};
 use registry_http::TestRegistry;
 use testkit::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distribution_accepts_our_tokens_by_x5c() {
@@ -30,39 +27,19 @@ async fn distribution_accepts_our_tokens(libtrust_kid: bool) {
     }
     let tokens = builder.start().await.expect("start");
 
-    let work = tempfile::tempdir().expect("tempdir");
-    let bundle = work.path().join("token-root.pem");
-    std::fs::write(&bundle, tokens.token_certificate_pem().expect("certificate")).expect("bundle");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let config = work.path().join("config.yml");
-    std::fs::write(
-        &config,
+    let certificate = tokens.token_certificate_pem().expect("certificate");
+    let distribution = testkit::distribution::Distribution::start(|dir| {
+        let bundle = dir.join("token-root.pem");
+        std::fs::write(&bundle, certificate).expect("bundle");
         format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: {}/auth/token\n    service: distribution-test\n    issuer: {}\n    rootcertbundle: {}\n",
-            work.path().join("data").display(),
+            "auth:\n  token:\n    realm: {}/auth/token\n    service: distribution-test\n    issuer: {}\n    rootcertbundle: {}\n",
             tokens.url(),
             registry_http::token::ISSUER,
             bundle.display()
-        ),
-    )
-    .expect("config");
-    let mut distribution = tokio::process::Command::new("docker-registry")
-        .args(["serve", config.to_str().expect("utf8")])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("docker-registry starts (apt-get install -y docker-registry)");
-    let mut log = BufReader::new(distribution.stderr.take().expect("stderr")).lines();
-    loop {
-        let line = log.next_line().await.expect("log").expect("docker-registry exited before listening");
-        if line.contains("listening on") {
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-
-    let host = format!("127.0.0.1:{port}");
+        )
+    })
+    .await;
+    let host = distribution.host.clone();
     let podman = Podman::with_test_image().await;
     let dev = podman.auth_file("dev");
     podman.run(&["login", "--tls-verify=false", "-u", "dev", "-p", "password1", &host], &dev).await;
@@ -75,6 +52,6 @@ async fn distribution_accepts_our_tokens(libtrust_kid: bool) {
     podman.run(&["login", "--tls-verify=false", "-u", "outsider", "-p", "password1", &host], &outsider).await;
     podman.fails(&["pull", "--tls-verify=false", &format!("{host}/team/app:v1")], &outsider).await;
 
-    distribution.kill().await.expect("stop docker-registry");
+    distribution.stop().await;
     tokens.stop().await;
 }

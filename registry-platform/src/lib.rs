@@ -22,7 +22,8 @@
 //! | [`trust`] | content trust: only signed artifacts pulled, cosign signatures verified under trusted keys | pull policy |
 //! | `scan` (feature `scanning`) | scanner registrations, the Pluggable Scanner API client, scans on request, on push and on a schedule, reports, CVE allowlists, vulnerability prevention | jobs `scan`, `scan_all`; consumer `auto_scan`; pull policy |
 //! | [`delegates`] | the subjects of the registry's own delegates (a scanner pulling what it scans) | |
-//! | `ssrf` (features `webhooks`, `scanning`) | where outbound requests may go | |
+//! | `remote` (feature `replication`) | registry endpoints and their client | |
+//! | `ssrf` (features `webhooks`, `scanning`, `replication`) | where outbound requests may go | |
 //! | [`cron`] | cron schedules (six fields, Harbor's) | |
 //! | [`consumer`] | the loop every stream consumer runs in | |
 //! | [`platform`] | [`Platform`]: all of the above assembled for one process, and its [`Running`] handle | |
@@ -36,6 +37,8 @@
 //! |---|---|---|
 //! | `webhooks` | on | webhook policies and delivery (an HTTP client on rustls) |
 //! | `scanning` | on | vulnerability scanning through scanner adapters (the same client) |
+//! | `replication` | on | registry endpoints (the same client) |
+//! | `notation` | on | notation signatures verified against X.509 roots (rustls-webpki) |
 
 pub mod artifacts;
 pub mod audit_record;
@@ -50,12 +53,14 @@ pub mod labels;
 pub mod notation;
 pub mod platform;
 pub mod quotas;
+#[cfg(feature = "replication")]
+pub mod remote;
 pub mod retention;
 #[cfg(feature = "scanning")]
 pub mod scan;
 pub mod selectors;
 pub mod settings;
-#[cfg(any(feature = "webhooks", feature = "scanning"))]
+#[cfg(any(feature = "webhooks", feature = "scanning", feature = "replication"))]
 pub mod ssrf;
 pub mod syslog;
 pub mod trust;

@@ -12,6 +12,24 @@ use serde::{Deserialize, Serialize};
 #[error("{0}")]
 pub struct Invalid(pub String);
 
+/// A name a person gives something (a scanner, a registry endpoint): 1 to 255 printable
+/// characters, trimmed.
+pub fn checked_name(name: &str) -> Result<String, Invalid> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(Invalid("name must be 1 to 255 printable characters".into()));
+    }
+    Ok(name.to_owned())
+}
+
+/// A description: up to 1024 characters.
+pub fn checked_description(description: String) -> Result<String, Invalid> {
+    if description.len() > 1024 {
+        return Err(Invalid("description is longer than 1024 characters".into()));
+    }
+    Ok(description)
+}
+
 /// One selector as Harbor's API carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]

@@ -150,6 +150,16 @@ pub async fn resolve(url: &reqwest::Url, reach: Reach) -> Result<Vec<SocketAddr>
     Ok(found)
 }
 
+/// The innermost cause of an error (what a person can act on: "connection refused", not
+/// "error sending request").
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -400,7 +400,7 @@ async fn pull_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scans_and_pull_policies_hold_on_every_replica() {
+async fn trust_scans_and_registry_endpoints_hold_on_every_replica() {
     let cluster = Cluster::start(Options::default()).await;
     let scanner = testkit::scanner::FixtureScanner::start(Some("cluster-key"), false).await;
     let c = client();
@@ -511,5 +511,21 @@ async fn scans_and_pull_policies_hold_on_every_replica() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(document["spdxVersion"], "SPDX-2.3", "{document}");
+
+    // A registry endpoint made on one replica (the cluster itself, by its token service) is
+    // shown healthy by another, its secret sealed in the shared database.
+    let made = api(
+        0,
+        reqwest::Method::POST,
+        "/registries",
+        serde_json::json!({"name": "self", "type": "harbor", "url": cluster.replica(1),
+            "credential": {"type": "basic", "access_key": "admin", "access_secret": PASSWORD}}),
+    );
+    let made = made.await.expect("registry");
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let id = made.headers()["location"].to_str().expect("location").rsplit('/').next().expect("id").to_owned();
+    let shown = api(2, reqwest::Method::GET, &format!("/registries/{id}"), serde_json::Value::Null).await.expect("get");
+    let shown: serde_json::Value = shown.json().await.expect("json");
+    assert_eq!(shown["status"], "healthy", "{shown}");
     cluster.stop().await;
 }

@@ -3,6 +3,7 @@
 //! binary as a child process. Not published; every test crate takes it as a dev-dependency.
 
 pub mod cosign;
+pub mod distribution;
 pub mod harbor;
 pub mod notation;
 pub mod postgres;

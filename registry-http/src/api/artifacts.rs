@@ -224,7 +224,7 @@ async fn artifact_json(
         true => super::scans::overview(api, project, r).await?,
         _ => None,
     };
-    let sbom = match with.sbom_overview {
+    let sbom: Option<Value> = match with.sbom_overview {
         #[cfg(feature = "scanning")]
         true => super::scans::sbom_overview(api, project, r).await?,
         _ => None,

@@ -18,6 +18,7 @@
 //! | [`immutable`] | `/projects/{p}/immutabletagrules…` |
 //! | [`labels`] | `/labels…` (artifacts' labels are in [`artifacts`]) |
 //! | [`retention`] | `/retentions…` (policies, executions, tasks and their logs) |
+//! | `registries` (feature `replication`) | `/registries…`, `/replication/adapters`, `/replication/adapterinfos` |
 //! | `scanners` (feature `scanning`) | `/scanners…`, `/projects/{p}/scanner…` |
 //! | `scans` (feature `scanning`) | `…/artifacts/{reference}/scan…`, `…/additions/vulnerabilities`, `…/additions/sbom`, `/system/scanAll…`, `/scans/…/metrics`, `/system/CVEAllowlist` |
 //!
@@ -51,6 +52,8 @@ pub mod pages;
 pub mod projects;
 pub mod q;
 pub mod quotas;
+#[cfg(feature = "replication")]
+pub mod registries;
 pub mod retention;
 pub mod robots;
 pub(crate) mod router;
@@ -91,6 +94,9 @@ pub(crate) struct Api {
     /// Scanning, when this server scans.
     #[cfg(feature = "scanning")]
     pub(crate) scanning: Option<Arc<registry_platform::scan::jobs::Scanning>>,
+    /// The registry endpoints' last health checks.
+    #[cfg(feature = "replication")]
+    pub(crate) registry_health: registries::Health,
 }
 
 /// One request to a handler.
@@ -112,7 +118,7 @@ pub(crate) type ApiResult = Result<http::Response<ResponseBody>, ApiError>;
 fn endpoints() -> &'static [Endpoint] {
     static TABLE: std::sync::OnceLock<Vec<Endpoint>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        #[cfg_attr(not(any(feature = "webhooks", feature = "scanning")), allow(unused_mut))]
+        #[cfg_attr(not(any(feature = "webhooks", feature = "scanning", feature = "replication")), allow(unused_mut))]
         let mut table = vec![
             endpoint!(GET "/ping" => system::ping),
             endpoint!(GET "/health" => system::health),
@@ -222,6 +228,18 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions" => webhooks::executions),
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks" => webhooks::tasks),
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks/{task_id}/log" => webhooks::task_log),
+        ]);
+        #[cfg(feature = "replication")]
+        table.extend([
+            endpoint!(GET "/registries" => registries::list),
+            endpoint!(POST "/registries" => registries::create),
+            endpoint!(POST "/registries/ping" => registries::ping),
+            endpoint!(GET "/registries/{id}" => registries::get),
+            endpoint!(PUT "/registries/{id}" => registries::update),
+            endpoint!(DELETE "/registries/{id}" => registries::delete),
+            endpoint!(GET "/registries/{id}/info" => registries::info),
+            endpoint!(GET "/replication/adapters" => registries::adapters),
+            endpoint!(GET "/replication/adapterinfos" => registries::adapter_infos),
         ]);
         #[cfg(feature = "scanning")]
         table.extend([

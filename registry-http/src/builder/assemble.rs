@@ -276,6 +276,8 @@ impl RegistryBuilder {
                 trust: trust.clone(),
                 #[cfg(feature = "scanning")]
                 scanning: scanning.clone(),
+                #[cfg(feature = "replication")]
+                registry_health: quick_cache::sync::Cache::new(1024),
             })
         });
         // Sessions last eight hours; the cookie is Secure when the registry is served over TLS.

@@ -48,6 +48,7 @@ const FILES: &[(&str, &[u8])] = files![
     "pages/settings.js",
     "pages/retention.js",
     "pages/scanners.js",
+    "pages/registries.js",
     "pages/security.js",
 ];
 

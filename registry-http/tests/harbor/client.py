@@ -30,6 +30,10 @@ from harborapi.models import (
     RetentionSelector,
     ProjectReq,
     QuotaUpdateReq,
+    Registry,
+    RegistryCredential,
+    RegistryPing,
+    RegistryUpdate,
     ResourceList,
     RobotCreate,
     RobotPermission,
@@ -87,6 +91,28 @@ async def scanning(admin: HarborAsyncClient, scanner_url: str) -> None:
     await admin.update_scan_all_schedule(Schedule(schedule=ScheduleObj(type="None")))
     await admin.delete_scanner(uuid)
     assert await admin.get_scanners() == []
+
+
+async def registries(admin: HarborAsyncClient, url: str, user: str, password: str) -> None:
+    """Registry endpoints: this registry registered as a remote of its own, through its token service."""
+    assert await admin.get_registry_adapters() == ["docker-registry", "harbor"]
+    providers = await admin.get_registry_providers()
+    assert "harbor" in providers.root, providers
+    await admin.check_registry_status(RegistryPing(type="harbor", url=url, credential_type="basic", access_key=user, access_secret=password))
+    location = await admin.create_registry(
+        Registry(name="pyremote", type="harbor", url=url, insecure=False,
+                 credential=RegistryCredential(type="basic", access_key=user, access_secret=password))
+    )
+    registry_id = int(location.rsplit("/", 1)[-1])
+    shown = await admin.get_registry(registry_id)
+    assert shown.status == "healthy" and shown.credential.access_key == user, shown
+    assert shown.credential.access_secret != password, "the secret is never shown"
+    await admin.update_registry(registry_id, RegistryUpdate(description="ourselves"))
+    assert [r.description for r in await admin.get_registries()] == ["ourselves"]
+    info = await admin.get_registry_info(registry_id)
+    assert info.type == "harbor" and info.supported_triggers, info
+    await admin.delete_registry(registry_id)
+    assert await admin.get_registries() == []
 
 
 async def main(url: str, user: str, password: str, scanner_url: str) -> None:
@@ -235,6 +261,7 @@ async def main(url: str, user: str, password: str, scanner_url: str) -> None:
     await admin.get_gc_jobs()
 
     await scanning(admin, scanner_url)
+    await registries(admin, url, user, password)
 
     # Clean up.
     await admin.delete_robot(robot.id)

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::registration::Registration;
-use crate::ssrf::{self, Reach};
+use crate::ssrf::{self, Reach, root_cause};
 
 /// How long one request to an adapter may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -248,15 +248,6 @@ impl Adapter {
             _ => Err(self.fail(format!("the report answered {status}{}", error_message(&body)))),
         }
     }
-}
-
-/// The innermost cause of a request error.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 /// `: <message>` of the spec's error body, if it has one.

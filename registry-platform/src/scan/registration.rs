@@ -111,20 +111,13 @@ impl Registration {
     /// Applies `input` (a create when `self` is new), sealing a credential with `key`.
     pub fn apply(&mut self, input: RegistrationInput, key: &SecretKey) -> std::result::Result<(), Invalid> {
         if let Some(name) = input.name {
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-                return Err(Invalid("name must be 1 to 255 printable characters".into()));
-            }
-            self.name = name;
+            self.name = crate::selectors::checked_name(&name)?;
         }
         if self.name.is_empty() {
             return Err(Invalid("a scanner needs a name".into()));
         }
         if let Some(d) = input.description {
-            if d.len() > 1024 {
-                return Err(Invalid("description is longer than 1024 characters".into()));
-            }
-            self.description = d;
+            self.description = crate::selectors::checked_description(d)?;
         }
         if let Some(url) = input.url {
             self.url = check_url(&url)?;

@@ -308,6 +308,25 @@ try {
   await admin.getByRole('button', { name: 'Save security settings' }).click();
   await admin.getByText('Saved the security settings').waitFor();
 
+  begin('registries: another registry (this one, through its token service) added after a connection test');
+  await admin.goto(`${base}/#/registries`);
+  await admin.getByText('No registry yet').waitFor();
+  await admin.getByRole('button', { name: 'Add registry' }).click();
+  const registryDialog = admin.getByRole('dialog');
+  await registryDialog.getByLabel('Name', { exact: true }).fill('self');
+  await registryDialog.getByLabel('Type').selectOption('harbor');
+  await registryDialog.getByLabel('URL').fill(base);
+  await registryDialog.getByLabel('Access key (user)').fill('admin');
+  await registryDialog.getByLabel('Access secret (password or token)').fill('wrong-password');
+  await registryDialog.getByRole('button', { name: 'Test connection' }).click();
+  await admin.getByText(/refuses the credentials of "admin"/).first().waitFor();
+  await registryDialog.getByLabel('Access secret (password or token)').fill(process.env.ADMIN_PASSWORD);
+  await registryDialog.getByRole('button', { name: 'Test connection' }).click();
+  await admin.getByText('The registry answers and accepts the credential').waitFor();
+  await registryDialog.getByRole('button', { name: 'Add', exact: true }).click();
+  await admin.locator('tbody tr', { hasText: 'self' }).getByText('Healthy').waitFor();
+  await shot(admin, '06i-registries');
+
   begin('garbage collection: a dry run');
   await admin.goto(`${base}/#/gc`);
   await admin.getByRole('button', { name: 'Dry run' }).click();
