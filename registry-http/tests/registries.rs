@@ -161,3 +161,58 @@ async fn registry_endpoints_are_checked_against_real_registries() {
     peer.stop().await;
     reg.stop().await;
 }
+
+/// A remote endpoint's session for `url` with `credential`.
+fn remote(url: &str, credential: Option<(&str, &str)>) -> registry_platform::remote::client::Remote {
+    let key = registry_auth::SecretKey::generate().expect("key");
+    let mut body = json!({"name": "r", "type": "docker-registry", "url": url});
+    if let Some((user, secret)) = credential {
+        body["credential"] = json!({"type": "basic", "access_key": user, "access_secret": secret});
+    }
+    let mut endpoint = registry_platform::remote::Endpoint::default();
+    endpoint.apply(serde_json::from_value(body).expect("input"), &key).expect("endpoint");
+    registry_platform::remote::client::Remote::of(&endpoint, &key).expect("remote")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_copies_an_image_exactly_from_this_registry_to_distribution() {
+    let reg = TestRegistry::start_with_auth(harbor_accounts().await).await.expect("start");
+    let basic = Distribution::basic("mirror", "s3cret-pass").await;
+    let (c, base) = (client(), reg.url());
+    let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push"]).await;
+    let (_, digest) = push_image_as(&c, &base, "team/app", "v1", "copied", Some(&t)).await;
+
+    let source = remote(&base, Some(ADMIN));
+    let target = remote(&basic.url(), Some(("mirror", "s3cret-pass")));
+    let (from, to) = (source.session().await.expect("session"), target.session().await.expect("session"));
+    let manifest = from.manifest("team/app", "v1").await.expect("read").expect("found");
+    assert_eq!(manifest.digest, digest);
+    assert_eq!(from.manifest_digest("team/app", "v1").await.expect("head"), Some(digest.clone()));
+    assert!(from.manifest("team/app", "nope").await.expect("read").is_none());
+    let parsed: Value = serde_json::from_slice(&manifest.bytes).expect("json");
+    let mut blobs = vec![parsed["config"]["digest"].as_str().expect("config").to_owned()];
+    blobs.extend(
+        parsed["layers"].as_array().expect("layers").iter().map(|l| l["digest"].as_str().expect("layer").to_owned()),
+    );
+    for blob in &blobs {
+        let blob = registry_core::Digest::parse(blob).expect("digest");
+        assert!(!to.has_blob("mirror/app", &blob).await.expect("head"));
+        let bytes = from.blob("team/app", &blob).await.expect("get").bytes().await.expect("bytes");
+        let size = bytes.len() as u64;
+        to.push_blob("mirror/app", &blob, size, move || reqwest::Body::from(bytes)).await.expect("push");
+        assert!(to.has_blob("mirror/app", &blob).await.expect("head"));
+        assert!(to.mount("mirror/other", &blob, "mirror/app").await.expect("mount"), "mounted, not sent again");
+    }
+    to.put_manifest("mirror/app", "v1", &manifest.media_type, &manifest.bytes).await.expect("manifest");
+    assert_eq!(to.manifest_digest("mirror/app", "v1").await.expect("head"), Some(digest.clone()), "the same bytes");
+    assert_eq!(to.tags("mirror/app").await.expect("tags"), ["v1"]);
+    assert_eq!(to.tags("mirror/none").await.expect("tags"), Vec::<String>::new());
+
+    // The wrong password: each call says so.
+    let refused =
+        remote(&basic.url(), Some(("mirror", "wrong"))).session().await.expect("session").tags("mirror/app").await;
+    let why = refused.expect_err("refused").0;
+    assert!(why.contains("refuses the credentials of \"mirror\" for repository:mirror/app:pull"), "{why}");
+    basic.stop().await;
+    reg.stop().await;
+}

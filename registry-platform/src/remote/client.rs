@@ -47,13 +47,13 @@ impl std::fmt::Debug for Remote {
 
 /// A `WWW-Authenticate` challenge.
 #[derive(Debug, PartialEq, Eq)]
-enum Challenge {
+pub(crate) enum Challenge {
     Basic,
     Bearer { realm: String, service: Option<String> },
 }
 
 /// Parses a `WWW-Authenticate` header (`Basic realm="…"`, `Bearer realm="…",service="…"`).
-fn challenge(header: &str) -> Option<Challenge> {
+pub(crate) fn challenge(header: &str) -> Option<Challenge> {
     let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
     if scheme.eq_ignore_ascii_case("basic") {
         return Some(Challenge::Basic);
@@ -96,12 +96,17 @@ impl Remote {
         Ok(Remote { name: endpoint.name.clone(), base, credential, insecure: endpoint.insecure, ca })
     }
 
-    fn fail(&self, what: impl std::fmt::Display) -> RemoteError {
+    /// Its base URL.
+    pub fn base(&self) -> &reqwest::Url {
+        &self.base
+    }
+
+    pub(crate) fn fail(&self, what: impl std::fmt::Display) -> RemoteError {
         RemoteError(format!("registry {:?} at {}: {what}", self.name, self.base.as_str().trim_end_matches('/')))
     }
 
     /// A client pinned to `url`'s checked addresses.
-    async fn client_for(&self, url: &reqwest::Url) -> Result<reqwest::Client, RemoteError> {
+    pub(crate) async fn client_for(&self, url: &reqwest::Url) -> Result<reqwest::Client, RemoteError> {
         let addrs = ssrf::resolve(url, Reach::Internal).await.map_err(|e| self.fail(e))?;
         let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -117,7 +122,7 @@ impl Remote {
         builder.build().map_err(|e| self.fail(format!("an HTTP client: {e}")))
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, RemoteError> {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, RemoteError> {
         request.send().await.map_err(|e| {
             self.fail(if e.is_timeout() {
                 "it did not answer in time".to_owned()
@@ -129,7 +134,12 @@ impl Remote {
         })
     }
 
-    fn basic(&self) -> Option<String> {
+    /// The user it signs in as, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.credential.as_ref().map(|(user, _)| user.as_str())
+    }
+
+    pub(crate) fn basic(&self) -> Option<String> {
         self.credential.as_ref().map(|(user, secret)| {
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")))
         })
@@ -137,7 +147,12 @@ impl Remote {
 
     /// A bearer token from `realm` for `service` and `scopes` (with the credential when there
     /// is one).
-    async fn token(&self, realm: &str, service: Option<&str>, scopes: &[&str]) -> Result<String, RemoteError> {
+    pub(crate) async fn token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[&str],
+    ) -> Result<String, RemoteError> {
         let mut url = ssrf::check_address(realm, Reach::Internal)
             .map_err(|e| self.fail(format!("its token realm {realm:?}: {e}")))?;
         {

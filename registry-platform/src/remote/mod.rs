@@ -3,10 +3,11 @@
 //! this registry or Harbor (`harbor`) — with their URL, credential (sealed at rest with the
 //! registry's key, never shown), TLS verification on or off and an optional CA certificate. Kept
 //! as system policy documents of kind [`KIND`], named by the endpoint's name; the document's id is
-//! the endpoint's id. [`client`] talks to them: the health ping now, replication and the proxy
-//! cache next.
+//! the endpoint's id. [`client`] checks their health; a [`session`] reads and writes their
+//! content (what replication and the proxy cache copy with).
 
 pub mod client;
+pub mod session;
 
 use registry_auth::SecretKey;
 use registry_storage::policies::{PolicyRecord, SYSTEM};
