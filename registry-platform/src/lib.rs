@@ -23,6 +23,7 @@
 //! | `scan` (feature `scanning`) | scanner registrations, the Pluggable Scanner API client, scans on request, on push and on a schedule, reports, CVE allowlists, vulnerability prevention | jobs `scan`, `scan_all`; consumer `auto_scan`; pull policy |
 //! | [`delegates`] | the subjects of the registry's own delegates (a scanner pulling what it scans) | |
 //! | `remote` (feature `replication`) | registry endpoints and their client | |
+//! | `replication` (feature `replication`) | replication policies, copies and executions | `replication` |
 //! | `ssrf` (features `webhooks`, `scanning`, `replication`) | where outbound requests may go | |
 //! | [`cron`] | cron schedules (six fields, Harbor's) | |
 //! | [`consumer`] | the loop every stream consumer runs in | |
@@ -37,7 +38,7 @@
 //! |---|---|---|
 //! | `webhooks` | on | webhook policies and delivery (an HTTP client on rustls) |
 //! | `scanning` | on | vulnerability scanning through scanner adapters (the same client) |
-//! | `replication` | on | registry endpoints (the same client) |
+//! | `replication` | on | registry endpoints and replication (the same client) |
 //! | `notation` | on | notation signatures verified against X.509 roots (rustls-webpki) |
 
 pub mod artifacts;
@@ -55,6 +56,8 @@ pub mod platform;
 pub mod quotas;
 #[cfg(feature = "replication")]
 pub mod remote;
+#[cfg(feature = "replication")]
+pub mod replication;
 pub mod retention;
 #[cfg(feature = "scanning")]
 pub mod scan;
@@ -69,3 +72,13 @@ pub mod webhook;
 
 pub use gc::{GarbageCollector, GcObserver};
 pub use platform::{Platform, PlatformOptions, Running};
+
+/// A new random identifier in UUID v4 form (scanner registrations, replication executions).
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}

@@ -36,6 +36,10 @@ pub struct PlatformOptions {
     /// Scan artifacts (the scans' jobs, the scan of everything and its schedule, scans on push).
     #[cfg(feature = "scanning")]
     pub scanning: Option<Arc<crate::scan::jobs::Scanning>>,
+    /// Run replication executions, opening registry endpoints' credentials with this key
+    /// (needs `accounts`).
+    #[cfg(feature = "replication")]
+    pub replication: Option<registry_auth::SecretKey>,
 }
 
 impl std::fmt::Debug for PlatformOptions {
@@ -64,6 +68,8 @@ impl Default for PlatformOptions {
             webhooks: None,
             #[cfg(feature = "scanning")]
             scanning: None,
+            #[cfg(feature = "replication")]
+            replication: None,
         }
     }
 }
@@ -166,6 +172,16 @@ impl Platform {
                     crate::scan::jobs::ScanAllHandler::new(scanning.clone()),
                 ),
             None => runner,
+        };
+        #[cfg(feature = "replication")]
+        let runner = match (&options.replication, &options.accounts) {
+            (Some(key), Some(accounts)) => runner.handle(
+                crate::replication::run::JOB_KIND,
+                2,
+                Duration::from_secs(30),
+                crate::replication::run::Replicator::new(registry.clone(), accounts.clone(), key.clone()),
+            ),
+            _ => runner,
         };
         let jobs = Arc::new(runner);
         #[cfg(feature = "scanning")]

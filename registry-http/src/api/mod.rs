@@ -19,6 +19,7 @@
 //! | [`labels`] | `/labels…` (artifacts' labels are in [`artifacts`]) |
 //! | [`retention`] | `/retentions…` (policies, executions, tasks and their logs) |
 //! | `registries` (feature `replication`) | `/registries…`, `/replication/adapters`, `/replication/adapterinfos` |
+//! | `replication` (feature `replication`) | `/replication/policies…`, `/replication/executions…` |
 //! | `scanners` (feature `scanning`) | `/scanners…`, `/projects/{p}/scanner…` |
 //! | `scans` (feature `scanning`) | `…/artifacts/{reference}/scan…`, `…/additions/vulnerabilities`, `…/additions/sbom`, `/system/scanAll…`, `/scans/…/metrics`, `/system/CVEAllowlist` |
 //!
@@ -54,6 +55,8 @@ pub mod q;
 pub mod quotas;
 #[cfg(feature = "replication")]
 pub mod registries;
+#[cfg(feature = "replication")]
+pub mod replication;
 pub mod retention;
 pub mod robots;
 pub(crate) mod router;
@@ -240,6 +243,17 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/registries/{id}/info" => registries::info),
             endpoint!(GET "/replication/adapters" => registries::adapters),
             endpoint!(GET "/replication/adapterinfos" => registries::adapter_infos),
+            endpoint!(GET "/replication/policies" => replication::list),
+            endpoint!(POST "/replication/policies" => replication::create),
+            endpoint!(GET "/replication/policies/{id}" => replication::get),
+            endpoint!(PUT "/replication/policies/{id}" => replication::update),
+            endpoint!(DELETE "/replication/policies/{id}" => replication::delete),
+            endpoint!(POST "/replication/executions" => replication::start),
+            endpoint!(GET "/replication/executions" => replication::executions),
+            endpoint!(GET "/replication/executions/{id}" => replication::get_execution),
+            endpoint!(PUT "/replication/executions/{id}" => replication::stop),
+            endpoint!(GET "/replication/executions/{id}/tasks" => replication::tasks),
+            endpoint!(GET "/replication/executions/{id}/tasks/{task_id}/log" => replication::task_log),
         ]);
         #[cfg(feature = "scanning")]
         table.extend([

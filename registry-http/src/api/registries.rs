@@ -41,7 +41,7 @@ fn time(ms: u64) -> Value {
 }
 
 /// Harbor's `Registry` (the secret never), with its health when known.
-fn endpoint_json(stored: &Stored, health: Option<&Option<String>>) -> Value {
+pub(crate) fn endpoint_json(stored: &Stored, health: Option<&Option<String>>) -> Value {
     let e = &stored.endpoint;
     let mut v = json!({
         "id": stored.record.id,

@@ -256,6 +256,8 @@ impl RegistryBuilder {
                 }),
                 #[cfg(feature = "scanning")]
                 scanning: scanning.clone(),
+                #[cfg(feature = "replication")]
+                replication: accounts.as_ref().filter(|_| !self.token_only).map(|_| secret_key.clone()),
             },
         );
         let gc = platform.gc().clone();

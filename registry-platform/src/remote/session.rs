@@ -265,21 +265,52 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// The referrers of `subject` in `repository` (OCI 1.1's API); none where the remote does
+    /// not offer it (distribution 2.8 answers 404).
+    pub async fn referrers(&self, repository: &str, subject: &Digest) -> Result<Vec<Digest>, RemoteError> {
+        let url = self.url(&format!("v2/{repository}/referrers/{subject}"))?;
+        let response = self.send(&pull(repository), |c| c.get(url.clone())).await?;
+        if response.status().as_u16() != 200 {
+            return Ok(Vec::new());
+        }
+        let index: serde_json::Value =
+            response.json().await.map_err(|_| self.remote.fail("its referrers answer is not JSON"))?;
+        Ok(index["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["digest"].as_str().and_then(|d| Digest::parse(d).ok()))
+            .collect())
+    }
+
+    /// Every repository of the remote (`/v2/_catalog`, following its pages).
+    pub async fn catalog(&self) -> Result<Vec<String>, RemoteError> {
+        self.paged("v2/_catalog?n=1000", "registry:catalog:*", "repositories").await
+    }
+
     /// Every tag of `repository` (following the `Link` pages), none when it does not exist.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RemoteError> {
+        self.paged(&format!("v2/{repository}/tags/list?n=1000"), &pull(repository), "tags").await
+    }
+
+    /// The strings of `field` of every page from `path` on (following `Link`); none when the
+    /// first answers 404.
+    async fn paged(&self, path: &str, scope: &str, field: &str) -> Result<Vec<String>, RemoteError> {
         let mut out = Vec::new();
-        let mut next = Some(self.url(&format!("v2/{repository}/tags/list?n=1000"))?);
+        let mut next = Some(self.url(path)?);
         while let Some(url) = next.take() {
-            let response = self.send(&pull(repository), |c| c.get(url.clone())).await?;
+            let response = self.send(scope, |c| c.get(url.clone())).await?;
             match response.status().as_u16() {
                 404 => return Ok(out),
                 200 => {}
-                s => return Err(self.remote.fail(format!("listing the tags of {repository} answered {s}"))),
+                s => return Err(self.remote.fail(format!("GET {} answered {s}", url.path()))),
             }
             let link = response.headers().get("link").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let page: serde_json::Value =
-                response.json().await.map_err(|_| self.remote.fail("its tag list is not JSON"))?;
-            out.extend(page["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)));
+            let page: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|_| self.remote.fail(format!("its answer to {} is not JSON", url.path())))?;
+            out.extend(page[field].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)));
             next = link
                 .and_then(|l| {
                     l.split(';').next().map(|u| u.trim().trim_start_matches('<').trim_end_matches('>').to_owned())

@@ -199,12 +199,7 @@ impl Registration {
 
 /// A new registration identifier (a random UUID).
 pub fn new_uuid() -> String {
-    let mut b = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    crate::new_uuid()
 }
 
 /// A stored registration with its record (times, id).

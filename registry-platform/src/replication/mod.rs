@@ -1,0 +1,262 @@
+//! Replication (Harbor's `/replication/policies` and executions): copying artifacts between this
+//! registry and a registry endpoint ([`crate::remote`]) — push-based (local to remote) or
+//! pull-based (remote to local) — exactly (the same manifest bytes and digests, an index with all
+//! its children, signatures and other referrers along with their subject) and incrementally (a
+//! blob the destination holds is neither read nor sent). Policies are system policy documents of
+//! kind [`KIND`] ([`Policy`], checked by [`Policy::checked`]); an execution is a job of kind
+//! [`run::JOB_KIND`] whose progress and result list its tasks, one per artifact copied
+//! ([`run`]); the copying itself is [`copy`].
+
+pub mod copy;
+pub mod run;
+
+use registry_core::glob::Pattern;
+use registry_storage::policies::{PolicyRecord, SYSTEM};
+use registry_storage::{MetadataStore, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::selectors::Invalid;
+
+/// The policy kind of replication policies.
+pub const KIND: &str = "replication_policy";
+
+/// One filter of a policy (Harbor's `ReplicationFilter`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Filter {
+    /// `name` (repository), `tag` or `resource` (`image` or `artifact`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The pattern (doublestar) or the resource type.
+    pub value: serde_json::Value,
+    /// `matches` (the default) or `excludes`.
+    pub decoration: String,
+}
+
+/// What starts a policy's executions (Harbor's `ReplicationTrigger`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Trigger {
+    /// `manual` (the only one so far).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A replication policy as stored (endpoints by id; 0 is this registry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Policy {
+    /// Its name, unique.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// The source endpoint (0: this registry, push-based).
+    pub src_registry: u64,
+    /// The destination endpoint (0: this registry, pull-based).
+    pub dest_registry: u64,
+    /// The namespace the copies go under (empty: the source's path).
+    pub dest_namespace: String,
+    /// How many leading path components of the source the namespace replaces (-1: all but the
+    /// last).
+    pub dest_namespace_replace_count: i64,
+    /// What starts it.
+    pub trigger: Trigger,
+    /// What it copies.
+    pub filters: Vec<Filter>,
+    /// Whether a copy replaces a destination tag that names other content.
+    #[serde(rename = "override")]
+    pub overwrite: bool,
+    /// Whether it runs.
+    pub enabled: bool,
+}
+
+/// The filters of a policy, parsed.
+#[derive(Debug, Default)]
+pub struct Filters {
+    names: Vec<(Pattern, bool)>,
+    tags: Vec<(Pattern, bool)>,
+    /// Only images (`resource` = `image`): manifests and indexes of images, not other artifacts.
+    pub images_only: bool,
+}
+
+impl Filters {
+    /// Whether repository `name` is copied.
+    pub fn repository(&self, name: &str) -> bool {
+        self.names.iter().all(|(p, matches)| p.matches(name) == *matches)
+    }
+
+    /// Whether tag `tag` is copied.
+    pub fn tag(&self, tag: &str) -> bool {
+        self.tags.iter().all(|(p, matches)| p.matches(tag) == *matches)
+    }
+}
+
+impl Policy {
+    /// Checks a policy: a name, exactly one side remote, known filters whose patterns parse, a
+    /// namespace that is a repository path, a known trigger.
+    pub fn checked(mut self) -> std::result::Result<Policy, Invalid> {
+        self.name = crate::selectors::checked_name(&self.name)?;
+        self.description = crate::selectors::checked_description(std::mem::take(&mut self.description))?;
+        match (self.src_registry, self.dest_registry) {
+            (0, 0) => {
+                return Err(Invalid(
+                    "a policy copies to or from a registry endpoint: set src_registry (pull-based) or \
+                     dest_registry (push-based)"
+                        .into(),
+                ));
+            }
+            (a, b) if a != 0 && b != 0 => {
+                return Err(Invalid(
+                    "one side of a policy is this registry: set src_registry or dest_registry, not both".into(),
+                ));
+            }
+            _ => {}
+        }
+        if !self.dest_namespace.is_empty() {
+            registry_core::RepositoryName::parse(&self.dest_namespace)
+                .map_err(|e| Invalid(format!("dest_namespace {:?}: {e}", self.dest_namespace)))?;
+        }
+        if self.dest_namespace_replace_count < -1 {
+            return Err(Invalid("dest_namespace_replace_count is -1 (all but the last level) or more".into()));
+        }
+        match self.trigger.kind.as_str() {
+            "" | "manual" => self.trigger.kind = "manual".into(),
+            other => {
+                return Err(Invalid(format!(
+                    "trigger {other:?} is not supported yet: replication runs on request (\"manual\")"
+                )));
+            }
+        }
+        self.filters()?;
+        Ok(self)
+    }
+
+    /// The filters, parsed.
+    pub fn filters(&self) -> std::result::Result<Filters, Invalid> {
+        let mut out = Filters::default();
+        for (i, f) in self.filters.iter().enumerate() {
+            let matches = match f.decoration.as_str() {
+                "" | "matches" => true,
+                "excludes" => false,
+                other => return Err(Invalid(format!("filters[{i}].decoration {other:?}: use matches or excludes"))),
+            };
+            let text = f.value.as_str().unwrap_or_default();
+            let pattern =
+                || Pattern::parse(text).map_err(|e| Invalid(format!("filters[{i}] ({} {text:?}): {e}", f.kind)));
+            match f.kind.as_str() {
+                "name" => out.names.push((pattern()?, matches)),
+                "tag" => out.tags.push((pattern()?, matches)),
+                "resource" => match text {
+                    "image" => out.images_only = true,
+                    "artifact" | "" => {}
+                    other => return Err(Invalid(format!("filters[{i}]: resource {other:?}: use image or artifact"))),
+                },
+                "label" => {
+                    return Err(Invalid(format!(
+                        "filters[{i}]: label filters are not supported yet; filter by name and tag"
+                    )));
+                }
+                other => {
+                    return Err(Invalid(format!("filters[{i}]: type {other:?} is unknown; use name, tag or resource")));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where repository `source` is copied to.
+    pub fn destination(&self, source: &str) -> String {
+        if self.dest_namespace.is_empty() {
+            return source.to_owned();
+        }
+        let parts: Vec<&str> = source.split('/').collect();
+        let drop = match self.dest_namespace_replace_count {
+            -1 => parts.len() - 1,
+            n => (n.max(0) as usize).min(parts.len() - 1),
+        };
+        format!("{}/{}", self.dest_namespace, parts[drop..].join("/"))
+    }
+
+    /// The record to store as `id` (0: new).
+    pub fn record(&self, id: u64) -> PolicyRecord {
+        PolicyRecord {
+            id,
+            kind: KIND.into(),
+            project_id: SYSTEM,
+            name: self.name.clone(),
+            body: serde_json::to_string(self).unwrap_or_default(),
+            created_ms: 0,
+            updated_ms: 0,
+        }
+    }
+}
+
+/// A stored policy with its record.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The record (id, times).
+    pub record: PolicyRecord,
+    /// The policy.
+    pub policy: Policy,
+}
+
+/// Every policy.
+pub async fn all(meta: &dyn MetadataStore) -> Result<Vec<Stored>> {
+    Ok(meta
+        .policies(KIND, Some(SYSTEM))
+        .await?
+        .into_iter()
+        .filter_map(|record| serde_json::from_str(&record.body).ok().map(|policy| Stored { record, policy }))
+        .collect())
+}
+
+/// The policy `id`.
+pub async fn by_id(meta: &dyn MetadataStore, id: u64) -> Result<Option<Stored>> {
+    Ok(meta
+        .policy(KIND, id)
+        .await?
+        .and_then(|record| serde_json::from_str(&record.body).ok().map(|policy| Stored { record, policy })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(json: serde_json::Value) -> std::result::Result<Policy, Invalid> {
+        serde_json::from_value::<Policy>(json).expect("policy").checked()
+    }
+
+    #[test]
+    fn policies_are_checked_saying_what_is_wrong() {
+        assert!(policy(serde_json::json!({"name": "p"})).expect_err("refused").0.contains("src_registry"));
+        assert!(policy(serde_json::json!({"name": "p", "src_registry": 1, "dest_registry": 2})).is_err());
+        let bad_filter =
+            serde_json::json!({"name": "p", "dest_registry": 1, "filters": [{"type": "name", "value": "a/[b"}]});
+        assert!(policy(bad_filter).expect_err("refused").0.contains("filters[0]"));
+        let label = serde_json::json!({"name": "p", "dest_registry": 1, "filters": [{"type": "label", "value": "x"}]});
+        assert!(policy(label).expect_err("refused").0.contains("label"));
+        let cron = serde_json::json!({"name": "p", "dest_registry": 1, "trigger": {"type": "scheduled"}});
+        assert!(policy(cron).expect_err("refused").0.contains("not supported yet"));
+        let ok = policy(serde_json::json!({"name": "p", "dest_registry": 1, "filters": [
+            {"type": "name", "value": "library/**"}, {"type": "tag", "value": "v*"},
+            {"type": "tag", "value": "*-rc", "decoration": "excludes"}]}))
+        .expect("a policy");
+        let f = ok.filters().expect("filters");
+        assert!(f.repository("library/app/web") && !f.repository("team/app"));
+        assert!(f.tag("v1") && !f.tag("v2-rc") && !f.tag("latest"));
+    }
+
+    #[test]
+    fn destinations_flatten_as_harbor_does() {
+        let p = |ns: &str, n: i64| Policy {
+            dest_namespace: ns.into(),
+            dest_namespace_replace_count: n,
+            ..Policy::default()
+        };
+        assert_eq!(p("", 1).destination("a/b/c"), "a/b/c");
+        assert_eq!(p("mirror", 0).destination("a/b/c"), "mirror/a/b/c");
+        assert_eq!(p("mirror", 1).destination("a/b/c"), "mirror/b/c");
+        assert_eq!(p("mirror", -1).destination("a/b/c"), "mirror/c");
+        assert_eq!(p("mirror", 9).destination("a/b/c"), "mirror/c");
+    }
+}
