@@ -16,6 +16,7 @@ import { globalLabelsPage } from './pages/labels.js';
 import { settingsPage } from './pages/settings.js';
 import { scannersPage } from './pages/scanners.js';
 import { registriesPage } from './pages/registries.js';
+import { replicationsPage } from './pages/replications.js';
 
 /** What every page knows: the signed-in user ({username, sysadmin_flag}) and the registry's host. */
 const ctx = { user: null, host: location.host, firstStart: false, go, refresh: render };
@@ -41,6 +42,7 @@ const routes = [
   [/^\/settings$/, () => settingsPage(ctx)],
   [/^\/scanners$/, () => scannersPage(ctx)],
   [/^\/registries$/, () => registriesPage(ctx)],
+  [/^\/replications$/, () => replicationsPage(ctx)],
 ];
 
 function header() {
@@ -56,7 +58,7 @@ function header() {
       link('/projects', 'Projects'), link('/dashboard', 'Dashboard'),
       admin ? link('/users', 'Users') : null, admin ? link('/audit', 'Audit log') : null,
       admin ? link('/gc', 'Garbage collection') : null, admin ? link('/jobs', 'Jobs') : null,
-      admin ? link('/labels', 'Labels') : null, admin ? link('/scanners', 'Scanners') : null, admin ? link('/registries', 'Registries') : null,
+      admin ? link('/labels', 'Labels') : null, admin ? link('/scanners', 'Scanners') : null, admin ? link('/registries', 'Registries') : null, admin ? link('/replications', 'Replications') : null,
       admin ? link('/settings', 'Settings') : null),
     h('span', { class: 'spacer' }),
     h('form', { role: 'search', on: { submit: (e) => { e.preventDefault(); go(`/search/${encodeURIComponent(search.value)}`); } } }, search),

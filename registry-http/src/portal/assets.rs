@@ -49,6 +49,7 @@ const FILES: &[(&str, &[u8])] = files![
     "pages/retention.js",
     "pages/scanners.js",
     "pages/registries.js",
+    "pages/replications.js",
     "pages/security.js",
 ];
 

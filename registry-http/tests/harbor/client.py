@@ -34,6 +34,9 @@ from harborapi.models import (
     RegistryCredential,
     RegistryPing,
     RegistryUpdate,
+    ReplicationFilter,
+    ReplicationPolicy,
+    ReplicationTrigger,
     ResourceList,
     RobotCreate,
     RobotPermission,
@@ -113,6 +116,43 @@ async def registries(admin: HarborAsyncClient, url: str, user: str, password: st
     assert info.type == "harbor" and info.supported_triggers, info
     await admin.delete_registry(registry_id)
     assert await admin.get_registries() == []
+
+
+async def replication(admin: HarborAsyncClient, url: str, user: str, password: str) -> None:
+    """A push-based policy copying library/signed through this registry's own endpoint, run once."""
+    location = await admin.create_registry(
+        Registry(name="pyself", type="harbor", url=url,
+                 credential=RegistryCredential(type="basic", access_key=user, access_secret=password))
+    )
+    registry_id = int(location.rsplit("/", 1)[-1])
+    await admin.create_project(ProjectReq(project_name="pymirror"))
+    location = await admin.create_replication_policy(
+        ReplicationPolicy(name="pycopy", dest_registry=Registry(id=registry_id), dest_namespace="pymirror",
+                          dest_namespace_replace_count=-1, trigger=ReplicationTrigger(type="manual"), enabled=True,
+                          filters=[ReplicationFilter(type="name", value="library/signed")])
+    )
+    policy_id = int(location.rsplit("/", 1)[-1])
+    policy = await admin.get_replication_policy(policy_id)
+    assert policy.dest_registry.name == "pyself" and policy.dest_namespace == "pymirror", policy
+    assert [p.name for p in await admin.get_replication_policies()] == ["pycopy"]
+    execution_id = int((await admin.start_replication(policy_id)).rsplit("/", 1)[-1])
+    for _ in range(500):
+        execution = await admin.get_replication(execution_id)
+        if execution.status != "InProgress":
+            break
+        await asyncio.sleep(0.02)
+    assert execution.status == "Succeed" and execution.total == 1, execution
+    tasks = await admin.get_replication_tasks(execution_id)
+    assert [t.dst_resource for t in tasks] == ["pymirror/signed:v1"], tasks
+    assert "copied" in await admin.get_replication_task_log(execution_id, tasks[0].id)
+    assert [e.id for e in await admin.get_replications(policy_id=policy_id)] == [execution_id]
+    copied = await admin.get_artifact("pymirror", "signed", "v1")
+    original = await admin.get_artifact("library", "signed", "v1")
+    assert copied.digest == original.digest and copied.accessories, copied
+    await admin.delete_replication_policy(policy_id)
+    await admin.delete_registry(registry_id)
+    await admin.delete_repository("pymirror", "signed")
+    await admin.delete_project("pymirror")
 
 
 async def main(url: str, user: str, password: str, scanner_url: str) -> None:
@@ -262,6 +302,7 @@ async def main(url: str, user: str, password: str, scanner_url: str) -> None:
 
     await scanning(admin, scanner_url)
     await registries(admin, url, user, password)
+    await replication(admin, url, user, password)
 
     # Clean up.
     await admin.delete_robot(robot.id)

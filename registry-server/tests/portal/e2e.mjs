@@ -327,6 +327,24 @@ try {
   await admin.locator('tbody tr', { hasText: 'self' }).getByText('Healthy').waitFor();
   await shot(admin, '06i-registries');
 
+  begin('replication: a push-based policy copying team/app/web to team/web through that registry, run and its tasks');
+  await admin.goto(`${base}/#/replications`);
+  await admin.getByText('No replication policy yet.').waitFor();
+  await admin.getByRole('button', { name: 'New replication policy' }).click();
+  const policyDialog = admin.getByRole('dialog');
+  await policyDialog.getByLabel('Name', { exact: true }).fill('copy-web');
+  await policyDialog.getByLabel('Repositories (pattern)').fill('team/app/**');
+  await policyDialog.getByLabel('Destination namespace').fill('team');
+  await policyDialog.getByLabel('Flattening').selectOption('-1');
+  await policyDialog.getByRole('button', { name: 'Save' }).click();
+  await admin.getByText('Saved copy-web').waitFor();
+  await admin.getByRole('button', { name: 'Replicate copy-web' }).click();
+  await admin.getByRole('status').filter({ hasText: 'Succeed' }).first().waitFor();
+  await admin.getByRole('button', { name: /^Tasks of execution / }).first().click();
+  await admin.getByRole('dialog').getByText('team/web:v1').waitFor();
+  await shot(admin, '06j-replication');
+  await admin.getByRole('button', { name: 'Close' }).click();
+
   begin('garbage collection: a dry run');
   await admin.goto(`${base}/#/gc`);
   await admin.getByRole('button', { name: 'Dry run' }).click();
