@@ -400,7 +400,7 @@ async fn pull_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trust_scans_and_registry_endpoints_hold_on_every_replica() {
+async fn trust_scans_and_replication_hold_on_every_replica() {
     let cluster = Cluster::start(Options::default()).await;
     let scanner = testkit::scanner::FixtureScanner::start(Some("cluster-key"), false).await;
     let c = client();
@@ -527,5 +527,45 @@ async fn trust_scans_and_registry_endpoints_hold_on_every_replica() {
     let shown = api(2, reqwest::Method::GET, &format!("/registries/{id}"), serde_json::Value::Null).await.expect("get");
     let shown: serde_json::Value = shown.json().await.expect("json");
     assert_eq!(shown["status"], "healthy", "{shown}");
+
+    // Replication through that endpoint, asked for on one replica, run by whichever takes the
+    // job, seen on a third.
+    let made = api(0, reqwest::Method::POST, "/projects", serde_json::json!({"project_name": "copies"}));
+    assert_eq!(made.await.expect("project").status(), StatusCode::CREATED);
+    let policy = api(
+        1,
+        reqwest::Method::POST,
+        "/replication/policies",
+        serde_json::json!({"name": "copy", "dest_registry": {"id": id.parse::<u64>().expect("id")},
+            "dest_namespace": "copies", "dest_namespace_replace_count": -1,
+            "filters": [{"type": "name", "value": "secure/app"}]}),
+    );
+    let policy = policy.await.expect("policy");
+    assert_eq!(policy.status(), StatusCode::CREATED);
+    let policy_id: u64 =
+        policy.headers()["location"].to_str().expect("location").rsplit('/').next().expect("id").parse().expect("id");
+    let started = api(0, reqwest::Method::POST, "/replication/executions", serde_json::json!({"policy_id": policy_id}));
+    let started = started.await.expect("start");
+    assert_eq!(started.status(), StatusCode::CREATED);
+    let execution =
+        started.headers()["location"].to_str().expect("location").rsplit('/').next().expect("id").to_owned();
+    let mut status = serde_json::Value::Null;
+    for _ in 0..500 {
+        let e = api(2, reqwest::Method::GET, &format!("/replication/executions/{execution}"), serde_json::Value::Null);
+        let e: serde_json::Value = e.await.expect("execution").json().await.expect("json");
+        if e["status"] != "InProgress" {
+            status = e;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["status"], "Succeed", "{status}");
+    let copied =
+        api(1, reqwest::Method::GET, "/projects/copies/repositories/app/artifacts/v1", serde_json::Value::Null);
+    let copied: serde_json::Value = copied.await.expect("artifact").json().await.expect("json");
+    let original =
+        api(2, reqwest::Method::GET, "/projects/secure/repositories/app/artifacts/v1", serde_json::Value::Null);
+    let original: serde_json::Value = original.await.expect("artifact").json().await.expect("json");
+    assert_eq!(copied["digest"], original["digest"], "{copied}");
     cluster.stop().await;
 }
