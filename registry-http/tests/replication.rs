@@ -45,6 +45,21 @@ async fn at_distribution(dist: &Distribution, repo: &str, reference: &str) -> Op
     Some(Digest::parse(r.headers()["docker-content-digest"].to_str().expect("header")).expect("digest"))
 }
 
+/// The first execution of `policy` once it has ended (started by a trigger).
+async fn executed(admin: &Api, policy: &str) -> Value {
+    for _ in 0..1500 {
+        let listed =
+            admin.get(&format!("/replication/executions?policy_id={policy}")).await.expect(StatusCode::OK, None);
+        if let Some(first) = listed.body.as_array().and_then(|a| a.last())
+            && first["status"] != "InProgress"
+        {
+            return first.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no execution of policy {policy} ended")
+}
+
 async fn run(admin: &Api, policy: &str) -> Value {
     let started = admin
         .post("/replication/executions", json!({"policy_id": policy.parse::<u64>().expect("id")}))
@@ -107,9 +122,11 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
             "filters[0]",
         ),
         (
-            json!({"name": "p", "dest_registry": {"id": registry_id}, "trigger": {"type": "event_based"}}),
-            "not supported yet",
+            json!({"name": "p", "dest_registry": {"id": registry_id},
+                "trigger": {"type": "scheduled", "trigger_settings": {"cron": "nope"}}}),
+            "cron",
         ),
+        (json!({"name": "p", "src_registry": {"id": registry_id}, "trigger": {"type": "event_based"}}), "push-based"),
         (json!({"name": "p", "dest_registry": {"id": registry_id}, "speed": 1024}), "speed"),
     ] {
         let refused = admin.post("/replication/policies", body.clone()).await.expect(StatusCode::BAD_REQUEST, None);
@@ -195,6 +212,42 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
     assert_eq!(multi.body["digest"], index_digest.to_string());
     let listed = admin.get(&format!("/replication/executions?policy_id={pull_id}")).await.expect(StatusCode::OK, None);
     assert_eq!(listed.body.as_array().map(Vec::len), Some(2));
+
+    // Event-based: a push starts an execution of just that artifact.
+    let on_push = admin
+        .post(
+            "/replication/policies",
+            json!({"name": "on-push", "dest_registry": {"id": registry_id}, "dest_namespace": "events",
+                "trigger": {"type": "event_based"}, "filters": [{"type": "name", "value": "team/app"}]}),
+        )
+        .await
+        .expect(StatusCode::CREATED, None);
+    let on_push_id = on_push.header("location").rsplit('/').next().expect("id").to_owned();
+    let (_, v3) = push_image_as(&c, &base, "team/app", "v3", "three", Some(&t)).await;
+    let execution = executed(&admin, &on_push_id).await;
+    assert_eq!((execution["status"].as_str(), execution["total"].as_u64()), (Some("Succeed"), Some(1)), "{execution}");
+    assert_eq!(at_distribution(&dist, "events/app", "v3").await, Some(v3));
+    assert_eq!(at_distribution(&dist, "events/app", "v1").await, None, "only what was pushed");
+
+    // Scheduled: every second until disabled.
+    let scheduled = admin
+        .post(
+            "/replication/policies",
+            json!({"name": "nightly", "dest_registry": {"id": registry_id}, "dest_namespace": "scheduled",
+                "trigger": {"type": "scheduled", "trigger_settings": {"cron": "* * * * * *"}},
+                "filters": [{"type": "name", "value": "team/app"}, {"type": "tag", "value": "v1"}]}),
+        )
+        .await
+        .expect(StatusCode::CREATED, None);
+    let scheduled_id = scheduled.header("location").rsplit('/').next().expect("id").to_owned();
+    let execution = executed(&admin, &scheduled_id).await;
+    assert_eq!(execution["status"], "Succeed", "{execution}");
+    assert_eq!(execution["trigger"], "scheduled");
+    admin
+        .put(&format!("/replication/policies/{scheduled_id}"), json!({"enabled": false}))
+        .await
+        .expect(StatusCode::OK, None);
+    assert_eq!(at_distribution(&dist, "scheduled/app", "v1").await, Some(v1.clone()));
 
     admin.delete(&format!("/replication/policies/{push_id}")).await.expect(StatusCode::OK, None);
     admin.get(&format!("/replication/policies/{push_id}")).await.expect(StatusCode::NOT_FOUND, None);

@@ -112,6 +112,9 @@ pub struct Platform {
     forwarder: Option<Arc<crate::syslog::Forwarder>>,
     #[cfg(feature = "scanning")]
     scanning: Option<Arc<crate::scan::jobs::Scanning>>,
+    /// Replication's schedules and event trigger read the store here (when it replicates).
+    #[cfg(feature = "replication")]
+    replication: Option<Arc<dyn registry_storage::MetadataStore>>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -213,6 +216,8 @@ impl Platform {
             forwarder,
             #[cfg(feature = "scanning")]
             scanning: options.scanning.clone(),
+            #[cfg(feature = "replication")]
+            replication: (options.replication.is_some() && options.accounts.is_some()).then(|| meta.clone()),
         }
     }
 
@@ -243,6 +248,16 @@ impl Platform {
             periodic.push(crate::scan::jobs::schedule(self.jobs.clone(), scanning.meta_store(), self.poll));
             let auto = crate::scan::jobs::AutoScan { scanning: scanning.clone(), poll: self.stream_poll };
             periodic.push(Arc::new(auto).start());
+        }
+        #[cfg(feature = "replication")]
+        if let Some(meta) = &self.replication {
+            periodic.push(crate::replication::triggers::schedule(self.jobs.clone(), meta.clone(), self.poll));
+            let on_push = crate::replication::triggers::OnPush {
+                meta: meta.clone(),
+                jobs: self.jobs.clone(),
+                poll: self.stream_poll,
+            };
+            periodic.push(Arc::new(on_push).start());
         }
         Running { workers: self.jobs.clone().start(), periodic }
     }

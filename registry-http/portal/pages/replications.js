@@ -6,6 +6,7 @@ import { h, fill, table, dialog, confirmed, field, checkbox, toast, when, errorB
 import * as api from '../api.js';
 
 const MODES = [['push', 'Push-based: from this registry to the remote'], ['pull', 'Pull-based: from the remote to this registry']];
+const TRIGGERS = [['manual', 'Manual'], ['scheduled', 'Scheduled (cron)'], ['event_based', 'On push (push-based only)']];
 const FLATTEN = [['-1', 'Flatten all levels'], ['0', 'No flattening'], ['1', 'Flatten 1 level'], ['2', 'Flatten 2 levels'], ['3', 'Flatten 3 levels']];
 
 export async function replicationsPage() {
@@ -23,6 +24,7 @@ export async function replicationsPage() {
         { title: 'Direction', cell: (p) => (p.src_registry && p.src_registry.id ? `Pull from ${p.src_registry.name}` : `Push to ${p.dest_registry.name}`) },
         { title: 'Filters', cell: (p) => (p.filters || []).map((f) => h('div', {}, `${f.type} ${f.decoration === 'excludes' ? 'excludes' : 'matches'} ${f.value}`)) },
         { title: 'Destination namespace', cell: (p) => p.dest_namespace || '(the source\'s)' },
+        { title: 'Trigger', cell: (p) => (p.trigger.type === 'scheduled' ? `Scheduled ${p.trigger.trigger_settings.cron}` : p.trigger.type === 'event_based' ? 'On push' : 'Manual') },
         { title: 'Enabled', cell: (p) => (p.enabled ? 'Yes' : 'No') },
         { title: 'Actions', cell: actions },
       ], items, registries.length ? 'No replication policy yet.' : 'No replication policy yet: add a registry on the Registries page first.', 'Replication policies'));
@@ -85,7 +87,8 @@ export async function replicationsPage() {
     if (el.names.value.trim()) filters.push({ type: 'name', value: el.names.value.trim() });
     if (el.tags.value.trim()) filters.push({ type: 'tag', value: el.tags.value.trim(), decoration: el.exclude.checked ? 'excludes' : 'matches' });
     const body = { name: el.name.value.trim(), description: el.description.value.trim(), dest_namespace: el.namespace.value.trim(),
-      dest_namespace_replace_count: Number(el.flatten.value), override: el.override.checked, enabled: true, filters, trigger: { type: 'manual' } };
+      dest_namespace_replace_count: Number(el.flatten.value), override: el.override.checked, enabled: true, filters,
+      trigger: { type: el.trigger.value, trigger_settings: { cron: el.cron.value.trim() } } };
     if (el.mode.value === 'push') body.dest_registry = remote; else body.src_registry = remote;
     if (!body.name) throw new Error('Enter a name.');
     if (!remote.id) throw new Error('Choose a registry (add one on the Registries page).');
@@ -103,6 +106,8 @@ export async function replicationsPage() {
       checkbox('Exclude the tags matching the pattern instead', 'exclude'),
       field('Destination namespace', { name: 'namespace', placeholder: 'mirror' }, 'Empty: the source\'s path. Pull-based: an existing project.'),
       field('Flattening', { name: 'flatten', options: FLATTEN, value: '1' }),
+      field('Trigger', { name: 'trigger', options: TRIGGERS, value: 'manual' }),
+      field('Cron (scheduled)', { name: 'cron', placeholder: '0 0 2 * * *' }, 'Six fields, seconds first.'),
       checkbox('Replace destination tags that name other content', 'override', true));
     const made = await dialog('New replication policy', body, 'Save', async (form) => {
       await api.change('POST', '/replication/policies', settingsOf(form));

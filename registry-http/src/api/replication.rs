@@ -50,7 +50,7 @@ async fn policy_json(api: &Api, stored: &Stored) -> Result<Value, ApiError> {
         "dest_registry": side(api, p.dest_registry).await?,
         "dest_namespace": p.dest_namespace,
         "dest_namespace_replace_count": p.dest_namespace_replace_count,
-        "trigger": {"type": p.trigger.kind, "trigger_settings": {"cron": ""}},
+        "trigger": {"type": p.trigger.kind, "trigger_settings": {"cron": p.trigger.trigger_settings.cron}},
         "filters": p.filters,
         "replicate_deletion": false,
         "override": p.overwrite,

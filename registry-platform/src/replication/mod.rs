@@ -9,6 +9,7 @@
 
 pub mod copy;
 pub mod run;
+pub mod triggers;
 
 use registry_core::glob::Pattern;
 use registry_storage::policies::{PolicyRecord, SYSTEM};
@@ -37,9 +38,20 @@ pub struct Filter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Trigger {
-    /// `manual` (the only one so far).
+    /// `manual`, `scheduled` (by `trigger_settings.cron`) or `event_based` (each push the
+    /// filters take, push-based policies only).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The schedule of a `scheduled` trigger.
+    pub trigger_settings: TriggerSettings,
+}
+
+/// Harbor's `ReplicationTriggerSettings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TriggerSettings {
+    /// A six-field cron (seconds first), as Harbor writes them.
+    pub cron: String,
 }
 
 /// A replication policy as stored (endpoints by id; 0 is this registry).
@@ -120,15 +132,35 @@ impl Policy {
             return Err(Invalid("dest_namespace_replace_count is -1 (all but the last level) or more".into()));
         }
         match self.trigger.kind.as_str() {
-            "" | "manual" => self.trigger.kind = "manual".into(),
+            "" | "manual" => {
+                self.trigger.kind = "manual".into();
+                self.trigger.trigger_settings.cron.clear();
+            }
+            "scheduled" => {
+                crate::cron::Cron::parse(&self.trigger.trigger_settings.cron)
+                    .map_err(|e| Invalid(format!("trigger.trigger_settings.cron: {e}")))?;
+            }
+            "event_based" if self.dest_registry == 0 => {
+                return Err(Invalid(
+                    "an event_based trigger replicates pushes to this registry: it needs a push-based policy \
+                     (dest_registry)"
+                        .into(),
+                ));
+            }
+            "event_based" => self.trigger.trigger_settings.cron.clear(),
             other => {
-                return Err(Invalid(format!(
-                    "trigger {other:?} is not supported yet: replication runs on request (\"manual\")"
-                )));
+                return Err(Invalid(format!("trigger {other:?} is unknown; use manual, scheduled or event_based")));
             }
         }
         self.filters()?;
         Ok(self)
+    }
+
+    /// The cron of a scheduled policy.
+    pub fn cron(&self) -> Option<crate::cron::Cron> {
+        (self.trigger.kind == "scheduled")
+            .then(|| crate::cron::Cron::parse(&self.trigger.trigger_settings.cron).ok())
+            .flatten()
     }
 
     /// The filters, parsed.
@@ -236,7 +268,12 @@ mod tests {
         let label = serde_json::json!({"name": "p", "dest_registry": 1, "filters": [{"type": "label", "value": "x"}]});
         assert!(policy(label).expect_err("refused").0.contains("label"));
         let cron = serde_json::json!({"name": "p", "dest_registry": 1, "trigger": {"type": "scheduled"}});
-        assert!(policy(cron).expect_err("refused").0.contains("not supported yet"));
+        assert!(policy(cron).expect_err("refused").0.contains("cron"));
+        let pull_on_push = serde_json::json!({"name": "p", "src_registry": 1, "trigger": {"type": "event_based"}});
+        assert!(policy(pull_on_push).expect_err("refused").0.contains("push-based"));
+        let nightly = serde_json::json!({"name": "p", "dest_registry": 1,
+            "trigger": {"type": "scheduled", "trigger_settings": {"cron": "0 0 2 * * *"}}});
+        assert!(policy(nightly).expect("scheduled").cron().is_some());
         let ok = policy(serde_json::json!({"name": "p", "dest_registry": 1, "filters": [
             {"type": "name", "value": "library/**"}, {"type": "tag", "value": "v*"},
             {"type": "tag", "value": "*-rc", "decoration": "excludes"}]}))

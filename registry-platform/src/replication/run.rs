@@ -29,6 +29,9 @@ pub const FAILED: &str = "Failed";
 pub struct ExecutionJob {
     /// The policy.
     pub policy_id: u64,
+    /// Only this repository and tag (an event-based execution), else everything the policy takes.
+    #[serde(default)]
+    pub only: Option<(String, String)>,
 }
 
 /// One artifact's copy (Harbor's `ReplicationTask`, with its log).
@@ -71,8 +74,8 @@ impl Report {
 
 /// Enqueues an execution of policy `policy_id`; its job id.
 pub async fn start(jobs: &JobRunner, policy_id: u64, trigger: &str, key: String) -> registry_storage::Result<u64> {
-    let payload = serde_json::to_string(&ExecutionJob { policy_id }).unwrap_or_default();
-    Ok(jobs.enqueue(&NewJob::new(JOB_KIND, payload, trigger).key(key).attempts(1)).await?.0)
+    let payload = serde_json::to_string(&ExecutionJob { policy_id, only: None }).unwrap_or_default();
+    Ok(jobs.enqueue(&NewJob::new(JOB_KIND, payload, trigger).key(key).attempts(3)).await?.0)
 }
 
 /// Runs executions.
@@ -118,8 +121,10 @@ impl JobHandler for Replicator {
         let (from, to): (&dyn Side, &dyn Side) = if push { (&local, &far) } else { (&far, &local) };
         ctx.log(format!("policy {:?}: {} {}", policy.name, if push { "push to" } else { "pull from" }, endpoint.url));
 
-        // What to copy: every repository of the source the name filters take.
-        let repositories = if push {
+        // What to copy: every repository of the source the name filters take (or the one pushed).
+        let repositories = if let Some((repository, _)) = &payload.only {
+            vec![repository.clone()]
+        } else if push {
             let mut out: Vec<String> = Vec::new();
             loop {
                 let page = self
@@ -137,6 +142,9 @@ impl JobHandler for Replicator {
             session.catalog().await.map_err(|e| JobFailure::retry(e.0))?
         };
         let mut report = Report::default();
+        // Whether a task failed for a reason another attempt may mend (a remote down, a store
+        // restarting): then the execution is retried (with backoff), resuming where it stopped.
+        let mut transient = false;
         for repository in repositories.into_iter().filter(|r| filters.repository(r)) {
             let destination = policy.destination(&repository);
             if !push {
@@ -157,7 +165,10 @@ impl JobHandler for Replicator {
                     continue;
                 }
             }
-            let tags = from.tags(&repository).await.map_err(JobFailure::retry)?;
+            let tags = match &payload.only {
+                Some((_, tag)) => vec![tag.clone()],
+                None => from.tags(&repository).await.map_err(JobFailure::retry)?,
+            };
             let copy = Copy { from, to, source: &repository, destination: &destination };
             for tag in tags.iter().filter(|t| crate::artifacts::cosign_tag(t).is_none() && filters.tag(t)) {
                 let mut task = Task {
@@ -179,6 +190,7 @@ impl JobHandler for Replicator {
                         task.status = FAILED.into();
                         task.log.push_str(&format!("failed: {why}\n"));
                         ctx.log(format!("{}: {why}", task.src_resource));
+                        transient = true;
                     }
                 }
                 report.tasks.push(task);
@@ -190,7 +202,8 @@ impl JobHandler for Replicator {
         ctx.log(format!("{} tasks, {failed} failed", report.tasks.len()));
         if failed > 0 {
             ctx.progress(result);
-            return Err(JobFailure::fatal(format!("{failed} of {} tasks failed", report.tasks.len())));
+            let why = format!("{failed} of {} tasks failed", report.tasks.len());
+            return Err(if transient { JobFailure::retry(why) } else { JobFailure::fatal(why) });
         }
         Ok(result)
     }

@@ -1,0 +1,122 @@
+//! What starts executions besides a request: a policy's cron schedule ([`schedule`]: each fire
+//! time once across replicas, by the job's key) and pushes ([`OnPush`], a consumer of the event
+//! stream: each push a push-based, event-based policy takes starts an execution of just that
+//! artifact, once, by the event's id).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use registry_core::event::EventAction;
+use registry_storage::jobs::NewJob;
+use registry_storage::{JobRunner, MetadataStore};
+
+use super::run::{ExecutionJob, JOB_KIND};
+use super::{Stored, all};
+
+/// The stream cursor of event-based replication.
+pub const CURSOR: &str = "replication";
+/// Pushes older than this start nothing (a consumer catching up after a long stop).
+const HORIZON_MS: u64 = 24 * 3600 * 1000;
+
+/// Queues an execution (idempotent by `key`), waking the runner's workers.
+async fn enqueue(jobs: &JobRunner, job: ExecutionJob, trigger: &str, key: String) -> registry_storage::Result<()> {
+    let payload = serde_json::to_string(&job).unwrap_or_default();
+    jobs.enqueue(&NewJob::new(JOB_KIND, payload, trigger).key(key).attempts(3)).await.map(|_| ())
+}
+
+/// Every `every`, starts the executions of scheduled policies whose cron fired since the last
+/// look, until the task is aborted.
+pub fn schedule(jobs: Arc<JobRunner>, meta: Arc<dyn MetadataStore>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut checked = jobs.clock().now_secs();
+        loop {
+            tokio::time::sleep(every).await;
+            let now = jobs.clock().now_secs();
+            match all(&*meta).await {
+                Ok(policies) => {
+                    for Stored { record, policy } in policies {
+                        let Some(cron) = policy.cron().filter(|_| policy.enabled) else { continue };
+                        let mut fire = None;
+                        let mut at = checked;
+                        while let Some(next) = cron.next_after(at).filter(|t| *t <= now) {
+                            fire = Some(next);
+                            at = next;
+                        }
+                        let Some(fire) = fire else { continue };
+                        let job = ExecutionJob { policy_id: record.id, only: None };
+                        let key = format!("replication:{}:schedule:{fire}", record.id);
+                        if let Err(e) = enqueue(&jobs, job, "scheduled", key).await {
+                            tracing::warn!(policy = %policy.name, error = %e, "starting a scheduled replication failed");
+                        }
+                    }
+                    checked = now;
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the replication policies failed; trying again"),
+            }
+        }
+    })
+}
+
+/// Starts event-based replication of what is pushed.
+pub struct OnPush {
+    /// The store (the stream, the policies, the queue).
+    pub meta: Arc<dyn MetadataStore>,
+    /// The runner executions are queued through.
+    pub jobs: Arc<JobRunner>,
+    /// How often the stream is read when nothing waits.
+    pub poll: Duration,
+}
+
+impl OnPush {
+    /// Reads the stream until the task is aborted.
+    pub fn start(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let poll = self.poll;
+        crate::consumer::start(self, poll)
+    }
+
+    /// One pass over the events after the cursor; whether more may follow at once.
+    pub async fn pass_once(&self) -> registry_storage::Result<bool> {
+        const BATCH: usize = 256;
+        let from = self.meta.cursor(CURSOR).await?;
+        let events = self.meta.events_after(from, BATCH).await?;
+        let Some(last) = events.last().map(|e| e.id) else { return Ok(false) };
+        let now = self.jobs.clock().now_millis();
+        let pushes: Vec<_> = events
+            .iter()
+            .filter(|e| e.action == EventAction::PushArtifact && e.time_ms + HORIZON_MS >= now)
+            .filter(|e| e.operator.display_name() != "replication")
+            .collect();
+        if !pushes.is_empty() {
+            let policies: Vec<Stored> = all(&*self.meta)
+                .await?
+                .into_iter()
+                .filter(|s| s.policy.enabled && s.policy.trigger.kind == "event_based" && s.policy.dest_registry != 0)
+                .collect();
+            for event in pushes {
+                let (Some(repository), Some(tag)) = (&event.resource.repository, &event.resource.tag) else { continue };
+                if crate::artifacts::cosign_tag(tag).is_some() {
+                    continue;
+                }
+                for Stored { record, policy } in &policies {
+                    let Ok(filters) = policy.filters() else { continue };
+                    if !filters.repository(repository) || !filters.tag(tag) {
+                        continue;
+                    }
+                    let job = ExecutionJob { policy_id: record.id, only: Some((repository.clone(), tag.clone())) };
+                    let key = format!("replication:{}:event:{}", record.id, event.id);
+                    enqueue(&self.jobs, job, "event_based", key).await?;
+                }
+            }
+        }
+        self.meta.advance_cursor(CURSOR, from, last).await?;
+        Ok(events.len() == BATCH)
+    }
+}
+
+impl crate::consumer::Consumer for OnPush {
+    const NAME: &'static str = "replication";
+
+    async fn pass(&self) -> Result<bool, String> {
+        self.pass_once().await.map_err(|e| e.to_string())
+    }
+}
