@@ -254,3 +254,57 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
     dist.stop().await;
     reg.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_whose_remote_went_down_is_retried_and_completes() {
+    let reg = TestRegistry::builder()
+        .accounts(harbor_accounts().await)
+        .jobs(Duration::from_secs(30), Duration::from_millis(20))
+        .start()
+        .await
+        .expect("start");
+    let mut dist = Distribution::basic("mirror", "s3cret-pass").await;
+    let admin = Api::new(&reg, Some(ADMIN));
+    let (c, base) = (client(), reg.url());
+    let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push"]).await;
+    let (_, v1) = push_image_as(&c, &base, "team/app", "v1", "one", Some(&t)).await;
+    let created = admin
+        .post(
+            "/registries",
+            json!({"name": "dist", "type": "docker-registry", "url": dist.url(),
+                "credential": {"type": "basic", "access_key": "mirror", "access_secret": "s3cret-pass"}}),
+        )
+        .await
+        .expect(StatusCode::CREATED, None);
+    let registry_id: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("number");
+    let policy = admin
+        .post("/replication/policies", json!({"name": "p", "dest_registry": {"id": registry_id}}))
+        .await
+        .expect(StatusCode::CREATED, None);
+    let policy_id: u64 = policy.header("location").rsplit('/').next().expect("id").parse().expect("number");
+
+    // The remote goes away: the first attempt fails saying why, and the execution waits to retry.
+    dist.kill().await;
+    let started =
+        admin.post("/replication/executions", json!({"policy_id": policy_id})).await.expect(StatusCode::CREATED, None);
+    let id = started.header("location").rsplit('/').next().expect("id").to_owned();
+    let mut waiting = Value::Null;
+    for _ in 0..1500 {
+        let e = admin.get(&format!("/replication/executions/{id}")).await.expect(StatusCode::OK, None);
+        if e.body["status_text"].as_str().is_some_and(|t| !t.is_empty()) {
+            waiting = e.body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(waiting["status"], "InProgress", "retried, not given up: {waiting}");
+    assert!(waiting["status_text"].as_str().unwrap_or_default().contains("tasks failed"), "{waiting}");
+    dist.restart().await;
+
+    // Back: the retry completes the copy.
+    let done = ended(&admin, started.header("location")).await;
+    assert_eq!(done["status"], "Succeed", "{done}");
+    assert_eq!(at_distribution(&dist, "team/app", "v1").await, Some(v1));
+    dist.stop().await;
+    reg.stop().await;
+}

@@ -178,10 +178,11 @@ impl Platform {
         };
         #[cfg(feature = "replication")]
         let runner = match (&options.replication, &options.accounts) {
+            // A failed execution is retried after thirty polls of the queue (30 s by default).
             (Some(key), Some(accounts)) => runner.handle(
                 crate::replication::run::JOB_KIND,
                 2,
-                Duration::from_secs(30),
+                options.job_poll * 30,
                 crate::replication::run::Replicator::new(registry.clone(), accounts.clone(), key.clone()),
             ),
             _ => runner,

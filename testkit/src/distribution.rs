@@ -11,7 +11,7 @@ pub struct Distribution {
     /// `127.0.0.1:<port>`.
     pub host: String,
     child: tokio::process::Child,
-    _work: tempfile::TempDir,
+    work: tempfile::TempDir,
 }
 
 impl Distribution {
@@ -46,6 +46,11 @@ impl Distribution {
             ),
         )
         .expect("config");
+        let child = Distribution::spawn(&config).await;
+        Distribution { host: format!("127.0.0.1:{port}"), child, work }
+    }
+
+    async fn spawn(config: &std::path::Path) -> tokio::process::Child {
         let mut child = tokio::process::Command::new("docker-registry")
             .args(["serve", config.to_str().expect("utf8")])
             .stderr(Stdio::piped())
@@ -61,7 +66,17 @@ impl Distribution {
             }
         }
         tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-        Distribution { host: format!("127.0.0.1:{port}"), child, _work: work }
+        child
+    }
+
+    /// Kills it (its port then refuses connections; its data stays).
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill docker-registry");
+    }
+
+    /// Starts it again on the same port and data, after [`Distribution::kill`].
+    pub async fn restart(&mut self) {
+        self.child = Distribution::spawn(&self.work.path().join("config.yml")).await;
     }
 
     /// Its base URL.
