@@ -99,6 +99,9 @@ pub(crate) struct Parts {
     pub(crate) serve_metrics: bool,
     /// The web portal, when served.
     pub(crate) portal: Option<Arc<crate::portal::Portal>>,
+    /// Proxy-cache projects.
+    #[cfg(feature = "replication")]
+    pub(crate) proxy: Option<Arc<registry_platform::proxy::ProxyCache>>,
 }
 
 /// Assembles the service; `callers` says how the management API authenticates.
@@ -108,7 +111,12 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
     let api = parts.api.clone().map(|api| crate::api::service(api, callers, parts.settings.deadline));
     let v2 = parts.distribution.then(|| {
         distribution::service(
-            Arc::new(Distribution { registry: registry.clone(), auth: parts.token.clone() }),
+            Arc::new(Distribution {
+                registry: registry.clone(),
+                auth: parts.token.clone(),
+                #[cfg(feature = "replication")]
+                proxy: parts.proxy.clone(),
+            }),
             parts.settings,
         )
     });

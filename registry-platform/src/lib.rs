@@ -23,6 +23,7 @@
 //! | `scan` (feature `scanning`) | scanner registrations, the Pluggable Scanner API client, scans on request, on push and on a schedule, reports, CVE allowlists, vulnerability prevention | jobs `scan`, `scan_all`; consumer `auto_scan`; pull policy |
 //! | [`delegates`] | the subjects of the registry's own delegates (a scanner pulling what it scans) | |
 //! | `remote` (feature `replication`) | registry endpoints and their client | |
+//! | `proxy` (feature `replication`) | proxy-cache projects: misses fetched upstream, streamed and cached | |
 //! | `replication` (feature `replication`) | replication policies, copies and executions | `replication` |
 //! | `ssrf` (features `webhooks`, `scanning`, `replication`) | where outbound requests may go | |
 //! | [`cron`] | cron schedules (six fields, Harbor's) | |
@@ -53,6 +54,8 @@ pub mod labels;
 #[cfg(feature = "notation")]
 pub mod notation;
 pub mod platform;
+#[cfg(feature = "replication")]
+pub mod proxy;
 pub mod quotas;
 #[cfg(feature = "replication")]
 pub mod remote;

@@ -153,6 +153,12 @@ pub enum Error {
         /// Why, for a person.
         reason: String,
     },
+    /// A push a project refuses (a proxy cache takes content only from its upstream).
+    #[error("{reason}")]
+    PushDenied {
+        /// Why, for a person.
+        reason: String,
+    },
     /// A job that runs in one process at a time (garbage collection) is running in another
     /// process sharing the metadata store (another replica).
     #[error("{job} is running on another replica; try again once it has finished")]
@@ -177,7 +183,10 @@ impl Error {
             Error::ManifestBlobUnknown { .. } => ErrorCode::ManifestBlobUnknown,
             Error::ManifestDigestMismatch { .. } => ErrorCode::DigestInvalid,
             Error::NameUnknown { .. } => ErrorCode::NameUnknown,
-            Error::QuotaExceeded { .. } | Error::TagImmutable { .. } | Error::PullDenied { .. } => ErrorCode::Denied,
+            Error::QuotaExceeded { .. }
+            | Error::TagImmutable { .. }
+            | Error::PullDenied { .. }
+            | Error::PushDenied { .. } => ErrorCode::Denied,
             Error::TooLarge { .. } => ErrorCode::SizeInvalid,
             Error::Backend(_)
             | Error::Corrupt { .. }

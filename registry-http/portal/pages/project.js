@@ -41,7 +41,8 @@ export async function projectPage(ctx, name, tab) {
     h('p', { class: 'hint' }, h('a', { href: '#/projects' }, 'Projects'), ' / '),
     h('h1', {}, project.name,
       project.metadata.public === 'true' ? h('span', { class: 'badge ok' }, 'Public') : h('span', { class: 'badge' }, 'Private'),
-      role ? h('span', { class: 'badge' }, api.ROLES[role] || '') : null),
+      role ? h('span', { class: 'badge' }, api.ROLES[role] || '') : null,
+      project.registry_id ? h('span', { class: 'badge warn', title: 'Pulls that miss are fetched from the registry and cached; pushes are refused' }, `Proxy cache of registry ${project.registry_id}`) : null),
     quotaLine(project),
     h('div', { class: 'tabs', role: 'tablist' }, tabs.map(([id, text]) =>
       h('a', { href: `${base}/${id}`, role: 'tab', 'aria-selected': id === current ? 'true' : 'false', 'aria-controls': 'tabpanel' }, text))),

@@ -47,14 +47,22 @@ export async function projectsPage(ctx) {
   }
 
   async function create() {
+    // System admins may make a proxy cache of a registry (Administration > Registries).
+    const registries = ctx.user.sysadmin_flag ? await api.list('/registries', 1, 100).then((r) => r.items).catch(() => []) : [];
+    const proxy = registries.length
+      ? field('Proxy cache of', { name: 'registry', options: [['', 'None: an ordinary project'], ...registries.map((r) => [String(r.id), `${r.name} (${r.url})`])], value: '' },
+        'Pulls that miss are fetched from that registry and cached; pushes are refused.')
+      : null;
     const created = await dialog('New project',
       h('div', {}, field('Project name', { name: 'name', required: true, autocomplete: 'off' },
         'Lower-case letters, digits and . _ - ; it begins every repository name in it.'),
-      checkbox('Public: anyone may pull, without signing in', 'public')),
+      checkbox('Public: anyone may pull, without signing in', 'public'), proxy),
       'Create', async (form) => {
         const name = form.elements.name.value.trim();
         if (!name) throw new Error('Enter a name for the project.');
-        await api.change('POST', '/projects', { project_name: name, metadata: { public: form.elements.public.checked ? 'true' : 'false' } });
+        const body = { project_name: name, metadata: { public: form.elements.public.checked ? 'true' : 'false' } };
+        if (form.elements.registry && form.elements.registry.value) body.registry_id = Number(form.elements.registry.value);
+        await api.change('POST', '/projects', body);
         return name;
       });
     if (created) { toast(`Created project ${created}`); ctx.go(`/projects/${encodeURIComponent(created)}`); }

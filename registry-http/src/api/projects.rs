@@ -140,6 +140,11 @@ impl ProjectReq {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
+            if k == "registry_id" {
+                return Err(bad_request(
+                    "registry_id is not metadata: a project becomes a proxy cache when it is created with registry_id",
+                ));
+            }
             if FLAGS.contains(&k.as_str()) && text != "true" && text != "false" {
                 return Err(bad_request(format!("metadata {k} must be \"true\" or \"false\", not {text:?}")));
             }
@@ -168,15 +173,35 @@ impl ProjectReq {
     }
 }
 
+/// The registry endpoint a new project is a proxy cache of (Harbor's `registry_id`), checked.
+async fn proxy_registry(api: &Api, registry_id: Option<i64>) -> Result<Option<u64>, ApiError> {
+    match registry_id {
+        None | Some(0) => Ok(None),
+        #[cfg(feature = "replication")]
+        Some(id) => {
+            let id = u64::try_from(id).map_err(|_| bad_request(format!("registry_id {id} is not a registry's id")))?;
+            if registry_platform::remote::by_id(&**api.registry.metadata_store(), id).await?.is_none() {
+                return Err(bad_request(format!(
+                    "registry_id {id}: no such registry; create it under /registries first"
+                )));
+            }
+            Ok(Some(id))
+        }
+        #[cfg(not(feature = "replication"))]
+        Some(_) => {
+            let _ = api;
+            Err(bad_request("this registry is built without proxy caches (feature replication)"))
+        }
+    }
+}
+
 /// `POST /projects`: the creator becomes its project admin.
 pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let user = call.user_name()?.to_owned();
     let accounts = api.accounts_for(&call)?;
     let req: ProjectReq = call.json()?;
     let name = req.project_name.clone().ok_or_else(|| bad_request("project_name is required"))?;
-    if req.registry_id.is_some() {
-        return Err(bad_request("proxy-cache projects (registry_id) are not supported yet"));
-    }
+    let proxy_of = proxy_registry(&api, req.registry_id).await?;
     // Harbor's rule: only system administrators choose a limit; others get the default.
     let settings = SystemSettings::load(&**api.registry.metadata_store()).await?;
     let limit = match req.storage_limit.filter(|l| *l != 0 && call.caller().is_admin()) {
@@ -185,7 +210,10 @@ pub(crate) async fn create(api: Arc<Api>, call: ApiCall) -> ApiResult {
     };
     // Checked before anything is made: a bad limit leaves no project behind.
     registry_platform::quotas::limit_of(limit).map_err(|e| bad_request(format!("storage_limit: {e}")))?;
-    let (public, metadata) = req.metadata()?;
+    let (public, mut metadata) = req.metadata()?;
+    if let Some(id) = proxy_of {
+        metadata.insert("registry_id".into(), id.to_string());
+    }
     #[cfg(feature = "scanning")]
     let allowlist = req.allowlist()?;
     let owner = accounts.user(&user).await?.map(|u| u.id);

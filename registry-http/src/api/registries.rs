@@ -185,6 +185,25 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
 pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     call.require_admin()?;
     let stored = existing(&api, &call).await?;
+    let id = stored.record.id.to_string();
+    let fronting: Vec<String> = api
+        .accounts()?
+        .projects()
+        .await?
+        .into_iter()
+        .filter(|p| p.metadata.get(registry_platform::proxy::REGISTRY_ID) == Some(&id))
+        .map(|p| p.name)
+        .collect();
+    if !fronting.is_empty() {
+        return Err(ApiError::harbor(
+            StatusCode::PRECONDITION_FAILED,
+            format!(
+                "registry {:?} is the upstream of proxy-cache projects {}: delete them first",
+                stored.endpoint.name,
+                fronting.join(", ")
+            ),
+        ));
+    }
     let e = event(&api, &call, EventAction::DeletePolicy, &stored.endpoint.name, "removed".into());
     api.registry.metadata_store().delete_policy(KIND, stored.record.id, &[e]).await?;
     api.registry_health.remove(&stored.record.id);

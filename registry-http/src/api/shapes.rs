@@ -21,9 +21,12 @@ pub(crate) struct ProjectExtras {
 pub(crate) fn project(p: &Project, extras: &ProjectExtras) -> Value {
     let mut metadata = serde_json::Map::new();
     metadata.insert("public".into(), p.public.to_string().into());
-    for (k, v) in &p.metadata {
+    // A proxy-cache project's endpoint is its own field, not metadata (Harbor's shape).
+    const REGISTRY_ID: &str = "registry_id";
+    for (k, v) in p.metadata.iter().filter(|(k, _)| k.as_str() != REGISTRY_ID) {
         metadata.insert(k.clone(), v.clone().into());
     }
+    let registry_id: Option<u64> = p.metadata.get(REGISTRY_ID).and_then(|v| v.parse().ok());
     json!({
         "project_id": p.id,
         "owner_id": p.owner_id.unwrap_or(0),
@@ -36,6 +39,7 @@ pub(crate) fn project(p: &Project, extras: &ProjectExtras) -> Value {
         "current_user_role_id": extras.role.map(Role::id).unwrap_or(0),
         "current_user_role_ids": extras.role.map(|r| vec![r.id()]).unwrap_or_default(),
         "repo_count": extras.repo_count,
+        "registry_id": registry_id,
         "metadata": metadata,
     })
 }

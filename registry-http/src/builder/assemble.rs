@@ -293,7 +293,14 @@ impl RegistryBuilder {
                 events: registry.clone(),
             })
         });
+        // Proxy-cache projects, where Harbor's accounts say which projects front which registry.
+        #[cfg(feature = "replication")]
+        let proxy = accounts.as_ref().filter(|_| !self.token_only).map(|accounts| {
+            registry_platform::proxy::ProxyCache::new(registry.clone(), accounts.clone(), secret_key.clone())
+        });
         let parts = |api: Option<Arc<Api>>| Parts {
+            #[cfg(feature = "replication")]
+            proxy: proxy.clone(),
             registry: registry.clone(),
             token: token.clone(),
             api,

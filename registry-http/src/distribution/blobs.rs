@@ -40,7 +40,33 @@ pub(super) async fn get(dist: &Distribution, call: Call) -> Handled {
         Some(ByteRange::From(start, end)) => Some((start, end)),
         None => None,
     };
-    let read = dist.registry.read_blob(name, digest, range).await?;
+    let read = match dist.registry.read_blob(name, digest, range).await {
+        #[cfg(feature = "replication")]
+        Err(registry_storage::Error::BlobUnknown { .. } | registry_storage::Error::NameUnknown { .. })
+            if let Some((proxy, up)) = dist.upstream(name).await? =>
+        {
+            match proxy.blob(&up, name, digest).await? {
+                // Streamed from the upstream while it is stored (a range asked for is not
+                // honoured: the whole blob comes, with 200, as clients accept).
+                Some((size, body)) => {
+                    let mut r =
+                        Response::new(StreamBody::new(body.map(|c| c.map(http_body::Frame::data))).boxed_unsync());
+                    match size {
+                        Some(size) => blob_headers(r.headers_mut(), digest, size),
+                        None => set(
+                            r.headers_mut(),
+                            http::header::HeaderName::from_static("docker-content-digest"),
+                            &digest.to_string(),
+                        ),
+                    }
+                    return Ok(r);
+                }
+                // Another pull here fetched it meanwhile.
+                None => dist.registry.read_blob(name, digest, range).await?,
+            }
+        }
+        other => other?,
+    };
     let len = read.range.end - read.range.start;
     let mut r = Response::new(StreamBody::new(read.body.map(|c| c.map(http_body::Frame::data))).boxed_unsync());
     blob_headers(r.headers_mut(), digest, len);

@@ -22,6 +22,22 @@ fn target(call: &Call) -> Result<(&registry_core::RepositoryName, &registry_core
 pub(super) async fn get(dist: &Distribution, call: Call) -> Handled {
     let (name, reference) = target(&call)?;
     let head = call.req.method() == Method::HEAD;
+    #[cfg(feature = "replication")]
+    if let Some((proxy, up)) = dist.upstream(name).await?
+        && let Some(proxied) = proxy.manifest(&up, name, reference).await?
+    {
+        if !super::headers::accepts(call.req.headers(), &proxied.media_type) {
+            return Err(registry_storage::Error::ManifestNotAcceptable { media_type: proxied.media_type }.into());
+        }
+        let size = proxied.bytes.len() as u64;
+        let mut r = Response::new(if head { empty() } else { full(proxied.bytes) });
+        let h = r.headers_mut();
+        set(h, CONTENT_TYPE, &proxied.media_type);
+        h.insert(CONTENT_LENGTH, HeaderValue::from(size));
+        set(h, DOCKER_CONTENT_DIGEST, &proxied.digest.to_string());
+        set(h, ETAG, &format!("\"{}\"", proxied.digest));
+        return Ok(r);
+    }
     let (record, bytes) = if head {
         (dist.registry.stat_manifest(name, reference).await?, Bytes::new())
     } else {
@@ -48,6 +64,7 @@ pub(super) async fn put(dist: &Distribution, call: Call) -> Handled {
     if content_length(call.req.headers()).is_some_and(|n| n > limit as u64) {
         return Err(too_large().into());
     }
+    dist.refuse_push(&name).await?;
     let content_type = call.req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let operator = Authentication::operator_of(&call.req);
     let bytes = read_limited(call.req.into_body(), limit)
@@ -67,6 +84,7 @@ pub(super) async fn put(dist: &Distribution, call: Call) -> Handled {
 /// Deletes a manifest by digest, or only a tag.
 pub(super) async fn delete(dist: &Distribution, call: Call) -> Handled {
     let (name, reference) = target(&call)?;
+    dist.refuse_push(name).await?;
     dist.registry.delete_manifest(name, reference, &Authentication::operator_of(&call.req)).await?;
     Ok(status_only(StatusCode::ACCEPTED))
 }

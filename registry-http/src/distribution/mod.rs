@@ -49,6 +49,31 @@ pub struct Routed {
 pub(crate) struct Distribution {
     pub(crate) registry: Registry,
     pub(crate) auth: Option<Arc<TokenAuth>>,
+    /// Proxy-cache projects: misses fetched upstream, pushes refused.
+    #[cfg(feature = "replication")]
+    pub(crate) proxy: Option<Arc<registry_platform::proxy::ProxyCache>>,
+}
+
+impl Distribution {
+    /// The upstream of `name`, when it is in a proxy-cache project.
+    #[cfg(feature = "replication")]
+    pub(crate) async fn upstream(
+        &self,
+        name: &registry_core::RepositoryName,
+    ) -> Result<Option<(Arc<registry_platform::proxy::ProxyCache>, registry_platform::proxy::Upstream)>, ApiError> {
+        let Some(proxy) = &self.proxy else { return Ok(None) };
+        Ok(proxy.upstream(name).await?.map(|up| (proxy.clone(), up)))
+    }
+
+    /// Refuses a write into a proxy-cache project.
+    pub(crate) async fn refuse_push(&self, name: &registry_core::RepositoryName) -> Result<(), ApiError> {
+        #[cfg(feature = "replication")]
+        if let Some(proxy) = &self.proxy {
+            proxy.refuse_push(name).await?;
+        }
+        let _ = name;
+        Ok(())
+    }
 }
 
 /// Settings of the distribution stack.

@@ -62,6 +62,7 @@ pub(super) fn blob_created(prefix: &PathPrefix, name: &RepositoryName, digest: &
 /// `POST`: mount (`?mount=&from=`), push whole (`?digest=`), or open a session.
 pub(super) async fn start(dist: &Distribution, call: Call) -> Handled {
     let Route::StartUpload { name } = &call.route else { return Err(ApiError::no_such_endpoint()) };
+    dist.refuse_push(name).await?;
     let operator = Authentication::operator_of(&call.req);
     if let Some(mount) = call.query.get("mount") {
         let digest = Digest::parse(mount)?;

@@ -345,6 +345,25 @@ try {
   await shot(admin, '06j-replication');
   await admin.getByRole('button', { name: 'Close' }).click();
 
+  begin('a proxy-cache project of that registry: a pull through it is served and cached');
+  await admin.goto(`${base}/#/projects`);
+  await admin.getByRole('button', { name: 'New project' }).click();
+  const proxyDialog = admin.getByRole('dialog');
+  await proxyDialog.getByLabel('Project name').fill('cache');
+  await proxyDialog.getByLabel('Proxy cache of').selectOption({ label: `self (${base})` });
+  await proxyDialog.getByRole('button', { name: 'Create' }).click();
+  await admin.getByText('Proxy cache of registry').waitFor();
+  pod('pull', '--tls-verify=false', `${host}/cache/team/app/web:v1`);
+  // The cache stores the manifest once its blobs are in: look again until it shows.
+  for (let i = 0; i < 60; i += 1) {
+    await admin.goto(`${base}/#/projects/cache`);
+    await admin.reload();
+    if (await admin.getByRole('link', { name: 'cache/team/app/web' }).count()) break;
+    await admin.waitForTimeout(250);
+  }
+  await admin.getByRole('link', { name: 'cache/team/app/web' }).waitFor();
+  await shot(admin, '06k-proxy-cache');
+
   begin('garbage collection: a dry run');
   await admin.goto(`${base}/#/gc`);
   await admin.getByRole('button', { name: 'Dry run' }).click();
@@ -382,7 +401,7 @@ try {
   await admin.getByRole('searchbox', { name: 'Search' }).focus();
   await admin.keyboard.type('web');
   await admin.keyboard.press('Enter');
-  await admin.getByRole('link', { name: 'team/app/web' }).waitFor();
+  await admin.getByRole('link', { name: 'team/app/web', exact: true }).waitFor();
 
   begin('a change without the CSRF token is refused');
   const forged = await admin.evaluate(async () => {
