@@ -231,3 +231,48 @@ async fn a_manifest_pulled_alone_is_cached_with_its_blobs_from_another_instance(
     peer.stop().await;
     reg.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_pulls_through_its_mirror_setting_from_the_proxy_cache() {
+    let reg = TestRegistry::builder()
+        .accounts(harbor_accounts().await)
+        .jobs(Duration::from_secs(30), Duration::from_millis(20))
+        .start()
+        .await
+        .expect("start");
+    let peer = TestRegistry::start_with_auth(harbor_accounts().await).await.expect("peer");
+    let mut podman = Podman::with_test_image().await;
+    let auth = podman.auth_file("admin");
+    podman.run(&["login", "--tls-verify=false", "-u", "admin", "-p", "adminpassword", &peer.host()], &auth).await;
+    podman.run(&["login", "--tls-verify=false", "-u", "admin", "-p", "adminpassword", &reg.host()], &auth).await;
+    let image = format!("{}/team/app:v1", peer.host());
+    podman.run(&["tag", "localhost/podtest:v1", &image], &auth).await;
+    podman.run(&["push", "--tls-verify=false", &image], &auth).await;
+    podman.run(&["rmi", &image, "localhost/podtest:v1"], &auth).await;
+
+    let admin = Api::new(&reg, Some(ADMIN));
+    let created = admin
+        .post(
+            "/registries",
+            json!({"name": "peer", "type": "harbor", "url": peer.url(),
+                "credential": {"type": "basic", "access_key": "admin", "access_secret": "adminpassword"}}),
+        )
+        .await
+        .expect(StatusCode::CREATED, None);
+    let registry_id: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("id");
+    admin
+        .post("/projects", json!({"project_name": "mirror", "registry_id": registry_id}))
+        .await
+        .expect(StatusCode::CREATED, None);
+
+    // An upstream name that does not even resolve: podman goes to the mirror, the cache fetches.
+    podman.use_registries_conf(&format!(
+        "[[registry]]\nlocation = \"upstream.invalid\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{}/mirror\"\ninsecure = true\n",
+        reg.host()
+    ));
+    podman.run(&["pull", "upstream.invalid/team/app:v1"], &auth).await;
+    let listed = podman.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"], &auth).await;
+    assert!(listed.contains("upstream.invalid/team/app:v1"), "{listed}");
+    peer.stop().await;
+    reg.stop().await;
+}

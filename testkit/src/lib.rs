@@ -321,6 +321,7 @@ pub async fn token(c: &Client, base: &str, creds: Option<(&str, &str)>, scopes: 
 pub struct Podman {
     base: Vec<String>,
     conf: std::path::PathBuf,
+    registries: Option<std::path::PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -339,7 +340,7 @@ impl Podman {
             base.push(w.join(sub).display().to_string());
         }
         base.extend(["--storage-driver".to_owned(), "vfs".to_owned()]);
-        let podman = Podman { base, conf, dir };
+        let podman = Podman { base, conf, registries: None, dir };
         let rootfs = w.join("rootfs.tar");
         std::fs::write(&rootfs, tar_of(&[("hello.txt", b"hello from podman\n"), ("etc/os-release", b"ID=test\n")]))
             .expect("rootfs");
@@ -361,8 +362,22 @@ impl Podman {
         self.base.iter().map(String::as_str).chain(args.iter().copied()).collect()
     }
 
-    fn envs<'a>(&'a self, auth: &'a std::path::Path) -> [(&'a str, &'a str); 2] {
-        [("CONTAINERS_CONF", self.conf.to_str().expect("utf8")), ("REGISTRY_AUTH_FILE", auth.to_str().expect("utf8"))]
+    /// Uses `text` as its `registries.conf` (mirrors, insecure registries) from now on.
+    pub fn use_registries_conf(&mut self, text: &str) {
+        let path = self.dir.path().join("registries.conf");
+        std::fs::write(&path, text).expect("registries.conf");
+        self.registries = Some(path);
+    }
+
+    fn envs<'a>(&'a self, auth: &'a std::path::Path) -> Vec<(&'a str, &'a str)> {
+        let mut out = vec![
+            ("CONTAINERS_CONF", self.conf.to_str().expect("utf8")),
+            ("REGISTRY_AUTH_FILE", auth.to_str().expect("utf8")),
+        ];
+        if let Some(path) = &self.registries {
+            out.push(("CONTAINERS_REGISTRIES_CONF", path.to_str().expect("utf8")));
+        }
+        out
     }
 
     /// The arguments that come before every podman command, and the environment it needs with
