@@ -35,6 +35,8 @@ mod governance;
 mod ha;
 #[path = "load/pull_policies.rs"]
 mod pull_policies;
+#[path = "load/replication.rs"]
+mod replication;
 #[path = "load/soak.rs"]
 mod soak;
 
@@ -580,6 +582,10 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("pull-policies") {
         let runs = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(3);
         return pull_policies::run(&binary, runs).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("replication") {
+        let runs = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(3);
+        return replication::run(&binary, runs).await;
     }
     if std::env::args().nth(1).as_deref() == Some("governance") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
