@@ -159,7 +159,9 @@ impl Accounts {
             return Err(AuthError::Invalid("the new password is the same as the old one".into()));
         }
         user.password_hash = hash_secret(new).await?;
-        user.password_changed_at = self.now();
+        // Strictly after its creation, even within the same second: "the password printed at the
+        // first start was changed" is then `password_changed_at > created_at`.
+        user.password_changed_at = self.now().max(user.created_at + 1);
         user.updated_at = user.password_changed_at;
         self.store.update_user(&user, &self.user_event(&user.name)).await?;
         self.store.set_login_failures(name, None, &[]).await

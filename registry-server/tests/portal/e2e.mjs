@@ -225,7 +225,7 @@ try {
   await admin.getByRole('button', { name: 'New rule' }).click();
   await admin.getByLabel('Tag pattern').fill('v*');
   await admin.getByRole('button', { name: 'Add rule' }).click();
-  await admin.getByText('Rule added').waitFor();
+  await admin.getByText('Rule added').first().waitFor();
   await admin.getByRole('cell', { name: /tags matching v\*/ }).waitFor();
   await shot(admin, '06c-immutability');
   await admin.goto(`${base}/#/projects/team/repositories/app%2Fweb`);
@@ -244,7 +244,7 @@ try {
   await admin.getByRole('button', { name: 'Add a rule' }).click();
   await admin.getByLabel('# (count or days)').fill('1');
   await admin.getByRole('button', { name: 'Add rule' }).click();
-  await admin.getByText('Rule added').waitFor();
+  await admin.getByText('Rule added').last().waitFor();
   await admin.getByRole('cell', { name: 'Retain the most recently pushed 1 artifacts' }).waitFor();
   await admin.getByRole('button', { name: 'Dry run' }).click();
   await admin.getByText('Dry run started').waitFor();

@@ -133,7 +133,8 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
     let (mut rates, mut cpu): ([Vec<f64>; 2], [Vec<f64>; 2]) = Default::default();
     for run in 0..runs {
         // Each copy to a distribution of its own: skopeo would otherwise mount what it sent before.
-        let (dist, registry_id) = fresh_distribution(&ours, &work.path().join(format!("rep{run}")), &format!("rep{run}")).await?;
+        let (dist, registry_id) =
+            fresh_distribution(&ours, &work.path().join(format!("rep{run}")), &format!("rep{run}")).await?;
         let (secs, used) = replicate(&ours, registry_id, &format!("rep{run}")).await?;
         rates[0].push(bytes / secs / 1e6);
         cpu[0].push(used / (bytes / 1e9));
