@@ -140,11 +140,13 @@ pub enum EventAction {
     ScanningStopped,
     /// A scanner was registered, changed, made the default or removed (the detail says).
     UpdateScanner,
+    /// A replication execution ended (the detail holds Harbor's replication summary as JSON).
+    Replication,
 }
 
 impl EventAction {
     /// Every action, for listings.
-    pub const ALL: [EventAction; 39] = [
+    pub const ALL: [EventAction; 40] = [
         EventAction::PushArtifact,
         EventAction::PullArtifact,
         EventAction::DeleteArtifact,
@@ -184,6 +186,7 @@ impl EventAction {
         EventAction::ScanningFailed,
         EventAction::ScanningStopped,
         EventAction::UpdateScanner,
+        EventAction::Replication,
     ];
 
     /// Harbor's audit-log `resource_type` and `operation` for the action.
@@ -229,6 +232,7 @@ impl EventAction {
             A::ScanningFailed => ("scan", "failed"),
             A::ScanningStopped => ("scan", "stopped"),
             A::UpdateScanner => ("scanner", "update"),
+            A::Replication => ("replication", "run"),
         }
     }
 
@@ -275,6 +279,7 @@ impl EventAction {
             A::ScanningFailed => "SCANNING_FAILED",
             A::ScanningStopped => "SCANNING_STOPPED",
             A::UpdateScanner => "UPDATE_SCANNER",
+            A::Replication => "REPLICATION",
         }
     }
 }

@@ -2,7 +2,10 @@
 //! push-based policy copies images, a multi-arch index with its children and a cosign signature
 //! to it, digest for digest, filtered by name and tag, flattened under a namespace; a second run
 //! sends nothing new; a pull-based policy copies them back into a project of this registry; bad
-//! policies are refused saying why, and only system admins replicate.
+//! policies are refused saying why, and only system admins replicate. Label filters, chunked
+//! copies, deletions replicated on events (a digest deleted there too; a tag where the remote
+//! cannot delete tags failing saying so), `REPLICATION` webhooks, a bandwidth limit, and a remote
+//! killed in the middle of a blob (no tag there while it is down; the retry completes).
 
 use std::time::Duration;
 
@@ -68,8 +71,9 @@ async fn run(admin: &Api, policy: &str) -> Value {
     ended(admin, started.header("location")).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
+/// A registry with Harbor's accounts and a fast job queue, distribution behind Basic auth, and the
+/// registry's system admin.
+async fn start() -> (TestRegistry, Distribution, Api) {
     let reg = TestRegistry::builder()
         .accounts(harbor_accounts().await)
         .jobs(Duration::from_secs(30), Duration::from_millis(20))
@@ -78,6 +82,43 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
         .expect("start");
     let dist = Distribution::basic("mirror", "s3cret-pass").await;
     let admin = Api::new(&reg, Some(ADMIN));
+    (reg, dist, admin)
+}
+
+/// `dist` as a registry endpoint named `dist`; its id.
+async fn endpoint(admin: &Api, dist: &Distribution) -> u64 {
+    let created = admin
+        .post(
+            "/registries",
+            json!({"name": "dist", "type": "docker-registry", "url": dist.url(),
+                "credential": {"type": "basic", "access_key": "mirror", "access_secret": "s3cret-pass"}}),
+        )
+        .await
+        .expect(StatusCode::CREATED, None);
+    created.header("location").rsplit('/').next().expect("id").parse().expect("number")
+}
+
+/// Pushes an image of one `layer` as `repo:tag`; its manifest's bytes.
+async fn push_layer(c: &reqwest::Client, base: &str, t: &str, repo: &str, tag: &str, layer: &[u8]) -> String {
+    let layer_digest = push_blob_as(c, base, repo, layer, Some(t)).await;
+    let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec();
+    let config_digest = push_blob_as(c, base, repo, &config, Some(t)).await;
+    let manifest = image_manifest(&config_digest, config.len(), &[(layer_digest, layer.len())], "");
+    let put = c
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .bearer_auth(t)
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .expect("manifest");
+    assert_eq!(put.status(), StatusCode::CREATED);
+    manifest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
+    let (reg, dist, admin) = start().await;
     let (c, base) = (client(), reg.url());
     let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push", "repository:team/multi:pull,push"]).await;
     let (_, v1) = push_image_as(&c, &base, "team/app", "v1", "one", Some(&t)).await;
@@ -103,15 +144,7 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
     assert_eq!(put.status(), StatusCode::CREATED);
     let index_digest = Digest::sha256_of(index.as_bytes());
 
-    let created = admin
-        .post(
-            "/registries",
-            json!({"name": "dist", "type": "docker-registry", "url": dist.url(),
-                "credential": {"type": "basic", "access_key": "mirror", "access_secret": "s3cret-pass"}}),
-        )
-        .await
-        .expect(StatusCode::CREATED, None);
-    let registry_id: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("number");
+    let registry_id = endpoint(&admin, &dist).await;
 
     // Bad policies: each refused saying why; only admins.
     for (body, says) in [
@@ -127,7 +160,6 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
             "cron",
         ),
         (json!({"name": "p", "src_registry": {"id": registry_id}, "trigger": {"type": "event_based"}}), "push-based"),
-        (json!({"name": "p", "dest_registry": {"id": registry_id}, "speed": 1024}), "speed"),
     ] {
         let refused = admin.post("/replication/policies", body.clone()).await.expect(StatusCode::BAD_REQUEST, None);
         assert!(refused.body.to_string().contains(says), "{body}: {}", refused.body);
@@ -255,39 +287,198 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
     reg.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_execution_whose_remote_went_down_is_retried_and_completes() {
-    let reg = TestRegistry::builder()
-        .accounts(harbor_accounts().await)
-        .jobs(Duration::from_secs(30), Duration::from_millis(20))
-        .start()
+/// The `n`th execution of `policy` (oldest first), once it has ended.
+async fn nth_execution(admin: &Api, policy: &str, n: usize) -> Value {
+    for _ in 0..1500 {
+        let listed =
+            admin.get(&format!("/replication/executions?policy_id={policy}")).await.expect(StatusCode::OK, None);
+        let mut all = listed.body.as_array().cloned().unwrap_or_default();
+        all.sort_by_key(|e| e["id"].as_u64());
+        if let Some(e) = all.get(n - 1)
+            && e["status"] != "InProgress"
+        {
+            return e.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("execution {n} of policy {policy} did not end")
+}
+
+/// The log of the first task of `execution`.
+async fn first_task_log(admin: &Api, execution: &Value) -> String {
+    let tasks =
+        admin.get(&format!("/replication/executions/{}/tasks", execution["id"])).await.expect(StatusCode::OK, None);
+    let task = tasks.body[0]["id"].as_u64().expect("a task");
+    let log = admin
+        .get(&format!("/replication/executions/{}/tasks/{task}/log", execution["id"]))
         .await
-        .expect("start");
-    let mut dist = Distribution::basic("mirror", "s3cret-pass").await;
-    let admin = Api::new(&reg, Some(ADMIN));
+        .expect(StatusCode::OK, None);
+    log.body.as_str().unwrap_or_default().to_owned()
+}
+
+/// A policy from `body` (with `dest_registry` set to `registry`); its id.
+async fn policy(admin: &Api, registry: u64, mut body: Value) -> String {
+    body["dest_registry"] = json!({"id": registry});
+    let made = admin.post("/replication/policies", body).await.expect(StatusCode::CREATED, None);
+    made.header("location").rsplit('/').next().expect("id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_chunks_deletions_and_webhooks_of_replication() {
+    let (reg, dist, admin) = start().await;
     let (c, base) = (client(), reg.url());
-    let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push"]).await;
-    let (_, v1) = push_image_as(&c, &base, "team/app", "v1", "one", Some(&t)).await;
-    let created = admin
+    let scopes = ["repository:team/app:pull,push,delete", "repository:team/big:pull,push"];
+    let t = token(&c, &base, Some(ADMIN), &scopes).await;
+    admin.put("/configurations", json!({"webhook_allow_private_targets": true})).await.expect(StatusCode::OK, None);
+    let mut hook = testkit::hook::Receiver::start(200, true).await;
+    admin
         .post(
-            "/registries",
-            json!({"name": "dist", "type": "docker-registry", "url": dist.url(),
-                "credential": {"type": "basic", "access_key": "mirror", "access_secret": "s3cret-pass"}}),
+            "/projects/team/webhook/policies",
+            json!({"name": "replications", "event_types": ["REPLICATION"], "enabled": true,
+                "targets": [{"type": "http", "address": hook.url, "payload_format": "Default"}]}),
         )
         .await
         .expect(StatusCode::CREATED, None);
-    let registry_id: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("number");
-    let policy = admin
-        .post("/replication/policies", json!({"name": "p", "dest_registry": {"id": registry_id}}))
+    let (_, v1) = push_image_as(&c, &base, "team/app", "v1", "one", Some(&t)).await;
+    push_image_as(&c, &base, "team/app", "v2", "two", Some(&t)).await;
+    let label = admin.post("/labels", json!({"name": "release", "scope": "g"})).await.expect(StatusCode::CREATED, None);
+    let label_id: u64 = label.header("location").rsplit('/').next().expect("id").parse().expect("number");
+    admin
+        .post("/projects/team/repositories/app/artifacts/v1/labels", json!({"id": label_id}))
         .await
         .expect(StatusCode::CREATED, None);
-    let policy_id: u64 = policy.header("location").rsplit('/').next().expect("id").parse().expect("number");
+    let registry = endpoint(&admin, &dist).await;
 
-    // The remote goes away: the first attempt fails saying why, and the execution waits to retry.
-    dist.kill().await;
-    let started =
-        admin.post("/replication/executions", json!({"policy_id": policy_id})).await.expect(StatusCode::CREATED, None);
+    // Label filters: only what carries the label; pull-based policies cannot filter by labels.
+    let refused = admin
+        .post(
+            "/replication/policies",
+            json!({"name": "p", "src_registry": {"id": registry}, "filters": [{"type": "label", "value": ["release"]}]}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST, None);
+    assert!(refused.body.to_string().contains("push-based"), "{}", refused.body);
+    let released = policy(
+        &admin,
+        registry,
+        json!({"name": "released", "dest_namespace": "released", "dest_namespace_replace_count": 1,
+            "filters": [{"type": "name", "value": "team/app"}, {"type": "label", "value": ["release"]}]}),
+    )
+    .await;
+    let execution = run(&admin, &released).await;
+    assert_eq!((execution["status"].as_str(), execution["total"].as_u64()), (Some("Succeed"), Some(1)), "{execution}");
+    assert_eq!(at_distribution(&dist, "released/app", "v1").await, Some(v1.clone()));
+    assert_eq!(at_distribution(&dist, "released/app", "v2").await, None, "v2 carries no release label");
+    assert!(dist.requests("PATCH ").is_empty(), "blobs went in one request each");
+    let delivered: Value = serde_json::from_slice(&hook.next().await.body).expect("json");
+    assert_eq!(delivered["type"], "REPLICATION", "{delivered}");
+    let summary = &delivered["event_data"]["replication"];
+    assert_eq!(summary["job_status"], "Succeed", "{delivered}");
+    assert_eq!(summary["dest_resource"]["registry_name"], "dist");
+    assert_eq!(summary["dest_resource"]["namespace"], "released");
+    assert_eq!(summary["src_resource"]["namespace"], "team");
+    assert_eq!(summary["successful_artifact"][0]["name_tag"], "team/app:v1", "{summary}");
+
+    // By chunk: the config in one PATCH, the 11 MiB layer in two (10 MiB each at most), whole.
+    let layer = incompressible(11 << 20, 7);
+    let layer_digest = Digest::sha256_of(&layer);
+    let manifest = push_layer(&c, &base, &t, "team/big", "v1", &layer).await;
+    let chunked = policy(
+        &admin,
+        registry,
+        json!({"name": "chunked", "copy_by_chunk": true, "filters": [{"type": "name", "value": "team/big"}]}),
+    )
+    .await;
+    let shown = admin.get(&format!("/replication/policies/{chunked}")).await.expect(StatusCode::OK, None);
+    assert_eq!((shown.body["copy_by_chunk"].as_bool(), shown.body["speed"].as_i64()), (Some(true), Some(-1)));
+    assert_eq!(run(&admin, &chunked).await["status"], "Succeed");
+    assert_eq!(at_distribution(&dist, "team/big", "v1").await, Some(Digest::sha256_of(manifest.as_bytes())));
+    let patches = dist.requests("PATCH /v2/team/big/blobs/uploads/");
+    assert_eq!(patches.len(), 3, "{patches:?}");
+    let fetched = client()
+        .get(format!("{}/v2/team/big/blobs/{layer_digest}", dist.url()))
+        .basic_auth("mirror", Some("s3cret-pass"))
+        .send()
+        .await
+        .expect("blob")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert!(fetched.as_ref() == layer.as_slice(), "the layer arrived whole");
+
+    // Deletions replicated on events: a digest deleted here goes there; a tag cannot go from
+    // distribution 2.8, and the execution fails saying so.
+    let mirrored = policy(
+        &admin,
+        registry,
+        json!({"name": "mirrored", "dest_namespace": "events", "trigger": {"type": "event_based"},
+            "replicate_deletion": true, "filters": [{"type": "name", "value": "team/app"}]}),
+    )
+    .await;
+    let (_, v3) = push_image_as(&c, &base, "team/app", "v3", "three", Some(&t)).await;
+    assert_eq!(nth_execution(&admin, &mirrored, 1).await["status"], "Succeed");
+    assert_eq!(at_distribution(&dist, "events/app", "v3").await, Some(v3.clone()));
+    let deleted = c.delete(format!("{base}/v2/team/app/manifests/{v3}")).bearer_auth(&t).send().await.expect("delete");
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    let execution = nth_execution(&admin, &mirrored, 2).await;
+    assert_eq!(execution["status"], "Succeed", "{execution}");
+    assert!(first_task_log(&admin, &execution).await.contains(&format!("deleted events/app@{v3}")));
+    assert_eq!(at_distribution(&dist, "events/app", "v3").await, None, "deleted there too");
+    assert_eq!(at_distribution(&dist, "events/app", &v3.to_string()).await, None);
+
+    push_image_as(&c, &base, "team/app", "v4", "four", Some(&t)).await;
+    assert_eq!(nth_execution(&admin, &mirrored, 3).await["status"], "Succeed");
+    let untagged = c.delete(format!("{base}/v2/team/app/manifests/v4")).bearer_auth(&t).send().await.expect("delete");
+    assert_eq!(untagged.status(), StatusCode::ACCEPTED);
+    let execution = nth_execution(&admin, &mirrored, 4).await;
+    assert_eq!(execution["status"], "Failed", "{execution}");
+    let log = first_task_log(&admin, &execution).await;
+    assert!(log.contains("does not delete tags"), "{log}");
+    assert!(at_distribution(&dist, "events/app", "v4").await.is_some(), "kept there");
+
+    // Bad settings are refused saying why.
+    let refused = admin
+        .post("/replication/policies", json!({"name": "p", "dest_registry": {"id": registry}, "speed": -5}))
+        .await
+        .expect(StatusCode::BAD_REQUEST, None);
+    assert!(refused.body.to_string().contains("speed"), "{}", refused.body);
+    dist.stop().await;
+    reg.stop().await;
+}
+
+/// Whether distribution holds an upload with bytes in it for `repo` (a blob arriving).
+fn receiving(dist: &Distribution, repo: &str) -> bool {
+    let uploads = dist.data().join(format!("docker/registry/v2/repositories/{repo}/_uploads"));
+    std::fs::read_dir(uploads)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|upload| std::fs::metadata(upload.path().join("data")).is_ok_and(|m| m.len() > 0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_killed_mid_blob_gets_no_tag_and_the_retry_completes() {
+    let (reg, mut dist, admin) = start().await;
+    let (c, base) = (client(), reg.url());
+    let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push"]).await;
+    let manifest = push_layer(&c, &base, &t, "team/app", "v1", &incompressible(1 << 20, 3)).await;
+    let registry_id = endpoint(&admin, &dist).await;
+    // 512 KiB/s: the 1 MiB layer takes two seconds, long enough to cut it in the middle.
+    let policy_id = policy(&admin, registry_id, json!({"name": "p", "speed": 512})).await;
+
+    let started = admin
+        .post("/replication/executions", json!({"policy_id": policy_id.parse::<u64>().expect("id")}))
+        .await
+        .expect(StatusCode::CREATED, None);
     let id = started.header("location").rsplit('/').next().expect("id").to_owned();
+    for _ in 0..1500 {
+        if receiving(&dist, "team/app") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(receiving(&dist, "team/app"), "the layer started arriving");
+    dist.kill().await;
     let mut waiting = Value::Null;
     for _ in 0..1500 {
         let e = admin.get(&format!("/replication/executions/{id}")).await.expect(StatusCode::OK, None);
@@ -299,12 +490,16 @@ async fn an_execution_whose_remote_went_down_is_retried_and_completes() {
     }
     assert_eq!(waiting["status"], "InProgress", "retried, not given up: {waiting}");
     assert!(waiting["status_text"].as_str().unwrap_or_default().contains("tasks failed"), "{waiting}");
-    dist.restart().await;
+    let tag = dist.data().join("docker/registry/v2/repositories/team/app/_manifests/tags/v1");
+    assert!(!tag.exists(), "no tag at the remote while its content is incomplete");
 
     // Back: the retry completes the copy.
+    dist.restart().await;
     let done = ended(&admin, started.header("location")).await;
     assert_eq!(done["status"], "Succeed", "{done}");
-    assert_eq!(at_distribution(&dist, "team/app", "v1").await, Some(v1));
+    assert_eq!(at_distribution(&dist, "team/app", "v1").await, Some(Digest::sha256_of(manifest.as_bytes())));
+    let tasks = admin.get(&format!("/replication/executions/{id}/tasks")).await.expect(StatusCode::OK, None);
+    assert!(tasks.body[0]["bytes"].as_u64() >= Some(1 << 20), "the retry sent the layer: {}", tasks.body);
     dist.stop().await;
     reg.stop().await;
 }

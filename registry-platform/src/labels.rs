@@ -100,6 +100,17 @@ pub async fn of_project(meta: &dyn MetadataStore, project_id: u64) -> Result<Vec
     Ok(meta.policies(KIND, Some(project_id)).await?.iter().filter_map(Label::of).collect())
 }
 
+/// The names of the labels usable in project `project_id` (its own and the global ones), by id.
+pub async fn names_in(meta: &dyn MetadataStore, project_id: u64) -> Result<std::collections::HashMap<u64, String>> {
+    let mut out = std::collections::HashMap::new();
+    for id in [registry_storage::policies::SYSTEM, project_id] {
+        for label in of_project(meta, id).await? {
+            out.insert(label.id, label.name);
+        }
+    }
+    Ok(out)
+}
+
 /// One label.
 pub async fn get(meta: &dyn MetadataStore, id: u64) -> Result<Option<Label>> {
     Ok(meta.policy(KIND, id).await?.as_ref().and_then(Label::of))

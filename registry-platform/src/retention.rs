@@ -590,7 +590,7 @@ impl JobHandler for RetentionHandler {
             .map_err(|e| JobFailure::retry(e.to_string()))?
             .ok_or_else(|| JobFailure::fatal(format!("project {} was deleted", policy.scope.reference)))?;
         let labels: HashMap<u64, String> =
-            label_names(&**meta, project.id).await.map_err(|e| JobFailure::retry(e.to_string()))?;
+            crate::labels::names_in(&**meta, project.id).await.map_err(|e| JobFailure::retry(e.to_string()))?;
         ctx.log(format!(
             "retention of project {} ({}), policy {}: {} enabled rules",
             project.name,
@@ -644,16 +644,6 @@ impl JobHandler for RetentionHandler {
         ));
         Ok(serde_json::to_string(&report).unwrap_or_default())
     }
-}
-
-async fn label_names(meta: &dyn MetadataStore, project_id: u64) -> registry_storage::Result<HashMap<u64, String>> {
-    let mut out = HashMap::new();
-    for id in [registry_storage::policies::SYSTEM, project_id] {
-        for label in crate::labels::of_project(meta, id).await? {
-            out.insert(label.id, label.name);
-        }
-    }
-    Ok(out)
 }
 
 /// Enqueues a run of `policy`; its job's id. Manual runs get a key of their own (so two are two

@@ -1,8 +1,9 @@
 //! Distribution 2.8 (Debian's `docker-registry`) as a peer: started on a loopback port with a
 //! data directory of its own, open, behind Basic auth (an htpasswd file) or behind a token
-//! realm; stopped when dropped.
+//! realm; stopped when dropped. Its access log is kept, for tests that count requests.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -12,6 +13,7 @@ pub struct Distribution {
     pub host: String,
     child: tokio::process::Child,
     work: tempfile::TempDir,
+    access: Arc<Mutex<Vec<String>>>,
 }
 
 impl Distribution {
@@ -46,15 +48,16 @@ impl Distribution {
             ),
         )
         .expect("config");
-        let child = Distribution::spawn(&config).await;
-        Distribution { host: format!("127.0.0.1:{port}"), child, work }
+        let access = Arc::default();
+        let child = Distribution::spawn(&config, &access).await;
+        Distribution { host: format!("127.0.0.1:{port}"), child, work, access }
     }
 
-    async fn spawn(config: &std::path::Path) -> tokio::process::Child {
+    async fn spawn(config: &std::path::Path, access: &Arc<Mutex<Vec<String>>>) -> tokio::process::Child {
         let mut child = tokio::process::Command::new("docker-registry")
             .args(["serve", config.to_str().expect("utf8")])
             .stderr(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("docker-registry starts (apt-get install -y docker-registry)");
@@ -66,7 +69,25 @@ impl Distribution {
             }
         }
         tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let access = access.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                access.lock().expect("access log").push(line);
+            }
+        });
         child
+    }
+
+    /// The lines of its access log (one per request answered, as `"METHOD /path HTTP/1.1" status`)
+    /// containing `needle`.
+    pub fn requests(&self, needle: &str) -> Vec<String> {
+        self.access.lock().expect("access log").iter().filter(|l| l.contains(needle)).cloned().collect()
+    }
+
+    /// Its data directory (`docker/registry/v2/...` below it).
+    pub fn data(&self) -> std::path::PathBuf {
+        self.work.path().join("data")
     }
 
     /// Kills it (its port then refuses connections; its data stays).
@@ -76,7 +97,7 @@ impl Distribution {
 
     /// Starts it again on the same port and data, after [`Distribution::kill`].
     pub async fn restart(&mut self) {
-        self.child = Distribution::spawn(&self.work.path().join("config.yml")).await;
+        self.child = Distribution::spawn(&self.work.path().join("config.yml"), &self.access).await;
     }
 
     /// Its base URL.

@@ -22,9 +22,10 @@ export async function replicationsPage() {
       fill(list, table([
         { title: 'Name', cell: (p) => [h('strong', {}, p.name), p.description ? h('div', { class: 'hint' }, p.description) : null] },
         { title: 'Direction', cell: (p) => (p.src_registry && p.src_registry.id ? `Pull from ${p.src_registry.name}` : `Push to ${p.dest_registry.name}`) },
-        { title: 'Filters', cell: (p) => (p.filters || []).map((f) => h('div', {}, `${f.type} ${f.decoration === 'excludes' ? 'excludes' : 'matches'} ${f.value}`)) },
+        { title: 'Filters', cell: (p) => (p.filters || []).map((f) => h('div', {}, `${f.type} ${f.decoration === 'excludes' ? 'excludes' : 'matches'} ${[].concat(f.value).join(', ')}`)) },
         { title: 'Destination namespace', cell: (p) => p.dest_namespace || '(the source\'s)' },
-        { title: 'Trigger', cell: (p) => (p.trigger.type === 'scheduled' ? `Scheduled ${p.trigger.trigger_settings.cron}` : p.trigger.type === 'event_based' ? 'On push' : 'Manual') },
+        { title: 'Trigger', cell: (p) => (p.trigger.type === 'scheduled' ? `Scheduled ${p.trigger.trigger_settings.cron}` : p.trigger.type === 'event_based' ? (p.replicate_deletion ? 'On push and deletion' : 'On push') : 'Manual') },
+        { title: 'Bandwidth', cell: (p) => [p.speed > 0 ? `${p.speed} KiB/s` : 'No limit', p.copy_by_chunk ? h('div', { class: 'hint' }, 'by chunk') : null] },
         { title: 'Enabled', cell: (p) => (p.enabled ? 'Yes' : 'No') },
         { title: 'Actions', cell: actions },
       ], items, registries.length ? 'No replication policy yet.' : 'No replication policy yet: add a registry on the Registries page first.', 'Replication policies'));
@@ -86,8 +87,13 @@ export async function replicationsPage() {
     const filters = [];
     if (el.names.value.trim()) filters.push({ type: 'name', value: el.names.value.trim() });
     if (el.tags.value.trim()) filters.push({ type: 'tag', value: el.tags.value.trim(), decoration: el.exclude.checked ? 'excludes' : 'matches' });
+    const labels = el.labels.value.split(',').map((l) => l.trim()).filter(Boolean);
+    if (labels.length) filters.push({ type: 'label', value: labels });
+    const speed = el.speed.value.trim() ? Number(el.speed.value) : -1;
+    if (!Number.isInteger(speed) || speed < -1) throw new Error('Bandwidth: a whole number of KiB/s, or empty for no limit.');
     const body = { name: el.name.value.trim(), description: el.description.value.trim(), dest_namespace: el.namespace.value.trim(),
       dest_namespace_replace_count: Number(el.flatten.value), override: el.override.checked, enabled: true, filters,
+      replicate_deletion: el.deletion.checked, copy_by_chunk: el.chunk.checked, speed,
       trigger: { type: el.trigger.value, trigger_settings: { cron: el.cron.value.trim() } } };
     if (el.mode.value === 'push') body.dest_registry = remote; else body.src_registry = remote;
     if (!body.name) throw new Error('Enter a name.');
@@ -104,10 +110,14 @@ export async function replicationsPage() {
       field('Repositories (pattern)', { name: 'names', placeholder: 'library/**' }, '** matches across levels, * within one. Empty: every repository.'),
       field('Tags (pattern)', { name: 'tags', placeholder: 'v*' }),
       checkbox('Exclude the tags matching the pattern instead', 'exclude'),
+      field('Labels (push-based)', { name: 'labels', placeholder: 'release, approved' }, 'Only artifacts carrying every one of these labels.'),
       field('Destination namespace', { name: 'namespace', placeholder: 'mirror' }, 'Empty: the source\'s path. Pull-based: an existing project.'),
       field('Flattening', { name: 'flatten', options: FLATTEN, value: '1' }),
       field('Trigger', { name: 'trigger', options: TRIGGERS, value: 'manual' }),
       field('Cron (scheduled)', { name: 'cron', placeholder: '0 0 2 * * *' }, 'Six fields, seconds first.'),
+      checkbox('Delete remote resources when locally deleted (event-based)', 'deletion'),
+      field('Bandwidth (KiB/s)', { name: 'speed', placeholder: 'no limit', inputmode: 'numeric' }),
+      checkbox('Copy by chunk', 'chunk'),
       checkbox('Replace destination tags that name other content', 'override', true));
     const made = await dialog('New replication policy', body, 'Save', async (form) => {
       await api.change('POST', '/replication/policies', settingsOf(form));

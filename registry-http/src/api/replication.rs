@@ -52,11 +52,11 @@ async fn policy_json(api: &Api, stored: &Stored) -> Result<Value, ApiError> {
         "dest_namespace_replace_count": p.dest_namespace_replace_count,
         "trigger": {"type": p.trigger.kind, "trigger_settings": {"cron": p.trigger.trigger_settings.cron}},
         "filters": p.filters,
-        "replicate_deletion": false,
+        "replicate_deletion": p.replicate_deletion,
         "override": p.overwrite,
         "enabled": p.enabled,
-        "speed": -1,
-        "copy_by_chunk": false,
+        "speed": p.speed,
+        "copy_by_chunk": p.copy_by_chunk,
         "creation_time": time(stored.record.created_ms),
         "update_time": time(stored.record.updated_ms),
     }))
@@ -79,6 +79,7 @@ struct PolicyReq {
     enabled: Option<bool>,
     replicate_deletion: Option<bool>,
     speed: Option<i64>,
+    copy_by_chunk: Option<bool>,
 }
 
 /// The endpoint id a side of a request names (absent, null or id 0: this registry).
@@ -98,11 +99,14 @@ async fn side_id(api: &Api, value: Option<Value>, which: &str) -> Result<Option<
 
 impl PolicyReq {
     async fn apply(self, api: &Api, policy: &mut Policy) -> Result<(), ApiError> {
-        if self.replicate_deletion == Some(true) {
-            return Err(bad_request("replicate_deletion is not supported yet: deletions are not replicated"));
+        if let Some(v) = self.replicate_deletion {
+            policy.replicate_deletion = v;
         }
-        if self.speed.is_some_and(|s| s > 0) {
-            return Err(bad_request("speed (a bandwidth limit) is not supported yet: use -1"));
+        if let Some(v) = self.speed {
+            policy.speed = v;
+        }
+        if let Some(v) = self.copy_by_chunk {
+            policy.copy_by_chunk = v;
         }
         if let Some(v) = self.name {
             policy.name = v;

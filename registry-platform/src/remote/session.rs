@@ -62,6 +62,10 @@ fn push(repository: &str) -> String {
     format!("repository:{repository}:pull,push")
 }
 
+fn delete(repository: &str) -> String {
+    format!("repository:{repository}:delete")
+}
+
 impl Session<'_> {
     fn url(&self, path: &str) -> Result<reqwest::Url, RemoteError> {
         self.remote.base().join(path.trim_start_matches('/')).map_err(|e| self.remote.fail(e))
@@ -205,23 +209,8 @@ impl Session<'_> {
         size: u64,
         body: impl FnOnce() -> reqwest::Body,
     ) -> Result<(), RemoteError> {
-        let url = self.url(&format!("v2/{repository}/blobs/uploads/"))?;
+        let mut target = self.open_upload(repository).await?;
         let scope = push(repository);
-        let opened = self.send(&scope, |c| c.post(url.clone()).header("content-length", "0")).await?;
-        if opened.status().as_u16() != 202 {
-            return Err(self.remote.fail(format!("opening an upload to {repository} answered {}", opened.status())));
-        }
-        let location = opened
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| self.remote.fail("an upload without a location"))?;
-        let mut target = url.join(location).map_err(|e| self.remote.fail(e))?;
-        if target.host_str() != self.remote.base().host_str()
-            || target.port_or_known_default() != self.remote.base().port_or_known_default()
-        {
-            return Err(self.remote.fail("its upload location is on another host"));
-        }
         target.query_pairs_mut().append_pair("digest", &digest.to_string());
         let auth = self.granted.lock().await.get(&scope).cloned();
         let mut put = self
@@ -240,6 +229,119 @@ impl Session<'_> {
                 .fail(format!("uploading blob {digest} to {repository} answered {}", done.status())));
         }
         Ok(())
+    }
+
+    /// Opens an upload to `repository`: the upload's URL (checked to be on the remote).
+    async fn open_upload(&self, repository: &str) -> Result<reqwest::Url, RemoteError> {
+        let url = self.url(&format!("v2/{repository}/blobs/uploads/"))?;
+        let opened = self.send(&push(repository), |c| c.post(url.clone()).header("content-length", "0")).await?;
+        if opened.status().as_u16() != 202 {
+            return Err(self.remote.fail(format!("opening an upload to {repository} answered {}", opened.status())));
+        }
+        self.upload_location(&url, &opened)
+    }
+
+    /// Where `response` says the upload continues, on the remote's own host.
+    fn upload_location(&self, base: &reqwest::Url, response: &reqwest::Response) -> Result<reqwest::Url, RemoteError> {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| self.remote.fail("an upload without a location"))?;
+        let target = base.join(location).map_err(|e| self.remote.fail(e))?;
+        if target.host_str() != self.remote.base().host_str()
+            || target.port_or_known_default() != self.remote.base().port_or_known_default()
+        {
+            return Err(self.remote.fail("its upload location is on another host"));
+        }
+        Ok(target)
+    }
+
+    /// Uploads blob `digest` of `repository` in chunks of up to `chunk` bytes read from `body`:
+    /// one `PATCH` per chunk (with its `Content-Range`), then the closing `PUT`.
+    pub async fn push_blob_chunked(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        body: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+        chunk: usize,
+    ) -> Result<(), RemoteError> {
+        use futures::StreamExt;
+        let mut target = self.open_upload(repository).await?;
+        let auth = self.granted.lock().await.get(&push(repository)).cloned();
+        let authorized = |request: reqwest::RequestBuilder| match &auth {
+            Some(auth) => request.header("authorization", auth),
+            None => request,
+        };
+        let mut body = body;
+        let mut sent = 0u64;
+        let mut buffer = bytes::BytesMut::new();
+        let mut eof = false;
+        loop {
+            while !eof && buffer.len() < chunk {
+                match body.next().await {
+                    Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
+                    Some(Err(e)) => return Err(self.remote.fail(format!("reading blob {digest}: {e}"))),
+                    None => eof = true,
+                }
+            }
+            if buffer.is_empty() {
+                break;
+            }
+            let take = buffer.len().min(chunk);
+            let part = buffer.split_to(take).freeze();
+            let len = part.len() as u64;
+            let range = format!("{sent}-{}", sent + len - 1);
+            let patched = self
+                .remote
+                .send(
+                    authorized(self.client.patch(target.clone()))
+                        .header("content-type", "application/octet-stream")
+                        .header("content-range", range)
+                        .header("content-length", len.to_string())
+                        .body(part),
+                )
+                .await?;
+            if patched.status().as_u16() != 202 {
+                return Err(self.remote.fail(format!(
+                    "sending bytes {sent}.. of blob {digest} to {repository} answered {}",
+                    patched.status()
+                )));
+            }
+            sent += len;
+            target = self.upload_location(&target, &patched)?;
+        }
+        target.query_pairs_mut().append_pair("digest", &digest.to_string());
+        let done = self.remote.send(authorized(self.client.put(target)).header("content-length", "0")).await?;
+        if done.status().as_u16() != 201 {
+            return Err(self
+                .remote
+                .fail(format!("closing the upload of blob {digest} to {repository} answered {}", done.status())));
+        }
+        Ok(())
+    }
+
+    /// Deletes the manifest `reference` (a digest, or a tag where the remote deletes tags) of
+    /// `repository`; whether it was there.
+    pub async fn delete_manifest(&self, repository: &str, reference: &str) -> Result<bool, RemoteError> {
+        let url = self.url(&format!("v2/{repository}/manifests/{reference}"))?;
+        let response = self.send(&delete(repository), |c| c.delete(url.clone())).await?;
+        match response.status().as_u16() {
+            200 | 202 | 204 => Ok(true),
+            404 => Ok(false),
+            status => {
+                let body = response.text().await.unwrap_or_default();
+                let why = if Digest::parse(reference).is_err() && matches!(status, 400 | 405) {
+                    "; it does not delete tags (distribution 2.8 deletes manifests by digest only)"
+                } else {
+                    ""
+                };
+                Err(self.remote.fail(format!(
+                    "DELETE {repository}:{reference} answered {status}{why}: {}",
+                    body.chars().take(300).collect::<String>()
+                )))
+            }
+        }
     }
 
     /// Stores a manifest as `reference` (a tag or its digest) of `repository`.

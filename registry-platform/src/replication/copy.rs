@@ -17,6 +17,8 @@ use crate::remote::session::Session;
 
 /// Manifests followed below one artifact (an index's children, referrers of referrers).
 const MAX_DEPTH: usize = 4;
+/// The size of a chunk when a policy copies by chunk (Harbor's default, 10 MiB).
+pub const CHUNK: usize = 10 << 20;
 
 /// A manifest read from a side.
 #[derive(Debug, Clone)]
@@ -57,6 +59,9 @@ pub trait Side: Send + Sync {
     async fn tags(&self, repository: &str) -> Result<Vec<String>, String>;
     /// The referrers of `subject` in `repository`.
     async fn referrers(&self, repository: &str, subject: &Digest) -> Result<Vec<Digest>, String>;
+    /// Deletes manifest `reference` (a digest: the artifact; a tag: only the tag) of
+    /// `repository`; whether it was there.
+    async fn delete(&self, repository: &str, reference: &str) -> Result<bool, String>;
 }
 
 /// This registry, written as `operator`.
@@ -71,36 +76,36 @@ fn name(repository: &str) -> Result<RepositoryName, String> {
     RepositoryName::parse(repository).map_err(|e| format!("repository {repository:?}: {e}"))
 }
 
+/// `Ok(None)` for what the repository does not hold (or a repository that does not exist),
+/// else the answer or the error's text.
+fn unless_unknown<T>(result: registry_storage::Result<T>) -> Result<Option<T>, String> {
+    match result {
+        Ok(found) => Ok(Some(found)),
+        Err(
+            registry_storage::Error::ManifestUnknown { .. }
+            | registry_storage::Error::BlobUnknown { .. }
+            | registry_storage::Error::NameUnknown { .. },
+        ) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[async_trait]
 impl Side for Local {
     async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Read>, String> {
         let reference = Reference::parse(reference).map_err(|e| e.to_string())?;
-        match self.registry.get_manifest(&name(repository)?, &reference).await {
-            Ok((record, bytes)) => Ok(Some(Read { media_type: record.media_type, bytes, digest: record.digest })),
-            Err(registry_storage::Error::ManifestUnknown { .. } | registry_storage::Error::NameUnknown { .. }) => {
-                Ok(None)
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        let found = unless_unknown(self.registry.get_manifest(&name(repository)?, &reference).await)?;
+        Ok(found.map(|(record, bytes)| Read { media_type: record.media_type, bytes, digest: record.digest }))
     }
 
     async fn tag_digest(&self, repository: &str, tag: &str) -> Result<Option<Digest>, String> {
         let tag = Tag::parse(tag).map_err(|e| e.to_string())?;
-        match self.registry.stat_manifest(&name(repository)?, &Reference::Tag(tag)).await {
-            Ok(record) => Ok(Some(record.digest)),
-            Err(registry_storage::Error::ManifestUnknown { .. } | registry_storage::Error::NameUnknown { .. }) => {
-                Ok(None)
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        let found = unless_unknown(self.registry.stat_manifest(&name(repository)?, &Reference::Tag(tag)).await)?;
+        Ok(found.map(|record| record.digest))
     }
 
     async fn has_blob(&self, repository: &str, digest: &Digest) -> Result<bool, String> {
-        match self.registry.stat_blob(&name(repository)?, digest).await {
-            Ok(_) => Ok(true),
-            Err(registry_storage::Error::BlobUnknown { .. } | registry_storage::Error::NameUnknown { .. }) => Ok(false),
-            Err(e) => Err(e.to_string()),
-        }
+        Ok(unless_unknown(self.registry.stat_blob(&name(repository)?, digest).await)?.is_some())
     }
 
     async fn read_blob(&self, repository: &str, digest: &Digest) -> Result<Blob, String> {
@@ -152,12 +157,20 @@ impl Side for Local {
         let found = self.registry.referrers(&name(repository)?, subject, None).await.map_err(|e| e.to_string())?;
         Ok(found.into_iter().map(|r| r.digest).collect())
     }
+
+    async fn delete(&self, repository: &str, reference: &str) -> Result<bool, String> {
+        let reference = Reference::parse(reference).map_err(|e| e.to_string())?;
+        let deleted = self.registry.delete_manifest(&name(repository)?, &reference, &self.operator).await;
+        Ok(unless_unknown(deleted)?.is_some())
+    }
 }
 
 /// A remote registry, through a session.
 pub struct Remote<'s> {
     /// The session.
     pub session: &'s Session<'s>,
+    /// Blobs are sent in chunks of this many bytes (else each in one request).
+    pub chunk: Option<usize>,
 }
 
 #[async_trait]
@@ -181,10 +194,11 @@ impl Side for Remote<'_> {
     }
 
     async fn write_blob(&self, repository: &str, digest: &Digest, size: u64, body: Blob) -> Result<(), String> {
-        self.session
-            .push_blob(repository, digest, size, move || reqwest::Body::wrap_stream(body))
-            .await
-            .map_err(|e| e.0)
+        match self.chunk {
+            Some(chunk) => self.session.push_blob_chunked(repository, digest, body, chunk).await,
+            None => self.session.push_blob(repository, digest, size, move || reqwest::Body::wrap_stream(body)).await,
+        }
+        .map_err(|e| e.0)
     }
 
     async fn put_manifest(
@@ -203,6 +217,10 @@ impl Side for Remote<'_> {
 
     async fn referrers(&self, repository: &str, subject: &Digest) -> Result<Vec<Digest>, String> {
         self.session.referrers(repository, subject).await.map_err(|e| e.0)
+    }
+
+    async fn delete(&self, repository: &str, reference: &str) -> Result<bool, String> {
+        self.session.delete_manifest(repository, reference).await.map_err(|e| e.0)
     }
 }
 
@@ -229,6 +247,8 @@ pub struct Copy<'a> {
     pub source: &'a str,
     /// The destination repository.
     pub destination: &'a str,
+    /// A bandwidth limit for blob bytes, in bytes per second.
+    pub limit: Option<u64>,
 }
 
 impl Copy<'_> {
@@ -270,7 +290,10 @@ impl Copy<'_> {
                 moved.skipped += 1;
                 continue;
             }
-            let body = self.from.read_blob(self.source, &blob.digest).await?;
+            let mut body = self.from.read_blob(self.source, &blob.digest).await?;
+            if let Some(rate) = self.limit {
+                body = throttled(body, rate);
+            }
             self.to.write_blob(self.destination, &blob.digest, blob.size, body).await?;
             moved.blobs += 1;
             moved.bytes += blob.size;
@@ -311,5 +334,39 @@ impl Copy<'_> {
             moved.manifests += 1;
         }
         Ok(())
+    }
+}
+
+/// `body` at no more than `rate` bytes per second on average since its start: each chunk is
+/// passed on once the bytes before it would have taken that long (so a limit holds per blob,
+/// whatever the chunk sizes).
+pub fn throttled(body: Blob, rate: u64) -> Blob {
+    let rate = rate.max(1);
+    let start = tokio::time::Instant::now();
+    body.scan(0u64, move |sent, chunk| {
+        let due = start + std::time::Duration::from_secs_f64(*sent as f64 / rate as f64);
+        if let Ok(bytes) = &chunk {
+            *sent += bytes.len() as u64;
+        }
+        async move {
+            tokio::time::sleep_until(due).await;
+            Some(chunk)
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_blob_takes_its_size_over_the_rate() {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = (0..10).map(|_| Ok(Bytes::from(vec![0u8; 1000]))).collect();
+        let start = tokio::time::Instant::now();
+        let out: Vec<_> = throttled(futures::stream::iter(chunks).boxed(), 2000).collect().await;
+        assert_eq!(out.len(), 10);
+        // The tenth chunk leaves once 9,000 bytes had 4.5 s at 2,000 bytes/s.
+        assert_eq!(start.elapsed(), std::time::Duration::from_millis(4500));
     }
 }

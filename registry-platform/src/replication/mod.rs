@@ -39,7 +39,8 @@ pub struct Filter {
 #[serde(default)]
 pub struct Trigger {
     /// `manual`, `scheduled` (by `trigger_settings.cron`) or `event_based` (each push the
-    /// filters take, push-based policies only).
+    /// filters take, and each deletion where the policy replicates deletions; push-based
+    /// policies only).
     #[serde(rename = "type")]
     pub kind: String,
     /// The schedule of a `scheduled` trigger.
@@ -80,6 +81,14 @@ pub struct Policy {
     pub overwrite: bool,
     /// Whether it runs.
     pub enabled: bool,
+    /// Whether an event-based policy deletes at the destination what is deleted here (an
+    /// artifact by its digest, a tag by its name).
+    pub replicate_deletion: bool,
+    /// A bandwidth limit for blob bytes in KiB per second, Harbor's unit (-1 or 0: none).
+    pub speed: i64,
+    /// Whether blobs go to a remote in chunks ([`copy::CHUNK`] bytes each, `PATCH` by `PATCH`)
+    /// rather than in one request: for remotes behind proxies that limit a request's size.
+    pub copy_by_chunk: bool,
 }
 
 /// The filters of a policy, parsed.
@@ -87,6 +96,8 @@ pub struct Policy {
 pub struct Filters {
     names: Vec<(Pattern, bool)>,
     tags: Vec<(Pattern, bool)>,
+    /// Label names an artifact must carry all of (`true`) or none of (`false`).
+    labels: Vec<(Vec<String>, bool)>,
     /// Only images (`resource` = `image`): manifests and indexes of images, not other artifacts.
     pub images_only: bool,
 }
@@ -100,6 +111,18 @@ impl Filters {
     /// Whether tag `tag` is copied.
     pub fn tag(&self, tag: &str) -> bool {
         self.tags.iter().all(|(p, matches)| p.matches(tag) == *matches)
+    }
+
+    /// Whether the filters look at labels.
+    pub fn by_labels(&self) -> bool {
+        !self.labels.is_empty()
+    }
+
+    /// Whether an artifact carrying the labels `names` is copied.
+    pub fn labels(&self, names: &[String]) -> bool {
+        self.labels.iter().all(|(wanted, matches)| {
+            if *matches { wanted.iter().all(|w| names.contains(w)) } else { !wanted.iter().any(|w| names.contains(w)) }
+        })
     }
 }
 
@@ -127,6 +150,12 @@ impl Policy {
         if !self.dest_namespace.is_empty() {
             registry_core::RepositoryName::parse(&self.dest_namespace)
                 .map_err(|e| Invalid(format!("dest_namespace {:?}: {e}", self.dest_namespace)))?;
+        }
+        if self.speed < -1 {
+            return Err(Invalid(format!("speed {}: a limit in KiB/s, or -1 for none", self.speed)));
+        }
+        if self.speed == 0 {
+            self.speed = -1;
         }
         if self.dest_namespace_replace_count < -1 {
             return Err(Invalid("dest_namespace_replace_count is -1 (all but the last level) or more".into()));
@@ -156,6 +185,11 @@ impl Policy {
         Ok(self)
     }
 
+    /// The bandwidth limit in bytes per second, if any.
+    pub fn bytes_per_second(&self) -> Option<u64> {
+        u64::try_from(self.speed).ok().filter(|s| *s > 0).map(|s| s.saturating_mul(1024))
+    }
+
     /// The cron of a scheduled policy.
     pub fn cron(&self) -> Option<crate::cron::Cron> {
         (self.trigger.kind == "scheduled")
@@ -183,13 +217,29 @@ impl Policy {
                     "artifact" | "" => {}
                     other => return Err(Invalid(format!("filters[{i}]: resource {other:?}: use image or artifact"))),
                 },
-                "label" => {
+                "label" if self.src_registry != 0 => {
                     return Err(Invalid(format!(
-                        "filters[{i}]: label filters are not supported yet; filter by name and tag"
+                        "filters[{i}]: label filters select by this registry's labels: they apply to push-based \
+                         policies (dest_registry)"
                     )));
                 }
+                "label" => {
+                    let names: Vec<String> = match &f.value {
+                        serde_json::Value::String(one) => vec![one.clone()],
+                        serde_json::Value::Array(many) => {
+                            many.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    if names.is_empty() || names.iter().any(String::is_empty) {
+                        return Err(Invalid(format!("filters[{i}]: a label filter's value is a list of label names")));
+                    }
+                    out.labels.push((names, matches));
+                }
                 other => {
-                    return Err(Invalid(format!("filters[{i}]: type {other:?} is unknown; use name, tag or resource")));
+                    return Err(Invalid(format!(
+                        "filters[{i}]: type {other:?} is unknown; use name, tag, label or resource"
+                    )));
                 }
             }
         }
@@ -265,8 +315,20 @@ mod tests {
         let bad_filter =
             serde_json::json!({"name": "p", "dest_registry": 1, "filters": [{"type": "name", "value": "a/[b"}]});
         assert!(policy(bad_filter).expect_err("refused").0.contains("filters[0]"));
-        let label = serde_json::json!({"name": "p", "dest_registry": 1, "filters": [{"type": "label", "value": "x"}]});
-        assert!(policy(label).expect_err("refused").0.contains("label"));
+        let label = serde_json::json!({"name": "p", "src_registry": 1, "filters": [{"type": "label", "value": "x"}]});
+        assert!(policy(label).expect_err("refused").0.contains("push-based"));
+        let label = serde_json::json!({"name": "p", "dest_registry": 1, "filters": [{"type": "label", "value": []}]});
+        assert!(policy(label).expect_err("refused").0.contains("label names"));
+        let labels = policy(serde_json::json!({"name": "p", "dest_registry": 1, "filters": [
+            {"type": "label", "value": ["release", "signed"]},
+            {"type": "label", "value": "broken", "decoration": "excludes"}]}))
+        .expect("label filters")
+        .filters()
+        .expect("filters");
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(labels.labels(&names(&["release", "signed", "x"])));
+        assert!(!labels.labels(&names(&["release"])));
+        assert!(!labels.labels(&names(&["release", "signed", "broken"])));
         let cron = serde_json::json!({"name": "p", "dest_registry": 1, "trigger": {"type": "scheduled"}});
         assert!(policy(cron).expect_err("refused").0.contains("cron"));
         let pull_on_push = serde_json::json!({"name": "p", "src_registry": 1, "trigger": {"type": "event_based"}});

@@ -13,7 +13,7 @@ use registry_storage::jobs::NewJob;
 use registry_storage::{Job, JobContext, JobFailure, JobHandler, JobRunner, Registry};
 use serde::{Deserialize, Serialize};
 
-use super::copy::{Copy, Local, Remote, Side};
+use super::copy::{CHUNK, Copy, Local, Remote, Side};
 
 /// The job kind of an execution.
 pub const JOB_KIND: &str = "replication";
@@ -32,6 +32,10 @@ pub struct ExecutionJob {
     /// Only this repository and tag (an event-based execution), else everything the policy takes.
     #[serde(default)]
     pub only: Option<(String, String)>,
+    /// A deletion to replicate instead (an event-based execution of a policy that replicates
+    /// deletions): the repository and the reference deleted (a digest, or a tag).
+    #[serde(default)]
+    pub deleted: Option<(String, String)>,
 }
 
 /// One artifact's copy (Harbor's `ReplicationTask`, with its log).
@@ -74,7 +78,7 @@ impl Report {
 
 /// Enqueues an execution of policy `policy_id`; its job id.
 pub async fn start(jobs: &JobRunner, policy_id: u64, trigger: &str, key: String) -> registry_storage::Result<u64> {
-    let payload = serde_json::to_string(&ExecutionJob { policy_id, only: None }).unwrap_or_default();
+    let payload = serde_json::to_string(&ExecutionJob { policy_id, only: None, deleted: None }).unwrap_or_default();
     Ok(jobs.enqueue(&NewJob::new(JOB_KIND, payload, trigger).key(key).attempts(3)).await?.0)
 }
 
@@ -117,9 +121,14 @@ impl JobHandler for Replicator {
         let remote = crate::remote::client::Remote::of(&endpoint, &self.key).map_err(|e| JobFailure::fatal(e.0))?;
         let session = remote.session().await.map_err(|e| JobFailure::retry(e.0))?;
         let local = Local { registry: self.registry.clone(), operator: Operator::named("replication", None) };
-        let far = Remote { session: &session };
+        let far = Remote { session: &session, chunk: policy.copy_by_chunk.then_some(CHUNK) };
         let (from, to): (&dyn Side, &dyn Side) = if push { (&local, &far) } else { (&far, &local) };
         ctx.log(format!("policy {:?}: {} {}", policy.name, if push { "push to" } else { "pull from" }, endpoint.url));
+        let summary = Summary { job, policy: &policy, endpoint: &endpoint, push };
+        if let Some((repository, reference)) = &payload.deleted {
+            let report = self.delete(to, &policy, repository, reference).await;
+            return self.ended(ctx, &summary, report, true);
+        }
 
         // What to copy: every repository of the source the name filters take (or the one pushed).
         let repositories = if let Some((repository, _)) = &payload.only {
@@ -169,8 +178,18 @@ impl JobHandler for Replicator {
                 Some((_, tag)) => vec![tag.clone()],
                 None => from.tags(&repository).await.map_err(JobFailure::retry)?,
             };
-            let copy = Copy { from, to, source: &repository, destination: &destination };
-            for tag in tags.iter().filter(|t| crate::artifacts::cosign_tag(t).is_none() && filters.tag(t)) {
+            let labelled = match filters.by_labels() {
+                true => Some(self.labels_by_tag(&repository).await.map_err(JobFailure::retry)?),
+                false => None,
+            };
+            let taken = |tag: &&String| {
+                crate::artifacts::cosign_tag(tag).is_none()
+                    && filters.tag(tag)
+                    && labelled.as_ref().is_none_or(|l| filters.labels(l.get(*tag).map_or(&[], Vec::as_slice)))
+            };
+            let copy =
+                Copy { from, to, source: &repository, destination: &destination, limit: policy.bytes_per_second() };
+            for tag in tags.iter().filter(taken) {
                 let mut task = Task {
                     id: report.tasks.len() as u64 + 1,
                     src_resource: format!("{repository}:{tag}"),
@@ -197,15 +216,162 @@ impl JobHandler for Replicator {
                 ctx.progress(serde_json::to_string(&report).unwrap_or_default());
             }
         }
+        self.ended(ctx, &summary, report, transient)
+    }
+}
+
+/// What Harbor's `REPLICATION` webhook says of an execution besides its tasks.
+struct Summary<'a> {
+    job: &'a Job,
+    policy: &'a super::Policy,
+    endpoint: &'a crate::remote::Endpoint,
+    push: bool,
+}
+
+impl Summary<'_> {
+    /// Harbor's `event_data.replication` for the tasks of `project` (this registry's side).
+    fn replication(&self, project: &str, tasks: &[&Task], status: &str) -> serde_json::Value {
+        let local = serde_json::json!({"registry_name": "Local", "registry_type": "harbor", "endpoint": "",
+            "namespace": project});
+        let remote_namespace = tasks
+            .first()
+            .map(|t| if self.push { &t.dst_resource } else { &t.src_resource })
+            .map(|r| registry_storage::quota::project_of(repository_of(r)).to_owned())
+            .unwrap_or_default();
+        let remote = serde_json::json!({"registry_name": self.endpoint.name, "registry_type": self.endpoint.kind,
+            "endpoint": self.endpoint.url, "namespace": remote_namespace});
+        let (src, dest) = if self.push { (local, remote) } else { (remote, local) };
+        let artifacts = |ok: bool| -> Vec<serde_json::Value> {
+            tasks
+                .iter()
+                .filter(|t| (t.status == SUCCEED) == ok)
+                .map(|t| serde_json::json!({"type": "image", "status": t.status, "name_tag": t.src_resource}))
+                .collect()
+        };
+        serde_json::json!({
+            "job_status": status,
+            "artifact_type": "image",
+            "authentication_type": if self.endpoint.access_key.is_empty() { "" } else { "basic" },
+            "override_mode": self.policy.overwrite,
+            "trigger_type": self.job.trigger.to_ascii_uppercase(),
+            "policy_name": self.policy.name,
+            "execution_id": self.job.id,
+            "execution_timestamp": self.job.created_ms / 1000,
+            "src_resource": src,
+            "dest_resource": dest,
+            "successful_artifact": artifacts(true),
+            "failed_artifact": artifacts(false),
+        })
+    }
+}
+
+/// The repository of `repository:tag` or `repository@digest`.
+fn repository_of(resource: &str) -> &str {
+    resource.split([':', '@']).next().unwrap_or(resource)
+}
+
+impl Replicator {
+    /// Ends an attempt with `report`: its result, or a failure to retry (`transient`) or not;
+    /// when the execution ends (not to be retried), Harbor's `REPLICATION` event per project of
+    /// this registry it touched.
+    fn ended(
+        &self,
+        ctx: &JobContext,
+        summary: &Summary<'_>,
+        report: Report,
+        transient: bool,
+    ) -> Result<String, JobFailure> {
         let failed = report.tasks.iter().filter(|t| t.status == FAILED).count();
         let result = serde_json::to_string(&report).unwrap_or_default();
         ctx.log(format!("{} tasks, {failed} failed", report.tasks.len()));
+        let last = failed == 0 || !transient || summary.job.attempts >= summary.job.max_attempts;
+        if last && !report.tasks.is_empty() {
+            let status = if failed == 0 { SUCCEED } else { FAILED };
+            let mut projects: Vec<&str> = report
+                .tasks
+                .iter()
+                .map(|t| if summary.push { &t.src_resource } else { &t.dst_resource })
+                .map(|r| registry_storage::quota::project_of(repository_of(r)))
+                .collect();
+            projects.sort_unstable();
+            projects.dedup();
+            for project in projects {
+                let tasks: Vec<&Task> = report
+                    .tasks
+                    .iter()
+                    .filter(|t| {
+                        let local = if summary.push { &t.src_resource } else { &t.dst_resource };
+                        registry_storage::quota::project_of(repository_of(local)) == project
+                    })
+                    .collect();
+                let resource = registry_core::event::Resource {
+                    project: Some(project.to_owned()),
+                    repository: Some(project.to_owned()),
+                    detail: Some(summary.replication(project, &tasks, status).to_string()),
+                    ..registry_core::event::Resource::default()
+                };
+                let now = self.registry.clock().now_millis();
+                self.registry.record_event(registry_core::event::Event::new(
+                    now,
+                    Operator::named("replication", None),
+                    registry_core::event::EventAction::Replication,
+                    resource,
+                ));
+            }
+        }
         if failed > 0 {
             ctx.progress(result);
             let why = format!("{failed} of {} tasks failed", report.tasks.len());
             return Err(if transient { JobFailure::retry(why) } else { JobFailure::fatal(why) });
         }
         Ok(result)
+    }
+
+    /// The replication of a deletion here: the same reference deleted at the destination.
+    async fn delete(&self, to: &dyn Side, policy: &super::Policy, repository: &str, reference: &str) -> Report {
+        let destination = policy.destination(repository);
+        let sep = if reference.contains(':') { "@" } else { ":" };
+        let mut task = Task {
+            id: 1,
+            src_resource: format!("{repository}{sep}{reference}"),
+            dst_resource: format!("{destination}{sep}{reference}"),
+            start_ms: self.registry.clock().now_millis(),
+            ..Task::default()
+        };
+        match to.delete(&destination, reference).await {
+            Ok(true) => {
+                task.status = SUCCEED.into();
+                task.log = format!("deleted {destination}{sep}{reference}\n");
+            }
+            Ok(false) => {
+                task.status = SUCCEED.into();
+                task.log = format!("{destination}{sep}{reference} was not there\n");
+            }
+            Err(why) => {
+                task.status = FAILED.into();
+                task.log = format!("deleting failed: {why}\n");
+            }
+        }
+        task.end_ms = self.registry.clock().now_millis();
+        Report { tasks: vec![task] }
+    }
+
+    /// The label names of each tag's artifact in `repository` of this registry.
+    async fn labels_by_tag(&self, repository: &str) -> Result<std::collections::HashMap<String, Vec<String>>, String> {
+        let mut out = std::collections::HashMap::new();
+        let Ok(name) = registry_core::RepositoryName::parse(repository) else { return Ok(out) };
+        let project = registry_storage::quota::project_of(repository);
+        let Some(project) = self.accounts.project(project).await.map_err(|e| e.to_string())? else { return Ok(out) };
+        let meta = self.registry.metadata_store();
+        let names = crate::labels::names_in(&**meta, project.id).await.map_err(|e| e.to_string())?;
+        let entries = crate::artifacts::all_manifests(&self.registry, &name).await.map_err(|e| e.to_string())?;
+        for entry in entries {
+            let labels: Vec<String> = entry.labels.iter().filter_map(|id| names.get(id).cloned()).collect();
+            for tag in entry.tags {
+                out.insert(tag, labels.clone());
+            }
+        }
+        Ok(out)
     }
 }
 

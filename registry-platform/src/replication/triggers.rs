@@ -1,7 +1,8 @@
 //! What starts executions besides a request: a policy's cron schedule ([`schedule`]: each fire
-//! time once across replicas, by the job's key) and pushes ([`OnPush`], a consumer of the event
-//! stream: each push a push-based, event-based policy takes starts an execution of just that
-//! artifact, once, by the event's id).
+//! time once across replicas, by the job's key) and pushes and deletions ([`OnPush`], a consumer
+//! of the event stream: each push a push-based, event-based policy takes starts an execution of
+//! just that artifact, and each deletion one that deletes the same at the destination where the
+//! policy replicates deletions — once, by the event's id).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +44,7 @@ pub fn schedule(jobs: Arc<JobRunner>, meta: Arc<dyn MetadataStore>, every: Durat
                             at = next;
                         }
                         let Some(fire) = fire else { continue };
-                        let job = ExecutionJob { policy_id: record.id, only: None };
+                        let job = ExecutionJob { policy_id: record.id, only: None, deleted: None };
                         let key = format!("replication:{}:schedule:{fire}", record.id);
                         if let Err(e) = enqueue(&jobs, job, "scheduled", key).await {
                             tracing::warn!(policy = %policy.name, error = %e, "starting a scheduled replication failed");
@@ -81,28 +82,50 @@ impl OnPush {
         let events = self.meta.events_after(from, BATCH).await?;
         let Some(last) = events.last().map(|e| e.id) else { return Ok(false) };
         let now = self.jobs.clock().now_millis();
-        let pushes: Vec<_> = events
+        let relevant: Vec<_> = events
             .iter()
-            .filter(|e| e.action == EventAction::PushArtifact && e.time_ms + HORIZON_MS >= now)
-            .filter(|e| e.operator.display_name() != "replication")
+            .filter(|e| {
+                matches!(e.action, EventAction::PushArtifact | EventAction::DeleteArtifact | EventAction::DeleteTag)
+            })
+            .filter(|e| e.time_ms + HORIZON_MS >= now && e.operator.display_name() != "replication")
             .collect();
-        if !pushes.is_empty() {
+        if !relevant.is_empty() {
             let policies: Vec<Stored> = all(&*self.meta)
                 .await?
                 .into_iter()
                 .filter(|s| s.policy.enabled && s.policy.trigger.kind == "event_based" && s.policy.dest_registry != 0)
                 .collect();
-            for event in pushes {
-                let (Some(repository), Some(tag)) = (&event.resource.repository, &event.resource.tag) else { continue };
-                if crate::artifacts::cosign_tag(tag).is_some() {
-                    continue;
-                }
+            for event in relevant {
+                let Some(repository) = &event.resource.repository else { continue };
+                let tag = event.resource.tag.as_deref();
                 for Stored { record, policy } in &policies {
                     let Ok(filters) = policy.filters() else { continue };
-                    if !filters.repository(repository) || !filters.tag(tag) {
+                    if !filters.repository(repository) {
                         continue;
                     }
-                    let job = ExecutionJob { policy_id: record.id, only: Some((repository.clone(), tag.clone())) };
+                    // Cosign's tags go with their subject (and go when it goes): the tag
+                    // filters are the subject's.
+                    let cosign = tag.is_some_and(|t| crate::artifacts::cosign_tag(t).is_some());
+                    let (only, deleted) = match event.action {
+                        EventAction::PushArtifact => match tag {
+                            Some(tag) if !cosign && filters.tag(tag) => {
+                                (Some((repository.clone(), tag.to_owned())), None)
+                            }
+                            _ => continue,
+                        },
+                        _ if !policy.replicate_deletion => continue,
+                        EventAction::DeleteTag => match tag {
+                            Some(tag) if cosign || filters.tag(tag) => {
+                                (None, Some((repository.clone(), tag.to_owned())))
+                            }
+                            _ => continue,
+                        },
+                        _ => match &event.resource.digest {
+                            Some(digest) => (None, Some((repository.clone(), digest.clone()))),
+                            None => continue,
+                        },
+                    };
+                    let job = ExecutionJob { policy_id: record.id, only, deleted };
                     let key = format!("replication:{}:event:{}", record.id, event.id);
                     enqueue(&self.jobs, job, "event_based", key).await?;
                 }

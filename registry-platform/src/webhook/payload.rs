@@ -24,6 +24,7 @@ pub fn event_type(action: EventAction) -> Option<&'static str> {
         EventAction::ScanningCompleted => Some("SCANNING_COMPLETED"),
         EventAction::ScanningFailed => Some("SCANNING_FAILED"),
         EventAction::ScanningStopped => Some("SCANNING_STOPPED"),
+        EventAction::Replication => Some("REPLICATION"),
         _ => None,
     }
 }
@@ -57,9 +58,13 @@ pub struct Context<'a> {
     pub policy_id: u64,
 }
 
-/// Harbor's `event_data` of an artifact event.
+/// Harbor's `event_data` of an artifact event (of a replication: its summary).
 fn event_data(event: &Event, ctx: &Context<'_>) -> Value {
     let r = &event.resource;
+    if event.action == EventAction::Replication {
+        let summary = r.detail.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok());
+        return json!({ "replication": summary.unwrap_or(Value::Null) });
+    }
     let full = r.repository.clone().unwrap_or_default();
     let (namespace, name) = full.split_once('/').unwrap_or(("", full.as_str()));
     let reference = match (&r.tag, &r.digest) {

@@ -336,8 +336,11 @@ try {
   await policyDialog.getByLabel('Repositories (pattern)').fill('team/app/**');
   await policyDialog.getByLabel('Destination namespace').fill('team');
   await policyDialog.getByLabel('Flattening').selectOption('-1');
+  await policyDialog.getByLabel('Bandwidth (KiB/s)').fill('65536');
+  await policyDialog.getByLabel('Copy by chunk').check();
   await policyDialog.getByRole('button', { name: 'Save' }).click();
   await admin.getByText('Saved copy-web').waitFor();
+  await admin.getByText('65536 KiB/s').waitFor();
   await admin.getByRole('button', { name: 'Replicate copy-web' }).click();
   await admin.getByRole('status').filter({ hasText: 'Succeed' }).first().waitFor();
   await admin.getByRole('button', { name: /^Tasks of execution / }).first().click();
