@@ -16,34 +16,11 @@ use testkit::*;
 
 const ADMIN: (&str, &str) = ("admin", "adminpassword");
 
-/// Pushes a blob to distribution 2.8 (which opens a session for every upload: `POST`, then `PUT`).
-async fn upload(c: &reqwest::Client, base: &str, repo: &str, bytes: &[u8]) -> Digest {
-    let digest = Digest::sha256_of(bytes);
-    let opened = c.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.expect("post");
-    assert_eq!(opened.status(), StatusCode::ACCEPTED);
-    let location = opened.headers()["location"].to_str().expect("location").to_owned();
-    let url = if location.starts_with("http") { location } else { format!("{base}{location}") };
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let put = c.put(format!("{url}{sep}digest={digest}")).body(bytes.to_vec()).send().await.expect("put");
-    assert_eq!(put.status(), StatusCode::CREATED);
-    digest
-}
-
-/// Pushes an image of one layer to distribution as `repo:tag`; its manifest's digest.
+/// Pushes an image of one layer to distribution as `repo:tag`; its manifest's digest and the
+/// layer's.
 async fn upstream_image(c: &reqwest::Client, base: &str, repo: &str, tag: &str, layer: &[u8]) -> (Digest, Digest) {
-    let config = br#"{"architecture":"amd64","os":"linux"}"#;
-    let config_digest = upload(c, base, repo, config).await;
-    let layer_digest = upload(c, base, repo, layer).await;
-    let manifest = image_manifest(&config_digest, config.len(), &[(layer_digest.clone(), layer.len())], "");
-    let put = c
-        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status(), StatusCode::CREATED);
-    (Digest::sha256_of(manifest.as_bytes()), layer_digest)
+    let manifest = push_layer_image(c, base, repo, tag, layer, None).await;
+    (Digest::sha256_of(manifest.as_bytes()), Digest::sha256_of(layer))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,24 +98,6 @@ async fn endpoint(admin: &Api, dist: &Distribution) -> u64 {
     created.header("location").rsplit('/').next().expect("id").parse().expect("number")
 }
 
-/// Pushes an image of one `layer` as `repo:tag`; its manifest's bytes.
-async fn push_layer(c: &reqwest::Client, base: &str, t: &str, repo: &str, tag: &str, layer: &[u8]) -> String {
-    let layer_digest = push_blob_as(c, base, repo, layer, Some(t)).await;
-    let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec();
-    let config_digest = push_blob_as(c, base, repo, &config, Some(t)).await;
-    let manifest = image_manifest(&config_digest, config.len(), &[(layer_digest, layer.len())], "");
-    let put = c
-        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-        .bearer_auth(t)
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .await
-        .expect("manifest");
-    assert_eq!(put.status(), StatusCode::CREATED);
-    manifest
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
     let (reg, dist, admin) = start().await;
@@ -382,7 +364,7 @@ async fn labels_chunks_deletions_and_webhooks_of_replication() {
     // By chunk: the config in one PATCH, the 11 MiB layer in two (10 MiB each at most), whole.
     let layer = incompressible(11 << 20, 7);
     let layer_digest = Digest::sha256_of(&layer);
-    let manifest = push_layer(&c, &base, &t, "team/big", "v1", &layer).await;
+    let manifest = push_layer_image(&c, &base, "team/big", "v1", &layer, Some(&t)).await;
     let chunked = policy(
         &admin,
         registry,
@@ -461,7 +443,7 @@ async fn a_remote_killed_mid_blob_gets_no_tag_and_the_retry_completes() {
     let (reg, mut dist, admin) = start().await;
     let (c, base) = (client(), reg.url());
     let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push"]).await;
-    let manifest = push_layer(&c, &base, &t, "team/app", "v1", &incompressible(1 << 20, 3)).await;
+    let manifest = push_layer_image(&c, &base, "team/app", "v1", &incompressible(1 << 20, 3), Some(&t)).await;
     let registry_id = endpoint(&admin, &dist).await;
     // 512 KiB/s: the 1 MiB layer takes two seconds, long enough to cut it in the middle.
     let policy_id = policy(&admin, registry_id, json!({"name": "p", "speed": 512})).await;

@@ -8,8 +8,13 @@
 //!   the blobs it needs are here — those the client pulls arrive through the blob path, the rest
 //!   the fill fetches itself after a short wait. An index is stored once its children are.
 //! - A blob that misses is streamed from the upstream to the client while it is written to the
-//!   store (the client does not wait for it to land); concurrent pulls of one blob in this process
-//!   fetch it once: the first streams it, the others wait for it to land and read it here.
+//!   store (the client does not wait for it to land); concurrent pulls of one blob fetch it once:
+//!   in this process the first streams it and the others wait for it to land and read it here;
+//!   across replicas sharing a database, the fetching one holds the store's lock named after the
+//!   blob ([`MetadataStore::lock_job`]) and the others wait for the blob to land (or the lock to
+//!   be let go, when its holder failed or died) before reading it, fetching it only then.
+//!
+//! [`MetadataStore::lock_job`]: registry_storage::MetadataStore::lock_job
 //!
 //! Content served straight from the upstream (before it is cached) is not checked by the
 //! project's pull policies; once cached, it is.
@@ -35,6 +40,10 @@ const TTL: Duration = Duration::from_secs(2);
 const TAG_CHECK: Duration = Duration::from_secs(5);
 /// How long a fill waits for the client's blob pulls before fetching the rest itself.
 const FILL_GRACE: Duration = Duration::from_secs(2);
+/// How often a replica waiting for another's fetch of a blob looks again.
+const FLIGHT_POLL: Duration = Duration::from_millis(100);
+/// How long a replica waits for another's fetch of a blob before fetching it too.
+const FLIGHT_WAIT: Duration = Duration::from_secs(120);
 
 /// Where a repository's content comes from.
 #[derive(Debug, Clone)]
@@ -278,11 +287,48 @@ impl ProxyCache {
             }
             Ok(done) => done,
         };
-        let fetched = self.fetch(up, repository, digest, done).await;
-        if fetched.is_err() {
+        let fetched = match self.replicas_flight(repository, digest).await {
+            Ok(Some(lock)) => self.fetch(up, repository, digest, done, lock).await.map(Some),
+            Ok(None) => {
+                let _ = done.send(true);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        };
+        if !matches!(fetched, Ok(Some(_))) {
             self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(digest);
         }
-        fetched.map(Some)
+        fetched
+    }
+
+    /// Across replicas: the lock to fetch blob `digest` with (held until it is stored), or
+    /// `None` once another replica's fetch has stored it.
+    async fn replicas_flight(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<registry_storage::JobLock>> {
+        let meta = self.registry.metadata_store();
+        let name = format!("proxy-blob:{digest}");
+        let since = Instant::now();
+        loop {
+            let lock = meta.lock_job(&name).await?;
+            match self.registry.stat_blob(repository, digest).await {
+                Ok(_) => {
+                    if let Some(lock) = lock {
+                        lock.release().await;
+                    }
+                    return Ok(None);
+                }
+                Err(Error::BlobUnknown { .. } | Error::NameUnknown { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match lock {
+                Some(lock) => return Ok(Some(lock)),
+                None if since.elapsed() >= FLIGHT_WAIT => return Ok(Some(registry_storage::JobLock::default())),
+                None => tokio::time::sleep(FLIGHT_POLL).await,
+            }
+        }
     }
 
     async fn fetch(
@@ -291,6 +337,7 @@ impl ProxyCache {
         repository: &RepositoryName,
         digest: &Digest,
         done: tokio::sync::watch::Sender<bool>,
+        lock: registry_storage::JobLock,
     ) -> Result<(Option<u64>, ByteStream)> {
         let remote = self.remote(up).await?;
         let session = remote.session().await.map_err(|e| backend(e.0))?;
@@ -336,6 +383,7 @@ impl ProxyCache {
             if let Ok(Err(e)) = stored.await {
                 tracing::warn!(digest = %inflight_digest, error = %e, "caching a proxied blob failed");
             }
+            lock.release().await;
             let _ = done.send(true);
             inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&inflight_digest);
         });

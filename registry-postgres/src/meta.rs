@@ -275,7 +275,7 @@ impl MetadataStore for PgStore {
         Ok(())
     }
 
-    async fn lock_job(&self, job: &'static str) -> Result<Option<registry_storage::JobLock>> {
+    async fn lock_job(&self, job: &str) -> Result<Option<registry_storage::JobLock>> {
         // A session-level advisory lock on a connection of its own: the lock lasts until released,
         // or until the session ends (the guard dropped, or this process dead).
         let client = self.client().await?;
@@ -289,6 +289,7 @@ impl MetadataStore for PgStore {
         }
         // Out of the pool: a session holding the lock must never serve other requests.
         let session = deadpool_postgres::Object::take(client);
+        let job = job.to_owned();
         Ok(Some(registry_storage::JobLock::new(async move {
             if let Err(e) = session.execute("SELECT pg_advisory_unlock(hashtextextended($1, 11))", &[&job]).await {
                 tracing::warn!(job, error = %e, "could not release a job lock (it goes with the session)");

@@ -569,3 +569,62 @@ async fn trust_scans_and_replication_hold_on_every_replica() {
     assert_eq!(copied["digest"], original["digest"], "{copied}");
     cluster.stop().await;
 }
+
+/// A proxy-cache project in front of distribution 2.8: ten cold pulls of one image at once,
+/// through all three replicas, fetch each blob from the upstream once (counted in its access
+/// log), and every pull gets the right bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_cold_pulls_through_three_replicas_fetch_each_blob_once() {
+    let cluster = Cluster::start(Options::default()).await;
+    let upstream = testkit::distribution::Distribution::open().await;
+    let c = client();
+    let layer = bytes(4 * MIB, 9);
+    let manifest = push_layer_image(&c, &upstream.url(), "library/app", "v1", &layer, None).await;
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let (config_digest, layer_digest) = (Digest::sha256_of(&config), Digest::sha256_of(&layer));
+    let api = |i: usize, path: &str, body: serde_json::Value| {
+        c.post(format!("{}/api/v2.0{path}", cluster.replica(i))).basic_auth("admin", Some(PASSWORD)).json(&body).send()
+    };
+    let made =
+        api(0, "/registries", serde_json::json!({"name": "hub", "type": "docker-registry", "url": upstream.url()}));
+    let made = made.await.expect("registry");
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let id: u64 =
+        made.headers()["location"].to_str().expect("location").rsplit('/').next().expect("id").parse().expect("id");
+    let project = api(1, "/projects", serde_json::json!({"project_name": "hub", "registry_id": id}));
+    assert_eq!(project.await.expect("project").status(), StatusCode::CREATED);
+
+    let pulls = (0..10).map(|i| {
+        let (base, c, manifest) = (cluster.replica(i % 3), c.clone(), manifest.clone());
+        let want = [(config_digest.clone(), config.clone()), (layer_digest.clone(), layer.clone())];
+        async move {
+            let t = admin_token(&base, &["repository:hub/library/app:pull"]).await;
+            let got = c
+                .get(format!("{base}/v2/hub/library/app/manifests/v1"))
+                .bearer_auth(&t)
+                .header("accept", OCI_MANIFEST)
+                .send()
+                .await
+                .expect("manifest");
+            assert_eq!(got.status(), StatusCode::OK);
+            assert_eq!(got.bytes().await.expect("bytes").as_ref(), manifest.as_bytes());
+            for (digest, content) in want {
+                let blob = c
+                    .get(format!("{base}/v2/hub/library/app/blobs/{digest}"))
+                    .bearer_auth(&t)
+                    .send()
+                    .await
+                    .expect("blob");
+                assert_eq!(blob.status(), StatusCode::OK, "{base}: {digest}");
+                assert!(blob.bytes().await.expect("bytes").as_ref() == content.as_slice(), "{base}: {digest} whole");
+            }
+        }
+    });
+    futures::future::join_all(pulls).await;
+    for digest in [&config_digest, &layer_digest] {
+        let fetched = upstream.requests(&format!("\"GET /v2/library/app/blobs/{digest}"));
+        assert_eq!(fetched.len(), 1, "{digest} fetched from the upstream once: {fetched:?}");
+    }
+    upstream.stop().await;
+    cluster.stop().await;
+}

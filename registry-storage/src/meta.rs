@@ -232,10 +232,10 @@ pub trait MetadataStore:
     /// Ends a hold.
     async fn release_digest(&self, digest: &Digest, holder: u64) -> Result<()>;
 
-    /// Takes the lock of `job` (garbage collection), which one process at a time may hold: a
-    /// guard while this process holds it, `None` while another does. A store of one process
-    /// always grants it (the engine serializes runs within the process).
-    async fn lock_job(&self, job: &'static str) -> Result<Option<JobLock>> {
+    /// Takes the lock named `job` (garbage collection, a proxied blob's fetch), which one process
+    /// at a time may hold: a guard while this process holds it, `None` while another does. A
+    /// store of one process always grants it (callers serialize work within the process).
+    async fn lock_job(&self, job: &str) -> Result<Option<JobLock>> {
         let _ = job;
         Ok(Some(JobLock::default()))
     }

@@ -76,6 +76,48 @@ pub async fn push_blob_as(c: &Client, base: &str, repo: &str, data: &[u8], token
     digest
 }
 
+/// Pushes a blob in two steps (`POST`, then `PUT` with the digest), as distribution 2.8 wants
+/// (it opens a session for every upload); its digest.
+pub async fn upload_blob(c: &Client, base: &str, repo: &str, data: &[u8], token: Option<&str>) -> Digest {
+    let digest = Digest::sha256_of(data);
+    let authorized = |req: reqwest::RequestBuilder| match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    let opened = authorized(c.post(format!("{base}/v2/{repo}/blobs/uploads/"))).send().await.expect("post");
+    assert_eq!(opened.status(), StatusCode::ACCEPTED, "an upload opened");
+    let location = opened.headers()["location"].to_str().expect("location").to_owned();
+    let url = if location.starts_with("http") { location } else { format!("{base}{location}") };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let put = authorized(c.put(format!("{url}{sep}digest={digest}"))).body(data.to_vec()).send().await.expect("put");
+    assert_eq!(put.status(), StatusCode::CREATED, "an upload closed");
+    digest
+}
+
+/// Pushes an image of one `layer` (and a small config) as `repo:tag` in two-step uploads; its
+/// manifest's bytes.
+pub async fn push_layer_image(
+    c: &Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+    token: Option<&str>,
+) -> String {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = upload_blob(c, base, repo, config, token).await;
+    let layer_digest = upload_blob(c, base, repo, layer, token).await;
+    let manifest = image_manifest(&config_digest, config.len(), &[(layer_digest, layer.len())], "");
+    let mut req =
+        c.put(format!("{base}/v2/{repo}/manifests/{tag}")).header("content-type", OCI_MANIFEST).body(manifest.clone());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("put manifest");
+    assert_eq!(resp.status(), StatusCode::CREATED, "manifest push");
+    manifest
+}
+
 /// An OCI image manifest over a config and layers, optionally with a subject and artifactType.
 pub fn image_manifest(config: &Digest, config_size: usize, layers: &[(Digest, usize)], extra: &str) -> String {
     let layers: Vec<String> = layers

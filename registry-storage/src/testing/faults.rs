@@ -254,7 +254,7 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.release_upload(id, token).await
     }
 
-    async fn lock_job(&self, job: &'static str) -> Result<Option<crate::JobLock>> {
+    async fn lock_job(&self, job: &str) -> Result<Option<crate::JobLock>> {
         self.inner.lock_job(job).await
     }
 
