@@ -108,14 +108,21 @@ pub async fn push_layer_image(
     let config_digest = upload_blob(c, base, repo, config, token).await;
     let layer_digest = upload_blob(c, base, repo, layer, token).await;
     let manifest = image_manifest(&config_digest, config.len(), &[(layer_digest, layer.len())], "");
-    let mut req =
-        c.put(format!("{base}/v2/{repo}/manifests/{tag}")).header("content-type", OCI_MANIFEST).body(manifest.clone());
+    put_image_manifest(c, base, repo, tag, &manifest, token).await;
+    manifest
+}
+
+/// Stores an OCI image manifest as `repo:tag`, with an optional bearer token.
+pub async fn put_image_manifest(c: &Client, base: &str, repo: &str, tag: &str, manifest: &str, token: Option<&str>) {
+    let mut req = c
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.to_owned());
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
     let resp = req.send().await.expect("put manifest");
     assert_eq!(resp.status(), StatusCode::CREATED, "manifest push");
-    manifest
 }
 
 /// An OCI image manifest over a config and layers, optionally with a subject and artifactType.
@@ -149,13 +156,7 @@ pub async fn push_image_as(
     let cd = push_blob_as(c, base, repo, config.as_bytes(), token).await;
     let ld = push_blob_as(c, base, repo, layer.as_bytes(), token).await;
     let manifest = image_manifest(&cd, config.len(), &[(ld, layer.len())], "");
-    let mut req =
-        c.put(format!("{base}/v2/{repo}/manifests/{tag}")).header("content-type", OCI_MANIFEST).body(manifest.clone());
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.expect("put manifest");
-    assert_eq!(resp.status(), StatusCode::CREATED, "manifest push");
+    put_image_manifest(c, base, repo, tag, &manifest, token).await;
     let digest = Digest::sha256_of(manifest.as_bytes());
     (manifest, digest)
 }
