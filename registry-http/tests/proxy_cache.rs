@@ -253,3 +253,68 @@ async fn podman_pulls_through_its_mirror_setting_from_the_proxy_cache() {
     peer.stop().await;
     reg.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_fetches_through_its_hosts_toml_mirror_from_the_proxy_cache() {
+    let reg = TestRegistry::builder()
+        .accounts(harbor_accounts().await)
+        .jobs(Duration::from_secs(30), Duration::from_millis(20))
+        .start()
+        .await
+        .expect("start");
+    let upstream = Distribution::open().await;
+    let c = client();
+    let (v1, layer) = upstream_image(&c, &upstream.url(), "library/app", "v1", b"a layer for containerd").await;
+    let admin = Api::new(&reg, Some(ADMIN));
+    let created = admin
+        .post("/registries", json!({"name": "hub", "type": "docker-registry", "url": upstream.url()}))
+        .await
+        .expect(StatusCode::CREATED, None);
+    let registry_id: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("id");
+    admin
+        .post("/projects", json!({"project_name": "hub", "registry_id": registry_id}))
+        .await
+        .expect(StatusCode::CREATED, None);
+
+    // containerd's mirror for a name that does not resolve: the project's path on this
+    // registry, used as it is (override_path), with the registry's token flow for credentials.
+    let ctr = testkit::containerd::Containerd::start().await;
+    ctr.set_hosts(
+        "upstream.invalid",
+        &format!(
+            "server = \"https://upstream.invalid\"\n\n[host.\"http://{}/v2/hub\"]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n",
+            reg.host()
+        ),
+    );
+    let hosts = ctr.hosts_dir();
+    let (ok, out) = ctr
+        .ctr(&[
+            "content",
+            "fetch",
+            "--hosts-dir",
+            hosts.to_str().expect("utf8"),
+            "--user",
+            "admin:adminpassword",
+            "upstream.invalid/library/app:v1",
+        ])
+        .await;
+    assert!(ok, "ctr content fetch: {out}");
+    let (_, images) = ctr.ctr(&["images", "ls", "-q"]).await;
+    assert!(images.contains("upstream.invalid/library/app:v1"), "{images}");
+    let (_, content) = ctr.ctr(&["content", "ls", "-q"]).await;
+    assert!(content.contains(&layer.to_string()) && content.contains(&v1.to_string()), "{content}");
+    // The cache holds it now: served here, with the upstream's digest.
+    let mut cached = None;
+    for _ in 0..300 {
+        let shown = admin.get("/projects/hub/repositories/library%2Fapp/artifacts/v1").await;
+        if shown.status == StatusCode::OK {
+            cached = shown.body["digest"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cached, Some(v1.to_string()));
+    ctr.stop().await;
+    upstream.stop().await;
+    reg.stop().await;
+}

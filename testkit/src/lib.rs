@@ -2,6 +2,7 @@
 //! clients (skopeo, podman) with private state, Harbor-model accounts, tokens, and the `registry`
 //! binary as a child process. Not published; every test crate takes it as a dev-dependency.
 
+pub mod containerd;
 pub mod cosign;
 pub mod distribution;
 pub mod harbor;

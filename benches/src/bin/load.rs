@@ -33,6 +33,8 @@ use tokio::process::{Child, Command};
 mod governance;
 #[path = "load/ha.rs"]
 mod ha;
+#[path = "load/proxy.rs"]
+mod proxy;
 #[path = "load/pull_policies.rs"]
 mod pull_policies;
 #[path = "load/replication.rs"]
@@ -586,6 +588,10 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("replication") {
         let runs = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(3);
         return replication::run(&binary, runs).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("proxy") {
+        let runs = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(3);
+        return proxy::run(&binary, runs).await;
     }
     if std::env::args().nth(1).as_deref() == Some("governance") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);

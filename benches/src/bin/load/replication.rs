@@ -19,17 +19,26 @@ const LAYERS: usize = 8;
 const LAYER: usize = 8 << 20;
 const PASSWORD: &str = "load-test-password";
 
-/// Pushes `library/big:v1` (its layers and config); its total bytes.
-async fn push_image(s: &super::Server) -> anyhow::Result<u64> {
+/// A bearer token of the admin for `scope` from our token service.
+pub(crate) async fn admin_token(s: &super::Server, scope: &str) -> anyhow::Result<String> {
     let token: serde_json::Value = testkit::client()
-        .get(format!("http://{}/auth/token?service=registry&scope=repository:library/big:pull,push", s.addr))
+        .get(format!("http://{}/auth/token?service=registry&scope={scope}", s.addr))
         .basic_auth("admin", Some(PASSWORD))
         .send()
         .await?
         .json()
         .await?;
-    let bearer = format!("Bearer {}", token["token"].as_str().context("a token")?);
-    let h: Vec<(&str, &str)> = vec![("authorization", bearer.as_str())];
+    Ok(token["token"].as_str().context("a token")?.to_owned())
+}
+
+/// Pushes `library/big:v1` (its layers and config; to distribution without credentials, to ours
+/// with the admin's token); its total bytes.
+pub(crate) async fn push_image(s: &super::Server) -> anyhow::Result<u64> {
+    let bearer = match s.name {
+        "distribution" => String::new(),
+        _ => format!("Bearer {}", admin_token(s, "repository:library/big:pull,push").await?),
+    };
+    let h: Vec<(&str, &str)> = if bearer.is_empty() { Vec::new() } else { vec![("authorization", bearer.as_str())] };
     let mut c = Conn::open(s.addr).await?;
     let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux"}"#);
     let config_digest = Digest::sha256_of(&config);
@@ -55,7 +64,7 @@ async fn push_image(s: &super::Server) -> anyhow::Result<u64> {
 }
 
 /// A management API call as admin; (status, `Location`, body).
-async fn admin(
+pub(crate) async fn admin(
     s: &super::Server,
     method: &str,
     path: &str,
