@@ -129,11 +129,13 @@ async def replication(admin: HarborAsyncClient, url: str, user: str, password: s
     location = await admin.create_replication_policy(
         ReplicationPolicy(name="pycopy", dest_registry=Registry(id=registry_id), dest_namespace="pymirror",
                           dest_namespace_replace_count=-1, trigger=ReplicationTrigger(type="manual"), enabled=True,
-                          filters=[ReplicationFilter(type="name", value="library/signed")])
+                          filters=[ReplicationFilter(type="name", value="library/signed")],
+                          speed=100000, copy_by_chunk=True, replicate_deletion=False)
     )
     policy_id = int(location.rsplit("/", 1)[-1])
     policy = await admin.get_replication_policy(policy_id)
     assert policy.dest_registry.name == "pyself" and policy.dest_namespace == "pymirror", policy
+    assert policy.speed == 100000 and policy.copy_by_chunk and not policy.replicate_deletion, policy
     assert [p.name for p in await admin.get_replication_policies()] == ["pycopy"]
     execution_id = int((await admin.start_replication(policy_id)).rsplit("/", 1)[-1])
     for _ in range(500):
