@@ -485,3 +485,75 @@ async fn a_remote_killed_mid_blob_gets_no_tag_and_the_retry_completes() {
     dist.stop().await;
     reg.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_and_from_distribution_behind_a_token_realm() {
+    // This registry issues distribution's tokens too (its realm, our certificate as its root).
+    let reg = TestRegistry::builder()
+        .accounts(harbor_accounts().await)
+        .also_issue_for("distribution-test")
+        .jobs(Duration::from_secs(30), Duration::from_millis(20))
+        .start()
+        .await
+        .expect("start");
+    let certificate = reg.token_certificate_pem().expect("certificate");
+    let dist = Distribution::start(|dir| {
+        let bundle = dir.join("token-root.pem");
+        std::fs::write(&bundle, certificate).expect("bundle");
+        format!(
+            "auth:\n  token:\n    realm: {}/auth/token\n    service: distribution-test\n    issuer: {}\n    rootcertbundle: {}\n",
+            reg.url(),
+            registry_http::token::ISSUER,
+            bundle.display()
+        )
+    })
+    .await;
+    let admin = Api::new(&reg, Some(ADMIN));
+    let (c, base) = (client(), reg.url());
+    let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push"]).await;
+    let (_, v1) = push_image_as(&c, &base, "team/app", "v1", "token-realm", Some(&t)).await;
+    let created = admin
+        .post(
+            "/registries",
+            json!({"name": "dist", "type": "docker-registry", "url": dist.url(),
+                "credential": {"type": "basic", "access_key": "dev", "access_secret": "password1"}}),
+        )
+        .await
+        .expect(StatusCode::CREATED, None);
+    let registry: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("number");
+    let shown = admin.get(&format!("/registries/{registry}")).await.expect(StatusCode::OK, None);
+    assert_eq!(shown.body["status"], "healthy", "{}", shown.body);
+
+    // Push-based: distribution asks for a token for team/app, which dev may push to.
+    let pushed =
+        policy(&admin, registry, json!({"name": "out", "filters": [{"type": "name", "value": "team/app"}]})).await;
+    assert_eq!(run(&admin, &pushed).await["status"], "Succeed");
+    let dt = token(&c, &dist.url(), Some(("dev", "password1")), &["repository:team/app:pull"]).await;
+    let head = c
+        .head(format!("{}/v2/team/app/manifests/v1", dist.url()))
+        .bearer_auth(&dt)
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["docker-content-digest"].to_str().expect("digest"), v1.to_string());
+
+    // Pull-based, back into another project, through the same token flow.
+    admin.post("/projects", json!({"project_name": "back"})).await.expect(StatusCode::CREATED, None);
+    let pulled = admin
+        .post(
+            "/replication/policies",
+            json!({"name": "in", "src_registry": {"id": registry}, "dest_namespace": "back",
+                "dest_namespace_replace_count": 1, "filters": [{"type": "name", "value": "team/app"}]}),
+        )
+        .await
+        .expect(StatusCode::CREATED, None);
+    let pulled = pulled.header("location").rsplit('/').next().expect("id").to_owned();
+    let execution = run(&admin, &pulled).await;
+    assert_eq!(execution["status"], "Succeed", "{execution}");
+    let artifact = admin.get("/projects/back/repositories/app/artifacts/v1").await.expect(StatusCode::OK, None);
+    assert_eq!(artifact.body["digest"], v1.to_string());
+    dist.stop().await;
+    reg.stop().await;
+}
