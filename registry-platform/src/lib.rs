@@ -47,6 +47,8 @@ pub mod audit_record;
 pub mod consumer;
 pub mod cron;
 pub mod delegates;
+#[cfg(any(feature = "scanning", feature = "replication"))]
+pub mod documents;
 pub mod gc;
 pub mod housekeeping;
 pub mod immutability;

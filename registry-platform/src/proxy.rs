@@ -137,7 +137,7 @@ impl ProxyCache {
         let endpoint = crate::remote::by_id(&**self.registry.metadata_store(), up.registry_id)
             .await?
             .ok_or_else(|| backend(format!("registry {} of proxy project {} was deleted", up.registry_id, up.project)))?
-            .endpoint;
+            .doc;
         Remote::of(&endpoint, &self.key).map_err(|e| backend(e.0))
     }
 

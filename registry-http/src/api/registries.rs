@@ -4,6 +4,7 @@
 //! is shown (`GET /registries/{id}`, and the list, concurrently, with a short cache), with the
 //! reason in `status_message` when it is unhealthy.
 
+use registry_platform::documents::Document;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,7 +43,7 @@ fn time(ms: u64) -> Value {
 
 /// Harbor's `Registry` (the secret never), with its health when known.
 pub(crate) fn endpoint_json(stored: &Stored, health: Option<&Option<String>>) -> Value {
-    let e = &stored.endpoint;
+    let e = &stored.doc;
     let mut v = json!({
         "id": stored.record.id,
         "name": e.name,
@@ -88,7 +89,7 @@ async fn health_of(api: &Api, stored: &Stored, fresh: bool) -> Result<Option<Str
     {
         return Ok(health);
     }
-    let health = check(api, &stored.endpoint).await?;
+    let health = check(api, &stored.doc).await?;
     api.registry_health.insert(stored.record.id, (Instant::now(), health.clone()));
     Ok(health)
 }
@@ -122,10 +123,10 @@ pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
         .await?
         .into_iter()
         .filter(|s| {
-            q.accepts("name", &s.endpoint.name)
-                && q.accepts("type", &s.endpoint.kind)
-                && q.accepts("url", &s.endpoint.url)
-                && q.accepts("description", &s.endpoint.description)
+            q.accepts("name", &s.doc.name)
+                && q.accepts("type", &s.doc.kind)
+                && q.accepts("url", &s.doc.url)
+                && q.accepts("description", &s.doc.description)
         })
         .collect();
     let healths = futures::future::join_all(found.iter().map(|s| health_of(&api, s, false))).await;
@@ -169,7 +170,7 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
     call.require_admin()?;
     let stored = existing(&api, &call).await?;
     let input: EndpointInput = call.json()?;
-    let mut endpoint = stored.endpoint.clone();
+    let mut endpoint = stored.doc.clone();
     endpoint.apply(input, key(&api)?).map_err(|e| bad_request(e.0))?;
     let e = event(&api, &call, EventAction::UpdatePolicy, &endpoint.name, "changed".into());
     api.registry
@@ -199,12 +200,12 @@ pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
             StatusCode::PRECONDITION_FAILED,
             format!(
                 "registry {:?} is the upstream of proxy-cache projects {}: delete them first",
-                stored.endpoint.name,
+                stored.doc.name,
                 fronting.join(", ")
             ),
         ));
     }
-    let e = event(&api, &call, EventAction::DeletePolicy, &stored.endpoint.name, "removed".into());
+    let e = event(&api, &call, EventAction::DeletePolicy, &stored.doc.name, "removed".into());
     api.registry.metadata_store().delete_policy(KIND, stored.record.id, &[e]).await?;
     api.registry_health.remove(&stored.record.id);
     Ok(status_only(StatusCode::OK))
@@ -218,10 +219,7 @@ pub(crate) async fn ping(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let body: Value = call.json()?;
     let mut endpoint = match body.get("id").and_then(Value::as_u64) {
         Some(id) => {
-            remote::by_id(&**api.registry.metadata_store(), id)
-                .await?
-                .ok_or_else(|| not_found(&id.to_string()))?
-                .endpoint
+            remote::by_id(&**api.registry.metadata_store(), id).await?.ok_or_else(|| not_found(&id.to_string()))?.doc
         }
         None => Endpoint { name: "ping".into(), ..Endpoint::default() },
     };
@@ -255,7 +253,7 @@ fn info_of(kind: &str) -> Value {
 pub(crate) async fn info(api: Arc<Api>, call: ApiCall) -> ApiResult {
     call.require_admin()?;
     let stored = existing(&api, &call).await?;
-    Ok(json_response(StatusCode::OK, &info_of(&stored.endpoint.kind)))
+    Ok(json_response(StatusCode::OK, &info_of(&stored.doc.kind)))
 }
 
 /// `GET /replication/adapters`: the endpoint types.

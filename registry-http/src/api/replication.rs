@@ -5,6 +5,7 @@
 //! registry); an execution is a job of the queue, so any replica runs it and a restart resumes
 //! the queue.
 
+use registry_platform::documents::Document;
 use std::sync::Arc;
 
 use http::StatusCode;
@@ -41,7 +42,7 @@ async fn side(api: &Api, id: u64) -> Result<Value, ApiError> {
 
 /// Harbor's `ReplicationPolicy`.
 async fn policy_json(api: &Api, stored: &Stored) -> Result<Value, ApiError> {
-    let p = &stored.policy;
+    let p = &stored.doc;
     Ok(json!({
         "id": stored.record.id,
         "name": p.name,
@@ -178,7 +179,7 @@ pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let q = Q::parse(call.query.get("q"), &["name"])?;
     let mut all = Vec::new();
     for stored in replication::all(&**api.registry.metadata_store()).await? {
-        if q.accepts("name", &stored.policy.name) {
+        if q.accepts("name", &stored.doc.name) {
             all.push(policy_json(&api, &stored).await?);
         }
     }
@@ -211,7 +212,7 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
     call.require_admin()?;
     let stored = existing(&api, number(&call, "id")?).await?;
     let req: PolicyReq = call.json()?;
-    let mut policy = stored.policy.clone();
+    let mut policy = stored.doc.clone();
     req.apply(&api, &mut policy).await?;
     let e = event(&api, &call, EventAction::UpdatePolicy, &policy.name, "changed");
     api.registry
@@ -226,7 +227,7 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
 pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     call.require_admin()?;
     let stored = existing(&api, number(&call, "id")?).await?;
-    let e = event(&api, &call, EventAction::DeletePolicy, &stored.policy.name, "deleted");
+    let e = event(&api, &call, EventAction::DeletePolicy, &stored.doc.name, "deleted");
     api.registry.metadata_store().delete_policy(KIND, stored.record.id, &[e]).await?;
     Ok(status_only(StatusCode::OK))
 }
@@ -284,8 +285,8 @@ pub(crate) async fn start(api: Arc<Api>, call: ApiCall) -> ApiResult {
     call.require_admin()?;
     let req: StartReq = call.json()?;
     let stored = existing(&api, req.policy_id).await?;
-    if !stored.policy.enabled {
-        return Err(bad_request(format!("replication policy {:?} is disabled; enable it first", stored.policy.name)));
+    if !stored.doc.enabled {
+        return Err(bad_request(format!("replication policy {:?} is disabled; enable it first", stored.doc.name)));
     }
     let key = format!("replication:{}:{}", stored.record.id, registry_platform::new_uuid());
     let id = run::start(jobs(&api)?, stored.record.id, "manual", key).await?;

@@ -4,6 +4,7 @@
 //! are sealed at rest and never shown; a registration is checked against its adapter (its
 //! metadata fetched) before it is kept, so an unreachable or wrong URL is refused at once.
 
+use registry_platform::documents::Document;
 use std::sync::Arc;
 
 use http::StatusCode;
@@ -47,7 +48,7 @@ fn registration_json(
     default: Option<&str>,
     metadata: Option<&Result<AdapterMetadata, String>>,
 ) -> Value {
-    let r = &stored.registration;
+    let r = &stored.doc;
     let mut v = json!({
         "uuid": r.uuid,
         "name": r.name,
@@ -124,9 +125,9 @@ pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
         .await?
         .iter()
         .filter(|s| {
-            q.accepts("name", &s.registration.name)
-                && q.accepts("description", &s.registration.description)
-                && q.accepts("url", &s.registration.url)
+            q.accepts("name", &s.doc.name)
+                && q.accepts("description", &s.doc.description)
+                && q.accepts("url", &s.doc.url)
         })
         .map(|s| registration_json(s, default.as_deref(), None))
         .collect();
@@ -168,7 +169,7 @@ pub(crate) async fn get(api: Arc<Api>, call: ApiCall) -> ApiResult {
     call.require_admin()?;
     scanning(&api)?;
     let stored = existing(&api, &call).await?;
-    let metadata = metadata_of(&api, &stored.registration).await;
+    let metadata = metadata_of(&api, &stored.doc).await;
     let default = default_uuid(&api).await?;
     Ok(json_response(StatusCode::OK, &registration_json(&stored, default.as_deref(), Some(&metadata))))
 }
@@ -180,7 +181,7 @@ pub(crate) async fn update(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let stored = existing(&api, &call).await?;
     let input: RegistrationInput = call.json()?;
     let checks_adapter = input.url.is_some() || input.auth.is_some() || input.access_credential.is_some();
-    let mut registration = stored.registration.clone();
+    let mut registration = stored.doc.clone();
     registration.apply(input, scanning.key()).map_err(|e| bad_request(e.0))?;
     if checks_adapter && !registration.disabled {
         metadata_of(&api, &registration).await.map_err(unusable)?;
@@ -204,19 +205,19 @@ pub(crate) async fn delete(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let meta = api.registry.metadata_store();
     let default = default_uuid(&api).await?;
     let others = registration::all(&**meta).await?.len() > 1;
-    if default.as_deref() == Some(stored.registration.uuid.as_str()) && others {
+    if default.as_deref() == Some(stored.doc.uuid.as_str()) && others {
         return Err(ApiError::harbor(
             StatusCode::CONFLICT,
             format!(
                 "scanner {:?} is the default; make another scanner the default before deleting it",
-                stored.registration.name
+                stored.doc.name
             ),
         ));
     }
     let shown = registration_json(&stored, default.as_deref(), None);
-    let e = event(&api, &call, &stored.registration.name, "removed".into());
+    let e = event(&api, &call, &stored.doc.name, "removed".into());
     meta.delete_policy(KIND, stored.record.id, &[e]).await?;
-    registration::unbind(&**meta, &stored.registration.uuid).await?;
+    registration::unbind(&**meta, &stored.doc.uuid).await?;
     scanning.cache().forget_settings();
     Ok(json_response(StatusCode::OK, &shown))
 }
@@ -235,8 +236,8 @@ pub(crate) async fn set_default(api: Arc<Api>, call: ApiCall) -> ApiResult {
     if !body.is_default {
         return Err(bad_request("is_default must be true: make another scanner the default instead"));
     }
-    let e = event(&api, &call, &stored.registration.name, "made the default".into());
-    registration::bind(&**api.registry.metadata_store(), SYSTEM, &stored.registration.uuid, &[e]).await?;
+    let e = event(&api, &call, &stored.doc.name, "made the default".into());
+    registration::bind(&**api.registry.metadata_store(), SYSTEM, &stored.doc.uuid, &[e]).await?;
     scanning.cache().forget_settings();
     Ok(status_only(StatusCode::OK))
 }
@@ -260,7 +261,7 @@ pub(crate) async fn metadata(api: Arc<Api>, call: ApiCall) -> ApiResult {
     scanning(&api)?;
     let stored = existing(&api, &call).await?;
     let metadata =
-        metadata_of(&api, &stored.registration).await.map_err(|why| ApiError::harbor(StatusCode::BAD_GATEWAY, why))?;
+        metadata_of(&api, &stored.doc).await.map_err(|why| ApiError::harbor(StatusCode::BAD_GATEWAY, why))?;
     Ok(json_response(StatusCode::OK, &serde_json::to_value(&metadata).unwrap_or(Value::Null)))
 }
 
@@ -309,7 +310,7 @@ pub(crate) async fn set_project_scanner(api: Arc<Api>, call: ApiCall) -> ApiResu
     })?;
     let resource = Resource {
         project: Some(project.name.clone()),
-        name: Some(stored.registration.name.clone()),
+        name: Some(stored.doc.name.clone()),
         detail: Some(format!("the scanner of project {}", project.name)),
         ..Resource::default()
     };
@@ -329,7 +330,7 @@ pub(crate) async fn candidates(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let all: Vec<Value> = registration::all(&**api.registry.metadata_store())
         .await?
         .iter()
-        .filter(|s| q.accepts("name", &s.registration.name) && q.accepts("url", &s.registration.url))
+        .filter(|s| q.accepts("name", &s.doc.name) && q.accepts("url", &s.doc.url))
         .map(|s| registration_json(s, default.as_deref(), None))
         .collect();
     page_of(&call, &format!("/projects/{}/scanner/candidates", project.name), all, |v| v)

@@ -10,7 +10,7 @@ pub mod client;
 pub mod session;
 
 use registry_auth::SecretKey;
-use registry_storage::policies::{PolicyRecord, SYSTEM};
+
 use registry_storage::{MetadataStore, Result};
 use serde::{Deserialize, Serialize};
 
@@ -200,45 +200,27 @@ impl Endpoint {
         let secret = key.open(sealed).map_err(|e| format!("opening the credential of {:?}: {e}", self.name))?;
         Ok(Some((self.access_key.clone(), secret)))
     }
+}
 
-    /// The record to store as `id` (0: new).
-    pub fn record(&self, id: u64) -> PolicyRecord {
-        PolicyRecord {
-            id,
-            kind: KIND.into(),
-            project_id: SYSTEM,
-            name: self.name.clone(),
-            body: serde_json::to_string(self).unwrap_or_default(),
-            created_ms: 0,
-            updated_ms: 0,
-        }
+impl crate::documents::Document for Endpoint {
+    const KIND: &'static str = KIND;
+
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 
-/// A stored endpoint with its record (id, times).
-#[derive(Debug, Clone)]
-pub struct Stored {
-    /// The policy record.
-    pub record: PolicyRecord,
-    /// The endpoint.
-    pub endpoint: Endpoint,
-}
+/// A stored endpoint with its record.
+pub type Stored = crate::documents::Stored<Endpoint>;
 
 /// Every endpoint, in the order they were made.
 pub async fn all(meta: &dyn MetadataStore) -> Result<Vec<Stored>> {
-    Ok(meta
-        .policies(KIND, Some(SYSTEM))
-        .await?
-        .into_iter()
-        .filter_map(|record| {
-            serde_json::from_str::<Endpoint>(&record.body).ok().map(|endpoint| Stored { record, endpoint })
-        })
-        .collect())
+    crate::documents::all(meta).await
 }
 
 /// The endpoint `id`.
 pub async fn by_id(meta: &dyn MetadataStore, id: u64) -> Result<Option<Stored>> {
-    Ok(all(meta).await?.into_iter().find(|s| s.record.id == id))
+    crate::documents::by_id(meta, id).await
 }
 
 #[cfg(test)]

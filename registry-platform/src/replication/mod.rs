@@ -12,7 +12,7 @@ pub mod run;
 pub mod triggers;
 
 use registry_core::glob::Pattern;
-use registry_storage::policies::{PolicyRecord, SYSTEM};
+
 use registry_storage::{MetadataStore, Result};
 use serde::{Deserialize, Serialize};
 
@@ -258,46 +258,27 @@ impl Policy {
         };
         format!("{}/{}", self.dest_namespace, parts[drop..].join("/"))
     }
+}
 
-    /// The record to store as `id` (0: new).
-    pub fn record(&self, id: u64) -> PolicyRecord {
-        PolicyRecord {
-            id,
-            kind: KIND.into(),
-            project_id: SYSTEM,
-            name: self.name.clone(),
-            body: serde_json::to_string(self).unwrap_or_default(),
-            created_ms: 0,
-            updated_ms: 0,
-        }
+impl crate::documents::Document for Policy {
+    const KIND: &'static str = KIND;
+
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 
 /// A stored policy with its record.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    /// The record (id, times).
-    pub record: PolicyRecord,
-    /// The policy.
-    pub policy: Policy,
-}
+pub type Stored = crate::documents::Stored<Policy>;
 
 /// Every policy.
 pub async fn all(meta: &dyn MetadataStore) -> Result<Vec<Stored>> {
-    Ok(meta
-        .policies(KIND, Some(SYSTEM))
-        .await?
-        .into_iter()
-        .filter_map(|record| serde_json::from_str(&record.body).ok().map(|policy| Stored { record, policy }))
-        .collect())
+    crate::documents::all(meta).await
 }
 
 /// The policy `id`.
 pub async fn by_id(meta: &dyn MetadataStore, id: u64) -> Result<Option<Stored>> {
-    Ok(meta
-        .policy(KIND, id)
-        .await?
-        .and_then(|record| serde_json::from_str(&record.body).ok().map(|policy| Stored { record, policy })))
+    crate::documents::by_id(meta, id).await
 }
 
 #[cfg(test)]

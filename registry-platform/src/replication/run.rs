@@ -107,7 +107,7 @@ impl JobHandler for Replicator {
             .await
             .map_err(|e| JobFailure::retry(e.to_string()))?
             .ok_or_else(|| JobFailure::fatal(format!("replication policy {} was deleted", payload.policy_id)))?;
-        let policy = stored.policy;
+        let policy = stored.doc;
         let filters = policy.filters().map_err(|e| JobFailure::fatal(e.0))?;
         let push = policy.dest_registry != 0;
         let endpoint_id = if push { policy.dest_registry } else { policy.src_registry };
@@ -117,7 +117,7 @@ impl JobHandler for Replicator {
             .ok_or_else(|| {
                 JobFailure::fatal(format!("registry {endpoint_id} of policy {:?} was deleted", policy.name))
             })?
-            .endpoint;
+            .doc;
         let remote = crate::remote::client::Remote::of(&endpoint, &self.key).map_err(|e| JobFailure::fatal(e.0))?;
         let session = remote.session().await.map_err(|e| JobFailure::retry(e.0))?;
         let local = Local { registry: self.registry.clone(), operator: Operator::named("replication", None) };

@@ -35,7 +35,7 @@ pub fn schedule(jobs: Arc<JobRunner>, meta: Arc<dyn MetadataStore>, every: Durat
             let now = jobs.clock().now_secs();
             match all(&*meta).await {
                 Ok(policies) => {
-                    for Stored { record, policy } in policies {
+                    for Stored { record, doc: policy } in policies {
                         let Some(cron) = policy.cron().filter(|_| policy.enabled) else { continue };
                         let mut fire = None;
                         let mut at = checked;
@@ -93,12 +93,12 @@ impl OnPush {
             let policies: Vec<Stored> = all(&*self.meta)
                 .await?
                 .into_iter()
-                .filter(|s| s.policy.enabled && s.policy.trigger.kind == "event_based" && s.policy.dest_registry != 0)
+                .filter(|s| s.doc.enabled && s.doc.trigger.kind == "event_based" && s.doc.dest_registry != 0)
                 .collect();
             for event in relevant {
                 let Some(repository) = &event.resource.repository else { continue };
                 let tag = event.resource.tag.as_deref();
-                for Stored { record, policy } in &policies {
+                for Stored { record, doc: policy } in &policies {
                     let Ok(filters) = policy.filters() else { continue };
                     if !filters.repository(repository) {
                         continue;

@@ -574,7 +574,7 @@ impl Scanning {
         let registration = registration::by_uuid(&**self.meta(), &job.scanner)
             .await
             .map_err(|e| e.to_string())?
-            .map(|s| s.registration)
+            .map(|s| s.doc)
             .ok_or_else(|| format!("scanner {} was removed", job.scanner))?;
         if registration.disabled {
             return Err(format!("scanner {:?} is disabled", registration.name));

@@ -182,18 +182,13 @@ impl Registration {
             _ => return Ok(None),
         }))
     }
+}
 
-    /// The record to store.
-    pub fn record(&self, id: u64) -> PolicyRecord {
-        PolicyRecord {
-            id,
-            kind: KIND.into(),
-            project_id: SYSTEM,
-            name: self.name.clone(),
-            body: serde_json::to_string(self).unwrap_or_default(),
-            created_ms: 0,
-            updated_ms: 0,
-        }
+impl crate::documents::Document for Registration {
+    const KIND: &'static str = KIND;
+
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -203,29 +198,16 @@ pub fn new_uuid() -> String {
 }
 
 /// A stored registration with its record (times, id).
-#[derive(Debug, Clone)]
-pub struct Stored {
-    /// The policy record.
-    pub record: PolicyRecord,
-    /// The registration.
-    pub registration: Registration,
-}
+pub type Stored = crate::documents::Stored<Registration>;
 
 /// Every registration, in the order they were made.
 pub async fn all(meta: &dyn MetadataStore) -> Result<Vec<Stored>> {
-    Ok(meta
-        .policies(KIND, Some(SYSTEM))
-        .await?
-        .into_iter()
-        .filter_map(|record| {
-            serde_json::from_str::<Registration>(&record.body).ok().map(|registration| Stored { record, registration })
-        })
-        .collect())
+    crate::documents::all(meta).await
 }
 
 /// The registration `uuid`.
 pub async fn by_uuid(meta: &dyn MetadataStore, uuid: &str) -> Result<Option<Stored>> {
-    Ok(all(meta).await?.into_iter().find(|s| s.registration.uuid == uuid))
+    Ok(all(meta).await?.into_iter().find(|s| s.doc.uuid == uuid))
 }
 
 async fn binding_record(meta: &dyn MetadataStore, project_id: u64) -> Result<Option<PolicyRecord>> {
@@ -288,7 +270,7 @@ pub async fn of_project(meta: &dyn MetadataStore, project_id: u64) -> Result<Opt
         None => bound(meta, SYSTEM).await?,
     };
     let Some(uuid) = uuid else { return Ok(None) };
-    Ok(by_uuid(meta, &uuid).await?.map(|s| s.registration))
+    Ok(by_uuid(meta, &uuid).await?.map(|s| s.doc))
 }
 
 #[cfg(test)]
