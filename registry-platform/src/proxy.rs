@@ -31,11 +31,14 @@ use registry_core::{Digest, Manifest, Reference, RepositoryName};
 use registry_storage::{ByteStream, Error, Registry, Result};
 
 use crate::remote::client::Remote;
+use crate::remote::session::Session;
 
 /// The project metadata naming the registry endpoint a proxy-cache project fronts.
 pub const REGISTRY_ID: &str = "registry_id";
 /// How long a project's binding is trusted once read.
 const TTL: Duration = Duration::from_secs(2);
+/// How long a session with an upstream is kept (an endpoint's changes reach the cache within it).
+const SESSION_TTL: Duration = Duration::from_secs(30);
 /// How long an upstream's `HEAD` of a tag may take before the cache answers.
 const TAG_CHECK: Duration = Duration::from_secs(5);
 /// How long a fill waits for the client's blob pulls before fetching the rest itself.
@@ -77,6 +80,7 @@ pub struct ProxyCache {
     accounts: Accounts,
     key: SecretKey,
     bindings: quick_cache::sync::Cache<String, (Instant, Option<u64>)>,
+    sessions: quick_cache::sync::Cache<u64, (Instant, Arc<Session>)>,
     /// Blobs being fetched here: each waiter's signal that it landed (or failed).
     inflight: Arc<Mutex<HashMap<Digest, tokio::sync::watch::Receiver<bool>>>>,
 }
@@ -100,6 +104,7 @@ impl ProxyCache {
             accounts,
             key,
             bindings: quick_cache::sync::Cache::new(1024),
+            sessions: quick_cache::sync::Cache::new(64),
             inflight: Arc::default(),
         })
     }
@@ -133,12 +138,20 @@ impl ProxyCache {
         }
     }
 
-    async fn remote(&self, up: &Upstream) -> Result<Remote> {
+    /// A session with the upstream of `up`: one per endpoint, kept for [`SESSION_TTL`] (its
+    /// connections and tokens reused), then made again from the endpoint as stored.
+    async fn session(&self, up: &Upstream) -> Result<Arc<Session>> {
+        if let Some((_, session)) = self.sessions.get(&up.registry_id).filter(|(at, _)| at.elapsed() < SESSION_TTL) {
+            return Ok(session);
+        }
         let endpoint = crate::remote::by_id(&**self.registry.metadata_store(), up.registry_id)
             .await?
             .ok_or_else(|| backend(format!("registry {} of proxy project {} was deleted", up.registry_id, up.project)))?
             .doc;
-        Remote::of(&endpoint, &self.key).map_err(|e| backend(e.0))
+        let remote = Remote::of(&endpoint, &self.key).map_err(|e| backend(e.0))?;
+        let session = Arc::new(remote.session().await.map_err(|e| backend(e.0))?);
+        self.sessions.insert(up.registry_id, (Instant::now(), session.clone()));
+        Ok(session)
     }
 
     /// The manifest `reference` of `repository` from the upstream, when the cache should not
@@ -154,14 +167,13 @@ impl ProxyCache {
             Err(Error::ManifestUnknown { .. } | Error::NameUnknown { .. }) => None,
             Err(e) => return Err(e),
         };
-        let remote = self.remote(up).await?;
-        let session = match remote.session().await {
+        let session = match self.session(up).await {
             Ok(s) => s,
             Err(e) if local.is_some() => {
                 tracing::info!(%repository, error = %e, "the upstream is unreachable: serving the cache");
                 return Ok(None);
             }
-            Err(e) => return Err(backend(e.0)),
+            Err(e) => return Err(e),
         };
         let reference_text = reference.to_string();
         if let (Reference::Tag(tag), Some(local)) = (reference, &local) {
@@ -220,8 +232,7 @@ impl ProxyCache {
                 if self.registry.stat_manifest(repository, &Reference::Digest(child.digest.clone())).await.is_ok() {
                     continue;
                 }
-                let remote = self.remote(up).await?;
-                let session = remote.session().await.map_err(|e| backend(e.0))?;
+                let session = self.session(up).await?;
                 let Some(read) =
                     session.manifest(&up.repository, &child.digest.to_string()).await.map_err(|e| backend(e.0))?
                 else {
@@ -339,8 +350,7 @@ impl ProxyCache {
         done: tokio::sync::watch::Sender<bool>,
         lock: registry_storage::JobLock,
     ) -> Result<(Option<u64>, ByteStream)> {
-        let remote = self.remote(up).await?;
-        let session = remote.session().await.map_err(|e| backend(e.0))?;
+        let session = self.session(up).await?;
         let response = session.blob(&up.repository, digest).await.map_err(|e| match e.0.contains("has no blob") {
             true => Error::BlobUnknown { digest: digest.clone() },
             false => backend(e.0),
@@ -349,7 +359,7 @@ impl ProxyCache {
         let mut upstream = response.bytes_stream();
         let (to_client, client) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(8);
         let (to_store, store) =
-            tokio::sync::mpsc::channel::<std::result::Result<Bytes, registry_storage::BodyError>>(8);
+            tokio::sync::mpsc::channel::<std::result::Result<Bytes, registry_storage::BodyError>>(64);
         let (registry, repository_name, blob) = (self.registry.clone(), repository.clone(), digest.clone());
         // The store's side: the engine checks the digest as the bytes arrive.
         let stored = tokio::spawn(async move {

@@ -23,13 +23,13 @@ const MAX_MANIFEST: usize = 4 << 20;
 
 /// A session: one HTTP client pinned to the remote's checked addresses, and the authorization
 /// each scope was granted.
-pub struct Session<'r> {
-    remote: &'r Remote,
+pub struct Session {
+    remote: std::sync::Arc<Remote>,
     client: reqwest::Client,
     granted: tokio::sync::Mutex<HashMap<String, String>>,
 }
 
-impl std::fmt::Debug for Session<'_> {
+impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session").field("remote", &self.remote).finish_non_exhaustive()
     }
@@ -47,10 +47,10 @@ pub struct RemoteManifest {
 }
 
 impl Remote {
-    /// A session with this remote.
-    pub async fn session(&self) -> Result<Session<'_>, RemoteError> {
+    /// A session with this remote (which it keeps).
+    pub async fn session(self) -> Result<Session, RemoteError> {
         let client = self.client_for(self.base()).await?;
-        Ok(Session { remote: self, client, granted: tokio::sync::Mutex::default() })
+        Ok(Session { remote: std::sync::Arc::new(self), client, granted: tokio::sync::Mutex::default() })
     }
 }
 
@@ -66,7 +66,7 @@ fn delete(repository: &str) -> String {
     format!("repository:{repository}:delete")
 }
 
-impl Session<'_> {
+impl Session {
     fn url(&self, path: &str) -> Result<reqwest::Url, RemoteError> {
         self.remote.base().join(path.trim_start_matches('/')).map_err(|e| self.remote.fail(e))
     }

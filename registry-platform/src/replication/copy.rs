@@ -168,7 +168,7 @@ impl Side for Local {
 /// A remote registry, through a session.
 pub struct Remote<'s> {
     /// The session.
-    pub session: &'s Session<'s>,
+    pub session: &'s Session,
     /// Blobs are sent in chunks of this many bytes (else each in one request).
     pub chunk: Option<usize>,
 }
