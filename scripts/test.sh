@@ -11,7 +11,7 @@ if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 
 # Real clients and the reference peer the tests run against (see ../shared/TESTING.md).
 need=()
-for tool in skopeo podman umoci docker-registry nginx chromium containerd; do
+for tool in skopeo podman umoci docker-registry nginx chromium containerd slapd; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 # PostgreSQL's server binaries (the replicated shape's database; a private one for restart tests).

@@ -39,6 +39,10 @@ pub enum AuthError {
     /// The change is refused in the current state (a project that still holds repositories).
     #[error("{0}")]
     Precondition(String),
+    /// The service that checks credentials (a directory) cannot be asked now; the text names it
+    /// and says why. Not the caller's mistake: retry later.
+    #[error("{0}")]
+    Unavailable(String),
     /// Unusable configuration (keys, files).
     #[error("auth configuration: {0}")]
     Config(String),

@@ -15,6 +15,7 @@
 //! API onto these types.
 
 pub mod accounts;
+pub mod directory;
 pub mod error;
 pub mod htpasswd;
 pub mod identity;
@@ -29,6 +30,7 @@ pub mod testing;
 pub mod token;
 
 pub use accounts::{Accounts, NewRobot, NewUser, ProjectMember};
+pub use directory::{Directory, Profile};
 pub use error::AuthError;
 pub use htpasswd::Htpasswd;
 pub use identity::{Credentials, Identity};

@@ -179,6 +179,10 @@ pub struct User {
     /// When its password was last set.
     #[serde(default)]
     pub password_changed_at: u64,
+    /// Where it signs in: empty for here (its password), [`crate::directory::LDAP`] for the
+    /// directory (its password hash then matches nothing).
+    #[serde(default)]
+    pub origin: String,
 }
 
 /// A project: the first component of its repositories' names.

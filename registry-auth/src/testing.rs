@@ -24,6 +24,7 @@ fn user(name: &str) -> User {
         created_at: 10,
         updated_at: 10,
         password_changed_at: 10,
+        origin: String::new(),
     }
 }
 

@@ -216,6 +216,7 @@ impl From<AuthError> for ApiError {
             AuthError::NotFound { .. } => StatusCode::NOT_FOUND,
             AuthError::Conflict { .. } => StatusCode::CONFLICT,
             AuthError::Precondition(_) => StatusCode::PRECONDITION_FAILED,
+            AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Backend(b) => return fault(b, b.is_retryable(), "UNKNOWN"),
             _ => return fault(&e, false, "UNKNOWN"),
         };

@@ -205,7 +205,7 @@ async fn token_endpoint(auth: &TokenAuth, req: Request<RequestBody>) -> Result<R
                 .with_header(RETRY_AFTER, retry_after_secs.to_string()));
         }
         Err(AuthError::Invalid(m)) => return Err(bad(m)),
-        Err(e @ AuthError::Backend(_)) => return Err(e.into()),
+        Err(e @ (AuthError::Backend(_) | AuthError::Unavailable(_))) => return Err(e.into()),
         Err(e) => {
             tracing::info!(reason = %e, "login refused");
             return Err(ApiError::new(ErrorCode::Unauthorized, "invalid credentials")

@@ -41,6 +41,7 @@
 //! | `scanning` | on | vulnerability scanning through scanner adapters (the same client) |
 //! | `replication` | on | registry endpoints and replication (the same client) |
 //! | `notation` | on | notation signatures verified against X.509 roots (rustls-webpki) |
+//! | `ldap` | on | signing in through an LDAP directory (ldap3 on rustls) |
 
 pub mod artifacts;
 pub mod audit_record;
@@ -53,6 +54,8 @@ pub mod gc;
 pub mod housekeeping;
 pub mod immutability;
 pub mod labels;
+#[cfg(feature = "ldap")]
+pub mod ldap;
 #[cfg(feature = "notation")]
 pub mod notation;
 pub mod platform;

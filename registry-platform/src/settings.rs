@@ -23,6 +23,34 @@ pub struct SystemSettings {
     pub storage_per_project: i64,
     /// The percentage of a quota at which `QUOTA_WARNING` is raised, for quotas set from now on.
     pub quota_warning_percent: u8,
+    /// How users sign in: `db_auth` (their passwords here) or `ldap_auth` (the directory).
+    pub auth_mode: String,
+    /// The directory's URL (`ldap://host:port`, `ldaps://host:port`).
+    pub ldap_url: String,
+    /// The DN searches bind as (empty: anonymous).
+    pub ldap_search_dn: String,
+    /// Its password, sealed with the registry's key.
+    pub ldap_search_password: Option<String>,
+    /// Where people are searched.
+    pub ldap_base_dn: String,
+    /// A filter people must match besides their name (empty: none).
+    pub ldap_filter: String,
+    /// The attribute holding the sign-in name.
+    pub ldap_uid: String,
+    /// The search scope: 0 base, 1 one level, 2 subtree.
+    pub ldap_scope: i64,
+    /// Seconds a connection to the directory may take.
+    pub ldap_timeout: u64,
+    /// Whether the directory's certificate is verified.
+    pub ldap_verify_cert: bool,
+    /// Whether an `ldap://` connection is upgraded with StartTLS.
+    pub ldap_starttls: bool,
+    /// A CA certificate (PEM) the directory's is verified against, besides the system's.
+    pub ldap_ca_certificate: String,
+    /// The DN of the group whose members are system admins.
+    pub ldap_group_admin_dn: String,
+    /// The attribute of a person's entry listing their groups.
+    pub ldap_group_membership_attribute: String,
 }
 
 impl Default for SystemSettings {
@@ -32,6 +60,20 @@ impl Default for SystemSettings {
             audit_log_forward_endpoint: String::new(),
             storage_per_project: -1,
             quota_warning_percent: registry_storage::quota::DEFAULT_WARN_PERCENT,
+            auth_mode: "db_auth".into(),
+            ldap_url: String::new(),
+            ldap_search_dn: String::new(),
+            ldap_search_password: None,
+            ldap_base_dn: String::new(),
+            ldap_filter: String::new(),
+            ldap_uid: "uid".into(),
+            ldap_scope: 2,
+            ldap_timeout: 5,
+            ldap_verify_cert: true,
+            ldap_starttls: false,
+            ldap_ca_certificate: String::new(),
+            ldap_group_admin_dn: String::new(),
+            ldap_group_membership_attribute: "memberof".into(),
         }
     }
 }

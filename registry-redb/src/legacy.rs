@@ -124,6 +124,7 @@ impl RedbStore {
                 created_at: now,
                 updated_at: now,
                 password_changed_at: now,
+                origin: String::new(),
             };
             match self.create_user(record, &[]).await {
                 Ok(created) => {

@@ -7,6 +7,7 @@ pub mod cosign;
 pub mod distribution;
 pub mod harbor;
 pub mod hook;
+pub mod ldap;
 pub mod notation;
 pub mod postgres;
 pub mod proxy;

@@ -63,6 +63,8 @@ pub struct Accounts {
     clock: SharedClock,
     /// Who the changes are made for (recorded in their events).
     operator: Operator,
+    /// The directory users sign in through, when one is configured.
+    directory: Option<Arc<dyn crate::directory::Directory>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -74,7 +76,7 @@ impl std::fmt::Debug for Accounts {
 impl Accounts {
     /// Accounts kept in `store`.
     pub fn new(store: Arc<dyn AccountStore>) -> Accounts {
-        Accounts { store, clock: registry_core::time::system_clock(), operator: Operator::system() }
+        Accounts { store, clock: registry_core::time::system_clock(), operator: Operator::system(), directory: None }
     }
 
     /// Accounts in memory (tests, examples).
@@ -85,6 +87,13 @@ impl Accounts {
     /// The same accounts reading time from `clock` (robot expiry, lockout, creation times).
     pub fn with_clock(mut self, clock: SharedClock) -> Accounts {
         self.clock = clock;
+        self
+    }
+
+    /// The same accounts signing users in through `directory` while it is active (see
+    /// [`crate::directory`]).
+    pub fn with_directory(mut self, directory: Arc<dyn crate::directory::Directory>) -> Accounts {
+        self.directory = Some(directory);
         self
     }
 

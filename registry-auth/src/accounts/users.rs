@@ -58,6 +58,7 @@ impl Accounts {
             created_at: now,
             updated_at: now,
             password_changed_at: now,
+            origin: String::new(),
         };
         let event =
             self.event(EventAction::CreateUser, Resource { name: Some(user.name.clone()), ..Resource::default() });
@@ -149,6 +150,11 @@ impl Accounts {
     /// the account's failed logins.
     pub async fn change_password(&self, name: &str, old: Option<&str>, new: &str) -> Result<(), AuthError> {
         let mut user = self.existing_user(name).await?;
+        if user.origin == crate::directory::LDAP {
+            return Err(AuthError::Precondition(format!(
+                "{name} signs in through the LDAP directory: change the password there"
+            )));
+        }
         if let Some(old) = old
             && !verify_secret(old, Some(&user.password_hash)).await
         {
@@ -193,7 +199,7 @@ impl Accounts {
 
 impl Accounts {
     /// The event of a change to user `name`.
-    fn user_event(&self, name: &str) -> [registry_core::event::Event; 1] {
+    pub(super) fn user_event(&self, name: &str) -> [registry_core::event::Event; 1] {
         self.event(EventAction::UpdateUser, Resource { name: Some(name.to_owned()), ..Resource::default() })
     }
 }

@@ -1,6 +1,8 @@
 //! The run-time settings a system admin changes (`/configurations`, Harbor's shapes): whether
 //! webhook targets may be private addresses, where audit records are forwarded as syslog, the
-//! storage limit of new projects (`storage_per_project`) and the quota warning percentage.
+//! storage limit of new projects (`storage_per_project`), the quota warning percentage, and how
+//! users sign in (`auth_mode`, `db_auth` or `ldap_auth`, with Harbor's `ldap_*` keys; the search
+//! password is sealed and never shown).
 
 use std::sync::Arc;
 
@@ -24,8 +26,76 @@ pub(crate) async fn get(api: Arc<Api>, call: ApiCall) -> ApiResult {
             "audit_log_forward_endpoint": {"value": settings.audit_log_forward_endpoint, "editable": true},
             "storage_per_project": {"value": settings.storage_per_project, "editable": true},
             "quota_warning_percent": {"value": settings.quota_warning_percent, "editable": true},
+            "auth_mode": {"value": settings.auth_mode, "editable": true},
+            "ldap_url": {"value": settings.ldap_url, "editable": true},
+            "ldap_search_dn": {"value": settings.ldap_search_dn, "editable": true},
+            "ldap_base_dn": {"value": settings.ldap_base_dn, "editable": true},
+            "ldap_filter": {"value": settings.ldap_filter, "editable": true},
+            "ldap_uid": {"value": settings.ldap_uid, "editable": true},
+            "ldap_scope": {"value": settings.ldap_scope, "editable": true},
+            "ldap_timeout": {"value": settings.ldap_timeout, "editable": true},
+            "ldap_verify_cert": {"value": settings.ldap_verify_cert, "editable": true},
+            "ldap_starttls": {"value": settings.ldap_starttls, "editable": true},
+            "ldap_ca_certificate": {"value": settings.ldap_ca_certificate, "editable": true},
+            "ldap_group_admin_dn": {"value": settings.ldap_group_admin_dn, "editable": true},
+            "ldap_group_membership_attribute": {"value": settings.ldap_group_membership_attribute, "editable": true},
         }),
     ))
+}
+
+/// Applies one `ldap_*` or `auth_mode` change; `false` when `name` is none of them.
+pub(crate) fn apply_ldap(
+    api: &Api,
+    settings: &mut SystemSettings,
+    name: &str,
+    value: &Value,
+) -> Result<bool, crate::error::ApiError> {
+    let text =
+        || value.as_str().map(str::to_owned).ok_or_else(|| bad_request(format!("{name} is a string, not {value}")));
+    let number = || value.as_i64().ok_or_else(|| bad_request(format!("{name} is a number, not {value}")));
+    let flag = || value.as_bool().ok_or_else(|| bad_request(format!("{name} is true or false, not {value}")));
+    match name {
+        "auth_mode" => {
+            let mode = text()?;
+            if !matches!(mode.as_str(), "db_auth" | "ldap_auth") {
+                return Err(bad_request(format!("auth_mode {mode:?} is not offered here; use db_auth or ldap_auth")));
+            }
+            #[cfg(not(feature = "ldap"))]
+            if mode == "ldap_auth" {
+                return Err(bad_request("this registry is built without the ldap feature"));
+            }
+            settings.auth_mode = mode;
+        }
+        "ldap_url" => settings.ldap_url = text()?.trim().to_owned(),
+        "ldap_search_dn" => settings.ldap_search_dn = text()?,
+        "ldap_search_password" => {
+            let password = text()?;
+            settings.ldap_search_password = match password.is_empty() {
+                true => None,
+                false => {
+                    let key = api
+                        .secret_key
+                        .as_ref()
+                        .ok_or_else(|| bad_request("this registry has no key to seal the LDAP search password with"))?;
+                    Some(key.seal(&password).map_err(|e| bad_request(format!("sealing the password: {e}")))?)
+                }
+            };
+        }
+        "ldap_base_dn" => settings.ldap_base_dn = text()?,
+        "ldap_filter" => settings.ldap_filter = text()?.trim().to_owned(),
+        "ldap_uid" => settings.ldap_uid = text()?.trim().to_owned(),
+        "ldap_scope" => settings.ldap_scope = number()?,
+        "ldap_timeout" | "ldap_connection_timeout" => {
+            settings.ldap_timeout = u64::try_from(number()?).map_err(|_| bad_request(format!("{name} is positive")))?
+        }
+        "ldap_verify_cert" => settings.ldap_verify_cert = flag()?,
+        "ldap_starttls" => settings.ldap_starttls = flag()?,
+        "ldap_ca_certificate" => settings.ldap_ca_certificate = text()?,
+        "ldap_group_admin_dn" => settings.ldap_group_admin_dn = text()?,
+        "ldap_group_membership_attribute" => settings.ldap_group_membership_attribute = text()?,
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// `PUT /configurations` with `{key: value}`.
@@ -68,7 +138,22 @@ pub(crate) async fn put(api: Arc<Api>, call: ApiCall) -> ApiResult {
                 settings.quota_warning_percent =
                     registry_platform::quotas::warn_percent_of(percent).map_err(|e| bad_request(e.0))?;
             }
-            (other, _) => return Err(bad_request(format!("{other} is not a setting of this registry"))),
+            (other, value) => {
+                if !apply_ldap(&api, &mut settings, other, value)? {
+                    return Err(bad_request(format!("{other} is not a setting of this registry")));
+                }
+            }
+        }
+    }
+    #[cfg(feature = "ldap")]
+    if settings.auth_mode == "ldap_auth" {
+        // What can be told wrong without the server is refused before it is saved; the server
+        // itself is tried by POST /ldap/ping.
+        let config = registry_platform::ldap::LdapConfig::of(&settings, api.secret_key.as_ref())
+            .map_err(|e| bad_request(e.0))?;
+        config.checked().map_err(|e| bad_request(e.0))?;
+        if settings.ldap_base_dn.is_empty() {
+            return Err(bad_request("ldap_auth needs ldap_base_dn: where people are searched"));
         }
     }
     if !forwarding && !settings.audit_log_forward_endpoint.is_empty() {

@@ -48,6 +48,8 @@ pub mod context;
 pub mod immutable;
 pub mod jobs;
 pub mod labels;
+#[cfg(feature = "ldap")]
+pub mod ldap;
 pub mod members;
 pub mod pages;
 pub mod projects;
@@ -231,6 +233,12 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions" => webhooks::executions),
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks" => webhooks::tasks),
             endpoint!(GET "/projects/{project}/webhook/policies/{webhook_policy_id}/executions/{execution_id}/tasks/{task_id}/log" => webhooks::task_log),
+        ]);
+        #[cfg(feature = "ldap")]
+        table.extend([
+            endpoint!(POST "/ldap/ping" => ldap::ping),
+            endpoint!(GET "/ldap/users/search" => ldap::search_users),
+            endpoint!(POST "/ldap/users/import" => ldap::import_users),
         ]);
         #[cfg(feature = "replication")]
         table.extend([

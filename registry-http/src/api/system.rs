@@ -62,8 +62,13 @@ pub(crate) async fn health(api: Arc<Api>, _: ApiCall) -> ApiResult {
 
 /// `GET /systeminfo` (`GeneralInfo`).
 pub(crate) async fn info(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    // With Harbor's accounts, the mode the settings choose (db_auth or ldap_auth).
+    let auth_mode = match &api.accounts {
+        Some(_) => registry_platform::settings::SystemSettings::load(&**api.registry.metadata_store()).await?.auth_mode,
+        None => api.info.auth_mode.clone(),
+    };
     let mut info = json!({
-        "auth_mode": api.info.auth_mode,
+        "auth_mode": auth_mode,
         "primary_auth_mode": false,
         "self_registration": false,
         "harbor_version": HARBOR_VERSION,

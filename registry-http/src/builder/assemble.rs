@@ -90,6 +90,20 @@ impl RegistryBuilder {
         let clock = self.clock.clone().unwrap_or_else(registry_core::time::system_clock);
         let Opened { registry, accounts: accounts_store, data_dir, guard, name: storage_name } =
             self.open_storage(&clock)?;
+        let secret_key = match (&self.secret_key, &data_dir) {
+            (Some(key), _) => key.clone(),
+            (None, Some(dir)) => SecretKey::load_or_create(&dir.join(SECRET_KEY_FILE)).map_err(seal_err)?,
+            (None, None) => SecretKey::generate().map_err(seal_err)?,
+        };
+        // Harbor's accounts sign users in through the LDAP directory while the settings say so.
+        let directory = |accounts: Accounts| {
+            #[cfg(feature = "ldap")]
+            let accounts = accounts.with_directory(registry_platform::ldap::LdapDirectory::new(
+                registry.metadata_store().clone(),
+                Some(secret_key.clone()),
+            ));
+            accounts
+        };
         let (accounts, authenticator, policy, external) = match self.auth {
             Auth::Off { .. } => (None, None, None, None),
             Auth::Harbor => {
@@ -98,11 +112,12 @@ impl RegistryBuilder {
                         "harbor_accounts needs memory or embedded storage; pass accounts(…) instead".into(),
                     )
                 })?;
-                let accounts = Accounts::new(store).with_clock(clock.clone());
+                let accounts = directory(Accounts::new(store).with_clock(clock.clone()));
                 let a: Arc<Accounts> = Arc::new(accounts.clone());
                 (Some(accounts), Some(a.clone() as Arc<dyn Authenticator>), Some(a as Arc<dyn AccessPolicy>), None)
             }
             Auth::Accounts(accounts) => {
+                let accounts = directory(accounts);
                 let a: Arc<Accounts> = Arc::new(accounts.clone());
                 (Some(accounts), Some(a.clone() as Arc<dyn Authenticator>), Some(a as Arc<dyn AccessPolicy>), None)
             }
@@ -202,11 +217,6 @@ impl RegistryBuilder {
                 }))
             }
             _ => None,
-        };
-        let secret_key = match (&self.secret_key, &data_dir) {
-            (Some(key), _) => key.clone(),
-            (None, Some(dir)) => SecretKey::load_or_create(&dir.join(SECRET_KEY_FILE)).map_err(seal_err)?,
-            (None, None) => SecretKey::generate().map_err(seal_err)?,
         };
         let metrics = match self.metrics || self.metrics_addr.is_some() {
             true => Some(crate::metrics::fresh().ok_or_else(|| {

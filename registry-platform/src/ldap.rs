@@ -1,0 +1,453 @@
+//! Signing in through an LDAP directory (Harbor's `ldap_auth`), with `ldap3` on rustls: the
+//! configuration ([`LdapConfig`], from the system settings, the search password sealed there),
+//! a person's check (bind as the search DN, find exactly one entry under the base DN by the
+//! filter and the uid attribute, bind as that entry with the password; the admin group by the
+//! entry's membership attribute or the group's members), the ping and the user search behind
+//! `/ldap/*`, and [`LdapDirectory`], the [`Directory`] the accounts sign users in through while
+//! `auth_mode` is `ldap_auth`.
+//!
+//! `ldap://` (optionally upgraded with StartTLS) and `ldaps://`; certificates verified against
+//! the system's roots and an optional CA (PEM) unless verification is off. Names are escaped
+//! into filters (RFC 4515); an empty password never binds (it would be an anonymous bind).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
+use registry_auth::{AuthError, Directory, Profile, SecretKey};
+use registry_storage::MetadataStore;
+
+use crate::selectors::Invalid;
+use crate::settings::SystemSettings;
+
+/// The authentication mode of the directory.
+pub const LDAP_AUTH: &str = "ldap_auth";
+/// The authentication mode of the accounts here.
+pub const DB_AUTH: &str = "db_auth";
+/// Entries a user search returns at most.
+const SEARCH_LIMIT: i32 = 100;
+
+/// How to reach and read the directory.
+#[derive(Clone, Default)]
+pub struct LdapConfig {
+    /// `ldap://host[:port]` or `ldaps://host[:port]`.
+    pub url: String,
+    /// The DN searches bind as (empty: anonymous).
+    pub search_dn: String,
+    /// Its password.
+    pub search_password: String,
+    /// Where people are searched.
+    pub base_dn: String,
+    /// An extra filter people must match (`(objectClass=person)`; empty: none).
+    pub filter: String,
+    /// The attribute holding the name people sign in with (`uid`, `sAMAccountName`).
+    pub uid: String,
+    /// 0 base, 1 one level, 2 subtree (Harbor's numbers).
+    pub scope: i64,
+    /// Seconds a connection may take.
+    pub timeout_secs: u64,
+    /// Whether the server's certificate is verified.
+    pub verify_cert: bool,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    pub starttls: bool,
+    /// A CA certificate (PEM) the server's is verified against, besides the system's.
+    pub ca_certificate: String,
+    /// The DN of the group whose members are system admins (empty: none).
+    pub group_admin_dn: String,
+    /// The attribute of a person's entry listing their groups (`memberOf`).
+    pub group_membership_attribute: String,
+}
+
+impl std::fmt::Debug for LdapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapConfig")
+            .field("url", &self.url)
+            .field("search_dn", &self.search_dn)
+            .field("base_dn", &self.base_dn)
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A directory that cannot be used: it cannot be reached, refuses the search DN, or answers
+/// with an error (the text names it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapError(pub String);
+
+impl std::fmt::Display for LdapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LdapError {}
+
+/// A person found in the directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Person {
+    /// Their entry.
+    pub dn: String,
+    /// The name they sign in with.
+    pub username: String,
+    /// E-mail (`mail`).
+    pub email: String,
+    /// Full name (`displayName`, else `cn`).
+    pub realname: String,
+    /// The groups their entry lists (the membership attribute).
+    pub groups: Vec<String>,
+}
+
+impl LdapConfig {
+    /// The configuration in `settings`, the search password opened with `key`.
+    pub fn of(settings: &SystemSettings, key: Option<&SecretKey>) -> Result<LdapConfig, LdapError> {
+        let search_password = match (&settings.ldap_search_password, key) {
+            (Some(sealed), Some(key)) => {
+                key.open(sealed).map_err(|e| LdapError(format!("opening the LDAP search password: {e}")))?
+            }
+            (Some(_), None) => return Err(LdapError("the LDAP search password is sealed and no key is set".into())),
+            (None, _) => String::new(),
+        };
+        Ok(LdapConfig {
+            url: settings.ldap_url.clone(),
+            search_dn: settings.ldap_search_dn.clone(),
+            search_password,
+            base_dn: settings.ldap_base_dn.clone(),
+            filter: settings.ldap_filter.clone(),
+            uid: settings.ldap_uid.clone(),
+            scope: settings.ldap_scope,
+            timeout_secs: settings.ldap_timeout,
+            verify_cert: settings.ldap_verify_cert,
+            starttls: settings.ldap_starttls,
+            ca_certificate: settings.ldap_ca_certificate.clone(),
+            group_admin_dn: settings.ldap_group_admin_dn.clone(),
+            group_membership_attribute: settings.ldap_group_membership_attribute.clone(),
+        })
+    }
+
+    /// Checks what can be checked without the server: the URL's scheme, a filter that is one
+    /// parenthesized expression, a uid attribute, a scope, a timeout, the CA's PEM.
+    pub fn checked(&self) -> Result<(), Invalid> {
+        let url = self.url.trim();
+        if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+            return Err(Invalid(format!("ldap_url {url:?}: use ldap://host[:port] or ldaps://host[:port]")));
+        }
+        if self.starttls && url.starts_with("ldaps://") {
+            return Err(Invalid("ldap_starttls upgrades an ldap:// connection; ldaps:// is TLS already".into()));
+        }
+        if !self.filter.is_empty() && !balanced(&self.filter) {
+            return Err(Invalid(format!(
+                "ldap_filter {:?} is not one LDAP filter: write it in parentheses, e.g. (objectClass=person)",
+                self.filter
+            )));
+        }
+        if self.uid.is_empty() || !self.uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b';') {
+            return Err(Invalid(format!("ldap_uid {:?} is not an attribute name (uid, sAMAccountName)", self.uid)));
+        }
+        if !(0..=2).contains(&self.scope) {
+            return Err(Invalid(format!("ldap_scope {}: 0 (base), 1 (one level) or 2 (subtree)", self.scope)));
+        }
+        if self.timeout_secs == 0 || self.timeout_secs > 300 {
+            return Err(Invalid(format!("ldap_timeout {}: from 1 to 300 seconds", self.timeout_secs)));
+        }
+        if !self.ca_certificate.trim().is_empty() {
+            roots(&self.ca_certificate).map_err(|e| Invalid(format!("ldap_ca_certificate: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn scope(&self) -> Scope {
+        match self.scope {
+            0 => Scope::Base,
+            1 => Scope::OneLevel,
+            _ => Scope::Subtree,
+        }
+    }
+
+    fn fail(&self, what: impl std::fmt::Display) -> LdapError {
+        LdapError(format!("LDAP server {}: {what}", self.url))
+    }
+
+    /// A connection bound as the search DN (or anonymous).
+    async fn connect(&self) -> Result<ldap3::Ldap, LdapError> {
+        let timeout = Duration::from_secs(self.timeout_secs.max(1));
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(timeout)
+            .set_starttls(self.starttls)
+            .set_no_tls_verify(!self.verify_cert);
+        if self.url.starts_with("ldaps://") || self.starttls {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            if self.verify_cert {
+                let roots = roots(&self.ca_certificate).map_err(|e| self.fail(format!("its CA certificate: {e}")))?;
+                let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+                settings = settings.set_config(Arc::new(config));
+            }
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, self.url.trim())
+            .await
+            .map_err(|e| self.fail(format!("cannot be reached ({e})")))?;
+        ldap3::drive!(conn);
+        ldap.with_timeout(timeout);
+        if !self.search_dn.is_empty() {
+            let bound = ldap
+                .simple_bind(&self.search_dn, &self.search_password)
+                .await
+                .map_err(|e| self.fail(format!("binding as {} failed ({e})", self.search_dn)))?;
+            if bound.rc != 0 {
+                return Err(self.fail(format!(
+                    "it refuses the search DN {} (result {}: {})",
+                    self.search_dn, bound.rc, bound.text
+                )));
+            }
+        }
+        Ok(ldap)
+    }
+
+    /// The people whose uid matches `filter` (an LDAP filter on the uid, already escaped).
+    async fn people(&self, ldap: &mut ldap3::Ldap, uid_filter: &str, limit: i32) -> Result<Vec<Person>, LdapError> {
+        let filter = if self.filter.is_empty() {
+            format!("({}={uid_filter})", self.uid)
+        } else {
+            format!("(&{}({}={uid_filter}))", self.filter, self.uid)
+        };
+        let membership = if self.group_membership_attribute.is_empty() {
+            "memberOf"
+        } else {
+            self.group_membership_attribute.as_str()
+        };
+        let attributes = [self.uid.as_str(), "mail", "cn", "displayName", membership];
+        let found = ldap
+            .with_search_options(ldap3::SearchOptions::new().sizelimit(limit))
+            .search(&self.base_dn, self.scope(), &filter, attributes.to_vec())
+            .await
+            .map_err(|e| self.fail(format!("searching {} failed ({e})", self.base_dn)))?;
+        // A size limit reached still returns what was found.
+        let (entries, result) = (found.0, found.1);
+        if result.rc != 0 && result.rc != 4 {
+            return Err(
+                self.fail(format!("searching {} for {filter} answered {}: {}", self.base_dn, result.rc, result.text))
+            );
+        }
+        let first = |e: &SearchEntry, name: &str| {
+            e.attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.first().cloned())
+                .unwrap_or_default()
+        };
+        Ok(entries
+            .into_iter()
+            .map(SearchEntry::construct)
+            .map(|e| Person {
+                username: first(&e, &self.uid),
+                email: first(&e, "mail"),
+                realname: Some(first(&e, "displayName")).filter(|n| !n.is_empty()).unwrap_or_else(|| first(&e, "cn")),
+                groups: e
+                    .attrs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(membership))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+                dn: e.dn,
+            })
+            .filter(|p| !p.username.is_empty())
+            .collect())
+    }
+
+    /// Whether `person` belongs to the admin group: by their membership attribute, else by the
+    /// group's members (`member`, `uniqueMember`, `memberUid`).
+    async fn is_admin(&self, ldap: &mut ldap3::Ldap, person: &Person) -> Result<bool, LdapError> {
+        if self.group_admin_dn.is_empty() {
+            return Ok(false);
+        }
+        if person.groups.iter().any(|g| g.eq_ignore_ascii_case(&self.group_admin_dn)) {
+            return Ok(true);
+        }
+        let filter = format!(
+            "(|(member={dn})(uniqueMember={dn})(memberUid={uid}))",
+            dn = ldap_escape(&person.dn),
+            uid = ldap_escape(&person.username)
+        );
+        let found = ldap
+            .search(&self.group_admin_dn, Scope::Base, &filter, vec!["1.1"])
+            .await
+            .map_err(|e| self.fail(format!("reading the admin group {} failed ({e})", self.group_admin_dn)))?;
+        Ok(!found.0.is_empty())
+    }
+
+    /// Checks the settings against the server: it is reached, the search DN binds, the base DN
+    /// can be searched with the filter.
+    pub async fn ping(&self) -> Result<(), LdapError> {
+        let mut ldap = self.connect().await?;
+        self.people(&mut ldap, "*", 1).await?;
+        let _ = ldap.unbind().await;
+        Ok(())
+    }
+
+    /// The people whose sign-in name contains `name` (every one when empty), at most 100.
+    pub async fn search(&self, name: &str) -> Result<Vec<Person>, LdapError> {
+        let mut ldap = self.connect().await?;
+        let filter = if name.is_empty() { "*".to_owned() } else { format!("*{}*", ldap_escape(name)) };
+        let people = self.people(&mut ldap, &filter, SEARCH_LIMIT).await?;
+        let _ = ldap.unbind().await;
+        Ok(people)
+    }
+
+    /// The person `name` with the password `password`, if both are right.
+    pub async fn verify(&self, name: &str, password: &str) -> Result<Option<Profile>, LdapError> {
+        if password.is_empty() || name.is_empty() {
+            return Ok(None);
+        }
+        let mut ldap = self.connect().await?;
+        let mut found = self.people(&mut ldap, &ldap_escape(name), 2).await?;
+        if found.len() != 1 {
+            if found.len() > 1 {
+                tracing::warn!(user = name, "more than one LDAP entry has this name: none signs in");
+            }
+            return Ok(None);
+        }
+        let person = found.remove(0);
+        let admin = self.is_admin(&mut ldap, &person).await?;
+        let bound = ldap
+            .simple_bind(&person.dn, password)
+            .await
+            .map_err(|e| self.fail(format!("binding as {} failed ({e})", person.dn)))?;
+        let _ = ldap.unbind().await;
+        match bound.rc {
+            0 => Ok(Some(Profile {
+                username: person.username,
+                dn: person.dn,
+                email: person.email,
+                realname: person.realname,
+                admin,
+            })),
+            // invalidCredentials, and the codes for a locked or disabled account.
+            49 | 50 | 53 => Ok(None),
+            rc => Err(self.fail(format!("binding as {} answered {rc}: {}", person.dn, bound.text))),
+        }
+    }
+}
+
+/// Whether `filter` is one parenthesized expression with balanced parentheses.
+fn balanced(filter: &str) -> bool {
+    let filter = filter.trim();
+    if !(filter.starts_with('(') && filter.ends_with(')')) {
+        return false;
+    }
+    let mut depth = 0i32;
+    for (i, c) in filter.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 || (depth == 0 && i + 1 != filter.len()) {
+            return false;
+        }
+    }
+    depth == 0
+}
+
+/// The system's roots and the certificates of `pem`.
+fn roots(pem: &str) -> Result<rustls::RootCertStore, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Ok(found) = rustls_native_certs_or_none() {
+        for cert in found {
+            let _ = roots.add(cert);
+        }
+    }
+    if !pem.trim().is_empty() {
+        let mut added = 0;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("not PEM certificates ({e})"))?;
+            roots.add(cert).map_err(|e| format!("not a usable CA certificate ({e})"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err("no certificate in it".into());
+        }
+    }
+    Ok(roots)
+}
+
+/// The system's trusted roots, as the platform verifier of the HTTP clients finds them.
+fn rustls_native_certs_or_none() -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    let mut out = Vec::new();
+    for path in ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"] {
+        if let Ok(text) = std::fs::read(path) {
+            use rustls_pki_types::pem::PemObject;
+            out.extend(rustls_pki_types::CertificateDer::pem_slice_iter(&text).flatten());
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The directory of the system settings: active while `auth_mode` is `ldap_auth`.
+pub struct LdapDirectory {
+    meta: Arc<dyn MetadataStore>,
+    key: Option<SecretKey>,
+}
+
+impl LdapDirectory {
+    /// The directory the settings in `meta` configure (the search password opened with `key`).
+    pub fn new(meta: Arc<dyn MetadataStore>, key: Option<SecretKey>) -> Arc<LdapDirectory> {
+        Arc::new(LdapDirectory { meta, key })
+    }
+
+    /// The settings now: read at each sign-in (one read beside the account's), so a change made
+    /// on any replica holds at the next sign-in everywhere.
+    async fn settings(&self) -> Result<SystemSettings, AuthError> {
+        SystemSettings::load(&*self.meta)
+            .await
+            .map_err(|e| AuthError::Backend(registry_core::BackendError::message(e.to_string(), true)))
+    }
+}
+
+#[async_trait]
+impl Directory for LdapDirectory {
+    async fn active(&self) -> bool {
+        self.settings().await.is_ok_and(|s| s.auth_mode == LDAP_AUTH)
+    }
+
+    async fn verify(&self, username: &str, password: &str) -> Result<Option<Profile>, AuthError> {
+        let settings = self.settings().await?;
+        let unavailable = |e: LdapError| AuthError::Unavailable(e.0);
+        let config = LdapConfig::of(&settings, self.key.as_ref()).map_err(unavailable)?;
+        config.verify(username, password).await.map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_checked_for_their_parentheses() {
+        assert!(balanced("(objectClass=person)"));
+        assert!(balanced("(&(objectClass=person)(!(employeeType=disabled)))"));
+        assert!(!balanced("objectClass=person"));
+        assert!(!balanced("(a=b)(c=d)"));
+        assert!(!balanced("((a=b)"));
+    }
+
+    #[test]
+    fn configurations_say_what_is_wrong() {
+        let ok = LdapConfig {
+            url: "ldap://127.0.0.1:3890".into(),
+            uid: "uid".into(),
+            scope: 2,
+            timeout_secs: 5,
+            ..LdapConfig::default()
+        };
+        assert!(ok.checked().is_ok());
+        let bad = |c: LdapConfig| c.checked().expect_err("refused").0;
+        assert!(bad(LdapConfig { url: "http://x".into(), ..ok.clone() }).contains("ldap_url"));
+        assert!(bad(LdapConfig { filter: "objectClass=person".into(), ..ok.clone() }).contains("ldap_filter"));
+        assert!(bad(LdapConfig { uid: "u id".into(), ..ok.clone() }).contains("ldap_uid"));
+        assert!(bad(LdapConfig { scope: 3, ..ok.clone() }).contains("ldap_scope"));
+        assert!(bad(LdapConfig { ca_certificate: "nope".into(), ..ok.clone() }).contains("ldap_ca_certificate"));
+        assert!(bad(LdapConfig { starttls: true, url: "ldaps://x".into(), ..ok }).contains("starttls"));
+    }
+}
