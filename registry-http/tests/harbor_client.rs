@@ -34,6 +34,11 @@ async fn harborapi_scripts_work_against_this_registry() {
         std::path::Path::new(&python).exists(),
         "{python} is missing: run the README's test command (bash scripts/test.sh), which installs harborapi"
     );
-    let out = run(&python, &[script, &reg.url(), "admin", "Admin-Password-1", scanner.url()], &[]).await;
+    let slapd = testkit::ldap::Slapd::start().await;
+    let (root_dn, root_password, base) =
+        (testkit::ldap::Slapd::ROOT_DN, testkit::ldap::Slapd::ROOT_PASSWORD, testkit::ldap::BASE);
+    let args =
+        [script, &reg.url(), "admin", "Admin-Password-1", scanner.url(), &slapd.url, root_dn, root_password, base];
+    let out = run(&python, &args, &[]).await;
     assert!(out.contains("every call answered as Harbor would"), "{out}");
 }

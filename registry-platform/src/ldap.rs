@@ -194,10 +194,7 @@ impl LdapConfig {
                 .await
                 .map_err(|e| self.fail(format!("binding as {} failed ({e})", self.search_dn)))?;
             if bound.rc != 0 {
-                return Err(self.fail(format!(
-                    "it refuses the search DN {} (result {}: {})",
-                    self.search_dn, bound.rc, bound.text
-                )));
+                return Err(self.fail(format!("it refuses the search DN {} ({})", self.search_dn, result(&bound))));
             }
         }
         Ok(ldap)
@@ -222,11 +219,9 @@ impl LdapConfig {
             .await
             .map_err(|e| self.fail(format!("searching {} failed ({e})", self.base_dn)))?;
         // A size limit reached still returns what was found.
-        let (entries, result) = (found.0, found.1);
-        if result.rc != 0 && result.rc != 4 {
-            return Err(
-                self.fail(format!("searching {} for {filter} answered {}: {}", self.base_dn, result.rc, result.text))
-            );
+        let (entries, outcome) = (found.0, found.1);
+        if outcome.rc != 0 && outcome.rc != 4 {
+            return Err(self.fail(format!("searching {} for {filter} answered {}", self.base_dn, result(&outcome))));
         }
         let first = |e: &SearchEntry, name: &str| {
             e.attrs
@@ -323,9 +318,24 @@ impl LdapConfig {
             })),
             // invalidCredentials, and the codes for a locked or disabled account.
             49 | 50 | 53 => Ok(None),
-            rc => Err(self.fail(format!("binding as {} answered {rc}: {}", person.dn, bound.text))),
+            _ => Err(self.fail(format!("binding as {} answered {}", person.dn, result(&bound)))),
         }
     }
+}
+
+/// An LDAP result as a person reads it: its code, its name where it is a common one, its text.
+fn result(r: &ldap3::LdapResult) -> String {
+    let name = match r.rc {
+        32 => " noSuchObject",
+        34 => " invalidDNSyntax",
+        48 => " inappropriateAuthentication",
+        49 => " invalidCredentials",
+        50 => " insufficientAccessRights",
+        53 => " unwillingToPerform",
+        _ => "",
+    };
+    let text = if r.text.is_empty() { String::new() } else { format!(": {}", r.text) };
+    format!("result {}{name}{text}", r.rc)
 }
 
 /// Whether `filter` is one parenthesized expression with balanced parentheses.

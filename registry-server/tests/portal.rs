@@ -33,6 +33,8 @@ async fn a_user_and_a_guest_in_the_portal() {
 
     // A scanner adapter for the scanning steps (fixture reports; it pulls what it scans).
     let scanner = testkit::scanner::FixtureScanner::start(None, false).await;
+    // A directory for the last steps (signing in through LDAP).
+    let slapd = testkit::ldap::Slapd::start().await;
     let output = tokio::process::Command::new("node")
         .arg(&script)
         .env("NODE_PATH", &node_path)
@@ -43,6 +45,10 @@ async fn a_user_and_a_guest_in_the_portal() {
         .env("BIG_LAYOUT", &big)
         .env("SMALL_LAYOUT", &small)
         .env("SCANNER_URL", scanner.url())
+        .env("LDAP_URL", &slapd.url)
+        .env("LDAP_ROOT_DN", testkit::ldap::Slapd::ROOT_DN)
+        .env("LDAP_ROOT_PASSWORD", testkit::ldap::Slapd::ROOT_PASSWORD)
+        .env("LDAP_BASE", testkit::ldap::BASE)
         .env("HOSTILE_TAG", "<img src=x onerror=alert(1)>")
         .env("HOSTILE_TEXT", "<img src=x onerror=alert(1)> & \"quotes\"")
         .kill_on_drop(true)

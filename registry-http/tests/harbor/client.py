@@ -13,6 +13,8 @@ import sys
 from harborapi import HarborAsyncClient
 from harborapi.models import (
     Access,
+    Configurations,
+    LdapConf,
     CVEAllowlist,
     CVEAllowlistItem,
     ScannerRegistrationReq,
@@ -157,7 +159,25 @@ async def replication(admin: HarborAsyncClient, url: str, user: str, password: s
     await admin.delete_project("pymirror")
 
 
-async def main(url: str, user: str, password: str, scanner_url: str) -> None:
+async def ldap(admin: HarborAsyncClient, ldap_url: str, root_dn: str, root_password: str, base: str) -> None:
+    """The directory tried, chosen, searched and imported from; then back to this registry's passwords."""
+    settings = dict(ldap_url=ldap_url, ldap_search_dn=root_dn, ldap_base_dn=f"ou=people,{base}",
+                    ldap_filter="(objectClass=inetOrgPerson)", ldap_uid="uid", ldap_scope=2)
+    refused = await admin.ping_ldap(LdapConf(**settings, ldap_search_password="wrong"))
+    assert refused.success is False and "refuses the search DN" in (refused.message or ""), refused
+    assert (await admin.ping_ldap(LdapConf(**settings, ldap_search_password=root_password))).success
+    await admin.update_config(Configurations(auth_mode="ldap_auth", ldap_search_password=root_password, **settings))
+    assert (await admin.get_system_info()).auth_mode == "ldap_auth"
+    found = await admin.search_ldap_users("ali")
+    assert [(u.username, u.email) for u in found] == [("alice", "alice@example.org")], found
+    await admin.import_ldap_users(["bob"])
+    assert (await admin.get_user_by_username("bob")).email == "bob@example.org"
+    await admin.update_config(Configurations(auth_mode="db_auth"))
+    assert (await admin.get_system_info()).auth_mode == "db_auth"
+
+
+async def main(url: str, user: str, password: str, scanner_url: str, ldap_url: str, root_dn: str, root_password: str,
+               base: str) -> None:
     admin = HarborAsyncClient(url=f"{url}/api/v2.0", username=user, secret=password)
 
     assert await admin.ping() == "Pong"
@@ -305,6 +325,7 @@ async def main(url: str, user: str, password: str, scanner_url: str) -> None:
     await scanning(admin, scanner_url)
     await registries(admin, url, user, password)
     await replication(admin, url, user, password)
+    await ldap(admin, ldap_url, root_dn, root_password, base)
 
     # Clean up.
     await admin.delete_robot(robot.id)
@@ -316,4 +337,4 @@ async def main(url: str, user: str, password: str, scanner_url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:5]))
+    asyncio.run(main(*sys.argv[1:9]))

@@ -442,6 +442,29 @@ try {
   await guest.getByRole('button', { name: 'Sign out' }).click();
   await guest.getByRole('heading', { name: 'Sign in to the registry' }).waitFor();
 
+  begin('signing in through LDAP: the settings tried, saved, and a person of the directory signs in');
+  const keeper = await newPage();
+  await signIn(keeper, 'admin', process.env.ADMIN_PASSWORD);
+  await keeper.goto(`${base}/#/settings`);
+  await keeper.getByLabel('Sign in with').selectOption('ldap_auth');
+  await keeper.getByLabel('LDAP URL').fill(process.env.LDAP_URL);
+  await keeper.getByLabel('Search DN').fill(process.env.LDAP_ROOT_DN);
+  await keeper.getByLabel('Search password').fill('wrong');
+  await keeper.getByLabel('Base DN').fill(`ou=people,${process.env.LDAP_BASE}`);
+  await keeper.getByLabel('Filter').fill('(objectClass=inetOrgPerson)');
+  await keeper.getByRole('button', { name: 'Test LDAP server' }).click();
+  await keeper.getByText(/cannot be used: .*refuses the search DN/).waitFor();
+  await keeper.getByLabel('Search password').fill(process.env.LDAP_ROOT_PASSWORD);
+  await keeper.getByRole('button', { name: 'Test LDAP server' }).click();
+  await keeper.getByText('these settings work').waitFor();
+  await keeper.getByRole('button', { name: 'Save' }).click();
+  await keeper.getByText('Settings saved').waitFor();
+  await shot(keeper, '12-ldap-settings');
+  const person = await newPage();
+  await signIn(person, 'alice', 'alice-password');
+  const me = await person.evaluate(async () => (await (await fetch('/api/v2.0/users/current', { headers: { 'X-Requested-With': 'XMLHttpRequest' } })).json()));
+  assert.equal(me.email, 'alice@example.org', 'made from the directory');
+
   assert.deepEqual(problems, [], 'no script errors');
   console.log('portal end to end: every step held');
 } catch (error) {
