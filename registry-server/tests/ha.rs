@@ -628,3 +628,50 @@ async fn ten_cold_pulls_through_three_replicas_fetch_each_blob_once() {
     upstream.stop().await;
     cluster.stop().await;
 }
+
+/// Signing in through LDAP set on one replica holds on the others: a person signs in through
+/// another (their user made in the shared database), a third sees them, and the sealed search
+/// password opens on every replica (one key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_set_on_one_replica_signs_people_in_on_the_others() {
+    let cluster = Cluster::start(Options::default()).await;
+    let slapd = testkit::ldap::Slapd::start().await;
+    let c = client();
+    let settings = serde_json::json!({
+        "auth_mode": "ldap_auth", "ldap_url": slapd.url, "ldap_search_dn": testkit::ldap::Slapd::ROOT_DN,
+        "ldap_search_password": testkit::ldap::Slapd::ROOT_PASSWORD,
+        "ldap_base_dn": format!("ou=people,{}", testkit::ldap::BASE), "ldap_uid": "uid",
+    });
+    let set = c
+        .put(format!("{}/api/v2.0/configurations", cluster.replica(0)))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&settings)
+        .send()
+        .await
+        .expect("configurations");
+    assert_eq!(set.status(), StatusCode::OK);
+    let t = testkit::get_token(&c, &cluster.replica(2), Some(("alice", "alice-password")), &[]).await;
+    assert_eq!(t.status(), StatusCode::OK, "alice signs in on another replica");
+    let found: serde_json::Value = c
+        .get(format!("{}/api/v2.0/users/search?username=alice", cluster.replica(1)))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(found[0]["username"], "alice", "{found}");
+    let pinged: serde_json::Value = c
+        .post(format!("{}/api/v2.0/ldap/ping", cluster.replica(1)))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .expect("ping")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(pinged["success"], true, "the sealed password opens here too: {pinged}");
+    slapd.stop().await;
+    cluster.stop().await;
+}
