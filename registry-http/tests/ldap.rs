@@ -154,3 +154,39 @@ async fn people_sign_in_through_the_directory() {
     assert_eq!(sign_in(&reg, "admin", "adminpassword").await.status(), StatusCode::OK);
     reg.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldaps_and_starttls_with_a_ca_of_its_own() {
+    let slapd = Slapd::start_tls().await;
+    let (ldaps, ca) = (slapd.ldaps_url.clone().expect("ldaps"), slapd.ca_pem.clone().expect("ca"));
+    let reg = TestRegistry::builder().accounts(harbor_accounts().await).start().await.expect("start");
+    let admin = Api::new(&reg, Some(ADMIN));
+    let ping = |changes: Value| {
+        let mut body = settings(&slapd);
+        body.as_object_mut().expect("object").remove("auth_mode");
+        for (k, v) in changes.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        admin.post("/ldap/ping", body)
+    };
+    // ldaps:// without the CA: the certificate is not trusted, and the ping says so.
+    let untrusted = ping(json!({"ldap_url": ldaps})).await.expect(StatusCode::OK, None);
+    assert_eq!(untrusted.body["success"], false);
+    let why = untrusted.body["message"].as_str().unwrap_or_default();
+    assert!(why.contains("cannot be reached") && why.to_lowercase().contains("certificate"), "{why}");
+    for change in [
+        json!({"ldap_url": ldaps, "ldap_ca_certificate": ca}),
+        json!({"ldap_starttls": true, "ldap_ca_certificate": ca}),
+        json!({"ldap_url": ldaps, "ldap_verify_cert": false}),
+    ] {
+        let answered = ping(change.clone()).await.expect(StatusCode::OK, None);
+        assert_eq!(answered.body, json!({"success": true}), "{change}");
+    }
+    let mut body = settings(&slapd);
+    body["ldap_url"] = json!(ldaps);
+    body["ldap_ca_certificate"] = json!(ca);
+    admin.put("/configurations", body).await.expect(StatusCode::OK, None);
+    assert_eq!(sign_in(&reg, "alice", "alice-password").await.status(), StatusCode::OK, "over ldaps://");
+    slapd.stop().await;
+    reg.stop().await;
+}

@@ -19,6 +19,10 @@ pub const BASE: &str = "dc=example,dc=org";
 pub struct Slapd {
     /// `ldap://127.0.0.1:<port>`.
     pub url: String,
+    /// `ldaps://127.0.0.1:<port>`, when started with TLS.
+    pub ldaps_url: Option<String>,
+    /// The CA (PEM) its certificate is issued by, when started with TLS.
+    pub ca_pem: Option<String>,
     child: tokio::process::Child,
     _work: tempfile::TempDir,
 }
@@ -97,8 +101,33 @@ impl Slapd {
 
     /// Starts one with the fixture; returns once it accepts connections.
     pub async fn start() -> Slapd {
+        Slapd::start_with(false).await
+    }
+
+    /// Starts one that also speaks TLS: `ldaps://` on a second port and StartTLS on the first,
+    /// with a certificate for 127.0.0.1 issued by a CA of its own ([`Slapd::ca_pem`]).
+    pub async fn start_tls() -> Slapd {
+        Slapd::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> Slapd {
         let work = tempfile::tempdir().expect("tempdir");
         let dir = work.path();
+        let mut tls_config = String::new();
+        let mut ca_pem = None;
+        if tls {
+            let (ca, cert, key) = certificates();
+            for (name, text) in [("ca.pem", &ca), ("server.pem", &cert), ("server.key", &key)] {
+                std::fs::write(dir.join(name), text).expect("a TLS file");
+            }
+            tls_config = format!(
+                "TLSCACertificateFile {}\nTLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+                dir.join("ca.pem").display(),
+                dir.join("server.pem").display(),
+                dir.join("server.key").display()
+            );
+            ca_pem = Some(ca);
+        }
         std::fs::create_dir_all(dir.join("db")).expect("db dir");
         let config = dir.join("slapd.conf");
         std::fs::write(
@@ -106,7 +135,7 @@ impl Slapd {
             format!(
                 "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
                  include /etc/ldap/schema/inetorgperson.schema\ninclude /etc/ldap/schema/nis.schema\n\
-                 pidfile {pid}\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+                 pidfile {pid}\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n{tls_config}\
                  database mdb\nmaxsize 16777216\nsuffix \"{BASE}\"\nrootdn \"{root}\"\nrootpw {pw}\n\
                  directory {db}\n",
                 pid = dir.join("slapd.pid").display(),
@@ -127,13 +156,18 @@ impl Slapd {
             .await
             .expect("slapadd runs (apt-get install -y slapd)");
         assert!(added.status.success(), "slapadd: {}", String::from_utf8_lossy(&added.stderr));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-        let url = format!("ldap://127.0.0.1:{port}");
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let url = format!("ldap://127.0.0.1:{}", free());
+        let ldaps_url = tls.then(|| format!("ldaps://127.0.0.1:{}", free()));
+        let listen = match &ldaps_url {
+            Some(ldaps) => format!("{url}/ {ldaps}/"),
+            None => format!("{url}/"),
+        };
         let mut child = tokio::process::Command::new("slapd")
             .arg("-f")
             .arg(&config)
             .arg("-h")
-            .arg(format!("{url}/"))
+            .arg(&listen)
             .args(["-d", "256"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -148,7 +182,7 @@ impl Slapd {
             }
         }
         tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-        Slapd { url, child, _work: work }
+        Slapd { url, ldaps_url, ca_pem, child, _work: work }
     }
 
     /// Stops it (its port then refuses connections).
@@ -160,4 +194,21 @@ impl Slapd {
     pub async fn kill(&mut self) {
         self.child.kill().await.expect("kill slapd");
     }
+}
+
+/// A CA, and a server certificate for 127.0.0.1 it issued with its key (all PEM).
+fn certificates() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "directory test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("a CA");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a server key");
+    let mut server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    server.distinguished_name.push(rcgen::DnType::CommonName, "127.0.0.1");
+    server.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = server.signed_by(&key, &issuer).expect("a server certificate");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }
