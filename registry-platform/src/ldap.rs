@@ -362,10 +362,8 @@ fn balanced(filter: &str) -> bool {
 fn roots(pem: &str) -> Result<rustls::RootCertStore, String> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    if let Ok(found) = rustls_native_certs_or_none() {
-        for cert in found {
-            let _ = roots.add(cert);
-        }
+    for cert in system_roots() {
+        let _ = roots.add(cert);
     }
     if !pem.trim().is_empty() {
         let mut added = 0;
@@ -381,17 +379,14 @@ fn roots(pem: &str) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-/// The system's trusted roots, as the platform verifier of the HTTP clients finds them.
-fn rustls_native_certs_or_none() -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
-    let mut out = Vec::new();
-    for path in ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"] {
-        if let Ok(text) = std::fs::read(path) {
-            use rustls_pki_types::pem::PemObject;
-            out.extend(rustls_pki_types::CertificateDer::pem_slice_iter(&text).flatten());
-            break;
-        }
-    }
-    Ok(out)
+/// The system's trusted roots (Debian's and Red Hat's bundles; none where neither exists).
+fn system_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    use rustls_pki_types::pem::PemObject;
+    ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
+        .iter()
+        .find_map(|path| std::fs::read(path).ok())
+        .map(|text| rustls_pki_types::CertificateDer::pem_slice_iter(&text).flatten().collect())
+        .unwrap_or_default()
 }
 
 /// The directory of the system settings: active while `auth_mode` is `ldap_auth`.

@@ -10,10 +10,17 @@ use crate::identity::Identity;
 use crate::model::{LoginFailures, User};
 use crate::policy::Authenticator;
 
+/// An account being signed in: its failures so far (read once) and its record.
+struct Attempt<'a> {
+    name: &'a str,
+    failures: Option<LoginFailures>,
+}
+
 impl Accounts {
-    /// Refuses an account locked by repeated failures.
-    async fn check_lockout(&self, name: &str) -> Result<(), AuthError> {
-        if let Some(f) = self.store.login_failures(name).await?
+    /// Reads the failures of `name` and refuses an account locked by them.
+    async fn attempt<'a>(&self, name: &'a str) -> Result<Attempt<'a>, AuthError> {
+        let failures = self.store.login_failures(name).await?;
+        if let Some(f) = &failures
             && f.count >= MAX_FAILURES
         {
             let elapsed = self.now().saturating_sub(f.last_at);
@@ -21,25 +28,43 @@ impl Accounts {
                 return Err(AuthError::RateLimited { retry_after_secs: (LOCKOUT.as_secs() - elapsed).max(1) });
             }
         }
+        Ok(Attempt { name, failures })
+    }
+
+    /// Clears the count of failures after a successful sign-in (a write only when there were).
+    async fn succeeded(&self, attempt: &Attempt<'_>) -> Result<(), AuthError> {
+        if attempt.failures.is_some() {
+            self.store.set_login_failures(attempt.name, None, &[]).await?;
+        }
         Ok(())
     }
 
-    /// Counts a failed login, or clears the count after a successful one.
-    async fn record_login(&self, name: &str, ok: bool) -> Result<(), AuthError> {
-        let current = self.store.login_failures(name).await?;
-        if ok {
-            if current.is_some() {
-                self.store.set_login_failures(name, None, &[]).await?;
-            }
-            return Ok(());
-        }
+    /// Counts a failed sign-in; always [`AuthError::InvalidCredentials`].
+    async fn failed(&self, attempt: &Attempt<'_>) -> Result<Identity, AuthError> {
         let now = self.now();
-        let count = match current {
+        let count = match &attempt.failures {
             // A lock that has run out starts a new count.
             Some(f) if f.count < MAX_FAILURES || now.saturating_sub(f.last_at) < LOCKOUT.as_secs() => f.count + 1,
             _ => 1,
         };
-        self.store.set_login_failures(name, Some(LoginFailures { count, last_at: now }), &[]).await
+        self.store.set_login_failures(attempt.name, Some(LoginFailures { count, last_at: now }), &[]).await?;
+        Err(AuthError::InvalidCredentials)
+    }
+
+    /// The identity of a user record, if it may sign in.
+    fn user_identity(user: &User) -> Result<Identity, AuthError> {
+        match user.enabled {
+            true => Ok(Identity::User { name: user.name.clone(), admin: user.admin }),
+            false => Err(AuthError::InvalidCredentials),
+        }
+    }
+
+    /// The identity of a robot record, if it may sign in.
+    fn robot_identity(&self, robot: &crate::model::Robot) -> Result<Identity, AuthError> {
+        if robot.disabled || robot.expires_at.is_some_and(|e| e <= self.now()) {
+            return Err(AuthError::InvalidCredentials);
+        }
+        Ok(Identity::Robot { name: robot.name.clone(), permissions: robot.permissions.clone() })
     }
 
     /// The identity of an account by name, if it may still log in (used for refresh tokens and to
@@ -47,14 +72,11 @@ impl Accounts {
     pub async fn active_identity(&self, name: &str) -> Result<Identity, AuthError> {
         if name.starts_with("robot$") {
             let Some(robot) = self.robot(name).await? else { return Err(AuthError::InvalidCredentials) };
-            if robot.disabled || robot.expires_at.is_some_and(|e| e <= self.now()) {
-                return Err(AuthError::InvalidCredentials);
-            }
-            return Ok(Identity::Robot { name: robot.name, permissions: robot.permissions });
+            return self.robot_identity(&robot);
         }
         match self.user(name).await? {
-            Some(u) if u.enabled => Ok(Identity::User { name: u.name, admin: u.admin }),
-            _ => Err(AuthError::InvalidCredentials),
+            Some(u) => Accounts::user_identity(&u),
+            None => Err(AuthError::InvalidCredentials),
         }
     }
 }
@@ -62,17 +84,28 @@ impl Accounts {
 #[async_trait]
 impl Authenticator for Accounts {
     async fn authenticate(&self, username: &str, password: &str) -> Result<Identity, AuthError> {
-        self.check_lockout(username).await?;
+        let attempt = self.attempt(username).await?;
         if username.starts_with("robot$") {
-            let hash = self.robot(username).await?.map(|r| r.secret_hash);
-            return self.checked(username, verify_secret(password, hash.as_ref()).await).await;
+            let robot = self.robot(username).await?;
+            let hash = robot.as_ref().map(|r| r.secret_hash.as_str());
+            if !self.password_matches(username, password, hash).await {
+                return self.failed(&attempt).await;
+            }
+            self.succeeded(&attempt).await?;
+            return robot.map_or(Err(AuthError::InvalidCredentials), |r| self.robot_identity(&r));
         }
         let user = self.user(username).await?;
         if let Some(directory) = &self.directory
-            && directory.active().await
             && !user.as_ref().is_some_and(|u| u.admin && u.origin.is_empty())
+            && directory.active().await
         {
             // The directory's: the system admins made here keep their own passwords.
+            if let Some(known) = user.as_ref().filter(|u| u.origin == LDAP)
+                && self.verified.holds(username, password, known.password_hash.as_str())
+            {
+                self.succeeded(&attempt).await?;
+                return Accounts::user_identity(known);
+            }
             let profile = match directory.verify(username, password).await {
                 Ok(profile) => profile,
                 Err(e) => {
@@ -80,13 +113,19 @@ impl Authenticator for Accounts {
                     return Err(e);
                 }
             };
-            let Some(profile) = profile else { return self.checked(username, false).await };
-            self.record_login(username, true).await?;
+            let Some(profile) = profile else { return self.failed(&attempt).await };
+            self.succeeded(&attempt).await?;
             let user = self.onboard(user, &profile).await?;
-            return self.active_identity(&user.name).await;
+            let identity = Accounts::user_identity(&user)?;
+            self.verified.record(username, password, user.password_hash.as_str());
+            return Ok(identity);
         }
-        let hash = user.filter(|u| u.origin.is_empty()).map(|u| u.password_hash);
-        self.checked(username, verify_secret(password, hash.as_ref()).await).await
+        let user = user.filter(|u| u.origin.is_empty());
+        if !self.password_matches(username, password, user.as_ref().map(|u| u.password_hash.as_str())).await {
+            return self.failed(&attempt).await;
+        }
+        self.succeeded(&attempt).await?;
+        user.map_or(Err(AuthError::InvalidCredentials), |u| Accounts::user_identity(&u))
     }
 
     async fn lookup(&self, username: &str) -> Result<Identity, AuthError> {
@@ -102,13 +141,21 @@ impl Accounts {
         self.onboard(existing, profile).await
     }
 
-    /// Records the outcome of a password check; the identity when it succeeded.
-    async fn checked(&self, username: &str, ok: bool) -> Result<Identity, AuthError> {
-        self.record_login(username, ok).await?;
-        if !ok {
-            return Err(AuthError::InvalidCredentials);
+    /// Whether `password` matches the account's stored `hash`: bcrypt (against a dummy hash
+    /// when there is no account, so both cost the same), unless the same check succeeded moments
+    /// ago ([`super::verified`]); a success is remembered.
+    async fn password_matches(&self, username: &str, password: &str, hash: Option<&str>) -> bool {
+        let Some(hash) = hash else {
+            return verify_secret(password, None).await;
+        };
+        if self.verified.holds(username, password, hash) {
+            return true;
         }
-        self.active_identity(username).await
+        let ok = verify_secret(password, Some(&crate::model::SecretHash::from_stored(hash))).await;
+        if ok {
+            self.verified.record(username, password, hash);
+        }
+        ok
     }
 
     /// The user the directory signed in as `profile`: made at the first sign-in (with a password

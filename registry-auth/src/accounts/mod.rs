@@ -38,6 +38,7 @@ mod policy;
 mod projects;
 mod robots;
 mod users;
+pub mod verified;
 
 pub use members::ProjectMember;
 pub use robots::NewRobot;
@@ -65,6 +66,8 @@ pub struct Accounts {
     operator: Operator,
     /// The directory users sign in through, when one is configured.
     directory: Option<Arc<dyn crate::directory::Directory>>,
+    /// Recent successful sign-ins (see [`verified`]).
+    verified: Arc<verified::Verified>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -76,7 +79,13 @@ impl std::fmt::Debug for Accounts {
 impl Accounts {
     /// Accounts kept in `store`.
     pub fn new(store: Arc<dyn AccountStore>) -> Accounts {
-        Accounts { store, clock: registry_core::time::system_clock(), operator: Operator::system(), directory: None }
+        Accounts {
+            store,
+            clock: registry_core::time::system_clock(),
+            operator: Operator::system(),
+            directory: None,
+            verified: Arc::new(verified::Verified::new()),
+        }
     }
 
     /// Accounts in memory (tests, examples).

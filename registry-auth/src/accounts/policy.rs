@@ -203,4 +203,25 @@ mod tests {
         a.add_user("second", "password1", true).await.expect("another admin");
         a.set_admin("admin", false).await.expect("no longer the last");
     }
+
+    #[tokio::test]
+    async fn a_recent_sign_in_is_not_trusted_past_a_change_on_any_replica() {
+        let store: std::sync::Arc<dyn crate::store::AccountStore> =
+            std::sync::Arc::new(crate::memory::MemoryAccountStore::new());
+        let (here, there) = (Accounts::new(store.clone()), Accounts::new(store));
+        here.add_user("dana", "password1", false).await.expect("user");
+        here.authenticate("dana", "password1").await.expect("first sign-in (verified and recorded)");
+        here.authenticate("dana", "password1").await.expect("again (the record)");
+        there.reset_password("dana", "password2").await.expect("changed on another replica");
+        assert!(matches!(here.authenticate("dana", "password1").await, Err(AuthError::InvalidCredentials)));
+        here.authenticate("dana", "password2").await.expect("the new one");
+        there.set_user_enabled("dana", false).await.expect("disabled there");
+        assert!(here.authenticate("dana", "password2").await.is_err(), "disabled users cannot sign in");
+        there.set_user_enabled("dana", true).await.expect("enabled");
+        here.authenticate("dana", "password2").await.expect("again");
+        there.remove_user("dana").await.expect("removed");
+        assert!(here.authenticate("dana", "password2").await.is_err(), "removed users cannot sign in");
+        here.add_user("dana", "password2", false).await.expect("a new dana with the same password");
+        here.authenticate("dana", "password2").await.expect("verified against the new record");
+    }
 }

@@ -1,0 +1,84 @@
+//! Credentials verified once: a bounded, in-memory record of recent successful sign-ins, so that
+//! Harbor's API clients, which send Basic credentials on every call, and podman's token requests
+//! (one per scope) cost a bcrypt verification (or a directory bind) once every few minutes rather
+//! than on each request.
+//!
+//! - The key is an HMAC-SHA256 of the name and password under a key drawn at random when the
+//!   process starts: the password is never kept, and the key cannot be recomputed elsewhere.
+//! - An entry holds the stored hash the password matched. A hit counts only while the account's
+//!   record, read anyway at each sign-in, still holds that hash and may still sign in: a changed
+//!   password, a disabled or deleted user or robot drops it at once, on every replica (each
+//!   reads the shared record).
+//! - Entries expire after [`TTL`]: the longest a password changed in a directory still works
+//!   here. Failed sign-ins are never recorded (they stay rate-limited by the lockout).
+
+use std::time::{Duration, Instant};
+
+use ring::hmac;
+
+/// How long a verification is trusted.
+pub const TTL: Duration = Duration::from_secs(120);
+/// Entries kept at most.
+const CAPACITY: usize = 4096;
+
+/// Recent successful verifications.
+pub(crate) struct Verified {
+    key: hmac::Key,
+    entries: quick_cache::sync::Cache<[u8; 32], (Instant, String)>,
+}
+
+impl Verified {
+    /// An empty record with a fresh random key.
+    pub(crate) fn new() -> Verified {
+        let mut secret = [0u8; 32];
+        // Without randomness the record stays unusable (no key anyone knows is worse than none).
+        let _ = getrandom::fill(&mut secret);
+        Verified { key: hmac::Key::new(hmac::HMAC_SHA256, &secret), entries: quick_cache::sync::Cache::new(CAPACITY) }
+    }
+
+    fn key_of(&self, name: &str, password: &str) -> [u8; 32] {
+        let mut context = hmac::Context::with_key(&self.key);
+        context.update(&(name.len() as u64).to_be_bytes());
+        context.update(name.as_bytes());
+        context.update(password.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.sign().as_ref());
+        out
+    }
+
+    /// Whether `name` and `password` were verified against `hash` (the account's stored hash, or
+    /// for a directory's user its origin mark) less than [`TTL`] ago.
+    pub(crate) fn holds(&self, name: &str, password: &str, hash: &str) -> bool {
+        let key = self.key_of(name, password);
+        match self.entries.get(&key) {
+            Some((at, matched)) if at.elapsed() < TTL && matched == hash => true,
+            Some(_) => {
+                self.entries.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Records that `name` and `password` were verified against `hash` now.
+    pub(crate) fn record(&self, name: &str, password: &str, hash: &str) {
+        self.entries.insert(self.key_of(name, password), (Instant::now(), hash.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verification_holds_for_its_hash_only() {
+        let v = Verified::new();
+        assert!(!v.holds("dana", "pw", "h1"));
+        v.record("dana", "pw", "h1");
+        assert!(v.holds("dana", "pw", "h1"));
+        assert!(!v.holds("dana", "other", "h1"), "another password");
+        assert!(!v.holds("dan", "apw", "h1"), "the name and password are not run together");
+        assert!(!v.holds("dana", "pw", "h2"), "the password changed");
+        assert!(!v.holds("dana", "pw", "h1"), "and the entry is gone");
+    }
+}
