@@ -5,8 +5,6 @@
 //! with its password, the lockout, a directory that is down answering 503 naming it, the user
 //! search and import, passwords that belong to the directory, and who may manage all this.
 
-use std::time::Duration;
-
 use registry_http::TestRegistry;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -39,12 +37,7 @@ async fn sign_in(reg: &TestRegistry, user: &str, password: &str) -> reqwest::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_sign_in_through_the_directory() {
     let mut slapd = Slapd::start().await;
-    let reg = TestRegistry::builder()
-        .accounts(harbor_accounts().await)
-        .jobs(Duration::from_secs(30), Duration::from_millis(20))
-        .start()
-        .await
-        .expect("start");
+    let reg = harbor_registry().await;
     let admin = Api::new(&reg, Some(ADMIN));
 
     // Settings that cannot work are refused before they are saved, saying why.

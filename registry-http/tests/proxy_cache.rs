@@ -25,12 +25,7 @@ async fn upstream_image(c: &reqwest::Client, base: &str, repo: &str, tag: &str, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_project_caches_what_it_serves_from_its_upstream() {
-    let reg = TestRegistry::builder()
-        .accounts(harbor_accounts().await)
-        .jobs(Duration::from_secs(30), Duration::from_millis(20))
-        .start()
-        .await
-        .expect("start");
+    let reg = harbor_registry().await;
     let upstream = Distribution::open().await;
     let front = Proxy::start(reserve_port(), std::slice::from_ref(&upstream.host)).await;
     let c = client();
@@ -146,12 +141,7 @@ async fn a_proxy_project_caches_what_it_serves_from_its_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_pulled_alone_is_cached_with_its_blobs_from_another_instance() {
-    let reg = TestRegistry::builder()
-        .accounts(harbor_accounts().await)
-        .jobs(Duration::from_secs(30), Duration::from_millis(20))
-        .start()
-        .await
-        .expect("start");
+    let reg = harbor_registry().await;
     let peer = TestRegistry::start_with_auth(harbor_accounts().await).await.expect("peer");
     let c = client();
     let t = token(&c, &peer.url(), Some(ADMIN), &["repository:team/app:pull,push"]).await;
@@ -211,12 +201,7 @@ async fn a_manifest_pulled_alone_is_cached_with_its_blobs_from_another_instance(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_pulls_through_its_mirror_setting_from_the_proxy_cache() {
-    let reg = TestRegistry::builder()
-        .accounts(harbor_accounts().await)
-        .jobs(Duration::from_secs(30), Duration::from_millis(20))
-        .start()
-        .await
-        .expect("start");
+    let reg = harbor_registry().await;
     let peer = TestRegistry::start_with_auth(harbor_accounts().await).await.expect("peer");
     let mut podman = Podman::with_test_image().await;
     let auth = podman.auth_file("admin");
@@ -256,12 +241,7 @@ async fn podman_pulls_through_its_mirror_setting_from_the_proxy_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_fetches_through_its_hosts_toml_mirror_from_the_proxy_cache() {
-    let reg = TestRegistry::builder()
-        .accounts(harbor_accounts().await)
-        .jobs(Duration::from_secs(30), Duration::from_millis(20))
-        .start()
-        .await
-        .expect("start");
+    let reg = harbor_registry().await;
     let upstream = Distribution::open().await;
     let c = client();
     let (v1, layer) = upstream_image(&c, &upstream.url(), "library/app", "v1", b"a layer for containerd").await;

@@ -74,12 +74,7 @@ async fn run(admin: &Api, policy: &str) -> Value {
 /// A registry with Harbor's accounts and a fast job queue, distribution behind Basic auth, and the
 /// registry's system admin.
 async fn start() -> (TestRegistry, Distribution, Api) {
-    let reg = TestRegistry::builder()
-        .accounts(harbor_accounts().await)
-        .jobs(Duration::from_secs(30), Duration::from_millis(20))
-        .start()
-        .await
-        .expect("start");
+    let reg = harbor_registry().await;
     let dist = Distribution::basic("mirror", "s3cret-pass").await;
     let admin = Api::new(&reg, Some(ADMIN));
     (reg, dist, admin)
@@ -428,16 +423,6 @@ async fn labels_chunks_deletions_and_webhooks_of_replication() {
     reg.stop().await;
 }
 
-/// Whether distribution holds an upload with bytes in it for `repo` (a blob arriving).
-fn receiving(dist: &Distribution, repo: &str) -> bool {
-    let uploads = dist.data().join(format!("docker/registry/v2/repositories/{repo}/_uploads"));
-    std::fs::read_dir(uploads)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|upload| std::fs::metadata(upload.path().join("data")).is_ok_and(|m| m.len() > 0))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_killed_mid_blob_gets_no_tag_and_the_retry_completes() {
     let (reg, mut dist, admin) = start().await;
@@ -453,13 +438,16 @@ async fn a_remote_killed_mid_blob_gets_no_tag_and_the_retry_completes() {
         .await
         .expect(StatusCode::CREATED, None);
     let id = started.header("location").rsplit('/').next().expect("id").to_owned();
+    // The config's upload opens first, then the layer's: once distribution has opened the
+    // second, the layer's two-second PUT is under way.
+    let opened = || dist.requests("\"POST /v2/team/app/blobs/uploads/ HTTP/1.1\" 202").len();
     for _ in 0..1500 {
-        if receiving(&dist, "team/app") {
+        if opened() >= 2 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert!(receiving(&dist, "team/app"), "the layer started arriving");
+    assert_eq!(opened(), 2, "the layer's upload opened");
     dist.kill().await;
     let mut waiting = Value::Null;
     for _ in 0..1500 {

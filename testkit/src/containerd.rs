@@ -3,10 +3,6 @@
 //! dropped. Containers cannot run here, but content can be fetched: `ctr content fetch` pulls an
 //! image's manifest and blobs through the same resolver (and `hosts.toml` mirrors) as a pull.
 
-use std::process::Stdio;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
-
 /// A running containerd.
 pub struct Containerd {
     child: tokio::process::Child,
@@ -30,21 +26,14 @@ impl Containerd {
             ),
         )
         .expect("config");
-        let mut child = tokio::process::Command::new("containerd")
-            .args(["--config", config.to_str().expect("utf8")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("containerd starts (apt-get install -y containerd)");
-        let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        loop {
-            let line = log.next_line().await.expect("log").expect("containerd exited before serving");
-            if line.contains("containerd successfully booted") {
-                break;
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        let mut command = tokio::process::Command::new("containerd");
+        command.args(["--config", config.to_str().expect("utf8")]);
+        let child = crate::spawn_until_ready(
+            command,
+            "containerd successfully booted",
+            "containerd (apt-get install -y containerd)",
+        )
+        .await;
         Containerd { child, work }
     }
 

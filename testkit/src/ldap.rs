@@ -8,10 +8,6 @@
 //!   use), `dave` (in the admin group); every password is `<uid>-password`;
 //! - groups (`ou=groups`, `groupOfNames`): `developers` (alice, jose), `registry-admins` (dave).
 
-use std::process::Stdio;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
-
 /// The directory's suffix.
 pub const BASE: &str = "dc=example,dc=org";
 
@@ -163,25 +159,9 @@ impl Slapd {
             Some(ldaps) => format!("{url}/ {ldaps}/"),
             None => format!("{url}/"),
         };
-        let mut child = tokio::process::Command::new("slapd")
-            .arg("-f")
-            .arg(&config)
-            .arg("-h")
-            .arg(&listen)
-            .args(["-d", "256"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("slapd starts (apt-get install -y slapd)");
-        let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        loop {
-            let line = log.next_line().await.expect("log").expect("slapd exited before serving");
-            if line.contains("slapd starting") {
-                break;
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        let mut command = tokio::process::Command::new("slapd");
+        command.arg("-f").arg(&config).arg("-h").arg(&listen).args(["-d", "256"]);
+        let child = crate::spawn_until_ready(command, "slapd starting", "slapd (apt-get install -y slapd)").await;
         Slapd { url, ldaps_url, ca_pem, child, _work: work }
     }
 

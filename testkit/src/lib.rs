@@ -522,3 +522,36 @@ impl Server {
         assert!(status.success());
     }
 }
+
+/// Starts `command` (its stdout discarded, killed when dropped) and waits until its stderr says
+/// `ready` (the log line a daemon prints once it serves); its stderr is drained from then on.
+/// `what` names it in panics (how to install it).
+pub async fn spawn_until_ready(mut command: tokio::process::Command, ready: &str, what: &str) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} starts: {e}"));
+    let mut log = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    loop {
+        let line = log.next_line().await.expect("log").unwrap_or_else(|| panic!("{what} exited before serving"));
+        if line.contains(ready) {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    child
+}
+
+/// An in-process registry with Harbor's accounts ([`harbor_accounts`]) and a job queue that polls
+/// every 20 ms (jobs lease for 30 s), for tests of what runs as jobs.
+pub async fn harbor_registry() -> registry_http::TestRegistry {
+    registry_http::TestRegistry::builder()
+        .accounts(harbor_accounts().await)
+        .jobs(std::time::Duration::from_secs(30), std::time::Duration::from_millis(20))
+        .start()
+        .await
+        .expect("start")
+}

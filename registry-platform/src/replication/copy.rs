@@ -337,13 +337,29 @@ impl Copy<'_> {
     }
 }
 
-/// `body` at no more than `rate` bytes per second on average since its start: each chunk is
-/// passed on once the bytes before it would have taken that long (so a limit holds per blob,
-/// whatever the chunk sizes).
+/// `body` at no more than `rate` bytes per second on average since its start: the bytes are
+/// passed on in pieces of a twentieth of a second's worth at most, each once the bytes before it
+/// would have taken that long (so a limit holds whatever the chunk sizes of the source).
 pub fn throttled(body: Blob, rate: u64) -> Blob {
     let rate = rate.max(1);
+    let piece = usize::try_from(rate / 20).unwrap_or(usize::MAX).max(1024);
     let start = tokio::time::Instant::now();
-    body.scan(0u64, move |sent, chunk| {
+    body.flat_map(move |chunk| {
+        let pieces: Vec<Result<Bytes, std::io::Error>> = match chunk {
+            Ok(bytes) => {
+                let mut bytes = bytes;
+                let mut out = Vec::with_capacity(bytes.len() / piece + 1);
+                while bytes.len() > piece {
+                    out.push(Ok(bytes.split_to(piece)));
+                }
+                out.push(Ok(bytes));
+                out
+            }
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(pieces)
+    })
+    .scan(0u64, move |sent, chunk| {
         let due = start + std::time::Duration::from_secs_f64(*sent as f64 / rate as f64);
         if let Ok(bytes) = &chunk {
             *sent += bytes.len() as u64;
@@ -368,5 +384,18 @@ mod tests {
         assert_eq!(out.len(), 10);
         // The tenth chunk leaves once 9,000 bytes had 4.5 s at 2,000 bytes/s.
         assert_eq!(start.elapsed(), std::time::Duration::from_millis(4500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_large_chunk_is_paced_too() {
+        let one: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::from(vec![0u8; 1 << 20]))];
+        let start = tokio::time::Instant::now();
+        let out: Vec<_> = throttled(futures::stream::iter(one).boxed(), 512 * 1024).collect().await;
+        let total: usize = out.iter().map(|c| c.as_ref().map_or(0, Bytes::len)).sum();
+        assert_eq!(total, 1 << 20);
+        // Pieces of 26,214 bytes: the last (16 bytes) leaves once the 40 before it had their time,
+        // 2 s at 512 KiB/s (to the millisecond the timer keeps).
+        let took = start.elapsed();
+        assert!(took > std::time::Duration::from_millis(1990) && took <= std::time::Duration::from_secs(2), "{took:?}");
     }
 }
