@@ -124,6 +124,16 @@ async fn people_sign_in_through_the_directory() {
     alice.post("/ldap/ping", json!({})).await.expect(StatusCode::FORBIDDEN, None);
     alice.get("/ldap/users/search").await.expect(StatusCode::FORBIDDEN, None);
     alice.put("/configurations", json!({"auth_mode": "db_auth"})).await.expect(StatusCode::FORBIDDEN, None);
+    let anonymous = Api::new(&reg, None);
+    anonymous.post("/ldap/ping", json!({})).await.expect(StatusCode::UNAUTHORIZED, None);
+    anonymous.get("/ldap/users/search").await.expect(StatusCode::UNAUTHORIZED, None);
+    anonymous
+        .post("/ldap/users/import", json!({"ldap_uid_list": ["bob"]}))
+        .await
+        .expect(StatusCode::UNAUTHORIZED, None);
+    alice.post("/ldap/users/import", json!({"ldap_uid_list": ["bob"]})).await.expect(StatusCode::FORBIDDEN, None);
+    let bad = admin.post("/ldap/users/import", json!({"uids": ["bob"]})).await.expect(StatusCode::BAD_REQUEST, None);
+    assert!(bad.body.to_string().contains("ldap_uid_list"), "{}", bad.body);
 
     // Import: users made before their first sign-in; the names that cannot be, listed.
     let imported = admin.post("/ldap/users/import", json!({"ldap_uid_list": ["bob", "nobody"]})).await;

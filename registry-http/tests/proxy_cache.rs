@@ -23,6 +23,15 @@ async fn upstream_image(c: &reqwest::Client, base: &str, repo: &str, tag: &str, 
     (Digest::sha256_of(manifest.as_bytes()), Digest::sha256_of(layer))
 }
 
+/// The registry endpoint `endpoint` and a proxy-cache project `name` in front of it.
+async fn proxy_project(admin: &Api, name: &str, endpoint: serde_json::Value) {
+    let registry_id = admin.post("/registries", endpoint).await.expect(StatusCode::CREATED, None).id();
+    admin
+        .post("/projects", json!({"project_name": name, "registry_id": registry_id}))
+        .await
+        .expect(StatusCode::CREATED, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_project_caches_what_it_serves_from_its_upstream() {
     let reg = harbor_registry().await;
@@ -35,7 +44,7 @@ async fn a_proxy_project_caches_what_it_serves_from_its_upstream() {
         .post("/registries", json!({"name": "upstream", "type": "docker-registry", "url": front.url()}))
         .await
         .expect(StatusCode::CREATED, None);
-    let registry_id: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("id");
+    let registry_id = created.id();
 
     // Bad bindings: refused saying why.
     let missing = admin.post("/projects", json!({"project_name": "nope", "registry_id": 999})).await;
@@ -147,19 +156,13 @@ async fn a_manifest_pulled_alone_is_cached_with_its_blobs_from_another_instance(
     let t = token(&c, &peer.url(), Some(ADMIN), &["repository:team/app:pull,push"]).await;
     let (_, v1) = push_image_as(&c, &peer.url(), "team/app", "v1", "peer", Some(&t)).await;
     let admin = Api::new(&reg, Some(ADMIN));
-    let created = admin
-        .post(
-            "/registries",
-            json!({"name": "peer", "type": "harbor", "url": peer.url(),
+    proxy_project(
+        &admin,
+        "cache",
+        json!({"name": "peer", "type": "harbor", "url": peer.url(),
                 "credential": {"type": "basic", "access_key": "admin", "access_secret": "adminpassword"}}),
-        )
-        .await
-        .expect(StatusCode::CREATED, None);
-    let registry_id: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("id");
-    admin
-        .post("/projects", json!({"project_name": "cache", "registry_id": registry_id}))
-        .await
-        .expect(StatusCode::CREATED, None);
+    )
+    .await;
 
     // Only the manifest is pulled (a client holding the layers): the cache fetches the rest.
     let base = reg.url();
@@ -213,19 +216,13 @@ async fn podman_pulls_through_its_mirror_setting_from_the_proxy_cache() {
     podman.run(&["rmi", &image, "localhost/podtest:v1"], &auth).await;
 
     let admin = Api::new(&reg, Some(ADMIN));
-    let created = admin
-        .post(
-            "/registries",
-            json!({"name": "peer", "type": "harbor", "url": peer.url(),
+    proxy_project(
+        &admin,
+        "mirror",
+        json!({"name": "peer", "type": "harbor", "url": peer.url(),
                 "credential": {"type": "basic", "access_key": "admin", "access_secret": "adminpassword"}}),
-        )
-        .await
-        .expect(StatusCode::CREATED, None);
-    let registry_id: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("id");
-    admin
-        .post("/projects", json!({"project_name": "mirror", "registry_id": registry_id}))
-        .await
-        .expect(StatusCode::CREATED, None);
+    )
+    .await;
 
     // An upstream name that does not even resolve: podman goes to the mirror, the cache fetches.
     podman.use_registries_conf(&format!(
@@ -246,15 +243,7 @@ async fn containerd_fetches_through_its_hosts_toml_mirror_from_the_proxy_cache()
     let c = client();
     let (v1, layer) = upstream_image(&c, &upstream.url(), "library/app", "v1", b"a layer for containerd").await;
     let admin = Api::new(&reg, Some(ADMIN));
-    let created = admin
-        .post("/registries", json!({"name": "hub", "type": "docker-registry", "url": upstream.url()}))
-        .await
-        .expect(StatusCode::CREATED, None);
-    let registry_id: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("id");
-    admin
-        .post("/projects", json!({"project_name": "hub", "registry_id": registry_id}))
-        .await
-        .expect(StatusCode::CREATED, None);
+    proxy_project(&admin, "hub", json!({"name": "hub", "type": "docker-registry", "url": upstream.url()})).await;
 
     // containerd's mirror for a name that does not resolve: the project's path on this
     // registry, used as it is (override_path), with the registry's token flow for credentials.

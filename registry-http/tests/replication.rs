@@ -80,17 +80,16 @@ async fn start() -> (TestRegistry, Distribution, Api) {
     (reg, dist, admin)
 }
 
-/// `dist` as a registry endpoint named `dist`; its id.
+/// `dist` as a registry endpoint named `dist` (signing in as its `mirror` user); its id.
 async fn endpoint(admin: &Api, dist: &Distribution) -> u64 {
-    let created = admin
-        .post(
-            "/registries",
-            json!({"name": "dist", "type": "docker-registry", "url": dist.url(),
-                "credential": {"type": "basic", "access_key": "mirror", "access_secret": "s3cret-pass"}}),
-        )
-        .await
-        .expect(StatusCode::CREATED, None);
-    created.header("location").rsplit('/').next().expect("id").parse().expect("number")
+    endpoint_as(admin, dist, ("mirror", "s3cret-pass")).await
+}
+
+/// `dist` as a registry endpoint named `dist`, signing in with `credential`; its id.
+async fn endpoint_as(admin: &Api, dist: &Distribution, credential: (&str, &str)) -> u64 {
+    let endpoint = json!({"name": "dist", "type": "docker-registry", "url": dist.url(),
+        "credential": {"type": "basic", "access_key": credential.0, "access_secret": credential.1}});
+    admin.post("/registries", endpoint).await.expect(StatusCode::CREATED, None).id()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +155,7 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
         )
         .await
         .expect(StatusCode::CREATED, None);
-    let push_id = pushed.header("location").rsplit('/').next().expect("id").to_owned();
+    let push_id = pushed.id().to_string();
     let shown = admin.get(&format!("/replication/policies/{push_id}")).await.expect(StatusCode::OK, None);
     assert_eq!(shown.body["dest_registry"]["name"], "dist");
     assert_eq!(shown.body["src_registry"]["id"], 0);
@@ -200,7 +199,7 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
         )
         .await
         .expect(StatusCode::CREATED, None);
-    let pull_id = pulled.header("location").rsplit('/').next().expect("id").to_owned();
+    let pull_id = pulled.id().to_string();
     let failed = run(&admin, &pull_id).await;
     assert_eq!(failed["status"], "Failed", "{failed}");
     let tasks =
@@ -231,7 +230,7 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
         )
         .await
         .expect(StatusCode::CREATED, None);
-    let on_push_id = on_push.header("location").rsplit('/').next().expect("id").to_owned();
+    let on_push_id = on_push.id().to_string();
     let (_, v3) = push_image_as(&c, &base, "team/app", "v3", "three", Some(&t)).await;
     let execution = executed(&admin, &on_push_id).await;
     assert_eq!((execution["status"].as_str(), execution["total"].as_u64()), (Some("Succeed"), Some(1)), "{execution}");
@@ -248,7 +247,7 @@ async fn images_indexes_and_signatures_replicate_to_and_from_distribution() {
         )
         .await
         .expect(StatusCode::CREATED, None);
-    let scheduled_id = scheduled.header("location").rsplit('/').next().expect("id").to_owned();
+    let scheduled_id = scheduled.id().to_string();
     let execution = executed(&admin, &scheduled_id).await;
     assert_eq!(execution["status"], "Succeed", "{execution}");
     assert_eq!(execution["trigger"], "scheduled");
@@ -297,7 +296,7 @@ async fn first_task_log(admin: &Api, execution: &Value) -> String {
 async fn policy(admin: &Api, registry: u64, mut body: Value) -> String {
     body["dest_registry"] = json!({"id": registry});
     let made = admin.post("/replication/policies", body).await.expect(StatusCode::CREATED, None);
-    made.header("location").rsplit('/').next().expect("id").to_owned()
+    made.id().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,7 +318,7 @@ async fn labels_chunks_deletions_and_webhooks_of_replication() {
     let (_, v1) = push_image_as(&c, &base, "team/app", "v1", "one", Some(&t)).await;
     push_image_as(&c, &base, "team/app", "v2", "two", Some(&t)).await;
     let label = admin.post("/labels", json!({"name": "release", "scope": "g"})).await.expect(StatusCode::CREATED, None);
-    let label_id: u64 = label.header("location").rsplit('/').next().expect("id").parse().expect("number");
+    let label_id = label.id();
     admin
         .post("/projects/team/repositories/app/artifacts/v1/labels", json!({"id": label_id}))
         .await
@@ -437,7 +436,7 @@ async fn a_remote_killed_mid_blob_gets_no_tag_and_the_retry_completes() {
         .post("/replication/executions", json!({"policy_id": policy_id.parse::<u64>().expect("id")}))
         .await
         .expect(StatusCode::CREATED, None);
-    let id = started.header("location").rsplit('/').next().expect("id").to_owned();
+    let id = started.id().to_string();
     // The config's upload opens first, then the layer's: once distribution has opened the
     // second, the layer's two-second PUT is under way.
     let opened = || dist.requests("\"POST /v2/team/app/blobs/uploads/ HTTP/1.1\" 202").len();
@@ -500,15 +499,7 @@ async fn to_and_from_distribution_behind_a_token_realm() {
     let (c, base) = (client(), reg.url());
     let t = token(&c, &base, Some(ADMIN), &["repository:team/app:pull,push"]).await;
     let (_, v1) = push_image_as(&c, &base, "team/app", "v1", "token-realm", Some(&t)).await;
-    let created = admin
-        .post(
-            "/registries",
-            json!({"name": "dist", "type": "docker-registry", "url": dist.url(),
-                "credential": {"type": "basic", "access_key": "dev", "access_secret": "password1"}}),
-        )
-        .await
-        .expect(StatusCode::CREATED, None);
-    let registry: u64 = created.header("location").rsplit('/').next().expect("id").parse().expect("number");
+    let registry = endpoint_as(&admin, &dist, ("dev", "password1")).await;
     let shown = admin.get(&format!("/registries/{registry}")).await.expect(StatusCode::OK, None);
     assert_eq!(shown.body["status"], "healthy", "{}", shown.body);
 
@@ -537,7 +528,7 @@ async fn to_and_from_distribution_behind_a_token_realm() {
         )
         .await
         .expect(StatusCode::CREATED, None);
-    let pulled = pulled.header("location").rsplit('/').next().expect("id").to_owned();
+    let pulled = pulled.id().to_string();
     let execution = run(&admin, &pulled).await;
     assert_eq!(execution["status"], "Succeed", "{execution}");
     let artifact = admin.get("/projects/back/repositories/app/artifacts/v1").await.expect(StatusCode::OK, None);

@@ -34,6 +34,13 @@ impl Answer {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
     }
 
+    /// The id the `Location` header ends with (what a creation made).
+    #[track_caller]
+    pub fn id(&self) -> u64 {
+        let location = self.header("location");
+        location.rsplit('/').next().and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("no id in {location:?}"))
+    }
+
     /// Asserts the status and, for errors, Harbor's code.
     #[track_caller]
     pub fn expect(self, status: StatusCode, code: Option<&str>) -> Answer {
