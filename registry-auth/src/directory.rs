@@ -24,6 +24,9 @@ pub struct Profile {
     pub realname: String,
     /// Whether they belong to the directory's admin group (system admins here).
     pub admin: bool,
+    /// The directory's groups they belong to (DNs): those that are user groups here give them
+    /// the groups' memberships.
+    pub groups: Vec<String>,
 }
 
 /// A directory users sign in through.

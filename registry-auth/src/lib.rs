@@ -35,7 +35,9 @@ pub use error::AuthError;
 pub use htpasswd::Htpasswd;
 pub use identity::{Credentials, Identity};
 pub use memory::MemoryAccountStore;
-pub use model::{Id, Member, Project, Robot, RobotAccess, RobotLevel, RobotPermission, Role, User};
+pub use model::{
+    Entity, GroupKind, Id, Member, Project, Robot, RobotAccess, RobotLevel, RobotPermission, Role, User, UserGroup,
+};
 pub use policy::{AccessPolicy, AccessPolicyExt, Authenticator, ProjectState};
 pub use sealed::{SealError, SecretKey};
 pub use service::{Grant, TokenRequest, TokenResponse, TokenService};

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use registry_core::event::Event;
 
 use crate::error::AuthError;
-use crate::model::{Id, LoginFailures, Member, Project, Robot, User};
+use crate::model::{Entity, Id, LoginFailures, Member, Project, Robot, User, UserGroup};
 use crate::store::{AccountStore, Result};
 
 #[derive(Default)]
@@ -17,6 +17,7 @@ struct State {
     users: BTreeMap<Id, User>,
     projects: BTreeMap<Id, Project>,
     members: BTreeMap<Id, Member>,
+    groups: BTreeMap<Id, UserGroup>,
     robots: BTreeMap<Id, Robot>,
     failures: HashMap<String, LoginFailures>,
     events: Vec<Event>,
@@ -121,7 +122,7 @@ impl AccountStore for MemoryAccountStore {
         if state.users.remove(&id).is_none() {
             return Ok(false);
         }
-        state.members.retain(|_, m| m.user_id != id);
+        state.members.retain(|_, m| m.entity != Entity::User(id));
         state.record(events);
         Ok(true)
     }
@@ -176,12 +177,15 @@ impl AccountStore for MemoryAccountStore {
             return Err(AuthError::not_found(format!("project {}", member.project_id)));
         };
         let project = project.name.clone();
-        let Some(user) = state.users.get(&member.user_id) else {
-            return Err(AuthError::not_found(format!("user {}", member.user_id)));
+        let who = match member.entity {
+            Entity::User(id) => state.users.get(&id).map(|u| format!("user {}", u.name)),
+            Entity::Group(id) => state.groups.get(&id).map(|g| format!("group {}", g.name)),
         };
-        let user = user.name.clone();
-        if state.members.values().any(|m| m.project_id == member.project_id && m.user_id == member.user_id) {
-            return Err(AuthError::conflict(format!("membership of {user} in {project}")));
+        let Some(who) = who else {
+            return Err(AuthError::not_found(format!("{:?}", member.entity)));
+        };
+        if state.members.values().any(|m| m.project_id == member.project_id && m.entity == member.entity) {
+            return Err(AuthError::conflict(format!("membership of {who} in {project}")));
         }
         member.id = state.next();
         state.members.insert(member.id, member.clone());
@@ -194,18 +198,23 @@ impl AccountStore for MemoryAccountStore {
     }
 
     async fn member(&self, project_id: Id, user_id: Id) -> Result<Option<Member>> {
-        Ok(self.lock().members.values().find(|m| m.project_id == project_id && m.user_id == user_id).cloned())
+        Ok(self
+            .lock()
+            .members
+            .values()
+            .find(|m| m.project_id == project_id && m.entity == Entity::User(user_id))
+            .cloned())
     }
 
     async fn memberships(&self, user_id: Id) -> Result<Vec<Member>> {
-        Ok(self.lock().members.values().filter(|m| m.user_id == user_id).cloned().collect())
+        Ok(self.lock().members.values().filter(|m| m.entity == Entity::User(user_id)).cloned().collect())
     }
 
     async fn update_member(&self, member: &Member, events: &[Event]) -> Result<()> {
         let what = || format!("member {}", member.id);
         let mut state = self.lock();
         replace(&mut state.members, member.id, member, what, |m| {
-            m.project_id == member.project_id && m.user_id == member.user_id
+            m.project_id == member.project_id && m.entity == member.entity
         })?;
         state.record(events);
         Ok(())
@@ -218,6 +227,48 @@ impl AccountStore for MemoryAccountStore {
             state.record(events);
         }
         Ok(removed)
+    }
+
+    async fn create_group(&self, mut group: UserGroup, events: &[Event]) -> Result<UserGroup> {
+        let mut state = self.lock();
+        let key = group.key();
+        if state.groups.values().any(|g| g.kind == group.kind && g.key() == key) {
+            return Err(AuthError::conflict(format!("group {}", group.name)));
+        }
+        group.id = state.next();
+        state.groups.insert(group.id, group.clone());
+        state.record(events);
+        Ok(group)
+    }
+
+    async fn group(&self, id: Id) -> Result<Option<UserGroup>> {
+        Ok(self.lock().groups.get(&id).cloned())
+    }
+
+    async fn groups(&self) -> Result<Vec<UserGroup>> {
+        Ok(self.lock().groups.values().cloned().collect())
+    }
+
+    async fn update_group(&self, group: &UserGroup, events: &[Event]) -> Result<()> {
+        let mut state = self.lock();
+        let key = group.key();
+        if state.groups.values().any(|g| g.id != group.id && g.kind == group.kind && g.key() == key) {
+            return Err(AuthError::conflict(format!("group {}", group.name)));
+        }
+        let what = || format!("group {}", group.name);
+        replace(&mut state.groups, group.id, group, what, |g| g.kind == group.kind)?;
+        state.record(events);
+        Ok(())
+    }
+
+    async fn delete_group(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let mut state = self.lock();
+        if state.groups.remove(&id).is_none() {
+            return Ok(false);
+        }
+        state.members.retain(|_, m| m.entity != Entity::Group(id));
+        state.record(events);
+        Ok(true)
     }
 
     async fn create_robot(&self, mut robot: Robot, events: &[Event]) -> Result<Robot> {

@@ -183,6 +183,10 @@ pub struct User {
     /// directory (its password hash then matches nothing).
     #[serde(default)]
     pub origin: String,
+    /// The user groups they belonged to when they last signed in (ids of [`UserGroup`]s: the
+    /// directory's groups that are groups here), whose memberships of projects are theirs too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Id>,
 }
 
 /// A project: the first component of its repositories' names.
@@ -207,15 +211,45 @@ pub struct Project {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// A membership of a user in a project.
+/// Whom a membership is of: a user, or a group of users (Harbor's `entity_type` `u` and `g`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Entity {
+    /// A user, by id.
+    #[serde(rename = "user_id")]
+    User(Id),
+    /// A user group, by id.
+    #[serde(rename = "group_id")]
+    Group(Id),
+}
+
+impl Entity {
+    /// The user's id, when it is a user.
+    pub fn user(self) -> Option<Id> {
+        match self {
+            Entity::User(id) => Some(id),
+            Entity::Group(_) => None,
+        }
+    }
+
+    /// The group's id, when it is a group.
+    pub fn group(self) -> Option<Id> {
+        match self {
+            Entity::Group(id) => Some(id),
+            Entity::User(_) => None,
+        }
+    }
+}
+
+/// A membership of a user or a user group in a project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// The id of the membership.
     pub id: Id,
     /// The project.
     pub project_id: Id,
-    /// The user.
-    pub user_id: Id,
+    /// The user or group (stored as `user_id` or `group_id`).
+    #[serde(flatten)]
+    pub entity: Entity,
     /// The role.
     pub role: Role,
     /// A repository pattern inside the project narrowing the membership (an extension of ours:
@@ -224,6 +258,76 @@ pub struct Member {
     pub repositories: Option<String>,
     /// When it was created.
     pub created_at: u64,
+}
+
+/// Where a user group's members come from (Harbor's `group_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupKind {
+    /// A group of the LDAP directory, by its DN (Harbor's 1).
+    Ldap,
+    /// A group an authenticating proxy names (Harbor's 2).
+    Http,
+    /// A group an OpenID Connect provider names in its groups claim (Harbor's 3).
+    Oidc,
+}
+
+impl GroupKind {
+    /// Harbor's number.
+    pub fn id(self) -> u8 {
+        match self {
+            GroupKind::Ldap => 1,
+            GroupKind::Http => 2,
+            GroupKind::Oidc => 3,
+        }
+    }
+
+    /// The kind of Harbor's number.
+    pub fn from_id(id: i64) -> Option<GroupKind> {
+        match id {
+            1 => Some(GroupKind::Ldap),
+            2 => Some(GroupKind::Http),
+            3 => Some(GroupKind::Oidc),
+            _ => None,
+        }
+    }
+}
+
+/// A user group: people a directory or a provider says belong together, made members of projects
+/// as one (Harbor's user groups).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserGroup {
+    /// The id.
+    pub id: Id,
+    /// Its name as shown (for OIDC and HTTP groups, the name the provider sends).
+    pub name: String,
+    /// Where its members come from.
+    pub kind: GroupKind,
+    /// The group's entry in the directory (LDAP groups only; empty otherwise).
+    #[serde(default)]
+    pub ldap_dn: String,
+    /// When it was created.
+    pub created_at: u64,
+}
+
+impl UserGroup {
+    /// What identifies it within its kind, which no two groups share: the DN of an LDAP group
+    /// (compared as the directory does: without case and spaces around separators), else the name.
+    pub fn key(&self) -> String {
+        match self.kind {
+            GroupKind::Ldap => normalized_dn(&self.ldap_dn),
+            GroupKind::Http | GroupKind::Oidc => self.name.clone(),
+        }
+    }
+}
+
+/// A DN as the directory compares them: lower case, no spaces around `,` and `=`.
+pub fn normalized_dn(dn: &str) -> String {
+    dn.split(',')
+        .map(|rdn| rdn.split('=').map(str::trim).collect::<Vec<_>>().join("="))
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_lowercase()
 }
 
 /// Whether a robot belongs to one project or to the whole system (Harbor's `level`).
@@ -389,6 +493,19 @@ pub fn pattern_matches(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_are_stored_as_before_and_groups_beside_them() {
+        let old = r#"{"id":3,"project_id":1,"user_id":2,"role":"developer","created_at":5}"#;
+        let m: Member = serde_json::from_str(old).expect("an old record");
+        assert_eq!(m.entity, Entity::User(2));
+        assert!(serde_json::to_string(&m).expect("json").contains(r#""user_id":2"#));
+        let g = Member { entity: Entity::Group(7), ..m };
+        let text = serde_json::to_string(&g).expect("json");
+        assert!(text.contains(r#""group_id":7"#) && !text.contains("user_id"), "{text}");
+        assert_eq!(serde_json::from_str::<Member>(&text).expect("read back"), g);
+        assert_eq!(normalized_dn("CN=Developers, OU=groups,dc = example"), "cn=developers,ou=groups,dc=example");
+    }
 
     #[test]
     fn patterns() {

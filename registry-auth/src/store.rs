@@ -7,8 +7,9 @@
 //! must pass is `registry_auth::testing::account_store_suite` (feature `testing`).
 //!
 //! Every method is one transaction. Creating assigns the record's id (the one passed is
-//! ignored) and fails with [`AuthError::Conflict`] when the name is taken; deleting a user takes
-//! their memberships, deleting a project its members and project robots, in the same transaction.
+//! ignored) and fails with [`AuthError::Conflict`] when the name is taken; deleting a user or a
+//! group takes their memberships, deleting a project its members and project robots, in the same
+//! transaction.
 //! Every change is given the events that record it (`registry_core::event`), which the store
 //! writes in the same transaction, when the change happens (a deletion of nothing records
 //! nothing): a store that is also the metadata store writes them to its event stream.
@@ -18,7 +19,7 @@ use async_trait::async_trait;
 use registry_core::event::Event;
 
 use crate::error::AuthError;
-use crate::model::{Id, LoginFailures, Member, Project, Robot, User};
+use crate::model::{Id, LoginFailures, Member, Project, Robot, User, UserGroup};
 
 /// The result type of account stores.
 pub type Result<T, E = AuthError> = std::result::Result<T, E>;
@@ -57,19 +58,32 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Deletes a project with its members and project robots; `false` if absent.
     async fn delete_project(&self, id: Id, events: &[Event]) -> Result<bool>;
 
-    /// Creates a membership; [`AuthError::NotFound`] if the project or user is gone,
-    /// [`AuthError::Conflict`] if the user is a member already.
+    /// Creates a membership; [`AuthError::NotFound`] if the project, user or group is gone,
+    /// [`AuthError::Conflict`] if the user or group is a member already.
     async fn create_member(&self, member: Member, events: &[Event]) -> Result<Member>;
-    /// The members of a project, by id.
+    /// The members of a project (users and groups), by id.
     async fn members(&self, project_id: Id) -> Result<Vec<Member>>;
-    /// The membership of a user in a project.
+    /// The membership of a user (not of their groups) in a project.
     async fn member(&self, project_id: Id, user_id: Id) -> Result<Option<Member>>;
-    /// The memberships of a user.
+    /// The memberships of a user (not of their groups).
     async fn memberships(&self, user_id: Id) -> Result<Vec<Member>>;
-    /// Replaces a membership (same id, project and user); [`AuthError::NotFound`] if it is gone.
+    /// Replaces a membership (same id, project and entity); [`AuthError::NotFound`] if it is gone.
     async fn update_member(&self, member: &Member, events: &[Event]) -> Result<()>;
     /// Deletes a membership; `false` if absent.
     async fn delete_member(&self, id: Id, events: &[Event]) -> Result<bool>;
+
+    /// Creates a user group; the stored record, with its id. [`AuthError::Conflict`] when a group
+    /// of its kind has its [`key`](UserGroup::key) already.
+    async fn create_group(&self, group: UserGroup, events: &[Event]) -> Result<UserGroup>;
+    /// A user group by id.
+    async fn group(&self, id: Id) -> Result<Option<UserGroup>>;
+    /// All user groups, by id.
+    async fn groups(&self) -> Result<Vec<UserGroup>>;
+    /// Replaces a group's record (same id and kind; its key may change, [`AuthError::Conflict`]
+    /// when another group has it); [`AuthError::NotFound`] if it is gone.
+    async fn update_group(&self, group: &UserGroup, events: &[Event]) -> Result<()>;
+    /// Deletes a user group and its memberships; `false` if absent.
+    async fn delete_group(&self, id: Id, events: &[Event]) -> Result<bool>;
 
     /// Creates a robot; the stored record, with its id.
     async fn create_robot(&self, robot: Robot, events: &[Event]) -> Result<Robot>;

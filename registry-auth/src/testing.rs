@@ -8,7 +8,10 @@
 //! ```
 
 use crate::error::AuthError;
-use crate::model::{LoginFailures, Member, Project, Robot, RobotLevel, RobotPermission, Role, SecretHash, User};
+use crate::model::{
+    Entity, GroupKind, LoginFailures, Member, Project, Robot, RobotLevel, RobotPermission, Role, SecretHash, User,
+    UserGroup,
+};
 use crate::store::AccountStore;
 
 fn user(name: &str) -> User {
@@ -25,6 +28,7 @@ fn user(name: &str) -> User {
         updated_at: 10,
         password_changed_at: 10,
         origin: String::new(),
+        groups: Vec::new(),
     }
 }
 
@@ -99,7 +103,7 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
     let member = Member {
         id: 0,
         project_id: team.id,
-        user_id: bob.id,
+        entity: Entity::User(bob.id),
         role: Role::Developer,
         repositories: None,
         created_at: 40,
@@ -109,7 +113,7 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
         matches!(store.create_member(member.clone(), &[]).await, Err(AuthError::Conflict { .. })),
         "once per project"
     );
-    let orphan = Member { user_id: 999_999, ..member.clone() };
+    let orphan = Member { entity: Entity::User(999_999), ..member.clone() };
     assert!(matches!(store.create_member(orphan, &[]).await, Err(AuthError::NotFound { .. })), "the user must exist");
     let homeless = Member { project_id: 999_999, ..member.clone() };
     assert!(
@@ -126,6 +130,64 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
         .create_member(Member { project_id: lib.id, ..member.clone() }, &[])
         .await
         .expect("member of another project");
+
+    // User groups: ids assigned, one per kind and key (an LDAP group's DN, compared as the
+    // directory does), renamed in place; group memberships beside the users'.
+    let group = |name: &str, kind: GroupKind, dn: &str| UserGroup {
+        id: 0,
+        name: name.into(),
+        kind,
+        ldap_dn: dn.into(),
+        created_at: 45,
+    };
+    let devs = store
+        .create_group(group("developers", GroupKind::Ldap, "cn=developers,ou=groups,dc=example,dc=org"), &[])
+        .await
+        .expect("create group");
+    assert!(devs.id > 0, "an id is assigned");
+    assert!(
+        matches!(
+            store.create_group(group("devs", GroupKind::Ldap, "CN=Developers, ou=groups,dc=example,dc=org"), &[]).await,
+            Err(AuthError::Conflict { .. })
+        ),
+        "one group per DN"
+    );
+    let ops = store.create_group(group("ops", GroupKind::Oidc, ""), &[]).await.expect("create group");
+    let ldap_ops = store.create_group(group("ops", GroupKind::Ldap, "cn=ops,dc=example,dc=org"), &[]).await;
+    assert!(ldap_ops.is_ok(), "names are unique per kind only");
+    let ldap_ops = ldap_ops.expect("ops");
+    assert!(matches!(
+        store.create_group(group("ops", GroupKind::Oidc, ""), &[]).await,
+        Err(AuthError::Conflict { .. })
+    ));
+    let renamed = UserGroup { name: "developers (all)".into(), ..devs.clone() };
+    store.update_group(&renamed, &[]).await.expect("rename group");
+    assert_eq!(store.group(devs.id).await.expect("get"), Some(renamed.clone()));
+    let clash = UserGroup { ldap_dn: "cn=ops,dc=example,dc=org".into(), ..devs.clone() };
+    assert!(matches!(store.update_group(&clash, &[]).await, Err(AuthError::Conflict { .. })), "keys stay unique");
+    assert_eq!(
+        store.groups().await.expect("list").iter().map(|g| g.id).collect::<Vec<_>>(),
+        [devs.id, ops.id, ldap_ops.id],
+        "groups list by id"
+    );
+    let group_member = Member { entity: Entity::Group(devs.id), role: Role::Guest, ..member.clone() };
+    let gm = store.create_member(group_member.clone(), &[]).await.expect("a group member");
+    assert!(matches!(store.create_member(group_member, &[]).await, Err(AuthError::Conflict { .. })));
+    let stray = Member { entity: Entity::Group(999_999), ..member.clone() };
+    assert!(matches!(store.create_member(stray, &[]).await, Err(AuthError::NotFound { .. })), "the group must exist");
+    assert_eq!(store.members(team.id).await.expect("list"), vec![promoted.clone(), gm.clone()]);
+    assert_eq!(store.member(team.id, bob.id).await.expect("get"), Some(promoted.clone()), "a user's own");
+    let ops_member = store
+        .create_member(Member { entity: Entity::Group(ops.id), project_id: lib.id, ..member.clone() }, &[])
+        .await
+        .expect("a group member");
+    let gm_up = Member { role: Role::Developer, ..gm.clone() };
+    store.update_member(&gm_up, &[]).await.expect("update group member");
+    assert_eq!(store.members(team.id).await.expect("list"), vec![promoted.clone(), gm_up]);
+    assert!(store.delete_group(ops.id, &[]).await.expect("delete group"));
+    assert!(!store.delete_group(ops.id, &[]).await.expect("delete again"));
+    assert!(store.delete_member(ops_member.id, &[]).await.is_ok_and(|deleted| !deleted), "memberships go with it");
+    assert!(store.group(ops.id).await.expect("get").is_none());
 
     // Robots.
     let r = store.create_robot(robot("robot$team+ci", Some(team.id)), &[]).await.expect("create robot");
@@ -153,7 +215,12 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
     assert!(store.robot(system.id).await.expect("get").is_some(), "system robots stay");
     assert_eq!(store.memberships(bob.id).await.expect("list"), vec![lib_member.clone()]);
 
-    // Deleting a user takes their memberships.
+    // Deleting a project took its group members; deleting a user takes their memberships.
+    assert!(store.delete_member(gm.id, &[]).await.is_ok_and(|deleted| !deleted), "group members went too");
+    let with_groups =
+        User { groups: vec![devs.id, ldap_ops.id], ..store.user(alice.id).await.expect("get").expect("alice") };
+    store.update_user(&with_groups, &[]).await.expect("update");
+    assert_eq!(store.user(alice.id).await.expect("get").map(|u| u.groups), Some(vec![devs.id, ldap_ops.id]));
     assert!(store.delete_user(bob.id, &[]).await.expect("delete user"));
     assert!(store.members(lib.id).await.expect("list").is_empty(), "memberships went with the user");
     assert!(!store.delete_user(bob.id, &[]).await.expect("delete again"));

@@ -142,11 +142,17 @@ pub enum EventAction {
     UpdateScanner,
     /// A replication execution ended (the detail holds Harbor's replication summary as JSON).
     Replication,
+    /// A user group was created (by an admin, or at the first sign-in of one of its members).
+    CreateUserGroup,
+    /// A user group was renamed.
+    UpdateUserGroup,
+    /// A user group was deleted (with its memberships).
+    DeleteUserGroup,
 }
 
 impl EventAction {
     /// Every action, for listings.
-    pub const ALL: [EventAction; 40] = [
+    pub const ALL: [EventAction; 43] = [
         EventAction::PushArtifact,
         EventAction::PullArtifact,
         EventAction::DeleteArtifact,
@@ -187,6 +193,9 @@ impl EventAction {
         EventAction::ScanningStopped,
         EventAction::UpdateScanner,
         EventAction::Replication,
+        EventAction::CreateUserGroup,
+        EventAction::UpdateUserGroup,
+        EventAction::DeleteUserGroup,
     ];
 
     /// Harbor's audit-log `resource_type` and `operation` for the action.
@@ -233,6 +242,9 @@ impl EventAction {
             A::ScanningStopped => ("scan", "stopped"),
             A::UpdateScanner => ("scanner", "update"),
             A::Replication => ("replication", "run"),
+            A::CreateUserGroup => ("user_group", "create"),
+            A::UpdateUserGroup => ("user_group", "update"),
+            A::DeleteUserGroup => ("user_group", "delete"),
         }
     }
 
@@ -280,6 +292,9 @@ impl EventAction {
             A::ScanningStopped => "SCANNING_STOPPED",
             A::UpdateScanner => "UPDATE_SCANNER",
             A::Replication => "REPLICATION",
+            A::CreateUserGroup => "CREATE_USER_GROUP",
+            A::UpdateUserGroup => "UPDATE_USER_GROUP",
+            A::DeleteUserGroup => "DELETE_USER_GROUP",
         }
     }
 }

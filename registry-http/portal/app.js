@@ -7,6 +7,7 @@ import { projectsPage } from './pages/projects.js';
 import { projectPage } from './pages/project.js';
 import { repositoryPage } from './pages/repository.js';
 import { usersPage } from './pages/users.js';
+import { groupsPage } from './pages/groups.js';
 import { auditPage } from './pages/audit.js';
 import { gcPage } from './pages/gc.js';
 import { jobsPage } from './pages/jobs.js';
@@ -33,6 +34,7 @@ const routes = [
   [/^\/projects\/([^/]+)\/repositories\/(.+)$/, (p, r) => repositoryPage(ctx, p, r)],
   [/^\/projects\/([^/]+)(?:\/([a-z-]+))?$/, (p, tab) => projectPage(ctx, p, tab || 'repositories')],
   [/^\/users$/, () => usersPage(ctx)],
+  [/^\/groups$/, () => groupsPage(ctx)],
   [/^\/audit$/, () => auditPage(ctx)],
   [/^\/gc$/, () => gcPage(ctx)],
   [/^\/jobs$/, () => jobsPage(ctx)],
@@ -56,7 +58,7 @@ function header() {
     h('a', { class: 'brand', href: '#/projects' }, 'Registry'),
     h('nav', { 'aria-label': 'Main' },
       link('/projects', 'Projects'), link('/dashboard', 'Dashboard'),
-      admin ? link('/users', 'Users') : null, admin ? link('/audit', 'Audit log') : null,
+      admin ? link('/users', 'Users') : null, admin ? link('/groups', 'Groups') : null, admin ? link('/audit', 'Audit log') : null,
       admin ? link('/gc', 'Garbage collection') : null, admin ? link('/jobs', 'Jobs') : null,
       admin ? link('/labels', 'Labels') : null, admin ? link('/scanners', 'Scanners') : null, admin ? link('/registries', 'Registries') : null, admin ? link('/replications', 'Replications') : null,
       admin ? link('/settings', 'Settings') : null),

@@ -195,3 +195,122 @@ async fn ldaps_and_starttls_with_a_ca_of_its_own() {
     slapd.stop().await;
     reg.stop().await;
 }
+
+/// The actions the token endpoint grants `user` on `repository`.
+async fn granted(reg: &TestRegistry, user: &str, password: &str, repository: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let scope = format!("repository:{repository}:pull,push,delete");
+    let jwt = token(&client(), &reg.url(), Some((user, password)), &[&scope]).await;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64"))
+            .expect("claims");
+    let mut actions: Vec<String> = claims["access"][0]["actions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    actions.sort();
+    actions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_groups_are_members_of_projects() {
+    let slapd = Slapd::start().await;
+    let reg = harbor_registry().await;
+    let admin = Api::new(&reg, Some(ADMIN));
+    let developers = format!("cn=developers,ou=groups,{BASE}");
+
+    // LDAP groups are made only while the directory signs people in.
+    let early = admin.post("/usergroups", json!({"group_type": 1, "ldap_group_dn": developers})).await;
+    early.expect(StatusCode::BAD_REQUEST, None);
+    let mut body = settings(&slapd);
+    body["ldap_group_base_dn"] = json!(format!("ou=groups,{BASE}"));
+    body["ldap_group_search_filter"] = json!("(objectClass=groupOfNames)");
+    body["ldap_group_attribute_name"] = json!("cn");
+    admin.put("/configurations", body.clone()).await.expect(StatusCode::OK, None);
+    let mut bad = body.clone();
+    bad["ldap_group_search_filter"] = json!("objectClass=groupOfNames");
+    let refused = admin.put("/configurations", bad).await.expect(StatusCode::BAD_REQUEST, None);
+    assert!(refused.body.to_string().contains("ldap_group_search_filter"), "{}", refused.body);
+
+    // The directory's groups: by part of a name, or by DN.
+    let found = admin.get("/ldap/groups/search?groupname=dev").await.expect(StatusCode::OK, None);
+    assert_eq!(found.body, json!([{"group_name": "developers", "group_type": 1, "ldap_group_dn": developers}]));
+    let by_dn = admin.get(&format!("/ldap/groups/search?groupdn={developers}")).await.expect(StatusCode::OK, None);
+    assert_eq!(by_dn.body[0]["group_name"], "developers");
+    let none = admin.get(&format!("/ldap/groups/search?groupdn=cn=nobody,ou=groups,{BASE}")).await;
+    assert_eq!(none.expect(StatusCode::OK, None).body, json!([]));
+
+    // A group here for a DN the directory has, named as the directory names it; one per DN.
+    let missing = admin
+        .post("/usergroups", json!({"group_type": 1, "ldap_group_dn": format!("cn=ghosts,ou=groups,{BASE}")}))
+        .await
+        .expect(StatusCode::BAD_REQUEST, None);
+    assert!(missing.body.to_string().contains("cn=ghosts"), "{}", missing.body);
+    let made = admin.post("/usergroups", json!({"group_type": 1, "ldap_group_dn": developers})).await;
+    let group_id = made.expect(StatusCode::CREATED, None).id();
+    let group = admin.get(&format!("/usergroups/{group_id}")).await.expect(StatusCode::OK, None);
+    assert_eq!(
+        group.body,
+        json!({"id": group_id, "group_name": "developers", "group_type": 1, "ldap_group_dn": developers})
+    );
+    let again = json!({"group_type": 1, "ldap_group_dn": developers.to_uppercase().replace(',', ", ")});
+    admin.post("/usergroups", again).await.expect(StatusCode::CONFLICT, None);
+    admin
+        .post("/usergroups", json!({"group_type": 2, "group_name": "web"}))
+        .await
+        .expect(StatusCode::BAD_REQUEST, None);
+
+    // The group a developer of a private project; alice (in it) a guest of her own: the
+    // strongest role wins. Bob, in no group, gets nothing.
+    admin.post("/projects", json!({"project_name": "squad", "public": false})).await.expect(StatusCode::CREATED, None);
+    let member = admin
+        .post("/projects/squad/members", json!({"role_id": 2, "member_group": {"id": group_id}}))
+        .await
+        .expect(StatusCode::CREATED, None);
+    let member_id = member.id();
+    assert_eq!(granted(&reg, "alice", "alice-password", "squad/app").await, ["pull", "push"]);
+    admin
+        .post("/projects/squad/members", json!({"role_id": 3, "member_user": {"username": "alice"}}))
+        .await
+        .expect(StatusCode::CREATED, None);
+    assert_eq!(granted(&reg, "alice", "alice-password", "squad/app").await, ["pull", "push"], "the stronger role");
+    assert!(granted(&reg, "bob", "bob-password", "squad/app").await.is_empty());
+    let members = admin.get("/projects/squad/members").await.expect(StatusCode::OK, None);
+    let listed = members.body.as_array().expect("members").iter().find(|m| m["id"] == json!(member_id)).cloned();
+    let listed = listed.expect("the group is listed");
+    assert_eq!((listed["entity_type"].as_str(), listed["entity_name"].as_str()), (Some("g"), Some("developers")));
+    assert_eq!(listed["entity_id"], json!(group_id));
+
+    // A group named by its DN is made as it is added (the admin group here).
+    admin
+        .post(
+            "/projects/squad/members",
+            json!({"role_id": 4, "member_group": {"group_type": 1, "ldap_group_dn": format!("cn=registry-admins,ou=groups,{BASE}")}}),
+        )
+        .await
+        .expect(StatusCode::CREATED, None);
+    let groups = admin.get("/usergroups").await.expect(StatusCode::OK, None);
+    assert_eq!(groups.body.as_array().map(Vec::len), Some(2), "{}", groups.body);
+
+    // Who may see and change groups: any signed-in user searches, system admins manage.
+    let alice = Api::new(&reg, Some(("alice", "alice-password")));
+    let searched = alice.get("/usergroups/search?groupname=dev").await.expect(StatusCode::OK, None);
+    assert_eq!(searched.body, json!([{"id": group_id, "group_name": "developers", "group_type": 1}]));
+    alice.get("/usergroups").await.expect(StatusCode::FORBIDDEN, None);
+    alice.get("/ldap/groups/search?groupname=dev").await.expect(StatusCode::FORBIDDEN, None);
+    alice.post("/usergroups", json!({"group_type": 3, "group_name": "x"})).await.expect(StatusCode::FORBIDDEN, None);
+    alice.delete(&format!("/usergroups/{group_id}")).await.expect(StatusCode::FORBIDDEN, None);
+    Api::new(&reg, None).get("/usergroups/search?groupname=dev").await.expect(StatusCode::UNAUTHORIZED, None);
+
+    // Renamed in place; deleted with its memberships: alice keeps only her own role.
+    admin.put(&format!("/usergroups/{group_id}"), json!({"group_name": "devs"})).await.expect(StatusCode::OK, None);
+    let renamed = admin.get(&format!("/projects/squad/members/{member_id}")).await.expect(StatusCode::OK, None);
+    assert_eq!(renamed.body["entity_name"], "devs");
+    admin.delete(&format!("/usergroups/{group_id}")).await.expect(StatusCode::OK, None);
+    admin.get(&format!("/projects/squad/members/{member_id}")).await.expect(StatusCode::NOT_FOUND, None);
+    assert_eq!(granted(&reg, "alice", "alice-password", "squad/app").await, ["pull"]);
+    admin.get(&format!("/usergroups/{group_id}")).await.expect(StatusCode::NOT_FOUND, None);
+    slapd.stop().await;
+    reg.stop().await;
+}

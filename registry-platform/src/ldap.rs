@@ -2,8 +2,8 @@
 //! configuration ([`LdapConfig`], from the system settings, the search password sealed there),
 //! a person's check (bind as the search DN, find exactly one entry under the base DN by the
 //! filter and the uid attribute, bind as that entry with the password; the admin group by the
-//! entry's membership attribute or the group's members), the ping and the user search behind
-//! `/ldap/*`, and [`LdapDirectory`], the [`Directory`] the accounts sign users in through while
+//! entry's membership attribute or the group's members; their groups the same two ways), the
+//! ping, the user and group searches behind `/ldap/*`, and [`LdapDirectory`], the [`Directory`] the accounts sign users in through while
 //! `auth_mode` is `ldap_auth`.
 //!
 //! `ldap://` (optionally upgraded with StartTLS) and `ldaps://`; certificates verified against
@@ -57,6 +57,14 @@ pub struct LdapConfig {
     pub group_admin_dn: String,
     /// The attribute of a person's entry listing their groups (`memberOf`).
     pub group_membership_attribute: String,
+    /// Where groups are searched (empty: a person's groups are only those their entry lists).
+    pub group_base_dn: String,
+    /// A filter groups must match (empty: none).
+    pub group_filter: String,
+    /// The attribute holding a group's name (`cn`).
+    pub group_name_attribute: String,
+    /// The group search scope (Harbor's numbers).
+    pub group_scope: i64,
 }
 
 impl std::fmt::Debug for LdapConfig {
@@ -122,6 +130,10 @@ impl LdapConfig {
             ca_certificate: settings.ldap_ca_certificate.clone(),
             group_admin_dn: settings.ldap_group_admin_dn.clone(),
             group_membership_attribute: settings.ldap_group_membership_attribute.clone(),
+            group_base_dn: settings.ldap_group_base_dn.clone(),
+            group_filter: settings.ldap_group_search_filter.clone(),
+            group_name_attribute: settings.ldap_group_attribute_name.clone(),
+            group_scope: settings.ldap_group_search_scope,
         })
     }
 
@@ -141,11 +153,29 @@ impl LdapConfig {
                 self.filter
             )));
         }
-        if self.uid.is_empty() || !self.uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b';') {
+        if !attribute_name(&self.uid) {
             return Err(Invalid(format!("ldap_uid {:?} is not an attribute name (uid, sAMAccountName)", self.uid)));
         }
         if !(0..=2).contains(&self.scope) {
             return Err(Invalid(format!("ldap_scope {}: 0 (base), 1 (one level) or 2 (subtree)", self.scope)));
+        }
+        if !(0..=2).contains(&self.group_scope) {
+            return Err(Invalid(format!(
+                "ldap_group_search_scope {}: 0 (base), 1 (one level) or 2 (subtree)",
+                self.group_scope
+            )));
+        }
+        if !self.group_filter.is_empty() && !balanced(&self.group_filter) {
+            return Err(Invalid(format!(
+                "ldap_group_search_filter {:?} is not one LDAP filter: write it in parentheses, e.g. (objectClass=groupOfNames)",
+                self.group_filter
+            )));
+        }
+        if !self.group_name_attribute.is_empty() && !attribute_name(&self.group_name_attribute) {
+            return Err(Invalid(format!(
+                "ldap_group_attribute_name {:?} is not an attribute name (cn)",
+                self.group_name_attribute
+            )));
         }
         if self.timeout_secs == 0 || self.timeout_secs > 300 {
             return Err(Invalid(format!("ldap_timeout {}: from 1 to 300 seconds", self.timeout_secs)));
@@ -157,11 +187,12 @@ impl LdapConfig {
     }
 
     fn scope(&self) -> Scope {
-        match self.scope {
-            0 => Scope::Base,
-            1 => Scope::OneLevel,
-            _ => Scope::Subtree,
-        }
+        scope_of(self.scope)
+    }
+
+    /// The attribute holding a group's name.
+    fn group_name(&self) -> &str {
+        if self.group_name_attribute.is_empty() { "cn" } else { &self.group_name_attribute }
     }
 
     fn fail(&self, what: impl std::fmt::Display) -> LdapError {
@@ -270,6 +301,91 @@ impl LdapConfig {
         Ok(!found.0.is_empty())
     }
 
+    /// The DNs of the groups `person` belongs to: those their entry lists (the membership
+    /// attribute) and, when a group base DN is set, the groups there naming them as a member
+    /// (`member`, `uniqueMember`, `memberUid`).
+    async fn groups_of(&self, ldap: &mut ldap3::Ldap, person: &Person) -> Result<Vec<String>, LdapError> {
+        let mut groups = person.groups.clone();
+        if !self.group_base_dn.is_empty() {
+            let members = format!(
+                "(|(member={dn})(uniqueMember={dn})(memberUid={uid}))",
+                dn = ldap_escape(&person.dn),
+                uid = ldap_escape(&person.username)
+            );
+            for group in self.groups(ldap, &members).await? {
+                if !groups.iter().any(|g| g.eq_ignore_ascii_case(&group.dn)) {
+                    groups.push(group.dn);
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The groups under the group base DN matching `filter` (and the group filter).
+    async fn groups(&self, ldap: &mut ldap3::Ldap, filter: &str) -> Result<Vec<LdapGroup>, LdapError> {
+        let filter =
+            if self.group_filter.is_empty() { filter.to_owned() } else { format!("(&{}{filter})", self.group_filter) };
+        let name = self.group_name();
+        let found = ldap
+            .with_search_options(ldap3::SearchOptions::new().sizelimit(SEARCH_LIMIT))
+            .search(&self.group_base_dn, scope_of(self.group_scope), &filter, vec![name])
+            .await
+            .map_err(|e| self.fail(format!("searching groups in {} failed ({e})", self.group_base_dn)))?;
+        let (entries, outcome) = (found.0, found.1);
+        if outcome.rc != 0 && outcome.rc != 4 {
+            return Err(self.fail(format!(
+                "searching groups in {} for {filter} answered {}",
+                self.group_base_dn,
+                result(&outcome)
+            )));
+        }
+        Ok(entries.into_iter().map(|e| LdapGroup::of(SearchEntry::construct(e), name)).collect())
+    }
+
+    /// Groups by name (containing `name`; every one when empty) under the group base DN, or the
+    /// one group at `dn` (Harbor's `/ldap/groups/search`).
+    pub async fn search_groups(&self, name: &str, dn: &str) -> Result<Vec<LdapGroup>, LdapError> {
+        let mut ldap = self.connect().await?;
+        let found = if !dn.is_empty() {
+            self.group_at(&mut ldap, dn).await?.into_iter().collect()
+        } else {
+            if self.group_base_dn.is_empty() {
+                return Err(LdapError("set ldap_group_base_dn to search groups by name".into()));
+            }
+            let pattern = if name.is_empty() { "*".to_owned() } else { format!("*{}*", ldap_escape(name)) };
+            self.groups(&mut ldap, &format!("({}={pattern})", self.group_name())).await?
+        };
+        let _ = ldap.unbind().await;
+        Ok(found)
+    }
+
+    /// The group whose entry is `dn`, if the directory has it.
+    async fn group_at(&self, ldap: &mut ldap3::Ldap, dn: &str) -> Result<Option<LdapGroup>, LdapError> {
+        let filter =
+            if self.group_filter.is_empty() { "(objectClass=*)".to_owned() } else { self.group_filter.clone() };
+        let name = self.group_name();
+        let found = ldap
+            .search(dn, Scope::Base, &filter, vec![name])
+            .await
+            .map_err(|e| self.fail(format!("reading the group {dn} failed ({e})")))?;
+        let (entries, outcome) = (found.0, found.1);
+        match outcome.rc {
+            0 => {}
+            // noSuchObject, invalidDNSyntax: not a group of this directory.
+            32 | 34 => return Ok(None),
+            _ => return Err(self.fail(format!("reading the group {dn} answered {}", result(&outcome)))),
+        }
+        Ok(entries.into_iter().next().map(|e| LdapGroup::of(SearchEntry::construct(e), name)))
+    }
+
+    /// The group at `dn`, if the directory has it (checked before a group is made here).
+    pub async fn find_group(&self, dn: &str) -> Result<Option<LdapGroup>, LdapError> {
+        let mut ldap = self.connect().await?;
+        let found = self.group_at(&mut ldap, dn).await;
+        let _ = ldap.unbind().await;
+        found
+    }
+
     /// Checks the settings against the server: it is reached, the search DN binds, the base DN
     /// can be searched with the filter.
     pub async fn ping(&self) -> Result<(), LdapError> {
@@ -301,7 +417,8 @@ impl LdapConfig {
             }
             return Ok(None);
         }
-        let person = found.remove(0);
+        let mut person = found.remove(0);
+        person.groups = self.groups_of(&mut ldap, &person).await?;
         let admin = self.is_admin(&mut ldap, &person).await?;
         let bound = ldap
             .simple_bind(&person.dn, password)
@@ -315,12 +432,45 @@ impl LdapConfig {
                 email: person.email,
                 realname: person.realname,
                 admin,
+                groups: person.groups,
             })),
             // invalidCredentials, and the codes for a locked or disabled account.
             49 | 50 | 53 => Ok(None),
             _ => Err(self.fail(format!("binding as {} answered {}", person.dn, result(&bound)))),
         }
     }
+}
+
+/// A group of the directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LdapGroup {
+    /// Its entry.
+    pub dn: String,
+    /// Its name (the group name attribute).
+    pub name: String,
+}
+
+impl LdapGroup {
+    /// The group of a search's entry, named by its attribute `name`.
+    fn of(entry: SearchEntry, name: &str) -> LdapGroup {
+        let value =
+            entry.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first().cloned());
+        LdapGroup { name: value.unwrap_or_default(), dn: entry.dn }
+    }
+}
+
+/// The ldap3 scope of Harbor's number.
+fn scope_of(scope: i64) -> Scope {
+    match scope {
+        0 => Scope::Base,
+        1 => Scope::OneLevel,
+        _ => Scope::Subtree,
+    }
+}
+
+/// Whether `name` can be an attribute's name.
+fn attribute_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b';')
 }
 
 /// An LDAP result as a person reads it: its code, its name where it is a common one, its text.

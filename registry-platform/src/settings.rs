@@ -51,6 +51,14 @@ pub struct SystemSettings {
     pub ldap_group_admin_dn: String,
     /// The attribute of a person's entry listing their groups.
     pub ldap_group_membership_attribute: String,
+    /// Where groups are searched (empty: groups only by the membership attribute).
+    pub ldap_group_base_dn: String,
+    /// A filter groups must match (`(objectClass=groupOfNames)`; empty: none).
+    pub ldap_group_search_filter: String,
+    /// The attribute holding a group's name.
+    pub ldap_group_attribute_name: String,
+    /// The group search scope: 0 base, 1 one level, 2 subtree.
+    pub ldap_group_search_scope: i64,
 }
 
 impl Default for SystemSettings {
@@ -74,6 +82,10 @@ impl Default for SystemSettings {
             ldap_ca_certificate: String::new(),
             ldap_group_admin_dn: String::new(),
             ldap_group_membership_attribute: "memberof".into(),
+            ldap_group_base_dn: String::new(),
+            ldap_group_search_filter: String::new(),
+            ldap_group_attribute_name: "cn".into(),
+            ldap_group_search_scope: 2,
         }
     }
 }

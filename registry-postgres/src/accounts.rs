@@ -2,7 +2,7 @@
 //! beside the columns queries need; ids from sequences; deletions cascade by foreign key.
 
 use async_trait::async_trait;
-use registry_auth::model::{Id, LoginFailures, Member, Project, Robot, User};
+use registry_auth::model::{Entity, Id, LoginFailures, Member, Project, Robot, User, UserGroup};
 use registry_auth::{AccountStore, AuthError};
 use registry_core::event::Event;
 use serde::Serialize;
@@ -52,6 +52,15 @@ fn project(row: &tokio_postgres::Row) -> Result<Project> {
 
 fn member(row: &tokio_postgres::Row) -> Result<Member> {
     record(row, |m: &mut Member, id| m.id = id)
+}
+
+fn group(row: &tokio_postgres::Row) -> Result<UserGroup> {
+    record(row, |g: &mut UserGroup, id| g.id = id)
+}
+
+/// The `user_id` and `group_id` columns of a membership of `entity`.
+fn entity_columns(entity: Entity) -> (Option<i64>, Option<i64>) {
+    (entity.user().map(id_of), entity.group().map(id_of))
 }
 
 fn robot(row: &tokio_postgres::Row) -> Result<Robot> {
@@ -203,20 +212,18 @@ impl AccountStore for PgStore {
         let mut client = self.client_auth().await?;
         let txn = client.transaction().await.map_err(db("starting a transaction"))?;
         let text = encode(&member)?;
+        let (user_id, group_id) = entity_columns(member.entity);
         let row = txn
             .cached_one(
-                "INSERT INTO members (project_id, user_id, record) VALUES ($1, $2, $3) RETURNING id",
-                &[&id_of(member.project_id), &id_of(member.user_id), &text],
+                "INSERT INTO members (project_id, user_id, group_id, record) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&id_of(member.project_id), &user_id, &group_id, &text],
             )
             .await
             .map_err(|e| match sqlstate(&e) {
-                Some("23505") => AuthError::conflict(format!(
-                    "membership of user {} in project {}",
-                    member.user_id, member.project_id
-                )),
-                Some("23503") => {
-                    AuthError::not_found(format!("project {} or user {}", member.project_id, member.user_id))
+                Some("23505") => {
+                    AuthError::conflict(format!("membership of {:?} in project {}", member.entity, member.project_id))
                 }
+                Some("23503") => AuthError::not_found(format!("project {} or {:?}", member.project_id, member.entity)),
                 _ => AuthError::Backend(pg_err("creating a membership", e)),
             })?;
         member.id = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
@@ -258,10 +265,12 @@ impl AccountStore for PgStore {
     async fn update_member(&self, m: &Member, events: &[Event]) -> Result<()> {
         let mut client = self.client_auth().await?;
         let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let (user_id, group_id) = entity_columns(m.entity);
         let n = txn
             .cached_execute(
-                "UPDATE members SET record = $4 WHERE id = $1 AND project_id = $2 AND user_id = $3",
-                &[&id_of(m.id), &id_of(m.project_id), &id_of(m.user_id), &encode(m)?],
+                "UPDATE members SET record = $5 WHERE id = $1 AND project_id = $2 \
+                 AND user_id IS NOT DISTINCT FROM $3 AND group_id IS NOT DISTINCT FROM $4",
+                &[&id_of(m.id), &id_of(m.project_id), &user_id, &group_id, &encode(m)?],
             )
             .await
             .map_err(db("updating a membership"))?;
@@ -286,6 +295,75 @@ impl AccountStore for PgStore {
             .cached_execute("DELETE FROM members WHERE id = $1", &[&id_of(id)])
             .await
             .map_err(db("deleting a membership"))?;
+        if n == 1 {
+            record_events(&txn, events).await?;
+        }
+        txn.commit().await.map_err(db("committing"))?;
+        Ok(n == 1)
+    }
+
+    async fn create_group(&self, mut g: UserGroup, events: &[Event]) -> Result<UserGroup> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let row = txn
+            .cached_one(
+                "INSERT INTO user_groups (kind, key, record) VALUES ($1, $2, $3) RETURNING id",
+                &[&i16::from(g.kind.id()), &g.key(), &encode(&g)?],
+            )
+            .await
+            .map_err(|e| match sqlstate(&e) {
+                Some("23505") => AuthError::conflict(format!("group {}", g.name)),
+                _ => AuthError::Backend(pg_err("creating a user group", e)),
+            })?;
+        g.id = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        record_events(&txn, events).await?;
+        txn.commit().await.map_err(db("committing"))?;
+        Ok(g)
+    }
+
+    async fn group(&self, id: Id) -> Result<Option<UserGroup>> {
+        let row = self.one("SELECT id, record FROM user_groups WHERE id = $1", &id_of(id)).await?;
+        row.map(|r| group(&r)).transpose()
+    }
+
+    async fn groups(&self) -> Result<Vec<UserGroup>> {
+        self.all("SELECT id, record FROM user_groups ORDER BY id").await?.iter().map(group).collect()
+    }
+
+    async fn update_group(&self, g: &UserGroup, events: &[Event]) -> Result<()> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let n = txn
+            .cached_execute(
+                "UPDATE user_groups SET key = $3, record = $4 WHERE id = $1 AND kind = $2",
+                &[&id_of(g.id), &i16::from(g.kind.id()), &g.key(), &encode(g)?],
+            )
+            .await
+            .map_err(|e| match sqlstate(&e) {
+                Some("23505") => AuthError::conflict(format!("group {}", g.name)),
+                _ => AuthError::Backend(pg_err("updating a user group", e)),
+            })?;
+        if n == 1 {
+            record_events(&txn, events).await?;
+            return txn.commit().await.map_err(db("committing"));
+        }
+        let exists = txn
+            .cached_opt("SELECT 1 FROM user_groups WHERE id = $1", &[&id_of(g.id)])
+            .await
+            .map_err(db("reading a user group"))?;
+        match exists {
+            Some(_) => Err(AuthError::Invalid(format!("group {} cannot change its type", g.name))),
+            None => Err(AuthError::not_found(format!("group {}", g.name))),
+        }
+    }
+
+    async fn delete_group(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let mut client = self.client_auth().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let n = txn
+            .cached_execute("DELETE FROM user_groups WHERE id = $1", &[&id_of(id)])
+            .await
+            .map_err(db("deleting a user group"))?;
         if n == 1 {
             record_events(&txn, events).await?;
         }
@@ -384,6 +462,8 @@ pub struct AccountsImport {
     pub projects: Vec<Project>,
     /// Memberships.
     pub members: Vec<Member>,
+    /// User groups.
+    pub groups: Vec<UserGroup>,
     /// Robots.
     pub robots: Vec<Robot>,
 }
@@ -421,10 +501,19 @@ impl PgStore {
             .await
             .map_err(db("importing a project"))?;
         }
-        for m in &accounts.members {
+        for g in &accounts.groups {
             txn.cached_execute(
-                "INSERT INTO members (id, project_id, user_id, record) VALUES ($1, $2, $3, $4)",
-                &[&id_of(m.id), &id_of(m.project_id), &id_of(m.user_id), &encode(m)?],
+                "INSERT INTO user_groups (id, kind, key, record) VALUES ($1, $2, $3, $4)",
+                &[&id_of(g.id), &i16::from(g.kind.id()), &g.key(), &encode(g)?],
+            )
+            .await
+            .map_err(db("importing a user group"))?;
+        }
+        for m in &accounts.members {
+            let (user_id, group_id) = entity_columns(m.entity);
+            txn.cached_execute(
+                "INSERT INTO members (id, project_id, user_id, group_id, record) VALUES ($1, $2, $3, $4, $5)",
+                &[&id_of(m.id), &id_of(m.project_id), &user_id, &group_id, &encode(m)?],
             )
             .await
             .map_err(db("importing a membership"))?;
@@ -437,7 +526,7 @@ impl PgStore {
             .await
             .map_err(db("importing a robot"))?;
         }
-        for table in ["users", "projects", "members", "robots"] {
+        for table in ["users", "projects", "members", "robots", "user_groups"] {
             let sql = format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
             );

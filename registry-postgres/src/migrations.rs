@@ -13,13 +13,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("../migrations/0003_pulls.sql")),
     (4, include_str!("../migrations/0004_quotas_labels.sql")),
     (5, include_str!("../migrations/0005_scan_reports.sql")),
+    (6, include_str!("../migrations/0006_user_groups.sql")),
 ];
 
 /// The advisory lock the migrations are applied under.
 const LOCK: i64 = 0x7265_6769_7374_7279; // "registry"
 
 /// The newest schema version this program knows.
-pub(crate) const CURRENT: i32 = 5;
+pub(crate) const CURRENT: i32 = 6;
 
 /// Applies every migration the database lacks.
 pub(crate) async fn apply(store: &PgStore) -> Result<(), BackendError> {

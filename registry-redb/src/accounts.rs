@@ -1,5 +1,5 @@
 //! The [`AccountStore`] half of [`RedbStore`]: users, projects, members, robots, login failures.
-//! (Its length is the trait's: 26 short transactions over the tables below.)
+//! (Its length is the trait's: 31 short transactions over the tables below.)
 //!
 //! # Tables
 //!
@@ -9,6 +9,10 @@
 //! | `user_names`, `project_names`, `robot_names` | name | id |
 //! | `members_by_project` | (project id, user id) | member id |
 //! | `members_by_user` | (user id, project id) | member id |
+//! | `groups` | id | JSON [`UserGroup`] |
+//! | `group_keys` | `<kind>:<key>` ([`UserGroup::key`]) | group id |
+//! | `group_members_by_project` | (project id, group id) | member id |
+//! | `members_by_group` | (group id, project id) | member id |
 //! | `login_failures` | account name | JSON [`LoginFailures`] |
 //! | `sequences` | table name | the last id given |
 //!
@@ -20,7 +24,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use redb::{ReadableTable, TableDefinition};
-use registry_auth::model::{Id, LoginFailures, Member, Project, Robot, User};
+use registry_auth::model::{Entity, Id, LoginFailures, Member, Project, Robot, User, UserGroup};
 use registry_auth::{AccountStore, AuthError};
 use registry_core::event::Event;
 use serde::Serialize;
@@ -39,6 +43,10 @@ const PROJECT_NAMES: Names = TableDefinition::new("project_names");
 const MEMBERS: Records = TableDefinition::new("members");
 const MEMBERS_BY_PROJECT: Pairs = TableDefinition::new("members_by_project");
 const MEMBERS_BY_USER: Pairs = TableDefinition::new("members_by_user");
+const GROUPS: Records = TableDefinition::new("groups");
+const GROUP_KEYS: Names = TableDefinition::new("group_keys");
+const GROUP_MEMBERS_BY_PROJECT: Pairs = TableDefinition::new("group_members_by_project");
+const MEMBERS_BY_GROUP: Pairs = TableDefinition::new("members_by_group");
 const ROBOTS: Records = TableDefinition::new("robots");
 const ROBOT_NAMES: Names = TableDefinition::new("robot_names");
 const LOGIN_FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("login_failures");
@@ -80,13 +88,13 @@ impl ProjectCache {
 
 /// Creates the account tables and loads the projects into `cache`.
 pub(crate) fn prepare(txn: &redb::WriteTransaction, cache: &ProjectCache) -> Result<()> {
-    for t in [USERS, PROJECTS, MEMBERS, ROBOTS] {
+    for t in [USERS, PROJECTS, MEMBERS, ROBOTS, GROUPS] {
         txn.open_table(t).map_err(db_err)?;
     }
-    for t in [USER_NAMES, PROJECT_NAMES, ROBOT_NAMES] {
+    for t in [USER_NAMES, PROJECT_NAMES, ROBOT_NAMES, GROUP_KEYS] {
         txn.open_table(t).map_err(db_err)?;
     }
-    for t in [MEMBERS_BY_PROJECT, MEMBERS_BY_USER] {
+    for t in [MEMBERS_BY_PROJECT, MEMBERS_BY_USER, GROUP_MEMBERS_BY_PROJECT, MEMBERS_BY_GROUP] {
         txn.open_table(t).map_err(db_err)?;
     }
     txn.open_table(LOGIN_FAILURES).map_err(db_err)?;
@@ -174,14 +182,29 @@ fn replace_named<T: DeserializeOwned>(
     }
 }
 
+/// The indexes of a membership of `entity`: by (project, entity), by (entity, project); and the
+/// entity's id.
+fn indexes(entity: Entity) -> (Pairs, Pairs, Id) {
+    match entity {
+        Entity::User(id) => (MEMBERS_BY_PROJECT, MEMBERS_BY_USER, id),
+        Entity::Group(id) => (GROUP_MEMBERS_BY_PROJECT, MEMBERS_BY_GROUP, id),
+    }
+}
+
 /// Deletes membership `id` with its index entries.
 fn delete_member_in(txn: &redb::WriteTransaction, id: Id) -> Result<bool> {
     let removed = txn.open_table(MEMBERS).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| v.value().to_vec());
     let Some(bytes) = removed else { return Ok(false) };
     let m: Member = decode(&bytes)?;
-    txn.open_table(MEMBERS_BY_PROJECT).map_err(db_err)?.remove((m.project_id, m.user_id)).map_err(db_err)?;
-    txn.open_table(MEMBERS_BY_USER).map_err(db_err)?.remove((m.user_id, m.project_id)).map_err(db_err)?;
+    let (by_project, by_entity, entity) = indexes(m.entity);
+    txn.open_table(by_project).map_err(db_err)?.remove((m.project_id, entity)).map_err(db_err)?;
+    txn.open_table(by_entity).map_err(db_err)?.remove((entity, m.project_id)).map_err(db_err)?;
     Ok(true)
+}
+
+/// The key of `group` in `group_keys`.
+fn group_key(group: &UserGroup) -> String {
+    format!("{}:{}", group.kind.id(), group.key())
 }
 
 /// The member ids of `owner` in an index keyed by (owner, other).
@@ -193,8 +216,11 @@ fn member_ids(table: &impl ReadableTable<(u64, u64), u64>, owner: Id) -> Result<
         .collect()
 }
 
-fn members_in(txn: &redb::ReadTransaction, index: Pairs, owner: Id) -> Result<Vec<Member>> {
-    let ids = member_ids(&txn.open_table(index).map_err(db_err)?, owner)?;
+fn members_in(txn: &redb::ReadTransaction, index: &[Pairs], owner: Id) -> Result<Vec<Member>> {
+    let mut ids = Vec::new();
+    for index in index {
+        ids.extend(member_ids(&txn.open_table(*index).map_err(db_err)?, owner)?);
+    }
     let members = txn.open_table(MEMBERS).map_err(db_err)?;
     let mut out: Vec<Member> = ids.into_iter().filter_map(|id| get(&members, id).transpose()).collect::<Result<_>>()?;
     out.sort_by_key(|m| m.id);
@@ -323,7 +349,8 @@ impl AccountStore for RedbStore {
                 let Some(bytes) = removed else { return Ok::<_, AuthError>(None) };
                 let project: Project = decode(&bytes)?;
                 txn.open_table(PROJECT_NAMES).map_err(db_err)?.remove(project.name.as_str()).map_err(db_err)?;
-                let ids = member_ids(&txn.open_table(MEMBERS_BY_PROJECT).map_err(db_err)?, id)?;
+                let mut ids = member_ids(&txn.open_table(MEMBERS_BY_PROJECT).map_err(db_err)?, id)?;
+                ids.extend(member_ids(&txn.open_table(GROUP_MEMBERS_BY_PROJECT).map_err(db_err)?, id)?);
                 for m in ids {
                     delete_member_in(txn, m)?;
                 }
@@ -351,17 +378,24 @@ impl AccountStore for RedbStore {
             .write(move |txn| {
                 let project: Option<Project> = get(&txn.open_table(PROJECTS).map_err(db_err)?, member.project_id)?;
                 let project = project.ok_or_else(|| AuthError::not_found(format!("project {}", member.project_id)))?;
-                let user: Option<User> = get(&txn.open_table(USERS).map_err(db_err)?, member.user_id)?;
-                let user = user.ok_or_else(|| AuthError::not_found(format!("user {}", member.user_id)))?;
-                let mut by_project = txn.open_table(MEMBERS_BY_PROJECT).map_err(db_err)?;
-                if by_project.get((member.project_id, member.user_id)).map_err(db_err)?.is_some() {
-                    return Err(AuthError::conflict(format!("membership of {} in {}", user.name, project.name)));
+                let who = match member.entity {
+                    Entity::User(id) => {
+                        get::<User>(&txn.open_table(USERS).map_err(db_err)?, id)?.map(|u| format!("user {}", u.name))
+                    }
+                    Entity::Group(id) => get::<UserGroup>(&txn.open_table(GROUPS).map_err(db_err)?, id)?
+                        .map(|g| format!("group {}", g.name)),
+                };
+                let who = who.ok_or_else(|| AuthError::not_found(format!("{:?}", member.entity)))?;
+                let (by_project, by_entity, entity) = indexes(member.entity);
+                let mut by_project = txn.open_table(by_project).map_err(db_err)?;
+                if by_project.get((member.project_id, entity)).map_err(db_err)?.is_some() {
+                    return Err(AuthError::conflict(format!("membership of {who} in {}", project.name)));
                 }
                 member.id = next_id(txn, "members")?;
-                by_project.insert((member.project_id, member.user_id), member.id).map_err(db_err)?;
-                txn.open_table(MEMBERS_BY_USER)
+                by_project.insert((member.project_id, entity), member.id).map_err(db_err)?;
+                txn.open_table(by_entity)
                     .map_err(db_err)?
-                    .insert((member.user_id, member.project_id), member.id)
+                    .insert((entity, member.project_id), member.id)
                     .map_err(db_err)?;
                 txn.open_table(MEMBERS)
                     .map_err(db_err)?
@@ -374,7 +408,7 @@ impl AccountStore for RedbStore {
     }
 
     async fn members(&self, project_id: Id) -> Result<Vec<Member>> {
-        self.db.read(move |txn| members_in(txn, MEMBERS_BY_PROJECT, project_id)).await
+        self.db.read(move |txn| members_in(txn, &[MEMBERS_BY_PROJECT, GROUP_MEMBERS_BY_PROJECT], project_id)).await
     }
 
     async fn member(&self, project_id: Id, user_id: Id) -> Result<Option<Member>> {
@@ -391,7 +425,7 @@ impl AccountStore for RedbStore {
     }
 
     async fn memberships(&self, user_id: Id) -> Result<Vec<Member>> {
-        self.db.read(move |txn| members_in(txn, MEMBERS_BY_USER, user_id)).await
+        self.db.read(move |txn| members_in(txn, &[MEMBERS_BY_USER], user_id)).await
     }
 
     async fn update_member(&self, member: &Member, events: &[Event]) -> Result<()> {
@@ -401,7 +435,7 @@ impl AccountStore for RedbStore {
                 let mut table = txn.open_table(MEMBERS).map_err(db_err)?;
                 let current: Option<Member> = get(&table, m.id)?;
                 match current {
-                    Some(c) if c.project_id == m.project_id && c.user_id == m.user_id => {
+                    Some(c) if c.project_id == m.project_id && c.entity == m.entity => {
                         table.insert(m.id, bytes.as_slice()).map_err(db_err)?;
                         drop(table);
                         crate::events::record::<AuthError>(txn, &events)
@@ -422,6 +456,80 @@ impl AccountStore for RedbStore {
                     crate::events::record::<AuthError>(txn, &events)?;
                 }
                 Ok(removed)
+            })
+            .await
+    }
+
+    async fn create_group(&self, mut group: UserGroup, events: &[Event]) -> Result<UserGroup> {
+        let events = events.to_vec();
+        self.db
+            .write(move |txn| {
+                let key = group_key(&group);
+                let name = group.name.clone();
+                group.id = create_named(txn, (GROUPS, GROUP_KEYS, "groups"), &key, "group", |id| {
+                    group.id = id;
+                    encode(&group)
+                })
+                .map_err(|e| match e {
+                    AuthError::Conflict { .. } => AuthError::conflict(format!("group {name}")),
+                    e => e,
+                })?;
+                crate::events::record::<AuthError>(txn, &events)?;
+                Ok(group)
+            })
+            .await
+    }
+
+    async fn group(&self, id: Id) -> Result<Option<UserGroup>> {
+        self.db.read(move |txn| get(&txn.open_table(GROUPS).map_err(db_err)?, id)).await
+    }
+
+    async fn groups(&self) -> Result<Vec<UserGroup>> {
+        self.db.read(|txn| list(&txn.open_table(GROUPS).map_err(db_err)?)).await
+    }
+
+    async fn update_group(&self, group: &UserGroup, events: &[Event]) -> Result<()> {
+        let (bytes, g, events) = (encode(group)?, group.clone(), events.to_vec());
+        self.db
+            .write(move |txn| {
+                let mut table = txn.open_table(GROUPS).map_err(db_err)?;
+                let current: Option<UserGroup> = get(&table, g.id)?;
+                let current = match current {
+                    Some(c) if c.kind == g.kind => c,
+                    Some(_) => return Err(AuthError::Invalid(format!("group {} cannot change its type", g.name))),
+                    None => return Err(AuthError::not_found(format!("group {}", g.name))),
+                };
+                let (old, new) = (group_key(&current), group_key(&g));
+                if old != new {
+                    let mut keys = txn.open_table(GROUP_KEYS).map_err(db_err)?;
+                    if keys.get(new.as_str()).map_err(db_err)?.is_some() {
+                        return Err(AuthError::conflict(format!("group {}", g.name)));
+                    }
+                    keys.remove(old.as_str()).map_err(db_err)?;
+                    keys.insert(new.as_str(), g.id).map_err(db_err)?;
+                }
+                table.insert(g.id, bytes.as_slice()).map_err(db_err)?;
+                drop(table);
+                crate::events::record::<AuthError>(txn, &events)
+            })
+            .await
+    }
+
+    async fn delete_group(&self, id: Id, events: &[Event]) -> Result<bool> {
+        let events = events.to_vec();
+        self.db
+            .write(move |txn| {
+                let removed =
+                    txn.open_table(GROUPS).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| v.value().to_vec());
+                let Some(bytes) = removed else { return Ok(false) };
+                let group: UserGroup = decode(&bytes)?;
+                txn.open_table(GROUP_KEYS).map_err(db_err)?.remove(group_key(&group).as_str()).map_err(db_err)?;
+                let ids = member_ids(&txn.open_table(MEMBERS_BY_GROUP).map_err(db_err)?, id)?;
+                for m in ids {
+                    delete_member_in(txn, m)?;
+                }
+                crate::events::record::<AuthError>(txn, &events)?;
+                Ok(true)
             })
             .await
     }

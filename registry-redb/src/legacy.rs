@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use registry_auth::model::{Member, Project, Robot, RobotLevel, RobotPermission, Role, SecretHash, User};
+use registry_auth::model::{Entity, Member, Project, Robot, RobotLevel, RobotPermission, Role, SecretHash, User};
 use registry_auth::{AccountStore, AuthError};
 use serde::Deserialize;
 
@@ -125,6 +125,7 @@ impl RedbStore {
                 updated_at: now,
                 password_changed_at: now,
                 origin: String::new(),
+                groups: Vec::new(),
             };
             match self.create_user(record, &[]).await {
                 Ok(created) => {
@@ -159,8 +160,14 @@ impl RedbStore {
             let (Some(&project_id), Some(&user_id)) = (project_ids.get(&m.project), user_ids.get(&m.user)) else {
                 continue;
             };
-            let member =
-                Member { id: 0, project_id, user_id, role: m.role, repositories: m.repositories, created_at: now };
+            let member = Member {
+                id: 0,
+                project_id,
+                entity: Entity::User(user_id),
+                role: m.role,
+                repositories: m.repositories,
+                created_at: now,
+            };
             if self.create_member(member, &[]).await.is_ok() {
                 report.members += 1;
             }

@@ -37,11 +37,12 @@ pub(crate) async fn run(source: &Config, target: &Config) -> anyhow::Result<()> 
     let accounts = read_accounts(from.accounts.as_ref()).await?;
     database.import_accounts(&accounts).await.context("importing the accounts")?;
     println!(
-        "accounts: {} users, {} projects, {} members, {} robots",
+        "accounts: {} users, {} projects, {} members, {} robots, {} user groups",
         accounts.users.len(),
         accounts.projects.len(),
         accounts.members.len(),
-        accounts.robots.len()
+        accounts.robots.len(),
+        accounts.groups.len()
     );
     let (key, der) = backend::token_key(source, None).await?;
     let pem = key.to_pem()?;
@@ -114,20 +115,23 @@ async fn read_accounts(store: &dyn AccountStore) -> anyhow::Result<AccountsImpor
         members.extend(store.members(project.id).await?);
     }
     let robots = store.robots().await?;
-    Ok(AccountsImport { users, projects, members, robots })
+    let groups = store.groups().await?;
+    Ok(AccountsImport { users, projects, members, groups, robots })
 }
 
 fn same_accounts(a: &AccountsImport, b: &AccountsImport) -> bool {
     let key = |x: &AccountsImport| {
         let mut users: Vec<_> = x.users.iter().map(|u| (u.id, u.name.clone(), u.admin)).collect();
         let mut projects: Vec<_> = x.projects.iter().map(|p| (p.id, p.name.clone())).collect();
-        let mut members: Vec<_> = x.members.iter().map(|m| (m.id, m.project_id, m.user_id)).collect();
+        let mut members: Vec<_> = x.members.iter().map(|m| (m.id, m.project_id, m.entity)).collect();
+        let mut groups: Vec<_> = x.groups.iter().map(|g| (g.id, g.name.clone(), g.key())).collect();
         let mut robots: Vec<_> = x.robots.iter().map(|r| (r.id, r.name.clone())).collect();
         users.sort();
         projects.sort();
         members.sort();
         robots.sort();
-        (users, projects, members, robots)
+        groups.sort();
+        (users, projects, members, robots, groups)
     };
     key(a) == key(b)
 }

@@ -7,7 +7,7 @@ use super::{Accounts, LOCKOUT, MAX_FAILURES, NewUser, verify_secret};
 use crate::directory::{LDAP, Profile};
 use crate::error::AuthError;
 use crate::identity::Identity;
-use crate::model::{LoginFailures, User};
+use crate::model::{GroupKind, LoginFailures, User};
 use crate::policy::Authenticator;
 
 /// An account being signed in: its failures so far (read once) and its record.
@@ -159,8 +159,10 @@ impl Accounts {
     }
 
     /// The user the directory signed in as `profile`: made at the first sign-in (with a password
-    /// that matches nothing), its e-mail, name and admin flag brought up to date at the others.
+    /// that matches nothing), its e-mail, name, admin flag and groups brought up to date at the
+    /// others.
     async fn onboard(&self, existing: Option<User>, profile: &Profile) -> Result<User, AuthError> {
+        let groups = self.resolve_groups(GroupKind::Ldap, &profile.groups, false).await?;
         let Some(mut user) = existing else {
             let mut made = self
                 .create_user(NewUser {
@@ -173,6 +175,7 @@ impl Accounts {
                 })
                 .await?;
             made.origin = LDAP.into();
+            made.groups = groups;
             self.store.update_user(&made, &[]).await?;
             return Ok(made);
         };
@@ -180,8 +183,10 @@ impl Accounts {
         let changed = user.origin != LDAP
             || (!email.is_empty() && &user.email != email)
             || (!realname.is_empty() && &user.realname != realname)
-            || user.admin != profile.admin;
+            || user.admin != profile.admin
+            || user.groups != groups;
         if changed {
+            user.groups = groups;
             user.origin = LDAP.into();
             if !email.is_empty() {
                 user.email.clone_from(email);

@@ -32,6 +32,7 @@ use crate::model::SecretHash;
 use crate::store::AccountStore;
 use registry_core::event::{Event, EventAction, Operator, Resource};
 
+mod groups;
 mod login;
 mod members;
 mod policy;
@@ -40,6 +41,7 @@ mod robots;
 mod users;
 pub mod verified;
 
+pub use groups::MAX_GROUP_NAME;
 pub use members::ProjectMember;
 pub use robots::NewRobot;
 pub use users::NewUser;

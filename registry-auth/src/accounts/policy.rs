@@ -34,10 +34,11 @@ impl AccessPolicy for Accounts {
             Identity::Anonymous => {}
             Identity::User { admin: true, .. } => granted.extend([Action::Pull, Action::Push, Action::Delete]),
             Identity::User { name: user, .. } => {
-                if let Some(m) = self.membership(project_name, user).await?
-                    && m.repositories.as_deref().is_none_or(|p| pattern_matches(p, inside))
-                {
-                    granted.extend(m.role.actions().iter().cloned());
+                // Their own membership and their groups': each that covers the repository adds.
+                for m in self.roles_in(project_name, user).await? {
+                    if m.repositories.as_deref().is_none_or(|p| pattern_matches(p, inside)) {
+                        granted.extend(m.role.actions().iter().cloned());
+                    }
                 }
             }
             Identity::Robot { permissions, .. } => {
@@ -61,9 +62,7 @@ impl AccessPolicy for Accounts {
     async fn may_manage(&self, who: &Identity, project: &str) -> Result<bool, AuthError> {
         match who {
             Identity::User { admin: true, .. } => Ok(true),
-            Identity::User { name, .. } => {
-                Ok(self.membership(project, name).await?.is_some_and(|m| m.role == Role::ProjectAdmin))
-            }
+            Identity::User { name, .. } => Ok(self.role_in(project, name).await? == Some(Role::ProjectAdmin)),
             _ => Ok(false),
         }
     }

@@ -59,6 +59,7 @@ impl Accounts {
             updated_at: now,
             password_changed_at: now,
             origin: String::new(),
+            groups: Vec::new(),
         };
         let event =
             self.event(EventAction::CreateUser, Resource { name: Some(user.name.clone()), ..Resource::default() });

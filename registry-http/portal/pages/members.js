@@ -1,5 +1,5 @@
-// A project's members: added by user name with a role; roles changed and members removed by the
-// project's admins.
+// A project's members: users added by name, groups by name (one of the user groups) or by an LDAP
+// group's DN, each with a role; roles changed and members removed by the project's admins.
 
 import { h, fill, table, dialog, confirmed, field, toast, errorBox, loading } from '../dom.js';
 import * as api from '../api.js';
@@ -16,6 +16,7 @@ export function membersTab(ctx, project, role) {
       const { items } = await api.list(path, 1, 100);
       fill(results, table([
         { title: 'Name', cell: (m) => m.entity_name },
+        { title: 'Type', cell: (m) => (m.entity_type === 'g' ? 'Group' : 'User') },
         { title: 'Role', cell: (m) => (manage ? roleSelect(m) : api.ROLES[m.role_id] || m.role_name) },
         { title: 'Actions', cell: (m) => (manage
           ? h('button', { type: 'button', class: 'small danger', 'aria-label': `Remove member ${m.entity_name}`, on: { click: () => remove(m) } }, 'Remove')
@@ -54,8 +55,32 @@ export function membersTab(ctx, project, role) {
     if (added) { toast(`Added ${added}`); load(); }
   }
 
+  async function addGroup() {
+    const added = await dialog('Add group', h('div', {},
+      field('Group name, or an LDAP group\'s DN', { name: 'group', required: true, autocomplete: 'off' }),
+      field('Role', { name: 'role', options: ROLE_OPTIONS.map(([id, text]) => [String(id), text]), value: '2' })),
+    'Add', async (form) => {
+      const group = form.elements.group.value.trim();
+      if (!group) throw new Error('Enter the name of a user group, or the DN of an LDAP group.');
+      let member_group;
+      if (group.includes('=')) {
+        member_group = { group_type: 1, ldap_group_dn: group };
+      } else {
+        const { items } = await api.list('/usergroups/search', 1, 100, { groupname: group });
+        const found = items.find((g) => g.group_name === group);
+        if (!found) throw new Error(`No user group is named ${group}: a system administrator makes it under Groups.`);
+        member_group = { id: found.id };
+      }
+      await api.change('POST', path, { role_id: Number(form.elements.role.value), member_group });
+      return group;
+    });
+    if (added) { toast(`Added ${added}`); load(); }
+  }
+
   load();
   return h('div', {},
-    manage ? h('div', { class: 'toolbar' }, h('button', { type: 'button', class: 'primary', on: { click: add } }, 'Add member')) : null,
+    manage ? h('div', { class: 'toolbar' },
+      h('button', { type: 'button', class: 'primary', on: { click: add } }, 'Add member'),
+      h('button', { type: 'button', on: { click: addGroup } }, 'Add group')) : null,
     results);
 }

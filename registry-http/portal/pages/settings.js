@@ -31,6 +31,9 @@ export async function settingsPage() {
     field('UID attribute', { name: 'ldap_uid', value: value('ldap_uid') || 'uid' }),
     field('Scope', { name: 'ldap_scope', options: [['0', 'Base'], ['1', 'One level'], ['2', 'Subtree']], value: String(value('ldap_scope') ?? 2) }),
     field('Admin group DN', { name: 'ldap_group_admin_dn', value: value('ldap_group_admin_dn') || '' }, 'Its members are system administrators here.'),
+    field('Group base DN', { name: 'ldap_group_base_dn', value: value('ldap_group_base_dn') || '', placeholder: 'ou=groups,dc=example,dc=org' }, 'Where groups naming a person as a member are found (besides their memberOf).'),
+    field('Group filter', { name: 'ldap_group_search_filter', value: value('ldap_group_search_filter') || '', placeholder: '(objectClass=groupOfNames)' }),
+    field('Group name attribute', { name: 'ldap_group_attribute_name', value: value('ldap_group_attribute_name') || 'cn' }),
     checkbox('Verify the server\'s certificate', 'ldap_verify_cert', value('ldap_verify_cert') !== false),
     checkbox('Upgrade ldap:// with StartTLS', 'ldap_starttls', value('ldap_starttls') === true),
     h('div', { class: 'toolbar' },
@@ -40,7 +43,9 @@ export async function settingsPage() {
   function ldapOf(el) {
     const out = { ldap_url: el.ldap_url.value.trim(), ldap_search_dn: el.ldap_search_dn.value.trim(), ldap_base_dn: el.ldap_base_dn.value.trim(),
       ldap_filter: el.ldap_filter.value.trim(), ldap_uid: el.ldap_uid.value.trim(), ldap_scope: Number(el.ldap_scope.value),
-      ldap_group_admin_dn: el.ldap_group_admin_dn.value.trim(), ldap_verify_cert: el.ldap_verify_cert.checked, ldap_starttls: el.ldap_starttls.checked };
+      ldap_group_admin_dn: el.ldap_group_admin_dn.value.trim(), ldap_group_base_dn: el.ldap_group_base_dn.value.trim(),
+      ldap_group_search_filter: el.ldap_group_search_filter.value.trim(), ldap_group_attribute_name: el.ldap_group_attribute_name.value.trim(),
+      ldap_verify_cert: el.ldap_verify_cert.checked, ldap_starttls: el.ldap_starttls.checked };
     if (el.ldap_search_password.value) out.ldap_search_password = el.ldap_search_password.value;
     return out;
   }

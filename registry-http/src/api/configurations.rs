@@ -39,6 +39,10 @@ pub(crate) async fn get(api: Arc<Api>, call: ApiCall) -> ApiResult {
             "ldap_ca_certificate": {"value": settings.ldap_ca_certificate, "editable": true},
             "ldap_group_admin_dn": {"value": settings.ldap_group_admin_dn, "editable": true},
             "ldap_group_membership_attribute": {"value": settings.ldap_group_membership_attribute, "editable": true},
+            "ldap_group_base_dn": {"value": settings.ldap_group_base_dn, "editable": true},
+            "ldap_group_search_filter": {"value": settings.ldap_group_search_filter, "editable": true},
+            "ldap_group_attribute_name": {"value": settings.ldap_group_attribute_name, "editable": true},
+            "ldap_group_search_scope": {"value": settings.ldap_group_search_scope, "editable": true},
         }),
     ))
 }
@@ -93,6 +97,12 @@ pub(crate) fn apply_ldap(
         "ldap_ca_certificate" => settings.ldap_ca_certificate = text()?,
         "ldap_group_admin_dn" => settings.ldap_group_admin_dn = text()?,
         "ldap_group_membership_attribute" => settings.ldap_group_membership_attribute = text()?,
+        "ldap_group_base_dn" => settings.ldap_group_base_dn = text()?,
+        "ldap_group_search_filter" => settings.ldap_group_search_filter = text()?.trim().to_owned(),
+        "ldap_group_attribute_name" | "ldap_group_gid" => {
+            settings.ldap_group_attribute_name = text()?.trim().to_owned()
+        }
+        "ldap_group_search_scope" => settings.ldap_group_search_scope = number()?,
         _ => return Ok(false),
     }
     Ok(true)

@@ -126,7 +126,7 @@ impl Api {
     pub(crate) async fn role(&self, who: &Identity, project: &Project) -> Result<Option<Role>, ApiError> {
         match who {
             Identity::User { admin: true, .. } => Ok(Some(Role::ProjectAdmin)),
-            Identity::User { name, .. } => Ok(self.accounts()?.membership(&project.name, name).await?.map(|m| m.role)),
+            Identity::User { name, .. } => Ok(self.accounts()?.role_in(&project.name, name).await?),
             _ => Ok(None),
         }
     }

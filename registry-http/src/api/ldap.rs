@@ -2,7 +2,7 @@
 //! settings, or changes to them, tried against the server: `{success, message}`), `GET
 //! /ldap/users/search?username=` (people whose sign-in name contains it) and `POST
 //! /ldap/users/import` (`{ldap_uid_list}`: users made for people before their first sign-in; 404
-//! with the ones that failed, as Harbor).
+//! with the ones that failed, as Harbor), `GET /ldap/groups/search?groupname=&groupdn=`.
 
 use std::sync::Arc;
 
@@ -60,6 +60,19 @@ pub(crate) async fn search_users(api: Arc<Api>, call: ApiCall) -> ApiResult {
     Ok(json_response(StatusCode::OK, &Value::Array(users)))
 }
 
+/// `GET /ldap/groups/search?groupname=&groupdn=`: Harbor's `UserGroup`s of the directory (the
+/// groups under the group base DN whose name contains `groupname`, or the one at `groupdn`).
+pub(crate) async fn search_groups(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    call.require_admin()?;
+    let name = call.query.get("groupname").unwrap_or_default().to_owned();
+    let dn = call.query.get("groupdn").unwrap_or_default().to_owned();
+    let config = config(&api, None).await?;
+    let groups = config.search_groups(&name, &dn).await.map_err(|e| unavailable(e.0))?;
+    let out: Vec<Value> =
+        groups.iter().map(|g| json!({"group_name": g.name, "group_type": 1, "ldap_group_dn": g.dn})).collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+}
+
 /// `POST /ldap/users/import` `{"ldap_uid_list": [...]}`: 200, or 404 listing the names that
 /// could not be imported and why (Harbor's `LdapFailedImportUser`).
 pub(crate) async fn import_users(api: Arc<Api>, call: ApiCall) -> ApiResult {
@@ -90,6 +103,7 @@ pub(crate) async fn import_users(api: Arc<Api>, call: ApiCall) -> ApiResult {
             email: person.email,
             realname: person.realname,
             admin: false,
+            groups: Vec::new(),
         };
         if let Err(e) = accounts.import_directory_user(&profile).await {
             failed.push(json!({"uid": name, "error": e.to_string()}));

@@ -1,5 +1,8 @@
-//! Members: `/projects/{p}/members` (list, add) and `/projects/{p}/members/{mid}` (get, change
-//! role, remove). Members with a role below limited guest's see the list; project admins change it.
+//! Members: `/projects/{p}/members` (list, add a user or a user group) and
+//! `/projects/{p}/members/{mid}` (get, change role, remove). Members with a role below limited
+//! guest's see the list; project admins change it. A group is named by id, or by its DN (LDAP)
+//! or name and type, and made when it does not exist yet (an LDAP group checked with the
+//! directory), as Harbor.
 
 use std::sync::Arc;
 
@@ -22,7 +25,7 @@ pub(crate) async fn list(api: Arc<Api>, call: ApiCall) -> ApiResult {
     api.require_role(&call, &project, LISTERS).await?;
     let mut members = api.accounts_for(&call)?.members(&project.name).await?;
     if let Some(name) = call.query.get("entityname") {
-        members.retain(|m| m.user.contains(name));
+        members.retain(|m| m.name.contains(name));
     }
     page_of(&call, &format!("/projects/{}/members", project.id), members, |m| shapes::member(&m))
 }
@@ -40,7 +43,7 @@ struct NewMember {
     #[serde(default)]
     member_user: Option<UserEntity>,
     #[serde(default)]
-    member_group: Option<serde_json::Value>,
+    member_group: Option<super::usergroups::GroupRef>,
     #[serde(default)]
     repositories: Option<String>,
 }
@@ -58,12 +61,17 @@ pub(crate) async fn add(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let project = api.project(&call, "project").await?;
     api.require_manage(&call, &project).await?;
     let new: NewMember = call.json()?;
-    if new.member_group.is_some() {
-        return Err(bad_request("group members are not supported: add users"));
-    }
     let role = role(new.role_id)?;
-    let entity = new.member_user.ok_or_else(|| bad_request("member_user is required"))?;
     let accounts = api.accounts_for(&call)?;
+    if let Some(group) = new.member_group {
+        if new.member_user.is_some() {
+            return Err(bad_request("name either member_user or member_group, not both"));
+        }
+        let group = super::usergroups::resolve(&api, &call, group).await?;
+        let member = accounts.add_group_member(&project.name, group.id, role, new.repositories.as_deref()).await?;
+        return created(&call, project.id, member.member.id);
+    }
+    let entity = new.member_user.ok_or_else(|| bad_request("member_user or member_group is required"))?;
     let user = match (entity.username, entity.user_id) {
         (Some(name), _) => name,
         (None, Some(id)) => accounts
@@ -74,9 +82,13 @@ pub(crate) async fn add(api: Arc<Api>, call: ApiCall) -> ApiResult {
         (None, None) => return Err(bad_request("member_user needs a username or a user_id")),
     };
     let member = accounts.add_member(&project.name, &user, role, new.repositories.as_deref()).await?;
+    created(&call, project.id, member.member.id)
+}
+
+/// 201 with the membership's `Location`.
+fn created(call: &ApiCall, project: u64, member: u64) -> ApiResult {
     let mut r = status_only(StatusCode::CREATED);
-    let location = call.location(&format!("/projects/{}/members/{}", project.id, member.member.id));
-    set(r.headers_mut(), http::header::LOCATION, &location);
+    set(r.headers_mut(), http::header::LOCATION, &call.location(&format!("/projects/{project}/members/{member}")));
     Ok(r)
 }
 

@@ -68,6 +68,7 @@ pub mod scanners;
 pub mod scans;
 pub(crate) mod shapes;
 pub mod system;
+pub mod usergroups;
 pub mod users;
 #[cfg(feature = "webhooks")]
 pub mod webhooks;
@@ -214,6 +215,12 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(DELETE "/users/{user_id}" => users::delete),
             endpoint!(PUT "/users/{user_id}/password" => users::password),
             endpoint!(PUT "/users/{user_id}/sysadmin" => users::sysadmin),
+            endpoint!(GET "/usergroups" => usergroups::list),
+            endpoint!(POST "/usergroups" => usergroups::create),
+            endpoint!(GET "/usergroups/search" => usergroups::search),
+            endpoint!(GET "/usergroups/{group_id}" => usergroups::get),
+            endpoint!(PUT "/usergroups/{group_id}" => usergroups::update),
+            endpoint!(DELETE "/usergroups/{group_id}" => usergroups::delete),
             endpoint!(GET "/robots" => robots::list),
             endpoint!(POST "/robots" => robots::create),
             endpoint!(GET "/robots/{robot_id}" => robots::get),
@@ -239,6 +246,7 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(POST "/ldap/ping" => ldap::ping),
             endpoint!(GET "/ldap/users/search" => ldap::search_users),
             endpoint!(POST "/ldap/users/import" => ldap::import_users),
+            endpoint!(GET "/ldap/groups/search" => ldap::search_groups),
         ]);
         #[cfg(feature = "replication")]
         table.extend([

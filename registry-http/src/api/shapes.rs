@@ -2,7 +2,7 @@
 //! `ProjectMemberEntity`, `Robot`). Times are RFC 3339; robot expiry is Unix seconds (-1: never),
 //! as Harbor sends them.
 
-use registry_auth::{Project, ProjectMember, Robot, RobotLevel, Role, User};
+use registry_auth::{Entity, Project, ProjectMember, Robot, RobotLevel, Role, User};
 use registry_core::time::rfc3339;
 use serde_json::{Value, json};
 
@@ -64,9 +64,11 @@ pub(crate) fn member(m: &ProjectMember) -> Value {
     json!({
         "id": m.member.id,
         "project_id": m.member.project_id,
-        "entity_name": m.user,
-        "entity_id": m.member.user_id,
-        "entity_type": "u",
+        "entity_name": m.name,
+        "entity_id": match m.member.entity {
+            Entity::User(id) | Entity::Group(id) => id,
+        },
+        "entity_type": if m.member.entity.group().is_some() { "g" } else { "u" },
         "role_id": m.member.role.id(),
         "role_name": m.member.role.harbor_name(),
         "repositories": m.member.repositories,

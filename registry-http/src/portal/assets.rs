@@ -37,6 +37,7 @@ const FILES: &[(&str, &[u8])] = files![
     "pages/robots.js",
     "pages/repository.js",
     "pages/users.js",
+    "pages/groups.js",
     "pages/audit.js",
     "pages/gc.js",
     "pages/jobs.js",

@@ -12,6 +12,7 @@ import sys
 
 from harborapi import HarborAsyncClient
 from harborapi.models import (
+    UserGroup,
     Access,
     Configurations,
     LdapConf,
@@ -172,6 +173,22 @@ async def ldap(admin: HarborAsyncClient, ldap_url: str, root_dn: str, root_passw
     assert [(u.username, u.email) for u in found] == [("alice", "alice@example.org")], found
     await admin.import_ldap_users(["bob"])
     assert (await admin.get_user_by_username("bob")).email == "bob@example.org"
+    # Groups: found in the directory, made here by DN, a member of a project as one.
+    await admin.update_config(Configurations(ldap_group_base_dn=f"ou=groups,{base}",
+                                             ldap_group_search_filter="(objectClass=groupOfNames)"))
+    developers = f"cn=developers,ou=groups,{base}"
+    groups = await admin.search_ldap_groups(group_name="dev")
+    assert [(g.group_name, g.ldap_group_dn) for g in groups] == [("developers", developers)], groups
+    await admin.create_usergroup(UserGroup(group_type=1, ldap_group_dn=developers))
+    made = [g for g in await admin.get_usergroups() if g.ldap_group_dn == developers]
+    assert made and made[0].group_name == "developers", made
+    await admin.create_project(ProjectReq(project_name="pygroups"))
+    await admin.add_project_member_group("pygroups", made[0].id, 2)
+    members = await admin.get_project_members("pygroups")
+    assert any(m.entity_type == "g" and m.entity_name == "developers" for m in members), members
+    assert [g.group_name for g in await admin.search_usergroups("dev")] == ["developers"]
+    await admin.delete_project("pygroups")
+    await admin.delete_usergroup(made[0].id)
     await admin.update_config(Configurations(auth_mode="db_auth"))
     assert (await admin.get_system_info()).auth_mode == "db_auth"
 

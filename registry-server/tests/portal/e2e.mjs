@@ -450,8 +450,9 @@ try {
   await keeper.getByLabel('LDAP URL').fill(process.env.LDAP_URL);
   await keeper.getByLabel('Search DN').fill(process.env.LDAP_ROOT_DN);
   await keeper.getByLabel('Search password').fill('wrong');
-  await keeper.getByLabel('Base DN').fill(`ou=people,${process.env.LDAP_BASE}`);
-  await keeper.getByLabel('Filter').fill('(objectClass=inetOrgPerson)');
+  await keeper.getByLabel('Base DN', { exact: true }).fill(`ou=people,${process.env.LDAP_BASE}`);
+  await keeper.getByLabel('Filter', { exact: true }).fill('(objectClass=inetOrgPerson)');
+  await keeper.getByLabel('Group base DN').fill(`ou=groups,${process.env.LDAP_BASE}`);
   await keeper.getByRole('button', { name: 'Test LDAP server' }).click();
   await keeper.getByText(/cannot be used: .*refuses the search DN/).waitFor();
   await keeper.getByLabel('Search password').fill(process.env.LDAP_ROOT_PASSWORD);
@@ -460,10 +461,26 @@ try {
   await keeper.getByRole('button', { name: 'Save' }).click();
   await keeper.getByText('Settings saved').waitFor();
   await shot(keeper, '12-ldap-settings');
+
+  begin('an LDAP group made by its DN and added to a project: its people get the role');
+  await keeper.goto(`${base}/#/groups`);
+  await keeper.getByRole('button', { name: 'New group' }).click();
+  await keeper.getByLabel('LDAP group DN (LDAP groups)').fill(`cn=developers,ou=groups,${process.env.LDAP_BASE}`);
+  await keeper.getByRole('button', { name: 'Create', exact: true }).click();
+  await keeper.getByRole('cell', { name: 'developers', exact: true }).waitFor();
+  await shot(keeper, '13-groups');
+  await keeper.goto(`${base}/#/projects/team/members`);
+  await keeper.getByRole('button', { name: 'Add group' }).click();
+  await keeper.getByLabel('Group name, or an LDAP group\'s DN').fill('developers');
+  await keeper.getByRole('dialog').getByLabel('Role').selectOption('2');
+  await keeper.getByRole('button', { name: 'Add', exact: true }).click();
+  await keeper.locator('tbody tr', { hasText: 'developers' }).getByRole('cell', { name: 'Group', exact: true }).waitFor();
   const person = await newPage();
   await signIn(person, 'alice', 'alice-password');
   const me = await person.evaluate(async () => (await (await fetch('/api/v2.0/users/current', { headers: { 'X-Requested-With': 'XMLHttpRequest' } })).json()));
   assert.equal(me.email, 'alice@example.org', 'made from the directory');
+  await person.goto(`${base}/#/projects/team/members`);
+  await person.getByRole('cell', { name: 'developers', exact: true }).waitFor();
 
   assert.deepEqual(problems, [], 'no script errors');
   console.log('portal end to end: every step held');
