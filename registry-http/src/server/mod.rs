@@ -81,6 +81,25 @@ struct Tracked {
     inner: RegistryService,
     in_flight: InFlight,
     peer: Option<ClientAddress>,
+    /// The limit of a request head ([`ServerOptions::max_header_bytes`]).
+    max_header_bytes: usize,
+}
+
+/// The size of a request's head as it came: the request line and every header line.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + "  HTTP/1.1\r\n".len();
+    let headers: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    line + headers + 2
+}
+
+/// The answer to a head over the limit: 431 with the spec's JSON body; the connection closes.
+fn head_too_large(limit: usize) -> Response<ResponseBody> {
+    let message = format!("the request's head is larger than the limit of {limit} bytes");
+    let mut response = crate::error::ApiError::new(registry_core::ErrorCode::SizeInvalid, message)
+        .with_status(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        .into_response(false);
+    response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    response
 }
 
 impl tower::Service<Request<Incoming>> for Tracked {
@@ -93,6 +112,11 @@ impl tower::Service<Request<Incoming>> for Tracked {
     }
 
     fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+        // hyper holds a head to its buffer's limit only while it is incomplete: a head that
+        // arrives whole may be larger. The limit is the documented one either way.
+        if head_size(&req) > self.max_header_bytes {
+            return Box::pin(std::future::ready(Ok(head_too_large(self.max_header_bytes))));
+        }
         let guard = self.in_flight.enter();
         let service = self.inner.clone();
         if let Some(peer) = self.peer {
@@ -130,7 +154,12 @@ where
     let in_flight = InFlight::default();
     let io = HeadErrors::new(DeadlineIo::new(io, options.timeouts, in_flight.clone()), options.max_header_bytes);
     let peer = peer.map(ClientAddress);
-    let hyper_service = TowerToHyperService::new(Tracked { inner: service.clone(), in_flight, peer });
+    let hyper_service = TowerToHyperService::new(Tracked {
+        inner: service.clone(),
+        in_flight,
+        peer,
+        max_header_bytes: options.max_header_bytes,
+    });
     let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), hyper_service));
     async move {
         if let Err(e) = conn.await {
