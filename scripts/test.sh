@@ -41,6 +41,11 @@ if ! [ -f "$node_dir/node_modules/playwright-core/package.json" ]; then
     mkdir -p "$node_dir"
     npm install --silent --no-audit --no-fund --prefix "$node_dir" "playwright-core@1.57.0" >/dev/null
 fi
+if ! [ -f "$node_dir/node_modules/oidc-provider/package.json" ]; then
+    echo "==> installing oidc-provider (an OpenID Connect provider for the OIDC tests) into $node_dir"
+    mkdir -p "$node_dir"
+    npm install --silent --no-audit --no-fund --prefix "$node_dir" "oidc-provider@9.13.3" >/dev/null
+fi
 export REGISTRY_TEST_NODE_PATH="$node_dir/node_modules"
 
 # PostgreSQL on 127.0.0.1:5432, where the tests make their throwaway databases: the machine's own

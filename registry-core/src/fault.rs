@@ -104,6 +104,18 @@ impl From<io::Error> for BackendError {
     }
 }
 
+/// An error with its causes, as a person reads it: `what: why: deeper why`.
+pub fn chain(e: &dyn StdError) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,13 +127,7 @@ fn harbor_code(status: StatusCode) -> &'static str {
 
 /// A backend fault: logged with its cause; 503 with `Retry-After` when it may clear, else 500.
 fn fault(e: &dyn std::error::Error, retryable: bool, code: &'static str) -> ApiError {
-    let mut chain = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        chain.push_str(": ");
-        chain.push_str(&c.to_string());
-        cause = c.source();
-    }
+    let chain = registry_core::fault::chain(e);
     if retryable {
         tracing::warn!(error = %chain, "backend unavailable");
         ApiError {

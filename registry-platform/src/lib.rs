@@ -42,6 +42,7 @@
 //! | `replication` | on | registry endpoints and replication (the same client) |
 //! | `notation` | on | notation signatures verified against X.509 roots (rustls-webpki) |
 //! | `ldap` | on | signing in through an LDAP directory (ldap3 on rustls) |
+//! | `oidc` | on | an OpenID Connect provider's discovery (openidconnect over reqwest on rustls) |
 
 pub mod artifacts;
 pub mod audit_record;
@@ -58,6 +59,8 @@ pub mod labels;
 pub mod ldap;
 #[cfg(feature = "notation")]
 pub mod notation;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 pub mod platform;
 #[cfg(feature = "replication")]
 pub mod proxy;

@@ -9,6 +9,7 @@ pub mod harbor;
 pub mod hook;
 pub mod ldap;
 pub mod notation;
+pub mod oidc;
 pub mod postgres;
 pub mod proxy;
 pub mod s3;

@@ -9,6 +9,9 @@
 //! | [`projects`] | `/projects`, `/projects/{p}`, `…/_deletable`, `…/summary`, `…/metadatas` |
 //! | [`members`] | `/projects/{p}/members…` |
 //! | [`users`] | `/users…`, `/users/current…`, `/users/{id}/password`, `/users/{id}/sysadmin` |
+//! | [`usergroups`] | `/usergroups…` (user groups: LDAP groups by DN, OIDC groups by name) |
+//! | `ldap` (feature `ldap`) | `/ldap/ping`, `/ldap/users/search`, `/ldap/users/import`, `/ldap/groups/search` |
+//! | `oidc` (feature `oidc`) | `/system/oidc/ping` |
 //! | [`robots`] | `/robots…` (Harbor's v2 robots: system and project level) |
 //! | [`webhooks`] | `/projects/{p}/webhook/…` |
 //! | [`configurations`] | `/configurations` (run-time settings) |
@@ -51,6 +54,8 @@ pub mod labels;
 #[cfg(feature = "ldap")]
 pub mod ldap;
 pub mod members;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 pub mod pages;
 pub mod projects;
 pub mod q;
@@ -248,6 +253,8 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(POST "/ldap/users/import" => ldap::import_users),
             endpoint!(GET "/ldap/groups/search" => ldap::search_groups),
         ]);
+        #[cfg(feature = "oidc")]
+        table.push(endpoint!(POST "/system/oidc/ping" => oidc::ping));
         #[cfg(feature = "replication")]
         table.extend([
             endpoint!(GET "/registries" => registries::list),
