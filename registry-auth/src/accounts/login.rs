@@ -143,7 +143,8 @@ impl Accounts {
 
     /// Whether `password` matches the account's stored `hash`: bcrypt (against a dummy hash
     /// when there is no account, so both cost the same), unless the same check succeeded moments
-    /// ago ([`super::verified`]); a success is remembered.
+    /// ago ([`super::verified`]); a success is remembered, and the same credentials arriving
+    /// together are verified once.
     async fn password_matches(&self, username: &str, password: &str, hash: Option<&str>) -> bool {
         let Some(hash) = hash else {
             return verify_secret(password, None).await;
@@ -151,6 +152,12 @@ impl Accounts {
         if self.verified.holds(username, password, hash) {
             return true;
         }
+        // The same credentials arriving together are verified once.
+        let _turn = self.verified.turn(username, password).await;
+        if self.verified.holds(username, password, hash) {
+            return true;
+        }
+        self.verified.ran();
         let ok = verify_secret(password, Some(&crate::model::SecretHash::from_stored(hash))).await;
         if ok {
             self.verified.record(username, password, hash);
@@ -199,5 +206,33 @@ impl Accounts {
             self.store.update_user(&user, &self.user_event(&user.name)).await?;
         }
         Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Authenticator;
+    use crate::accounts::Accounts;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_credentials_arriving_together_are_verified_once() {
+        let a = Accounts::in_memory();
+        a.add_user("ci", "password1", false).await.expect("user");
+        let before = a.verified.runs();
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let a = a.clone();
+                tokio::spawn(async move { a.authenticate("ci", "password1").await })
+            })
+            .collect();
+        for call in calls {
+            assert!(call.await.expect("task").is_ok());
+        }
+        assert_eq!(a.verified.runs() - before, 1, "one bcrypt for eight sign-ins");
+        // Wrong passwords are never remembered: each is verified.
+        for _ in 0..2 {
+            assert!(a.authenticate("ci", "wrong-password").await.is_err());
+        }
+        assert_eq!(a.verified.runs() - before, 3);
     }
 }

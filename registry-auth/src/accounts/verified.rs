@@ -11,7 +11,11 @@
 //!   reads the shared record).
 //! - Entries expire after [`TTL`]: the longest a password changed in a directory still works
 //!   here. Failed sign-ins are never recorded (they stay rate-limited by the lockout).
+//! - Sign-ins with the same credentials arriving together (a client opening many connections at
+//!   once) take turns ([`Verified::turn`]): the first verifies, the others find its record.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ring::hmac;
@@ -25,6 +29,10 @@ const CAPACITY: usize = 4096;
 pub(crate) struct Verified {
     key: hmac::Key,
     entries: quick_cache::sync::Cache<[u8; 32], (Instant, String)>,
+    /// A lock per credentials being verified now.
+    turns: quick_cache::sync::Cache<[u8; 32], Arc<tokio::sync::Mutex<()>>>,
+    /// Verifications run (bcrypt or the directory), for tests.
+    runs: AtomicU64,
 }
 
 impl Verified {
@@ -33,7 +41,35 @@ impl Verified {
         let mut secret = [0u8; 32];
         // Without randomness the record stays unusable (no key anyone knows is worse than none).
         let _ = getrandom::fill(&mut secret);
-        Verified { key: hmac::Key::new(hmac::HMAC_SHA256, &secret), entries: quick_cache::sync::Cache::new(CAPACITY) }
+        Verified {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            entries: quick_cache::sync::Cache::new(CAPACITY),
+            turns: quick_cache::sync::Cache::new(CAPACITY),
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits for the turn of `name` and `password`: while another sign-in with the same
+    /// credentials is being verified, the next waits for it (then finds its record, if it
+    /// succeeded). Hold the guard while verifying.
+    pub(crate) async fn turn(&self, name: &str, password: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self.turns.get_or_insert_with(&self.key_of(name, password), || {
+            Ok::<_, std::convert::Infallible>(Arc::new(tokio::sync::Mutex::new(())))
+        });
+        // The closure cannot fail.
+        let lock = lock.unwrap_or_else(|never| match never {});
+        lock.lock_owned().await
+    }
+
+    /// Counts a verification run (bcrypt or the directory).
+    pub(crate) fn ran(&self) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Verifications run so far.
+    #[cfg(test)]
+    pub(crate) fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
     }
 
     fn key_of(&self, name: &str, password: &str) -> [u8; 32] {
