@@ -20,11 +20,12 @@ run() { # name, url, wrk options...
     local out; out=$(wrk -t2 -c16 -d8s --latency "$@" "$url" 2>&1)
     local after; after=$(ticks)
     local n; n=$(echo "$out" | awk '/requests in/ {print $1}')
-    printf '| %s | %s | %s | %s | %s |\n' "$LABEL" "$name" "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
-        "$(echo "$out" | awk '$1 == "50%" {print $2}')" "$(echo "scale=1; ($after - $before) * 10000 / $n" | bc)"
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$LABEL" "$name" "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
+        "$(echo "$out" | awk '$1 == "50%" {print $2}')" "$(echo "$out" | awk '$1 == "99%" {print $2}')" \
+        "$(echo "scale=1; ($after - $before) * 10000 / $n" | bc)"
 }
-echo "| build | call | req/s | p50 | server CPU µs/req |"
-echo "|---|---|---|---|---|"
+echo "| build | call | req/s | p50 | p99 | server CPU µs/req |"
+echo "|---|---|---|---|---|---|"
 run "GET /api/v2.0/projects, anonymous" "http://127.0.0.1:$PORT/api/v2.0/projects"
 run "GET /api/v2.0/projects, Basic admin" "http://127.0.0.1:$PORT/api/v2.0/projects" -H "$AUTH"
 run "GET /auth/token, Basic admin, one pull scope" \
