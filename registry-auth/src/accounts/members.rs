@@ -5,7 +5,7 @@ use registry_core::event::{EventAction, Resource};
 
 use super::Accounts;
 use crate::error::AuthError;
-use crate::model::{Entity, Id, Member, Role, User};
+use crate::model::{Entity, Id, Member, Role};
 
 /// A membership with the names of its project and its user or group, as listings show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,14 +117,6 @@ impl Accounts {
     /// The strongest role `user` holds in `project` through any membership, if any.
     pub async fn role_in(&self, project: &str, user: &str) -> Result<Option<Role>, AuthError> {
         Ok(self.roles_in(project, user).await?.first().map(|m| m.role))
-    }
-
-    /// The user groups `user` belongs to, as of their last sign-in.
-    pub async fn groups_of(&self, user: &User) -> Result<Vec<crate::model::UserGroup>, AuthError> {
-        if user.groups.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.store.groups().await?.into_iter().filter(|g| user.groups.contains(&g.id)).collect())
     }
 
     /// Changes a member's role.

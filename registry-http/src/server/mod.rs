@@ -87,7 +87,13 @@ struct Tracked {
 
 /// The size of a request's head as it came: the request line and every header line.
 fn head_size<B>(req: &Request<B>) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + "  HTTP/1.1\r\n".len();
+    // The request target as sent (origin form; an absolute one with its scheme and authority),
+    // measured without formatting it: this runs on every request.
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    let line = req.method().as_str().len() + target + "  HTTP/1.1\r\n".len();
     let headers: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
     line + headers + 2
 }
