@@ -30,13 +30,14 @@ pub mod testing;
 pub mod token;
 
 pub use accounts::{Accounts, NewRobot, NewUser, ProjectMember};
-pub use directory::{Directory, Profile};
+pub use directory::{Directory, Profile, SignInMode};
 pub use error::AuthError;
 pub use htpasswd::Htpasswd;
 pub use identity::{Credentials, Identity};
 pub use memory::MemoryAccountStore;
 pub use model::{
-    Entity, GroupKind, Id, Member, Project, Robot, RobotAccess, RobotLevel, RobotPermission, Role, User, UserGroup,
+    Entity, GroupKind, Id, Member, OidcLink, Project, Robot, RobotAccess, RobotLevel, RobotPermission, Role, User,
+    UserGroup,
 };
 pub use policy::{AccessPolicy, AccessPolicyExt, Authenticator, ProjectState};
 pub use sealed::{SealError, SecretKey};

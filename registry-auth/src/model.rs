@@ -187,6 +187,44 @@ pub struct User {
     /// directory's groups that are groups here), whose memberships of projects are theirs too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<Id>,
+    /// For a user of an OpenID Connect provider: who they are there and their session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcLink>,
+}
+
+/// What ties a user to the OpenID Connect provider they sign in through (Harbor's `oidc_user`):
+/// their subject there, their CLI secret (sealed, so the portal can show it again; its bcrypt hash
+/// is the user's password hash), and the provider session that keeps it valid. Its `Debug` shows
+/// neither secret nor token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcLink {
+    /// The provider's issuer URL.
+    pub issuer: String,
+    /// Their subject (`sub`) at the provider.
+    pub subject: String,
+    /// Their CLI secret, sealed with the registry's key.
+    pub secret: String,
+    /// The provider's refresh token, sealed with the registry's key (none: the provider gave
+    /// none, and the session is trusted until `checked_until` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Until when (seconds since the epoch) the provider's session is known to be valid: the
+    /// expiry of the last access token it issued. A CLI sign-in after it asks the provider again.
+    pub checked_until: u64,
+    /// The groups the provider last said they belong to (the groups claim).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+impl std::fmt::Debug for OidcLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcLink")
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("checked_until", &self.checked_until)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A project: the first component of its repositories' names.

@@ -35,6 +35,15 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn user_by_name(&self, name: &str) -> Result<Option<User>>;
     /// All users, by id.
     async fn users(&self) -> Result<Vec<User>>;
+    /// The user linked to an OpenID Connect provider's `subject` at `issuer` (asked when someone
+    /// signs in in the browser). The default reads every user; a store with many should index it.
+    async fn user_by_subject(&self, issuer: &str, subject: &str) -> Result<Option<User>> {
+        Ok(self
+            .users()
+            .await?
+            .into_iter()
+            .find(|u| u.oidc.as_ref().is_some_and(|l| l.issuer == issuer && l.subject == subject)))
+    }
     /// Replaces a user's record (same id and name); [`AuthError::NotFound`] if it is gone.
     async fn update_user(&self, user: &User, events: &[Event]) -> Result<()>;
     /// Deletes a user and their memberships; `false` if absent.

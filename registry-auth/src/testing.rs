@@ -29,6 +29,7 @@ fn user(name: &str) -> User {
         password_changed_at: 10,
         origin: String::new(),
         groups: Vec::new(),
+        oidc: None,
     }
 }
 
@@ -221,6 +222,23 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
         User { groups: vec![devs.id, ldap_ops.id], ..store.user(alice.id).await.expect("get").expect("alice") };
     store.update_user(&with_groups, &[]).await.expect("update");
     assert_eq!(store.user(alice.id).await.expect("get").map(|u| u.groups), Some(vec![devs.id, ldap_ops.id]));
+
+    // A provider's user is found by its issuer and subject (and by nothing else).
+    let link = crate::model::OidcLink {
+        issuer: "https://id.example.org".into(),
+        subject: "a-1".into(),
+        secret: "sealed".into(),
+        refresh_token: Some("sealed-token".into()),
+        checked_until: 7,
+        groups: vec!["devs".into()],
+    };
+    let linked = User { oidc: Some(link.clone()), ..store.user(alice.id).await.expect("get").expect("alice") };
+    store.update_user(&linked, &[]).await.expect("link");
+    let found = store.user_by_subject("https://id.example.org", "a-1").await.expect("by subject");
+    assert_eq!(found.map(|u| (u.id, u.oidc)), Some((alice.id, Some(link))));
+    for (issuer, subject) in [("https://id.example.org", "a-2"), ("https://other.example.org", "a-1"), ("https://id.example.org a-1", "")] {
+        assert!(store.user_by_subject(issuer, subject).await.expect("by subject").is_none(), "{issuer} {subject}");
+    }
     assert!(store.delete_user(bob.id, &[]).await.expect("delete user"));
     assert!(store.members(lib.id).await.expect("list").is_empty(), "memberships went with the user");
     assert!(!store.delete_user(bob.id, &[]).await.expect("delete again"));

@@ -3,8 +3,8 @@
 //! a person's check (bind as the search DN, find exactly one entry under the base DN by the
 //! filter and the uid attribute, bind as that entry with the password; the admin group by the
 //! entry's membership attribute or the group's members; their groups the same two ways), the
-//! ping, the user and group searches behind `/ldap/*`, and [`LdapDirectory`], the [`Directory`] the accounts sign users in through while
-//! `auth_mode` is `ldap_auth`.
+//! ping, and the user and group searches behind `/ldap/*` (the accounts sign users in through it
+//! while `auth_mode` is `ldap_auth`: see [`crate::signin`]).
 //!
 //! `ldap://` (optionally upgraded with StartTLS) and `ldaps://`; certificates verified against
 //! the system's roots and an optional CA (PEM) unless verification is off. Names are escaped
@@ -13,18 +13,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
-use registry_auth::{AuthError, Directory, Profile, SecretKey};
-use registry_storage::MetadataStore;
+use registry_auth::{Profile, SecretKey};
 
 use crate::selectors::Invalid;
 use crate::settings::SystemSettings;
 
-/// The authentication mode of the directory.
-pub const LDAP_AUTH: &str = "ldap_auth";
-/// The authentication mode of the accounts here.
-pub const DB_AUTH: &str = "db_auth";
+pub use crate::signin::{DB_AUTH, LDAP_AUTH};
 /// Entries a user search returns at most.
 const SEARCH_LIMIT: i32 = 100;
 
@@ -433,6 +428,7 @@ impl LdapConfig {
                 realname: person.realname,
                 admin,
                 groups: person.groups,
+                oidc: None,
             })),
             // invalidCredentials, and the codes for a locked or disabled account.
             49 | 50 | 53 => Ok(None),
@@ -537,41 +533,6 @@ fn system_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
         .find_map(|path| std::fs::read(path).ok())
         .map(|text| rustls_pki_types::CertificateDer::pem_slice_iter(&text).flatten().collect())
         .unwrap_or_default()
-}
-
-/// The directory of the system settings: active while `auth_mode` is `ldap_auth`.
-pub struct LdapDirectory {
-    meta: Arc<dyn MetadataStore>,
-    key: Option<SecretKey>,
-}
-
-impl LdapDirectory {
-    /// The directory the settings in `meta` configure (the search password opened with `key`).
-    pub fn new(meta: Arc<dyn MetadataStore>, key: Option<SecretKey>) -> Arc<LdapDirectory> {
-        Arc::new(LdapDirectory { meta, key })
-    }
-
-    /// The settings now: read at each sign-in (one read beside the account's), so a change made
-    /// on any replica holds at the next sign-in everywhere.
-    async fn settings(&self) -> Result<SystemSettings, AuthError> {
-        SystemSettings::load(&*self.meta)
-            .await
-            .map_err(|e| AuthError::Backend(registry_core::BackendError::message(e.to_string(), true)))
-    }
-}
-
-#[async_trait]
-impl Directory for LdapDirectory {
-    async fn active(&self) -> bool {
-        self.settings().await.is_ok_and(|s| s.auth_mode == LDAP_AUTH)
-    }
-
-    async fn verify(&self, username: &str, password: &str) -> Result<Option<Profile>, AuthError> {
-        let settings = self.settings().await?;
-        let unavailable = |e: LdapError| AuthError::Unavailable(e.0);
-        let config = LdapConfig::of(&settings, self.key.as_ref()).map_err(unavailable)?;
-        config.verify(username, password).await.map_err(unavailable)
-    }
 }
 
 #[cfg(test)]

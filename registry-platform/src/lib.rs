@@ -61,6 +61,7 @@ pub mod ldap;
 pub mod notation;
 #[cfg(feature = "oidc")]
 pub mod oidc;
+pub mod signin;
 pub mod platform;
 #[cfg(feature = "replication")]
 pub mod proxy;

@@ -23,7 +23,8 @@ pub struct SystemSettings {
     pub storage_per_project: i64,
     /// The percentage of a quota at which `QUOTA_WARNING` is raised, for quotas set from now on.
     pub quota_warning_percent: u8,
-    /// How users sign in: `db_auth` (their passwords here) or `ldap_auth` (the directory).
+    /// How users sign in: `db_auth` (their passwords here), `ldap_auth` (the directory) or
+    /// `oidc_auth` (an OpenID Connect provider).
     pub auth_mode: String,
     /// The directory's URL (`ldap://host:port`, `ldaps://host:port`).
     pub ldap_url: String,
@@ -59,6 +60,28 @@ pub struct SystemSettings {
     pub ldap_group_attribute_name: String,
     /// The group search scope: 0 base, 1 one level, 2 subtree.
     pub ldap_group_search_scope: i64,
+    /// The provider's name, shown on the sign-in button.
+    pub oidc_name: String,
+    /// The provider's issuer URL (its discovery document is under it).
+    pub oidc_endpoint: String,
+    /// The client id this registry signs in as.
+    pub oidc_client_id: String,
+    /// The client's secret, sealed with the registry's key.
+    pub oidc_client_secret: Option<String>,
+    /// The scopes asked for, comma-separated (`openid` is always asked).
+    pub oidc_scope: String,
+    /// The claim whose value is the user name here (empty: `preferred_username`, then `name`,
+    /// then the e-mail's local part).
+    pub oidc_user_claim: String,
+    /// The claim listing a person's groups.
+    pub oidc_groups_claim: String,
+    /// Members of this provider group are system admins here (empty: none).
+    pub oidc_admin_group: String,
+    /// Whether the provider's certificate is verified.
+    pub oidc_verify_cert: bool,
+    /// Whether people are made users at their first sign-in with the user claim's name (off: they
+    /// choose a name).
+    pub oidc_auto_onboard: bool,
 }
 
 impl Default for SystemSettings {
@@ -86,6 +109,16 @@ impl Default for SystemSettings {
             ldap_group_search_filter: String::new(),
             ldap_group_attribute_name: "cn".into(),
             ldap_group_search_scope: 2,
+            oidc_name: String::new(),
+            oidc_endpoint: String::new(),
+            oidc_client_id: String::new(),
+            oidc_client_secret: None,
+            oidc_scope: "openid,profile,email,offline_access".into(),
+            oidc_user_claim: String::new(),
+            oidc_groups_claim: "groups".into(),
+            oidc_admin_group: String::new(),
+            oidc_verify_cert: true,
+            oidc_auto_onboard: false,
         }
     }
 }

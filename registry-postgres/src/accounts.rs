@@ -143,6 +143,13 @@ impl AccountStore for PgStore {
         self.all("SELECT id, record FROM users ORDER BY id").await?.iter().map(user).collect()
     }
 
+    async fn user_by_subject(&self, issuer: &str, subject: &str) -> Result<Option<User>> {
+        // The expression of the index users_oidc_subject (migration 7).
+        let sql = "SELECT id, record FROM users WHERE record::jsonb ? 'oidc' \
+            AND ((record::jsonb -> 'oidc' ->> 'issuer') || ' ' || (record::jsonb -> 'oidc' ->> 'subject')) = $1";
+        self.one(sql, &format!("{issuer} {subject}")).await?.map(|r| user(&r)).transpose()
+    }
+
     async fn update_user(&self, user: &User, events: &[Event]) -> Result<()> {
         self.replace("users", "user", user.id, &user.name, encode(user)?, events).await
     }

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("../migrations/0004_quotas_labels.sql")),
     (5, include_str!("../migrations/0005_scan_reports.sql")),
     (6, include_str!("../migrations/0006_user_groups.sql")),
+    (7, include_str!("../migrations/0007_oidc_subjects.sql")),
 ];
 
 /// The advisory lock the migrations are applied under.

@@ -126,6 +126,7 @@ impl RedbStore {
                 password_changed_at: now,
                 origin: String::new(),
                 groups: Vec::new(),
+                oidc: None,
             };
             match self.create_user(record, &[]).await {
                 Ok(created) => {

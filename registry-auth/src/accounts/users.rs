@@ -60,6 +60,7 @@ impl Accounts {
             password_changed_at: now,
             origin: String::new(),
             groups: Vec::new(),
+            oidc: None,
         };
         let event =
             self.event(EventAction::CreateUser, Resource { name: Some(user.name.clone()), ..Resource::default() });
@@ -154,6 +155,12 @@ impl Accounts {
         if user.origin == crate::directory::LDAP {
             return Err(AuthError::Precondition(format!(
                 "{name} signs in through the LDAP directory: change the password there"
+            )));
+        }
+        if user.origin == crate::directory::OIDC {
+            return Err(AuthError::Precondition(format!(
+                "{name} signs in through the OIDC provider: set a new CLI secret instead (PUT /users/{}/cli_secret)",
+                user.id
             )));
         }
         if let Some(old) = old

@@ -1,8 +1,8 @@
 //! The run-time settings a system admin changes (`/configurations`, Harbor's shapes): whether
 //! webhook targets may be private addresses, where audit records are forwarded as syslog, the
 //! storage limit of new projects (`storage_per_project`), the quota warning percentage, and how
-//! users sign in (`auth_mode`, `db_auth` or `ldap_auth`, with Harbor's `ldap_*` keys; the search
-//! password is sealed and never shown).
+//! users sign in (`auth_mode`: `db_auth`, `ldap_auth` with Harbor's `ldap_*` keys, or `oidc_auth`
+//! with its `oidc_*` keys; the search password and the client secret are sealed and never shown).
 
 use std::sync::Arc;
 
@@ -43,6 +43,15 @@ pub(crate) async fn get(api: Arc<Api>, call: ApiCall) -> ApiResult {
             "ldap_group_search_filter": {"value": settings.ldap_group_search_filter, "editable": true},
             "ldap_group_attribute_name": {"value": settings.ldap_group_attribute_name, "editable": true},
             "ldap_group_search_scope": {"value": settings.ldap_group_search_scope, "editable": true},
+            "oidc_name": {"value": settings.oidc_name, "editable": true},
+            "oidc_endpoint": {"value": settings.oidc_endpoint, "editable": true},
+            "oidc_client_id": {"value": settings.oidc_client_id, "editable": true},
+            "oidc_scope": {"value": settings.oidc_scope, "editable": true},
+            "oidc_user_claim": {"value": settings.oidc_user_claim, "editable": true},
+            "oidc_groups_claim": {"value": settings.oidc_groups_claim, "editable": true},
+            "oidc_admin_group": {"value": settings.oidc_admin_group, "editable": true},
+            "oidc_verify_cert": {"value": settings.oidc_verify_cert, "editable": true},
+            "oidc_auto_onboard": {"value": settings.oidc_auto_onboard, "editable": true},
         }),
     ))
 }
@@ -61,12 +70,12 @@ pub(crate) fn apply_ldap(
     match name {
         "auth_mode" => {
             let mode = text()?;
-            if !matches!(mode.as_str(), "db_auth" | "ldap_auth") {
-                return Err(bad_request(format!("auth_mode {mode:?} is not offered here; use db_auth or ldap_auth")));
-            }
-            #[cfg(not(feature = "ldap"))]
-            if mode == "ldap_auth" {
-                return Err(bad_request("this registry is built without the ldap feature"));
+            let offered = registry_platform::signin::offered_modes();
+            if !offered.contains(&mode.as_str()) {
+                return Err(bad_request(format!(
+                    "auth_mode {mode:?} is not offered by this registry; use {}",
+                    offered.join(", ")
+                )));
             }
             settings.auth_mode = mode;
         }
@@ -103,6 +112,28 @@ pub(crate) fn apply_ldap(
             settings.ldap_group_attribute_name = text()?.trim().to_owned()
         }
         "ldap_group_search_scope" => settings.ldap_group_search_scope = number()?,
+        "oidc_name" => settings.oidc_name = text()?.trim().to_owned(),
+        "oidc_endpoint" => settings.oidc_endpoint = text()?.trim().to_owned(),
+        "oidc_client_id" => settings.oidc_client_id = text()?.trim().to_owned(),
+        "oidc_client_secret" => {
+            let secret = text()?;
+            settings.oidc_client_secret = match secret.is_empty() {
+                true => None,
+                false => {
+                    let key = api
+                        .secret_key
+                        .as_ref()
+                        .ok_or_else(|| bad_request("this registry has no key to seal the OIDC client secret with"))?;
+                    Some(key.seal(&secret).map_err(|e| bad_request(format!("sealing the secret: {e}")))?)
+                }
+            };
+        }
+        "oidc_scope" => settings.oidc_scope = text()?.trim().to_owned(),
+        "oidc_user_claim" => settings.oidc_user_claim = text()?.trim().to_owned(),
+        "oidc_groups_claim" => settings.oidc_groups_claim = text()?.trim().to_owned(),
+        "oidc_admin_group" => settings.oidc_admin_group = text()?.trim().to_owned(),
+        "oidc_verify_cert" => settings.oidc_verify_cert = flag()?,
+        "oidc_auto_onboard" => settings.oidc_auto_onboard = flag()?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -165,6 +196,14 @@ pub(crate) async fn put(api: Arc<Api>, call: ApiCall) -> ApiResult {
         if settings.ldap_base_dn.is_empty() {
             return Err(bad_request("ldap_auth needs ldap_base_dn: where people are searched"));
         }
+    }
+    #[cfg(feature = "oidc")]
+    if settings.auth_mode == registry_platform::signin::OIDC_AUTH {
+        // What can be told wrong without the provider is refused before it is saved; the
+        // provider itself is tried by POST /system/oidc/ping.
+        let config = registry_platform::oidc::OidcConfig::of(&settings, api.secret_key.as_ref())
+            .map_err(|e| bad_request(e.0))?;
+        config.checked().map_err(|e| bad_request(e.0))?;
     }
     if !forwarding && !settings.audit_log_forward_endpoint.is_empty() {
         // Forwarding starts now: from this change on, not the history before it (the cursor is

@@ -104,6 +104,7 @@ pub(crate) async fn import_users(api: Arc<Api>, call: ApiCall) -> ApiResult {
             realname: person.realname,
             admin: false,
             groups: Vec::new(),
+            oidc: None,
         };
         if let Err(e) = accounts.import_directory_user(&profile).await {
             failed.push(json!({"uid": name, "error": e.to_string()}));

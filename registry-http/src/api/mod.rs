@@ -220,6 +220,7 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(DELETE "/users/{user_id}" => users::delete),
             endpoint!(PUT "/users/{user_id}/password" => users::password),
             endpoint!(PUT "/users/{user_id}/sysadmin" => users::sysadmin),
+            endpoint!(PUT "/users/{user_id}/cli_secret" => users::cli_secret),
             endpoint!(GET "/usergroups" => usergroups::list),
             endpoint!(POST "/usergroups" => usergroups::create),
             endpoint!(GET "/usergroups/search" => usergroups::search),

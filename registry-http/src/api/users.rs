@@ -68,10 +68,45 @@ async fn calling_user(api: &Api, call: &ApiCall) -> Result<User, ApiError> {
         .ok_or_else(|| ApiError::harbor(StatusCode::UNAUTHORIZED, "the account is gone"))
 }
 
-/// `GET /users/current`.
+/// `GET /users/current`: a provider's user with their `oidc_user_meta` (subject and CLI secret,
+/// Harbor's), shown to themselves only.
 pub(crate) async fn current(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let user = calling_user(&api, &call).await?;
-    Ok(json_response(StatusCode::OK, &shapes::user(&user)))
+    let mut shape = shapes::user(&user);
+    if let Some(link) = &user.oidc {
+        let secret = match &api.secret_key {
+            Some(key) => key.open(&link.secret).unwrap_or_default(),
+            None => String::new(),
+        };
+        shape["oidc_user_meta"] = json!({
+            "id": user.id,
+            "user_id": user.id,
+            "subiss": format!("{}{}", link.subject, link.issuer),
+            "secret": secret,
+            "creation_time": registry_core::time::rfc3339(user.created_at),
+            "update_time": registry_core::time::rfc3339(user.password_changed_at),
+        });
+    }
+    let mut response = json_response(StatusCode::OK, &shape);
+    set(response.headers_mut(), http::header::CACHE_CONTROL, "no-store");
+    Ok(response)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CliSecretReq {
+    secret: String,
+}
+
+/// `PUT /users/{id}/cli_secret` (`{secret}`): a provider's user sets their CLI secret (a system
+/// admin may set anyone's); at least 8 characters. The old one stops working at once.
+pub(crate) async fn cli_secret(api: Arc<Api>, call: ApiCall) -> ApiResult {
+    let user = path_user(&api, &call, false).await?;
+    let req: CliSecretReq = call.json()?;
+    let key = api.secret_key.as_ref().ok_or_else(|| bad_request("this registry has no key to seal CLI secrets with"))?;
+    let sealed = key.seal(&req.secret).map_err(|e| bad_request(format!("sealing the secret: {e}")))?;
+    api.accounts_for(&call)?.set_cli_secret(&user.name, &req.secret, &sealed).await?;
+    Ok(status_only(StatusCode::OK))
 }
 
 /// What a role may do in a project, as Harbor's `{resource, action}` pairs.

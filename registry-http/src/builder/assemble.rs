@@ -95,14 +95,13 @@ impl RegistryBuilder {
             (None, Some(dir)) => SecretKey::load_or_create(&dir.join(SECRET_KEY_FILE)).map_err(seal_err)?,
             (None, None) => SecretKey::generate().map_err(seal_err)?,
         };
-        // Harbor's accounts sign users in through the LDAP directory while the settings say so.
+        // Harbor's accounts sign users in through the LDAP directory or the OIDC provider while
+        // the settings say so.
         let directory = |accounts: Accounts| {
-            #[cfg(feature = "ldap")]
-            let accounts = accounts.with_directory(registry_platform::ldap::LdapDirectory::new(
+            accounts.with_directory(registry_platform::signin::SignIn::new(
                 registry.metadata_store().clone(),
                 Some(secret_key.clone()),
-            ));
-            accounts
+            ))
         };
         let (accounts, authenticator, policy, external) = match self.auth {
             Auth::Off { .. } => (None, None, None, None),
