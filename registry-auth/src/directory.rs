@@ -69,9 +69,10 @@ pub trait Directory: Send + Sync + 'static {
     /// credentials".
     async fn verify(&self, username: &str, password: &str) -> Result<Option<Profile>, AuthError>;
 
-    /// Asks the provider whether `user`'s session there still holds (their refresh token): their
+    /// Asks the provider whether `user`'s session there still holds (their refresh token) at `now`
+    /// (seconds since the epoch, the accounts' clock; the new link's `checked_until` counts from it): their
     /// profile as it says now, with the link to keep, or `None` when it has ended (the person was
     /// removed, the grant revoked). A provider that cannot be asked is
     /// [`AuthError::Unavailable`] naming it (503).
-    async fn recheck(&self, user: &crate::model::User) -> Result<Option<Profile>, AuthError>;
+    async fn recheck(&self, user: &crate::model::User, now: u64) -> Result<Option<Profile>, AuthError>;
 }

@@ -236,7 +236,9 @@ pub async fn account_store_suite(store: &dyn AccountStore) {
     store.update_user(&linked, &[]).await.expect("link");
     let found = store.user_by_subject("https://id.example.org", "a-1").await.expect("by subject");
     assert_eq!(found.map(|u| (u.id, u.oidc)), Some((alice.id, Some(link))));
-    for (issuer, subject) in [("https://id.example.org", "a-2"), ("https://other.example.org", "a-1"), ("https://id.example.org a-1", "")] {
+    for (issuer, subject) in
+        [("https://id.example.org", "a-2"), ("https://other.example.org", "a-1"), ("https://id.example.org a-1", "")]
+    {
         assert!(store.user_by_subject(issuer, subject).await.expect("by subject").is_none(), "{issuer} {subject}");
     }
     assert!(store.delete_user(bob.id, &[]).await.expect("delete user"));

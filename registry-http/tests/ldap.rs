@@ -198,19 +198,7 @@ async fn ldaps_and_starttls_with_a_ca_of_its_own() {
 
 /// The actions the token endpoint grants `user` on `repository`.
 async fn granted(reg: &TestRegistry, user: &str, password: &str, repository: &str) -> Vec<String> {
-    use base64::Engine as _;
-    let scope = format!("repository:{repository}:pull,push,delete");
-    let jwt = token(&client(), &reg.url(), Some((user, password)), &[&scope]).await;
-    let payload = jwt.split('.').nth(1).expect("a JWT");
-    let claims: Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64"))
-            .expect("claims");
-    let mut actions: Vec<String> = claims["access"][0]["actions"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    actions.sort();
-    actions
+    testkit::granted_actions(&reg.url(), user, password, repository).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,7 +61,6 @@ pub mod ldap;
 pub mod notation;
 #[cfg(feature = "oidc")]
 pub mod oidc;
-pub mod signin;
 pub mod platform;
 #[cfg(feature = "replication")]
 pub mod proxy;
@@ -75,6 +74,7 @@ pub mod retention;
 pub mod scan;
 pub mod selectors;
 pub mod settings;
+pub mod signin;
 #[cfg(any(feature = "webhooks", feature = "scanning", feature = "replication"))]
 pub mod ssrf;
 pub mod syslog;

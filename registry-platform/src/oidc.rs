@@ -216,7 +216,9 @@ impl OidcConfig {
                 return Err(Invalid(format!("{name} {claim:?} is not a claim name")));
             }
         }
-        if let Some(bad) = self.scopes.iter().find(|s| !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')) {
+        if let Some(bad) =
+            self.scopes.iter().find(|s| !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'))
+        {
             return Err(Invalid(format!("oidc_scope: {bad:?} is not a scope")));
         }
         Ok(())
@@ -353,7 +355,12 @@ pub async fn finish(
 /// Asks the provider whether `user`'s session still holds (the refresh-token grant): their
 /// profile as it says now with the link to keep, `None` when it has ended (`invalid_grant`, or
 /// no refresh token to ask with), an error when the provider cannot be asked.
-pub async fn recheck(config: &OidcConfig, key: &SecretKey, user: &User, now: u64) -> Result<Option<Profile>, OidcError> {
+pub async fn recheck(
+    config: &OidcConfig,
+    key: &SecretKey,
+    user: &User,
+    now: u64,
+) -> Result<Option<Profile>, OidcError> {
     let Some(link) = &user.oidc else { return Ok(None) };
     let Some(sealed) = &link.refresh_token else { return Ok(None) };
     let refresh = key.open(sealed).map_err(|e| OidcError(format!("opening {}'s refresh token: {e}", user.name)))?;
@@ -431,8 +438,7 @@ fn profile_of(
     let raw = serde_json::to_value(id_token).map_err(|e| config.fail(e))?;
     let token: FullIdToken = serde_json::from_value(raw).map_err(|e| config.fail(format!("its ID token: {e}")))?;
     let verifier = client.id_token_verifier();
-    let claims =
-        token.claims(&verifier, nonce).map_err(|e| config.fail(format!("its ID token was refused ({e})")))?;
+    let claims = token.claims(&verifier, nonce).map_err(|e| config.fail(format!("its ID token was refused ({e})")))?;
     let all = &claims.additional_claims().claims;
     let text = |name: &str| all.get(name).and_then(|v| v.as_str()).map(str::to_owned).unwrap_or_default();
     let subject = claims.subject().as_str().to_owned();

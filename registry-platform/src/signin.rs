@@ -78,7 +78,7 @@ impl Directory for SignIn {
     }
 
     #[allow(unused_variables)]
-    async fn recheck(&self, user: &User) -> Result<Option<Profile>, AuthError> {
+    async fn recheck(&self, user: &User, now: u64) -> Result<Option<Profile>, AuthError> {
         let settings = self.settings().await?;
         #[cfg(feature = "oidc")]
         if settings.auth_mode == OIDC_AUTH {
@@ -87,7 +87,6 @@ impl Directory for SignIn {
             let Some(key) = &self.key else {
                 return Err(AuthError::Unavailable("no key opens the provider's refresh tokens".into()));
             };
-            let now = registry_core::time::now_secs();
             return crate::oidc::recheck(&config, key, user, now).await.map_err(unavailable);
         }
         Ok(None)

@@ -354,6 +354,24 @@ pub async fn get_token(c: &Client, base: &str, creds: Option<(&str, &str)>, scop
     req.send().await.expect("token request")
 }
 
+/// The actions the token endpoint at `base` grants `user` (signing in with `password`) on
+/// `repository` when asked for pull, push and delete, sorted.
+pub async fn granted_actions(base: &str, user: &str, password: &str, repository: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let scope = format!("repository:{repository}:pull,push,delete");
+    let jwt = token(&client(), base, Some((user, password)), &[&scope]).await;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64"))
+            .expect("claims");
+    let mut actions: Vec<String> = claims["access"][0]["actions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    actions.sort();
+    actions
+}
+
 /// A token string, asserting the endpoint answered 200.
 pub async fn token(c: &Client, base: &str, creds: Option<(&str, &str)>, scopes: &[&str]) -> String {
     let resp = get_token(c, base, creds, scopes).await;

@@ -183,7 +183,7 @@ impl Accounts {
         if user.oidc.as_ref().is_some_and(|l| l.checked_until > self.now()) {
             return Accounts::user_identity(&user);
         }
-        match provider.recheck(&user).await {
+        match provider.recheck(&user, self.now()).await {
             Ok(Some(profile)) => Accounts::user_identity(&self.onboard(Some(user), &profile).await?),
             Ok(None) => {
                 tracing::info!(user = attempt.name, "the provider ended the session of a CLI sign-in");

@@ -103,7 +103,8 @@ struct CliSecretReq {
 pub(crate) async fn cli_secret(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let user = path_user(&api, &call, false).await?;
     let req: CliSecretReq = call.json()?;
-    let key = api.secret_key.as_ref().ok_or_else(|| bad_request("this registry has no key to seal CLI secrets with"))?;
+    let key =
+        api.secret_key.as_ref().ok_or_else(|| bad_request("this registry has no key to seal CLI secrets with"))?;
     let sealed = key.seal(&req.secret).map_err(|e| bad_request(format!("sealing the secret: {e}")))?;
     api.accounts_for(&call)?.set_cli_secret(&user.name, &req.secret, &sealed).await?;
     Ok(status_only(StatusCode::OK))

@@ -300,6 +300,8 @@ impl RegistryBuilder {
                 sessions,
                 accounts: accounts.clone(),
                 events: registry.clone(),
+                base: base.to_owned(),
+                key: secret_key.clone(),
             })
         });
         // Proxy-cache projects, where Harbor's accounts say which projects front which registry.

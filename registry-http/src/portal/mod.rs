@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `POST /c/login` | `principal`, `password` (form or JSON): sets the session cookie; the user and the CSRF token |
 //! | `POST /c/log_out` | removes the cookie (with the CSRF token) |
-//! | `GET /c/session` | who the cookie proves and its CSRF token, or `user: null`; the first-start hint |
+//! | `GET /c/session` | who the cookie proves and its CSRF token, or `user: null`; the first-start hint; the sign-in mode |
+//! | `/c/oidc/…` | signing in through an OpenID Connect provider (see `oidc`) |
 //!
 //! Everything else the pages show comes from the management API, which takes the session cookie
 //! (see [`crate::session`]). Signing in is checked by the same authenticator, with the same lockout
@@ -28,6 +29,8 @@ use crate::response::{ResponseBody, full, json, set};
 use crate::session::{Sessions, cookie_of};
 
 pub mod assets;
+#[cfg(feature = "oidc")]
+mod oidc;
 
 /// The policy every portal answer carries.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -44,8 +47,12 @@ pub(crate) struct Portal {
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     pub(crate) sessions: Sessions,
     pub(crate) accounts: Option<Accounts>,
-    /// Where login events go.
+    /// Where login events go (and the settings are read).
     pub(crate) events: Registry,
+    /// The registry's external URL (the provider returns to it).
+    pub(crate) base: String,
+    /// The key the sign-in flow's cookies are sealed with.
+    pub(crate) key: registry_auth::SecretKey,
 }
 
 /// The portal as one service.
@@ -77,6 +84,12 @@ async fn route(portal: &Portal, req: Request<RequestBody>) -> Result<Response<Re
         (Method::POST, "/c/login") => login(portal, req).await,
         (Method::POST, "/c/log_out") => log_out(portal, &req),
         (Method::GET, "/c/session") => session(portal, &req).await,
+        #[cfg(feature = "oidc")]
+        (Method::GET, "/c/oidc/login") => oidc::login(portal, req).await,
+        #[cfg(feature = "oidc")]
+        (Method::GET, "/c/oidc/callback") => oidc::callback(portal, req).await,
+        #[cfg(feature = "oidc")]
+        (Method::POST, "/c/oidc/onboard") => oidc::onboard_chosen(portal, req).await,
         (_, "/c/login" | "/c/log_out" | "/c/session") => {
             Err(ApiError::harbor(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed here", req.method())))
         }
@@ -187,6 +200,7 @@ async fn session(portal: &Portal, req: &Request<RequestBody>) -> Result<Response
         None => None,
     };
     let user = signed.as_ref().map(|(who, s)| json!({"username": s.user, "sysadmin_flag": who.is_admin()}));
+    let settings = registry_platform::settings::SystemSettings::load(&**portal.events.metadata_store()).await?;
     let csrf = signed.map(|(_, s)| s.csrf);
     let mut response = json(
         StatusCode::OK,
@@ -195,6 +209,8 @@ async fn session(portal: &Portal, req: &Request<RequestBody>) -> Result<Response
             "csrf_token": csrf,
             "first_start": first_start(portal).await?,
             "accounts": portal.authenticator.is_some(),
+            "auth_mode": settings.auth_mode,
+            "oidc_name": if settings.auth_mode == registry_platform::signin::OIDC_AUTH { Some(settings.oidc_name) } else { None },
         }),
     );
     set(response.headers_mut(), header::CACHE_CONTROL, "no-store");
