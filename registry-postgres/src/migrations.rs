@@ -21,7 +21,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
 const LOCK: i64 = 0x7265_6769_7374_7279; // "registry"
 
 /// The newest schema version this program knows.
-pub(crate) const CURRENT: i32 = 6;
+pub(crate) const CURRENT: i32 = 7;
 
 /// Applies every migration the database lacks.
 pub(crate) async fn apply(store: &PgStore) -> Result<(), BackendError> {
