@@ -75,6 +75,13 @@ export async function login(principal, password) {
   return data;
 }
 
+/** Makes the person the OIDC provider signed in a user named `username`; the user. */
+export async function onboard(username) {
+  const { data } = await send('POST', '/c/oidc/onboard', { username });
+  csrf = data.csrf_token;
+  return data;
+}
+
 /** Signs out. */
 export async function logout() {
   await send('POST', '/c/log_out');

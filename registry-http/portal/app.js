@@ -3,6 +3,8 @@
 import { h, fill, loading, errorBox, toast } from './dom.js';
 import * as api from './api.js';
 import { loginPage } from './pages/login.js';
+import { onboardPage } from './pages/onboard.js';
+import { profilePage } from './pages/profile.js';
 import { projectsPage } from './pages/projects.js';
 import { projectPage } from './pages/project.js';
 import { repositoryPage } from './pages/repository.js';
@@ -30,6 +32,8 @@ function go(route) {
 
 const routes = [
   [/^\/login$/, () => loginPage(ctx)],
+  [/^\/oidc-onboard(?:\?username=(.*))?$/, (name) => onboardPage(ctx, name)],
+  [/^\/profile$/, () => profilePage(ctx)],
   [/^\/projects$/, () => projectsPage(ctx)],
   [/^\/projects\/([^/]+)\/repositories\/(.+)$/, (p, r) => repositoryPage(ctx, p, r)],
   [/^\/projects\/([^/]+)(?:\/([a-z-]+))?$/, (p, tab) => projectPage(ctx, p, tab || 'repositories')],
@@ -64,7 +68,7 @@ function header() {
       admin ? link('/settings', 'Settings') : null),
     h('span', { class: 'spacer' }),
     h('form', { role: 'search', on: { submit: (e) => { e.preventDefault(); go(`/search/${encodeURIComponent(search.value)}`); } } }, search),
-    h('span', { class: 'who' }, ctx.user.username, admin ? ' (admin)' : ''),
+    h('a', { class: 'who', href: '#/profile', title: 'Your profile' }, ctx.user.username, admin ? ' (admin)' : ''),
     h('button', { type: 'button', class: 'small', on: { click: signOut } }, 'Sign out'));
   top.hidden = false;
 }
@@ -78,8 +82,9 @@ async function signOut() {
 async function render() {
   const main = document.getElementById('main');
   const route = decodeURIComponent(location.hash.slice(1)) || '/projects';
-  if (!ctx.user && route !== '/login') { go('/login'); return; }
-  if (ctx.user && route === '/login') { go('/projects'); return; }
+  const open = route === '/login' || route.startsWith('/oidc-onboard');
+  if (!ctx.user && !open) { go('/login'); return; }
+  if (ctx.user && open) { go('/projects'); return; }
   header();
   for (const [pattern, page] of routes) {
     const m = route.match(pattern);
@@ -119,6 +124,8 @@ async function loadHost() {
     const s = await api.session();
     ctx.user = s.user;
     ctx.firstStart = s.first_start;
+    ctx.authMode = s.auth_mode;
+    ctx.oidcName = s.oidc_name;
     if (ctx.user) await loadHost();
   } catch (error) {
     fill(document.getElementById('main'), errorBox(error));

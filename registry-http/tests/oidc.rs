@@ -140,6 +140,7 @@ async fn people_sign_in_through_the_provider_and_use_cli_secrets() {
     let (status, me) = current_user(&reg, &mut browser).await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!((me["username"].as_str(), me["email"].as_str()), (Some("alice"), Some("alice@example.org")));
+    assert_eq!(me["realname"], json!("Alice Liddell"), "from the name claim");
     assert_eq!(me["sysadmin_flag"], json!(false));
     let secret = me["oidc_user_meta"]["secret"].as_str().expect("a CLI secret").to_owned();
     assert!(secret.len() >= 16, "{secret}");

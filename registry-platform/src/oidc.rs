@@ -264,7 +264,8 @@ type ProviderClient = openidconnect::Client<
     openidconnect::EndpointMaybeSet,
 >;
 
-/// Every claim of an ID token, read by name (the user and groups claims are configured).
+/// The claims of an ID token openidconnect has no field for (the groups claim, custom user
+/// claims).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct AllClaims {
     #[serde(flatten)]
@@ -439,7 +440,12 @@ fn profile_of(
     let token: FullIdToken = serde_json::from_value(raw).map_err(|e| config.fail(format!("its ID token: {e}")))?;
     let verifier = client.id_token_verifier();
     let claims = token.claims(&verifier, nonce).map_err(|e| config.fail(format!("its ID token was refused ({e})")))?;
-    let all = &claims.additional_claims().claims;
+    // Every claim by name, the standard ones (which openidconnect reads into their own fields) too.
+    let mut all = claims.additional_claims().claims.clone();
+    if let Ok(serde_json::Value::Object(standard)) = serde_json::to_value(claims) {
+        all.extend(standard);
+    }
+    let all = &all;
     let text = |name: &str| all.get(name).and_then(|v| v.as_str()).map(str::to_owned).unwrap_or_default();
     let subject = claims.subject().as_str().to_owned();
     let email = claims.email().map(|e| e.as_str().to_owned()).unwrap_or_else(|| text("email"));

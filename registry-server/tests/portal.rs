@@ -35,6 +35,8 @@ async fn a_user_and_a_guest_in_the_portal() {
     let scanner = testkit::scanner::FixtureScanner::start(None, false).await;
     // A directory for the last steps (signing in through LDAP).
     let slapd = testkit::ldap::Slapd::start().await;
+    // And a provider for the very last (signing in through OIDC).
+    let provider = testkit::oidc::OidcProvider::start(&[&format!("{}/c/oidc/callback", server.url())]).await;
     let output = tokio::process::Command::new("node")
         .arg(&script)
         .env("NODE_PATH", &node_path)
@@ -49,6 +51,9 @@ async fn a_user_and_a_guest_in_the_portal() {
         .env("LDAP_ROOT_DN", testkit::ldap::Slapd::ROOT_DN)
         .env("LDAP_ROOT_PASSWORD", testkit::ldap::Slapd::ROOT_PASSWORD)
         .env("LDAP_BASE", testkit::ldap::BASE)
+        .env("OIDC_ISSUER", &provider.issuer)
+        .env("OIDC_CLIENT_ID", testkit::oidc::OidcProvider::CLIENT_ID)
+        .env("OIDC_CLIENT_SECRET", testkit::oidc::OidcProvider::CLIENT_SECRET)
         .env("HOSTILE_TAG", "<img src=x onerror=alert(1)>")
         .env("HOSTILE_TEXT", "<img src=x onerror=alert(1)> & \"quotes\"")
         .kill_on_drop(true)
@@ -64,5 +69,6 @@ async fn a_user_and_a_guest_in_the_portal() {
     {
         assert!(screenshots.join(format!("{page}.png")).exists(), "screenshot {page}");
     }
+    provider.stop().await;
     server.stop().await;
 }

@@ -31,8 +31,17 @@ export function loginPage(ctx) {
       form.elements.password.focus();
     }
   });
+  // Through the OIDC provider, people sign in there; the system administrators made here keep
+  // their passwords.
+  const provider = ctx.authMode === 'oidc_auth'
+    ? h('div', { class: 'panel' },
+      h('a', { class: 'button primary', href: `/c/oidc/login?redirect_url=${encodeURIComponent('/#/projects')}` },
+        `Sign in with ${ctx.oidcName || 'your identity provider'}`),
+      h('p', { class: 'hint' }, 'System administrators of this registry sign in with their passwords below.'))
+    : null;
   return h('div', { class: 'login' },
     h('h1', {}, 'Sign in to the registry'),
+    provider,
     ctx.firstStart ? h('p', { class: 'notice', role: 'note' },
       'First start: sign in as ', h('strong', {}, 'admin'), ' with the password the server printed when it ',
       'first started, then change it (Users → admin, or PUT /api/v2.0/users/{id}/password).') : null,

@@ -1,6 +1,6 @@
 // System settings (system administrators): quotas of new projects and their warning threshold,
 // webhook targets on private addresses, audit log forwarding, and how people sign in (this
-// registry's passwords, or an LDAP directory, tried before it is saved).
+// registry's passwords, an LDAP directory or an OIDC provider, each tried before it is saved).
 
 import { h, field, checkbox, toast, size } from '../dom.js';
 import * as api from '../api.js';
@@ -21,7 +21,7 @@ export async function settingsPage() {
     checkbox('Webhook targets may be private or loopback addresses', 'private', value('webhook_allow_private_targets')),
     field('Forward audit records to (syslog)', { name: 'syslog', value: value('audit_log_forward_endpoint') || '', placeholder: 'tcp://logs.example:10514' }),
     h('h2', {}, 'Authentication'),
-    field('Sign in with', { name: 'mode', options: [['db_auth', 'Passwords kept here'], ['ldap_auth', 'An LDAP directory']], value: value('auth_mode') || 'db_auth' },
+    field('Sign in with', { name: 'mode', options: [['db_auth', 'Passwords kept here'], ['ldap_auth', 'An LDAP directory'], ['oidc_auth', 'An OIDC provider']], value: value('auth_mode') || 'db_auth' },
       'The system administrators made here keep their passwords in either mode.'),
     field('LDAP URL', { name: 'ldap_url', value: value('ldap_url') || '', placeholder: 'ldaps://ldap.example.org' }),
     field('Search DN', { name: 'ldap_search_dn', value: value('ldap_search_dn') || '', placeholder: 'cn=reader,dc=example,dc=org' }),
@@ -37,8 +37,36 @@ export async function settingsPage() {
     checkbox('Verify the server\'s certificate', 'ldap_verify_cert', value('ldap_verify_cert') !== false),
     checkbox('Upgrade ldap:// with StartTLS', 'ldap_starttls', value('ldap_starttls') === true),
     h('div', { class: 'toolbar' },
-      h('button', { type: 'button', on: { click: () => tryLdap() } }, 'Test LDAP server'),
+      h('button', { type: 'button', on: { click: () => tryLdap() } }, 'Test LDAP server')),
+    h('h2', {}, 'OIDC provider'),
+    field('Provider name', { name: 'oidc_name', value: value('oidc_name') || '', placeholder: 'Company SSO' }, 'Shown on the sign-in button.'),
+    field('Issuer URL', { name: 'oidc_endpoint', value: value('oidc_endpoint') || '', placeholder: 'https://id.example.org' }),
+    field('Client ID', { name: 'oidc_client_id', value: value('oidc_client_id') || '' }),
+    field('Client secret', { name: 'oidc_client_secret', type: 'password', autocomplete: 'new-password', placeholder: 'unchanged' }),
+    field('Scopes', { name: 'oidc_scope', value: value('oidc_scope') || 'openid,profile,email,offline_access' }, 'Comma-separated; offline_access lets CLI secrets outlive the first access token.'),
+    field('User name claim', { name: 'oidc_user_claim', value: value('oidc_user_claim') || '', placeholder: 'preferred_username' }),
+    field('Groups claim', { name: 'oidc_groups_claim', value: value('oidc_groups_claim') || 'groups' }),
+    field('Admin group', { name: 'oidc_admin_group', value: value('oidc_admin_group') || '' }, 'Members of this provider group are system administrators here.'),
+    checkbox('Verify the provider\'s certificate', 'oidc_verify_cert', value('oidc_verify_cert') !== false),
+    checkbox('Make users at their first sign-in without asking for a name', 'oidc_auto_onboard', value('oidc_auto_onboard') === true),
+    h('div', { class: 'toolbar' },
+      h('button', { type: 'button', on: { click: () => tryOidc() } }, 'Test OIDC server'),
       h('button', { type: 'submit', class: 'primary' }, 'Save')));
+
+  function oidcOf(el) {
+    const out = { oidc_name: el.oidc_name.value.trim(), oidc_endpoint: el.oidc_endpoint.value.trim(), oidc_client_id: el.oidc_client_id.value.trim(),
+      oidc_scope: el.oidc_scope.value.trim(), oidc_user_claim: el.oidc_user_claim.value.trim(), oidc_groups_claim: el.oidc_groups_claim.value.trim(),
+      oidc_admin_group: el.oidc_admin_group.value.trim(), oidc_verify_cert: el.oidc_verify_cert.checked, oidc_auto_onboard: el.oidc_auto_onboard.checked };
+    if (el.oidc_client_secret.value) out.oidc_client_secret = el.oidc_client_secret.value;
+    return out;
+  }
+
+  async function tryOidc() {
+    try {
+      await api.change('POST', '/system/oidc/ping', { url: form.elements.oidc_endpoint.value.trim(), verify_cert: form.elements.oidc_verify_cert.checked });
+      toast('The OIDC provider answered: its discovery works');
+    } catch (error) { toast(`The OIDC provider cannot be used: ${error.message}`, true); }
+  }
 
   function ldapOf(el) {
     const out = { ldap_url: el.ldap_url.value.trim(), ldap_search_dn: el.ldap_search_dn.value.trim(), ldap_base_dn: el.ldap_base_dn.value.trim(),
@@ -70,6 +98,7 @@ export async function settingsPage() {
         audit_log_forward_endpoint: el.syslog.value.trim(),
         auth_mode: el.mode.value,
         ...(el.mode.value === 'ldap_auth' || el.ldap_url.value.trim() ? ldapOf(el) : {}),
+        ...(el.mode.value === 'oidc_auth' || el.oidc_endpoint.value.trim() ? oidcOf(el) : {}),
       });
       toast('Settings saved');
     } catch (error) { toast(error.message, true); }

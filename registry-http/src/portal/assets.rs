@@ -31,6 +31,8 @@ const FILES: &[(&str, &[u8])] = files![
     "api.js",
     "dom.js",
     "pages/login.js",
+    "pages/onboard.js",
+    "pages/profile.js",
     "pages/projects.js",
     "pages/project.js",
     "pages/members.js",

@@ -482,6 +482,47 @@ try {
   await person.goto(`${base}/#/projects/team/members`);
   await person.getByRole('cell', { name: 'developers', exact: true }).waitFor();
 
+  begin('signing in through an OIDC provider: the settings tried and saved, a person chooses a name and sees their CLI secret');
+  await keeper.goto(`${base}/#/settings`);
+  await keeper.getByLabel('Sign in with').selectOption('oidc_auth');
+  await keeper.getByLabel('Provider name').fill('Test ID');
+  await keeper.getByLabel('Issuer URL').fill(`${process.env.OIDC_ISSUER}/nowhere`);
+  await keeper.getByRole('button', { name: 'Test OIDC server' }).click();
+  await keeper.getByText(/cannot be used: .*discovery failed/).waitFor();
+  await keeper.getByLabel('Issuer URL').fill(process.env.OIDC_ISSUER);
+  await keeper.getByRole('button', { name: 'Test OIDC server' }).click();
+  await keeper.getByText('its discovery works').waitFor();
+  await keeper.getByLabel('Client ID').fill(process.env.OIDC_CLIENT_ID);
+  await keeper.getByLabel('Client secret').fill(process.env.OIDC_CLIENT_SECRET);
+  await keeper.getByLabel('Scopes').fill('openid,profile,email,groups,offline_access');
+  await keeper.getByRole('button', { name: 'Save' }).click();
+  await keeper.getByText('Settings saved').waitFor();
+  const jose = await newPage();
+  await jose.goto(`${base}/`);
+  await jose.getByRole('link', { name: 'Sign in with Test ID' }).click();
+  await jose.locator('input[name="login"]').fill('jose');
+  await jose.locator('input[name="password"]').fill('any password');
+  await jose.locator('button[type="submit"]').click();
+  await jose.waitForURL((url) => url.href.startsWith(base) || url.pathname.startsWith('/interaction'));
+  if (!jose.url().startsWith(base)) await jose.getByRole('button', { name: 'Continue' }).click();
+  await jose.getByRole('heading', { name: 'Choose your user name' }).waitFor();
+  assert.equal(await jose.getByLabel('User name').inputValue(), 'jose', 'the provider\'s name suggested');
+  await jose.getByLabel('User name').fill('admin');
+  await jose.getByRole('button', { name: 'Continue' }).click();
+  await jose.getByText(/taken/).waitFor();
+  await jose.getByLabel('User name').fill('jose.nunez');
+  await jose.getByRole('button', { name: 'Continue' }).click();
+  await jose.getByRole('heading', { name: 'Projects' }).waitFor();
+  await jose.getByRole('link', { name: 'jose.nunez' }).click();
+  await jose.getByRole('heading', { name: 'Your profile' }).waitFor();
+  await jose.getByText('José Núñez').waitFor();
+  await jose.getByRole('button', { name: 'Show' }).click();
+  const cliSecret = await jose.getByTestId('cli-secret').textContent();
+  assert.ok(cliSecret.length >= 16, 'a CLI secret');
+  await shot(jose, '14-cli-secret');
+  const cli = await fetch(`${base}/api/v2.0/users/current`, { headers: { Authorization: `Basic ${Buffer.from(`jose.nunez:${cliSecret}`).toString('base64')}` } });
+  assert.equal(cli.status, 200, 'command-line clients sign in with it');
+
   assert.deepEqual(problems, [], 'no script errors');
   console.log('portal end to end: every step held');
 } catch (error) {
