@@ -19,7 +19,6 @@ use registry_auth::{Profile, SecretKey};
 use crate::selectors::Invalid;
 use crate::settings::SystemSettings;
 
-pub use crate::signin::{DB_AUTH, LDAP_AUTH};
 /// Entries a user search returns at most.
 const SEARCH_LIMIT: i32 = 100;
 

@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 use crate::selectors::Invalid;
 use crate::settings::SystemSettings;
 
-pub use crate::signin::OIDC_AUTH;
 /// How long a session is trusted when the provider does not say how long its access token lasts.
 const DEFAULT_ACCESS_SECS: u64 = 300;
 

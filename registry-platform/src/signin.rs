@@ -34,6 +34,8 @@ pub fn offered_modes() -> Vec<&'static str> {
 /// The directory or provider of the system settings.
 pub struct SignIn {
     meta: Arc<dyn MetadataStore>,
+    /// Opens the settings' sealed secrets (unused in a build with neither directory nor provider).
+    #[cfg_attr(not(any(feature = "ldap", feature = "oidc")), allow(dead_code))]
     key: Option<SecretKey>,
 }
 

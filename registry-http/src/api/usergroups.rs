@@ -67,7 +67,7 @@ fn kind_of(group_type: Option<i64>, ldap_dn: &str) -> Result<GroupKind, ApiError
 #[cfg(feature = "ldap")]
 async fn directory_group(api: &Api, dn: &str) -> Result<String, ApiError> {
     let settings = registry_platform::settings::SystemSettings::load(&**api.registry.metadata_store()).await?;
-    if settings.auth_mode != registry_platform::ldap::LDAP_AUTH {
+    if settings.auth_mode != registry_platform::signin::LDAP_AUTH {
         return Err(bad_request("LDAP groups (group_type 1) are made while auth_mode is ldap_auth"));
     }
     let config = registry_platform::ldap::LdapConfig::of(&settings, api.secret_key.as_ref())

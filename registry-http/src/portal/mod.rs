@@ -50,8 +50,10 @@ pub(crate) struct Portal {
     /// Where login events go (and the settings are read).
     pub(crate) events: Registry,
     /// The registry's external URL (the provider returns to it).
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
     pub(crate) base: String,
     /// The key the sign-in flow's cookies are sealed with.
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
     pub(crate) key: registry_auth::SecretKey,
 }
 
