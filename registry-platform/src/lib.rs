@@ -42,7 +42,7 @@
 //! | `replication` | on | registry endpoints and replication (the same client) |
 //! | `notation` | on | notation signatures verified against X.509 roots (rustls-webpki) |
 //! | `ldap` | on | signing in through an LDAP directory (ldap3 on rustls) |
-//! | `oidc` | on | an OpenID Connect provider's discovery (openidconnect over reqwest on rustls) |
+//! | `oidc` | on | signing in through an OpenID Connect provider (openidconnect over reqwest on rustls) |
 
 pub mod artifacts;
 pub mod audit_record;
