@@ -6,6 +6,8 @@
 //! data_dir = "./registry-data"   # blobs, uploads and metadata.redb (metadata and accounts)
 //! admin_socket = ""              # the local admin socket; default <data_dir>/admin.sock
 //! log_level = "info"             # tracing filter: error, warn, info, debug, trace or a directive list
+//! external_url = ""              # the URL clients reach the registry at behind a proxy (Harbor's
+//!                                # external_url): token realm, OIDC redirects; default the listen address
 //!
 //! [auth]
 //! enabled = true                 # token authentication (false: anyone may do anything; development only)
@@ -86,6 +88,8 @@ pub(crate) struct Config {
     pub(crate) admin_socket: Option<PathBuf>,
     /// The tracing filter.
     pub(crate) log_level: String,
+    /// The URL clients reach the registry at, when not the listen address (empty: that).
+    pub(crate) external_url: String,
     /// Authentication.
     pub(crate) auth: AuthConfig,
     /// HTTPS.
@@ -432,6 +436,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./registry-data"),
             admin_socket: None,
             log_level: "info".into(),
+            external_url: String::new(),
             auth: AuthConfig::default(),
             tls: TlsTable::default(),
             limits: LimitsConfig::default(),

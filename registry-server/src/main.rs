@@ -337,6 +337,9 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = config.metrics.listen {
         builder = builder.metrics_address(addr);
     }
+    if !config.external_url.trim().is_empty() {
+        builder = builder.external_url(config.external_url.trim());
+    }
     if !config.scanning.registry_url.is_empty() {
         builder = builder.scanner_registry_url(config.scanning.registry_url.trim_end_matches('/'));
     }

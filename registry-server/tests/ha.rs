@@ -675,3 +675,55 @@ async fn ldap_set_on_one_replica_signs_people_in_on_the_others() {
     slapd.stop().await;
     cluster.stop().await;
 }
+
+/// Signing in through an OIDC provider behind the proxy: a sign-in begun on one replica is
+/// finished by whichever the proxy picks (its state travels sealed in a cookie, one key for all),
+/// the person is found by their subject on every replica (PostgreSQL's index), and their CLI
+/// secret signs command-line clients in on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_sign_ins_begun_on_one_replica_finish_on_any() {
+    let cluster = Cluster::start(Options::default()).await;
+    let provider = testkit::oidc::OidcProvider::start(&[&format!("{}/c/oidc/callback", cluster.url())]).await;
+    let c = client();
+    let settings = serde_json::json!({
+        "auth_mode": "oidc_auth", "oidc_name": "Test ID", "oidc_endpoint": provider.issuer,
+        "oidc_client_id": testkit::oidc::OidcProvider::CLIENT_ID,
+        "oidc_client_secret": testkit::oidc::OidcProvider::CLIENT_SECRET,
+        "oidc_scope": "openid,profile,email,groups,offline_access", "oidc_auto_onboard": true,
+    });
+    let set = c
+        .put(format!("{}/api/v2.0/configurations", cluster.replica(0)))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&settings)
+        .send()
+        .await
+        .expect("configurations");
+    assert_eq!(set.status(), StatusCode::OK);
+    for round in 0..2 {
+        // Begun on replica 1; the provider returns the browser to the proxy.
+        let mut browser = testkit::oidc::Browser::new();
+        let at_provider = browser.open(&format!("{}/c/oidc/login", cluster.replica(1))).await;
+        let page = provider.sign_in(&mut browser, at_provider, "alice").await;
+        assert_eq!(page.status, StatusCode::OK, "round {round}: {}", page.body);
+        assert!(page.url.starts_with(&cluster.url()), "back through the proxy: {}", page.url);
+        let me = browser.send(c.get(format!("{}/api/v2.0/users/current", cluster.replica(round)))).await;
+        assert_eq!(me.status(), StatusCode::OK, "the session holds on replica {round}");
+        let me: serde_json::Value = me.json().await.expect("json");
+        assert_eq!(me["username"], "alice", "the same user each time: {me}");
+        let secret = me["oidc_user_meta"]["secret"].as_str().expect("a CLI secret").to_owned();
+        let t = testkit::get_token(&c, &cluster.replica(2), Some(("alice", &secret)), &[]).await;
+        assert_eq!(t.status(), StatusCode::OK, "her CLI secret on another replica");
+    }
+    let users: serde_json::Value = c
+        .get(format!("{}/api/v2.0/users?q=username%3Dalice", cluster.replica(2)))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .expect("users")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(users.as_array().map(Vec::len), Some(1), "one user for one subject: {users}");
+    provider.stop().await;
+    cluster.stop().await;
+}

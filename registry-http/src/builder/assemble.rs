@@ -54,8 +54,19 @@ impl RegistryBuilder {
             )));
         }
         let scheme = if self.server.tls.is_some() { "https" } else { "http" };
-        let base = format!("{scheme}://{addr}");
-        let built = self.assemble(&base, &addr.to_string()).await?;
+        let (base, host) = match &self.external_url {
+            Some(url) => {
+                let host = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default().to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) || host.is_empty() {
+                    return Err(BuildError::Config(format!(
+                        "external_url {url:?}: use the http:// or https:// URL clients reach the registry at"
+                    )));
+                }
+                (url.clone(), host)
+            }
+            None => (format!("{scheme}://{addr}"), addr.to_string()),
+        };
+        let built = self.assemble(&base, &host).await?;
         let metrics = match &built.metrics {
             Some((metrics, at)) => {
                 let bound = TcpListener::bind(at)

@@ -116,6 +116,7 @@ pub struct RegistryBuilder {
     pub(crate) webhook_retry: (u32, Duration),
     pub(crate) scan_timeout: Duration,
     pub(crate) scanner_registry_url: Option<String>,
+    pub(crate) external_url: Option<String>,
     pub(crate) metrics: bool,
     pub(crate) portal: bool,
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
@@ -164,6 +165,7 @@ impl RegistryBuilder {
             webhook_retry: (10, Duration::from_secs(5)),
             scan_timeout: Duration::from_secs(30 * 60),
             scanner_registry_url: None,
+            external_url: None,
             metrics: false,
             metrics_addr: None,
             portal: false,
@@ -436,6 +438,14 @@ impl RegistryBuilder {
     /// 30 minutes unless set.
     pub fn scan_timeout(mut self, timeout: Duration) -> Self {
         self.scan_timeout = timeout;
+        self
+    }
+
+    /// The URL people and clients reach the registry at, when it is not the address it listens
+    /// on (behind a proxy or load balancer; Harbor's `external_url`): the token realm, the
+    /// portal's sign-in redirects and the URLs the API shows use it.
+    pub fn external_url(mut self, url: impl Into<String>) -> Self {
+        self.external_url = Some(url.into().trim_end_matches('/').to_owned());
         self
     }
 

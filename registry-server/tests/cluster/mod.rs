@@ -72,7 +72,7 @@ impl Cluster {
             std::fs::write(
                 &config,
                 format!(
-                    "data_dir = {data:?}\nlog_level = \"info\"\n\
+                    "data_dir = {data:?}\nlog_level = \"info\"\nexternal_url = \"http://127.0.0.1:{proxy_port}\"\n\
                      [auth]\nrealm = \"http://127.0.0.1:{proxy_port}/auth/token\"\n\
                      [database]\nurl = {db:?}\npool_size = 8\n\
                      [storage]\ntype = \"s3\"\nbucket = {bucket:?}\nendpoint = {endpoint:?}\nregion = {region:?}\n\
