@@ -209,6 +209,11 @@ async fn people_sign_in_through_the_provider_and_use_cli_secrets() {
     assert_eq!(status, StatusCode::OK, "{olga}");
     assert!(olga.contains("\"sysadmin_flag\":false"), "no longer in the admin group: {olga}");
     assert_eq!(granted_actions(&reg.url(), "olga", &olga_secret, "team/app").await, ["pull", "push"]);
+    // No longer an admin, she may not set another user's CLI secret.
+    Api::new(&reg, Some(("olga", &olga_secret)))
+        .put(&format!("/users/{id}/cli_secret"), json!({"secret": "olga-sets-alice-secret"}))
+        .await
+        .expect(StatusCode::FORBIDDEN, None);
 
     // The provider down: a clear 503 naming it, not "invalid credentials".
     let issuer = provider.issuer.clone();
@@ -272,6 +277,16 @@ async fn people_choose_their_names_when_onboarding_is_not_automatic() {
     assert!(logins.to_string().contains("bobby"), "{logins}");
     let refused = admin.get("/audit-logs?q=operation%3Dlogin_failure").await.expect(StatusCode::OK, None).body;
     assert!(refused.as_array().is_some_and(|r| !r.is_empty()), "the forged state: {refused}");
+
+    // The provider down while someone signs in: a 503 naming it.
+    let mut late = Browser::new();
+    let at_provider = late.open(&format!("{}/c/oidc/login", reg.url())).await;
+    let state = at_provider.redirects[0].split("state=").nth(1).and_then(|s| s.split('&').next()).expect("state");
+    let state = state.to_owned();
+    let issuer = provider.issuer.clone();
     provider.stop().await;
+    let page = late.open(&format!("{}/c/oidc/callback?code=x&state={state}", reg.url())).await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
+    assert!(page.body.contains(&issuer), "{}", page.body);
     reg.stop().await;
 }

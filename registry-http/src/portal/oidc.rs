@@ -164,6 +164,10 @@ pub(super) async fn callback(portal: &Portal, req: Request<RequestBody>) -> Resu
         return Err(bad(StatusCode::BAD_REQUEST, "the provider returned no code"));
     };
     let (config, key) = config(portal).await?;
+    // A provider that cannot be reached is a 503 naming it, not a refused sign-in.
+    registry_platform::oidc::discover(&config.endpoint, config.verify_cert)
+        .await
+        .map_err(|e| bad(StatusCode::SERVICE_UNAVAILABLE, e.0))?;
     let profile = registry_platform::oidc::finish(
         &config,
         key,
