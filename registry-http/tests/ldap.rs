@@ -46,7 +46,7 @@ async fn people_sign_in_through_the_directory() {
         (json!({"ldap_filter": "objectClass=person"}), "ldap_filter"),
         (json!({"ldap_scope": 7}), "ldap_scope"),
         (json!({"ldap_ca_certificate": "not a certificate"}), "ldap_ca_certificate"),
-        (json!({"auth_mode": "oidc_auth"}), "auth_mode"),
+        (json!({"auth_mode": "sso"}), "auth_mode"),
     ] {
         let mut body = settings(&slapd);
         for (k, v) in change.as_object().expect("object") {
