@@ -419,10 +419,9 @@ fn profile_of(
     };
     let checked_until = now + response.expires_in().map_or(DEFAULT_ACCESS_SECS, |d| d.as_secs().max(1));
     let Some(id_token) = response.id_token() else {
-        let Some(user) = known.filter(|u| u.oidc.is_some()) else {
+        let Some((user, mut link)) = known.and_then(|u| u.oidc.clone().map(|link| (u, link))) else {
             return Err(config.fail("its token answer has no ID token (is the openid scope allowed?)"));
         };
-        let mut link = user.oidc.clone().unwrap_or_else(|| unreachable_link(user));
         link.refresh_token = refresh_token;
         link.checked_until = checked_until;
         return Ok(Profile {
@@ -475,18 +474,6 @@ fn profile_of(
         groups,
         oidc: Some(link),
     })
-}
-
-/// A link for a user that has none (not reached: callers check).
-fn unreachable_link(user: &User) -> OidcLink {
-    OidcLink {
-        issuer: String::new(),
-        subject: user.name.clone(),
-        secret: String::new(),
-        refresh_token: None,
-        checked_until: 0,
-        groups: Vec::new(),
-    }
 }
 
 /// The user name the claims suggest: the configured claim's, else `preferred_username`, `name`,

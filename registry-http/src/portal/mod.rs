@@ -162,19 +162,35 @@ async fn login(portal: &Portal, req: Request<RequestBody>) -> Result<Response<Re
         }
         Err(e) => return Err(e.into()),
     };
-    let cookie = portal
+    signed_in_answer(portal, &principal, who.is_admin(), json!({}))
+}
+
+/// A new session cookie's value for `user`.
+fn new_session(portal: &Portal, user: &str) -> Result<String, ApiError> {
+    portal
         .sessions
-        .issue(&principal, registry_core::time::now_secs())
-        .ok_or_else(|| ApiError::from(registry_core::BackendError::message("sealing a session", false)))?;
-    let mut response = json(
-        StatusCode::OK,
-        &json!({
-            "username": principal,
-            "sysadmin_flag": who.is_admin(),
-            "csrf_token": crate::session::csrf_of(&cookie),
-        }),
+        .issue(user, registry_core::time::now_secs())
+        .ok_or_else(|| ApiError::from(registry_core::BackendError::message("sealing a session", false)))
+}
+
+/// The answer to a sign-in: the session cookie set, the user, their CSRF token, and `extra`'s
+/// fields.
+fn signed_in_answer(
+    portal: &Portal,
+    user: &str,
+    admin: bool,
+    mut extra: serde_json::Value,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let cookie = new_session(portal, user)?;
+    extra["username"] = json!(user);
+    extra["sysadmin_flag"] = json!(admin);
+    extra["csrf_token"] = json!(crate::session::csrf_of(&cookie));
+    let mut response = json(StatusCode::OK, &extra);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&portal.sessions.set_cookie(&cookie))
+            .map_err(|e| registry_core::BackendError::permanent("a cookie header", e))?,
     );
-    set(response.headers_mut(), header::SET_COOKIE, &portal.sessions.set_cookie(&cookie));
     set(response.headers_mut(), header::CACHE_CONTROL, "no-store");
     Ok(response)
 }

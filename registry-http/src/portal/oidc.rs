@@ -21,7 +21,7 @@ use serde_json::json;
 use super::Portal;
 use crate::error::ApiError;
 use crate::request::{Query, RequestBody, read_limited};
-use crate::response::{ResponseBody, json, set, status_only};
+use crate::response::{ResponseBody, set, status_only};
 
 /// The cookie of a sign-in begun.
 const PENDING: &str = "oidc_pending";
@@ -222,7 +222,7 @@ pub(super) async fn callback(portal: &Portal, req: Request<RequestBody>) -> Resu
                 then: pending.then,
                 expires_at: now() + FLOW_SECS,
             };
-            let to = format!("/#/oidc-onboard?username={}", percent(&onboarding.suggested));
+            let to = format!("/#/oidc-onboard?username={}", crate::request::percent_encode(&onboarding.suggested));
             let mut response = redirect(&to);
             let headers = response.headers_mut();
             headers.append(header::SET_COOKIE, header_value(&flow_cookie(portal, PENDING, ""))?);
@@ -286,23 +286,8 @@ pub(super) async fn onboard_chosen(
         Err(e) => return Err(e.into()),
     };
     crate::token::record_login(&portal.events, &user.name, address, Ok(()));
-    let cookie = portal
-        .sessions
-        .issue(&user.name, now())
-        .ok_or_else(|| ApiError::from(registry_core::BackendError::message("sealing a session", false)))?;
-    let mut response = json(
-        StatusCode::OK,
-        &json!({
-            "username": user.name,
-            "sysadmin_flag": user.admin,
-            "csrf_token": crate::session::csrf_of(&cookie),
-            "then": onboarding.then,
-        }),
-    );
-    let headers = response.headers_mut();
-    headers.append(header::SET_COOKIE, header_value(&flow_cookie(portal, ONBOARDING, ""))?);
-    headers.append(header::SET_COOKIE, header_value(&portal.sessions.set_cookie(&cookie))?);
-    set(headers, header::CACHE_CONTROL, "no-store");
+    let mut response = super::signed_in_answer(portal, &user.name, user.admin, json!({"then": onboarding.then}))?;
+    response.headers_mut().append(header::SET_COOKIE, header_value(&flow_cookie(portal, ONBOARDING, ""))?);
     Ok(response)
 }
 
@@ -324,11 +309,7 @@ fn accounts(portal: &Portal) -> Result<&registry_auth::Accounts, ApiError> {
 }
 
 fn session_cookie(portal: &Portal, user: &str) -> Result<String, ApiError> {
-    let cookie = portal
-        .sessions
-        .issue(user, now())
-        .ok_or_else(|| ApiError::from(registry_core::BackendError::message("sealing a session", false)))?;
-    Ok(portal.sessions.set_cookie(&cookie))
+    Ok(portal.sessions.set_cookie(&super::new_session(portal, user)?))
 }
 
 fn header_value(text: &str) -> Result<http::HeaderValue, ApiError> {
@@ -340,14 +321,4 @@ fn header_value(text: &str) -> Result<http::HeaderValue, ApiError> {
 fn same_secret(a: &str, b: &str) -> bool {
     let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
     !b.is_empty() && digest(a).as_ref() == digest(b).as_ref()
-}
-
-/// `text` percent-encoded for a query value.
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
