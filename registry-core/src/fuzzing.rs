@@ -94,3 +94,22 @@ pub fn verifier_chunks(data: &[u8]) {
     let out = v.finish().expect("digest and size match");
     assert_eq!(out.size, payload.len() as u64);
 }
+
+/// Chart archives: never panic, within small limits, whether the input is taken as the gzip
+/// stream itself or as the tar inside one; what is read keeps to the limits.
+pub fn chart(data: &[u8]) {
+    use std::io::Write;
+    let limits =
+        crate::chart::Limits { archive_bytes: 1 << 20, unpacked_bytes: 1 << 20, entries: 64, file_bytes: 16 << 10 };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).expect("in memory");
+    let wrapped = gz.finish().expect("in memory");
+    for input in [data, &wrapped[..]] {
+        if let Ok(chart) = crate::chart::read(input, &limits) {
+            assert!(chart.entries <= limits.entries);
+            assert!(chart.readme.as_ref().is_none_or(|r| r.len() as u64 <= 3 * limits.file_bytes));
+            assert!(chart.values.as_ref().is_none_or(|v| v.len() as u64 <= limits.file_bytes));
+            chart.metadata.check().expect("a chart read is a valid chart");
+        }
+    }
+}

@@ -15,6 +15,8 @@
 //! | [`fault`] | [`BackendError`]: a store's failure with its cause and whether a retry can succeed |
 //! | [`time`] | the injectable [`Clock`] and RFC 3339 timestamps |
 //! | [`units`] | byte counts for people (`1.5 MiB`) |
+//! | [`kind`] | [`kind::ArtifactKind`]: image, chart, signature, SBOM… told from a manifest's types |
+//! | [`chart`] | Helm chart archives read as a bounded stream: metadata, README, values, dependencies |
 //! | [`glob`] | doublestar [`glob::Pattern`]s (`*`, `**`, `?`, classes, braces) for selectors |
 //!
 //! Every parser returns a typed [`Error`] on bad input and never panics; [`Error::code`] maps each
@@ -35,6 +37,7 @@
 //! # Ok::<(), registry_core::Error>(())
 //! ```
 
+pub mod chart;
 pub mod digest;
 pub mod error;
 pub mod event;
@@ -42,6 +45,7 @@ pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod glob;
+pub mod kind;
 pub mod manifest;
 pub mod media_type;
 pub mod name;

@@ -16,6 +16,8 @@ pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.man
 pub const OCI_ARTIFACT_MANIFEST: &str = "application/vnd.oci.artifact.manifest.v1+json";
 /// OCI image config.
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// The Docker schema 2 image config.
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// The OCI empty descriptor's media type (`{}`).
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 

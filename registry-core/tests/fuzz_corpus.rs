@@ -46,3 +46,8 @@ fn manifest() {
 fn verifier_chunks() {
     run("verifier_chunks", registry_core::fuzzing::verifier_chunks);
 }
+
+#[test]
+fn chart() {
+    run("chart", registry_core::fuzzing::chart);
+}

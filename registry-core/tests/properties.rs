@@ -107,6 +107,24 @@ proptest! {
         let _ = registry_core::Manifest::parse(s.as_bytes(), None);
         registry_core::fuzzing::manifest(&bytes);
         registry_core::fuzzing::verifier_chunks(&bytes);
+        registry_core::fuzzing::chart(&bytes);
+    }
+
+    /// A valid chart's tar with bytes changed anywhere (headers, sizes, names, checksums) is read
+    /// or refused, never a panic, within the limits.
+    #[test]
+    fn damaged_charts_never_panic(
+        changes in proptest::collection::vec((0usize..10240, any::<u8>()), 1..24),
+        cut in 0usize..10240,
+    ) {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/chart/demo.tar");
+        let mut tar = std::fs::read(dir).expect("corpus");
+        for (at, byte) in changes {
+            let at = at % tar.len();
+            tar[at] = byte;
+        }
+        registry_core::fuzzing::chart(&tar);
+        registry_core::fuzzing::chart(&tar[..cut.min(tar.len())]);
     }
 
     #[test]

@@ -120,6 +120,7 @@ fn harbor_code(status: StatusCode) -> &'static str {
         409 => "CONFLICT",
         412 => "PRECONDITION",
         413 => "REQUEST_ENTITY_TOO_LARGE",
+        422 => "UNPROCESSABLE_ENTITY",
         429 => "TOO_MANY_REQUEST",
         _ => "UNKNOWN",
     }

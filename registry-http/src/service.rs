@@ -7,6 +7,7 @@
 //!     /healthz /readyz       liveness, and readiness (database answers, storage writable)
 //!     /auth/token /auth/jwks the token service                     (token.rs)
 //!     /api/v2.0/…            the management API                    (api/)
+//!     /chartrepo/…           Helm repositories made from OCI charts (api/chartrepo.rs)
 //!     /v2/…                  the distribution API                  (distribution/)
 //!     /, /portal/…, /c/…     the web portal and its sessions       (portal/)
 //! ```
@@ -142,7 +143,9 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
                 return response;
             } else if path == TOKEN_PATH || path == JWKS_PATH {
                 &branches.token
-            } else if path.strip_prefix(API_PREFIX).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
+            } else if path.strip_prefix(API_PREFIX).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                || path.starts_with("/chartrepo/")
+            {
                 &branches.api
             } else if path == "/v2" || path.starts_with("/v2/") {
                 &branches.v2

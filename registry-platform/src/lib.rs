@@ -18,6 +18,8 @@
 //! | [`labels`] | global and project labels | documents |
 //! | [`selectors`] | Harbor's doublestar selectors, checked | |
 //! | [`retention`] | tag retention policies and their runs (dry or real), on request or by cron | job `retention` |
+//! | [`additions`] | what an artifact shows besides its manifest: build history, a chart's README, values, dependencies; cached by digest | artifacts API |
+//! | [`chart_repository`] | a classic Helm repository (`index.yaml`, archives) generated from a project's OCI charts | `/chartrepo` |
 //! | [`artifacts`] | what each manifest of a repository is: an artifact, a child, an accessory | |
 //! | [`trust`] | content trust: only signed artifacts pulled, cosign signatures verified under trusted keys | pull policy |
 //! | `scan` (feature `scanning`) | scanner registrations, the Pluggable Scanner API client, scans on request, on push and on a schedule, reports, CVE allowlists, vulnerability prevention | jobs `scan`, `scan_all`; consumer `auto_scan`; pull policy |
@@ -44,8 +46,10 @@
 //! | `ldap` | on | signing in through an LDAP directory (ldap3 on rustls) |
 //! | `oidc` | on | signing in through an OpenID Connect provider (openidconnect over reqwest on rustls) |
 
+pub mod additions;
 pub mod artifacts;
 pub mod audit_record;
+pub mod chart_repository;
 pub mod consumer;
 pub mod cron;
 pub mod delegates;

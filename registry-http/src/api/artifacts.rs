@@ -17,7 +17,7 @@ use registry_core::scope::Action;
 use registry_core::time::rfc3339;
 use registry_core::{Digest, Reference, RepositoryName, Tag};
 use registry_platform::artifacts::{Place, all_manifests, place};
-use registry_storage::ManifestEntry;
+use registry_storage::{ManifestEntry, ManifestRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -187,17 +187,9 @@ async fn references(api: &Api, contents: &Contents, entry: &ManifestEntry) -> Re
     ))
 }
 
-/// Harbor's artifact type: IMAGE for images and indexes, CHART for Helm charts, else UNKNOWN.
+/// Harbor's artifact type (`IMAGE`, `CHART`, `SIGNATURE`, `SBOM`…), from the manifest's types.
 fn kind_of(entry: &ManifestEntry) -> &'static str {
-    let r = &entry.record;
-    match r.artifact_type.as_deref() {
-        Some("application/vnd.cncf.helm.config.v1+json") => "CHART",
-        Some("application/vnd.cnab.manifest.v1") => "CNAB",
-        Some(t) if t.contains("image.config") || t.contains("container.image") => "IMAGE",
-        None if r.media_type.contains("index") || r.media_type.contains("manifest.list") => "IMAGE",
-        None if r.media_type.contains("image.manifest") || r.media_type.contains("distribution.manifest") => "IMAGE",
-        _ => "UNKNOWN",
-    }
+    registry_platform::additions::kind_of(&entry.record).harbor_name()
 }
 
 fn time_ms(ms: u64) -> Value {
@@ -229,23 +221,19 @@ async fn artifact_json(
         true => super::scans::sbom_overview(api, project, r).await?,
         _ => None,
     };
-    let mut links = serde_json::Map::new();
+    let repository = encode_repository(&contents.name, project);
+    let digest = r.digest.to_string();
+    let mut links = super::additions::links(registry_platform::additions::kind_of(r), project, &repository, &digest);
     if overview.is_some() {
         let href = format!(
-            "/api/v2.0/projects/{}/repositories/{}/artifacts/{}/additions/vulnerabilities",
-            project.name,
-            encode_repository(&contents.name, project),
-            r.digest
+            "/api/v2.0/projects/{}/repositories/{repository}/artifacts/{digest}/additions/vulnerabilities",
+            project.name
         );
         links.insert("vulnerabilities".into(), json!({"href": href, "absolute": false}));
     }
     if sbom.as_ref().is_some_and(|o| o["sbom_digest"].is_string()) {
-        let href = format!(
-            "/api/v2.0/projects/{}/repositories/{}/artifacts/{}/additions/sbom",
-            project.name,
-            encode_repository(&contents.name, project),
-            r.digest
-        );
+        let href =
+            format!("/api/v2.0/projects/{}/repositories/{repository}/artifacts/{digest}/additions/sbom", project.name);
         links.insert("sbom".into(), json!({"href": href, "absolute": false}));
     }
     let mut out = json!({
@@ -263,7 +251,7 @@ async fn artifact_json(
         "pull_time": time_ms(entry.pulls.last_ms),
         "pull_count": entry.pulls.count,
         "annotations": r.annotations,
-        "extra_attrs": {},
+        "extra_attrs": super::additions::extra_attrs(api, &contents.name, r).await?,
         "labels": super::labels::labels_of(api, &entry.labels).await?,
         "tags": tags,
         "signed": contents.signed(&r.digest),
@@ -450,6 +438,23 @@ pub(crate) async fn delete_repository(api: Arc<Api>, call: ApiCall) -> ApiResult
     Ok(status_only(StatusCode::OK))
 }
 
+/// The manifest a `{reference}` of the path names.
+pub(crate) async fn record_of(
+    api: &Api,
+    call: &ApiCall,
+    name: &registry_core::RepositoryName,
+) -> Result<(ManifestRecord, Option<String>), ApiError> {
+    let text = call.params.get("reference")?;
+    let reference = Reference::parse(text).map_err(|e| bad_request(format!("reference {text:?}: {e}")))?;
+    let record = api.registry.stat_manifest(name, &reference).await.map_err(|e| match e {
+        registry_storage::Error::ManifestUnknown { .. } => {
+            ApiError::harbor(StatusCode::NOT_FOUND, format!("artifact {name}:{text} not found"))
+        }
+        other => other.into(),
+    })?;
+    Ok((record, reference.as_tag().map(|t| t.as_str().to_owned())))
+}
+
 /// The artifact a `{reference}` names (a digest or a tag).
 fn find<'a>(contents: &'a Contents, reference: &str) -> Result<&'a ManifestEntry, ApiError> {
     let missing =
@@ -469,13 +474,14 @@ pub(crate) async fn list_artifacts(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let (project, name) = repository_of(&api, &call).await?;
     require(&api, &call, &project, name.as_str(), Action::Pull).await?;
     let q = Q::parse(call.query.get("q"), &["digest", "tags", "type", "media_type", "labels"])?;
+    check_type(&q)?;
     let with = With::of(&call);
     let contents = Contents::read(&api, name.clone()).await?;
     let chosen: Vec<&ManifestEntry> = contents
         .artifacts()
         .into_iter()
         .filter(|e| q.accepts("digest", &e.record.digest.to_string()))
-        .filter(|e| q.accepts("type", kind_of(e)) && q.accepts("media_type", &e.record.media_type))
+        .filter(|e| type_accepts(&q, kind_of(e)) && q.accepts("media_type", &e.record.media_type))
         .filter(|e| q.accepts_set("labels", &e.labels.iter().map(u64::to_string).collect::<Vec<_>>()))
         .filter(|e| match q.get("tags") {
             Some(super::q::Condition::Exact(v)) if v == "*" => !e.tags.is_empty(),
@@ -492,6 +498,31 @@ pub(crate) async fn list_artifacts(api: Arc<Api>, call: ApiCall) -> ApiResult {
     }
     let path = format!("/projects/{}/repositories/{}/artifacts", project.name, encode_repository(&name, &project));
     super::pages::page_response(&call, &path, paging, page, total)
+}
+
+/// Whether `q`'s `type` (any case, one or `{A B}`) accepts `kind`.
+fn type_accepts(q: &Q, kind: &str) -> bool {
+    match q.get("type") {
+        Some(super::q::Condition::Exact(v)) => v.eq_ignore_ascii_case(kind),
+        Some(super::q::Condition::Any(list)) => list.iter().any(|v| v.eq_ignore_ascii_case(kind)),
+        _ => true,
+    }
+}
+
+/// Refuses `q=type=…` naming no kind of artifact (it would match nothing, silently).
+fn check_type(q: &Q) -> Result<(), ApiError> {
+    let names = match q.get("type") {
+        Some(super::q::Condition::Exact(v)) => vec![v.clone()],
+        Some(super::q::Condition::Any(list)) => list.clone(),
+        _ => return Ok(()),
+    };
+    for name in names {
+        if registry_core::kind::ArtifactKind::from_harbor_name(&name).is_none() {
+            let known: Vec<&str> = registry_core::kind::ArtifactKind::ALL.iter().map(|k| k.harbor_name()).collect();
+            return Err(bad_request(format!("q: type {name:?} is not one of {}", known.join(", "))));
+        }
+    }
+    Ok(())
 }
 
 /// A repository's name within its project, encoded twice for a path (Harbor's convention).

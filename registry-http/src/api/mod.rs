@@ -16,6 +16,8 @@
 //! | [`webhooks`] | `/projects/{p}/webhook/…` |
 //! | [`configurations`] | `/configurations` (run-time settings) |
 //! | [`artifacts`] | `/projects/{p}/repositories…`, `…/artifacts…`, `…/tags…`, `/search` |
+//! | [`additions`] | `…/artifacts/{reference}/additions/{build_history,readme.md,values.yaml,dependencies}` |
+//! | [`chartrepo`] | `/chartrepo/{p}/index.yaml`, `/chartrepo/{p}/charts/{name}-{version}.tgz` (outside `/api/v2.0`) |
 //! | [`audit`] | `/audit-logs`, `/projects/{p}/logs`, `/system/purgeaudit/schedule` |
 //! | [`quotas`] | `/quotas`, `/quotas/{id}` |
 //! | [`immutable`] | `/projects/{p}/immutabletagrules…` |
@@ -44,8 +46,10 @@ use crate::request::{Query, RequestBody, read_limited};
 use crate::response::ResponseBody;
 use registry_platform::GarbageCollector;
 
+pub mod additions;
 pub mod artifacts;
 pub mod audit;
+pub(crate) mod chartrepo;
 pub mod configurations;
 pub mod context;
 pub mod immutable;
@@ -96,6 +100,8 @@ pub(crate) struct Api {
     /// The job runner (runs started through the API: tag retention).
     pub(crate) jobs: Option<Arc<registry_storage::JobRunner>>,
     pub(crate) info: system::Info,
+    /// What artifacts show besides their manifests (build history, a chart's README…), cached.
+    pub(crate) additions: Arc<registry_platform::additions::Additions>,
     /// The key secrets at rest are sealed with (webhooks' headers and signing secrets).
     #[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
     pub(crate) secret_key: Option<registry_auth::SecretKey>,
@@ -162,6 +168,10 @@ fn endpoints() -> &'static [Endpoint] {
             endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}" => artifacts::get_artifact),
             endpoint!(DELETE "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}" => artifacts::delete_artifact),
             endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags" => artifacts::list_tags),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/additions/build_history" => additions::build_history),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/additions/readme.md" => additions::readme),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/additions/values.yaml" => additions::values),
+            endpoint!(GET "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/additions/dependencies" => additions::dependencies),
             endpoint!(POST "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags" => artifacts::create_tag),
             endpoint!(DELETE "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags/{tag_name}" => artifacts::delete_tag),
             endpoint!(POST "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/labels" => artifacts::add_label),
@@ -347,8 +357,12 @@ pub(crate) fn service(api: Arc<Api>, callers: Callers, deadline_limit: std::time
 }
 
 async fn dispatch(api: Arc<Api>, req: Request<RequestBody>) -> ApiResult {
-    let path = req.uri().path().strip_prefix(API_PREFIX).unwrap_or_default().to_owned();
-    let (endpoint, params) = match router::find(endpoints(), req.method(), &path) {
+    // The chart repositories (`/chartrepo/…`) share the API's callers and errors.
+    let (table, shown, path) = match req.uri().path().strip_prefix(API_PREFIX) {
+        Some(path) => (endpoints(), API_PREFIX, path.to_owned()),
+        None => (chartrepo::endpoints(), "", req.uri().path().to_owned()),
+    };
+    let (endpoint, params) = match router::find(table, req.method(), &path) {
         Match::Found(endpoint, params) => (endpoint, params),
         Match::WrongMethod => {
             return Err(ApiError::harbor(
@@ -357,7 +371,7 @@ async fn dispatch(api: Arc<Api>, req: Request<RequestBody>) -> ApiResult {
             ));
         }
         Match::None => {
-            return Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("no such endpoint {API_PREFIX}{path}")));
+            return Err(ApiError::harbor(StatusCode::NOT_FOUND, format!("no such endpoint {shown}{path}")));
         }
     };
     let authentication = req.extensions().get::<Authentication>().cloned().unwrap_or(Authentication::Anonymous);

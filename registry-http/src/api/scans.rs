@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use registry_auth::Project;
-use registry_core::Reference;
 use registry_core::event::{Event, EventAction, Resource};
 use registry_core::scope::Action;
 use registry_platform::scan::VULNERABILITY_REPORT;
@@ -52,23 +51,6 @@ fn scan_kind(call: &ApiCall) -> Result<ScanKind, ApiError> {
     })
 }
 
-/// The manifest a `{reference}` of the path names.
-async fn artifact(
-    api: &Api,
-    call: &ApiCall,
-    name: &registry_core::RepositoryName,
-) -> Result<(ManifestRecord, Option<String>), ApiError> {
-    let text = call.params.get("reference")?;
-    let reference = Reference::parse(text).map_err(|e| bad_request(format!("reference {text:?}: {e}")))?;
-    let record = api.registry.stat_manifest(name, &reference).await.map_err(|e| match e {
-        registry_storage::Error::ManifestUnknown { .. } => {
-            ApiError::harbor(StatusCode::NOT_FOUND, format!("artifact {name}:{text} not found"))
-        }
-        other => other.into(),
-    })?;
-    Ok((record, reference.as_tag().map(|t| t.as_str().to_owned())))
-}
-
 fn request_error(e: RequestError) -> ApiError {
     match e {
         RequestError::NoScanner(m) | RequestError::Disabled(m) => ApiError::harbor(StatusCode::PRECONDITION_FAILED, m),
@@ -85,7 +67,7 @@ pub(crate) async fn scan(api: Arc<Api>, call: ApiCall) -> ApiResult {
     api.require_permission(&call, &project, "scan", "create").await?;
     let kind = scan_kind(&call)?;
     let scanning = scanning(&api)?;
-    let (record, tag) = artifact(&api, &call, &name).await?;
+    let (record, tag) = super::artifacts::record_of(&api, &call, &name).await?;
     scanning.request(kind, &project, &name, &record, tag.as_deref(), "manual", None).await.map_err(request_error)?;
     Ok(status_only(StatusCode::ACCEPTED))
 }
@@ -96,7 +78,7 @@ pub(crate) async fn stop(api: Arc<Api>, call: ApiCall) -> ApiResult {
     api.require_permission(&call, &project, "scan", "stop").await?;
     let kind = scan_kind(&call)?;
     let scanning = scanning(&api)?;
-    let (record, _) = artifact(&api, &call, &name).await?;
+    let (record, _) = super::artifacts::record_of(&api, &call, &name).await?;
     let stopped = scanning.stop(kind, &project, &name, &record, &call.operator).await.map_err(request_error)?;
     if stopped == 0 {
         return Err(bad_request(format!("no scan of {name}@{} is under way", record.digest)));
@@ -109,7 +91,7 @@ pub(crate) async fn log(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let (project, name) = repository_of(&api, &call).await?;
     require(&api, &call, &project, name.as_str(), Action::Pull).await?;
     scanning(&api)?;
-    let (record, _) = artifact(&api, &call, &name).await?;
+    let (record, _) = super::artifacts::record_of(&api, &call, &name).await?;
     let report_id = call.params.get("report_id")?;
     let meta = api.registry.metadata_store();
     let mut digests = vec![record.digest.clone()];
@@ -135,7 +117,7 @@ pub(crate) async fn vulnerabilities(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let (project, name) = repository_of(&api, &call).await?;
     require(&api, &call, &project, name.as_str(), Action::Pull).await?;
     let scanning = scanning(&api)?;
-    let (record, _) = artifact(&api, &call, &name).await?;
+    let (record, _) = super::artifacts::record_of(&api, &call, &name).await?;
     let Some(scanner) = scanning.scanner_of(project.id).await? else {
         return Ok(json_response(StatusCode::OK, &json!({})));
     };
@@ -155,7 +137,7 @@ pub(crate) async fn vulnerabilities(api: Arc<Api>, call: ApiCall) -> ApiResult {
 pub(crate) async fn sbom(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let (project, name) = repository_of(&api, &call).await?;
     require(&api, &call, &project, name.as_str(), Action::Pull).await?;
-    let (record, _) = artifact(&api, &call, &name).await?;
+    let (record, _) = super::artifacts::record_of(&api, &call, &name).await?;
     let missing = || ApiError::harbor(StatusCode::NOT_FOUND, format!("{name}@{} has no SBOM", record.digest));
     let overview = sbom_overview(&api, &project, &record).await?.ok_or_else(missing)?;
     let digest = overview["sbom_digest"].as_str().and_then(|d| registry_core::Digest::parse(d).ok());

@@ -294,6 +294,7 @@ impl RegistryBuilder {
                     storage: storage_name.to_owned(),
                     auth_mode: if accounts.is_some() { "db_auth".into() } else { "custom".into() },
                 },
+                additions: Arc::new(registry_platform::additions::Additions::new(Default::default())),
                 secret_key: Some(secret_key.clone()),
                 trust: trust.clone(),
                 #[cfg(feature = "scanning")]
