@@ -8,6 +8,7 @@ import { profilePage } from './pages/profile.js';
 import { projectsPage } from './pages/projects.js';
 import { projectPage } from './pages/project.js';
 import { repositoryPage } from './pages/repository.js';
+import { artifactPage } from './pages/artifact.js';
 import { usersPage } from './pages/users.js';
 import { groupsPage } from './pages/groups.js';
 import { auditPage } from './pages/audit.js';
@@ -35,6 +36,7 @@ const routes = [
   [/^\/oidc-onboard(?:\?username=(.*))?$/, (name) => onboardPage(ctx, name)],
   [/^\/profile$/, () => profilePage(ctx)],
   [/^\/projects$/, () => projectsPage(ctx)],
+  [/^\/projects\/([^/]+)\/repositories\/(.+)\/artifacts\/([\w.:-]+)$/, (p, r, a) => artifactPage(ctx, p, r, a)],
   [/^\/projects\/([^/]+)\/repositories\/(.+)$/, (p, r) => repositoryPage(ctx, p, r)],
   [/^\/projects\/([^/]+)(?:\/([a-z-]+))?$/, (p, tab) => projectPage(ctx, p, tab || 'repositories')],
   [/^\/users$/, () => usersPage(ctx)],

@@ -9,7 +9,7 @@ use registry_http::TestRegistry;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::harbor::Api;
-use testkit::helm::{chart_archive, chart_config, chart_yaml, gzip, push_chart};
+use testkit::helm::{chart_archive, chart_config, chart_yaml, gzip, push_chart, push_image_with_history};
 use testkit::*;
 
 const README: &str = "# Demo\n\nInstall with `helm install demo`.\n\n<script>alert('owned')</script>\n";
@@ -190,17 +190,7 @@ async fn each_artifact_type_is_told_from_its_manifest_and_filtered_by_type() {
     let repo = "charts/kinds";
     let t = token(&c, &base, Some(("admin", "adminpassword")), &[&format!("repository:{repo}:pull,push")]).await;
     // An image whose config has a platform and a build history.
-    let config = json!({
-        "architecture": "arm64", "os": "linux", "author": "ci", "created": "2026-01-02T03:04:05Z",
-        "config": {"Entrypoint": ["/app"]}, "rootfs": {"type": "layers", "diff_ids": []},
-        "history": [{"created": "2026-01-02T03:04:05Z", "created_by": "COPY app /app"}, {"created_by": "CMD [\"/app\"]", "empty_layer": true}],
-    })
-    .to_string();
-    let config_digest = push_blob_as(&c, &base, repo, config.as_bytes(), Some(&t)).await;
-    let layer = push_blob_as(&c, &base, repo, &gzip(&tar_of(&[("app", b"binary")])), Some(&t)).await;
-    let image = image_manifest(&config_digest, config.len(), &[(layer.clone(), 0)], "");
-    let image = image.replace(r#""size":0"#, &format!(r#""size":{}"#, gzip(&tar_of(&[("app", b"binary")])).len()));
-    let image_digest = put(&c, &base, repo, "image", OCI_MANIFEST, &image, &t).await;
+    let (image, image_digest, layer) = push_image_with_history(&c, &base, repo, "image", Some(&t)).await;
     let index = format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{image_digest}","size":{},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#,
         image.len()

@@ -31,6 +31,36 @@ async fn a_user_and_a_guest_in_the_portal() {
     write_oci_layout_of(&big, "big", &[incompressible(2 << 20, 1)]);
     write_oci_layout_of(&small, "small", &[incompressible(1000, 2)]);
 
+    // Charts and an image with a build history for the artifact views: a chart with a README
+    // (hostile markup in it), values and dependencies; one whose README is over the limit.
+    let c = client();
+    let admin =
+        testkit::harbor::Api { c: c.clone(), base: server.url(), creds: Some(("admin".into(), password.into())) };
+    let public = serde_json::json!({"project_name": "helm", "metadata": {"public": "true"}});
+    admin.post("/projects", public).await.expect(reqwest::StatusCode::CREATED, None);
+    let scopes = ["repository:helm/demo:pull,push", "repository:helm/huge:pull,push", "repository:helm/app:pull,push"];
+    let t = token(&c, &server.url(), Some(("admin", password)), &scopes).await;
+    let chart = format!(
+        "{}dependencies:\n- name: redis\n  version: 17.x\n  repository: https://charts.example/\n",
+        testkit::helm::chart_yaml("demo", "1.2.3")
+    );
+    let readme = "# Demo chart\n\nA **demo** with [docs](https://example.com/docs) and [a trap](javascript:window.owned=true).\n\n\
+        | Parameter | Default |\n|---|---|\n| `replicaCount` | `2` |\n\n```yaml\nreplicaCount: 2\n```\n\n\
+        <script>window.owned = true</script>\n<img src=x onerror=\"window.owned=true\">\n";
+    let archive = testkit::helm::chart_archive(
+        "demo",
+        &[("Chart.yaml", chart.as_bytes()), ("values.yaml", b"replicaCount: 2\n"), ("README.md", readme.as_bytes())],
+    );
+    let config = testkit::helm::chart_config("demo", "1.2.3");
+    testkit::helm::push_chart(&c, &server.url(), "helm/demo", "1.2.3", &config, &archive, Some(&t)).await;
+    let huge = testkit::helm::chart_archive(
+        "huge",
+        &[("Chart.yaml", testkit::helm::chart_yaml("huge", "0.1.0").as_bytes()), ("README.md", &vec![b'#'; 5 << 20])],
+    );
+    let config = testkit::helm::chart_config("huge", "0.1.0");
+    testkit::helm::push_chart(&c, &server.url(), "helm/huge", "0.1.0", &config, &huge, Some(&t)).await;
+    testkit::helm::push_image_with_history(&c, &server.url(), "helm/app", "v1", Some(&t)).await;
+
     // A scanner adapter for the scanning steps (fixture reports; it pulls what it scans).
     let scanner = testkit::scanner::FixtureScanner::start(None, false).await;
     // A directory for the last steps (signing in through LDAP).
@@ -64,9 +94,16 @@ async fn a_user_and_a_guest_in_the_portal() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the portal's end-to-end steps failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("every step held"), "{stdout}");
-    for page in
-        ["01-login", "03-repository", "05-robot-secret", "06g-vulnerabilities", "08-dashboard", "11-guest-repository"]
-    {
+    for page in [
+        "01-login",
+        "03-repository",
+        "05-robot-secret",
+        "06g-vulnerabilities",
+        "08-dashboard",
+        "11-guest-repository",
+        "15-chart-readme",
+        "16-image-history",
+    ] {
         assert!(screenshots.join(format!("{page}.png")).exists(), "screenshot {page}");
     }
     provider.stop().await;

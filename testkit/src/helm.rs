@@ -62,3 +62,31 @@ pub async fn push_chart(
     let digest = Digest::sha256_of(manifest.as_bytes());
     (manifest, digest)
 }
+
+/// Pushes an image whose config records a platform, an author and a build history (what the
+/// artifact views show): one gzip-compressed layer; the manifest's text and digest, and the
+/// layer's digest.
+pub async fn push_image_with_history(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    token: Option<&str>,
+) -> (String, Digest, Digest) {
+    let config = serde_json::json!({
+        "architecture": "arm64", "os": "linux", "author": "ci", "created": "2026-01-02T03:04:05Z",
+        "config": {"Entrypoint": ["/app"]}, "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [
+            {"created": "2026-01-02T03:04:05Z", "created_by": "COPY app /app"},
+            {"created_by": "CMD [\"/app\"]", "empty_layer": true},
+        ],
+    })
+    .to_string();
+    let config_digest = push_blob_as(c, base, repo, config.as_bytes(), token).await;
+    let layer = gzip(&tar_of(&[("app", b"binary")]));
+    let layer_digest = push_blob_as(c, base, repo, &layer, token).await;
+    let manifest = crate::image_manifest(&config_digest, config.len(), &[(layer_digest.clone(), layer.len())], "");
+    crate::put_image_manifest(c, base, repo, tag, &manifest, token).await;
+    let digest = Digest::sha256_of(manifest.as_bytes());
+    (manifest, digest, layer_digest)
+}

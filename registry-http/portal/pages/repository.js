@@ -9,6 +9,7 @@ import { usableLabels } from './labels.js';
 const PAGE_SIZE = 10;
 const REPORT = 'application/vnd.security.vulnerability.report; version=1.1';
 const ORDER = ['Critical', 'High', 'Medium', 'Low', 'Negligible', 'Unknown'];
+const TYPES = ['IMAGE', 'CHART', 'CNAB', 'WASM', 'SIGNATURE', 'SBOM', 'ATTESTATION', 'UNKNOWN'];
 const CLIENTS = [['podman', 'podman pull'], ['docker', 'docker pull'], ['nerdctl', 'nerdctl pull']];
 
 export async function repositoryPage(ctx, projectName, inside) {
@@ -20,7 +21,10 @@ export async function repositoryPage(ctx, projectName, inside) {
   const canPush = [1, 4, 2].includes(role);
   const canDelete = mayDelete(role);
   const canScan = [1, 4, 2].includes(role);
-  const state = { page: 1, timer: null, tag: '', client: localStorage.getItem('pull-client') || 'podman' };
+  const state = { page: 1, timer: null, tag: '', type: '', client: localStorage.getItem('pull-client') || 'podman' };
+  const typeSelect = h('select', { 'aria-label': 'Filter by type' },
+    h('option', { value: '' }, 'All types'), TYPES.map((t) => h('option', { value: t }, t)));
+  typeSelect.addEventListener('change', () => { state.type = typeSelect.value; state.page = 1; load(); });
   const filter = filterBox('Filter by tag', (text) => { state.tag = text; state.page = 1; load(); });
   const results = h('div', {}, loading());
   const image = `${ctx.host}/${full}`;
@@ -37,14 +41,15 @@ export async function repositoryPage(ctx, projectName, inside) {
   async function load() {
     try {
       const query = { with_tag: 'true', with_scan_overview: 'true', with_sbom_overview: 'true' };
-      if (state.tag) query.q = `tags=~${state.tag}`;
+      query.q = [state.tag ? `tags=~${state.tag}` : '', state.type ? `type=${state.type}` : ''].filter(Boolean).join(',');
+      if (!query.q) delete query.q;
       const { items, total } = await api.list(`${path}/artifacts`, state.page, PAGE_SIZE, query);
       fill(results,
         table([
           { title: 'Artifact', cell: artifactCell },
           { title: 'Tags', cell: tagsCell },
           { title: 'Labels', cell: labelsCell },
-          { title: 'Type', cell: (a) => [a.type, platforms(a)] },
+          { title: 'Type', cell: typeCell },
           { title: 'Size', num: true, cell: (a) => size(a.size) },
           { title: 'Signed', cell: signedCell },
           { title: 'Vulnerabilities', cell: vulnerabilitiesCell },
@@ -151,8 +156,16 @@ export async function repositoryPage(ctx, projectName, inside) {
     for (const acc of a.accessories || []) {
       tree.push(h('li', {}, `${acc.type} `, h('code', {}, short(acc.digest)), ` · ${size(acc.size)}`));
     }
-    return [h('span', { class: 'digest' }, h('code', { title: a.digest }, short(a.digest)), copyButton(a.digest, 'Copy digest')),
+    const view = `#/projects/${projectName}/repositories/${inside}/artifacts/${a.digest}`;
+    return [h('span', { class: 'digest' }, h('a', { href: view, 'aria-label': `View ${short(a.digest)}` }, h('code', { title: a.digest }, short(a.digest))), copyButton(a.digest, 'Copy digest')),
       tree.length ? h('ul', { class: 'tree', 'aria-label': `What belongs to ${short(a.digest)}` }, tree) : null];
+  }
+
+  function typeCell(a) {
+    const extra = a.extra_attrs || {};
+    return [h('span', { class: `badge kind kind-${String(a.type).toLowerCase()}` }, a.type),
+      a.type === 'CHART' && extra.name ? h('div', { class: 'hint' }, `${extra.name} ${extra.version}`) : null,
+      platforms(a)];
   }
 
   function platforms(a) {
@@ -198,8 +211,10 @@ export async function repositoryPage(ctx, projectName, inside) {
 
   function actionsCell(a) {
     const reference = a.tags && a.tags.length ? a.tags[0].name : a.digest;
+    const command = a.type === 'CHART'
+      ? `helm pull oci://${image} --version ${(a.extra_attrs || {}).version || reference}` : pullCommand(reference);
     return h('div', { class: 'toolbar' },
-      copyButton(pullCommand(reference), 'Copy pull command'),
+      copyButton(command, 'Copy pull command'),
       canDelete ? h('button', { type: 'button', class: 'small danger', 'aria-label': `Delete artifact ${short(a.digest)}`, on: { click: () => removeArtifact(a) } }, 'Delete') : null);
   }
 
@@ -233,6 +248,6 @@ export async function repositoryPage(ctx, projectName, inside) {
     h('p', { class: 'hint' }, `${repo.artifact_count} artifact(s) · ${repo.pull_count} pull(s) · last push ${when(repo.update_time)}`),
     h('div', { class: 'pullcmd' }, h('label', { class: 'inline' }, 'Pull with ', clientSelect),
       h('code', {}, pullCommand('TAG')), copyButton(pullCommand('latest'), 'Copy')),
-    h('div', { class: 'toolbar' }, filter),
+    h('div', { class: 'toolbar' }, filter, typeSelect),
     results);
 }

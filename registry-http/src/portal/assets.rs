@@ -38,6 +38,8 @@ const FILES: &[(&str, &[u8])] = files![
     "pages/members.js",
     "pages/robots.js",
     "pages/repository.js",
+    "pages/artifact.js",
+    "markdown.js",
     "pages/users.js",
     "pages/groups.js",
     "pages/audit.js",

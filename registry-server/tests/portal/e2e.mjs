@@ -442,6 +442,46 @@ try {
   await guest.getByRole('button', { name: 'Sign out' }).click();
   await guest.getByRole('heading', { name: 'Sign in to the registry' }).waitFor();
 
+  begin('a Helm chart shown for what it is: its README rendered safely, its values and dependencies');
+  const viewer = await newPage();
+  await signIn(viewer, 'admin', process.env.ADMIN_PASSWORD);
+  await viewer.goto(`${base}/#/projects/helm/repositories/demo`);
+  await viewer.getByText('demo 1.2.3').waitFor();
+  await viewer.locator('.badge.kind-chart').first().waitFor();
+  await viewer.getByLabel('Filter by type').selectOption('IMAGE');
+  await viewer.getByText('No artifacts').waitFor();
+  await viewer.getByLabel('Filter by type').selectOption('CHART');
+  await viewer.getByRole('link', { name: /^View sha256:/ }).first().click();
+  await viewer.getByRole('heading', { name: 'demo 1.2.3' }).waitFor();
+  await viewer.locator('.markdown h2', { hasText: 'Demo chart' }).waitFor();
+  await viewer.locator('.markdown td code', { hasText: 'replicaCount' }).waitFor();
+  await viewer.locator('.markdown pre code', { hasText: 'replicaCount: 2' }).waitFor();
+  await viewer.locator('.markdown', { hasText: '<script>window.owned = true</script>' }).waitFor();
+  assert.equal(await viewer.locator('.markdown script, .markdown img, .markdown [onerror]').count(), 0, 'no markup from the README');
+  assert.equal(await viewer.locator('.markdown a').count(), 1, 'only the https link is a link');
+  assert.equal(await viewer.locator('.markdown a').getAttribute('href'), 'https://example.com/docs');
+  assert.equal(await viewer.evaluate(() => window.owned), undefined, 'nothing of the README ran');
+  await shot(viewer, '15-chart-readme');
+  await viewer.getByRole('tab', { name: 'Values' }).click();
+  await viewer.getByLabel('values.yaml').getByText('replicaCount: 2').waitFor();
+  await viewer.getByRole('tab', { name: 'Dependencies' }).click();
+  await viewer.getByRole('cell', { name: 'redis', exact: true }).waitFor();
+  await viewer.getByRole('tab', { name: 'Summary' }).click();
+  await viewer.getByText(`helm repo add helm http://${host}/chartrepo/helm`).waitFor();
+  const index = await (await fetch(`${base}/chartrepo/helm/index.yaml`)).text();
+  assert.ok(index.includes('charts/demo-1.2.3.tgz'), `the classic repository lists it: ${index}`);
+
+  begin('a chart whose README is over the limit says so; an image shows its layers and history');
+  await viewer.goto(`${base}/#/projects/helm/repositories/huge/artifacts/0.1.0`);
+  await viewer.getByText(/README.md of the chart is 5.0 MiB, more than the limit of 4.0 MiB/).waitFor();
+  await viewer.goto(`${base}/#/projects/helm/repositories/app/artifacts/v1`);
+  await viewer.getByText('linux/arm64').waitFor();
+  await viewer.getByRole('tab', { name: 'Layers' }).click();
+  await viewer.getByText(/^1 layer, /).waitFor();
+  await viewer.getByRole('tab', { name: 'Build history' }).click();
+  await viewer.getByText('COPY app /app').waitFor();
+  await shot(viewer, '16-image-history');
+
   begin('signing in through LDAP: the settings tried, saved, and a person of the directory signs in');
   const keeper = await newPage();
   await signIn(keeper, 'admin', process.env.ADMIN_PASSWORD);
