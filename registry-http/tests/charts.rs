@@ -263,6 +263,7 @@ async fn each_artifact_type_is_told_from_its_manifest_and_filtered_by_type() {
         .expect(StatusCode::OK, None);
     assert_eq!(history.body[0]["created_by"], "COPY app /app");
     assert_eq!(history.body[1]["empty_layer"], true);
+    assert_eq!(history.body[1]["created"], "2026-01-02T03:04:05Z", "a step without a time takes the image's");
     admin
         .get("/projects/charts/repositories/kinds/artifacts/image/additions/readme.md")
         .await

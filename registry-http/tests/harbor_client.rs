@@ -27,6 +27,14 @@ async fn harborapi_scripts_work_against_this_registry() {
     let (_, signed) = push_image_as(&c, &reg.url(), "library/signed", "v1", "signed", Some(&t)).await;
     let signature_tag = format!("sha256-{}.sig", signed.hex());
     push_image_as(&c, &reg.url(), "library/signed", &signature_tag, "signature", Some(&t)).await;
+    // An image with a build history and a Helm chart, for the artifact kinds.
+    let scopes = ["repository:library/built:pull,push", "repository:library/demo:pull,push"];
+    let t = token(&c, &reg.url(), Some(("admin", "Admin-Password-1")), &scopes).await;
+    testkit::helm::push_image_with_history(&c, &reg.url(), "library/built", "v1", Some(&t)).await;
+    let chart =
+        testkit::helm::chart_archive("demo", &[("Chart.yaml", testkit::helm::chart_yaml("demo", "1.0.0").as_bytes())]);
+    let config = testkit::helm::chart_config("demo", "1.0.0");
+    testkit::helm::push_chart(&c, &reg.url(), "library/demo", "1.0.0", &config, &chart, Some(&t)).await;
     let scanner = testkit::scanner::FixtureScanner::start(None, false).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harbor/client.py");
     let python = python();

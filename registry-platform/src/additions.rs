@@ -330,13 +330,29 @@ fn image_details(config: &[u8], manifest: &Manifest) -> Result<ImageDetails, Add
         author: text("author"),
         created: doc.get("created").and_then(Value::as_str).map(str::to_owned),
         config: doc.get("config").cloned().unwrap_or_else(|| Value::Object(Default::default())),
-        history: doc.get("history").and_then(Value::as_array).cloned().unwrap_or_default(),
+        history: history(&doc),
         layers: manifest
             .layers
             .iter()
             .map(|l| Layer { digest: l.digest.to_string(), size: l.size, media_type: l.media_type.clone() })
             .collect(),
     })
+}
+
+/// The config's `history` as written, each step with a `created` (Harbor's clients require one):
+/// a step without one takes the image's own creation time, the latest it can have run.
+fn history(doc: &Value) -> Vec<Value> {
+    let image_created = doc.get("created").cloned().unwrap_or(Value::Null);
+    let steps = doc.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+    steps
+        .into_iter()
+        .map(|mut step| {
+            if let Some(fields) = step.as_object_mut() {
+                fields.entry("created").or_insert_with(|| image_created.clone());
+            }
+            step
+        })
+        .collect()
 }
 
 /// Reads a chart archive from the blob's stream on a blocking thread, the bytes handed over as

@@ -727,3 +727,48 @@ async fn oidc_sign_ins_begun_on_one_replica_finish_on_any() {
     provider.stop().await;
     cluster.stop().await;
 }
+
+/// Charts on the replicated shape: pushed through the proxy, their README read and the classic
+/// index made on each replica from the blobs in the bucket (each replica caches its own reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charts_pushed_through_the_proxy_are_read_on_every_replica() {
+    let cluster = Cluster::start(Options::default()).await;
+    let c = client();
+    let t = admin_token(&cluster.url(), &["repository:library/demo:pull,push"]).await;
+    let chart = testkit::helm::chart_archive(
+        "demo",
+        &[("Chart.yaml", testkit::helm::chart_yaml("demo", "1.0.0").as_bytes()), ("README.md", b"# Demo on S3\n")],
+    );
+    let config = testkit::helm::chart_config("demo", "1.0.0");
+    let (_, digest) =
+        testkit::helm::push_chart(&c, &cluster.url(), "library/demo", "1.0.0", &config, &chart, Some(&t)).await;
+    for i in 0..3 {
+        let base = cluster.replica(i);
+        let readme = c
+            .get(format!("{base}/api/v2.0/projects/library/repositories/demo/artifacts/{digest}/additions/readme.md"))
+            .basic_auth("admin", Some(PASSWORD))
+            .send()
+            .await
+            .expect("readme");
+        assert_eq!(readme.status(), StatusCode::OK, "replica {i}");
+        assert_eq!(readme.text().await.expect("text"), "# Demo on S3\n");
+        let index = c
+            .get(format!("{base}/chartrepo/library/index.yaml"))
+            .basic_auth("admin", Some(PASSWORD))
+            .send()
+            .await
+            .expect("index")
+            .text()
+            .await
+            .expect("text");
+        assert!(index.contains(&Digest::sha256_of(&chart).hex().to_string()), "replica {i}: {index}");
+        let tgz = c
+            .get(format!("{base}/chartrepo/library/charts/demo-1.0.0.tgz"))
+            .basic_auth("admin", Some(PASSWORD))
+            .send()
+            .await
+            .expect("tgz");
+        assert_eq!(tgz.bytes().await.expect("bytes").as_ref(), &chart[..], "replica {i}");
+    }
+    cluster.stop().await;
+}

@@ -193,6 +193,23 @@ async def ldap(admin: HarborAsyncClient, ldap_url: str, root_dn: str, root_passw
     assert (await admin.get_system_info()).auth_mode == "db_auth"
 
 
+async def artifact_kinds(admin: HarborAsyncClient) -> None:
+    """An image's build history and a chart's addition links, as harborapi reads them."""
+    image = await admin.get_artifact("library", "built", "v1")
+    assert image.type == "IMAGE", image
+    assert "build_history" in image.addition_links.root, image.addition_links
+    assert image.extra_attrs.root["architecture"] == "arm64", image.extra_attrs
+    history = await admin.get_artifact_build_history("library", "built", "v1")
+    assert [h.created_by for h in history] == ["COPY app /app", 'CMD ["/app"]'], history
+    chart = await admin.get_artifact("library", "demo", "1.0.0")
+    assert chart.type == "CHART", chart
+    assert sorted(chart.addition_links.root) == ["dependencies", "readme.md", "values.yaml"], chart.addition_links
+    assert chart.extra_attrs.root["name"] == "demo", chart.extra_attrs
+    charts = await admin.get_artifacts("library", "demo", query="type=CHART")
+    assert [a.digest for a in charts] == [chart.digest], charts
+    assert await admin.get_artifacts("library", "demo", query="type=IMAGE") == []
+
+
 async def main(url: str, user: str, password: str, scanner_url: str, ldap_url: str, root_dn: str, root_password: str,
                base: str) -> None:
     admin = HarborAsyncClient(url=f"{url}/api/v2.0", username=user, secret=password)
@@ -340,6 +357,7 @@ async def main(url: str, user: str, password: str, scanner_url: str, ldap_url: s
     await admin.get_gc_jobs()
 
     await scanning(admin, scanner_url)
+    await artifact_kinds(admin)
     await registries(admin, url, user, password)
     await replication(admin, url, user, password)
     await ldap(admin, ldap_url, root_dn, root_password, base)
