@@ -67,7 +67,7 @@ impl ArtifactKind {
     }
 
     /// The kind an artifact type (or config media type) names.
-    fn of_type(t: &str) -> ArtifactKind {
+    pub fn of_type(t: &str) -> ArtifactKind {
         match t {
             media_type::OCI_CONFIG | media_type::DOCKER_CONFIG => ArtifactKind::Image,
             HELM_CONFIG => ArtifactKind::Chart,

@@ -52,12 +52,17 @@ pub fn cosign_tag(tag: &str) -> Option<(Digest, &'static str)> {
     Some((Digest::parse(&format!("sha256:{hex}")).ok()?, kind))
 }
 
-/// Harbor's accessory kind of a referrer, by its artifact type.
+/// Harbor's accessory kind of a referrer, by its artifact type (the kinds of
+/// [`registry_core::kind`]).
 pub fn referrer_kind(artifact_type: Option<&str>) -> &'static str {
-    match artifact_type {
-        Some("application/vnd.dev.cosign.artifact.sig.v1+json") => "signature.cosign",
-        Some("application/vnd.cncf.notary.signature") => "signature.notation",
-        Some(t) if t.contains("sbom") || t.contains("spdx") || t.contains("cyclonedx") => "sbom.harbor",
+    use registry_core::kind::{ArtifactKind, COSIGN_SIGNATURE, NOTATION_SIGNATURE, SIGSTORE_BUNDLE};
+    let Some(t) = artifact_type else { return "subject.accessory" };
+    let t = registry_core::media_type::essence(t);
+    match ArtifactKind::of_type(&t) {
+        _ if t == NOTATION_SIGNATURE => "signature.notation",
+        _ if t == COSIGN_SIGNATURE || t == SIGSTORE_BUNDLE => "signature.cosign",
+        ArtifactKind::Sbom => "sbom.harbor",
+        ArtifactKind::Attestation => "attestation.in-toto",
         _ => "subject.accessory",
     }
 }
