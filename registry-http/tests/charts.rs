@@ -169,20 +169,6 @@ async fn anon_get(c: &reqwest::Client, url: &str) -> (StatusCode, String) {
     (resp.status(), resp.text().await.expect("text"))
 }
 
-/// Puts a manifest (any media type) as `repo:reference`; its digest.
-async fn put(c: &reqwest::Client, base: &str, repo: &str, reference: &str, media: &str, body: &str, t: &str) -> Digest {
-    let resp = c
-        .put(format!("{base}/v2/{repo}/manifests/{reference}"))
-        .bearer_auth(t)
-        .header("content-type", media)
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("put manifest");
-    assert_eq!(resp.status(), StatusCode::CREATED, "{reference}: {}", resp.text().await.unwrap_or_default());
-    Digest::sha256_of(body.as_bytes())
-}
-
 #[tokio::test]
 async fn each_artifact_type_is_told_from_its_manifest_and_filtered_by_type() {
     let (reg, admin) = registry().await;
@@ -195,7 +181,7 @@ async fn each_artifact_type_is_told_from_its_manifest_and_filtered_by_type() {
         r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{image_digest}","size":{},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#,
         image.len()
     );
-    put(&c, &base, repo, "index", OCI_INDEX, &index, &t).await;
+    put_manifest_as(&c, &base, repo, "index", OCI_INDEX, &index, &t).await;
     let chart = chart_archive("k", &[("Chart.yaml", chart_yaml("k", "1.0.0").as_bytes())]);
     push_chart(&c, &base, repo, "chart", &chart_config("k", "1.0.0"), &chart, Some(&t)).await;
     // Artifacts of the other kinds, each as its tool pushes it: a config of its own type, or
@@ -223,7 +209,7 @@ async fn each_artifact_type_is_told_from_its_manifest_and_filtered_by_type() {
         ("other", with_type("application/vnd.example.thing"), "UNKNOWN"),
     ];
     for (tag, manifest, _) in &kinds {
-        put(&c, &base, repo, tag, OCI_MANIFEST, manifest, &t).await;
+        put_manifest_as(&c, &base, repo, tag, OCI_MANIFEST, manifest, &t).await;
     }
     let all =
         admin.get("/projects/charts/repositories/kinds/artifacts?page_size=50").await.expect(StatusCode::OK, None);

@@ -422,28 +422,6 @@ async fn garbage_collection_over_the_api() {
     admin.get("/jobservice/jobs?status=sleeping").await.expect(StatusCode::BAD_REQUEST, Some("BAD_REQUEST"));
 }
 
-/// Puts a manifest with a bearer token; its digest.
-async fn put_manifest(
-    c: &reqwest::Client,
-    base: &str,
-    repo: &str,
-    reference: &str,
-    media: &str,
-    body: &str,
-    t: &str,
-) -> String {
-    let resp = c
-        .put(format!("{base}/v2/{repo}/manifests/{reference}"))
-        .bearer_auth(t)
-        .header("content-type", media)
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("put manifest");
-    assert_eq!(resp.status(), StatusCode::CREATED, "manifest push");
-    registry_core::Digest::sha256_of(body.as_bytes()).to_string()
-}
-
 #[tokio::test]
 async fn repositories_and_artifacts_in_harbors_shapes() {
     let reg = TestRegistry::builder().harbor_accounts().start().await.expect("start");
@@ -469,7 +447,7 @@ async fn repositories_and_artifacts_in_harbors_shapes() {
     // and one by cosign's tag scheme.
     let repo = "team/app/web";
     let (image_json, image) = push_image_as(&c, &base, repo, "v1", "first", Some(&t)).await;
-    put_manifest(&c, &base, repo, "latest", OCI_MANIFEST, &image_json, &t).await;
+    put_manifest_as(&c, &base, repo, "latest", OCI_MANIFEST, &image_json, &t).await;
     let (amd, amd_digest) = push_image_as(&c, &base, repo, "amd", "amd64 child", Some(&t)).await;
     let (arm, arm_digest) = push_image_as(&c, &base, repo, "arm", "arm64 child", Some(&t)).await;
     for tag in ["amd", "arm"] {
@@ -483,14 +461,14 @@ async fn repositories_and_artifacts_in_harbors_shapes() {
         amd.len(),
         arm.len()
     );
-    let index_digest = put_manifest(&c, &base, repo, "multi", OCI_INDEX, &index, &t).await;
+    let index_digest = put_manifest_as(&c, &base, repo, "multi", OCI_INDEX, &index, &t).await.to_string();
     let config = push_blob_as(&c, &base, repo, b"{}", Some(&t)).await;
     let subject = format!(
         r#","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{image}","size":{}}},"artifactType":"application/vnd.cncf.notary.signature""#,
         image_json.len()
     );
     let signature = image_manifest(&config, 2, &[], &subject);
-    put_manifest(
+    put_manifest_as(
         &c,
         &base,
         repo,
@@ -501,7 +479,7 @@ async fn repositories_and_artifacts_in_harbors_shapes() {
     )
     .await;
     let cosign = image_manifest(&config, 2, &[], "");
-    put_manifest(&c, &base, repo, &format!("sha256-{}.sig", image.hex()), OCI_MANIFEST, &cosign, &t).await;
+    put_manifest_as(&c, &base, repo, &format!("sha256-{}.sig", image.hex()), OCI_MANIFEST, &cosign, &t).await;
     // Two pulls of v1, counted once the batch is stored.
     for _ in 0..2 {
         let pulled = c

@@ -129,6 +129,30 @@ pub async fn put_image_manifest(c: &Client, base: &str, repo: &str, tag: &str, m
     assert_eq!(resp.status(), StatusCode::CREATED, "manifest push");
 }
 
+/// Stores a manifest of any media type as `repo:reference` with a bearer token, asserting 201
+/// (the registry's message shown otherwise); its digest.
+pub async fn put_manifest_as(
+    c: &Client,
+    base: &str,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &str,
+    token: &str,
+) -> Digest {
+    let resp = c
+        .put(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .bearer_auth(token)
+        .header("content-type", media_type)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("put manifest");
+    let status = resp.status();
+    assert_eq!(status, StatusCode::CREATED, "{repo}:{reference}: {}", resp.text().await.unwrap_or_default());
+    Digest::sha256_of(body.as_bytes())
+}
+
 /// An OCI image manifest over a config and layers, optionally with a subject and artifactType.
 pub fn image_manifest(config: &Digest, config_size: usize, layers: &[(Digest, usize)], extra: &str) -> String {
     let layers: Vec<String> = layers
