@@ -7,7 +7,8 @@
 //! `load ha [runs]`: the replicated shape instead (see `load/ha.rs`); `load soak [seconds]`: the
 //! sustained mixed load (see `load/soak.rs`); `load governance [runs]`: quotas and immutability
 //! on versus off (see `load/governance.rs`); `load pull-policies [runs]`: content trust and
-//! vulnerability prevention on versus off (see `load/pull_policies.rs`).
+//! vulnerability prevention on versus off (see `load/pull_policies.rs`); `load push-cpu [runs]`:
+//! 1 GiB pushes in server CPU per GiB next to one core's SHA-256 (see `load/push_cpu.rs`).
 //!
 //! Prints one table: workload | ours | distribution | ours/distribution | ours/limit, each the median
 //! of `runs` (default 3) with the spread (min–max). Compare ratios from one run, never absolute
@@ -37,6 +38,8 @@ mod ha;
 mod proxy;
 #[path = "load/pull_policies.rs"]
 mod pull_policies;
+#[path = "load/push_cpu.rs"]
+mod push_cpu;
 #[path = "load/replication.rs"]
 mod replication;
 #[path = "load/soak.rs"]
@@ -600,6 +603,12 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("soak") {
         let seconds = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(300);
         return soak::run(&binary, seconds).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("push-cpu") {
+        let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
+        let data = test_data(GIB, 42);
+        let digest = Digest::sha256_of(&data);
+        return push_cpu::run(&binary, runs, &data, &digest).await;
     }
     let runs: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let work = tempfile::Builder::new().prefix("registry-load-").tempdir_in(std::env::temp_dir())?;

@@ -57,6 +57,10 @@ const WRITE_BUFFER: usize = 1 << 20;
 const READ_CHUNK: usize = 1 << 20;
 /// Frames in flight between the hashing task and the writing thread (backpressure bound).
 const CHANNEL_DEPTH: usize = 64;
+/// How much an upload writes before a helper thread starts flushing it to the disk, so that the
+/// `fdatasync` which acknowledges the chunk finds little left to write (a 1 GiB push otherwise
+/// waits for the whole GiB's writeback at its end).
+const EARLY_SYNC: u64 = 16 << 20;
 
 /// Blobs and uploads in a directory tree (see the module docs for the layout).
 #[derive(Debug, Clone)]
@@ -187,19 +191,27 @@ fn write_frames(path: &Path, offset: u64, mut frames: mpsc::Receiver<Frame>) -> 
     // update): drop them so the file matches the saved verifier state.
     file.set_len(offset)?;
     file.seek(SeekFrom::Start(offset))?;
+    let early = EarlySync::start(&file)?;
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut written = offset;
+    let mut synced_at = offset;
     let result = (|| {
         while let Some(frame) = frames.blocking_recv() {
             match frame {
                 Frame::Data(bytes) => {
                     writer.write_all(&bytes)?;
                     written += bytes.len() as u64;
+                    if written - synced_at >= EARLY_SYNC {
+                        writer.flush()?;
+                        early.nudge();
+                        synced_at = written;
+                    }
                 }
                 Frame::Abort => return Ok(None),
             }
         }
         writer.flush()?;
+        early.finish();
         writer.get_ref().sync_data()?;
         Ok(Some(written))
     })();
@@ -212,6 +224,54 @@ fn write_frames(path: &Path, offset: u64, mut frames: mpsc::Receiver<Frame>) -> 
             file.sync_data()?;
             other.map(|_| Ok(offset))
         }
+    }
+}
+
+/// A thread that runs `fdatasync` on a file while it is still being written, when nudged: the
+/// writeback of what is written so far overlaps the rest of the upload. Durability still comes
+/// from the writer's own last `fdatasync`; this only makes it short. Dropping it stops the thread.
+struct EarlySync {
+    nudges: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EarlySync {
+    fn start(file: &std::fs::File) -> io::Result<EarlySync> {
+        let file = file.try_clone()?;
+        // One nudge pending at most: nudges while a sync runs fold into the next one.
+        let (nudges, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new().name("upload-sync".into()).spawn(move || {
+            while rx.recv().is_ok() {
+                // An error here is the writer's to find at its own sync.
+                let _ = file.sync_data();
+            }
+        })?;
+        Ok(EarlySync { nudges: Some(nudges), thread: Some(thread) })
+    }
+
+    /// Asks for a sync of what is written (skipped when one is already asked for).
+    fn nudge(&self) {
+        if let Some(n) = &self.nudges {
+            let _ = n.try_send(());
+        }
+    }
+
+    /// Stops the thread after the sync under way.
+    fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.nudges.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for EarlySync {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
