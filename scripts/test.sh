@@ -31,6 +31,11 @@ if ! "$venv/bin/python" -c "import harborapi" >/dev/null 2>&1; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "harborapi==0.26.2"
 fi
+# And an OCI artifact client (PyPI's oras) that pushes charts as helm push lays them out.
+if ! "$venv/bin/python" -c "import oras.client" >/dev/null 2>&1; then
+    echo "==> installing oras-py into $venv"
+    "$venv/bin/pip" install -q "oras==0.2.43"
+fi
 export REGISTRY_TEST_PYTHON="$venv/bin/python"
 
 # playwright-core drives Debian's chromium for the portal's end-to-end tests (its own browser

@@ -169,6 +169,39 @@ async fn anon_get(c: &reqwest::Client, url: &str) -> (StatusCode, String) {
     (resp.status(), resp.text().await.expect("text"))
 }
 
+/// oras-py (PyPI's `oras`, installed beside harborapi by the README's test command) pushes a chart
+/// as `helm push` lays it out — through the token service, chunked and monolithic — and pulls it
+/// back; the registry shows it as a chart with its README and lists it in the classic index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oras_py_pushes_a_chart_that_reads_back_through_the_additions_and_the_index() {
+    let (reg, admin) = registry().await;
+    let python = std::env::var("REGISTRY_TEST_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/registry-tools/harbor-venv/bin/python")
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = demo_archive("1.0.0");
+    std::fs::write(dir.path().join("demo-1.0.0.tgz"), &archive).expect("archive");
+    std::fs::write(dir.path().join("config.json"), chart_config("demo", "1.0.0")).expect("config");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harbor/oras_chart.py");
+    let host = reg.url().trim_start_matches("http://").to_owned();
+    let workdir = dir.path().to_str().expect("utf8");
+    let out = run(&python, &[script, &host, "admin", "adminpassword", workdir, "charts/oras", "1.0.0"], &[]).await;
+    assert!(out.contains("came back whole"), "{out}");
+    let art = admin.get("/projects/charts/repositories/oras/artifacts/1.0.0").await.expect(StatusCode::OK, None);
+    assert_eq!(art.body["type"], "CHART");
+    assert_eq!(art.body["extra_attrs"]["name"], "demo");
+    let readme = admin.get("/projects/charts/repositories/oras/artifacts/1.0.0/additions/readme.md").await;
+    assert_eq!(readme.expect(StatusCode::OK, None).body, README);
+    let index = c_get_text(&format!("{}/chartrepo/charts/index.yaml", reg.url())).await;
+    assert_eq!(yaml(&index)["entries"]["demo"][0]["digest"], Digest::sha256_of(&archive).hex());
+    reg.stop().await;
+}
+
+async fn c_get_text(url: &str) -> String {
+    client().get(url).send().await.expect("get").text().await.expect("text")
+}
+
 #[tokio::test]
 async fn each_artifact_type_is_told_from_its_manifest_and_filtered_by_type() {
     let (reg, admin) = registry().await;
