@@ -86,12 +86,13 @@ pub fn place(entry: &ManifestEntry) -> Place {
     Place::Artifact
 }
 
-/// The project a repository belongs to (its first path component), if it exists.
+/// The project a repository belongs to (its first path component), if it exists: as read within
+/// the last two seconds ([`registry_auth::Accounts::recent_project`]), for what every pull asks.
 pub async fn project_of_repository(
     accounts: &registry_auth::Accounts,
     repository: &RepositoryName,
-) -> Result<Option<registry_auth::Project>> {
-    accounts.project(registry_storage::quota::project_of(repository.as_str())).await.map_err(|e| {
+) -> Result<Option<std::sync::Arc<registry_auth::Project>>> {
+    accounts.recent_project(registry_storage::quota::project_of(repository.as_str())).await.map_err(|e| {
         registry_storage::Error::Backend(registry_core::BackendError::message(format!("reading a project: {e}"), true))
     })
 }

@@ -43,6 +43,7 @@ pub mod verified;
 
 pub use groups::MAX_GROUP_NAME;
 pub use members::ProjectMember;
+pub use projects::RECENT as RECENT_PROJECT;
 pub use robots::NewRobot;
 pub use users::NewUser;
 
@@ -70,6 +71,8 @@ pub struct Accounts {
     directory: Option<Arc<dyn crate::directory::Directory>>,
     /// Recent successful sign-ins (see [`verified`]).
     verified: Arc<verified::Verified>,
+    /// Projects as read lately, for the pull path (see [`Accounts::recent_project`]).
+    recent_projects: Arc<quick_cache::sync::Cache<String, (std::time::Instant, Option<Arc<crate::model::Project>>)>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -87,6 +90,7 @@ impl Accounts {
             operator: Operator::system(),
             directory: None,
             verified: Arc::new(verified::Verified::new()),
+            recent_projects: Arc::new(quick_cache::sync::Cache::new(4096)),
         }
     }
 
