@@ -72,8 +72,11 @@ pub struct Accounts {
     /// Recent successful sign-ins (see [`verified`]).
     verified: Arc<verified::Verified>,
     /// Projects as read lately, for the pull path (see [`Accounts::recent_project`]).
-    recent_projects: Arc<quick_cache::sync::Cache<String, (std::time::Instant, Option<Arc<crate::model::Project>>)>>,
+    recent_projects: Arc<RecentProjects>,
 }
+
+/// Projects by name, each with when it was read (`None`: there was none).
+type RecentProjects = quick_cache::sync::Cache<String, (std::time::Instant, Option<Arc<crate::model::Project>>)>;
 
 impl std::fmt::Debug for Accounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
