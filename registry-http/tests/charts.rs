@@ -161,6 +161,17 @@ async fn charts_show_readme_values_and_dependencies_and_form_a_helm_repository()
         .get("/projects/secret/repositories/vault/artifacts/0.1.0/additions/readme.md")
         .await
         .expect(StatusCode::NOT_FOUND, None);
+
+    // A download is a pull: counted, and refused where the project takes only signed artifacts.
+    reg.registry().flush_events().await;
+    let counted = admin.get("/projects/charts/repositories/demo/artifacts/1.2.3").await.expect(StatusCode::OK, None);
+    assert_eq!(counted.body["pull_count"], 1, "{}", counted.body);
+    let trust = json!({"metadata": {"enable_content_trust_cosign": "true"}});
+    admin.put("/projects/charts", trust).await.expect(StatusCode::OK, None);
+    let refused = c.get(format!("{base}/chartrepo/charts/charts/demo-1.2.3.tgz")).send().await.expect("tgz");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let message = refused.text().await.expect("text");
+    assert!(message.contains("signed"), "{message}");
     reg.stop().await;
 }
 

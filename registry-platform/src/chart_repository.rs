@@ -22,6 +22,8 @@ pub struct ChartVersion {
     pub metadata: ChartMetadata,
     /// The repository holding it.
     pub repository: RepositoryName,
+    /// Its manifest's digest.
+    pub manifest: registry_core::Digest,
     /// When it was pushed (seconds since the epoch).
     pub pushed_at: u64,
     /// The layer holding its archive.
@@ -52,6 +54,7 @@ pub async fn chart_versions(
                 Ok(summary) => out.push(ChartVersion {
                     metadata: summary.metadata.clone(),
                     repository: repository.clone(),
+                    manifest: entry.record.digest.clone(),
                     pushed_at: entry.record.pushed_at,
                     archive: summary.archive.clone(),
                 }),

@@ -1,7 +1,9 @@
 //! A classic Helm chart repository per project (`helm repo add <name> <url>/chartrepo/<project>`),
 //! outside `/api/v2.0` at Harbor 1.x's address: `index.yaml` made from the project's OCI charts
 //! (those of the repositories the caller may pull) and the chart archives it points to. The
-//! callers are the API's (Basic credentials, sessions; anonymous for a public project).
+//! callers are the API's (Basic credentials, sessions; anonymous for a public project). A download
+//! is a pull of the chart: refused by the project's pull policies as `helm pull oci://` would be,
+//! and counted.
 
 use std::sync::Arc;
 
@@ -9,8 +11,8 @@ use futures::StreamExt;
 use http::StatusCode;
 use http_body_util::{BodyExt, StreamBody};
 use registry_auth::Project;
-use registry_core::RepositoryName;
 use registry_core::scope::Action;
+use registry_core::{Reference, RepositoryName};
 use registry_platform::chart_repository::{ChartVersion, chart_versions, index_yaml};
 
 use super::router::{Endpoint, endpoint};
@@ -53,13 +55,17 @@ async fn index(api: Arc<Api>, call: ApiCall) -> ApiResult {
     Ok(response)
 }
 
-/// `GET /chartrepo/{project}/charts/{name}-{version}.tgz`: the chart's archive, streamed.
+/// `GET /chartrepo/{project}/charts/{name}-{version}.tgz`: the chart's archive, streamed — a pull
+/// of its manifest as far as the registry is concerned: the project's pull policies (content
+/// trust, vulnerability prevention) are asked first, and the pull is counted and recorded.
 async fn archive(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let file = call.params.get("file")?.to_owned();
     let (project, versions) = versions(&api, &call).await?;
     let version = versions.iter().find(|v| v.file_name() == file).ok_or_else(|| {
         ApiError::harbor(StatusCode::NOT_FOUND, format!("project {} has no chart archive {file:?}", project.name))
     })?;
+    let manifest = Reference::Digest(version.manifest.clone());
+    api.registry.pull_manifest(&version.repository, &manifest, &call.operator).await?;
     let read = api.registry.read_blob(&version.repository, &version.archive.digest, None).await?;
     let len = read.size;
     let mut response =
