@@ -9,7 +9,8 @@
 //! on versus off (see `load/governance.rs`); `load pull-policies [runs]`: content trust and
 //! vulnerability prevention on versus off (see `load/pull_policies.rs`); `load push-cpu [runs]`:
 //! 1 GiB pushes in server CPU per GiB next to one core's SHA-256 (see `load/push_cpu.rs`);
-//! `load auth-par [runs]`: token-authenticated manifest GETs next to anonymous ones.
+//! `load auth-par [runs]`: token-authenticated manifest GETs next to anonymous ones;
+//! `load connections [runs]`: 1,000 and 10,000 keep-alive clients, and memory per idle connection.
 //!
 //! Prints one table: workload | ours | distribution | ours/distribution | ours/limit, each the median
 //! of `runs` (default 3) with the spread (min–max). Compare ratios from one run, never absolute
@@ -33,6 +34,8 @@ use tokio::process::{Child, Command};
 
 #[path = "load/auth_par.rs"]
 mod auth_par;
+#[path = "load/connections.rs"]
+mod connections;
 #[path = "load/governance.rs"]
 mod governance;
 #[path = "load/ha.rs"]
@@ -610,6 +613,10 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("auth-par") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
         return auth_par::run(&binary, runs).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("connections") {
+        let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(1);
+        return connections::run(&binary, runs).await;
     }
     if std::env::args().nth(1).as_deref() == Some("push-cpu") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);

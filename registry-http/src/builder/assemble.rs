@@ -35,12 +35,31 @@ impl AccessPolicy for SignedInMayDoAnything {
     }
 }
 
+/// Connections the kernel holds for the server before it accepts them (tokio's default is 1,024;
+/// the kernel caps it at `net.core.somaxconn`). A storm of thousands of clients connecting at once
+/// otherwise overflows the queue, and each dropped SYN costs its client a second or more.
+const BACKLOG: u32 = 8192;
+
+/// Binds the first address of `addr` that binds, with [`BACKLOG`].
+async fn listen(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for at in tokio::net::lookup_host(addr).await? {
+        let socket = if at.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        // As TcpListener::bind does: a restarted server binds while old connections linger.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(at).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")))
+}
+
 impl RegistryBuilder {
     /// Binds `addr` and assembles the server; it serves once [`Server::serve`] runs.
     pub async fn bind(self, addr: impl ToSocketAddrs + std::fmt::Display) -> Result<Server, BuildError> {
         let text = addr.to_string();
-        let listener =
-            TcpListener::bind(addr).await.map_err(|source| BuildError::Bind { addr: text.clone(), source })?;
+        let listener = listen(addr).await.map_err(|source| BuildError::Bind { addr: text.clone(), source })?;
         self.with_listener(listener).await
     }
 

@@ -134,6 +134,49 @@ async fn open_sized(path: PathBuf) -> Result<Option<(File, u64)>> {
     .await
 }
 
+/// `len` bytes of `file` from `offset`, into a buffer never zeroed.
+fn read_chunk(file: &mut File, offset: u64, len: u64) -> io::Result<Bytes> {
+    use std::io::Read;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut buf)?;
+    if (buf.len() as u64) < len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file is shorter than recorded"));
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// A blob opened for reading: its first chunk read, and the file while more is to come.
+enum Opened {
+    /// The range lies outside a blob of this size.
+    Unsatisfiable(u64),
+    /// The first chunk of the range, and the file with where the rest begins and ends.
+    Read { first: Bytes, rest: Option<(File, Range<u64>)> },
+}
+
+/// Opens `path`, checks `range` against its size and reads the first chunk, in one blocking
+/// call: a blob of one chunk (configs, manifests' small layers) is open only during that call, so
+/// however many requests wait for the blocking pool, open files stay bounded by its threads.
+async fn open_and_read(path: PathBuf, range: Option<Range<u64>>) -> Result<Option<Opened>> {
+    blocking(move || {
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = file.metadata()?.len();
+        let range = range.unwrap_or(0..size);
+        if range.start > range.end || range.end > size {
+            return Ok(Some(Opened::Unsatisfiable(size)));
+        }
+        let len = (READ_CHUNK as u64).min(range.end - range.start);
+        let first = read_chunk(&mut file, range.start, len)?;
+        let next = range.start + len;
+        Ok(Some(Opened::Read { first, rest: (next < range.end).then_some((file, next..range.end)) }))
+    })
+    .await
+}
+
 /// Streams `range` of `file` in [`READ_CHUNK`] reads on blocking threads, the next read running
 /// while the previous chunk is sent. No thread waits on a slow client: a read starts only when the
 /// consumer takes the chunk before it. Reads go into fresh, uninitialized-then-filled buffers
@@ -142,16 +185,7 @@ fn read_ahead(file: File, range: Range<u64>) -> ByteStream {
     type Pending = tokio::task::JoinHandle<(File, io::Result<Bytes>)>;
     fn start(mut file: File, offset: u64, len: u64) -> Pending {
         tokio::task::spawn_blocking(move || {
-            let read = (|| {
-                use std::io::Read;
-                file.seek(SeekFrom::Start(offset))?;
-                let mut buf = Vec::with_capacity(len as usize);
-                (&mut file).take(len).read_to_end(&mut buf)?;
-                if (buf.len() as u64) < len {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file is shorter than recorded"));
-                }
-                Ok(Bytes::from(buf))
-            })();
+            let read = read_chunk(&mut file, offset, len);
             (file, read)
         })
     }
@@ -286,14 +320,18 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream> {
-        let path = self.blob_path(digest);
-        let opened = open_sized(path).await?;
-        let Some((file, size)) = opened else { return Err(Error::BlobUnknown { digest: digest.clone() }) };
-        let range = range.unwrap_or(0..size);
-        if range.start > range.end || range.end > size {
-            return Err(Error::RangeNotSatisfiable { size });
+        match open_and_read(self.blob_path(digest), range).await? {
+            None => Err(Error::BlobUnknown { digest: digest.clone() }),
+            Some(Opened::Unsatisfiable(size)) => Err(Error::RangeNotSatisfiable { size }),
+            Some(Opened::Read { first, rest }) => {
+                let first = (!first.is_empty()).then_some(Ok(first));
+                let head = futures::stream::iter(first);
+                Ok(match rest {
+                    Some((file, range)) => Box::pin(head.chain(read_ahead(file, range))),
+                    None => Box::pin(head),
+                })
+            }
         }
-        Ok(read_ahead(file, range))
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<()> {
