@@ -9,7 +9,9 @@ use registry_http::TestRegistry;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::harbor::Api;
-use testkit::helm::{chart_archive, chart_config, chart_yaml, gzip, push_chart, push_image_with_history};
+use testkit::helm::{
+    chart_archive, chart_config, chart_yaml, gzip, push_chart, push_chart_files, push_image_with_history,
+};
 use testkit::*;
 
 const README: &str = "# Demo\n\nInstall with `helm install demo`.\n\n<script>alert('owned')</script>\n";
@@ -71,7 +73,9 @@ async fn charts_show_readme_values_and_dependencies_and_form_a_helm_repository()
     let (_, new_digest) =
         push_chart(&c, &base, "charts/demo", "1.10.0", &chart_config("demo", "1.10.0"), &new, Some(&t)).await;
     let vault = chart_archive("vault", &[("Chart.yaml", chart_yaml("vault", "0.1.0").as_bytes())]);
-    push_chart(&c, &base, "secret/vault", "0.1.0", &chart_config("vault", "0.1.0"), &vault, Some(&t)).await;
+    let prov = b"-----BEGIN PGP SIGNED MESSAGE-----\nname: vault\n...\n-----END PGP SIGNATURE-----\n";
+    let vault_config = chart_config("vault", "0.1.0");
+    push_chart_files(&c, &base, "secret/vault", "0.1.0", &vault_config, &vault, Some(prov), Some(&t)).await;
 
     // The artifacts API: a CHART with its metadata and Harbor's three addition links.
     let anon = Api::new(&reg, None);
@@ -157,6 +161,14 @@ async fn charts_show_readme_values_and_dependencies_and_form_a_helm_repository()
         .send()
         .await;
     assert_eq!(tgz.expect("tgz").bytes().await.expect("bytes").as_ref(), &vault[..]);
+    // Its provenance file beside it (helm pull --verify), not counted as another pull; none for
+    // a chart pushed without one.
+    let url = format!("{base}/chartrepo/secret/charts/vault-0.1.0.tgz.prov");
+    let signed = c.get(&url).basic_auth("dev", Some("devpassword")).send().await.expect("prov");
+    assert_eq!(signed.status(), StatusCode::OK);
+    assert_eq!(signed.bytes().await.expect("bytes").as_ref(), &prov[..]);
+    let unsigned = c.get(format!("{base}/chartrepo/charts/charts/demo-1.2.3.tgz.prov")).send().await.expect("prov");
+    assert_eq!(unsigned.status(), StatusCode::NOT_FOUND);
     admin
         .get("/projects/secret/repositories/vault/artifacts/0.1.0/additions/readme.md")
         .await

@@ -95,6 +95,8 @@ pub struct ChartSummary {
     pub metadata: ChartMetadata,
     /// The layer holding the archive.
     pub archive: Descriptor,
+    /// The layer holding its provenance file (`helm package --sign`), if pushed.
+    pub provenance: Option<Descriptor>,
 }
 
 type Outcome<T> = Result<Arc<T>, String>;
@@ -202,18 +204,22 @@ impl Additions {
         cached(&self.charts, &record.digest, || async {
             let manifest = manifest_of(registry, repository, record).await?;
             let config = manifest.config.as_ref().ok_or_else(|| unreadable("the chart's manifest has no config"))?;
-            let archive = manifest
-                .layers
-                .iter()
-                .find(|l| registry_core::media_type::essence(&l.media_type) == HELM_CHART_CONTENT)
-                .cloned()
+            let layer = |media_type: &str| {
+                manifest
+                    .layers
+                    .iter()
+                    .find(|l| registry_core::media_type::essence(&l.media_type) == media_type)
+                    .cloned()
+            };
+            let archive = layer(HELM_CHART_CONTENT)
                 .ok_or_else(|| unreadable(format!("the chart's manifest has no layer of type {HELM_CHART_CONTENT}")))?;
+            let provenance = layer(registry_core::kind::HELM_PROVENANCE);
             let bytes =
                 small_blob(registry, repository, config, "the chart's config", self.limits.config_bytes).await?;
             let metadata: ChartMetadata = serde_json::from_slice(&bytes)
                 .map_err(|e| unreadable(format!("the chart's config is not Helm's chart metadata: {e}")))?;
             metadata.check().map_err(|e| unreadable(e.to_string().replacen("Chart.yaml", "the config", 1)))?;
-            Ok(ChartSummary { metadata, archive })
+            Ok(ChartSummary { metadata, archive, provenance })
         })
         .await
     }

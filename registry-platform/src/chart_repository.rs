@@ -28,6 +28,8 @@ pub struct ChartVersion {
     pub pushed_at: u64,
     /// The layer holding its archive.
     pub archive: Descriptor,
+    /// The layer holding its provenance file, if pushed.
+    pub provenance: Option<Descriptor>,
 }
 
 impl ChartVersion {
@@ -57,6 +59,7 @@ pub async fn chart_versions(
                     manifest: entry.record.digest.clone(),
                     pushed_at: entry.record.pushed_at,
                     archive: summary.archive.clone(),
+                    provenance: summary.provenance.clone(),
                 }),
                 Err(AdditionError::Store(e)) => return Err(e),
                 Err(e) => {

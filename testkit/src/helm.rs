@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use registry_core::Digest;
-use registry_core::kind::{HELM_CHART_CONTENT, HELM_CONFIG};
+use registry_core::kind::{HELM_CHART_CONTENT, HELM_CONFIG, HELM_PROVENANCE};
 
 use crate::{push_blob_as, tar_of};
 
@@ -48,13 +48,36 @@ pub async fn push_chart(
     archive: &[u8],
     token: Option<&str>,
 ) -> (String, Digest) {
+    push_chart_files(c, base, repo, tag, config, archive, None, token).await
+}
+
+/// [`push_chart`] with a provenance file (`helm package --sign`) as a third layer.
+#[allow(clippy::too_many_arguments)]
+pub async fn push_chart_files(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    config: &str,
+    archive: &[u8],
+    provenance: Option<&[u8]>,
+    token: Option<&str>,
+) -> (String, Digest) {
     let config_digest = push_blob_as(c, base, repo, config.as_bytes(), token).await;
     let archive_digest = push_blob_as(c, base, repo, archive, token).await;
+    let mut layers = vec![
+        serde_json::json!({"mediaType": HELM_CHART_CONTENT, "digest": archive_digest.to_string(), "size": archive.len()}),
+    ];
+    if let Some(prov) = provenance {
+        let digest = push_blob_as(c, base, repo, prov, token).await;
+        layers
+            .push(serde_json::json!({"mediaType": HELM_PROVENANCE, "digest": digest.to_string(), "size": prov.len()}));
+    }
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": registry_core::media_type::OCI_MANIFEST,
         "config": {"mediaType": HELM_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
-        "layers": [{"mediaType": HELM_CHART_CONTENT, "digest": archive_digest.to_string(), "size": archive.len()}],
+        "layers": layers,
         "annotations": {"org.opencontainers.image.title": repo.rsplit('/').next().unwrap_or(repo), "org.opencontainers.image.version": tag},
     })
     .to_string();

@@ -58,20 +58,33 @@ async fn index(api: Arc<Api>, call: ApiCall) -> ApiResult {
 /// `GET /chartrepo/{project}/charts/{name}-{version}.tgz`: the chart's archive, streamed — a pull
 /// of its manifest as far as the registry is concerned: the project's pull policies (content
 /// trust, vulnerability prevention) are asked first, and the pull is counted and recorded.
+/// `….tgz.prov`: its provenance file (what `helm pull --verify` fetches beside the archive), when
+/// one was pushed; not a pull of its own.
 async fn archive(api: Arc<Api>, call: ApiCall) -> ApiResult {
     let file = call.params.get("file")?.to_owned();
     let (project, versions) = versions(&api, &call).await?;
-    let version = versions.iter().find(|v| v.file_name() == file).ok_or_else(|| {
-        ApiError::harbor(StatusCode::NOT_FOUND, format!("project {} has no chart archive {file:?}", project.name))
-    })?;
-    let manifest = Reference::Digest(version.manifest.clone());
-    api.registry.pull_manifest(&version.repository, &manifest, &call.operator).await?;
-    let read = api.registry.read_blob(&version.repository, &version.archive.digest, None).await?;
+    let missing =
+        || ApiError::harbor(StatusCode::NOT_FOUND, format!("project {} has no chart file {file:?}", project.name));
+    let (version, blob, content_type) = match file.strip_suffix(".prov") {
+        Some(archive) => {
+            let version = versions.iter().find(|v| v.file_name() == archive).ok_or_else(missing)?;
+            (version, version.provenance.as_ref().ok_or_else(missing)?, "application/pgp-signature")
+        }
+        None => {
+            let version = versions.iter().find(|v| v.file_name() == file).ok_or_else(missing)?;
+            // The archive is the chart: its download is the pull (the provenance file beside it
+            // is not counted again).
+            let manifest = Reference::Digest(version.manifest.clone());
+            api.registry.pull_manifest(&version.repository, &manifest, &call.operator).await?;
+            (version, &version.archive, "application/gzip")
+        }
+    };
+    let read = api.registry.read_blob(&version.repository, &blob.digest, None).await?;
     let len = read.size;
     let mut response =
         http::Response::new(StreamBody::new(read.body.map(|c| c.map(http_body::Frame::data))).boxed_unsync());
-    set(response.headers_mut(), http::header::CONTENT_TYPE, "application/gzip");
+    set(response.headers_mut(), http::header::CONTENT_TYPE, content_type);
     set(response.headers_mut(), http::header::CONTENT_LENGTH, &len.to_string());
-    set(response.headers_mut(), http::header::ETAG, &format!("\"{}\"", version.archive.digest));
+    set(response.headers_mut(), http::header::ETAG, &format!("\"{}\"", blob.digest));
     Ok(response)
 }
