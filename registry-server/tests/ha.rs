@@ -632,6 +632,18 @@ async fn ten_cold_pulls_through_three_replicas_fetch_each_blob_once() {
 /// Signing in through LDAP set on one replica holds on the others: a person signs in through
 /// another (their user made in the shared database), a third sees them, and the sealed search
 /// password opens on every replica (one key).
+/// Puts run-time settings (`/configurations`) through `base` as the admin.
+async fn configure(c: &reqwest::Client, base: &str, settings: &serde_json::Value) {
+    let set = c
+        .put(format!("{base}/api/v2.0/configurations"))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(settings)
+        .send()
+        .await
+        .expect("configurations");
+    assert_eq!(set.status(), StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ldap_set_on_one_replica_signs_people_in_on_the_others() {
     let cluster = Cluster::start(Options::default()).await;
@@ -642,14 +654,7 @@ async fn ldap_set_on_one_replica_signs_people_in_on_the_others() {
         "ldap_search_password": testkit::ldap::Slapd::ROOT_PASSWORD,
         "ldap_base_dn": format!("ou=people,{}", testkit::ldap::BASE), "ldap_uid": "uid",
     });
-    let set = c
-        .put(format!("{}/api/v2.0/configurations", cluster.replica(0)))
-        .basic_auth("admin", Some(PASSWORD))
-        .json(&settings)
-        .send()
-        .await
-        .expect("configurations");
-    assert_eq!(set.status(), StatusCode::OK);
+    configure(&c, &cluster.replica(0), &settings).await;
     let t = testkit::get_token(&c, &cluster.replica(2), Some(("alice", "alice-password")), &[]).await;
     assert_eq!(t.status(), StatusCode::OK, "alice signs in on another replica");
     let found: serde_json::Value = c
@@ -691,14 +696,7 @@ async fn oidc_sign_ins_begun_on_one_replica_finish_on_any() {
         "oidc_client_secret": testkit::oidc::OidcProvider::CLIENT_SECRET,
         "oidc_scope": "openid,profile,email,groups,offline_access", "oidc_auto_onboard": true,
     });
-    let set = c
-        .put(format!("{}/api/v2.0/configurations", cluster.replica(0)))
-        .basic_auth("admin", Some(PASSWORD))
-        .json(&settings)
-        .send()
-        .await
-        .expect("configurations");
-    assert_eq!(set.status(), StatusCode::OK);
+    configure(&c, &cluster.replica(0), &settings).await;
     for round in 0..2 {
         // Begun on replica 1; the provider returns the browser to the proxy.
         let mut browser = testkit::oidc::Browser::new();

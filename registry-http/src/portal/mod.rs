@@ -119,17 +119,21 @@ fn asset(name: &str, headers: &http::HeaderMap) -> Result<Response<ResponseBody>
     Ok(response)
 }
 
+/// Whether a request says its body is JSON (a form from another site cannot).
+fn sends_json(req: &Request<RequestBody>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
 /// `POST /c/login`.
 async fn login(portal: &Portal, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let Some(authenticator) = &portal.authenticator else {
         return Err(ApiError::harbor(StatusCode::NOT_FOUND, "this registry has no accounts to sign in with"));
     };
     let address = crate::request::client_ip(&req);
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+    let is_json = sends_json(&req);
     let body = read_limited(req.into_body(), 16 << 10).await?;
     let (principal, password) = if is_json {
         let v: serde_json::Value = serde_json::from_slice(&body)

@@ -252,12 +252,7 @@ pub(super) async fn onboard_chosen(
     req: Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let address = crate::request::client_ip(&req);
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !is_json {
+    if !super::sends_json(&req) {
         return Err(bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send {\"username\": …} as application/json"));
     }
     let Some(onboarding) = opened::<Onboarding>(portal, &req, ONBOARDING).filter(|o| o.expires_at > now()) else {
