@@ -120,7 +120,12 @@ async fn charts_show_readme_values_and_dependencies_and_form_a_helm_repository()
         "{}",
         history.body
     );
-    // The private project's additions need a member.
+    // The private project's additions need a member: anonymous 401, a non-member 403, a
+    // developer reads them.
+    let path = "/projects/secret/repositories/vault/artifacts/0.1.0/additions/dependencies";
+    Api::new(&reg, Some(("gus", "guspassword"))).get(path).await.expect(StatusCode::FORBIDDEN, Some("FORBIDDEN"));
+    let member = Api::new(&reg, Some(("dev", "devpassword"))).get(path).await.expect(StatusCode::OK, None);
+    assert_eq!(member.body, json!([]));
     anon.get("/projects/secret/repositories/vault/artifacts/0.1.0/additions/readme.md")
         .await
         .expect(StatusCode::UNAUTHORIZED, None);
