@@ -42,6 +42,7 @@ use async_trait::async_trait;
 use redb::{ReadableTable, TableDefinition};
 use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, Tag};
+use registry_storage::listing::Touched;
 use registry_storage::meta::cache::{Cached, Generation};
 use registry_storage::meta::{GcLink, Holder, ManifestEntry, Pulls};
 use registry_storage::quota::Changes;
@@ -140,7 +141,7 @@ fn db_err(e: impl Into<redb::Error>) -> Error {
     crate::handle::db_err(e)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| Error::corrupt("a metadata record", e))
 }
 
@@ -165,6 +166,7 @@ fn count_pulls(txn: &redb::WriteTransaction, pulls: &[(String, u64, u64)]) -> Re
     }
     let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
     let mut table = txn.open_table(PULLS).map_err(db_err)?;
+    let mut counted = Vec::new();
     for (k, count, time_ms) in pulls {
         if manifests.get(k.as_str()).map_err(db_err)?.is_none() {
             continue;
@@ -172,8 +174,66 @@ fn count_pulls(txn: &redb::WriteTransaction, pulls: &[(String, u64, u64)]) -> Re
         let (old_count, last_ms) = table.get(k.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or_default();
         let new = Pulls { count: old_count, last_ms }.add(*count, *time_ms);
         table.insert(k.as_str(), (new.count, new.last_ms)).map_err(db_err)?;
+        if let Some((repo, _)) = k.split_once('\0') {
+            let mut touched = Touched::default();
+            touched.change.pulls = i64::try_from(*count).unwrap_or(i64::MAX);
+            counted.push((repo.to_owned(), touched));
+        }
+    }
+    drop((manifests, table));
+    for (repo, touched) in counted {
+        crate::listing::settle(txn, &repo, touched)?;
     }
     Ok(())
+}
+
+/// The pulls counted for a manifest (`repo \0 digest`).
+pub(crate) fn pulls_of_manifest(txn: &redb::WriteTransaction, k: &str) -> Result<u64> {
+    Ok(txn.open_table(PULLS).map_err(db_err)?.get(k).map_err(db_err)?.map_or(0, |v| v.value().0))
+}
+
+/// What decides whether a manifest is an artifact: its record, whether a manifest of its
+/// repository references it, and its tags; `None` when it is not there.
+pub(crate) fn artifact_facts(
+    txn: &redb::WriteTransaction,
+    repo: &str,
+    digest: &str,
+) -> Result<Option<(ManifestRecord, bool, Vec<String>)>> {
+    let k = key(&[repo, digest]);
+    let record: ManifestRecord = match txn.open_table(MANIFESTS).map_err(db_err)?.get(k.as_str()).map_err(db_err)? {
+        Some(v) => decode(v.value())?,
+        None => return Ok(None),
+    };
+    let referenced = any_with_prefix(&txn.open_table(BLOB_REFS).map_err(db_err)?, &key(&[digest, repo]))?;
+    Ok(Some((record, referenced, tags_of(txn, repo, digest)?)))
+}
+
+/// The tables a [`ManifestEntry`] is read from, open in a read transaction.
+struct EntryTables {
+    reverse: redb::ReadOnlyTable<&'static str, u8>,
+    refs: redb::ReadOnlyTable<&'static str, u8>,
+    pulls: redb::ReadOnlyTable<&'static str, (u64, u64)>,
+    labels: redb::ReadOnlyTable<&'static str, u8>,
+}
+
+impl EntryTables {
+    fn open(txn: &redb::ReadTransaction) -> Result<EntryTables> {
+        Ok(EntryTables {
+            reverse: txn.open_table(MANIFEST_TAGS).map_err(db_err)?,
+            refs: txn.open_table(BLOB_REFS).map_err(db_err)?,
+            pulls: txn.open_table(PULLS).map_err(db_err)?,
+            labels: txn.open_table(LABELS).map_err(db_err)?,
+        })
+    }
+
+    /// The entry of the manifest at `k` (`repo \0 digest`).
+    fn entry(&self, repo: &str, k: &str, record: ManifestRecord) -> Result<ManifestEntry> {
+        let tags = suffixes(&self.reverse, k)?;
+        let referenced_by = digests(suffixes(&self.refs, &key(&[&record.digest.to_string(), repo]))?)?;
+        let (count, last_ms) = self.pulls.get(k).map_err(db_err)?.map(|v| v.value()).unwrap_or_default();
+        let labels = suffixes(&self.labels, k)?.iter().filter_map(|l| l.parse().ok()).collect();
+        Ok(ManifestEntry { record, tags, referenced_by, pulls: Pulls { count, last_ms }, labels })
+    }
 }
 
 /// Creates the metadata tables, building the indexes of a version 1 database.
@@ -197,6 +257,7 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
         build_indexes(txn)?;
     }
     crate::quota::prepare(txn, version)?;
+    crate::listing::prepare(txn, version)?;
     Ok(())
 }
 
@@ -386,6 +447,7 @@ fn remove_manifest(
     repo: &str,
     digest: &str,
     changes: &mut Changes,
+    touched: &mut Touched,
 ) -> Result<Option<ManifestRecord>> {
     let mut manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
     let Some(old) = manifests.remove(key(&[repo, digest]).as_str()).map_err(db_err)? else {
@@ -394,7 +456,12 @@ fn remove_manifest(
     let record: ManifestRecord = decode(old.value())?;
     drop(old);
     drop(manifests);
-    txn.open_table(PULLS).map_err(db_err)?.remove(key(&[repo, digest]).as_str()).map_err(db_err)?;
+    let pulls = {
+        let mut table = txn.open_table(PULLS).map_err(db_err)?;
+        let removed = table.remove(key(&[repo, digest]).as_str()).map_err(db_err)?;
+        removed.map_or(0, |p| p.value().0)
+    };
+    touched.removed(&record, pulls);
     {
         let (start, end) = prefix_range(&key(&[repo, digest]));
         let mut labels = txn.open_table(LABELS).map_err(db_err)?;
@@ -614,6 +681,7 @@ impl MetadataStore for RedbStore {
         let references: Vec<String> = record.references.iter().map(Digest::to_string).collect();
         let pushed_at = record.pushed_at;
         let value = encode(record)?;
+        let record = record.clone();
         let tag = tag.map(|t| t.to_string());
         let (manifest_key, tag_key) = (key(&[&repo, &digest]), tag.as_ref().map(|t| key(&[&repo, t])));
         let referrers_key = subject.as_ref().map(|subject| key(&[&repo, subject]));
@@ -646,10 +714,14 @@ impl MetadataStore for RedbStore {
                     }
                 }
                 txn.open_table(REPOSITORIES).map_err(db_err)?.insert(repo.as_str(), 0).map_err(db_err)?;
-                txn.open_table(MANIFESTS)
+                let new = txn
+                    .open_table(MANIFESTS)
                     .map_err(db_err)?
                     .insert(key(&[&repo, &digest]).as_str(), value.as_slice())
-                    .map_err(db_err)?;
+                    .map_err(db_err)?
+                    .is_none();
+                let mut touched = Touched::default();
+                touched.written(&record, new);
                 if let Some(subject) = &subject {
                     txn.open_table(REFERRERS)
                         .map_err(db_err)?
@@ -667,9 +739,11 @@ impl MetadataStore for RedbStore {
                     let mut reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
                     if let Some(previous) = previous {
                         reverse.remove(key(&[&repo, &previous, tag]).as_str()).map_err(db_err)?;
+                        touched.retagged(&previous);
                     }
                     reverse.insert(key(&[&repo, &digest, tag]).as_str(), 0).map_err(db_err)?;
                 }
+                crate::listing::settle(txn, &repo, touched)?;
                 crate::events::record::<Error>(txn, &events)?;
                 quota::settle(txn, &changes, now_ms)
             })
@@ -720,8 +794,9 @@ impl MetadataStore for RedbStore {
                 for tag in tags_of(txn, &repo, &digest)? {
                     protection.check(&repo, &tag, &format!("deleting {digest}, which carries it"))?;
                 }
-                let mut changes = Changes::default();
-                let removed = remove_manifest(txn, &repo, &digest, &mut changes)?.is_some();
+                let (mut changes, mut touched) = (Changes::default(), Touched::default());
+                let removed = remove_manifest(txn, &repo, &digest, &mut changes, &mut touched)?.is_some();
+                crate::listing::settle(txn, &repo, touched)?;
                 if removed {
                     crate::events::record::<Error>(txn, &events)?;
                 }
@@ -774,6 +849,9 @@ impl MetadataStore for RedbStore {
                     .map_err(db_err)?
                     .remove(key(&[&repo, &digest, &tag]).as_str())
                     .map_err(db_err)?;
+                let mut touched = Touched::default();
+                touched.retagged(&digest);
+                crate::listing::settle(txn, &repo, touched)?;
                 crate::events::record::<Error>(txn, &events)?;
                 Ok(true)
             })
@@ -936,23 +1014,67 @@ impl MetadataStore for RedbStore {
         self.db
             .read(move |txn| {
                 let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
-                let reverse = txn.open_table(MANIFEST_TAGS).map_err(db_err)?;
-                let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
-                let pulls = txn.open_table(PULLS).map_err(db_err)?;
-                let label_table = txn.open_table(LABELS).map_err(db_err)?;
+                let tables = EntryTables::open(txn)?;
                 let mut out = Vec::new();
                 for (k, v) in repo_range(&manifests, &repo, after.as_deref(), limit, |v| v.value().to_vec())? {
-                    let record: ManifestRecord = decode(&v)?;
-                    let tags = suffixes(&reverse, &k)?;
-                    let referenced_by = digests(suffixes(&refs, &key(&[&record.digest.to_string(), &repo]))?)?;
-                    let (count, last_ms) =
-                        pulls.get(k.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or_default();
-                    let labels = suffixes(&label_table, &k)?.iter().filter_map(|l| l.parse().ok()).collect();
-                    out.push(ManifestEntry { record, tags, referenced_by, pulls: Pulls { count, last_ms }, labels });
+                    out.push(tables.entry(&repo, &k, decode(&v)?)?);
                 }
                 Ok(out)
             })
             .await
+    }
+
+    async fn artifacts(
+        &self,
+        repository: &RepositoryName,
+        offset: usize,
+        limit: usize,
+    ) -> Result<registry_storage::listing::ArtifactPage> {
+        let repo = repository.to_string();
+        self.db
+            .read(move |txn| {
+                let (digests, total) = crate::listing::artifact_digests(txn, &repo, offset, limit)?;
+                let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+                let tables = EntryTables::open(txn)?;
+                let mut out = Vec::with_capacity(digests.len());
+                for digest in digests {
+                    let k = key(&[&repo, &digest]);
+                    if let Some(v) = manifests.get(k.as_str()).map_err(db_err)? {
+                        out.push(tables.entry(&repo, &k, decode(v.value())?)?);
+                    }
+                }
+                Ok(crate::listing::page(out, total))
+            })
+            .await
+    }
+
+    async fn manifest_entry(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestEntry>> {
+        let (repo, k) = (repository.to_string(), key(&[repository.as_str(), &digest.to_string()]));
+        self.db
+            .read(move |txn| {
+                let manifests = txn.open_table(MANIFESTS).map_err(db_err)?;
+                let Some(v) = manifests.get(k.as_str()).map_err(db_err)? else { return Ok(None) };
+                Ok(Some(EntryTables::open(txn)?.entry(&repo, &k, decode(v.value())?)?))
+            })
+            .await
+    }
+
+    async fn repository_stats(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<Option<registry_storage::listing::RepositoryStats>> {
+        let repo = repository.to_string();
+        self.db.read(move |txn| crate::listing::repository_stats(txn, &repo)).await
+    }
+
+    async fn project_repositories(
+        &self,
+        project: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<registry_storage::listing::RepositoryPage> {
+        let project = project.to_owned();
+        self.db.read(move |txn| crate::listing::project_repositories(txn, &project, offset, limit)).await
     }
 
     async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
@@ -999,7 +1121,7 @@ impl MetadataStore for RedbStore {
             .db
             .write(move |txn| {
                 let mut deleted = Vec::new();
-                let mut changes = Changes::default();
+                let (mut changes, mut touched) = (Changes::default(), Touched::default());
                 for digest in candidates {
                     let d = digest.to_string();
                     let record: ManifestRecord = {
@@ -1021,9 +1143,10 @@ impl MetadataStore for RedbStore {
                     if tagged || referenced || subject_present || record.pushed_at > pushed_before {
                         continue;
                     }
-                    remove_manifest(txn, &repo, &d, &mut changes)?;
+                    remove_manifest(txn, &repo, &d, &mut changes, &mut touched)?;
                     deleted.push(digest);
                 }
+                crate::listing::settle(txn, &repo, touched)?;
                 quota::settle(txn, &changes, now_ms)?;
                 Ok(deleted)
             })

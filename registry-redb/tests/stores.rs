@@ -54,6 +54,8 @@ async fn both_suites_on_a_file_and_the_data_survives_reopening() {
             "events/app",
             "immutable/app",
             "labels/app",
+            "listing1/app",
+            "listing1/tools/cli",
             "quota-other/a",
             "quota/a",
             "quota/b/deep",
@@ -262,4 +264,44 @@ async fn opening_a_version_3_database_counts_every_projects_usage() {
     let expected: Vec<(String, u64)> = before.into_iter().filter(|q| q.used > 0).map(|q| (q.project, q.used)).collect();
     assert_eq!(counted, expected, "usage counted from what the database holds");
     assert!(counted.contains(&("up".to_owned(), 300)), "a blob in two repositories counts once: {counted:?}");
+}
+
+#[tokio::test]
+async fn opening_a_version_4_database_builds_the_listing_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("metadata.redb");
+    let repos = ["listing7/app", "listing7/tools/cli"].map(|n| RepositoryName::parse(n).expect("name"));
+    let before = {
+        let store = RedbStore::open(&path).expect("open");
+        // Writes left in place: the random sequence without its final deletions.
+        registry_storage::testing::listing::listing_steps(&store, 7, 60).await;
+        let mut before = Vec::new();
+        for repo in &repos {
+            before.push(store.artifacts(repo, 0, 1000).await.expect("artifacts"));
+        }
+        before
+    };
+    assert!(before.iter().any(|page| page.total > 0), "the sequence leaves artifacts");
+    {
+        // What version 4 had: no listing tables.
+        let db = redb::Database::open(&path).expect("raw open");
+        let txn = db.begin_write().expect("write");
+        for table in ["artifacts", "listed"] {
+            txn.delete_table(redb::TableDefinition::<&str, u8>::new(table)).expect("drop");
+        }
+        txn.delete_table(redb::TableDefinition::<&str, u64>::new("artifact_at")).expect("drop");
+        txn.delete_table(redb::TableDefinition::<&str, u64>::new("listed_count")).expect("drop");
+        txn.delete_table(redb::TableDefinition::<&str, (u64, u64, u64, u64, u64)>::new("repository_stats"))
+            .expect("drop");
+        txn.open_table(redb::TableDefinition::<&str, u64>::new("schema"))
+            .expect("schema")
+            .insert("version", 4)
+            .expect("version");
+        txn.commit().expect("commit");
+    }
+    let store = RedbStore::open(&path).expect("reopen");
+    for (repo, page) in repos.iter().zip(before) {
+        registry_storage::testing::listing::check_listing(&store, repo).await;
+        assert_eq!(store.artifacts(repo, 0, 1000).await.expect("artifacts"), page, "{repo}: built as it was kept");
+    }
 }

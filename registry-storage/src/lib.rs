@@ -7,6 +7,7 @@
 //! | [`BlobStore`] | immutable content-addressed bytes and the uploads that become them (an upload's store state travels with its offset): [`MemoryBlobStore`], [`FsBlobStore`]; object storage in `registry-object-store` |
 //! | [`MetadataStore`] | blob links, manifests, tags, referrers, upload sessions: [`MemoryMetadataStore`] here; redb (`registry-redb`) and PostgreSQL in their crates |
 //! | [`Registry`] | the engine over both: uploads, mounts, blobs, manifests, tags, catalog, referrers; garbage collection ([`gc`]); copying a registry into other stores and comparing ([`transfer`]) |
+//! | [`listing`] | which manifests are artifacts, and the indexes and counts that keep listings at the cost of a page |
 //! | [`quota`] | per-project storage usage kept by the stores in their transactions, and the limit rule |
 //! | [`immutable`] | tag immutability rules as a value the stores apply in their transactions |
 //! | [`pull_policy`] | the rules a pull must pass (content trust, vulnerability prevention), asked by the engine |
@@ -25,6 +26,7 @@ pub mod gc;
 pub mod immutable;
 pub mod jobs;
 mod lease;
+pub mod listing;
 pub mod meta;
 pub mod policies;
 pub mod pull_policy;

@@ -397,6 +397,35 @@ pub trait MetadataStore:
         limit: usize,
     ) -> Result<Vec<ManifestEntry>>;
 
+    // ---- listings (see [`crate::listing`]) ----
+
+    /// Up to `limit` of a repository's artifacts ([`crate::listing::is_artifact`]), newest push
+    /// first (digest order among equal times), after skipping `offset`; and how many it holds.
+    /// Read from the store's index: the cost grows with `offset + limit`, not the repository.
+    async fn artifacts(
+        &self,
+        repository: &RepositoryName,
+        offset: usize,
+        limit: usize,
+    ) -> Result<crate::listing::ArtifactPage>;
+
+    /// One manifest of a repository with its tags, the manifests referencing it, its pulls and
+    /// labels (as [`MetadataStore::manifests`] lists them).
+    async fn manifest_entry(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestEntry>>;
+
+    /// A repository's counts; `None` when it holds no manifest.
+    async fn repository_stats(&self, repository: &RepositoryName) -> Result<Option<crate::listing::RepositoryStats>>;
+
+    /// Up to `limit` of the repositories of `project` that hold an artifact (the repository
+    /// named `project` and those under `project/`), newest push first (name order among equal
+    /// times), after skipping `offset`; and how many there are.
+    async fn project_repositories(
+        &self,
+        project: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<crate::listing::RepositoryPage>;
+
     // ---- garbage collection ----
     //
     // The rules that make collection safe while the registry serves live in the store's

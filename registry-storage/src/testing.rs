@@ -12,6 +12,7 @@ pub mod concurrent;
 pub mod faults;
 pub mod gc;
 pub mod jobs;
+pub mod listing;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -312,6 +313,7 @@ pub async fn metadata_store_suite(store: &dyn MetadataStore) {
     protection_rules(store).await;
     label_rules(store).await;
     report_rules(store).await;
+    listing::listing_rules(store, 1, 120).await;
 }
 
 /// Quotas: usage counted once per digest and project, moved by every link, manifest and

@@ -6,6 +6,7 @@
 //! The maps mirror the redb store's tables (see `registry-redb`), ordered the same way, so pages
 //! list in the same order.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +16,7 @@ use registry_core::event::{Event, EventFilter};
 
 use crate::immutable::Protection;
 use crate::jobs::{Heartbeat, Job, JobCount, JobFilter, JobOutcome, JobQueue, JobTable, JobUpdate, KindLimit, NewJob};
+use crate::listing::{ArtifactPage, RepositoryPage, RepositoryStats, Touched, is_artifact, listed_change};
 use crate::policies::{PolicyRecord, PolicyStore, PolicyTable};
 use crate::quota::{Change, Changes, Holding, Quota, QuotaStore, project_of};
 use crate::reports::{ReportStore, ReportTable, ScanReport};
@@ -68,6 +70,16 @@ struct State {
     quotas: BTreeMap<String, Quota>,
     /// (repository, digest, label).
     labels: BTreeSet<(String, String, u64)>,
+    /// The artifact index: (repository, push time newest first, digest).
+    artifacts: BTreeSet<(String, Reverse<u64>, String)>,
+    /// (repository, digest) -> push time, for the manifests in `artifacts`.
+    artifact_at: BTreeMap<RepoKey, u64>,
+    /// repository -> its counts.
+    repository_stats: BTreeMap<String, RepositoryStats>,
+    /// The listed repositories: (project, newest push first, repository).
+    listed: BTreeSet<(String, Reverse<u64>, String)>,
+    /// project -> how many repositories it lists.
+    listed_count: BTreeMap<String, u64>,
 }
 
 /// The metadata store in memory. Cheap to clone; clones share the data.
@@ -214,9 +226,16 @@ impl State {
             .collect()
     }
 
-    fn remove_manifest(&mut self, repo: &str, digest: &str, changes: &mut Changes) -> Option<ManifestRecord> {
+    fn remove_manifest(
+        &mut self,
+        repo: &str,
+        digest: &str,
+        changes: &mut Changes,
+        touched: &mut Touched,
+    ) -> Option<ManifestRecord> {
         let record = self.manifests.remove(&(repo.to_owned(), digest.to_owned()))?;
-        self.pulls.remove(&(repo.to_owned(), digest.to_owned()));
+        let pulls = self.pulls.remove(&(repo.to_owned(), digest.to_owned())).unwrap_or_default();
+        touched.removed(&record, pulls.count);
         let labelled: Vec<_> = self
             .labels
             .range((repo.to_owned(), digest.to_owned(), 0)..)
@@ -240,6 +259,66 @@ impl State {
         Some(record)
     }
 
+    /// Recomputes the artifact index for what `touched` names and moves the repository's counts
+    /// (see [`crate::listing`]).
+    fn settle_listing(&mut self, repo: &str, touched: Touched) {
+        let mut change = touched.change;
+        for digest in &touched.digests {
+            let key = (repo.to_owned(), digest.clone());
+            let now = self.manifests.get(&key).and_then(|record| {
+                let referenced = !self.referenced_in(digest, repo).is_empty();
+                is_artifact(record.subject.is_some(), referenced, &self.tags_of(repo, digest))
+                    .then_some(record.pushed_at)
+            });
+            let before = self.artifact_at.get(&key).copied();
+            if now == before {
+                continue;
+            }
+            if let Some(at) = before {
+                self.artifacts.remove(&(repo.to_owned(), Reverse(at), digest.clone()));
+                self.artifact_at.remove(&key);
+                change.artifacts -= 1;
+            }
+            if let Some(at) = now {
+                self.artifacts.insert((repo.to_owned(), Reverse(at), digest.clone()));
+                self.artifact_at.insert(key, at);
+                change.artifacts += 1;
+            }
+        }
+        if change.is_empty() {
+            return;
+        }
+        let old = self.repository_stats.get(repo).cloned();
+        let new = change.apply(repo, old.as_ref());
+        let project = project_of(repo).to_owned();
+        if let Some(old) = old.as_ref().filter(|o| o.listed()) {
+            self.listed.remove(&(project.clone(), Reverse(old.updated), repo.to_owned()));
+        }
+        if let Some(new) = new.as_ref().filter(|n| n.listed()) {
+            self.listed.insert((project.clone(), Reverse(new.updated), repo.to_owned()));
+        }
+        let count = self.listed_count.entry(project).or_default();
+        *count = count.saturating_add_signed(listed_change(old.as_ref(), new.as_ref()));
+        match new {
+            Some(new) => self.repository_stats.insert(repo.to_owned(), new),
+            None => self.repository_stats.remove(repo),
+        };
+    }
+
+    /// A manifest with what points at it.
+    fn entry(&self, repo: &str, digest: &str, record: &ManifestRecord) -> Result<ManifestEntry> {
+        let tags = self.tags_of(repo, digest);
+        let referenced_by = self.referenced_in(digest, repo).iter().map(|m| parse_digest(m)).collect::<Result<_>>()?;
+        let pulls = self.pulls.get(&(repo.to_owned(), digest.to_owned())).copied().unwrap_or_default();
+        let labels = self
+            .labels
+            .range((repo.to_owned(), digest.to_owned(), 0)..)
+            .take_while(|(r, d, _)| r == repo && d == digest)
+            .map(|(_, _, l)| *l)
+            .collect();
+        Ok(ManifestEntry { record: record.clone(), tags, referenced_by, pulls, labels })
+    }
+
     fn record(&mut self, events: &[Event]) {
         for event in events {
             if let Some((repo, digest)) = Pulls::of_event(event) {
@@ -247,6 +326,9 @@ impl State {
                 if self.manifests.contains_key(&key) {
                     let pulls = self.pulls.entry(key).or_default();
                     *pulls = pulls.add(event.count, event.time_ms);
+                    let mut touched = Touched::default();
+                    touched.change.pulls = i64::try_from(event.count).unwrap_or(i64::MAX);
+                    self.settle_listing(&repo.to_owned(), touched);
                 }
             }
             self.last_event += 1;
@@ -395,17 +477,21 @@ impl MetadataStore for MemoryMetadataStore {
             state.blob_refs.insert((r.to_string(), repo.clone(), digest.clone()));
         }
         state.repositories.insert(repo.clone());
-        state.manifests.insert((repo.clone(), digest.clone()), record.clone());
+        let mut touched = Touched::default();
+        let old = state.manifests.insert((repo.clone(), digest.clone()), record.clone());
+        touched.written(record, old.is_none());
         if let Some(subject) = &record.subject {
             state.referrers.insert((repo.clone(), subject.to_string(), digest.clone()));
         }
         if let Some(tag) = tag {
             let previous = state.tags.insert((repo.clone(), tag.to_string()), digest.clone());
             if let Some(previous) = previous {
-                state.manifest_tags.remove(&(repo.clone(), previous, tag.to_string()));
+                state.manifest_tags.remove(&(repo.clone(), previous.clone(), tag.to_string()));
+                touched.retagged(&previous);
             }
-            state.manifest_tags.insert((repo, digest, tag.to_string()));
+            state.manifest_tags.insert((repo.clone(), digest, tag.to_string()));
         }
+        state.settle_listing(&repo, touched);
         state.record(events);
         state.settle(&changes, now_ms)
     }
@@ -427,8 +513,9 @@ impl MetadataStore for MemoryMetadataStore {
         for tag in state.tags_of(repo, &d) {
             protection.check(repo, &tag, &format!("deleting {digest}, which carries it"))?;
         }
-        let mut changes = Changes::default();
-        let removed = state.remove_manifest(repo, &d, &mut changes).is_some();
+        let (mut changes, mut touched) = (Changes::default(), Touched::default());
+        let removed = state.remove_manifest(repo, &d, &mut changes, &mut touched).is_some();
+        state.settle_listing(repo, touched);
         if removed {
             state.record(events);
         }
@@ -453,7 +540,10 @@ impl MetadataStore for MemoryMetadataStore {
             protection.check(repository.as_str(), tag.as_str(), "deleting")?;
         }
         let Some(digest) = state.tags.remove(&(repository.to_string(), tag.to_string())) else { return Ok(false) };
-        state.manifest_tags.remove(&(repository.to_string(), digest, tag.to_string()));
+        state.manifest_tags.remove(&(repository.to_string(), digest.clone(), tag.to_string()));
+        let mut touched = Touched::default();
+        touched.retagged(&digest);
+        state.settle_listing(repository.as_str(), touched);
         state.record(events);
         Ok(true)
     }
@@ -577,19 +667,49 @@ impl MetadataStore for MemoryMetadataStore {
         let (repo, after) = (repository.to_string(), after.map(Digest::to_string));
         let mut out = Vec::new();
         for ((_, digest), record) in repo_page(&state.manifests, &repo, after.as_deref()).take(limit) {
-            let tags = state.tags_of(&repo, digest);
-            let referenced_by =
-                state.referenced_in(digest, &repo).iter().map(|m| parse_digest(m)).collect::<Result<_>>()?;
-            let pulls = state.pulls.get(&(repo.clone(), digest.clone())).copied().unwrap_or_default();
-            let labels = state
-                .labels
-                .range((repo.clone(), digest.clone(), 0)..)
-                .take_while(|(r, d, _)| *r == repo && d == digest)
-                .map(|(_, _, l)| *l)
-                .collect();
-            out.push(ManifestEntry { record: record.clone(), tags, referenced_by, pulls, labels });
+            out.push(state.entry(&repo, digest, record)?);
         }
         Ok(out)
+    }
+
+    async fn artifacts(&self, repository: &RepositoryName, offset: usize, limit: usize) -> Result<ArtifactPage> {
+        let state = self.lock();
+        let repo = repository.to_string();
+        let total = state.repository_stats.get(&repo).map_or(0, |s| s.artifacts);
+        let mut entries = Vec::new();
+        let start = (repo.clone(), Reverse(u64::MAX), String::new());
+        for (_, _, digest) in state.artifacts.range(start..).take_while(|(r, _, _)| *r == repo).skip(offset).take(limit)
+        {
+            if let Some(record) = state.manifests.get(&(repo.clone(), digest.clone())) {
+                entries.push(state.entry(&repo, digest, record)?);
+            }
+        }
+        Ok(ArtifactPage { entries, total })
+    }
+
+    async fn manifest_entry(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestEntry>> {
+        let state = self.lock();
+        let (repo, d) = rk(repository, digest);
+        state.manifests.get(&(repo.clone(), d.clone())).map(|record| state.entry(&repo, &d, record)).transpose()
+    }
+
+    async fn repository_stats(&self, repository: &RepositoryName) -> Result<Option<RepositoryStats>> {
+        Ok(self.lock().repository_stats.get(repository.as_str()).cloned())
+    }
+
+    async fn project_repositories(&self, project: &str, offset: usize, limit: usize) -> Result<RepositoryPage> {
+        let state = self.lock();
+        let total = state.listed_count.get(project).copied().unwrap_or(0);
+        let start = (project.to_owned(), Reverse(u64::MAX), String::new());
+        let entries = state
+            .listed
+            .range(start..)
+            .take_while(|(p, _, _)| p == project)
+            .skip(offset)
+            .take(limit)
+            .filter_map(|(_, _, repo)| state.repository_stats.get(repo).cloned())
+            .collect();
+        Ok(RepositoryPage { entries, total })
     }
 
     async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
@@ -634,7 +754,7 @@ impl MetadataStore for MemoryMetadataStore {
         let mut state = self.lock();
         let repo = repository.to_string();
         let mut deleted = Vec::new();
-        let mut changes = Changes::default();
+        let (mut changes, mut touched) = (Changes::default(), Touched::default());
         for digest in digests {
             let d = digest.to_string();
             let Some(record) = state.manifests.get(&(repo.clone(), d.clone())) else { continue };
@@ -645,9 +765,10 @@ impl MetadataStore for MemoryMetadataStore {
             if tagged || referenced || subject_present || record.pushed_at > pushed_before {
                 continue;
             }
-            state.remove_manifest(&repo, &d, &mut changes);
+            state.remove_manifest(&repo, &d, &mut changes, &mut touched);
             deleted.push(digest.clone());
         }
+        state.settle_listing(&repo, touched);
         state.settle(&changes, now_ms)?;
         Ok(deleted)
     }

@@ -430,6 +430,36 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         self.inner.manifests(repository, after, limit).await
     }
 
+    async fn artifacts(
+        &self,
+        repository: &RepositoryName,
+        offset: usize,
+        limit: usize,
+    ) -> Result<crate::listing::ArtifactPage> {
+        self.read()?;
+        self.inner.artifacts(repository, offset, limit).await
+    }
+
+    async fn manifest_entry(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestEntry>> {
+        self.read()?;
+        self.inner.manifest_entry(repository, digest).await
+    }
+
+    async fn repository_stats(&self, repository: &RepositoryName) -> Result<Option<crate::listing::RepositoryStats>> {
+        self.read()?;
+        self.inner.repository_stats(repository).await
+    }
+
+    async fn project_repositories(
+        &self,
+        project: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<crate::listing::RepositoryPage> {
+        self.read()?;
+        self.inner.project_repositories(project, offset, limit).await
+    }
+
     async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
         self.read()?;
         self.inner.gc_links(repository, after, limit).await
