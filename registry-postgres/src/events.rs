@@ -42,17 +42,44 @@ pub(crate) async fn record(txn: &Transaction<'_>, events: &[Event]) -> std::resu
             ],
         )
         .await?;
-        if let Some((repository, digest)) = registry_storage::Pulls::of_event(event) {
-            // Counted on the manifest while it is there (a batch may come after a delete).
-            txn.cached_execute(
+    }
+    Ok(())
+}
+
+/// Counts the pulls among `events` on the manifests they pulled (those still there) and in
+/// their repositories' counts; before [`record`] takes the event counter (the lock order of
+/// `listing.rs`), rows in (repository, digest) order so that two batches never wait on each other
+/// in a circle.
+async fn count_pulls(txn: &Transaction<'_>, events: &[Event]) -> Result<()> {
+    let mut pulls: std::collections::BTreeMap<(&str, &str), (u64, u64)> = Default::default();
+    for event in events {
+        if let Some(key) = registry_storage::Pulls::of_event(event) {
+            let (count, time) = pulls.entry(key).or_default();
+            *count += event.count;
+            *time = (*time).max(event.time_ms);
+        }
+    }
+    let mut by_repository: std::collections::BTreeMap<&str, u64> = Default::default();
+    for ((repository, digest), (count, time_ms)) in pulls {
+        // Counted on the manifest while it is there (a batch may come after a delete).
+        let n = txn
+            .cached_execute(
                 "INSERT INTO pulls (repository, digest, count, last_ms)
                  SELECT $1, $2, $3, $4 FROM manifests WHERE repository = $1 AND digest = $2
                  ON CONFLICT (repository, digest) DO UPDATE
                  SET count = pulls.count + EXCLUDED.count, last_ms = GREATEST(pulls.last_ms, EXCLUDED.last_ms)",
-                &[&repository, &digest, &i64_of(event.count), &i64_of(event.time_ms)],
+                &[&repository, &digest, &i64_of(count), &i64_of(time_ms)],
             )
-            .await?;
+            .await
+            .map_err(db("counting pulls"))?;
+        if n > 0 {
+            *by_repository.entry(repository).or_default() += count;
         }
+    }
+    for (repository, count) in by_repository {
+        let mut touched = registry_storage::listing::Touched::default();
+        touched.change.pulls = i64_of(count);
+        crate::listing::settle(txn, repository, touched).await?;
     }
     Ok(())
 }
@@ -66,6 +93,7 @@ impl PgStore {
     pub(crate) async fn append(&self, events: &[Event]) -> Result<()> {
         let mut client = self.client().await?;
         let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        count_pulls(&txn, events).await?;
         record(&txn, events).await.map_err(db("appending events"))?;
         txn.commit().await.map_err(db("committing events"))
     }

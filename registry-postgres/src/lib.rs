@@ -37,6 +37,7 @@ use registry_core::{BackendError, SharedClock};
 mod accounts;
 mod events;
 pub use accounts::AccountsImport;
+mod listing;
 mod meta;
 mod migrations;
 mod queue;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use registry_core::event::{Event, EventFilter};
 use registry_core::{Digest, RepositoryName, Tag};
+use registry_storage::listing::Touched;
 use registry_storage::meta::{GcLink, Holder, ManifestEntry, Pulls};
 use registry_storage::quota::Changes;
 use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Protection, Result, UploadId, UploadRecord};
@@ -83,13 +84,21 @@ async fn remove_manifest(
     repo: &str,
     digest: &str,
     changes: &mut Changes,
+    touched: &mut Touched,
 ) -> Result<Option<ManifestRecord>> {
+    // Its pulls first, counted out of the repository's (the manifest's row would take them).
+    let pulls = txn
+        .cached_opt("DELETE FROM pulls WHERE repository = $1 AND digest = $2 RETURNING count", &[&repo, &digest])
+        .await
+        .map_err(db("deleting pulls"))?
+        .map_or(0, |r| u64_of(r.get(0)));
     let row = txn
         .cached_opt("DELETE FROM manifests WHERE repository = $1 AND digest = $2 RETURNING record", &[&repo, &digest])
         .await
         .map_err(db("deleting a manifest"))?;
     let Some(row) = row else { return Ok(None) };
     let record = decode_record(row.get(0))?;
+    touched.removed(&record, pulls);
     release(txn, repo, digest, changes).await?;
     txn.cached_execute("DELETE FROM tags WHERE repository = $1 AND digest = $2", &[&repo, &digest])
         .await
@@ -119,6 +128,31 @@ async fn check_tags(
         protection.check(repo, row.get(0), what)?;
     }
     Ok(())
+}
+
+/// A manifest with its tags, referencing manifests, pulls and labels: the columns
+/// [`entry_of`] reads, from `manifests m`, for a `WHERE` to follow.
+const ENTRY_SELECT: &str = "SELECT m.record,
+        ARRAY(SELECT t.tag FROM tags t WHERE t.repository = m.repository AND t.digest = m.digest ORDER BY t.tag),
+        ARRAY(SELECT r.manifest FROM manifest_refs r
+              WHERE r.reference = m.digest AND r.repository = m.repository ORDER BY r.manifest),
+        coalesce(p.count, 0), coalesce(p.last_ms, 0),
+        ARRAY(SELECT l.label FROM labels l WHERE l.repository = m.repository AND l.digest = m.digest ORDER BY l.label)
+    FROM manifests m
+    LEFT JOIN pulls p ON p.repository = m.repository AND p.digest = m.digest";
+
+/// A [`ManifestEntry`] from a row of [`ENTRY_SELECT`].
+fn entry_of(r: &tokio_postgres::Row) -> Result<ManifestEntry> {
+    let referenced_by: Vec<String> = r.get(2);
+    let (count, last_ms): (i64, i64) = (r.get(3), r.get(4));
+    let labels: Vec<i64> = r.get(5);
+    Ok(ManifestEntry {
+        record: decode_record(r.get(0))?,
+        tags: r.get(1),
+        referenced_by: referenced_by.iter().map(|d| parse_digest(d)).collect::<Result<_>>()?,
+        pulls: Pulls { count: count.max(0) as u64, last_ms: last_ms.max(0) as u64 },
+        labels: labels.into_iter().map(u64_of).collect(),
+    })
 }
 
 fn page(mut entries: Vec<String>, limit: usize) -> Page {
@@ -431,7 +465,8 @@ impl MetadataStore for PgStore {
             .await
             .map_err(db("storing a manifest"))?
             .get(0);
-        let mut changes = Changes::default();
+        let (mut changes, mut touched) = (Changes::default(), Touched::default());
+        touched.written(record, new);
         if new {
             hold(&txn, repo, &digest, record.size, &mut changes).await?;
         }
@@ -445,17 +480,17 @@ impl MetadataStore for PgStore {
             .map_err(db("storing references"))?;
         }
         if let Some(tag) = tag {
-            if !protection.is_empty() {
-                let current = txn
-                    .cached_opt(
-                        "SELECT digest FROM tags WHERE repository = $1 AND tag = $2 FOR UPDATE",
-                        &[&repo, &tag.as_str()],
-                    )
-                    .await
-                    .map_err(db("reading a tag"))?;
-                if current.is_some_and(|row| row.get::<_, &str>(0) != digest) {
-                    protection.check(repo, tag.as_str(), "pushing another manifest as")?;
-                }
+            let current = txn
+                .cached_opt(
+                    "SELECT digest FROM tags WHERE repository = $1 AND tag = $2 FOR UPDATE",
+                    &[&repo, &tag.as_str()],
+                )
+                .await
+                .map_err(db("reading a tag"))?
+                .map(|row| row.get::<_, String>(0));
+            if let Some(previous) = current.filter(|p| *p != digest) {
+                protection.check(repo, tag.as_str(), "pushing another manifest as")?;
+                touched.retagged(&previous);
             }
             txn.cached_execute(
                 "INSERT INTO tags (repository, tag, digest) VALUES ($1, $2, $3)
@@ -465,6 +500,7 @@ impl MetadataStore for PgStore {
             .await
             .map_err(db("moving a tag"))?;
         }
+        crate::listing::settle(&txn, repo, touched).await?;
         settle(&txn, &changes, self.clock.now_millis()).await?;
         crate::events::record(&txn, events).await.map_err(db("recording events"))?;
         commit(txn).await
@@ -493,8 +529,9 @@ impl MetadataStore for PgStore {
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
         check_tags(&txn, repo, &d, protection, &format!("deleting {digest}, which carries it")).await?;
-        let mut changes = Changes::default();
-        let removed = remove_manifest(&txn, repo, &d, &mut changes).await?;
+        let (mut changes, mut touched) = (Changes::default(), Touched::default());
+        let removed = remove_manifest(&txn, repo, &d, &mut changes, &mut touched).await?;
+        crate::listing::settle(&txn, repo, touched).await?;
         settle(&txn, &changes, self.clock.now_millis()).await?;
         if removed.is_some() {
             crate::events::record(&txn, events).await.map_err(db("recording events"))?;
@@ -537,15 +574,20 @@ impl MetadataStore for PgStore {
     ) -> Result<bool> {
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
-        let n = txn
-            .cached_execute(
-                "DELETE FROM tags WHERE repository = $1 AND tag = $2",
+        let removed = txn
+            .cached_opt(
+                "DELETE FROM tags WHERE repository = $1 AND tag = $2 RETURNING digest",
                 &[&repository.as_str(), &tag.as_str()],
             )
             .await
-            .map_err(db("deleting a tag"))?;
-        if n == 1 {
+            .map_err(db("deleting a tag"))?
+            .map(|row| row.get::<_, String>(0));
+        let n = u64::from(removed.is_some());
+        if let Some(digest) = removed {
             protection.check(repository.as_str(), tag.as_str(), "deleting")?;
+            let mut touched = Touched::default();
+            touched.retagged(&digest);
+            crate::listing::settle(&txn, repository.as_str(), touched).await?;
         }
         if n == 1 {
             crate::events::record(&txn, events).await.map_err(db("recording events"))?;
@@ -680,37 +722,76 @@ impl MetadataStore for PgStore {
         limit: usize,
     ) -> Result<Vec<ManifestEntry>> {
         let client = self.client().await?;
+        let sql = format!("{ENTRY_SELECT} WHERE m.repository = $1 AND m.digest > $2 ORDER BY m.digest LIMIT $3");
         let rows = client
             .cached_query(
-                "SELECT m.record,
-                        ARRAY(SELECT t.tag FROM tags t
-                              WHERE t.repository = m.repository AND t.digest = m.digest ORDER BY t.tag),
-                        ARRAY(SELECT r.manifest FROM manifest_refs r
-                              WHERE r.reference = m.digest AND r.repository = m.repository ORDER BY r.manifest),
-                        coalesce(p.count, 0), coalesce(p.last_ms, 0),
-                        ARRAY(SELECT l.label FROM labels l
-                              WHERE l.repository = m.repository AND l.digest = m.digest ORDER BY l.label)
-                 FROM manifests m
-                 LEFT JOIN pulls p ON p.repository = m.repository AND p.digest = m.digest
-                 WHERE m.repository = $1 AND m.digest > $2 ORDER BY m.digest LIMIT $3",
+                &sql,
                 &[&repository.as_str(), &after.map(Digest::to_string).unwrap_or_default(), &(limit as i64)],
             )
             .await
             .map_err(db("listing manifests"))?;
-        rows.iter()
-            .map(|r| {
-                let referenced_by: Vec<String> = r.get(2);
-                let (count, last_ms): (i64, i64) = (r.get(3), r.get(4));
-                let labels: Vec<i64> = r.get(5);
-                Ok(ManifestEntry {
-                    record: decode_record(r.get(0))?,
-                    tags: r.get(1),
-                    referenced_by: referenced_by.iter().map(|d| parse_digest(d)).collect::<Result<_>>()?,
-                    pulls: Pulls { count: count.max(0) as u64, last_ms: last_ms.max(0) as u64 },
-                    labels: labels.into_iter().map(u64_of).collect(),
-                })
-            })
-            .collect()
+        rows.iter().map(entry_of).collect()
+    }
+
+    async fn artifacts(
+        &self,
+        repository: &RepositoryName,
+        offset: usize,
+        limit: usize,
+    ) -> Result<registry_storage::listing::ArtifactPage> {
+        let client = self.client().await?;
+        let repo = repository.as_str();
+        let total = client
+            .cached_opt("SELECT artifacts FROM repository_stats WHERE repository = $1", &[&repo])
+            .await
+            .map_err(db("counting artifacts"))?
+            .map_or(0, |r| u64_of(r.get(0)));
+        let sql = format!(
+            "{ENTRY_SELECT} JOIN artifacts a ON a.repository = m.repository AND a.digest = m.digest
+             WHERE a.repository = $1 ORDER BY a.pushed_at DESC, a.digest OFFSET $2 LIMIT $3"
+        );
+        let rows = client
+            .cached_query(&sql, &[&repo, &i64_of(offset as u64), &i64_of(limit as u64)])
+            .await
+            .map_err(db("listing artifacts"))?;
+        let entries = rows.iter().map(entry_of).collect::<Result<_>>()?;
+        Ok(registry_storage::listing::ArtifactPage { entries, total })
+    }
+
+    async fn manifest_entry(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestEntry>> {
+        let client = self.client().await?;
+        let sql = format!("{ENTRY_SELECT} WHERE m.repository = $1 AND m.digest = $2");
+        let row = client
+            .cached_opt(&sql, &[&repository.as_str(), &digest.to_string()])
+            .await
+            .map_err(db("reading a manifest"))?;
+        row.as_ref().map(entry_of).transpose()
+    }
+
+    async fn repository_stats(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<Option<registry_storage::listing::RepositoryStats>> {
+        let client = self.client().await?;
+        let row = client
+            .cached_opt(
+                "SELECT repository, manifests, artifacts, pulls, created, updated FROM repository_stats
+                 WHERE repository = $1 AND manifests > 0",
+                &[&repository.as_str()],
+            )
+            .await
+            .map_err(db("reading a repository's counts"))?;
+        Ok(row.as_ref().map(crate::listing::stats_of))
+    }
+
+    async fn project_repositories(
+        &self,
+        project: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<registry_storage::listing::RepositoryPage> {
+        let client = self.client().await?;
+        crate::listing::project_repositories(&client, project, offset, limit).await
     }
 
     async fn gc_links(&self, repository: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<GcLink>> {
@@ -774,7 +855,7 @@ impl MetadataStore for PgStore {
         let mut client = self.client().await?;
         let txn = PgStore::write_txn(&mut client).await?;
         let mut deleted = Vec::new();
-        let mut changes = Changes::default();
+        let (mut changes, mut touched) = (Changes::default(), Touched::default());
         for digest in sorted {
             let d = digest.to_string();
             // The row lock first; the conditions then in new statements, which see what
@@ -803,9 +884,10 @@ impl MetadataStore for PgStore {
             if kept.get::<_, bool>(0) {
                 continue;
             }
-            remove_manifest(&txn, repo, &d, &mut changes).await?;
+            remove_manifest(&txn, repo, &d, &mut changes, &mut touched).await?;
             deleted.push(digest);
         }
+        crate::listing::settle(&txn, repo, touched).await?;
         settle(&txn, &changes, self.clock.now_millis()).await?;
         commit(txn).await?;
         Ok(deleted)

@@ -15,13 +15,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("../migrations/0005_scan_reports.sql")),
     (6, include_str!("../migrations/0006_user_groups.sql")),
     (7, include_str!("../migrations/0007_oidc_subjects.sql")),
+    (8, include_str!("../migrations/0008_listing.sql")),
 ];
 
 /// The advisory lock the migrations are applied under.
 const LOCK: i64 = 0x7265_6769_7374_7279; // "registry"
 
 /// The newest schema version this program knows.
-pub(crate) const CURRENT: i32 = 7;
+pub(crate) const CURRENT: i32 = 8;
 
 /// Applies every migration the database lacks.
 pub(crate) async fn apply(store: &PgStore) -> Result<(), BackendError> {

@@ -48,6 +48,45 @@ async fn migration_4_counts_existing_usage_as_the_stores_do() {
     db.drop_database().await;
 }
 
+/// Migration 8's fill, run again over data the stores wrote, builds the index and counts the
+/// stores kept.
+#[tokio::test]
+async fn migration_8_builds_the_listing_as_the_stores_keep_it() {
+    let db = TestDatabase::create().await;
+    let store = db.store().await;
+    let repos = registry_storage::testing::listing::listing_steps(&store, 8, 60).await;
+    let mut before = Vec::new();
+    for repo in &repos {
+        before.push(store.artifacts(repo, 0, 1000).await.expect("artifacts"));
+    }
+    assert!(before.iter().any(|page| page.total > 0), "the sequence leaves artifacts");
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.expect("connect");
+    let task = tokio::spawn(connection);
+    let migration = include_str!("../migrations/0008_listing.sql");
+    let filling = &migration[migration.find("-- What the database holds already").expect("filling part")..];
+    client
+        .batch_execute("DELETE FROM artifacts; DELETE FROM repository_stats; DELETE FROM listed_count;")
+        .await
+        .expect("empty");
+    client.batch_execute(filling).await.expect("fill again");
+    for (repo, page) in repos.iter().zip(before) {
+        registry_storage::testing::listing::check_listing(&store, repo).await;
+        assert_eq!(store.artifacts(repo, 0, 1000).await.expect("artifacts"), page, "{repo}: filled as kept");
+    }
+    drop(client);
+    task.abort();
+    drop(store);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_keep_one_listing() {
+    let db = TestDatabase::create().await;
+    let (a, b) = (db.store().await, db.store().await);
+    registry_storage::testing::listing::concurrent_listing(Arc::new(a), Arc::new(b)).await;
+    db.drop_database().await;
+}
+
 #[tokio::test]
 async fn account_suite() {
     let db = TestDatabase::create().await;
@@ -99,7 +138,7 @@ async fn replicas_starting_at_once_apply_the_migrations_once() {
         .map(|r| r.expect("task").expect("every replica starts"))
         .collect();
     let applied = stores[0].schema_versions().await.expect("versions");
-    assert_eq!(applied, (1..=7).collect::<Vec<i32>>(), "each migration applied once");
+    assert_eq!(applied, (1..=8).collect::<Vec<i32>>(), "each migration applied once");
     drop(stores);
     db.drop_database().await;
 }

@@ -25,5 +25,6 @@ async fn memory_metadata_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_metadata_store_with_concurrent_writers() {
     let store = std::sync::Arc::new(MemoryMetadataStore::new());
-    registry_storage::testing::concurrent::concurrent_writers_suite(store.clone(), store).await;
+    registry_storage::testing::concurrent::concurrent_writers_suite(store.clone(), store.clone()).await;
+    registry_storage::testing::listing::concurrent_listing(store.clone(), store).await;
 }

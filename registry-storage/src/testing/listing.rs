@@ -198,3 +198,66 @@ pub async fn listing_steps(store: &dyn MetadataStore, seed: u64, steps: usize) -
     }
     repos
 }
+
+/// Four writers, through `a` and `b` in turn (two processes' connections to one store), on one
+/// repository at once: indexes over shared images pushed and deleted, tags moved between them,
+/// pulls counted. Afterwards the listing equals a recount ([`check_listing`]): no writer's
+/// recomputation was lost to another's.
+pub async fn concurrent_listing(a: std::sync::Arc<dyn MetadataStore>, b: std::sync::Arc<dyn MetadataStore>) {
+    let repo = RepositoryName::parse("listingc/app").expect("name");
+    let none = Protection::none();
+    let image = |i: usize| ManifestRecord {
+        digest: Digest::sha256_of(format!("shared image {i}").as_bytes()),
+        media_type: registry_core::media_type::OCI_MANIFEST.into(),
+        size: 10,
+        artifact_type: None,
+        annotations: Default::default(),
+        subject: None,
+        references: Vec::new(),
+        pushed_at: 100 + i as u64,
+    };
+    let images: Vec<ManifestRecord> = (0..6).map(image).collect();
+    for record in &images {
+        a.put_manifest(&repo, record, None, &none, &[]).await.expect("push an image");
+    }
+    let writers = (0..4).map(|w| {
+        let (store, repo, images) = (if w % 2 == 0 { a.clone() } else { b.clone() }, repo.clone(), images.clone());
+        let none = none.clone();
+        tokio::spawn(async move {
+            let mut rng = Rng(0x51ED_0000 + w as u64);
+            let mut mine: Vec<Digest> = Vec::new();
+            for step in 0..25u64 {
+                match rng.below(4) {
+                    0 | 1 => {
+                        let children = [rng.below(6), rng.below(6)];
+                        let record = ManifestRecord {
+                            digest: Digest::sha256_of(format!("index {w} {step}").as_bytes()),
+                            media_type: registry_core::media_type::OCI_INDEX.into(),
+                            references: children.iter().map(|c| images[*c as usize].digest.clone()).collect(),
+                            pushed_at: 1_000 + step,
+                            ..image(0)
+                        };
+                        store.put_manifest(&repo, &record, None, &none, &[]).await.expect("push an index");
+                        mine.push(record.digest);
+                    }
+                    2 if !mine.is_empty() => {
+                        let digest = mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                        store.delete_manifest(&repo, &digest, &none, &[]).await.expect("delete an index");
+                    }
+                    2 => {}
+                    _ => {
+                        let target = &images[rng.below(6) as usize];
+                        let tag = Tag::parse(&format!("t{}", rng.below(3))).expect("tag");
+                        store.put_manifest(&repo, target, Some(&tag), &none, &[]).await.expect("move a tag");
+                        store.append_events(&[pull(&repo, &target.digest, 1, step)]).await.expect("pull");
+                    }
+                }
+            }
+        })
+    });
+    for writer in futures::future::join_all(writers).await {
+        writer.expect("writer");
+    }
+    check_listing(&*a, &repo).await;
+    check_listing(&*b, &repo).await;
+}
