@@ -52,6 +52,14 @@ pub trait AccessPolicy: Send + Sync + 'static {
         Ok(ProjectState::Unmanaged)
     }
 
+    /// Whether `who` may pull every repository of `project`, whatever its name: then a listing
+    /// of the project's repositories need not ask [`AccessPolicy::grant`] repository by
+    /// repository, and costs a page (default: no, so listings ask for each).
+    async fn may_pull_everywhere(&self, who: &Identity, project: &str) -> Result<bool, AuthError> {
+        let _ = (who, project);
+        Ok(false)
+    }
+
     /// Whether `who` may administer `project`: its members, robots and settings (default: system
     /// administrators only).
     async fn may_manage(&self, who: &Identity, project: &str) -> Result<bool, AuthError> {

@@ -59,6 +59,29 @@ impl AccessPolicy for Accounts {
         })
     }
 
+    async fn may_pull_everywhere(&self, who: &Identity, project_name: &str) -> Result<bool, AuthError> {
+        let Some(project) = self.project(project_name).await? else { return Ok(false) };
+        if project.public {
+            return Ok(true);
+        }
+        // As `grant` decides, for a grant that no repository pattern narrows.
+        Ok(match who {
+            Identity::Anonymous => false,
+            Identity::User { admin: true, .. } => true,
+            Identity::User { name: user, .. } => self
+                .roles_in(project_name, user)
+                .await?
+                .iter()
+                .any(|m| m.repositories.is_none() && m.role.actions().contains(&Action::Pull)),
+            Identity::Robot { permissions, .. } => permissions.iter().any(|p| {
+                p.kind == "project"
+                    && (p.namespace == project_name || p.namespace == "*")
+                    && p.repositories.is_none()
+                    && p.registry_actions().contains(&Action::Pull)
+            }),
+        })
+    }
+
     async fn may_manage(&self, who: &Identity, project: &str) -> Result<bool, AuthError> {
         match who {
             Identity::User { admin: true, .. } => Ok(true),

@@ -156,6 +156,15 @@ impl Api {
         }
     }
 
+    /// Whether `who` may pull every repository of `project` (see
+    /// [`registry_auth::AccessPolicy::may_pull_everywhere`]; without a policy everyone pulls).
+    pub(crate) async fn may_pull_everywhere(&self, who: &Identity, project: &str) -> Result<bool, ApiError> {
+        match &self.policy {
+            Some(policy) => Ok(policy.may_pull_everywhere(who, project).await?),
+            None => Ok(true),
+        }
+    }
+
     /// Refuses who may not see the project (401 anonymous, 403 otherwise).
     pub(crate) async fn require_see(&self, call: &ApiCall, project: &Project) -> Result<(), ApiError> {
         if self.may_see(call.caller(), project).await? {

@@ -40,10 +40,19 @@ impl Paging {
         Ok(Paging { page, page_size: if page_size == 0 { 10 } else { page_size } })
     }
 
+    /// How many items come before this page.
+    pub fn offset(&self) -> usize {
+        usize::try_from((self.page - 1).saturating_mul(self.page_size)).unwrap_or(usize::MAX)
+    }
+
+    /// How many items it holds at most.
+    pub fn limit(&self) -> usize {
+        usize::try_from(self.page_size).unwrap_or(usize::MAX)
+    }
+
     /// The items of this page.
     pub fn slice<T>(&self, items: Vec<T>) -> Vec<T> {
-        let start = ((self.page - 1) * self.page_size) as usize;
-        items.into_iter().skip(start).take(self.page_size as usize).collect()
+        items.into_iter().skip(self.offset()).take(self.limit()).collect()
     }
 }
 

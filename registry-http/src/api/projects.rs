@@ -47,18 +47,11 @@ pub(crate) async fn repositories(api: &Api, project: &str) -> Result<Vec<String>
     }
 }
 
-/// How many repositories a project holds.
+/// How many repositories a project holds (those holding an artifact: a deleted repository's
+/// blobs wait for garbage collection, but the repository is gone, as the repositories API shows):
+/// the store's count.
 pub(crate) async fn repository_count(api: &Api, project: &str) -> Result<u64, ApiError> {
-    // Repositories that hold an artifact: a deleted repository's blobs wait for garbage
-    // collection, but the repository is gone (the repositories API no longer lists it either).
-    let mut count = 0;
-    for name in repositories(api, project).await? {
-        let Ok(name) = registry_core::RepositoryName::parse(&name) else { continue };
-        if !api.registry.manifests(&name, None, 1).await?.is_empty() {
-            count += 1;
-        }
-    }
-    Ok(count)
+    Ok(api.registry.metadata_store().project_repositories(project, 0, 0).await?.total)
 }
 
 async fn extras(api: &Api, who: &Identity, p: &Project) -> Result<ProjectExtras, ApiError> {

@@ -83,6 +83,11 @@ impl Q {
         &self.0
     }
 
+    /// Whether it has no condition.
+    pub fn is_empty(&self) -> bool {
+        self.conditions().is_empty()
+    }
+
     /// The condition on `key`, if any.
     pub fn get(&self, key: &str) -> Option<&Condition> {
         self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, c)| c)

@@ -328,7 +328,7 @@ impl State {
                     *pulls = pulls.add(event.count, event.time_ms);
                     let mut touched = Touched::default();
                     touched.change.pulls = i64::try_from(event.count).unwrap_or(i64::MAX);
-                    self.settle_listing(&repo.to_owned(), touched);
+                    self.settle_listing(repo, touched);
                 }
             }
             self.last_event += 1;

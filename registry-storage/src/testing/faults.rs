@@ -66,13 +66,27 @@ impl FaultKind {
     }
 }
 
-/// The faults in force, shared by the wrappers (cheap to clone).
+/// The faults in force, shared by the wrappers (cheap to clone); also what the metadata
+/// wrapper counts of the reads through it ([`Faults::manifests_read`]).
 #[derive(Debug, Clone, Default)]
-pub struct Faults(Arc<Mutex<HashMap<FaultPoint, FaultKind>>>);
+pub struct Faults {
+    points: Arc<Mutex<HashMap<FaultPoint, FaultKind>>>,
+    manifests_read: Arc<std::sync::atomic::AtomicU64>,
+}
 
 impl Faults {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FaultPoint, FaultKind>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.points.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many manifest records the metadata store has returned so far (listed, paged, read
+    /// one by one or as referrers): what a test of a listing's cost counts.
+    pub fn manifests_read(&self) -> u64 {
+        self.manifests_read.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self, n: usize) {
+        self.manifests_read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// From now on, operations at `point` fail with `kind`.
@@ -318,7 +332,9 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
 
     async fn get_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>> {
         self.read()?;
-        self.inner.get_manifest(repository, digest).await
+        let found = self.inner.get_manifest(repository, digest).await?;
+        self.faults.count(usize::from(found.is_some()));
+        Ok(found)
     }
 
     async fn delete_manifest(
@@ -339,7 +355,9 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
 
     async fn tagged_manifest(&self, repository: &RepositoryName, tag: &Tag) -> Result<Option<ManifestRecord>> {
         self.faults.check(FaultPoint::MetaRead)?;
-        self.inner.tagged_manifest(repository, tag).await
+        let found = self.inner.tagged_manifest(repository, tag).await?;
+        self.faults.count(usize::from(found.is_some()));
+        Ok(found)
     }
 
     async fn delete_tag(
@@ -417,7 +435,9 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
 
     async fn referrers(&self, repository: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
         self.read()?;
-        self.inner.referrers(repository, subject).await
+        let found = self.inner.referrers(repository, subject).await?;
+        self.faults.count(found.len());
+        Ok(found)
     }
 
     async fn manifests(
@@ -427,7 +447,9 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         limit: usize,
     ) -> Result<Vec<ManifestEntry>> {
         self.read()?;
-        self.inner.manifests(repository, after, limit).await
+        let found = self.inner.manifests(repository, after, limit).await?;
+        self.faults.count(found.len());
+        Ok(found)
     }
 
     async fn artifacts(
@@ -437,12 +459,16 @@ impl<S: MetadataStore> MetadataStore for FaultyMetadataStore<S> {
         limit: usize,
     ) -> Result<crate::listing::ArtifactPage> {
         self.read()?;
-        self.inner.artifacts(repository, offset, limit).await
+        let page = self.inner.artifacts(repository, offset, limit).await?;
+        self.faults.count(page.entries.len());
+        Ok(page)
     }
 
     async fn manifest_entry(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<ManifestEntry>> {
         self.read()?;
-        self.inner.manifest_entry(repository, digest).await
+        let found = self.inner.manifest_entry(repository, digest).await?;
+        self.faults.count(usize::from(found.is_some()));
+        Ok(found)
     }
 
     async fn repository_stats(&self, repository: &RepositoryName) -> Result<Option<crate::listing::RepositoryStats>> {
