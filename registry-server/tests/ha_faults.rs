@@ -1,5 +1,6 @@
 //! Faults in the replicated shape: a replica SIGKILLed during pushes, PostgreSQL restarted under
-//! load, the S3 server restarted under load. Clients retry as real ones do; at the end every
+//! load, the S3 server restarted under load; the network between one replica and PostgreSQL, or
+//! between it and the S3 server, cut (a fault proxy, `testkit::faultproxy`) while the others serve. Clients retry as real ones do; at the end every
 //! acknowledged image is intact, and an interrupted upload resumes at its acknowledged offset on
 //! another replica.
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cluster::{Cluster, Options, admin_token, assert_intact, push_until};
+use cluster::{Cluster, Options, admin_token, assert_intact, push_until, try_push_blob};
 use registry_core::Digest;
 use reqwest::StatusCode;
 use testkit::*;
@@ -33,11 +34,34 @@ async fn start_pushers(cluster: &Cluster, n: usize, stop: &Arc<AtomicBool>) -> P
 /// Waits until `repo` has at least `at_least` images acknowledged (polls its tag list through the
 /// proxy, as a client watching a rollout would).
 async fn wait_for_progress(cluster: &Cluster, repo: &str, at_least: usize) {
+    wait_for_progress_via(&cluster.url(), repo, at_least).await
+}
+
+/// A token for the admin from `base`'s own token endpoint: the challenge's realm names nginx,
+/// which could pass the request to a replica cut off from its stores.
+async fn token_from(base: &str, scope: &str) -> String {
+    let c = client();
+    let challenge = c.get(format!("{base}/v2/")).send().await.expect("challenge");
+    let challenge = header(&challenge, "www-authenticate");
+    let service = challenge.split("service=\"").nth(1).and_then(|s| s.split('"').next()).expect("service");
+    let resp = c
+        .get(format!("{base}/auth/token?service={service}&scope={scope}"))
+        .basic_auth("admin", Some(cluster::PASSWORD))
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(resp.status(), StatusCode::OK, "{base}: token");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    body["token"].as_str().expect("token").to_owned()
+}
+
+/// [`wait_for_progress`] asking `base` (a replica known to be healthy).
+async fn wait_for_progress_via(base: &str, repo: &str, at_least: usize) {
     let c = client();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let t = admin_token(&cluster.url(), &[&format!("repository:{repo}:pull")]).await;
-        let resp = c.get(format!("{}/v2/{repo}/tags/list", cluster.url())).bearer_auth(&t).send().await;
+        let t = token_from(base, &format!("repository:{repo}:pull")).await;
+        let resp = c.get(format!("{base}/v2/{repo}/tags/list")).bearer_auth(&t).send().await;
         let count = match resp {
             Ok(r) if r.status() == StatusCode::OK => {
                 r.json::<serde_json::Value>().await.ok().and_then(|v| v["tags"].as_array().map(Vec::len)).unwrap_or(0)
@@ -216,5 +240,122 @@ async fn restarting_the_s3_server_under_load_loses_nothing_acknowledged() {
     cluster.s3.spawn().await;
     wait_for_progress(&cluster, "library/load0", 8).await;
     finish(&cluster, stop, pushers).await;
+    cluster.stop().await;
+}
+
+/// Polls replica `i`'s `/readyz` until it answers `want`, within 60 s; how long it took.
+async fn readiness_becomes(cluster: &Cluster, i: usize, want: StatusCode) -> Duration {
+    let c = client();
+    let started = tokio::time::Instant::now();
+    loop {
+        let probe = c.get(format!("{}/readyz", cluster.replica(i))).timeout(Duration::from_secs(20)).send().await;
+        if probe.as_ref().is_ok_and(|r| r.status() == want) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "replica {i}: /readyz never became {want}: {probe:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts replicas other than `cut` are ready and serve a pull of `repo`'s tag list.
+async fn others_serve(cluster: &Cluster, cut: usize, repo: &str) {
+    let c = client();
+    for i in (0..cluster.replicas.len()).filter(|i| *i != cut) {
+        assert!(readiness_becomes(cluster, i, StatusCode::OK).await < Duration::from_secs(1), "replica {i} ready");
+        let t = token_from(&cluster.replica(i), &format!("repository:{repo}:pull")).await;
+        let resp =
+            c.get(format!("{}/v2/{repo}/tags/list", cluster.replica(i))).bearer_auth(&t).send().await.expect("list");
+        assert_eq!(resp.status(), StatusCode::OK, "replica {i} serves while replica {cut} is cut off");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_cut_from_postgresql_under_load_is_unready_then_recovers_and_loses_nothing() {
+    let cluster = Cluster::start(Options { faults: true, ..Options::default() }).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pushers = start_pushers(&cluster, 3, &stop).await;
+    wait_for_progress(&cluster, "library/load0", 2).await;
+
+    // Replica 0 loses PostgreSQL: its connections closed, new ones refused.
+    cluster.db_faults[0].refuse(true);
+    cluster.db_faults[0].cut();
+    let took = readiness_becomes(&cluster, 0, StatusCode::SERVICE_UNAVAILABLE).await;
+    eprintln!("replica 0 unready {took:?} after the cut");
+    let t = token_from(&cluster.replica(1), "repository:library/load0:pull").await;
+    let answer = client()
+        .get(format!("{}/v2/library/load0/tags/list", cluster.replica(0)))
+        .bearer_auth(&t)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("the cut replica answers, promptly");
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE, "a database out of reach is a 503");
+    others_serve(&cluster, 0, "library/load0").await;
+    // Pushes go on through nginx (what lands on replica 0 fails and is retried).
+    wait_for_progress_via(&cluster.replica(1), "library/load0", 6).await;
+
+    cluster.db_faults[0].heal();
+    let took = readiness_becomes(&cluster, 0, StatusCode::OK).await;
+    eprintln!("replica 0 ready {took:?} after healing");
+    let t = token_from(&cluster.replica(0), "repository:library/after:pull,push").await;
+    assert!(try_push_blob(&client(), &cluster.replica(0), "library/after", b"after the cut", &t).await.is_some());
+    wait_for_progress(&cluster, "library/load0", 8).await;
+    finish(&cluster, stop, pushers).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_cut_from_s3_between_parts_leaves_its_upload_resumable_on_another() {
+    let cluster = Cluster::start(Options { faults: true, ..Options::default() }).await;
+    let c = client();
+    let t = admin_token(&cluster.replica(0), &["repository:library/parts:pull,push"]).await;
+    let data: Vec<u8> = (0..18 * MIB).map(|i| (i % 253) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+    let resp = c.post(format!("{}/v2/library/parts/blobs/uploads/", cluster.replica(0))).bearer_auth(&t).send().await;
+    let location = header(&resp.expect("post"), "location");
+    let patch = |replica: String, from: usize, to: usize| {
+        let (c, t, location, body) = (c.clone(), t.clone(), location.clone(), data[from..to].to_vec());
+        async move {
+            c.patch(format!("{replica}{location}"))
+                .bearer_auth(&t)
+                .header("content-range", format!("{from}-{}", to - 1))
+                .body(body)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+        }
+    };
+    let first = 6 * MIB;
+    let resp = patch(cluster.replica(0), 0, first).await.expect("first chunk");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED, "a part written");
+
+    // Replica 0 loses the S3 server between parts.
+    cluster.s3_faults[0].refuse(true);
+    cluster.s3_faults[0].cut();
+    let resp = patch(cluster.replica(0), first, 2 * first).await.expect("an answer, not a hang");
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    assert!(resp.headers().contains_key("retry-after"), "a retryable fault");
+    readiness_becomes(&cluster, 0, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    // Another replica has the acknowledged offset; the client goes on there.
+    let status = c.get(format!("{}{location}", cluster.replica(1))).bearer_auth(&t).send().await.expect("status");
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&status, "range"), format!("0-{}", first - 1), "nothing half-acknowledged");
+    let resp = patch(cluster.replica(1), first, data.len()).await.expect("resume");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED, "resumed on another replica");
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let resp = c
+        .put(format!("{}{location}{sep}digest={digest}", cluster.replica(2)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("complete");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let got = c.get(format!("{}/v2/library/parts/blobs/{digest}", cluster.url())).bearer_auth(&t).send().await;
+    assert!(got.expect("get").bytes().await.expect("body").as_ref() == data.as_slice(), "whole");
+
+    cluster.s3_faults[0].heal();
+    readiness_becomes(&cluster, 0, StatusCode::OK).await;
+    assert!(try_push_blob(&c, &cluster.replica(0), "library/parts", b"after the cut", &t).await.is_some());
     cluster.stop().await;
 }

@@ -5,6 +5,7 @@
 pub mod containerd;
 pub mod cosign;
 pub mod distribution;
+pub mod faultproxy;
 pub mod harbor;
 pub mod helm;
 pub mod hook;

@@ -10,7 +10,9 @@
 //! vulnerability prevention on versus off (see `load/pull_policies.rs`); `load push-cpu [runs]`:
 //! 1 GiB pushes in server CPU per GiB next to one core's SHA-256 (see `load/push_cpu.rs`);
 //! `load auth-par [runs]`: token-authenticated manifest GETs next to anonymous ones;
-//! `load connections [runs]`: 1,000 and 10,000 keep-alive clients, and memory per idle connection.
+//! `load connections [runs]`: 1,000 and 10,000 keep-alive clients, and memory per idle connection;
+//! `load listings`: Harbor's listings against the size of the repository and the project, on redb
+//! and PostgreSQL (see `load/listings.rs`).
 //!
 //! Prints one table: workload | ours | distribution | ours/distribution | ours/limit, each the median
 //! of `runs` (default 3) with the spread (min–max). Compare ratios from one run, never absolute
@@ -40,6 +42,8 @@ mod connections;
 mod governance;
 #[path = "load/ha.rs"]
 mod ha;
+#[path = "load/listings.rs"]
+mod listings;
 #[path = "load/proxy.rs"]
 mod proxy;
 #[path = "load/pull_policies.rs"]
@@ -288,7 +292,18 @@ async fn pull(s: &Server, repo: &str, digest: &Digest) -> anyhow::Result<f64> {
     let h: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut c = Conn::open(s.addr).await?;
     let started = Instant::now();
-    let (status, _, len) = c.send("GET", &format!("/v2/{repo}/blobs/{digest}"), &h, Bytes::new()).await?;
+    let (status, headers, len) = c.send("GET", &format!("/v2/{repo}/blobs/{digest}"), &h, Bytes::new()).await?;
+    if status == 307 || status == 302 {
+        // A redirect to the store (a presigned URL): the bytes come from there, as a client
+        // follows it (without the registry's credentials).
+        let location = header(&headers, "location");
+        let url = location.strip_prefix("http://").context("a plain-HTTP redirect")?;
+        let (host, path) = url.split_at(url.find('/').unwrap_or(url.len()));
+        let mut direct = Conn::open(host.parse().context("the redirect's host")?).await?;
+        let (status, _, len) = direct.send("GET", path, &[], Bytes::new()).await?;
+        anyhow::ensure!(status == 200, "GET (redirected) {status}");
+        return Ok(len as f64 / started.elapsed().as_secs_f64() / 1e6);
+    }
     anyhow::ensure!(status == 200, "GET {status}");
     Ok(len as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
@@ -580,6 +595,10 @@ async fn pull_events(binary: &Path, runs: usize) -> anyhow::Result<()> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("listings") {
+        // In process: no binary needed.
+        return listings::run(std::env::args().nth(2).as_deref()).await;
+    }
     let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/registry");
     anyhow::ensure!(binary.exists(), "build it first: cargo build --release -p registry-server --bin registry");
     if std::env::args().nth(1).as_deref() == Some("ha") {

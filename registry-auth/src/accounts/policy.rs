@@ -144,6 +144,17 @@ mod tests {
             "repository:team/app-web:pull,push"
         );
         assert_eq!(grant(user("narrow").await.expect("login"), all.clone()).await, "repository:team/app:");
+        // Pulling everywhere in a project: what lets a listing skip asking per repository.
+        let everywhere = |who: Identity, p: &'static str| {
+            let a = a.clone();
+            async move { a.may_pull_everywhere(&who, p).await.expect("ask") }
+        };
+        assert!(everywhere(user("lg").await.expect("login"), "team").await, "every role pulls");
+        assert!(!everywhere(user("narrow").await.expect("login"), "team").await, "narrowed to app-*");
+        assert!(!everywhere(user("outsider").await.expect("login"), "team").await);
+        assert!(!everywhere(Identity::Anonymous, "team").await, "private");
+        assert!(everywhere(Identity::Anonymous, "library").await, "public");
+        assert!(!everywhere(Identity::Anonymous, "nope").await, "no project");
         let root = a.authenticate("root", "rootpassword").await.expect("login");
         assert_eq!(grant(root.clone(), scope("repository:nope/x:pull")).await, "repository:nope/x:", "no project");
         assert_eq!(grant(root.clone(), scope("registry:catalog:*")).await, "registry:catalog:*");

@@ -7,6 +7,7 @@ use registry_core::Digest;
 use registry_postgres::testing::TestDatabase;
 use reqwest::StatusCode;
 use testkit::Server;
+use testkit::faultproxy::FaultProxy;
 use testkit::proxy::{Proxy, reserve_port};
 use testkit::s3::S3Server;
 
@@ -22,11 +23,14 @@ pub struct Options {
     pub database_url: Option<String>,
     /// Answer blob downloads with presigned redirects.
     pub redirect: bool,
+    /// Put a [`FaultProxy`] between each replica and PostgreSQL, and between each replica and
+    /// the S3 server ([`Cluster::db_faults`], [`Cluster::s3_faults`]).
+    pub faults: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { replicas: 3, gc_grace_secs: 3600, database_url: None, redirect: false }
+        Options { replicas: 3, gc_grace_secs: 3600, database_url: None, redirect: false, faults: false }
     }
 }
 
@@ -51,6 +55,10 @@ pub struct Cluster {
     pub s3: S3Server,
     pub replicas: Vec<Option<Server>>,
     pub proxy: Proxy,
+    /// Replica `i`'s way to PostgreSQL, when the options asked for fault proxies.
+    pub db_faults: Vec<FaultProxy>,
+    /// Replica `i`'s way to the S3 server, likewise.
+    pub s3_faults: Vec<FaultProxy>,
     dirs: Vec<tempfile::TempDir>,
     configs: Vec<std::path::PathBuf>,
 }
@@ -66,7 +74,18 @@ impl Cluster {
         let proxy_port = reserve_port();
         let mut dirs = Vec::new();
         let mut configs = Vec::new();
+        let (mut db_faults, mut s3_faults) = (Vec::new(), Vec::new());
         for _ in 0..options.replicas {
+            let (mut db_url, mut endpoint) = (database.url(), s3.endpoint.clone());
+            if options.faults {
+                let (db_host, s3_host) = (host_of(&db_url), host_of(&endpoint));
+                let db_proxy = FaultProxy::start(resolve(&db_host)).await;
+                let s3_proxy = FaultProxy::start(resolve(&s3_host)).await;
+                db_url = db_url.replacen(&db_host, &db_proxy.host(), 1);
+                endpoint = endpoint.replacen(&s3_host, &s3_proxy.host(), 1);
+                db_faults.push(db_proxy);
+                s3_faults.push(s3_proxy);
+            }
             let dir = tempfile::tempdir().expect("tempdir");
             let config = dir.path().join("registry.toml");
             std::fs::write(
@@ -79,9 +98,9 @@ impl Cluster {
                      path_style = true\nredirect = {redirect}\npart_size_mib = 5\n\
                      [gc]\ninterval_secs = 0\ngrace_secs = {grace}\n",
                     data = dir.path().join("data"),
-                    db = database.url(),
+                    db = db_url,
                     bucket = s3.bucket,
-                    endpoint = s3.endpoint,
+                    endpoint = endpoint,
                     region = s3.region,
                     redirect = options.redirect,
                     grace = options.gc_grace_secs,
@@ -95,7 +114,7 @@ impl Cluster {
         let replicas: Vec<Option<Server>> = futures::future::join_all(starts).await.into_iter().map(Some).collect();
         let upstreams: Vec<String> = replicas.iter().flatten().map(|r| r.addr.clone()).collect();
         let proxy = Proxy::start(proxy_port, &upstreams).await;
-        Cluster { database, s3, replicas, proxy, dirs, configs }
+        Cluster { database, s3, replicas, proxy, db_faults, s3_faults, dirs, configs }
     }
 
     /// The proxy's URL: what clients use.
@@ -131,6 +150,19 @@ impl Cluster {
             db.drop_database().await;
         }
     }
+}
+
+/// The `host:port` of a URL (`scheme://[user@]host:port/...`).
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
+}
+
+fn resolve(host: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
+    host.to_socket_addrs().expect("resolve").next().expect("an address")
 }
 
 async fn start_replica(config: std::path::PathBuf, s3: &S3Server) -> Server {

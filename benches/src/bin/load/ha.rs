@@ -1,6 +1,7 @@
 //! The replicated shape: the same workloads through nginx (round-robin) against 1 and 3 replicas
 //! of ours on PostgreSQL + Garage, and 1 and 3 replicas of distribution 2.8 on the same Garage,
-//! in one run. Each shape gets a fresh bucket (Garage deduplicates blocks: every push is of new
+//! in one run, streaming; then three of each answering blob downloads with presigned URLs
+//! (`[storage] redirect = true`, distribution's default `redirect`). Each shape gets a fresh bucket (Garage deduplicates blocks: every push is of new
 //! data anyway). Beside each rate, the CPU the registry processes spent per unit of work (their
 //! `utime + stime` from `/proc`), which shows what a second and third replica would add on a
 //! machine with the cores to give them: this one has 2, shared with the client, nginx and Garage.
@@ -45,14 +46,22 @@ impl Shape {
     }
 }
 
-async fn ours(binary: &Path, work: &Path, replicas: usize, s3: &S3Server, db: &TestDatabase) -> anyhow::Result<Shape> {
+/// `redirect`: blob downloads answered with a presigned URL (`[storage] redirect = true`).
+async fn ours(
+    binary: &Path,
+    work: &Path,
+    replicas: usize,
+    redirect: bool,
+    s3: &S3Server,
+    db: &TestDatabase,
+) -> anyhow::Result<Shape> {
     let mut servers = Vec::new();
     for i in 0..replicas {
-        let dir = work.join(format!("ours-{replicas}-{i}"));
+        let dir = work.join(format!("ours-{replicas}-{redirect}-{i}"));
         std::fs::create_dir_all(&dir)?;
         let extra = format!(
             "[database]\nurl = {:?}\npool_size = 16\n[storage]\ntype = \"s3\"\nbucket = {:?}\nendpoint = {:?}\n\
-             region = {:?}\npath_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+             region = {:?}\npath_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\nredirect = {redirect}\n",
             db.url(),
             s3.bucket,
             s3.endpoint,
@@ -65,23 +74,25 @@ async fn ours(binary: &Path, work: &Path, replicas: usize, s3: &S3Server, db: &T
     let upstreams: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
     let pids = servers.iter().filter_map(Server::pid).collect();
     let proxy = Proxy::start(reserve_port(), &upstreams).await;
-    Ok(Shape { name: format!("ours x{replicas}"), proxy, pids, _children: Vec::new(), _servers: servers })
+    let name = format!("ours x{replicas}{}", if redirect { " redirect" } else { "" });
+    Ok(Shape { name, proxy, pids, _children: Vec::new(), _servers: servers })
 }
 
-async fn distribution(work: &Path, replicas: usize, s3: &S3Server) -> anyhow::Result<Shape> {
+/// `redirect`: distribution's own default (`storage.redirect.disable: false`).
+async fn distribution(work: &Path, replicas: usize, redirect: bool, s3: &S3Server) -> anyhow::Result<Shape> {
     let mut children = Vec::new();
     let mut upstreams = Vec::new();
     for i in 0..replicas {
         let port = free_port()?;
-        let config = work.join(format!("distribution-{replicas}-{i}.yml"));
+        let config = work.join(format!("distribution-{replicas}-{redirect}-{i}.yml"));
         std::fs::write(
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  s3:\n    \
                  accesskey: {}\n    secretkey: {}\n    region: {}\n    regionendpoint: {}\n    bucket: {}\n    \
                  secure: false\n    v4auth: true\n    rootdirectory: /distribution\n  delete:\n    enabled: true\n  \
-                 redirect:\n    disable: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: load-shared-secret\n",
-                s3.access_key_id, s3.secret_access_key, s3.region, s3.endpoint, s3.bucket
+                 redirect:\n    disable: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: load-shared-secret\n",
+                s3.access_key_id, s3.secret_access_key, s3.region, s3.endpoint, s3.bucket, !redirect
             ),
         )?;
         let child = Command::new("docker-registry")
@@ -104,7 +115,8 @@ async fn distribution(work: &Path, replicas: usize, s3: &S3Server) -> anyhow::Re
     }
     let pids = children.iter().filter_map(Child::id).collect();
     let proxy = Proxy::start(reserve_port(), &upstreams).await;
-    Ok(Shape { name: format!("distribution x{replicas}"), proxy, pids, _children: children, _servers: Vec::new() })
+    let name = format!("distribution x{replicas}{}", if redirect { " redirect" } else { "" });
+    Ok(Shape { name, proxy, pids, _children: children, _servers: Vec::new() })
 }
 
 /// One shape's figures, one entry per run.
@@ -154,14 +166,22 @@ async fn measure(shape: &Shape, runs: usize, seed: u64) -> anyhow::Result<Figure
 pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
     let work = tempfile::Builder::new().prefix("registry-load-ha-").tempdir_in(std::env::temp_dir())?;
     let mut results: Vec<(String, Figures)> = Vec::new();
-    let shapes: [(&str, usize); 4] = [("ours", 1), ("ours", 3), ("distribution", 1), ("distribution", 3)];
-    for (i, (kind, replicas)) in shapes.into_iter().enumerate() {
+    // Streaming first (the defaults), then blob downloads redirected to presigned URLs.
+    let shapes: [(&str, usize, bool); 6] = [
+        ("ours", 1, false),
+        ("ours", 3, false),
+        ("distribution", 1, false),
+        ("distribution", 3, false),
+        ("ours", 3, true),
+        ("distribution", 3, true),
+    ];
+    for (i, (kind, replicas, redirect)) in shapes.into_iter().enumerate() {
         let s3 = S3Server::garage().await;
         let db = TestDatabase::create().await;
         let shape = if kind == "ours" {
-            ours(binary, work.path(), replicas, &s3, &db).await?
+            ours(binary, work.path(), replicas, redirect, &s3, &db).await?
         } else {
-            distribution(work.path(), replicas, &s3).await?
+            distribution(work.path(), replicas, redirect, &s3).await?
         };
         eprintln!("{}: behind nginx at {}", shape.name, shape.proxy.addr);
         let figures = measure(&shape, runs, i as u64 + 1).await?;
@@ -175,8 +195,11 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
     println!("\nThe replicated shape: nginx round-robin over the replicas; PostgreSQL 15 (ours) and Garage 2.5.0");
     println!("on this machine (2 CPUs, shared by every process). Runs per figure: {runs}; median (min–max).\n");
     let names: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
-    println!("| workload | unit | {} | ours x3 / distribution x3 |", names.join(" | "));
-    println!("|---|---|{}---|", "---|".repeat(names.len()));
+    println!(
+        "| workload | unit | {} | ours x3 / distribution x3 | both redirecting | ours redirecting / distribution streaming |",
+        names.join(" | ")
+    );
+    println!("|---|---|{}---|---|---|", "---|".repeat(names.len()));
     type Pick = fn(&Figures) -> &Vec<f64>;
     let rows: [(&str, &str, Pick, bool); 8] = [
         ("1 GiB blob push (POST + PUT)", "MB/s", |f| &f.push, false),
@@ -190,15 +213,23 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
     ];
     for (workload, unit, pick, lower) in rows {
         let cells: Vec<String> = results.iter().map(|(_, f)| cell(pick(f))).collect();
-        let (ours3, dist3) = (median_spread(pick(&results[1].1)).0, median_spread(pick(&results[3].1)).0);
-        let ratio = if ours3 <= 0.0 || dist3 <= 0.0 {
-            "–".to_owned()
-        } else if lower {
-            format!("{:.2}x less", dist3 / ours3)
-        } else {
-            format!("{:.2}x", ours3 / dist3)
+        let ratio = |a: usize, b: usize| {
+            let (ours, theirs) = (median_spread(pick(&results[a].1)).0, median_spread(pick(&results[b].1)).0);
+            if ours <= 0.0 || theirs <= 0.0 {
+                "–".to_owned()
+            } else if lower {
+                format!("{:.2}x less", theirs / ours)
+            } else {
+                format!("{:.2}x", ours / theirs)
+            }
         };
-        println!("| {workload} | {unit} | {} | {ratio} |", cells.join(" | "));
+        println!(
+            "| {workload} | {unit} | {} | {} | {} | {} |",
+            cells.join(" | "),
+            ratio(1, 3),
+            ratio(4, 5),
+            ratio(4, 3)
+        );
     }
     Ok(())
 }
