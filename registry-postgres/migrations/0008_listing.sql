@@ -12,7 +12,8 @@ CREATE TABLE artifacts (
 CREATE INDEX artifacts_newest ON artifacts (repository, pushed_at DESC, digest);
 
 -- Each repository's counts; its row is also the lock its writers take turns on. A repository
--- that held manifests keeps its row, with zeros, when it holds none.
+-- that held manifests keeps its row, with zeros, when it holds none. No index but the key, so
+-- that every update of this hot row is a HOT update (no new index entries, no dead ones).
 CREATE TABLE repository_stats (
     repository TEXT COLLATE "C" PRIMARY KEY,
     project TEXT COLLATE "C" NOT NULL,
@@ -22,7 +23,15 @@ CREATE TABLE repository_stats (
     created BIGINT NOT NULL,
     updated BIGINT NOT NULL
 );
-CREATE INDEX repository_stats_listed ON repository_stats (project, updated DESC, repository) WHERE artifacts > 0;
+
+-- The repositories each project lists (those holding an artifact), by their newest push: a row
+-- moved only when that time changes (at most once a second per repository), not with every count.
+CREATE TABLE listed_repositories (
+    repository TEXT COLLATE "C" PRIMARY KEY,
+    project TEXT COLLATE "C" NOT NULL,
+    updated BIGINT NOT NULL
+);
+CREATE INDEX listed_repositories_newest ON listed_repositories (project, updated DESC, repository);
 
 -- How many repositories each project lists (those holding an artifact).
 CREATE TABLE listed_count (
@@ -46,6 +55,9 @@ SELECT m.repository, split_part(m.repository, '/', 1), count(*),
        coalesce((SELECT sum(p.count) FROM pulls p WHERE p.repository = m.repository), 0),
        min(m.pushed_at), max(m.pushed_at)
 FROM manifests m GROUP BY m.repository;
+
+INSERT INTO listed_repositories (repository, project, updated)
+SELECT repository, project, updated FROM repository_stats WHERE artifacts > 0;
 
 INSERT INTO listed_count (project, repositories)
 SELECT project, count(*) FROM repository_stats WHERE artifacts > 0 GROUP BY project;

@@ -7,7 +7,7 @@
 //! that row, so the last one sees every fact the earlier ones committed, and each writer
 //! recomputes what it changed itself: the index never keeps a stale answer. Lock order, the same
 //! in every transaction: rows of the write itself, `repository_stats` (by repository name),
-//! `listed_count`, then quotas and the event counter.
+//! `listed_repositories`, `listed_count`, then quotas and the event counter.
 
 use deadpool_postgres::Transaction;
 use registry_storage::listing::{RepositoryPage, RepositoryStats, Touched, is_artifact, listed_change};
@@ -115,6 +115,28 @@ pub(crate) async fn settle(txn: &Transaction<'_>, repo: &str, touched: Touched) 
     )
     .await
     .map_err(db("updating a repository's counts"))?;
+    let listed = |s: &Option<RepositoryStats>| s.as_ref().filter(|s| s.listed()).map(|s| i64_of(s.updated));
+    match (listed(&old), listed(&new)) {
+        (None, Some(updated)) => {
+            txn.cached_execute(
+                "INSERT INTO listed_repositories (repository, project, updated) VALUES ($1, $2, $3)",
+                &[&repo, &project, &updated],
+            )
+            .await
+            .map_err(db("listing a repository"))?;
+        }
+        (Some(before), Some(updated)) if before != updated => {
+            txn.cached_execute("UPDATE listed_repositories SET updated = $2 WHERE repository = $1", &[&repo, &updated])
+                .await
+                .map_err(db("listing a repository"))?;
+        }
+        (Some(_), None) => {
+            txn.cached_execute("DELETE FROM listed_repositories WHERE repository = $1", &[&repo])
+                .await
+                .map_err(db("unlisting a repository"))?;
+        }
+        _ => {}
+    }
     let moved = listed_change(old.as_ref(), new.as_ref());
     if moved != 0 {
         txn.cached_execute(
@@ -142,8 +164,9 @@ pub(crate) async fn project_repositories(
         .map_or(0, |r| u64_of(r.get(0)));
     let rows = client
         .cached_query(
-            "SELECT repository, manifests, artifacts, pulls, created, updated FROM repository_stats
-             WHERE project = $1 AND artifacts > 0 ORDER BY updated DESC, repository OFFSET $2 LIMIT $3",
+            "SELECT s.repository, s.manifests, s.artifacts, s.pulls, s.created, s.updated
+             FROM listed_repositories l JOIN repository_stats s ON s.repository = l.repository
+             WHERE l.project = $1 ORDER BY l.updated DESC, l.repository OFFSET $2 LIMIT $3",
             &[&project, &i64_of(offset as u64), &i64_of(limit as u64)],
         )
         .await

@@ -65,7 +65,9 @@ async fn migration_8_builds_the_listing_as_the_stores_keep_it() {
     let migration = include_str!("../migrations/0008_listing.sql");
     let filling = &migration[migration.find("-- What the database holds already").expect("filling part")..];
     client
-        .batch_execute("DELETE FROM artifacts; DELETE FROM repository_stats; DELETE FROM listed_count;")
+        .batch_execute(
+            "DELETE FROM artifacts; DELETE FROM repository_stats; DELETE FROM listed_repositories; DELETE FROM listed_count;",
+        )
         .await
         .expect("empty");
     client.batch_execute(filling).await.expect("fill again");
