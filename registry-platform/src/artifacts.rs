@@ -39,18 +39,7 @@ pub enum Place {
     },
 }
 
-/// The cosign tag scheme: `sha256-<hex>.sig` (signature), `.att` (attestation), `.sbom`.
-pub fn cosign_tag(tag: &str) -> Option<(Digest, &'static str)> {
-    let rest = tag.strip_prefix("sha256-")?;
-    let (hex, kind) = rest.split_once('.')?;
-    let kind = match kind {
-        "sig" => "signature.cosign",
-        "att" => "attestation.cosign",
-        "sbom" => "sbom.cosign",
-        _ => return None,
-    };
-    Some((Digest::parse(&format!("sha256:{hex}")).ok()?, kind))
-}
+pub use registry_storage::listing::cosign_tag;
 
 /// Harbor's accessory kind of a referrer, by its artifact type (the kinds of
 /// [`registry_core::kind`]).

@@ -5,7 +5,9 @@
 //! server runs in this process (so the CPU column is the process's: server and client), seeded
 //! through the engine (each manifest a small OCI index of its own, so seeding writes one record
 //! per manifest). Beside each indexed page, the same page through a filter (`q=type=IMAGE`),
-//! which reads every manifest as every listing did before the index: the cost it replaces.
+//! which reads every manifest as every listing did before the index: the cost it replaces. On
+//! PostgreSQL the tool runs `VACUUM ANALYZE` between seeding steps and before each measurement,
+//! as autovacuum would (this machine's server runs with it off).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,9 +63,6 @@ async fn seed(
             pushed.context("seeding a manifest")?;
         }
         next = to.min(next + parallel);
-        if (next - from) % 10_000 < parallel {
-            eprintln!("    {repo}: {} seeded", next - from);
-        }
     }
     Ok(())
 }
@@ -91,8 +90,34 @@ async fn time_get(base: &str, path: &str, count: usize, total: usize) -> anyhow:
     Ok((median_spread(&times).0, cpu_ms))
 }
 
-/// One backend's rows.
-async fn measure(name: &str, meta: Arc<dyn MetadataStore>, parallel: usize) -> anyhow::Result<Vec<String>> {
+/// What autovacuum does on a PostgreSQL that runs it (this machine's has it off): `VACUUM
+/// ANALYZE` of the scratch database, before each measurement and between seeding steps.
+struct Maintenance(Option<tokio_postgres::Client>);
+
+impl Maintenance {
+    async fn connect(url: Option<&str>) -> anyhow::Result<Maintenance> {
+        let Some(url) = url else { return Ok(Maintenance(None)) };
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(Maintenance(Some(client)))
+    }
+
+    async fn run(&self) -> anyhow::Result<()> {
+        if let Some(client) = &self.0 {
+            client.batch_execute("VACUUM ANALYZE").await?;
+        }
+        Ok(())
+    }
+}
+
+/// One backend's rows; `database`: PostgreSQL's URL, for [`Maintenance`].
+async fn measure(
+    name: &str,
+    meta: Arc<dyn MetadataStore>,
+    parallel: usize,
+    database: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let maintenance = Maintenance::connect(database).await?;
     let registry = Registry::new(Arc::new(MemoryBlobStore::new()), meta, Limits::default());
     let accounts = registry_auth::Accounts::in_memory();
     for project in ["big", "p10", "p1000", "p10000"] {
@@ -102,12 +127,16 @@ async fn measure(name: &str, meta: Arc<dyn MetadataStore>, parallel: usize) -> a
     let base = server.url();
     let mut rows = Vec::new();
     let mut baseline: Option<(f64, f64)> = None;
-    for (i, size) in REPOSITORY_SIZES.into_iter().enumerate() {
+    for size in REPOSITORY_SIZES {
         let repo = RepositoryName::parse(&format!("big/r{size}"))?;
         let started = Instant::now();
-        seed(&registry, &repo, 0, size, parallel).await?;
+        for from in (0..size).step_by(10_000) {
+            seed(&registry, &repo, from, size.min(from + 10_000), parallel).await?;
+            maintenance.run().await?;
+        }
         let took = started.elapsed().as_secs_f64();
         eprintln!("  {name}: seeded {size} manifests in {took:.1} s ({:.0}/s)", size as f64 / took);
+        maintenance.run().await?;
         let path = format!("/projects/big/repositories/r{size}/artifacts?page=1&page_size=15");
         let (ms, cpu) = time_get(&base, &path, REQUESTS, size).await?;
         let full_count = if size >= 10_000 { 3 } else { 10 };
@@ -117,7 +146,6 @@ async fn measure(name: &str, meta: Arc<dyn MetadataStore>, parallel: usize) -> a
             "| {name} | artifacts page (15) | {size} manifests | {ms:.2} | {cpu:.2} | {:.2}x | {full_ms:.1} ms, {full_cpu:.1} CPU ms |",
             ms / base_ms
         ));
-        let _ = i;
     }
     let mut baseline: Option<f64> = None;
     for size in PROJECT_SIZES {
@@ -141,6 +169,7 @@ async fn measure(name: &str, meta: Arc<dyn MetadataStore>, parallel: usize) -> a
             }
         }
         eprintln!("  {name}: seeded {size} repositories in {:.1} s", started.elapsed().as_secs_f64());
+        maintenance.run().await?;
         let (ms, cpu) =
             time_get(&base, &format!("/projects/{project}/repositories?page=1&page_size=15"), REQUESTS, size).await?;
         let (summary_ms, summary_cpu) =
@@ -159,12 +188,12 @@ async fn measure(name: &str, meta: Arc<dyn MetadataStore>, parallel: usize) -> a
 pub(crate) async fn run(which: Option<&str>) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     if which != Some("postgres") {
-        rows.extend(measure("redb", Arc::new(registry_redb::RedbStore::in_memory()), 1).await?);
+        rows.extend(measure("redb", Arc::new(registry_redb::RedbStore::in_memory()), 1, None).await?);
     }
     let postgres = which != Some("redb");
     if postgres && std::env::var("REGISTRY_TEST_POSTGRES").is_ok() {
         let db = registry_postgres::testing::TestDatabase::create().await;
-        let measured = measure("PostgreSQL", Arc::new(db.store().await), 4).await;
+        let measured = measure("PostgreSQL", Arc::new(db.store().await), 4, Some(db.url())).await;
         db.drop_database().await;
         rows.extend(measured?);
     } else if postgres {
