@@ -19,7 +19,7 @@ use registry_storage::listing::{
 use registry_storage::quota::project_of;
 use registry_storage::{ManifestRecord, Result};
 
-use crate::tables::MANIFESTS;
+use crate::tables::{BLOB_REFS, MANIFEST_TAGS, MANIFESTS, PULLS};
 
 const ARTIFACTS: TableDefinition<&str, u8> = TableDefinition::new("artifacts");
 const ARTIFACT_AT: TableDefinition<&str, u64> = TableDefinition::new("artifact_at");
@@ -61,14 +61,46 @@ fn build(txn: &redb::WriteTransaction) -> Result<()> {
     };
     for (k, value) in manifests {
         let Some((repo, _)) = k.split_once('\0') else { continue };
-        let record: ManifestRecord = crate::meta::decode(&value)?;
-        let pulls = crate::meta::pulls_of_manifest(txn, &k)?;
+        let record = decode(&value)?;
+        let pulls = txn.open_table(PULLS).map_err(db_err)?.get(k.as_str()).map_err(db_err)?.map_or(0, |v| v.value().0);
         let mut touched = Touched::default();
         touched.written(&record, true);
         touched.change.pulls = i64::try_from(pulls).unwrap_or(i64::MAX);
         settle(txn, repo, touched)?;
     }
     Ok(())
+}
+
+fn decode(bytes: &[u8]) -> Result<ManifestRecord> {
+    serde_json::from_slice(bytes).map_err(|e| registry_storage::Error::corrupt("a manifest record", e))
+}
+
+/// The keys of `table` that start with `prefix` `\0`, without it.
+fn suffixes(table: &impl ReadableTable<&'static str, u8>, prefix: &str) -> Result<Vec<String>> {
+    let (start, end) = (format!("{prefix}\0"), format!("{prefix}\x01"));
+    let range = table.range::<&str>(start.as_str()..end.as_str()).map_err(db_err)?;
+    range.map(|item| item.map(|(k, _)| k.value()[start.len()..].to_owned()).map_err(db_err)).collect()
+}
+
+/// What decides whether a manifest is an artifact: its record, whether a manifest of its
+/// repository references it, and its tags; `None` when it is not there.
+fn facts(
+    txn: &redb::WriteTransaction,
+    repo: &str,
+    digest: &str,
+) -> Result<Option<(ManifestRecord, bool, Vec<String>)>> {
+    let k = key(&[repo, digest]);
+    let record = match txn.open_table(MANIFESTS).map_err(db_err)?.get(k.as_str()).map_err(db_err)? {
+        Some(v) => decode(v.value())?,
+        None => return Ok(None),
+    };
+    let referenced = {
+        let refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
+        let (start, end) = (format!("{digest}\0{repo}\0"), format!("{digest}\0{repo}\x01"));
+        refs.range::<&str>(start.as_str()..end.as_str()).map_err(db_err)?.next().is_some()
+    };
+    let tags = suffixes(&txn.open_table(MANIFEST_TAGS).map_err(db_err)?, &k)?;
+    Ok(Some((record, referenced, tags)))
 }
 
 /// Recomputes the artifact index for what `touched` names and moves `repo`'s counts and its
@@ -80,7 +112,7 @@ pub(crate) fn settle(txn: &redb::WriteTransaction, repo: &str, touched: Touched)
         let mut at = txn.open_table(ARTIFACT_AT).map_err(db_err)?;
         for digest in &touched.digests {
             let k = key(&[repo, digest]);
-            let now = crate::meta::artifact_facts(txn, repo, digest)?.and_then(|(record, referenced, tags)| {
+            let now = facts(txn, repo, digest)?.and_then(|(record, referenced, tags)| {
                 is_artifact(record.subject.is_some(), referenced, &tags).then_some(record.pushed_at)
             });
             let before = at.get(k.as_str()).map_err(db_err)?.map(|v| v.value());

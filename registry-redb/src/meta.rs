@@ -48,18 +48,14 @@ use registry_storage::meta::{GcLink, Holder, ManifestEntry, Pulls};
 use registry_storage::quota::Changes;
 use registry_storage::{Error, ManifestRecord, MetadataStore, Page, Protection, Result, UploadId, UploadRecord};
 
-use crate::tables::{BLOB_LINKS, HOLDERS, MANIFESTS};
+use crate::tables::{BLOB_LINKS, BLOB_REFS, HOLDERS, MANIFEST_TAGS, MANIFESTS, PULLS};
 use crate::{RedbStore, quota};
 
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const REPOSITORIES: TableDefinition<&str, u8> = TableDefinition::new("repositories");
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
-const MANIFEST_TAGS: TableDefinition<&str, u8> = TableDefinition::new("manifest_tags");
 const REFERRERS: TableDefinition<&str, u8> = TableDefinition::new("referrers");
-const BLOB_REFS: TableDefinition<&str, u8> = TableDefinition::new("blob_refs");
 const COLLECTING: TableDefinition<&str, u64> = TableDefinition::new("collecting");
-/// (repository, digest) -> (pulls, newest pull in ms).
-const PULLS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("pulls");
 /// repo `\0` digest `\0` label id, zero-padded to 20 digits so that ids list in order.
 const LABELS: TableDefinition<&str, u8> = TableDefinition::new("labels");
 
@@ -141,7 +137,7 @@ fn db_err(e: impl Into<redb::Error>) -> Error {
     crate::handle::db_err(e)
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| Error::corrupt("a metadata record", e))
 }
 
@@ -185,27 +181,6 @@ fn count_pulls(txn: &redb::WriteTransaction, pulls: &[(String, u64, u64)]) -> Re
         crate::listing::settle(txn, &repo, touched)?;
     }
     Ok(())
-}
-
-/// The pulls counted for a manifest (`repo \0 digest`).
-pub(crate) fn pulls_of_manifest(txn: &redb::WriteTransaction, k: &str) -> Result<u64> {
-    Ok(txn.open_table(PULLS).map_err(db_err)?.get(k).map_err(db_err)?.map_or(0, |v| v.value().0))
-}
-
-/// What decides whether a manifest is an artifact: its record, whether a manifest of its
-/// repository references it, and its tags; `None` when it is not there.
-pub(crate) fn artifact_facts(
-    txn: &redb::WriteTransaction,
-    repo: &str,
-    digest: &str,
-) -> Result<Option<(ManifestRecord, bool, Vec<String>)>> {
-    let k = key(&[repo, digest]);
-    let record: ManifestRecord = match txn.open_table(MANIFESTS).map_err(db_err)?.get(k.as_str()).map_err(db_err)? {
-        Some(v) => decode(v.value())?,
-        None => return Ok(None),
-    };
-    let referenced = any_with_prefix(&txn.open_table(BLOB_REFS).map_err(db_err)?, &key(&[digest, repo]))?;
-    Ok(Some((record, referenced, tags_of(txn, repo, digest)?)))
 }
 
 /// The tables a [`ManifestEntry`] is read from, open in a read transaction.
