@@ -151,8 +151,22 @@ async fn a_page_reads_a_page_of_manifests_and_answers_as_a_full_read() {
     let projects = admin.get("/projects?name=big").await.expect(StatusCode::OK, None);
     assert_eq!(projects.body[0]["repo_count"], (SMALL + 1) as u64);
     assert_eq!(faults.manifests_read() - before, 0, "counts come from the store's counters");
-    let names: Vec<&str> = repos.body.as_array().expect("page").iter().filter_map(|r| r["name"].as_str()).collect();
-    assert_eq!(names[0], format!("big/small{}", SMALL - 1), "newest push first: {names:?}");
+    // Newest push first (push times are in seconds: equal ones in name order).
+    let order: Vec<(String, String)> = repos
+        .body
+        .as_array()
+        .expect("page")
+        .iter()
+        .map(|r| {
+            (
+                r["update_time"].as_str().unwrap_or_default().to_owned(),
+                r["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0].0 > w[1].0 || (w[0].0 == w[1].0 && w[0].1 < w[1].1)), "{order:?}");
+    let newest = order.iter().map(|(t, _)| t.clone()).max().unwrap_or_default();
+    assert_eq!(order[0].0, newest, "the newest first: {order:?}");
 
     // Pulls counted on the repository; deleting the index makes its children artifacts again.
     let pulled = c.get(format!("{base}/v2/big/app/manifests/v2")).bearer_auth(&t).send().await.expect("pull");
