@@ -267,8 +267,16 @@ impl State {
             let key = (repo.to_owned(), digest.clone());
             let now = self.manifests.get(&key).and_then(|record| {
                 let referenced = !self.referenced_in(digest, repo).is_empty();
-                is_artifact(record.subject.is_some(), referenced, &self.tags_of(repo, digest))
-                    .then_some(record.pushed_at)
+                // Its tags up to the first that is not cosign's: enough for the rule.
+                let mut tags = Vec::new();
+                let start = (repo.to_owned(), digest.clone(), String::new());
+                for (_, _, tag) in self.manifest_tags.range(start..).take_while(|(r, d, _)| r == repo && d == digest) {
+                    tags.push(tag.as_str());
+                    if crate::listing::cosign_tag(tag).is_none() {
+                        break;
+                    }
+                }
+                is_artifact(record.subject.is_some(), referenced, &tags).then_some(record.pushed_at)
             });
             let before = self.artifact_at.get(&key).copied();
             if now == before {
