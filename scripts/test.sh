@@ -17,6 +17,8 @@ done
 # PostgreSQL's server binaries (the replicated shape's database; a private one for restart tests).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+# FUSE's mount helper, for the power-cut filesystem (testkit::powercut) when not run as root.
+command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     $sudo apt-get update -qq

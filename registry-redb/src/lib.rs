@@ -111,6 +111,12 @@ impl RedbStore {
     fn open_with(path: &Path, open: handle::Open) -> Result<RedbStore, OpenError> {
         let fail = |source: BackendError| OpenError { path: path.to_owned(), source };
         let db = open().map_err(|e| fail(BackendError::permanent("open", e)))?;
+        // The file's name is durable only once its directory is synced: redb syncs the file at
+        // each commit, never the directory, so a power cut after the first start could otherwise
+        // drop the whole database (every commit in it acknowledged).
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        registry_storage::durable::sync_dir(dir)
+            .map_err(|e| fail(BackendError::io("syncing the database's directory", e)))?;
         Self::init(db, Some(open)).map_err(fail)
     }
 
@@ -184,7 +190,7 @@ pub struct Embedded {
 /// [`RedbStore`] in `metadata.redb`.
 pub fn open_embedded(dir: &Path) -> Result<Embedded, OpenError> {
     let fail = |e: std::io::Error| OpenError { path: dir.to_owned(), source: BackendError::io("creating", e) };
-    std::fs::create_dir_all(dir).map_err(fail)?;
+    registry_storage::durable::create_dirs(dir).map_err(fail)?;
     let blobs = FsBlobStore::open(dir).map_err(|e| OpenError {
         path: dir.to_owned(),
         source: BackendError::permanent("opening the blob store", e),

@@ -39,7 +39,7 @@ pub(crate) struct Stores {
 /// Opens the configured stores; an unreachable or misconfigured one is an error naming it.
 pub(crate) async fn open(config: &Config) -> anyhow::Result<Stores> {
     // Always there: the admin socket lives in it, whatever the stores are.
-    std::fs::create_dir_all(&config.data_dir)
+    registry_storage::durable::create_dirs(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let (blobs, blobs_describe): (Arc<dyn BlobStore>, String) = match config.storage.kind {
         StorageType::Filesystem => {
@@ -79,7 +79,8 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Stores> {
 
 /// Opens `metadata.redb`; a locked database means a server runs on it.
 async fn open_redb(data_dir: &Path) -> anyhow::Result<RedbStore> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    registry_storage::durable::create_dirs(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let store = match RedbStore::open(data_dir.join("metadata.redb")) {
         Ok(store) => store,
         Err(e) if e.is_locked() => anyhow::bail!(
@@ -100,6 +101,7 @@ async fn import_legacy_accounts(data_dir: &Path, store: &RedbStore) -> anyhow::R
     }
     let report = store.import_legacy_accounts(&legacy).await.context("moving accounts.redb into metadata.redb")?;
     std::fs::rename(&legacy, data_dir.join("accounts.redb.imported")).context("renaming accounts.redb")?;
+    registry_storage::durable::sync_dir(data_dir).context("syncing the data directory")?;
     tracing::info!(
         users = report.users,
         projects = report.projects,

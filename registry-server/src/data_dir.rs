@@ -72,7 +72,7 @@ pub(crate) fn token_key(data_dir: &Path, rs256: bool) -> Result<TokenKey, AuthEr
         Ok(pem) => TokenKey::from_pem(&pem),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = if rs256 { TokenKey::generate_rs256()? } else { TokenKey::generate()? };
-            write_private(&path, key.to_pem()?.as_bytes())
+            registry_storage::durable::write_file(&path, key.to_pem()?.as_bytes(), Some(0o600))
                 .map_err(|e| AuthError::Config(format!("{}: {e}", path.display())))?;
             Ok(key)
         }
@@ -93,19 +93,9 @@ pub(crate) fn token_certificate(data_dir: &Path, key: &TokenKey) -> Result<(Stri
         return Ok((pem, der.to_vec()));
     }
     let (pem, der) = key.certificate(registry_http::token::ISSUER)?;
-    std::fs::write(&path, &pem).map_err(|e| AuthError::Config(format!("{}: {e}", path.display())))?;
+    registry_storage::durable::write_file(&path, pem.as_bytes(), None)
+        .map_err(|e| AuthError::Config(format!("{}: {e}", path.display())))?;
     Ok((pem, der))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

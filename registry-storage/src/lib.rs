@@ -20,6 +20,7 @@
 //! run time.
 
 pub mod blob;
+pub mod durable;
 pub mod engine;
 pub mod error;
 pub mod gc;

@@ -13,6 +13,7 @@ pub mod ldap;
 pub mod notation;
 pub mod oidc;
 pub mod postgres;
+pub mod powercut;
 pub mod proxy;
 pub mod s3;
 pub mod scanner;

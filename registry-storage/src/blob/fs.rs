@@ -48,6 +48,7 @@ use registry_core::Digest;
 use tokio::sync::mpsc;
 
 use super::{BlobStore, BodyStream, ByteStream, StoredObject, UploadId, body_error};
+use crate::durable::{create_dirs, sync_dir};
 use crate::error::{Error, Result};
 use registry_core::time::epoch_millis;
 
@@ -73,7 +74,7 @@ impl FsBlobStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<FsBlobStore> {
         let root = root.into();
         for dir in ["blobs", "uploads", "tmp"] {
-            std::fs::create_dir_all(root.join(dir))?;
+            create_dirs(&root.join(dir))?;
         }
         Ok(FsBlobStore { root })
     }
@@ -98,19 +99,11 @@ impl FsBlobStore {
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Moves `from` to `to` atomically, creating `to`'s directory, and makes the entry durable.
 fn publish_file(from: &Path, to: &Path) -> io::Result<()> {
     let dir = to.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
-    }
+    // `blobs/<algorithm>/<xx>/` may be new, and so may `blobs/<algorithm>/`: each name durable.
+    create_dirs(dir)?;
     // An existing copy (same digest, same bytes) is replaced atomically: one copy stays, and
     // it is the fresh one, which garbage collection's `delete_if_older` will not take.
     std::fs::rename(from, to)?;
@@ -376,6 +369,11 @@ impl BlobStore for FsBlobStore {
             if modified_ms(&meta) > cutoff {
                 // Same bytes as anything published there meanwhile: putting it back is harmless.
                 std::fs::rename(&aside, &path)?;
+                // Durably: a publish into the same directory may have synced it while the blob
+                // was aside, and `tmp/` never is, so a cut would lose a blob still in use.
+                if let Some(dir) = path.parent() {
+                    sync_dir(dir)?;
+                }
                 return Ok(None);
             }
             std::fs::remove_file(&aside)?;
@@ -463,6 +461,8 @@ impl BlobStore for FsBlobStore {
                 file.sync_all()?;
             }
             // Written now, as far as garbage collection is concerned (the last chunk may be old).
+            // Not synced: after a power cut the time may be the last chunk's, which only shortens
+            // the grace of a blob the metadata does not link yet (the push was not acknowledged).
             file.set_modified(std::time::SystemTime::now())?;
             drop(file);
             publish_file(&from, &to)
