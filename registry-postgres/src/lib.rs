@@ -54,6 +54,8 @@ pub struct PgStore {
     clock: SharedClock,
     /// Where the database is, for messages (no password).
     target: Arc<str>,
+    /// How long [`PgStore::ping`] waits for an answer.
+    ping_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -72,11 +74,23 @@ pub struct PgOptions {
     /// A PEM file of certificate authorities to trust beside the system's, for `sslmode=require`
     /// (a private CA; libpq's `sslrootcert`).
     pub ca_file: Option<std::path::PathBuf>,
+    /// How long the server keeps a session that sits in an open transaction without a statement
+    /// (`idle_in_transaction_session_timeout`; default 15 s). A replica whose connection stalls
+    /// mid-transaction (a half-open connection, a hung process) holds that transaction's row and
+    /// advisory locks, and the per-repository and event-counter rows every push takes: the whole
+    /// cluster's writes would wait for it. The server ends such a session after this long and
+    /// its locks go with it; the stalled request fails (retryable), and the others go on.
+    pub idle_transaction_timeout: Duration,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
-        PgOptions { pool_size: 16, connect_timeout: Duration::from_secs(5), ca_file: None }
+        PgOptions {
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            ca_file: None,
+            idle_transaction_timeout: Duration::from_secs(15),
+        }
     }
 }
 
@@ -126,7 +140,15 @@ impl PgStore {
         let mut config = config;
         config.connect_timeout(options.connect_timeout);
         // The server's notices ("relation already exists, skipping") are not the operator's news.
-        config.options("-c client_min_messages=warning");
+        // A session stalled in a transaction is ended (see `idle_transaction_timeout`), and one
+        // whose client vanished is found by the server's keepalives within about 30 s (a
+        // session-level job lock goes with it) instead of the system's two hours.
+        config.options(format!(
+            "-c client_min_messages=warning -c idle_in_transaction_session_timeout={} \
+             -c tcp_keepalives_idle=15 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
+            options.idle_transaction_timeout.as_millis().max(1)
+        ));
+        config.keepalives_idle(Duration::from_secs(15));
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let manager = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             let tls = tls_connector(options.ca_file.as_deref())
@@ -147,7 +169,12 @@ impl PgStore {
                 target: target.clone(),
                 source: BackendError::permanent("pool", e),
             })?;
-        let store = PgStore { pool, clock: registry_core::time::system_clock(), target: target.clone().into() };
+        let store = PgStore {
+            pool,
+            clock: registry_core::time::system_clock(),
+            target: target.clone().into(),
+            ping_timeout: options.connect_timeout,
+        };
         migrations::apply(&store).await.map_err(|source| ConnectError::Database { target, source })?;
         Ok(store)
     }
@@ -163,11 +190,24 @@ impl PgStore {
         &self.target
     }
 
-    /// Whether the database answers now.
+    /// Whether the database answers now, within the connect timeout (a stalled connection is a
+    /// no, not a hang: readiness probes ask this).
     pub async fn ping(&self) -> Result<(), BackendError> {
-        let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(|e| pg_err("pinging PostgreSQL", e))?;
-        Ok(())
+        let ping = async {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await.map_err(|e| pg_err("pinging PostgreSQL", e))?;
+            Ok(())
+        };
+        match tokio::time::timeout(self.ping_timeout, ping).await {
+            Ok(answer) => answer,
+            Err(_) => Err(BackendError::retryable(
+                "pinging PostgreSQL",
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} ms", self.ping_timeout.as_millis()),
+                ),
+            )),
+        }
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {

@@ -65,6 +65,9 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Stores> {
             let options = PgOptions {
                 pool_size: config.database.pool_size.max(1),
                 ca_file: config.database.ca_file.clone(),
+                idle_transaction_timeout: std::time::Duration::from_secs(
+                    config.database.idle_transaction_timeout_secs.max(1),
+                ),
                 ..PgOptions::default()
             };
             let store = PgStore::connect(&config.database.url, options)

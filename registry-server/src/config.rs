@@ -41,6 +41,7 @@
 //!                                # (empty: the embedded redb file in data_dir); also REGISTRY_DATABASE_URL
 //! pool_size = 16                 # connections per replica
 //! ca_file = ""                   # with ?sslmode=require in the URL: a private CA's PEM to trust
+//! idle_transaction_timeout_secs = 15  # a session stalled in a transaction is ended, its locks freed
 //!
 //! [storage]                      # where blobs live
 //! type = "filesystem"            # "filesystem" (data_dir) or "s3" (any S3-compatible server)
@@ -191,11 +192,14 @@ pub(crate) struct DatabaseConfig {
     pub(crate) pool_size: usize,
     /// Certificate authorities to trust for `sslmode=require` (a private CA).
     pub(crate) ca_file: Option<PathBuf>,
+    /// Seconds the database keeps a session idle inside a transaction before ending it (and
+    /// releasing its locks): what a replica with a stalled connection can hold up the others.
+    pub(crate) idle_transaction_timeout_secs: u64,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: String::new(), pool_size: 16, ca_file: None }
+        DatabaseConfig { url: String::new(), pool_size: 16, ca_file: None, idle_transaction_timeout_secs: 15 }
     }
 }
 
@@ -206,6 +210,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("url", &if self.url.is_empty() { "" } else { "<set>" })
             .field("pool_size", &self.pool_size)
             .field("ca_file", &self.ca_file)
+            .field("idle_transaction_timeout_secs", &self.idle_transaction_timeout_secs)
             .finish()
     }
 }

@@ -1,6 +1,7 @@
 //! Faults in the replicated shape: a replica SIGKILLed during pushes, PostgreSQL restarted under
 //! load, the S3 server restarted under load; the network between one replica and PostgreSQL, or
-//! between it and the S3 server, cut (a fault proxy, `testkit::faultproxy`) while the others serve. Clients retry as real ones do; at the end every
+//! between it and the S3 server, cut (a fault proxy, `testkit::faultproxy`) while the others serve;
+//! its PostgreSQL connections stalled mid-transaction. Clients retry as real ones do; at the end every
 //! acknowledged image is intact, and an interrupted upload resumes at its acknowledged offset on
 //! another replica.
 
@@ -357,5 +358,83 @@ async fn a_replica_cut_from_s3_between_parts_leaves_its_upload_resumable_on_anot
     cluster.s3_faults[0].heal();
     readiness_becomes(&cluster, 0, StatusCode::OK).await;
     assert!(try_push_blob(&c, &cluster.replica(0), "library/parts", b"after the cut", &t).await.is_some());
+    cluster.stop().await;
+}
+
+/// Pushes one image through `base` (layer, config, manifest under `tag`), each request bounded by
+/// `limit`; how long it took, or why it did not go through.
+async fn push_image(base: &str, repo: &str, token: &str, tag: &str, limit: Duration) -> Result<Duration, String> {
+    let c = reqwest::Client::builder().timeout(limit).build().map_err(|e| e.to_string())?;
+    let started = tokio::time::Instant::now();
+    let layer = format!("{repo} {tag} layer").into_bytes();
+    let config = b"{}".to_vec();
+    let l = try_push_blob(&c, base, repo, &layer, token).await.ok_or("layer push failed")?;
+    let cfg = try_push_blob(&c, base, repo, &config, token).await.ok_or("config push failed")?;
+    let manifest = image_manifest(&cfg, config.len(), &[(l, layer.len())], "");
+    let resp = c
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .bearer_auth(token)
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    match resp.status() {
+        StatusCode::CREATED => Ok(started.elapsed()),
+        other => Err(format!("manifest push: {other}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_stalled_mid_transaction_holds_the_others_up_no_longer_than_the_idle_transaction_timeout() {
+    const IDLE: u64 = 3;
+    let cluster = Cluster::start(Options { faults: true, idle_transaction_secs: IDLE, ..Options::default() }).await;
+    let repo = "library/shared";
+    let scope = format!("repository:{repo}:pull,push");
+    let stop = Arc::new(AtomicBool::new(false));
+    // Replica 0 pushes into the repository the others push to: the same repository, quota and
+    // event-counter rows. Its statements crawl, so at any moment one of its transactions is open
+    // and holds some of them.
+    let t0 = token_from(&cluster.replica(0), &scope).await;
+    let stalled = tokio::spawn(push_until(cluster.replica(0), repo.to_owned(), t0, stop.clone()));
+    wait_for_progress_via(&cluster.replica(1), repo, 2).await;
+    cluster.db_faults[0].delay(Duration::from_millis(40));
+    tokio::time::sleep(Duration::from_millis(300)).await; // mid-transaction, with the delay in force
+    // Its connections to PostgreSQL stall: open, silent, holding whatever they held.
+    cluster.db_faults[0].stall(true);
+
+    // Writes through replica 1 wait for those locks at most the idle-transaction timeout.
+    let t1 = token_from(&cluster.replica(1), &scope).await;
+    let first = push_image(&cluster.replica(1), repo, &t1, "while-stalled-1", Duration::from_secs(60)).await;
+    let first = first.expect("a push through a healthy replica while another is stalled");
+    eprintln!("first push through replica 1 during the stall: {first:?}");
+    assert!(first < Duration::from_secs(IDLE + 10), "held up {first:?}, beyond the {IDLE} s timeout");
+    let second = push_image(&cluster.replica(1), repo, &t1, "while-stalled-2", Duration::from_secs(60)).await;
+    let second = second.expect("the next push");
+    assert!(second < Duration::from_secs(3), "no lock left behind: {second:?}");
+    // The stalled replica says so (its ping times out), and the others serve.
+    let took = readiness_becomes(&cluster, 0, StatusCode::SERVICE_UNAVAILABLE).await;
+    eprintln!("replica 0 unready {took:?} into the stall");
+    others_serve(&cluster, 0, repo).await;
+
+    cluster.db_faults[0].heal();
+    readiness_becomes(&cluster, 0, StatusCode::OK).await;
+    let t = token_from(&cluster.replica(0), &scope).await;
+    push_image(&cluster.replica(0), repo, &t, "after-the-stall", Duration::from_secs(60)).await.expect("healed");
+    stop.store(true, Ordering::SeqCst);
+    let pushed = stalled.await.expect("pusher");
+    let t = admin_token(&cluster.url(), &[&format!("repository:{repo}:pull")]).await;
+    assert_intact(&cluster.url(), &t, repo, &pushed).await;
+    let c = client();
+    for tag in ["while-stalled-1", "while-stalled-2", "after-the-stall"] {
+        let resp = c
+            .head(format!("{}/v2/{repo}/manifests/{tag}", cluster.url()))
+            .bearer_auth(&t)
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(resp.status(), StatusCode::OK, "{repo}:{tag}");
+    }
     cluster.stop().await;
 }

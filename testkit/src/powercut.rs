@@ -331,11 +331,13 @@ impl State {
         let Content::File { pages, size } = &mut self.node_mut(ino)?.content else { return Err(Errno::EISDIR) };
         if new < *size {
             pages.truncate(new.div_ceil(PAGE as u64) as usize);
+            // The page the new end falls in, if it holds data (a file grown by `set_len` may
+            // have fewer pages than its size): past the end it reads zeros from now on.
             let tail = (new % PAGE as u64) as usize;
             if tail != 0
-                && let Some(last) = pages.last_mut()
+                && let Some(page) = pages.get_mut((new / PAGE as u64) as usize)
             {
-                Arc::make_mut(last)[tail..].fill(0);
+                Arc::make_mut(page)[tail..].fill(0);
             }
         }
         *size = new;
@@ -756,6 +758,20 @@ mod tests {
         fs.power_on().expect("power on");
         assert!(!fs.join("d").exists());
         assert_eq!(std::fs::read(fs.join("b")).expect("b"), b"world");
+    }
+
+    #[test]
+    fn a_file_grown_sparse_then_shrunk_keeps_its_data() {
+        let fs = PowerCutFs::mount().expect("mount");
+        let path = fs.join("sparse");
+        let f = write(&path, &[7; 100]);
+        f.set_len(3 * PAGE as u64).expect("grow");
+        f.set_len(PAGE as u64 + 50).expect("shrink"); // the end falls in a page never written
+        f.set_len(3 * PAGE as u64).expect("grow again");
+        let data = std::fs::read(&path).expect("read");
+        assert_eq!(data.len(), 3 * PAGE);
+        assert_eq!(&data[..100], &[7; 100]);
+        assert!(data[100..].iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -26,11 +26,20 @@ pub struct Options {
     /// Put a [`FaultProxy`] between each replica and PostgreSQL, and between each replica and
     /// the S3 server ([`Cluster::db_faults`], [`Cluster::s3_faults`]).
     pub faults: bool,
+    /// `[database] idle_transaction_timeout_secs` of every replica.
+    pub idle_transaction_secs: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { replicas: 3, gc_grace_secs: 3600, database_url: None, redirect: false, faults: false }
+        Options {
+            replicas: 3,
+            gc_grace_secs: 3600,
+            database_url: None,
+            redirect: false,
+            faults: false,
+            idle_transaction_secs: 15,
+        }
     }
 }
 
@@ -93,7 +102,7 @@ impl Cluster {
                 format!(
                     "data_dir = {data:?}\nlog_level = \"info\"\nexternal_url = \"http://127.0.0.1:{proxy_port}\"\n\
                      [auth]\nrealm = \"http://127.0.0.1:{proxy_port}/auth/token\"\n\
-                     [database]\nurl = {db:?}\npool_size = 8\n\
+                     [database]\nurl = {db:?}\npool_size = 8\nidle_transaction_timeout_secs = {idle}\n\
                      [storage]\ntype = \"s3\"\nbucket = {bucket:?}\nendpoint = {endpoint:?}\nregion = {region:?}\n\
                      path_style = true\nredirect = {redirect}\npart_size_mib = 5\n\
                      [gc]\ninterval_secs = 0\ngrace_secs = {grace}\n",
@@ -103,6 +112,7 @@ impl Cluster {
                     endpoint = endpoint,
                     region = s3.region,
                     redirect = options.redirect,
+                    idle = options.idle_transaction_secs,
                     grace = options.gc_grace_secs,
                 ),
             )
