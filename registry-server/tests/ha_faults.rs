@@ -438,3 +438,100 @@ async fn a_replica_stalled_mid_transaction_holds_the_others_up_no_longer_than_th
     }
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_stores_slow_a_replica_down_and_lose_nothing() {
+    let cluster = Cluster::start(Options { faults: true, ..Options::default() }).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pushers = start_pushers(&cluster, 3, &stop).await;
+    wait_for_progress(&cluster, "library/load0", 2).await;
+
+    // Replica 0's PostgreSQL and S3 answer after 150 ms each way (each request through it takes
+    // seconds); replica 1's S3 trickles at 1 MiB/s.
+    cluster.db_faults[0].delay(Duration::from_millis(150));
+    cluster.s3_faults[0].delay(Duration::from_millis(150));
+    cluster.s3_faults[1].throttle(1 << 20);
+    let scope = "repository:library/slow:pull,push";
+    let t = token_from(&cluster.replica(2), scope).await;
+    let slow =
+        push_image(&cluster.replica(0), "library/slow", &t, "through-slow-stores", Duration::from_secs(120)).await;
+    let slow = slow.expect("a push through slow stores goes through, slowly");
+    eprintln!("a push through replica 0 with 150 ms stores: {slow:?}");
+    assert!(slow > Duration::from_secs(1), "the delay was in force: {slow:?}");
+    // Slow is not down: still ready (its ping answers within the timeout).
+    assert!(readiness_becomes(&cluster, 0, StatusCode::OK).await < Duration::from_secs(10), "slow, and ready");
+    // A 3 MiB blob through the throttled replica arrives whole.
+    let data: Vec<u8> = (0..3 * MIB).map(|i| (i % 249) as u8).collect();
+    let c = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client");
+    let started = tokio::time::Instant::now();
+    let digest = try_push_blob(&c, &cluster.replica(1), "library/slow", &data, &t).await.expect("throttled push");
+    eprintln!("3 MiB through replica 1's 1 MiB/s S3: {:?}", started.elapsed());
+    let got = c
+        .get(format!("{}/v2/library/slow/blobs/{digest}", cluster.replica(2)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(Digest::sha256_of(&got.bytes().await.expect("body")), digest);
+    // The others kept pushing meanwhile.
+    wait_for_progress_via(&cluster.replica(2), "library/load0", 6).await;
+
+    for f in cluster.db_faults.iter().chain(&cluster.s3_faults) {
+        f.heal();
+    }
+    wait_for_progress(&cluster, "library/load0", 8).await;
+    finish(&cluster, stop, pushers).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tag_moved_through_any_replica_reads_back_moved_through_every_replica() {
+    let cluster = Cluster::start(Options { faults: true, ..Options::default() }).await;
+    // One replica's database is slow: a cache or a lagging read would show there first.
+    cluster.db_faults[2].delay(Duration::from_millis(20));
+    let repo = "library/moving";
+    let scope = format!("repository:{repo}:pull,push");
+    let tokens: Vec<String> = futures::future::join_all((0..3).map(|i| {
+        let base = cluster.replica(i);
+        let scope = scope.clone();
+        async move { token_from(&base, &scope).await }
+    }))
+    .await;
+    let c = client();
+    let config = b"{}".to_vec();
+    let cfg = try_push_blob(&c, &cluster.replica(0), repo, &config, &tokens[0]).await.expect("config");
+    for n in 0..30usize {
+        let writer = n % 3;
+        let layer = format!("move {n}").into_bytes();
+        let l = try_push_blob(&c, &cluster.replica(writer), repo, &layer, &tokens[writer]).await.expect("layer");
+        let manifest = image_manifest(&cfg, config.len(), &[(l, layer.len())], "");
+        let digest = Digest::sha256_of(manifest.as_bytes());
+        let resp = c
+            .put(format!("{}/v2/{repo}/manifests/latest", cluster.replica(writer)))
+            .bearer_auth(&tokens[writer])
+            .header("content-type", OCI_MANIFEST)
+            .body(manifest)
+            .send()
+            .await
+            .expect("move");
+        assert_eq!(resp.status(), StatusCode::CREATED, "move {n} through replica {writer}");
+        for (reader, token) in tokens.iter().enumerate() {
+            for method in [reqwest::Method::HEAD, reqwest::Method::GET] {
+                let resp = c
+                    .request(method.clone(), format!("{}/v2/{repo}/manifests/latest", cluster.replica(reader)))
+                    .bearer_auth(token)
+                    .header("accept", OCI_MANIFEST)
+                    .send()
+                    .await
+                    .expect("read");
+                assert_eq!(resp.status(), StatusCode::OK);
+                assert_eq!(
+                    header(&resp, "docker-content-digest"),
+                    digest.to_string(),
+                    "move {n} through replica {writer}, {method} through replica {reader}: an older tag"
+                );
+            }
+        }
+    }
+    cluster.stop().await;
+}
