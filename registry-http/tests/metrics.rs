@@ -91,6 +91,7 @@ async fn counters_move_as_requests_are_made() {
     assert!(hits("manifest_bytes") >= 1.0, "{cached:?}");
     assert!(hits("tags") >= 1.0, "{cached:?}");
     assert!(cached.contains_key(r#"registry_cache_misses{cache="manifests"}"#));
+    assert!(get(&cached, "registry_runtime_tasks") >= 1.0, "the runtime's tasks: {cached:?}");
     reg.stop().await;
 
     let plain = TestRegistry::start().await.expect("start");

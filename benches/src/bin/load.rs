@@ -4,7 +4,7 @@
 //!
 //! `cargo build --release -p registry-server --bin registry && cargo run --release -p registry-benches --bin load [runs]`
 //!
-//! `load ha [runs]`: the replicated shape instead (see `load/ha.rs`); `load soak [seconds]`: the
+//! `load ha [runs]`: the replicated shape instead (see `load/ha.rs`); `load soak [seconds] [embedded|replicated] [clients]`: the
 //! sustained mixed load (see `load/soak.rs`); `load governance [runs]`: quotas and immutability
 //! on versus off (see `load/governance.rs`); `load pull-policies [runs]`: content trust and
 //! vulnerability prevention on versus off (see `load/pull_policies.rs`); `load push-cpu [runs]`:
@@ -58,6 +58,17 @@ mod soak;
 const GIB: usize = 1 << 30;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// A request not sent: the connection had been closed (a proxy closes keep-alive connections
+/// after so many requests, saying so in the last response). Nothing happened; a client reconnects.
+#[derive(Debug)]
+struct ConnectionClosed;
+
+impl std::fmt::Display for ConnectionClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the connection was closed before the request was sent")
+    }
+}
+
 /// One keep-alive HTTP/1.1 connection.
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
@@ -75,7 +86,7 @@ impl Conn {
 
     /// Sends a body-less request; returns status and the body.
     async fn fetch(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, Bytes)> {
-        self.sender.ready().await?;
+        self.sender.ready().await.map_err(|e| anyhow::Error::new(e).context(ConnectionClosed))?;
         let mut req = Request::builder().method(method).uri(path).header("host", &self.host);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -93,7 +104,7 @@ impl Conn {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> anyhow::Result<(u16, http::HeaderMap, u64)> {
-        self.sender.ready().await?;
+        self.sender.ready().await.map_err(|e| anyhow::Error::new(e).context(ConnectionClosed))?;
         let mut req = Request::builder().method(method).uri(path).header("host", &self.host);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -627,7 +638,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::args().nth(1).as_deref() == Some("soak") {
         let seconds = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(300);
-        return soak::run(&binary, seconds).await;
+        let shape = std::env::args().nth(3).unwrap_or_else(|| "embedded".into());
+        let clients = std::env::args().nth(4).map(|s| s.parse()).transpose()?.unwrap_or(64);
+        return soak::run(&binary, seconds, &shape, clients).await;
     }
     if std::env::args().nth(1).as_deref() == Some("auth-par") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);

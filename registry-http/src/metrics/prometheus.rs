@@ -49,6 +49,7 @@ pub struct Metrics {
     jobs: Family<JobLabels, Gauge>,
     cache_hits: Family<CacheLabels, Gauge>,
     cache_misses: Family<CacheLabels, Gauge>,
+    tasks: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -110,6 +111,12 @@ impl Metrics {
             cache_hits.clone(),
         );
         exposition.register("cache_misses", "Look-ups a read cache could not answer since start", cache_misses.clone());
+        let tasks = Gauge::default();
+        exposition.register(
+            "runtime_tasks",
+            "Tasks alive in the process's async runtime (connections, requests, background loops)",
+            tasks.clone(),
+        );
         Arc::new(Metrics {
             exposition,
             requests,
@@ -123,6 +130,7 @@ impl Metrics {
             jobs,
             cache_hits,
             cache_misses,
+            tasks,
         })
     }
 
@@ -158,6 +166,9 @@ impl Metrics {
             let labels = CacheLabels { cache: stat.cache };
             self.cache_hits.get_or_create(&labels).set(i64::try_from(stat.hits).unwrap_or(i64::MAX));
             self.cache_misses.get_or_create(&labels).set(i64::try_from(stat.misses).unwrap_or(i64::MAX));
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.tasks.set(i64::try_from(runtime.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
         }
         let store: &dyn MetadataStore = &**registry.metadata_store();
         match store.job_counts().await {

@@ -1,21 +1,42 @@
-//! The sustained load: 64 clients on loopback mixing pushes, pulls, tag listings and deletes (each
-//! client keeping at most 40 images, so the registry reaches a steady state) for several minutes against our registry (release build, filesystem storage, garbage collection
-//! every 30 s under the load), counting errors and digest mismatches, sampling the server's
-//! resident memory and open file descriptors every second.
+//! The sustained load, on either deployment shape: clients on loopback mixing pushes, pulls, tag
+//! listings and deletes (each client keeping at most 40 images, so the registry reaches a steady
+//! state), logging in again every 100 operations (a token with Basic credentials, and a management
+//! API call with them), with garbage collection every 30 s under the load and a webhook policy
+//! delivering every push and delete to a receiver on loopback. Token auth is on.
 //!
-//! `cargo run --release -p registry-benches --bin load -- soak [seconds]` (default 300)
+//! Every second it samples the registry processes' resident memory and open file descriptors;
+//! every minute it prints a row with those, the tasks alive in each process's async runtime
+//! (`registry_runtime_tasks` from `/metrics`), the database connections (`pg_stat_activity`, on
+//! the replicated shape), the operations and webhook deliveries of the minute, and the errors.
+//! The first minute warms the caches up; the second is the reference for "flat".
+//!
+//! ```sh
+//! cargo build --release -p registry-server --bin registry
+//! cargo run --release -p registry-benches --bin load -- soak [seconds] [embedded|replicated] [clients]
+//! ```
+//!
+//! `replicated`: three replicas on PostgreSQL (a throwaway database on `REGISTRY_TEST_POSTGRES` or
+//! the machine's) and Garage (`REGISTRY_GARAGE`) behind nginx, as `load ha` runs them.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use base64::Engine as _;
 use bytes::Bytes;
 use registry_core::Digest;
+use registry_postgres::testing::TestDatabase;
+use testkit::proxy::{Proxy, reserve_port};
+use testkit::s3::S3Server;
 
-use super::{Conn, OCI_MANIFEST, header, path_of, rss_kib, start_ours, test_data};
+use super::{Conn, OCI_MANIFEST, Server, header, path_of, rss_kib, start_ours, test_data};
 
-const CLIENTS: usize = 64;
+const PASSWORD: &str = "load-test-password";
+/// Operations between two logins of a client.
+const LOGIN_EVERY: u64 = 100;
 
 #[derive(Default)]
 struct Counts {
@@ -23,66 +44,100 @@ struct Counts {
     pulls: AtomicU64,
     listings: AtomicU64,
     deletes: AtomicU64,
+    logins: AtomicU64,
+    reconnects: AtomicU64,
     errors: AtomicU64,
     mismatches: AtomicU64,
+}
+
+impl Counts {
+    fn ops(&self) -> u64 {
+        [&self.pushes, &self.pulls, &self.listings, &self.deletes, &self.logins]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 fn fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0)
 }
 
+fn basic() -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}")))
+}
+
 /// Pushes a small image (config + one layer, monolithic or in two chunks) tagged `tag`; returns
 /// the manifest's digest and the layer's.
-async fn push_image(c: &mut Conn, repo: &str, tag: &str, seed: u64, chunked: bool) -> anyhow::Result<(Digest, Digest)> {
+async fn push_image(
+    c: &mut Conn,
+    auth: &str,
+    repo: &str,
+    tag: &str,
+    seed: u64,
+    chunked: bool,
+) -> anyhow::Result<(Digest, Digest)> {
     let layer = test_data(16 << 10 | (seed as usize % (240 << 10)), seed);
     let config = Bytes::from(format!(r#"{{"seed":{seed}}}"#));
+    let a = [("authorization", auth)];
     let mut digests = Vec::new();
     for (i, blob) in [&config, &layer].into_iter().enumerate() {
         let digest = Digest::sha256_of(blob);
-        let (status, h, _) = c.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], Bytes::new()).await?;
+        let (status, h, _) = c.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &a, Bytes::new()).await?;
         anyhow::ensure!(status == 202, "POST {status}");
         let mut location = path_of(&header(&h, "location"));
+        let mut body = blob.clone();
         if chunked && i == 1 {
             let half = blob.len() / 2;
             let range = format!("0-{}", half - 1);
-            let hh = [("content-range", range.as_str()), ("content-type", "application/octet-stream")];
+            let hh = [
+                ("authorization", auth),
+                ("content-range", range.as_str()),
+                ("content-type", "application/octet-stream"),
+            ];
             let (status, h, _) = c.send("PATCH", &location, &hh, blob.slice(..half)).await?;
             anyhow::ensure!(status == 202, "PATCH {status}");
             location = path_of(&header(&h, "location"));
-            let sep = if location.contains('?') { '&' } else { '?' };
-            let (status, _, _) =
-                c.send("PUT", &format!("{location}{sep}digest={digest}"), &[], blob.slice(half..)).await?;
-            anyhow::ensure!(status == 201, "PUT {status}");
-        } else {
-            let sep = if location.contains('?') { '&' } else { '?' };
-            let (status, _, _) = c.send("PUT", &format!("{location}{sep}digest={digest}"), &[], blob.clone()).await?;
-            anyhow::ensure!(status == 201, "PUT {status}");
+            body = blob.slice(half..);
         }
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let (status, _, _) = c.send("PUT", &format!("{location}{sep}digest={digest}"), &a, body).await?;
+        anyhow::ensure!(status == 201, "PUT {status}");
         digests.push((digest, blob.len()));
     }
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
         digests[0].0, digests[0].1, digests[1].0, digests[1].1
     );
-    let (status, _, _) = c
-        .send(
-            "PUT",
-            &format!("/v2/{repo}/manifests/{tag}"),
-            &[("content-type", OCI_MANIFEST)],
-            Bytes::from(manifest.clone()),
-        )
-        .await?;
+    let hh = [("authorization", auth), ("content-type", OCI_MANIFEST)];
+    let (status, _, _) =
+        c.send("PUT", &format!("/v2/{repo}/manifests/{tag}"), &hh, Bytes::from(manifest.clone())).await?;
     anyhow::ensure!(status == 201, "manifest PUT {status}");
     Ok((Digest::sha256_of(manifest.as_bytes()), digests[1].0.clone()))
 }
 
+/// A login: a token for the client's repository with Basic credentials (as podman asks one per
+/// scope), and a management API call with them (as Harbor's API clients send them every time).
+async fn login(c: &mut Conn, repo: &str) -> anyhow::Result<String> {
+    let basic = basic();
+    let path = format!("/auth/token?service=registry&scope=repository:{repo}:pull,push,delete");
+    let (status, body) = c.fetch("GET", &path, &[("authorization", &basic)]).await?;
+    anyhow::ensure!(status == 200, "token {status}");
+    let json: serde_json::Value = serde_json::from_slice(&body)?;
+    let token = json["token"].as_str().context("no token")?;
+    let (status, _) = c.fetch("GET", "/api/v2.0/projects?page_size=5", &[("authorization", &basic)]).await?;
+    anyhow::ensure!(status == 200, "API {status}");
+    Ok(format!("Bearer {token}"))
+}
+
 /// One client: its own repository, a mix of operations until `deadline`.
-async fn client(addr: std::net::SocketAddr, id: usize, deadline: Instant, counts: Arc<Counts>) {
-    let repo = format!("soak/c{id}");
+async fn client(addr: SocketAddr, id: usize, deadline: Instant, counts: Arc<Counts>) {
+    let repo = format!("library/soak-c{id}");
     let mut images: Vec<(String, Digest, Digest)> = Vec::new();
     let mut x: u64 = (id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut next = 0u64;
+    let (mut next, mut done) = (0u64, 0u64);
     let mut conn = None;
+    let mut auth: Option<String> = None;
     while Instant::now() < deadline {
         x ^= x << 13;
         x ^= x >> 7;
@@ -93,106 +148,285 @@ async fn client(addr: std::net::SocketAddr, id: usize, deadline: Instant, counts
                 Ok(c) => conn.insert(c),
                 Err(_) => {
                     counts.errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
         let roll = x % 100;
         let result: anyhow::Result<()> = async {
+            done += 1;
+            if auth.is_none() || done.is_multiple_of(LOGIN_EVERY) {
+                auth = Some(login(c, &repo).await?);
+                counts.logins.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let a = auth.clone().unwrap_or_default();
             // Each client keeps at most 40 images: a steady state, in which memory must stay flat.
             let full = images.len() >= 40;
             if (roll < 30 || images.is_empty()) && !full {
                 next += 1;
                 let tag = format!("t{next}");
-                let (manifest, layer) = push_image(c, &repo, &tag, x, roll.is_multiple_of(2)).await?;
+                let (manifest, layer) = push_image(c, &a, &repo, &tag, x, roll.is_multiple_of(2)).await?;
                 images.push((tag, manifest, layer));
                 counts.pushes.fetch_add(1, Ordering::Relaxed);
             } else if roll < 70 && !full {
                 let (tag, manifest, layer) = &images[(x as usize / 7) % images.len()];
-                let (status, body) =
-                    c.fetch("GET", &format!("/v2/{repo}/manifests/{tag}"), &[("accept", OCI_MANIFEST)]).await?;
+                let h = [("authorization", a.as_str()), ("accept", OCI_MANIFEST)];
+                let (status, body) = c.fetch("GET", &format!("/v2/{repo}/manifests/{tag}"), &h).await?;
                 anyhow::ensure!(status == 200, "manifest GET {status}");
-                let (status, blob) = c.fetch("GET", &format!("/v2/{repo}/blobs/{layer}"), &[]).await?;
+                let (status, blob) =
+                    c.fetch("GET", &format!("/v2/{repo}/blobs/{layer}"), &[("authorization", a.as_str())]).await?;
                 anyhow::ensure!(status == 200, "blob GET {status}");
                 if &Digest::sha256_of(&body) != manifest || &Digest::sha256_of(&blob) != layer {
                     counts.mismatches.fetch_add(1, Ordering::Relaxed);
                 }
                 counts.pulls.fetch_add(1, Ordering::Relaxed);
             } else if roll < 85 && !full {
-                let (status, body) = c.fetch("GET", &format!("/v2/{repo}/tags/list?n=100"), &[]).await?;
+                let h = [("authorization", a.as_str())];
+                let (status, body) = c.fetch("GET", &format!("/v2/{repo}/tags/list?n=100"), &h).await?;
                 anyhow::ensure!(status == 200, "tags {status}");
                 anyhow::ensure!(body.len() > 2, "empty tag list");
                 counts.listings.fetch_add(1, Ordering::Relaxed);
             } else {
-                let (_, manifest, _) = images.remove((x as usize / 11) % images.len());
+                let victim = (x as usize / 11) % images.len();
+                let manifest = images[victim].1.clone();
+                let h = [("authorization", a.as_str())];
                 let (status, _, _) =
-                    c.send("DELETE", &format!("/v2/{repo}/manifests/{manifest}"), &[], Bytes::new()).await?;
+                    c.send("DELETE", &format!("/v2/{repo}/manifests/{manifest}"), &h, Bytes::new()).await?;
                 anyhow::ensure!(status == 202, "DELETE {status}");
+                images.remove(victim);
                 counts.deletes.fetch_add(1, Ordering::Relaxed);
             }
             Ok(())
         }
         .await;
         if let Err(e) = result {
+            conn = None;
+            if e.downcast_ref::<super::ConnectionClosed>().is_some() {
+                // Not sent: reconnect and go on (a push half done is pushed again: idempotent).
+                counts.reconnects.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             counts.errors.fetch_add(1, Ordering::Relaxed);
             eprintln!("client {id}: {e:#}");
             conn = None;
+            auth = None;
         }
     }
 }
 
-pub(super) async fn run(binary: &Path, seconds: u64) -> anyhow::Result<()> {
+/// The registry processes under load, the address clients use, and what keeps the shape up.
+struct Soaked {
+    target: SocketAddr,
+    replicas: Vec<Server>,
+    database: Option<TestDatabase>,
+    s3: Option<S3Server>,
+    proxy: Option<Proxy>,
+}
+
+const EXTRA: &str = "[gc]\ninterval_secs = 30\ngrace_secs = 10\n[metrics]\nenabled = true\n";
+
+async fn embedded(binary: &Path, work: &Path) -> anyhow::Result<Soaked> {
+    let server = start_ours(binary, work, true, EXTRA).await?;
+    Ok(Soaked { target: server.addr, replicas: vec![server], database: None, s3: None, proxy: None })
+}
+
+async fn replicated(binary: &Path, work: &Path) -> anyhow::Result<Soaked> {
+    let s3 = S3Server::garage().await;
+    let db = TestDatabase::create().await;
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        let dir = work.join(format!("replica-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let extra = format!(
+            "{EXTRA}[database]\nurl = {:?}\npool_size = 16\n[storage]\ntype = \"s3\"\nbucket = {:?}\nendpoint = {:?}\n\
+             region = {:?}\npath_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+            db.url(),
+            s3.bucket,
+            s3.endpoint,
+            s3.region,
+            s3.access_key_id,
+            s3.secret_access_key
+        );
+        replicas.push(start_ours(binary, &dir, true, &extra).await?);
+    }
+    let upstreams: Vec<String> = replicas.iter().map(|s| s.addr.to_string()).collect();
+    let proxy = Proxy::start(reserve_port(), &upstreams).await;
+    let target = proxy.addr.parse()?;
+    Ok(Soaked { target, replicas, database: Some(db), s3: Some(s3), proxy: Some(proxy) })
+}
+
+/// Allows loopback webhook targets and points a policy of `library` at `url` (pushes, deletes).
+async fn webhook_policy(target: SocketAddr, url: &str) -> anyhow::Result<()> {
+    let mut c = Conn::open(target).await?;
+    let basic = basic();
+    let json = [("authorization", basic.as_str()), ("content-type", "application/json")];
+    let allow = Bytes::from(r#"{"webhook_allow_private_targets": true}"#);
+    let (status, _, _) = c.send("PUT", "/api/v2.0/configurations", &json, allow).await?;
+    anyhow::ensure!(status == 200, "configurations {status}");
+    let policy = serde_json::json!({
+        "name": "soak",
+        "targets": [{"type": "http", "address": url}],
+        "event_types": ["PUSH_ARTIFACT", "DELETE_ARTIFACT"],
+        "enabled": true,
+    });
+    let body = Bytes::from(policy.to_string());
+    let (status, _, _) = c.send("POST", "/api/v2.0/projects/library/webhook/policies", &json, body).await?;
+    anyhow::ensure!(status == 201, "webhook policy {status}");
+    Ok(())
+}
+
+/// `registry_runtime_tasks` of one process.
+async fn runtime_tasks(addr: SocketAddr) -> u64 {
+    let Ok(mut c) = Conn::open(addr).await else { return 0 };
+    let Ok((200, body)) = c.fetch("GET", "/metrics", &[]).await else { return 0 };
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix("registry_runtime_tasks ").and_then(|v| v.trim().parse::<f64>().ok()))
+        .unwrap_or(0.0) as u64
+}
+
+/// Connections to the replicas' database, not counting this one.
+async fn database_connections(url: &str) -> anyhow::Result<u64> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// One minute's row.
+#[derive(Clone, Copy)]
+struct Row {
+    minute: u64,
+    ops: u64,
+    deliveries: u64,
+    errors: u64,
+    rss_mib: f64,
+    fds: f64,
+    tasks: u64,
+    connections: Option<u64>,
+}
+
+pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize) -> anyhow::Result<()> {
     let work = tempfile::Builder::new().prefix("registry-soak-").tempdir_in(std::env::temp_dir())?;
-    let server = start_ours(binary, work.path(), false, "[gc]\ninterval_secs = 30\ngrace_secs = 10\n").await?;
-    let pid = server.pid().ok_or_else(|| anyhow::anyhow!("no pid"))?;
+    let soaked = match shape {
+        "embedded" => embedded(binary, work.path()).await?,
+        "replicated" => replicated(binary, work.path()).await?,
+        other => anyhow::bail!("soak: shape {other:?}: embedded or replicated"),
+    };
+    let pids: Vec<u32> = soaked.replicas.iter().filter_map(Server::pid).collect();
+    let mut receiver = testkit::hook::Receiver::start(200, true).await;
+    let delivered = receiver.arrived.clone();
+    webhook_policy(soaked.target, &receiver.url).await?;
+    let drain = tokio::spawn(async move {
+        loop {
+            receiver.next().await;
+        }
+    });
+
     let counts = Arc::new(Counts::default());
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..CLIENTS).map(|i| tokio::spawn(client(server.addr, i, deadline, counts.clone()))).collect();
-    let mut samples = Vec::new();
+    let tasks: Vec<_> =
+        (0..clients).map(|i| tokio::spawn(client(soaked.target, i, deadline, counts.clone()))).collect();
+    println!(
+        "\nSustained load on the {shape} shape: {clients} clients, {seconds} s, garbage collection every 30 s, a webhook per push and delete\n"
+    );
+    println!(
+        "| minute | operations | webhook deliveries | errors | RSS (MiB) | open fds | runtime tasks | database connections |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut rows: Vec<Row> = Vec::new();
+    let (mut window, mut last_ops, mut last_delivered) = (Vec::new(), 0u64, 0u64);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        samples.push((started.elapsed().as_secs(), rss_kib(pid).unwrap_or(0), fds(pid)));
+        let rss: u64 = pids.iter().map(|p| rss_kib(*p).unwrap_or(0)).sum();
+        let fd: u64 = pids.iter().map(|p| fds(*p)).sum();
+        window.push((rss, fd));
+        let elapsed = started.elapsed().as_secs();
+        if elapsed.is_multiple_of(60) || Instant::now() >= deadline {
+            let n = window.len().max(1) as f64;
+            let mut tasks_now = 0;
+            for s in &soaked.replicas {
+                tasks_now += runtime_tasks(s.addr).await;
+            }
+            let connections = match &soaked.database {
+                Some(db) => Some(database_connections(db.url()).await?),
+                None => None,
+            };
+            let (ops, got) = (counts.ops(), delivered.load(Ordering::Relaxed) as u64);
+            let row = Row {
+                minute: elapsed.div_ceil(60),
+                ops: ops - last_ops,
+                deliveries: got - last_delivered,
+                errors: counts.errors.load(Ordering::Relaxed),
+                rss_mib: window.iter().map(|w| w.0 as f64).sum::<f64>() / n / 1024.0,
+                fds: window.iter().map(|w| w.1 as f64).sum::<f64>() / n,
+                tasks: tasks_now,
+                connections,
+            };
+            (last_ops, last_delivered) = (ops, got);
+            window.clear();
+            println!(
+                "| {} | {} | {} | {} | {:.1} | {:.0} | {} | {} |",
+                row.minute,
+                row.ops,
+                row.deliveries,
+                row.errors,
+                row.rss_mib,
+                row.fds,
+                row.tasks,
+                row.connections.map_or("–".to_owned(), |c| c.to_string())
+            );
+            rows.push(row);
+        }
     }
     for t in tasks {
         t.await?;
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    drain.abort();
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let ops = get(&counts.pushes) + get(&counts.pulls) + get(&counts.listings) + get(&counts.deletes);
-    let minute = |from: usize, to: usize| -> (f64, f64) {
-        let window: Vec<_> = samples.iter().skip(from).take(to - from).collect();
-        let n = window.len().max(1) as f64;
-        (
-            window.iter().map(|s| s.1 as f64).sum::<f64>() / n / 1024.0,
-            window.iter().map(|s| s.2 as f64).sum::<f64>() / n,
-        )
-    };
-    let n = samples.len();
-    // The first minute warms caches up; the second is the reference.
-    let (first_rss, first_fds) = minute(n.min(60), n.min(120));
-    let (last_rss, last_fds) = minute(n.saturating_sub(60), n);
-    let peak_rss = samples.iter().map(|s| s.1).max().unwrap_or(0) as f64 / 1024.0;
-    let peak_fds = samples.iter().map(|s| s.2).max().unwrap_or(0);
-    println!("\nSustained load: {CLIENTS} clients, {seconds} s, garbage collection every 30 s (grace 10 s)\n");
-    println!("| figure | value |");
-    println!("|---|---|");
-    println!("| operations | {ops} ({:.0}/s) |", ops as f64 / elapsed);
     println!(
-        "| pushes / pulls / tag listings / deletes | {} / {} / {} / {} |",
+        "\npushes / pulls / tag listings / deletes / logins: {} / {} / {} / {} / {}; reconnects {}; errors {}; digest mismatches {}",
         get(&counts.pushes),
         get(&counts.pulls),
         get(&counts.listings),
-        get(&counts.deletes)
+        get(&counts.deletes),
+        get(&counts.logins),
+        get(&counts.reconnects),
+        get(&counts.errors),
+        get(&counts.mismatches)
     );
-    println!("| errors | {} |", get(&counts.errors));
-    println!("| digest mismatches | {} |", get(&counts.mismatches));
-    println!(
-        "| RSS, mean of the second minute / of the last minute / peak | {first_rss:.1} / {last_rss:.1} / {peak_rss:.1} MiB |"
-    );
-    println!(
-        "| open fds, mean of the second minute / of the last minute / peak | {first_fds:.0} / {last_fds:.0} / {peak_fds} |"
-    );
+    if let (Some(second), Some(last)) = (rows.get(1), rows.last()) {
+        println!(
+            "second minute → last: RSS {:.1} → {:.1} MiB, open fds {:.0} → {:.0}, runtime tasks {} → {}, database connections {} → {}",
+            second.rss_mib,
+            last.rss_mib,
+            second.fds,
+            last.fds,
+            second.tasks,
+            last.tasks,
+            second.connections.map_or("–".to_owned(), |c| c.to_string()),
+            last.connections.map_or("–".to_owned(), |c| c.to_string())
+        );
+    }
+    let Soaked { replicas, database, s3, proxy, .. } = soaked;
+    drop(replicas);
+    if let Some(proxy) = proxy {
+        proxy.stop().await;
+    }
+    if let Some(s3) = s3 {
+        s3.stop().await;
+    }
+    if let Some(db) = database {
+        db.drop_database().await;
+    }
     anyhow::ensure!(get(&counts.errors) == 0 && get(&counts.mismatches) == 0, "errors under sustained load");
     Ok(())
 }
