@@ -1,7 +1,8 @@
 //! Faults in the replicated shape: a replica SIGKILLed during pushes, PostgreSQL restarted under
 //! load, the S3 server restarted under load; the network between one replica and PostgreSQL, or
 //! between it and the S3 server, cut (a fault proxy, `testkit::faultproxy`) while the others serve;
-//! its PostgreSQL connections stalled mid-transaction. Clients retry as real ones do; at the end every
+//! its PostgreSQL connections stalled mid-transaction and while it holds an upload's lease; stores
+//! slowed and throttled; a tag moved through one replica after another. Clients retry as real ones do; at the end every
 //! acknowledged image is intact, and an interrupted upload resumes at its acknowledged offset on
 //! another replica.
 
@@ -532,6 +533,117 @@ async fn a_tag_moved_through_any_replica_reads_back_moved_through_every_replica(
                 );
             }
         }
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_leased_by_a_replica_whose_database_stalls_continues_on_another_once_the_lease_runs_out() {
+    /// `registry_storage`'s upload lease: how long it lasts without renewal.
+    const LEASE: Duration = Duration::from_secs(10);
+    let cluster = Cluster::start(Options { faults: true, idle_transaction_secs: 3, ..Options::default() }).await;
+    let repo = "library/leased";
+    let scope = format!("repository:{repo}:pull,push");
+    let tokens: Vec<String> = futures::future::join_all((0..3).map(|i| {
+        let (base, scope) = (cluster.replica(i), scope.clone());
+        async move { token_from(&base, &scope).await }
+    }))
+    .await;
+    let data: Vec<u8> = (0..12 * MIB).map(|i| (i % 241) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+    let half = 6 * MIB;
+    let c = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client");
+    let resp = c.post(format!("{}/v2/{repo}/blobs/uploads/", cluster.replica(0))).bearer_auth(&tokens[0]).send().await;
+    let location = header(&resp.expect("post"), "location");
+    let patch = |replica: usize, from: usize, to: usize| {
+        let (c, t, url, body) = (
+            c.clone(),
+            tokens[replica].clone(),
+            format!("{}{location}", cluster.replica(replica)),
+            data[from..to].to_vec(),
+        );
+        async move {
+            c.patch(url).bearer_auth(&t).header("content-range", format!("{from}-{}", to - 1)).body(body).send().await
+        }
+    };
+    let resp = patch(0, 0, half).await.expect("first half");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    // Replica 0 takes on the second half, its body arriving in two pieces; once it holds the
+    // upload's lease (read in the database), its database connections stall: it can neither
+    // renew the lease nor release it, nor record what it appends.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    }));
+    let request = c
+        .patch(format!("{}{location}", cluster.replica(0)))
+        .bearer_auth(&tokens[0])
+        .header("content-range", format!("{half}-{}", data.len() - 1))
+        .header("content-length", (data.len() - half).to_string())
+        .body(body);
+    let stalled = tokio::spawn(request.send());
+    tx.send(Ok(data[half..half + MIB].to_vec())).await.expect("first piece");
+    let id = location.split('?').next().and_then(|p| p.rsplit('/').next()).expect("upload id").to_owned();
+    let (db, connection) = tokio_postgres::connect(&cluster.database.url(), tokio_postgres::NoTls).await.expect("db");
+    tokio::spawn(connection);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = db
+            .query_one(
+                "SELECT lease_until > (extract(epoch from now()) * 1000)::bigint FROM uploads WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .expect("the upload's lease");
+        if row.get::<_, bool>(0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "replica 0 never took the lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.db_faults[0].stall(true);
+    let rest = data[half + MIB..].to_vec();
+    let feeder = tokio::spawn(async move {
+        let _ = tx.send(Ok(rest)).await;
+    });
+    let status = c.get(format!("{}{location}", cluster.replica(1))).bearer_auth(&tokens[1]).send().await;
+    let status = status.expect("status");
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&status, "range"), format!("0-{}", half - 1), "only what was acknowledged");
+
+    // The client gives up on replica 0 and goes on through replica 1: it gets the lease once it
+    // runs out, and appends.
+    let started = tokio::time::Instant::now();
+    let resp = patch(1, half, data.len()).await.expect("second half through replica 1");
+    let took = started.elapsed();
+    eprintln!("replica 1 appended {took:?} after replica 0 stalled holding the lease");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED, "resumed on another replica");
+    assert!(took < LEASE + Duration::from_secs(5), "the lease ran out within its time: {took:?}");
+    assert!(took > Duration::from_secs(2), "replica 0 held the lease: {took:?}");
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let resp = c
+        .put(format!("{}{location}{sep}digest={digest}", cluster.replica(2)))
+        .bearer_auth(&tokens[2])
+        .send()
+        .await
+        .expect("complete");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    // Healed, replica 0's late request finds the upload moved on: it cannot be acknowledged, and
+    // the blob stays whole.
+    cluster.db_faults[0].heal();
+    let late = stalled.await.expect("task");
+    feeder.await.expect("feeder");
+    if let Ok(late) = &late {
+        assert_ne!(late.status(), StatusCode::ACCEPTED, "a stale append acknowledged");
+    }
+    eprintln!("replica 0's stalled append, after healing: {:?}", late.map(|r| r.status()));
+    readiness_becomes(&cluster, 0, StatusCode::OK).await;
+    for (i, token) in tokens.iter().enumerate() {
+        let got = c.get(format!("{}/v2/{repo}/blobs/{digest}", cluster.replica(i))).bearer_auth(token).send().await;
+        let got = got.expect("get").bytes().await.expect("body");
+        assert!(got.as_ref() == data.as_slice(), "whole through replica {i}");
     }
     cluster.stop().await;
 }
