@@ -60,11 +60,18 @@ pub(crate) async fn settle(txn: &Transaction<'_>, repo: &str, touched: Touched) 
     let mut change = touched.change;
     if !touched.digests.is_empty() {
         let digests: Vec<&str> = touched.digests.iter().map(String::as_str).collect();
+        // The artifact rule needs a manifest's tags only up to the first that is not cosign's:
+        // one tag outside `sha256-*` (cosign's tags all begin so) settles it, and otherwise a few
+        // of the `sha256-*` ones (a digest has at most three cosign tags per subject). A manifest
+        // with 100,000 tags costs one index probe, not 100,000 rows per write.
         let facts = txn
             .cached_query(
                 "SELECT m.digest, m.subject IS NOT NULL, m.pushed_at,
                         EXISTS (SELECT 1 FROM manifest_refs r WHERE r.reference = m.digest AND r.repository = m.repository),
-                        ARRAY(SELECT t.tag FROM tags t WHERE t.repository = m.repository AND t.digest = m.digest)
+                        ARRAY(SELECT t.tag FROM tags t WHERE t.repository = m.repository AND t.digest = m.digest
+                              AND t.tag NOT LIKE 'sha256-%' LIMIT 1)
+                        || ARRAY(SELECT t.tag FROM tags t WHERE t.repository = m.repository AND t.digest = m.digest
+                              AND t.tag LIKE 'sha256-%' LIMIT 64)
                  FROM manifests m WHERE m.repository = $1 AND m.digest = ANY($2)",
                 &[&repo, &digests],
             )
