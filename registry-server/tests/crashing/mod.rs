@@ -177,11 +177,30 @@ async fn put_manifest(c: &Client, base: &str, repo: &str, reference: &str, manif
 }
 
 /// One client: pushes images, moves `latest` to each, deletes every second image once the next is
-/// pushed, until the server dies.
+/// pushed (and, every fourth round, first an image of an earlier round), until the server dies.
 async fn client_loop(base: String, client: usize, round: usize, mut rng: Rng, shared: Shared) {
     let c = client_for_crashes();
     let repo = format!("crash/c{client}");
     let mut pushed: Vec<(String, Digest)> = Vec::new();
+    // Every fourth round begins with deleting an image of an earlier round (not the one `latest`
+    // names, and only from a repository holding three or more), so that deletes happen however
+    // few images a round gets through.
+    if round % 4 == 3 {
+        let victim = {
+            let l = ledger(&shared);
+            let latest = l.latest.get(&repo).cloned().unwrap_or_default();
+            let mine: Vec<&Digest> =
+                l.verified_manifests.iter().filter(|(r, _, _)| r == &repo).map(|(_, _, d)| d).collect();
+            let candidate =
+                mine.iter().find(|d| Some(**d) != latest.acked.as_ref() && Some(**d) != latest.pending.as_ref());
+            candidate.filter(|_| mine.len() >= 3).map(|d| (*d).clone())
+        };
+        if let Some(victim) = victim
+            && !delete_manifest(&c, &base, &repo, victim, &shared).await
+        {
+            return;
+        }
+    }
     for image in 0.. {
         let config = Bytes::from(format!(r#"{{"client":{client},"round":{round},"image":{image}}}"#));
         let mut layers = Vec::new();
@@ -217,21 +236,30 @@ async fn client_loop(base: String, client: usize, round: usize, mut rng: Rng, sh
         // Delete the image before this one, every second image (never the one `latest` names).
         if image % 2 == 1 && pushed.len() >= 2 {
             let (_, victim) = pushed.remove(pushed.len() - 2);
-            {
-                let mut l = ledger(&shared);
-                l.manifests.retain(|(r, _, d)| !(r == &repo && d == &victim));
-                l.verified_manifests.retain(|(r, _, d)| !(r == &repo && d == &victim));
-                l.maybe_deleted.push((repo.clone(), victim.clone()));
-            }
-            let resp = c.delete(format!("{base}/v2/{repo}/manifests/{victim}")).send().await;
-            if !matches!(resp, Ok(r) if r.status() == StatusCode::ACCEPTED) {
+            if !delete_manifest(&c, &base, &repo, victim, &shared).await {
                 return;
             }
-            let mut l = ledger(&shared);
-            l.maybe_deleted.retain(|(r, d)| !(r == &repo && d == &victim));
-            l.deleted.push((repo.clone(), victim));
         }
     }
+}
+
+/// Deletes a manifest by digest; false when the server went away (the delete may or may not
+/// have happened: no claim either way).
+async fn delete_manifest(c: &Client, base: &str, repo: &str, victim: Digest, shared: &Shared) -> bool {
+    {
+        let mut l = ledger(shared);
+        l.manifests.retain(|(r, _, d)| !(r == repo && d == &victim));
+        l.verified_manifests.retain(|(r, _, d)| !(r == repo && d == &victim));
+        l.maybe_deleted.push((repo.to_owned(), victim.clone()));
+    }
+    let resp = c.delete(format!("{base}/v2/{repo}/manifests/{victim}")).send().await;
+    if !matches!(resp, Ok(r) if r.status() == StatusCode::ACCEPTED) {
+        return false;
+    }
+    let mut l = ledger(shared);
+    l.maybe_deleted.retain(|(r, d)| !(r == repo && d == &victim));
+    l.deleted.push((repo.to_owned(), victim));
+    true
 }
 
 fn client_for_crashes() -> Client {
@@ -475,7 +503,20 @@ pub(crate) async fn run(name: &str, data: PathBuf, stops: usize, seed: u64, stop
                 tokio::spawn(client_loop(base.clone(), i, round, rng, shared.clone()))
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(20 + rng.below(300))).await; // the moment of the stop
+        // The moment of the stop: a seeded delay after the round's first acknowledgement (of a
+        // manifest, every other round), so that the loop makes progress however slow the machine.
+        let waiting = Instant::now();
+        while waiting.elapsed() < Duration::from_secs(30) {
+            let acked = {
+                let l = ledger(&shared);
+                if round % 2 == 0 { !l.manifests.is_empty() } else { !l.blobs.is_empty() }
+            };
+            if acked {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(300))).await;
         stop.before_kill();
         server.child.start_kill().expect("SIGKILL");
         server.child.wait().await.expect("reaped");
