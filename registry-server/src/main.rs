@@ -22,13 +22,6 @@ mod data_dir;
 mod local;
 mod move_up;
 
-/// The allocator. With glibc's, the embedded shape's resident memory grew without end under the
-/// hour-long soak (90 to 350 MiB in 22 minutes) while the live heap stayed at 127 MiB:
-/// `malloc_trim` gave the rest back. Memory freed by the embedded store's page cache and by upload
-/// buffers stayed with glibc's arenas and their raised mmap threshold. mimalloc returns it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use commands::{MemberCommand, ProjectCommand, RobotCommand, UserCommand};
 use config::Config;
 use local::Local;
