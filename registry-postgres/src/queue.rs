@@ -108,9 +108,16 @@ impl JobQueue for PgStore {
             )
             .await
             .map_err(db("counting running jobs"))?;
-        let running = counts
+        let running: std::collections::HashMap<String, usize> = counts
             .iter()
             .map(|r| (r.get::<_, String>(0), usize::try_from(r.get::<_, i64>(1)).unwrap_or(usize::MAX)))
+            .collect();
+        // Only kinds under their limit: a window of candidates filled with jobs of a kind at its
+        // limit would otherwise hold every other kind up for as long as that kind's jobs run.
+        let names: Vec<&str> = kinds
+            .iter()
+            .filter(|k| running.get(&k.kind).copied().unwrap_or(0) < k.limit)
+            .map(|k| k.kind.as_str())
             .collect();
         let rows = txn
             .cached_query(

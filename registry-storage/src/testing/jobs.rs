@@ -119,6 +119,20 @@ pub async fn job_queue_suite(store: &dyn MetadataStore) {
     assert_eq!(stored.status, JobStatus::Failed);
     assert!(stored.error.contains("gone"), "{}", stored.error);
 
+    // A kind at its limit does not hold the others up, however many of its jobs wait ahead of
+    // theirs (a soak found 78 scheduled collections ahead of 2,689 webhook deliveries, and no
+    // delivery claimed for as long as a collection ran).
+    let (slow, quick) = (unique("slow"), unique("quick"));
+    for _ in 0..100 {
+        store.enqueue(&NewJob::new(&slow, "{}".into(), "schedule"), t).await.expect("enqueue");
+    }
+    let (delivery, _) = store.enqueue(&NewJob::new(&quick, "{}".into(), "event"), t + 1).await.expect("enqueue");
+    let both = vec![KindLimit { kind: slow.clone(), limit: 1 }, KindLimit { kind: quick.clone(), limit: 4 }];
+    let first = store.claim(&both, "w", t + 2, 60_000).await.expect("claim").expect("a job");
+    assert_eq!(first.kind, slow, "the oldest first");
+    let next = store.claim(&both, "w", t + 3, 60_000).await.expect("claim").expect("the delivery");
+    assert_eq!(next.id, delivery, "the other kind's job, behind 99 waiting ones at their limit");
+
     policy_rules(store).await;
 }
 
