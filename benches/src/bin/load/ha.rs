@@ -46,6 +46,21 @@ impl Shape {
     }
 }
 
+/// A replica's `[database]` and `[storage]` tables for `db` and `s3` (the `[storage]` table last,
+/// open for more keys).
+pub(super) fn stores_config(db: &TestDatabase, s3: &S3Server) -> String {
+    format!(
+        "[database]\nurl = {:?}\npool_size = 16\n[storage]\ntype = \"s3\"\nbucket = {:?}\nendpoint = {:?}\n\
+         region = {:?}\npath_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+        db.url(),
+        s3.bucket,
+        s3.endpoint,
+        s3.region,
+        s3.access_key_id,
+        s3.secret_access_key
+    )
+}
+
 /// `redirect`: blob downloads answered with a presigned URL (`[storage] redirect = true`).
 async fn ours(
     binary: &Path,
@@ -59,16 +74,7 @@ async fn ours(
     for i in 0..replicas {
         let dir = work.join(format!("ours-{replicas}-{redirect}-{i}"));
         std::fs::create_dir_all(&dir)?;
-        let extra = format!(
-            "[database]\nurl = {:?}\npool_size = 16\n[storage]\ntype = \"s3\"\nbucket = {:?}\nendpoint = {:?}\n\
-             region = {:?}\npath_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\nredirect = {redirect}\n",
-            db.url(),
-            s3.bucket,
-            s3.endpoint,
-            s3.region,
-            s3.access_key_id,
-            s3.secret_access_key
-        );
+        let extra = format!("{}redirect = {redirect}\n", stores_config(db, s3));
         servers.push(start_ours(binary, &dir, false, &extra).await?);
     }
     let upstreams: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();

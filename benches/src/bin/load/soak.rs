@@ -239,16 +239,7 @@ async fn replicated(binary: &Path, work: &Path) -> anyhow::Result<Soaked> {
     for i in 0..3 {
         let dir = work.join(format!("replica-{i}"));
         std::fs::create_dir_all(&dir)?;
-        let extra = format!(
-            "{EXTRA}[database]\nurl = {:?}\npool_size = 16\n[storage]\ntype = \"s3\"\nbucket = {:?}\nendpoint = {:?}\n\
-             region = {:?}\npath_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
-            db.url(),
-            s3.bucket,
-            s3.endpoint,
-            s3.region,
-            s3.access_key_id,
-            s3.secret_access_key
-        );
+        let extra = format!("{EXTRA}{}", super::ha::stores_config(&db, &s3));
         replicas.push(start_ours(binary, &dir, true, &extra).await?);
     }
     let upstreams: Vec<String> = replicas.iter().map(|s| s.addr.to_string()).collect();
