@@ -365,6 +365,7 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
         with_accounts(&config, builder, args.admin_password.as_deref()).await?
     };
     let server = builder.bind(config.listen).await?;
+    let stop = shutdown_signal();
     tracing::info!(
         listen = %server.local_addr(),
         url = %server.url(),
@@ -372,7 +373,7 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
         auth = config.auth.enabled,
         "registry serving"
     );
-    server.serve(shutdown_signal()).await?;
+    server.serve(stop).await?;
     tracing::info!("registry stopped");
     Ok(())
 }
@@ -388,36 +389,50 @@ async fn run_token_server(location: &Location, args: TokenServerArgs) -> anyhow:
     init_logging(&config.log_level, false)?;
     let builder = RegistryBuilder::new().server_options(config.server_options()?).token_service_only();
     let server = with_accounts(&config, builder, args.admin_password.as_deref()).await?.bind(config.listen).await?;
+    let stop = shutdown_signal();
     tracing::info!(listen = %server.local_addr(), service = %config.auth.service, "token service serving");
-    server.serve(shutdown_signal()).await?;
+    server.serve(stop).await?;
     tracing::info!("token service stopped");
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: callers call it before they log that they serve, so a SIGTERM sent as
+/// soon as that line appears stops the server cleanly (it used to kill a server still between the
+/// line and its first poll, as a loaded CI machine showed).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| {
+            let stream = signal(kind);
+            async move {
+                match stream {
+                    Ok(mut s) => {
+                        s.recv().await;
+                        tracing::info!("{name} received");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for {name}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        let (int, term) = (listen(SignalKind::interrupt(), "Ctrl-C"), listen(SignalKind::terminate(), "SIGTERM"));
+        async move {
+            tokio::select! {
+                () = int => {}
+                () = term => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = term => tracing::info!("SIGTERM received"),
+        tracing::info!("Ctrl-C received");
     }
 }

@@ -356,3 +356,17 @@ async fn gc_subcommand_dry_run_then_collect() {
     let line = server.log_line(&["garbage collection finished", "blobs_deleted=0"]).await;
     assert!(line.contains("bytes_freed=0") && line.contains("duration_ms="), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_as_soon_as_it_says_it_serves_stops_it_cleanly() {
+    // The signal handlers are in place before the serving line: a SIGTERM sent the moment it
+    // appears is a clean stop, never the default action's kill (which a loaded CI machine hit).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8").to_owned();
+    for _ in 0..10 {
+        Server::start(BIN, &["--data-dir", &data], &[("REGISTRY_ADMIN_PASSWORD", "a-long-enough-password")])
+            .await
+            .stop()
+            .await;
+    }
+}
