@@ -60,6 +60,13 @@ async function newPage(width = 1280, height = 800) {
   return page;
 }
 
+/** Clicks `button` and waits for a new toast saying `text`: one from an earlier click may still show. */
+async function clickForToast(page, button, text) {
+  await page.evaluate(() => document.querySelectorAll('#toasts .toast').forEach((t) => { t.dataset.seen = '1'; }));
+  await button.click();
+  await page.locator('#toasts .toast:not([data-seen])', { hasText: text }).first().waitFor();
+}
+
 async function shot(page, name) {
   await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 }
@@ -246,8 +253,7 @@ try {
   await admin.getByRole('button', { name: 'Add rule' }).click();
   await admin.getByText('Rule added').last().waitFor();
   await admin.getByRole('cell', { name: 'Retain the most recently pushed 1 artifacts' }).waitFor();
-  await admin.getByRole('button', { name: 'Dry run' }).click();
-  await admin.getByText('Dry run started').waitFor();
+  await clickForToast(admin, admin.getByRole('button', { name: 'Dry run' }), 'Dry run started');
   await admin.getByRole('cell', { name: 'Success', exact: true }).first().waitFor();
   await admin.getByRole('button', { name: 'Repositories' }).first().click();
   await admin.getByRole('dialog').getByRole('cell', { name: 'team/app/web', exact: true }).waitFor();
@@ -260,8 +266,7 @@ try {
   await admin.goto(`${base}/#/settings`);
   await admin.getByLabel('New projects have no storage limit').uncheck();
   await admin.getByLabel('Storage limit of new projects (MiB)').fill('512');
-  await admin.getByRole('button', { name: 'Save' }).click();
-  await admin.getByText('Settings saved').waitFor();
+  await clickForToast(admin, admin.getByRole('button', { name: 'Save' }), 'Settings saved');
   await shot(admin, '06d-settings');
 
   begin('the audit log shows the changes');
@@ -298,15 +303,13 @@ try {
   await admin.goto(`${base}/#/projects/team/configuration`);
   await admin.getByLabel('Prevent vulnerable images from being pulled').check();
   await admin.getByLabel('Prevent pulling images with vulnerabilities of this severity or higher').selectOption('high');
-  await admin.getByRole('button', { name: 'Save security settings' }).click();
-  await admin.getByText('Saved the security settings').waitFor();
+  await clickForToast(admin, admin.getByRole('button', { name: 'Save security settings' }), 'Saved the security settings');
   await shot(admin, '06h-security');
   const vulnerable = runFailing('skopeo', ['inspect', '--tls-verify=false', '--creds', `admin:${process.env.ADMIN_PASSWORD}`,
     `docker://${host}/team/app/web:v1`]);
   assert.ok(vulnerable.includes('prevents pulling images with vulnerabilities of severity High'), `the refusal says why: ${vulnerable}`);
   await admin.getByLabel('Prevent vulnerable images from being pulled').uncheck();
-  await admin.getByRole('button', { name: 'Save security settings' }).click();
-  await admin.getByText('Saved the security settings').waitFor();
+  await clickForToast(admin, admin.getByRole('button', { name: 'Save security settings' }), 'Saved the security settings');
 
   begin('registries: another registry (this one, through its token service) added after a connection test');
   await admin.goto(`${base}/#/registries`);
@@ -369,8 +372,7 @@ try {
 
   begin('garbage collection: a dry run');
   await admin.goto(`${base}/#/gc`);
-  await admin.getByRole('button', { name: 'Dry run' }).click();
-  await admin.getByText('Dry run started').waitFor();
+  await clickForToast(admin, admin.getByRole('button', { name: 'Dry run' }), 'Dry run started');
   await admin.locator('tbody tr').first().getByText('Yes').waitFor();
   await shot(admin, '07-gc');
 
@@ -498,8 +500,7 @@ try {
   await keeper.getByLabel('Search password').fill(process.env.LDAP_ROOT_PASSWORD);
   await keeper.getByRole('button', { name: 'Test LDAP server' }).click();
   await keeper.getByText('these settings work').waitFor();
-  await keeper.getByRole('button', { name: 'Save' }).click();
-  await keeper.getByText('Settings saved').waitFor();
+  await clickForToast(keeper, keeper.getByRole('button', { name: 'Save' }), 'Settings saved');
   await shot(keeper, '12-ldap-settings');
 
   begin('an LDAP group made by its DN and added to a project: its people get the role');
@@ -535,8 +536,7 @@ try {
   await keeper.getByLabel('Client ID').fill(process.env.OIDC_CLIENT_ID);
   await keeper.getByLabel('Client secret').fill(process.env.OIDC_CLIENT_SECRET);
   await keeper.getByLabel('Scopes').fill('openid,profile,email,groups,offline_access');
-  await keeper.getByRole('button', { name: 'Save' }).click();
-  await keeper.getByText('Settings saved').waitFor();
+  await clickForToast(keeper, keeper.getByRole('button', { name: 'Save' }), 'Settings saved');
   const jose = await newPage();
   await jose.goto(`${base}/`);
   await jose.getByRole('link', { name: 'Sign in with Test ID' }).click();
