@@ -148,7 +148,16 @@ impl PgStore {
              -c tcp_keepalives_idle=15 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
             options.idle_transaction_timeout.as_millis().max(1)
         ));
+        // The client's side of the same: an idle pooled connection whose server vanished is found
+        // by keepalives (15 s, then 3 probes 5 s apart), and a request sent into a connection
+        // whose peer stopped acknowledging (a cut link, a dropped route) fails after 30 s of
+        // unacknowledged data (`TCP_USER_TIMEOUT`) instead of the system's retransmission
+        // limit of about 15 minutes. Either way the request is a retryable 503 and the pool
+        // opens a new connection for the next one.
         config.keepalives_idle(Duration::from_secs(15));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(30));
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let manager = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             let tls = tls_connector(options.ca_file.as_deref())
