@@ -430,7 +430,13 @@ impl Podman {
         let dir = tempfile::tempdir().expect("tempdir");
         let w = dir.path().to_owned();
         let conf = w.join("containers.conf");
-        std::fs::write(&conf, "[engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n").expect("conf");
+        // File locks under the private tmpdir: podman's default shared-memory lock (/dev/shm/libpod_lock)
+        // is one per machine, and two podmans creating it at once fail ("file exists").
+        std::fs::write(
+            &conf,
+            "[engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\nlock_type = \"file\"\n",
+        )
+        .expect("conf");
         let mut base = Vec::new();
         for (flag, sub) in
             [("--root", "root"), ("--runroot", "run"), ("--tmpdir", "tmp"), ("--network-config-dir", "net")]
