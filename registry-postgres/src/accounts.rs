@@ -68,7 +68,7 @@ fn robot(row: &tokio_postgres::Row) -> Result<Robot> {
 }
 
 impl PgStore {
-    async fn client_auth(&self) -> Result<deadpool_postgres::Object> {
+    async fn client_auth(&self) -> Result<crate::lease::Lease> {
         Ok(self.client().await?)
     }
 

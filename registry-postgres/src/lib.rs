@@ -37,6 +37,7 @@ use registry_core::{BackendError, SharedClock};
 mod accounts;
 mod events;
 pub use accounts::AccountsImport;
+mod lease;
 mod listing;
 mod meta;
 mod migrations;
@@ -54,7 +55,8 @@ pub struct PgStore {
     clock: SharedClock,
     /// Where the database is, for messages (no password).
     target: Arc<str>,
-    /// How long [`PgStore::ping`] waits for an answer.
+    /// How long [`PgStore::ping`] waits for an answer, and how long a call may hold a connection
+    /// before it is presumed stalled (see `lease.rs`).
     ping_timeout: Duration,
 }
 
@@ -219,8 +221,11 @@ impl PgStore {
         }
     }
 
-    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
-        self.pool.get().await.map_err(pool_err)
+    /// A connection for one call (see `lease.rs`: one held past the connect timeout is closed,
+    /// not pooled again).
+    pub(crate) async fn client(&self) -> Result<lease::Lease, BackendError> {
+        let object = self.pool.get().await.map_err(pool_err)?;
+        Ok(lease::Lease::new(object, self.ping_timeout / 2))
     }
 
     pub(crate) fn now(&self) -> u64 {

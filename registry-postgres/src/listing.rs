@@ -159,7 +159,7 @@ pub(crate) async fn settle(txn: &Transaction<'_>, repo: &str, touched: Touched) 
 
 /// A page of a project's listed repositories.
 pub(crate) async fn project_repositories(
-    client: &deadpool_postgres::Object,
+    client: &crate::lease::Lease,
     project: &str,
     offset: usize,
     limit: usize,

@@ -162,7 +162,7 @@ fn page(mut entries: Vec<String>, limit: usize) -> Page {
 }
 
 impl PgStore {
-    async fn write_txn<'c>(client: &'c mut deadpool_postgres::Object) -> Result<Transaction<'c>> {
+    async fn write_txn<'c>(client: &'c mut crate::lease::Lease) -> Result<Transaction<'c>> {
         client.transaction().await.map_err(db("starting a transaction"))
     }
 }
@@ -322,7 +322,7 @@ impl MetadataStore for PgStore {
             return Ok(None);
         }
         // Out of the pool: a session holding the lock must never serve other requests.
-        let session = deadpool_postgres::Object::take(client);
+        let session = client.detach();
         let job = job.to_owned();
         Ok(Some(registry_storage::JobLock::new(async move {
             if let Err(e) = session.execute("SELECT pg_advisory_unlock(hashtextextended($1, 11))", &[&job]).await {

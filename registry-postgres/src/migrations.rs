@@ -39,7 +39,7 @@ pub(crate) async fn apply(store: &PgStore) -> Result<(), BackendError> {
     Ok(())
 }
 
-async fn apply_locked(client: &mut deadpool_postgres::Object) -> Result<(), BackendError> {
+async fn apply_locked(client: &mut crate::lease::Lease) -> Result<(), BackendError> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",

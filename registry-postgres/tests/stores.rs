@@ -174,6 +174,41 @@ async fn an_unreachable_database_is_named_in_the_error() {
     assert!(err.to_string().contains("invalid PostgreSQL URL"), "{err}");
 }
 
+/// A connection stranded mid-call (its peer gone silent while its kernel still acknowledges, as
+/// after a failover or a lost NAT mapping) is closed when the call is abandoned, not lent to the
+/// next call: readiness and requests recover as soon as new connections get through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_abandoned_mid_call_is_not_lent_again() {
+    let db = TestDatabase::create().await;
+    let url = db.url().to_owned();
+    let host = url.split_once('@').map_or(url.as_str(), |(_, r)| r).split('/').next().unwrap_or_default().to_owned();
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&host).expect("resolve").next().expect("an address");
+    let proxy = testkit::faultproxy::FaultProxy::start(upstream).await;
+    let options =
+        PgOptions { pool_size: 2, connect_timeout: std::time::Duration::from_secs(1), ..PgOptions::default() };
+    let store = PgStore::connect(&url.replacen(&host, &proxy.host(), 1), options).await.expect("connect");
+    let repo: registry_core::RepositoryName = "library/stranded".parse().expect("name");
+    // Two calls at once: two connections in the pool.
+    let (a, b) = tokio::join!(store.list_tags(&repo, None, 10), store.list_tags(&repo, None, 10));
+    a.and(b).expect("calls through the proxy");
+    assert_eq!(proxy.open_connections(), 2);
+
+    // Every pooled connection is stranded: the calls on them hang and are abandoned, as the
+    // request deadline and the readiness probe's timeout abandon them.
+    proxy.strand();
+    store.ping().await.expect_err("a stranded connection does not answer");
+    let abandoned = tokio::time::timeout(std::time::Duration::from_secs(2), store.list_tags(&repo, None, 10)).await;
+    assert!(abandoned.is_err(), "a call on a stranded connection hangs: {abandoned:?}");
+
+    // The next calls get new connections, which go through.
+    store.ping().await.expect("readiness recovers on a new connection");
+    let tags = tokio::time::timeout(std::time::Duration::from_secs(5), store.list_tags(&repo, None, 10)).await;
+    assert!(tags.expect("the next call does not hang").is_ok(), "a call recovers on a new connection");
+    proxy.heal();
+    drop(store);
+    db.drop_database().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_collects_at_a_time() {
     let db = TestDatabase::create().await;

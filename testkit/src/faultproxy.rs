@@ -1,7 +1,9 @@
 //! A TCP proxy on loopback that fails the network between a replica and one of its stores
 //! (PostgreSQL, the S3 server) the ways networks fail: it can cut every open connection, refuse
-//! new ones, stall open connections (half-open: nothing moves either way, nothing is closed),
-//! delay every read, and throttle the bytes per second. [`FaultProxy::heal`] ends every fault.
+//! new ones, stall connections (half-open: nothing moves either way, nothing is closed), strand
+//! the connections open now while new ones go through (a failover or a lost NAT mapping: the old
+//! sessions' peer is gone, the address answers again), delay every read, and throttle the bytes
+//! per second. [`FaultProxy::heal`] ends every fault.
 //!
 //! The test points the replica at [`FaultProxy::addr`] instead of the store. Each connection
 //! is two pumps (client to store, store to client) that read, apply the faults in force, and
@@ -25,6 +27,8 @@ struct Faults {
     /// Bytes per second per direction of each connection (0: unlimited).
     rate: AtomicU64,
     open: AtomicUsize,
+    /// Connections made so far: each one's number is its place in this count.
+    made: AtomicU64,
 }
 
 /// A running fault proxy; stopped when dropped.
@@ -34,8 +38,8 @@ pub struct FaultProxy {
     faults: Arc<Faults>,
     /// Bumped by every cut; each connection closes when it changes.
     cuts: watch::Sender<u64>,
-    /// `true` while stalled.
-    stalled: watch::Sender<bool>,
+    /// What is stalled now.
+    stalled: watch::Sender<Stall>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -46,7 +50,7 @@ impl FaultProxy {
         let addr = listener.local_addr().expect("addr");
         let faults = Arc::new(Faults::default());
         let (cuts, _) = watch::channel(0u64);
-        let (stalled, _) = watch::channel(false);
+        let (stalled, _) = watch::channel(Stall::default());
         let accept = {
             let (faults, cuts, stalled) = (faults.clone(), cuts.clone(), stalled.clone());
             tokio::spawn(async move {
@@ -57,7 +61,8 @@ impl FaultProxy {
                         continue;
                     }
                     let (faults, cut, stall) = (faults.clone(), cuts.subscribe(), stalled.subscribe());
-                    tokio::spawn(connection(client, upstream, faults, cut, stall));
+                    let number = faults.made.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(connection(client, upstream, faults, cut, stall, number));
                 }
             })
         };
@@ -82,7 +87,15 @@ impl FaultProxy {
     /// Stalls (`true`) every connection, open and new: bytes stop moving both ways and nothing is
     /// closed, as a half-open connection behind a dead link; `false` lets them move again.
     pub fn stall(&self, on: bool) {
-        self.stalled.send_replace(on);
+        self.stalled.send_modify(|s| s.all = on);
+    }
+
+    /// Stalls the connections open now for good (until [`FaultProxy::heal`]); new ones go
+    /// through, as when a store fails over or a NAT loses its mappings: the old sessions hang
+    /// while the address answers again.
+    pub fn strand(&self) {
+        let made = self.faults.made.load(Ordering::SeqCst);
+        self.stalled.send_modify(|s| s.stranded_below = made);
     }
 
     /// Delays every read forwarded, either way, by `delay`.
@@ -98,7 +111,7 @@ impl FaultProxy {
     /// Ends every fault: connections let through, nothing stalled, delayed or throttled.
     pub fn heal(&self) {
         self.refuse(false);
-        self.stall(false);
+        self.stalled.send_replace(Stall::default());
         self.delay(Duration::ZERO);
         self.throttle(0);
     }
@@ -116,13 +129,27 @@ impl Drop for FaultProxy {
     }
 }
 
+/// What is stalled: every connection, or those numbered below a mark (stranded).
+#[derive(Default, Clone, Copy)]
+struct Stall {
+    all: bool,
+    stranded_below: u64,
+}
+
+impl Stall {
+    fn holds(&self, connection: u64) -> bool {
+        self.all || connection < self.stranded_below
+    }
+}
+
 /// One connection: pumps both ways until either side closes or a cut comes.
 async fn connection(
     client: TcpStream,
     upstream: SocketAddr,
     faults: Arc<Faults>,
     mut cut: watch::Receiver<u64>,
-    stall: watch::Receiver<bool>,
+    stall: watch::Receiver<Stall>,
+    number: u64,
 ) {
     let Ok(server) = TcpStream::connect(upstream).await else { return };
     let _ = (client.set_nodelay(true), server.set_nodelay(true));
@@ -130,8 +157,8 @@ async fn connection(
     cut.borrow_and_update();
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let up = pump(client_read, server_write, faults.clone(), stall.clone());
-    let down = pump(server_read, client_write, faults.clone(), stall);
+    let up = pump(client_read, server_write, faults.clone(), stall.clone(), number);
+    let down = pump(server_read, client_write, faults.clone(), stall, number);
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}
         _ = cut.changed() => {}
@@ -144,12 +171,13 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     faults: Arc<Faults>,
-    mut stall: watch::Receiver<bool>,
+    mut stall: watch::Receiver<Stall>,
+    number: u64,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // While stalled nothing is read, so the sender's window fills as behind a dead link.
-        if stall.wait_for(|stalled| !*stalled).await.is_err() {
+        if stall.wait_for(|s| !s.holds(number)).await.is_err() {
             return;
         }
         let n = match from.read(&mut buf).await {
@@ -164,7 +192,7 @@ async fn pump(
         if rate > 0 {
             tokio::time::sleep(Duration::from_secs_f64(n as f64 / rate as f64)).await;
         }
-        if stall.wait_for(|stalled| !*stalled).await.is_err() {
+        if stall.wait_for(|s| !s.holds(number)).await.is_err() {
             return;
         }
         if to.write_all(&buf[..n]).await.is_err() {
@@ -242,6 +270,19 @@ mod tests {
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
         let mut again = TcpStream::connect(proxy.addr).await.expect("connect");
         assert_eq!(round_trip(&mut again, b"new").await.expect("a new connection"), b"new");
+
+        // Stranded: the connection open now moves nothing, a new one goes through; healed, the
+        // stranded one moves again.
+        proxy.strand();
+        again.write_all(b"lost").await.expect("write");
+        let mut back = [0u8; 4];
+        let waited = tokio::time::timeout(Duration::from_millis(300), again.read_exact(&mut back)).await;
+        assert!(waited.is_err(), "a stranded connection moves nothing");
+        let mut fresh = TcpStream::connect(proxy.addr).await.expect("connect");
+        assert_eq!(round_trip(&mut fresh, b"next").await.expect("a new connection"), b"next");
+        proxy.heal();
+        again.read_exact(&mut back).await.expect("after healing");
+        assert_eq!(&back, b"lost");
 
         // Refused: new connections are closed at once; healed, they go through.
         proxy.refuse(true);
