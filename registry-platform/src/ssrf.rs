@@ -7,6 +7,8 @@
 //! addresses only, so a name that resolves differently later cannot lead it elsewhere.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::LazyLock;
+use std::time::Duration;
 
 /// Where outbound requests of one purpose may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +152,60 @@ pub async fn resolve(url: &reqwest::Url, reach: Reach) -> Result<Vec<SocketAddr>
     Ok(found)
 }
 
+/// How a client for one checked host is set up, beyond the addresses it is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientOptions {
+    /// The whole request's time limit.
+    pub timeout: Duration,
+    /// Whether any certificate is accepted (the target's "skip certificate verification").
+    pub insecure: bool,
+    /// A PEM certificate authority trusted beside the system's.
+    pub ca_pem: Option<String>,
+}
+
+/// Clients kept for reuse (see [`pinned_client`]).
+const CLIENTS_KEPT: usize = 256;
+
+type ClientKey = (String, Vec<SocketAddr>, ClientOptions);
+
+static CLIENTS: LazyLock<quick_cache::sync::Cache<ClientKey, reqwest::Client>> =
+    LazyLock::new(|| quick_cache::sync::Cache::new(CLIENTS_KEPT));
+
+/// An HTTP client that sends `url`'s requests to `addrs` only (the addresses [`resolve`]
+/// checked) and follows no redirect. Clients are shared process-wide by host, addresses and
+/// options: building one reads the system's trusted certificates (about a millisecond of CPU
+/// each time, which a webhook per push made a tenth of the server's work), and a shared one
+/// keeps its connections open for the next delivery to the same receiver. A name that resolves
+/// elsewhere later gets a client of its own, so reuse never widens where a request can go.
+pub fn pinned_client(
+    url: &reqwest::Url,
+    addrs: &[SocketAddr],
+    options: &ClientOptions,
+) -> Result<reqwest::Client, String> {
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let key = (host, addrs.to_vec(), options.clone());
+    if let Some(client) = CLIENTS.get(&key) {
+        return Ok(client);
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(options.timeout)
+        .connect_timeout(options.timeout.min(CONNECT_TIMEOUT))
+        .tls_danger_accept_invalid_certs(options.insecure)
+        .resolve_to_addrs(&key.0, addrs);
+    if let Some(pem) = &options.ca_pem {
+        let ca = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| format!("its CA certificate: {e}"))?;
+        builder = builder.add_root_certificate(ca);
+    }
+    let client = builder.build().map_err(|e| format!("an HTTP client for {}: {}", key.0, root_cause(&e)))?;
+    CLIENTS.insert(key, client.clone());
+    Ok(client)
+}
+
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The innermost cause of an error (what a person can act on: "connection refused", not
 /// "error sending request").
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -163,6 +219,49 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An HTTP/1.1 server on loopback answering 200 to every request, keeping connections open;
+    /// the connections it accepted so far.
+    async fn counting_server() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if n == 0 || s.write_all(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn pinned_clients_are_shared_and_keep_their_connections() {
+        let (addr, accepted) = counting_server().await;
+        let url = check_address(&format!("http://{addr}/hook"), Reach::Any).expect("url");
+        let addrs = resolve(&url, Reach::Any).await.expect("resolve");
+        let options = ClientOptions { timeout: Duration::from_secs(5), insecure: false, ca_pem: None };
+        for _ in 0..3 {
+            let client = pinned_client(&url, &addrs, &options).expect("client");
+            let status = client.post(url.clone()).body("{}").send().await.expect("send").status();
+            assert_eq!(status, 200);
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "three requests, one connection");
+        // Other options: a client of its own.
+        let other = ClientOptions { insecure: true, ..options };
+        pinned_client(&url, &addrs, &other).expect("client").get(url.clone()).send().await.expect("send");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn private_and_public_addresses() {

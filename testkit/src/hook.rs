@@ -46,10 +46,14 @@ impl Receiver {
         let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (s, g, a) = (status.clone(), gate.clone(), arrived.clone());
         let task = tokio::spawn(async move {
+            // Its connections end with it (dropping the set aborts them): a dropped receiver
+            // keeps no kept-alive connection answering.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
+                while connections.try_join_next().is_some() {}
                 let (s, g, a, tx) = (s.clone(), g.clone(), a.clone(), tx.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let (s, g, a, tx) = (s.clone(), g.clone(), a.clone(), tx.clone());
                         async move {

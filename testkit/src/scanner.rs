@@ -91,10 +91,14 @@ impl FixtureScanner {
         let key = api_key.map(str::to_owned);
         let (s, k) = (state.clone(), key.clone());
         let task = tokio::spawn(async move {
+            // Its connections end with it (dropping the set aborts them): a stopped adapter keeps
+            // no kept-alive connection answering.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
+                while connections.try_join_next().is_some() {}
                 let (s, k) = (s.clone(), k.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let (s, k) = (s.clone(), k.clone());
                         async move { Ok::<_, Infallible>(answer(req, s, k, bearer).await) }
@@ -133,7 +137,7 @@ impl FixtureScanner {
         self.state.lock().expect("state").requests.clone()
     }
 
-    /// Stops it (its port then refuses connections).
+    /// Stops it (its port then refuses connections, and its open connections are closed).
     pub fn stop(self) {
         self.task.abort();
     }

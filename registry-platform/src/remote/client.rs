@@ -36,7 +36,8 @@ pub struct Remote {
     base: reqwest::Url,
     credential: Option<(String, String)>,
     insecure: bool,
-    ca: Option<reqwest::Certificate>,
+    /// A PEM certificate authority to trust (checked when the remote is made).
+    ca_pem: Option<String>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -86,14 +87,15 @@ impl Remote {
         let fail = |why: String| RemoteError(format!("registry {:?}: {why}", endpoint.name));
         let base = ssrf::check_address(&endpoint.url, Reach::Internal).map_err(|e| fail(e.to_string()))?;
         let credential = endpoint.credential(key).map_err(fail)?;
-        let ca = match endpoint.ca_certificate.is_empty() {
+        let ca_pem = match endpoint.ca_certificate.is_empty() {
             true => None,
-            false => Some(
+            false => {
                 reqwest::Certificate::from_pem(endpoint.ca_certificate.as_bytes())
-                    .map_err(|e| fail(format!("its CA certificate: {e}")))?,
-            ),
+                    .map_err(|e| fail(format!("its CA certificate: {e}")))?;
+                Some(endpoint.ca_certificate.clone())
+            }
         };
-        Ok(Remote { name: endpoint.name.clone(), base, credential, insecure: endpoint.insecure, ca })
+        Ok(Remote { name: endpoint.name.clone(), base, credential, insecure: endpoint.insecure, ca_pem })
     }
 
     /// Its base URL.
@@ -108,18 +110,9 @@ impl Remote {
     /// A client pinned to `url`'s checked addresses.
     pub(crate) async fn client_for(&self, url: &reqwest::Url) -> Result<reqwest::Client, RemoteError> {
         let addrs = ssrf::resolve(url, Reach::Internal).await.map_err(|e| self.fail(e))?;
-        let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
-            .tls_danger_accept_invalid_certs(self.insecure)
-            .resolve_to_addrs(&host, &addrs);
-        if let Some(ca) = &self.ca {
-            builder = builder.add_root_certificate(ca.clone());
-        }
-        builder.build().map_err(|e| self.fail(format!("an HTTP client: {e}")))
+        let options =
+            ssrf::ClientOptions { timeout: REQUEST_TIMEOUT, insecure: self.insecure, ca_pem: self.ca_pem.clone() };
+        ssrf::pinned_client(url, &addrs, &options).map_err(|e| self.fail(e))
     }
 
     pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, RemoteError> {

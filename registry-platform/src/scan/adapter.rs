@@ -147,16 +147,8 @@ impl Adapter {
 
     async fn client(&self) -> Result<reqwest::Client, AdapterError> {
         let addrs = ssrf::resolve(&self.base, Reach::Internal).await.map_err(|e| self.fail(e))?;
-        let host = self.base.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
-            .tls_danger_accept_invalid_certs(self.skip_cert_verify)
-            .resolve_to_addrs(&host, &addrs)
-            .build()
-            .map_err(|e| self.fail(format!("an HTTP client: {e}")))
+        let options = ssrf::ClientOptions { timeout: REQUEST_TIMEOUT, insecure: self.skip_cert_verify, ca_pem: None };
+        ssrf::pinned_client(&self.base, &addrs, &options).map_err(|e| self.fail(e))
     }
 
     fn request(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

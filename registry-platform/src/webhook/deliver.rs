@@ -68,15 +68,9 @@ pub async fn send(
         ssrf::Refusal::Resolve(_) => JobFailure::retry(e.to_string()),
         _ => JobFailure::fatal(super::refusal_text(&e)),
     })?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(TIMEOUT)
-        .tls_danger_accept_invalid_certs(target.skip_cert_verify)
-        .resolve_to_addrs(&host, &addrs)
-        .build()
-        .map_err(|e| JobFailure::fatal(format!("an HTTP client for {host}: {e}")))?;
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let options = ssrf::ClientOptions { timeout: TIMEOUT, insecure: target.skip_cert_verify, ca_pem: None };
+    let client = ssrf::pinned_client(&url, &addrs, &options).map_err(JobFailure::fatal)?;
     let mut request = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, content_type)
