@@ -226,7 +226,7 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
     txn.open_table(PULLS).map_err(db_err)?;
     txn.open_table(LABELS).map_err(db_err)?;
     crate::events::prepare::<Error>(txn)?;
-    crate::queue::prepare(txn)?;
+    crate::queue::prepare(txn, version)?;
     crate::reports::prepare(txn)?;
     if version < 2 {
         build_indexes(txn)?;

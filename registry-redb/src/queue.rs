@@ -1,14 +1,25 @@
 //! The job queue and the policies in the database. redb has one writer at a time, so a claim
-//! (read the active jobs, apply `registry_storage::jobs::claim_among`, write back) is atomic
+//! (read the candidates, apply `registry_storage::jobs::claim_among`, write back) is atomic
 //! without further locking.
 //!
 //! ```text
-//! jobs        u64 id -> JSON job
-//! jobs_active u64 id -> ()            (pending and running jobs: what a claim reads)
-//! job_keys    idempotency key -> id
-//! policies    u64 id -> JSON policy
-//! sequences   "jobs" | "policies" -> last id given
+//! jobs           u64 id -> JSON job
+//! jobs_due       (kind, run at ms, id) -> ()   pending jobs, by kind in the order they are due
+//! jobs_running   u64 id -> ()                  running jobs (leases live or passed)
+//! jobs_finished  (updated ms, id) -> ()        succeeded, failed and cancelled jobs, oldest first
+//! job_counts     (kind, status) -> jobs        what `/metrics` shows
+//! job_keys       idempotency key -> id
+//! policies       u64 id -> JSON policy
+//! sequences      "jobs" | "policies" -> last id given
 //! ```
+//!
+//! Every job's write moves its entries in the three indexes and the counts in the same
+//! transaction (`save`), so nothing here reads more than it returns: a claim reads the running
+//! jobs (at most the kinds' limits, plus leases that passed) and the first due job of each
+//! kind under its limit, whatever the backlog; the counts are one row per kind and status; a
+//! trim reads only what it removes. (Until layout version 6 a claim decoded every pending job,
+//! and `/metrics` and the trim every job kept: under a webhook backlog and a month of finished
+//! deliveries, each took longer than the last.)
 
 use async_trait::async_trait;
 use redb::{ReadableTable, TableDefinition};
@@ -16,7 +27,7 @@ use registry_core::BackendError;
 use registry_core::event::Event;
 use registry_storage::jobs::{
     Heartbeat, Job, JobCount, JobFilter, JobOutcome, JobQueue, JobStatus, JobUpdate, KindLimit, NewJob, claim_among,
-    count_jobs, running_counts,
+    running_counts,
 };
 use registry_storage::policies::{PolicyRecord, PolicyStore, not_found};
 use serde::Serialize;
@@ -26,7 +37,12 @@ use crate::RedbStore;
 use crate::handle::db_err;
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+/// The index of layout versions before 6 (pending and running ids), replaced by the three below.
 const ACTIVE: TableDefinition<u64, ()> = TableDefinition::new("jobs_active");
+const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("jobs_due");
+const RUNNING: TableDefinition<u64, ()> = TableDefinition::new("jobs_running");
+const FINISHED: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_finished");
+const COUNTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("job_counts");
 const KEYS: TableDefinition<&str, u64> = TableDefinition::new("job_keys");
 const POLICIES: TableDefinition<u64, &[u8]> = TableDefinition::new("policies");
 const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequences");
@@ -49,13 +65,28 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     })
 }
 
-/// Creates the tables.
-pub(crate) fn prepare(txn: &redb::WriteTransaction) -> Result<()> {
+/// Creates the tables; from a layout before version 6, indexes the jobs kept (and drops the
+/// old index).
+pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> {
     txn.open_table(JOBS).map_err(err)?;
-    txn.open_table(ACTIVE).map_err(err)?;
+    txn.open_table(DUE).map_err(err)?;
+    txn.open_table(RUNNING).map_err(err)?;
+    txn.open_table(FINISHED).map_err(err)?;
+    txn.open_table(COUNTS).map_err(err)?;
     txn.open_table(KEYS).map_err(err)?;
     txn.open_table(POLICIES).map_err(err)?;
     txn.open_table(SEQUENCES).map_err(err)?;
+    if version < 6 {
+        let jobs: Vec<Job> = {
+            let table = txn.open_table(JOBS).map_err(err)?;
+            let rows = table.iter().map_err(err)?.map(|item| decode(item.map_err(err)?.1.value()));
+            rows.collect::<Result<_>>()?
+        };
+        for job in &jobs {
+            index(txn, job)?;
+        }
+        txn.delete_table(ACTIVE).map_err(err)?;
+    }
     Ok(())
 }
 
@@ -72,14 +103,57 @@ fn load(txn: &redb::WriteTransaction, id: u64) -> Result<Option<Job>> {
     job.map(|v| decode(v.value())).transpose()
 }
 
-fn save(txn: &redb::WriteTransaction, job: &Job) -> Result<()> {
+/// Writes `job`, moving its index entries and counts from what `was` (its stored version, if
+/// any) had.
+fn save(txn: &redb::WriteTransaction, was: Option<&Job>, job: &Job) -> Result<()> {
     txn.open_table(JOBS).map_err(err)?.insert(job.id, encode(job)?.as_slice()).map_err(err)?;
-    let mut active = txn.open_table(ACTIVE).map_err(err)?;
-    if job.status.is_final() {
-        active.remove(job.id).map_err(err)?;
-    } else {
-        active.insert(job.id, ()).map_err(err)?;
+    if let Some(was) = was {
+        unindex(txn, was)?;
     }
+    index(txn, job)
+}
+
+/// Adds `job`'s entry to the index of its status, and to the counts.
+fn index(txn: &redb::WriteTransaction, job: &Job) -> Result<()> {
+    match job.status {
+        JobStatus::Pending => {
+            txn.open_table(DUE).map_err(err)?.insert((job.kind.as_str(), job.run_at_ms, job.id), ()).map_err(err)?;
+        }
+        JobStatus::Running => {
+            txn.open_table(RUNNING).map_err(err)?.insert(job.id, ()).map_err(err)?;
+        }
+        _ => {
+            txn.open_table(FINISHED).map_err(err)?.insert((job.updated_ms, job.id), ()).map_err(err)?;
+        }
+    }
+    count(txn, job, 1)
+}
+
+/// Removes `job`'s entry from the index of its status, and from the counts.
+fn unindex(txn: &redb::WriteTransaction, job: &Job) -> Result<()> {
+    match job.status {
+        JobStatus::Pending => {
+            txn.open_table(DUE).map_err(err)?.remove((job.kind.as_str(), job.run_at_ms, job.id)).map_err(err)?;
+        }
+        JobStatus::Running => {
+            txn.open_table(RUNNING).map_err(err)?.remove(job.id).map_err(err)?;
+        }
+        _ => {
+            txn.open_table(FINISHED).map_err(err)?.remove((job.updated_ms, job.id)).map_err(err)?;
+        }
+    }
+    count(txn, job, -1)
+}
+
+/// Moves the count of `job`'s kind and status by `by` (a row at zero is removed).
+fn count(txn: &redb::WriteTransaction, job: &Job, by: i64) -> Result<()> {
+    let mut counts = txn.open_table(COUNTS).map_err(err)?;
+    let key = (job.kind.as_str(), job.status.as_str());
+    let now = counts.get(key).map_err(err)?.map_or(0, |v| v.value());
+    match now.saturating_add_signed(by) {
+        0 => counts.remove(key).map_err(err)?,
+        n => counts.insert(key, n).map_err(err)?,
+    };
     Ok(())
 }
 
@@ -93,8 +167,9 @@ impl RedbStore {
         self.db
             .write(move |txn| {
                 let Some(mut job) = load(txn, id)? else { return Ok(None) };
+                let was = job.clone();
                 let out = change(&mut job);
-                save(txn, &job)?;
+                save(txn, Some(&was), &job)?;
                 Ok(Some((out, job)))
             })
             .await
@@ -116,7 +191,7 @@ impl JobQueue for RedbStore {
                 if let Some(key) = &job.key {
                     txn.open_table(KEYS).map_err(err)?.insert(key.as_str(), job.id).map_err(err)?;
                 }
-                save(txn, &job)?;
+                save(txn, None, &job)?;
                 Ok((job.id, true))
             })
             .await
@@ -126,26 +201,40 @@ impl JobQueue for RedbStore {
         let (kinds, worker) = (kinds.to_vec(), worker.to_owned());
         self.db
             .write(move |txn| {
+                // The running jobs (few: the kinds' limits, and leases that passed), then the
+                // first due job of each kind under its limit: among those the oldest due wins,
+                // as among all of them.
                 let ids: Vec<u64> = {
-                    let active = txn.open_table(ACTIVE).map_err(err)?;
-                    let mut ids = Vec::new();
-                    for item in active.iter().map_err(err)? {
-                        ids.push(item.map_err(err)?.0.value());
-                    }
-                    ids
+                    let running = txn.open_table(RUNNING).map_err(err)?;
+                    let rows = running.iter().map_err(err)?.map(|item| Ok(item.map_err(err)?.0.value()));
+                    rows.collect::<Result<_>>()?
                 };
-                let mut active = Vec::with_capacity(ids.len());
+                let mut running_jobs = Vec::with_capacity(ids.len());
                 for id in ids {
-                    if let Some(job) = load(txn, id)? {
-                        active.push(job);
+                    running_jobs.extend(load(txn, id)?);
+                }
+                let running = running_counts(&running_jobs, now_ms);
+                let mut candidates: Vec<Job> =
+                    running_jobs.into_iter().filter(|j| kinds.iter().any(|k| k.kind == j.kind)).collect();
+                for kind in &kinds {
+                    if running.get(&kind.kind).copied().unwrap_or(0) >= kind.limit {
+                        continue;
+                    }
+                    let first = {
+                        let due = txn.open_table(DUE).map_err(err)?;
+                        let mut range = due
+                            .range((kind.kind.as_str(), 0, 0)..=(kind.kind.as_str(), now_ms, u64::MAX))
+                            .map_err(err)?;
+                        range.next().transpose().map_err(err)?.map(|(k, _)| k.value().2)
+                    };
+                    if let Some(id) = first {
+                        candidates.extend(load(txn, id)?);
                     }
                 }
-                let running = running_counts(&active, now_ms);
-                let mut candidates: Vec<Job> =
-                    active.into_iter().filter(|j| kinds.iter().any(|k| k.kind == j.kind)).collect();
+                let before = candidates.clone();
                 let (chosen, changed) = claim_among(&mut candidates, &running, &kinds, &worker, now_ms, lease_ms);
                 for i in changed {
-                    save(txn, &candidates[i])?;
+                    save(txn, Some(&before[i]), &candidates[i])?;
                 }
                 Ok(chosen.map(|i| candidates[i].clone()))
             })
@@ -207,13 +296,18 @@ impl JobQueue for RedbStore {
     async fn job_counts(&self) -> Result<Vec<JobCount>> {
         self.db
             .read(move |txn| {
-                let table = txn.open_table(JOBS).map_err(err)?;
-                let mut pairs: Vec<(String, JobStatus)> = Vec::new();
+                let table = txn.open_table(COUNTS).map_err(err)?;
+                let mut counts = Vec::new();
                 for item in table.iter().map_err(err)? {
-                    let job: Job = decode(item.map_err(err)?.1.value())?;
-                    pairs.push((job.kind, job.status));
+                    let (key, count) = item.map_err(err)?;
+                    let (kind, status) = key.value();
+                    let status = JobStatus::parse(status).ok_or_else(|| registry_storage::Error::Corrupt {
+                        what: format!("a job count of status {status:?}"),
+                        source: None,
+                    })?;
+                    counts.push(JobCount { kind: kind.to_owned(), status, count: count.value() });
                 }
-                Ok(count_jobs(pairs.iter().map(|(k, s)| (k.as_str(), *s))))
+                Ok(counts)
             })
             .await
     }
@@ -221,22 +315,20 @@ impl JobQueue for RedbStore {
     async fn trim_jobs(&self, before_ms: u64) -> Result<u64> {
         self.db
             .write(move |txn| {
-                let mut table = txn.open_table(JOBS).map_err(err)?;
-                let mut old = Vec::new();
-                for item in table.iter().map_err(err)? {
-                    let job: Job = decode(item.map_err(err)?.1.value())?;
-                    if job.status.is_final() && job.updated_ms < before_ms {
-                        old.push((job.id, job.key));
+                let ids: Vec<u64> = {
+                    let finished = txn.open_table(FINISHED).map_err(err)?;
+                    let rows = finished.range((0, 0)..(before_ms, 0)).map_err(err)?;
+                    rows.map(|item| Ok(item.map_err(err)?.0.value().1)).collect::<Result<_>>()?
+                };
+                for id in &ids {
+                    let Some(job) = load(txn, *id)? else { continue };
+                    unindex(txn, &job)?;
+                    txn.open_table(JOBS).map_err(err)?.remove(*id).map_err(err)?;
+                    if let Some(key) = &job.key {
+                        txn.open_table(KEYS).map_err(err)?.remove(key.as_str()).map_err(err)?;
                     }
                 }
-                let mut keys = txn.open_table(KEYS).map_err(err)?;
-                for (id, key) in &old {
-                    table.remove(*id).map_err(err)?;
-                    if let Some(key) = key {
-                        keys.remove(key.as_str()).map_err(err)?;
-                    }
-                }
-                Ok(old.len() as u64)
+                Ok(ids.len() as u64)
             })
             .await
     }

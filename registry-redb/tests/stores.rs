@@ -305,3 +305,72 @@ async fn opening_a_version_4_database_builds_the_listing_index() {
         assert_eq!(store.artifacts(repo, 0, 1000).await.expect("artifacts"), page, "{repo}: built as it was kept");
     }
 }
+
+#[tokio::test]
+async fn opening_a_version_5_database_indexes_the_job_queue() {
+    use redb::ReadableTable;
+    use registry_storage::jobs::{JobEnd, JobOutcome, JobQueue, JobUpdate, KindLimit, NewJob};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("metadata.redb");
+    let kinds = [KindLimit { kind: "webhook".into(), limit: 2 }, KindLimit { kind: "gc".into(), limit: 1 }];
+    let (counts, finished) = {
+        let store = RedbStore::open(&path).expect("open");
+        for i in 0..5 {
+            store
+                .enqueue(&NewJob::new("webhook", format!("{{\"n\":{i}}}"), "event"), 1_000 + i)
+                .await
+                .expect("enqueue");
+        }
+        store.enqueue(&NewJob::new("gc", "{}".into(), "schedule"), 1_000).await.expect("enqueue");
+        // One delivery finished, one running, the rest pending.
+        let done = store.claim(&kinds, "w", 2_000, 60_000).await.expect("claim").expect("a job");
+        let outcome = JobOutcome { end: JobEnd::Succeeded { result: String::new() }, update: JobUpdate::default() };
+        assert!(store.finish(done.id, done.claim, &outcome, 2_500).await.expect("finish"));
+        let running = store.claim(&kinds, "w", 3_000, 60_000).await.expect("claim").expect("a job");
+        assert_eq!(running.kind, "gc", "due at 1,000, before the second delivery");
+        (store.job_counts().await.expect("counts"), done.id)
+    };
+    {
+        // What version 5 had: one index of the pending and running jobs, no counts.
+        let db = redb::Database::open(&path).expect("raw open");
+        let txn = db.begin_write().expect("write");
+        let ids: Vec<u64> = {
+            let running = txn.open_table(redb::TableDefinition::<u64, ()>::new("jobs_running")).expect("running");
+            let due = txn.open_table(redb::TableDefinition::<(&str, u64, u64), ()>::new("jobs_due")).expect("due");
+            let mut ids: Vec<u64> = running.iter().expect("iter").map(|r| r.expect("row").0.value()).collect();
+            ids.extend(due.iter().expect("iter").map(|r| r.expect("row").0.value().2));
+            ids
+        };
+        assert_eq!(ids.len(), 5, "one running, four pending");
+        txn.delete_table(redb::TableDefinition::<u64, ()>::new("jobs_running")).expect("drop");
+        txn.delete_table(redb::TableDefinition::<(&str, u64, u64), ()>::new("jobs_due")).expect("drop");
+        txn.delete_table(redb::TableDefinition::<(u64, u64), ()>::new("jobs_finished")).expect("drop");
+        txn.delete_table(redb::TableDefinition::<(&str, &str), u64>::new("job_counts")).expect("drop");
+        {
+            let mut active = txn.open_table(redb::TableDefinition::<u64, ()>::new("jobs_active")).expect("active");
+            for id in ids {
+                active.insert(id, ()).expect("insert");
+            }
+        }
+        txn.open_table(redb::TableDefinition::<&str, u64>::new("schema"))
+            .expect("schema")
+            .insert("version", 5)
+            .expect("version");
+        txn.commit().expect("commit");
+    }
+    let store = RedbStore::open(&path).expect("reopen");
+    assert_eq!(store.job_counts().await.expect("counts"), counts, "counted from the jobs kept");
+    // The queue goes on where it was: the pending deliveries in order up to their limit, the
+    // collection still running.
+    for n in [1, 2] {
+        let next = store.claim(&kinds, "w", 4_000, 60_000).await.expect("claim").expect("a job");
+        assert_eq!((next.kind.as_str(), next.payload.clone()), ("webhook", format!("{{\"n\":{n}}}")));
+    }
+    assert!(store.claim(&kinds, "w", 4_000, 60_000).await.expect("claim").is_none(), "every kind at its limit");
+    // Finished jobs are trimmed by age from the index.
+    assert_eq!(store.trim_jobs(2_400).await.expect("trim"), 0, "finished at 2,500");
+    assert_eq!(store.trim_jobs(2_600).await.expect("trim"), 1);
+    assert!(store.job(finished).await.expect("job").is_none());
+    let counts = store.job_counts().await.expect("counts");
+    assert!(counts.iter().all(|c| c.status.as_str() != "succeeded"), "{counts:?}");
+}
