@@ -70,28 +70,44 @@ impl PgStore {
     }
 }
 
+/// Enqueues `new` on `client` (a connection or a transaction): its id, and whether it is new.
+async fn enqueue_on(client: &impl Cached, new: &NewJob, now_ms: u64) -> Result<(u64, bool)> {
+    let id: i64 = client.cached_one("SELECT nextval('job_ids')", &[]).await.map_err(db("numbering a job"))?.get(0);
+    let job = Job::from_new(u64::try_from(id).unwrap_or(0), new, now_ms);
+    let inserted = client
+        .cached_execute(
+            "INSERT INTO jobs (id, kind, status, key, run_at, lease_until, updated_ms, record)
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7) ON CONFLICT (key) DO NOTHING",
+            &[&id, &job.kind, &job.status.as_str(), &job.key, &big(job.run_at_ms), &big(now_ms), &encode(&job)],
+        )
+        .await
+        .map_err(db("enqueueing a job"))?;
+    if inserted == 1 {
+        return Ok((job.id, true));
+    }
+    let row = client
+        .cached_one("SELECT id FROM jobs WHERE key = $1", &[&job.key])
+        .await
+        .map_err(db("finding a job by key"))?;
+    Ok((u64::try_from(row.get::<_, i64>(0)).unwrap_or(0), false))
+}
+
 #[async_trait]
 impl JobQueue for PgStore {
     async fn enqueue(&self, new: &NewJob, now_ms: u64) -> Result<(u64, bool)> {
         let client = self.client().await?;
-        let id: i64 = client.cached_one("SELECT nextval('job_ids')", &[]).await.map_err(db("numbering a job"))?.get(0);
-        let job = Job::from_new(u64::try_from(id).unwrap_or(0), new, now_ms);
-        let inserted = client
-            .cached_execute(
-                "INSERT INTO jobs (id, kind, status, key, run_at, lease_until, updated_ms, record)
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7) ON CONFLICT (key) DO NOTHING",
-                &[&id, &job.kind, &job.status.as_str(), &job.key, &big(job.run_at_ms), &big(now_ms), &encode(&job)],
-            )
-            .await
-            .map_err(db("enqueueing a job"))?;
-        if inserted == 1 {
-            return Ok((job.id, true));
+        enqueue_on(&**client, new, now_ms).await
+    }
+
+    async fn enqueue_all(&self, jobs: &[NewJob], now_ms: u64) -> Result<Vec<(u64, bool)>> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await.map_err(db("starting a transaction"))?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for new in jobs {
+            out.push(enqueue_on(&txn, new, now_ms).await?);
         }
-        let row = client
-            .cached_one("SELECT id FROM jobs WHERE key = $1", &[&job.key])
-            .await
-            .map_err(db("finding a job by key"))?;
-        Ok((u64::try_from(row.get::<_, i64>(0)).unwrap_or(0), false))
+        txn.commit().await.map_err(db("committing jobs"))?;
+        Ok(out)
     }
 
     async fn claim(&self, kinds: &[KindLimit], worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Job>> {

@@ -176,25 +176,31 @@ impl RedbStore {
     }
 }
 
+/// Enqueues `new` in `txn`: its id, and whether it is new (a job with its key may exist).
+fn enqueue_in(txn: &redb::WriteTransaction, new: &NewJob, now_ms: u64) -> Result<(u64, bool)> {
+    if let Some(key) = &new.key
+        && let Some(id) = txn.open_table(KEYS).map_err(err)?.get(key.as_str()).map_err(err)?
+    {
+        return Ok((id.value(), false));
+    }
+    let job = Job::from_new(next_id(txn, "jobs")?, new, now_ms);
+    if let Some(key) = &job.key {
+        txn.open_table(KEYS).map_err(err)?.insert(key.as_str(), job.id).map_err(err)?;
+    }
+    save(txn, None, &job)?;
+    Ok((job.id, true))
+}
+
 #[async_trait]
 impl JobQueue for RedbStore {
     async fn enqueue(&self, new: &NewJob, now_ms: u64) -> Result<(u64, bool)> {
         let new = new.clone();
-        self.db
-            .write(move |txn| {
-                if let Some(key) = &new.key
-                    && let Some(id) = txn.open_table(KEYS).map_err(err)?.get(key.as_str()).map_err(err)?
-                {
-                    return Ok((id.value(), false));
-                }
-                let job = Job::from_new(next_id(txn, "jobs")?, &new, now_ms);
-                if let Some(key) = &job.key {
-                    txn.open_table(KEYS).map_err(err)?.insert(key.as_str(), job.id).map_err(err)?;
-                }
-                save(txn, None, &job)?;
-                Ok((job.id, true))
-            })
-            .await
+        self.db.write(move |txn| enqueue_in(txn, &new, now_ms)).await
+    }
+
+    async fn enqueue_all(&self, jobs: &[NewJob], now_ms: u64) -> Result<Vec<(u64, bool)>> {
+        let jobs = jobs.to_vec();
+        self.db.write(move |txn| jobs.iter().map(|new| enqueue_in(txn, new, now_ms)).collect()).await
     }
 
     async fn claim(&self, kinds: &[KindLimit], worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Job>> {

@@ -428,6 +428,17 @@ pub trait JobQueue: Send + Sync {
     /// exists, whose id is returned).
     async fn enqueue(&self, job: &NewJob, now_ms: u64) -> Result<(u64, bool)>;
 
+    /// Enqueues `jobs` at `now_ms`, as [`JobQueue::enqueue`] each; stores that can write them in
+    /// one transaction do (a stream consumer's batch of deliveries costs one commit, not one
+    /// each). A failure may leave the first ones enqueued: keys make a retry enqueue nothing twice.
+    async fn enqueue_all(&self, jobs: &[NewJob], now_ms: u64) -> Result<Vec<(u64, bool)>> {
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.push(self.enqueue(job, now_ms).await?);
+        }
+        Ok(out)
+    }
+
     /// Claims a job of `kinds` for `worker` until `now_ms + lease_ms` (see [`claim_among`]).
     async fn claim(&self, kinds: &[KindLimit], worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Job>>;
 

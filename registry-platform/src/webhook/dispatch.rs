@@ -69,6 +69,7 @@ impl Dispatcher {
             .filter(|(_, w)| w.enabled)
             .collect();
         let mut projects: HashMap<String, Option<(u64, bool)>> = HashMap::new();
+        let mut deliveries = Vec::new();
         for event in &events {
             let (Some(kind), Some(project)) = (event_type(event.action), event.resource.project.as_deref()) else {
                 continue;
@@ -102,10 +103,12 @@ impl Dispatcher {
                     let job = NewJob::new(DELIVERY_KIND, serde_json::to_string(&delivery).unwrap_or_default(), "event")
                         .key(format!("webhook:{}:{i}:{}", policy.id, event.id))
                         .attempts(self.attempts);
-                    self.jobs.enqueue(&job).await?;
+                    deliveries.push(job);
                 }
             }
         }
+        // The batch's deliveries in one transaction, then the cursor.
+        self.jobs.enqueue_all(&deliveries).await?;
         self.meta.advance_cursor(CURSOR, from, last).await?;
         Ok(events.len() == BATCH)
     }

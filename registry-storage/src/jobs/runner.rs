@@ -148,6 +148,16 @@ impl JobRunner {
         Ok(enqueued)
     }
 
+    /// Enqueues `jobs` (in one transaction where the store can) and wakes the workers.
+    pub async fn enqueue_all(&self, jobs: &[NewJob]) -> Result<Vec<(u64, bool)>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let enqueued = self.queue.enqueue_all(jobs, self.clock.now_millis()).await?;
+        self.wake.notify_one();
+        Ok(enqueued)
+    }
+
     /// Enqueues `job(period)` once per `every` (the first after `first_after`) until the returned
     /// task is aborted. The period number (the clock's time divided by `every`) belongs in the
     /// job's key: replicas sharing the queue then enqueue each period's job once. A period whose

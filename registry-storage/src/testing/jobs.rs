@@ -34,6 +34,26 @@ pub async fn job_queue_suite(store: &dyn MetadataStore) {
     let (second, _) = store.enqueue(&NewJob::new(&kind, "{}".into(), "schedule"), t + 1).await.expect("enqueue");
     assert!(second > id, "ids grow");
 
+    // A batch: each job as if enqueued alone (a key already kept finds its job; a key twice in
+    // the batch makes one job), in order.
+    let batch_kind = unique("batch");
+    let twice = unique("key");
+    let batch = [
+        new.clone(),
+        NewJob::new(&batch_kind, "{}".into(), "event").key(twice.clone()),
+        NewJob::new(&batch_kind, "{}".into(), "event").key(twice),
+        NewJob::new(&batch_kind, "{}".into(), "event"),
+    ];
+    let got = store.enqueue_all(&batch, t).await.expect("enqueue a batch");
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0], (id, false));
+    assert!(got[1].1 && got[3].1 && got[3].0 > got[1].0, "{got:?}");
+    assert_eq!(got[2], (got[1].0, false), "the key twice in one batch: one job");
+    assert_eq!(store.enqueue_all(&[], t).await.expect("nothing"), Vec::new());
+    for (job_id, _) in [got[1], got[3]] {
+        assert!(store.cancel_job(job_id, t).await.expect("cancel").is_some());
+    }
+
     // Claims: oldest first, within the kind's limit; other kinds are not claimed.
     assert_eq!(store.claim(&limits("nothing-here", 5), "w1", t, 1000).await.expect("claim"), None);
     let job = store.claim(&limits(&kind, 1), "w1", t + 2, 1000).await.expect("claim").expect("a job");

@@ -8,7 +8,8 @@
 //! every minute it prints a row with those, the tasks alive in each process's async runtime
 //! (`registry_runtime_tasks` from `/metrics`), the database connections (`pg_stat_activity`, on
 //! the replicated shape, which it also vacuums each minute where the server's autovacuum is off),
-//! the operations and webhook deliveries of the minute, and the errors.
+//! the operations and webhook deliveries of the minute, the deliveries waiting in the queue
+//! (`registry_jobs`), and the errors.
 //! The first minute warms the caches up; the second is the reference for "flat".
 //!
 //! ```sh
@@ -269,14 +270,17 @@ async fn webhook_policy(target: SocketAddr, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `registry_runtime_tasks` of one process.
-async fn runtime_tasks(addr: SocketAddr) -> u64 {
-    let Ok(mut c) = Conn::open(addr).await else { return 0 };
-    let Ok((200, body)) = c.fetch("GET", "/metrics", &[]).await else { return 0 };
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix("registry_runtime_tasks ").and_then(|v| v.trim().parse::<f64>().ok()))
-        .unwrap_or(0.0) as u64
+/// `registry_runtime_tasks` of one process, and the webhook deliveries waiting in the queue
+/// (`registry_jobs` pending; the queue is shared, so each process reports the same).
+async fn runtime_tasks(addr: SocketAddr) -> (u64, u64) {
+    let Ok(mut c) = Conn::open(addr).await else { return (0, 0) };
+    let Ok((200, body)) = c.fetch("GET", "/metrics", &[]).await else { return (0, 0) };
+    let text = String::from_utf8_lossy(&body);
+    let value = |prefix: &str| {
+        text.lines().find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(0.0)
+            as u64
+    };
+    (value("registry_runtime_tasks "), value("registry_jobs{kind=\"webhook\",status=\"pending\"} "))
 }
 
 /// Connections to the replicas' database, not counting `client`'s.
@@ -309,6 +313,7 @@ struct Row {
     minute: u64,
     ops: u64,
     deliveries: u64,
+    waiting: u64,
     errors: u64,
     rss_mib: f64,
     fds: f64,
@@ -342,9 +347,9 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         "\nSustained load on the {shape} shape: {clients} clients, {seconds} s, garbage collection every 30 s, a webhook per push and delete\n"
     );
     println!(
-        "| minute | operations | webhook deliveries | errors | RSS (MiB) | open fds | runtime tasks | database connections |"
+        "| minute | operations | webhook deliveries | deliveries waiting | errors | RSS (MiB) | open fds | runtime tasks | database connections |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<Row> = Vec::new();
     let (mut window, mut last_ops, mut last_delivered) = (Vec::new(), 0u64, 0u64);
     while Instant::now() < deadline {
@@ -355,9 +360,11 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         let elapsed = started.elapsed().as_secs();
         if elapsed.is_multiple_of(60) || Instant::now() >= deadline {
             let n = window.len().max(1) as f64;
-            let mut tasks_now = 0;
+            let (mut tasks_now, mut waiting) = (0, 0);
             for s in &soaked.replicas {
-                tasks_now += runtime_tasks(s.addr).await;
+                let (tasks, pending) = runtime_tasks(s.addr).await;
+                tasks_now += tasks;
+                waiting = pending;
             }
             let connections = match &soaked.database {
                 Some(db) => Some(database_minute(db.url()).await?),
@@ -368,6 +375,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 minute: elapsed.div_ceil(60),
                 ops: ops - last_ops,
                 deliveries: got - last_delivered,
+                waiting,
                 errors: counts.errors.load(Ordering::Relaxed),
                 rss_mib: window.iter().map(|w| w.0 as f64).sum::<f64>() / n / 1024.0,
                 fds: window.iter().map(|w| w.1 as f64).sum::<f64>() / n,
@@ -377,10 +385,11 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
             (last_ops, last_delivered) = (ops, got);
             window.clear();
             println!(
-                "| {} | {} | {} | {} | {:.1} | {:.0} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {} |",
                 row.minute,
                 row.ops,
                 row.deliveries,
+                row.waiting,
                 row.errors,
                 row.rss_mib,
                 row.fds,
