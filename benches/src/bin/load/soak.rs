@@ -415,6 +415,11 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         get(&counts.errors),
         get(&counts.mismatches)
     );
+    println!(
+        "webhook deliveries received: {} for {} pushes and deletes (the rest still queued or not yet dispatched at the end)",
+        delivered.load(Ordering::Relaxed),
+        get(&counts.pushes) + get(&counts.deletes)
+    );
     if let (Some(second), Some(last)) = (rows.get(1), rows.last()) {
         println!(
             "second minute → last: RSS {:.1} → {:.1} MiB, open fds {:.0} → {:.0}, runtime tasks {} → {}, database connections {} → {}",
