@@ -102,7 +102,13 @@ pub(crate) async fn log(api: Arc<Api>, call: ApiCall) -> ApiResult {
         if let Some(report) = meta.reports(&digest).await?.into_iter().find(|r| r.id == report_id) {
             let job = meta.job(report.job_id).await?;
             let mut log = job.as_ref().map(|j| j.log.clone()).unwrap_or_default();
-            if let Some(error) = job.map(|j| j.error).filter(|e| !e.is_empty()) {
+            // The report records a failed scan's error before the job's end is written: until
+            // then the report's error is the log's last line.
+            let error = job
+                .map(|j| j.error)
+                .filter(|e| !e.is_empty())
+                .or_else(|| native_summary(&report)["error"].as_str().filter(|e| !e.is_empty()).map(str::to_owned));
+            if let Some(error) = error {
                 log.push_str(&format!("error: {error}\n"));
             }
             return Ok(text(StatusCode::OK, log));
