@@ -17,8 +17,9 @@ use crate::{Cached, PgStore, pg_err};
 /// The advisory lock claims take in turn.
 const CLAIMS: i64 = 0x6a6f_6273; // "jobs"
 
-/// Candidates a claim looks at, at most.
-const CANDIDATES: i64 = 64;
+/// Candidates a claim looks at per kind, at most (jobs of a passed lease that ran out of
+/// attempts are failed among them, the rest wait for a later claim).
+const CANDIDATES: i64 = 16;
 
 fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
     move |e| Error::Backend(pg_err(context, e))
@@ -128,8 +129,8 @@ impl JobQueue for PgStore {
             .iter()
             .map(|r| (r.get::<_, String>(0), usize::try_from(r.get::<_, i64>(1)).unwrap_or(usize::MAX)))
             .collect();
-        // Only kinds under their limit: a window of candidates filled with jobs of a kind at its
-        // limit would otherwise hold every other kind up for as long as that kind's jobs run.
+        // Only kinds under their limit, and a window of each: a window filled with jobs of a kind
+        // at its limit, or with one kind's backlog, would otherwise hold every other kind up.
         let names: Vec<&str> = kinds
             .iter()
             .filter(|k| running.get(&k.kind).copied().unwrap_or(0) < k.limit)
@@ -137,10 +138,11 @@ impl JobQueue for PgStore {
             .collect();
         let rows = txn
             .cached_query(
-                "SELECT record FROM jobs
-                 WHERE kind = ANY($1) AND status IN ('pending', 'running')
-                   AND ((status = 'pending' AND run_at <= $2) OR (status = 'running' AND lease_until <= $2))
-                 ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                "SELECT j.record FROM unnest($1::text[]) AS k(kind) CROSS JOIN LATERAL (
+                   SELECT record FROM jobs
+                   WHERE jobs.kind = k.kind AND status IN ('pending', 'running')
+                     AND ((status = 'pending' AND run_at <= $2) OR (status = 'running' AND lease_until <= $2))
+                   ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) j",
                 &[&names, &now, &CANDIDATES],
             )
             .await

@@ -363,8 +363,11 @@ pub struct JobCount {
 }
 
 /// Claims one job among `candidates` (jobs of the worker's kinds that are pending and due, or
-/// running with a passed lease), given how many of each kind run now under live leases: the
-/// due job of a kind under its limit that has waited longest. Jobs whose lease passed after
+/// running with a passed lease), given how many of each kind run now under live leases: among
+/// the kinds under their limit, one with the smallest share of its limit in use, and of its due
+/// jobs the one that has waited longest. (Oldest-first across kinds let a backlog of one kind
+/// hold every other back: under a soak's webhook backlog, no collection was claimed while
+/// deliveries kept one slot free.) Jobs whose lease passed after
 /// their last attempt fail instead ("its worker stopped"). Returns the index of the claimed job
 /// and the indices of every job changed.
 pub fn claim_among(
@@ -394,7 +397,18 @@ pub fn claim_among(
             due && limit_of(&job.kind).is_some_and(|limit| running.get(&job.kind).copied().unwrap_or(0) < limit)
         })
         .collect();
-    order.sort_by_key(|&i| (candidates[i].run_at_ms, candidates[i].id));
+    // The share of a kind's limit in use, compared as fractions (running_a / limit_a against
+    // running_b / limit_b), then the oldest due.
+    let share = |i: usize| {
+        let kind = &candidates[i].kind;
+        (running.get(kind).copied().unwrap_or(0) as u128, limit_of(kind).unwrap_or(1).max(1) as u128)
+    };
+    order.sort_by(|&a, &b| {
+        let ((ra, la), (rb, lb)) = (share(a), share(b));
+        (ra * lb)
+            .cmp(&(rb * la))
+            .then((candidates[a].run_at_ms, candidates[a].id).cmp(&(candidates[b].run_at_ms, candidates[b].id)))
+    });
     let Some(&chosen) = order.first() else { return (None, changed) };
     let job = &mut candidates[chosen];
     job.status = JobStatus::Running;

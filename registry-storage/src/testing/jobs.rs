@@ -54,6 +54,25 @@ pub async fn job_queue_suite(store: &dyn MetadataStore) {
         assert!(store.cancel_job(job_id, t).await.expect("cancel").is_some());
     }
 
+    // A backlog of one kind does not hold another back: with one of four slots in use by the
+    // first kind, the second kind's only job (newer than the whole backlog) comes next.
+    let (busy, idle) = (unique("busy"), unique("idle"));
+    let mut backlog = Vec::new();
+    for _ in 0..20 {
+        backlog.push(store.enqueue(&NewJob::new(&busy, "{}".into(), "event"), t).await.expect("enqueue").0);
+    }
+    let (lone, _) = store.enqueue(&NewJob::new(&idle, "{}".into(), "schedule"), t + 50).await.expect("enqueue");
+    let both = [KindLimit { kind: busy.clone(), limit: 4 }, KindLimit { kind: idle.clone(), limit: 1 }];
+    let claimed = store.claim(&both, "w", t + 100, 1000).await.expect("claim").expect("a job");
+    assert_eq!(claimed.id, backlog[0], "both kinds idle: the oldest due");
+    let claimed = store.claim(&both, "w", t + 100, 1000).await.expect("claim").expect("a job");
+    assert_eq!(claimed.id, lone, "the idle kind before the busy kind's backlog");
+    let claimed = store.claim(&both, "w", t + 100, 1000).await.expect("claim").expect("a job");
+    assert_eq!(claimed.id, backlog[1]);
+    for id in backlog.iter().chain([&lone]) {
+        store.cancel_job(*id, t + 100).await.expect("cancel");
+    }
+
     // Claims: oldest first, within the kind's limit; other kinds are not claimed.
     assert_eq!(store.claim(&limits("nothing-here", 5), "w1", t, 1000).await.expect("claim"), None);
     let job = store.claim(&limits(&kind, 1), "w1", t + 2, 1000).await.expect("claim").expect("a job");
