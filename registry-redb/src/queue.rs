@@ -158,16 +158,14 @@ fn count(txn: &redb::WriteTransaction, job: &Job, by: i64) -> Result<()> {
 }
 
 impl RedbStore {
-    /// Changes job `id` with `change` in one transaction committed with `durability`; `None`
-    /// when there is no such job.
+    /// Changes job `id` with `change` in one transaction; `None` when there is no such job.
     async fn change_job<T: Send + 'static>(
         &self,
         id: u64,
-        durability: redb::Durability,
         change: impl FnOnce(&mut Job) -> T + Send + 'static,
     ) -> Result<Option<(T, Job)>> {
         self.db
-            .write_with(durability, move |txn| {
+            .write(move |txn| {
                 let Some(mut job) = load(txn, id)? else { return Ok(None) };
                 let was = job.clone();
                 let out = change(&mut job);
@@ -205,15 +203,10 @@ impl JobQueue for RedbStore {
         self.db.write(move |txn| jobs.iter().map(|new| enqueue_in(txn, new, now_ms)).collect()).await
     }
 
-    /// Claims and heartbeats commit without their own fsync: they become durable with the next
-    /// durable commit (at the latest the job's finish). A crash before that loses only the claim
-    /// or the lease's renewal of a worker that died with the process: the job is due again, as
-    /// when a worker dies, and is run again (every job is written to be run more than once). A
-    /// delivery costs one fsync instead of two, which the soak's webhook backlog needed.
     async fn claim(&self, kinds: &[KindLimit], worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Job>> {
         let (kinds, worker) = (kinds.to_vec(), worker.to_owned());
         self.db
-            .write_with(redb::Durability::None, move |txn| {
+            .write(move |txn| {
                 // The running jobs (few: the kinds' limits, and leases that passed), then the
                 // first due job of each kind under its limit: among those the oldest due wins,
                 // as among all of them.
@@ -263,20 +256,17 @@ impl JobQueue for RedbStore {
         update: &JobUpdate,
     ) -> Result<Heartbeat> {
         let update = update.clone();
-        let beat = self
-            .change_job(id, redb::Durability::None, move |job| job.beat(claim, lease_until_ms, now_ms, &update))
-            .await?;
+        let beat = self.change_job(id, move |job| job.beat(claim, lease_until_ms, now_ms, &update)).await?;
         Ok(beat.map_or(Heartbeat::Lost, |(beat, _)| beat))
     }
 
     async fn finish(&self, id: u64, claim: u64, outcome: &JobOutcome, now_ms: u64) -> Result<bool> {
         let outcome = outcome.clone();
-        let finished = self.change_job(id, redb::Durability::Immediate, move |job| job.finish(claim, &outcome, now_ms));
-        Ok(finished.await?.is_some_and(|(done, _)| done))
+        Ok(self.change_job(id, move |job| job.finish(claim, &outcome, now_ms)).await?.is_some_and(|(done, _)| done))
     }
 
     async fn cancel_job(&self, id: u64, now_ms: u64) -> Result<Option<Job>> {
-        Ok(self.change_job(id, redb::Durability::Immediate, move |job| job.cancel(now_ms)).await?.map(|(_, job)| job))
+        Ok(self.change_job(id, move |job| job.cancel(now_ms)).await?.map(|(_, job)| job))
     }
 
     async fn job(&self, id: u64) -> Result<Option<Job>> {
