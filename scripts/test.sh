@@ -28,33 +28,66 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked
 
-# A real Harbor client library (PyPI's harborapi) for the management API's tests.
+# Slow installs and builds run in the background beside the lints and the workspace's build (a
+# build on two cores leaves one idle in its serial stretches); the tests wait for them.
+background=()
+in_background() { # name log command...
+    local name=$1 log=$2
+    shift 2
+    step "$name, in the background (log: $log)"
+    "$@" >"$log" 2>&1 &
+    background+=("$!:$name:$log")
+}
+wait_background() {
+    local job pid name log
+    for job in "${background[@]}"; do
+        IFS=: read -r pid name log <<<"$job"
+        step "waiting for: $name"
+        if ! wait "$pid"; then
+            tail -50 "$log" >&2
+            echo "failed: $name (log: $log)" >&2
+            exit 1
+        fi
+    done
+    background=()
+}
+# A run that stops early (a lint fails) stops them too.
+trap 'for job in "${background[@]}"; do kill "${job%%:*}" 2>/dev/null || true; done' EXIT
+
 venv="$REGISTRY_TOOLS_DIR/harbor-venv"
-if ! "$venv/bin/python" -c "import harborapi" >/dev/null 2>&1; then
-    step "installing harborapi into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q "harborapi==0.26.2"
-fi
-# And an OCI artifact client (PyPI's oras) that pushes charts as helm push lays them out.
-if ! "$venv/bin/python" -c "import oras.client" >/dev/null 2>&1; then
-    step "installing oras-py into $venv"
-    "$venv/bin/pip" install -q "oras==0.2.43"
+node_dir="$REGISTRY_TOOLS_DIR/node"
+install_clients() {
+    # A real Harbor client library (PyPI's harborapi) for the management API's tests.
+    if ! "$venv/bin/python" -c "import harborapi" >/dev/null 2>&1; then
+        step "installing harborapi into $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q "harborapi==0.26.2"
+    fi
+    # And an OCI artifact client (PyPI's oras) that pushes charts as helm push lays them out.
+    if ! "$venv/bin/python" -c "import oras.client" >/dev/null 2>&1; then
+        step "installing oras-py into $venv"
+        "$venv/bin/pip" install -q "oras==0.2.43"
+    fi
+
+    # playwright-core drives Debian's chromium for the portal's end-to-end tests (its own browser
+    # download does not work on a closed network; the tests point it at /usr/bin/chromium).
+    if ! [ -f "$node_dir/node_modules/playwright-core/package.json" ]; then
+        step "installing playwright-core into $node_dir"
+        mkdir -p "$node_dir"
+        npm install --silent --no-audit --no-fund --prefix "$node_dir" "playwright-core@1.57.0" >/dev/null
+    fi
+    if ! [ -f "$node_dir/node_modules/oidc-provider/package.json" ]; then
+        step "installing oidc-provider (an OpenID Connect provider for the OIDC tests) into $node_dir"
+        mkdir -p "$node_dir"
+        npm install --silent --no-audit --no-fund --prefix "$node_dir" "oidc-provider@9.13.3" >/dev/null
+    fi
+}
+if ! "$venv/bin/python" -c "import harborapi, oras.client" >/dev/null 2>&1 \
+    || ! [ -f "$node_dir/node_modules/playwright-core/package.json" ] \
+    || ! [ -f "$node_dir/node_modules/oidc-provider/package.json" ]; then
+    in_background "installing the Python and Node clients" "$REGISTRY_TOOLS_DIR/clients-install.log" install_clients
 fi
 export REGISTRY_TEST_PYTHON="$venv/bin/python"
-
-# playwright-core drives Debian's chromium for the portal's end-to-end tests (its own browser
-# download does not work on a closed network; the tests point it at /usr/bin/chromium).
-node_dir="$REGISTRY_TOOLS_DIR/node"
-if ! [ -f "$node_dir/node_modules/playwright-core/package.json" ]; then
-    step "installing playwright-core into $node_dir"
-    mkdir -p "$node_dir"
-    npm install --silent --no-audit --no-fund --prefix "$node_dir" "playwright-core@1.57.0" >/dev/null
-fi
-if ! [ -f "$node_dir/node_modules/oidc-provider/package.json" ]; then
-    step "installing oidc-provider (an OpenID Connect provider for the OIDC tests) into $node_dir"
-    mkdir -p "$node_dir"
-    npm install --silent --no-audit --no-fund --prefix "$node_dir" "oidc-provider@9.13.3" >/dev/null
-fi
 export REGISTRY_TEST_NODE_PATH="$node_dir/node_modules"
 
 # PostgreSQL on 127.0.0.1:5432, where the tests make their throwaway databases: the machine's own
@@ -76,25 +109,22 @@ fi
 
 # S3-compatible servers: Garage (a real store, built once: about 12 minutes) and moto's server
 # (a mock that enforces the part-size and conditional-write rules Garage skips).
-# Garage builds in the background, beside the lints and the workspace's build (a build on two cores
-# leaves one idle in its serial stretches), with only the features the tests use (the sqlite
-# metadata engine; no LMDB, K2V or metrics).
+# Garage is built with only the features the tests use (the sqlite metadata engine; no LMDB, K2V
+# or metrics).
 export REGISTRY_GARAGE="$REGISTRY_TOOLS_DIR/bin/garage"
-garage_pid=""
 if ! "$REGISTRY_GARAGE" --version >/dev/null 2>&1; then
-    step "building Garage 2.5.0 into $REGISTRY_TOOLS_DIR in the background (once; about 12 minutes)"
-    garage_log="$REGISTRY_TOOLS_DIR/garage-build.log"
-    cargo install garage --version 2.5.0 --locked --no-default-features --features bundled-libs,sqlite \
-        --root "$REGISTRY_TOOLS_DIR" >"$garage_log" 2>&1 &
-    garage_pid=$!
-    # A run that stops early (a lint fails) stops the build too.
-    trap '[ -z "$garage_pid" ] || kill "$garage_pid" 2>/dev/null || true' EXIT
+    in_background "building Garage 2.5.0 into $REGISTRY_TOOLS_DIR (once; about 12 minutes)" \
+        "$REGISTRY_TOOLS_DIR/garage-build.log" \
+        cargo install garage --version 2.5.0 --locked --no-default-features --features bundled-libs,sqlite \
+        --root "$REGISTRY_TOOLS_DIR"
 fi
 moto="$REGISTRY_TOOLS_DIR/moto-venv"
-if ! "$moto/bin/moto_server" --help >/dev/null 2>&1; then
-    step "installing moto's server into $moto"
+install_moto() {
     python3 -m venv "$moto"
     "$moto/bin/pip" install -q "moto[server]==5.1.22"
+}
+if ! "$moto/bin/moto_server" --help >/dev/null 2>&1; then
+    in_background "installing moto's server into $moto" "$REGISTRY_TOOLS_DIR/moto-install.log" install_moto
 fi
 export REGISTRY_MOTO="$moto/bin/moto_server"
 
@@ -122,15 +152,7 @@ fi
 cargo run --manifest-path minimal-embedder/Cargo.toml --target-dir target/minimal-embedder
 step "cargo nextest run: building"
 cargo nextest run --workspace --no-run
-if [ -n "$garage_pid" ]; then
-    step "waiting for Garage's build"
-    if ! wait "$garage_pid"; then
-        tail -50 "$garage_log" >&2
-        echo "Garage failed to build (log: $garage_log)" >&2
-        exit 1
-    fi
-    garage_pid=""
-fi
+wait_background
 step "cargo nextest run"
 cargo nextest run --workspace --no-fail-fast
 step "doctests"
