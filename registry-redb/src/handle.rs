@@ -123,9 +123,12 @@ impl Opened {
         self.sync.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Returns once a durable commit that began after this call has completed: every commit
-    /// made before the call is then on disk.
-    async fn durable(self: &Arc<Self>) -> Result<(), BackendError> {
+    /// Joins the writers waiting for the next durable commit, whose end the receiver gets: a
+    /// commit that begins after this call, so every commit made before it is then on disk. When no
+    /// durable commit is being made, the caller makes one at once, on its own blocking thread (an
+    /// uncontended write costs no hand-off), and writers that joined meanwhile get a task of their
+    /// own.
+    fn join_durable(self: &Arc<Self>) -> oneshot::Receiver<Result<(), String>> {
         let (done, wait) = oneshot::channel();
         let lead = {
             let mut syncs = self.syncs();
@@ -133,9 +136,16 @@ impl Opened {
             !std::mem::replace(&mut syncs.running, true)
         };
         if lead {
-            let leader = Leader(Some(self.clone()));
-            tokio::task::spawn_blocking(move || leader.sync_waiting());
+            let mut leader = Leader(Some(self.clone()));
+            if !leader.round() {
+                tokio::task::spawn_blocking(move || leader.sync_waiting());
+            }
         }
+        wait
+    }
+
+    /// What a writer that joined a durable commit hears of it.
+    async fn durable(wait: oneshot::Receiver<Result<(), String>>) -> Result<(), BackendError> {
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(BackendError::message(
@@ -153,47 +163,54 @@ impl Opened {
 struct Leader(Option<Arc<Opened>>);
 
 impl Leader {
-    /// Makes durable commits until no writer waits: each serves the writers that were waiting
-    /// when it began. The last one lets go of the database before its writers hear of it, so a
-    /// store whose last write has returned can be dropped and its file opened again at once (as
-    /// after a failed commit, when the writers reopen the file).
+    /// Makes durable commits until no writer waits.
     fn sync_waiting(mut self) {
-        loop {
-            let Some(this) = self.0.as_ref() else { return };
-            let batch = std::mem::take(&mut this.syncs().waiting);
-            let result = if batch.is_empty() {
-                Ok(())
-            } else {
-                (|| {
-                    let mut txn = this.db.begin_write()?;
-                    txn.set_durability(redb::Durability::Immediate)?;
-                    txn.commit()?;
-                    Ok::<_, redb::Error>(())
-                })()
-                .map_err(|e| e.to_string())
-            };
-            let (last, rest) = {
-                let mut syncs = this.syncs();
-                syncs.done += u64::from(!batch.is_empty());
-                if result.is_err() || syncs.waiting.is_empty() {
-                    // (After a failure, the writers waiting since fail too: the database is
-                    // about to be reopened.)
-                    syncs.running = false;
-                    (true, if result.is_err() { std::mem::take(&mut syncs.waiting) } else { Vec::new() })
-                } else {
-                    (false, Vec::new())
-                }
-            };
-            if last {
-                self.0 = None;
+        while !self.round() {}
+    }
+
+    /// One durable commit, for the writers waiting when it began; whether it was the last (no
+    /// writer waits since, or it failed). The last lets go of the database before its writers
+    /// hear of it, so a store whose last write has returned can be dropped and its file opened
+    /// again at once (as after a failed commit, when the writers reopen the file).
+    fn round(&mut self) -> bool {
+        let Some(this) = self.0.as_ref() else { return true };
+        // The writers are taken once the write lock is held: each joined after its commit, so
+        // every one waiting then is covered, and those that commit while this one waited for the
+        // lock join the same flush.
+        let mut batch = Vec::new();
+        let result = (|| {
+            let mut txn = this.db.begin_write()?;
+            batch = std::mem::take(&mut this.syncs().waiting);
+            if batch.is_empty() {
+                return Ok(());
             }
-            for waiter in batch.into_iter().chain(rest) {
-                let _ = waiter.send(result.clone());
-            }
-            if last {
-                return;
-            }
+            txn.set_durability(redb::Durability::Immediate)?;
+            txn.commit()?;
+            Ok::<_, redb::Error>(())
+        })()
+        .map_err(|e| e.to_string());
+        if result.is_err() && batch.is_empty() {
+            batch = std::mem::take(&mut this.syncs().waiting);
         }
+        let (last, rest) = {
+            let mut syncs = this.syncs();
+            syncs.done += u64::from(!batch.is_empty());
+            if result.is_err() || syncs.waiting.is_empty() {
+                // (After a failure, the writers waiting since fail too: the database is about
+                // to be reopened.)
+                syncs.running = false;
+                (true, if result.is_err() { std::mem::take(&mut syncs.waiting) } else { Vec::new() })
+            } else {
+                (false, Vec::new())
+            }
+        };
+        if last {
+            self.0 = None;
+        }
+        for waiter in batch.into_iter().chain(rest) {
+            let _ = waiter.send(result.clone());
+        }
+        last
     }
 }
 
@@ -254,13 +271,18 @@ impl Db {
     {
         let db = self.get().map_err(E::backend)?;
         let held = db.clone();
-        let mut result = match tokio::task::spawn_blocking(move || f(&held)).await {
-            Ok(result) => result,
-            Err(e) => Err(E::backend(BackendError::permanent("an embedded database task failed", e))),
+        let ran = tokio::task::spawn_blocking(move || {
+            let result = f(&held);
+            let durable = (durable && result.is_ok()).then(|| held.join_durable());
+            (result, durable)
+        })
+        .await;
+        let (mut result, durable) = match ran {
+            Ok(ran) => ran,
+            Err(e) => (Err(E::backend(BackendError::permanent("an embedded database task failed", e))), None),
         };
-        if durable
-            && result.is_ok()
-            && let Err(e) = db.durable().await
+        if let Some(wait) = durable
+            && let Err(e) = Opened::durable(wait).await
         {
             result = Err(E::backend(e));
         }
