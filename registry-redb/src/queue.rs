@@ -191,6 +191,51 @@ fn enqueue_in(txn: &redb::WriteTransaction, new: &NewJob, now_ms: u64) -> Result
     Ok((job.id, true))
 }
 
+/// Claims a job in `txn` (see `registry_storage::jobs::claim_among`).
+fn claim_in(
+    txn: &redb::WriteTransaction,
+    kinds: &[KindLimit],
+    worker: &str,
+    now_ms: u64,
+    lease_ms: u64,
+) -> Result<Option<Job>> {
+    // The running jobs (few: the kinds' limits, and leases that passed), then the
+    // first due job of each kind under its limit: among those the oldest due wins,
+    // as among all of them.
+    let ids: Vec<u64> = {
+        let running = txn.open_table(RUNNING).map_err(err)?;
+        let rows = running.iter().map_err(err)?.map(|item| Ok(item.map_err(err)?.0.value()));
+        rows.collect::<Result<_>>()?
+    };
+    let mut running_jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        running_jobs.extend(load(txn, id)?);
+    }
+    let running = running_counts(&running_jobs, now_ms);
+    let mut candidates: Vec<Job> =
+        running_jobs.into_iter().filter(|j| kinds.iter().any(|k| k.kind == j.kind)).collect();
+    for kind in kinds {
+        if running.get(&kind.kind).copied().unwrap_or(0) >= kind.limit {
+            continue;
+        }
+        let first = {
+            let due = txn.open_table(DUE).map_err(err)?;
+            let mut range =
+                due.range((kind.kind.as_str(), 0, 0)..=(kind.kind.as_str(), now_ms, u64::MAX)).map_err(err)?;
+            range.next().transpose().map_err(err)?.map(|(k, _)| k.value().2)
+        };
+        if let Some(id) = first {
+            candidates.extend(load(txn, id)?);
+        }
+    }
+    let before = candidates.clone();
+    let (chosen, changed) = claim_among(&mut candidates, &running, kinds, worker, now_ms, lease_ms);
+    for i in changed {
+        save(txn, Some(&before[i]), &candidates[i])?;
+    }
+    Ok(chosen.map(|i| candidates[i].clone()))
+}
+
 #[async_trait]
 impl JobQueue for RedbStore {
     async fn enqueue(&self, new: &NewJob, now_ms: u64) -> Result<(u64, bool)> {
@@ -205,44 +250,28 @@ impl JobQueue for RedbStore {
 
     async fn claim(&self, kinds: &[KindLimit], worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Job>> {
         let (kinds, worker) = (kinds.to_vec(), worker.to_owned());
+        self.db.write(move |txn| claim_in(txn, &kinds, &worker, now_ms, lease_ms)).await
+    }
+
+    async fn claim_up_to(
+        &self,
+        kinds: &[KindLimit],
+        worker: &str,
+        now_ms: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Job>> {
+        let (kinds, worker) = (kinds.to_vec(), worker.to_owned());
         self.db
             .write(move |txn| {
-                // The running jobs (few: the kinds' limits, and leases that passed), then the
-                // first due job of each kind under its limit: among those the oldest due wins,
-                // as among all of them.
-                let ids: Vec<u64> = {
-                    let running = txn.open_table(RUNNING).map_err(err)?;
-                    let rows = running.iter().map_err(err)?.map(|item| Ok(item.map_err(err)?.0.value()));
-                    rows.collect::<Result<_>>()?
-                };
-                let mut running_jobs = Vec::with_capacity(ids.len());
-                for id in ids {
-                    running_jobs.extend(load(txn, id)?);
-                }
-                let running = running_counts(&running_jobs, now_ms);
-                let mut candidates: Vec<Job> =
-                    running_jobs.into_iter().filter(|j| kinds.iter().any(|k| k.kind == j.kind)).collect();
-                for kind in &kinds {
-                    if running.get(&kind.kind).copied().unwrap_or(0) >= kind.limit {
-                        continue;
-                    }
-                    let first = {
-                        let due = txn.open_table(DUE).map_err(err)?;
-                        let mut range = due
-                            .range((kind.kind.as_str(), 0, 0)..=(kind.kind.as_str(), now_ms, u64::MAX))
-                            .map_err(err)?;
-                        range.next().transpose().map_err(err)?.map(|(k, _)| k.value().2)
-                    };
-                    if let Some(id) = first {
-                        candidates.extend(load(txn, id)?);
+                let mut claimed = Vec::new();
+                while claimed.len() < max {
+                    match claim_in(txn, &kinds, &worker, now_ms, lease_ms)? {
+                        Some(job) => claimed.push(job),
+                        None => break,
                     }
                 }
-                let before = candidates.clone();
-                let (chosen, changed) = claim_among(&mut candidates, &running, &kinds, &worker, now_ms, lease_ms);
-                for i in changed {
-                    save(txn, Some(&before[i]), &candidates[i])?;
-                }
-                Ok(chosen.map(|i| candidates[i].clone()))
+                Ok(claimed)
             })
             .await
     }

@@ -456,6 +456,30 @@ pub trait JobQueue: Send + Sync {
     /// Claims a job of `kinds` for `worker` until `now_ms + lease_ms` (see [`claim_among`]).
     async fn claim(&self, kinds: &[KindLimit], worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Job>>;
 
+    /// Claims up to `max` jobs, as [`JobQueue::claim`] one after another would; stores that can
+    /// claim them in one transaction do (a worker filling its free slots costs one commit, not
+    /// one each). After a failure, the jobs already claimed are returned (an error only when
+    /// none was).
+    async fn claim_up_to(
+        &self,
+        kinds: &[KindLimit],
+        worker: &str,
+        now_ms: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Job>> {
+        let mut claimed = Vec::new();
+        while claimed.len() < max {
+            match self.claim(kinds, worker, now_ms, lease_ms).await {
+                Ok(Some(job)) => claimed.push(job),
+                Ok(None) => break,
+                Err(e) if claimed.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(claimed)
+    }
+
     /// A heartbeat of `claim` on job `id` (see [`Job::beat`]).
     async fn heartbeat(
         &self,

@@ -233,13 +233,20 @@ impl JobRunner {
         let capacity: usize = limits.iter().map(|k| k.limit).sum();
         let mut running = JoinSet::new();
         loop {
+            // The free slots are filled by one claim of as many jobs (one commit where the
+            // store can), again while it filled them all.
             while running.len() < capacity {
-                let now = self.clock.now_millis();
-                match self.queue.claim(&limits, &self.worker, now, self.lease.as_millis() as u64).await {
-                    Ok(Some(job)) => {
-                        running.spawn(self.clone().run_one(job, stopped.clone()));
+                let (now, free) = (self.clock.now_millis(), capacity - running.len());
+                match self.queue.claim_up_to(&limits, &self.worker, now, self.lease.as_millis() as u64, free).await {
+                    Ok(jobs) => {
+                        let all = jobs.len() == free;
+                        for job in jobs {
+                            running.spawn(self.clone().run_one(job, stopped.clone()));
+                        }
+                        if !all {
+                            break;
+                        }
                     }
-                    Ok(None) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "claiming a job failed");
                         break;

@@ -172,6 +172,22 @@ pub async fn job_queue_suite(store: &dyn MetadataStore) {
     let next = store.claim(&both, "w", t + 3, 60_000).await.expect("claim").expect("the delivery");
     assert_eq!(next.id, delivery, "the other kind's job, behind 99 waiting ones at their limit");
 
+    // Claiming several at once takes what claims one after another would: kinds under their
+    // limits by their share in use, never past a limit, and no more than asked.
+    let (many, few) = (unique("many"), unique("few"));
+    for i in 0..6 {
+        store.enqueue(&NewJob::new(&many, "{}".into(), "event"), t + i).await.expect("enqueue");
+    }
+    store.enqueue(&NewJob::new(&few, "{}".into(), "event"), t + 10).await.expect("enqueue");
+    let both = vec![KindLimit { kind: many.clone(), limit: 4 }, KindLimit { kind: few.clone(), limit: 1 }];
+    let claimed = store.claim_up_to(&both, "w", t + 20, 60_000, 3).await.expect("claim");
+    assert_eq!(claimed.len(), 3, "as many as asked");
+    assert_eq!(claimed.iter().filter(|j| j.kind == few).count(), 1, "the other kind had its turn: {claimed:?}");
+    let rest = store.claim_up_to(&both, "w", t + 21, 60_000, 10).await.expect("claim");
+    assert_eq!(rest.len(), 2, "up to the limit of 4 running: {rest:?}");
+    assert!(rest.iter().all(|j| j.kind == many && j.status == JobStatus::Running));
+    assert!(store.claim_up_to(&both, "w", t + 22, 60_000, 10).await.expect("claim").is_empty(), "both at their limits");
+
     policy_rules(store).await;
 }
 
