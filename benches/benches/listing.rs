@@ -54,7 +54,7 @@ fn listing(c: &mut Criterion) {
     // Run once each as a test (`-- --test`, the test command's quick mode, in a debug build), the
     // large store is a tenth of the measured one: filling 100,000 tags unoptimised takes minutes.
     let quick = std::env::args().any(|a| a == "--test");
-    let large = if quick { (10_000, 1_000) } else { (100_000, 10_000) };
+    let large = if quick { (10_000, 2_000) } else { (100_000, 10_000) };
     for (tags, repos) in [(1_000usize, 1_000usize), large] {
         let registry = populated(&rt, tags, repos);
         for (at, label) in [(None, "first"), (Some(tags / 2), "middle"), (Some(tags - PAGE - 1), "last")] {
