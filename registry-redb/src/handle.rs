@@ -8,11 +8,25 @@
 //! Transactions run on tokio's blocking pool (redb is synchronous). Whether a failure was an I/O
 //! failure is known from its type: [`io_failure`] is the only conversion that makes a retryable
 //! [`BackendError`] from a redb error, and [`Fault`] reads it back from the store's error types.
+//!
+//! Durable writes share their fsyncs (group commit). Each write transaction commits without one
+//! (`Durability::None`: visible at once, on disk with the next durable commit), then waits for a
+//! durable commit that began after its own; one such commit, an empty transaction, makes every
+//! commit before it durable, so the writers that wait at the same time share one. A write is
+//! acknowledged only after that, so nothing acknowledged rests on an unsynced page, and a write
+//! read by another request before it is durable can only be lost together with everything that
+//! request wrote after it (redb commits in one order). Why: redb has one writer at a time, and a
+//! commit that fsyncs holds it for the disk's flush; under sixteen pushers a webhook delivery's two
+//! commits waited behind dozens of flushes. A failing write rolls back alone, as before (its own
+//! transaction is dropped); a failed durable commit fails every write waiting on it, with the
+//! database reopened (their outcome is unknown, as when a commit's fsync fails). A database in memory
+//! (tests, benches) has nothing to flush: its writes commit as asked.
 
 use std::sync::{Arc, Mutex, RwLock};
 
 use redb::Database;
 use registry_core::BackendError;
+use tokio::sync::oneshot;
 
 /// Opens the database (again).
 pub(crate) type Open = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
@@ -71,10 +85,143 @@ pub(crate) fn db_err<E: Fault>(e: impl Into<redb::Error>) -> E {
 
 /// The database handle.
 pub(crate) struct Db {
-    current: RwLock<Option<Arc<Database>>>,
+    current: RwLock<Option<Arc<Opened>>>,
     open: Option<Open>,
     prepare: Prepare,
     reopening: Mutex<()>,
+}
+
+/// An opened database and the writers waiting for its next durable commit.
+pub(crate) struct Opened {
+    db: Database,
+    sync: Mutex<Syncs>,
+}
+
+/// The writers waiting for a durable commit, and whether a task is making them.
+#[derive(Default)]
+struct Syncs {
+    waiting: Vec<oneshot::Sender<Result<(), String>>>,
+    running: bool,
+    /// Durable commits made so far (for tests: writers that wait together share one).
+    done: u64,
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl Opened {
+    fn new(db: Database) -> Arc<Opened> {
+        Arc::new(Opened { db, sync: Mutex::new(Syncs::default()) })
+    }
+
+    fn syncs(&self) -> std::sync::MutexGuard<'_, Syncs> {
+        self.sync.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins the writers waiting for the next durable commit, whose end the receiver gets: a
+    /// commit that begins after this call, so every commit made before it is then on disk. When no
+    /// durable commit is being made, the caller makes one at once, on its own blocking thread (an
+    /// uncontended write costs no hand-off), and writers that joined meanwhile get a task of their
+    /// own.
+    fn join_durable(self: &Arc<Self>) -> oneshot::Receiver<Result<(), String>> {
+        let (done, wait) = oneshot::channel();
+        let lead = {
+            let mut syncs = self.syncs();
+            syncs.waiting.push(done);
+            !std::mem::replace(&mut syncs.running, true)
+        };
+        if lead {
+            let mut leader = Leader(Some(self.clone()));
+            if !leader.round() {
+                tokio::task::spawn_blocking(move || leader.sync_waiting());
+            }
+        }
+        wait
+    }
+
+    /// What a writer that joined a durable commit hears of it.
+    async fn durable(wait: oneshot::Receiver<Result<(), String>>) -> Result<(), BackendError> {
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(BackendError::message(
+                format!("embedded database: a durable commit failed ({message}); the write's outcome is unknown"),
+                true,
+            )),
+            Err(_) => Err(BackendError::message("embedded database: the durable commit was abandoned", true)),
+        }
+    }
+}
+
+/// The task making durable commits for the writers waiting on a database. Dropped before it
+/// finished (a panic, or a runtime shutting down before it ran), it lets another writer lead and
+/// its waiters hear that their commit was abandoned, rather than waiting for ever.
+struct Leader(Option<Arc<Opened>>);
+
+impl Leader {
+    /// Makes durable commits until no writer waits.
+    fn sync_waiting(mut self) {
+        while !self.round() {}
+    }
+
+    /// One durable commit, for the writers waiting when it began; whether it was the last (no
+    /// writer waits since, or it failed). The last lets go of the database before its writers
+    /// hear of it, so a store whose last write has returned can be dropped and its file opened
+    /// again at once (as after a failed commit, when the writers reopen the file).
+    fn round(&mut self) -> bool {
+        let Some(this) = self.0.as_ref() else { return true };
+        // The writers are taken once the write lock is held: each joined after its commit, so
+        // every one waiting then is covered, and those that commit while this one waited for the
+        // lock join the same flush.
+        let mut batch = Vec::new();
+        let result = (|| {
+            let mut txn = this.db.begin_write()?;
+            batch = std::mem::take(&mut this.syncs().waiting);
+            if batch.is_empty() {
+                return Ok(());
+            }
+            txn.set_durability(redb::Durability::Immediate)?;
+            txn.commit()?;
+            Ok::<_, redb::Error>(())
+        })()
+        .map_err(|e| e.to_string());
+        if result.is_err() && batch.is_empty() {
+            batch = std::mem::take(&mut this.syncs().waiting);
+        }
+        let (last, rest) = {
+            let mut syncs = this.syncs();
+            syncs.done += u64::from(!batch.is_empty());
+            if result.is_err() || syncs.waiting.is_empty() {
+                // (After a failure, the writers waiting since fail too: the database is about
+                // to be reopened.)
+                syncs.running = false;
+                (true, if result.is_err() { std::mem::take(&mut syncs.waiting) } else { Vec::new() })
+            } else {
+                (false, Vec::new())
+            }
+        };
+        if last {
+            self.0 = None;
+        }
+        for waiter in batch.into_iter().chain(rest) {
+            let _ = waiter.send(result.clone());
+        }
+        last
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if let Some(opened) = self.0.take() {
+            let mut syncs = opened.syncs();
+            syncs.running = false;
+            syncs.waiting.clear();
+        }
+    }
 }
 
 impl Db {
@@ -82,11 +229,11 @@ impl Db {
     /// memory, which has no file to fail).
     pub(crate) fn new(db: Database, open: Option<Open>, prepare: Prepare) -> Result<Db, BackendError> {
         prepare(&db)?;
-        Ok(Db { current: RwLock::new(Some(Arc::new(db))), open, prepare, reopening: Mutex::new(()) })
+        Ok(Db { current: RwLock::new(Some(Opened::new(db))), open, prepare, reopening: Mutex::new(()) })
     }
 
     /// The database, reopening it first if an I/O failure dropped it.
-    fn get(&self) -> Result<Arc<Database>, BackendError> {
+    fn get(&self) -> Result<Arc<Opened>, BackendError> {
         if let Some(db) = self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok(db.clone());
         }
@@ -97,14 +244,14 @@ impl Db {
         // tries again.
         let db = open().map_err(|e| BackendError::retryable("reopening the embedded database", e))?;
         (self.prepare)(&db).map_err(BackendError::into_retryable)?;
-        let db = Arc::new(db);
+        let db = Opened::new(db);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(db.clone());
         tracing::warn!("embedded database reopened after an I/O failure");
         Ok(db)
     }
 
     /// After an I/O failure on `failed`: drops the handle so that the next request reopens.
-    fn failed(&self, failed: &Arc<Database>) {
+    fn failed(&self, failed: &Arc<Opened>) {
         if self.open.is_none() {
             return;
         }
@@ -115,7 +262,8 @@ impl Db {
         }
     }
 
-    async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    /// Runs `f` on the blocking pool; a durable write then waits for its durable commit.
+    async fn run<T, E, F>(&self, durable: bool, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: Fault,
@@ -123,16 +271,33 @@ impl Db {
     {
         let db = self.get().map_err(E::backend)?;
         let held = db.clone();
-        let result = match tokio::task::spawn_blocking(move || f(&held)).await {
-            Ok(result) => result,
-            Err(e) => Err(E::backend(BackendError::permanent("an embedded database task failed", e))),
+        let ran = tokio::task::spawn_blocking(move || {
+            let result = f(&held);
+            let durable = (durable && result.is_ok()).then(|| held.join_durable());
+            (result, durable)
+        })
+        .await;
+        let (mut result, durable) = match ran {
+            Ok(ran) => ran,
+            Err(e) => (Err(E::backend(BackendError::permanent("an embedded database task failed", e))), None),
         };
+        if let Some(wait) = durable
+            && let Err(e) = Opened::durable(wait).await
+        {
+            result = Err(E::backend(e));
+        }
         if let Err(e) = &result
             && e.as_backend().is_some_and(BackendError::is_retryable)
         {
             self.failed(&db);
         }
         result
+    }
+
+    /// Durable commits made on the database open now (for tests).
+    #[cfg(test)]
+    pub(crate) fn durable_commits(&self) -> u64 {
+        self.get().map_or(0, |db| db.syncs().done)
     }
 
     /// Runs `f` in a read transaction.
@@ -142,7 +307,7 @@ impl Db {
         E: Fault,
         F: FnOnce(&redb::ReadTransaction) -> Result<T, E> + Send + 'static,
     {
-        self.run(move |db| {
+        self.run(false, move |db| {
             use redb::ReadableDatabase;
             let txn = db.begin_read().map_err(db_err::<E>)?;
             f(&txn)
@@ -150,7 +315,8 @@ impl Db {
         .await
     }
 
-    /// Runs `f` in a write transaction committed durably (fsync before it returns).
+    /// Runs `f` in a write transaction committed durably (on disk before it returns; the fsync
+    /// shared with the writers waiting at the same time: see the module docs).
     pub(crate) async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
@@ -167,13 +333,101 @@ impl Db {
         E: Fault,
         F: FnOnce(&redb::WriteTransaction) -> Result<T, E> + Send + 'static,
     {
-        self.run(move |db| {
+        // Durable writes to a file commit without an fsync here and wait for a shared one in
+        // `run`; a database in memory has nothing to flush, so its commits stay as asked.
+        let shared = matches!(durability, redb::Durability::Immediate) && self.open.is_some();
+        let own = if shared { redb::Durability::None } else { durability };
+        self.run(shared, move |db| {
             let mut txn = db.begin_write().map_err(db_err::<E>)?;
-            txn.set_durability(durability).map_err(db_err::<E>)?;
+            txn.set_durability(own).map_err(db_err::<E>)?;
             let out = f(&txn)?;
             txn.commit().map_err(db_err::<E>)?;
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+    use super::*;
+
+    const T: TableDefinition<u64, u64> = TableDefinition::new("t");
+
+    fn db(dir: &tempfile::TempDir) -> Db {
+        let file = dir.path().join("db.redb");
+        let open: Open = Box::new(move || Database::create(&file));
+        let db = open().expect("create");
+        Db::new(db, Some(open), Box::new(|_| Ok(()))).expect("db")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_waiting_together_share_a_durable_commit_and_fail_alone() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Arc::new(db(&dir));
+        let writes = 64u64;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..writes {
+            let db = db.clone();
+            tasks.spawn(async move {
+                let out = db
+                    .write(move |txn| {
+                        let mut table = txn.open_table(T).map_err(db_err::<registry_storage::Error>)?;
+                        table.insert(i, i).map_err(db_err::<registry_storage::Error>)?;
+                        if i % 2 == 1 {
+                            return Err(registry_storage::Error::Backend(BackendError::message("refused", false)));
+                        }
+                        Ok(())
+                    })
+                    .await;
+                (i, out.is_ok())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (i, ok) = done.expect("task");
+            assert_eq!(ok, i % 2 == 0, "write {i}");
+        }
+        let commits = db.durable_commits();
+        assert!(commits >= 1 && commits < writes / 2, "{commits} durable commits for {} writes", writes / 2);
+        // Only the writes that succeeded are there: a failing one rolled back alone.
+        type E = registry_storage::Error;
+        let kept: Vec<u64> = db
+            .read(|txn| {
+                let table = txn.open_table(T).map_err(db_err::<E>)?;
+                let rows = table.iter().map_err(db_err::<E>)?;
+                rows.map(|r| Ok::<_, E>(r.map_err(db_err::<E>)?.0.value())).collect::<Result<Vec<u64>, E>>()
+            })
+            .await
+            .expect("read");
+        assert_eq!(kept, (0..writes).filter(|i| i % 2 == 0).collect::<Vec<_>>());
+        // And they are on disk: the file opened anew (after the handle is gone) holds them.
+        drop(db);
+        let reopened = Database::create(dir.path().join("db.redb")).expect("reopen");
+        let txn = reopened.begin_read().expect("read");
+        assert_eq!(txn.open_table(T).expect("table").len().expect("len"), writes / 2);
+    }
+
+    /// A store whose last write has returned holds its file no more once dropped: the file opens
+    /// again at once (the durable commit's task let go of it before the write returned).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_file_is_free_once_the_last_write_returned_and_the_store_is_dropped() {
+        let dir = tempfile::tempdir().expect("dir");
+        for i in 0..50u64 {
+            let db = db(&dir);
+            db.write(move |txn| {
+                let mut table = txn.open_table(T).map_err(db_err::<registry_storage::Error>)?;
+                table.insert(i, i).map_err(db_err::<registry_storage::Error>)?;
+                Ok::<_, registry_storage::Error>(())
+            })
+            .await
+            .expect("write");
+            drop(db);
+        }
+        let reopened = Database::create(dir.path().join("db.redb")).expect("reopen");
+        assert_eq!(reopened.begin_read().expect("read").open_table(T).expect("table").len().expect("len"), 50);
     }
 }
