@@ -2,7 +2,8 @@
 //! route class, method and status; latency histograms; bytes in and out; requests in flight by
 //! class (uploads among them); backend faults (5xx answers); garbage collection runs and bytes
 //! freed; read-cache hits and misses; the job queue by kind and status (webhook deliveries among them), read from the store at
-//! each scrape so that every replica reports the shared queue.
+//! each scrape so that every replica reports the shared queue; and where this process's job
+//! attempts spent their time (waiting once due, running, recording their end), by kind.
 
 use std::sync::Arc;
 
@@ -62,17 +63,20 @@ pub fn route_class(method: &Method, path: &str) -> &'static str {
     }
 }
 
-/// Serves `/metrics` alone on `listener` (HTTP/1.1) until the task is aborted.
+/// Serves `/metrics` alone on `listener` (HTTP/1.1) until the task is aborted (its connections'
+/// tasks with it).
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, registry: registry_storage::Registry) {
     use http_body_util::Full;
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors and the like: let them free up rather than spin.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let (metrics, registry) = (metrics.clone(), registry.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let (metrics, registry) = (metrics.clone(), registry.clone());
                 async move {

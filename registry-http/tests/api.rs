@@ -779,6 +779,55 @@ async fn chunked_upload_survives_a_restart() {
     reg.stop().await;
 }
 
+/// A client stalled in the middle of an upload when the server stops: the grace runs out, its
+/// connection is closed, and once `stop` returns nothing holds the data any more (the same
+/// directory opens again at once; before, the connection's task lived on with the store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_holds_nothing_once_the_server_stopped() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options =
+        registry_http::ServerOptions { shutdown_grace: std::time::Duration::from_millis(200), ..Default::default() };
+    let reg = TestRegistry::builder()
+        .server_options(options)
+        .metrics(true)
+        .embedded(dir.path())
+        .start()
+        .await
+        .expect("start");
+    let c = client();
+    let location =
+        header(&c.post(format!("{}/v2/a/blobs/uploads/", reg.url())).send().await.expect("post"), "location");
+    let mut stalled = tokio::net::TcpStream::connect(reg.addr()).await.expect("connect");
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n",
+        reg.host()
+    );
+    stalled.write_all(head.as_bytes()).await.expect("head");
+    stalled.write_all(&[7u8; 1000]).await.expect("part of the body");
+    // The PATCH is being served (read from the server's own gauge, not guessed with a sleep).
+    let in_flight = r#"registry_http_requests_in_flight{route="upload"} 1"#;
+    while !c
+        .get(format!("{}/metrics", reg.url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+        .lines()
+        .any(|l| l == in_flight)
+    {
+        tokio::task::yield_now().await;
+    }
+    reg.stop().await;
+    let reg = TestRegistry::start_in(dir.path()).await.expect("the data opens again at once");
+    let resp = c.get(format!("{}{location}", reg.url())).send().await.expect("status");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT, "the upload is still there to continue");
+    reg.stop().await;
+    drop(stalled);
+}
+
 /// Sends a PATCH with a chunked body (no Content-Length) and returns the status line.
 async fn chunked_patch(reg: &TestRegistry, location: &str, range: &str, body: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,5 +1,5 @@
 //! `/metrics` scraped and parsed as Prometheus text: the counters move as requests are made; the
-//! job queue's figures are there; off by default.
+//! job queue's figures and where the jobs' time went are there; off by default.
 
 use std::collections::HashMap;
 
@@ -121,10 +121,18 @@ async fn garbage_collection_jobs_show_in_the_queue_figures() {
         .expect("start gc");
     assert_eq!(started.status(), StatusCode::CREATED);
     let done = r#"registry_jobs{kind="gc",status="succeeded"}"#;
+    let attempts = r#"registry_job_attempts{kind="gc"}"#;
     loop {
         let samples = scrape(&c, &reg.url()).await;
-        if get(&samples, done) == 1.0 {
+        // (The attempt is counted once its end is recorded, a moment after the queue shows it.)
+        if get(&samples, done) == 1.0 && get(&samples, attempts) == 1.0 {
             assert_eq!(get(&samples, "registry_gc_runs_total"), 1.0);
+            // Where its time went: the run took some; the wait and the recording are there.
+            assert!(get(&samples, r#"registry_job_run_seconds{kind="gc"}"#) > 0.0, "{samples:?}");
+            for series in [r#"registry_job_wait_seconds{kind="gc"}"#, r#"registry_job_record_seconds{kind="gc"}"#] {
+                assert!(samples.contains_key(series), "{series}: {samples:?}");
+            }
+            assert_eq!(get(&samples, r#"registry_job_attempts{kind="webhook"}"#), 0.0, "no delivery ran");
             break;
         }
         tokio::task::yield_now().await;

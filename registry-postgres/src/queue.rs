@@ -112,6 +112,22 @@ impl JobQueue for PgStore {
     }
 
     async fn claim(&self, kinds: &[KindLimit], worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Job>> {
+        Ok(self.claim_up_to(kinds, worker, now_ms, lease_ms, 1).await?.pop())
+    }
+
+    /// Up to `max` jobs in one transaction: the running counts and each kind's due jobs read
+    /// once, the claims made among them one after another (each counted as running for the next).
+    async fn claim_up_to(
+        &self,
+        kinds: &[KindLimit],
+        worker: &str,
+        now_ms: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Job>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let names: Vec<&str> = kinds.iter().map(|k| k.kind.as_str()).collect();
         let now = big(now_ms);
         let mut client = self.client().await?;
@@ -125,7 +141,7 @@ impl JobQueue for PgStore {
             )
             .await
             .map_err(db("counting running jobs"))?;
-        let running: std::collections::HashMap<String, usize> = counts
+        let mut running: std::collections::HashMap<String, usize> = counts
             .iter()
             .map(|r| (r.get::<_, String>(0), usize::try_from(r.get::<_, i64>(1)).unwrap_or(usize::MAX)))
             .collect();
@@ -143,17 +159,25 @@ impl JobQueue for PgStore {
                    WHERE jobs.kind = k.kind AND status IN ('pending', 'running')
                      AND ((status = 'pending' AND run_at <= $2) OR (status = 'running' AND lease_until <= $2))
                    ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) j",
-                &[&names, &now, &CANDIDATES],
+                &[&names, &now, &CANDIDATES.max(max.min(256) as i64)],
             )
             .await
             .map_err(db("finding due jobs"))?;
         let mut candidates = rows.iter().map(decode).collect::<Result<Vec<Job>>>()?;
-        let (chosen, changed) = claim_among(&mut candidates, &running, kinds, worker, now_ms, lease_ms);
-        for i in changed {
+        // A claimed job runs under a live lease from now on: no longer due, and counted.
+        let (mut chosen, mut changed) = (Vec::new(), std::collections::BTreeSet::new());
+        while chosen.len() < max {
+            let (claimed, touched) = claim_among(&mut candidates, &running, kinds, worker, now_ms, lease_ms);
+            changed.extend(touched);
+            let Some(i) = claimed else { break };
+            *running.entry(candidates[i].kind.clone()).or_default() += 1;
+            chosen.push(i);
+        }
+        for &i in &changed {
             save(&txn, &candidates[i]).await.map_err(db("claiming a job"))?;
         }
         txn.commit().await.map_err(db("committing a claim"))?;
-        Ok(chosen.map(|i| candidates[i].clone()))
+        Ok(chosen.into_iter().map(|i| candidates[i].clone()).collect())
     }
 
     async fn heartbeat(

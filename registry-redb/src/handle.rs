@@ -89,12 +89,57 @@ pub(crate) struct Db {
     open: Option<Open>,
     prepare: Prepare,
     reopening: Mutex<()>,
+    alive: Arc<Alive>,
 }
 
 /// An opened database and the writers waiting for its next durable commit.
 pub(crate) struct Opened {
     db: Database,
     sync: Mutex<Syncs>,
+    /// Declared after `db`, so dropped after it: counted out once the file is closed.
+    _alive: AliveGuard,
+}
+
+/// How long dropping a handle waits for operations still running on the blocking pool.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The databases of a handle still open (the current one, and older ones after a reopen while
+/// operations that began on them finish).
+///
+/// Why: an operation runs on tokio's blocking pool and holds the database until it ends, even
+/// when the request that asked for it is gone (a task aborted at shutdown, a client that hung
+/// up). Without waiting for those, a store could be dropped (a server stopped) and its file still
+/// be locked for a moment, and opening the same data again at once (a restart in the same
+/// process: an embedder's, a test's) failed with "database already open".
+#[derive(Default)]
+struct Alive {
+    open: Mutex<usize>,
+    closed: std::sync::Condvar,
+}
+
+/// One open database counted in [`Alive`].
+struct AliveGuard(Arc<Alive>);
+
+impl Alive {
+    fn count(self: &Arc<Self>) -> AliveGuard {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        AliveGuard(self.clone())
+    }
+
+    /// Waits (up to `limit`) until every database counted here is closed; whether they are.
+    fn wait_closed(&self, limit: std::time::Duration) -> bool {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (open, _) =
+            self.closed.wait_timeout_while(open, limit, |open| *open > 0).unwrap_or_else(|p| p.into_inner());
+        *open == 0
+    }
+}
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        *self.0.open.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.0.closed.notify_all();
+    }
 }
 
 /// The writers waiting for a durable commit, and whether a task is making them.
@@ -115,8 +160,8 @@ impl std::ops::Deref for Opened {
 }
 
 impl Opened {
-    fn new(db: Database) -> Arc<Opened> {
-        Arc::new(Opened { db, sync: Mutex::new(Syncs::default()) })
+    fn new(db: Database, alive: &Arc<Alive>) -> Arc<Opened> {
+        Arc::new(Opened { db, sync: Mutex::new(Syncs::default()), _alive: alive.count() })
     }
 
     fn syncs(&self) -> std::sync::MutexGuard<'_, Syncs> {
@@ -229,7 +274,9 @@ impl Db {
     /// memory, which has no file to fail).
     pub(crate) fn new(db: Database, open: Option<Open>, prepare: Prepare) -> Result<Db, BackendError> {
         prepare(&db)?;
-        Ok(Db { current: RwLock::new(Some(Opened::new(db))), open, prepare, reopening: Mutex::new(()) })
+        let alive = Arc::new(Alive::default());
+        let current = RwLock::new(Some(Opened::new(db, &alive)));
+        Ok(Db { current, open, prepare, reopening: Mutex::new(()), alive })
     }
 
     /// The database, reopening it first if an I/O failure dropped it.
@@ -244,7 +291,7 @@ impl Db {
         // tries again.
         let db = open().map_err(|e| BackendError::retryable("reopening the embedded database", e))?;
         (self.prepare)(&db).map_err(BackendError::into_retryable)?;
-        let db = Opened::new(db);
+        let db = Opened::new(db, &self.alive);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(db.clone());
         tracing::warn!("embedded database reopened after an I/O failure");
         Ok(db)
@@ -348,6 +395,17 @@ impl Db {
     }
 }
 
+impl Drop for Db {
+    /// Closes the file before returning: waits for operations still running on the blocking pool
+    /// (each one transaction; see [`Alive`]), so that the same file can be opened again at once.
+    fn drop(&mut self) {
+        self.current.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if self.open.is_some() && !self.alive.wait_closed(CLOSE_WAIT) {
+            tracing::warn!("embedded database: operations still running {CLOSE_WAIT:?} after its store was dropped");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -429,5 +487,35 @@ mod tests {
         }
         let reopened = Database::create(dir.path().join("db.redb")).expect("reopen");
         assert_eq!(reopened.begin_read().expect("read").open_table(T).expect("table").len().expect("len"), 50);
+    }
+
+    /// An operation whose caller went away (a task aborted at shutdown) still runs on the
+    /// blocking pool and holds the database: dropping the store waits for it, so the file opens
+    /// again as soon as the drop returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_store_waits_for_operations_whose_callers_went_away() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Arc::new(db(&dir));
+        let (started, running) = std::sync::mpsc::channel();
+        let caller = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.write(move |txn| {
+                    let _ = started.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    let mut table = txn.open_table(T).map_err(db_err::<registry_storage::Error>)?;
+                    table.insert(1, 1).map_err(db_err::<registry_storage::Error>)?;
+                    Ok::<_, registry_storage::Error>(())
+                })
+                .await
+            }
+        });
+        tokio::task::spawn_blocking(move || running.recv()).await.expect("join").expect("the write began");
+        caller.abort();
+        let _ = caller.await;
+        drop(db);
+        let reopened = Database::create(dir.path().join("db.redb")).expect("the file is free");
+        let txn = reopened.begin_read().expect("read");
+        assert_eq!(txn.open_table(T).expect("table").len().expect("len"), 1, "the write ran to its end");
     }
 }

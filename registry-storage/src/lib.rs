@@ -45,7 +45,7 @@ pub use engine::{ChunkRange, Limits, Registry};
 pub use error::{Error, Result};
 pub use gc::{GcOptions, GcReport};
 pub use immutable::{Protection, Protections};
-pub use jobs::runner::{JobContext, JobFailure, JobHandler, JobRunner, RunnerHandle};
+pub use jobs::runner::{JobContext, JobFailure, JobHandler, JobRunner, JobTimes, RunnerHandle};
 pub use jobs::{Job, JobQueue, JobStatus, NewJob};
 pub use meta::memory::MemoryMetadataStore;
 pub use meta::{JobLock, ManifestEntry, ManifestRecord, MetadataStore, Page, Pulls, UploadRecord};

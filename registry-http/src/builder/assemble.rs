@@ -299,6 +299,9 @@ impl RegistryBuilder {
                 replication: accounts.as_ref().filter(|_| !self.token_only).map(|_| secret_key.clone()),
             },
         );
+        if let Some(metrics) = &metrics {
+            metrics.watch_jobs(platform.jobs());
+        }
         let gc = platform.gc().clone();
         let api = (!self.token_only).then(|| {
             Arc::new(Api {

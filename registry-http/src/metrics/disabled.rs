@@ -33,6 +33,11 @@ impl Metrics {
         match *self {}
     }
 
+    /// The job runner whose times are shown.
+    pub fn watch_jobs(&self, _: &std::sync::Arc<registry_storage::JobRunner>) {
+        match *self {}
+    }
+
     /// The exposition text.
     pub async fn render(&self, _: &registry_storage::Registry) -> String {
         match *self {}

@@ -1,6 +1,7 @@
 //! The metrics kept with prometheus-client (feature `metrics`).
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -10,7 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry as Exposition;
-use registry_storage::MetadataStore;
+use registry_storage::{JobRunner, MetadataStore};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -28,6 +29,14 @@ struct RouteLabels {
 struct CacheLabels {
     cache: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// Seconds summed since start, shown as a gauge (like the caches' hits: set at each scrape).
+type Seconds = Gauge<f64, AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
@@ -50,6 +59,12 @@ pub struct Metrics {
     cache_hits: Family<CacheLabels, Gauge>,
     cache_misses: Family<CacheLabels, Gauge>,
     tasks: Gauge,
+    /// Weak: the runner's handlers hold these metrics (the collector's observer).
+    runner: OnceLock<Weak<JobRunner>>,
+    job_attempts: Family<KindLabels, Gauge>,
+    job_waited: Family<KindLabels, Seconds>,
+    job_ran: Family<KindLabels, Seconds>,
+    job_recorded: Family<KindLabels, Seconds>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -117,6 +132,24 @@ impl Metrics {
             "Tasks alive in the process's async runtime (connections, requests, background loops)",
             tasks.clone(),
         );
+        let job_attempts = Family::<KindLabels, Gauge>::default();
+        let (job_waited, job_ran, job_recorded) = (Family::default(), Family::default(), Family::default());
+        exposition.register(
+            "job_attempts",
+            "Job attempts this process ran to their end since start, by kind",
+            job_attempts.clone(),
+        );
+        exposition.register(
+            "job_wait_seconds",
+            "Time the attempts of job_attempts waited in the queue once due, summed, by kind",
+            job_waited.clone(),
+        );
+        exposition.register("job_run_seconds", "Time those attempts ran, summed, by kind", job_ran.clone());
+        exposition.register(
+            "job_record_seconds",
+            "Time recording those attempts' ends took, summed, by kind",
+            job_recorded.clone(),
+        );
         Arc::new(Metrics {
             exposition,
             requests,
@@ -131,7 +164,17 @@ impl Metrics {
             cache_hits,
             cache_misses,
             tasks,
+            runner: OnceLock::new(),
+            job_attempts,
+            job_waited,
+            job_ran,
+            job_recorded,
         })
+    }
+
+    /// Shows where `runner`'s attempts spend their time (the first runner given; one per server).
+    pub fn watch_jobs(&self, runner: &Arc<JobRunner>) {
+        let _ = self.runner.set(Arc::downgrade(runner));
     }
 
     /// A request begins: counts it in flight until the guard is dropped.
@@ -169,6 +212,13 @@ impl Metrics {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.tasks.set(i64::try_from(runtime.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
+        for times in self.runner.get().and_then(Weak::upgrade).map(|r| r.times()).unwrap_or_default() {
+            let labels = KindLabels { kind: times.kind };
+            self.job_attempts.get_or_create(&labels).set(i64::try_from(times.runs).unwrap_or(i64::MAX));
+            self.job_waited.get_or_create(&labels).set(times.waited.as_secs_f64());
+            self.job_ran.get_or_create(&labels).set(times.ran.as_secs_f64());
+            self.job_recorded.get_or_create(&labels).set(times.recorded.as_secs_f64());
         }
         let store: &dyn MetadataStore = &**registry.metadata_store();
         match store.job_counts().await {

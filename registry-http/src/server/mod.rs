@@ -19,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 pub use crate::request::ClientAddress;
 use crate::response::ResponseBody;
@@ -182,7 +183,9 @@ where
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish (up to [`ServerOptions::shutdown_grace`]).
+/// in-flight requests finish (up to [`ServerOptions::shutdown_grace`]); returns once every
+/// connection's task has ended (those still open after the grace are aborted), so that nothing
+/// it served holds the stores any more.
 pub async fn serve(
     listener: TcpListener,
     service: RegistryService,
@@ -195,6 +198,7 @@ pub async fn serve(
     let tls = options.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.rustls()));
     #[cfg(not(feature = "tls"))]
     let tls = options.tls.as_ref();
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -211,7 +215,7 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 match &tls {
                     None => {
-                        tokio::spawn(connection(stream, Some(peer), &service, &options, &builder, graceful.watcher()));
+                        connections.spawn(connection(stream, Some(peer), &service, &options, &builder, graceful.watcher()));
                     }
                     #[cfg(not(feature = "tls"))]
                     Some(never) => match **never {},
@@ -220,7 +224,7 @@ pub async fn serve(
                         // The handshake runs in the connection's task, bounded like a request head.
                         let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
                         let (service, options) = (service.clone(), options.clone());
-                        tokio::spawn(async move {
+                        connections.spawn(async move {
                             let stream = match tokio::time::timeout(options.header_read_timeout, acceptor.accept(stream)).await {
                                 Ok(Ok(s)) => s,
                                 Ok(Err(e)) => return tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
@@ -231,6 +235,7 @@ pub async fn serve(
                     }
                 }
             }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = &mut shutdown => break,
         }
     }
@@ -239,6 +244,7 @@ pub async fn serve(
     if tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
+    end_all(connections).await;
     Ok(())
 }
 
@@ -252,23 +258,33 @@ pub async fn serve_unix(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let builder = http1_builder(&options);
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, None, &service, &options, &builder, graceful.watcher()));
+                    connections.spawn(connection(stream, None, &service, &options, &builder, graceful.watcher()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "admin socket accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = &mut shutdown => break,
         }
     }
     if tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("admin socket: shutdown grace period over");
     }
+    end_all(connections).await;
     Ok(())
+}
+
+/// Aborts the connections still open and waits until each task has ended: a task's future (and
+/// the service it holds, the stores with it) is dropped before its end is reported.
+async fn end_all(mut connections: JoinSet<()>) {
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
 }

@@ -1,8 +1,9 @@
 //! The worker: claims jobs of the kinds it has handlers for, runs each with a heartbeat that
 //! renews its lease, and records how it ended (retries with exponential backoff).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use registry_core::SharedClock;
@@ -75,6 +76,44 @@ struct Kind {
     limit: KindLimit,
     handler: Arc<dyn JobHandler>,
     backoff: Duration,
+    times: KindTimes,
+}
+
+/// Where the attempts of one kind spent their time, summed in microseconds.
+#[derive(Default)]
+struct KindTimes {
+    runs: AtomicU64,
+    waited: AtomicU64,
+    ran: AtomicU64,
+    recorded: AtomicU64,
+}
+
+impl KindTimes {
+    fn add(&self, waited: Duration, ran: Duration, recorded: Duration) {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.waited.fetch_add(micros(waited), Ordering::Relaxed);
+        self.ran.fetch_add(micros(ran), Ordering::Relaxed);
+        self.recorded.fetch_add(micros(recorded), Ordering::Relaxed);
+    }
+}
+
+/// Where the attempts of one kind that this runner ran spent their time, summed since it
+/// started (`/metrics` shows them; a mean is a sum over `runs`). An attempt is counted once it
+/// has ended and its end was recorded (or failed to be).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTimes {
+    /// The kind.
+    pub kind: String,
+    /// Attempts ended.
+    pub runs: u64,
+    /// From when each job was due to when this runner claimed it (by the runner's clock): time
+    /// spent waiting in the queue.
+    pub waited: Duration,
+    /// In the handler (the work itself, with its heartbeats).
+    pub ran: Duration,
+    /// Recording the end in the queue.
+    pub recorded: Duration,
 }
 
 /// Runs jobs from a queue (see the module docs). Build it with its handlers, then
@@ -115,7 +154,8 @@ impl JobRunner {
     /// Runs jobs of `kind` with `handler`, at most `limit` at once across all workers, retrying
     /// after `backoff`, doubled at each further attempt.
     pub fn handle(mut self, kind: &str, limit: usize, backoff: Duration, handler: Arc<dyn JobHandler>) -> JobRunner {
-        self.kinds.push(Kind { limit: KindLimit { kind: kind.into(), limit: limit.max(1) }, handler, backoff });
+        let limit = KindLimit { kind: kind.into(), limit: limit.max(1) };
+        self.kinds.push(Kind { limit, handler, backoff, times: KindTimes::default() });
         self
     }
 
@@ -129,6 +169,21 @@ impl JobRunner {
     pub fn with_poll(mut self, poll: Duration) -> JobRunner {
         self.poll = poll;
         self
+    }
+
+    /// Where the attempts of each kind spent their time (see [`JobTimes`]).
+    pub fn times(&self) -> Vec<JobTimes> {
+        let micros = |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
+        self.kinds
+            .iter()
+            .map(|k| JobTimes {
+                kind: k.limit.kind.clone(),
+                runs: k.times.runs.load(Ordering::Relaxed),
+                waited: micros(&k.times.waited),
+                ran: micros(&k.times.ran),
+                recorded: micros(&k.times.recorded),
+            })
+            .collect()
     }
 
     /// The queue.
@@ -241,7 +296,8 @@ impl JobRunner {
                     Ok(jobs) => {
                         let all = jobs.len() == free;
                         for job in jobs {
-                            running.spawn(self.clone().run_one(job, stopped.clone()));
+                            let waited = Duration::from_millis(now.saturating_sub(job.run_at_ms));
+                            running.spawn(self.clone().run_one(job, waited, stopped.clone()));
                         }
                         if !all {
                             break;
@@ -263,12 +319,13 @@ impl JobRunner {
         while running.join_next().await.is_some() {}
     }
 
-    async fn run_one(self: Arc<Self>, job: Job, mut stopped: watch::Receiver<bool>) {
+    async fn run_one(self: Arc<Self>, job: Job, waited: Duration, mut stopped: watch::Receiver<bool>) {
         let Some(kind) = self.kinds.iter().find(|k| k.limit.kind == job.kind) else { return };
         let ctx = JobContext::default();
         let beat_every = self.lease / 3;
         let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + beat_every, beat_every);
         beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let started = Instant::now();
         let run = kind.handler.run(&job, &ctx);
         tokio::pin!(run);
         let end = loop {
@@ -294,11 +351,14 @@ impl JobRunner {
                 Some(()) = stop_asked(&mut stopped) => break Some(JobEnd::Interrupted),
             }
         };
+        let ran = started.elapsed();
         if let Some(end) = end {
             let outcome = JobOutcome { end, update: ctx.take() };
+            let recording = Instant::now();
             if let Err(e) = self.queue.finish(job.id, job.claim, &outcome, self.clock.now_millis()).await {
                 tracing::warn!(job = job.id, error = %e, "recording a job's end failed; it is retried after its lease");
             }
+            kind.times.add(waited, ran, recording.elapsed());
         } else {
             tracing::info!(job = job.id, "job taken over by another worker; this attempt stops");
         }

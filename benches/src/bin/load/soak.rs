@@ -270,17 +270,35 @@ async fn webhook_policy(target: SocketAddr, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `registry_runtime_tasks` of one process, and the webhook deliveries waiting in the queue
-/// (`registry_jobs` pending; the queue is shared, so each process reports the same).
-async fn runtime_tasks(addr: SocketAddr) -> (u64, u64) {
-    let Ok(mut c) = Conn::open(addr).await else { return (0, 0) };
-    let Ok((200, body)) = c.fetch("GET", "/metrics", &[]).await else { return (0, 0) };
+/// What one process's `/metrics` says: its runtime tasks, the webhook deliveries waiting in the
+/// queue (`registry_jobs` pending; the queue is shared, so each process reports the same), and
+/// where its deliveries spent their time (attempts, and seconds waiting once due, running and
+/// recording their ends, summed since start).
+#[derive(Default, Clone, Copy)]
+struct Scraped {
+    tasks: u64,
+    waiting: u64,
+    attempts: f64,
+    waited: f64,
+    ran: f64,
+    recorded: f64,
+}
+
+async fn scrape(addr: SocketAddr) -> Scraped {
+    let Ok(mut c) = Conn::open(addr).await else { return Scraped::default() };
+    let Ok((200, body)) = c.fetch("GET", "/metrics", &[]).await else { return Scraped::default() };
     let text = String::from_utf8_lossy(&body);
     let value = |prefix: &str| {
         text.lines().find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(0.0)
-            as u64
     };
-    (value("registry_runtime_tasks "), value("registry_jobs{kind=\"webhook\",status=\"pending\"} "))
+    Scraped {
+        tasks: value("registry_runtime_tasks ") as u64,
+        waiting: value("registry_jobs{kind=\"webhook\",status=\"pending\"} ") as u64,
+        attempts: value("registry_job_attempts{kind=\"webhook\"} "),
+        waited: value("registry_job_wait_seconds{kind=\"webhook\"} "),
+        ran: value("registry_job_run_seconds{kind=\"webhook\"} "),
+        recorded: value("registry_job_record_seconds{kind=\"webhook\"} "),
+    }
 }
 
 /// Connections to the replicas' database, not counting `client`'s.
@@ -319,6 +337,8 @@ struct Row {
     fds: f64,
     tasks: u64,
     connections: Option<u64>,
+    /// A delivery's mean wait once due, run and recording in the minute (ms).
+    delivery_ms: (f64, f64, f64),
 }
 
 pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize) -> anyhow::Result<()> {
@@ -347,11 +367,12 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         "\nSustained load on the {shape} shape: {clients} clients, {seconds} s, garbage collection every 30 s, a webhook per push and delete\n"
     );
     println!(
-        "| minute | operations | webhook deliveries | deliveries waiting | errors | RSS (MiB) | open fds | runtime tasks | database connections |"
+        "| minute | operations | webhook deliveries | deliveries waiting | a delivery's wait / run / record (ms) | errors | RSS (MiB) | open fds | runtime tasks | database connections |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<Row> = Vec::new();
     let (mut window, mut last_ops, mut last_delivered) = (Vec::new(), 0u64, 0u64);
+    let mut last_times = Scraped::default();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss: u64 = pids.iter().map(|p| rss_kib(*p).unwrap_or(0)).sum();
@@ -360,12 +381,24 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         let elapsed = started.elapsed().as_secs();
         if elapsed.is_multiple_of(60) || Instant::now() >= deadline {
             let n = window.len().max(1) as f64;
-            let (mut tasks_now, mut waiting) = (0, 0);
+            let (mut tasks_now, mut waiting, mut times) = (0, 0, Scraped::default());
             for s in &soaked.replicas {
-                let (tasks, pending) = runtime_tasks(s.addr).await;
-                tasks_now += tasks;
-                waiting = pending;
+                let scraped = scrape(s.addr).await;
+                tasks_now += scraped.tasks;
+                waiting = scraped.waiting;
+                times.attempts += scraped.attempts;
+                times.waited += scraped.waited;
+                times.ran += scraped.ran;
+                times.recorded += scraped.recorded;
             }
+            let attempts = (times.attempts - last_times.attempts).max(1.0);
+            let mean = |now: f64, before: f64| (now - before) / attempts * 1000.0;
+            let delivery_ms = (
+                mean(times.waited, last_times.waited),
+                mean(times.ran, last_times.ran),
+                mean(times.recorded, last_times.recorded),
+            );
+            last_times = times;
             let connections = match &soaked.database {
                 Some(db) => Some(database_minute(db.url()).await?),
                 None => None,
@@ -381,15 +414,19 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 fds: window.iter().map(|w| w.1 as f64).sum::<f64>() / n,
                 tasks: tasks_now,
                 connections,
+                delivery_ms,
             };
             (last_ops, last_delivered) = (ops, got);
             window.clear();
             println!(
-                "| {} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {} |",
+                "| {} | {} | {} | {} | {:.0} / {:.1} / {:.1} | {} | {:.1} | {:.0} | {} | {} |",
                 row.minute,
                 row.ops,
                 row.deliveries,
                 row.waiting,
+                row.delivery_ms.0,
+                row.delivery_ms.1,
+                row.delivery_ms.2,
                 row.errors,
                 row.rss_mib,
                 row.fds,
