@@ -129,8 +129,8 @@ async fn garbage_collection_jobs_show_in_the_queue_figures() {
             assert_eq!(get(&samples, "registry_gc_runs_total"), 1.0);
             // Where its time went: the run took some; the wait and the recording are there.
             assert!(get(&samples, r#"registry_job_run_seconds{kind="gc"}"#) > 0.0, "{samples:?}");
-            for series in [r#"registry_job_wait_seconds{kind="gc"}"#, r#"registry_job_record_seconds{kind="gc"}"#] {
-                assert!(samples.contains_key(series), "{series}: {samples:?}");
+            for series in ["wait", "claim", "record"].map(|s| format!(r#"registry_job_{s}_seconds{{kind="gc"}}"#)) {
+                assert!(samples.contains_key(&series), "{series}: {samples:?}");
             }
             assert_eq!(get(&samples, r#"registry_job_attempts{kind="webhook"}"#), 0.0, "no delivery ran");
             break;

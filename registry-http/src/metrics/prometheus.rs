@@ -63,6 +63,7 @@ pub struct Metrics {
     runner: OnceLock<Weak<JobRunner>>,
     job_attempts: Family<KindLabels, Gauge>,
     job_waited: Family<KindLabels, Seconds>,
+    job_claimed: Family<KindLabels, Seconds>,
     job_ran: Family<KindLabels, Seconds>,
     job_recorded: Family<KindLabels, Seconds>,
 }
@@ -133,7 +134,8 @@ impl Metrics {
             tasks.clone(),
         );
         let job_attempts = Family::<KindLabels, Gauge>::default();
-        let (job_waited, job_ran, job_recorded) = (Family::default(), Family::default(), Family::default());
+        let (job_waited, job_claimed) = (Family::default(), Family::default());
+        let (job_ran, job_recorded) = (Family::default(), Family::default());
         exposition.register(
             "job_attempts",
             "Job attempts this process ran to their end since start, by kind",
@@ -143,6 +145,11 @@ impl Metrics {
             "job_wait_seconds",
             "Time the attempts of job_attempts waited in the queue once due, summed, by kind",
             job_waited.clone(),
+        );
+        exposition.register(
+            "job_claim_seconds",
+            "Time the claims of those attempts took (the queue's transaction), summed, by kind",
+            job_claimed.clone(),
         );
         exposition.register("job_run_seconds", "Time those attempts ran, summed, by kind", job_ran.clone());
         exposition.register(
@@ -167,6 +174,7 @@ impl Metrics {
             runner: OnceLock::new(),
             job_attempts,
             job_waited,
+            job_claimed,
             job_ran,
             job_recorded,
         })
@@ -217,6 +225,7 @@ impl Metrics {
             let labels = KindLabels { kind: times.kind };
             self.job_attempts.get_or_create(&labels).set(i64::try_from(times.runs).unwrap_or(i64::MAX));
             self.job_waited.get_or_create(&labels).set(times.waited.as_secs_f64());
+            self.job_claimed.get_or_create(&labels).set(times.claimed.as_secs_f64());
             self.job_ran.get_or_create(&labels).set(times.ran.as_secs_f64());
             self.job_recorded.get_or_create(&labels).set(times.recorded.as_secs_f64());
         }

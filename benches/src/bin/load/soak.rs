@@ -9,7 +9,8 @@
 //! (`registry_runtime_tasks` from `/metrics`), the database connections (`pg_stat_activity`, on
 //! the replicated shape, which it also vacuums each minute where the server's autovacuum is off),
 //! the operations and webhook deliveries of the minute, the deliveries waiting in the queue
-//! (`registry_jobs`), and the errors.
+//! (`registry_jobs`), a delivery's mean time waiting once due, being claimed, running and being
+//! recorded in the minute (`registry_job_*_seconds`), and the errors.
 //! The first minute warms the caches up; the second is the reference for "flat".
 //!
 //! ```sh
@@ -280,6 +281,7 @@ struct Scraped {
     waiting: u64,
     attempts: f64,
     waited: f64,
+    claimed: f64,
     ran: f64,
     recorded: f64,
 }
@@ -296,6 +298,7 @@ async fn scrape(addr: SocketAddr) -> Scraped {
         waiting: value("registry_jobs{kind=\"webhook\",status=\"pending\"} ") as u64,
         attempts: value("registry_job_attempts{kind=\"webhook\"} "),
         waited: value("registry_job_wait_seconds{kind=\"webhook\"} "),
+        claimed: value("registry_job_claim_seconds{kind=\"webhook\"} "),
         ran: value("registry_job_run_seconds{kind=\"webhook\"} "),
         recorded: value("registry_job_record_seconds{kind=\"webhook\"} "),
     }
@@ -337,8 +340,8 @@ struct Row {
     fds: f64,
     tasks: u64,
     connections: Option<u64>,
-    /// A delivery's mean wait once due, run and recording in the minute (ms).
-    delivery_ms: (f64, f64, f64),
+    /// A delivery's mean wait once due, claim, run and recording in the minute (ms).
+    delivery_ms: (f64, f64, f64, f64),
 }
 
 pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize) -> anyhow::Result<()> {
@@ -367,7 +370,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         "\nSustained load on the {shape} shape: {clients} clients, {seconds} s, garbage collection every 30 s, a webhook per push and delete\n"
     );
     println!(
-        "| minute | operations | webhook deliveries | deliveries waiting | a delivery's wait / run / record (ms) | errors | RSS (MiB) | open fds | runtime tasks | database connections |"
+        "| minute | operations | webhook deliveries | deliveries waiting | a delivery's wait / claim / run / record (ms) | errors | RSS (MiB) | open fds | runtime tasks | database connections |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<Row> = Vec::new();
@@ -388,6 +391,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 waiting = scraped.waiting;
                 times.attempts += scraped.attempts;
                 times.waited += scraped.waited;
+                times.claimed += scraped.claimed;
                 times.ran += scraped.ran;
                 times.recorded += scraped.recorded;
             }
@@ -395,6 +399,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
             let mean = |now: f64, before: f64| (now - before) / attempts * 1000.0;
             let delivery_ms = (
                 mean(times.waited, last_times.waited),
+                mean(times.claimed, last_times.claimed),
                 mean(times.ran, last_times.ran),
                 mean(times.recorded, last_times.recorded),
             );
@@ -419,7 +424,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
             (last_ops, last_delivered) = (ops, got);
             window.clear();
             println!(
-                "| {} | {} | {} | {} | {:.0} / {:.1} / {:.1} | {} | {:.1} | {:.0} | {} | {} |",
+                "| {} | {} | {} | {} | {:.0} / {:.1} / {:.1} / {:.1} | {} | {:.1} | {:.0} | {} | {} |",
                 row.minute,
                 row.ops,
                 row.deliveries,
@@ -427,6 +432,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 row.delivery_ms.0,
                 row.delivery_ms.1,
                 row.delivery_ms.2,
+                row.delivery_ms.3,
                 row.errors,
                 row.rss_mib,
                 row.fds,
