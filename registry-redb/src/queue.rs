@@ -103,6 +103,29 @@ fn load(txn: &redb::WriteTransaction, id: u64) -> Result<Option<Job>> {
     job.map(|v| decode(v.value())).transpose()
 }
 
+/// The ids of the jobs `filter` can match, newest first, when it asks for pending or running
+/// ones (read from their indexes); `None` when every job must be read.
+fn unfinished_ids(txn: &redb::ReadTransaction, filter: &JobFilter) -> Result<Option<Vec<u64>>> {
+    let mut ids: Vec<u64> = match filter.status {
+        Some(JobStatus::Pending) => {
+            let due = txn.open_table(DUE).map_err(err)?;
+            let rows = match &filter.kind {
+                Some(kind) => due.range((kind.as_str(), 0, 0)..=(kind.as_str(), u64::MAX, u64::MAX)).map_err(err)?,
+                None => due.iter().map_err(err)?,
+            };
+            rows.map(|item| Ok(item.map_err(err)?.0.value().2)).collect::<Result<_>>()?
+        }
+        Some(JobStatus::Running) => {
+            let running = txn.open_table(RUNNING).map_err(err)?;
+            let rows = running.iter().map_err(err)?;
+            rows.map(|item| Ok(item.map_err(err)?.0.value())).collect::<Result<_>>()?
+        }
+        _ => return Ok(None),
+    };
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(Some(ids))
+}
+
 /// Writes `job`, moving its index entries and counts from what `was` (its stored version, if
 /// any) had.
 fn save(txn: &redb::WriteTransaction, was: Option<&Job>, job: &Job) -> Result<()> {
@@ -312,15 +335,29 @@ impl JobQueue for RedbStore {
         let filter = filter.clone();
         self.db
             .read(move |txn| {
-                let table = txn.open_table(JOBS).map_err(err)?;
                 let (mut page, mut total) = (Vec::new(), 0u64);
-                for item in table.iter().map_err(err)?.rev() {
-                    let job: Job = decode(item.map_err(err)?.1.value())?;
+                let mut take = |job: Job| {
                     if filter.matches(&job) {
                         if total >= offset as u64 && page.len() < limit {
                             page.push(job);
                         }
                         total += 1;
+                    }
+                };
+                // Pending and running jobs are read through their indexes (a few, or a backlog),
+                // never through every job kept: a scheduled job asks whether its last run is
+                // pending or running, and under an hour's soak the full read of a million
+                // finished deliveries took a third of the server's CPU.
+                let table = txn.open_table(JOBS).map_err(err)?;
+                if let Some(ids) = unfinished_ids(txn, &filter)? {
+                    for id in ids {
+                        if let Some(job) = table.get(id).map_err(err)? {
+                            take(decode(job.value())?);
+                        }
+                    }
+                } else {
+                    for item in table.iter().map_err(err)?.rev() {
+                        take(decode(item.map_err(err)?.1.value())?);
                     }
                 }
                 Ok((page, total))

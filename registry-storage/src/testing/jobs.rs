@@ -188,6 +188,23 @@ pub async fn job_queue_suite(store: &dyn MetadataStore) {
     assert!(rest.iter().all(|j| j.kind == many && j.status == JobStatus::Running));
     assert!(store.claim_up_to(&both, "w", t + 22, 60_000, 10).await.expect("claim").is_empty(), "both at their limits");
 
+    // Listing pending or running jobs (read through their indexes on stores that keep them):
+    // the same answers as the full read, newest first, with totals, pages and a kind's filter.
+    let of = |kind: &str, status| JobFilter { kind: Some(kind.into()), status: Some(status), ..JobFilter::default() };
+    let (running, total) = store.jobs(&of(&many, JobStatus::Running), 0, 10).await.expect("list");
+    assert_eq!(total, 4);
+    assert!(running.windows(2).all(|w| w[0].id > w[1].id), "newest first: {running:?}");
+    assert!(running.iter().all(|j| j.kind == many && j.status == JobStatus::Running));
+    let (pending, total) = store.jobs(&of(&many, JobStatus::Pending), 0, 1).await.expect("list");
+    assert_eq!(total, 2, "two of six still wait");
+    let (next_page, _) = store.jobs(&of(&many, JobStatus::Pending), 1, 1).await.expect("list");
+    assert!(pending[0].id > next_page[0].id, "pages in order");
+    assert_eq!(store.jobs(&of(&few, JobStatus::Pending), 0, 10).await.expect("list").1, 0);
+    let any_pending = JobFilter { status: Some(JobStatus::Pending), ..JobFilter::default() };
+    let (all, _) = store.jobs(&any_pending, 0, 1000).await.expect("list");
+    assert!(all.iter().all(|j| j.status == JobStatus::Pending));
+    assert_eq!(all.iter().filter(|j| j.kind == many).count(), 2, "every kind's");
+
     policy_rules(store).await;
 }
 
