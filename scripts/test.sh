@@ -159,6 +159,6 @@ step "doctests"
 cargo test --workspace --doc
 # The benches run once each in the test profile: they prove the benches still run, while a
 # release build of the whole workspace (the bench profile) would double the run's build time.
-step "criterion benches, quick mode (each bench runs once)"
-cargo test --workspace --benches -- --test
+step "criterion benches, quick mode (each bench runs once; the libraries' unit tests ran under nextest above)"
+cargo test --workspace --bench '*' -- --test
 step "all tests passed"
