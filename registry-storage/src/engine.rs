@@ -21,13 +21,14 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use registry_core::verifier::StreamError;
+
 use registry_core::{
     Algorithm, Digest, DigestVerifier, Manifest, Reference, RepositoryName, SharedClock, VerifierState,
 };
 
-use crate::blob::{BlobStore, BodyError, BodyStream, ByteStream, UploadId};
+use crate::blob::{BlobStore, BodyStream, ByteStream, UploadId};
 use crate::error::{Error, Result};
+use crate::hashing::HashingStream;
 use crate::immutable::Protection;
 use crate::lease::{DigestHold, UploadLease};
 use crate::meta::{ManifestRecord, MetadataStore, Page, UploadRecord};
@@ -368,26 +369,16 @@ impl Registry {
             return Err(Error::RangeInvalid { offset: record.offset });
         }
         let state = VerifierState::from_bytes(&record.verifier_state)?;
-        let mut verifier = DigestVerifier::restore(&state)?;
-        if let Some(range) = range {
-            // More bytes than the range declares fail as soon as they arrive.
-            verifier = verifier.with_limit(record.offset + range.len);
-        }
-        let mut verifying = registry_core::VerifyingStream::new(body, verifier);
-        let (new_len, new_state) = {
-            let mut mapped = (&mut verifying).map(|item| {
-                item.map_err(|e| match e {
-                    StreamError::Source(e) => e,
-                    StreamError::Verify(e) => Box::new(e) as BodyError,
-                })
-            });
-            match self.blobs.upload_append(id, &record.store_state, record.offset, &mut mapped).await {
+        // More bytes than the range declares fail as soon as they arrive.
+        let limit = range.map(|range| record.offset + range.len);
+        let mut hashing = HashingStream::new(body, DigestVerifier::restore(&state)?, limit);
+        let (new_len, new_state) =
+            match self.blobs.upload_append(id, &record.store_state, record.offset, &mut hashing).await {
                 Err(Error::Core(registry_core::Error::SizeExceeded { .. })) if range.is_some() => {
                     return Err(Error::RangeInvalid { offset: record.offset });
                 }
                 other => other?,
-            }
-        };
+            };
         // Fewer bytes than declared: the chunk is refused and the recorded offset does not move
         // (the bytes past it are cut off by the next append, or at publication).
         if let Some(range) = range
@@ -395,7 +386,7 @@ impl Registry {
         {
             return Err(Error::RangeInvalid { offset: record.offset });
         }
-        let verifier = verifying.into_verifier();
+        let verifier = hashing.into_verifier().await?;
         if verifier.size() != new_len {
             return Err(Error::invariant(format!(
                 "upload store reports {new_len} bytes, the verifier saw {}",

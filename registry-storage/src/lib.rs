@@ -24,6 +24,7 @@ pub mod durable;
 pub mod engine;
 pub mod error;
 pub mod gc;
+mod hashing;
 pub mod immutable;
 pub mod jobs;
 mod lease;
