@@ -37,10 +37,10 @@ impl Credentials {
     /// anonymous, which can only ever grant less).
     pub fn from_authorization(value: Option<&str>) -> Credentials {
         let Some(value) = value else { return Credentials::None };
-        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
-        if scheme.eq_ignore_ascii_case("bearer") {
-            return Credentials::Bearer(rest.trim().to_owned());
+        if let Some(token) = Credentials::bearer(Some(value)) {
+            return Credentials::Bearer(token.to_owned());
         }
+        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             let decoded = STANDARD.decode(rest.trim()).ok().and_then(|b| String::from_utf8(b).ok());
             if let Some((username, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
@@ -48,6 +48,14 @@ impl Credentials {
             }
         }
         Credentials::None
+    }
+
+    /// The bearer token of an `Authorization` header value, borrowed (what a registry reads on
+    /// every request: no copy of the token).
+    pub fn bearer(value: Option<&str>) -> Option<&str> {
+        let value = value?.trim();
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     }
 }
 
@@ -100,6 +108,9 @@ mod tests {
         );
         assert_eq!(Credentials::from_authorization(Some("Bearer abc")), Credentials::Bearer("abc".into()));
         assert_eq!(Credentials::from_authorization(Some("bearer  abc ")), Credentials::Bearer("abc".into()));
+        assert_eq!(Credentials::bearer(Some(" bearer  abc ")), Some("abc"));
+        assert_eq!(Credentials::bearer(Some("Basic abc")), None);
+        assert_eq!(Credentials::bearer(None), None);
         for bad in ["Basic !!!", "Basic YWxpY2U=", "Digest x", ""] {
             assert_eq!(Credentials::from_authorization(Some(bad)), Credentials::None, "{bad}");
         }

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use http::header::WWW_AUTHENTICATE;
 use http::{Method, Request, StatusCode};
 use registry_auth::{ProjectState, VerifiedToken};
-use registry_core::{ErrorCode, RepositoryName, Scope};
+use registry_core::{Action, ErrorCode, RepositoryName, Scope};
 
 use super::Routed;
-use super::route::Route;
+use super::route::{Need, Route};
 use crate::error::ApiError;
 use crate::layers::authenticate::UPLOAD_GRACE;
 use crate::layers::{Authentication, BoxService, FnLayer, Layer, call, service_fn};
@@ -65,7 +65,9 @@ async fn authorize(auth: &TokenAuth, req: &Request<RequestBody>) -> Result<(), A
     let Some(Routed { route, query }) = req.extensions().get::<Routed>() else { return Ok(()) };
     let from = query.get("from").and_then(|f| RepositoryName::parse(f).ok());
     let mount_from = if query.get("mount").is_some() { from.as_ref() } else { None };
-    let required = route.required_scopes(req.method(), mount_from);
+    let needs = route.needs(req.method(), mount_from);
+    // The scopes, for a challenge (built only then: the allowed path allocates nothing for them).
+    let required = || route.required_scopes(req.method(), mount_from);
     let on_session = matches!(route, Route::Upload { .. });
     let token: &VerifiedToken = match req.extensions().get::<Authentication>() {
         Some(Authentication::Token(t)) => t,
@@ -79,31 +81,35 @@ async fn authorize(auth: &TokenAuth, req: &Request<RequestBody>) -> Result<(), A
             } else {
                 tracing::info!("token refused: expired");
             }
-            return Err(challenge(auth, &required, Some("invalid_token")));
+            return Err(challenge(auth, &required(), Some("invalid_token")));
         }
-        _ => return Err(challenge(auth, &required, None)),
+        _ => return Err(challenge(auth, &required(), None)),
     };
     let signed_in = !token.claims.sub.is_empty();
-    for scope in &required {
-        let state = match (&auth.policy, scope.resource_type.as_str()) {
-            (Some(policy), "repository") => policy.project_state(&scope.name).await?,
+    for need in needs.into_iter().flatten() {
+        let (resource_type, name, actions) = match need {
+            Need::Repository(name, actions) => ("repository", name.as_str(), actions),
+            Need::Catalog => ("registry", "catalog", &[Action::All][..]),
+        };
+        let state = match (&auth.policy, need) {
+            (Some(policy), Need::Repository(..)) => policy.project_state(name).await?,
             _ => ProjectState::Unmanaged,
         };
         match state {
             ProjectState::Missing { project } if signed_in => return Err(missing_project(&project)),
             ProjectState::Missing { project } => {
                 tracing::info!(project = %project, "request for a missing project");
-                return Err(challenge(auth, &required, Some("insufficient_scope")));
+                return Err(challenge(auth, &required(), Some("insufficient_scope")));
             }
             ProjectState::Exists { project, created_at } if predates(token.claims.iat, created_at) => {
                 tracing::info!(subject = %token.claims.sub, project = %project, "token predates the project");
-                return Err(challenge(auth, &required, Some("invalid_token")));
+                return Err(challenge(auth, &required(), Some("invalid_token")));
             }
             _ => {}
         }
-        if !token.covers(scope) {
-            tracing::info!(subject = %token.claims.sub, needed = %scope, "insufficient scope");
-            return Err(challenge(auth, &required, Some("insufficient_scope")));
+        if !actions.iter().all(|action| token.allows(resource_type, name, action)) {
+            tracing::info!(subject = %token.claims.sub, needed = %need.scope(), "insufficient scope");
+            return Err(challenge(auth, &required(), Some("insufficient_scope")));
         }
     }
     Ok(())

@@ -65,6 +65,25 @@ fn decode_colon(segment: &str) -> std::borrow::Cow<'_, str> {
     if segment.contains('%') { segment.replace("%3A", ":").replace("%3a", ":").into() } else { segment.into() }
 }
 
+/// One thing a request needs of its token (see [`Route::needs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need<'a> {
+    /// These actions on this repository.
+    Repository(&'a RepositoryName, &'static [Action]),
+    /// The catalog (`registry:catalog:*`).
+    Catalog,
+}
+
+impl Need<'_> {
+    /// As a token scope.
+    pub fn scope(self) -> Scope {
+        match self {
+            Need::Repository(name, actions) => Scope::repository(name.as_str(), actions.iter().cloned()),
+            Need::Catalog => Scope::catalog(),
+        }
+    }
+}
+
 impl Route {
     /// Parses a request path (without query).
     pub fn parse(path: &str) -> Result<Route, RouteError> {
@@ -101,32 +120,35 @@ impl Route {
         }
     }
 
-    /// The scopes a request needs: `pull` to read, `pull,push` to write, `delete` to delete, the
+    /// What a request needs, borrowed from the route (no allocation: this runs on every
+    /// authenticated request): `pull` to read, `pull,push` to write, `delete` to delete, the
     /// catalog scope for the catalog, and `pull` on the source of a cross-repository mount
-    /// (`mount_from`). An empty list for `/v2/`, which needs only a valid token.
-    pub fn required_scopes(&self, method: &Method, mount_from: Option<&RepositoryName>) -> Vec<Scope> {
-        let repo =
-            |name: &RepositoryName, actions: &[Action]| Scope::repository(name.as_str(), actions.iter().cloned());
-        let read_or_write = |name: &RepositoryName| match *method {
-            Method::GET | Method::HEAD => vec![repo(name, &[Action::Pull])],
-            Method::DELETE => vec![repo(name, &[Action::Delete])],
-            _ => vec![repo(name, &[Action::Pull, Action::Push])],
-        };
+    /// (`mount_from`). Nothing for `/v2/`, which needs only a valid token.
+    pub fn needs<'a>(&'a self, method: &Method, mount_from: Option<&'a RepositoryName>) -> [Option<Need<'a>>; 2] {
+        const PULL: &[Action] = &[Action::Pull];
+        const PULL_PUSH: &[Action] = &[Action::Pull, Action::Push];
+        const DELETE: &[Action] = &[Action::Delete];
+        let repo = |name, actions| Some(Need::Repository(name, actions));
         match self {
-            Route::Base => vec![],
-            Route::Catalog => vec![Scope::catalog()],
-            Route::Tags { name } | Route::Referrers { name, .. } => vec![repo(name, &[Action::Pull])],
-            Route::Manifest { name, .. } | Route::Blob { name, .. } => read_or_write(name),
+            Route::Base => [None, None],
+            Route::Catalog => [Some(Need::Catalog), None],
+            Route::Tags { name } | Route::Referrers { name, .. } => [repo(name, PULL), None],
+            Route::Manifest { name, .. } | Route::Blob { name, .. } => match *method {
+                Method::GET | Method::HEAD => [repo(name, PULL), None],
+                Method::DELETE => [repo(name, DELETE), None],
+                _ => [repo(name, PULL_PUSH), None],
+            },
             // Cancelling an upload is part of pushing, not a deletion of content.
-            Route::Upload { name, .. } => vec![repo(name, &[Action::Pull, Action::Push])],
+            Route::Upload { name, .. } => [repo(name, PULL_PUSH), None],
             Route::StartUpload { name } => {
-                let mut scopes = vec![repo(name, &[Action::Pull, Action::Push])];
-                if let Some(from) = mount_from.filter(|f| *f != name) {
-                    scopes.push(repo(from, &[Action::Pull]));
-                }
-                scopes
+                [repo(name, PULL_PUSH), mount_from.filter(|from| *from != name).and_then(|from| repo(from, PULL))]
             }
         }
+    }
+
+    /// [`Route::needs`] as token scopes (for a challenge, which names them).
+    pub fn required_scopes(&self, method: &Method, mount_from: Option<&RepositoryName>) -> Vec<Scope> {
+        self.needs(method, mount_from).into_iter().flatten().map(Need::scope).collect()
     }
 
     /// The repository the route is about, if any.

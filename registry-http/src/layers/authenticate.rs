@@ -76,10 +76,6 @@ pub enum Mode {
     Assume(Identity),
 }
 
-fn authorization(req: &http::Request<RequestBody>) -> Credentials {
-    Credentials::from_authorization(req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
-}
-
 /// Verifies a bearer token, with the upload grace.
 pub(crate) fn verify_bearer(verifier: &TokenVerifier, token: &str) -> Authentication {
     let now = registry_core::time::now_secs();
@@ -101,27 +97,40 @@ async fn authenticate(
     mode: &Mode,
     req: &http::Request<RequestBody>,
 ) -> Result<(Authentication, Option<crate::session::Session>), ApiError> {
-    if let (Mode::Basic(authenticator, Some(sessions)), Credentials::None) = (mode, authorization(req))
+    let header = || req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Mode::Basic(authenticator, Some(sessions)) = mode
+        && Credentials::from_authorization(header()) == Credentials::None
         && let Some((who, session)) = crate::session::signed_in(authenticator.as_ref(), sessions, req.headers()).await?
     {
         return Ok((Authentication::Identity(who), Some(session)));
     }
-    let authentication = match (mode, authorization(req)) {
-        (Mode::Assume(who), _) => Authentication::Identity(who.clone()),
-        (Mode::Bearer(verifier), Credentials::Bearer(token)) => verify_bearer(verifier, &token),
-        (Mode::Basic(authenticator, _), Credentials::Basic { username, password }) => {
-            match authenticator.authenticate(&username, &password).await {
-                Ok(who) => Authentication::Identity(who),
-                Err(AuthError::InvalidCredentials) => {
-                    tracing::info!(user = %username, "login refused");
-                    Authentication::InvalidCredentials
-                }
-                Err(e) => return Err(e.into()),
-            }
+    let authentication = match mode {
+        Mode::Assume(who) => Authentication::Identity(who.clone()),
+        // Borrowed: a token is read on every distribution request, never copied.
+        Mode::Bearer(verifier) => match Credentials::bearer(header()) {
+            Some(token) => verify_bearer(verifier, token),
+            None => Authentication::Anonymous,
+        },
+        Mode::Basic(authenticator, _) => {
+            basic(authenticator.as_ref(), Credentials::from_authorization(header())).await?
         }
-        _ => Authentication::Anonymous,
     };
     Ok((authentication, None))
+}
+
+/// Basic credentials through the authenticator (anything else is anonymous here).
+async fn basic(authenticator: &dyn Authenticator, credentials: Credentials) -> Result<Authentication, ApiError> {
+    Ok(match credentials {
+        Credentials::Basic { username, password } => match authenticator.authenticate(&username, &password).await {
+            Ok(who) => Authentication::Identity(who),
+            Err(AuthError::InvalidCredentials) => {
+                tracing::info!(user = %username, "login refused");
+                Authentication::InvalidCredentials
+            }
+            Err(e) => return Err(e.into()),
+        },
+        _ => Authentication::Anonymous,
+    })
 }
 
 /// Whether a method changes something (and so needs the CSRF token with a session).
