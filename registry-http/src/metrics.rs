@@ -63,14 +63,24 @@ pub fn route_class(method: &Method, path: &str) -> &'static str {
     }
 }
 
-/// Serves `/metrics` alone on `listener` (HTTP/1.1) until the task is aborted (its connections'
-/// tasks with it).
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, registry: registry_storage::Registry) {
+/// Serves `/metrics` alone on `listener` (HTTP/1.1) until `shutdown` completes; then ends its
+/// connections and returns once each is gone (and the registry handle it held with it).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    registry: registry_storage::Registry,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     use http_body_util::Full;
     let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         while connections.try_join_next().is_some() {}
-        let Ok((stream, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
             // Out of file descriptors and the like: let them free up rather than spin.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
@@ -98,4 +108,5 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, reg
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
         });
     }
+    crate::server::end_all(connections).await;
 }

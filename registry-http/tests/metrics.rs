@@ -163,3 +163,33 @@ async fn metrics_on_their_own_address_and_not_on_the_registrys() {
     let _ = stop.send(());
     serving.await.expect("task").expect("served");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_holds_nothing_through_its_metrics_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = registry_http::RegistryBuilder::new()
+        .embedded(dir.path())
+        .metrics_address("127.0.0.1:0".parse().expect("addr"))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let metrics_addr = server.metrics_addr().expect("a metrics listener");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    // A scrape answered, its keep-alive connection still open in the client's pool: its task
+    // holds the registry until the server ends it.
+    let c = client();
+    let samples = scrape(&c, &format!("http://{metrics_addr}")).await;
+    assert!(!samples.is_empty());
+    let _ = stop.send(());
+    serving.await.expect("task").expect("served");
+    let again = registry_http::RegistryBuilder::new()
+        .embedded(dir.path())
+        .bind("127.0.0.1:0")
+        .await
+        .expect("the data opens again at once");
+    drop(again);
+    drop(c);
+}

@@ -80,8 +80,14 @@ impl Server {
     /// garbage collection schedule; then lets in-flight requests finish.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
         let Server { listener, built, metrics, .. } = self;
-        let metrics = metrics
-            .map(|(metrics, listener)| tokio::spawn(crate::metrics::serve(listener, metrics, built.registry.clone())));
+        let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+        let metrics = metrics.map(|(metrics, listener)| {
+            let mut stopped = metrics_stopped.clone();
+            let stopped = async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            };
+            tokio::spawn(crate::metrics::serve(listener, metrics, built.registry.clone(), stopped))
+        });
         let platform = built.platform.start();
         let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
         let admin = match &built.admin {
@@ -96,10 +102,11 @@ impl Server {
         if let Some((path, _)) = &built.admin {
             let _ = std::fs::remove_file(path);
         }
-        // The periodic tasks hold the stores: each is aborted and awaited, so that it is gone
-        // (and the stores with it) when this returns and the data can be opened again.
+        // The metrics listener's connections and the periodic tasks hold the stores: each is
+        // ended and awaited, so that it is gone (and the stores with it) when this returns and the
+        // data can be opened again.
+        let _ = stop_metrics.send(true);
         if let Some(task) = metrics {
-            task.abort();
             let _ = task.await;
         }
         // Running jobs go back to the queue for the next start (or another replica).
