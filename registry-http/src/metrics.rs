@@ -108,5 +108,8 @@ pub async fn serve(
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
         });
     }
-    crate::server::end_all(connections).await;
+    // As the registry's own listener does: each connection's task ended and awaited, so that
+    // none still holds the registry once this returns.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
 }

@@ -284,7 +284,7 @@ pub async fn serve_unix(
 
 /// Aborts the connections still open and waits until each task has ended: a task's future (and
 /// the service it holds, the stores with it) is dropped before its end is reported.
-pub(crate) async fn end_all(mut connections: JoinSet<()>) {
+async fn end_all(mut connections: JoinSet<()>) {
     connections.abort_all();
     while connections.join_next().await.is_some() {}
 }
