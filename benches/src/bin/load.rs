@@ -390,11 +390,23 @@ async fn push_small_image(s: &Server, repo: &str) -> anyhow::Result<()> {
 /// prescribes: (requests/s, p99 ms). wrk is a C load generator, so the client's own cost stays
 /// small next to the server's on this 2-core machine.
 async fn manifest_load(s: &Server, repo: &str, connections: usize, duration: Duration) -> anyhow::Result<(f64, f64)> {
+    manifest_load_as(s, repo, connections, duration, true).await
+}
+
+/// [`manifest_load`], with the server's bearer token on every request or, `with_token` false,
+/// anonymously (a public project on a server with auth on).
+async fn manifest_load_as(
+    s: &Server,
+    repo: &str,
+    connections: usize,
+    duration: Duration,
+    with_token: bool,
+) -> anyhow::Result<(f64, f64)> {
     let url = format!("http://{}/v2/{repo}/manifests/v1", s.addr);
     let mut cmd = Command::new("wrk");
     cmd.args(["-t2", &format!("-c{connections}"), &format!("-d{}s", duration.as_secs()), "--latency"]);
     cmd.args(["-H", &format!("accept: {OCI_MANIFEST}")]);
-    for (k, v) in s.auth_headers() {
+    for (k, v) in s.auth_headers().into_iter().filter(|_| with_token) {
         cmd.args(["-H", &format!("{k}: {v}")]);
     }
     let out = cmd.arg(&url).output().await.context("running wrk (apt-get install -y wrk)")?;
