@@ -39,7 +39,10 @@ use crate::token::{JWKS_PATH, TOKEN_PATH, TokenAuth};
 #[derive(Clone)]
 pub struct RegistryService {
     inner: BoxService,
-    registry: Registry,
+    /// Behind an `Arc`: the service is cloned for every request (hyper's and tower's way), and a
+    /// `Registry`'s clone is an increment of each of its shared parts and a copy of its pull
+    /// policies (both showed in the profile of a manifest GET).
+    registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for RegistryService {
@@ -162,7 +165,7 @@ pub(crate) fn assemble(parts: Parts, callers: Callers) -> RegistryService {
     });
     let inner =
         ServiceBuilder::new().layer(access_log::layer(metrics)).layer(prefix::layer(&parts.prefix)).service(router);
-    RegistryService { inner, registry }
+    RegistryService { inner, registry: Arc::new(registry) }
 }
 
 /// Where the router sends a request, by path.
