@@ -17,13 +17,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (7, include_str!("../migrations/0007_oidc_subjects.sql")),
     (8, include_str!("../migrations/0008_listing.sql")),
     (9, include_str!("../migrations/0009_jobs_by_kind.sql")),
+    (10, include_str!("../migrations/0010_finished_jobs_by_kind.sql")),
 ];
 
 /// The advisory lock the migrations are applied under.
 const LOCK: i64 = 0x7265_6769_7374_7279; // "registry"
 
 /// The newest schema version this program knows.
-pub(crate) const CURRENT: i32 = 9;
+pub(crate) const CURRENT: i32 = 10;
 
 /// Applies every migration the database lacks.
 pub(crate) async fn apply(store: &PgStore) -> Result<(), BackendError> {

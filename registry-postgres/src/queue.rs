@@ -257,6 +257,25 @@ impl JobQueue for PgStore {
             .await
             .map_err(db("trimming jobs"))
     }
+
+    async fn trim_jobs_beyond(&self, kind: &str, keep: u64, at_most: u64) -> Result<u64> {
+        let client = self.client().await?;
+        // The oldest of the kind's finished jobs beyond its newest `keep`, `at_most` of them.
+        client
+            .cached_execute(
+                "DELETE FROM jobs WHERE id IN (
+                     SELECT id FROM jobs
+                     WHERE kind = $1 AND status IN ('succeeded', 'failed', 'cancelled')
+                     ORDER BY updated_ms, id
+                     LIMIT least(greatest((
+                         SELECT count(*) FROM jobs
+                         WHERE kind = $1 AND status IN ('succeeded', 'failed', 'cancelled')
+                     ) - $2, 0), $3))",
+                &[&kind, &big(keep), &big(at_most)],
+            )
+            .await
+            .map_err(db("trimming a kind's finished jobs"))
+    }
 }
 
 fn policy_of(row: &tokio_postgres::Row) -> PolicyRecord {

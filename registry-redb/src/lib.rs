@@ -15,7 +15,7 @@
 //! separate `accounts.redb` before; [`RedbStore::import_legacy_accounts`] moves them in), 4 added
 //! quotas and labels (every project's usage is counted on open from 3), 5 the listing index and
 //! counts (`listing.rs`; built on open from 4), 6 the job queue's indexes and counts (`queue.rs`;
-//! built on open from 5).
+//! built on open from 5), 7 the finished jobs indexed by kind (rebuilt on open from 6).
 //!
 //! Each trait method is one read or write transaction; writes commit durably (fsync) before they
 //! return, except upload-session creation and login-failure counts, which may be lost in a crash
@@ -46,7 +46,7 @@ pub use legacy::LegacyImport;
 
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 /// The layout version this code writes.
-pub const SCHEMA_VERSION: u64 = 6;
+pub const SCHEMA_VERSION: u64 = 7;
 
 /// The default page cache of the database file: the hot part of a large registry's metadata, and
 /// a bound on the memory it takes (redb's own default, 1 GiB, would let the server's memory grow

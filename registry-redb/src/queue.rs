@@ -6,7 +6,8 @@
 //! jobs           u64 id -> JSON job
 //! jobs_due       (kind, run at ms, id) -> ()   pending jobs, by kind in the order they are due
 //! jobs_running   u64 id -> ()                  running jobs (leases live or passed)
-//! jobs_finished  (updated ms, id) -> ()        succeeded, failed and cancelled jobs, oldest first
+//! jobs_finished_by_kind  (kind, updated ms, id) -> ()  succeeded, failed and cancelled jobs,
+//!                                                     by kind, oldest first
 //! job_counts     (kind, status) -> jobs        what `/metrics` shows
 //! job_keys       idempotency key -> id
 //! policies       u64 id -> JSON policy
@@ -19,7 +20,8 @@
 //! kind under its limit, whatever the backlog; the counts are one row per kind and status; a
 //! trim reads only what it removes. (Until layout version 6 a claim decoded every pending job,
 //! and `/metrics` and the trim every job kept: under a webhook backlog and a month of finished
-//! deliveries, each took longer than the last.)
+//! deliveries, each took longer than the last. Until version 7 the finished jobs were indexed
+//! by time alone, so the newest of a kind could not be kept without reading every kind's.)
 
 use async_trait::async_trait;
 use redb::{ReadableTable, TableDefinition};
@@ -41,7 +43,9 @@ const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const ACTIVE: TableDefinition<u64, ()> = TableDefinition::new("jobs_active");
 const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("jobs_due");
 const RUNNING: TableDefinition<u64, ()> = TableDefinition::new("jobs_running");
-const FINISHED: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_finished");
+/// The index of layout versions before 7 (finished jobs by time), replaced by [`FINISHED`].
+const FINISHED_BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_finished");
+const FINISHED: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("jobs_finished_by_kind");
 const COUNTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("job_counts");
 const KEYS: TableDefinition<&str, u64> = TableDefinition::new("job_keys");
 const POLICIES: TableDefinition<u64, &[u8]> = TableDefinition::new("policies");
@@ -86,6 +90,21 @@ pub(crate) fn prepare(txn: &redb::WriteTransaction, version: u64) -> Result<()> 
             index(txn, job)?;
         }
         txn.delete_table(ACTIVE).map_err(err)?;
+    }
+    if version < 7 {
+        let ids: Vec<u64> = {
+            let table = txn.open_table(FINISHED_BY_TIME).map_err(err)?;
+            let rows = table.iter().map_err(err)?;
+            rows.map(|item| Ok(item.map_err(err)?.0.value().1)).collect::<Result<_>>()?
+        };
+        let mut finished = txn.open_table(FINISHED).map_err(err)?;
+        for id in ids {
+            if let Some(job) = load(txn, id)? {
+                finished.insert((job.kind.as_str(), job.updated_ms, job.id), ()).map_err(err)?;
+            }
+        }
+        drop(finished);
+        txn.delete_table(FINISHED_BY_TIME).map_err(err)?;
     }
     Ok(())
 }
@@ -146,7 +165,10 @@ fn index(txn: &redb::WriteTransaction, job: &Job) -> Result<()> {
             txn.open_table(RUNNING).map_err(err)?.insert(job.id, ()).map_err(err)?;
         }
         _ => {
-            txn.open_table(FINISHED).map_err(err)?.insert((job.updated_ms, job.id), ()).map_err(err)?;
+            txn.open_table(FINISHED)
+                .map_err(err)?
+                .insert((job.kind.as_str(), job.updated_ms, job.id), ())
+                .map_err(err)?;
         }
     }
     count(txn, job, 1)
@@ -162,7 +184,7 @@ fn unindex(txn: &redb::WriteTransaction, job: &Job) -> Result<()> {
             txn.open_table(RUNNING).map_err(err)?.remove(job.id).map_err(err)?;
         }
         _ => {
-            txn.open_table(FINISHED).map_err(err)?.remove((job.updated_ms, job.id)).map_err(err)?;
+            txn.open_table(FINISHED).map_err(err)?.remove((job.kind.as_str(), job.updated_ms, job.id)).map_err(err)?;
         }
     }
     count(txn, job, -1)
@@ -387,23 +409,73 @@ impl JobQueue for RedbStore {
     async fn trim_jobs(&self, before_ms: u64) -> Result<u64> {
         self.db
             .write(move |txn| {
-                let ids: Vec<u64> = {
-                    let finished = txn.open_table(FINISHED).map_err(err)?;
-                    let rows = finished.range((0, 0)..(before_ms, 0)).map_err(err)?;
-                    rows.map(|item| Ok(item.map_err(err)?.0.value().1)).collect::<Result<_>>()?
-                };
-                for id in &ids {
-                    let Some(job) = load(txn, *id)? else { continue };
-                    unindex(txn, &job)?;
-                    txn.open_table(JOBS).map_err(err)?.remove(*id).map_err(err)?;
-                    if let Some(key) = &job.key {
-                        txn.open_table(KEYS).map_err(err)?.remove(key.as_str()).map_err(err)?;
-                    }
+                let mut removed = 0;
+                for kind in kinds(txn)? {
+                    let ids: Vec<u64> = {
+                        let finished = txn.open_table(FINISHED).map_err(err)?;
+                        let rows = finished.range((kind.as_str(), 0, 0)..(kind.as_str(), before_ms, 0)).map_err(err)?;
+                        rows.map(|item| Ok(item.map_err(err)?.0.value().2)).collect::<Result<_>>()?
+                    };
+                    removed += remove_jobs(txn, &ids)?;
                 }
-                Ok(ids.len() as u64)
+                Ok(removed)
             })
             .await
     }
+
+    async fn trim_jobs_beyond(&self, kind: &str, keep: u64, at_most: u64) -> Result<u64> {
+        let kind = kind.to_owned();
+        self.db
+            .write(move |txn| {
+                let finished_count: u64 = {
+                    let counts = txn.open_table(COUNTS).map_err(err)?;
+                    let mut sum = 0;
+                    for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
+                        sum += counts.get((kind.as_str(), status.as_str())).map_err(err)?.map_or(0, |v| v.value());
+                    }
+                    sum
+                };
+                let excess = finished_count.saturating_sub(keep).min(at_most);
+                let ids: Vec<u64> = {
+                    let finished = txn.open_table(FINISHED).map_err(err)?;
+                    let rows =
+                        finished.range((kind.as_str(), 0, 0)..=(kind.as_str(), u64::MAX, u64::MAX)).map_err(err)?;
+                    let ids = rows.take(usize::try_from(excess).unwrap_or(usize::MAX));
+                    ids.map(|item| Ok(item.map_err(err)?.0.value().2)).collect::<Result<_>>()?
+                };
+                remove_jobs(txn, &ids)
+            })
+            .await
+    }
+}
+
+/// The kinds that have any job (from the counts).
+fn kinds(txn: &redb::WriteTransaction) -> Result<Vec<String>> {
+    let counts = txn.open_table(COUNTS).map_err(err)?;
+    let mut kinds: Vec<String> = Vec::new();
+    for item in counts.iter().map_err(err)? {
+        let (key, _) = item.map_err(err)?;
+        let kind = key.value().0;
+        if kinds.last().map(String::as_str) != Some(kind) {
+            kinds.push(kind.to_owned());
+        }
+    }
+    Ok(kinds)
+}
+
+/// Removes the jobs `ids` with their index entries, counts and keys; how many there were.
+fn remove_jobs(txn: &redb::WriteTransaction, ids: &[u64]) -> Result<u64> {
+    let mut removed = 0;
+    for id in ids {
+        let Some(job) = load(txn, *id)? else { continue };
+        unindex(txn, &job)?;
+        txn.open_table(JOBS).map_err(err)?.remove(*id).map_err(err)?;
+        if let Some(key) = &job.key {
+            txn.open_table(KEYS).map_err(err)?.remove(key.as_str()).map_err(err)?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 fn all_policies(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<PolicyRecord>> {

@@ -344,7 +344,7 @@ async fn opening_a_version_5_database_indexes_the_job_queue() {
         assert_eq!(ids.len(), 5, "one running, four pending");
         txn.delete_table(redb::TableDefinition::<u64, ()>::new("jobs_running")).expect("drop");
         txn.delete_table(redb::TableDefinition::<(&str, u64, u64), ()>::new("jobs_due")).expect("drop");
-        txn.delete_table(redb::TableDefinition::<(u64, u64), ()>::new("jobs_finished")).expect("drop");
+        txn.delete_table(redb::TableDefinition::<(&str, u64, u64), ()>::new("jobs_finished_by_kind")).expect("drop");
         txn.delete_table(redb::TableDefinition::<(&str, &str), u64>::new("job_counts")).expect("drop");
         {
             let mut active = txn.open_table(redb::TableDefinition::<u64, ()>::new("jobs_active")).expect("active");
@@ -373,4 +373,60 @@ async fn opening_a_version_5_database_indexes_the_job_queue() {
     assert!(store.job(finished).await.expect("job").is_none());
     let counts = store.job_counts().await.expect("counts");
     assert!(counts.iter().all(|c| c.status.as_str() != "succeeded"), "{counts:?}");
+}
+
+#[tokio::test]
+async fn opening_a_version_6_database_indexes_the_finished_jobs_by_kind() {
+    use redb::ReadableTable;
+    use registry_storage::jobs::{JobEnd, JobOutcome, JobQueue, JobUpdate, KindLimit, NewJob};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("metadata.redb");
+    let mut finished = Vec::new();
+    {
+        let store = RedbStore::open(&path).expect("open");
+        for (i, kind) in ["webhook", "gc", "webhook", "webhook"].into_iter().enumerate() {
+            let at = 1_000 + i as u64 * 100;
+            let (id, _) = store.enqueue(&NewJob::new(kind, "{}".into(), "event"), at).await.expect("enqueue");
+            let limits = [KindLimit { kind: kind.into(), limit: 1 }];
+            let job = store.claim(&limits, "w", at, 60_000).await.expect("claim").expect("a job");
+            let outcome = JobOutcome { end: JobEnd::Succeeded { result: String::new() }, update: JobUpdate::default() };
+            assert!(store.finish(id, job.claim, &outcome, at + 1).await.expect("finish"));
+            finished.push(id);
+        }
+    }
+    {
+        // What version 6 had: the finished jobs indexed by (updated ms, id).
+        let db = redb::Database::open(&path).expect("raw open");
+        let txn = db.begin_write().expect("write");
+        let by_kind = redb::TableDefinition::<(&str, u64, u64), ()>::new("jobs_finished_by_kind");
+        let rows: Vec<(u64, u64)> = {
+            let table = txn.open_table(by_kind).expect("by kind");
+            let rows = table.iter().expect("iter").map(|r| r.expect("row"));
+            rows.map(|(key, _)| {
+                let (_, at, id) = key.value();
+                (at, id)
+            })
+            .collect()
+        };
+        assert_eq!(rows.len(), 4);
+        txn.delete_table(by_kind).expect("drop");
+        {
+            let mut by_time =
+                txn.open_table(redb::TableDefinition::<(u64, u64), ()>::new("jobs_finished")).expect("old");
+            for row in rows {
+                by_time.insert(row, ()).expect("insert");
+            }
+        }
+        txn.open_table(redb::TableDefinition::<&str, u64>::new("schema"))
+            .expect("schema")
+            .insert("version", 6)
+            .expect("version");
+        txn.commit().expect("commit");
+    }
+    let store = RedbStore::open(&path).expect("reopen");
+    assert_eq!(store.trim_jobs_beyond("webhook", 1, 100).await.expect("trim"), 2, "three deliveries, one kept");
+    assert!(store.job(finished[3]).await.expect("job").is_some(), "the newest delivery kept");
+    assert!(store.job(finished[1]).await.expect("job").is_some(), "the collection is another kind");
+    assert_eq!(store.trim_jobs(1_102).await.expect("trim"), 1, "the collection, finished at 1,101");
+    assert!(store.job(finished[3]).await.expect("job").is_some());
 }

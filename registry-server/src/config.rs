@@ -153,11 +153,14 @@ pub(crate) struct EventsConfig {
     pub(crate) retention_days: u64,
     /// Days finished jobs (GC history, webhook executions) are kept.
     pub(crate) job_retention_days: u64,
+    /// Of each kind of job (webhook deliveries, collections, replications, ...), at most this
+    /// many finished ones are kept, the newest.
+    pub(crate) jobs_kept_per_kind: u64,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { record_pulls: true, retention_days: 90, job_retention_days: 30 }
+        EventsConfig { record_pulls: true, retention_days: 90, job_retention_days: 30, jobs_kept_per_kind: 10_000 }
     }
 }
 
@@ -168,6 +171,7 @@ impl EventsConfig {
         registry_platform::housekeeping::Retention {
             events: days(self.retention_days),
             jobs: days(self.job_retention_days),
+            jobs_per_kind: self.jobs_kept_per_kind.max(1),
         }
     }
 }

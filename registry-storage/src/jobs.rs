@@ -507,6 +507,11 @@ pub trait JobQueue: Send + Sync {
 
     /// Removes finished jobs last changed before `before_ms` (their keys become free); how many.
     async fn trim_jobs(&self, before_ms: u64) -> Result<u64>;
+
+    /// Removes the oldest finished jobs of `kind` beyond its newest `keep`, at most `at_most` of
+    /// them in one call (their keys become free); how many. Called until it removes fewer than
+    /// `at_most`, it leaves the newest `keep`.
+    async fn trim_jobs_beyond(&self, kind: &str, keep: u64, at_most: u64) -> Result<u64>;
 }
 
 /// A job queue's state held in memory: what the memory store keeps under its lock, the rules
@@ -576,12 +581,30 @@ impl JobTable {
     pub fn trim(&mut self, before_ms: u64) -> u64 {
         let old: Vec<u64> =
             self.jobs.values().filter(|j| j.status.is_final() && j.updated_ms < before_ms).map(|j| j.id).collect();
-        for id in &old {
+        self.remove_all(&old)
+    }
+
+    /// See [`JobQueue::trim_jobs_beyond`].
+    pub fn trim_beyond(&mut self, kind: &str, keep: u64, at_most: u64) -> u64 {
+        let mut finished: Vec<(u64, u64)> = self
+            .jobs
+            .values()
+            .filter(|j| j.kind == kind && j.status.is_final())
+            .map(|j| (j.updated_ms, j.id))
+            .collect();
+        finished.sort_unstable();
+        let excess = (finished.len() as u64).saturating_sub(keep).min(at_most) as usize;
+        let old: Vec<u64> = finished[..excess].iter().map(|(_, id)| *id).collect();
+        self.remove_all(&old)
+    }
+
+    fn remove_all(&mut self, ids: &[u64]) -> u64 {
+        for id in ids {
             if let Some(key) = self.jobs.remove(id).and_then(|j| j.key) {
                 self.keys.remove(&key);
             }
         }
-        old.len() as u64
+        ids.len() as u64
     }
 }
 

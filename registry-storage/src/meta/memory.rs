@@ -894,6 +894,10 @@ impl JobQueue for MemoryMetadataStore {
     async fn trim_jobs(&self, before_ms: u64) -> Result<u64> {
         Ok(self.lock().jobs.trim(before_ms))
     }
+
+    async fn trim_jobs_beyond(&self, kind: &str, keep: u64, at_most: u64) -> Result<u64> {
+        Ok(self.lock().jobs.trim_beyond(kind, keep, at_most))
+    }
 }
 
 #[async_trait]

@@ -601,6 +601,11 @@ impl<S: MetadataStore> crate::jobs::JobQueue for FaultyMetadataStore<S> {
         self.write()?;
         self.inner.trim_jobs(before_ms).await
     }
+
+    async fn trim_jobs_beyond(&self, kind: &str, keep: u64, at_most: u64) -> Result<u64> {
+        self.write()?;
+        self.inner.trim_jobs_beyond(kind, keep, at_most).await
+    }
 }
 
 #[async_trait]

@@ -149,6 +149,38 @@ pub async fn job_queue_suite(store: &dyn MetadataStore) {
     assert_eq!(store.job(id).await.expect("job"), None);
     assert!(store.enqueue(&new, t + 10).await.expect("enqueue").1, "the key is free again");
 
+    // Trimming by count keeps a kind's newest finished jobs and removes the oldest first, in
+    // batches; pending jobs and other kinds are not touched.
+    let (capped, other) = (unique("capped"), unique("other"));
+    let mut finished = Vec::new();
+    for (i, of) in [&capped, &capped, &other, &capped, &capped, &capped].into_iter().enumerate() {
+        let at = t + 20_000 + i as u64 * 10;
+        let (job, _) =
+            store.enqueue(&NewJob::new(of, "{}".into(), "event").key(unique("k")), at).await.expect("enqueue");
+        let claimed = store.claim(&limits(of, 1), "w", at, 60_000).await.expect("claim").expect("claimed");
+        assert!(
+            store
+                .finish(job, claimed.claim, &ended(JobEnd::Succeeded { result: String::new() }), at + 1)
+                .await
+                .expect("finish")
+        );
+        finished.push((job, of == &capped));
+    }
+    let (waiting, _) = store.enqueue(&NewJob::new(&capped, "{}".into(), "event"), t + 30_000).await.expect("enqueue");
+    assert_eq!(store.trim_jobs_beyond(&capped, 2, 2).await.expect("trim"), 2, "two of the three beyond the newest two");
+    assert_eq!(store.trim_jobs_beyond(&capped, 2, 2).await.expect("trim"), 1, "the last one beyond");
+    assert_eq!(store.trim_jobs_beyond(&capped, 2, 2).await.expect("trim"), 0);
+    let kept: Vec<u64> = finished.iter().filter(|(_, c)| *c).map(|(id, _)| *id).collect();
+    for (i, id) in kept.iter().enumerate() {
+        assert_eq!(store.job(*id).await.expect("job").is_some(), i >= 3, "job {i} of the capped kind");
+    }
+    assert!(store.job(finished[2].0).await.expect("job").is_some(), "another kind's job stays");
+    assert!(store.job(waiting).await.expect("job").is_some(), "a pending job stays");
+    let counted: u64 =
+        store.job_counts().await.expect("counts").iter().filter(|c| c.kind == capped).map(|c| c.count).sum();
+    assert_eq!(counted, 3, "the counts follow: two finished, one pending");
+    assert!(store.cancel_job(waiting, t + 30_001).await.expect("cancel").is_some());
+
     // A job whose worker died on its last attempt fails when its lease has passed.
     let lone = unique("lone");
     let (dead, _) = store.enqueue(&NewJob::new(&lone, "{}".into(), "manual"), t).await.expect("enqueue");
