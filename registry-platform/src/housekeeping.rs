@@ -55,12 +55,11 @@ impl JobHandler for Housekeeper {
     async fn run(&self, _: &Job, ctx: &JobContext) -> Result<String, JobFailure> {
         let now = self.clock.now_millis();
         let before = |keep: Duration| now.saturating_sub(keep.as_millis() as u64);
-        let events =
-            self.meta.trim_events(before(self.retention.events)).await.map_err(|e| JobFailure::retry(e.to_string()))?;
+        let events = self.meta.trim_events(before(self.retention.events)).await.map_err(JobFailure::retrying)?;
         // Each kind down to its count first, in batches, so that the trim by age, one
         // transaction, has at most that many of each kind to remove.
         let mut jobs = 0;
-        let counts = self.meta.job_counts().await.map_err(|e| JobFailure::retry(e.to_string()))?;
+        let counts = self.meta.job_counts().await.map_err(JobFailure::retrying)?;
         let mut finished: std::collections::BTreeMap<&str, u64> = Default::default();
         for count in counts.iter().filter(|c| c.status.is_final()) {
             *finished.entry(count.kind.as_str()).or_default() += count.count;
@@ -68,18 +67,14 @@ impl JobHandler for Housekeeper {
         let keep = self.retention.jobs_per_kind;
         for (kind, _) in finished.into_iter().filter(|(_, n)| *n > keep) {
             loop {
-                let removed = self
-                    .meta
-                    .trim_jobs_beyond(kind, keep, BATCH)
-                    .await
-                    .map_err(|e| JobFailure::retry(e.to_string()))?;
+                let removed = self.meta.trim_jobs_beyond(kind, keep, BATCH).await.map_err(JobFailure::retrying)?;
                 jobs += removed;
                 if removed < BATCH {
                     break;
                 }
             }
         }
-        jobs += self.meta.trim_jobs(before(self.retention.jobs)).await.map_err(|e| JobFailure::retry(e.to_string()))?;
+        jobs += self.meta.trim_jobs(before(self.retention.jobs)).await.map_err(JobFailure::retrying)?;
         ctx.log(format!("trimmed {events} events and {jobs} finished jobs"));
         Ok(serde_json::json!({"events_trimmed": events, "jobs_trimmed": jobs}).to_string())
     }

@@ -579,7 +579,7 @@ impl JobHandler for RetentionHandler {
         let record = meta
             .policy(KIND, run.policy_id)
             .await
-            .map_err(|e| JobFailure::retry(e.to_string()))?
+            .map_err(JobFailure::retrying)?
             .ok_or_else(|| JobFailure::fatal(format!("retention policy {} was deleted", run.policy_id)))?;
         let policy = RetentionPolicy::of(&record).ok_or_else(|| JobFailure::fatal("the policy does not parse"))?;
         let rules = policy.compile().map_err(|e| JobFailure::fatal(e.0))?;
@@ -587,10 +587,10 @@ impl JobHandler for RetentionHandler {
             .accounts
             .project_by_id(policy.scope.reference)
             .await
-            .map_err(|e| JobFailure::retry(e.to_string()))?
+            .map_err(JobFailure::retrying)?
             .ok_or_else(|| JobFailure::fatal(format!("project {} was deleted", policy.scope.reference)))?;
         let labels: HashMap<u64, String> =
-            crate::labels::names_in(&**meta, project.id).await.map_err(|e| JobFailure::retry(e.to_string()))?;
+            crate::labels::names_in(&**meta, project.id).await.map_err(JobFailure::retrying)?;
         ctx.log(format!(
             "retention of project {} ({}), policy {}: {} enabled rules",
             project.name,
@@ -599,7 +599,7 @@ impl JobHandler for RetentionHandler {
             rules.len()
         ));
         let mut report = Report { dry_run: run.dry_run, tasks: Vec::new() };
-        let repositories = self.repositories(&project.name).await.map_err(|e| JobFailure::retry(e.to_string()))?;
+        let repositories = self.repositories(&project.name).await.map_err(JobFailure::retrying)?;
         for repository in repositories {
             match self.task(&rules, &project.name, &repository, run.dry_run, &labels).await {
                 Ok(Some(task)) => {

@@ -430,7 +430,7 @@ impl JobQueue for RedbStore {
                 let finished_count: u64 = {
                     let counts = txn.open_table(COUNTS).map_err(err)?;
                     let mut sum = 0;
-                    for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
+                    for status in JobStatus::ALL.into_iter().filter(|s| s.is_final()) {
                         sum += counts.get((kind.as_str(), status.as_str())).map_err(err)?.map_or(0, |v| v.value());
                     }
                     sum

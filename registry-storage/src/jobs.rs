@@ -43,6 +43,10 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every status, in a job's order of life.
+    pub const ALL: [JobStatus; 5] =
+        [JobStatus::Pending, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled];
+
     /// The status as stored and shown (`pending`, `running`, …).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,9 +60,7 @@ impl JobStatus {
 
     /// The status named `text`.
     pub fn parse(text: &str) -> Option<JobStatus> {
-        [JobStatus::Pending, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled]
-            .into_iter()
-            .find(|s| s.as_str().eq_ignore_ascii_case(text))
+        JobStatus::ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(text))
     }
 
     /// Whether the job will not run again.

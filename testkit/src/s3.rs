@@ -1,9 +1,12 @@
 //! S3-compatible servers for tests, each private to its test and stopped with it: Garage (a
 //! production self-hosted store, single node) and moto's server (a mock, but one that enforces
-//! S3's 5 MiB minimum part size and conditional writes, which Garage skips).
+//! S3's 5 MiB minimum part size and conditional writes, which Garage skips); and s3s-fs (an S3
+//! server on a directory, for comparing stores under long runs).
 //!
-//! The programs come from `scripts/test.sh`, which installs them into its tools directory:
-//! `REGISTRY_GARAGE` / `REGISTRY_MOTO` name them, else `~/.cache/registry-tools`.
+//! Garage and moto come from `scripts/test.sh`, which installs them into its tools directory:
+//! `REGISTRY_GARAGE` / `REGISTRY_MOTO` name them, else `~/.cache/registry-tools`. No test uses
+//! s3s-fs; the soak that does names its install command ([`S3S_FS_INSTALL`]), `REGISTRY_S3S_FS`
+//! names the program, else `~/.cache/registry-tools/s3s-fs/bin/s3s-fs`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,7 +18,13 @@ pub enum S3Kind {
     Garage,
     /// moto's server.
     Moto,
+    /// s3s-fs, on a directory.
+    FileSystem,
 }
+
+/// How to install s3s-fs where [`S3Server::file_system`] finds it.
+pub const S3S_FS_INSTALL: &str = "cargo install s3s-fs --version 0.14.1 --features binary --locked \
+     --root ~/.cache/registry-tools/s3s-fs";
 
 /// A running S3-compatible server with one bucket and one key.
 pub struct S3Server {
@@ -41,7 +50,8 @@ fn tool(env: &str, default: &str) -> PathBuf {
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let path = PathBuf::from(home).join(".cache/registry-tools").join(default);
-    assert!(path.exists(), "{} not found: run scripts/test.sh, which installs it (or set {env})", path.display());
+    let install = if env == "REGISTRY_S3S_FS" { S3S_FS_INSTALL } else { "scripts/test.sh" };
+    assert!(path.exists(), "{} not found: install it with {install} (or set {env})", path.display());
     path
 }
 
@@ -124,6 +134,27 @@ impl S3Server {
         server
     }
 
+    /// Starts s3s-fs on a directory of its own, with a bucket `registry`.
+    pub async fn file_system() -> S3Server {
+        let mut server = S3Server {
+            kind: S3Kind::FileSystem,
+            endpoint: String::new(),
+            bucket: "registry".into(),
+            region: "us-east-1".into(),
+            access_key_id: KEY_ID.into(),
+            secret_access_key: SECRET.into(),
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+            port: free_port(),
+            rpc_port: 0,
+        };
+        server.endpoint = format!("http://127.0.0.1:{}", server.port);
+        // A bucket is a directory of its root.
+        std::fs::create_dir_all(server.dir.path().join("data").join("registry")).expect("the bucket's directory");
+        server.spawn().await;
+        server
+    }
+
     /// Starts the process (again, after [`S3Server::kill`]: same ports, same data) and waits until
     /// it answers.
     pub async fn spawn(&mut self) {
@@ -137,6 +168,15 @@ impl S3Server {
             S3Kind::Moto => {
                 let mut c = tokio::process::Command::new(tool("REGISTRY_MOTO", "moto-venv/bin/moto_server"));
                 c.args(["-H", "127.0.0.1", "-p", &self.port.to_string()]);
+                c
+            }
+            S3Kind::FileSystem => {
+                let program = tool("REGISTRY_S3S_FS", "s3s-fs/bin/s3s-fs");
+                let mut c = tokio::process::Command::new(program);
+                c.args(["--host", "127.0.0.1", "--port", &self.port.to_string()]);
+                c.args(["--access-key", &self.access_key_id, "--secret-key", &self.secret_access_key]);
+                c.arg(self.dir.path().join("data"));
+                c.env("RUST_LOG", "warn");
                 c
             }
         };
@@ -161,7 +201,8 @@ impl S3Server {
                 panic!("the S3 server exited ({status}):\n{log}");
             }
             let answered = crate::client().get(&url).send().await.is_ok();
-            let ready = answered && (self.kind == S3Kind::Moto || self.garage_cli_status(&["status"]).await.is_some());
+            let ready =
+                answered && (self.kind != S3Kind::Garage || self.garage_cli_status(&["status"]).await.is_some());
             if ready {
                 return;
             }
@@ -186,6 +227,11 @@ impl S3Server {
             Some(out) => out,
             None => panic!("garage {args:?} failed"),
         }
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(tokio::process::Child::id)
     }
 
     /// SIGKILLs the server (its data stays, for [`S3Server::spawn`]).

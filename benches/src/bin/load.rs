@@ -4,7 +4,7 @@
 //!
 //! `cargo build --release -p registry-server --bin registry && cargo run --release -p registry-benches --bin load [runs]`
 //!
-//! `load ha [runs]`: the replicated shape instead (see `load/ha.rs`); `load soak [seconds] [embedded|replicated] [clients]`: the
+//! `load ha [runs]`: the replicated shape instead (see `load/ha.rs`); `load soak [seconds] [embedded|replicated|replicated-moto|replicated-fs] [clients]`: the
 //! sustained mixed load (see `load/soak.rs`); `load governance [runs]`: quotas and immutability
 //! on versus off (see `load/governance.rs`); `load pull-policies [runs]`: content trust and
 //! vulnerability prevention on versus off (see `load/pull_policies.rs`); `load push-cpu [runs]`:

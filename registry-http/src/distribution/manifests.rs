@@ -34,8 +34,7 @@ pub(super) async fn get(dist: &Distribution, call: Call) -> Handled {
         let h = r.headers_mut();
         set(h, CONTENT_TYPE, &proxied.media_type);
         h.insert(CONTENT_LENGTH, HeaderValue::from(size));
-        set(h, DOCKER_CONTENT_DIGEST, &proxied.digest.to_string());
-        set(h, ETAG, &format!("\"{}\"", proxied.digest));
+        digest_headers(h, &proxied.digest);
         return Ok(r);
     }
     let (record, bytes) = if head {
@@ -50,9 +49,15 @@ pub(super) async fn get(dist: &Distribution, call: Call) -> Handled {
     let h = r.headers_mut();
     set(h, CONTENT_TYPE, &record.media_type);
     h.insert(CONTENT_LENGTH, HeaderValue::from(record.size));
-    set(h, DOCKER_CONTENT_DIGEST, &record.digest.to_string());
-    set(h, ETAG, &format!("\"{}\"", record.digest));
+    digest_headers(h, &record.digest);
     Ok(r)
+}
+
+/// `Docker-Content-Digest` and the `ETag` (the digest quoted), the digest written once.
+fn digest_headers(h: &mut http::HeaderMap, digest: &registry_core::Digest) {
+    let quoted = format!("\"{digest}\"");
+    set(h, DOCKER_CONTENT_DIGEST, &quoted[1..quoted.len() - 1]);
+    set(h, ETAG, &quoted);
 }
 
 /// Stores a manifest, bounded by the engine's manifest limit (413 beyond).

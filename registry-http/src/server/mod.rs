@@ -126,8 +126,8 @@ impl tower::Service<Request<Incoming>> for Tracked {
         }
         let guard = self.in_flight.enter();
         let service = self.inner.clone();
-        if let Some(peer) = self.peer {
-            req.extensions_mut().insert(peer);
+        if let Some(peer) = &self.peer {
+            req.extensions_mut().insert(peer.clone());
         }
         Box::pin(async move {
             let r = service.handle(req).await;
@@ -167,7 +167,7 @@ where
 {
     let in_flight = InFlight::default();
     let io = HeadErrors::new(DeadlineIo::new(io, options.timeouts, in_flight.clone()), options.max_header_bytes);
-    let peer = peer.map(ClientAddress);
+    let peer = peer.map(ClientAddress::new);
     let hyper_service = TowerToHyperService::new(Tracked {
         inner: service.clone(),
         in_flight,

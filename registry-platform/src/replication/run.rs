@@ -105,7 +105,7 @@ impl JobHandler for Replicator {
             .map_err(|e| JobFailure::fatal(format!("the execution does not parse: {e}")))?;
         let stored = super::by_id(&**meta, payload.policy_id)
             .await
-            .map_err(|e| JobFailure::retry(e.to_string()))?
+            .map_err(JobFailure::retrying)?
             .ok_or_else(|| JobFailure::fatal(format!("replication policy {} was deleted", payload.policy_id)))?;
         let policy = stored.doc;
         let filters = policy.filters().map_err(|e| JobFailure::fatal(e.0))?;
@@ -113,7 +113,7 @@ impl JobHandler for Replicator {
         let endpoint_id = if push { policy.dest_registry } else { policy.src_registry };
         let endpoint = crate::remote::by_id(&**meta, endpoint_id)
             .await
-            .map_err(|e| JobFailure::retry(e.to_string()))?
+            .map_err(JobFailure::retrying)?
             .ok_or_else(|| {
                 JobFailure::fatal(format!("registry {endpoint_id} of policy {:?} was deleted", policy.name))
             })?
@@ -136,11 +136,8 @@ impl JobHandler for Replicator {
         } else if push {
             let mut out: Vec<String> = Vec::new();
             loop {
-                let page = self
-                    .registry
-                    .catalog(out.last().map(String::as_str), None)
-                    .await
-                    .map_err(|e| JobFailure::retry(e.to_string()))?;
+                let page =
+                    self.registry.catalog(out.last().map(String::as_str), None).await.map_err(JobFailure::retrying)?;
                 out.extend(page.entries);
                 if !page.more {
                     break;
@@ -158,7 +155,7 @@ impl JobHandler for Replicator {
             let destination = policy.destination(&repository);
             if !push {
                 let project = registry_storage::quota::project_of(&destination).to_owned();
-                let exists = self.accounts.project(&project).await.map_err(|e| JobFailure::retry(e.to_string()))?;
+                let exists = self.accounts.project(&project).await.map_err(JobFailure::retrying)?;
                 if exists.is_none() {
                     ctx.log(format!(
                         "{repository}: project {project} does not exist here; create it or set dest_namespace"

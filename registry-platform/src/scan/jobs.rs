@@ -779,7 +779,7 @@ impl JobHandler for ScanHandler {
         let s = &self.scanning;
         let payload: ScanJob = serde_json::from_str(&job.payload)
             .map_err(|e| JobFailure::fatal(format!("the scan does not parse: {e}")))?;
-        let stored = s.meta().reports(&payload.digest).await.map_err(|e| JobFailure::retry(e.to_string()))?;
+        let stored = s.meta().reports(&payload.digest).await.map_err(JobFailure::retrying)?;
         let Some(pending) = stored.into_iter().find(|r| r.scanner == payload.scanner && r.id == payload.report_id)
         else {
             return Ok("superseded by a newer scan".into());
@@ -788,7 +788,7 @@ impl JobHandler for ScanHandler {
             return Ok(format!("the scan is {}", pending.status.to_lowercase()));
         }
         let running = ScanReport { status: RUNNING.into(), job_id: job.id, ..pending.clone() };
-        if !s.cache.put(&running, Some(&pending.id), &[]).await.map_err(|e| JobFailure::retry(e.to_string()))? {
+        if !s.cache.put(&running, Some(&pending.id), &[]).await.map_err(JobFailure::retrying)? {
             return Ok("superseded by a newer scan".into());
         }
         ctx.log(format!(
@@ -835,7 +835,7 @@ impl JobHandler for ScanHandler {
             &done,
             payload.tag.as_deref(),
         );
-        s.cache.put(&done, Some(&done.id), &[event]).await.map_err(|e| JobFailure::retry(e.to_string()))?;
+        s.cache.put(&done, Some(&done.id), &[event]).await.map_err(JobFailure::retrying)?;
         match (failure, summary.sbom_digest) {
             (None, Some(sbom)) => Ok(format!("SBOM {sbom}")),
             (None, None) => Ok(format!("{} vulnerabilities, worst {}", summary.total, summary.severity)),

@@ -96,7 +96,7 @@ impl JobHandler for Deliverer {
             .meta
             .policy(KIND, delivery.policy_id)
             .await
-            .map_err(|e| JobFailure::retry(e.to_string()))?
+            .map_err(JobFailure::retrying)?
             .ok_or_else(|| JobFailure::fatal(format!("webhook policy {} was deleted", delivery.policy_id)))?;
         let webhook: Webhook = serde_json::from_str(&policy.body)
             .map_err(|e| JobFailure::fatal(format!("the policy does not parse: {e}")))?;
@@ -110,7 +110,7 @@ impl JobHandler for Deliverer {
             Some(sealed) => Some(self.key.open(sealed).map_err(|e| JobFailure::fatal(e.to_string()))?),
             None => None,
         };
-        let settings = SystemSettings::load(&*self.meta).await.map_err(|e| JobFailure::retry(e.to_string()))?;
+        let settings = SystemSettings::load(&*self.meta).await.map_err(JobFailure::retrying)?;
         let sent = send(
             target,
             &self.key,

@@ -40,6 +40,12 @@ impl JobFailure {
         JobFailure { message: message.into(), retry: true }
     }
 
+    /// [`JobFailure::retry`] for an error from a store or a peer, as in
+    /// `.map_err(JobFailure::retrying)`.
+    pub fn retrying(error: impl std::fmt::Display) -> JobFailure {
+        JobFailure::retry(error.to_string())
+    }
+
     /// A failure no retry would mend (bad input).
     pub fn fatal(message: impl Into<String>) -> JobFailure {
         JobFailure { message: message.into(), retry: false }

@@ -10,16 +10,25 @@
 //! the replicated shape, which it also vacuums each minute where the server's autovacuum is off),
 //! the operations and webhook deliveries of the minute, the deliveries waiting in the queue
 //! (`registry_jobs`), a delivery's mean time waiting once due, being claimed, running and being
-//! recorded in the minute (`registry_job_*_seconds`), and the errors.
+//! recorded in the minute (`registry_job_*_seconds`), the errors, and the CPU the registry
+//! processes together and the S3 server (replicated) used in the minute, in % of one core (which
+//! of the two sets the rate).
 //! The first minute warms the caches up; the second is the reference for "flat".
 //!
 //! ```sh
 //! cargo build --release -p registry-server --bin registry
-//! cargo run --release -p registry-benches --bin load -- soak [seconds] [embedded|replicated] [clients]
+//! cargo run --release -p registry-benches --bin load -- soak [seconds] [embedded|replicated|replicated-moto|replicated-fs] [clients]
 //! ```
 //!
 //! `replicated`: three replicas on PostgreSQL (a throwaway database on `REGISTRY_TEST_POSTGRES` or
 //! the machine's) and Garage (`REGISTRY_GARAGE`) behind nginx, as `load ha` runs them.
+//! Garage keeps a day of tombstones, which its listings walk: under the soak's churn its rate, not
+//! the registry's, falls over the hour. Two other stores, to tell the two apart:
+//! `replicated-moto` runs the same on moto's server (in memory: a deleted key is gone), and
+//! `replicated-fs` on s3s-fs, an S3 server on a directory (install it with
+//! `cargo install s3s-fs --version 0.14.1 --features binary --locked --root ~/.cache/registry-tools/s3s-fs`;
+//! it leaves a deleted object's directories behind and walks the whole bucket for every listing,
+//! so it slows with deletions too).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -35,7 +44,7 @@ use registry_postgres::testing::TestDatabase;
 use testkit::proxy::{Proxy, reserve_port};
 use testkit::s3::S3Server;
 
-use super::{Conn, OCI_MANIFEST, Server, header, path_of, rss_kib, start_ours, test_data};
+use super::{Conn, OCI_MANIFEST, Server, cpu_secs, header, path_of, rss_kib, start_ours, test_data};
 
 const PASSWORD: &str = "load-test-password";
 /// Operations between two logins of a client.
@@ -235,8 +244,7 @@ async fn embedded(binary: &Path, work: &Path) -> anyhow::Result<Soaked> {
     Ok(Soaked { target: server.addr, replicas: vec![server], database: None, s3: None, proxy: None })
 }
 
-async fn replicated(binary: &Path, work: &Path) -> anyhow::Result<Soaked> {
-    let s3 = S3Server::garage().await;
+async fn replicated(binary: &Path, work: &Path, s3: S3Server) -> anyhow::Result<Soaked> {
     let db = TestDatabase::create().await;
     let mut replicas = Vec::new();
     for i in 0..3 {
@@ -342,16 +350,22 @@ struct Row {
     connections: Option<u64>,
     /// A delivery's mean wait once due, claim, run and recording in the minute (ms).
     delivery_ms: (f64, f64, f64, f64),
+    /// CPU in the minute, % of one core: the registry processes together, and the S3 server.
+    cpu: (f64, Option<f64>),
 }
 
 pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize) -> anyhow::Result<()> {
     let work = tempfile::Builder::new().prefix("registry-soak-").tempdir_in(std::env::temp_dir())?;
     let soaked = match shape {
         "embedded" => embedded(binary, work.path()).await?,
-        "replicated" => replicated(binary, work.path()).await?,
-        other => anyhow::bail!("soak: shape {other:?}: embedded or replicated"),
+        "replicated" => replicated(binary, work.path(), S3Server::garage().await).await?,
+        "replicated-moto" => replicated(binary, work.path(), S3Server::moto().await).await?,
+        "replicated-fs" => replicated(binary, work.path(), S3Server::file_system().await).await?,
+        other => anyhow::bail!("soak: shape {other:?}: embedded, replicated, replicated-moto or replicated-fs"),
     };
     let pids: Vec<u32> = soaked.replicas.iter().filter_map(Server::pid).collect();
+    let store_pid = soaked.s3.as_ref().and_then(S3Server::pid);
+    let cpu_now = || (pids.iter().map(|p| cpu_secs(*p)).sum::<f64>(), store_pid.map(cpu_secs));
     let mut receiver = testkit::hook::Receiver::start(200, true).await;
     let delivered = receiver.arrived.clone();
     webhook_policy(soaked.target, &receiver.url).await?;
@@ -370,12 +384,13 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         "\nSustained load on the {shape} shape: {clients} clients, {seconds} s, garbage collection every 30 s, a webhook per push and delete\n"
     );
     println!(
-        "| minute | operations | webhook deliveries | deliveries waiting | a delivery's wait / claim / run / record (ms) | errors | RSS (MiB) | open fds | runtime tasks | database connections |"
+        "| minute | operations | webhook deliveries | deliveries waiting | a delivery's wait / claim / run / record (ms) | errors | RSS (MiB) | open fds | runtime tasks | database connections | CPU %: registry / store |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<Row> = Vec::new();
     let (mut window, mut last_ops, mut last_delivered) = (Vec::new(), 0u64, 0u64);
     let mut last_times = Scraped::default();
+    let (mut last_cpu, mut last_minute) = (cpu_now(), Instant::now());
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss: u64 = pids.iter().map(|p| rss_kib(*p).unwrap_or(0)).sum();
@@ -409,6 +424,10 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 None => None,
             };
             let (ops, got) = (counts.ops(), delivered.load(Ordering::Relaxed) as u64);
+            let (cpu, minute) = (cpu_now(), last_minute.elapsed().as_secs_f64().max(1.0));
+            let percent = |now: f64, before: f64| (now - before) / minute * 100.0;
+            let cpu_row = (percent(cpu.0, last_cpu.0), cpu.1.zip(last_cpu.1).map(|(now, before)| percent(now, before)));
+            (last_cpu, last_minute) = (cpu, Instant::now());
             let row = Row {
                 minute: elapsed.div_ceil(60),
                 ops: ops - last_ops,
@@ -420,11 +439,12 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 tasks: tasks_now,
                 connections,
                 delivery_ms,
+                cpu: cpu_row,
             };
             (last_ops, last_delivered) = (ops, got);
             window.clear();
             println!(
-                "| {} | {} | {} | {} | {:.0} / {:.1} / {:.1} / {:.1} | {} | {:.1} | {:.0} | {} | {} |",
+                "| {} | {} | {} | {} | {:.0} / {:.1} / {:.1} / {:.1} | {} | {:.1} | {:.0} | {} | {} | {:.0} / {} |",
                 row.minute,
                 row.ops,
                 row.deliveries,
@@ -437,7 +457,9 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 row.rss_mib,
                 row.fds,
                 row.tasks,
-                row.connections.map_or("–".to_owned(), |c| c.to_string())
+                row.connections.map_or("–".to_owned(), |c| c.to_string()),
+                row.cpu.0,
+                row.cpu.1.map_or("–".to_owned(), |c| format!("{c:.0}"))
             );
             rows.push(row);
         }
