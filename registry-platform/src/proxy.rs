@@ -35,8 +35,6 @@ use crate::remote::session::Session;
 
 /// The project metadata naming the registry endpoint a proxy-cache project fronts.
 pub const REGISTRY_ID: &str = "registry_id";
-/// How long a project's binding is trusted once read.
-const TTL: Duration = Duration::from_secs(2);
 /// How long a session with an upstream is kept (an endpoint's changes reach the cache within it).
 const SESSION_TTL: Duration = Duration::from_secs(30);
 /// How long an upstream's `HEAD` of a tag may take before the cache answers.
@@ -79,7 +77,6 @@ pub struct ProxyCache {
     registry: Registry,
     accounts: Accounts,
     key: SecretKey,
-    bindings: quick_cache::sync::Cache<String, (Instant, Option<u64>)>,
     sessions: quick_cache::sync::Cache<u64, (Instant, Arc<Session>)>,
     /// Blobs being fetched here: each waiter's signal that it landed (or failed).
     inflight: Arc<Mutex<HashMap<Digest, tokio::sync::watch::Receiver<bool>>>>,
@@ -103,7 +100,6 @@ impl ProxyCache {
             registry,
             accounts,
             key,
-            bindings: quick_cache::sync::Cache::new(1024),
             sessions: quick_cache::sync::Cache::new(64),
             inflight: Arc::default(),
         })
@@ -112,16 +108,11 @@ impl ProxyCache {
     /// The upstream of `repository`, when its project is a proxy cache.
     pub async fn upstream(&self, repository: &RepositoryName) -> Result<Option<Upstream>> {
         let Some((project, rest)) = repository.as_str().split_once('/') else { return Ok(None) };
-        let bound = match self.bindings.get(project).filter(|(at, _)| at.elapsed() < TTL) {
-            Some((_, bound)) => bound,
-            None => {
-                let found =
-                    self.accounts.project(project).await.map_err(|e| backend(format!("reading a project: {e}")))?;
-                let bound = found.and_then(|p| p.metadata.get(REGISTRY_ID).and_then(|v| v.parse::<u64>().ok()));
-                self.bindings.insert(project.to_owned(), (Instant::now(), bound));
-                bound
-            }
-        };
+        // The project as every pull reads it (within `RECENT_PROJECT`), shared with the access
+        // layer and the pull policies.
+        let found =
+            self.accounts.recent_project(project).await.map_err(|e| backend(format!("reading a project: {e}")))?;
+        let bound = found.and_then(|p| p.metadata.get(REGISTRY_ID).and_then(|v| v.parse::<u64>().ok()));
         Ok(bound.map(|registry_id| Upstream { project: project.to_owned(), registry_id, repository: rest.to_owned() }))
     }
 

@@ -51,9 +51,19 @@ impl AccessPolicy for Accounts {
         Ok(requested.intersection(&granted))
     }
 
+    /// Asked on every distribution request: a project found is taken from
+    /// [`Accounts::recent_project`] (a read shared with the pull policies and the proxy cache,
+    /// not a store read per request: on PostgreSQL that was a query each). So a project deleted
+    /// or re-created through another replica is seen here within [`RECENT_PROJECT`](super::RECENT_PROJECT); one
+    /// not found is read again from the store, so that a project just created through another
+    /// replica opens at once.
     async fn project_state(&self, repository: &str) -> Result<ProjectState, AuthError> {
         let project = repository.split('/').next().unwrap_or_default();
-        Ok(match self.store.project_created_at(project).await? {
+        let created_at = match self.recent_project(project).await? {
+            Some(found) => Some(found.created_at),
+            None => self.store.project_created_at(project).await?,
+        };
+        Ok(match created_at {
             Some(created_at) => ProjectState::Exists { project: project.to_owned(), created_at },
             None => ProjectState::Missing { project: project.to_owned() },
         })

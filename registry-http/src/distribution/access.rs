@@ -14,7 +14,9 @@
 //! valid token, so a multi-GB push is not lost to a 5-minute token. Nothing else gets the grace.
 //!
 //! **Deleted projects.** A token is refused for a project created after it was issued: a deleted
-//! and re-created project is never opened by old tokens.
+//! and re-created project is never opened by old tokens. The project is read as the pull policies
+//! read it (`Accounts::recent_project`): a deletion or re-creation through another replica is
+//! seen within `RECENT_PROJECT` (2 s), one through this replica at once.
 
 use std::sync::Arc;
 
