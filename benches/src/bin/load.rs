@@ -165,7 +165,11 @@ impl Server {
     }
 }
 
-async fn wait_for_line(child: &mut Child, stdout: bool, needle: &str) -> anyhow::Result<String> {
+/// Reads the child's output until a line holding `needle`; every line read, then and after, goes
+/// to `log`.
+async fn wait_for_line(child: &mut Child, stdout: bool, needle: &str, log: std::fs::File) -> anyhow::Result<String> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut log = tokio::fs::File::from_std(log);
     let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if stdout {
         Box::new(child.stdout.take().context("stdout")?)
     } else {
@@ -174,8 +178,15 @@ async fn wait_for_line(child: &mut Child, stdout: bool, needle: &str) -> anyhow:
     let mut lines = BufReader::new(reader).lines();
     loop {
         let Some(line) = lines.next_line().await? else { bail!("server exited before {needle:?}") };
+        log.write_all(format!("{line}\n").as_bytes()).await?;
         if line.contains(needle) {
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if log.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
             return Ok(line);
         }
     }
@@ -195,17 +206,19 @@ async fn start_ours(binary: &Path, dir: &Path, auth: bool, extra_config: &str) -
             dir.join("ours-data")
         ),
     )?;
+    // Its log (warnings, and what a failed request met) beside its configuration.
+    let log = std::fs::File::create(dir.join("registry.log")).context("the registry's log file")?;
     let mut child = Command::new(binary)
         .args(["serve", "--config", config.to_str().context("utf8")?, "--listen", &format!("127.0.0.1:{port}")])
         .env("REGISTRY_ADMIN_PASSWORD", "load-test-password")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log.try_clone().context("the registry's log file")?)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     // The serving line is logged at info: keep the binary's info for its own target (`registry`),
     // not for the libraries' (`registry_http`'s access log: distribution runs without one too).
-    tokio::time::timeout(Duration::from_secs(30), wait_for_line(&mut child, true, "registry serving"))
+    tokio::time::timeout(Duration::from_secs(30), wait_for_line(&mut child, true, "registry serving", log))
         .await
         .context("the registry did not report serving within 30 s")??;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;

@@ -509,6 +509,10 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
     if let Some(db) = database {
         db.drop_database().await;
     }
-    anyhow::ensure!(get(&counts.errors) == 0 && get(&counts.mismatches) == 0, "errors under sustained load");
+    if get(&counts.errors) > 0 || get(&counts.mismatches) > 0 {
+        // Kept for reading: each registry's log (`registry.log` beside its configuration).
+        let kept = work.keep();
+        anyhow::bail!("errors under sustained load: the registries' logs are in {}", kept.display());
+    }
     Ok(())
 }
