@@ -9,7 +9,7 @@
 //! on versus off (see `load/governance.rs`); `load pull-policies [runs]`: content trust and
 //! vulnerability prevention on versus off (see `load/pull_policies.rs`); `load push-cpu [runs]`:
 //! 1 GiB pushes in server CPU per GiB next to one core's SHA-256 (see `load/push_cpu.rs`);
-//! `load auth-par [runs]`: token-authenticated manifest GETs next to anonymous ones;
+//! `load auth-par [runs] [embedded|postgres]`: token-authenticated manifest GETs next to anonymous ones;
 //! `load connections [runs]`: 1,000 and 10,000 keep-alive clients, and memory per idle connection;
 //! `load listings`: Harbor's listings against the size of the repository and the project, on redb
 //! and PostgreSQL (see `load/listings.rs`).
@@ -688,7 +688,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::args().nth(1).as_deref() == Some("auth-par") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
-        return auth_par::run(&binary, runs).await;
+        let postgres = match std::env::args().nth(3).as_deref() {
+            None | Some("embedded") => false,
+            Some("postgres") => true,
+            Some(other) => bail!("auth-par: store {other:?}: embedded or postgres"),
+        };
+        return auth_par::run(&binary, runs, postgres).await;
     }
     if std::env::args().nth(1).as_deref() == Some("connections") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(1);

@@ -6,11 +6,16 @@
 //! token run against the anonymous run on the same server just before it; the cost of having
 //! auth on at all (projects, pull policies, the access layer) is the anonymous run against the
 //! unauthenticated server's.
+//!
+//! `load auth-par [runs] postgres`: the same with each server's metadata on a throwaway
+//! PostgreSQL database (`REGISTRY_TEST_POSTGRES` or the machine's) and its blobs on disk, as a
+//! replica keeps them: what a request asks of the database shows in its rate.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use registry_postgres::testing::TestDatabase;
 
 use super::{anonymous_token, cell, cpu_secs, manifest_load_as, median_spread, push_small_image, start_ours};
 
@@ -21,12 +26,16 @@ const SHAPES: [(usize, bool, &str); 3] = [
     (1, true, "token-authenticated, auth on"),
 ];
 
-pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
+pub(crate) async fn run(binary: &Path, runs: usize, postgres: bool) -> anyhow::Result<()> {
     let work = tempfile::Builder::new().prefix("registry-auth-par-").tempdir_in(std::env::temp_dir())?;
     let (open_dir, auth_dir) = (work.path().join("open"), work.path().join("auth"));
     std::fs::create_dir_all(&open_dir)?;
     std::fs::create_dir_all(&auth_dir)?;
-    let servers = [start_ours(binary, &open_dir, false, "").await?, start_ours(binary, &auth_dir, true, "").await?];
+    let databases =
+        if postgres { vec![TestDatabase::create().await, TestDatabase::create().await] } else { Vec::new() };
+    let extra = |i: usize| databases.get(i).map_or(String::new(), |db| format!("[database]\nurl = {:?}\n", db.url()));
+    let servers =
+        [start_ours(binary, &open_dir, false, &extra(0)).await?, start_ours(binary, &auth_dir, true, &extra(1)).await?];
     push_small_image(&servers[0], "library/small").await?;
     push_small_image(&servers[1], "library/small").await?;
     let anonymous = anonymous_token(servers[1].addr, "library/small").await?;
@@ -67,6 +76,10 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
             ["", "Anonymous", "Token-authenticated"][of],
             median_spread(&figures[of][0]).0 / median_spread(&figures[against][0]).0 * 100.0
         );
+    }
+    drop(servers);
+    for db in databases {
+        db.drop_database().await;
     }
     Ok(())
 }
