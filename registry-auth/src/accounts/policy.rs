@@ -112,6 +112,24 @@ mod tests {
         Scope::parse(s).expect("scope")
     }
 
+    /// Two replicas: accounts over one store. A project one replica did not find opens there as
+    /// soon as the other creates it (a missing project is read again, not taken from the shared
+    /// recent read); one it found is taken from that read.
+    #[tokio::test]
+    async fn a_project_created_through_another_replica_opens_at_once() {
+        use crate::policy::ProjectState;
+        let store: std::sync::Arc<dyn crate::AccountStore> = std::sync::Arc::new(crate::MemoryAccountStore::new());
+        let (here, there) = (Accounts::new(store.clone()), Accounts::new(store));
+        assert!(matches!(here.project_state("team/app").await.expect("state"), ProjectState::Missing { .. }));
+        let created = there.create_project("team", false).await.expect("create");
+        match here.project_state("team/app").await.expect("state") {
+            ProjectState::Exists { project, created_at } => {
+                assert_eq!((project.as_str(), created_at), ("team", created.created_at));
+            }
+            other => panic!("created through another replica, still {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn harbor_roles() {
         let a = Accounts::in_memory();
