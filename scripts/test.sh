@@ -10,6 +10,9 @@ mkdir -p "$REGISTRY_TOOLS_DIR"
 if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 # Each phase prints the seconds since the start, so a slow run shows where its time went.
 step() { echo "==> [${SECONDS}s] $*"; }
+# The build takes several GiB (the test binaries, Garage's once); a full disk shows up later as a
+# linker's "Bus error", so say how much there is first.
+step "free disk for target/ and $REGISTRY_TOOLS_DIR: $(df -h --output=avail . | tail -1 | tr -d ' ') here, $(df -h --output=avail "$REGISTRY_TOOLS_DIR" | tail -1 | tr -d ' ') for the tools"
 
 # Real clients and the reference peer the tests run against (see ../shared/TESTING.md).
 need=()

@@ -44,7 +44,8 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Stores> {
     let (blobs, blobs_describe): (Arc<dyn BlobStore>, String) = match config.storage.kind {
         StorageType::Filesystem => {
             let store = FsBlobStore::open(&config.data_dir)
-                .with_context(|| format!("opening the blob store in {}", config.data_dir.display()))?;
+                .with_context(|| format!("opening the blob store in {}", config.data_dir.display()))?
+                .with_buffered_writes(config.storage.buffered_writes);
             (Arc::new(store), format!("files in {}", config.data_dir.display()))
         }
         StorageType::S3 => {

@@ -53,6 +53,8 @@
 //! access_key_id = ""             # s3: else AWS_ACCESS_KEY_ID or the AWS credential chain
 //! secret_access_key = ""         # s3: else AWS_SECRET_ACCESS_KEY or the chain
 //! redirect = false               # s3: send blob downloads to presigned URLs
+//! buffered_writes = false        # filesystem: write uploads through the page cache (a pull right
+//!                                # after a push reads from memory; about 0.5 CPU-s more per GiB)
 //! part_size_mib = 8              # s3: multipart part size (at least 5)
 //!
 //! [portal]
@@ -253,6 +255,8 @@ pub(crate) struct StorageConfig {
     pub(crate) secret_access_key: String,
     /// Redirect blob downloads to presigned URLs.
     pub(crate) redirect: bool,
+    /// Filesystem: uploads through the page cache instead of `O_DIRECT`.
+    pub(crate) buffered_writes: bool,
     /// Multipart part size in MiB (0: the default).
     pub(crate) part_size_mib: u64,
 }
@@ -269,6 +273,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &if self.secret_access_key.is_empty() { "" } else { "<redacted>" })
             .field("redirect", &self.redirect)
+            .field("buffered_writes", &self.buffered_writes)
             .field("part_size_mib", &self.part_size_mib)
             .finish()
     }

@@ -654,8 +654,16 @@ async fn main() -> anyhow::Result<()> {
         // In process: no binary needed.
         return listings::run(std::env::args().nth(2).as_deref()).await;
     }
-    let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/registry");
-    anyhow::ensure!(binary.exists(), "build it first: cargo build --release -p registry-server --bin registry");
+    // REGISTRY_BINARY names another build (a copy of the one before a change, for a before/after).
+    let binary = match std::env::var_os("REGISTRY_BINARY") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/registry"),
+    };
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing: cargo build --release -p registry-server --bin registry",
+        binary.display()
+    );
     if std::env::args().nth(1).as_deref() == Some("ha") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(1);
         return ha::run(&binary, runs).await;
