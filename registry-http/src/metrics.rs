@@ -19,6 +19,23 @@ pub use disabled::{InFlight, Metrics};
 #[cfg(feature = "metrics")]
 pub use prometheus::{InFlight, Metrics};
 
+/// What the process's allocator holds, shown at `/metrics` as `registry_allocator_allocated_bytes`
+/// and `registry_allocator_resident_bytes`: the heap the program uses against the memory the
+/// allocator keeps from the system for it. Resident memory that rises while the allocated figure
+/// stays flat is the allocator keeping freed pages (fragmentation); both rising is the program
+/// holding more (a cache filling, or a leak). Only the program that chose the global allocator can
+/// read these: the `registry` binary passes jemalloc's to [`crate::RegistryBuilder::allocator_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AllocatorStats {
+    /// Bytes allocated by the program.
+    pub allocated: u64,
+    /// Bytes of physical memory in pages the allocator has mapped.
+    pub resident: u64,
+}
+
+/// Reads [`AllocatorStats`] at each scrape; `None` when they cannot be read.
+pub type AllocatorStatsSource = Arc<dyn Fn() -> Option<AllocatorStats> + Send + Sync>;
+
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 

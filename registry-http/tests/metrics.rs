@@ -193,3 +193,26 @@ async fn a_stopped_server_holds_nothing_through_its_metrics_listener() {
     drop(again);
     drop(c);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allocator_figures_come_from_the_program_that_gives_them() {
+    use registry_http::metrics::AllocatorStats;
+    let stats = AllocatorStats { allocated: 12_345_678, resident: 23_456_789 };
+    let reg = TestRegistry::builder()
+        .metrics(true)
+        .allocator_stats(std::sync::Arc::new(move || Some(stats)))
+        .start()
+        .await
+        .expect("start");
+    let (c, base) = (client(), reg.url());
+    let samples = scrape(&c, &base).await;
+    assert_eq!(get(&samples, "registry_allocator_allocated_bytes"), 12_345_678.0, "{samples:?}");
+    assert_eq!(get(&samples, "registry_allocator_resident_bytes"), 23_456_789.0, "{samples:?}");
+    reg.stop().await;
+
+    // Without a source (an embedder's own allocator), the gauges are there and stay 0.
+    let plain = TestRegistry::builder().metrics(true).start().await.expect("start");
+    let samples = scrape(&c, &plain.url()).await;
+    assert_eq!(samples.get("registry_allocator_allocated_bytes"), Some(&0.0), "{samples:?}");
+    plain.stop().await;
+}

@@ -30,6 +30,18 @@ mod move_up;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's own figures for `/metrics`: what the program holds against what jemalloc keeps
+/// resident, so a rising RSS tells a filling heap from freed pages not yet returned.
+fn allocator_stats() -> Option<registry_http::metrics::AllocatorStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // The statistics are a snapshot taken when the epoch advances.
+    epoch::advance().ok()?;
+    Some(registry_http::metrics::AllocatorStats {
+        allocated: stats::allocated::read().ok()? as u64,
+        resident: stats::resident::read().ok()? as u64,
+    })
+}
+
 use commands::{MemberCommand, ProjectCommand, RobotCommand, UserCommand};
 use config::Config;
 use local::Local;
@@ -341,7 +353,8 @@ async fn run_serve(location: &Location, args: ServeArgs) -> anyhow::Result<()> {
         .portal(config.portal.enabled)
         .scan_timeout(Duration::from_secs(config.scanning.timeout_secs.max(10)))
         .retention(config.events.retention())
-        .admin_socket(config.admin_socket());
+        .admin_socket(config.admin_socket())
+        .allocator_stats(std::sync::Arc::new(allocator_stats));
     if let Some(addr) = config.metrics.listen {
         builder = builder.metrics_address(addr);
     }

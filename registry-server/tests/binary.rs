@@ -370,3 +370,35 @@ async fn a_sigterm_as_soon_as_it_says_it_serves_stops_it_cleanly() {
             .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_carry_the_allocators_figures_and_buffered_writes_is_a_storage_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[auth]\nenabled = false\n[metrics]\nenabled = true\n[storage]\nbuffered_writes = true\n",
+            dir.path().join("data")
+        ),
+    )
+    .expect("config");
+    let server = Server::start(BIN, &["--config", config.to_str().expect("utf8")], &[]).await;
+    let c = client();
+    // A layer of several pages, through the page cache as configured, pulled back whole.
+    let layer = vec![7u8; 3 * 4096 + 5];
+    let digest = push_blob(&c, &server.url(), "a", &layer).await;
+    let pulled = c.get(format!("{}/v2/a/blobs/{digest}", server.url())).send().await.expect("pull");
+    assert_eq!(pulled.bytes().await.expect("body").as_ref(), &layer[..]);
+
+    let text = c.get(format!("{}/metrics", server.url())).send().await.expect("scrape").text().await.expect("text");
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse::<f64>().ok()))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    let (allocated, resident) =
+        (value("registry_allocator_allocated_bytes"), value("registry_allocator_resident_bytes"));
+    assert!(allocated > 100_000.0, "jemalloc counts the server's heap: {allocated}");
+    assert!(resident >= allocated, "resident {resident} covers allocated {allocated}");
+}

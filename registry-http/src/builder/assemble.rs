@@ -301,6 +301,9 @@ impl RegistryBuilder {
         );
         if let Some(metrics) = &metrics {
             metrics.watch_jobs(platform.jobs());
+            if let Some(source) = &self.allocator_stats {
+                metrics.watch_allocator(source.clone());
+            }
         }
         let gc = platform.gc().clone();
         let api = (!self.token_only).then(|| {

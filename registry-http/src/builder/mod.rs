@@ -120,6 +120,7 @@ pub struct RegistryBuilder {
     pub(crate) metrics: bool,
     pub(crate) portal: bool,
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    pub(crate) allocator_stats: Option<crate::metrics::AllocatorStatsSource>,
     pub(crate) retention: registry_platform::housekeeping::Retention,
     pub(crate) job_poll: Duration,
     admin_socket: Option<PathBuf>,
@@ -168,6 +169,7 @@ impl RegistryBuilder {
             external_url: None,
             metrics: false,
             metrics_addr: None,
+            allocator_stats: None,
             portal: false,
             retention: registry_platform::housekeeping::Retention::default(),
             job_poll: Duration::from_secs(1),
@@ -424,6 +426,14 @@ impl RegistryBuilder {
     /// `:9090`), apart from the registry's traffic.
     pub fn metrics_address(mut self, addr: std::net::SocketAddr) -> Self {
         self.metrics_addr = Some(addr);
+        self
+    }
+
+    /// Where `/metrics` reads the process's allocator figures from (see
+    /// [`crate::metrics::AllocatorStats`]); without it those two gauges stay 0. A program that sets
+    /// its global allocator knows how to read it; the library cannot.
+    pub fn allocator_stats(mut self, source: crate::metrics::AllocatorStatsSource) -> Self {
+        self.allocator_stats = Some(source);
         self
     }
 

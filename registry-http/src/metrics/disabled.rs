@@ -38,6 +38,11 @@ impl Metrics {
         match *self {}
     }
 
+    /// Where the allocator's figures come from.
+    pub fn watch_allocator(&self, _: super::AllocatorStatsSource) {
+        match *self {}
+    }
+
     /// The exposition text.
     pub async fn render(&self, _: &registry_storage::Registry) -> String {
         match *self {}

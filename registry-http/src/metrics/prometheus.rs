@@ -61,6 +61,9 @@ pub struct Metrics {
     tasks: Gauge,
     /// Weak: the runner's handlers hold these metrics (the collector's observer).
     runner: OnceLock<Weak<JobRunner>>,
+    allocator: OnceLock<super::AllocatorStatsSource>,
+    allocated: Gauge,
+    resident: Gauge,
     job_attempts: Family<KindLabels, Gauge>,
     job_waited: Family<KindLabels, Seconds>,
     job_claimed: Family<KindLabels, Seconds>,
@@ -133,6 +136,17 @@ impl Metrics {
             "Tasks alive in the process's async runtime (connections, requests, background loops)",
             tasks.clone(),
         );
+        let (allocated, resident) = (Gauge::default(), Gauge::default());
+        exposition.register(
+            "allocator_allocated_bytes",
+            "Bytes the process has allocated, as its allocator counts them (when the program gives its allocator's figures)",
+            allocated.clone(),
+        );
+        exposition.register(
+            "allocator_resident_bytes",
+            "Bytes of physical memory in the allocator's pages: allocated, freed but kept, and its own bookkeeping",
+            resident.clone(),
+        );
         let job_attempts = Family::<KindLabels, Gauge>::default();
         let (job_waited, job_claimed) = (Family::default(), Family::default());
         let (job_ran, job_recorded) = (Family::default(), Family::default());
@@ -172,6 +186,9 @@ impl Metrics {
             cache_misses,
             tasks,
             runner: OnceLock::new(),
+            allocator: OnceLock::new(),
+            allocated,
+            resident,
             job_attempts,
             job_waited,
             job_claimed,
@@ -183,6 +200,11 @@ impl Metrics {
     /// Shows where `runner`'s attempts spend their time (the first runner given; one per server).
     pub fn watch_jobs(&self, runner: &Arc<JobRunner>) {
         let _ = self.runner.set(Arc::downgrade(runner));
+    }
+
+    /// Shows the allocator's figures, read from `source` at each scrape (the first source given).
+    pub fn watch_allocator(&self, source: super::AllocatorStatsSource) {
+        let _ = self.allocator.set(source);
     }
 
     /// A request begins: counts it in flight until the guard is dropped.
@@ -217,6 +239,10 @@ impl Metrics {
             let labels = CacheLabels { cache: stat.cache };
             self.cache_hits.get_or_create(&labels).set(i64::try_from(stat.hits).unwrap_or(i64::MAX));
             self.cache_misses.get_or_create(&labels).set(i64::try_from(stat.misses).unwrap_or(i64::MAX));
+        }
+        if let Some(stats) = self.allocator.get().and_then(|read| read()) {
+            self.allocated.set(i64::try_from(stats.allocated).unwrap_or(i64::MAX));
+            self.resident.set(i64::try_from(stats.resident).unwrap_or(i64::MAX));
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.tasks.set(i64::try_from(runtime.metrics().num_alive_tasks()).unwrap_or(i64::MAX));

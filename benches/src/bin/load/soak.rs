@@ -5,7 +5,9 @@
 //! delivering every push and delete to a receiver on loopback. Token auth is on.
 //!
 //! Every second it samples the registry processes' resident memory and open file descriptors;
-//! every minute it prints a row with those, the tasks alive in each process's async runtime
+//! every minute it prints a row with those, the heap the processes hold as jemalloc counts it
+//! (`registry_allocator_allocated_bytes`: a rising RSS over a flat heap is freed memory the
+//! allocator keeps, a rising heap is the program holding more), the tasks alive in each process's async runtime
 //! (`registry_runtime_tasks` from `/metrics`), the database connections (`pg_stat_activity`, on
 //! the replicated shape, which it also vacuums each minute where the server's autovacuum is off),
 //! the operations and webhook deliveries of the minute, the deliveries waiting in the queue
@@ -286,6 +288,7 @@ async fn webhook_policy(target: SocketAddr, url: &str) -> anyhow::Result<()> {
 #[derive(Default, Clone, Copy)]
 struct Scraped {
     tasks: u64,
+    heap_bytes: f64,
     waiting: u64,
     attempts: f64,
     waited: f64,
@@ -303,6 +306,7 @@ async fn scrape(addr: SocketAddr) -> Scraped {
     };
     Scraped {
         tasks: value("registry_runtime_tasks ") as u64,
+        heap_bytes: value("registry_allocator_allocated_bytes "),
         waiting: value("registry_jobs{kind=\"webhook\",status=\"pending\"} ") as u64,
         attempts: value("registry_job_attempts{kind=\"webhook\"} "),
         waited: value("registry_job_wait_seconds{kind=\"webhook\"} "),
@@ -345,6 +349,7 @@ struct Row {
     waiting: u64,
     errors: u64,
     rss_mib: f64,
+    heap_mib: f64,
     fds: f64,
     tasks: u64,
     connections: Option<u64>,
@@ -384,9 +389,9 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         "\nSustained load on the {shape} shape: {clients} clients, {seconds} s, garbage collection every 30 s, a webhook per push and delete\n"
     );
     println!(
-        "| minute | operations | webhook deliveries | deliveries waiting | a delivery's wait / claim / run / record (ms) | errors | RSS (MiB) | open fds | runtime tasks | database connections | CPU %: registry / store |"
+        "| minute | operations | webhook deliveries | deliveries waiting | a delivery's wait / claim / run / record (ms) | errors | RSS (MiB) | heap (MiB) | open fds | runtime tasks | database connections | CPU %: registry / store |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<Row> = Vec::new();
     let (mut window, mut last_ops, mut last_delivered) = (Vec::new(), 0u64, 0u64);
     let mut last_times = Scraped::default();
@@ -399,10 +404,11 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         let elapsed = started.elapsed().as_secs();
         if elapsed.is_multiple_of(60) || Instant::now() >= deadline {
             let n = window.len().max(1) as f64;
-            let (mut tasks_now, mut waiting, mut times) = (0, 0, Scraped::default());
+            let (mut tasks_now, mut waiting, mut times, mut heap) = (0, 0, Scraped::default(), 0.0);
             for s in &soaked.replicas {
                 let scraped = scrape(s.addr).await;
                 tasks_now += scraped.tasks;
+                heap += scraped.heap_bytes;
                 waiting = scraped.waiting;
                 times.attempts += scraped.attempts;
                 times.waited += scraped.waited;
@@ -435,6 +441,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 waiting,
                 errors: counts.errors.load(Ordering::Relaxed),
                 rss_mib: window.iter().map(|w| w.0 as f64).sum::<f64>() / n / 1024.0,
+                heap_mib: heap / (1024.0 * 1024.0),
                 fds: window.iter().map(|w| w.1 as f64).sum::<f64>() / n,
                 tasks: tasks_now,
                 connections,
@@ -444,7 +451,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
             (last_ops, last_delivered) = (ops, got);
             window.clear();
             println!(
-                "| {} | {} | {} | {} | {:.0} / {:.1} / {:.1} / {:.1} | {} | {:.1} | {:.0} | {} | {} | {:.0} / {} |",
+                "| {} | {} | {} | {} | {:.0} / {:.1} / {:.1} / {:.1} | {} | {:.1} | {:.1} | {:.0} | {} | {} | {:.0} / {} |",
                 row.minute,
                 row.ops,
                 row.deliveries,
@@ -455,6 +462,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 row.delivery_ms.3,
                 row.errors,
                 row.rss_mib,
+                row.heap_mib,
                 row.fds,
                 row.tasks,
                 row.connections.map_or("–".to_owned(), |c| c.to_string()),
@@ -487,9 +495,11 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
     );
     if let (Some(second), Some(last)) = (rows.get(1), rows.last()) {
         println!(
-            "second minute → last: RSS {:.1} → {:.1} MiB, open fds {:.0} → {:.0}, runtime tasks {} → {}, database connections {} → {}",
+            "second minute → last: RSS {:.1} → {:.1} MiB, heap {:.1} → {:.1} MiB, open fds {:.0} → {:.0}, runtime tasks {} → {}, database connections {} → {}",
             second.rss_mib,
             last.rss_mib,
+            second.heap_mib,
+            last.heap_mib,
             second.fds,
             last.fds,
             second.tasks,
