@@ -7,6 +7,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_registry");
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
+/// Writes `registry.toml` in `dir`: `data_dir` is `dir/data`, then `rest`; returns its path.
+fn config_file(dir: &std::path::Path, rest: &str) -> String {
+    let path = dir.join("registry.toml");
+    std::fs::write(&path, format!("data_dir = {:?}\n{rest}", dir.join("data"))).expect("config");
+    path.to_str().expect("utf8").to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secure_by_default_logs_each_request_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -145,16 +152,8 @@ async fn account_subcommands_then_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_file_environment_and_flags() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("registry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\n[auth]\nenabled = false\n[limits]\nmax_manifest_bytes = 100\nmax_page = 2\n",
-            dir.path().join("data")
-        ),
-    )
-    .expect("config");
-    let config = config.to_str().expect("utf8");
+    let config = config_file(dir.path(), "[auth]\nenabled = false\n[limits]\nmax_manifest_bytes = 100\nmax_page = 2\n");
+    let config = config.as_str();
 
     // The file's limit applies.
     let server = Server::start(BIN, &["--config", config], &[]).await;
@@ -374,16 +373,11 @@ async fn a_sigterm_as_soon_as_it_says_it_serves_stops_it_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_carry_the_allocators_figures_and_buffered_writes_is_a_storage_setting() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("registry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\n[auth]\nenabled = false\n[metrics]\nenabled = true\n[storage]\nbuffered_writes = true\n",
-            dir.path().join("data")
-        ),
-    )
-    .expect("config");
-    let server = Server::start(BIN, &["--config", config.to_str().expect("utf8")], &[]).await;
+    let config = config_file(
+        dir.path(),
+        "[auth]\nenabled = false\n[metrics]\nenabled = true\n[storage]\nbuffered_writes = true\n",
+    );
+    let server = Server::start(BIN, &["--config", &config], &[]).await;
     let c = client();
     // A layer of several pages, through the page cache as configured, pulled back whole.
     let layer = vec![7u8; 3 * 4096 + 5];
