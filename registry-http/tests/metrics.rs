@@ -91,6 +91,9 @@ async fn counters_move_as_requests_are_made() {
     assert!(hits("manifest_bytes") >= 1.0, "{cached:?}");
     assert!(hits("tags") >= 1.0, "{cached:?}");
     assert!(cached.contains_key(r#"registry_cache_misses{cache="manifests"}"#));
+    // Their sizes: the one manifest's bytes are held, by entry and by byte.
+    assert_eq!(get(&cached, r#"registry_cache_entries{cache="manifest_bytes"}"#), 1.0, "{cached:?}");
+    assert!(get(&cached, r#"registry_cache_bytes{cache="manifest_bytes"}"#) >= 200.0, "{cached:?}");
     assert!(get(&cached, "registry_runtime_tasks") >= 1.0, "the runtime's tasks: {cached:?}");
     reg.stop().await;
 

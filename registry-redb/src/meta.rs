@@ -90,13 +90,11 @@ pub(crate) struct HotReads {
 impl HotReads {
     /// The caches' hits and misses.
     pub(crate) fn stats(&self) -> Vec<registry_storage::meta::cache::CacheStats> {
-        use registry_storage::meta::cache::CacheStats;
-        let stat = |cache, (hits, misses)| CacheStats { cache, hits, misses };
         vec![
-            stat("tags", self.tags.hits_and_misses()),
-            stat("manifests", self.manifests.hits_and_misses()),
-            stat("blob_links", self.blob_links.hits_and_misses()),
-            stat("referrers", self.referrers.hits_and_misses()),
+            self.tags.stats("tags"),
+            self.manifests.stats("manifests"),
+            self.blob_links.stats("blob_links"),
+            self.referrers.stats("referrers"),
         ]
     }
 }

@@ -223,6 +223,8 @@ impl Registry {
             cache: "manifest_bytes",
             hits: self.manifest_bytes.hits(),
             misses: self.manifest_bytes.misses(),
+            entries: self.manifest_bytes.len() as u64,
+            bytes: Some(self.manifest_bytes.weight()),
         }];
         stats.extend(self.meta.cache_stats());
         stats

@@ -58,6 +58,8 @@ pub struct Metrics {
     jobs: Family<JobLabels, Gauge>,
     cache_hits: Family<CacheLabels, Gauge>,
     cache_misses: Family<CacheLabels, Gauge>,
+    cache_entries: Family<CacheLabels, Gauge>,
+    cache_bytes: Family<CacheLabels, Gauge>,
     tasks: Gauge,
     /// Weak: the runner's handlers hold these metrics (the collector's observer).
     runner: OnceLock<Weak<JobRunner>>,
@@ -130,6 +132,14 @@ impl Metrics {
             cache_hits.clone(),
         );
         exposition.register("cache_misses", "Look-ups a read cache could not answer since start", cache_misses.clone());
+        let (cache_entries, cache_bytes) =
+            (Family::<CacheLabels, Gauge>::default(), Family::<CacheLabels, Gauge>::default());
+        exposition.register("cache_entries", "Entries a read cache holds now", cache_entries.clone());
+        exposition.register(
+            "cache_bytes",
+            "Bytes a read cache bounded by bytes holds now (its entries' sizes)",
+            cache_bytes.clone(),
+        );
         let tasks = Gauge::default();
         exposition.register(
             "runtime_tasks",
@@ -184,6 +194,8 @@ impl Metrics {
             jobs,
             cache_hits,
             cache_misses,
+            cache_entries,
+            cache_bytes,
             tasks,
             runner: OnceLock::new(),
             allocator: OnceLock::new(),
@@ -239,6 +251,10 @@ impl Metrics {
             let labels = CacheLabels { cache: stat.cache };
             self.cache_hits.get_or_create(&labels).set(i64::try_from(stat.hits).unwrap_or(i64::MAX));
             self.cache_misses.get_or_create(&labels).set(i64::try_from(stat.misses).unwrap_or(i64::MAX));
+            self.cache_entries.get_or_create(&labels).set(i64::try_from(stat.entries).unwrap_or(i64::MAX));
+            if let Some(bytes) = stat.bytes {
+                self.cache_bytes.get_or_create(&labels).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
         }
         if let Some(stats) = self.allocator.get().and_then(|read| read()) {
             self.allocated.set(i64::try_from(stats.allocated).unwrap_or(i64::MAX));

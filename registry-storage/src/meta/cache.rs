@@ -61,9 +61,15 @@ impl<V: Clone> Cached<V> {
         self.entries.remove(key);
     }
 
-    /// Look-ups answered from the cache, and those that were not.
-    pub fn hits_and_misses(&self) -> (u64, u64) {
-        (self.entries.hits(), self.entries.misses())
+    /// Its figures for metrics, named `cache`.
+    pub fn stats(&self, cache: &'static str) -> CacheStats {
+        CacheStats {
+            cache,
+            hits: self.entries.hits(),
+            misses: self.entries.misses(),
+            entries: self.entries.len() as u64,
+            bytes: None,
+        }
     }
 
     /// Forgets everything (after [`Generation::bump`]).
@@ -72,7 +78,7 @@ impl<V: Clone> Cached<V> {
     }
 }
 
-/// The hits and misses of one cache, for metrics.
+/// The hits, misses and size of one cache, for metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheStats {
     /// Which cache (`tags`, `manifests`, `blob_links`, `manifest_bytes`).
@@ -81,4 +87,9 @@ pub struct CacheStats {
     pub hits: u64,
     /// Look-ups that went to the store.
     pub misses: u64,
+    /// Entries it holds now.
+    pub entries: u64,
+    /// Bytes its entries hold, for a cache bounded by bytes (`manifest_bytes`); `None` for one
+    /// bounded by entries.
+    pub bytes: Option<u64>,
 }
