@@ -79,6 +79,11 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// A count as a gauge's value (saturating: a gauge holds an `i64`).
+fn gauge(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms to ~16 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -249,23 +254,23 @@ impl Metrics {
     pub async fn render(&self, registry: &registry_storage::Registry) -> String {
         for stat in registry.cache_stats() {
             let labels = CacheLabels { cache: stat.cache };
-            self.cache_hits.get_or_create(&labels).set(i64::try_from(stat.hits).unwrap_or(i64::MAX));
-            self.cache_misses.get_or_create(&labels).set(i64::try_from(stat.misses).unwrap_or(i64::MAX));
-            self.cache_entries.get_or_create(&labels).set(i64::try_from(stat.entries).unwrap_or(i64::MAX));
+            self.cache_hits.get_or_create(&labels).set(gauge(stat.hits));
+            self.cache_misses.get_or_create(&labels).set(gauge(stat.misses));
+            self.cache_entries.get_or_create(&labels).set(gauge(stat.entries));
             if let Some(bytes) = stat.bytes {
-                self.cache_bytes.get_or_create(&labels).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                self.cache_bytes.get_or_create(&labels).set(gauge(bytes));
             }
         }
         if let Some(stats) = self.allocator.get().and_then(|read| read()) {
-            self.allocated.set(i64::try_from(stats.allocated).unwrap_or(i64::MAX));
-            self.resident.set(i64::try_from(stats.resident).unwrap_or(i64::MAX));
+            self.allocated.set(gauge(stats.allocated));
+            self.resident.set(gauge(stats.resident));
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            self.tasks.set(i64::try_from(runtime.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+            self.tasks.set(gauge(runtime.metrics().num_alive_tasks()));
         }
         for times in self.runner.get().and_then(Weak::upgrade).map(|r| r.times()).unwrap_or_default() {
             let labels = KindLabels { kind: times.kind };
-            self.job_attempts.get_or_create(&labels).set(i64::try_from(times.runs).unwrap_or(i64::MAX));
+            self.job_attempts.get_or_create(&labels).set(gauge(times.runs));
             self.job_waited.get_or_create(&labels).set(times.waited.as_secs_f64());
             self.job_claimed.get_or_create(&labels).set(times.claimed.as_secs_f64());
             self.job_ran.get_or_create(&labels).set(times.ran.as_secs_f64());
@@ -277,7 +282,7 @@ impl Metrics {
                 self.jobs.clear();
                 for c in counts {
                     let labels = JobLabels { kind: c.kind, status: c.status.as_str() };
-                    self.jobs.get_or_create(&labels).set(i64::try_from(c.count).unwrap_or(i64::MAX));
+                    self.jobs.get_or_create(&labels).set(gauge(c.count));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading the job queue for /metrics failed"),
