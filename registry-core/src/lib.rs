@@ -37,6 +37,7 @@
 //! # Ok::<(), registry_core::Error>(())
 //! ```
 
+pub mod cache_stats;
 pub mod chart;
 pub mod digest;
 pub mod error;

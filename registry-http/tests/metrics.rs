@@ -219,3 +219,40 @@ async fn the_allocator_figures_come_from_the_program_that_gives_them() {
     assert_eq!(samples.get("registry_allocator_allocated_bytes"), Some(&0.0), "{samples:?}");
     plain.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accounts_and_token_caches_show_beside_the_engines() {
+    let reg = TestRegistry::builder().harbor_accounts().metrics(true).start().await.expect("start");
+    let accounts = reg.accounts().expect("accounts").acting_as(registry_core::event::Operator::system());
+    accounts.add_user("admin", "adminpassword", true).await.expect("admin");
+    let (c, base) = (client(), reg.url());
+    let entries =
+        |s: &HashMap<String, f64>, cache: &str| get(s, &format!(r#"registry_cache_entries{{cache="{cache}"}}"#));
+    let before = scrape(&c, &base).await;
+    assert_eq!(entries(&before, "verified_credentials"), 0.0, "{before:?}");
+    assert_eq!(entries(&before, "verified_tokens"), 0.0, "{before:?}");
+    for name in ["recent_projects", "signatures_verified", "image_details"] {
+        assert!(before.contains_key(&format!(r#"registry_cache_entries{{cache="{name}"}}"#)), "{name}: {before:?}");
+    }
+
+    // Basic credentials on two API calls: verified once, found the second time.
+    for _ in 0..2 {
+        let projects = c.get(format!("{base}/api/v2.0/projects")).basic_auth("admin", Some("adminpassword")).send();
+        assert_eq!(projects.await.expect("projects").status(), StatusCode::OK);
+    }
+    // A token, used twice: verified once, found the second time.
+    let token = token(&c, &base, Some(("admin", "adminpassword")), &["repository:library/app:pull"]).await;
+    for _ in 0..2 {
+        let missing = c.get(format!("{base}/v2/library/app/manifests/v1")).bearer_auth(&token).send();
+        assert_eq!(missing.await.expect("get").status(), StatusCode::NOT_FOUND);
+    }
+    let after = scrape(&c, &base).await;
+    assert_eq!(entries(&after, "verified_credentials"), 1.0, "{after:?}");
+    assert!(get(&after, r#"registry_cache_hits{cache="verified_credentials"}"#) >= 1.0, "{after:?}");
+    assert_eq!(entries(&after, "verified_tokens"), 1.0, "{after:?}");
+    assert!(get(&after, r#"registry_cache_hits{cache="verified_tokens"}"#) >= 1.0, "{after:?}");
+    // Bounded by bytes: at least the token itself.
+    assert!(get(&after, r#"registry_cache_bytes{cache="verified_tokens"}"#) >= token.len() as f64, "{after:?}");
+    assert!(entries(&after, "recent_projects") >= 1.0, "the pull looked up library: {after:?}");
+    reg.stop().await;
+}

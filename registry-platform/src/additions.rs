@@ -12,6 +12,7 @@
 //! entry; that outcome is cached like a good one (the same bytes always give it), while a store
 //! that fails gives [`AdditionError::Store`] and caches nothing: no entry is ever half-made.
 
+use registry_core::cache_stats::CacheStats;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -161,6 +162,16 @@ impl Additions {
             charts: quick_cache::sync::Cache::with_weighter(4096, limits.cache_bytes / 4, Weight),
             archives: quick_cache::sync::Cache::with_weighter(1024, limits.cache_bytes, Weight),
         }
+    }
+
+    /// The caches' figures, for metrics.
+    pub fn cache_stats(&self) -> Vec<CacheStats> {
+        let (i, c, a) = (&self.images, &self.charts, &self.archives);
+        vec![
+            CacheStats::weighed("image_details", i.hits(), i.misses(), i.len(), i.weight()),
+            CacheStats::weighed("chart_summaries", c.hits(), c.misses(), c.len(), c.weight()),
+            CacheStats::weighed("chart_archives", a.hits(), a.misses(), a.len(), a.weight()),
+        ]
     }
 
     /// The limits it reads within.

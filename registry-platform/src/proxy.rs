@@ -19,6 +19,7 @@
 //! Content served straight from the upstream (before it is cached) is not checked by the
 //! project's pull policies; once cached, it is.
 
+use registry_core::cache_stats::CacheStats;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -103,6 +104,12 @@ impl ProxyCache {
             sessions: quick_cache::sync::Cache::new(64),
             inflight: Arc::default(),
         })
+    }
+
+    /// Its cache's figures (sessions with upstreams), for metrics.
+    pub fn cache_stats(&self) -> CacheStats {
+        let s = &self.sessions;
+        CacheStats::counted("proxy_sessions", s.hits(), s.misses(), s.len())
     }
 
     /// The upstream of `repository`, when its project is a proxy cache.

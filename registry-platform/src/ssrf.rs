@@ -6,6 +6,7 @@
 //! and again at each request, after resolving it: the request is then sent to the checked
 //! addresses only, so a name that resolves differently later cannot lead it elsewhere.
 
+use registry_core::cache_stats::CacheStats;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -170,6 +171,11 @@ type ClientKey = (String, Vec<SocketAddr>, ClientOptions);
 
 static CLIENTS: LazyLock<quick_cache::sync::Cache<ClientKey, reqwest::Client>> =
     LazyLock::new(|| quick_cache::sync::Cache::new(CLIENTS_KEPT));
+
+/// The figures of the clients kept (see [`pinned_client`]), for metrics.
+pub fn cache_stats() -> CacheStats {
+    CacheStats::counted("http_clients", CLIENTS.hits(), CLIENTS.misses(), CLIENTS.len())
+}
 
 /// An HTTP client that sends `url`'s requests to `addrs` only (the addresses [`resolve`]
 /// checked) and follows no redirect. Clients are shared process-wide by host, addresses and

@@ -13,6 +13,7 @@
 //! signature counts only when its envelope verifies under a chain to one of them (see
 //! [`crate::notation`], feature `notation`); without roots, notation signatures count by presence.
 
+use registry_core::cache_stats::CacheStats;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -185,6 +186,15 @@ impl ContentTrust {
             keys: quick_cache::sync::Cache::new(4 * 1024),
             clock,
         })
+    }
+
+    /// The caches' figures, for metrics.
+    pub fn cache_stats(&self) -> Vec<CacheStats> {
+        let (v, k) = (&self.verified, &self.keys);
+        vec![
+            CacheStats::counted("signatures_verified", v.hits(), v.misses(), v.len()),
+            CacheStats::counted("trusted_keys", k.hits(), k.misses(), k.len()),
+        ]
     }
 
     /// Forgets the keys read of project `project_id` (they were just changed).

@@ -370,29 +370,79 @@ async fn a_sigterm_as_soon_as_it_says_it_serves_stops_it_cleanly() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_carry_the_allocators_figures_and_buffered_writes_is_a_storage_setting() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(
-        dir.path(),
-        "[auth]\nenabled = false\n[metrics]\nenabled = true\n[storage]\nbuffered_writes = true\n",
-    );
-    let server = Server::start(BIN, &["--config", &config], &[]).await;
-    let c = client();
-    // A layer of several pages, through the page cache as configured, pulled back whole.
-    let layer = vec![7u8; 3 * 4096 + 5];
-    let digest = push_blob(&c, &server.url(), "a", &layer).await;
-    let pulled = c.get(format!("{}/v2/a/blobs/{digest}", server.url())).send().await.expect("pull");
-    assert_eq!(pulled.bytes().await.expect("body").as_ref(), &layer[..]);
+/// The bytes of `file` held in the page cache, as util-linux's `fincore` counts them.
+fn cached_bytes(file: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(file)
+        .output()
+        .expect("fincore (util-linux)");
+    assert!(out.status.success(), "fincore: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("fincore's count")
+}
 
-    let text = c.get(format!("{}/metrics", server.url())).send().await.expect("scrape").text().await.expect("text");
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse::<f64>().ok()))
-            .unwrap_or_else(|| panic!("{name} in {text}"))
-    };
-    let (allocated, resident) =
-        (value("registry_allocator_allocated_bytes"), value("registry_allocator_resident_bytes"));
-    assert!(allocated > 100_000.0, "jemalloc counts the server's heap: {allocated}");
-    assert!(resident >= allocated, "resident {resident} covers allocated {allocated}");
+/// The one file under `dir` whose name holds `hex` (a blob's file in the data directory).
+fn file_named(dir: &std::path::Path, hex: &str) -> std::path::PathBuf {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir").map(|e| e.expect("entry")) {
+            let path = entry.path();
+            match entry.file_type().expect("type").is_dir() {
+                true => dirs.push(path),
+                false if entry.file_name().to_string_lossy().contains(hex) => found.push(path),
+                false => {}
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "one file for {hex}: {found:?}");
+    found.remove(0)
+}
+
+/// Whether the filesystem holding `dir` takes `O_DIRECT` (tmpfs does not).
+fn direct_io_works(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = dir.join("o_direct_probe");
+    let opened = std::fs::OpenOptions::new().create(true).write(true).custom_flags(libc::O_DIRECT).open(&probe);
+    let _ = std::fs::remove_file(&probe);
+    opened.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_carry_the_allocators_figures_and_buffered_writes_keep_a_push_in_the_page_cache() {
+    // A layer of 8 MiB and a bit: eight whole blocks for the direct path, and a tail.
+    let layer: Vec<u8> = (0..8 * 1024 * 1024 + 5).map(|i: u32| (i % 251) as u8).collect();
+    let c = client();
+    for buffered in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config_file(
+            dir.path(),
+            &format!("[auth]\nenabled = false\n[metrics]\nenabled = true\n[storage]\nbuffered_writes = {buffered}\n"),
+        );
+        let server = Server::start(BIN, &["--config", &config], &[]).await;
+        let digest = push_blob(&c, &server.url(), "a", &layer).await;
+        // Before any pull reads it: buffered, the pushed bytes stay in the page cache (a pull
+        // right after reads memory); by default they went past it, all but the last page.
+        let cached = cached_bytes(&file_named(&dir.path().join("data"), digest.hex()));
+        match buffered {
+            true => assert!(cached >= layer.len() as u64 / 2, "buffered: {cached} bytes cached"),
+            false if direct_io_works(dir.path()) => assert!(cached <= 64 * 1024, "direct: {cached} bytes cached"),
+            false => {}
+        }
+        let pulled = c.get(format!("{}/v2/a/blobs/{digest}", server.url())).send().await.expect("pull");
+        assert!(pulled.bytes().await.expect("body").as_ref() == &layer[..], "the layer pulled back whole");
+
+        let text = c.get(format!("{}/metrics", server.url())).send().await.expect("scrape").text().await.expect("text");
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse::<f64>().ok())
+                })
+                .unwrap_or_else(|| panic!("{name} in {text}"))
+        };
+        let (allocated, resident) =
+            (value("registry_allocator_allocated_bytes"), value("registry_allocator_resident_bytes"));
+        assert!(allocated > 100_000.0, "jemalloc counts the server's heap: {allocated}");
+        assert!(resident >= allocated, "resident {resident} covers allocated {allocated}");
+    }
 }

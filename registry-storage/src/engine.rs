@@ -219,13 +219,14 @@ impl Registry {
 
     /// The hits and misses of the engine's manifest cache and the metadata store's caches.
     pub fn cache_stats(&self) -> Vec<crate::meta::cache::CacheStats> {
-        let mut stats = vec![crate::meta::cache::CacheStats {
-            cache: "manifest_bytes",
-            hits: self.manifest_bytes.hits(),
-            misses: self.manifest_bytes.misses(),
-            entries: self.manifest_bytes.len() as u64,
-            bytes: Some(self.manifest_bytes.weight()),
-        }];
+        let cache = &self.manifest_bytes;
+        let mut stats = vec![crate::meta::cache::CacheStats::weighed(
+            "manifest_bytes",
+            cache.hits(),
+            cache.misses(),
+            cache.len(),
+            cache.weight(),
+        )];
         stats.extend(self.meta.cache_stats());
         stats
     }

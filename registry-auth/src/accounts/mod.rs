@@ -131,6 +131,20 @@ impl Accounts {
         [Event::new(self.clock.now_millis(), self.operator.clone(), action, resource)]
     }
 
+    /// The figures of the accounts' in-memory caches (credentials verified lately, projects read
+    /// lately), for metrics.
+    pub fn cache_stats(&self) -> Vec<registry_core::cache_stats::CacheStats> {
+        let projects = &self.recent_projects;
+        let mut stats = self.verified.stats().to_vec();
+        stats.push(registry_core::cache_stats::CacheStats::counted(
+            "recent_projects",
+            projects.hits(),
+            projects.misses(),
+            projects.len(),
+        ));
+        stats
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn AccountStore> {
         &self.store

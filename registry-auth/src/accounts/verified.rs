@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use registry_core::cache_stats::CacheStats;
 use ring::hmac;
 
 /// How long a verification is trusted.
@@ -94,6 +95,15 @@ impl Verified {
             }
             None => false,
         }
+    }
+
+    /// The figures of the verifications kept and of the locks per credentials.
+    pub(crate) fn stats(&self) -> [CacheStats; 2] {
+        let (e, t) = (&self.entries, &self.turns);
+        [
+            CacheStats::counted("verified_credentials", e.hits(), e.misses(), e.len()),
+            CacheStats::counted("credential_turns", t.hits(), t.misses(), t.len()),
+        ]
     }
 
     /// Records that `name` and `password` were verified against `hash` now.

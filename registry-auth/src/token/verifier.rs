@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use registry_core::cache_stats::CacheStats;
 use registry_core::{Action, Scope};
 
 use super::claims::{Claims, Header};
@@ -52,6 +53,10 @@ struct Verified {
 struct VerifiedCache(quick_cache::sync::Cache<String, Verified, TokenWeight>);
 
 impl VerifiedCache {
+    fn stats(&self) -> CacheStats {
+        CacheStats::weighed("verified_tokens", self.0.hits(), self.0.misses(), self.0.len(), self.0.weight())
+    }
+
     fn get(&self, token: &str) -> Option<VerifiedToken> {
         let found = self.0.get(signature(token))?;
         same(found.token.as_bytes(), token.as_bytes()).then_some(found.proved)
@@ -135,6 +140,11 @@ impl TokenVerifier {
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway.as_secs();
         self
+    }
+
+    /// The figures of the cache of tokens verified, for metrics.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.verified.stats()
     }
 
     /// The audience (the registry's service name).

@@ -172,6 +172,14 @@ impl RegistryBuilder {
                 registry.clock().clone(),
             )
         });
+        #[cfg(feature = "scanning")]
+        let prevention = accounts.as_ref().map(|accounts| {
+            registry_platform::scan::prevention::Prevention::new(
+                scan_cache.clone(),
+                accounts.clone(),
+                registry.clock().clone(),
+            )
+        });
         let registry = match (&accounts, &trust) {
             (Some(accounts), Some(trust)) => {
                 let rules = registry_platform::immutability::ProjectRules::new(
@@ -183,13 +191,10 @@ impl RegistryBuilder {
                 let registry =
                     registry.with_protections(rules).with_pull_policies(trust.clone()).with_accessory_deletion(true);
                 #[cfg(feature = "scanning")]
-                let clock = registry.clock().clone();
-                #[cfg(feature = "scanning")]
-                let registry = registry.with_pull_policies(registry_platform::scan::prevention::Prevention::new(
-                    scan_cache.clone(),
-                    accounts.clone(),
-                    clock,
-                ));
+                let registry = match &prevention {
+                    Some(prevention) => registry.with_pull_policies(prevention.clone()),
+                    None => registry,
+                };
                 registry
             }
             _ => registry,
@@ -305,6 +310,7 @@ impl RegistryBuilder {
                 metrics.watch_allocator(source.clone());
             }
         }
+        let additions = Arc::new(registry_platform::additions::Additions::new(Default::default()));
         let gc = platform.gc().clone();
         let api = (!self.token_only).then(|| {
             Arc::new(Api {
@@ -319,7 +325,7 @@ impl RegistryBuilder {
                     storage: storage_name.to_owned(),
                     auth_mode: if accounts.is_some() { "db_auth".into() } else { "custom".into() },
                 },
-                additions: Arc::new(registry_platform::additions::Additions::new(Default::default())),
+                additions: additions.clone(),
                 secret_key: Some(secret_key.clone()),
                 trust: trust.clone(),
                 #[cfg(feature = "scanning")]
@@ -346,6 +352,32 @@ impl RegistryBuilder {
         let proxy = accounts.as_ref().filter(|_| !self.token_only).map(|accounts| {
             registry_platform::proxy::ProxyCache::new(registry.clone(), accounts.clone(), secret_key.clone())
         });
+        if let Some(metrics) = &metrics {
+            // The caches beside the engine's, read at each scrape (the engine's come with it).
+            let (accounts, token, trust, additions) =
+                (accounts.clone(), token.clone(), trust.clone(), additions.clone());
+            #[cfg(feature = "scanning")]
+            let (scan_cache, prevention) = (scan_cache.clone(), prevention.clone());
+            #[cfg(feature = "replication")]
+            let proxy = proxy.clone();
+            metrics.watch_caches(Arc::new(move || {
+                let mut stats = Vec::new();
+                #[cfg(any(feature = "webhooks", feature = "scanning", feature = "replication"))]
+                stats.push(registry_platform::ssrf::cache_stats());
+                stats.extend(accounts.iter().flat_map(Accounts::cache_stats));
+                stats.extend(token.iter().map(|t| t.verifier.cache_stats()));
+                stats.extend(trust.iter().flat_map(|t| t.cache_stats()));
+                stats.extend(additions.cache_stats());
+                #[cfg(feature = "scanning")]
+                {
+                    stats.extend(scan_cache.cache_stats());
+                    stats.extend(prevention.iter().map(|p| p.cache_stats()));
+                }
+                #[cfg(feature = "replication")]
+                stats.extend(proxy.iter().map(|p| p.cache_stats()));
+                stats
+            }));
+        }
         let parts = |api: Option<Arc<Api>>| Parts {
             #[cfg(feature = "replication")]
             proxy: proxy.clone(),

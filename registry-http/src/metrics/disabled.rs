@@ -43,6 +43,11 @@ impl Metrics {
         match *self {}
     }
 
+    /// Caches to show beside the engine's.
+    pub fn watch_caches(&self, _: registry_core::cache_stats::CacheStatsSource) {
+        match *self {}
+    }
+
     /// The exposition text.
     pub async fn render(&self, _: &registry_storage::Registry) -> String {
         match *self {}

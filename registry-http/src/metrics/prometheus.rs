@@ -1,7 +1,7 @@
 //! The metrics kept with prometheus-client (feature `metrics`).
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry as Exposition;
+use registry_core::cache_stats::CacheStatsSource;
 use registry_storage::{JobRunner, MetadataStore};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,6 +65,8 @@ pub struct Metrics {
     /// Weak: the runner's handlers hold these metrics (the collector's observer).
     runner: OnceLock<Weak<JobRunner>>,
     allocator: OnceLock<super::AllocatorStatsSource>,
+    /// The caches kept beside the engine's (accounts, tokens, the platform's).
+    caches: Mutex<Vec<CacheStatsSource>>,
     allocated: Gauge,
     resident: Gauge,
     job_attempts: Family<KindLabels, Gauge>,
@@ -204,6 +207,7 @@ impl Metrics {
             tasks,
             runner: OnceLock::new(),
             allocator: OnceLock::new(),
+            caches: Mutex::default(),
             allocated,
             resident,
             job_attempts,
@@ -222,6 +226,11 @@ impl Metrics {
     /// Shows the allocator's figures, read from `source` at each scrape (the first source given).
     pub fn watch_allocator(&self, source: super::AllocatorStatsSource) {
         let _ = self.allocator.set(source);
+    }
+
+    /// Shows the figures of the caches `source` reads, beside the engine's, at each scrape.
+    pub fn watch_caches(&self, source: CacheStatsSource) {
+        self.caches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(source);
     }
 
     /// A request begins: counts it in flight until the guard is dropped.
@@ -252,7 +261,8 @@ impl Metrics {
     /// The exposition text, the queue's figures read from the store and the caches' from the
     /// engine now.
     pub async fn render(&self, registry: &registry_storage::Registry) -> String {
-        for stat in registry.cache_stats() {
+        let sources = self.caches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        for stat in registry.cache_stats().into_iter().chain(sources.iter().flat_map(|read| read())) {
             let labels = CacheLabels { cache: stat.cache };
             self.cache_hits.get_or_create(&labels).set(gauge(stat.hits));
             self.cache_misses.get_or_create(&labels).set(gauge(stat.misses));

@@ -2,6 +2,7 @@
 //! (without their bodies), a project's scanner and allowlist. Writes through this process forget
 //! what they change at once; other replicas see changes within [`TTL`].
 
+use registry_core::cache_stats::CacheStats;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +47,16 @@ impl ScanCache {
             scanners: quick_cache::sync::Cache::new(4 * 1024),
             allowed: quick_cache::sync::Cache::new(4 * 1024),
         })
+    }
+
+    /// The caches' figures, for metrics.
+    pub fn cache_stats(&self) -> Vec<CacheStats> {
+        let (r, s, a) = (&self.reports, &self.scanners, &self.allowed);
+        vec![
+            CacheStats::counted("scan_reports", r.hits(), r.misses(), r.len()),
+            CacheStats::counted("scanners", s.hits(), s.misses(), s.len()),
+            CacheStats::counted("allowlists", a.hits(), a.misses(), a.len()),
+        ]
     }
 
     /// The store.

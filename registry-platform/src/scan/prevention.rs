@@ -5,6 +5,7 @@
 //! scanner's own pulls pass. Indexes pass (each child is checked when pulled), as do artifacts
 //! that are not images (signatures, SBOMs, charts).
 
+use registry_core::cache_stats::CacheStats;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -40,6 +41,12 @@ impl Prevention {
         clock: registry_core::SharedClock,
     ) -> Arc<Prevention> {
         Arc::new(Prevention { cache, accounts, clock, allowed_summaries: quick_cache::sync::Cache::new(4096) })
+    }
+
+    /// Its cache's figures, for metrics.
+    pub fn cache_stats(&self) -> CacheStats {
+        let s = &self.allowed_summaries;
+        CacheStats::counted("allowed_summaries", s.hits(), s.misses(), s.len())
     }
 
     /// The threshold a project's metadata sets, if prevention is on.

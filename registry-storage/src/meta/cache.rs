@@ -16,6 +16,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use registry_core::cache_stats::CacheStats;
+
 /// A generation counter shared by the caches of one store.
 #[derive(Debug, Default)]
 pub struct Generation(AtomicU64);
@@ -63,33 +65,11 @@ impl<V: Clone> Cached<V> {
 
     /// Its figures for metrics, named `cache`.
     pub fn stats(&self, cache: &'static str) -> CacheStats {
-        CacheStats {
-            cache,
-            hits: self.entries.hits(),
-            misses: self.entries.misses(),
-            entries: self.entries.len() as u64,
-            bytes: None,
-        }
+        CacheStats::counted(cache, self.entries.hits(), self.entries.misses(), self.entries.len())
     }
 
     /// Forgets everything (after [`Generation::bump`]).
     pub fn clear(&self) {
         self.entries.clear();
     }
-}
-
-/// The hits, misses and size of one cache, for metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Which cache (`tags`, `manifests`, `blob_links`, `manifest_bytes`).
-    pub cache: &'static str,
-    /// Look-ups answered from it.
-    pub hits: u64,
-    /// Look-ups that went to the store.
-    pub misses: u64,
-    /// Entries it holds now.
-    pub entries: u64,
-    /// Bytes its entries hold, for a cache bounded by bytes (`manifest_bytes`); `None` for one
-    /// bounded by entries.
-    pub bytes: Option<u64>,
 }

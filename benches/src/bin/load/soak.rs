@@ -289,6 +289,9 @@ async fn webhook_policy(target: SocketAddr, url: &str) -> anyhow::Result<()> {
 struct Scraped {
     tasks: u64,
     heap_bytes: f64,
+    /// Entries of every cache the process reports (`registry_cache_entries`), and the bytes of
+    /// those bounded by bytes (`registry_cache_bytes`).
+    cached: (f64, f64),
     waiting: u64,
     attempts: f64,
     waited: f64,
@@ -304,9 +307,11 @@ async fn scrape(addr: SocketAddr) -> Scraped {
     let value = |prefix: &str| {
         text.lines().find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(0.0)
     };
+    let sum = |prefix: &str| caches(&text, prefix).iter().map(|(_, v)| v).sum::<f64>();
     Scraped {
         tasks: value("registry_runtime_tasks ") as u64,
         heap_bytes: value("registry_allocator_allocated_bytes "),
+        cached: (sum("registry_cache_entries{"), sum("registry_cache_bytes{")),
         waiting: value("registry_jobs{kind=\"webhook\",status=\"pending\"} ") as u64,
         attempts: value("registry_job_attempts{kind=\"webhook\"} "),
         waited: value("registry_job_wait_seconds{kind=\"webhook\"} "),
@@ -314,6 +319,36 @@ async fn scrape(addr: SocketAddr) -> Scraped {
         ran: value("registry_job_run_seconds{kind=\"webhook\"} "),
         recorded: value("registry_job_record_seconds{kind=\"webhook\"} "),
     }
+}
+
+/// The samples of one cache metric in an exposition: each cache's name and value.
+fn caches(text: &str, prefix: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let (labels, value) = l.strip_prefix(prefix)?.split_once("} ")?;
+            let name = labels.strip_prefix("cache=\"")?.trim_end_matches('"');
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Every cache's entries (and bytes, where bounded by bytes) in the process at `addr`, largest
+/// first: which of them holds what the heap grew by.
+async fn cache_sizes(addr: SocketAddr) -> String {
+    let Ok(mut c) = Conn::open(addr).await else { return String::new() };
+    let Ok((200, body)) = c.fetch("GET", "/metrics", &[]).await else { return String::new() };
+    let text = String::from_utf8_lossy(&body);
+    let bytes = caches(&text, "registry_cache_bytes{");
+    let mut entries = caches(&text, "registry_cache_entries{");
+    entries.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let shown: Vec<String> = entries
+        .iter()
+        .map(|(name, n)| match bytes.iter().find(|(b, _)| b == name) {
+            Some((_, b)) => format!("{name} {n:.0} ({:.1} MiB)", b / (1024.0 * 1024.0)),
+            None => format!("{name} {n:.0}"),
+        })
+        .collect();
+    shown.join(", ")
 }
 
 /// Connections to the replicas' database, not counting `client`'s.
@@ -350,6 +385,8 @@ struct Row {
     errors: u64,
     rss_mib: f64,
     heap_mib: f64,
+    /// Cache entries and the MiB of those bounded by bytes, summed over the processes.
+    cached: (f64, f64),
     fds: f64,
     tasks: u64,
     connections: Option<u64>,
@@ -389,9 +426,9 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         "\nSustained load on the {shape} shape: {clients} clients, {seconds} s, garbage collection every 30 s, a webhook per push and delete\n"
     );
     println!(
-        "| minute | operations | webhook deliveries | deliveries waiting | a delivery's wait / claim / run / record (ms) | errors | RSS (MiB) | heap (MiB) | open fds | runtime tasks | database connections | CPU %: registry / store |"
+        "| minute | operations | webhook deliveries | deliveries waiting | a delivery's wait / claim / run / record (ms) | errors | RSS (MiB) | heap (MiB) | cached entries (MiB) | open fds | runtime tasks | database connections | CPU %: registry / store |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<Row> = Vec::new();
     let (mut window, mut last_ops, mut last_delivered) = (Vec::new(), 0u64, 0u64);
     let mut last_times = Scraped::default();
@@ -405,10 +442,12 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
         if elapsed.is_multiple_of(60) || Instant::now() >= deadline {
             let n = window.len().max(1) as f64;
             let (mut tasks_now, mut waiting, mut times, mut heap) = (0, 0, Scraped::default(), 0.0);
+            let mut cached = (0.0, 0.0);
             for s in &soaked.replicas {
                 let scraped = scrape(s.addr).await;
                 tasks_now += scraped.tasks;
                 heap += scraped.heap_bytes;
+                cached = (cached.0 + scraped.cached.0, cached.1 + scraped.cached.1);
                 waiting = scraped.waiting;
                 times.attempts += scraped.attempts;
                 times.waited += scraped.waited;
@@ -442,6 +481,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 errors: counts.errors.load(Ordering::Relaxed),
                 rss_mib: window.iter().map(|w| w.0 as f64).sum::<f64>() / n / 1024.0,
                 heap_mib: heap / (1024.0 * 1024.0),
+                cached: (cached.0, cached.1 / (1024.0 * 1024.0)),
                 fds: window.iter().map(|w| w.1 as f64).sum::<f64>() / n,
                 tasks: tasks_now,
                 connections,
@@ -451,7 +491,7 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
             (last_ops, last_delivered) = (ops, got);
             window.clear();
             println!(
-                "| {} | {} | {} | {} | {:.0} / {:.1} / {:.1} / {:.1} | {} | {:.1} | {:.1} | {:.0} | {} | {} | {:.0} / {} |",
+                "| {} | {} | {} | {} | {:.0} / {:.1} / {:.1} / {:.1} | {} | {:.1} | {:.1} | {:.0} ({:.1}) | {:.0} | {} | {} | {:.0} / {} |",
                 row.minute,
                 row.ops,
                 row.deliveries,
@@ -463,6 +503,8 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
                 row.errors,
                 row.rss_mib,
                 row.heap_mib,
+                row.cached.0,
+                row.cached.1,
                 row.fds,
                 row.tasks,
                 row.connections.map_or("–".to_owned(), |c| c.to_string()),
@@ -495,11 +537,13 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
     );
     if let (Some(second), Some(last)) = (rows.get(1), rows.last()) {
         println!(
-            "second minute → last: RSS {:.1} → {:.1} MiB, heap {:.1} → {:.1} MiB, open fds {:.0} → {:.0}, runtime tasks {} → {}, database connections {} → {}",
+            "second minute → last: RSS {:.1} → {:.1} MiB, heap {:.1} → {:.1} MiB, cached entries {:.0} → {:.0}, open fds {:.0} → {:.0}, runtime tasks {} → {}, database connections {} → {}",
             second.rss_mib,
             last.rss_mib,
             second.heap_mib,
             last.heap_mib,
+            second.cached.0,
+            last.cached.0,
             second.fds,
             last.fds,
             second.tasks,
@@ -507,6 +551,9 @@ pub(super) async fn run(binary: &Path, seconds: u64, shape: &str, clients: usize
             second.connections.map_or("–".to_owned(), |c| c.to_string()),
             last.connections.map_or("–".to_owned(), |c| c.to_string())
         );
+    }
+    if let Some(first) = soaked.replicas.first() {
+        println!("caches at the end (the first process): {}", cache_sizes(first.addr).await);
     }
     let Soaked { replicas, database, s3, proxy, .. } = soaked;
     drop(replicas);
