@@ -49,8 +49,15 @@ impl RepositoryName {
 
     /// The first component: the project in Harbor's model (`library` for `library/alpine`).
     pub fn first_component(&self) -> &str {
-        self.0.split('/').next().unwrap_or(&self.0)
+        project_of(&self.0)
     }
+}
+
+/// The project of a repository named `repository`: its first path component (Harbor's model;
+/// `library` for `library/alpine`, the whole name for one of a single component). Every layer
+/// (quotas, listings, events, policies) finds a repository's project with this.
+pub fn project_of(repository: &str) -> &str {
+    repository.split('/').next().unwrap_or(repository)
 }
 
 /// Checks one path component against `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.

@@ -81,7 +81,7 @@ pub async fn project_of_repository(
     accounts: &registry_auth::Accounts,
     repository: &RepositoryName,
 ) -> Result<Option<std::sync::Arc<registry_auth::Project>>> {
-    accounts.recent_project(registry_storage::quota::project_of(repository.as_str())).await.map_err(|e| {
+    accounts.recent_project(repository.first_component()).await.map_err(|e| {
         registry_storage::Error::Backend(registry_core::BackendError::message(format!("reading a project: {e}"), true))
     })
 }

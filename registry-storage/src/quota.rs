@@ -32,10 +32,7 @@ pub use registry_core::units::bytes;
 /// The warning threshold of a new quota: this percentage of its limit.
 pub const DEFAULT_WARN_PERCENT: u8 = 85;
 
-/// The project of a repository: its first path component.
-pub fn project_of(repository: &str) -> &str {
-    repository.split('/').next().unwrap_or(repository)
-}
+pub use registry_core::name::project_of;
 
 /// A project's quota: its usage and limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -52,9 +52,8 @@ pub(crate) fn deleted(repository: &RepositoryName, digest: Option<&Digest>, tag:
     }
 }
 
-/// The project of a repository: its first component (Harbor's model).
 fn project_of(repository: &RepositoryName) -> String {
-    crate::quota::project_of(repository.as_str()).to_owned()
+    repository.first_component().to_owned()
 }
 
 /// Events of a push: the artifact, and the tag when one was set.

@@ -58,7 +58,7 @@ impl AccessPolicy for Accounts {
     /// not found is read again from the store, so that a project just created through another
     /// replica opens at once.
     async fn project_state(&self, repository: &str) -> Result<ProjectState, AuthError> {
-        let project = repository.split('/').next().unwrap_or_default();
+        let project = registry_core::name::project_of(repository);
         let created_at = match self.recent_project(project).await? {
             Some(found) => Some(found.created_at),
             None => self.store.project_created_at(project).await?,
