@@ -1,9 +1,10 @@
 //! Prometheus metrics, exposed as text at `/metrics` when the builder turns them on: requests by
 //! route class, method and status; latency histograms; bytes in and out; requests in flight by
 //! class (uploads among them); backend faults (5xx answers); garbage collection runs and bytes
-//! freed; every in-memory cache's hits, misses and size (the engine's, the accounts', the platform's); the job queue by kind and status (webhook deliveries among them), read from the store at
-//! each scrape so that every replica reports the shared queue; and where this process's job
-//! attempts spent their time (waiting once due, running, recording their end), by kind.
+//! freed; every in-memory cache's hits, misses and size (the engine's, the accounts', the
+//! platform's); the job queue by kind and status (webhook deliveries among them), read from the
+//! store at each scrape so that every replica reports the shared queue; and where this process's
+//! job attempts spent their time (waiting once due, running, recording their end), by kind.
 
 use std::sync::Arc;
 
