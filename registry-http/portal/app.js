@@ -81,7 +81,11 @@ async function signOut() {
   go('/login');
 }
 
+/** Counts renders: a render whose page answers after a later one began shows nothing. */
+let renders = 0;
+
 async function render() {
+  const turn = ++renders;
   const main = document.getElementById('main');
   const route = decodeURIComponent(location.hash.slice(1)) || '/projects';
   const open = route === '/login' || route.startsWith('/oidc-onboard');
@@ -94,9 +98,10 @@ async function render() {
     fill(main, loading());
     try {
       const content = await page(...m.slice(1));
+      if (turn !== renders) return;
       fill(main, content);
     } catch (error) {
-      if (error.status === 401) return;
+      if (turn !== renders || error.status === 401) return;
       fill(main, h('h1', {}, 'Something went wrong'), errorBox(error));
     }
     const title = main.querySelector('h1');

@@ -311,6 +311,28 @@ try {
   await admin.getByLabel('Prevent vulnerable images from being pulled').uncheck();
   await clickForToast(admin, admin.getByRole('button', { name: 'Save security settings' }), 'Saved the security settings');
 
+  begin('the page shown is the last one asked for, though an earlier page answers after it');
+  // The project's answer is held until the registries page is up; when it comes, the project page
+  // it belonged to must not replace the registries page.
+  let answerProject;
+  const projectHeld = new Promise((resolve) => { answerProject = resolve; });
+  const isProject = (url) => url.pathname === '/api/v2.0/projects/team';
+  await admin.route(isProject, async (route) => { await projectHeld; await route.continue(); });
+  const projectAsked = admin.waitForRequest((request) => isProject(new URL(request.url())));
+  await admin.goto(`${base}/#/projects/team`);
+  await projectAsked;
+  await admin.goto(`${base}/#/registries`);
+  await admin.getByText('No registry yet').waitFor();
+  // The project page asks for its repositories once it has the project, in the same turn in which
+  // it hands its content to the router; one round trip into the page later the router has decided.
+  const tabAsked = admin.waitForRequest((request) => new URL(request.url()).pathname === '/api/v2.0/projects/team/repositories');
+  answerProject();
+  await tabAsked;
+  await admin.evaluate(() => new Promise((resolve) => { setTimeout(resolve, 0); }));
+  await admin.unroute(isProject);
+  assert.ok(await admin.getByText('No registry yet').isVisible(), 'the registries page stays');
+  assert.equal(await admin.locator('main h1').textContent(), 'Registries');
+
   begin('registries: another registry (this one, through its token service) added after a connection test');
   await admin.goto(`${base}/#/registries`);
   await admin.getByText('No registry yet').waitFor();
@@ -570,6 +592,8 @@ try {
   for (const [i, page] of pages.entries()) {
     await page.screenshot({ path: `${shots}/failure-${i}.png`, fullPage: true }).catch(() => {});
     console.error(`page ${i} at ${page.url()}`);
+    const shown = await page.locator('#main').innerText({ timeout: 1000 }).catch(() => '(unreadable)');
+    console.error(`  shows: ${shown.replace(/\s+/g, ' ').slice(0, 600)}`);
   }
   console.error(error);
   if (problems.length) console.error(problems.join('\n'));
