@@ -7,6 +7,9 @@
 //! | `postgres://…` | `filesystem` | replicas on a shared filesystem (the data directory on NFS) |
 //! | empty | `s3` | one server, its blobs in a bucket |
 //!
+//! `[storage] cache_mib` puts a bounded copy of pulled blobs on the replica's own disk in front of
+//! either store (`cache_dir` should be local, not on the shared filesystem).
+//!
 //! With PostgreSQL, what every replica must share lives in the database too: the token signing
 //! key and its certificate. A store that does not answer at start is an error naming it (the
 //! server refuses to start); once running, outages are 503s and the stores recover on their own.
@@ -20,6 +23,7 @@ use registry_auth::{AccountStore, AuthError, TokenKey};
 use registry_object_store::ObjectBlobStore;
 use registry_postgres::{PgOptions, PgStore};
 use registry_redb::RedbStore;
+use registry_storage::blob::cache::CachedBlobStore;
 use registry_storage::{BlobStore, FsBlobStore, MetadataStore, Registry};
 
 use crate::config::{Config, StorageType};
@@ -56,6 +60,17 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Stores> {
             let describe = store.describe().to_owned();
             (Arc::new(store), describe)
         }
+    };
+    let (blobs, blobs_describe) = match config.storage.cache(&config.data_dir) {
+        Some((dir, bound)) => {
+            let cached = CachedBlobStore::open(blobs, &dir, bound)
+                .await
+                .with_context(|| format!("opening the [storage] blob cache in {}", dir.display()))?;
+            let describe =
+                format!("{blobs_describe}, pulled blobs cached in {} (up to {} MiB)", dir.display(), bound >> 20);
+            (Arc::new(cached) as Arc<dyn BlobStore>, describe)
+        }
+        None => (blobs, blobs_describe),
     };
     let (meta, accounts, database, meta_describe): (Arc<dyn MetadataStore>, Arc<dyn AccountStore>, _, String) =
         if config.database.url.is_empty() {

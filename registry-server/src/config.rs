@@ -56,6 +56,10 @@
 //! buffered_writes = false        # filesystem: write uploads through the page cache (a pull right
 //!                                # after a push reads from memory; about 0.5 CPU-s more per GiB)
 //! part_size_mib = 8              # s3: multipart part size (at least 5)
+//! cache_mib = 0                  # keep up to this many MiB of pulled blobs on local disk and serve
+//!                                # them from there (0: none), for replicas on s3 or on a shared
+//!                                # filesystem; verified copies, least recently read evicted first
+//! cache_dir = ""                 # where those copies live; default <data_dir>/blob-cache
 //!
 //! [portal]
 //! enabled = true                 # the web portal at / (sign in with the same accounts)
@@ -259,6 +263,10 @@ pub(crate) struct StorageConfig {
     pub(crate) buffered_writes: bool,
     /// Multipart part size in MiB (0: the default).
     pub(crate) part_size_mib: u64,
+    /// MiB of pulled blobs kept on local disk (0: no cache).
+    pub(crate) cache_mib: u64,
+    /// The local cache's directory (empty: `<data_dir>/blob-cache`).
+    pub(crate) cache_dir: PathBuf,
 }
 
 impl std::fmt::Debug for StorageConfig {
@@ -275,11 +283,23 @@ impl std::fmt::Debug for StorageConfig {
             .field("redirect", &self.redirect)
             .field("buffered_writes", &self.buffered_writes)
             .field("part_size_mib", &self.part_size_mib)
+            .field("cache_mib", &self.cache_mib)
+            .field("cache_dir", &self.cache_dir)
             .finish()
     }
 }
 
 impl StorageConfig {
+    /// Where pulled blobs are cached and the bound in bytes, when a cache is configured.
+    pub(crate) fn cache(&self, data_dir: &std::path::Path) -> Option<(PathBuf, u64)> {
+        if self.cache_mib == 0 {
+            return None;
+        }
+        let dir =
+            if self.cache_dir.as_os_str().is_empty() { data_dir.join("blob-cache") } else { self.cache_dir.clone() };
+        Some((dir, self.cache_mib.saturating_mul(1 << 20)))
+    }
+
     /// The object store's settings.
     pub(crate) fn s3(&self) -> registry_object_store::S3Config {
         let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
@@ -614,6 +634,13 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("s3cr3t"), "no secret in Debug: {shown}");
         assert!(Config::from_toml("[storage]\ntype = \"ftp\"\n").is_err());
+        let data = std::path::Path::new("/var/lib/registry");
+        assert_eq!(c.storage.cache(data), None, "no blob cache by default");
+        let cached = Config::from_toml("[storage]\ntype = \"s3\"\ncache_mib = 2048\n").expect("valid");
+        assert_eq!(cached.storage.cache(data), Some((data.join("blob-cache"), 2048 << 20)));
+        let elsewhere =
+            Config::from_toml("[storage]\ntype = \"s3\"\ncache_mib = 1\ncache_dir = \"/fast/cache\"\n").expect("valid");
+        assert_eq!(elsewhere.storage.cache(data), Some((PathBuf::from("/fast/cache"), 1 << 20)));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 mod cluster;
 
-use cluster::{Cluster, Options, PASSWORD, admin_token, push_until, try_push_blob};
+use cluster::{Cluster, Options, PASSWORD, admin_token, collect_garbage, push_until, try_push_blob};
 use registry_core::Digest;
 use reqwest::StatusCode;
 use testkit::*;
@@ -222,33 +222,7 @@ async fn garbage_collection_on_one_replica_during_pushes_through_the_others() {
     let mut runs = 0;
     let mut collected = 0;
     while runs < 6 {
-        let resp = c
-            .post(format!("{}/api/v2.0/system/gc/schedule", cluster.replica(0)))
-            .basic_auth("admin", Some(PASSWORD))
-            .json(
-                &serde_json::json!({"schedule": {"type": "Manual"}, "parameters": {"delete_untagged": runs % 2 == 1}}),
-            )
-            .send()
-            .await
-            .expect("start gc");
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        let id = resp.json::<serde_json::Value>().await.expect("json")["id"].as_u64().expect("id");
-        let finished = loop {
-            let run: serde_json::Value = c
-                .get(format!("{}/api/v2.0/system/gc/{id}", cluster.replica(0)))
-                .basic_auth("admin", Some(PASSWORD))
-                .send()
-                .await
-                .expect("gc status")
-                .json()
-                .await
-                .expect("json");
-            match run["job_status"].as_str().or(run["status"].as_str()) {
-                Some("Pending" | "Running") => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-                Some("Success") => break run,
-                other => panic!("gc run {id}: {other:?}: {run}"),
-            }
-        };
+        let finished = collect_garbage(&cluster.replica(0), runs % 2 == 1).await;
         let report = &finished["report"];
         collected += report["links_removed"].as_u64().unwrap_or(0) + report["blobs_deleted"].as_u64().unwrap_or(0);
         runs += 1;
@@ -768,5 +742,69 @@ async fn charts_pushed_through_the_proxy_are_read_on_every_replica() {
             .expect("tgz");
         assert_eq!(tgz.bytes().await.expect("bytes").as_ref(), &chart[..], "replica {i}");
     }
+    cluster.stop().await;
+}
+
+/// One figure of a replica's blob cache at `/metrics` (`hits`, `misses`, `entries`).
+async fn blob_cache(c: &reqwest::Client, base: &str, figure: &str) -> u64 {
+    let text = c.get(format!("{base}/metrics")).send().await.expect("scrape").text().await.expect("text");
+    let name = format!("registry_cache_{figure}{{cache=\"blob_files\"}} ");
+    let line = text.lines().find(|l| l.starts_with(&name)).unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+    line[name.len()..].trim().parse::<f64>().expect("a number") as u64
+}
+
+/// Replicas with a blob cache: a layer pushed through one replica and pulled twice through
+/// another is read from the bucket once, then from that replica's verified copy; a range passes
+/// through; once the layer is deleted and collected, the copy the replica still holds is not
+/// served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulled_blobs_are_served_from_a_replicas_copy_until_collected() {
+    let cluster = Cluster::start(Options { replicas: 2, cache_mib: 64, gc_grace_secs: 0, ..Options::default() }).await;
+    let c = client();
+    let (pusher, puller) = (cluster.replica(0), cluster.replica(1));
+    let layer = bytes(3 * MIB + 7, 5);
+    let digest = Digest::sha256_of(&layer);
+    let t0 = admin_token(&pusher, &["repository:library/cached:pull,push,delete"]).await;
+    let manifest = push_layer_image(&c, &pusher, "library/cached", "v1", &layer, Some(&t0)).await;
+    let t1 = admin_token(&puller, &["repository:library/cached:pull"]).await;
+    let blob = format!("{puller}/v2/library/cached/blobs/{digest}");
+    let pull = || async {
+        let got = c.get(&blob).bearer_auth(&t1).send().await.expect("pull");
+        assert_eq!(got.status(), StatusCode::OK);
+        assert!(got.bytes().await.expect("bytes").as_ref() == layer.as_slice(), "the layer whole");
+    };
+
+    pull().await;
+    assert_eq!(blob_cache(&c, &puller, "misses").await, 1, "the first pull reads the bucket");
+    // The copy is written beside the pull and kept once its bytes hash to the digest.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while blob_cache(&c, &puller, "entries").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the pulled layer was never kept");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    pull().await;
+    assert_eq!(blob_cache(&c, &puller, "hits").await, 1, "the second pull reads the copy");
+    assert_eq!(blob_cache(&c, &puller, "misses").await, 1);
+    let part = c.get(&blob).bearer_auth(&t1).header("range", "bytes=1048576-1048675").send().await.expect("range");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(part.bytes().await.expect("bytes").as_ref() == &layer[MIB..MIB + 100], "the range from the copy");
+    assert_eq!(blob_cache(&c, &pusher, "entries").await, 0, "the pushing replica copies only what it serves");
+
+    // Deleted and collected through the other replica: the copy is still on this replica's disk,
+    // and a pull is refused as the registry no longer has the layer.
+    let manifest_digest = Digest::sha256_of(manifest.as_bytes());
+    let deleted = c
+        .delete(format!("{pusher}/v2/library/cached/manifests/{manifest_digest}"))
+        .bearer_auth(&t0)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    let report = collect_garbage(&pusher, false).await;
+    assert!(report["report"]["blobs_deleted"].as_u64().unwrap_or(0) >= 2, "the layer and config collected: {report}");
+    assert_eq!(blob_cache(&c, &puller, "entries").await, 1);
+    let gone = c.get(&blob).bearer_auth(&t1).send().await.expect("pull");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_eq!(gone.json::<serde_json::Value>().await.expect("json")["errors"][0]["code"], "BLOB_UNKNOWN");
     cluster.stop().await;
 }

@@ -11,7 +11,8 @@
 //! overlapped with the store's writes) and publishes only verified content. Implementations:
 //! [`MemoryBlobStore`](memory::MemoryBlobStore) and [`FsBlobStore`](fs::FsBlobStore) here; object
 //! storage (`registry-object-store`: append = multipart parts, publish = complete + copy) in its
-//! crate.
+//! crate. [`CachedBlobStore`](cache::CachedBlobStore) wraps any of them with a bounded copy of the
+//! pulled blobs on local disk (replicas on object storage).
 //!
 //! # Upload state
 //!
@@ -32,6 +33,7 @@ use registry_core::Digest;
 
 use crate::error::{Error, Result};
 
+pub mod cache;
 pub mod fs;
 pub mod memory;
 
@@ -154,6 +156,12 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn download_url(&self, digest: &Digest) -> Result<Option<String>> {
         let _ = digest;
         Ok(None)
+    }
+
+    /// The figures of the caches the store keeps (a local copy of a remote store's blobs), for
+    /// metrics; none by default.
+    fn cache_stats(&self) -> Vec<registry_core::cache_stats::CacheStats> {
+        Vec::new()
     }
 
     /// A published blob's size and modification time, or `None`.

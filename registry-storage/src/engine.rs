@@ -217,7 +217,8 @@ impl Registry {
         self.batched.record(event);
     }
 
-    /// The hits and misses of the engine's manifest cache and the metadata store's caches.
+    /// The hits and misses of the engine's manifest cache, the metadata store's caches and the blob
+    /// store's.
     pub fn cache_stats(&self) -> Vec<crate::meta::cache::CacheStats> {
         let cache = &self.manifest_bytes;
         let mut stats = vec![crate::meta::cache::CacheStats::weighed(
@@ -228,6 +229,7 @@ impl Registry {
             cache.weight(),
         )];
         stats.extend(self.meta.cache_stats());
+        stats.extend(self.blobs.cache_stats());
         stats
     }
 
@@ -588,9 +590,10 @@ impl Registry {
     /// Where the client may fetch a blob of the repository directly (a presigned URL), when the
     /// blob store redirects downloads.
     pub async fn blob_redirect(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<String>> {
-        let Some(url) = self.blobs.download_url(digest).await? else { return Ok(None) };
+        // The repository's link first: a store may act on the request (the blob cache starts a
+        // copy), and only for a blob the caller may read.
         self.stat_blob(repository, digest).await?;
-        Ok(Some(url))
+        self.blobs.download_url(digest).await
     }
 
     /// Removes a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`). The bytes stay until

@@ -37,7 +37,7 @@ impl Distribution {
     /// Distribution with the `auth:` section `auth` makes (given its work directory).
     pub async fn start(auth: impl FnOnce(&std::path::Path) -> String) -> Distribution {
         let work = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let port = crate::unused_port();
         let config = work.path().join("config.yml");
         std::fs::write(
             &config,

@@ -152,7 +152,7 @@ impl Slapd {
             .await
             .expect("slapadd runs (apt-get install -y slapd)");
         assert!(added.status.success(), "slapadd: {}", String::from_utf8_lossy(&added.stderr));
-        let free = || std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let free = crate::unused_port;
         let url = format!("ldap://127.0.0.1:{}", free());
         let ldaps_url = tls.then(|| format!("ldaps://127.0.0.1:{}", free()));
         let listen = match &ldaps_url {

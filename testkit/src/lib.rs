@@ -36,6 +36,26 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A loopback port nothing listens on, for a server that must be told its port before it starts
+/// (Garage, nginx, slapd, PostgreSQL, distribution...). Chosen below the kernel's ephemeral range
+/// (`ip_local_port_range` starts at 32768): a port the kernel hands out for `:0` is also what it
+/// gives the next outgoing connection, which may take it between this call and the server's bind
+/// (Garage then dies with "address in use"). Below the range only another explicit choice can
+/// take it, and picks are spread at random over 17,000 ports.
+pub fn unused_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    static PICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    loop {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(PICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        hasher.write_u32(std::process::id());
+        let port = 15_000 + (hasher.finish() % 17_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Asserts status and the spec's error code in a JSON error body.
 pub async fn assert_error(resp: Response, status: StatusCode, code: &str) {
     assert_eq!(resp.status(), status, "status");

@@ -21,7 +21,7 @@ impl OidcProvider {
         let node_path = std::env::var("REGISTRY_TEST_NODE_PATH").unwrap_or_else(|_| {
             panic!("REGISTRY_TEST_NODE_PATH is not set: run scripts/test.sh, which installs oidc-provider")
         });
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let port = crate::unused_port();
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc/provider.mjs");
         let mut command = tokio::process::Command::new("node");
         command

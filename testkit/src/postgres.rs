@@ -35,7 +35,7 @@ impl PrivatePostgres {
     }
 
     async fn start_with(tls: Option<(&str, &str)>) -> PrivatePostgres {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let port = crate::unused_port();
         let dir = std::env::temp_dir().join(format!("registry-pg-{port}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("data dir");

@@ -11,13 +11,9 @@ pub struct Proxy {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// A port for the proxy, chosen before the replicas start (their token realm names it).
 pub fn reserve_port() -> u16 {
-    free_port()
+    crate::unused_port()
 }
 
 impl Proxy {

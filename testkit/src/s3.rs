@@ -55,10 +55,6 @@ fn tool(env: &str, default: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// The environment an S3 client of these servers needs (and nothing the machine's own AWS
 /// settings could add).
 pub fn client_env(server: &S3Server) -> Vec<(&'static str, String)> {
@@ -81,8 +77,8 @@ impl S3Server {
             secret_access_key: SECRET.into(),
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
-            port: free_port(),
-            rpc_port: free_port(),
+            port: crate::unused_port(),
+            rpc_port: crate::unused_port(),
         };
         server.endpoint = format!("http://127.0.0.1:{}", server.port);
         let config = format!(
@@ -119,7 +115,7 @@ impl S3Server {
             secret_access_key: "testing-secret".into(),
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
-            port: free_port(),
+            port: crate::unused_port(),
             rpc_port: 0,
         };
         server.endpoint = format!("http://127.0.0.1:{}", server.port);
@@ -145,7 +141,7 @@ impl S3Server {
             secret_access_key: SECRET.into(),
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
-            port: free_port(),
+            port: crate::unused_port(),
             rpc_port: 0,
         };
         server.endpoint = format!("http://127.0.0.1:{}", server.port);

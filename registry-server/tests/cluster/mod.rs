@@ -28,6 +28,8 @@ pub struct Options {
     pub faults: bool,
     /// `[database] idle_transaction_timeout_secs` of every replica.
     pub idle_transaction_secs: u64,
+    /// `[storage] cache_mib` of every replica (0: no blob cache).
+    pub cache_mib: u64,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             redirect: false,
             faults: false,
             idle_transaction_secs: 15,
+            cache_mib: 0,
         }
     }
 }
@@ -104,8 +107,8 @@ impl Cluster {
                      [auth]\nrealm = \"http://127.0.0.1:{proxy_port}/auth/token\"\n\
                      [database]\nurl = {db:?}\npool_size = 8\nidle_transaction_timeout_secs = {idle}\n\
                      [storage]\ntype = \"s3\"\nbucket = {bucket:?}\nendpoint = {endpoint:?}\nregion = {region:?}\n\
-                     path_style = true\nredirect = {redirect}\npart_size_mib = 5\n\
-                     [gc]\ninterval_secs = 0\ngrace_secs = {grace}\n",
+                     path_style = true\nredirect = {redirect}\npart_size_mib = 5\ncache_mib = {cache}\n\
+                     [gc]\ninterval_secs = 0\ngrace_secs = {grace}\n[metrics]\nenabled = true\n",
                     data = dir.path().join("data"),
                     db = db_url,
                     bucket = s3.bucket,
@@ -114,6 +117,7 @@ impl Cluster {
                     redirect = options.redirect,
                     idle = options.idle_transaction_secs,
                     grace = options.gc_grace_secs,
+                    cache = options.cache_mib,
                 ),
             )
             .expect("write config");
@@ -180,6 +184,36 @@ async fn start_replica(config: std::path::PathBuf, s3: &S3Server) -> Server {
     let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     envs.push(("REGISTRY_ADMIN_PASSWORD", PASSWORD));
     Server::start(BIN, &["--config", config.to_str().expect("utf8")], &envs).await
+}
+
+/// Runs garbage collection through `base` as the admin and waits for it; the finished run.
+pub async fn collect_garbage(base: &str, delete_untagged: bool) -> serde_json::Value {
+    let c = testkit::client();
+    let resp = c
+        .post(format!("{base}/api/v2.0/system/gc/schedule"))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&serde_json::json!({"schedule": {"type": "Manual"}, "parameters": {"delete_untagged": delete_untagged}}))
+        .send()
+        .await
+        .expect("start gc");
+    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+    let id = resp.json::<serde_json::Value>().await.expect("json")["id"].as_u64().expect("id");
+    loop {
+        let run: serde_json::Value = c
+            .get(format!("{base}/api/v2.0/system/gc/{id}"))
+            .basic_auth("admin", Some(PASSWORD))
+            .send()
+            .await
+            .expect("gc status")
+            .json()
+            .await
+            .expect("json");
+        match run["job_status"].as_str().or(run["status"].as_str()) {
+            Some("Pending" | "Running") => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            Some("Success") => return run,
+            other => panic!("gc run {id}: {other:?}: {run}"),
+        }
+    }
 }
 
 /// A token from the cluster's token service (any replica: they share the signing key).

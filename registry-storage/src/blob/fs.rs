@@ -97,7 +97,8 @@ impl FsBlobStore {
         &self.root
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
+    /// Where a published blob's file is (also for the blob cache, which keeps this layout).
+    pub(super) fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
     }
@@ -113,7 +114,7 @@ impl FsBlobStore {
 }
 
 /// Moves `from` to `to` atomically, creating `to`'s directory, and makes the entry durable.
-fn publish_file(from: &Path, to: &Path) -> io::Result<()> {
+pub(super) fn publish_file(from: &Path, to: &Path) -> io::Result<()> {
     let dir = to.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
     // `blobs/<algorithm>/<xx>/` may be new, and so may `blobs/<algorithm>/`: each name durable.
     create_dirs(dir)?;

@@ -20,12 +20,21 @@ pub struct MemoryBlobStore {
     uploads: Mutex<HashMap<UploadId, BytesMut>>,
     /// When each blob or upload was last written.
     modified: Mutex<HashMap<String, u64>>,
+    /// Where blobs are said to be downloadable from (`<prefix><digest>`), as a redirecting store.
+    download_prefix: Option<String>,
 }
 
 impl MemoryBlobStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Answers [`BlobStore::download_url`] with `<prefix><digest>` for the blobs it holds, as an
+    /// object store configured to redirect does (for tests of what redirects change).
+    pub fn with_download_urls(mut self, prefix: &str) -> Self {
+        self.download_prefix = Some(prefix.to_owned());
+        self
     }
 
     /// Number of published blobs (for tests).
@@ -117,6 +126,11 @@ impl BlobStore for MemoryBlobStore {
         lock(&self.uploads).insert(id.clone(), BytesMut::new());
         self.touch(id.to_string());
         Ok(Vec::new())
+    }
+
+    async fn download_url(&self, digest: &Digest) -> Result<Option<String>> {
+        let held = lock(&self.blobs).contains_key(digest);
+        Ok(self.download_prefix.as_ref().filter(|_| held).map(|prefix| format!("{prefix}{digest}")))
     }
 
     async fn blob_info(&self, digest: &Digest) -> Result<Option<StoredObject<Digest>>> {

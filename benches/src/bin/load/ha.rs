@@ -1,8 +1,10 @@
 //! The replicated shape: the same workloads through nginx (round-robin) against 1 and 3 replicas
 //! of ours on PostgreSQL + Garage, and 1 and 3 replicas of distribution 2.8 on the same Garage,
 //! in one run, streaming; then three of each answering blob downloads with presigned URLs
-//! (`[storage] redirect = true`, distribution's default `redirect`). Each shape gets a fresh bucket (Garage deduplicates blocks: every push is of new
-//! data anyway). Beside each rate, the CPU the registry processes spent per unit of work (their
+//! (`[storage] redirect = true`, distribution's default `redirect`); last, three of ours keeping a
+//! copy of what they serve on local disk (`[storage] cache_mib`), whose second pull of a blob is
+//! measured after every replica has served it once. Each shape gets a fresh bucket (Garage
+//! deduplicates blocks: every push is of new data anyway). Beside each rate, the CPU the registry processes spent per unit of work (their
 //! `utime + stime` from `/proc`), which shows what a second and third replica would add on a
 //! machine with the cores to give them: this one has 2, shared with the client, nginx and Garage.
 //!
@@ -28,11 +30,14 @@ use super::{
 /// A shape under test: the processes behind the proxy.
 struct Shape {
     name: String,
+    /// Each replica keeps a copy of what it serves (`[storage] cache_mib`).
+    cached: bool,
     proxy: Proxy,
     pids: Vec<u32>,
     /// The processes (kept alive with the shape).
     _children: Vec<Child>,
-    _servers: Vec<Server>,
+    /// Our replicas, each with its own address (none for distribution's, kept in `_children`).
+    servers: Vec<Server>,
 }
 
 impl Shape {
@@ -61,27 +66,55 @@ pub(super) fn stores_config(db: &TestDatabase, s3: &S3Server) -> String {
     )
 }
 
-/// `redirect`: blob downloads answered with a presigned URL (`[storage] redirect = true`).
+/// `redirect`: blob downloads answered with a presigned URL (`[storage] redirect = true`);
+/// `cached`: each replica keeps up to 4 GiB of pulled blobs on its disk (`[storage] cache_mib`).
 async fn ours(
     binary: &Path,
     work: &Path,
-    replicas: usize,
-    redirect: bool,
+    (replicas, redirect, cached): (usize, bool, bool),
     s3: &S3Server,
     db: &TestDatabase,
 ) -> anyhow::Result<Shape> {
     let mut servers = Vec::new();
     for i in 0..replicas {
-        let dir = work.join(format!("ours-{replicas}-{redirect}-{i}"));
+        let dir = work.join(format!("ours-{replicas}-{redirect}-{cached}-{i}"));
         std::fs::create_dir_all(&dir)?;
-        let extra = format!("{}redirect = {redirect}\n", stores_config(db, s3));
+        let cache = if cached { 4096 } else { 0 };
+        let extra =
+            format!("{}redirect = {redirect}\ncache_mib = {cache}\n[metrics]\nenabled = true\n", stores_config(db, s3));
         servers.push(start_ours(binary, &dir, false, &extra).await?);
     }
     let upstreams: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
     let pids = servers.iter().filter_map(Server::pid).collect();
     let proxy = Proxy::start(reserve_port(), &upstreams).await;
-    let name = format!("ours x{replicas}{}", if redirect { " redirect" } else { "" });
-    Ok(Shape { name, proxy, pids, _children: Vec::new(), _servers: servers })
+    let name =
+        format!("ours x{replicas}{}{}", if redirect { " redirect" } else { "" }, if cached { " cached" } else { "" });
+    Ok(Shape { name, cached, proxy, pids, _children: Vec::new(), servers })
+}
+
+/// Pulls `digest` from every replica directly, each time waiting until the replica has kept its
+/// copy (its `/metrics` counts `copies` blobs), so that the next pull through the proxy finds a
+/// copy wherever it lands.
+async fn warm(shape: &Shape, repo: &str, digest: &Digest, copies: u64) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for server in &shape.servers {
+        pull(server, repo, digest).await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let text = client.get(format!("http://{}/metrics", server.addr)).send().await?.text().await?;
+            let held = text
+                .lines()
+                .find_map(|l| l.strip_prefix("registry_cache_entries{cache=\"blob_files\"} "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0) as u64;
+            if held >= copies {
+                break;
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "{} kept no copy of {digest}", server.addr);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
 }
 
 /// `redirect`: distribution's own default (`storage.redirect.disable: false`).
@@ -122,7 +155,8 @@ async fn distribution(work: &Path, replicas: usize, redirect: bool, s3: &S3Serve
     let pids = children.iter().filter_map(Child::id).collect();
     let proxy = Proxy::start(reserve_port(), &upstreams).await;
     let name = format!("distribution x{replicas}{}", if redirect { " redirect" } else { "" });
-    Ok(Shape { name, proxy, pids, _children: children, _servers: Vec::new() })
+    let cached = false;
+    Ok(Shape { name, cached, proxy, pids, _children: children, servers: Vec::new() })
 }
 
 /// One shape's figures, one entry per run.
@@ -132,6 +166,8 @@ struct Figures {
     push_cpu: Vec<f64>,
     pull: Vec<f64>,
     pull_cpu: Vec<f64>,
+    again: Vec<f64>,
+    again_cpu: Vec<f64>,
     range: Vec<f64>,
     manifest: Vec<f64>,
     p99: Vec<f64>,
@@ -153,6 +189,12 @@ async fn measure(shape: &Shape, runs: usize, seed: u64) -> anyhow::Result<Figure
         let before = shape.cpu();
         f.pull.push(pull(&target, &repo, &digest).await?);
         f.pull_cpu.push(shape.cpu() - before);
+        if shape.cached {
+            warm(shape, &repo, &digest, run as u64 + 1).await?;
+        }
+        let before = shape.cpu();
+        f.again.push(pull(&target, &repo, &digest).await?);
+        f.again_cpu.push(shape.cpu() - before);
         f.range.push(range_p50(&target, &repo, &digest, GIB).await? / 1000.0);
         let before = shape.cpu();
         let (rps, p99) = manifest_load(&target, "load/small", 64, Duration::from_secs(10)).await?;
@@ -161,8 +203,16 @@ async fn measure(shape: &Shape, runs: usize, seed: u64) -> anyhow::Result<Figure
         f.p99.push(p99);
         f.manifest_cpu.push(cpu * 1e6 / (rps * 10.0));
         eprintln!(
-            "  {} run {run}: push {:.0} MB/s ({:.1} CPU s), pull {:.0} MB/s ({:.1} CPU s), range p50 {:.2} ms, manifest {rps:.0}/s p99 {p99:.1} ms ({:.0} CPU µs/req)",
-            shape.name, f.push[run], f.push_cpu[run], f.pull[run], f.pull_cpu[run], f.range[run], f.manifest_cpu[run]
+            "  {} run {run}: push {:.0} MB/s ({:.1} CPU s), pull {:.0} MB/s ({:.1} CPU s), again {:.0} MB/s ({:.1} CPU s), range p50 {:.2} ms, manifest {rps:.0}/s p99 {p99:.1} ms ({:.0} CPU µs/req)",
+            shape.name,
+            f.push[run],
+            f.push_cpu[run],
+            f.pull[run],
+            f.pull_cpu[run],
+            f.again[run],
+            f.again_cpu[run],
+            f.range[run],
+            f.manifest_cpu[run]
         );
     }
     Ok(f)
@@ -173,19 +223,21 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
     let work = tempfile::Builder::new().prefix("registry-load-ha-").tempdir_in(std::env::temp_dir())?;
     let mut results: Vec<(String, Figures)> = Vec::new();
     // Streaming first (the defaults), then blob downloads redirected to presigned URLs.
-    let shapes: [(&str, usize, bool); 6] = [
-        ("ours", 1, false),
-        ("ours", 3, false),
-        ("distribution", 1, false),
-        ("distribution", 3, false),
-        ("ours", 3, true),
-        ("distribution", 3, true),
+    // Last, three of ours each keeping a copy of what it serves on its disk.
+    let shapes: [(&str, usize, bool, bool); 7] = [
+        ("ours", 1, false, false),
+        ("ours", 3, false, false),
+        ("distribution", 1, false, false),
+        ("distribution", 3, false, false),
+        ("ours", 3, true, false),
+        ("distribution", 3, true, false),
+        ("ours", 3, false, true),
     ];
-    for (i, (kind, replicas, redirect)) in shapes.into_iter().enumerate() {
+    for (i, (kind, replicas, redirect, cached)) in shapes.into_iter().enumerate() {
         let s3 = S3Server::garage().await;
         let db = TestDatabase::create().await;
         let shape = if kind == "ours" {
-            ours(binary, work.path(), replicas, redirect, &s3, &db).await?
+            ours(binary, work.path(), (replicas, redirect, cached), &s3, &db).await?
         } else {
             distribution(work.path(), replicas, redirect, &s3).await?
         };
@@ -202,16 +254,18 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
     println!("on this machine (2 CPUs, shared by every process). Runs per figure: {runs}; median (min–max).\n");
     let names: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
     println!(
-        "| workload | unit | {} | ours x3 / distribution x3 | both redirecting | ours redirecting / distribution streaming |",
+        "| workload | unit | {} | ours x3 / distribution x3 | both redirecting | ours redirecting / distribution streaming | ours cached / distribution streaming | ours cached / distribution redirecting |",
         names.join(" | ")
     );
-    println!("|---|---|{}---|---|---|", "---|".repeat(names.len()));
+    println!("|---|---|{}---|---|---|---|---|", "---|".repeat(names.len()));
     type Pick = fn(&Figures) -> &Vec<f64>;
-    let rows: [(&str, &str, Pick, bool); 8] = [
+    let rows: [(&str, &str, Pick, bool); 10] = [
         ("1 GiB blob push (POST + PUT)", "MB/s", |f| &f.push, false),
         ("registry CPU for that push", "CPU s", |f| &f.push_cpu, true),
         ("1 GiB blob pull", "MB/s", |f| &f.pull, false),
         ("registry CPU for that pull", "CPU s", |f| &f.pull_cpu, true),
+        ("the same 1 GiB pulled again (cached: after each replica served it once)", "MB/s", |f| &f.again, false),
+        ("registry CPU for that pull", "CPU s", |f| &f.again_cpu, true),
         ("4 KiB Range GET, p50", "ms", |f| &f.range, true),
         ("manifest GET by tag, wrk 2 threads, 64 conns, 10 s", "req/s", |f| &f.manifest, false),
         ("manifest GET by tag, p99", "ms", |f| &f.p99, true),
@@ -230,11 +284,13 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
             }
         };
         println!(
-            "| {workload} | {unit} | {} | {} | {} | {} |",
+            "| {workload} | {unit} | {} | {} | {} | {} | {} | {} |",
             cells.join(" | "),
             ratio(1, 3),
             ratio(4, 5),
-            ratio(4, 3)
+            ratio(4, 3),
+            ratio(6, 3),
+            ratio(6, 5)
         );
     }
     Ok(())
