@@ -78,6 +78,10 @@ impl BlobStore for ObjectBlobStore {
         self.remove_upload(id, state).await
     }
 
+    fn redirects(&self) -> bool {
+        self.signer.is_some()
+    }
+
     async fn download_url(&self, digest: &Digest) -> Result<Option<String>> {
         self.presigned(digest).await
     }

@@ -150,6 +150,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// may find an upload without a session).
     async fn upload_delete(&self, id: &UploadId, state: Option<&[u8]>) -> Result<()>;
 
+    /// Whether [`BlobStore::download_url`] may answer with a URL at all (a store configured to
+    /// redirect downloads); `false` (the default) spares the caller its checks before asking.
+    fn redirects(&self) -> bool {
+        false
+    }
+
     /// A URL the client may download the published blob from directly (a presigned object-store
     /// URL), when the store offers one and is configured to; `None` (the default) to have the
     /// registry stream it.

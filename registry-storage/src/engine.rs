@@ -590,8 +590,12 @@ impl Registry {
     /// Where the client may fetch a blob of the repository directly (a presigned URL), when the
     /// blob store redirects downloads.
     pub async fn blob_redirect(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<String>> {
-        // The repository's link first: a store may act on the request (the blob cache starts a
-        // copy), and only for a blob the caller may read.
+        if !self.blobs.redirects() {
+            // Streamed: `read_blob` checks the repository's link (one look-up per GET).
+            return Ok(None);
+        }
+        // The link first: a store may act on the request (the blob cache starts a copy), and
+        // must only for a blob the caller may read.
         self.stat_blob(repository, digest).await?;
         self.blobs.download_url(digest).await
     }

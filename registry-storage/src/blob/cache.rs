@@ -510,6 +510,10 @@ impl BlobStore for CachedBlobStore {
         self.shared.remote.upload_delete(id, state).await
     }
 
+    fn redirects(&self) -> bool {
+        self.shared.remote.redirects()
+    }
+
     /// `None` for a blob held here (the local copy is nearer than the bucket); otherwise the
     /// shared store's URL, and a copy made in the background for the next pull.
     async fn download_url(&self, digest: &Digest) -> Result<Option<String>> {

@@ -128,6 +128,10 @@ impl BlobStore for MemoryBlobStore {
         Ok(Vec::new())
     }
 
+    fn redirects(&self) -> bool {
+        self.download_prefix.is_some()
+    }
+
     async fn download_url(&self, digest: &Digest) -> Result<Option<String>> {
         let held = lock(&self.blobs).contains_key(digest);
         Ok(self.download_prefix.as_ref().filter(|_| held).map(|prefix| format!("{prefix}{digest}")))
