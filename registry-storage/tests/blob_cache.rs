@@ -103,6 +103,7 @@ async fn the_least_recently_read_copies_go_to_keep_the_bound() {
     cache.settled().await;
     assert!(!cache.holds(&huge), "a blob larger than the bound is never copied");
     assert_eq!(cache.held(), (2, 80), "and takes nothing else's place");
+    assert_eq!(files_in(&dir.path().join("tmp")), 0, "what was written of it is gone");
 
     // Deleting through the cache deletes the copy too.
     assert!(cache.delete(&a).await.expect("delete"));

@@ -269,15 +269,17 @@ impl Shared {
                 Ok(Ok(size)) => size,
                 Ok(Err(reason)) => {
                     tracing::debug!(%digest, %reason, "the blob cache gave up a copy");
-                    let _ = std::fs::remove_file(&tmp);
                     None
                 }
                 Err(e) => {
                     tracing::warn!(%digest, error = %e, "the blob cache's writer failed");
-                    let _ = std::fs::remove_file(&tmp);
                     None
                 }
             };
+            if size.is_none() {
+                // What was written so far (a published copy has been renamed away).
+                let _ = tokio::fs::remove_file(&tmp).await;
+            }
             {
                 let mut index = shared.index();
                 index.filling.remove(&digest);
