@@ -666,7 +666,7 @@ async fn main() -> anyhow::Result<()> {
     );
     if std::env::args().nth(1).as_deref() == Some("ha") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(1);
-        return ha::run(&binary, runs).await;
+        return ha::run(&binary, runs, std::env::args().nth(3).as_deref()).await;
     }
     if std::env::args().nth(1).as_deref() == Some("events") {
         let runs = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(3);

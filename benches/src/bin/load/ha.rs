@@ -8,7 +8,8 @@
 //! `utime + stime` from `/proc`), which shows what a second and third replica would add on a
 //! machine with the cores to give them: this one has 2, shared with the client, nginx and Garage.
 //!
-//! `cargo build --release -p registry-server --bin registry && cargo run --release -p registry-benches --bin load -- ha [runs]`
+//! `cargo build --release -p registry-server --bin registry && cargo run --release -p registry-benches --bin load -- ha [runs] [shapes]`
+//! (`shapes`: names from the table, comma-separated, e.g. `"ours x3 cached,distribution x3"`)
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -218,8 +219,8 @@ async fn measure(shape: &Shape, runs: usize, seed: u64) -> anyhow::Result<Figure
     Ok(f)
 }
 
-/// Runs every shape and prints the table.
-pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
+/// Runs every shape (or those whose names `only` lists, comma-separated) and prints the table.
+pub(crate) async fn run(binary: &Path, runs: usize, only: Option<&str>) -> anyhow::Result<()> {
     let work = tempfile::Builder::new().prefix("registry-load-ha-").tempdir_in(std::env::temp_dir())?;
     let mut results: Vec<(String, Figures)> = Vec::new();
     // Streaming first (the defaults), then blob downloads redirected to presigned URLs.
@@ -234,6 +235,14 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
         ("ours", 3, false, true),
     ];
     for (i, (kind, replicas, redirect, cached)) in shapes.into_iter().enumerate() {
+        let name = format!(
+            "{kind} x{replicas}{}{}",
+            if redirect { " redirect" } else { "" },
+            if cached { " cached" } else { "" }
+        );
+        if only.is_some_and(|only| !only.split(',').any(|n| n.trim() == name)) {
+            continue;
+        }
         let s3 = S3Server::garage().await;
         let db = TestDatabase::create().await;
         let shape = if kind == "ours" {
@@ -273,8 +282,9 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
     ];
     for (workload, unit, pick, lower) in rows {
         let cells: Vec<String> = results.iter().map(|(_, f)| cell(pick(f))).collect();
-        let ratio = |a: usize, b: usize| {
-            let (ours, theirs) = (median_spread(pick(&results[a].1)).0, median_spread(pick(&results[b].1)).0);
+        let median = |name: &str| results.iter().find(|(n, _)| n == name).map(|(_, f)| median_spread(pick(f)).0);
+        let ratio = |a: &str, b: &str| {
+            let (ours, theirs) = (median(a).unwrap_or(0.0), median(b).unwrap_or(0.0));
             if ours <= 0.0 || theirs <= 0.0 {
                 "–".to_owned()
             } else if lower {
@@ -286,11 +296,11 @@ pub(crate) async fn run(binary: &Path, runs: usize) -> anyhow::Result<()> {
         println!(
             "| {workload} | {unit} | {} | {} | {} | {} | {} | {} |",
             cells.join(" | "),
-            ratio(1, 3),
-            ratio(4, 5),
-            ratio(4, 3),
-            ratio(6, 3),
-            ratio(6, 5)
+            ratio("ours x3", "distribution x3"),
+            ratio("ours x3 redirect", "distribution x3 redirect"),
+            ratio("ours x3 redirect", "distribution x3"),
+            ratio("ours x3 cached", "distribution x3"),
+            ratio("ours x3 cached", "distribution x3 redirect")
         );
     }
     Ok(())
