@@ -437,45 +437,51 @@ enum Offer {
 struct Tee {
     inner: ByteStream,
     copy: Option<Filler>,
-    /// A chunk waiting for the writers to catch up: the next chunk is read after it is taken.
-    waiting: Option<Pin<Box<dyn std::future::Future<Output = bool> + Send>>>,
+    /// A chunk the writers were too far behind to take: it goes to the client once they have
+    /// taken it (or given the copy up). Not after: the client may stop polling once it has the
+    /// blob's last byte, and a copy short of its last chunk would be lost.
+    waiting: Option<(Taking, Bytes)>,
 }
+
+/// The writers taking a chunk: `false` when they stalled or stopped.
+type Taking = Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
 
 impl Stream for Tee {
     type Item = std::result::Result<Bytes, io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(waiting) = &mut self.waiting {
-            let taken = std::task::ready!(waiting.as_mut().poll(cx));
-            self.waiting = None;
+        if let Some((taking, _)) = &mut self.waiting {
+            let taken = std::task::ready!(taking.as_mut().poll(cx));
             if !taken {
                 // Stalled or stopped: the copy is given up, and the writer, seeing the sender gone
                 // before the digest's last byte, keeps nothing.
                 self.copy = None;
             }
-        }
-        let item = self.inner.poll_next_unpin(cx);
-        match &item {
-            Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(copy) = &self.copy {
-                    match copy.offer(chunk.clone()) {
-                        Offer::Taken => {}
-                        Offer::Full(chunk) => {
-                            let copy = copy.clone();
-                            let stall = std::time::Duration::from_millis(copy.shared.stall_ms.load(Ordering::Relaxed));
-                            self.waiting = Some(Box::pin(async move {
-                                tokio::time::timeout(stall, copy.give(chunk)).await.unwrap_or(false)
-                            }));
-                        }
-                        Offer::Gone => self.copy = None,
-                    }
-                }
+            if let Some((_, chunk)) = self.waiting.take() {
+                return Poll::Ready(Some(Ok(chunk)));
             }
-            // The end: the writer checks what it got. A failure: what it got is short.
-            Poll::Ready(_) => self.copy = None,
-            Poll::Pending => {}
         }
-        item
+        let item = std::task::ready!(self.inner.poll_next_unpin(cx));
+        let Some(Ok(chunk)) = item else {
+            // The end: the writer checks what it got. A failure: what it got is short.
+            self.copy = None;
+            return Poll::Ready(item);
+        };
+        let Some(copy) = &self.copy else { return Poll::Ready(Some(Ok(chunk))) };
+        match copy.offer(chunk.clone()) {
+            Offer::Taken => Poll::Ready(Some(Ok(chunk))),
+            Offer::Gone => {
+                self.copy = None;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Offer::Full(copied) => {
+                let copy = copy.clone();
+                let stall = std::time::Duration::from_millis(copy.shared.stall_ms.load(Ordering::Relaxed));
+                let taking = async move { tokio::time::timeout(stall, copy.give(copied)).await.unwrap_or(false) };
+                self.waiting = Some((Box::pin(taking), chunk));
+                self.poll_next(cx)
+            }
+        }
     }
 }
 
@@ -629,19 +635,36 @@ mod tests {
         let remote = Arc::new(MemoryBlobStore::new());
         let digest = Digest::sha256_of(content);
         remote.put(&digest, content.clone()).await.expect("put");
-        let cache = CachedBlobStore::open(remote, dir.path(), 1 << 20).await.expect("open");
+        let cache = CachedBlobStore::open(remote, dir.path(), 1 << 30).await.expect("open");
         (dir, cache, digest)
     }
 
-    /// A pull of `content` in 50-byte chunks through a copy of it; the bytes the client got.
-    async fn pull_through(cache: &CachedBlobStore, digest: &Digest, content: &Bytes) -> Vec<u8> {
+    /// A pull of `content` in chunks of `chunk` bytes through a copy of it; the bytes the client
+    /// got. The client stops at the last byte, as an HTTP server does with a known length: it
+    /// never asks for the end of the stream.
+    async fn pull_through(cache: &CachedBlobStore, digest: &Digest, content: &Bytes, chunk: usize) -> Vec<u8> {
         let chunks: Vec<std::result::Result<Bytes, io::Error>> =
-            content.chunks(50).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+            content.chunks(chunk).map(|c| Ok(content.slice_ref(c))).collect();
         let copy = cache.shared.begin_fill(digest).expect("a copy begins");
         assert!(cache.shared.begin_fill(digest).is_none(), "one copy of a digest at a time");
-        let tee = Tee { inner: Box::pin(futures::stream::iter(chunks)), copy: Some(copy), waiting: None };
-        let got: Vec<Bytes> = futures::TryStreamExt::try_collect(tee).await.expect("the pull");
-        got.concat()
+        let mut tee = Tee { inner: Box::pin(futures::stream::iter(chunks)), copy: Some(copy), waiting: None };
+        let mut got = Vec::with_capacity(content.len());
+        while got.len() < content.len() {
+            got.extend_from_slice(&tee.next().await.expect("a chunk").expect("bytes"));
+        }
+        got
+    }
+
+    /// Chunks larger than the writers may be behind each wait until the writers have taken every
+    /// byte before them; the last one too, though the client stops at its last byte.
+    #[tokio::test]
+    async fn every_chunk_reaches_the_copy_before_the_client_even_the_last() {
+        let content = Bytes::from((0..2 * (BEHIND as usize + 1)).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        let (_dir, cache, digest) = store_with(&content).await;
+        let got = pull_through(&cache, &digest, &content, BEHIND as usize + 1).await;
+        assert!(got == content.as_ref(), "the client's bytes");
+        cache.settled().await;
+        assert!(cache.holds(&digest), "the copy has the last chunk too");
     }
 
     /// With the writers [`BEHIND`], a pull reads its next chunk only once they have caught up,
@@ -652,7 +675,7 @@ mod tests {
         let (_dir, cache, digest) = store_with(&content).await;
         // Other copies' bytes waiting: room for 60 bytes more, so the second chunk waits.
         cache.shared.behind.store(BEHIND - 60, Ordering::SeqCst);
-        assert_eq!(pull_through(&cache, &digest, &content).await, content);
+        assert_eq!(pull_through(&cache, &digest, &content, 50).await, content);
         cache.settled().await;
         assert!(cache.holds(&digest), "the copy was made");
         assert_eq!(cache.shared.behind.load(Ordering::SeqCst), BEHIND - 60, "what it held is given back");
@@ -668,7 +691,7 @@ mod tests {
         // thread, the writer, runs.)
         cache.set_stall(std::time::Duration::from_millis(50));
         cache.shared.behind.store(BEHIND, Ordering::SeqCst);
-        assert_eq!(pull_through(&cache, &digest, &content).await, content, "the client gets every byte");
+        assert_eq!(pull_through(&cache, &digest, &content, 50).await, content, "the client gets every byte");
         cache.settled().await;
         assert!(!cache.holds(&digest), "a copy given up is not kept");
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
