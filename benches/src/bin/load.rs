@@ -134,7 +134,9 @@ fn header(h: &http::HeaderMap, name: &str) -> String {
 }
 
 fn test_data(len: usize, seed: u64) -> Bytes {
-    let mut x = seed | 1;
+    // Spread first: `seed | 1` alone made seeds 2k and 2k+1 the same data (runs 0 and 1 of a
+    // shape pushed the same blob).
+    let mut x = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut v = Vec::with_capacity(len);
     while v.len() < len {
         x ^= x << 13;
@@ -202,7 +204,7 @@ async fn start_ours(binary: &Path, dir: &Path, auth: bool, extra_config: &str) -
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlog_level = \"warn,registry=info,registry_=warn\"\n[auth]\nenabled = {auth}\n{extra_config}",
+            "data_dir = {:?}\nlog_level = \"warn,registry=info,registry_=warn,registry_storage::blob::cache=debug\"\n[auth]\nenabled = {auth}\n{extra_config}",
             dir.join("ours-data")
         ),
     )?;

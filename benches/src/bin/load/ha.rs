@@ -94,8 +94,9 @@ async fn ours(
 }
 
 /// Pulls `digest` from every replica directly, each time waiting until the replica has kept its
-/// copy (its `/metrics` counts `copies` blobs), so that the next pull through the proxy finds a
-/// copy wherever it lands.
+/// copy (its `/metrics` counts `copies` GiB of copies: the 1 GiB blobs of the runs so far, beside
+/// which manifests are a few bytes), so that the next pull through the proxy finds a copy
+/// wherever it lands.
 async fn warm(shape: &Shape, repo: &str, digest: &Digest, copies: u64) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     for server in &shape.servers {
@@ -105,10 +106,10 @@ async fn warm(shape: &Shape, repo: &str, digest: &Digest, copies: u64) -> anyhow
             let text = client.get(format!("http://{}/metrics", server.addr)).send().await?.text().await?;
             let held = text
                 .lines()
-                .find_map(|l| l.strip_prefix("registry_cache_entries{cache=\"blob_files\"} "))
+                .find_map(|l| l.strip_prefix("registry_cache_bytes{cache=\"blob_files\"} "))
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .unwrap_or(0.0) as u64;
-            if held >= copies {
+            if held >= copies * GIB as u64 {
                 break;
             }
             anyhow::ensure!(std::time::Instant::now() < deadline, "{} kept no copy of {digest}", server.addr);
@@ -251,7 +252,14 @@ pub(crate) async fn run(binary: &Path, runs: usize, only: Option<&str>) -> anyho
             distribution(work.path(), replicas, redirect, &s3).await?
         };
         eprintln!("{}: behind nginx at {}", shape.name, shape.proxy.addr);
-        let figures = measure(&shape, runs, i as u64 + 1).await?;
+        let figures = match measure(&shape, runs, i as u64 + 1).await {
+            Ok(figures) => figures,
+            Err(e) => {
+                // The replicas' logs (and their blob caches) are what tells why.
+                let kept = work.keep();
+                return Err(e.context(format!("the replicas' directories are kept in {}", kept.display())));
+            }
+        };
         results.push((shape.name.clone(), figures));
         let Shape { proxy, .. } = shape;
         proxy.stop().await;
